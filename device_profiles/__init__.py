@@ -1,0 +1,70 @@
+"""Device profiles: one YAML file per board in ``boards/``, validated by :mod:`device_profiles.schema`.
+
+``load_profile(name_or_path)`` accepts a shipped profile name (``rpi5``) or the path
+to a user's own YAML file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import yaml
+from pydantic import ValidationError
+
+from device_profiles.schema import Accelerator, DeviceProfile
+from edge_runtime.errors import ConfigError
+
+BOARDS_DIR = Path(__file__).resolve().parent / "boards"
+__all__ = ["DeviceProfile", "Accelerator", "load_profile", "list_profiles", "profile_names", "BOARDS_DIR"]
+
+
+def profile_names() -> list[str]:
+    """Names of the shipped profiles, sorted."""
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.yaml"))
+
+
+def _format_validation_error(path: str, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid device profile"]
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        lines.append(f"  field '{loc}': {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_profile_file(path: Union[str, os.PathLike]) -> DeviceProfile:
+    """Read and validate one profile YAML file; raise :class:`ConfigError` naming file and field."""
+    p = os.fspath(path)
+    try:
+        with open(p, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such profile file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a profile file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a profile must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(p, exc)) from None
+
+
+def load_profile(name_or_path: Union[str, os.PathLike, DeviceProfile]) -> DeviceProfile:
+    """A shipped profile by name, or a user's YAML file by path."""
+    if isinstance(name_or_path, DeviceProfile):
+        return name_or_path
+    s = os.fspath(name_or_path)
+    if s.endswith((".yaml", ".yml")) or os.sep in s or os.path.exists(s):
+        return load_profile_file(s)
+    candidate = BOARDS_DIR / f"{s}.yaml"
+    if not candidate.exists():
+        raise ConfigError(f"unknown device profile '{s}'; known profiles: {', '.join(profile_names())}")
+    return load_profile_file(candidate)
+
+
+def list_profiles() -> list[DeviceProfile]:
+    """Every shipped profile, validated."""
+    return [load_profile_file(BOARDS_DIR / f"{n}.yaml") for n in profile_names()]

@@ -1,0 +1,1 @@
+"""Static arena planning: tensor lifetimes, offset planners, in-place aliasing, plan reports."""

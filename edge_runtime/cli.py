@@ -1,0 +1,25 @@
+"""The ``edge-runtime`` command (device side).
+
+Each subcommand lives in its own module under :mod:`edge_runtime.commands`; see
+:func:`edge_runtime.cli_support.run_cli`.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from edge_runtime.cli_support import run_cli
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``edge-runtime``."""
+    return run_cli(
+        prog="edge-runtime",
+        description="Run int8 models on a device: LiteRT, ONNX Runtime or the pure-numpy micro backend.",
+        package="edge_runtime.commands",
+        argv=argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Shared machinery for the ``edge-runtime`` and ``edge-convert`` commands.
+
+A subcommand is a module in a commands package that defines:
+
+- ``NAME`` (str) and ``HELP`` (one line),
+- ``add_arguments(parser)``,
+- ``run(args) -> int`` (the exit code).
+
+Errors derived from :class:`EdgeRuntimeError` print one line, ``error: ...``, and
+exit with the error's code; no traceback. ``EDGE_RUNTIME_DEBUG=1`` shows tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from typing import Optional, Sequence
+
+from edge_runtime.errors import EdgeRuntimeError
+
+
+def _discover(package: str) -> list:
+    pkg = importlib.import_module(package)
+    mods = []
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{package}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            mods.append(mod)
+    return mods
+
+
+def run_cli(prog: str, description: str, package: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Build the parser from ``package``'s command modules, parse ``argv`` and run the command."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = {}
+    for mod in sorted(_discover(package), key=lambda m: m.NAME):
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        commands[mod.NAME] = mod
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=f"{prog}: %(message)s", stream=sys.stderr)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(commands[args.command].run(args) or 0)
+    except EdgeRuntimeError as exc:
+        if os.environ.get("EDGE_RUNTIME_DEBUG"):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
