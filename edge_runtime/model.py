@@ -40,7 +40,8 @@ class TensorSpec:
         if not self.quantized:
             return np.asarray(x, dtype=self.dtype)
         info = np.iinfo(self.dtype)
-        q = np.round(np.asarray(x, dtype=np.float64) / self.scale) + self.zero_point
+        r = np.asarray(x, dtype=np.float64) / self.scale
+        q = np.sign(r) * np.floor(np.abs(r) + 0.5) + self.zero_point
         return np.clip(q, info.min, info.max).astype(self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:

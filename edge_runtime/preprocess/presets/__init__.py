@@ -1,0 +1,1 @@
+"""Built-in preprocessing presets (YAML); load with ``preprocess.load_config("kws")``."""
