@@ -1,0 +1,1 @@
+"""Shipped data for edge-convert demo: the digits CNN (float ONNX), calibration and sample inputs."""

@@ -1,0 +1,232 @@
+"""The converter's one graph form: an NHWC float graph of ops with float weights.
+
+Both importers (ONNX, TFLite) produce a :class:`Graph`; quantization and both
+writers consume it. Conventions, chosen to match TFLite so the TFLite writer is
+a direct mapping:
+
+- activations are NHWC (4-D) or ``[batch, features]`` (2-D); the batch is 1;
+- ``CONV_2D`` weights are ``[out, kh, kw, in]``; ``DEPTHWISE_CONV_2D`` weights are
+  ``[1, kh, kw, in * multiplier]``; ``FULLY_CONNECTED`` weights are ``[out, in]``;
+  biases are float ``[out]`` (always present: importers add zeros);
+- spatial ops carry explicit padding ``pads = (top, left, bottom, right)``;
+  :func:`padding_mode` tells whether those are TFLite's SAME or VALID;
+- ``act`` is the fused activation: ``NONE``, ``RELU``, ``RELU6`` or ``RELU_N1_TO_1``.
+
+Op kinds and their attributes:
+
+========================  ==============================================================
+``CONV_2D``               inputs (x, w, b); stride, dilation, pads, act
+``DEPTHWISE_CONV_2D``     inputs (x, w, b); stride, dilation, pads, act, multiplier
+``FULLY_CONNECTED``       inputs (x, w, b); act
+``AVERAGE_POOL_2D``       inputs (x,); kernel, stride, pads, act
+``MAX_POOL_2D``           inputs (x,); kernel, stride, pads, act
+``ADD``, ``MUL``          inputs (a, b); act
+``RELU``, ``RELU6``       inputs (x,)
+``RESHAPE``               inputs (x,); the output tensor's shape is the new shape
+``TRANSPOSE``             inputs (x,); perm
+``PAD``                   inputs (x,); pads as ((before, after), ...) per dimension
+``CONCATENATION``         inputs (x1, x2, ...); axis, act
+``SOFTMAX``               inputs (x,); beta
+``LOGISTIC``, ``TANH``    inputs (x,)
+========================  ==============================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+OP_KINDS = (
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+    "ADD", "MUL", "RELU", "RELU6", "RESHAPE", "TRANSPOSE", "PAD", "CONCATENATION",
+    "SOFTMAX", "LOGISTIC", "TANH",
+)
+#: Ops whose first input is the activation and whose inputs 1.. are constant weights/bias.
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+@dataclass
+class Tensor:
+    """A tensor: name, static shape, and float data for constants (``None`` for activations)."""
+
+    name: str
+    shape: tuple[int, ...]
+    data: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def is_constant(self) -> bool:
+        """True for weights and biases."""
+        return self.data is not None
+
+
+@dataclass
+class Op:
+    """One operation. ``name`` is the source node's name, kept for messages and reports."""
+
+    kind: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def act(self) -> str:
+        """The fused activation (``NONE`` when there is none)."""
+        return self.attrs.get("act", "NONE")
+
+
+@dataclass
+class Graph:
+    """A float model in NHWC form.
+
+    ``input_layouts`` records, per graph input, the layout the source model took
+    (``NCHW`` for ONNX image inputs), so writers and data loaders can accept data
+    the way the user's model did.
+    """
+
+    name: str
+    tensors: dict[str, Tensor]
+    ops: list[Op]
+    inputs: list[str]
+    outputs: list[str]
+    input_layouts: dict[str, str] = field(default_factory=dict)
+    source_format: str = ""
+
+    def tensor(self, name: str) -> Tensor:
+        """The tensor called ``name``."""
+        return self.tensors[name]
+
+    def producers(self) -> dict[str, Op]:
+        """Map tensor name -> op that writes it."""
+        return {o: op for op in self.ops for o in op.outputs}
+
+    def consumers(self) -> dict[str, list[Op]]:
+        """Map tensor name -> ops that read it."""
+        out: dict[str, list[Op]] = {}
+        for op in self.ops:
+            for i in op.inputs:
+                out.setdefault(i, []).append(op)
+        return out
+
+    def activations(self) -> list[str]:
+        """Non-constant tensors in execution order: graph inputs first, then op outputs."""
+        seen: list[str] = list(self.inputs)
+        for op in self.ops:
+            seen.extend(o for o in op.outputs if o not in seen)
+        return seen
+
+    def op_counts(self) -> dict[str, int]:
+        """How many ops of each kind."""
+        c: dict[str, int] = {}
+        for op in self.ops:
+            c[op.kind] = c.get(op.kind, 0) + 1
+        return c
+
+    def source_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of graph input ``name`` in the source model's layout."""
+        shape = self.tensors[name].shape
+        if self.input_layouts.get(name) == "NCHW" and len(shape) == 4:
+            n, h, w, c = shape
+            return (n, c, h, w)
+        return shape
+
+    def to_ir_layout(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Convert a batch of data for input ``name`` from the source layout to NHWC."""
+        if self.input_layouts.get(name) == "NCHW" and x.ndim == 4:
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return x
+
+
+def same_pads(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+              dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+    """TFLite's SAME padding ``(top, left, bottom, right)`` for an input of size ``in_hw``."""
+    pads = []
+    for i in range(2):
+        out = -(-in_hw[i] // stride[i])
+        eff_k = (kernel[i] - 1) * dilation[i] + 1
+        total = max((out - 1) * stride[i] + eff_k - in_hw[i], 0)
+        pads.append((total // 2, total - total // 2))
+    return (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
+
+
+def padding_mode(pads: tuple[int, int, int, int], in_hw: tuple[int, int], kernel: tuple[int, int],
+                 stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> Optional[str]:
+    """``'VALID'`` or ``'SAME'`` when ``pads`` equals one of them, else ``None``."""
+    if all(p == 0 for p in pads):
+        return "VALID"
+    if tuple(pads) == same_pads(in_hw, kernel, stride, dilation):
+        return "SAME"
+    return None
+
+
+def conv_out(size: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
+    """Output length of a convolution or pooling window along one axis."""
+    return (size + p0 + p1 - ((k - 1) * d + 1)) // s + 1
+
+
+def legalize(graph: Graph) -> Graph:
+    """Rewrite padding that TFLite cannot express as SAME/VALID into an explicit ``PAD`` op.
+
+    Applies to convolutions and to average pooling that counts padding (ONNX's
+    ``count_include_pad=1``, which equals zero padding followed by a VALID pool).
+    Both writers run the legalized graph, so they stay identical.
+    """
+    new_ops: list[Op] = []
+    for op in graph.ops:
+        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            x = graph.tensors[op.inputs[0]]
+            if op.kind in WEIGHTED:
+                w = graph.tensors[op.inputs[1]].data
+                kernel = (w.shape[1], w.shape[2])
+            else:
+                kernel = tuple(op.attrs["kernel"])
+            mode = padding_mode(op.attrs["pads"], x.shape[1:3], kernel, op.attrs["stride"],
+                                op.attrs.get("dilation", (1, 1)))
+            needs_pad = mode is None or (op.kind == "AVERAGE_POOL_2D" and mode == "SAME"
+                                         and op.attrs.get("count_include_pad", False))
+            if needs_pad:
+                if op.kind == "MAX_POOL_2D":
+                    from edge_runtime.errors import UnsupportedModelError
+
+                    raise UnsupportedModelError(
+                        f"MaxPool node '{op.name}': padding {op.attrs['pads']} is neither SAME nor VALID, "
+                        "which TFLite cannot express")
+                t, l, b, r = op.attrs["pads"]
+                padded = f"{op.inputs[0]}/pad_for/{op.name or len(new_ops)}"
+                n, h, w_, c = x.shape
+                graph.tensors[padded] = Tensor(padded, (n, h + t + b, w_ + l + r, c))
+                new_ops.append(Op("PAD", [op.inputs[0]], [padded],
+                                  {"pads": ((0, 0), (t, b), (l, r), (0, 0))}, name=f"{op.name}/pad"))
+                op.inputs = [padded] + op.inputs[1:]
+                op.attrs = dict(op.attrs, pads=(0, 0, 0, 0))
+        new_ops.append(op)
+    graph.ops = new_ops
+    return graph
+
+
+def fuse_activations(graph: Graph) -> Graph:
+    """Fold standalone RELU/RELU6 ops into the op before them when that op can carry a fused activation."""
+    fusable = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
+               "MAX_POOL_2D", "CONCATENATION")
+    changed = True
+    while changed:
+        changed = False
+        producers = graph.producers()
+        consumers = graph.consumers()
+        for op in list(graph.ops):
+            if op.kind not in ("RELU", "RELU6"):
+                continue
+            src = op.inputs[0]
+            prev = producers.get(src)
+            if (prev is None or prev.kind not in fusable or prev.act != "NONE"
+                    or len(consumers.get(src, [])) != 1 or src in graph.outputs):
+                continue
+            prev.attrs["act"] = op.kind
+            prev.outputs = [op.outputs[0]]
+            graph.ops.remove(op)
+            graph.tensors.pop(src, None)
+            changed = True
+            break
+    return graph

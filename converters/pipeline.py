@@ -1,0 +1,186 @@
+"""The converter's stable API: ``convert_model(...) -> ConversionResult``.
+
+One call imports a float ONNX or float/hybrid TFLite model, calibrates it, makes one set of
+quantization decisions, writes ``<name>_int8.tflite`` and ``<name>_int8.onnx``, sizes the result
+against a device profile and writes the quality report (``report.json``, ``report.md``,
+``report.png``). It never raises for a model that does not fit: ``result.fits`` says so, and the
+``edge-convert convert`` command turns that into exit code 2.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from converters.calibrate import calibrate, float_session
+from converters.calibration_data import CalibrationDataError, open_calibration
+from converters.ir import Graph
+from converters.quantize import plan_quantization
+from edge_runtime.errors import ConfigError, ModelFormatError
+
+FORMATS = ("tflite", "onnx")
+HeldOut = Union[None, str, "os.PathLike[str]", np.ndarray, tuple]
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert_model` produced."""
+
+    tflite_path: Optional[str]
+    onnx_path: Optional[str]
+    report_path: str
+    report: dict[str, Any]
+    fits: bool
+    graph: Optional[Graph] = field(default=None, repr=False)
+    plan: Any = field(default=None, repr=False)
+
+
+def import_model(path: "str | os.PathLike[str]") -> Graph:
+    """Read a .onnx or .tflite (recognised by content, not name) into the IR."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ModelFormatError(f"{p}: no such file")
+    if os.path.isdir(p):
+        raise ModelFormatError(f"{p}: is a directory, not a model file")
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if len(head) >= 8 and head[4:8] == b"TFL3":
+        from converters.importers.tflite import import_tflite
+
+        return import_tflite(p)
+    if p.lower().endswith(".tflite"):
+        raise ModelFormatError(f"{p}: not a TFLite model (no 'TFL3' identifier)")
+    from converters.importers.onnx import import_onnx
+
+    return import_onnx(p)
+
+
+def _held_out(held_out: HeldOut, shape: tuple[int, ...]) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    if held_out is None:
+        return None, None
+    y = None
+    if isinstance(held_out, tuple):
+        x, y = held_out[0], (held_out[1] if len(held_out) > 1 else None)
+    elif isinstance(held_out, np.ndarray):
+        x = held_out
+    else:
+        p = os.fspath(held_out)
+        if not os.path.isfile(p):
+            raise CalibrationDataError(f"{p}: held-out data not found")
+        if p.endswith(".npz"):
+            z = np.load(p, allow_pickle=False)
+            if "x" not in z:
+                raise CalibrationDataError(f"{p}: a held-out .npz needs an array 'x' (and optionally labels 'y')")
+            x, y = z["x"], (z["y"] if "y" in z else None)
+        else:
+            x = np.load(p, mmap_mode="r", allow_pickle=False)
+    x = np.asarray(x)
+    per = int(np.prod(shape))
+    if x.size % per or x.size == 0:
+        raise CalibrationDataError(f"held-out data of shape {x.shape} does not split into samples of shape {shape}")
+    x = x.reshape((-1,) + tuple(shape))
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x):
+            raise CalibrationDataError(f"held-out data has {len(x)} samples but {len(y)} labels")
+    return x, y
+
+
+def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out_dir: "str | os.PathLike[str]",
+                  formats: Sequence[str] = FORMATS, method: str = "auto", held_out: HeldOut = None,
+                  progress: bool = False, *, limit: Optional[int] = None, bin_scale: Optional[float] = None,
+                  bin_zero_point: int = 0, preprocessor: Optional[Callable[[str], np.ndarray]] = None,
+                  preprocess: Optional[str] = None,
+                  io_dtype: Optional[str] = None, report_samples: int = 32) -> ConversionResult:
+    """Convert ``model`` to int8 for ``profile`` using calibration data ``calib``; write into ``out_dir``.
+
+    ``profile``: a shipped profile name, a YAML path or a ``DeviceProfile``. ``calib``: see
+    :func:`converters.calibration_data.open_calibration`. ``method``: ``auto`` (MSE-optimal),
+    ``minmax``, ``percentile`` or ``mse``. ``held_out``: ``(x, y)``, ``x``, or a .npz with ``x``
+    (and ``y``) in the source model's input layout. ``io_dtype`` overrides the profile's.
+    ``preprocess``: an :mod:`edge_runtime.preprocess` preset or YAML turning .wav/image calibration
+    files into inputs (or pass your own ``preprocessor`` callable).
+    """
+    from device_profiles import load_profile
+
+    from converters.fit import fit_model
+    from converters.report import OnnxRunner, TFLiteRunner, evaluate_held_out, layer_sqnr, write_report
+
+    formats = tuple(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"unknown output format(s) {bad or formats}; choose from {', '.join(FORMATS)}")
+    prof = load_profile(profile)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    graph = import_model(model)
+    if len(graph.inputs) != 1:
+        raise ConfigError(f"{model}: models with {len(graph.inputs)} inputs are not supported (one input only)")
+    in_name = graph.inputs[0]
+    src_shape = graph.source_shape(in_name)
+    if preprocess is not None and preprocessor is None:
+        from converters.calibration_data import preprocessor_from_config
+
+        preprocessor = preprocessor_from_config(preprocess, in_name, src_shape)
+    data = open_calibration(calib, src_shape, in_name, limit=limit, bin_scale=bin_scale,
+                            bin_zero_point=bin_zero_point, preprocessor=preprocessor)
+    timings["import_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    sess = float_session(graph)
+    ranges = calibrate(graph, data, method, progress=progress, session=sess)
+    plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype)
+    timings["calibrate_s"] = time.perf_counter() - t1
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    tfl_path = os.path.join(out, f"{graph.name}_int8.tflite")
+    onnx_path = os.path.join(out, f"{graph.name}_int8.onnx") if "onnx" in formats else None
+    t2 = time.perf_counter()
+    from converters.writers.tflite import write_tflite
+
+    write_tflite(graph, plan, tfl_path)  # always written: sizing and the report use it
+    if onnx_path:
+        from converters.writers.onnx import write_onnx
+
+        write_onnx(graph, plan, onnx_path)
+    timings["write_s"] = time.perf_counter() - t2
+    fit = fit_model(tfl_path, prof)
+    t3 = time.perf_counter()
+    layer_rows = layer_sqnr(graph, sess, TFLiteRunner(tfl_path, preserve=True),
+                            (x for i, x in enumerate(data) if i < report_samples))
+    hx, hy = _held_out(held_out, src_shape)
+    held_stats, held_outputs = None, None
+    if hx is not None:
+        runners: dict[str, Callable] = {"tflite": TFLiteRunner(tfl_path).run}
+        if onnx_path:
+            runners["onnx"] = OnnxRunner(onnx_path, plan, graph).run
+        held_stats, held_outputs = evaluate_held_out(graph, sess, runners, hx, hy)
+    timings["report_s"] = time.perf_counter() - t3
+    timings["total_s"] = time.perf_counter() - t0
+    method_used = "mse" if method == "auto" else method
+    report: dict[str, Any] = {
+        "model": graph.name, "source": os.fspath(model), "source_format": graph.source_format,
+        "profile": prof.name, "io_dtype": plan.io_dtype,
+        "ops": graph.op_counts(),
+        "calibration": {"samples": len(data), "source": data.describe, "method": method_used},
+        "outputs": {"tflite": tfl_path if "tflite" in formats else None, "onnx": onnx_path},
+        "input": {"name": in_name, "shape": list(src_shape), "layout": graph.input_layouts.get(in_name, "NHWC"),
+                  "scale": plan.activations[in_name].scale, "zero_point": plan.activations[in_name].zero_point},
+        "output": [{"name": o, "scale": plan.activations[o].scale, "zero_point": plan.activations[o].zero_point}
+                   for o in graph.outputs],
+        "fit": dict(fit.to_dict(), summary=fit.summary()),
+        "fits": fit.fits,
+        "held_out": held_stats,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    if not fit.fits:
+        from converters.fit import profiles_that_fit
+
+        report["fit"]["fits_profiles"] = profiles_that_fit(tfl_path)
+    report_path = write_report(out, report, layer_rows, held_outputs)
+    if "tflite" not in formats:
+        os.remove(tfl_path)
+        tfl_path = None  # type: ignore[assignment]
+    return ConversionResult(tfl_path, onnx_path, report_path, report, fit.fits, graph, plan)

@@ -1,0 +1,175 @@
+"""The one set of quantization decisions that both writers (TFLite, ONNX QDQ) apply.
+
+Follows the TFLite int8 quantization specification:
+
+- activations: int8, asymmetric, per tensor, real = scale * (q - zero_point), with 0.0 exactly representable;
+- CONV_2D / DEPTHWISE_CONV_2D weights: int8, symmetric per output channel (zero point 0, range -127..127);
+- FULLY_CONNECTED weights: int8, symmetric per tensor;
+- biases: int32 with scale = input_scale * weight_scale (per channel where the weights are), zero point 0;
+  a weight scale is raised where the bias would otherwise overflow (channels with near-zero weights);
+- fixed output parameters: SOFTMAX and LOGISTIC (1/256, -128), TANH (1/128, 0);
+- one set of parameters shared by the inputs and output of MAX/AVERAGE_POOL_2D, RESHAPE, TRANSPOSE,
+  PAD and CONCATENATION;
+- model input and output int8, or uint8/float32 when the device profile's ``io_dtype`` asks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from converters.ir import Graph
+from edge_runtime.errors import ConfigError
+
+FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0)}
+SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "CONCATENATION")
+PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D")
+#: Largest quantized bias magnitude: half of int32, leaving headroom in the int32 accumulator.
+BIAS_LIMIT = float(2 ** 30)
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor affine int8 parameters."""
+
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Real -> int8 (round half away from zero, as TFLite's reference QUANTIZE does, then clamp)."""
+        v = np.asarray(x, np.float64) / self.scale
+        q = np.sign(v) * np.floor(np.abs(v) + 0.5) + self.zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """int8 -> real (float32)."""
+        return ((np.asarray(q, np.float32) - self.zero_point) * np.float32(self.scale)).astype(np.float32)
+
+
+@dataclass
+class QuantWeight:
+    """A quantized constant: integer values and per-channel (or single) scales along ``axis``."""
+
+    values: np.ndarray
+    scales: np.ndarray
+    axis: int = 0
+
+
+@dataclass
+class QuantPlan:
+    """Everything a writer needs: activation params, quantized weights and biases, I/O type."""
+
+    activations: dict[str, QParams]
+    weights: dict[str, QuantWeight]
+    biases: dict[str, QuantWeight]
+    io_dtype: str = "int8"
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary of the activation parameters."""
+        return {n: {"scale": q.scale, "zero_point": q.zero_point} for n, q in self.activations.items()}
+
+
+def qparams_from_range(lo: float, hi: float) -> QParams:
+    """Asymmetric int8 parameters covering [lo, hi], widened to include 0 so that 0.0 is exact."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-8:
+        hi = lo + 1e-8
+    scale = (hi - lo) / 255.0
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return QParams(float(np.float32(scale)), zp)
+
+
+def quantize_weight(w: np.ndarray, axis: Optional[int], min_scales: Optional[np.ndarray] = None) -> QuantWeight:
+    """Symmetric int8 weights; per channel along ``axis`` or per tensor when ``axis`` is None.
+
+    ``min_scales`` (one per channel, or one) raises scales where the bias would not fit int32.
+    """
+    floor = np.float64(1e-12) if min_scales is None else np.maximum(np.asarray(min_scales, np.float64), 1e-12)
+    if axis is None:
+        amax = np.array([np.abs(w).max()], np.float64)
+        scales = np.maximum(amax / 127.0, np.max(floor)).astype(np.float32)
+        q = np.clip(np.round(w / np.float64(scales[0])), -127, 127).astype(np.int8)
+        return QuantWeight(q, scales, 0)
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    scales = np.maximum(np.abs(moved).max(axis=1).astype(np.float64) / 127.0, floor).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scales.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
+    return QuantWeight(q, scales, axis)
+
+
+class _Groups:
+    """Union-find over tensor names: tensors that must share quantization parameters."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_dtype: str = "int8") -> QuantPlan:
+    """Turn calibrated activation ranges into the full :class:`QuantPlan` for ``graph``.
+
+    ``ranges`` maps every activation tensor to its (clipped) real range, as
+    :mod:`converters.calibrate` produces.
+    """
+    if io_dtype not in ("int8", "uint8", "float32"):
+        raise ConfigError(f"io_dtype must be int8, uint8 or float32, got {io_dtype!r}")
+    acts = graph.activations()
+    missing = [a for a in acts if a not in ranges]
+    if missing:
+        raise ValueError(f"no calibration range for tensors {missing[:5]}")
+    groups = _Groups()
+    fixed: dict[str, QParams] = {}
+    for op in graph.ops:
+        if op.kind in SHARED:
+            for i in op.inputs[:len(op.inputs) if op.kind == "CONCATENATION" else 1]:
+                groups.union(op.outputs[0], i)
+        if op.kind in FIXED:
+            fixed[op.outputs[0]] = QParams(*FIXED[op.kind])
+    by_root: dict[str, list[str]] = {}
+    for a in acts:
+        by_root.setdefault(groups.find(a), []).append(a)
+    activations: dict[str, QParams] = {}
+    for members in by_root.values():
+        fixed_members = [fixed[m] for m in members if m in fixed]
+        if fixed_members:
+            qp = fixed_members[0]
+        else:
+            lo = min(ranges[m][0] for m in members)
+            hi = max(ranges[m][1] for m in members)
+            qp = qparams_from_range(lo, hi)
+        for m in members:
+            activations[m] = qp
+    weights: dict[str, QuantWeight] = {}
+    biases: dict[str, QuantWeight] = {}
+    for op in graph.ops:
+        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        w = graph.tensors[op.inputs[1]].data
+        axis = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": None}[op.kind]
+        s_in = np.float64(activations[op.inputs[0]].scale)
+        # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w,
+        # so the weight scale may not drop below |bias| / (s_in * BIAS_LIMIT).
+        b_abs = np.abs(graph.tensors[op.inputs[2]].data.astype(np.float64))
+        need = b_abs / (s_in * BIAS_LIMIT)
+        qw = quantize_weight(w, axis, need if axis is not None else np.array([need.max()]))
+        weights[op.inputs[1]] = qw
+        bscale = (s_in * qw.scales.astype(np.float64)).astype(np.float32)
+        b = graph.tensors[op.inputs[2]].data.astype(np.float64)
+        bscale_full = np.broadcast_to(bscale, b.shape).astype(np.float64)
+        bq = np.clip(np.round(b / bscale_full), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
+        biases[op.inputs[2]] = QuantWeight(bq, bscale.astype(np.float32), 0)
+    return QuantPlan(activations, weights, biases, io_dtype, dict(ranges))

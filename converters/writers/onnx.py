@@ -1,0 +1,254 @@
+"""Write the IR as ONNX: float (for calibration and reference) or QDQ int8 from a :class:`QuantPlan`.
+
+Activations stay NHWC inside the graph, as in the IR; each Conv and pool is
+wrapped in a pair of Transposes (ONNX Runtime's optimizer cancels adjacent
+pairs). In QDQ form every activation passes through QuantizeLinear ->
+DequantizeLinear with the plan's parameters, weights are stored as int8 with
+per-channel DequantizeLinear (axis 0 of the OIHW weight), biases as int32 with
+scale input_scale x weight_scale. Inputs whose source model was NCHW (ONNX
+imports) are taken in NCHW, so the int8 model replaces the float one directly.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from converters.ir import Graph, Op
+from converters.quantize import QParams, QuantPlan, QuantWeight
+from edge_runtime.errors import UnsupportedModelError
+
+OPSET = 13
+
+
+class _OnnxBuilder:
+    def __init__(self, graph: Graph, plan: Optional[QuantPlan], source_layout: bool) -> None:
+        from onnx import TensorProto, helper, numpy_helper
+
+        self.h, self.np_h, self.TP = helper, numpy_helper, TensorProto
+        self.g, self.plan, self.source_layout = graph, plan, source_layout
+        self.nodes: list = []
+        self.inits: list = []
+        self.read: dict[str, str] = {}
+        self.n = 0
+
+    def uid(self, base: str) -> str:
+        self.n += 1
+        return f"{base}/{self.n}"
+
+    def init(self, name: str, arr: np.ndarray) -> str:
+        self.inits.append(self.np_h.from_array(np.asarray(arr), name))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], outputs: list[str], **attrs: object) -> None:
+        self.nodes.append(self.h.make_node(op_type, inputs, outputs, name=self.uid(op_type), **attrs))
+
+    # -- quantization helpers -----------------------------------------
+    def q_dq(self, src: str, qp: QParams, q_out: str, dq_out: Optional[str], dtype: str = "int8") -> None:
+        zp_val = qp.zero_point + (128 if dtype == "uint8" else 0)
+        zp = self.init(self.uid(f"{src}/zp"), np.array(zp_val, np.uint8 if dtype == "uint8" else np.int8))
+        sc = self.init(self.uid(f"{src}/scale"), np.array(qp.scale, np.float32))
+        self.node("QuantizeLinear", [src, sc, zp], [q_out])
+        if dq_out:
+            self.node("DequantizeLinear", [q_out, sc, zp], [dq_out])
+
+    def const_dq(self, name: str, qw: QuantWeight, values: np.ndarray, axis: int) -> str:
+        per_axis = qw.scales.size > 1
+        scale = qw.scales.astype(np.float32) if per_axis else np.array(qw.scales[0], np.float32)
+        zp = np.zeros(scale.shape, values.dtype)
+        q = self.init(f"{name}/quantized", values)
+        s = self.init(f"{name}/scale", scale)
+        z = self.init(f"{name}/zero_point", zp)
+        out = f"{name}/dequantized"
+        if per_axis:
+            self.node("DequantizeLinear", [q, s, z], [out], axis=axis)
+        else:
+            self.node("DequantizeLinear", [q, s, z], [out])
+        return out
+
+    def weight(self, op: Op) -> tuple[str, str]:
+        w = self.g.tensors[op.inputs[1]].data
+        if op.kind == "CONV_2D":
+            perm = (0, 3, 1, 2)
+        elif op.kind == "DEPTHWISE_CONV_2D":
+            perm = (3, 0, 1, 2)
+        else:
+            perm = (0, 1)
+        if self.plan is None:
+            wn = self.init(op.inputs[1], np.ascontiguousarray(w.transpose(perm)).astype(np.float32))
+            bn = self.init(op.inputs[2], self.g.tensors[op.inputs[2]].data.astype(np.float32))
+            return wn, bn
+        qw = self.plan.weights[op.inputs[1]]
+        wn = self.const_dq(op.inputs[1], qw, np.ascontiguousarray(qw.values.transpose(perm)), 0)
+        qb = self.plan.biases[op.inputs[2]]
+        bn = self.const_dq(op.inputs[2], qb, qb.values, 0)
+        return wn, bn
+
+    def activation(self, src: str, act: str, dst: str) -> None:
+        if act == "NONE":
+            self.node("Identity", [src], [dst])
+        elif act == "RELU":
+            self.node("Relu", [src], [dst])
+        else:
+            lo, hi = (0.0, 6.0) if act == "RELU6" else (-1.0, 1.0)
+            self.node("Clip", [src, self.init(self.uid("clip_min"), np.array(lo, np.float32)),
+                               self.init(self.uid("clip_max"), np.array(hi, np.float32))], [dst])
+
+    # -- graph -------------------------------------------------------------
+    def produced(self, t: str) -> str:
+        """Name the op writing ``t`` should use for its float result."""
+        return f"{t}/float" if self.plan is not None else t
+
+    def finish_tensor(self, t: str) -> None:
+        """After an op wrote ``t``'s float value: add Q/DQ (or outputs' final Q/DQ)."""
+        if self.plan is None:
+            self.read[t] = t
+            return
+        qp = self.plan.activations[t]
+        src = self.produced(t)
+        if t in self.g.outputs:
+            io = self.plan.io_dtype
+            if io == "float32":
+                self.q_dq(src, qp, f"{t}/q", t)
+            else:
+                self.q_dq(src, qp, f"{t}", None, io)
+                # consumers of an output tensor inside the graph read the float value through DQ of it
+                self.q_dq(src, qp, f"{t}/q_internal", f"{t}/dq")
+                self.read[t] = f"{t}/dq"
+                return
+            self.read[t] = t
+            return
+        self.q_dq(src, qp, f"{t}/q", f"{t}/dq")
+        self.read[t] = f"{t}/dq"
+
+    def inputs(self) -> list:
+        h, TP = self.h, self.TP
+        vis = []
+        for name in self.g.inputs:
+            nhwc = self.g.tensors[name].shape
+            nchw = self.source_layout and self.g.input_layouts.get(name) == "NCHW" and len(nhwc) == 4
+            shape = self.g.source_shape(name) if nchw else nhwc
+            io = self.plan.io_dtype if self.plan is not None else "float32"
+            elem = {"int8": TP.INT8, "uint8": TP.UINT8, "float32": TP.FLOAT}[io]
+            vis.append(h.make_tensor_value_info(name, elem, list(shape)))
+            cur = name
+            if self.plan is not None and io != "float32":
+                qp = self.plan.activations[name]
+                zp_val = qp.zero_point + (128 if io == "uint8" else 0)
+                zp = self.init(f"{name}/in_zp", np.array(zp_val, np.uint8 if io == "uint8" else np.int8))
+                sc = self.init(f"{name}/in_scale", np.array(qp.scale, np.float32))
+                self.node("DequantizeLinear", [cur, sc, zp], [f"{name}/in_dq"])
+                cur = f"{name}/in_dq"
+            if nchw:
+                self.node("Transpose", [cur], [f"{name}/nhwc"], perm=[0, 2, 3, 1])
+                cur = f"{name}/nhwc"
+            if self.plan is not None and io == "float32":
+                self.q_dq(cur, self.plan.activations[name], f"{name}/q", f"{name}/dq")
+                cur = f"{name}/dq"
+            self.read[name] = cur
+        return vis
+
+    def op(self, op: Op) -> None:  # noqa: C901 - one branch per op kind
+        x = [self.read[i] for i in op.inputs if not self.g.tensors[i].is_constant]
+        out = self.produced(op.outputs[0])
+        k = op.kind
+        if k in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            wn, bn = self.weight(op)
+            t_in = self.uid(f"{op.outputs[0]}/nchw_in")
+            self.node("Transpose", [x[0]], [t_in], perm=[0, 3, 1, 2])
+            w = self.g.tensors[op.inputs[1]].data
+            kh, kw = w.shape[1], w.shape[2]
+            group = self.g.tensors[op.inputs[0]].shape[3] if k == "DEPTHWISE_CONV_2D" else 1
+            y = self.uid(f"{op.outputs[0]}/nchw")
+            self.node("Conv", [t_in, wn, bn], [y], kernel_shape=[kh, kw], strides=list(op.attrs["stride"]),
+                      dilations=list(op.attrs["dilation"]), pads=list(op.attrs["pads"]), group=int(group))
+            ya = self.uid(f"{op.outputs[0]}/nchw_act")
+            self.activation(y, op.act, ya)
+            self.node("Transpose", [ya], [out], perm=[0, 2, 3, 1])
+        elif k == "FULLY_CONNECTED":
+            wn, bn = self.weight(op)
+            y = self.uid(f"{op.outputs[0]}/gemm")
+            self.node("Gemm", [x[0], wn, bn], [y], transB=1)
+            self.activation(y, op.act, out)
+        elif k in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            t_in = self.uid(f"{op.outputs[0]}/nchw_in")
+            self.node("Transpose", [x[0]], [t_in], perm=[0, 3, 1, 2])
+            y = self.uid(f"{op.outputs[0]}/nchw")
+            attrs = dict(kernel_shape=list(op.attrs["kernel"]), strides=list(op.attrs["stride"]), pads=list(op.attrs["pads"]))
+            if k == "AVERAGE_POOL_2D":
+                attrs["count_include_pad"] = 0
+            self.node("AveragePool" if k == "AVERAGE_POOL_2D" else "MaxPool", [t_in], [y], **attrs)
+            ya = self.uid(f"{op.outputs[0]}/nchw_act")
+            self.activation(y, op.act, ya)
+            self.node("Transpose", [ya], [out], perm=[0, 2, 3, 1])
+        elif k in ("ADD", "MUL"):
+            y = self.uid(f"{op.outputs[0]}/raw")
+            self.node("Add" if k == "ADD" else "Mul", x[:2], [y])
+            self.activation(y, op.act, out)
+        elif k == "CONCATENATION":
+            y = self.uid(f"{op.outputs[0]}/raw")
+            self.node("Concat", x, [y], axis=int(op.attrs["axis"]))
+            self.activation(y, op.act, out)
+        elif k in ("RELU", "RELU6"):
+            self.activation(x[0], k, out)
+        elif k == "RESHAPE":
+            shape = self.init(self.uid(f"{op.outputs[0]}/shape"), np.array(self.g.tensors[op.outputs[0]].shape, np.int64))
+            self.node("Reshape", [x[0], shape], [out])
+        elif k == "TRANSPOSE":
+            self.node("Transpose", [x[0]], [out], perm=list(op.attrs["perm"]))
+        elif k == "PAD":
+            pads = [p[0] for p in op.attrs["pads"]] + [p[1] for p in op.attrs["pads"]]
+            self.node("Pad", [x[0], self.init(self.uid(f"{op.outputs[0]}/pads"), np.array(pads, np.int64))], [out])
+        elif k == "SOFTMAX":
+            if abs(op.attrs.get("beta", 1.0) - 1.0) > 1e-6:
+                raise UnsupportedModelError(f"op '{op.name}': SOFTMAX with beta != 1 is not supported by the ONNX writer")
+            self.node("Softmax", [x[0]], [out], axis=-1)
+        elif k == "LOGISTIC":
+            self.node("Sigmoid", [x[0]], [out])
+        elif k == "TANH":
+            self.node("Tanh", [x[0]], [out])
+        else:
+            raise UnsupportedModelError(f"op '{op.name}': {k} is not supported by the ONNX writer")
+        self.finish_tensor(op.outputs[0])
+
+
+def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool = False,
+               source_layout: bool = True) -> Any:
+    """Build the ONNX model: float when ``plan`` is None, else QDQ int8.
+
+    ``expose_all`` adds every IR activation (float, NHWC) as a graph output; the
+    calibrator uses it. ``source_layout=False`` takes inputs in NHWC even when the
+    source model was NCHW.
+    """
+    from onnx import TensorProto, checker, helper
+
+    b = _OnnxBuilder(graph, plan, source_layout)
+    in_vis = b.inputs()
+    for op in graph.ops:
+        b.op(op)
+    outs = []
+    for o in graph.outputs:
+        elem = TensorProto.FLOAT
+        if plan is not None and plan.io_dtype != "float32":
+            elem = TensorProto.INT8 if plan.io_dtype == "int8" else TensorProto.UINT8
+        outs.append(helper.make_tensor_value_info(o, elem, list(graph.tensors[o].shape)))
+    if expose_all:
+        for t in graph.activations():
+            if t not in graph.outputs and t not in graph.inputs:
+                outs.append(helper.make_tensor_value_info(b.read[t], TensorProto.FLOAT, list(graph.tensors[t].shape)))
+    g = helper.make_graph(b.nodes, graph.name or "model", in_vis, outs, b.inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edge-convert")
+    model.ir_version = 8
+    checker.check_model(model)
+    return model
+
+
+def write_onnx(graph: Graph, plan: QuantPlan, path: "str | os.PathLike[str]") -> str:
+    """Write the QDQ int8 model to ``path`` and return the path."""
+    import onnx
+
+    model = build_onnx(graph, plan)
+    p = os.fspath(path)
+    onnx.save(model, p)
+    return p
