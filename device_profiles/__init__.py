@@ -25,10 +25,18 @@ def profile_names() -> list[str]:
 
 
 def _format_validation_error(path: str, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid device profile"]
-    for err in exc.errors():
+    errs = exc.errors()
+    lines = [f"{path}: invalid device profile ({len(errs)} problem{'s' if len(errs) != 1 else ''})"]
+    for err in errs:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  field '{loc}': {err['msg']}")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; allowed fields are in device_profiles/schema.py)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"  field '{loc}': {msg}")
     return "\n".join(lines)
 
 
@@ -42,8 +50,17 @@ def load_profile_file(path: Union[str, os.PathLike]) -> DeviceProfile:
         raise ConfigError(f"{p}: no such profile file") from None
     except IsADirectoryError:
         raise ConfigError(f"{p}: is a directory, not a profile file") from None
+    except PermissionError:
+        raise ConfigError(f"{p}: permission denied reading the profile file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (a profile is UTF-8 YAML)") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a profile must be a YAML mapping, got {type(data).__name__}")
     try:

@@ -5,11 +5,37 @@ errors, so a typo never silently falls back to a default.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+import re
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Backend = Literal["litert", "tflite", "onnx", "micro"]
+
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: Any) -> Any:
+    """Accept byte counts as integers or as strings such as ``'512 KiB'``, ``'4GiB'``, ``'2 MB'``.
+
+    Binary units (KiB, MiB, GiB) are powers of 1024; decimal units (kB, MB, GB) powers
+    of 1000, as datasheets use them. Anything else is passed through for pydantic to reject.
+    """
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"'{value}' is not a size; use bytes or a number with KiB/MiB/GiB/kB/MB/GB")
+        n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+        if n != int(n):
+            raise ValueError(f"'{value}' is not a whole number of bytes")
+        return int(n)
+    return value
+
+
+#: A byte count; YAML may write it as ``4 GiB``.
+ByteCount = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
 class _Strict(BaseModel):
@@ -55,15 +81,17 @@ class DeviceProfile(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     display_name: str
+    #: System on chip or MCU part number, e.g. 'BCM2712'.
+    soc: str = ""
     arch: Literal["aarch64", "armv7l", "armv6l", "x86_64", "armv7e-m", "xtensa", "riscv64"]
     cpu: CPU
-    ram_bytes: int = Field(gt=0)
+    ram_bytes: ByteCount
     #: Non-volatile storage for the model: eMMC/SD for Linux boards, internal flash for MCUs.
-    storage_bytes: int = Field(gt=0)
+    storage_bytes: ByteCount
     #: RAM the model's arena, buffers and runtime may use.
-    inference_ram_budget_bytes: int = Field(gt=0)
+    inference_ram_budget_bytes: ByteCount
     #: Flash or storage the model file may use.
-    model_flash_budget_bytes: int = Field(gt=0)
+    model_flash_budget_bytes: ByteCount
     python: bool = Field(description="whether the device can run CPython (False: sizing only)")
     backends: list[Backend] = Field(default_factory=list)
     accelerators: list[Accelerator] = Field(default_factory=list)
@@ -73,6 +101,11 @@ class DeviceProfile(_Strict):
     microcontroller: bool = False
     sources: list[str] = Field(default_factory=list, description="datasheets the values come from")
     notes: str = ""
+
+    @property
+    def accelerator_names(self) -> list[str]:
+        """Names of the accelerators, in preference order."""
+        return [a.name for a in self.accelerators]
 
     @model_validator(mode="after")
     def _check_budgets(self) -> "DeviceProfile":
@@ -86,4 +119,8 @@ class DeviceProfile(_Strict):
             )
         if self.python and not self.backends:
             raise ValueError("a profile with python: true must list at least one backend")
+        if self.microcontroller and self.python:
+            raise ValueError("a microcontroller profile must have python: false (it is used for sizing only)")
+        if self.default_threads > self.cpu.cores:
+            raise ValueError(f"default_threads ({self.default_threads}) exceeds cpu.cores ({self.cpu.cores})")
         return self

@@ -1,0 +1,140 @@
+"""``edge-convert fleet validate|build|keygen``: fleet files to signed per-group bundles."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+NAME = "fleet"
+HELP = "validate a fleet file, build signed per-group model bundles, or make a signing key"
+DESCRIPTION = """\
+A fleet file (YAML) says which model goes to which device group, with which runtime
+settings, in three layers: defaults -> groups -> devices (each overrides the one before;
+mappings merge key by key, lists are replaced). See docs/fleet.md and
+examples/fleet/fleet.yaml.
+
+subcommands:
+  validate FLEET.yaml            check everything; errors give file:line, the path to the
+                                 field and the problem
+  build FLEET.yaml -o DIST       convert each (model, profile) pair once (cached by content
+                                 hash: an unchanged second build converts nothing) and write
+                                 DIST/<group>.tar.gz: models, device.yaml, devices/<id>.yaml,
+                                 reports, manifest.json (sha256 + size of every file, profile,
+                                 converter version, source hashes, build time) and
+                                 manifest.sig (Ed25519)
+  keygen -o DIR                  write DIR/fleet.key (private, keep it off devices) and
+                                 DIR/fleet.pub (give it to devices: edge-runtime verify
+                                 --pubkey)
+
+examples:
+  edge-convert fleet keygen -o keys/
+  edge-convert fleet validate examples/fleet/fleet.yaml
+  edge-convert fleet build examples/fleet/fleet.yaml -o dist/ --jobs 2 --sign-key keys/fleet.key
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The nested subcommands and their options."""
+    sub = parser.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND")
+    sub.required = True
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    v = sub.add_parser("validate", help="check a fleet file and print what it resolves to", formatter_class=fmt,
+                       description="Validate FLEET.yaml: the schema (unknown keys are errors), profiles, files, "
+                                   "model names, device groups, and every group's and device's merged daemon "
+                                   "settings. All problems are listed, each as FILE:LINE: path.to.field: problem.")
+    v.add_argument("fleet", metavar="FLEET.yaml", help="the fleet file")
+    v.add_argument("--json", action="store_true", help="print the resolved groups as JSON")
+
+    b = sub.add_parser("build", help="build one bundle per group", formatter_class=fmt,
+                       description="Convert every (model, profile) pair once and write one .tar.gz bundle per "
+                                   "group into DIST, plus DIST/index.json. Conversions are cached by the SHA-256 "
+                                   "of the source model, calibration data, profile, settings and converter code: "
+                                   "a second build with nothing changed does no conversion. Set "
+                                   "SOURCE_DATE_EPOCH for byte-identical bundles.")
+    b.add_argument("fleet", metavar="FLEET.yaml", help="the fleet file")
+    b.add_argument("-o", "--output", required=True, metavar="DIST", help="directory for the bundles")
+    b.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="conversions to run at once, in worker processes (default 1)")
+    b.add_argument("--sign-key", metavar="KEY",
+                   help="Ed25519 private key (from 'fleet keygen') to sign each manifest; without it the bundles "
+                        "are unsigned, and devices configured with a public key refuse them")
+    b.add_argument("--cache-dir", metavar="DIR",
+                   help="conversion cache (default $EDGE_CONVERT_CACHE or ~/.cache/edge-convert/fleet)")
+    b.add_argument("--group", action="append", metavar="NAME", help="build only this group (repeatable)")
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+    b.add_argument("--json", action="store_true", help="print the build summary as JSON")
+
+    k = sub.add_parser("keygen", help="write an Ed25519 key pair for signing bundles", formatter_class=fmt,
+                       description="Write DIR/NAME.key (PKCS#8 PEM, mode 0600: keep it on the build host) and "
+                                   "DIR/NAME.pub (SubjectPublicKeyInfo PEM: install it on devices).")
+    k.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the key files")
+    k.add_argument("--name", default="fleet", help="file name stem (default: fleet)")
+    k.add_argument("--force", action="store_true", help="overwrite existing key files")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from converters.fleet.loader import load_fleet
+
+    fleet = load_fleet(args.fleet)
+    summary: dict[str, Any] = {"fleet": fleet.name, "groups": {}}
+    for g in fleet.groups.values():
+        summary["groups"][g.name] = {
+            "profile": g.profile.name, "microcontroller": g.profile.microcontroller,
+            "models": {m.name: {"source": str(m.source), "prebuilt": m.spec.prebuilt, "formats": m.convert["formats"]}
+                       for m in g.models.values()},
+            "serve": g.serve, "devices": sorted(g.devices),
+        }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{args.fleet}: valid fleet '{fleet.name}': {len(fleet.groups)} group(s), "
+          f"{sum(len(g.devices) for g in fleet.groups.values())} device(s)")
+    for name, g in summary["groups"].items():
+        kind = "microcontroller, sizing" if g["microcontroller"] else f"serves {g['serve']}"
+        print(f"  {name}: profile {g['profile']} ({kind}); models: {', '.join(g['models'])}; "
+              f"devices: {', '.join(g['devices']) or '-'}")
+    if not fleet.daemon_validated:
+        print("  note: daemon settings were not checked (edge_runtime.daemon is not installed)")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from converters.fleet.build import build_fleet
+    from edge_runtime.errors import ConfigError
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    r = build_fleet(args.fleet, args.output, jobs=args.jobs, sign_key=args.sign_key, cache_dir=args.cache_dir,
+                    progress=args.progress, groups=args.group)
+    if args.json:
+        print(json.dumps({"conversions": r.conversions, "cache_hits": r.cache_hits, "seconds": round(r.seconds, 3),
+                          "converter_version": r.converter_version,
+                          "bundles": [{"group": b.group, "path": str(b.path), "sha256": b.sha256, "size": b.size,
+                                       "profile": b.profile, "signed_by": b.signed_by, "files": b.files}
+                                      for b in r.bundles]}, indent=2))
+        return 0
+    print(f"converted {r.conversions} model(s), {r.cache_hits} from cache, in {r.seconds:.1f} s "
+          f"(converter {r.converter_version})")
+    for b in r.bundles:
+        sig = f"signed by {b.signed_by}" if b.signed_by else "UNSIGNED"
+        shown = os.path.relpath(b.path)
+        shown = str(b.path) if shown.startswith("..") else shown
+        print(f"  {shown}  {b.size:,} bytes  {b.files} files  profile {b.profile}  {sig}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from converters.fleet.keys import keygen
+
+    priv, pub, kid = keygen(args.output, args.name, args.force)
+    print(f"private key: {priv} (mode 0600; keep it on the build host)")
+    print(f"public key:  {pub} (key id {kid}; install on devices, use with edge-runtime verify --pubkey)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the nested subcommand."""
+    return {"validate": _validate, "build": _build, "keygen": _keygen}[args.fleet_command](args)
