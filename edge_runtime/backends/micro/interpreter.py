@@ -1,0 +1,171 @@
+"""The micro interpreter: prepare once (kernels, arena plan, one arena, views), then invoke.
+
+Prepare:
+1. every op gets its kernel from the registry; an unknown op or an op version
+   above what the kernel handles raises :class:`UnsupportedModelError` naming it;
+2. the arena is planned by :func:`edge_runtime.arena.plan.plan_arena` with this
+   backend's ``op_memory`` (or a plan given by the caller);
+3. ONE numpy buffer of ``arena_bytes`` is allocated (16-byte aligned) and every
+   activation becomes a view into it at its planned offset; constant tensors are
+   read-only views over the memory-mapped model; each op's scratch is a view too;
+4. one host workspace (the largest any kernel asks for, see
+   :mod:`edge_runtime.backends.micro.kernels.base`) is allocated and shared;
+5. each kernel binds its views, so ``invoke`` only runs numpy calls with ``out=``.
+
+Invoke copies the inputs into their arena views, runs the kernels in order, and
+the outputs are read from their arena views.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.backends.micro.kernels import REGISTRY, Kernel, OpContext
+from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
+from edge_runtime.backends.micro.memory_traits import make_op_memory
+
+ALIGN = 16
+
+
+def _aligned_buffer(nbytes: int, align: int = 64) -> np.ndarray:
+    """A zeroed uint8 buffer of ``nbytes`` whose first byte is ``align``-aligned."""
+    raw = np.zeros(nbytes + align, dtype=np.uint8)
+    start = (-raw.__array_interface__["data"][0]) % align
+    return raw[start:start + nbytes]
+
+
+def check_supported(model: TFLiteModel, subgraph: int = 0) -> None:
+    """Raise UnsupportedModelError for the first op (or op version) the micro kernels do not handle."""
+    sg = model.subgraphs[subgraph]
+    for op in sg.operators:
+        cls = REGISTRY.get(op.name)
+        if cls is None:
+            raise UnsupportedModelError(
+                f"{model.path}: op {op.index} is {op.name} (version {op.opcode.version}), which the micro backend "
+                f"does not implement; supported ops: {', '.join(sorted(REGISTRY))}")
+        if op.opcode.version > cls.max_version:
+            raise UnsupportedModelError(
+                f"{model.path}: op {op.index} is {op.name} version {op.opcode.version}; the micro backend handles "
+                f"{op.name} up to version {cls.max_version}")
+    for t in sg.tensors:
+        if t.is_variable:
+            raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is a variable (stateful) tensor, "
+                                        "which the micro backend does not support")
+        if t.sparse:
+            raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is sparse, which the micro backend "
+                                        "does not support")
+
+
+class Interpreter:
+    """A prepared model: one arena, bound kernels. Not thread-safe (one arena)."""
+
+    def __init__(self, model: TFLiteModel, plan: Any = None, *, subgraph: int = 0, in_place: bool = True,
+                 planner: str = "best", workspace_limit: int = DEFAULT_WORKSPACE_LIMIT) -> None:
+        if subgraph != 0 or len(model.subgraphs) != 1:
+            if len(model.subgraphs) != 1:
+                raise UnsupportedModelError(f"{model.path}: the micro backend runs single-subgraph models; this "
+                                            f"one has {len(model.subgraphs)} subgraphs")
+        self.model = model
+        self.sg = sg = model.subgraphs[subgraph]
+        check_supported(model, subgraph)
+        self.kernels: list[Kernel] = [REGISTRY[op.name](OpContext(model, sg, op, workspace_limit))
+                                      for op in sg.operators]
+        if plan is None:
+            from edge_runtime.arena.plan import plan_arena
+
+            plan = plan_arena(model, subgraph, in_place=in_place, planner=planner,
+                              op_memory=make_op_memory(workspace_limit))
+        self.plan = plan
+        self.arena = _aligned_buffer(int(plan.arena_bytes))
+        self.views: dict[int, np.ndarray] = {}
+        for t in sg.tensors:
+            if t.data is not None:
+                continue
+            if not plan.has_tensor(t.index):
+                continue
+            off = int(plan.tensor_offset(t.index))
+            if off % ALIGN or off + t.nbytes > self.arena.size:
+                raise UnsupportedModelError(f"the arena plan puts tensor '{t.name}' at {off} (+{t.nbytes}), "
+                                            f"outside the {self.arena.size}-byte arena or unaligned")
+            self.views[t.index] = self.arena[off:off + t.nbytes].view(t.dtype).reshape(t.shape)
+        # host workspace: the largest request of any kernel, each array 64-byte aligned
+        need = 0
+        for k in self.kernels:
+            need = max(need, sum(_round64(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize)
+                                 for shape, dt in k.workspace.values()))
+        self.workspace = _aligned_buffer(max(need, 64))
+        for k, op in zip(self.kernels, sg.operators):
+            ws: dict[str, np.ndarray] = {}
+            pos = 0
+            for name, (shape, dt) in k.workspace.items():
+                nb = int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
+                ws[name] = self.workspace[pos:pos + nb].view(dt).reshape(shape)
+                pos += _round64(nb)
+            sc = plan.scratch(op.index)
+            scratch = self.arena[sc[0]:sc[0] + sc[1]] if sc else None
+            ins = [self._tensor(i) for i in op.inputs]
+            outs = [self._tensor(i) for i in op.outputs]
+            self._check_overlap(k, op, ins, outs, scratch)
+            k.bind(ins, outs, scratch, ws)
+        self.input_views = [self.views[i] for i in sg.inputs]
+        self.output_views = [self.views[i] for i in sg.outputs]
+
+    def _check_overlap(self, k: Kernel, op, ins, outs, scratch) -> None:  # type: ignore[no-untyped-def]
+        """Refuse a plan that overlaps an op's output with its input or scratch where the kernel cannot cope."""
+        for o in outs:
+            if o is None:
+                continue
+            if scratch is not None and np.shares_memory(o, scratch):
+                raise UnsupportedModelError(f"the arena plan overlaps op {op.index} ({op.name})'s output with its "
+                                            "scratch buffer")
+            for x in ins:
+                if x is None or not np.shares_memory(o, x):
+                    continue
+                same_start = o.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+                if not (k.inplace_ok and same_start):
+                    raise UnsupportedModelError(
+                        f"the arena plan overlaps op {op.index} ({op.name})'s output with an input in a way its "
+                        "kernel cannot run (only in-place at the same offset is supported)")
+
+    def _tensor(self, index: int) -> Optional[np.ndarray]:
+        if index < 0:
+            return None
+        t = self.sg.tensors[index]
+        if t.data is not None:
+            return t.array()
+        v = self.views.get(index)
+        if v is None:
+            raise UnsupportedModelError(f"tensor '{t.name}' has no place in the arena plan")
+        return v
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Bytes of the shared host workspace."""
+        return int(self.workspace.size)
+
+    def set_input(self, index: int, value: np.ndarray) -> None:
+        """Copy ``value`` into input ``index``'s arena view."""
+        np.copyto(self.input_views[index], value)
+
+    def invoke(self) -> None:
+        """Run every op once.
+
+        Set the inputs before every call: the plan reuses an input's bytes once its
+        last reader has run. No array is allocated here; numpy itself allocates one
+        transient iterator buffer (at most its ``bufsize``, 8192 elements, i.e. 64 KiB
+        of int64) inside ufunc calls whose operands broadcast, freed before the call
+        returns. Memory does not grow over invocations (tests/test_micro_memory.py).
+        """
+        for k in self.kernels:
+            k.run()
+
+    def output(self, index: int) -> np.ndarray:
+        """Output ``index`` as a view into the arena (valid until the next invoke)."""
+        return self.output_views[index]
+
+
+def _round64(n: int) -> int:
+    return -(-n // 64) * 64

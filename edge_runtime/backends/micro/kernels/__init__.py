@@ -1,0 +1,41 @@
+"""Kernel registry of the micro backend: op name -> kernel class (one file per op family)."""
+from __future__ import annotations
+
+from edge_runtime.backends.micro.kernels.activations import Activation
+from edge_runtime.backends.micro.kernels.base import Kernel, OpContext
+from edge_runtime.backends.micro.kernels.conv import Conv2D, DepthwiseConv2D
+from edge_runtime.backends.micro.kernels.elementwise import Binary
+from edge_runtime.backends.micro.kernels.fully_connected import FullyConnected
+from edge_runtime.backends.micro.kernels.pooling import Pool2D
+from edge_runtime.backends.micro.kernels.quantize import Dequantize, Quantize
+from edge_runtime.backends.micro.kernels.reduce import Mean
+from edge_runtime.backends.micro.kernels.reshape import Reshape
+from edge_runtime.backends.micro.kernels.shape_ops import Concatenation, Pad, StridedSlice, Transpose
+from edge_runtime.backends.micro.kernels.softmax import Softmax
+
+REGISTRY: dict[str, type[Kernel]] = {
+    "CONV_2D": Conv2D,
+    "DEPTHWISE_CONV_2D": DepthwiseConv2D,
+    "FULLY_CONNECTED": FullyConnected,
+    "ADD": Binary,
+    "SUB": Binary,
+    "MUL": Binary,
+    "AVERAGE_POOL_2D": Pool2D,
+    "MAX_POOL_2D": Pool2D,
+    "RESHAPE": Reshape,
+    "SQUEEZE": Reshape,
+    "SOFTMAX": Softmax,
+    "MEAN": Mean,
+    "PAD": Pad,
+    "CONCATENATION": Concatenation,
+    "STRIDED_SLICE": StridedSlice,
+    "TRANSPOSE": Transpose,
+    "LOGISTIC": Activation,
+    "TANH": Activation,
+    "RELU": Activation,
+    "RELU6": Activation,
+    "QUANTIZE": Quantize,
+    "DEQUANTIZE": Dequantize,
+}
+
+__all__ = ["REGISTRY", "Kernel", "OpContext"]

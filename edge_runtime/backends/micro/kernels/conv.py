@@ -1,0 +1,473 @@
+"""CONV_2D and DEPTHWISE_CONV_2D, int8 (per-channel, as TFLM's ``ConvPerChannel`` /
+``DepthwiseConvPerChannel``) and float32, including hybrid models (int8 weights,
+float activations: the weights are dequantized).
+
+Method: the output is produced in chunks of rows. For each chunk a *band* of input
+rows, padded with the input zero point (so that padding contributes nothing once
+the zero point is folded into the bias), is copied into the float64 workspace.
+CONV_2D gathers the band into an im2col matrix through a strided view and does one
+float64 matrix product: products of int8 values and their sums (< 2**53) are exact
+in float64, so the int32 accumulator of TFLM is reproduced exactly. DEPTHWISE sums
+the kh*kw shifted views of the band times their per-channel weights. The int8
+tail is :class:`Requantizer` (MultiplyByQuantizedMultiplier, zero point, clamp).
+
+Weights stay int8 views over the model's memory map; each invocation widens them
+into the workspace (or dequantizes them for hybrid models).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro.fixedpoint import Requantizer, quantize_multiplier
+from edge_runtime.backends.micro.kernels.base import (
+    Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding,
+    float_activation_range, qparams, quantized_activation_range, require_constant, require_type, scales32,
+)
+
+F64 = np.dtype(np.float64)
+I64 = np.dtype(np.int64)
+
+
+_Pair = tuple[np.ndarray, np.ndarray]
+
+
+def exact_dtype(quantized: bool, terms: int) -> np.dtype:
+    """Compute dtype for sums of ``terms`` int8 x int8 products.
+
+    Each product is at most 2**14 in magnitude, so every partial sum of up to 1024
+    of them is an integer below 2**24 and float32 (BLAS included, in any order, with
+    or without FMA) represents it exactly. Longer sums use float64 (exact below
+    2**53). Float models compute in float32, as LiteRT's float kernels do.
+    """
+    return np.dtype(np.float32) if (not quantized) or terms * (1 << 14) <= (1 << 24) else F64
+
+
+def _same_start(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two arena views start at the same address (the plan runs the op in place)."""
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def per_channel_multipliers(ctx: OpContext, input_scale: float, filter_scales: np.ndarray, output_scale: float,
+                            channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``PopulateConvolutionQuantizationParams``: per-channel (multiplier, shift), computed in double."""
+    if filter_scales.size not in (1, channels):
+        raise ctx.fail(f"the filter has {filter_scales.size} scales for {channels} output channels")
+    mults = np.empty(channels, np.int64)
+    shifts = np.empty(channels, np.int64)
+    for c in range(channels):
+        fs = float(filter_scales[c if filter_scales.size > 1 else 0])
+        eff = float(np.float32(input_scale)) * fs / float(np.float32(output_scale))
+        mults[c], shifts[c] = quantize_multiplier(eff)
+    return mults, shifts
+
+
+class _ConvBase(Kernel):
+    """Shared setup of both convolutions: types, padding, chunking and the band."""
+
+    depthwise = False
+    inplace_ok = True  # with the line-buffer schedule of ``inplace_schedule``
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        o = opt.depthwise(ctx.op) if self.depthwise else opt.conv2d(ctx.op)
+        x = require_type(ctx, ctx.input(0), ("INT8", "FLOAT32"), "input")
+        w = require_constant(ctx, require_type(ctx, ctx.input(1), ("INT8", "FLOAT32"), "filter"), "filter")
+        b = ctx.input(2)
+        y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
+        if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
+            raise ctx.fail("input, filter and output must be 4-D (NHWC)")
+        self.n, self.h, self.w_in, self.cin = x.shape
+        yn, self.ho, self.wo, self.cout = y.shape
+        if yn != self.n:
+            raise ctx.fail(f"input batch {self.n} and output batch {yn} differ")
+        if self.depthwise:
+            _, self.kh, self.kw, wc = w.shape
+            if w.shape[0] != 1 or wc != self.cout or self.cout % self.cin:
+                raise ctx.fail(f"depthwise filter shape {w.shape} does not fit input {x.shape} / output {y.shape}")
+            self.mult = self.cout // self.cin
+            if o["depth_multiplier"] not in (0, self.mult) and self.cin != 1:
+                raise ctx.fail(f"depth_multiplier {o['depth_multiplier']} does not match the shapes")
+        else:
+            wco, self.kh, self.kw, wcin = w.shape
+            if wco != self.cout or wcin != self.cin:
+                raise ctx.fail(f"filter shape {w.shape} does not fit input {x.shape} / output {y.shape} "
+                               "(grouped convolution is not supported)")
+        self.sh, self.sw = o["stride_h"], o["stride_w"]
+        self.dh, self.dw = o["dilation_h"], o["dilation_w"]
+        self.pt, self.pb = compute_padding(ctx, o["padding"], self.h, self.kh, self.sh, self.dh, self.ho)
+        self.pl, self.pr = compute_padding(ctx, o["padding"], self.w_in, self.kw, self.sw, self.dw, self.wo)
+        self.wp = self.w_in + self.pl + self.pr
+        self.w_tensor = w
+        self.itemsize = 1 if x.type_name == "INT8" else 4
+        self.quantized = x.type_name == "INT8"
+        if self.quantized:
+            if w.type_name != "INT8":
+                raise ctx.fail("int8 input with a float filter is not supported")
+            if b is not None:
+                require_constant(ctx, require_type(ctx, b, ("INT32",), "bias"), "bias")
+            in_scale, self.in_zp = qparams(x)
+            out_scale, out_zp = qparams(y)
+            wq = w.quantization
+            if wq is None:
+                raise ctx.fail("the int8 filter has no quantization parameters")
+            if np.any(wq.zero_point != 0):
+                raise ctx.fail("the filter zero point must be 0 (symmetric weights)")
+            m, s = per_channel_multipliers(ctx, in_scale, scales32(w), out_scale, self.cout)
+            lo, hi = quantized_activation_range(ctx, o["activation"], out_scale, out_zp)
+            self.requant_args = (m, s, out_zp, lo, hi)
+            self.weight_scale: Optional[np.ndarray] = None
+        else:
+            self.in_zp = 0
+            if b is not None:
+                require_constant(ctx, require_type(ctx, b, ("FLOAT32",), "bias"), "bias")
+            self.act = float_activation_range(ctx, o["activation"])
+            self.weight_scale = None
+            if w.type_name == "INT8":  # hybrid: dequantize the weights
+                wq = w.quantization
+                if wq is None:
+                    raise ctx.fail("the int8 filter of a float convolution has no scale")
+                sc = np.asarray(wq.scale, dtype=np.float64)
+                if sc.size not in (1, self.cout):
+                    raise ctx.fail(f"the filter has {sc.size} scales for {self.cout} channels")
+                if np.any(wq.zero_point != 0):
+                    raise ctx.fail("the hybrid filter zero point must be 0")
+                self.weight_scale = sc
+        self.bias_tensor = b
+
+    # -- chunking ---------------------------------------------------------
+    def band_rows(self, r: int) -> int:
+        """Input rows needed for ``r`` output rows."""
+        return (r - 1) * self.sh + (self.kh - 1) * self.dh + 1
+
+    def plan_bands(self, rows: int) -> None:
+        """Per chunk: band fill plan (which band rows are padding, which come from the input)."""
+        self.rows = rows
+        self.chunks: list[tuple[int, int, int, int, int]] = []  # (r0, r, j0, j1, i0)
+        for r0 in range(0, self.ho, rows):
+            r = min(rows, self.ho - r0)
+            first = r0 * self.sh - self.pt
+            nb = self.band_rows(r)
+            j0 = max(0, -first)
+            j1 = min(nb, self.h - first)
+            self.chunks.append((r0, r, j0, max(j0, j1), first + j0))
+
+    def inplace_schedule(self) -> tuple[int, list[tuple[list[tuple[int, str, int]], list[tuple[int, int]]]]]:
+        """Line-buffer schedule for running in place (output over the input, same start).
+
+        Simulates the chunk order: writing chunk k's output rows destroys the input
+        rows whose bytes lie below the written end. Rows destroyed but still needed
+        by a later chunk are saved to a line-buffer slot just before the write, and
+        read back from there. Returns (slots needed, per chunk: (band row sources
+        [(band row, "x"|"line", row or slot)], saves [(slot, input row)])).
+        """
+        row_in = self.w_in * self.cin
+        row_out = self.wo * self.cout
+        rows_of = []
+        for (_r0, _r, j0, j1, i0) in self.chunks:
+            rows_of.append(list(range(i0, i0 + (j1 - j0))))
+        last_need: dict[int, int] = {}
+        for k, rows in enumerate(rows_of):
+            for i in rows:
+                last_need[i] = k
+        destroyed_end = 0
+        saved: dict[int, int] = {}
+        free: list[int] = []
+        nslots = 0
+        sched = []
+        for k, (r0, r, j0, _j1, _i0) in enumerate(self.chunks):
+            srcs = []
+            for b, i in enumerate(rows_of[k]):
+                if i * row_in < destroyed_end:
+                    srcs.append((j0 + b, "line", saved[i]))
+                else:
+                    srcs.append((j0 + b, "x", i))
+            for i in [i for i in saved if last_need[i] <= k]:
+                free.append(saved.pop(i))
+            write_end = (r0 + r) * row_out
+            saves = []
+            for i in range(self.h):
+                start = i * row_in
+                if destroyed_end <= start < write_end and last_need.get(i, -1) > k:
+                    if free:
+                        slot = free.pop()
+                    else:
+                        slot = nslots
+                        nslots += 1
+                    saved[i] = slot
+                    saves.append((slot, i))
+            destroyed_end = max(destroyed_end, write_end)
+            sched.append((srcs, saves))
+        return nslots, sched
+
+    def inplace_scratch_bytes(self) -> int:
+        """Arena bytes of the line buffer needed to run in place."""
+        nslots, _ = self.inplace_schedule()
+        return nslots * self.w_in * self.cin * self.itemsize
+
+    def bind_band(self, x: np.ndarray, y: np.ndarray, band: np.ndarray, scratch: Optional[np.ndarray]
+                  ) -> list[tuple[list[np.ndarray], list[_Pair], list[_Pair]]]:
+        """Views per (batch, chunk): padding views, (band, source) copies, (line, row) saves before the write."""
+        in_place = _same_start(x, y)
+        if not in_place and np.shares_memory(x, y):
+            raise self.ctx.fail("the arena plan overlaps this op's input and output")
+        if in_place:
+            if self.n != 1:
+                raise self.ctx.fail("in-place execution needs batch 1")
+            nslots, sched = self.inplace_schedule()
+            need = nslots * self.w_in * self.cin * self.itemsize
+            if need and (scratch is None or scratch.nbytes < need):
+                raise self.ctx.fail(f"running in place needs {need} bytes of line-buffer scratch, the plan gives "
+                                    f"{0 if scratch is None else scratch.nbytes}")
+            line = scratch[:need].view(x.dtype).reshape(max(nslots, 0), self.w_in, self.cin) if need else None
+        self.in_place = in_place
+        out = []
+        for n in range(self.n):
+            for k, (r0, r, j0, j1, i0) in enumerate(self.chunks):
+                nb = self.band_rows(r)
+                pads = []
+                if j0 > 0:
+                    pads.append(band[:j0])
+                if j1 < nb:
+                    pads.append(band[j1:nb])
+                if j1 > j0:
+                    if self.pl:
+                        pads.append(band[j0:j1, :self.pl])
+                    if self.pr:
+                        pads.append(band[j0:j1, self.pl + self.w_in:])
+                interior = band[:, self.pl:self.pl + self.w_in]
+                copies: list[tuple[np.ndarray, np.ndarray]] = []
+                saves: list[tuple[np.ndarray, np.ndarray]] = []
+                if not in_place:
+                    if j1 > j0:
+                        copies.append((interior[j0:j1], x[n, i0:i0 + (j1 - j0)]))
+                else:
+                    srcs, sv = sched[k]
+                    run_start = 0
+                    while run_start < len(srcs):
+                        b0, kind, v0 = srcs[run_start]
+                        run_end = run_start + 1
+                        while (run_end < len(srcs) and srcs[run_end][1] == kind
+                               and srcs[run_end][2] == v0 + (run_end - run_start)):
+                            run_end += 1
+                        cnt = run_end - run_start
+                        src = x[0, v0:v0 + cnt] if kind == "x" else line[v0:v0 + cnt]
+                        copies.append((interior[b0:b0 + cnt], src))
+                        run_start = run_end
+                    for slot, i in sv:
+                        saves.append((line[slot], x[0, i]))
+                out.append((pads, copies, saves))
+        return out
+
+    def fill_band(self, pads: list[np.ndarray], copies: list[tuple[np.ndarray, np.ndarray]],
+                  saves: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Copy input rows into the band, set padding to the input zero point, save rows about to be overwritten."""
+        for p in pads:
+            p.fill(self.in_zp)
+        for dst, src in copies:
+            np.copyto(dst, src, casting="unsafe")
+        for dst, src in saves:
+            np.copyto(dst, src)
+
+    def bias_vector(self, wsum: Optional[np.ndarray]) -> np.ndarray:
+        """Bias with the input zero point folded in: bias - zp * sum(weights).
+
+        int64 for int8 models (exact), float64 for float models."""
+        if self.quantized:
+            bias = np.zeros(self.cout, np.int64)
+            if self.bias_tensor is not None:
+                bias += self.bias_tensor.array().astype(np.int64).reshape(-1)
+            if self.in_zp and wsum is not None:
+                bias -= np.int64(self.in_zp) * np.round(wsum).astype(np.int64)
+            return bias
+        bias = np.zeros(self.cout, np.float64)
+        if self.bias_tensor is not None:
+            bias += self.bias_tensor.array().astype(np.float64).reshape(-1)
+        return bias
+
+    def cast_float_constants(self, cdt: np.dtype) -> None:
+        """Float models: keep bias and weight scales in the compute dtype (no casting at run time).
+        int8 models: build the requantizer, with the bias folded in."""
+        if self.quantized:
+            self.requant = Requantizer(*self.requant_args, bias=self.bias)
+        else:
+            self.bias = self.bias.astype(cdt)
+            if self.weight_scale is not None:
+                self.weight_scale = self.weight_scale.astype(cdt)
+
+    def tail(self, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Optional[np.ndarray], out: np.ndarray) -> None:
+        """Add the bias; requantize (int8) or clamp (float) into ``out``."""
+        if self.quantized:
+            np.copyto(acc_i, acc, casting="unsafe")
+            self.requant.apply(acc_i, tmp, out)  # adds the bias
+        else:
+            acc += self.bias
+            if self.act is not None:
+                np.clip(acc, self.act[0], self.act[1], out=acc)
+            np.copyto(out, acc, casting="same_kind")
+
+
+class Conv2D(_ConvBase):
+    """CONV_2D via banded im2col and one matrix product per chunk."""
+
+    max_version = 8
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        self.k = self.kh * self.kw * self.cin
+        self.pointwise = (self.kh == 1 and self.kw == 1 and self.sh == 1 and self.sw == 1
+                          and self.pt == self.pb == self.pl == self.pr == 0)
+        w2 = self.w_tensor.array().reshape(self.cout, self.k).astype(np.float64)
+        if self.weight_scale is not None:
+            w2 = w2 * self.weight_scale.reshape(-1, 1)
+        self.bias = self.bias_vector(w2.sum(axis=1) if self.quantized else None)
+        q = self.quantized
+        cdt = exact_dtype(q, self.k)
+        cs = cdt.itemsize
+        self.cast_float_constants(cdt)
+
+        def per_rows(r: int) -> int:
+            m = r * self.wo
+            band = self.band_rows(r) * self.wp * self.cin
+            im2col = 0 if self.pointwise else m * self.k
+            ints = 16 * m * self.cout if q else 0
+            return cs * (band + im2col + m * self.cout) + ints
+
+        ch = Chunking.fit(self.ho, cs * self.k * self.cout, per_rows, ctx.workspace_limit)
+        self.plan_bands(ch.rows)
+        r = ch.rows
+        m = r * self.wo
+        self.workspace = {"wmat": ((self.k, self.cout), cdt), "band": ((self.band_rows(r), self.wp, self.cin), cdt),
+                          "acc": ((m, self.cout), cdt)}
+        if not self.pointwise:
+            self.workspace["im2col"] = ((m, self.k), cdt)
+        if q:
+            self.workspace["acc_i"] = ((m, self.cout), I64)
+            self.workspace["tmp"] = ((m, self.cout), I64)
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Precompute every view used by ``run``."""
+        x, w = inputs[0], inputs[1]
+        y = outputs[0]
+        self.wsrc = w.reshape(self.cout, self.k).T
+        self.wmat = ws["wmat"]
+        band = ws["band"]
+        fills = self.bind_band(x, y, band, scratch)
+        self.steps = []
+        i = 0
+        for n in range(self.n):
+            for (r0, r, _j0, _j1, _i0) in self.chunks:
+                pads, copies, saves = fills[i]
+                i += 1
+                m = r * self.wo
+                if self.pointwise:
+                    lhs = band[:r].reshape(m, self.k)
+                    gather = None
+                else:
+                    s0, s1, s2 = band.strides
+                    view = as_strided(band, shape=(r, self.wo, self.kh, self.kw, self.cin),
+                                      strides=(s0 * self.sh, s1 * self.sw, s0 * self.dh, s1 * self.dw, s2),
+                                      writeable=False)
+                    lhs = ws["im2col"][:m]
+                    gather = (lhs.reshape(r, self.wo, self.kh, self.kw, self.cin), view)
+                acc = ws["acc"][:m]
+                acc_i = ws["acc_i"][:m] if self.quantized else None
+                tmp = ws["tmp"][:m] if self.quantized else None
+                out = y[n, r0:r0 + r].reshape(m, self.cout)
+                self.steps.append((pads, copies, saves, gather, lhs, acc, acc_i, tmp, out))
+
+    def run(self) -> None:
+        """Compute the convolution chunk by chunk."""
+        if self.weight_scale is None:
+            np.copyto(self.wmat, self.wsrc, casting="unsafe")
+        else:
+            np.multiply(self.wsrc, self.weight_scale, out=self.wmat)
+        for pads, copies, saves, gather, lhs, acc, acc_i, tmp, out in self.steps:
+            self.fill_band(pads, copies, saves)
+            if gather is not None:
+                np.copyto(gather[0], gather[1])
+            np.matmul(lhs, self.wmat, out=acc)
+            self.tail(acc, acc_i, tmp, out)
+
+
+class DepthwiseConv2D(_ConvBase):
+    """DEPTHWISE_CONV_2D: all kernel taps at once. A 5-D strided view of the band
+    (tap row, tap column, output row, output column, channel) times the per-tap
+    channel weights gives every product in one call; summing over the taps gives
+    the accumulators."""
+
+    max_version = 7
+    depthwise = True
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        taps = self.kh * self.kw
+        wt = self.w_tensor.array().reshape(taps, self.cout).astype(np.float64)
+        if self.weight_scale is not None:
+            wt = wt * self.weight_scale.reshape(1, -1)
+        self.bias = self.bias_vector(wt.sum(axis=0) if self.quantized else None)
+        q = self.quantized
+        cdt = exact_dtype(q, taps)
+        cs = cdt.itemsize
+        self.cast_float_constants(cdt)
+
+        def per_rows(r: int) -> int:
+            m = r * self.wo
+            band = self.band_rows(r) * self.wp * self.cin
+            ints = 16 * m * self.cout if q else 0
+            return cs * (band + (taps + 1) * m * self.cout) + ints
+
+        ch = Chunking.fit(self.ho, cs * taps * self.cout, per_rows, ctx.workspace_limit)
+        self.plan_bands(ch.rows)
+        r = ch.rows
+        m = r * self.wo
+        self.workspace = {"wtaps": ((taps, self.cout), cdt), "band": ((self.band_rows(r), self.wp, self.cin), cdt),
+                          "acc": ((m, self.cout), cdt), "prod": ((taps, m, self.cout), cdt)}
+        if q:
+            self.workspace["acc_i"] = ((m, self.cout), I64)
+            self.workspace["tmp"] = ((m, self.cout), I64)
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Precompute the 5-D tap view of every chunk."""
+        x, w = inputs[0], inputs[1]
+        y = outputs[0]
+        taps = self.kh * self.kw
+        self.wsrc = w.reshape(taps, self.cout)
+        self.wtaps = ws["wtaps"]
+        band = ws["band"]
+        fills = self.bind_band(x, y, band, scratch)
+        mlt = self.mult
+        w6 = self.wtaps.reshape(self.kh, self.kw, 1, 1, self.cin, mlt)
+        s0, s1, s2 = band.strides
+        self.steps = []
+        i = 0
+        for n in range(self.n):
+            for (r0, r, _j0, _j1, _i0) in self.chunks:
+                pads, copies, saves = fills[i]
+                i += 1
+                m = r * self.wo
+                view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin, 1),
+                                  strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2, 0),
+                                  writeable=False)
+                prod = ws["prod"][:, :m]
+                prod6 = prod.reshape(self.kh, self.kw, r, self.wo, self.cin, mlt)
+                acc = ws["acc"][:m]
+                acc_i = ws["acc_i"][:m] if self.quantized else None
+                tmp = ws["tmp"][:m] if self.quantized else None
+                out = y[n, r0:r0 + r].reshape(m, self.cout)
+                self.steps.append((pads, copies, saves, view, w6, prod6, prod, acc, acc_i, tmp, out))
+
+    def run(self) -> None:
+        """Compute the depthwise convolution chunk by chunk."""
+        if self.weight_scale is None:
+            np.copyto(self.wtaps, self.wsrc, casting="unsafe")
+        else:
+            np.multiply(self.wsrc, self.weight_scale, out=self.wtaps)
+        for pads, copies, saves, view, w6, prod6, prod, acc, acc_i, tmp, out in self.steps:
+            self.fill_band(pads, copies, saves)
+            np.multiply(view, w6, out=prod6)
+            np.sum(prod, axis=0, out=acc)
+            self.tail(acc, acc_i, tmp, out)

@@ -1,0 +1,124 @@
+"""ADD, SUB and MUL with broadcasting, int8 (TFLM's integer reference arithmetic) and float32.
+
+int8 ADD/SUB (``add_common``/``sub_common``): each input is offset by its zero
+point, shifted left by 20, rescaled by its own multiplier (in [0, 1)), summed,
+rescaled by the output multiplier, offset and clamped. int8 MUL multiplies the
+offset inputs and rescales once. The computation runs in int64 workspace buffers
+the size of the output (chunked when both inputs have the output's shape), so the
+op can write over an input that dies here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro.fixedpoint import Requantizer, quantize_multiplier
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, qparams,
+    quantized_activation_range, require_type,
+)
+
+I64 = np.dtype(np.int64)
+
+
+def _scalar_requant(real: float, zp: int = 0, lo: int = -(1 << 40), hi: int = 1 << 40) -> Requantizer:
+    m, s = quantize_multiplier(real)
+    return Requantizer(np.array([m]), np.array([s]), zp, lo, hi)
+
+
+class Binary(Kernel):
+    """ADD / SUB / MUL."""
+
+    inplace_ok = True
+    max_version = 4
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        self.kind = ctx.op.name
+        o = opt.activation_only(ctx.op)
+        a = require_type(ctx, ctx.input(0), ("INT8", "FLOAT32"), "first input")
+        b = require_type(ctx, ctx.input(1), (a.type_name,), "second input")
+        y = require_type(ctx, ctx.output(0), (a.type_name,), "output")
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ctx.fail(f"input shapes {a.shape} and {b.shape} do not broadcast") from None
+        if tuple(shape) != tuple(y.shape):
+            raise ctx.fail(f"output shape {y.shape} is not the broadcast shape {shape}")
+        self.shape = tuple(y.shape)
+        self.same = tuple(a.shape) == tuple(b.shape) == self.shape
+        self.quantized = a.type_name == "INT8"
+        n = y.num_elements
+        if self.quantized:
+            sa, za = qparams(a)
+            sb, zb = qparams(b)
+            so, zo = qparams(y)
+            lo, hi = quantized_activation_range(ctx, o["activation"], so, zo)
+            self.za, self.zb = np.int64(-za), np.int64(-zb)
+            if self.kind in ("ADD", "SUB"):
+                self.left_shift = 20
+                twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
+                self.ra = _scalar_requant(float(np.float32(sa)) / twice_max)
+                self.rb = _scalar_requant(float(np.float32(sb)) / twice_max)
+                self.ro = _scalar_requant(twice_max / ((1 << self.left_shift) * float(np.float32(so))), zo, lo, hi)
+            else:
+                real = float(np.float32(sa)) * float(np.float32(sb)) / float(np.float32(so))
+                self.ro = _scalar_requant(real, zo, lo, hi)
+            chunk = n if not self.same else max(1, min(n, 16384))
+            self.chunk = chunk
+            wshape = (chunk,) if self.same else self.shape
+            self.workspace = {"a": (wshape, I64), "b": (wshape, I64), "tmp": (wshape, I64)}
+        else:
+            self.act = float_activation_range(ctx, o["activation"])
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Broadcast views of the inputs; chunk views when shapes are equal."""
+        a, b, y = inputs[0], inputs[1], outputs[0]
+        for t in (a, b):
+            if np.shares_memory(t, y) and not (t.__array_interface__["data"][0] == y.__array_interface__["data"][0]
+                                              and t.shape == y.shape):
+                raise self.ctx.fail("the arena plan overlaps an input and the output in a way that is not in place")
+        if not self.quantized:
+            self.a, self.b, self.y = np.broadcast_to(a, self.shape), np.broadcast_to(b, self.shape), y
+            return
+        if self.same:
+            af, bf, yf = a.reshape(-1), b.reshape(-1), y.reshape(-1)
+            n = yf.size
+            self.steps = []
+            for s in range(0, n, self.chunk):
+                e = min(n, s + self.chunk)
+                k = e - s
+                self.steps.append((af[s:e], bf[s:e], yf[s:e], ws["a"][:k], ws["b"][:k], ws["tmp"][:k]))
+        else:
+            self.steps = [(np.broadcast_to(a, self.shape), np.broadcast_to(b, self.shape), y,
+                           ws["a"], ws["b"], ws["tmp"])]
+
+    def run(self) -> None:
+        """Compute the op."""
+        if not self.quantized:
+            if self.kind == "ADD":
+                np.add(self.a, self.b, out=self.y)
+            elif self.kind == "SUB":
+                np.subtract(self.a, self.b, out=self.y)
+            else:
+                np.multiply(self.a, self.b, out=self.y)
+            if self.act is not None:
+                np.clip(self.y, self.act[0], self.act[1], out=self.y)
+            return
+        for a, b, y, ta, tb, tmp in self.steps:
+            np.copyto(ta, a, casting="unsafe")
+            np.copyto(tb, b, casting="unsafe")
+            ta += self.za
+            tb += self.zb
+            if self.kind == "MUL":
+                ta *= tb
+            else:
+                ta <<= self.left_shift
+                tb <<= self.left_shift
+                self.ra.scale(ta, tmp)
+                self.rb.scale(tb, tmp)
+                if self.kind == "ADD":
+                    ta += tb
+                else:
+                    ta -= tb
+            self.ro.apply(ta, tmp, y)

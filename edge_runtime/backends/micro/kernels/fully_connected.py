@@ -1,0 +1,144 @@
+"""FULLY_CONNECTED, int8 (TFLM ``FullyConnected``, per-tensor or per-channel) and float32/hybrid.
+
+Rows of the input are processed in chunks: widen to float64, one matrix product
+with the (widened) weights, add the bias (with the input zero point folded in),
+requantize. Each output row depends only on its input row, so the op can run in
+place when an output row is no larger than an input row.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro.fixedpoint import Requantizer
+from edge_runtime.backends.micro.kernels.base import (
+    Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, qparams,
+    quantized_activation_range, require_constant, require_type, scales32,
+)
+from edge_runtime.backends.micro.kernels.conv import exact_dtype, per_channel_multipliers
+
+F64 = np.dtype(np.float64)
+I64 = np.dtype(np.int64)
+
+
+class FullyConnected(Kernel):
+    """y = x @ W.T + b, then requantize or clamp."""
+
+    inplace_ok = True
+    max_version = 9
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        o = opt.fully_connected(ctx.op)
+        if o["weights_format"] != 0:
+            raise ctx.fail("only the DEFAULT weights format is supported (not shuffled)")
+        x = require_type(ctx, ctx.input(0), ("INT8", "FLOAT32"), "input")
+        w = require_constant(ctx, require_type(ctx, ctx.input(1), ("INT8", "FLOAT32"), "weights"), "weights")
+        b = ctx.input(2)
+        y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
+        if len(w.shape) != 2:
+            raise ctx.fail(f"weights must be 2-D, got {w.shape}")
+        self.units, self.k = w.shape
+        if x.num_elements % self.k:
+            raise ctx.fail(f"input of {x.num_elements} elements is not a multiple of the weight depth {self.k}")
+        self.rows_total = x.num_elements // self.k
+        if y.num_elements != self.rows_total * self.units:
+            raise ctx.fail(f"output shape {y.shape} does not hold {self.rows_total}x{self.units} values")
+        self.quantized = x.type_name == "INT8"
+        wf = w.array().astype(np.float64)
+        self.weight_scale = None
+        if self.quantized:
+            if w.type_name != "INT8":
+                raise ctx.fail("int8 input with float weights is not supported")
+            if b is not None:
+                require_constant(ctx, require_type(ctx, b, ("INT32",), "bias"), "bias")
+            in_scale, self.in_zp = qparams(x)
+            out_scale, out_zp = qparams(y)
+            if w.quantization is None or np.any(w.quantization.zero_point != 0):
+                raise ctx.fail("int8 weights must be symmetric (zero point 0)")
+            # TFLM (this tflite-micro release) takes the FC multipliers the way convolutions do:
+            # input_scale * filter_scale / output_scale in double, per channel or per tensor. (The
+            # older GetQuantizedConvolutionMultipler multiplied the scales in float32 first; that
+            # differs in the last bits and gives outputs one step off on some inputs.)
+            m, s = per_channel_multipliers(ctx, in_scale, scales32(w), out_scale, self.units)
+            lo, hi = quantized_activation_range(ctx, o["activation"], out_scale, out_zp)
+            requant_args = (m, s, out_zp, lo, hi)
+        else:
+            self.in_zp = 0
+            if b is not None:
+                require_constant(ctx, require_type(ctx, b, ("FLOAT32",), "bias"), "bias")
+            self.act = float_activation_range(ctx, o["activation"])
+            if w.type_name == "INT8":
+                if w.quantization is None:
+                    raise ctx.fail("int8 weights of a float layer have no scale")
+                self.weight_scale = np.asarray(w.quantization.scale, np.float64)
+                wf = wf * self.weight_scale.reshape(-1, 1)
+        if self.quantized:
+            bias = np.zeros(self.units, np.int64)
+            if b is not None:
+                bias += b.array().astype(np.int64).reshape(-1)
+            if self.in_zp:
+                bias -= np.int64(self.in_zp) * wf.sum(axis=1).round().astype(np.int64)
+        else:
+            bias = np.zeros(self.units, np.float64)
+            if b is not None:
+                bias += b.array().astype(np.float64).reshape(-1)
+        self.bias = bias
+        q = self.quantized
+        if q:
+            self.requant = Requantizer(*requant_args, bias=bias)
+        cdt = exact_dtype(q, self.k)
+        cs = cdt.itemsize
+        if not q:
+            self.bias = self.bias.astype(cdt)
+            if self.weight_scale is not None:
+                self.weight_scale = self.weight_scale.astype(cdt)
+
+        def per_rows(r: int) -> int:
+            return cs * (r * self.k + r * self.units) + (16 * r * self.units if q else 0)
+
+        ch = Chunking.fit(self.rows_total, cs * self.k * self.units, per_rows, ctx.workspace_limit)
+        self.rows = ch.rows
+        r = ch.rows
+        self.workspace = {"wmat": ((self.k, self.units), cdt), "lhs": ((r, self.k), cdt),
+                          "acc": ((r, self.units), cdt)}
+        if q:
+            self.workspace["acc_i"] = ((r, self.units), I64)
+            self.workspace["tmp"] = ((r, self.units), I64)
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Precompute the row-chunk views."""
+        x = inputs[0].reshape(self.rows_total, self.k)
+        y = outputs[0].reshape(self.rows_total, self.units)
+        self.wsrc = inputs[1].T
+        if self.weight_scale is not None:
+            self.wscale = self.weight_scale.reshape(1, -1) if self.weight_scale.size > 1 else self.weight_scale
+        self.wmat = ws["wmat"]
+        src0, dst0 = inputs[0], outputs[0]
+        same = src0.__array_interface__["data"][0] == dst0.__array_interface__["data"][0]
+        if np.shares_memory(src0, dst0) and not (same and (self.units <= self.k or self.rows >= self.rows_total)):
+            raise self.ctx.fail("the arena plan overlaps input and output in a way this kernel cannot run in place")
+        self.steps = []
+        for r0 in range(0, self.rows_total, self.rows):
+            r = min(self.rows, self.rows_total - r0)
+            self.steps.append((x[r0:r0 + r], ws["lhs"][:r], ws["acc"][:r],
+                               ws["acc_i"][:r] if self.quantized else None,
+                               ws["tmp"][:r] if self.quantized else None, y[r0:r0 + r]))
+
+    def run(self) -> None:
+        """Compute all row chunks."""
+        if self.weight_scale is None:
+            np.copyto(self.wmat, self.wsrc, casting="unsafe")
+        else:
+            np.multiply(self.wsrc, self.wscale, out=self.wmat)
+        for src, lhs, acc, acc_i, tmp, out in self.steps:
+            np.copyto(lhs, src, casting="unsafe")
+            np.matmul(lhs, self.wmat, out=acc)
+            if self.quantized:
+                np.copyto(acc_i, acc, casting="unsafe")
+                self.requant.apply(acc_i, tmp, out)  # adds the bias
+            else:
+                acc += self.bias
+                if self.act is not None:
+                    np.clip(acc, self.act[0], self.act[1], out=acc)
+                np.copyto(out, acc, casting="same_kind")

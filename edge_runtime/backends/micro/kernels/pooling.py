@@ -1,0 +1,122 @@
+"""AVERAGE_POOL_2D and MAX_POOL_2D, int8 and float32 (TFLM reference pooling).
+
+Padding positions are not counted: the average divides by the number of valid
+input positions under the window (precomputed per output position), rounding half
+away from zero for int8 as TFLM does; the max ignores padding by padding with the
+lowest value. Windows are strided views over a padded band; the reduction is one
+numpy call per chunk.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding, float_activation_range,
+    qparams, quantized_activation_range, require_type,
+)
+
+
+class Pool2D(Kernel):
+    """Average or max pooling over NHWC."""
+
+    max_version = 3
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        self.is_max = ctx.op.name == "MAX_POOL_2D"
+        o = opt.pool2d(ctx.op)
+        x = require_type(ctx, ctx.input(0), ("INT8", "FLOAT32"), "input")
+        y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
+        if len(x.shape) != 4 or len(y.shape) != 4:
+            raise ctx.fail("input and output must be 4-D (NHWC)")
+        self.n, self.h, self.w, self.c = x.shape
+        yn, self.ho, self.wo, c2 = y.shape
+        if c2 != self.c or yn != self.n:
+            raise ctx.fail("pooling cannot change the batch or channel count")
+        self.kh, self.kw = o["filter_h"], o["filter_w"]
+        self.sh, self.sw = o["stride_h"], o["stride_w"]
+        self.pt, self.pb = compute_padding(ctx, o["padding"], self.h, self.kh, self.sh, 1, self.ho)
+        self.pl, self.pr = compute_padding(ctx, o["padding"], self.w, self.kw, self.sw, 1, self.wo)
+        self.quantized = x.type_name == "INT8"
+        if self.quantized:
+            sx, zx = qparams(x)
+            sy, zy = qparams(y)
+            if (np.float32(sx), zx) != (np.float32(sy), zy):
+                raise ctx.fail("int8 pooling needs equal input and output quantization")
+            self.lo, self.hi = quantized_activation_range(ctx, o["activation"], sy, zy)
+        else:
+            act = float_activation_range(ctx, o["activation"])
+            self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
+        self.padded = any((self.pt, self.pb, self.pl, self.pr))
+        hp, wp = self.h + self.pt + self.pb, self.w + self.pl + self.pr
+        if self.is_max:
+            band_dt = np.dtype(np.int8) if self.quantized else np.dtype(np.float32)
+        else:
+            band_dt = np.dtype(np.int64) if self.quantized else np.dtype(np.float64)
+        self.workspace = {"acc": ((self.ho, self.wo, self.c), np.dtype(np.int64 if self.quantized else np.float64))}
+        if self.padded or not self.is_max:
+            self.workspace["band"] = ((hp, wp, self.c), band_dt)
+        if not self.is_max:
+            oy = np.arange(self.ho) * self.sh - self.pt
+            ox = np.arange(self.wo) * self.sw - self.pl
+            cy = np.minimum(oy + self.kh, self.h) - np.maximum(oy, 0)
+            cx = np.minimum(ox + self.kw, self.w) - np.maximum(ox, 0)
+            cnt = (cy[:, None] * cx[None, :]).astype(np.int64)
+            if np.any(cnt <= 0):
+                raise ctx.fail("a pooling window lies entirely in the padding")
+            self.count = cnt[:, :, None]
+            self.half = (cnt // 2)[:, :, None]
+            self.fcount = cnt[:, :, None].astype(np.float64)
+            if self.quantized:
+                self.workspace["sign"] = ((self.ho, self.wo, self.c), np.dtype(np.int64))
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Window views over the (padded) band of each image."""
+        x, y = inputs[0], outputs[0]
+        self.y = y
+        self.acc = ws["acc"]
+        self.sign = ws.get("sign")
+        self.steps = []
+        for n in range(self.n):
+            if "band" in ws:
+                band = ws["band"]
+                interior = band[self.pt:self.pt + self.h, self.pl:self.pl + self.w]
+                src = band
+            else:
+                band, interior, src = None, None, x[n]
+            s0, s1, s2 = src.strides
+            win = as_strided(src, shape=(self.ho, self.wo, self.kh, self.kw, self.c),
+                             strides=(s0 * self.sh, s1 * self.sw, s0, s1, s2), writeable=False)
+            self.steps.append((band, interior, x[n], win, y[n]))
+        if self.is_max:
+            self.pad_value = np.iinfo(np.int8).min if self.quantized else -np.inf
+        else:
+            self.pad_value = 0
+
+    def run(self) -> None:
+        """Pool every image."""
+        for band, interior, xn, win, yn in self.steps:
+            if band is not None:
+                band.fill(self.pad_value)
+                np.copyto(interior, xn, casting="unsafe")
+            if self.is_max:
+                np.max(win, axis=(2, 3), out=yn)
+                if self.quantized or np.isfinite(self.lo) or np.isfinite(self.hi):
+                    np.clip(yn, self.lo, self.hi, out=yn)
+                continue
+            acc = self.acc
+            np.sum(win, axis=(2, 3), out=acc)
+            if self.quantized:
+                np.sign(acc, out=self.sign)
+                np.abs(acc, out=acc)
+                acc += self.half
+                np.floor_divide(acc, self.count, out=acc)
+                acc *= self.sign
+                np.clip(acc, self.lo, self.hi, out=acc)
+                np.copyto(yn, acc, casting="unsafe")
+            else:
+                acc /= self.fcount
+                np.clip(acc, self.lo, self.hi, out=acc)
+                np.copyto(yn, acc, casting="same_kind")

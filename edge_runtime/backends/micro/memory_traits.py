@@ -1,0 +1,75 @@
+"""What each micro kernel needs from the arena (the planner's contract, ``OpMemory``).
+
+- No kernel needs arena scratch when its output has its own buffer: the widened
+  (float64/int64) copies numpy works on live in the interpreter's host workspace,
+  which is preallocated once, bounded (``workspace_limit``) and reported separately
+  (``Model.info["workspace_bytes"]``); a C kernel would keep them in registers.
+- RESHAPE and SQUEEZE alias their input.
+- Elementwise ops (ADD, SUB, MUL on an input of the output's shape; RELU, RELU6,
+  LOGISTIC, TANH, QUANTIZE, DEQUANTIZE, SOFTMAX) read each chunk before writing it,
+  so they may overwrite an input that dies there, with no scratch.
+- FULLY_CONNECTED runs in place when an output row is no larger than an input row,
+  or when all rows fit one chunk.
+- CONV_2D and DEPTHWISE_CONV_2D run in place (batch 1) with a line buffer in the
+  arena: the input rows that a chunk's output overwrites but a later chunk still
+  reads. Its size comes from simulating the kernel's own chunk order
+  (``inplace_scratch_bytes``); a 1x1 convolution with Cout <= Cin needs none, a 3x3
+  stride-1 depthwise needs one input row.
+"""
+from __future__ import annotations
+
+from edge_runtime.arena.traits import OpMemory, OpMemoryFn
+from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
+from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
+
+_ALIAS = {"RESHAPE", "SQUEEZE"}
+_UNARY_INPLACE = {"RELU", "RELU6", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE", "SOFTMAX"}
+
+
+def op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator) -> OpMemory:
+    """Arena needs of ``op`` as the micro kernels implement it (default workspace limit)."""
+    return op_memory_for(model, subgraph, op, DEFAULT_WORKSPACE_LIMIT)
+
+
+def make_op_memory(workspace_limit: int) -> OpMemoryFn:
+    """``op_memory`` for kernels chunked to ``workspace_limit`` bytes (chunking sets the line buffers)."""
+    def fn(model: TFLiteModel, subgraph: SubGraph, op: Operator) -> OpMemory:
+        return op_memory_for(model, subgraph, op, workspace_limit)
+
+    fn.__qualname__ = f"micro.op_memory(workspace_limit={workspace_limit})"
+    return fn
+
+
+def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
+    """Arena needs of ``op`` for kernels chunked to ``workspace_limit``."""
+    name = op.name
+    if name in _ALIAS:
+        return OpMemory(alias_input=0)
+    if name in _UNARY_INPLACE:
+        return OpMemory(inplace_input=0)
+    if not op.outputs or op.outputs[0] < 0:
+        return OpMemory()
+    out = subgraph.tensors[op.outputs[0]]
+    if name in ("ADD", "SUB", "MUL"):
+        for pos in (0, 1):
+            if pos < len(op.inputs) and op.inputs[pos] >= 0:
+                t = subgraph.tensors[op.inputs[pos]]
+                if tuple(t.shape) == tuple(out.shape) and t.type_code == out.type_code and not t.is_constant:
+                    return OpMemory(inplace_input=pos)
+        return OpMemory()
+    if name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+        from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
+
+        try:
+            kernel = REGISTRY[name](OpContext(model, subgraph, op, workspace_limit))
+        except EdgeRuntimeError:
+            return OpMemory()  # the interpreter will refuse the op at load time
+        if name == "FULLY_CONNECTED":
+            if kernel.units <= kernel.k or kernel.rows >= kernel.rows_total:
+                return OpMemory(inplace_input=0)
+            return OpMemory()
+        if kernel.n != 1:
+            return OpMemory()
+        return OpMemory(inplace_input=0, inplace_scratch_bytes=kernel.inplace_scratch_bytes())
+    return OpMemory()
