@@ -1,0 +1,216 @@
+"""The LiteRT backend: ``ai_edge_litert.interpreter``, or ``tflite_runtime`` where LiteRT is missing.
+
+The model file is memory-mapped: the interpreter is built from ``model_path``,
+and LiteRT maps the file instead of copying it. Accelerators (external TFLite
+delegates) come from the device profile through
+:mod:`edge_runtime.backends.accelerators`.
+
+Options: ``threads``, ``op_resolver`` (``"default"``, ``"reference"`` or
+``"no_default_delegates"``; LiteRT's AUTO, BUILTIN_REF and
+BUILTIN_WITHOUT_DEFAULT_DELEGATES), ``accelerator``, ``accelerator_options``,
+``require_accelerator``, ``library`` (``"litert"``, ``"tflite"`` or ``"auto"``).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+from types import ModuleType
+from typing import Any, Optional
+
+import numpy as np
+
+from edge_runtime.backends import accelerators as acc
+from edge_runtime.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
+from edge_runtime.model import Model, TensorSpec
+
+OP_RESOLVERS = {
+    "default": "AUTO",
+    "reference": "BUILTIN_REF",
+    "no_default_delegates": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+}
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+
+
+def import_interpreter(library: str = "auto") -> tuple[ModuleType, str, str]:
+    """The interpreter module, its distribution name and version.
+
+    ``library="auto"`` prefers ai-edge-litert and falls back to tflite-runtime.
+    """
+    order = {"auto": ["litert", "tflite"], "litert": ["litert"], "tflite": ["tflite"]}.get(library)
+    if order is None:
+        raise ConfigError(f"unknown TFLite interpreter library '{library}'; use 'litert', 'tflite' or 'auto'")
+    errors = []
+    for name in order:
+        modname = "ai_edge_litert.interpreter" if name == "litert" else "tflite_runtime.interpreter"
+        dist = "ai-edge-litert" if name == "litert" else "tflite-runtime"
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError as exc:
+            errors.append(f"{dist}: {exc}")
+            continue
+        return mod, dist, _dist_version(dist, modname.split(".")[0])
+    extra = "litert" if library != "tflite" else "tflite"
+    raise BackendUnavailableError(
+        f"no TFLite interpreter is installed ({'; '.join(errors)}); install it with: pip install 'edge-runtime[{extra}]'"
+    )
+
+
+def _dist_version(dist: str, package: str) -> str:
+    # The package's own __version__ is cheap; importlib.metadata scans site-packages (~50 ms at start-up).
+    v = getattr(importlib.import_module(package), "__version__", None)
+    if isinstance(v, str):
+        return v
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # noqa: BLE001 - version is informational only
+        return "unknown"
+
+
+class LiteRTModel(Model):
+    """A model running in a LiteRT (or tflite-runtime) interpreter."""
+
+    def __init__(self, path: str, backend: str, interpreter: Any, delegates: list[Any], info: dict[str, Any]) -> None:
+        self._interp = interpreter
+        self._delegates = delegates  # kept alive as long as the interpreter
+        ins = interpreter.get_input_details()
+        outs = interpreter.get_output_details()
+        self._in_idx = [d["index"] for d in ins]
+        self._out_idx = [d["index"] for d in outs]
+        super().__init__(path=path, backend=backend, inputs=[_spec(d) for d in ins],
+                         outputs=[_spec(d) for d in outs], info=info)
+
+    def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        interp = self._interp
+        if interp is None:
+            raise ConfigError(f"{self.path}: the model has been closed")
+        try:
+            for idx, arr in zip(self._in_idx, arrays):
+                interp.set_tensor(idx, arr)
+            interp.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise UnsupportedModelError(f"{self.path}: {self.info.get('library', 'LiteRT')} failed to run the "
+                                        f"model: {_explain(exc)}") from None
+        return [interp.get_tensor(i) for i in self._out_idx]
+
+    def close(self) -> None:
+        """Drop the interpreter, then the delegates it used."""
+        self._interp = None
+        self._delegates = []
+
+
+def _spec(d: dict[str, Any]) -> TensorSpec:
+    scale, zp = d.get("quantization", (0.0, 0))
+    quantized = bool(scale) and np.dtype(d["dtype"]).kind in "iu"
+    return TensorSpec(
+        name=str(d["name"]), shape=tuple(int(x) for x in d["shape"]), dtype=np.dtype(d["dtype"]),
+        scale=float(scale) if quantized else None, zero_point=int(zp) if quantized else None,
+    )
+
+
+def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None, op_resolver: str = "default",
+               accelerator: Optional[str] = "auto", accelerator_options: Optional[dict[str, str]] = None,
+               require_accelerator: bool = False, library: str = "auto", tflite_model: Any = None,
+               backend_name: str = "litert", **unknown: Any) -> Model:
+    """Open ``path`` in a LiteRT interpreter (see the module docstring for the options)."""
+    if unknown:
+        raise ConfigError(f"unknown option(s) for the {backend_name} backend: {', '.join(sorted(unknown))}")
+    mod, dist, version = import_interpreter(library)
+    resolver_name = OP_RESOLVERS.get(op_resolver)
+    if resolver_name is None:
+        raise ConfigError(f"unknown op_resolver '{op_resolver}'; use one of {', '.join(OP_RESOLVERS)}")
+    n_threads = int(threads) if threads is not None else (profile.default_threads if profile is not None else None)
+    if n_threads is not None and n_threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {n_threads}")
+
+    specs = acc.candidates(profile, acc.TFLITE_DELEGATE, accelerator, accelerator_options)
+
+    def open_delegate(spec: acc.AcceleratorSpec) -> Any:
+        return load_delegate(mod, spec.library or "", dict(spec.options))
+
+    sel = acc.select(specs, open_delegate, require=require_accelerator, backend=backend_name,
+                     profile_name=profile.name if profile is not None else None)
+    _refuse_edgetpu_without_delegate(path, tflite_model, sel)
+
+    kwargs: dict[str, Any] = {"model_path": path, "num_threads": n_threads}
+    resolver_type = getattr(getattr(mod, "OpResolverType", None), resolver_name, None)
+    if resolver_type is not None:
+        kwargs["experimental_op_resolver_type"] = resolver_type
+    elif op_resolver != "default":
+        raise BackendUnavailableError(f"{dist} {version} does not support op_resolver '{op_resolver}'")
+
+    interp = None
+    if sel.handle is not None:
+        try:
+            interp = mod.Interpreter(experimental_delegates=[sel.handle], **kwargs)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            interp = None
+            sel = acc.fail_after_open(sel, f"the delegate could not be applied to the model: {_first_line(exc)}",
+                                      require=require_accelerator)
+            _refuse_edgetpu_without_delegate(path, tflite_model, sel)
+    if interp is None:
+        try:
+            interp = mod.Interpreter(**kwargs)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise UnsupportedModelError(f"{path}: {dist} cannot prepare the model: {_explain(exc)}") from None
+    info = {
+        "library": dist, "library_version": version, "threads": n_threads,
+        "op_resolver": op_resolver, "memory_mapped": True, **sel.info(),
+    }
+    if sel.spec is not None:
+        info["delegate_options"] = dict(sel.spec.options)
+    try:
+        return LiteRTModel(path, backend_name, interp, [sel.handle] if sel.handle is not None else [], info)
+    except (UnicodeDecodeError, ValueError, KeyError) as exc:
+        raise UnsupportedModelError(f"{path}: {dist} cannot describe the model's inputs and outputs: {exc}") from None
+
+
+def load_delegate(mod: ModuleType, library: str, options: dict[str, str]) -> Any:
+    """Load a TFLite external delegate, with a one-line reason when it cannot be used.
+
+    The library is opened with ctypes first, so a missing file or a library that is
+    not an external delegate gives a clear message (and no noise from the
+    interpreter's half-built ``Delegate`` object).
+    """
+    try:
+        lib = ctypes.CDLL(library)
+    except OSError as exc:
+        raise RuntimeError(f"cannot load the library: {exc}") from None
+    for sym in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"):
+        if not hasattr(lib, sym):
+            raise RuntimeError(f"the library is not a TFLite external delegate (no '{sym}' symbol)")
+    try:
+        return mod.load_delegate(library, options)
+    except ValueError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        raise RuntimeError("the delegate refused to start" + (f": {' '.join(lines)}" if lines else "")) from None
+
+
+def _refuse_edgetpu_without_delegate(path: str, tflite_model: Any, sel: acc.Selection) -> None:
+    if tflite_model is None:
+        return
+    n = sum(1 for sg in tflite_model.subgraphs for op in sg.operators if op.opcode.custom_code == EDGETPU_CUSTOM_OP)
+    if not n or (sel.spec is not None and sel.spec.is_edgetpu):
+        return
+    why = sel.reason or "no Edge TPU delegate was selected"
+    raise UnsupportedModelError(
+        f"{path}: the model was compiled for the Coral Edge TPU ({n} '{EDGETPU_CUSTOM_OP}' op(s)) and needs the "
+        f"Edge TPU delegate (libedgetpu.so.1), which is not in use: {why}. Run it with a Coral device profile "
+        "on a machine with the Edge TPU runtime, or run the CPU model "
+        "from before edgetpu_compiler."
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _explain(exc: BaseException) -> str:
+    text = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+    if "unresolved custom op" in text.lower() or "custom op" in text.lower():
+        return f"it uses a custom op this interpreter does not have ({text})"
+    return text or type(exc).__name__

@@ -1,0 +1,174 @@
+"""``edge-runtime run``: run a model on inputs from a .npy/.npz file."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import ConfigError, InputError
+
+NAME = "run"
+HELP = "run a model on inputs from a .npy or .npz file"
+DESCRIPTION = """\
+Run MODEL (.tflite or .onnx) on the array(s) in --input and print or save the outputs.
+
+Inputs:
+  X.npy  one array, for a single-input model.
+  X.npz  one array per model input, keyed by input name (or arr_0, arr_1, ... in input order).
+  If an array has one more leading dimension than the model input (e.g. (1000, 1, 49, 10, 1)
+  for a (1, 49, 10, 1) input), each slice is run in turn, in one process, and the outputs
+  are stacked along that leading dimension.
+
+Outputs: --output Y.npy (single-output models) or Y.npz (keyed by output name). Without
+--output, a summary of each output is printed (shape, dtype, values or top-1 per slice).
+
+Examples:
+  edge-runtime run kws_ref_model.tflite --input x.npy
+  edge-runtime run model.tflite --input batch.npy --output y.npy --profile my_board.yaml
+  edge-runtime run model_edgetpu.tflite --input x.npy --profile PROFILE --require-accelerator
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``edge-runtime run``."""
+    p.add_argument("model", metavar="MODEL", help="model file (.tflite or .onnx)")
+    p.add_argument("--input", "-i", required=True, metavar="X.npy|X.npz", help="input array(s)")
+    p.add_argument("--output", "-o", metavar="Y.npy|Y.npz", help="save outputs here (.npy: single output, .npz: all)")
+    p.add_argument("--backend", "-b", default="auto", choices=["auto", "litert", "tflite", "onnx", "micro"],
+                   help="runtime to use (default: auto, from the file's format)")
+    p.add_argument("--profile", "-p", metavar="NAME|FILE.yaml",
+                   help="device profile: threads, accelerators and session settings come from it")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the profile's, else the runtime's)")
+    p.add_argument("--accelerator", default="auto", metavar="auto|none|NAME|LIB.so",
+                   help="accelerator to try: 'auto' (the profile's), 'none' (CPU only), a name from the profile, "
+                        "or a TFLite delegate library path (default: auto)")
+    p.add_argument("--require-accelerator", action="store_true",
+                   help="fail instead of falling back to the CPU when the accelerator cannot be used")
+    p.add_argument("--op-resolver", default="default", choices=["default", "reference", "no_default_delegates"],
+                   help="TFLite kernels: default (optimised, XNNPACK), reference, or builtin without XNNPACK")
+    p.add_argument("--quantize", action="store_true",
+                   help="quantize float inputs with the model input's scale and zero point first")
+    p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+
+
+def read_inputs(path: str, specs: list[Any]) -> list[np.ndarray]:
+    """Arrays from a .npy or .npz file, in the model's input order; clear errors otherwise."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such input file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a .npy/.npz file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable .npy/.npz file: {exc}") from None
+    if isinstance(data, np.ndarray):
+        if len(specs) != 1:
+            raise InputError(f"{path}: one array given, but the model has {len(specs)} inputs; use an .npz "
+                             f"keyed by input name ({', '.join(s.name for s in specs)})")
+        return [data]
+    with data:
+        keys = list(data.keys())
+        names = [s.name for s in specs]
+        if all(n in keys for n in names):
+            return [data[n] for n in names]
+        positional = [f"arr_{i}" for i in range(len(specs))]
+        if all(k in keys for k in positional):
+            return [data[k] for k in positional]
+        if len(keys) == 1 and len(specs) == 1:
+            return [data[keys[0]]]
+        raise InputError(f"{path}: arrays {keys} do not match the model's inputs {names}")
+
+
+def _progress(total: int, force: bool) -> Any:
+    if total < 2 or not (force or sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, file=sys.stderr, unit="inf", leave=False)
+
+
+def run_batched(model: Any, arrays: list[np.ndarray], progress: bool = False) -> list[np.ndarray]:
+    """Run once, or once per leading slice when every input has one extra leading dimension."""
+    specs = model.inputs
+    extra = [a.ndim == len(s.shape) + 1 for a, s in zip(arrays, specs)]
+    if not any(extra):
+        return model.run(arrays)
+    if not all(extra):
+        raise InputError("either every input or none must have the extra leading (batch) dimension")
+    n = arrays[0].shape[0]
+    if any(a.shape[0] != n for a in arrays):
+        raise InputError(f"inputs have different leading sizes: {[a.shape[0] for a in arrays]}")
+    if n == 0:
+        raise InputError("the input batch is empty")
+    first = model.run([a[0] for a in arrays])
+    outs = [np.empty((n,) + o.shape, dtype=o.dtype) for o in first]
+    for o, f in zip(outs, first):
+        o[0] = f
+    bar = _progress(n, progress)
+    if bar is not None:
+        bar.update(1)
+    for i in range(1, n):
+        for o, r in zip(outs, model.run([a[i] for a in arrays])):
+            o[i] = r
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return outs
+
+
+def write_outputs(path: str, specs: list[Any], outs: list[np.ndarray]) -> None:
+    """Save to .npy (single output) or .npz (keyed by output name)."""
+    if path.endswith(".npz"):
+        np.savez(path, **{s.name or f"output_{i}": o for i, (s, o) in enumerate(zip(specs, outs))})
+    elif path.endswith(".npy"):
+        if len(outs) != 1:
+            raise ConfigError(f"{path}: the model has {len(outs)} outputs; save them to an .npz file")
+        np.save(path, outs[0])
+    else:
+        raise ConfigError(f"{path}: the output file must end in .npy or .npz")
+
+
+def _summary(name: str, arr: np.ndarray, batched: bool) -> str:
+    head = f"output '{name}': shape {tuple(arr.shape)} {arr.dtype}"
+    if batched and arr.ndim >= 2:
+        top1 = arr.reshape(arr.shape[0], -1).argmax(axis=1)
+        shown = np.array2string(top1[:20], separator=" ")
+        return f"{head}; top-1 per slice: {shown}{' ...' if top1.size > 20 else ''}"
+    flat = arr.reshape(-1)
+    vals = np.array2string(flat[:16], separator=" ", precision=5)
+    return f"{head}; values: {vals}{' ...' if flat.size > 16 else ''}; argmax {int(flat.argmax())}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, run, print or save."""
+    import edge_runtime
+
+    options: dict[str, Any] = {"accelerator": args.accelerator, "require_accelerator": args.require_accelerator}
+    if args.threads is not None:
+        options["threads"] = args.threads
+    if args.op_resolver != "default":
+        options["op_resolver"] = args.op_resolver
+    model = edge_runtime.load(args.model, backend=args.backend, profile=args.profile, **options)
+    arrays = read_inputs(args.input, model.inputs)
+    if args.quantize:
+        arrays = [s.quantize(a) if s.quantized and a.dtype.kind == "f" else a for s, a in zip(model.inputs, arrays)]
+    batched = any(a.ndim == len(s.shape) + 1 for a, s in zip(arrays, model.inputs))
+    outs = run_batched(model, arrays, progress=args.progress)
+    if args.output:
+        write_outputs(args.output, model.outputs, outs)
+        print(f"wrote {len(outs)} output(s) to {args.output}")
+    else:
+        for spec, o in zip(model.outputs, outs):
+            print(_summary(spec.name, o, batched))
+    acc = model.info.get("accelerator") or "CPU"
+    lib = " ".join(str(model.info[k]) for k in ("library", "library_version") if model.info.get(k))
+    print(f"backend {model.backend}{f' ({lib})' if lib else ''}, on {acc}", file=sys.stderr)
+    model.close()
+    return 0
