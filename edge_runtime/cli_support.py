@@ -22,13 +22,20 @@ from typing import Optional, Sequence
 from edge_runtime.errors import EdgeRuntimeError
 
 
-def _discover(package: str) -> list:
+def _discover(package: str, argv: Sequence[str]) -> list:
+    """Import the command modules of ``package``.
+
+    A module's file name is its command name, so when ``argv`` names a command only
+    that module is imported: one command's heavy imports never slow another's start-up.
+    """
     pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    if wanted in names:
+        names = [wanted]
     mods = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{package}.{info.name}")
+    for name in names:
+        mod = importlib.import_module(f"{package}.{name}")
         if hasattr(mod, "NAME") and hasattr(mod, "run"):
             mods.append(mod)
     return mods
@@ -40,7 +47,8 @@ def run_cli(prog: str, description: str, package: str, argv: Optional[Sequence[s
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = {}
-    for mod in sorted(_discover(package), key=lambda m: m.NAME):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for mod in sorted(_discover(package, argv), key=lambda m: m.NAME):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
