@@ -1,6 +1,6 @@
 """Latency of the micro backend next to LiteRT on the MLPerf Tiny models (issue 3, "Speed").
 
-``python -m benchmarks.micro_vs_litert [--runs N] [--models NAME ...]``
+``python -m benchmarks.micro_vs_litert [--runs N] [--models NAME ...] [--baseline REV]``
 
 Both run in this process, one thread each (LiteRT ``num_threads=1``; OpenBLAS is
 limited to one thread before numpy loads), interleaved run by run on the same
@@ -9,6 +9,13 @@ invokes (micro: ``Interpreter.set_input`` + ``invoke``; LiteRT: ``set_tensor`` +
 ``invoke``). The table shows medians, the ratio micro / LiteRT, and the fastest
 run of each (less sensitive to a loaded machine, since a micro inference is long
 enough to be preempted more often).
+
+``--baseline REV`` also times the micro backend as it was at git revision REV (its
+``edge_runtime/backends/micro`` files, read with ``git show`` into a temporary
+package), interleaved with the other two on the same input, and prints a
+before/after table: both ratios and the speed-up, measured side by side in one run.
+The baseline must produce the same outputs on the benchmark input (int8 models bit
+for bit, float models within 1e-5 of the largest output).
 """
 from __future__ import annotations
 
@@ -18,8 +25,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import importlib  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -27,8 +39,45 @@ MODELS = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8",
           "kws_ref_model_float32", "vww_96_float", "pretrainedResnet", "ad01_fp32"]
 
 
-def bench(name: str, runs: int) -> tuple[float, float, float, float, int]:
-    """(micro median ms, LiteRT median ms, micro min ms, LiteRT min ms, micro arena bytes) for one model."""
+PACKAGE = "edge_runtime/backends/micro"
+
+
+def load_baseline(rev: str, workdir: Path) -> Any:
+    """The micro package as of git revision ``rev``, importable as ``_micro_baseline`` (its ``open_model``)."""
+    root = Path(__file__).resolve().parent.parent
+    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, PACKAGE], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.split()
+    if not names:
+        raise SystemExit(f"no {PACKAGE} files at revision {rev}")
+    pkg = workdir / "_micro_baseline"
+    for name in names:
+        if not name.endswith(".py"):
+            continue
+        text = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=root, check=True, capture_output=True,
+                              text=True).stdout
+        dest = pkg / Path(name).relative_to(PACKAGE)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text.replace("edge_runtime.backends.micro", "_micro_baseline"))
+    sys.path.insert(0, str(workdir))
+    return importlib.import_module("_micro_baseline")
+
+
+def _timed(fns: list[Callable[[], None]], runs: int) -> list[list[float]]:
+    """Run the functions interleaved ``runs`` times (after 5 warm-up rounds); seconds per call."""
+    for _ in range(5):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return times
+
+
+def bench(name: str, runs: int, baseline: Optional[Any] = None) -> dict[str, float]:
+    """Median and fastest ms of micro, LiteRT (and the baseline micro) on one model, plus micro's arena."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edge_runtime.backends.micro import open_model
@@ -55,20 +104,30 @@ def bench(name: str, runs: int) -> tuple[float, float, float, float, int]:
         lite.set_tensor(li, x)
         lite.invoke()
 
-    for _ in range(5):
+    fns = [run_micro, run_lite]
+    if baseline is not None:
+        bi = baseline.open_model(path).interpreter
+
+        def run_base() -> None:
+            bi.set_input(0, x)
+            bi.invoke()
+
         run_micro()
-        run_lite()
-    tm, tl = [], []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run_micro()
-        t1 = time.perf_counter()
-        run_lite()
-        t2 = time.perf_counter()
-        tm.append(t1 - t0)
-        tl.append(t2 - t1)
-    return (float(np.median(tm) * 1e3), float(np.median(tl) * 1e3), float(np.min(tm) * 1e3),
-            float(np.min(tl) * 1e3), micro.info["arena_bytes"])
+        run_base()
+        for a, b in zip(mi.output_views, bi.output_views):
+            # int8: bit for bit; float: the summation order may differ (within 1e-5 of the largest output)
+            same = (np.array_equal(a, b) if a.dtype.kind in "iu"
+                    else float(np.max(np.abs(a - b))) <= 1e-5 * max(float(np.max(np.abs(b))), 1e-30))
+            if not same:
+                raise SystemExit(f"{name}: the baseline's outputs differ from the current micro backend's")
+        fns.append(run_base)
+    times = _timed(fns, runs)
+    keys = ["micro", "lite", "base"]
+    out = {"arena": float(micro.info["arena_bytes"]), "cache": float(micro.info.get("cache_bytes", 0))}
+    for key, ts in zip(keys, times):
+        out[key] = float(np.median(ts) * 1e3)
+        out[key + "_min"] = float(np.min(ts) * 1e3)
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -77,6 +136,8 @@ def main(argv: list[str]) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=200, help="timed runs per model (default 200)")
     ap.add_argument("--models", nargs="*", default=MODELS, help="MLPerf Tiny model names (default: all)")
+    ap.add_argument("--baseline", metavar="REV", default=None,
+                    help="also time the micro backend as of this git revision (e.g. HEAD) and print before/after")
     args = ap.parse_args(argv)
     try:
         from edge_runtime.reference_data import models_dir
@@ -85,14 +146,33 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError as exc:
         print(f"skipped: {exc}")
         return 0
+    if args.baseline is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return _before_after(args, load_baseline(args.baseline, Path(tmp)))
     print(f"{'model':24s} {'micro ms':>9s} {'LiteRT ms':>10s} {'ratio':>7s}   {'min micro':>9s} {'min LiteRT':>10s} "
-          f"{'ratio':>7s} {'arena B':>8s}")
+          f"{'ratio':>7s} {'arena B':>8s} {'cache B':>9s}")
     for name in args.models:
-        m, lt, mmin, lmin, arena = bench(name, args.runs)
-        print(f"{name:24s} {m:9.3f} {lt:10.3f} {m / lt:6.1f}x   "
-              f"{mmin:9.3f} {lmin:10.3f} {mmin / lmin:6.1f}x {arena:8d}", flush=True)
+        r = bench(name, args.runs)
+        print(f"{name:24s} {r['micro']:9.3f} {r['lite']:10.3f} {r['micro'] / r['lite']:6.1f}x   "
+              f"{r['micro_min']:9.3f} {r['lite_min']:10.3f} {r['micro_min'] / r['lite_min']:6.1f}x "
+              f"{int(r['arena']):8d} {int(r['cache']):9d}", flush=True)
     print("median (and fastest) latency per inference over the runs, 1 thread each, same process, same input; "
-          "ratio = micro / LiteRT; arena = micro's planned arena (in-place on)")
+          "ratio = micro / LiteRT; arena = micro's planned arena (in-place on); cache = weights widened and "
+          "requantization constants tiled once at load time (host memory)")
+    return 0
+
+
+def _before_after(args: argparse.Namespace, baseline: Any) -> int:
+    print(f"{'model':24s} {'before ms':>9s} {'after ms':>9s} {'LiteRT ms':>10s} {'before':>7s} {'after':>7s} "
+          f"{'speed-up':>8s}   {'min before':>10s} {'min after':>9s} {'min LiteRT':>10s} {'after':>7s}")
+    for name in args.models:
+        r = bench(name, args.runs, baseline)
+        print(f"{name:24s} {r['base']:9.3f} {r['micro']:9.3f} {r['lite']:10.3f} {r['base'] / r['lite']:6.1f}x "
+              f"{r['micro'] / r['lite']:6.1f}x {r['base'] / r['micro']:7.2f}x   {r['base_min']:10.3f} "
+              f"{r['micro_min']:9.3f} {r['lite_min']:10.3f} {r['micro_min'] / r['lite_min']:6.1f}x", flush=True)
+    print(f"before = micro backend at {args.baseline}, after = the working tree; median (and fastest) latency per "
+          "inference, 1 thread each, interleaved in one process on the same input; before/after columns are "
+          "ratios to LiteRT; speed-up = before / after")
     return 0
 
 

@@ -14,9 +14,12 @@ memory-maps the model, prepares every kernel, plans one arena and returns a
 
 Memory: ``info["arena_bytes"]`` is the planned arena (activations + kernel
 scratch, what a device needs); ``info["workspace_bytes"]`` is the host-side numpy
-staging buffer (widened copies for BLAS), preallocated once. A device profile's
-``inference_ram_budget_bytes`` is checked against their sum when the profile can
-run Python.
+staging buffer (widened copies for BLAS), preallocated once;
+``info["cache_bytes"]`` is what kernels build once at load time for speed (the int8
+weights widened to float32/float64, tiled per-channel requantization constants),
+derived from the memory-mapped int8 weights, which stay the source of truth. A
+device profile's ``inference_ram_budget_bytes`` is checked against the sum of all
+three when the profile can run Python.
 """
 from __future__ import annotations
 
@@ -74,14 +77,16 @@ def open_model(path: str, profile: Any = None, **options: Any) -> MicroModel:
                      planner=str(options.get("planner", "best")), workspace_limit=limit)
     sg = model.main
     budget: Optional[int] = getattr(profile, "inference_ram_budget_bytes", None) if profile is not None else None
-    total = int(it.plan.arena_bytes) + it.workspace_bytes
+    total = int(it.plan.arena_bytes) + it.workspace_bytes + it.cache_bytes
     if budget is not None and getattr(profile, "python", True) and total > int(budget):
         raise BudgetExceededError(
             f"{path}: the micro backend needs {total} bytes (arena {it.plan.arena_bytes} + workspace "
-            f"{it.workspace_bytes}), over the {getattr(profile, 'name', 'profile')} budget of {budget} bytes")
+            f"{it.workspace_bytes} + weight cache {it.cache_bytes}), over the "
+            f"{getattr(profile, 'name', 'profile')} budget of {budget} bytes")
     m = MicroModel(path=str(path), backend="micro", inputs=[_spec(sg.tensors[i]) for i in sg.inputs],
                    outputs=[_spec(sg.tensors[i]) for i in sg.outputs],
                    info={"arena_bytes": int(it.plan.arena_bytes), "workspace_bytes": it.workspace_bytes,
+                         "cache_bytes": it.cache_bytes,
                          "in_place": bool(getattr(it.plan, "in_place", False)),
                          "planner": getattr(it.plan, "planner", None), "ops": len(sg.operators)})
     m.interpreter = it

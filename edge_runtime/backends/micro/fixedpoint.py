@@ -22,7 +22,7 @@ code keeps in int32 are wrapped with :func:`wrap32` where overflow can happen.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -201,6 +201,249 @@ class Requantizer:
             acc >>= self.s0
         else:
             np.right_shift(acc, self.shift, out=acc)
+
+
+def _clip_ufunc() -> Callable[..., np.ndarray]:
+    umath = getattr(getattr(np, "_core", None), "umath", None)
+    return getattr(umath, "clip", None) or np.clip
+
+
+#: Clamping in one ufunc call: ``np.clip`` is a Python wrapper that spends a few microseconds
+#: on its arguments per call; the ``clip`` ufunc underneath does the same work without that.
+CLIP = _clip_ufunc()
+
+F64_EXACT = 1 << 53
+
+
+def float_requant_exact(multipliers: np.ndarray, shifts: np.ndarray, output_zero_point: int,
+                        bias: np.ndarray, acc_bound: np.ndarray) -> bool:
+    """True when :class:`FloatRequantizer` is exact for accumulators ``|acc_c| <= acc_bound[c]``.
+
+    (See :func:`float_requant_channels` for the per-channel form.)
+
+    Every float64 value the float form computes is an integer multiple of ``2**-S_c``
+    (``S_c = 31 + right shift``) whose integer part, in those units, is bounded by
+    ``(bound + |bias|) * M * 2**left + 2**30 + 2**(30 + r) + 2**31 + |zp| * 2**S``. Below
+    ``2**53`` it is exact in float64, and so is each multiply, add, compare and floor.
+    """
+    m = np.asarray(multipliers, dtype=np.int64).reshape(-1)
+    s = np.asarray(shifts, dtype=np.int64).reshape(-1)
+    n = max(m.size, np.asarray(bias).size, np.asarray(acc_bound).size)
+    m, s = np.broadcast_to(m, (n,)), np.broadcast_to(s, (n,))
+    b = np.broadcast_to(np.asarray(bias, dtype=np.int64).reshape(-1), (n,))
+    a = np.broadcast_to(np.asarray(acc_bound, dtype=np.int64).reshape(-1), (n,))
+    return all(_channel_exact(mc, sc, bc, ac, output_zero_point)
+               for mc, sc, bc, ac in zip(m.tolist(), s.tolist(), b.tolist(), a.tolist()))
+
+
+def _channel_exact(mc: int, sc: int, bc: int, ac: int, zp: int) -> bool:
+    left, right = max(sc, 0), max(-sc, 0)
+    total = ((ac + abs(bc)) * (mc << left) + (1 << 30) + (1 << (30 + right)) + (1 << 31)
+             + abs(zp) * (1 << (31 + right)))
+    return total < F64_EXACT and mc >= 0
+
+
+def float_requant_channels(multipliers: np.ndarray, shifts: np.ndarray, output_zero_point: int, act_min: int,
+                           act_max: int, bias: np.ndarray, acc_bound: np.ndarray) -> Optional[dict[int, int]]:
+    """Channels whose output is the same for every ``|acc| <= acc_bound`` and that the float form
+    could not compute exactly (``{channel: output}``), or ``None`` if some other channel is inexact.
+
+    Trained models often hold "dead" channels: tiny weight scales, so a huge right shift, and a
+    bias that dominates every possible accumulator. MultiplyByQuantizedMultiplier is monotone in
+    its input, so when both ends of ``[bias - bound, bias + bound]`` give the same clamped output,
+    every accumulator does; such a channel is a constant, computed here with the int64 form.
+    """
+    m = np.asarray(multipliers, dtype=np.int64).reshape(-1)
+    s = np.asarray(shifts, dtype=np.int64).reshape(-1)
+    n = max(m.size, np.asarray(bias).size, np.asarray(acc_bound).size)
+    m, s = np.broadcast_to(m, (n,)), np.broadcast_to(s, (n,))
+    b = np.broadcast_to(np.asarray(bias, dtype=np.int64).reshape(-1), (n,))
+    a = np.broadcast_to(np.asarray(acc_bound, dtype=np.int64).reshape(-1), (n,))
+    constant: dict[int, int] = {}
+    for c, (mc, sc, bc, ac) in enumerate(zip(m.tolist(), s.tolist(), b.tolist(), a.tolist())):
+        if _channel_exact(mc, sc, bc, ac, output_zero_point):
+            continue
+        ends = multiply_by_quantized_multiplier(np.array([bc - ac, bc + ac], np.int64), mc, sc) + output_zero_point
+        lo_out, hi_out = (min(act_max, max(act_min, int(v))) for v in ends)
+        if lo_out != hi_out:
+            return None
+        constant[c] = lo_out
+    return constant
+
+
+class FloatRequantizer:
+    """The :class:`Requantizer` result computed in float64, exactly, in a few ufunc passes.
+
+    With ``f = M * 2**left``, ``r`` the right shift and ``S = 31 + r``, TFLM's
+    MultiplyByQuantizedMultiplier of ``x = acc + bias`` plus the zero point is (see
+    :class:`Requantizer`, where ``z = x * f + 2**30``)
+
+        floor((z + [r > 0] * (2**(30 + r) - [z < 0] * 2**31)) / 2**S) + zp
+
+    Write ``y = acc * g + h`` with ``g = f * 2**-S`` and
+    ``h = (bias * f + 2**30 + [r > 0] * 2**(30 + r)) * 2**-S + zp``. When the bound of
+    :func:`float_requant_exact` holds, ``y`` is exact in float64 and the result is
+    ``floor(y)``, except that where ``z < 0`` the term ``d = 2**-r`` is subtracted
+    first (the tie of RoundingDivideByPOT goes away from zero). ``z < 0`` means
+    ``y < zp + 1/2``; on ``[zp + 1/2, zp + 1)`` subtracting ``d <= 1/2`` does not change
+    the floor, so "subtract ``d`` where ``y < zp + 1``" is equivalent, and that is
+
+        y' = max(y - d, min(y, 2**32 * (y - zp - 1) + zp + 1))
+
+    since ``y`` is a multiple of ``2**-S``: below ``zp + 1`` the steep line lies at or
+    below ``y - d`` (``2**32 - 1 >= d * 2**S``), from ``zp + 1`` on at or above ``y``. Float
+    rounding of the steep line cannot cross ``y`` or ``y - d`` (both exact, rounding is
+    monotone). Channels with ``r = 0`` use ``d = 0``. The correction only lowers values
+    that are already at most ``zp``; when the activation's lower clamp is at least
+    ``zp`` (ReLU, ReLU6) the clamp hides it and it is skipped.
+
+    Per-channel constants are tiled along rows (``T`` rows, at most ``TILE`` values,
+    all the rows of a chunk when they fit): with operands of one shape numpy runs a
+    pass as one contiguous loop, while a broadcast pays a per-call iterator setup
+    and one short inner loop per row. The tiles are a fixed cost per op, built at
+    bind time (:meth:`tile_bytes`).
+    """
+
+    TILE = 8192
+    STEEP = float(1 << 32)
+
+    def __init__(self, multipliers: np.ndarray, shifts: np.ndarray, output_zero_point: int,
+                 act_min: int, act_max: int, bias: Optional[np.ndarray] = None,
+                 constant: Optional[dict[int, int]] = None) -> None:
+        m = np.asarray(multipliers, dtype=np.int64).reshape(-1)
+        s = np.asarray(shifts, dtype=np.int64).reshape(-1)
+        n = max(m.size, 1 if bias is None else np.asarray(bias).size)
+        m = np.broadcast_to(m, (n,)).tolist()
+        s = np.broadcast_to(s, (n,)).tolist()
+        b = [0] * n if bias is None else np.asarray(bias, dtype=np.int64).reshape(-1).tolist()
+        g, h, d = [], [], []
+        for mc, sc, bc in zip(m, s, b):
+            left, right = max(sc, 0), max(-sc, 0)
+            f = mc << left
+            shift = 31 + right
+            num = bc * f + (1 << 30) + ((1 << (30 + right)) if right > 0 else 0) + output_zero_point * (1 << shift)
+            g.append(math.ldexp(float(f), -shift))
+            h.append(math.ldexp(float(num), -shift))
+            d.append(math.ldexp(1.0, -right) if right > 0 else 0.0)
+        for c, value in (constant or {}).items():  # y = value + 1/2: floor gives the value
+            g[c], h[c], d[c] = 0.0, value + 0.5, 0.0
+        self.constant_channels = len(constant or {})
+        self.channels = n
+        self.g, self.h, self.d = np.array(g), np.array(h), np.array(d)
+        self.correct = bool(act_min < output_zero_point and np.any(self.d > 0))
+        zp1 = float(output_zero_point + 1)
+        self.steep_offset = zp1 - self.STEEP * zp1  # exact: an integer below 2**40
+        self.lo, self.hi = np.float64(act_min), np.float64(act_max)
+        self._tiles: dict[int, tuple["np.ndarray | np.float64", ...]] = {}
+
+    @classmethod
+    def create(cls, multipliers: np.ndarray, shifts: np.ndarray, output_zero_point: int, act_min: int,
+               act_max: int, bias: Optional[np.ndarray], acc_bound: np.ndarray) -> Optional["FloatRequantizer"]:
+        """A float requantizer when it is provably exact for ``|acc| <= acc_bound``, else ``None``.
+
+        Channels the float form cannot compute exactly are accepted when their output is
+        constant over that range (:func:`float_requant_channels`)."""
+        b = np.zeros(1, np.int64) if bias is None else bias
+        constant = float_requant_channels(multipliers, shifts, output_zero_point, act_min, act_max, b, acc_bound)
+        if constant is None:
+            return None
+        return cls(multipliers, shifts, output_zero_point, act_min, act_max, bias, constant)
+
+    def _constant(self, v: np.ndarray, t: int) -> "np.ndarray | np.float64":
+        if np.all(v == v[0]):
+            return np.float64(v[0])
+        tiled = np.ascontiguousarray(np.tile(v, t))
+        tiled.flags.writeable = False
+        return tiled
+
+    def _tiled(self, key: int, t: int, arrays: tuple[np.ndarray, ...], ch: int) -> tuple:
+        if key not in self._tiles:
+            self._tiles[key] = tuple(self._constant(np.broadcast_to(v, (ch,)), t) for v in arrays)
+        return self._tiles[key]
+
+    def tile_bytes(self) -> int:
+        """Bytes of the tiled constants built so far (a fixed cost, reported by the interpreter)."""
+        return sum(int(a.nbytes) for tiles in self._tiles.values() for a in tiles if isinstance(a, np.ndarray))
+
+    def folded_weights(self, weights: np.ndarray) -> np.ndarray:
+        """``[W * g; h]``: int-valued weights (K, C) scaled per channel, plus ``h`` as row K.
+
+        With an input row ``[x, 1]`` one float64 matrix product gives ``y = acc * g + h``
+        exactly: every product and partial sum is a multiple of ``2**-S_c`` whose integer
+        part stays inside the bound :func:`float_requant_exact` checked (the bound covers
+        any subset of the terms), so BLAS's order of summation (or FMA) cannot round.
+        """
+        k, ch = weights.shape
+        full = np.empty((k + 1, ch), np.float64)
+        np.multiply(weights, np.broadcast_to(self.g, (ch,)), out=full[:k])
+        full[k] = np.broadcast_to(self.h, (ch,))
+        full.flags.writeable = False
+        return full
+
+    def _rounding(self, yv: np.ndarray, tv: Optional[np.ndarray], dt: "np.ndarray | np.float64", y: np.ndarray,
+                  out: np.ndarray) -> "Callable[[], None]":
+        lo, hi, correct = self.lo, self.hi, self.correct
+        steep, offset = self.STEEP, self.steep_offset
+        mul, add, sub, mn, mx, floor, copyto, clip = (np.multiply, np.add, np.subtract, np.minimum, np.maximum,
+                                                       np.floor, np.copyto, CLIP)
+
+        def run() -> None:
+            if correct:
+                mul(yv, steep, out=tv)
+                add(tv, offset, out=tv)
+                mn(tv, yv, out=tv)
+                sub(yv, dt, out=yv)
+                mx(yv, tv, out=yv)
+            floor(yv, out=yv)
+            clip(yv, lo, hi, out=yv)
+            copyto(out, y, casting="unsafe")
+
+        return run
+
+    def bind_rounding(self, y: np.ndarray, tmp: Optional[np.ndarray], out: np.ndarray) -> "Callable[[], None]":
+        """A closure turning ``y = acc * g + h`` (float64, (m, C), already computed) into ``out``.
+
+        ``tmp`` is a float64 buffer of ``y``'s shape (used when the correction applies)."""
+        if y.shape[1] != self.channels and self.channels != 1:
+            raise ValueError(f"values have {y.shape[1]} channels, the requantizer {self.channels}")
+        (dt,) = self._tiled(-y.shape[0], y.shape[0], (self.d,), y.shape[1])
+        return self._rounding(y, tmp, dt, y, out)
+
+    def bind(self, acc: np.ndarray, y: np.ndarray, tmp: Optional[np.ndarray], out: np.ndarray
+             ) -> "Callable[[], None]":
+        """A closure computing ``out`` (int8, (m, C)) from ``acc`` (float32/float64, (m, C)).
+
+        ``y`` and ``tmp`` are float64 (m, C) work buffers (``tmp`` is used when the
+        correction applies). All views are made here; the closure only runs ufuncs.
+        """
+        m_rows, ch = acc.shape
+        if ch != self.channels and self.channels != 1:
+            raise ValueError(f"accumulators have {ch} channels, the requantizer {self.channels}")
+        t = 1
+        for cand in range(1, m_rows + 1):
+            if m_rows % cand == 0 and cand * ch <= max(self.TILE, ch):
+                t = cand
+        used = (self.g, self.h, self.d) if self.correct else (self.g, self.h)
+        gt, ht, *rest = self._tiled(t, t, used, ch)
+        dt = rest[0] if self.correct else None
+        shape = (m_rows // t, t * ch)
+        accv = acc.reshape(shape)
+        yv = y.reshape(shape)
+        tv = tmp.reshape(shape) if self.correct else None
+        rounding = self._rounding(yv, tv, dt, y, out)
+        widen = acc.dtype != np.float64
+        mul, add, copyto = np.multiply, np.add, np.copyto
+
+        def run() -> None:
+            if widen:
+                copyto(yv, accv)
+                mul(yv, gt, out=yv)
+            else:
+                mul(accv, gt, out=yv)
+            add(yv, ht, out=yv)
+            rounding()
+
+        return run
 
 
 # ---------------------------------------------------------------------------

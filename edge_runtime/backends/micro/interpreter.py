@@ -10,7 +10,11 @@ Prepare:
    read-only views over the memory-mapped model; each op's scratch is a view too;
 4. one host workspace (the largest any kernel asks for, see
    :mod:`edge_runtime.backends.micro.kernels.base`) is allocated and shared;
-5. each kernel binds its views, so ``invoke`` only runs numpy calls with ``out=``.
+5. each kernel binds its views, so ``invoke`` only runs numpy calls with ``out=``;
+   at bind time kernels also widen their int8 weights once into cached float arrays
+   and tile their requantization constants (``cache_bytes``: a fixed cost, reported);
+6. ``invoke`` is a flat tuple of the kernels' bound ``run`` methods (RESHAPE and
+   SQUEEZE that alias their input are left out: they have nothing to do).
 
 Invoke copies the inputs into their arena views, runs the kernels in order, and
 the outputs are read from their arena views.
@@ -110,6 +114,7 @@ class Interpreter:
             outs = [self._tensor(i) for i in op.outputs]
             self._check_overlap(k, op, ins, outs, scratch)
             k.bind(ins, outs, scratch, ws)
+        self._runs = tuple(k.run for k in self.kernels if not getattr(k, "aliased", False))
         self.input_views = [self.views[i] for i in sg.inputs]
         self.output_views = [self.views[i] for i in sg.outputs]
 
@@ -142,6 +147,11 @@ class Interpreter:
         return v
 
     @property
+    def cache_bytes(self) -> int:
+        """Bytes of the per-op caches built at bind time (widened weights, tiled requantization constants)."""
+        return int(sum(getattr(k, "cache_bytes", 0) for k in self.kernels))
+
+    @property
     def workspace_bytes(self) -> int:
         """Bytes of the shared host workspace."""
         return int(self.workspace.size)
@@ -159,8 +169,8 @@ class Interpreter:
         of int64) inside ufunc calls whose operands broadcast, freed before the call
         returns. Memory does not grow over invocations (tests/test_micro_memory.py).
         """
-        for k in self.kernels:
-            k.run()
+        for run in self._runs:
+            run()
 
     def output(self, index: int) -> np.ndarray:
         """Output ``index`` as a view into the arena (valid until the next invoke)."""

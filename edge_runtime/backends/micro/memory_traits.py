@@ -4,6 +4,9 @@
   (float64/int64) copies numpy works on live in the interpreter's host workspace,
   which is preallocated once, bounded (``workspace_limit``) and reported separately
   (``Model.info["workspace_bytes"]``); a C kernel would keep them in registers.
+  Weights widened once at load time and tiled requantization constants are host
+  memory too (``Model.info["cache_bytes"]``); chunk sizes still count the widened
+  weights against ``workspace_limit``, so plans do not depend on that cache.
 - RESHAPE and SQUEEZE alias their input.
 - Elementwise ops (ADD, SUB, MUL on an input of the output's shape; RELU, RELU6,
   LOGISTIC, TANH, QUANTIZE, DEQUANTIZE, SOFTMAX) read each chunk before writing it,

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import (
+    CLIP,
     calculate_input_radius, logistic, multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot,
     tanh, tflite_round,
 )
@@ -109,11 +110,11 @@ class Activation(Kernel):
         """Apply the activation (the index copy is taken before the output is written: safe in place)."""
         if self.quantized:
             np.copyto(self.idx, self.xu)
-            np.take(self.lut, self.idx, out=self.y, mode="wrap")
+            self.lut.take(self.idx, out=self.y, mode="wrap")
         elif self.kind == "RELU":
             np.maximum(self.x, 0.0, out=self.y)
         elif self.kind == "RELU6":
-            np.clip(self.x, 0.0, 6.0, out=self.y)
+            CLIP(self.x, 0.0, 6.0, out=self.y)
         elif self.kind == "TANH":
             np.tanh(self.x, out=self.y)
         else:

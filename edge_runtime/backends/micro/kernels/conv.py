@@ -11,18 +11,21 @@ in float64, so the int32 accumulator of TFLM is reproduced exactly. DEPTHWISE su
 the kh*kw shifted views of the band times their per-channel weights. The int8
 tail is :class:`Requantizer` (MultiplyByQuantizedMultiplier, zero point, clamp).
 
-Weights stay int8 views over the model's memory map; each invocation widens them
-into the workspace (or dequantizes them for hybrid models).
+Weights stay int8 views over the model's memory map (the source of truth); at bind
+time each kernel widens them once into a cached float array in the compute dtype
+(dequantized for hybrid models), counted in ``Interpreter.cache_bytes``. The int8
+tail is :class:`FloatRequantizer` (a few float64 passes, exact) wherever its bound
+holds for the layer's weights, else the int64 :class:`Requantizer`.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edge_runtime.backends.micro import options as opt
-from edge_runtime.backends.micro.fixedpoint import Requantizer, quantize_multiplier
+from edge_runtime.backends.micro.fixedpoint import CLIP, FloatRequantizer, Requantizer, quantize_multiplier
 from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding,
     float_activation_range, qparams, quantized_activation_range, require_constant, require_type, scales32,
@@ -262,6 +265,23 @@ class _ConvBase(Kernel):
                 out.append((pads, copies, saves))
         return out
 
+    def private_band(self, x: np.ndarray, y: np.ndarray, band: np.ndarray, scratch: Optional[np.ndarray]
+                     ) -> tuple[np.ndarray, list[tuple[list[np.ndarray], list[_Pair], list[_Pair]]]]:
+        """:meth:`bind_band`, with a private band for a padded op that runs in one chunk.
+
+        Its padding then never changes, so it is written once here instead of on every
+        call (the shared workspace band is overwritten by other ops). Costs the band's
+        bytes (counted in ``cache_bytes``)."""
+        if self.n * len(self.chunks) == 1 and any((self.pt, self.pb, self.pl, self.pr)):
+            band = np.empty(band.shape, band.dtype)
+            self.own_band = band
+            fills = self.bind_band(x, y, band, scratch)
+            pads, copies, saves = fills[0]
+            for p in pads:
+                p.fill(self.in_zp)
+            return band, [([], copies, saves)]
+        return band, self.bind_band(x, y, band, scratch)
+
     def fill_band(self, pads: list[np.ndarray], copies: list[tuple[np.ndarray, np.ndarray]],
                   saves: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Copy input rows into the band, set padding to the input zero point, save rows about to be overwritten."""
@@ -288,26 +308,61 @@ class _ConvBase(Kernel):
             bias += self.bias_tensor.array().astype(np.float64).reshape(-1)
         return bias
 
-    def cast_float_constants(self, cdt: np.dtype) -> None:
+    def cast_float_constants(self, cdt: np.dtype, abs_weight_sums: Optional[np.ndarray] = None) -> None:
         """Float models: keep bias and weight scales in the compute dtype (no casting at run time).
-        int8 models: build the requantizer, with the bias folded in."""
+        int8 models: build the requantizer, with the bias folded in; the float64 one when it is
+        exact for every accumulator these weights can produce (|x| <= 128 per int8 input)."""
+        self.frq: Optional[FloatRequantizer] = None
         if self.quantized:
             self.requant = Requantizer(*self.requant_args, bias=self.bias)
+            if abs_weight_sums is not None:
+                bound = 128 * np.round(abs_weight_sums).astype(np.int64)
+                self.frq = FloatRequantizer.create(*self.requant_args, bias=self.bias, acc_bound=bound)
         else:
             self.bias = self.bias.astype(cdt)
             if self.weight_scale is not None:
                 self.weight_scale = self.weight_scale.astype(cdt)
 
-    def tail(self, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Optional[np.ndarray], out: np.ndarray) -> None:
-        """Add the bias; requantize (int8) or clamp (float) into ``out``."""
-        if self.quantized:
-            np.copyto(acc_i, acc, casting="unsafe")
-            self.requant.apply(acc_i, tmp, out)  # adds the bias
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of the widened weights and tiled requantization constants built at bind time."""
+        n = int(self.wcache.nbytes) if getattr(self, "wcache", None) is not None else 0
+        n += int(self.wrow.nbytes) if getattr(self, "wrow", None) is not None else 0
+        n += int(self.own_band.nbytes) if getattr(self, "own_band", None) is not None else 0
+        return n + (self.frq.tile_bytes() if getattr(self, "frq", None) is not None else 0)
+
+    def widen_weights(self, src: np.ndarray, scale: Optional[np.ndarray], dtype: np.dtype) -> np.ndarray:
+        """The weights widened (and dequantized for hybrid models) once, into a cached array."""
+        out = np.empty(src.shape, dtype)
+        if scale is None:
+            np.copyto(out, src, casting="unsafe")
         else:
-            acc += self.bias
-            if self.act is not None:
-                np.clip(acc, self.act[0], self.act[1], out=acc)
+            np.multiply(src, scale, out=out)
+        out.flags.writeable = False
+        self.wcache = out
+        return out
+
+    def make_tail(self, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Optional[np.ndarray],
+                  out: np.ndarray) -> Callable[[], None]:
+        """A closure adding the bias and requantizing (int8) or clamping (float) ``acc`` into ``out``."""
+        if self.quantized:
+            if self.frq is not None:
+                y = acc_i.view(np.float64)
+                return self.frq.bind(acc, y, tmp.view(np.float64), out)
+            requant = self.requant
+
+            def int_tail() -> None:
+                np.copyto(acc_i, acc, casting="unsafe")
+                requant.apply(acc_i, tmp, out)  # adds the bias
+            return int_tail
+        bias, act = self.bias, self.act
+
+        def float_tail() -> None:
+            np.add(acc, bias, out=acc)
+            if act is not None:
+                CLIP(acc, act[0], act[1], out=acc)
             np.copyto(out, acc, casting="same_kind")
+        return float_tail
 
 
 class Conv2D(_ConvBase):
@@ -326,8 +381,9 @@ class Conv2D(_ConvBase):
         self.bias = self.bias_vector(w2.sum(axis=1) if self.quantized else None)
         q = self.quantized
         cdt = exact_dtype(q, self.k)
+        self.cdt = cdt
         cs = cdt.itemsize
-        self.cast_float_constants(cdt)
+        self.cast_float_constants(cdt, np.abs(w2).sum(axis=1) if q else None)
 
         def per_rows(r: int) -> int:
             m = r * self.wo
@@ -340,8 +396,9 @@ class Conv2D(_ConvBase):
         self.plan_bands(ch.rows)
         r = ch.rows
         m = r * self.wo
-        self.workspace = {"wmat": ((self.k, self.cout), cdt), "band": ((self.band_rows(r), self.wp, self.cin), cdt),
-                          "acc": ((m, self.cout), cdt)}
+        # (the chunking above still counts the widened weights, which now live in a per-op cache,
+        # so that chunk sizes and the in-place line buffers of the arena plan do not change)
+        self.workspace = {"band": ((self.band_rows(r), self.wp, self.cin), cdt), "acc": ((m, self.cout), cdt)}
         if not self.pointwise:
             self.workspace["im2col"] = ((m, self.k), cdt)
         if q:
@@ -352,10 +409,8 @@ class Conv2D(_ConvBase):
         """Precompute every view used by ``run``."""
         x, w = inputs[0], inputs[1]
         y = outputs[0]
-        self.wsrc = w.reshape(self.cout, self.k).T
-        self.wmat = ws["wmat"]
-        band = ws["band"]
-        fills = self.bind_band(x, y, band, scratch)
+        self.wmat = self.widen_weights(w.reshape(self.cout, self.k).T, self.weight_scale, self.cdt)
+        band, fills = self.private_band(x, y, ws["band"], scratch)
         self.steps = []
         i = 0
         for n in range(self.n):
@@ -377,27 +432,28 @@ class Conv2D(_ConvBase):
                 acc_i = ws["acc_i"][:m] if self.quantized else None
                 tmp = ws["tmp"][:m] if self.quantized else None
                 out = y[n, r0:r0 + r].reshape(m, self.cout)
-                self.steps.append((pads, copies, saves, gather, lhs, acc, acc_i, tmp, out))
+                self.steps.append((pads, copies, saves, gather, lhs, acc, self.make_tail(acc, acc_i, tmp, out)))
 
     def run(self) -> None:
         """Compute the convolution chunk by chunk."""
-        if self.weight_scale is None:
-            np.copyto(self.wmat, self.wsrc, casting="unsafe")
-        else:
-            np.multiply(self.wsrc, self.weight_scale, out=self.wmat)
-        for pads, copies, saves, gather, lhs, acc, acc_i, tmp, out in self.steps:
-            self.fill_band(pads, copies, saves)
+        wmat, fill, copyto, matmul = self.wmat, self.fill_band, np.copyto, np.matmul
+        for pads, copies, saves, gather, lhs, acc, tail in self.steps:
+            fill(pads, copies, saves)
             if gather is not None:
-                np.copyto(gather[0], gather[1])
-            np.matmul(lhs, self.wmat, out=acc)
-            self.tail(acc, acc_i, tmp, out)
+                copyto(gather[0], gather[1])
+            matmul(lhs, wmat, out=acc)
+            tail()
 
 
 class DepthwiseConv2D(_ConvBase):
-    """DEPTHWISE_CONV_2D: all kernel taps at once. A 5-D strided view of the band
-    (tap row, tap column, output row, output column, channel) times the per-tap
-    channel weights gives every product in one call; summing over the taps gives
-    the accumulators."""
+    """DEPTHWISE_CONV_2D: all kernel taps at once. A strided view of the band (tap row,
+    tap column, output row, output column, channel) and the per-tap channel weights
+    go through one ``np.einsum`` that multiplies and sums over the taps without an
+    intermediate product array (one output per channel; with stride 1 along x the
+    (column, channel) pair is one contiguous run and the weights are tiled along it).
+    With a depth multiplier > 1, one broadcast product call and a sum over the taps.
+    Products of int8 values and sums of at most 1024 of them are exact in float32,
+    so the order of summation does not matter for int8 models."""
 
     max_version = 7
     depthwise = True
@@ -411,8 +467,9 @@ class DepthwiseConv2D(_ConvBase):
         self.bias = self.bias_vector(wt.sum(axis=0) if self.quantized else None)
         q = self.quantized
         cdt = exact_dtype(q, taps)
+        self.cdt = cdt
         cs = cdt.itemsize
-        self.cast_float_constants(cdt)
+        self.cast_float_constants(cdt, np.abs(wt).sum(axis=0) if q else None)
 
         def per_rows(r: int) -> int:
             m = r * self.wo
@@ -424,7 +481,8 @@ class DepthwiseConv2D(_ConvBase):
         self.plan_bands(ch.rows)
         r = ch.rows
         m = r * self.wo
-        self.workspace = {"wtaps": ((taps, self.cout), cdt), "band": ((self.band_rows(r), self.wp, self.cin), cdt),
+        # (the chunking still counts the widened weights, now cached per op: see Conv2D)
+        self.workspace = {"band": ((self.band_rows(r), self.wp, self.cin), cdt),
                           "acc": ((m, self.cout), cdt), "prod": ((taps, m, self.cout), cdt)}
         if q:
             self.workspace["acc_i"] = ((m, self.cout), I64)
@@ -435,13 +493,19 @@ class DepthwiseConv2D(_ConvBase):
         x, w = inputs[0], inputs[1]
         y = outputs[0]
         taps = self.kh * self.kw
-        self.wsrc = w.reshape(taps, self.cout)
-        self.wtaps = ws["wtaps"]
-        band = ws["band"]
-        fills = self.bind_band(x, y, band, scratch)
+        self.wtaps = self.widen_weights(w.reshape(taps, self.cout), self.weight_scale, self.cdt)
+        band, fills = self.private_band(x, y, ws["band"], scratch)
         mlt = self.mult
         w6 = self.wtaps.reshape(self.kh, self.kw, 1, 1, self.cin, mlt)
         s0, s1, s2 = band.strides
+        # Stride 1 along x and one output per channel: a tap's (output column, channel) values are
+        # contiguous in the band row, so each tap row is one run of wo*cin values; the tap weights,
+        # tiled along x once, make every product pass run over those long rows.
+        rowwise = self.sw == 1 and mlt == 1
+        if rowwise:
+            wrow = np.tile(self.wtaps.reshape(self.kh, self.kw, 1, self.cin), (1, 1, 1, self.wo))
+            wrow.flags.writeable = False
+            self.wrow = wrow
         self.steps = []
         i = 0
         for n in range(self.n):
@@ -449,25 +513,38 @@ class DepthwiseConv2D(_ConvBase):
                 pads, copies, saves = fills[i]
                 i += 1
                 m = r * self.wo
-                view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin, 1),
-                                  strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2, 0),
-                                  writeable=False)
                 prod = ws["prod"][:, :m]
-                prod6 = prod.reshape(self.kh, self.kw, r, self.wo, self.cin, mlt)
                 acc = ws["acc"][:m]
+                if rowwise:
+                    view = as_strided(band, shape=(self.kh, self.kw, r, self.wo * self.cin),
+                                      strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s2), writeable=False)
+                    products = ("ijrk,ijk->rk", view, wrow[:, :, 0], acc.reshape(r, self.wo * self.cin))
+                elif mlt == 1 and self.cin >= 64:  # (einsum's inner loop runs over channels: long enough)
+                    view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin),
+                                      strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2),
+                                      writeable=False)
+                    products = ("ijrwc,ijc->rwc", view, self.wtaps.reshape(self.kh, self.kw, self.cin),
+                                acc.reshape(r, self.wo, self.cin))
+                else:
+                    view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin, 1),
+                                      strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2, 0),
+                                      writeable=False)
+                    products = (view, w6, prod.reshape(self.kh, self.kw, r, self.wo, self.cin, mlt), prod, acc)
                 acc_i = ws["acc_i"][:m] if self.quantized else None
                 tmp = ws["tmp"][:m] if self.quantized else None
                 out = y[n, r0:r0 + r].reshape(m, self.cout)
-                self.steps.append((pads, copies, saves, view, w6, prod6, prod, acc, acc_i, tmp, out))
+                self.steps.append((pads, copies, saves, products, self.make_tail(acc, acc_i, tmp, out)))
 
     def run(self) -> None:
         """Compute the depthwise convolution chunk by chunk."""
-        if self.weight_scale is None:
-            np.copyto(self.wtaps, self.wsrc, casting="unsafe")
-        else:
-            np.multiply(self.wsrc, self.weight_scale, out=self.wtaps)
-        for pads, copies, saves, view, w6, prod6, prod, acc, acc_i, tmp, out in self.steps:
-            self.fill_band(pads, copies, saves)
-            np.multiply(view, w6, out=prod6)
-            np.sum(prod, axis=0, out=acc)
-            self.tail(acc, acc_i, tmp, out)
+        fill, einsum, multiply, add_reduce = self.fill_band, np.einsum, np.multiply, np.add.reduce
+        for pads, copies, saves, products, tail in self.steps:
+            fill(pads, copies, saves)
+            if len(products) == 4:
+                spec, view, w, acc = products
+                einsum(spec, view, w, out=acc)
+            else:
+                view, w6, prod6, prod, acc = products
+                multiply(view, w6, out=prod6)
+                add_reduce(prod, axis=0, out=acc)
+            tail()

@@ -1,16 +1,21 @@
 """FULLY_CONNECTED, int8 (TFLM ``FullyConnected``, per-tensor or per-channel) and float32/hybrid.
 
-Rows of the input are processed in chunks: widen to float64, one matrix product
-with the (widened) weights, add the bias (with the input zero point folded in),
-requantize. Each output row depends only on its input row, so the op can run in
-place when an output row is no larger than an input row.
+Rows of the input are processed in chunks: widen to float, one matrix product
+with the weights (widened once at bind time into a cached array), add the bias
+(with the input zero point folded in), requantize (float64 :class:`FloatRequantizer`
+where it is exact for these weights, else the int64 :class:`Requantizer`). One row
+with small weights takes a single float64 product with the requantization folded
+into the weights. Each output row depends only on its input row, so the op can run
+in place when an output row is no larger than an input row.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
 from edge_runtime.backends.micro import options as opt
-from edge_runtime.backends.micro.fixedpoint import Requantizer
+from edge_runtime.backends.micro.fixedpoint import CLIP, FloatRequantizer, Requantizer
 from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, qparams,
     quantized_activation_range, require_constant, require_type, scales32,
@@ -85,9 +90,12 @@ class FullyConnected(Kernel):
                 bias += b.array().astype(np.float64).reshape(-1)
         self.bias = bias
         q = self.quantized
+        self.frq = None
         if q:
             self.requant = Requantizer(*requant_args, bias=bias)
-        cdt = exact_dtype(q, self.k)
+            bound = 128 * np.round(np.abs(wf).sum(axis=1)).astype(np.int64)
+            self.frq = FloatRequantizer.create(*requant_args, bias=bias, acc_bound=bound)
+        self.cdt = cdt = exact_dtype(q, self.k)
         cs = cdt.itemsize
         if not q:
             self.bias = self.bias.astype(cdt)
@@ -100,8 +108,9 @@ class FullyConnected(Kernel):
         ch = Chunking.fit(self.rows_total, cs * self.k * self.units, per_rows, ctx.workspace_limit)
         self.rows = ch.rows
         r = ch.rows
-        self.workspace = {"wmat": ((self.k, self.units), cdt), "lhs": ((r, self.k), cdt),
-                          "acc": ((r, self.units), cdt)}
+        # (the chunking still counts the widened weights, now cached at bind time, so that the
+        # rows per chunk, and with them the in-place rule of memory_traits, do not change)
+        self.workspace = {"lhs": ((r, self.k), cdt), "acc": ((r, self.units), cdt)}
         if q:
             self.workspace["acc_i"] = ((r, self.units), I64)
             self.workspace["tmp"] = ((r, self.units), I64)
@@ -110,35 +119,79 @@ class FullyConnected(Kernel):
         """Precompute the row-chunk views."""
         x = inputs[0].reshape(self.rows_total, self.k)
         y = outputs[0].reshape(self.rows_total, self.units)
-        self.wsrc = inputs[1].T
-        if self.weight_scale is not None:
-            self.wscale = self.weight_scale.reshape(1, -1) if self.weight_scale.size > 1 else self.weight_scale
-        self.wmat = ws["wmat"]
+        wsrc = inputs[1].T
+        self.wmat = np.empty(wsrc.shape, self.cdt)
+        if self.weight_scale is None:
+            np.copyto(self.wmat, wsrc, casting="unsafe")
+        else:
+            wscale = self.weight_scale.reshape(1, -1) if self.weight_scale.size > 1 else self.weight_scale
+            np.multiply(wsrc, wscale, out=self.wmat)
+        self.wmat.flags.writeable = False
         src0, dst0 = inputs[0], outputs[0]
         same = src0.__array_interface__["data"][0] == dst0.__array_interface__["data"][0]
         if np.shares_memory(src0, dst0) and not (same and (self.units <= self.k or self.rows >= self.rows_total)):
             raise self.ctx.fail("the arena plan overlaps input and output in a way this kernel cannot run in place")
         self.steps = []
+        self.fused = None
+        if (self.frq is not None and self.rows >= self.rows_total and self.rows_total <= 16
+                and (self.k + 1) * self.units <= 32768):
+            # Few rows, small weights: the cost is in the number of numpy calls, not in BLAS. Fold the
+            # requantization scale into float64 weights and the offset into an extra input column
+            # of ones (a private row buffer), so one product gives y = acc * g + h exactly.
+            r = self.rows_total
+            self.lhs1 = np.ones((r, self.k + 1), np.float64)
+            self.wfold = self.frq.folded_weights(wsrc)
+            yv = ws["acc_i"][:r].view(np.float64)
+            self.fused = (x, self.lhs1[:, :self.k], self.lhs1, self.wfold, yv,
+                          self.frq.bind_rounding(yv, ws["tmp"][:r].view(np.float64), y))
+            self.wmat = None
+            return
         for r0 in range(0, self.rows_total, self.rows):
             r = min(self.rows, self.rows_total - r0)
-            self.steps.append((x[r0:r0 + r], ws["lhs"][:r], ws["acc"][:r],
-                               ws["acc_i"][:r] if self.quantized else None,
-                               ws["tmp"][:r] if self.quantized else None, y[r0:r0 + r]))
+            acc = ws["acc"][:r]
+            tail = self._tail(acc, ws["acc_i"][:r] if self.quantized else None,
+                              ws["tmp"][:r] if self.quantized else None, y[r0:r0 + r])
+            self.steps.append((x[r0:r0 + r], ws["lhs"][:r], acc, tail))
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of the widened weights and tiled requantization constants built at bind time."""
+        n = int(self.wmat.nbytes) if getattr(self, "wmat", None) is not None else 0
+        if getattr(self, "fused", None) is not None:
+            n += int(self.wfold.nbytes) + int(self.lhs1.nbytes)
+        return n + (self.frq.tile_bytes() if self.frq is not None else 0)
+
+    def _tail(self, acc: np.ndarray, acc_i: "np.ndarray | None", tmp: "np.ndarray | None",
+              out: np.ndarray) -> Callable[[], None]:
+        """A closure adding the bias and requantizing (int8) or clamping (float) ``acc`` into ``out``."""
+        if self.quantized:
+            if self.frq is not None:
+                return self.frq.bind(acc, acc_i.view(np.float64), tmp.view(np.float64), out)
+            requant = self.requant
+
+            def int_tail() -> None:
+                np.copyto(acc_i, acc, casting="unsafe")
+                requant.apply(acc_i, tmp, out)  # adds the bias
+            return int_tail
+        bias, act = self.bias, self.act
+
+        def float_tail() -> None:
+            np.add(acc, bias, out=acc)
+            if act is not None:
+                CLIP(acc, act[0], act[1], out=acc)
+            np.copyto(out, acc, casting="same_kind")
+        return float_tail
 
     def run(self) -> None:
         """Compute all row chunks."""
-        if self.weight_scale is None:
-            np.copyto(self.wmat, self.wsrc, casting="unsafe")
-        else:
-            np.multiply(self.wsrc, self.wscale, out=self.wmat)
-        for src, lhs, acc, acc_i, tmp, out in self.steps:
-            np.copyto(lhs, src, casting="unsafe")
-            np.matmul(lhs, self.wmat, out=acc)
-            if self.quantized:
-                np.copyto(acc_i, acc, casting="unsafe")
-                self.requant.apply(acc_i, tmp, out)  # adds the bias
-            else:
-                acc += self.bias
-                if self.act is not None:
-                    np.clip(acc, self.act[0], self.act[1], out=acc)
-                np.copyto(out, acc, casting="same_kind")
+        if self.fused is not None:
+            src, lhs_x, lhs, wfold, yv, rounding = self.fused
+            np.copyto(lhs_x, src, casting="unsafe")
+            np.dot(lhs, wfold, out=yv)
+            rounding()
+            return
+        wmat, copyto, matmul = self.wmat, np.copyto, np.matmul
+        for src, lhs, acc, tail in self.steps:
+            copyto(lhs, src, casting="unsafe")
+            matmul(lhs, wmat, out=acc)
+            tail()

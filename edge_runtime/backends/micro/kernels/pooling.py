@@ -4,7 +4,10 @@ Padding positions are not counted: the average divides by the number of valid
 input positions under the window (precomputed per output position), rounding half
 away from zero for int8 as TFLM does; the max ignores padding by padding with the
 lowest value. Windows are strided views over a padded band; the reduction is one
-numpy call per chunk.
+numpy call per chunk. int8 averages are summed in float64 (exact: integers far
+below 2**53) and divided there: ``(sum + copysign(count // 2, sum)) / count``
+truncated toward zero, TFLM's integer rounding; a correctly rounded quotient of
+integers below 2**53 never crosses an integer, so the truncation is exact.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro.fixedpoint import CLIP
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding, float_activation_range,
     qparams, quantized_activation_range, require_type,
@@ -54,8 +58,13 @@ class Pool2D(Kernel):
         if self.is_max:
             band_dt = np.dtype(np.int8) if self.quantized else np.dtype(np.float32)
         else:
-            band_dt = np.dtype(np.int64) if self.quantized else np.dtype(np.float64)
+            band_dt = np.dtype(np.float64)
         self.workspace = {"acc": ((self.ho, self.wo, self.c), np.dtype(np.int64 if self.quantized else np.float64))}
+        if self.is_max:
+            st = np.int8 if self.quantized else np.float32
+            self.lo_s, self.hi_s = st(self.lo), st(self.hi)
+        else:
+            self.lo_s, self.hi_s = np.float64(self.lo), np.float64(self.hi)
         if self.padded or not self.is_max:
             self.workspace["band"] = ((hp, wp, self.c), band_dt)
         if not self.is_max:
@@ -66,9 +75,12 @@ class Pool2D(Kernel):
             cnt = (cy[:, None] * cx[None, :]).astype(np.int64)
             if np.any(cnt <= 0):
                 raise ctx.fail("a pooling window lies entirely in the padding")
-            self.count = cnt[:, :, None]
-            self.half = (cnt // 2)[:, :, None]
-            self.fcount = cnt[:, :, None].astype(np.float64)
+            self.fcount = np.ascontiguousarray(np.broadcast_to(cnt[:, :, None], (self.ho, self.wo, self.c)),
+                                               dtype=np.float64)
+            self.fhalf = np.ascontiguousarray(np.broadcast_to((cnt // 2)[:, :, None], (self.ho, self.wo, self.c)),
+                                              dtype=np.float64)
+            if np.all(cnt == cnt.flat[0]):
+                self.fcount, self.fhalf = np.float64(cnt.flat[0]), np.float64(cnt.flat[0] // 2)
             if self.quantized:
                 self.workspace["sign"] = ((self.ho, self.wo, self.c), np.dtype(np.int64))
 
@@ -76,8 +88,8 @@ class Pool2D(Kernel):
         """Window views over the (padded) band of each image."""
         x, y = inputs[0], outputs[0]
         self.y = y
-        self.acc = ws["acc"]
-        self.sign = ws.get("sign")
+        self.acc = ws["acc"].view(np.float64)
+        self.sign = ws["sign"].view(np.float64) if "sign" in ws else None
         self.steps = []
         for n in range(self.n):
             if "band" in ws:
@@ -99,24 +111,24 @@ class Pool2D(Kernel):
         """Pool every image."""
         for band, interior, xn, win, yn in self.steps:
             if band is not None:
-                band.fill(self.pad_value)
+                if self.padded:  # (unpadded, the band is all interior and fully overwritten)
+                    band.fill(self.pad_value)
                 np.copyto(interior, xn, casting="unsafe")
             if self.is_max:
-                np.max(win, axis=(2, 3), out=yn)
+                np.maximum.reduce(win, axis=(2, 3), out=yn)
                 if self.quantized or np.isfinite(self.lo) or np.isfinite(self.hi):
-                    np.clip(yn, self.lo, self.hi, out=yn)
+                    CLIP(yn, self.lo_s, self.hi_s, out=yn)
                 continue
             acc = self.acc
-            np.sum(win, axis=(2, 3), out=acc)
+            np.add.reduce(win, axis=(2, 3), out=acc)
             if self.quantized:
-                np.sign(acc, out=self.sign)
-                np.abs(acc, out=acc)
-                acc += self.half
-                np.floor_divide(acc, self.count, out=acc)
-                acc *= self.sign
-                np.clip(acc, self.lo, self.hi, out=acc)
-                np.copyto(yn, acc, casting="unsafe")
+                t = self.sign
+                np.copysign(self.fhalf, acc, out=t)
+                np.add(acc, t, out=acc)
+                np.divide(acc, self.fcount, out=acc)
+                CLIP(acc, self.lo_s, self.hi_s, out=acc)
+                np.copyto(yn, acc, casting="unsafe")  # truncates toward zero, as C's division
             else:
-                acc /= self.fcount
-                np.clip(acc, self.lo, self.hi, out=acc)
+                np.divide(acc, self.fcount, out=acc)
+                CLIP(acc, self.lo_s, self.hi_s, out=acc)
                 np.copyto(yn, acc, casting="same_kind")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
+from edge_runtime.backends.micro.fixedpoint import CLIP, multiply_by_quantized_multiplier, quantize_multiplier
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_type,
 )
@@ -53,7 +53,7 @@ class Quantize(Kernel):
         if not self.from_float:
             idx = self.ws["idx"]
             np.copyto(idx, self.x.view(np.uint8))
-            np.take(self.lut, idx, out=self.y, mode="wrap")
+            self.lut.take(idx, out=self.y, mode="wrap")
             return
         f, d, s = self.ws["f"], self.ws["d"], self.ws["s"]
         np.divide(self.x, self.scale, out=f)
@@ -64,7 +64,7 @@ class Quantize(Kernel):
         np.floor(d, out=d)
         d *= s
         d += self.zp
-        np.clip(d, -128, 127, out=d)
+        CLIP(d, -128.0, 127.0, out=d)
         np.copyto(self.y, d, casting="unsafe")
 
 
@@ -95,4 +95,4 @@ class Dequantize(Kernel):
     def run(self) -> None:
         """Dequantize (indices are copied first, so the op may write over its input)."""
         np.copyto(self.idx, self.xu)
-        np.take(self.lut, self.idx, out=self.y, mode="wrap")
+        self.lut.take(self.idx, out=self.y, mode="wrap")

@@ -55,7 +55,7 @@ class Mean(Kernel):
 
     def run(self) -> None:
         """Reduce."""
-        np.sum(self.x, axis=self.axes, keepdims=True, out=self.acc)
+        np.add.reduce(self.x, axis=self.axes, keepdims=True, out=self.acc)
         if self.quantized:
             self.acc -= self.zx_n
             self.requant.apply(self.acc, self.tmp, self.y)

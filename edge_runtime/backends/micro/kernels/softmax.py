@@ -6,7 +6,9 @@ are rescaled by the beta multiplier into Q5.26, passed through gemmlowp's
 ``one_over_one_plus_x_for_x_in_0_1`` and each exp is scaled by it. Since ``diff``
 takes only 256 values, the rescale-and-exp step is a table built at prepare time;
 the per-row reciprocal and final scaling run on small int64 arrays (a per-call
-allocation proportional to the number of rows, documented in the tests).
+allocation proportional to the number of rows, documented in the tests). Tiny
+softmaxes (at most 64 values, e.g. a classifier's 12 scores) run the same integer
+steps on Python ints: a dozen numpy calls on a dozen values cost more than the math.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from edge_runtime.backends.micro import options as opt
 from edge_runtime.backends.micro.fixedpoint import (
+    CLIP,
     calculate_input_radius, exp_on_negative_values, get_reciprocal_scalar, quantize_multiplier_greater_than_one,
     rounding_divide_by_pot, srdhm,
 )
@@ -60,6 +63,10 @@ class Softmax(Kernel):
             self.acc_table = np.where(valid, acc_q12, 0).astype(np.int64)
             # entries below diff_min give -128: min(result, fill) with fill -128 there, 127 elsewhere
             self.invalid_fill = np.where(valid, 127, -128).astype(np.int8)
+            self.small = self.rows * self.depth <= 64
+            self.exp_list = self.exp_table.tolist()
+            self.acc_list = self.acc_table.tolist()
+            self.valid_list = valid.tolist()
             self.workspace = {"idx": ((self.rows, self.depth), np.dtype(np.intp)),
                               "e": ((self.rows, self.depth), np.dtype(np.int64)),
                               "neg": ((self.rows, self.depth), np.dtype(np.int64)),
@@ -77,28 +84,55 @@ class Softmax(Kernel):
         if self.quantized:
             self.neg, self.mask = ws["neg"], ws["mask"]
 
+    def _run_small(self) -> None:
+        """The integer algorithm of ``run`` on Python ints, row by row."""
+        exp_t, acc_t, valid = self.exp_list, self.acc_list, self.valid_list
+        for x_row, y_row in zip(self.x, self.y):
+            vals = x_row.tolist()
+            top = max(vals)
+            idx = [v - top + 255 for v in vals]
+            total = sum(acc_t[i] for i in idx)
+            total = ((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+            scale, bits_over_unit = get_reciprocal_scalar(total, ACCUMULATION_INTEGER_BITS)
+            exponent = bits_over_unit + 31 - 8
+            half = (1 << (exponent - 1)) if exponent > 0 else 0
+            out = []
+            for i in idx:
+                if not valid[i]:
+                    out.append(-128)
+                    continue
+                v = (exp_t[i] * scale + (1 << 30)) >> 31
+                if exponent > 0:
+                    v = (v + half - (1 if v < 0 else 0)) >> exponent
+                v -= 128
+                out.append(-128 if v < -128 else 127 if v > 127 else v)
+            y_row[:] = out
+
     def run(self) -> None:
         """Compute the softmax of every row."""
         if not self.quantized:
             f, m = self.ws["f"], self.ws["m"]
             np.copyto(f, self.x)
-            np.max(f, axis=1, keepdims=True, out=m)
+            np.maximum.reduce(f, axis=1, keepdims=True, out=m)
             f -= m
             f *= self.beta
             np.exp(f, out=f)
-            np.sum(f, axis=1, keepdims=True, out=m)
+            np.add.reduce(f, axis=1, keepdims=True, out=m)
             f /= m
             np.copyto(self.y, f, casting="same_kind")
             return
+        if self.small:
+            self._run_small()
+            return
         idx, e, mx = self.ws["idx"], self.ws["e"], self.ws["mx"]
         np.copyto(idx, self.x, casting="unsafe")
-        np.max(idx, axis=1, keepdims=True, out=mx)
+        np.maximum.reduce(idx, axis=1, keepdims=True, out=mx)
         idx -= mx
         idx += 255
-        np.take(self.acc_table, idx, out=e, mode="clip")
-        np.sum(e, axis=1, keepdims=True, out=mx)
+        self.acc_table.take(idx, out=e, mode="clip")
+        np.add.reduce(e, axis=1, keepdims=True, out=mx)
         sums = mx[:, 0]
-        np.take(self.exp_table, idx, out=e, mode="clip")
+        self.exp_table.take(idx, out=e, mode="clip")
         for r in range(self.rows):  # per row (not per pixel): one reciprocal each
             total = ((int(sums[r]) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
             scale, bits_over_unit = get_reciprocal_scalar(total, ACCUMULATION_INTEGER_BITS)
@@ -113,7 +147,7 @@ class Softmax(Kernel):
                 row += 1 << (exponent - 1)
                 row >>= exponent
         e -= 128
-        np.clip(e, -128, 127, out=e)
+        CLIP(e, -128, 127, out=e)
         np.copyto(self.y, e, casting="unsafe")
-        np.take(self.invalid_fill, idx, out=self.mask, mode="clip")
+        self.invalid_fill.take(idx, out=self.mask, mode="clip")
         np.minimum(self.y, self.mask, out=self.y)

@@ -2,18 +2,19 @@
 
 The weights are block-CSR (see ``converters/compress/sparse.py`` for the layout): outer
 dimensions dense, the input dimension ``SPARSE_CSR`` over 1xB blocks, optionally a dense block
-dimension. The stored values stay a zero-copy view over the memory-mapped model; only the row
-pointers and block columns are decoded at prepare time (as small integer index arrays).
+dimension. At prepare time the block columns are decoded into an index array and the stored
+values are widened once (as the dense kernel widens its whole weight matrix): memory grows with
+the stored blocks, not with units x depth.
 
 Arithmetic is the dense kernels': integer accumulators (exact in float64), the bias with the
 input zero point folded in (``bias - zp * sum(row weights)``; zeros add nothing), the same
 per-channel multipliers and the same :class:`Requantizer`, so outputs equal the dense model's
-bit for bit. Per run and row chunk: the input is widened into the workspace, the inputs under
-the stored blocks are gathered (``np.take`` with ``out=``), multiplied by the widened values and
-summed per output unit (``np.add.reduceat``), in float32 while every partial sum is an integer
-below 2**24 (as the dense kernels do), else float64. The host workspace grows with the stored
-values, not with the dense matrix. Nothing is allocated in ``run`` (numpy's own bounded casting
-buffer aside, as in the dense kernels).
+bit for bit. Per run, row chunk and group of output units: the input is widened into the
+workspace, the input blocks under the stored weight blocks are gathered (``np.take`` with
+``out=``), multiplied by the widened values, summed per block and then per output unit
+(``np.add.reduceat``), in float32 while every partial sum is an integer below 2**24 (as the dense
+kernels do), else float64. Unit groups bound the gather buffer by the workspace limit. Nothing is
+allocated in ``run`` (numpy's own bounded casting buffer aside, as in the dense kernels).
 
 :class:`FullyConnectedAny` and :class:`Conv2DAny` pick this kernel when the weight tensor is
 sparse and the dense kernel otherwise; registering them under ``FULLY_CONNECTED`` and
@@ -110,10 +111,10 @@ def decode_block_csr(ctx: OpContext, tensor_index: int) -> tuple[int, int, int, 
 
 
 class SparseRows(Kernel):
-    """``y[r] = requant(sum over stored blocks of x[r, block cols] * values + bias)`` for int8."""
+    """``y[r] = requant(sum over stored blocks of x[r, block] . values + bias)`` for int8."""
 
     max_version = 9
-    inplace_ok = True  # row by row, each input row is widened into the workspace before its output row is written
+    inplace_ok = True  # each input row chunk is widened into the workspace before its outputs are written
 
     def setup(self, ctx: OpContext, x, w, b, y, units: int, k: int, rows_total: int, activation: int) -> None:  # type: ignore[no-untyped-def]
         """Shared prepare of the FC and 1x1 conv forms."""
@@ -128,15 +129,13 @@ class SparseRows(Kernel):
             raise ctx.fail(f"sparse weights {w.shape} do not fit {units} units x depth {k}")
         if w.quantization is None or np.any(w.quantization.zero_point != 0):
             raise ctx.fail("int8 weights must be symmetric (zero point 0)")
-        self.units, self.k, self.rows_total = units, k, rows_total
-        self.values = w.data.view(np.int8)
-        nnz = self.values.size
-        # element column of every stored value, and where each unit's values start
-        self.gather_idx = (np.repeat(cols * block, block) + np.tile(np.arange(block), cols.size)).astype(np.intp)
-        starts = seg[:-1] * block
-        self.nonempty = np.nonzero(np.diff(seg) > 0)[0].astype(np.intp)
-        self.all_nonempty = self.nonempty.size == units
-        self.starts = starts[self.nonempty].astype(np.intp)
+        self.units, self.k, self.rows_total, self.block = units, k, rows_total, block
+        nnzb = int(cols.size)
+        raw = w.data.view(np.int8).reshape(nnzb, block)
+        cdt = exact_dtype(True, k)  # float32 while every partial sum stays exact, else float64
+        # like the dense kernel, the stored values are widened once (nnz values, not units x depth)
+        self.vals = raw.astype(cdt)
+        self.cols = cols.astype(np.intp)
         in_scale, in_zp = qparams(x)
         out_scale, out_zp = qparams(y)
         m, s = per_channel_multipliers(ctx, in_scale, scales32(w), out_scale, units)
@@ -145,55 +144,80 @@ class SparseRows(Kernel):
         if b is not None:
             bias += b.array().astype(np.int64).reshape(-1)
         if in_zp:
-            row_sums = np.zeros(units, np.int64)
-            if nnz:
-                sums = np.add.reduceat(self.values.astype(np.int64), self.starts) if self.starts.size else np.zeros(0, np.int64)
-                row_sums[self.nonempty] = sums
+            block_sums = raw.astype(np.int64).sum(axis=1)
+            row_sums = np.array([block_sums[seg[u]:seg[u + 1]].sum() for u in range(units)], np.int64)
             bias -= np.int64(in_zp) * row_sums
         self.requant = Requantizer(m, s, out_zp, lo, hi, bias=bias)
-        nz = max(nnz, 1)
-        cdt = exact_dtype(True, k)  # float32 while every partial sum stays exact, else float64
-        cs = cdt.itemsize
+        # unit groups: consecutive output units whose stored blocks fit the gather buffer
+        max_blocks = max(1, min(nnzb, ctx.workspace_limit // 4 // max(block * cdt.itemsize, 1)))
+        self.groups: list[tuple[int, int, int, int, np.ndarray, np.ndarray, bool]] = []
+        u = 0
+        while u < units:
+            u1 = u + 1
+            while u1 < units and seg[u1 + 1] - seg[u] <= max_blocks:
+                u1 += 1
+            b0, b1 = int(seg[u]), int(seg[u1])
+            counts = np.diff(seg[u:u1 + 1])
+            nonempty = np.nonzero(counts > 0)[0].astype(np.intp)
+            starts = (seg[u:u1][nonempty] - b0).astype(np.intp)
+            self.groups.append((u, u1, b0, b1, starts, nonempty + u, bool(nonempty.size == u1 - u)))
+            u = u1
+        gmax = max(max(g[3] - g[2] for g in self.groups), 1)
+        self.gmax = gmax
 
         def per_rows(r: int) -> int:
-            return cs * (r * k + r * nz + r * units + r * max(self.nonempty.size, 1)) + 16 * r * units
+            return cdt.itemsize * (r * k + r * gmax * (block + 1) + 2 * r * units) + 16 * r * units
 
         ch = Chunking.fit(rows_total, 0, per_rows, ctx.workspace_limit)
         r = ch.rows
         self.rows = r
-        self.workspace = {"lhs": ((r, k), cdt), "g": ((r, nz), cdt), "acc": ((r, units), cdt),
-                          "red": ((r, max(self.nonempty.size, 1)), cdt),
+        self.workspace = {"lhs": ((r, k), cdt), "g": ((r, gmax, block), cdt), "bsum": ((r, gmax), cdt),
+                          "acc": ((r, units), cdt), "red": ((r, units), cdt),
                           "acc_i": ((r, units), I64), "tmp": ((r, units), I64)}
 
     def bind(self, inputs, outputs, scratch, ws) -> None:  # type: ignore[no-untyped-def]
-        """Row-chunk views into the workspace and the arena."""
+        """Row-chunk and unit-group views into the workspace and the arena."""
         x = inputs[0].reshape(self.rows_total, self.k)
         y = outputs[0].reshape(self.rows_total, self.units)
         src0, dst0 = inputs[0], outputs[0]
         same = src0.__array_interface__["data"][0] == dst0.__array_interface__["data"][0]
         if np.shares_memory(src0, dst0) and not (same and (self.units <= self.k or self.rows >= self.rows_total)):
             raise self.ctx.fail("the arena plan overlaps input and output in a way this kernel cannot run in place")
+        nblk = self.k // self.block
         self.steps = []
         for r0 in range(0, self.rows_total, self.rows):
             r = min(self.rows, self.rows_total - r0)
-            self.steps.append((x[r0:r0 + r], ws["lhs"][:r], ws["g"][:r, :self.values.size], ws["acc"][:r],
-                               ws["red"][:r, :self.nonempty.size], ws["acc_i"][:r], ws["tmp"][:r], y[r0:r0 + r]))
+            lhs = ws["lhs"][:r]
+            lhs3 = lhs.reshape(r, nblk, self.block)
+            acc = ws["acc"][:r]
+            groups = []
+            for u0, u1, b0, b1, starts, nonempty, full in self.groups:
+                n = b1 - b0
+                if n == 0:
+                    groups.append((None, None, None, None, None, acc[:, u0:u1], None, None))
+                    continue
+                groups.append((self.cols[b0:b1], ws["g"][:r, :n], self.vals[b0:b1], ws["bsum"][:r, :n], starts,
+                               acc[:, u0:u1], None if full else ws["red"][:r, :nonempty.size],
+                               None if full else nonempty))
+            self.steps.append((x[r0:r0 + r], lhs, lhs3, acc, groups, ws["acc_i"][:r], ws["tmp"][:r], y[r0:r0 + r]))
 
     def run(self) -> None:
         """Compute all row chunks."""
-        for src, lhs, g, acc, red, acc_i, tmp, out in self.steps:
+        for src, lhs, lhs3, acc, groups, acc_i, tmp, out in self.steps:
             np.copyto(lhs, src, casting="unsafe")
-            if self.values.size == 0:
-                acc.fill(0.0)
-            else:
-                np.take(lhs, self.gather_idx, axis=1, out=g)
-                np.multiply(g, self.values, out=g)
-                if self.all_nonempty:
-                    np.add.reduceat(g, self.starts, axis=1, out=acc)
+            for cols, g, vals, bsum, starts, acc_g, red, nonempty in groups:
+                if cols is None:
+                    acc_g.fill(0)
+                    continue
+                np.take(lhs3, cols, axis=1, out=g)  # the input blocks under the stored weight blocks
+                np.multiply(g, vals, out=g)
+                np.sum(g, axis=2, out=bsum)
+                if red is None:
+                    np.add.reduceat(bsum, starts, axis=1, out=acc_g)
                 else:
-                    np.add.reduceat(g, self.starts, axis=1, out=red)
-                    acc.fill(0.0)
-                    acc[:, self.nonempty] = red
+                    np.add.reduceat(bsum, starts, axis=1, out=red)
+                    acc_g.fill(0)
+                    acc[:, nonempty] = red
             np.copyto(acc_i, acc, casting="unsafe")
             self.requant.apply(acc_i, tmp, out)
 
