@@ -84,7 +84,7 @@ def read_offline_plan(model: TFLiteModel) -> Optional[np.ndarray]:
     return arr[3:].copy()
 
 
-class _AlignedBuilder(flatbuffers.Builder):
+class AlignedBuilder(flatbuffers.Builder):
     """A flatbuffers Builder that starts every byte vector (buffer data) on a 16-byte boundary."""
 
     def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' name)
@@ -123,7 +123,7 @@ def with_metadata(model_bytes: bytes, name: str, payload: bytes) -> bytes:
     md.name = name
     md.buffer = len(m.buffers) - 1
     m.metadata.append(md)
-    builder = _AlignedBuilder(len(model_bytes) + len(payload) + 4096)
+    builder = AlignedBuilder(len(model_bytes) + len(payload) + 4096)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import logging
 from types import ModuleType
 from typing import Any, Optional
 
@@ -22,6 +23,8 @@ import numpy as np
 from edge_runtime.backends import accelerators as acc
 from edge_runtime.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
 from edge_runtime.model import Model, TensorSpec
+
+log = logging.getLogger(__name__)
 
 OP_RESOLVERS = {
     "default": "AUTO",
@@ -109,6 +112,13 @@ def _spec(d: dict[str, Any]) -> TensorSpec:
     )
 
 
+def _has_sparse_weights(tflite_model: Any) -> bool:
+    """True when a parsed model stores any constant tensor in sparse form."""
+    if tflite_model is None:
+        return False
+    return any(t.sparse for sg in tflite_model.subgraphs for t in sg.tensors)
+
+
 def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None, op_resolver: str = "default",
                accelerator: Optional[str] = "auto", accelerator_options: Optional[dict[str, str]] = None,
                require_accelerator: bool = False, library: str = "auto", tflite_model: Any = None,
@@ -117,6 +127,12 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     if unknown:
         raise ConfigError(f"unknown option(s) for the {backend_name} backend: {', '.join(sorted(unknown))}")
     mod, dist, version = import_interpreter(library)
+    if op_resolver == "default" and _has_sparse_weights(tflite_model):
+        # LiteRT's default XNNPACK delegate gives wrong outputs on sparse int8 weights (seen with
+        # ai-edge-litert 2.3.0); its reference kernels decode them correctly.
+        log.info("%s: the model stores sparse weights; using LiteRT's reference kernels, because its "
+                 "default XNNPACK delegate mis-runs sparse int8 weights", path)
+        op_resolver = "reference"
     resolver_name = OP_RESOLVERS.get(op_resolver)
     if resolver_name is None:
         raise ConfigError(f"unknown op_resolver '{op_resolver}'; use one of {', '.join(OP_RESOLVERS)}")

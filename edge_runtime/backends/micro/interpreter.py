@@ -32,6 +32,8 @@ from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
 from edge_runtime.backends.micro.memory_traits import make_op_memory
 
 ALIGN = 16
+#: Ops whose weights (input 1) may be stored sparse (TFLite SparsityParameters); see kernels/sparse.py.
+SPARSE_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D")
 
 
 def _aligned_buffer(nbytes: int, align: int = 64) -> np.ndarray:
@@ -54,13 +56,15 @@ def check_supported(model: TFLiteModel, subgraph: int = 0) -> None:
             raise UnsupportedModelError(
                 f"{model.path}: op {op.index} is {op.name} version {op.opcode.version}; the micro backend handles "
                 f"{op.name} up to version {cls.max_version}")
+    sparse_weights = {op.inputs[1] for op in sg.operators
+                      if op.name in SPARSE_WEIGHT_OPS and len(op.inputs) > 1}
     for t in sg.tensors:
         if t.is_variable:
             raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is a variable (stateful) tensor, "
                                         "which the micro backend does not support")
-        if t.sparse:
-            raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is sparse, which the micro backend "
-                                        "does not support")
+        if t.sparse and t.index not in sparse_weights:
+            raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is sparse; the micro backend supports "
+                                        f"sparse storage only for the weights of {', '.join(SPARSE_WEIGHT_OPS)}")
 
 
 class Interpreter:
@@ -140,7 +144,8 @@ class Interpreter:
             return None
         t = self.sg.tensors[index]
         if t.data is not None:
-            return t.array()
+            # Sparse weights go to their kernel as the raw bytes; it decodes SparsityParameters itself.
+            return t.data if t.sparse else t.array()
         v = self.views.get(index)
         if v is None:
             raise UnsupportedModelError(f"tensor '{t.name}' has no place in the arena plan")

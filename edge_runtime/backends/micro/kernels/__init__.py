@@ -10,13 +10,14 @@ from edge_runtime.backends.micro.kernels.pooling import Pool2D
 from edge_runtime.backends.micro.kernels.quantize import Dequantize, Quantize
 from edge_runtime.backends.micro.kernels.reduce import Mean
 from edge_runtime.backends.micro.kernels.reshape import Reshape
+from edge_runtime.backends.micro.kernels.sparse import Conv2DAny, FullyConnectedAny
 from edge_runtime.backends.micro.kernels.shape_ops import Concatenation, Pad, StridedSlice, Transpose
 from edge_runtime.backends.micro.kernels.softmax import Softmax
 
 REGISTRY: dict[str, type[Kernel]] = {
-    "CONV_2D": Conv2D,
+    "CONV_2D": Conv2DAny,  # dense Conv2D unless the weights are stored sparse
     "DEPTHWISE_CONV_2D": DepthwiseConv2D,
-    "FULLY_CONNECTED": FullyConnected,
+    "FULLY_CONNECTED": FullyConnectedAny,  # dense FullyConnected unless the weights are sparse
     "ADD": Binary,
     "SUB": Binary,
     "MUL": Binary,
