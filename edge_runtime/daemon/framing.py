@@ -1,0 +1,283 @@
+"""Binary framing for serial and TCP links (see docs/framing.md).
+
+A frame is ``0x00 COBS(header | payload | crc32) 0x00``:
+
+- header, little-endian, 12 bytes: version (u8, 1), kind (u8), flags (u8), reserved (u8),
+  sequence number (u32), payload length (u32);
+- CRC-32 (IEEE 802.3, ``zlib.crc32``) over header and payload, u32 little-endian.
+
+COBS removes every zero byte from the frame, so ``0x00`` only ever marks a frame
+boundary and the decoder resynchronises at the next one after garbage, a truncated
+frame or a bit error. :class:`FrameDecoder` keeps a bounded buffer and counts what it
+drops; :class:`SequenceTracker` turns gaps in sequence numbers into a lost-frame count.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple, Optional
+
+VERSION = 1
+HEADER = struct.Struct("<BBBBII")
+CRC = struct.Struct("<I")
+OVERHEAD = HEADER.size + CRC.size
+
+# kinds
+DATA = 1  #: a model input (or a fragment of one), device -> daemon
+RESULT = 2  #: an inference result, daemon -> device
+HELLO = 3  #: link bring-up: the daemon's (empty payload) says "listening"; a device's carries DEVICE_HELLO
+#: payload of a device's HELLO; its sequence number is the number of the device's next DATA frame
+DEVICE_HELLO = b"dev"
+
+# flags
+FIRST = 0x01  #: first fragment of a sample
+LAST = 0x02  #: last fragment of a sample
+WHOLE = FIRST | LAST
+
+DEFAULT_MAX_PAYLOAD = 1 << 20
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """COBS-encode ``data``: the result contains no zero byte."""
+    out = bytearray()
+    for part in bytes(data).split(b"\x00"):
+        # each zero-free run becomes blocks of at most 254 bytes
+        while len(part) >= 254:
+            out.append(255)
+            out += part[:254]
+            part = part[254:]
+        out.append(len(part) + 1)
+        out += part
+    # every run except the last stands for "run, then a zero"; COBS codes the zero
+    # implicitly; a 255 block does not imply a zero, which the loop above respects.
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> Optional[bytes]:
+    """Decode one COBS block sequence; ``None`` when it is not valid COBS."""
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        code = data[i]
+        if code == 0:
+            return None
+        end = i + code
+        if end > n:
+            return None
+        out += data[i + 1:end]
+        i = end
+        if code != 255 and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+def encode_frame(kind: int, seq: int, payload: bytes = b"", flags: int = WHOLE) -> bytes:
+    """One frame on the wire, delimiters included."""
+    body = HEADER.pack(VERSION, kind, flags, 0, seq & 0xFFFFFFFF, len(payload)) + bytes(payload)
+    body += CRC.pack(zlib.crc32(body) & 0xFFFFFFFF)
+    return b"\x00" + cobs_encode(body) + b"\x00"
+
+
+class Frame(NamedTuple):
+    """A decoded, CRC-checked frame."""
+
+    kind: int
+    flags: int
+    seq: int
+    payload: bytes
+
+
+@dataclass
+class FramingStats:
+    """What a decoder saw: good frames, corrupt chunks, bytes thrown away, oversize chunks."""
+
+    frames: int = 0
+    corrupt: int = 0
+    oversize: int = 0
+    bytes_in: int = 0
+    bytes_dropped: int = 0
+
+
+class FrameDecoder:
+    """Streaming decoder: feed it bytes as they arrive, get whole frames out.
+
+    The buffer never holds more than one encoded frame of ``max_payload`` bytes; a
+    longer run without a delimiter is discarded (counted in ``oversize``) up to the
+    next ``0x00``. A chunk between delimiters that is not valid COBS, has a bad
+    header, a length that disagrees with its size, or a bad CRC counts as ``corrupt``.
+    """
+
+    def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.max_payload = int(max_payload)
+        body = OVERHEAD + self.max_payload
+        self._max_encoded = body + body // 254 + 2
+        self._buf = bytearray()
+        self._skipping = False
+        self.stats = FramingStats()
+
+    def reset(self) -> None:
+        """Forget a partial frame (after a reconnect)."""
+        if self._buf:
+            self.stats.bytes_dropped += len(self._buf)
+            self.stats.corrupt += 1
+        self._buf.clear()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        """Add received bytes; yield every complete, valid frame they finish."""
+        st = self.stats
+        st.bytes_in += len(data)
+        start = 0
+        n = len(data)
+        while start < n:
+            z = data.find(b"\x00", start)
+            if z < 0:
+                self._append(data, start, n)
+                return
+            if not self._buf and not self._skipping and z - start <= self._max_encoded:
+                chunk = data[start:z]  # the whole chunk is in this read: no copy through the buffer
+                start = z + 1
+                if not chunk:
+                    continue  # idle fill or the leading delimiter
+            else:
+                self._append(data, start, z)
+                start = z + 1
+                if self._skipping:
+                    self._skipping = False
+                    continue
+                if not self._buf:
+                    continue
+                chunk = bytes(self._buf)
+                self._buf.clear()
+            frame = self._parse(chunk)
+            if frame is None:
+                st.corrupt += 1
+                st.bytes_dropped += len(chunk)
+            else:
+                st.frames += 1
+                yield frame
+
+    def _append(self, data: bytes, start: int, end: int) -> None:
+        if end <= start:
+            return
+        if self._skipping:
+            self.stats.bytes_dropped += end - start
+            return
+        if len(self._buf) + (end - start) > self._max_encoded:
+            self.stats.oversize += 1
+            self.stats.bytes_dropped += len(self._buf) + (end - start)
+            self._buf.clear()
+            self._skipping = True
+            return
+        self._buf += data[start:end]
+
+    def _parse(self, chunk: bytes) -> Optional[Frame]:
+        body = cobs_decode(chunk)
+        if body is None or len(body) < OVERHEAD:
+            return None
+        version, kind, flags, _res, seq, length = HEADER.unpack_from(body)
+        if version != VERSION or length != len(body) - OVERHEAD or length > self.max_payload:
+            return None
+        (crc,) = CRC.unpack_from(body, len(body) - CRC.size)
+        if zlib.crc32(memoryview(body)[:-CRC.size]) & 0xFFFFFFFF != crc:
+            return None
+        return Frame(kind, flags, seq, body[HEADER.size:HEADER.size + length])
+
+
+class SequenceTracker:
+    """Counts frames lost between good frames from gaps in their sequence numbers.
+
+    A jump forward of less than ``window`` counts the skipped numbers as lost. Anything
+    else (a jump backwards or a huge jump) is taken as the device restarting its
+    counter and counted in ``restarts``; a repeated number counts in ``duplicates``.
+    """
+
+    def __init__(self, window: int = 1 << 16) -> None:
+        self.window = window
+        self.expected: Optional[int] = None
+        self.lost = 0
+        self.restarts = 0
+        self.duplicates = 0
+
+    def start_at(self, seq: int) -> None:
+        """The peer announced its next sequence number (a device HELLO)."""
+        self.expected = seq & 0xFFFFFFFF
+
+    def see(self, seq: int) -> bool:
+        """Record ``seq``; return False for a duplicate of the previous frame."""
+        exp = self.expected
+        if exp is not None:
+            gap = (seq - exp) & 0xFFFFFFFF
+            if gap == 0xFFFFFFFF:
+                self.duplicates += 1
+                return False
+            if gap < self.window:
+                self.lost += gap
+            elif gap != 0:
+                self.restarts += 1
+        self.expected = (seq + 1) & 0xFFFFFFFF
+        return True
+
+
+class Reassembler:
+    """Joins FIRST..LAST fragments (consecutive sequence numbers) into one sample.
+
+    A fragment that arrives out of order, or a sample that would exceed ``max_bytes``,
+    throws the partial sample away and counts it in ``incomplete``. The memory used is
+    bounded by ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._parts = bytearray()
+        self._first_seq: Optional[int] = None
+        self._next_seq = 0
+        self.incomplete = 0
+
+    def add(self, frame: Frame) -> Optional[tuple[int, bytes]]:
+        """Add a DATA frame; return ``(sequence of the first fragment, sample bytes)`` when complete."""
+        if frame.flags & FIRST:
+            if self._first_seq is not None:
+                self.incomplete += 1
+            self._parts.clear()
+            self._first_seq = frame.seq
+        elif self._first_seq is None or frame.seq != self._next_seq:
+            if self._first_seq is not None:
+                self.incomplete += 1
+            self._parts.clear()
+            self._first_seq = None
+            return None
+        if len(self._parts) + len(frame.payload) > self.max_bytes:
+            self.incomplete += 1
+            self._parts.clear()
+            self._first_seq = None
+            return None
+        self._next_seq = (frame.seq + 1) & 0xFFFFFFFF
+        if frame.flags & LAST:
+            if frame.flags & FIRST:
+                self._first_seq = None
+                return frame.seq, frame.payload
+            out = bytes(self._parts) + frame.payload
+            first = self._first_seq
+            self._parts.clear()
+            self._first_seq = None
+            return first, out  # type: ignore[return-value]
+        self._parts += frame.payload
+        return None
+
+
+RESULT_HEAD = struct.Struct("<hf")
+
+
+def encode_result_payload(label_index: Optional[int], score: float, raw: bytes) -> bytes:
+    """Payload of a RESULT frame: label index (i16, -1 for none), score (f32), raw output bytes."""
+    return RESULT_HEAD.pack(-1 if label_index is None else int(label_index), float(score)) + raw
+
+
+def decode_result_payload(payload: bytes) -> tuple[Optional[int], float, bytes]:
+    """Inverse of :func:`encode_result_payload`."""
+    if len(payload) < RESULT_HEAD.size:
+        raise ValueError(f"result payload of {len(payload)} bytes is shorter than its {RESULT_HEAD.size}-byte head")
+    idx, score = RESULT_HEAD.unpack_from(payload)
+    return (None if idx < 0 else idx), score, payload[RESULT_HEAD.size:]

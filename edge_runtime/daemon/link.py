@@ -1,0 +1,72 @@
+"""One device connection: framing decoder, sequence tracking and fragment reassembly.
+
+A :class:`Link` turns received bytes into complete samples ``(seq, payload)`` and
+adds what it drops to the daemon's counters. Sources own links; sinks use
+``link.send`` to answer the device over the same connection.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+from edge_runtime.daemon import framing
+from edge_runtime.daemon.metrics import Metrics
+
+SendFn = Callable[[bytes], bool]
+
+
+class Link:
+    """A framed byte stream from one device."""
+
+    def __init__(self, name: str, metrics: Metrics, max_payload: int, send: Optional[SendFn] = None) -> None:
+        self.name = name
+        self.metrics = metrics
+        self.decoder = framing.FrameDecoder(max_payload)
+        self.tracker = framing.SequenceTracker()
+        self.reasm = framing.Reassembler(max_payload)
+        self._send = send
+        self.open = True
+        self.data_frames = 0
+        self.inflight = 0  #: requests admitted from this link and not yet answered
+        self._seen = (0, 0, 0, 0, 0, 0, 0)
+
+    def send(self, data: bytes) -> bool:
+        """Queue ``data`` to the device; False when the link cannot take it (counted by the caller)."""
+        if self._send is None or not self.open:
+            return False
+        return self._send(data)
+
+    def samples(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+        """Feed received bytes; yield complete samples as ``(sequence number, payload)``."""
+        for frame in self.decoder.feed(data):
+            if frame.kind != framing.DATA:
+                if frame.kind == framing.HELLO and frame.payload == framing.DEVICE_HELLO:
+                    self.tracker.start_at(frame.seq)  # the device's next sequence number
+                continue  # our own HELLO/RESULT echoed on a loopback, or a kind from a newer peer
+            self.data_frames += 1
+            if not self.tracker.see(frame.seq):
+                continue
+            out = self.reasm.add(frame)
+            if out is not None:
+                yield out
+        self._account()
+
+    def reset(self) -> None:
+        """The peer went away mid-stream (reconnect): drop a partial frame."""
+        self.decoder.reset()
+        self._account()
+
+    def _account(self) -> None:
+        st, tr = self.decoder.stats, self.tracker
+        now = (self.data_frames, st.corrupt, st.oversize, st.bytes_dropped, tr.lost, tr.duplicates, self.reasm.incomplete)
+        if now == self._seen:
+            return
+        names = ("frames_received", "frames_corrupt", "frames_oversize", "bytes_dropped", "frames_lost",
+                 "frames_duplicate", "samples_incomplete")
+        for name, a, b in zip(names, now, self._seen):
+            if a != b:
+                self.metrics.inc(name, a - b)
+        restarts = tr.restarts
+        self._seen = now
+        if restarts != getattr(self, "_restarts", 0):
+            self.metrics.inc("sequence_restarts", restarts - getattr(self, "_restarts", 0))
+            self._restarts = restarts

@@ -1,0 +1,106 @@
+"""Start-up memory check: what the daemon will need against the profile's inference RAM budget.
+
+The estimate adds the model's activation arena (the static plan for .tflite models,
+``info['arena_bytes']`` when the backend reports one), the model file (memory-mapped,
+counted because its pages become resident), the request and result queues at full
+depth, the batch buffers, the framing buffers of every link and the MQTT offline
+buffer. The Python interpreter and the backend library themselves are not counted.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from edge_runtime.errors import BudgetExceededError
+from edge_runtime.model import Model
+
+#: bookkeeping per queued request/result (Python objects), a measured upper bound
+PER_ITEM_OVERHEAD = 600
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes per item of the estimate, and the batch size the budget allows."""
+
+    items: dict[str, int]
+    budget: Optional[int]
+    max_batch: int
+
+    @property
+    def total(self) -> int:
+        """Sum of all items."""
+        return sum(self.items.values())
+
+    def describe(self) -> str:
+        """One line: each item and the total against the budget."""
+        parts = ", ".join(f"{k} {v:,}" for k, v in self.items.items())
+        b = f" of a {self.budget:,}-byte budget" if self.budget else ""
+        return f"{self.total:,} bytes{b} ({parts})"
+
+
+def arena_bytes(model: Model) -> int:
+    """The model's activation arena in bytes (0 when unknown)."""
+    v = model.info.get("arena_bytes")
+    if isinstance(v, int):
+        return v
+    if str(model.path).endswith(".tflite"):
+        try:
+            from edge_runtime.arena.plan import plan_arena
+            from edge_runtime.formats.tflite import TFLiteModel
+
+            return int(plan_arena(TFLiteModel.open(model.path)).arena_bytes)
+        except Exception:  # noqa: BLE001 - planning is an estimate; fall back to the I/O tensors
+            pass
+    return sum(_nbytes(s) for s in model.inputs + model.outputs)
+
+
+def _nbytes(spec: Any) -> int:
+    shape = [1 if d < 0 else d for d in spec.shape]  # a dynamic batch axis: one sample
+    return int(np.prod(shape)) * np.dtype(spec.dtype).itemsize
+
+
+def estimate(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimate:
+    """Estimate the daemon's memory for ``cfg`` and cap the batch size to fit ``budget``."""
+    p = cfg.pipeline
+    in_b = sum(_nbytes(s) for s in model.inputs)
+    out_b = sum(_nbytes(s) for s in model.outputs)
+    links = cfg.source.max_connections if cfg.source.type == "tcp" else 1
+    frame_b = min(p.max_frame_bytes, max(in_b, 64)) + 64
+    mqtt = sum(s.offline_buffer * (out_b * 5 + 300) for s in cfg.sinks if s.type == "mqtt")
+    items = {
+        "arena": arena_bytes(model),
+        "model file": os.path.getsize(model.path) if os.path.exists(model.path) else 0,
+        "request queue": p.queue_size * (in_b + PER_ITEM_OVERHEAD),
+        "result queue": p.result_queue_size * (out_b + PER_ITEM_OVERHEAD),
+        "framing": links * 2 * frame_b,
+        "mqtt buffer": mqtt,
+    }
+    per_sample = in_b + out_b + PER_ITEM_OVERHEAD
+    max_batch = p.max_batch_size
+    if budget:
+        room = budget - sum(items.values())
+        if model.backend in ("litert", "tflite"):
+            per_sample_total = 2 * per_sample + items["arena"]  # buffers and the batched interpreter's arena
+        else:
+            per_sample_total = 2 * per_sample
+        max_batch = max(1, min(max_batch, room // per_sample_total if room > 0 else 1))
+    items["batch buffers"] = 2 * max_batch * per_sample
+    if max_batch > 1 and model.backend in ("litert", "tflite"):
+        items["batched interpreter"] = items["arena"] * max_batch
+    return MemoryEstimate(items, budget, int(max_batch))
+
+
+def check_budget(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimate:
+    """Raise :class:`BudgetExceededError` when the estimate is over ``budget``."""
+    est = estimate(model, cfg, budget)
+    if budget and est.total > budget:
+        big = max(est.items, key=lambda k: est.items[k])
+        raise BudgetExceededError(
+            f"the daemon needs {est.describe()}; over budget by {est.total - budget:,} bytes. "
+            f"The largest item is the {big}: lower pipeline.queue_size, pipeline.result_queue_size "
+            "or an MQTT offline_buffer, or use a smaller model"
+        )
+    return est

@@ -1,0 +1,204 @@
+"""Counters, gauges and latency percentiles, exposed in Prometheus text format.
+
+Everything here has a fixed size: counters are a dict with a fixed key set, latency
+is a ring of the last ``window`` samples. :class:`HealthServer` answers ``GET /healthz``
+and ``GET /metrics`` over TCP (127.0.0.1 by default) or a Unix socket.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+COUNTERS = {
+    "frames_received": "good DATA frames decoded on all links (samples from a .npy file count too)",
+    "frames_corrupt": "chunks between delimiters that failed COBS, header, length or CRC checks",
+    "frames_oversize": "runs longer than the largest frame, discarded up to the next delimiter",
+    "frames_lost": "frames missing according to gaps in sequence numbers",
+    "frames_duplicate": "frames repeating the previous sequence number",
+    "sequence_restarts": "sequence number jumps taken as a device restart",
+    "samples_incomplete": "fragmented samples thrown away because a fragment was missing",
+    "samples_bad": "samples whose size does not match the model input",
+    "bytes_dropped": "bytes discarded while resynchronising",
+    "requests": "requests admitted to the queue",
+    "dropped_oldest": "queued requests dropped to admit a new one (overload policy drop_oldest)",
+    "dropped_newest": "new requests refused because the queue was full (overload policy drop_newest)",
+    "blocked": "times a source waited for queue space (overload policy block)",
+    "inferences": "requests inferred",
+    "inference_errors": "worker calls that raised",
+    "batches": "worker calls",
+    "results": "results handed to the sinks",
+    "sink_errors": "results a sink failed to write",
+    "reply_dropped": "results not sent back because the link's send buffer was full or closed",
+    "mqtt_published": "MQTT messages handed to the client",
+    "mqtt_acked": "MQTT messages acknowledged by the broker (PUBACK)",
+    "mqtt_dropped": "MQTT messages dropped because the offline buffer was full",
+    "mqtt_connects": "successful MQTT connections",
+    "mqtt_disconnects": "MQTT connections lost",
+    "reloads": "successful model reloads",
+    "reload_failures": "reloads refused (model failed to load or check); the old model kept serving",
+    "connections": "link connections accepted",
+}
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc (0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class LatencyWindow:
+    """The last ``window`` latencies in seconds; percentiles over them."""
+
+    def __init__(self, window: int = 4096) -> None:
+        self._buf = np.zeros(window, dtype=np.float64)
+        self._n = 0
+        self._pos = 0
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        """Record one latency."""
+        with self._lock:
+            self._buf[self._pos] = seconds
+            self._pos = (self._pos + 1) % self._buf.shape[0]
+            if self._n < self._buf.shape[0]:
+                self._n += 1
+
+    def percentiles(self, qs: tuple[float, ...] = (50, 90, 99)) -> dict[float, float]:
+        """Percentiles of the window (NaN when empty)."""
+        with self._lock:
+            if self._n == 0:
+                return {q: float("nan") for q in qs}
+            vals = np.percentile(self._buf[: self._n], qs)
+        return {q: float(v) for q, v in zip(qs, vals)}
+
+
+class Metrics:
+    """All daemon counters and gauges."""
+
+    def __init__(self) -> None:
+        self.counters = {k: 0 for k in COUNTERS}
+        self.latency = LatencyWindow()
+        self.inference_time = LatencyWindow()
+        self.model_version = ""
+        self.model_path = ""
+        self.backend = ""
+        self.last_reload_error = ""
+        self.started = time.time()
+        self.gauges: dict[str, Callable[[], float]] = {}
+        self.alive: Callable[[], bool] = lambda: True
+
+    def inc(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name`` (names are fixed in COUNTERS)."""
+        self.counters[name] += n
+
+    def snapshot(self) -> dict[str, float]:
+        """Counters and gauges as a flat dict (used by tests and the summary line)."""
+        out: dict[str, float] = dict(self.counters)
+        for k, fn in self.gauges.items():
+            out[k] = fn()
+        return out
+
+    def render(self) -> str:
+        """Prometheus text exposition format 0.0.4."""
+        lines = []
+        p = "edge_runtime_"
+        lines += [f"# HELP {p}up 1 while the daemon is serving", f"# TYPE {p}up gauge", f"{p}up {1 if self.alive() else 0}"]
+        lines += [f"# HELP {p}model_info the model being served", f"# TYPE {p}model_info gauge",
+                  f'{p}model_info{{version="{_esc(self.model_version)}",path="{_esc(self.model_path)}",backend="{_esc(self.backend)}"}} 1']
+        lines += [f"# HELP {p}uptime_seconds seconds since start", f"# TYPE {p}uptime_seconds gauge",
+                  f"{p}uptime_seconds {time.time() - self.started:.3f}"]
+        lines += [f"# HELP {p}rss_bytes resident set size", f"# TYPE {p}rss_bytes gauge", f"{p}rss_bytes {rss_bytes()}"]
+        for k, fn in self.gauges.items():
+            lines += [f"# TYPE {p}{k} gauge", f"{p}{k} {fn():g}"]
+        for k, help_ in COUNTERS.items():
+            lines += [f"# HELP {p}{k}_total {help_}", f"# TYPE {p}{k}_total counter", f"{p}{k}_total {self.counters[k]}"]
+        for name, win, help_ in (("latency_seconds", self.latency, "frame arrival to result, last 4096 results"),
+                                 ("inference_seconds", self.inference_time, "worker time per request, last 4096")):
+            lines += [f"# HELP {p}{name} {help_}", f"# TYPE {p}{name} summary"]
+            for q, v in win.percentiles((50, 90, 99)).items():
+                lines.append(f'{p}{name}{{quantile="{q / 100:g}"}} {v:.6g}')
+        if self.last_reload_error:
+            lines += [f"# HELP {p}last_reload_error_info why the last reload was refused", f"# TYPE {p}last_reload_error_info gauge",
+                      f'{p}last_reload_error_info{{error="{_esc(self.last_reload_error)}"}} 1']
+        return "\n".join(lines) + "\n"
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class HealthServer:
+    """A tiny HTTP/1.0 server for ``/healthz`` and ``/metrics``."""
+
+    def __init__(self, metrics: Metrics, listen: str) -> None:
+        self.metrics = metrics
+        self.listen = listen
+        self._server: Optional[asyncio.base_events.Server] = None
+        self.address = ""
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        try:
+            if self.listen.startswith("unix:"):
+                path = self.listen[5:]
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                self._server = await asyncio.start_unix_server(self._handle, path=path)
+                self.address = self.listen
+                return
+            host, _, port = self.listen.rpartition(":")
+            self._server = await asyncio.start_server(self._handle, host=host, port=int(port))
+        except OSError as exc:
+            from edge_runtime.errors import ConfigError
+
+            raise ConfigError(f"health {self.listen}: cannot listen: {exc.strerror or exc}") from None
+        sock = self._server.sockets[0].getsockname()
+        self.address = f"{sock[0]}:{sock[1]}"
+
+    async def close(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            if self.listen.startswith("unix:"):
+                try:
+                    os.unlink(self.listen[5:])
+                except OSError:
+                    pass
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            for _ in range(100):  # skip the headers (at most 100 lines)
+                h = await asyncio.wait_for(reader.readline(), 5)
+                if h in (b"\r\n", b"\n", b""):
+                    break
+            parts = line.decode("latin-1").split()
+            path = parts[1] if len(parts) >= 2 else "/"
+            if path.startswith("/metrics"):
+                status, body, ctype = "200 OK", self.metrics.render(), "text/plain; version=0.0.4"
+            elif path.startswith("/healthz"):
+                ok = self.metrics.alive()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                body, ctype = ("ok\n" if ok else "not serving\n"), "text/plain"
+            else:
+                status, body, ctype = "404 Not Found", "try /healthz or /metrics\n", "text/plain"
+            data = body.encode()
+            writer.write(f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+                         "Connection: close\r\n\r\n".encode() + data)
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,520 @@
+"""The serving pipeline: source -> preprocessing -> model -> postprocessing -> sinks.
+
+One asyncio event loop runs the sources, the batcher, the result dispatcher, the
+health server and the timers. Inference runs in one worker thread; at most two
+batches are in flight, so the worker always has the next batch ready while the loop
+dispatches the previous one. Every queue is bounded.
+
+Dynamic batching follows Triton: a batch is handed to the worker once it holds
+``max_batch_size`` requests, or once its oldest request has waited
+``max_queue_delay_ms`` (0: take what is queued, never wait). Models exposing
+``run_batch(stacked_inputs)`` run a batch as one invocation; others run its requests
+back to back in one worker call. The batch size is capped by the memory budget.
+
+The event loop and the worker share the GIL; the daemon sets a 0.5 ms switch interval
+(``EDGE_RUNTIME_SWITCH_INTERVAL`` overrides it, in seconds) so that a finished inference
+does not wait 5 ms for a busy loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+import edge_runtime
+from edge_runtime.daemon import memory
+from edge_runtime.daemon.config import ArgmaxPost, DaemonConfig
+from edge_runtime.daemon.link import Link
+from edge_runtime.daemon.metrics import HealthServer, Metrics
+from edge_runtime.daemon.model_slot import Loaded, ModelSlot, sample_shape, watched_stat
+from edge_runtime.daemon.postprocess import PostChain
+from edge_runtime.daemon.sdnotify import Notifier
+from edge_runtime.daemon.sinks import Result, make_sink, to_json_line
+from edge_runtime.daemon.sources import Source, make_source
+from edge_runtime.errors import ConfigError, EdgeRuntimeError
+from edge_runtime.model import Model
+
+log = logging.getLogger("edge_runtime.daemon")
+
+#: how long the batcher sleeps between looks at the queue while waiting for a batch to fill
+_POLL_S = 0.0005
+#: batches handed to the worker and not yet dispatched: enough to ride out scheduling jitter
+_IN_FLIGHT = 4
+
+
+class Request:
+    """One sample waiting for inference."""
+
+    __slots__ = ("seq", "link", "arrays", "t0")
+
+    def __init__(self, seq: int, link: Link, arrays: list[np.ndarray], t0: float) -> None:
+        self.seq, self.link, self.arrays, self.t0 = seq, link, arrays, t0
+
+
+class Daemon:
+    """A configured daemon; ``await run()`` serves until SIGTERM (or the end of a file source)."""
+
+    def __init__(self, cfg: DaemonConfig, loader: Callable[..., Model] = edge_runtime.load,
+                 install_signals: bool = True) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.notifier = Notifier()
+        self._loader = loader
+        self._install_signals = install_signals
+        self.ready = asyncio.Event()
+        self.source: Optional[Source] = None
+        self.health: Optional[HealthServer] = None
+        self.slot: Optional[ModelSlot] = None
+        self._stop_requested = False
+        self._reloading = False
+        self._tasks: list[asyncio.Task] = []
+        self._reload_executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._batcher_task: Optional[asyncio.Task] = None
+        self._dispatch_task: Optional[asyncio.Task] = None
+        self._failed: Optional[BaseException] = None
+        self.addresses: dict[str, str] = {}
+
+    # -- public controls ------------------------------------------------------
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown: stop reading, answer everything queued, exit 0."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            self._stop.set()
+
+    def request_reload(self) -> None:
+        """Reload the model (as on SIGHUP)."""
+        asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+
+    # -- start-up ------------------------------------------------------------
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        profile = None
+        if cfg.profile:
+            from device_profiles import load_profile
+
+            profile = load_profile(cfg.profile)
+            if not profile.python:
+                raise ConfigError(f"profile '{profile.name}' cannot run the daemon: it has no Python "
+                                  "(python: false; microcontroller profiles are for sizing only)")
+        budget = cfg.memory_budget_bytes or (profile.inference_ram_budget_bytes if profile is not None else None)
+        self.slot = ModelSlot(cfg.model, profile, self._loader)
+        loaded = self.slot.load_initial()
+        try:
+            est = memory.check_budget(loaded.model, cfg, budget)
+        except EdgeRuntimeError:
+            loaded.model.close()
+            raise
+        self.memory = est
+        self.max_batch = est.max_batch
+        model = loaded.model
+        self._attach_batch(loaded)
+        shapes = [sample_shape(s.shape, f"input '{s.name}'") for s in model.inputs]
+        self._in_specs = [(shape, np.dtype(s.dtype), int(np.prod(shape)) * np.dtype(s.dtype).itemsize)
+                          for shape, s in zip(shapes, model.inputs)]
+        self._in_bytes = sum(n for _, _, n in self._in_specs)
+        steps = list(cfg.postprocess) or [ArgmaxPost(type="argmax")]
+        out = model.outputs[0]
+        out = replace(out, shape=sample_shape(out.shape, f"output '{out.name}'"))
+        try:
+            self.post = PostChain(steps, out, cfg.model.labels)
+        except ValueError as exc:
+            raise ConfigError(f"model.labels / postprocess: {exc}") from None
+        try:
+            self.preprocessor = self._make_preprocessor(model)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"preprocess: the chain does not fit the model's input: {exc}") from None
+        self._note_model(loaded)
+
+    def _attach_batch(self, loaded: Loaded) -> None:
+        """Give ``loaded`` a runner for full batches when its backend has a batch axis."""
+        from edge_runtime.daemon.batching import make_batch_runner
+
+        loaded.batch, how = make_batch_runner(loaded.model, self.max_batch)
+        self.batching = how if loaded.batch is not None else f"per request ({how})"
+
+    def _make_preprocessor(self, model: Model) -> Any:
+        if self.cfg.preprocess is None:
+            return None
+        from edge_runtime.daemon.preprocessing import LinkPreprocessor
+
+        return LinkPreprocessor(self.cfg.preprocess, model.inputs[0], self.cfg.pipeline.payload_dtype)
+
+    def _note_model(self, loaded: Loaded) -> None:
+        m = self.metrics
+        m.model_version, m.model_path, m.backend = loaded.version, loaded.path, loaded.model.backend
+
+    # -- the run -------------------------------------------------------------
+    async def run(self) -> int:
+        """Serve until stopped; return the exit code (0 after a clean drain)."""
+        try:
+            return await self._run()
+        finally:
+            await self._teardown()
+
+    async def _run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        cfg = self.cfg
+        self._setup_model()
+        # the worker thread is short on Python work; a short switch interval stops the
+        # busy event loop from holding the GIL for 5 ms while an inference has finished
+        self._old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(float(os.environ.get("EDGE_RUNTIME_SWITCH_INTERVAL", "0.0005")))
+        # the daemon's own threads need little stack; 1 MiB instead of the usual 8 MiB keeps
+        # the address space small, which matters under a memory rlimit on a small board
+        self._old_stack = threading.stack_size(1 << 20)
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+        try:  # start the worker now, so a process out of memory or threads fails here, clearly
+            self.executor.submit(lambda: None).result()
+        except RuntimeError as exc:
+            raise EdgeRuntimeError(f"cannot start the inference worker thread ({exc}); the process is out of "
+                                   "memory or threads (check ulimit -v and -u)") from None
+        self.q: asyncio.Queue = asyncio.Queue(cfg.pipeline.queue_size)
+        self.inflight: asyncio.Queue = asyncio.Queue(_IN_FLIGHT)
+        self.policy = cfg.pipeline.overload
+        self.sinks = [make_sink(s, self.metrics) for s in cfg.sinks]
+        self.want_json = any(s.wants_json for s in self.sinks)
+        m = self.metrics
+        m.gauges["queue_depth"] = lambda: float(self.q.qsize())
+        m.gauges["queue_capacity"] = lambda: float(cfg.pipeline.queue_size)
+        m.gauges["batches_in_flight"] = lambda: float(self.inflight.qsize())
+        m.gauges["max_batch_size"] = lambda: float(self.max_batch)
+        m.gauges["memory_estimate_bytes"] = lambda: float(self.memory.total)
+        m.gauges["mqtt_pending"] = lambda: float(sum(getattr(s, "pending", lambda: 0)() for s in self.sinks))
+        m.gauges["mqtt_connected"] = lambda: float(all(getattr(s, "connected", True) for s in self.sinks))
+        m.alive = lambda: self._batcher_task is not None and not self._batcher_task.done()
+        for s in self.sinks:
+            await s.start()
+        if cfg.health is not None:
+            self.health = HealthServer(m, cfg.health.listen)
+            await self.health.start()
+            self.addresses["health"] = self.health.address
+        self._batcher_task = loop.create_task(self._batcher())
+        self._dispatch_task = loop.create_task(self._dispatcher())
+        for t in (self._batcher_task, self._dispatch_task):
+            t.add_done_callback(self._core_done)
+        self.source = make_source(cfg.source)
+        self._check_npy_source()
+        await self.source.start(self.submit, m, cfg.pipeline.max_frame_bytes)
+        self.addresses["source"] = self.source.name
+        if self._install_signals:
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if cfg.model.watch:
+            self._tasks.append(loop.create_task(self._watch()))
+        if self.notifier.watchdog_interval:
+            self._tasks.append(loop.create_task(self._watchdog()))
+        if getattr(cfg.source, "exit_at_end", False):
+            self._tasks.append(loop.create_task(self._stop_at_end()))
+        log.info("ready: %s", json.dumps({
+            "source": self.source.name, "health": self.addresses.get("health"),
+            "model": m.model_path, "model_version": m.model_version, "backend": m.backend,
+            "max_batch_size": self.max_batch, "batching": self.batching,
+            "memory_estimate": self.memory.describe()}))
+        self.notifier.notify(f"READY=1\nSTATUS=serving {m.model_version}\nMAINPID={_pid()}")
+        self.ready.set()
+        await self._stop.wait()
+        return await self._drain()
+
+    def _check_npy_source(self) -> None:
+        """A .npy file source must hold samples of the model input's size (without preprocessing)."""
+        src = self.cfg.source
+        if src.type != "file" or not src.path.endswith(".npy") or self.preprocessor is not None:
+            return
+        try:
+            arr = np.load(src.path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return  # the source reports it when it opens the file
+        if arr.ndim < 1:
+            return
+        per = int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
+        shape, dtype, _ = self._in_specs[0]
+        if per != self._in_bytes or (len(self._in_specs) == 1 and arr.dtype.newbyteorder("=") != dtype):
+            raise ConfigError(f"source file:{src.path}: samples of shape {list(arr.shape[1:])} {arr.dtype} "
+                              f"({per} bytes), but the model input takes {dtype.name}{list(shape)} "
+                              f"({self._in_bytes} bytes)")
+
+    def _core_done(self, task: asyncio.Task) -> None:
+        """The batcher or the dispatcher ended: fine when draining, fatal otherwise."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._failed = exc
+            log.error("the pipeline failed: %s: %s; stopping", type(exc).__name__, exc)
+            self.request_stop()
+
+    async def _stop_at_end(self) -> None:
+        assert self.source is not None
+        await self.source.finished.wait()
+        self.request_stop()
+
+    async def _drain(self) -> int:
+        """Stop reading, answer everything queued, flush the sinks."""
+        self.notifier.notify("STOPPING=1")
+        log.info("draining: %d request(s) queued", self.q.qsize())
+        deadline = time.monotonic() + self.cfg.drain_timeout_s
+        if self.source is not None:
+            await self.source.stop()
+        rc = 0
+        try:
+            if self._batcher_task is not None and not self._batcher_task.done():
+                await asyncio.wait_for(self.q.put(None), max(0.1, deadline - time.monotonic()))
+            await asyncio.wait_for(asyncio.gather(self._batcher_task, self._dispatch_task, return_exceptions=True),
+                                   max(0.1, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            log.error("drain timed out after %.1f s with %d request(s) unanswered", self.cfg.drain_timeout_s, self.q.qsize())
+            rc = 1
+        if self._failed is not None:
+            rc = 1
+        loop = asyncio.get_running_loop()
+        for s in self.sinks:
+            # the inference worker is idle now: drain there instead of starting another thread
+            ok = await loop.run_in_executor(self.executor, s.drain, max(0.1, deadline - time.monotonic()))
+            if not ok:
+                log.error("sink %s could not deliver everything before the drain timeout", type(s).__name__)
+                rc = 1
+        log.info("stopped: %s", json.dumps(self.metrics.snapshot()))
+        return rc
+
+    async def _teardown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for t in (self._batcher_task, self._dispatch_task):
+            if t is not None and not t.done():
+                t.cancel()
+        if self.source is not None:
+            await self.source.stop()
+            await self.source.close()
+        for s in getattr(self, "sinks", []):
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the exit status
+                pass
+        if self.health is not None:
+            await self.health.close()
+        if hasattr(self, "executor"):
+            self.executor.shutdown(wait=True)
+        if self._reload_executor is not None:
+            self._reload_executor.shutdown(wait=True)
+        if self.slot is not None and self.slot.current is not None:
+            self.slot.current.model.close()
+        if hasattr(self, "_old_switch"):
+            sys.setswitchinterval(self._old_switch)
+        if hasattr(self, "_old_stack"):
+            threading.stack_size(self._old_stack)
+        self.notifier.close()
+
+    # -- admission -----------------------------------------------------------
+    def _decode(self, link: Link, payload: bytes) -> list[list[np.ndarray]]:
+        """The model inputs one sample payload makes (a stream may make zero or several)."""
+        if self.preprocessor is not None:
+            try:
+                return [[x] for x in self.preprocessor(link.name, payload)]
+            except (EdgeRuntimeError, ValueError) as exc:
+                self.metrics.inc("samples_bad")
+                log.debug("preprocessing refused a sample from %s: %s", link.name, exc)
+                return []
+        if len(payload) != self._in_bytes:
+            if not self.metrics.counters["samples_bad"]:  # say it once; the counter tells the rest
+                log.warning("a %d-byte sample from %s does not fit the model input (%d bytes); such samples are "
+                            "counted in samples_bad", len(payload), link.name, self._in_bytes)
+            self.metrics.inc("samples_bad")
+            return []
+        if len(self._in_specs) == 1:
+            shape, dtype, _ = self._in_specs[0]
+            return [[np.frombuffer(payload, dtype=dtype).reshape(shape)]]
+        arrays, off = [], 0
+        for shape, dtype, n in self._in_specs:
+            arrays.append(np.frombuffer(payload, dtype=dtype, count=n // dtype.itemsize, offset=off).reshape(shape))
+            off += n
+        return [arrays]
+
+    async def submit(self, link: Link, seq: int, payload: bytes) -> None:
+        """Admit the input(s) of one sample under the overload policy."""
+        t0 = time.perf_counter()
+        for arrays in self._decode(link, payload):
+            await self._admit(Request(seq, link, arrays, t0))
+
+    async def _admit(self, req: Request) -> None:
+        q, m = self.q, self.metrics
+        link = req.link
+        if q.full():
+            if self.policy == "drop_newest":
+                m.inc("dropped_newest")
+                return
+            if self.policy == "drop_oldest":
+                q.get_nowait().link.inflight -= 1
+                m.inc("dropped_oldest")
+            else:
+                m.inc("blocked")
+                link.inflight += 1
+                await q.put(req)
+                m.inc("requests")
+                return
+        link.inflight += 1
+        q.put_nowait(req)
+        m.inc("requests")
+
+    # -- batching and inference ----------------------------------------------
+    async def _batcher(self) -> None:
+        q = self.q
+        loop = asyncio.get_running_loop()
+        delay = self.cfg.pipeline.max_queue_delay_ms / 1e3
+        while True:
+            first = await q.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            limit = self.max_batch
+            while len(batch) < limit:
+                try:
+                    item = q.get_nowait()
+                except asyncio.QueueEmpty:
+                    rem = first.t0 + delay - time.perf_counter()
+                    if rem <= 0:
+                        break
+                    await asyncio.sleep(min(rem, _POLL_S))
+                    continue
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            fut = loop.run_in_executor(self.executor, self._infer, batch)
+            await self.inflight.put((batch, fut))
+            if stop:
+                break
+        await self.inflight.put(None)
+
+    def _infer(self, batch: list[Request]) -> tuple[str, Optional[list[list[np.ndarray]]]]:
+        """Worker thread: run one batch on the current model."""
+        assert self.slot is not None and self.slot.current is not None
+        loaded = self.slot.current
+        model = loaded.model
+        t = time.perf_counter()
+        try:
+            runner = loaded.batch
+            if runner is not None and len(batch) == runner.size:
+                per = runner.run(batch)
+            else:
+                # inputs were built from the model's own specs at admission, so the
+                # per-call validation of Model.run is skipped here
+                invoke = model._invoke
+                per = [invoke(r.arrays) for r in batch]
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the daemon
+            self.metrics.inc("inference_errors")
+            log.error("inference failed on a batch of %d: %s", len(batch), exc)
+            return loaded.version, None
+        dt = time.perf_counter() - t
+        self.metrics.inc("batches")
+        self.metrics.inc("inferences", len(batch))
+        self.metrics.inference_time.add(dt / len(batch))
+        return loaded.version, per
+
+    async def _dispatcher(self) -> None:
+        m = self.metrics
+        sinks = self.sinks
+        post = self.post
+        want_json = self.want_json
+        while True:
+            item = await self.inflight.get()
+            if item is None:
+                break
+            batch, fut = item
+            version, per = await fut
+            for req in batch:
+                req.link.inflight -= 1
+            if per is None:
+                continue
+            now = time.perf_counter()
+            posts = post.apply_batch([outs[0] for outs in per], [req.link.name for req in batch])
+            results = [Result(req.seq, req.link, outs, p, now - req.t0, version)
+                       for req, outs, p in zip(batch, per, posts)]
+            lines = [to_json_line(r) for r in results] if want_json else None
+            for s in sinks:
+                try:
+                    s.emit_batch(results, lines)
+                except Exception as exc:  # noqa: BLE001 - a failing sink is counted, others still get it
+                    if not m.counters["sink_errors"]:  # log the first failure; the counter tells the rest
+                        log.warning("sink %s failed: %s (further failures are only counted)", type(s).__name__, exc)
+                    m.inc("sink_errors", len(results))
+            for r in results:
+                m.latency.add(r.latency_s)
+            m.inc("results", len(results))
+            await asyncio.sleep(0)
+
+    # -- reload and timers ---------------------------------------------------
+    async def reload(self, reason: str) -> bool:
+        """Load, check and swap in the configured model file; keep the old one on failure."""
+        if self._reloading or self.slot is None:
+            return False
+        self._reloading = True
+        self.notifier.notify("RELOADING=1")
+        loop = asyncio.get_running_loop()
+        def prepare() -> Loaded:
+            assert self.slot is not None
+            c = self.slot.prepare_reload()
+            self._attach_batch(c)
+            return c
+
+        try:
+            if self._reload_executor is None:
+                self._reload_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reload")
+            cand = await loop.run_in_executor(self._reload_executor, prepare)
+        except (EdgeRuntimeError, RuntimeError, MemoryError) as exc:
+            self.metrics.inc("reload_failures")
+            self.metrics.last_reload_error = str(exc)
+            log.error("%s (triggered by %s); still serving version %s", exc, reason, self.metrics.model_version)
+            return False
+        finally:
+            self._reloading = False
+            self.notifier.notify("READY=1")
+        old = self.slot.swap(cand)
+        self.executor.submit(old.model.close)  # runs after the batches already queued on the worker
+        self._note_model(cand)
+        self.metrics.inc("reloads")
+        self.metrics.last_reload_error = ""
+        log.info("reloaded %s (triggered by %s): version %s", cand.path, reason, cand.version)
+        return True
+
+    async def _watch(self) -> None:
+        path = self.cfg.model.path
+        last = watched_stat(path)
+        pending = None
+        while True:
+            await asyncio.sleep(self.cfg.model.watch_interval_s)
+            now = watched_stat(path)
+            if now is None or now == last:
+                pending = None
+                continue
+            if now != pending:  # wait one more interval so a file being written settles
+                pending = now
+                continue
+            last, pending = now, None
+            await self.reload("file change")
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        while True:
+            if self._batcher_task is not None and not self._batcher_task.done():
+                self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

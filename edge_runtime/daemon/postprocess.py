@@ -1,0 +1,144 @@
+"""Postprocessors: turn a model's raw output into a label.
+
+The chain works on the first output, dequantized to float scores. Steps run in
+config order: ``smooth`` (moving average per stream, fixed-size ring), ``argmax``
+(label), ``topk``, ``threshold`` (clear a weak label). State is bounded: one ring of
+``window`` score vectors per stream, for at most ``max_streams`` streams.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edge_runtime.model import TensorSpec
+
+
+@dataclass
+class Post:
+    """The postprocessed view of one result."""
+
+    scores: np.ndarray
+    label_index: Optional[int] = None
+    label: Optional[str] = None
+    score: Optional[float] = None
+    topk: Optional[list[dict[str, Any]]] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Smoother:
+    def __init__(self, window: int, n: int) -> None:
+        self.ring = np.zeros((window, n), dtype=np.float32)
+        self.sum = np.zeros(n, dtype=np.float64)
+        self.count = 0
+        self.pos = 0
+
+    def push(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        w = self.ring.shape[0]
+        if self.count == w:
+            self.sum -= self.ring[self.pos]
+        else:
+            self.count += 1
+        self.ring[self.pos] = x
+        self.sum += self.ring[self.pos]
+        self.pos = (self.pos + 1) % w
+        np.divide(self.sum, self.count, out=out, casting="unsafe")
+        return out
+
+
+class PostChain:
+    """A configured postprocessing chain for one model output."""
+
+    def __init__(self, steps: Sequence[Any], output: TensorSpec, labels: Optional[list[str]] = None,
+                 max_streams: int = 64) -> None:
+        self.steps = list(steps)
+        self.output = output
+        self.labels = labels
+        for s in self.steps:
+            if s.type == "argmax" and s.labels:
+                self.labels = list(s.labels)
+        n = int(np.prod(output.shape)) if output.shape else 1
+        self.n = n
+        if self.labels is not None and len(self.labels) != n:
+            raise ValueError(f"{len(self.labels)} labels given for an output of {n} values")
+        self.max_streams = max_streams
+        self._smoothers: "OrderedDict[tuple[str, int], _Smoother]" = OrderedDict()
+
+    def reset_stream(self, stream: str) -> None:
+        """Forget smoothing state of ``stream`` (after a reconnect)."""
+        for key in [k for k in self._smoothers if k[0] == stream]:
+            del self._smoothers[key]
+
+    def _smoother(self, stream: str, i: int, window: int) -> _Smoother:
+        key = (stream, i)
+        sm = self._smoothers.get(key)
+        if sm is None:
+            if len(self._smoothers) >= self.max_streams:
+                self._smoothers.popitem(last=False)
+            sm = self._smoothers[key] = _Smoother(window, self.n)
+        else:
+            self._smoothers.move_to_end(key)
+        return sm
+
+    @property
+    def stateless(self) -> bool:
+        """True when no step keeps state between results (the chain can run on a whole batch)."""
+        return all(s.type != "smooth" for s in self.steps)
+
+    def apply_batch(self, raws: list[np.ndarray], streams: list[str]) -> list[Post]:
+        """Postprocess a batch; stateless chains dequantize and take argmax once for the whole batch."""
+        if not self.stateless or len(raws) < 2:
+            return [self.apply(r, s) for r, s in zip(raws, streams)]
+        scores = self.output.dequantize(np.stack(raws)).reshape(len(raws), -1)
+        best = scores.argmax(axis=1)
+        posts = []
+        for i in range(len(raws)):
+            j = int(best[i])
+            post = Post(scores=scores[i], label_index=j, label=self._name(j), score=float(scores[i, j]))
+            for step in self.steps:
+                if step.type == "topk":
+                    k = min(step.k, self.n)
+                    idx = np.argsort(-post.scores, kind="stable")[:k]
+                    post.topk = [{"index": int(t), "label": self._name(int(t)), "score": float(post.scores[t])}
+                                 for t in idx]
+                elif step.type == "threshold" and post.score is not None and post.score < step.min_score:
+                    post.label_index = None
+                    post.label = step.below_label
+            posts.append(post)
+        return posts
+
+    def apply(self, raw: np.ndarray, stream: str = "") -> Post:
+        """Postprocess one raw output array."""
+        scores = self.output.dequantize(raw).reshape(-1)
+        post = Post(scores=scores)
+        for i, step in enumerate(self.steps):
+            t = step.type
+            if t == "smooth":
+                sm = self._smoother(stream, i, step.window)
+                post.scores = sm.push(post.scores, np.empty(self.n, dtype=np.float32))
+            elif t == "argmax":
+                self._argmax(post)
+            elif t == "topk":
+                k = min(step.k, self.n)
+                idx = np.argsort(-post.scores, kind="stable")[:k]
+                post.topk = [{"index": int(j), "label": self._name(int(j)), "score": float(post.scores[j])} for j in idx]
+                if post.label_index is None:
+                    self._argmax(post)
+            elif t == "threshold":
+                if post.score is not None and post.score < step.min_score:
+                    post.label_index = None
+                    post.label = step.below_label
+        return post
+
+    def _argmax(self, post: Post) -> None:
+        j = int(np.argmax(post.scores))
+        post.label_index = j
+        post.label = self._name(j)
+        post.score = float(post.scores[j])
+
+    def _name(self, j: int) -> Optional[str]:
+        if self.labels is not None:
+            return self.labels[j]
+        return str(j)

@@ -1,0 +1,374 @@
+"""Where frames come from: a serial port, a TCP listener, a file or stdin.
+
+Every source hands complete samples to ``submit(link, seq, payload)`` (a coroutine on
+the event loop). Serial and stdin reads block, so they run in a reader thread and
+submit through ``asyncio.run_coroutine_threadsafe``; with the ``block`` overload
+policy the thread waits, which pushes back on the device (flow control).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sys
+import threading
+import time
+from typing import Any, Awaitable, Callable, Optional
+
+import numpy as np
+
+from edge_runtime.daemon import framing
+from edge_runtime.daemon.link import Link
+from edge_runtime.daemon.metrics import Metrics
+from edge_runtime.errors import ConfigError
+
+log = logging.getLogger("edge_runtime.daemon")
+
+Submit = Callable[[Link, int, bytes], Awaitable[None]]
+
+
+class Source:
+    """Base class: ``start`` begins delivering samples, ``stop`` stops reading (replies may still go out)."""
+
+    name = "source"
+
+    def __init__(self) -> None:
+        self.finished = asyncio.Event()  #: set when a finite source (a file) has delivered everything
+        self.links: list[Link] = []
+
+    async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
+        """Start reading."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Stop reading new data."""
+
+    async def close(self) -> None:
+        """Close connections (after the pipeline has drained)."""
+
+
+class TcpSource(Source):
+    """A listener; each connection is one device with its own sequence numbers."""
+
+    def __init__(self, host: str, port: int, max_connections: int = 8) -> None:
+        super().__init__()
+        self.host, self.port, self.max_connections = host, port, max_connections
+        self._server: Optional[asyncio.base_events.Server] = None
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._stopping = False
+        self.address = ""
+        self._n = 0
+
+    async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
+        self._submit, self._metrics, self._max = submit, metrics, max_payload
+        try:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        except OSError as exc:
+            raise ConfigError(f"source tcp://{self.host}:{self.port}: cannot listen: {exc.strerror or exc}") from None
+        sock = self._server.sockets[0].getsockname()
+        self.address = f"{sock[0]}:{sock[1]}"
+        self.name = f"tcp://{self.address}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stopping or len(self._writers) >= self.max_connections:
+            writer.close()
+            return
+        self._n += 1
+        peer = writer.get_extra_info("peername")
+        transport = writer.transport
+        limit = 1 << 20
+
+        def send(data: bytes) -> bool:
+            if transport.is_closing() or transport.get_write_buffer_size() > limit:
+                return False
+            transport.write(data)
+            return True
+
+        link = Link(f"tcp:{peer[0]}:{peer[1]}#{self._n}", self._metrics, self._max, send)
+        self.links.append(link)
+        if len(self.links) > 4 * self.max_connections:
+            del self.links[: len(self.links) - 4 * self.max_connections]
+        self._metrics.inc("connections")
+        self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            while not self._stopping:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                for seq, payload in link.samples(data):
+                    await self._submit(link, seq, payload)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            link.reset()
+            if task is not None:
+                self._tasks.discard(task)
+            # the device may have closed only its sending side: answer what it already sent
+            for _ in range(1000):
+                if link.inflight <= 0 or transport.is_closing() or self._stopping:
+                    break
+                await asyncio.sleep(0.01)
+            if not self._stopping:
+                link.open = False
+                self._writers.discard(writer)
+                writer.close()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        for w in list(self._writers):
+            try:
+                await asyncio.wait_for(w.drain(), 5)
+            except (ConnectionError, asyncio.TimeoutError):
+                pass
+            w.close()
+        for link in self.links:
+            link.open = False
+        self._writers.clear()
+
+
+class _ThreadedSource(Source):
+    """Common part of sources read by a blocking thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._submit, self._metrics, self._max = submit, metrics, max_payload
+        self._open()
+        self._thread = threading.Thread(target=self._run_thread, name=f"source-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        pass
+
+    def _deliver(self, link: Link, seq: int, payload: bytes) -> bool:
+        fut = asyncio.run_coroutine_threadsafe(self._submit(link, seq, payload), self._loop)
+        while not self._stop.is_set():
+            try:
+                fut.result(timeout=0.2)
+                return True
+            except TimeoutError:
+                continue
+            except Exception:  # noqa: BLE001 - the loop is shutting down
+                return False
+        fut.cancel()
+        return False
+
+    def _run_thread(self) -> None:
+        try:
+            self._read_loop()
+        except Exception as exc:  # noqa: BLE001 - report and stop this source, the daemon keeps its state
+            log.error("source %s stopped: %s", self.name, exc)
+        finally:
+            self._loop.call_soon_threadsafe(self.finished.set)
+
+    def _read_loop(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await _join(self._thread, 5)
+
+
+class SerialSource(_ThreadedSource):
+    """A serial port through pyserial: a device path, a pty, or a URL such as ``loop://``.
+
+    Replies go out through a bounded queue and a writer thread. While that queue is more
+    than half full the reader stops taking new frames, so a device that reads its
+    results slowly slows its own input instead of losing results.
+    """
+
+    OUT_QUEUE = 1024
+
+    def __init__(self, port: str, baudrate: int = 115200, hello: bool = True) -> None:
+        super().__init__()
+        self.port, self.baudrate, self.hello = port, baudrate, hello
+        self.name = f"serial:{port}"
+        self.serial: Any = None
+        self._out: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=self.OUT_QUEUE)
+        self._writer: Optional[threading.Thread] = None
+
+    def _open(self) -> None:
+        try:
+            import serial  # pyserial
+        except ImportError:
+            raise ConfigError("serial sources need pyserial: pip install 'edge-runtime[serial]'") from None
+        try:
+            self.serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.05, write_timeout=1.0)
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise ConfigError(f"source serial:{self.port}: cannot open the port: {exc}") from None
+        self.link = Link(self.name, self._metrics, self._max, self._queue_send)
+        self.links.append(self.link)
+        self._writer = threading.Thread(target=self._write_loop, name="serial-writer", daemon=True)
+        self._writer.start()
+        if self.hello:
+            self._queue_send(framing.encode_frame(framing.HELLO, 0))
+
+    def _queue_send(self, data: bytes) -> bool:
+        try:
+            self._out.put_nowait(data)
+            return True
+        except queue.Full:
+            return False
+
+    def _write_loop(self) -> None:
+        while True:
+            data = self._out.get()
+            if data is None:
+                return
+            try:
+                self.serial.write(data)
+            except Exception:  # noqa: BLE001 - a write timeout or a closed port drops this reply
+                self._metrics.inc("reply_dropped")
+
+    def _read_loop(self) -> None:
+        ser = self.serial
+        while not self._stop.is_set():
+            try:
+                data = ser.read(max(1, min(ser.in_waiting, 65536)))
+            except Exception as exc:  # noqa: BLE001 - pyserial raises SerialException/OSError on unplug
+                log.warning("serial %s: read failed (%s); reopening", self.port, exc)
+                self.link.reset()
+                if not self._reopen():
+                    return
+                ser = self.serial
+                continue
+            if not data:
+                continue
+            for seq, payload in self.link.samples(data):
+                while self._out.qsize() > self.OUT_QUEUE // 2 and not self._stop.is_set():
+                    time.sleep(0.002)  # flow control: the device is not reading its results
+                if not self._deliver(self.link, seq, payload):
+                    return
+
+    def _reopen(self) -> bool:
+        import serial
+
+        while not self._stop.wait(0.5):
+            try:
+                self.serial.close()
+                self.serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.05, write_timeout=1.0)
+                return True
+            except (serial.SerialException, OSError, ValueError):
+                continue
+        return False
+
+    async def close(self) -> None:
+        for link in self.links:
+            link.open = False
+        if self._writer is not None:
+            self._out.put(None)
+            await _join(self._writer, 5)
+        if self.serial is not None:
+            self.serial.close()
+
+
+class FramedStreamSource(_ThreadedSource):
+    """A framed byte stream (a serial capture) from a file, or from stdin when the path is '-'."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.name = "stdin" if path == "-" else f"file:{path}"
+
+    def _open(self) -> None:
+        if self.path == "-":
+            self._f = sys.stdin.buffer
+        else:
+            try:
+                self._f = open(self.path, "rb")
+            except OSError as exc:
+                raise ConfigError(f"source file:{self.path}: cannot open: {exc.strerror or exc}") from None
+        self.link = Link(self.name, self._metrics, self._max)
+        self.links.append(self.link)
+
+    def _read_loop(self) -> None:
+        read = getattr(self._f, "read1", self._f.read)
+        while not self._stop.is_set():
+            data = read(65536)
+            if not data:
+                break
+            for seq, payload in self.link.samples(data):
+                if not self._deliver(self.link, seq, payload):
+                    return
+        self.link.reset()
+
+
+class NpySource(Source):
+    """Samples from a .npy file (first axis), sequence number = index; optionally paced."""
+
+    def __init__(self, path: str, rate_hz: Optional[float] = None) -> None:
+        super().__init__()
+        self.path, self.rate_hz = path, rate_hz
+        self.name = f"file:{path}"
+        self._task: Optional[asyncio.Task] = None
+
+    async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
+        try:
+            self.data = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"source file:{self.path}: not a readable .npy file: {exc}") from None
+        if self.data.ndim < 1 or self.data.shape[0] == 0:
+            raise ConfigError(f"source file:{self.path}: expected samples along the first axis, got shape {self.data.shape}")
+        self.link = Link(self.name, metrics, max_payload)
+        self.links.append(self.link)
+        self._metrics = metrics
+        self._task = asyncio.create_task(self._run(submit))
+
+    async def _run(self, submit: Submit) -> None:
+        period = 1.0 / self.rate_hz if self.rate_hz else 0.0
+        t_next = time.perf_counter()
+        try:
+            for i in range(self.data.shape[0]):
+                if period:
+                    t_next += period
+                    delay = t_next - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                self._metrics.inc("frames_received")
+                await submit(self.link, i, np.ascontiguousarray(self.data[i]).tobytes())
+                if i % 64 == 63:
+                    await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.finished.set()
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _join(thread: Optional[threading.Thread], timeout: float) -> None:
+    """Wait for a thread to end without blocking the loop (and without starting another thread)."""
+    end = time.monotonic() + timeout
+    while thread is not None and thread.is_alive() and time.monotonic() < end:
+        await asyncio.sleep(0.01)
+
+
+def make_source(cfg: Any) -> Source:
+    """Build the source described by a config section."""
+    if cfg.type == "tcp":
+        return TcpSource(cfg.host, cfg.port, cfg.max_connections)
+    if cfg.type == "serial":
+        return SerialSource(cfg.port, cfg.baudrate, cfg.hello)
+    if cfg.type == "file":
+        if cfg.path != "-" and cfg.path.endswith(".npy"):
+            return NpySource(cfg.path, cfg.rate_hz)
+        return FramedStreamSource(cfg.path)
+    raise ConfigError(f"unknown source type {cfg.type!r}")
