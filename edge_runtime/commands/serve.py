@@ -50,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue-delay-ms", type=float,
                    help="how long a request may wait for others to fill its batch (Triton's meaning; default 0)")
     p.add_argument("--watch", action="store_true", help="reload the model when its file changes")
+    p.add_argument("--bundle-root", metavar="DIR",
+                   help="serve the active release installed here by 'edge-runtime verify --install': every file "
+                        "is checked against the signed manifest before the model loads (replaces --config)")
+    p.add_argument("--pubkey", metavar="KEY", help="the fleet's Ed25519 public key file (with --bundle-root)")
+    p.add_argument("--device-id", metavar="ID", help="use this device's own device.yaml from the bundle, if it has one")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="with --bundle-root and no --pubkey: accept a bundle without a signature (hashes still checked)")
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -83,7 +90,22 @@ def build_config(args: argparse.Namespace) -> Any:
                               ("max_queue_delay_ms", args.max_queue_delay_ms)) if v is not None}
     if pipe:
         over["pipeline"] = pipe
-    return load_config(args.config, over)
+    return load_config(bundle_config(args) or args.config, over)
+
+
+def bundle_config(args: argparse.Namespace) -> Any:
+    """With ``--bundle-root``: verify the installed release and return its device.yaml path; else None."""
+    if not getattr(args, "bundle_root", None):
+        return None
+    from edge_runtime.bundle import installed_device_config, load_public_key
+    from edge_runtime.errors import ConfigError
+
+    if args.config:
+        raise ConfigError("give either --config or --bundle-root, not both (a bundle carries its own device.yaml)")
+    if not args.pubkey and not args.allow_unsigned:
+        raise ConfigError("--bundle-root needs --pubkey KEY (or --allow-unsigned to accept unsigned bundles)")
+    key = load_public_key(args.pubkey) if args.pubkey else None
+    return installed_device_config(args.bundle_root, key, args.device_id, require_signature=key is not None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -296,6 +296,10 @@ def load_config(path: Optional[Union[str, Path]], overrides: Optional[dict[str, 
             for key in ("path", "test_input"):
                 if isinstance(m.get(key), str) and not Path(m[key]).is_absolute():
                     m[key] = str(base / m[key])
+        # A profile given as a file (a bundle's own profile.yaml) is relative to the config file too.
+        prof = raw.get("profile")
+        if isinstance(prof, str) and prof.endswith((".yaml", ".yml")) and not Path(prof).is_absolute():
+            raw["profile"] = str(base / prof)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
