@@ -8,17 +8,22 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from edge_runtime.cli_support import run_cli
-
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``edge-runtime``."""
-    return run_cli(
-        prog="edge-runtime",
-        description="Run int8 models on a device: LiteRT, ONNX Runtime or the pure-numpy micro backend.",
-        package="edge_runtime.commands",
-        argv=argv,
-    )
+    from edge_runtime.cli_support import guard_out_of_memory
+
+    def start() -> int:
+        from edge_runtime.cli_support import run_cli
+
+        return run_cli(
+            prog="edge-runtime",
+            description="Run int8 models on a device: LiteRT, ONNX Runtime or the pure-numpy micro backend.",
+            package="edge_runtime.commands",
+            argv=argv,
+        )
+
+    return guard_out_of_memory("edge-runtime", start)
 
 
 if __name__ == "__main__":

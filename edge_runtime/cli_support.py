@@ -19,7 +19,9 @@ import pkgutil
 import sys
 from typing import Optional, Sequence
 
-from edge_runtime.errors import EdgeRuntimeError
+from typing import Callable
+
+from edge_runtime.errors import EdgeRuntimeError, OutOfMemoryError, is_out_of_memory, out_of_memory_message
 
 
 def _discover(package: str, argv: Sequence[str]) -> list:
@@ -64,6 +66,9 @@ def run_cli(prog: str, description: str, package: str, argv: Optional[Sequence[s
     except EdgeRuntimeError as exc:
         if os.environ.get("EDGE_RUNTIME_DEBUG"):
             raise
+        if is_out_of_memory(exc) and not isinstance(exc, OutOfMemoryError):  # a wrapped allocation failure
+            print(f"{prog}: error: {out_of_memory_message(exc)}", file=sys.stderr)
+            return exc.exit_code
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -71,3 +76,19 @@ def run_cli(prog: str, description: str, package: str, argv: Optional[Sequence[s
         return 130
     except BrokenPipeError:
         return 0
+
+
+def guard_out_of_memory(prog: str, start: Callable[[], int]) -> int:
+    """Run ``start()``; turn a memory shortage anywhere (imports included) into one error line, exit 1."""
+    try:
+        return start()
+    except BaseException as exc:  # noqa: BLE001 - re-raised unless it is a memory shortage
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)) or not is_out_of_memory(exc):
+            raise
+        if os.environ.get("EDGE_RUNTIME_DEBUG"):
+            raise
+        try:
+            sys.stderr.write(f"{prog}: error: {out_of_memory_message(exc)}\n")
+        except MemoryError:
+            os.write(2, f"{prog}: error: out of memory\n".encode())
+        return 1

@@ -45,3 +45,34 @@ class BudgetExceededError(EdgeRuntimeError):
 
 class BundleError(EdgeRuntimeError):
     """A model bundle failed verification (hash, signature, or unsafe archive member)."""
+
+
+class OutOfMemoryError(EdgeRuntimeError):
+    """The process ran out of memory (address space or RAM) while starting or running."""
+
+
+_OOM_MARKERS = ("failed to map segment", "cannot allocate memory", "out of memory", "std::bad_alloc",
+                "can't start new thread", "unable to allocate", "mmap failed")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc`` (or its cause) is a memory shortage rather than a real bug or missing package."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, MemoryError):
+            return True
+        if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM
+            return True
+        text = str(exc).lower()
+        if isinstance(exc, (ImportError, OSError, RuntimeError)) and any(m in text for m in _OOM_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return False
+
+
+def out_of_memory_message(exc: BaseException) -> str:
+    """One line explaining a memory shortage, naming the usual limits to check."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"out of memory ({detail[:160]}); the process needs more memory than its limit allows: "
+            "check ulimit -v, the cgroup's memory.max, or the device profile's inference RAM budget")

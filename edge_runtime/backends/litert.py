@@ -21,7 +21,8 @@ from typing import Any, Optional
 import numpy as np
 
 from edge_runtime.backends import accelerators as acc
-from edge_runtime.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
+from edge_runtime.errors import (BackendUnavailableError, ConfigError, OutOfMemoryError, UnsupportedModelError,
+                                  is_out_of_memory, out_of_memory_message)
 from edge_runtime.model import Model, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def import_interpreter(library: str = "auto") -> tuple[ModuleType, str, str]:
         try:
             mod = importlib.import_module(modname)
         except ImportError as exc:
+            if is_out_of_memory(exc):
+                raise OutOfMemoryError(out_of_memory_message(exc)) from None
             errors.append(f"{dist}: {exc}")
             continue
         return mod, dist, _dist_version(dist, modname.split(".")[0])
