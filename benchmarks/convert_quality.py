@@ -33,18 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _float_outputs(path: str, xs: np.ndarray) -> np.ndarray:
-    r = TFLiteRunner(path)
-    return np.stack([r.run(x.reshape(r.inp["shape"]).astype(np.float32))[0].reshape(-1) for x in xs])
+    return TFLiteRunner(path).run_batch(xs)
 
 
 def _quant_outputs(path: str, xs: np.ndarray) -> np.ndarray:
-    r = TFLiteRunner(path)
-    out = []
-    for x in xs:
-        r.it.set_tensor(r.inp["index"], x.reshape(r.inp["shape"]))
-        r.it.invoke()
-        out.append(r.it.get_tensor(r.outs[0]["index"]).reshape(-1).copy())
-    return np.stack(out)
+    return TFLiteRunner(path).run_batch(xs, quantized=True)
 
 
 def bench_kws(method: str, out: str) -> tuple[float, str, str]:

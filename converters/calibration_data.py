@@ -195,6 +195,22 @@ def _items_of(f: Path, shape: tuple[int, ...], input_name: str, bin_scale: Optio
     return []  # other files (labels, READMEs) are ignored
 
 
+def load_labelled(path: "str | os.PathLike[str]", what: str, error: type[Exception], mmap: bool = False
+                  ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Samples ``x`` and optional labels ``y`` from a ``.npz`` (arrays ``x`` and ``y``) or a ``.npy``
+    (samples only; memory-mapped with ``mmap``). ``what`` names the data in ``error``'s messages."""
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise error(f"{p}: {what} data not found")
+    if p.endswith(".npz"):
+        z = np.load(p, allow_pickle=False)
+        if "x" not in z:
+            article = "an" if what[:1] in ("a", "e", "i", "o", "u") else "a"
+            raise error(f"{p}: {article} {what} .npz needs an array 'x' (and optionally labels 'y')")
+        return z["x"], (z["y"] if "y" in z else None)
+    return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False), None
+
+
 def synthetic_images(n: int, height: int, width: int, seed: int = 0, channels: int = 3) -> np.ndarray:
     """``n`` structured synthetic images, float32 NHWC in [0, 1], for image models without a data set.
 

@@ -16,10 +16,11 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from converters.calibrate import calibrate, float_session
-from converters.calibration_data import CalibrationDataError, open_calibration
+from converters.calibration_data import CalibrationDataError, load_labelled, open_calibration
 from converters.ir import Graph
 from converters.quantize import plan_quantization
 from edge_runtime.errors import ConfigError, ModelFormatError
+from edge_runtime.model_file import read_head
 
 FORMATS = ("tflite", "onnx")
 HeldOut = Union[None, str, "os.PathLike[str]", np.ndarray, tuple]
@@ -41,12 +42,7 @@ class ConversionResult:
 def import_model(path: "str | os.PathLike[str]") -> Graph:
     """Read a .onnx or .tflite (recognised by content, not name) into the IR."""
     p = os.fspath(path)
-    if not os.path.exists(p):
-        raise ModelFormatError(f"{p}: no such file")
-    if os.path.isdir(p):
-        raise ModelFormatError(f"{p}: is a directory, not a model file")
-    with open(p, "rb") as f:
-        head = f.read(8)
+    head = read_head(p, 8)
     if len(head) >= 8 and head[4:8] == b"TFL3":
         from converters.importers.tflite import import_tflite
 
@@ -67,16 +63,7 @@ def _held_out(held_out: HeldOut, shape: tuple[int, ...]) -> tuple[Optional[np.nd
     elif isinstance(held_out, np.ndarray):
         x = held_out
     else:
-        p = os.fspath(held_out)
-        if not os.path.isfile(p):
-            raise CalibrationDataError(f"{p}: held-out data not found")
-        if p.endswith(".npz"):
-            z = np.load(p, allow_pickle=False)
-            if "x" not in z:
-                raise CalibrationDataError(f"{p}: a held-out .npz needs an array 'x' (and optionally labels 'y')")
-            x, y = z["x"], (z["y"] if "y" in z else None)
-        else:
-            x = np.load(p, mmap_mode="r", allow_pickle=False)
+        x, y = load_labelled(held_out, "held-out", CalibrationDataError, mmap=True)
     x = np.asarray(x)
     per = int(np.prod(shape))
     if x.size % per or x.size == 0:

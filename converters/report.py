@@ -80,6 +80,20 @@ class TFLiteRunner:
         self.it.invoke()
         return [self._dq(self.it.get_tensor(d["index"]), d) for d in self.outs]
 
+    def run_raw(self, q: np.ndarray) -> np.ndarray:
+        """One inference on an input already in the model's input type; the first output as stored
+        (int8 stays int8), a copy."""
+        self.it.set_tensor(self.inp["index"], q.reshape(self.inp["shape"]))
+        self.it.invoke()
+        return self.it.get_tensor(self.outs[0]["index"]).copy()
+
+    def run_batch(self, xs: np.ndarray, quantized: bool = False) -> np.ndarray:
+        """The first output of each sample of ``xs``, flattened and stacked: dequantized from float
+        inputs (:meth:`run`), or as stored from already-quantized inputs (``quantized``, :meth:`run_raw`)."""
+        if quantized:
+            return np.stack([self.run_raw(x).reshape(-1) for x in xs])
+        return np.stack([self.run(x.reshape(self.inp["shape"]).astype(np.float32))[0].reshape(-1) for x in xs])
+
     def tensor(self, name: str) -> Optional[np.ndarray]:
         """Dequantized value of an intermediate tensor after :meth:`run` (needs ``preserve``)."""
         d = self.by_name.get(name)

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from device_profiles.schema import Accelerator, DeviceProfile
+from edge_runtime.config_errors import field_message, read_errors, yaml_problem
 from edge_runtime.errors import ConfigError
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
@@ -29,12 +30,10 @@ def _format_validation_error(path: str, exc: ValidationError) -> str:
     lines = [f"{path}: invalid device profile ({len(errs)} problem{'s' if len(errs) != 1 else ''})"]
     for err in errs:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; allowed fields are in device_profiles/schema.py)"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif "input" in err and not isinstance(err["input"], (dict, list)):
+        msg, special = field_message(
+            err, unknown="unknown field (check the spelling; allowed fields are in device_profiles/schema.py)",
+            missing="required field is missing")
+        if not special and "input" in err and not isinstance(err["input"], (dict, list)):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"  field '{loc}': {msg}")
     return "\n".join(lines)
@@ -44,22 +43,13 @@ def load_profile_file(path: Union[str, os.PathLike]) -> DeviceProfile:
     """Read and validate one profile YAML file; raise :class:`ConfigError` naming file and field."""
     p = os.fspath(path)
     try:
-        with open(p, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such profile file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, not a profile file") from None
-    except PermissionError:
-        raise ConfigError(f"{p}: permission denied reading the profile file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a text file (a profile is UTF-8 YAML)") from None
+        with read_errors(p, "profile file", denied="permission denied reading the profile file",
+                         text_hint="a profile is UTF-8 YAML"):
+            with open(p, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
     except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        pos, problem = yaml_problem(exc)
+        where = f" at line {pos[0]}, column {pos[1]}" if pos else ""
         raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a profile must be a YAML mapping, got {type(data).__name__}")

@@ -41,6 +41,7 @@ from typing import Callable, Iterator, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_runtime import ed25519
+from edge_runtime.config_errors import read_errors
 from edge_runtime.errors import BundleError
 
 MANIFEST_NAME = "manifest.json"
@@ -175,15 +176,9 @@ def parse_public_key(data: bytes, origin: str = "public key") -> bytes:
 def load_public_key(path: Union[str, os.PathLike]) -> bytes:
     """Read a public key file (see :func:`parse_public_key`)."""
     p = os.fspath(path)
-    try:
+    with read_errors(p, "public key file", BundleError, cannot_read="cannot read the public key"):
         with open(p, "rb") as f:
             data = f.read(4096)
-    except FileNotFoundError:
-        raise BundleError(f"{p}: no such public key file") from None
-    except IsADirectoryError:
-        raise BundleError(f"{p}: is a directory, not a public key file") from None
-    except OSError as exc:
-        raise BundleError(f"{p}: cannot read the public key: {exc.strerror or exc}") from None
     return parse_public_key(data, p)
 
 

@@ -40,13 +40,26 @@ class ModelFile:
     onnx: Optional[object] = None
 
 
-def _check_path(path: str) -> int:
-    if not path:
-        raise ModelFormatError("no model path given")
+def require_model_path(path: str) -> None:
+    """Raise :class:`ModelFormatError` when ``path`` does not exist or is a directory."""
     if not os.path.exists(path):
         raise ModelFormatError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ModelFormatError(f"{path}: is a directory, not a model file")
+
+
+def read_head(path: str, n: int) -> bytes:
+    """The first ``n`` bytes (fewer for a shorter file) of the model file ``path``
+    (see :func:`require_model_path` for the errors)."""
+    require_model_path(path)
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _check_path(path: str) -> int:
+    if not path:
+        raise ModelFormatError("no model path given")
+    require_model_path(path)
     if not os.path.isfile(path):
         raise ModelFormatError(f"{path}: is not a regular file")
     try:

@@ -13,27 +13,18 @@ import pytest
 
 from converters.cli import main
 from converters.compress.search import compress_model
+from helpers import board_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "converters" / "data" / "digits_cnn.onnx"
 HELD = ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz"
 CALIB = ROOT / "converters" / "data" / "digits_calib.npz"
-BOARD = ROOT / "device_profiles" / "boards" / "nrf52840.yaml"
 
 
 @pytest.fixture()
 def small_flash_profile(tmp_path):
     """nrf52840 with an 11,000-byte model flash budget: the unpruned digits int8 model (~12.4 kB) is over."""
-    lines = []
-    for line in BOARD.read_text().splitlines():
-        if line.startswith("name:"):
-            line = "name: nrf52840-11k"
-        elif line.startswith("model_flash_budget_bytes:"):
-            line = "model_flash_budget_bytes: 11000"
-        lines.append(line)
-    p = tmp_path / "small.yaml"
-    p.write_text("\n".join(lines) + "\n")
-    return p
+    return board_variant(tmp_path, "nrf52840", "nrf52840-11k", model_flash_budget_bytes=11000)
 
 
 def test_fit_profile_finds_the_least_structured_pruning_that_fits(small_flash_profile, tmp_path):

@@ -14,20 +14,11 @@ import pytest
 from converters.pipeline import convert_model
 from converters.report import TFLiteRunner
 from edge_runtime.formats.tflite import TFLiteModel
+from helpers import micro_available
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "converters" / "data"
 HELD = ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz"
-
-
-def _micro_available() -> bool:
-    """True once the micro backend (another issue's work) is installed; then it must load our models."""
-    import importlib
-
-    try:
-        return hasattr(importlib.import_module("edge_runtime.backends.micro"), "open_model")
-    except ModuleNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -129,16 +120,14 @@ def test_tflite_runs_in_tflite_micro_and_matches_micro_backend(converted, digits
     tflm = runtime.Interpreter.from_file(converted.tflite_path)
     ref = TFLiteRunner(converted.tflite_path, preserve=True)  # LiteRT builtin kernels
     spec_in = ref.inp
-    micro = edge_runtime.load(converted.tflite_path, backend="micro") if _micro_available() else None
+    micro = edge_runtime.load(converted.tflite_path, backend="micro") if micro_available() else None
     agree = 0
     for xi in x[:60]:
         q = TFLiteRunner._q(xi.transpose(1, 2, 0)[None], spec_in)
         tflm.set_input(q, 0)
         tflm.invoke()
         out_tflm = tflm.get_output(0)
-        ref.it.set_tensor(spec_in["index"], q)
-        ref.it.invoke()
-        out_ref = ref.it.get_tensor(ref.outs[0]["index"])
+        out_ref = ref.run_raw(q)
         agree += int(out_tflm.argmax() == out_ref.argmax())
         assert np.abs(out_tflm.astype(int) - out_ref.astype(int)).max() <= 2
         if micro is not None:

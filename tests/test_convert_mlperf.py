@@ -14,32 +14,16 @@ from converters.cli import main as edge_convert
 from converters.pipeline import convert_model
 from converters.report import TFLiteRunner
 from edge_runtime.reference_data import KWS_INPUT_SCALE, KWS_INPUT_ZERO_POINT, load_ad01_windows
-
-
-def _micro_available() -> bool:
-    """True once the micro backend (another issue's work) is installed; then it must load our models."""
-    import importlib
-
-    try:
-        return hasattr(importlib.import_module("edge_runtime.backends.micro"), "open_model")
-    except ModuleNotFoundError:
-        return False
+from helpers import micro_available
 
 
 def _run_quantized(path: str, xs: np.ndarray) -> np.ndarray:
     """Feed already-quantized inputs to a .tflite in LiteRT (default configuration); raw outputs."""
-    r = TFLiteRunner(path)
-    out = []
-    for xi in xs:
-        r.it.set_tensor(r.inp["index"], xi.reshape(r.inp["shape"]))
-        r.it.invoke()
-        out.append(r.it.get_tensor(r.outs[0]["index"]).reshape(-1).copy())
-    return np.stack(out)
+    return TFLiteRunner(path).run_batch(xs, quantized=True)
 
 
 def _run_float(path: str, xs: np.ndarray) -> np.ndarray:
-    r = TFLiteRunner(path)
-    return np.stack([r.run(xi.reshape(r.inp["shape"]).astype(np.float32))[0].reshape(-1) for xi in xs])
+    return TFLiteRunner(path).run_batch(xs)
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +57,14 @@ def test_kws_runs_in_tflite_micro_and_micro_backend_bit_exact(kws):
     res, _, xf, _ = kws
     tflm = runtime.Interpreter.from_file(res.tflite_path)
     lite = TFLiteRunner(res.tflite_path)
-    micro = edge_runtime.load(res.tflite_path, backend="micro") if _micro_available() else None
+    micro = edge_runtime.load(res.tflite_path, backend="micro") if micro_available() else None
     same_top1 = 0
     for xi in xf[100:160]:
         q = TFLiteRunner._q(xi.reshape(1, 49, 10, 1), lite.inp)
         tflm.set_input(q, 0)
         tflm.invoke()
         ref = tflm.get_output(0)
-        lite.it.set_tensor(lite.inp["index"], q)
-        lite.it.invoke()
-        same_top1 += int(ref.argmax() == lite.it.get_tensor(lite.outs[0]["index"]).argmax())
+        same_top1 += int(ref.argmax() == lite.run_raw(q).argmax())
         if micro is not None:
             assert np.array_equal(micro.run(q)[0], ref), "micro backend output differs from tflite-micro"
     assert same_top1 >= 57

@@ -14,16 +14,7 @@ import pytest
 from converters.pipeline import convert_model
 from converters.report import TFLiteRunner
 from edge_runtime.formats.tflite import TFLiteModel
-
-
-def _micro_available() -> bool:
-    """True once the micro backend (another issue's work) is installed; then it must load our models."""
-    import importlib
-
-    try:
-        return hasattr(importlib.import_module("edge_runtime.backends.micro"), "open_model")
-    except ModuleNotFoundError:
-        return False
+from helpers import micro_available
 
 
 def _build(path) -> None:  # type: ignore[no-untyped-def]
@@ -134,15 +125,13 @@ def test_allops_runs_in_tflite_micro(allops):
     _, x, res = allops
     tflm = runtime.Interpreter.from_file(res.tflite_path)
     lite = TFLiteRunner(res.tflite_path, preserve=True)
-    micro = edge_runtime.load(res.tflite_path, backend="micro") if _micro_available() else None
+    micro = edge_runtime.load(res.tflite_path, backend="micro") if micro_available() else None
     for xi in x[:16]:
         q = TFLiteRunner._q(xi.transpose(0, 2, 3, 1), lite.inp)
         tflm.set_input(q, 0)
         tflm.invoke()
         ref = tflm.get_output(0)
-        lite.it.set_tensor(lite.inp["index"], q)
-        lite.it.invoke()
-        assert np.abs(ref.astype(int) - lite.it.get_tensor(lite.outs[0]["index"]).astype(int)).max() <= 2
+        assert np.abs(ref.astype(int) - lite.run_raw(q).astype(int)).max() <= 2
         if micro is not None:
             assert np.array_equal(micro.run(q)[0], ref)
 

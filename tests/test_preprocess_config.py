@@ -160,25 +160,26 @@ def test_help_explains_options(capsys) -> None:
         assert "--wav" in text and "Examples" in text
 
 
-def test_stream_command_short_wav_gives_no_invocations(mlperf_models: Path, tmp_path: Path, capsys) -> None:
-    """A recording shorter than one sww window (0.99 s) runs no model and says so; no traceback."""
+def _write_wav(path: Path, rate: int, samples: np.ndarray) -> None:
+    """A mono 16-bit WAV file of ``samples`` at ``rate`` Hz."""
     import wave
 
-    path = tmp_path / "short.wav"
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(np.zeros(8000, np.int16).tobytes())
+        w.setframerate(rate)
+        w.writeframes(samples.astype(np.int16).tobytes())
+
+
+def test_stream_command_short_wav_gives_no_invocations(mlperf_models: Path, tmp_path: Path, capsys) -> None:
+    """A recording shorter than one sww window (0.99 s) runs no model and says so; no traceback."""
+    path = tmp_path / "short.wav"
+    _write_wav(path, 16000, np.zeros(8000, np.int16))
     assert main(["stream", str(mlperf_models / "str_ww_ref_model.tflite"), "--preset", "sww",
                  "--wav", str(path), "--backend", "litert"]) == 0
     out = capsys.readouterr().out
     assert "0 invocations" in out and "no detections" in out
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(np.zeros(8000, np.int16).tobytes())
+    _write_wav(path, 8000, np.zeros(8000, np.int16))
     assert main(["stream", str(mlperf_models / "str_ww_ref_model.tflite"), "--preset", "sww",
                  "--wav", str(path), "--backend", "litert"]) == 1
     assert "sample rate 8000 Hz" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import numpy as np
 
 from edge_runtime.errors import ModelFormatError
 from edge_runtime.formats.tflite import TFLITE_IDENTIFIER, TensorInfo, TFLiteModel
+from edge_runtime.model_file import read_head
 
 NAME = "inspect"
 HELP = "show a .tflite or .onnx model's ops, inputs/outputs (with quantization) and weight size"
@@ -43,12 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- detection
 def detect_format(path: str) -> str:
     """'tflite' or 'onnx' from the file's first bytes; raise ModelFormatError otherwise."""
-    if not os.path.exists(path):
-        raise ModelFormatError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ModelFormatError(f"{path}: is a directory, not a model file")
-    with open(path, "rb") as f:
-        head = f.read(16)
+    head = read_head(path, 16)
     if not head:
         raise ModelFormatError(f"{path}: the file is empty")
     ext = os.path.splitext(path)[1].lower()

@@ -128,15 +128,10 @@ def _eval_data(data: Any, calib_x: np.ndarray) -> tuple[np.ndarray, Optional[np.
         return calib_x, None
     if isinstance(data, tuple):
         return np.asarray(data[0], np.float32), (None if len(data) < 2 or data[1] is None else np.asarray(data[1]))
-    p = os.fspath(data)
-    if not os.path.isfile(p):
-        raise ConfigError(f"{p}: evaluation data not found")
-    if p.endswith(".npz"):
-        z = np.load(p, allow_pickle=False)
-        if "x" not in z:
-            raise ConfigError(f"{p}: an evaluation .npz needs an array 'x' (and optionally labels 'y')")
-        return z["x"].astype(np.float32), (z["y"] if "y" in z else None)
-    return np.load(p, allow_pickle=False).astype(np.float32), None
+    from converters.calibration_data import load_labelled
+
+    x, y = load_labelled(data, "evaluation", ConfigError)
+    return x.astype(np.float32), y
 
 
 def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out_dir: "str | os.PathLike[str]", *,

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from converters.fleet.schema import ConvertSettings, FleetFile, ModelSpec
 from device_profiles import BOARDS_DIR, DeviceProfile, load_profile
+from edge_runtime.config_errors import field_message, read_errors, yaml_problem
 from edge_runtime.errors import ConfigError
 
 Loc = tuple[Union[str, int], ...]
@@ -41,23 +42,14 @@ def _positions(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
 
 def read_yaml_with_lines(path: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML and map each key path to its line number."""
-    try:
+    with read_errors(path, "fleet file", text_hint="a fleet file is UTF-8 YAML", cannot_read="cannot read"):
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such fleet file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a fleet file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (a fleet file is UTF-8 YAML)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        pos, problem = yaml_problem(exc)
+        where = f":{pos[0]}" if pos else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     lines: dict[Loc, int] = {}
     if node is not None:
@@ -89,12 +81,9 @@ def _pydantic_problems(exc: ValidationError, prefix: Loc = ()) -> list[Problem]:
     out = []
     for e in exc.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p in _DISCRIMINATOR_TAGS))
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (not allowed here; check the spelling)"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        elif msg.startswith("Value error, "):
+        msg, special = field_message(e, unknown="unknown key (not allowed here; check the spelling)",
+                                     missing="required key is missing")
+        if not special and msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if "input" in e and isinstance(e["input"], (str, int, float, bool)) and e["type"] != "extra_forbidden":
             msg = f"{msg} (got {e['input']!r})"

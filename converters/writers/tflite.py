@@ -17,6 +17,10 @@ import numpy as np
 
 from converters.ir import Graph, Op, padding_mode
 from converters.quantize import QParams, QuantPlan, QuantWeight
+from converters.writers.flatbuf import (
+    Options, aligned_bytes, buffer_table, finish_model, little_endian, operator_code, operator_table,
+    options_builder, schema, tensor_table, vector,
+)
 from edge_runtime.errors import UnsupportedModelError
 
 ALIGN = 16
@@ -48,7 +52,7 @@ class _Op:
     kind: str
     inputs: list[int]
     outputs: list[int]
-    options: Optional[tuple] = None  # (options_type, builder callable)
+    options: Optional[Options] = None
 
 
 @dataclass
@@ -60,7 +64,7 @@ class _Model:
 
     def add(self, t: _T, data: Optional[np.ndarray] = None) -> int:
         if data is not None:
-            self.buffers.append(np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<")).tobytes())
+            self.buffers.append(little_endian(data))
             t.buffer = len(self.buffers) - 1
         self.tensors.append(t)
         self.index[t.name] = len(self.tensors) - 1
@@ -77,113 +81,45 @@ def _const_tensor(name: str, qw: QuantWeight, dtype: str) -> _T:
               np.zeros(qw.scales.size, np.int64), qw.axis if qw.scales.size > 1 else 0)
 
 
-class _Schema:
-    """Access to the ``tflite`` package's per-table modules (its package namespace holds the classes)."""
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        import importlib
-
-        return importlib.import_module(f"tflite.{name}")
-
-
-def _options(kind: str, op: Op, graph: Graph):  # type: ignore[no-untyped-def]
+def _options(kind: str, op: Op, graph: Graph) -> Optional[Options]:
     """(BuiltinOptions type, function(builder) -> offset) for ``op``, or None."""
-    tflite = _Schema()
-
     a = op.attrs
-    act = ACT[op.act]
+    act = ("FusedActivationFunction", ACT[op.act])
     if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         x = graph.tensors[op.inputs[0]]
         w = graph.tensors[op.inputs[1]].data
         mode = padding_mode(a["pads"], x.shape[1:3], (w.shape[1], w.shape[2]), a["stride"], a["dilation"])
         if mode is None:
             raise UnsupportedModelError(f"op '{op.name}': padding {a['pads']} is neither SAME nor VALID")
+        dilation = [("DilationWFactor", a["dilation"][1]), ("DilationHFactor", a["dilation"][0])]
+        strides = [("Padding", PADDING[mode]), ("StrideW", a["stride"][1]), ("StrideH", a["stride"][0])]
         if kind == "CONV_2D":
-            M = tflite.Conv2DOptions
-
-            def build(b):  # type: ignore[no-untyped-def]
-                M.Conv2DOptionsStart(b)
-                M.Conv2DOptionsAddPadding(b, PADDING[mode])
-                M.Conv2DOptionsAddStrideW(b, a["stride"][1])
-                M.Conv2DOptionsAddStrideH(b, a["stride"][0])
-                M.Conv2DOptionsAddFusedActivationFunction(b, act)
-                M.Conv2DOptionsAddDilationWFactor(b, a["dilation"][1])
-                M.Conv2DOptionsAddDilationHFactor(b, a["dilation"][0])
-                return M.Conv2DOptionsEnd(b)
-            return (1, build)
-        D = tflite.DepthwiseConv2DOptions
-
-        def build_dw(b):  # type: ignore[no-untyped-def]
-            D.DepthwiseConv2DOptionsStart(b)
-            D.DepthwiseConv2DOptionsAddPadding(b, PADDING[mode])
-            D.DepthwiseConv2DOptionsAddStrideW(b, a["stride"][1])
-            D.DepthwiseConv2DOptionsAddStrideH(b, a["stride"][0])
-            D.DepthwiseConv2DOptionsAddDepthMultiplier(b, a.get("multiplier", 1))
-            D.DepthwiseConv2DOptionsAddFusedActivationFunction(b, act)
-            D.DepthwiseConv2DOptionsAddDilationWFactor(b, a["dilation"][1])
-            D.DepthwiseConv2DOptionsAddDilationHFactor(b, a["dilation"][0])
-            return D.DepthwiseConv2DOptionsEnd(b)
-        return (2, build_dw)
+            return (1, options_builder("Conv2DOptions", strides + [act] + dilation))
+        return (2, options_builder("DepthwiseConv2DOptions",
+                                   strides + [("DepthMultiplier", a.get("multiplier", 1)), act] + dilation))
     if kind == "FULLY_CONNECTED":
-        F = tflite.FullyConnectedOptions
-
-        def build_fc(b):  # type: ignore[no-untyped-def]
-            F.FullyConnectedOptionsStart(b)
-            F.FullyConnectedOptionsAddFusedActivationFunction(b, act)
-            return F.FullyConnectedOptionsEnd(b)
-        return (8, build_fc)
+        return (8, options_builder("FullyConnectedOptions", [act]))
     if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         x = graph.tensors[op.inputs[0]]
         mode = padding_mode(a["pads"], x.shape[1:3], a["kernel"], a["stride"])
         if mode is None:
             raise UnsupportedModelError(f"op '{op.name}': padding {a['pads']} is neither SAME nor VALID")
-        P = tflite.Pool2DOptions
-
-        def build_pool(b):  # type: ignore[no-untyped-def]
-            P.Pool2DOptionsStart(b)
-            P.Pool2DOptionsAddPadding(b, PADDING[mode])
-            P.Pool2DOptionsAddStrideW(b, a["stride"][1])
-            P.Pool2DOptionsAddStrideH(b, a["stride"][0])
-            P.Pool2DOptionsAddFilterWidth(b, a["kernel"][1])
-            P.Pool2DOptionsAddFilterHeight(b, a["kernel"][0])
-            P.Pool2DOptionsAddFusedActivationFunction(b, act)
-            return P.Pool2DOptionsEnd(b)
-        return (5, build_pool)
+        return (5, options_builder("Pool2DOptions", [
+            ("Padding", PADDING[mode]), ("StrideW", a["stride"][1]), ("StrideH", a["stride"][0]),
+            ("FilterWidth", a["kernel"][1]), ("FilterHeight", a["kernel"][0]), act]))
     if kind in ("ADD", "MUL"):
-        A = tflite.AddOptions if kind == "ADD" else tflite.MulOptions
-        pre = "AddOptions" if kind == "ADD" else "MulOptions"
-
-        def build_add(b):  # type: ignore[no-untyped-def]
-            getattr(A, f"{pre}Start")(b)
-            getattr(A, f"{pre}AddFusedActivationFunction")(b, act)
-            return getattr(A, f"{pre}End")(b)
-        return (11 if kind == "ADD" else 21, build_add)
+        code, table = (11, "AddOptions") if kind == "ADD" else (21, "MulOptions")
+        return (code, options_builder(table, [act]))
     if kind == "SOFTMAX":
-        S = tflite.SoftmaxOptions
-
-        def build_sm(b):  # type: ignore[no-untyped-def]
-            S.SoftmaxOptionsStart(b)
-            S.SoftmaxOptionsAddBeta(b, float(a.get("beta", 1.0)))
-            return S.SoftmaxOptionsEnd(b)
-        return (9, build_sm)
+        return (9, options_builder("SoftmaxOptions", [("Beta", float(a.get("beta", 1.0)))]))
     if kind == "CONCATENATION":
-        C = tflite.ConcatenationOptions
-
-        def build_cat(b):  # type: ignore[no-untyped-def]
-            C.ConcatenationOptionsStart(b)
-            C.ConcatenationOptionsAddAxis(b, int(a["axis"]))
-            C.ConcatenationOptionsAddFusedActivationFunction(b, act)
-            return C.ConcatenationOptionsEnd(b)
-        return (10, build_cat)
+        return (10, options_builder("ConcatenationOptions", [("Axis", int(a["axis"])), act]))
     if kind == "RESHAPE":
-        R = tflite.ReshapeOptions
         new_shape = [int(d) for d in graph.tensors[op.outputs[0]].shape]
 
         def build_rs(b):  # type: ignore[no-untyped-def]
-            R.ReshapeOptionsStartNewShapeVector(b, len(new_shape))
-            for d in reversed(new_shape):
-                b.PrependInt32(d)
-            vec = b.EndVector()
+            R = schema("ReshapeOptions")
+            vec = vector(b, R.ReshapeOptionsStartNewShapeVector, new_shape)
             R.ReshapeOptionsStart(b)
             R.ReshapeOptionsAddNewShape(b, vec)
             return R.ReshapeOptionsEnd(b)
@@ -249,105 +185,17 @@ def build_tflite(graph: Graph, plan: QuantPlan) -> bytes:
 def _serialise(m: _Model, inputs: list[int], outputs: list[int], name: str) -> bytes:
     import flatbuffers
 
-    tflite = _Schema()
     b = flatbuffers.Builder(1024 + sum(len(x) for x in m.buffers) * 2)
-
-    def ivec(start, values, prepend):  # type: ignore[no-untyped-def]
-        start(b, len(values))
-        for v in reversed(values):
-            prepend(v)
-        return b.EndVector()
-
     # buffers: data vectors first, 16-byte aligned
-    data_offs = []
-    for raw in m.buffers:
-        if not raw:
-            data_offs.append(None)
-            continue
-        b.StartVector(1, len(raw), ALIGN)
-        b.head = b.head - len(raw)
-        b.Bytes[b.head:b.head + len(raw)] = raw
-        data_offs.append(b.EndVector())
-    buf_offs = []
-    for off in data_offs:
-        tflite.Buffer.BufferStart(b)
-        if off is not None:
-            tflite.Buffer.BufferAddData(b, off)
-        buf_offs.append(tflite.Buffer.BufferEnd(b))
-    # tensors
-    Q, T = tflite.QuantizationParameters, tflite.Tensor
-    tensor_offs = []
-    for t in m.tensors:
-        name_off = b.CreateString(t.name)
-        shape_off = ivec(T.TensorStartShapeVector, list(t.shape), b.PrependInt32)
-        q_off = None
-        if t.scales is not None:
-            s_off = ivec(Q.QuantizationParametersStartScaleVector, [float(s) for s in t.scales], b.PrependFloat32)
-            z_off = ivec(Q.QuantizationParametersStartZeroPointVector, [int(z) for z in t.zero_points], b.PrependInt64)
-            Q.QuantizationParametersStart(b)
-            Q.QuantizationParametersAddScale(b, s_off)
-            Q.QuantizationParametersAddZeroPoint(b, z_off)
-            Q.QuantizationParametersAddQuantizedDimension(b, t.qdim)
-            q_off = Q.QuantizationParametersEnd(b)
-        T.TensorStart(b)
-        T.TensorAddShape(b, shape_off)
-        T.TensorAddType(b, TYPE[t.dtype])
-        T.TensorAddBuffer(b, t.buffer)
-        T.TensorAddName(b, name_off)
-        if q_off is not None:
-            T.TensorAddQuantization(b, q_off)
-        tensor_offs.append(T.TensorEnd(b))
-    # operator codes
+    data_offs = [aligned_bytes(b, raw, ALIGN) if raw else None for raw in m.buffers]
+    buf_offs = [buffer_table(b, off) for off in data_offs]
+    tensor_offs = [tensor_table(b, t.name, t.shape, TYPE[t.dtype], t.buffer, t.scales, t.zero_points, t.qdim)
+                   for t in m.tensors]
     kinds = list(dict.fromkeys(op.kind for op in m.ops))
-    OC = tflite.OperatorCode
-    code_offs = []
-    for k in kinds:
-        code, version = OPS[k]
-        OC.OperatorCodeStart(b)
-        OC.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
-        OC.OperatorCodeAddBuiltinCode(b, code)
-        OC.OperatorCodeAddVersion(b, version)
-        code_offs.append(OC.OperatorCodeEnd(b))
-    O = tflite.Operator
-    op_offs = []
-    for op in m.ops:
-        in_off = ivec(O.OperatorStartInputsVector, op.inputs, b.PrependInt32)
-        out_off = ivec(O.OperatorStartOutputsVector, op.outputs, b.PrependInt32)
-        opt = op.options[1](b) if op.options else None
-        O.OperatorStart(b)
-        O.OperatorAddOpcodeIndex(b, kinds.index(op.kind))
-        O.OperatorAddInputs(b, in_off)
-        O.OperatorAddOutputs(b, out_off)
-        if opt is not None:
-            O.OperatorAddBuiltinOptionsType(b, op.options[0])
-            O.OperatorAddBuiltinOptions(b, opt)
-        op_offs.append(O.OperatorEnd(b))
-    S = tflite.SubGraph
-    t_vec = ivec(S.SubGraphStartTensorsVector, tensor_offs, b.PrependUOffsetTRelative)
-    i_vec = ivec(S.SubGraphStartInputsVector, inputs, b.PrependInt32)
-    o_vec = ivec(S.SubGraphStartOutputsVector, outputs, b.PrependInt32)
-    op_vec = ivec(S.SubGraphStartOperatorsVector, op_offs, b.PrependUOffsetTRelative)
-    sg_name = b.CreateString(name or "main")
-    S.SubGraphStart(b)
-    S.SubGraphAddTensors(b, t_vec)
-    S.SubGraphAddInputs(b, i_vec)
-    S.SubGraphAddOutputs(b, o_vec)
-    S.SubGraphAddOperators(b, op_vec)
-    S.SubGraphAddName(b, sg_name)
-    sg = S.SubGraphEnd(b)
-    M = tflite.Model
-    codes_vec = ivec(M.ModelStartOperatorCodesVector, code_offs, b.PrependUOffsetTRelative)
-    sgs_vec = ivec(M.ModelStartSubgraphsVector, [sg], b.PrependUOffsetTRelative)
-    bufs_vec = ivec(M.ModelStartBuffersVector, buf_offs, b.PrependUOffsetTRelative)
-    desc = b.CreateString("edge-convert int8")
-    M.ModelStart(b)
-    M.ModelAddVersion(b, 3)
-    M.ModelAddOperatorCodes(b, codes_vec)
-    M.ModelAddSubgraphs(b, sgs_vec)
-    M.ModelAddDescription(b, desc)
-    M.ModelAddBuffers(b, bufs_vec)
-    b.Finish(M.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    code_offs = [operator_code(b, *OPS[k]) for k in kinds]
+    op_offs = [operator_table(b, kinds.index(op.kind), op.inputs, op.outputs, op.options) for op in m.ops]
+    return finish_model(b, tensor_offs, inputs, outputs, op_offs, name or "main", code_offs, buf_offs,
+                        "edge-convert int8")
 
 
 def write_tflite(graph: Graph, plan: QuantPlan, path: "str | os.PathLike[str]") -> str:

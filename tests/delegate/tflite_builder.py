@@ -10,20 +10,11 @@ from typing import Optional, Sequence
 
 import flatbuffers
 import numpy as np
-import importlib
 
-import tflite
-
-
-def _m(name: str):  # type: ignore[no-untyped-def]
-    # tflite/__init__ re-exports classes under the module names; fetch the modules themselves.
-    return importlib.import_module(f"tflite.{name}")
-
-
-AddOptions, Buffer, FullyConnectedOptions, Model, MulOptions = (
-    _m("AddOptions"), _m("Buffer"), _m("FullyConnectedOptions"), _m("Model"), _m("MulOptions"))
-Operator, OperatorCode, QuantizationParameters, SubGraph, Tensor = (
-    _m("Operator"), _m("OperatorCode"), _m("QuantizationParameters"), _m("SubGraph"), _m("Tensor"))
+from converters.writers.flatbuf import (
+    aligned_bytes, buffer_table, finish_model, little_endian, operator_code, operator_table, options_builder,
+    tensor_table,
+)
 
 TYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.int32): 2, np.dtype(np.uint8): 3, np.dtype(np.int64): 4,
               np.dtype(np.int16): 7, np.dtype(np.int8): 9}
@@ -56,13 +47,8 @@ class Op:
 
 
 _BUILTIN = {"ADD": 0, "FULLY_CONNECTED": 9, "MUL": 18, "CUSTOM": 32}
-
-
-def _ivec(b: flatbuffers.Builder, start, values: Sequence[int]) -> int:  # type: ignore[no-untyped-def]
-    start(b, len(values))
-    for v in reversed(list(values)):
-        b.PrependInt32(int(v))
-    return b.EndVector()
+#: builtin op name -> (BuiltinOptions type, options table)
+_OPTIONS = {"ADD": (11, "AddOptions"), "MUL": (21, "MulOptions"), "FULLY_CONNECTED": (8, "FullyConnectedOptions")}
 
 
 def build_model(tensors: list[T], ops: list[Op], inputs: Sequence[int], outputs: Sequence[int]) -> bytes:
@@ -76,127 +62,31 @@ def build_model(tensors: list[T], ops: list[Op], inputs: Sequence[int], outputs:
         if key not in kinds:
             kinds.append(key)
         op_kind_index.append(kinds.index(key))
-    opcode_offsets = []
-    for code, custom in kinds:
-        cname = b.CreateString(custom) if custom else None
-        OperatorCode.OperatorCodeStart(b)
-        OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
-        OperatorCode.OperatorCodeAddBuiltinCode(b, code)
-        OperatorCode.OperatorCodeAddVersion(b, 1)
-        if cname is not None:
-            OperatorCode.OperatorCodeAddCustomCode(b, cname)
-        opcode_offsets.append(OperatorCode.OperatorCodeEnd(b))
+    opcode_offsets = [operator_code(b, code, 1, custom) for code, custom in kinds]
     # Buffers: 0 is the empty sentinel; each constant tensor gets its own.
     buffer_data: list[Optional[bytes]] = [None]
     tensor_buffer = []
     for t in tensors:
         if t.data is not None:
-            arr = np.ascontiguousarray(np.asarray(t.data, dtype=t.dtype))
-            buffer_data.append(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+            buffer_data.append(little_endian(np.asarray(t.data, dtype=t.dtype)))
             tensor_buffer.append(len(buffer_data) - 1)
         else:
             tensor_buffer.append(0)
-    buffer_offsets = []
-    for data in buffer_data:
-        vec = None
-        if data:
-            b.StartVector(1, len(data), 16)
-            b.head = b.head - len(data)
-            b.Bytes[b.head:b.head + len(data)] = data
-            vec = b.EndVector()
-        Buffer.BufferStart(b)
-        if vec is not None:
-            Buffer.BufferAddData(b, vec)
-        buffer_offsets.append(Buffer.BufferEnd(b))
-    # Tensors.
-    tensor_offsets = []
-    for i, t in enumerate(tensors):
-        name = b.CreateString(t.name)
-        shape = _ivec(b, Tensor.TensorStartShapeVector, t.shape)
-        q = None
-        if t.scale is not None:
-            QuantizationParameters.QuantizationParametersStartScaleVector(b, 1)
-            b.PrependFloat32(float(t.scale))
-            sv = b.EndVector()
-            QuantizationParameters.QuantizationParametersStartZeroPointVector(b, 1)
-            b.PrependInt64(int(t.zero_point))
-            zv = b.EndVector()
-            QuantizationParameters.QuantizationParametersStart(b)
-            QuantizationParameters.QuantizationParametersAddScale(b, sv)
-            QuantizationParameters.QuantizationParametersAddZeroPoint(b, zv)
-            q = QuantizationParameters.QuantizationParametersEnd(b)
-        Tensor.TensorStart(b)
-        Tensor.TensorAddShape(b, shape)
-        Tensor.TensorAddType(b, TYPE_CODES[np.dtype(t.dtype)])
-        Tensor.TensorAddBuffer(b, tensor_buffer[i])
-        Tensor.TensorAddName(b, name)
-        if q is not None:
-            Tensor.TensorAddQuantization(b, q)
-        tensor_offsets.append(Tensor.TensorEnd(b))
-    # Operators.
+    buffer_offsets = [buffer_table(b, aligned_bytes(b, data, 16) if data else None) for data in buffer_data]
+    tensor_offsets = [
+        tensor_table(b, t.name, t.shape, TYPE_CODES[np.dtype(t.dtype)], tensor_buffer[i],
+                     None if t.scale is None else [t.scale], None if t.scale is None else [t.zero_point])
+        for i, t in enumerate(tensors)]
     op_offsets = []
     for k, op in enumerate(ops):
-        ins = _ivec(b, Operator.OperatorStartInputsVector, op.inputs)
-        outs = _ivec(b, Operator.OperatorStartOutputsVector, op.outputs)
-        opts, opts_type = None, 0
-        act = ACTIVATIONS[op.activation]
-        if op.custom is None and op.name == "ADD":
-            AddOptions.AddOptionsStart(b)
-            AddOptions.AddOptionsAddFusedActivationFunction(b, act)
-            opts, opts_type = AddOptions.AddOptionsEnd(b), tflite.BuiltinOptions.AddOptions
-        elif op.custom is None and op.name == "MUL":
-            MulOptions.MulOptionsStart(b)
-            MulOptions.MulOptionsAddFusedActivationFunction(b, act)
-            opts, opts_type = MulOptions.MulOptionsEnd(b), tflite.BuiltinOptions.MulOptions
-        elif op.custom is None and op.name == "FULLY_CONNECTED":
-            FullyConnectedOptions.FullyConnectedOptionsStart(b)
-            FullyConnectedOptions.FullyConnectedOptionsAddFusedActivationFunction(b, act)
-            opts = FullyConnectedOptions.FullyConnectedOptionsEnd(b)
-            opts_type = tflite.BuiltinOptions.FullyConnectedOptions
-        custom_vec = None
-        if op.custom is not None and op.custom_options:
-            custom_vec = b.CreateByteVector(op.custom_options)
-        Operator.OperatorStart(b)
-        Operator.OperatorAddOpcodeIndex(b, op_kind_index[k])
-        Operator.OperatorAddInputs(b, ins)
-        Operator.OperatorAddOutputs(b, outs)
-        if opts is not None:
-            Operator.OperatorAddBuiltinOptionsType(b, opts_type)
-            Operator.OperatorAddBuiltinOptions(b, opts)
-        if custom_vec is not None:
-            Operator.OperatorAddCustomOptions(b, custom_vec)
-        op_offsets.append(Operator.OperatorEnd(b))
-
-    def table_vec(start, offsets: list[int]) -> int:  # type: ignore[no-untyped-def]
-        start(b, len(offsets))
-        for o in reversed(offsets):
-            b.PrependUOffsetTRelative(o)
-        return b.EndVector()
-
-    tv = table_vec(SubGraph.SubGraphStartTensorsVector, tensor_offsets)
-    ov = table_vec(SubGraph.SubGraphStartOperatorsVector, op_offsets)
-    iv = _ivec(b, SubGraph.SubGraphStartInputsVector, inputs)
-    outv = _ivec(b, SubGraph.SubGraphStartOutputsVector, outputs)
-    sg_name = b.CreateString("main")
-    SubGraph.SubGraphStart(b)
-    SubGraph.SubGraphAddTensors(b, tv)
-    SubGraph.SubGraphAddInputs(b, iv)
-    SubGraph.SubGraphAddOutputs(b, outv)
-    SubGraph.SubGraphAddOperators(b, ov)
-    SubGraph.SubGraphAddName(b, sg_name)
-    sg = SubGraph.SubGraphEnd(b)
-    sgv = table_vec(Model.ModelStartSubgraphsVector, [sg])
-    ocv = table_vec(Model.ModelStartOperatorCodesVector, opcode_offsets)
-    bv = table_vec(Model.ModelStartBuffersVector, buffer_offsets)
-    desc = b.CreateString("edge-runtime test model")
-    Model.ModelStart(b)
-    Model.ModelAddVersion(b, 3)
-    Model.ModelAddOperatorCodes(b, ocv)
-    Model.ModelAddSubgraphs(b, sgv)
-    Model.ModelAddDescription(b, desc)
-    Model.ModelAddBuffers(b, bv)
-    b.Finish(Model.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+        options = None
+        if op.custom is None and op.name in _OPTIONS:
+            opts_type, table = _OPTIONS[op.name]
+            options = (opts_type, options_builder(table, [("FusedActivationFunction", ACTIVATIONS[op.activation])]))
+        custom = op.custom_options if op.custom is not None else b""
+        op_offsets.append(operator_table(b, op_kind_index[k], op.inputs, op.outputs, options, custom))
+    return finish_model(b, tensor_offsets, inputs, outputs, op_offsets, "main", opcode_offsets, buffer_offsets,
+                        "edge-runtime test model")
 
 
 def add_mul_fc_model(units: int = 4, depth: int = 8, seed: int = 0) -> tuple[bytes, dict[str, np.ndarray]]:

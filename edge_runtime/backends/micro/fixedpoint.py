@@ -35,12 +35,18 @@ def tflite_round(x: float) -> int:
     return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
 
 
+def frexp_multiplier(real: float) -> tuple[int, int]:
+    """``frexp`` of ``real`` with the fraction rounded to 31 bits: ``(round(q * 2**31), exponent)``,
+    with no correction when the rounding reaches 2**31 (as TFLM's tanh/logistic Prepare uses it)."""
+    q, shift = math.frexp(real)
+    return tflite_round(q * (1 << 31)), shift
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """``QuantizeMultiplier``: ``real ~= m * 2**(shift - 31)`` with ``m`` in [2**30, 2**31)."""
     if real == 0.0:
         return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = tflite_round(q * (1 << 31))
+    q_fixed, shift = frexp_multiplier(real)
     if q_fixed == (1 << 31):
         q_fixed //= 2
         shift += 1
@@ -226,14 +232,20 @@ def float_requant_exact(multipliers: np.ndarray, shifts: np.ndarray, output_zero
     ``(bound + |bias|) * M * 2**left + 2**30 + 2**(30 + r) + 2**31 + |zp| * 2**S``. Below
     ``2**53`` it is exact in float64, and so is each multiply, add, compare and floor.
     """
+    return all(_channel_exact(mc, sc, bc, ac, output_zero_point)
+               for mc, sc, bc, ac in _per_channel(multipliers, shifts, bias, acc_bound))
+
+
+def _per_channel(multipliers: np.ndarray, shifts: np.ndarray, bias: np.ndarray,
+                 acc_bound: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(multiplier, shift, bias, bound) per channel as Python ints, per-tensor values broadcast."""
     m = np.asarray(multipliers, dtype=np.int64).reshape(-1)
     s = np.asarray(shifts, dtype=np.int64).reshape(-1)
     n = max(m.size, np.asarray(bias).size, np.asarray(acc_bound).size)
     m, s = np.broadcast_to(m, (n,)), np.broadcast_to(s, (n,))
     b = np.broadcast_to(np.asarray(bias, dtype=np.int64).reshape(-1), (n,))
     a = np.broadcast_to(np.asarray(acc_bound, dtype=np.int64).reshape(-1), (n,))
-    return all(_channel_exact(mc, sc, bc, ac, output_zero_point)
-               for mc, sc, bc, ac in zip(m.tolist(), s.tolist(), b.tolist(), a.tolist()))
+    return list(zip(m.tolist(), s.tolist(), b.tolist(), a.tolist()))
 
 
 def _channel_exact(mc: int, sc: int, bc: int, ac: int, zp: int) -> bool:
@@ -253,14 +265,8 @@ def float_requant_channels(multipliers: np.ndarray, shifts: np.ndarray, output_z
     its input, so when both ends of ``[bias - bound, bias + bound]`` give the same clamped output,
     every accumulator does; such a channel is a constant, computed here with the int64 form.
     """
-    m = np.asarray(multipliers, dtype=np.int64).reshape(-1)
-    s = np.asarray(shifts, dtype=np.int64).reshape(-1)
-    n = max(m.size, np.asarray(bias).size, np.asarray(acc_bound).size)
-    m, s = np.broadcast_to(m, (n,)), np.broadcast_to(s, (n,))
-    b = np.broadcast_to(np.asarray(bias, dtype=np.int64).reshape(-1), (n,))
-    a = np.broadcast_to(np.asarray(acc_bound, dtype=np.int64).reshape(-1), (n,))
     constant: dict[int, int] = {}
-    for c, (mc, sc, bc, ac) in enumerate(zip(m.tolist(), s.tolist(), b.tolist(), a.tolist())):
+    for c, (mc, sc, bc, ac) in enumerate(_per_channel(multipliers, shifts, bias, acc_bound)):
         if _channel_exact(mc, sc, bc, ac, output_zero_point):
             continue
         ends = multiply_by_quantized_multiplier(np.array([bc - ac, bc + ac], np.int64), mc, sc) + output_zero_point

@@ -9,14 +9,12 @@ the quantized 0 and 6 (TFLM ``Relu6Quantized``).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import (
     CLIP,
-    calculate_input_radius, logistic, multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot,
-    tanh, tflite_round,
+    calculate_input_radius, frexp_multiplier, logistic, multiply_by_quantized_multiplier, quantize_multiplier,
+    rounding_divide_by_pot, tanh, tflite_round,
 )
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_type,
@@ -28,8 +26,7 @@ INPUT_INTEGER_BITS = 4
 def _input_rescale(scale: float) -> tuple[int, int, int]:
     """(multiplier, left shift, radius) as TFLM's tanh/logistic Prepare computes them."""
     real = float(np.float32(scale)) * float(1 << (31 - INPUT_INTEGER_BITS))
-    q, shift = math.frexp(real)
-    mult = tflite_round(q * (1 << 31))
+    mult, shift = frexp_multiplier(real)
     return mult, shift, calculate_input_radius(INPUT_INTEGER_BITS, shift, 31)
 
 

@@ -19,12 +19,13 @@ holds for the layer's weights, else the int64 :class:`Requantizer`.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edge_runtime.backends.micro import options as opt
+from edge_runtime.formats.tflite import TensorInfo
 from edge_runtime.backends.micro.fixedpoint import CLIP, FloatRequantizer, Requantizer, quantize_multiplier
 from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding,
@@ -66,6 +67,84 @@ def per_channel_multipliers(ctx: OpContext, input_scale: float, filter_scales: n
         eff = float(np.float32(input_scale)) * fs / float(np.float32(output_scale))
         mults[c], shifts[c] = quantize_multiplier(eff)
     return mults, shifts
+
+
+def prepare_output_stage(k: Kernel, wf: np.ndarray, channel_axis: int, terms: int, channels: int,
+                         bias_tensor: Optional[TensorInfo]) -> None:
+    """Constants of the output stage shared by the convolutions and FULLY_CONNECTED.
+
+    ``wf`` holds the weights as float64 with the output channels along ``channel_axis``
+    (0 or 1) and the ``terms`` summed values along the other axis. Sets ``k.bias`` (the
+    input zero point folded in: bias - zp * sum(weights); int64 for int8 models, in the
+    compute dtype for float ones), ``k.cdt`` (see :func:`exact_dtype`) and ``k.frq``; for
+    int8 models also ``k.requant`` from ``k.requant_args``, with the float64 requantizer
+    where it is exact for every accumulator these weights can produce (|x| <= 128 per
+    int8 input); for float models casts ``k.weight_scale`` to the compute dtype."""
+    other = 1 - channel_axis
+    if k.weight_scale is not None:
+        wf = wf * k.weight_scale.reshape((-1, 1) if channel_axis == 0 else (1, -1))
+    q = k.quantized
+    if q:
+        bias = np.zeros(channels, np.int64)
+        if bias_tensor is not None:
+            bias += bias_tensor.array().astype(np.int64).reshape(-1)
+        if k.in_zp:
+            bias -= np.int64(k.in_zp) * np.round(wf.sum(axis=other)).astype(np.int64)
+    else:
+        bias = np.zeros(channels, np.float64)
+        if bias_tensor is not None:
+            bias += bias_tensor.array().astype(np.float64).reshape(-1)
+    k.bias = bias
+    k.cdt = cdt = exact_dtype(q, terms)
+    k.frq = None
+    if q:
+        k.requant = Requantizer(*k.requant_args, bias=bias)
+        bound = 128 * np.round(np.abs(wf).sum(axis=other)).astype(np.int64)
+        k.frq = FloatRequantizer.create(*k.requant_args, bias=bias, acc_bound=bound)
+    else:
+        k.bias = bias.astype(cdt)
+        if k.weight_scale is not None:
+            k.weight_scale = k.weight_scale.astype(cdt)
+
+
+def int_workspace(rows: int, channels: int) -> dict[str, tuple[tuple[int, int], np.dtype]]:
+    """Workspace of the int64 requantization tail: the accumulator copy and a temporary."""
+    return {"acc_i": ((rows, channels), I64), "tmp": ((rows, channels), I64)}
+
+
+def widened(src: np.ndarray, scale: Optional[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The weights widened (and dequantized for hybrid models) once, into a new read-only array."""
+    out = np.empty(src.shape, dtype)
+    if scale is None:
+        np.copyto(out, src, casting="unsafe")
+    else:
+        np.multiply(src, scale, out=out)
+    out.flags.writeable = False
+    return out
+
+
+def output_tail(k: Kernel, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Optional[np.ndarray],
+                out: np.ndarray) -> Callable[[], None]:
+    """A closure adding the bias and requantizing (int8) or clamping (float) ``acc`` into ``out``.
+
+    Reads ``k.quantized``, ``k.frq``, ``k.requant`` (int8) or ``k.bias`` and ``k.act`` (float)."""
+    if k.quantized:
+        if k.frq is not None:
+            return k.frq.bind(acc, acc_i.view(np.float64), tmp.view(np.float64), out)
+        requant = k.requant
+
+        def int_tail() -> None:
+            np.copyto(acc_i, acc, casting="unsafe")
+            requant.apply(acc_i, tmp, out)  # adds the bias
+        return int_tail
+    bias, act = k.bias, k.act
+
+    def float_tail() -> None:
+        np.add(acc, bias, out=acc)
+        if act is not None:
+            CLIP(acc, act[0], act[1], out=acc)
+        np.copyto(out, acc, casting="same_kind")
+    return float_tail
 
 
 class _ConvBase(Kernel):
@@ -145,6 +224,49 @@ class _ConvBase(Kernel):
     def band_rows(self, r: int) -> int:
         """Input rows needed for ``r`` output rows."""
         return (r - 1) * self.sh + (self.kh - 1) * self.dh + 1
+
+    def plan_workspace(self, ctx: OpContext, wf: np.ndarray, channel_axis: int, terms: int, per_output: int,
+                       extra: Callable[[int], dict[str, tuple[tuple[int, ...], np.dtype]]]) -> None:
+        """Output-stage constants (:func:`prepare_output_stage`), the rows per chunk and the workspace.
+
+        ``per_output`` counts the compute-dtype values each output position needs besides the
+        band (accumulator, im2col row or tap products); ``extra(m)`` gives the op's own buffers
+        for ``m`` output positions, placed after the band and the accumulator."""
+        prepare_output_stage(self, wf, channel_axis, terms, self.cout, self.bias_tensor)
+        q, cdt = self.quantized, self.cdt
+        cs = cdt.itemsize
+
+        def per_rows(r: int) -> int:
+            m = r * self.wo
+            band = self.band_rows(r) * self.wp * self.cin
+            ints = 16 * m * self.cout if q else 0
+            return cs * (band + per_output * m) + ints
+
+        # (the chunking still counts the widened weights, which now live in a per-op cache,
+        # so that chunk sizes and the in-place line buffers of the arena plan do not change)
+        ch = Chunking.fit(self.ho, cs * terms * self.cout, per_rows, ctx.workspace_limit)
+        self.plan_bands(ch.rows)
+        m = ch.rows * self.wo
+        self.workspace = {"band": ((self.band_rows(ch.rows), self.wp, self.cin), cdt), "acc": ((m, self.cout), cdt),
+                          **extra(m)}
+        if q:
+            self.workspace.update(int_workspace(m, self.cout))
+
+    def chunk_views(self, fills: list[tuple[list[np.ndarray], list[_Pair], list[_Pair]]], ws: Workspace,
+                    y: np.ndarray) -> Iterator[tuple[int, int, tuple[list[np.ndarray], list[_Pair], list[_Pair]],
+                                                     np.ndarray, Callable[[], None]]]:
+        """Per (batch, chunk): output rows, output positions, the band fill (see :meth:`bind_band`),
+        the accumulator view and the tail writing it into the chunk's output rows."""
+        i = 0
+        for n in range(self.n):
+            for (r0, r, _j0, _j1, _i0) in self.chunks:
+                m = r * self.wo
+                acc = ws["acc"][:m]
+                acc_i = ws["acc_i"][:m] if self.quantized else None
+                tmp = ws["tmp"][:m] if self.quantized else None
+                out = y[n, r0:r0 + r].reshape(m, self.cout)
+                yield r, m, fills[i], acc, output_tail(self, acc, acc_i, tmp, out)
+                i += 1
 
     def plan_bands(self, rows: int) -> None:
         """Per chunk: band fill plan (which band rows are padding, which come from the input)."""
@@ -292,37 +414,6 @@ class _ConvBase(Kernel):
         for dst, src in saves:
             np.copyto(dst, src)
 
-    def bias_vector(self, wsum: Optional[np.ndarray]) -> np.ndarray:
-        """Bias with the input zero point folded in: bias - zp * sum(weights).
-
-        int64 for int8 models (exact), float64 for float models."""
-        if self.quantized:
-            bias = np.zeros(self.cout, np.int64)
-            if self.bias_tensor is not None:
-                bias += self.bias_tensor.array().astype(np.int64).reshape(-1)
-            if self.in_zp and wsum is not None:
-                bias -= np.int64(self.in_zp) * np.round(wsum).astype(np.int64)
-            return bias
-        bias = np.zeros(self.cout, np.float64)
-        if self.bias_tensor is not None:
-            bias += self.bias_tensor.array().astype(np.float64).reshape(-1)
-        return bias
-
-    def cast_float_constants(self, cdt: np.dtype, abs_weight_sums: Optional[np.ndarray] = None) -> None:
-        """Float models: keep bias and weight scales in the compute dtype (no casting at run time).
-        int8 models: build the requantizer, with the bias folded in; the float64 one when it is
-        exact for every accumulator these weights can produce (|x| <= 128 per int8 input)."""
-        self.frq: Optional[FloatRequantizer] = None
-        if self.quantized:
-            self.requant = Requantizer(*self.requant_args, bias=self.bias)
-            if abs_weight_sums is not None:
-                bound = 128 * np.round(abs_weight_sums).astype(np.int64)
-                self.frq = FloatRequantizer.create(*self.requant_args, bias=self.bias, acc_bound=bound)
-        else:
-            self.bias = self.bias.astype(cdt)
-            if self.weight_scale is not None:
-                self.weight_scale = self.weight_scale.astype(cdt)
-
     @property
     def cache_bytes(self) -> int:
         """Bytes of the widened weights and tiled requantization constants built at bind time."""
@@ -333,36 +424,8 @@ class _ConvBase(Kernel):
 
     def widen_weights(self, src: np.ndarray, scale: Optional[np.ndarray], dtype: np.dtype) -> np.ndarray:
         """The weights widened (and dequantized for hybrid models) once, into a cached array."""
-        out = np.empty(src.shape, dtype)
-        if scale is None:
-            np.copyto(out, src, casting="unsafe")
-        else:
-            np.multiply(src, scale, out=out)
-        out.flags.writeable = False
-        self.wcache = out
-        return out
-
-    def make_tail(self, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Optional[np.ndarray],
-                  out: np.ndarray) -> Callable[[], None]:
-        """A closure adding the bias and requantizing (int8) or clamping (float) ``acc`` into ``out``."""
-        if self.quantized:
-            if self.frq is not None:
-                y = acc_i.view(np.float64)
-                return self.frq.bind(acc, y, tmp.view(np.float64), out)
-            requant = self.requant
-
-            def int_tail() -> None:
-                np.copyto(acc_i, acc, casting="unsafe")
-                requant.apply(acc_i, tmp, out)  # adds the bias
-            return int_tail
-        bias, act = self.bias, self.act
-
-        def float_tail() -> None:
-            np.add(acc, bias, out=acc)
-            if act is not None:
-                CLIP(acc, act[0], act[1], out=acc)
-            np.copyto(out, acc, casting="same_kind")
-        return float_tail
+        self.wcache = widened(src, scale, dtype)
+        return self.wcache
 
 
 class Conv2D(_ConvBase):
@@ -376,34 +439,8 @@ class Conv2D(_ConvBase):
         self.pointwise = (self.kh == 1 and self.kw == 1 and self.sh == 1 and self.sw == 1
                           and self.pt == self.pb == self.pl == self.pr == 0)
         w2 = self.w_tensor.array().reshape(self.cout, self.k).astype(np.float64)
-        if self.weight_scale is not None:
-            w2 = w2 * self.weight_scale.reshape(-1, 1)
-        self.bias = self.bias_vector(w2.sum(axis=1) if self.quantized else None)
-        q = self.quantized
-        cdt = exact_dtype(q, self.k)
-        self.cdt = cdt
-        cs = cdt.itemsize
-        self.cast_float_constants(cdt, np.abs(w2).sum(axis=1) if q else None)
-
-        def per_rows(r: int) -> int:
-            m = r * self.wo
-            band = self.band_rows(r) * self.wp * self.cin
-            im2col = 0 if self.pointwise else m * self.k
-            ints = 16 * m * self.cout if q else 0
-            return cs * (band + im2col + m * self.cout) + ints
-
-        ch = Chunking.fit(self.ho, cs * self.k * self.cout, per_rows, ctx.workspace_limit)
-        self.plan_bands(ch.rows)
-        r = ch.rows
-        m = r * self.wo
-        # (the chunking above still counts the widened weights, which now live in a per-op cache,
-        # so that chunk sizes and the in-place line buffers of the arena plan do not change)
-        self.workspace = {"band": ((self.band_rows(r), self.wp, self.cin), cdt), "acc": ((m, self.cout), cdt)}
-        if not self.pointwise:
-            self.workspace["im2col"] = ((m, self.k), cdt)
-        if q:
-            self.workspace["acc_i"] = ((m, self.cout), I64)
-            self.workspace["tmp"] = ((m, self.cout), I64)
+        self.plan_workspace(ctx, w2, 0, self.k, (0 if self.pointwise else self.k) + self.cout,
+                            lambda m: {} if self.pointwise else {"im2col": ((m, self.k), self.cdt)})
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Precompute every view used by ``run``."""
@@ -412,27 +449,18 @@ class Conv2D(_ConvBase):
         self.wmat = self.widen_weights(w.reshape(self.cout, self.k).T, self.weight_scale, self.cdt)
         band, fills = self.private_band(x, y, ws["band"], scratch)
         self.steps = []
-        i = 0
-        for n in range(self.n):
-            for (r0, r, _j0, _j1, _i0) in self.chunks:
-                pads, copies, saves = fills[i]
-                i += 1
-                m = r * self.wo
-                if self.pointwise:
-                    lhs = band[:r].reshape(m, self.k)
-                    gather = None
-                else:
-                    s0, s1, s2 = band.strides
-                    view = as_strided(band, shape=(r, self.wo, self.kh, self.kw, self.cin),
-                                      strides=(s0 * self.sh, s1 * self.sw, s0 * self.dh, s1 * self.dw, s2),
-                                      writeable=False)
-                    lhs = ws["im2col"][:m]
-                    gather = (lhs.reshape(r, self.wo, self.kh, self.kw, self.cin), view)
-                acc = ws["acc"][:m]
-                acc_i = ws["acc_i"][:m] if self.quantized else None
-                tmp = ws["tmp"][:m] if self.quantized else None
-                out = y[n, r0:r0 + r].reshape(m, self.cout)
-                self.steps.append((pads, copies, saves, gather, lhs, acc, self.make_tail(acc, acc_i, tmp, out)))
+        for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
+            if self.pointwise:
+                lhs = band[:r].reshape(m, self.k)
+                gather = None
+            else:
+                s0, s1, s2 = band.strides
+                view = as_strided(band, shape=(r, self.wo, self.kh, self.kw, self.cin),
+                                  strides=(s0 * self.sh, s1 * self.sw, s0 * self.dh, s1 * self.dw, s2),
+                                  writeable=False)
+                lhs = ws["im2col"][:m]
+                gather = (lhs.reshape(r, self.wo, self.kh, self.kw, self.cin), view)
+            self.steps.append((pads, copies, saves, gather, lhs, acc, tail))
 
     def run(self) -> None:
         """Compute the convolution chunk by chunk."""
@@ -462,31 +490,8 @@ class DepthwiseConv2D(_ConvBase):
         super().__init__(ctx)
         taps = self.kh * self.kw
         wt = self.w_tensor.array().reshape(taps, self.cout).astype(np.float64)
-        if self.weight_scale is not None:
-            wt = wt * self.weight_scale.reshape(1, -1)
-        self.bias = self.bias_vector(wt.sum(axis=0) if self.quantized else None)
-        q = self.quantized
-        cdt = exact_dtype(q, taps)
-        self.cdt = cdt
-        cs = cdt.itemsize
-        self.cast_float_constants(cdt, np.abs(wt).sum(axis=0) if q else None)
-
-        def per_rows(r: int) -> int:
-            m = r * self.wo
-            band = self.band_rows(r) * self.wp * self.cin
-            ints = 16 * m * self.cout if q else 0
-            return cs * (band + (taps + 1) * m * self.cout) + ints
-
-        ch = Chunking.fit(self.ho, cs * taps * self.cout, per_rows, ctx.workspace_limit)
-        self.plan_bands(ch.rows)
-        r = ch.rows
-        m = r * self.wo
-        # (the chunking still counts the widened weights, now cached per op: see Conv2D)
-        self.workspace = {"band": ((self.band_rows(r), self.wp, self.cin), cdt),
-                          "acc": ((m, self.cout), cdt), "prod": ((taps, m, self.cout), cdt)}
-        if q:
-            self.workspace["acc_i"] = ((m, self.cout), I64)
-            self.workspace["tmp"] = ((m, self.cout), I64)
+        self.plan_workspace(ctx, wt, 1, taps, (taps + 1) * self.cout,
+                            lambda m: {"prod": ((taps, m, self.cout), self.cdt)})
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Precompute the 5-D tap view of every chunk."""
@@ -507,33 +512,24 @@ class DepthwiseConv2D(_ConvBase):
             wrow.flags.writeable = False
             self.wrow = wrow
         self.steps = []
-        i = 0
-        for n in range(self.n):
-            for (r0, r, _j0, _j1, _i0) in self.chunks:
-                pads, copies, saves = fills[i]
-                i += 1
-                m = r * self.wo
-                prod = ws["prod"][:, :m]
-                acc = ws["acc"][:m]
-                if rowwise:
-                    view = as_strided(band, shape=(self.kh, self.kw, r, self.wo * self.cin),
-                                      strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s2), writeable=False)
-                    products = ("ijrk,ijk->rk", view, wrow[:, :, 0], acc.reshape(r, self.wo * self.cin))
-                elif mlt == 1 and self.cin >= 64:  # (einsum's inner loop runs over channels: long enough)
-                    view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin),
-                                      strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2),
-                                      writeable=False)
-                    products = ("ijrwc,ijc->rwc", view, self.wtaps.reshape(self.kh, self.kw, self.cin),
-                                acc.reshape(r, self.wo, self.cin))
-                else:
-                    view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin, 1),
-                                      strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2, 0),
-                                      writeable=False)
-                    products = (view, w6, prod.reshape(self.kh, self.kw, r, self.wo, self.cin, mlt), prod, acc)
-                acc_i = ws["acc_i"][:m] if self.quantized else None
-                tmp = ws["tmp"][:m] if self.quantized else None
-                out = y[n, r0:r0 + r].reshape(m, self.cout)
-                self.steps.append((pads, copies, saves, products, self.make_tail(acc, acc_i, tmp, out)))
+        for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
+            prod = ws["prod"][:, :m]
+            if rowwise:
+                view = as_strided(band, shape=(self.kh, self.kw, r, self.wo * self.cin),
+                                  strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s2), writeable=False)
+                products = ("ijrk,ijk->rk", view, wrow[:, :, 0], acc.reshape(r, self.wo * self.cin))
+            elif mlt == 1 and self.cin >= 64:  # (einsum's inner loop runs over channels: long enough)
+                view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin),
+                                  strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2),
+                                  writeable=False)
+                products = ("ijrwc,ijc->rwc", view, self.wtaps.reshape(self.kh, self.kw, self.cin),
+                            acc.reshape(r, self.wo, self.cin))
+            else:
+                view = as_strided(band, shape=(self.kh, self.kw, r, self.wo, self.cin, 1),
+                                  strides=(s0 * self.dh, s1 * self.dw, s0 * self.sh, s1 * self.sw, s2, 0),
+                                  writeable=False)
+                products = (view, w6, prod.reshape(self.kh, self.kw, r, self.wo, self.cin, mlt), prod, acc)
+            self.steps.append((pads, copies, saves, products, tail))
 
     def run(self) -> None:
         """Compute the depthwise convolution chunk by chunk."""

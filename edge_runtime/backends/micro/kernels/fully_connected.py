@@ -10,20 +10,16 @@ in place when an output row is no larger than an input row.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from edge_runtime.backends.micro import options as opt
-from edge_runtime.backends.micro.fixedpoint import CLIP, FloatRequantizer, Requantizer
 from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, qparams,
     quantized_activation_range, require_constant, require_type, scales32,
 )
-from edge_runtime.backends.micro.kernels.conv import exact_dtype, per_channel_multipliers
-
-F64 = np.dtype(np.float64)
-I64 = np.dtype(np.int64)
+from edge_runtime.backends.micro.kernels.conv import (
+    int_workspace, output_tail, per_channel_multipliers, prepare_output_stage, widened,
+)
 
 
 class FullyConnected(Kernel):
@@ -67,7 +63,7 @@ class FullyConnected(Kernel):
             # differs in the last bits and gives outputs one step off on some inputs.)
             m, s = per_channel_multipliers(ctx, in_scale, scales32(w), out_scale, self.units)
             lo, hi = quantized_activation_range(ctx, o["activation"], out_scale, out_zp)
-            requant_args = (m, s, out_zp, lo, hi)
+            self.requant_args = (m, s, out_zp, lo, hi)
         else:
             self.in_zp = 0
             if b is not None:
@@ -77,30 +73,10 @@ class FullyConnected(Kernel):
                 if w.quantization is None:
                     raise ctx.fail("int8 weights of a float layer have no scale")
                 self.weight_scale = np.asarray(w.quantization.scale, np.float64)
-                wf = wf * self.weight_scale.reshape(-1, 1)
-        if self.quantized:
-            bias = np.zeros(self.units, np.int64)
-            if b is not None:
-                bias += b.array().astype(np.int64).reshape(-1)
-            if self.in_zp:
-                bias -= np.int64(self.in_zp) * wf.sum(axis=1).round().astype(np.int64)
-        else:
-            bias = np.zeros(self.units, np.float64)
-            if b is not None:
-                bias += b.array().astype(np.float64).reshape(-1)
-        self.bias = bias
+        prepare_output_stage(self, wf, 0, self.k, self.units, b)
         q = self.quantized
-        self.frq = None
-        if q:
-            self.requant = Requantizer(*requant_args, bias=bias)
-            bound = 128 * np.round(np.abs(wf).sum(axis=1)).astype(np.int64)
-            self.frq = FloatRequantizer.create(*requant_args, bias=bias, acc_bound=bound)
-        self.cdt = cdt = exact_dtype(q, self.k)
+        cdt = self.cdt
         cs = cdt.itemsize
-        if not q:
-            self.bias = self.bias.astype(cdt)
-            if self.weight_scale is not None:
-                self.weight_scale = self.weight_scale.astype(cdt)
 
         def per_rows(r: int) -> int:
             return cs * (r * self.k + r * self.units) + (16 * r * self.units if q else 0)
@@ -112,21 +88,14 @@ class FullyConnected(Kernel):
         # rows per chunk, and with them the in-place rule of memory_traits, do not change)
         self.workspace = {"lhs": ((r, self.k), cdt), "acc": ((r, self.units), cdt)}
         if q:
-            self.workspace["acc_i"] = ((r, self.units), I64)
-            self.workspace["tmp"] = ((r, self.units), I64)
+            self.workspace.update(int_workspace(r, self.units))
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Precompute the row-chunk views."""
         x = inputs[0].reshape(self.rows_total, self.k)
         y = outputs[0].reshape(self.rows_total, self.units)
         wsrc = inputs[1].T
-        self.wmat = np.empty(wsrc.shape, self.cdt)
-        if self.weight_scale is None:
-            np.copyto(self.wmat, wsrc, casting="unsafe")
-        else:
-            wscale = self.weight_scale.reshape(1, -1) if self.weight_scale.size > 1 else self.weight_scale
-            np.multiply(wsrc, wscale, out=self.wmat)
-        self.wmat.flags.writeable = False
+        self.wmat = widened(wsrc, self.weight_scale, self.cdt)
         src0, dst0 = inputs[0], outputs[0]
         same = src0.__array_interface__["data"][0] == dst0.__array_interface__["data"][0]
         if np.shares_memory(src0, dst0) and not (same and (self.units <= self.k or self.rows >= self.rows_total)):
@@ -149,7 +118,7 @@ class FullyConnected(Kernel):
         for r0 in range(0, self.rows_total, self.rows):
             r = min(self.rows, self.rows_total - r0)
             acc = ws["acc"][:r]
-            tail = self._tail(acc, ws["acc_i"][:r] if self.quantized else None,
+            tail = output_tail(self, acc, ws["acc_i"][:r] if self.quantized else None,
                               ws["tmp"][:r] if self.quantized else None, y[r0:r0 + r])
             self.steps.append((x[r0:r0 + r], ws["lhs"][:r], acc, tail))
 
@@ -160,27 +129,6 @@ class FullyConnected(Kernel):
         if getattr(self, "fused", None) is not None:
             n += int(self.wfold.nbytes) + int(self.lhs1.nbytes)
         return n + (self.frq.tile_bytes() if self.frq is not None else 0)
-
-    def _tail(self, acc: np.ndarray, acc_i: "np.ndarray | None", tmp: "np.ndarray | None",
-              out: np.ndarray) -> Callable[[], None]:
-        """A closure adding the bias and requantizing (int8) or clamping (float) ``acc`` into ``out``."""
-        if self.quantized:
-            if self.frq is not None:
-                return self.frq.bind(acc, acc_i.view(np.float64), tmp.view(np.float64), out)
-            requant = self.requant
-
-            def int_tail() -> None:
-                np.copyto(acc_i, acc, casting="unsafe")
-                requant.apply(acc_i, tmp, out)  # adds the bias
-            return int_tail
-        bias, act = self.bias, self.act
-
-        def float_tail() -> None:
-            np.add(acc, bias, out=acc)
-            if act is not None:
-                CLIP(acc, act[0], act[1], out=acc)
-            np.copyto(out, acc, casting="same_kind")
-        return float_tail
 
     def run(self) -> None:
         """Compute all row chunks."""

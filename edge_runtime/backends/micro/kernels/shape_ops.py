@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.backends.micro import options as opt
+from edge_runtime.formats.tflite import TensorInfo
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_constant, require_type,
 )
@@ -19,6 +20,22 @@ def _same_quant(ctx: OpContext, a, b) -> None:
     qa, qb = qparams(a), qparams(b)
     if a.type_name == "INT8" and (np.float32(qa[0]), qa[1]) != (np.float32(qb[0]), qb[1]):
         raise ctx.fail("input and output quantization must be equal")
+
+
+def _same_type_io(ctx: OpContext) -> tuple[TensorInfo, TensorInfo]:
+    """Input 0 and the output of a data-movement op: the same type and, for int8, the same quantization."""
+    x = require_type(ctx, ctx.input(0), TYPES, "input")
+    y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
+    _same_quant(ctx, x, y)
+    return x, y
+
+
+class _ViewCopy(Kernel):
+    """An op that copies one source view (``self.src``, made at bind time) into ``self.y``."""
+
+    def run(self) -> None:
+        """Copy the source view into the output."""
+        np.copyto(self.y, self.src)
 
 
 class Pad(Kernel):
@@ -91,16 +108,14 @@ class Concatenation(Kernel):
             np.copyto(dst, x)
 
 
-class StridedSlice(Kernel):
+class StridedSlice(_ViewCopy):
     """STRIDED_SLICE with constant begin/end/strides (begin/end/shrink masks; no ellipsis or new axes)."""
 
     max_version = 4
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        x = require_type(ctx, ctx.input(0), TYPES, "input")
-        y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
-        _same_quant(ctx, x, y)
+        x, y = _same_type_io(ctx)
         begin = require_constant(ctx, ctx.input(1), "begin").array().astype(np.int64).reshape(-1)
         end = require_constant(ctx, ctx.input(2), "end").array().astype(np.int64).reshape(-1)
         strides = require_constant(ctx, ctx.input(3), "strides").array().astype(np.int64).reshape(-1)
@@ -135,21 +150,15 @@ class StridedSlice(Kernel):
         self.src = inputs[0][self.index + (Ellipsis,)]
         self.y = outputs[0].reshape(self.src.shape)
 
-    def run(self) -> None:
-        """Copy the slice."""
-        np.copyto(self.y, self.src)
 
-
-class Transpose(Kernel):
+class Transpose(_ViewCopy):
     """TRANSPOSE with a constant permutation."""
 
     max_version = 6
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        x = require_type(ctx, ctx.input(0), TYPES, "input")
-        y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
-        _same_quant(ctx, x, y)
+        x, y = _same_type_io(ctx)
         perm = require_constant(ctx, ctx.input(1), "permutation").array().astype(np.int64).reshape(-1)
         if sorted(perm.tolist()) != list(range(len(x.shape))):
             raise ctx.fail(f"invalid permutation {perm.tolist()} for rank {len(x.shape)}")
@@ -161,7 +170,3 @@ class Transpose(Kernel):
         """Transposed source view."""
         self.src = inputs[0].transpose(self.perm)
         self.y = outputs[0]
-
-    def run(self) -> None:
-        """Copy."""
-        np.copyto(self.y, self.src)
