@@ -196,15 +196,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--epochs", type=int, default=40, help="distillation epochs (default 40)")
     ap.add_argument("--skip-distill", action="store_true", help="skip the distillation table")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests"))
-    import pytest
-
-    from test_compress_support import enable_sparse_kernels
-
     from edge_runtime.reference_data import shared_dir
 
-    with tempfile.TemporaryDirectory() as out, pytest.MonkeyPatch.context() as mp:
-        enable_sparse_kernels(mp)
+    with tempfile.TemporaryDirectory() as out:
         if shared_dir() is not None:
             unstructured(out, args.runs)
         else:

@@ -41,8 +41,11 @@ def rss_of(pid: int) -> int:
 class Daemon:
     """``edge-runtime serve`` in a subprocess with a TCP source and the reply sink."""
 
-    def __init__(self, model: Path, backend: str, extra: list[str], op_resolver: str = "default") -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+    def __init__(self, model: Path, backend: str, extra: list[str], op_resolver: str = "default",
+                 root: Path = ROOT, cpu: Optional[int] = None) -> None:
+        # ``root`` first on the path and as the working directory (``python -m`` puts the working
+        # directory before PYTHONPATH): another copy of edge_runtime (the baseline) can be measured
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys([str(root), str(ROOT)])))
         self._tmp = tempfile.TemporaryDirectory(prefix="daemon-bench-")
         cfg = Path(self._tmp.name) / "device.yaml"
         cfg.write_text(json.dumps({"model": {"path": str(model), "backend": backend,
@@ -50,7 +53,8 @@ class Daemon:
                                    "source": {"type": "tcp", "port": 0}, "sinks": [{"type": "reply"}],
                                    "pipeline": {"overload": "block"}}))
         self.p = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "serve", "--config", str(cfg), *extra],
-                                  cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+                                  cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
+                                  preexec_fn=None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu})))
         self.info: dict = {}
         end = time.monotonic() + 60
         assert self.p.stderr is not None
@@ -82,6 +86,7 @@ class Client:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.frames = frames
+        self.window = 256
         self.received = 0
         self.cv = threading.Condition()
         self.sent_at: Optional[np.ndarray] = None
@@ -119,8 +124,9 @@ class Client:
                     self.received += n
                     self.cv.notify_all()
 
-    def saturate(self, n: int, window: int = 256) -> float:
+    def saturate(self, n: int, window: Optional[int] = None) -> float:
         """Send ``n`` frames keeping ``window`` outstanding; results per second."""
+        window = self.window if window is None else window
         start_rx = self.received
         t0 = time.perf_counter()
         sent = 0
@@ -172,6 +178,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--latency-n", type=int, default=3000, help="requests in the 50%% load run")
     ap.add_argument("--soak", type=int, default=100_000, help="inferences in the soak (0: skip)")
     ap.add_argument("--batch", default="1,8,32", help="max_batch_size values to try at saturation")
+    ap.add_argument("--window", type=int, default=256, help="frames the client keeps outstanding at saturation")
+    ap.add_argument("--baseline-root", type=Path, default=None,
+                    help="also measure the daemon from this directory's edge_runtime (e.g. an extracted older "
+                         "version: git archive HEAD edge_runtime | tar -x -C DIR), interleaved with this tree's")
+    ap.add_argument("--pin-cpu", type=int, default=None,
+                    help="run the daemon (all its threads) and the raw Model.run loop on this one CPU and the "
+                         "client elsewhere: both sides get exactly one core, whatever else the machine runs")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved daemon/raw measurements per setting")
     args = ap.parse_args(argv)
 
@@ -192,34 +205,50 @@ def main(argv: Optional[list[str]] = None) -> int:
     for i in range(200):
         model.run(x[i % 1000])
 
+    everywhere = os.sched_getaffinity(0)
+    if args.pin_cpu is not None:
+        if args.pin_cpu not in everywhere or len(everywhere) < 2:
+            raise SystemExit(f"--pin-cpu {args.pin_cpu}: needs two CPUs, one of them {args.pin_cpu} "
+                             f"(this process may use {sorted(everywhere)})")
+        os.sched_setaffinity(0, everywhere - {args.pin_cpu})  # the client's threads
+
     def raw_rate(n: int) -> float:
+        if args.pin_cpu is not None:  # only this (the calling) thread moves to the daemon's CPU
+            os.sched_setaffinity(0, {args.pin_cpu})
         t = time.perf_counter()
         for i in range(n):
             model.run(x[i % 1000])
-        return n / (time.perf_counter() - t)
+        rate = n / (time.perf_counter() - t)
+        if args.pin_cpu is not None:
+            os.sched_setaffinity(0, everywhere - {args.pin_cpu})
+        return rate
 
     rows = []
     best = 0.0
     best_batch = 1
+    trees = [("", ROOT)] if args.baseline_root is None else [("baseline ", args.baseline_root.resolve()), ("", ROOT)]
     for b in [int(v) for v in args.batch.split(",")]:
-        d = Daemon(path, args.backend, ["--max-batch-size", str(b)], args.op_resolver)
-        c = Client(d.port, frames)
-        c.saturate(2000)  # warm-up
-        rates, raws = [], []
-        for _ in range(args.rounds):  # alternate, so both see the same machine load
-            raws.append(raw_rate(args.n // 2))
-            rates.append(c.saturate(args.n))
-        c.sock.close()
-        d.stop()
-        ratios = sorted(r / w for r, w in zip(rates, raws))
-        rate, raw = float(np.median(rates)), float(np.median(raws))
-        rows.append((f"saturation, max_batch_size {b} ({d.info['batching']})", rate, raw, ratios))
-        if rate > best:
-            best, best_batch = rate, b
+        for label, root in trees:
+            d = Daemon(path, args.backend, ["--max-batch-size", str(b)], args.op_resolver, root, args.pin_cpu)
+            c = Client(d.port, frames)
+            c.window = args.window
+            c.saturate(2000)  # warm-up
+            rates, raws = [], []
+            for _ in range(args.rounds):  # alternate, so both see the same machine load
+                raws.append(raw_rate(args.n // 2))
+                rates.append(c.saturate(args.n))
+            c.sock.close()
+            d.stop()
+            ratios = sorted(r / w for r, w in zip(rates, raws))
+            rate, raw = float(np.median(rates)), float(np.median(raws))
+            rows.append((f"{label}saturation, max_batch_size {b} ({d.info['batching']})", rate, raw, ratios))
+            if not label and rate > best:
+                best, best_batch = rate, b
     model.close()
 
+    pinned = "" if args.pin_cpu is None else f", daemon and raw loop pinned to CPU {args.pin_cpu}, client elsewhere"
     print(f"\nedge-runtime serve, {args.model} on {args.backend} ({args.op_resolver} kernels), TCP loopback, reply sink, "
-          f"{os.cpu_count()} CPU(s), {args.n} inferences per run\n")
+          f"{os.cpu_count()} CPU(s){pinned}, {args.n} inferences per run\n")
     print(f"| run | daemon results/s (median of {args.rounds}) | raw Model.run/s (median, interleaved) "
           "| median of per-round ratios | per-round ratios (sorted) |")
     print("|---|---:|---:|---:|---|")
@@ -231,7 +260,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError:
         pass
 
-    d = Daemon(path, args.backend, ["--max-batch-size", str(best_batch)], args.op_resolver)
+    d = Daemon(path, args.backend, ["--max-batch-size", str(best_batch)], args.op_resolver, cpu=args.pin_cpu)
     c = Client(d.port, frames)
     c.saturate(1000)
     load = best / 2

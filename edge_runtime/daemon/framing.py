@@ -56,20 +56,26 @@ def cobs_encode(data: bytes) -> bytes:
 
 def cobs_decode(data: bytes) -> Optional[bytes]:
     """Decode one COBS block sequence; ``None`` when it is not valid COBS."""
-    out = bytearray()
-    i, n = 0, len(data)
+    # Decoding in place: every code byte becomes the zero it stands for, except the
+    # first one and any that follows a full (255) block, which stand for nothing.
+    buf = bytearray(data)
+    n = len(buf)
+    drop = [0]
+    i = 0
+    full = False
     while i < n:
-        code = data[i]
-        if code == 0:
+        code = buf[i]
+        if code == 0 or i + code > n:
             return None
-        end = i + code
-        if end > n:
-            return None
-        out += data[i + 1:end]
-        i = end
-        if code != 255 and i < n:
-            out.append(0)
-    return bytes(out)
+        if full:
+            drop.append(i)
+        else:
+            buf[i] = 0
+        full = code == 255
+        i += code
+    for j in reversed(drop):
+        del buf[j]
+    return bytes(buf)
 
 
 def encode_frame(kind: int, seq: int, payload: bytes = b"", flags: int = WHOLE) -> bytes:
@@ -234,6 +240,13 @@ class Reassembler:
         self._first_seq: Optional[int] = None
         self._next_seq = 0
         self.incomplete = 0
+
+    def idle(self, frame: Frame) -> bool:
+        """Take a WHOLE frame in passing when no sample is being reassembled (the fast path)."""
+        if self._first_seq is not None or len(frame.payload) > self.max_bytes:
+            return False
+        self._next_seq = (frame.seq + 1) & 0xFFFFFFFF
+        return True
 
     def add(self, frame: Frame) -> Optional[tuple[int, bytes]]:
         """Add a DATA frame; return ``(sequence of the first fragment, sample bytes)`` when complete."""

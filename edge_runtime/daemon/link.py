@@ -37,15 +37,19 @@ class Link:
 
     def samples(self, data: bytes) -> Iterator[tuple[int, bytes]]:
         """Feed received bytes; yield complete samples as ``(sequence number, payload)``."""
+        tracker, reasm = self.tracker, self.reasm
         for frame in self.decoder.feed(data):
             if frame.kind != framing.DATA:
                 if frame.kind == framing.HELLO and frame.payload == framing.DEVICE_HELLO:
-                    self.tracker.start_at(frame.seq)  # the device's next sequence number
+                    tracker.start_at(frame.seq)  # the device's next sequence number
                 continue  # our own HELLO/RESULT echoed on a loopback, or a kind from a newer peer
             self.data_frames += 1
-            if not self.tracker.see(frame.seq):
+            if not tracker.see(frame.seq):
                 continue
-            out = self.reasm.add(frame)
+            if frame.flags == framing.WHOLE and reasm.idle(frame):
+                yield frame.seq, frame.payload  # a whole sample in one frame, nothing pending
+                continue
+            out = reasm.add(frame)
             if out is not None:
                 yield out
         self._account()

@@ -72,6 +72,27 @@ class LatencyWindow:
             if self._n < self._buf.shape[0]:
                 self._n += 1
 
+    def add_many(self, values: list[float]) -> None:
+        """Record several latencies at once."""
+        size = self._buf.shape[0]
+        k = len(values)
+        if not k:
+            return
+        with self._lock:
+            if k > size:  # only the newest ``size`` stay, where one-by-one adds would have put them
+                self._pos = (self._pos + k - size) % size
+                values = values[-size:]
+                k = size
+            end = self._pos + k
+            if end <= size:
+                self._buf[self._pos:end] = values
+            else:
+                cut = size - self._pos
+                self._buf[self._pos:] = values[:cut]
+                self._buf[: k - cut] = values[cut:]
+            self._pos = end % size
+            self._n = min(size, self._n + k)
+
     def percentiles(self, qs: tuple[float, ...] = (50, 90, 99)) -> dict[float, float]:
         """Percentiles of the window (NaN when empty)."""
         with self._lock:

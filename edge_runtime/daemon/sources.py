@@ -35,6 +35,8 @@ class Source:
     def __init__(self) -> None:
         self.finished = asyncio.Event()  #: set when a finite source (a file) has delivered everything
         self.links: list[Link] = []
+        #: the pipeline's non-waiting admission (True: admitted); None or False: ``await submit``
+        self.fast_submit: Optional[Callable[[Link, int, bytes], bool]] = None
 
     async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
         """Start reading."""
@@ -99,8 +101,10 @@ class TcpSource(Source):
                 data = await reader.read(65536)
                 if not data:
                     break
+                fast = self.fast_submit
                 for seq, payload in link.samples(data):
-                    await self._submit(link, seq, payload)
+                    if fast is None or not fast(link, seq, payload):
+                        await self._submit(link, seq, payload)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
