@@ -17,19 +17,7 @@ import yaml
 import edge_runtime
 from edge_runtime.daemon import framing
 from edge_runtime.daemon.model_slot import file_version
-from test_daemon_support import DaemonProc, read_jsonl
-
-
-def wait_until(fn, timeout=60, what="condition"):
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from test_daemon_support import DaemonProc, read_jsonl, wait_until
 
 
 @pytest.fixture(scope="module")

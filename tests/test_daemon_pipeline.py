@@ -19,7 +19,7 @@ from edge_runtime.daemon import framing, memory
 from edge_runtime.daemon.config import ArgmaxPost, SmoothPost, ThresholdPost, TopKPost, load_config
 from edge_runtime.daemon.postprocess import PostChain
 from edge_runtime.model import TensorSpec
-from test_daemon_support import KWS_LABELS, DaemonProc, env_for_subprocess, parse_prometheus, read_jsonl
+from test_daemon_support import KWS_LABELS, DaemonProc, env_for_subprocess, parse_prometheus, read_jsonl, wait_until
 
 
 def write_config(tmp_path, model_path, **sections) -> str:
@@ -38,16 +38,6 @@ def send_frames(port: int, x: np.ndarray, seqs) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"".join(framing.encode_frame(framing.DATA, int(i), x[i].tobytes()) for i in seqs))
     return s
-
-
-def wait_until(fn, timeout=60, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -134,6 +134,17 @@ def start_sensor(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for_subprocess())
 
 
+def wait_until(fn, timeout: float = 60, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``fn`` every 50 ms until it returns something truthy; fail after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Every line of a JSON Lines file."""
     return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
