@@ -21,6 +21,7 @@ import numpy as np
 
 from converters.ir import Graph
 from edge_runtime.errors import ConfigError
+from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0)}
 SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "CONCATENATION")
@@ -38,13 +39,11 @@ class QParams:
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Real -> int8 (round half away from zero, as TFLite's reference QUANTIZE does, then clamp)."""
-        v = np.asarray(x, np.float64) / self.scale
-        q = np.sign(v) * np.floor(np.abs(v) + 0.5) + self.zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
+        return quantize_affine(x, self.scale, self.zero_point, np.int8)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """int8 -> real (float32)."""
-        return ((np.asarray(q, np.float32) - self.zero_point) * np.float32(self.scale)).astype(np.float32)
+        return dequantize_affine(q, self.scale, self.zero_point)
 
 
 @dataclass

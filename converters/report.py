@@ -20,6 +20,7 @@ import numpy as np
 from converters.calibrate import run_float
 from converters.ir import Graph
 from converters.quantize import QuantPlan
+from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 FLAG_TOP = 3
 
@@ -63,16 +64,14 @@ class TFLiteRunner:
         if d["dtype"] == np.float32:
             return x.astype(np.float32)
         s, zp = d["quantization"]
-        info = np.iinfo(d["dtype"])
-        v = x.astype(np.float64) / s
-        return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + zp, info.min, info.max).astype(d["dtype"])
+        return quantize_affine(x, s, zp, d["dtype"])
 
     @staticmethod
     def _dq(q: np.ndarray, d: dict) -> np.ndarray:
         if q.dtype == np.float32:
             return q.copy()
         s, zp = d["quantization"]
-        return ((q.astype(np.float32) - zp) * np.float32(s)).astype(np.float32)
+        return dequantize_affine(q, s, zp)
 
     def run(self, x_nhwc: np.ndarray) -> list[np.ndarray]:
         """One inference; outputs dequantized to float32."""

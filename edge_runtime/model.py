@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from edge_runtime.errors import InputError
+from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 ArrayInputs = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
 
@@ -39,16 +40,13 @@ class TensorSpec:
         """Map real values to this tensor's integer type (round half away from zero, clamp)."""
         if not self.quantized:
             return np.asarray(x, dtype=self.dtype)
-        info = np.iinfo(self.dtype)
-        r = np.asarray(x, dtype=np.float64) / self.scale
-        q = np.sign(r) * np.floor(np.abs(r) + 0.5) + self.zero_point
-        return np.clip(q, info.min, info.max).astype(self.dtype)
+        return quantize_affine(x, self.scale, self.zero_point, self.dtype)  # type: ignore[arg-type]
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """Map this tensor's integers back to real values (float32)."""
         if not self.quantized:
             return np.asarray(q, dtype=np.float32)
-        return ((np.asarray(q, dtype=np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)).astype(np.float32)
+        return dequantize_affine(q, self.scale, self.zero_point)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly description."""
