@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@.venv/bin/edge-runtime demo
+	@.venv/bin/edge-convert demo
 
 test: setup
 	@.venv/bin/python -m pytest
