@@ -42,3 +42,39 @@ def kws01(shared: Path):
     from edge_runtime.reference_data import load_kws01
 
     return load_kws01()
+
+
+# ---------------------------------------------------------------------------- op parity
+# Tests marked ``@pytest.mark.parity(OP, TYPE)`` (or ``parity(OP, TYPE, "close")`` for float checks
+# within a tolerance) compare one op and type with tflite-micro. Their outcomes become the op parity
+# table: with EDGE_PARITY_JSON=PATH set, the session writes {op: {type: {"passed": n, "failed": n,
+# "kind": "exact"|"close"}}} there (``python -m benchmarks.op_parity`` does this and renders the table).
+_PARITY: dict = {}
+
+
+def pytest_runtest_logreport(report):  # type: ignore[no-untyped-def]
+    """Count each parity-marked test's outcome under its (op, type)."""
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    for mark in getattr(report, "_parity_marks", ()):
+        op, dtype = mark[0], mark[1]
+        kind = mark[2] if len(mark) > 2 else "exact"
+        slot = _PARITY.setdefault(op, {}).setdefault(dtype, {"passed": 0, "failed": 0, "skipped": 0, "kind": kind})
+        slot[report.outcome] = slot.get(report.outcome, 0) + 1
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """Attach the test's parity marks to its report."""
+    outcome = yield
+    rep = outcome.get_result()
+    rep._parity_marks = [tuple(m.args) for m in item.iter_markers("parity")]
+
+
+def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+    """Write the parity outcomes when EDGE_PARITY_JSON names a file."""
+    out = os.environ.get("EDGE_PARITY_JSON")
+    if out and _PARITY:
+        import json
+
+        Path(out).write_text(json.dumps(_PARITY, indent=1, sort_keys=True))

@@ -47,6 +47,11 @@ def make_op_memory(workspace_limit: int) -> OpMemoryFn:
 def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
     """Arena needs of ``op`` for kernels chunked to ``workspace_limit``."""
     name = op.name
+    from edge_runtime.backends.micro.kernels import REGISTRY
+
+    own = getattr(REGISTRY.get(name), "op_memory", None)
+    if own is not None:  # kernels outside the core declare their own needs
+        return own(model, subgraph, op, workspace_limit)
     if name in _ALIAS:
         return OpMemory(alias_input=0)
     if name in _UNARY_INPLACE:
@@ -62,7 +67,7 @@ def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspac
                     return OpMemory(inplace_input=pos)
         return OpMemory()
     if name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
-        from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
+        from edge_runtime.backends.micro.kernels import OpContext
 
         try:
             kernel = REGISTRY[name](OpContext(model, subgraph, op, workspace_limit))

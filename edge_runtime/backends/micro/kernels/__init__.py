@@ -1,4 +1,10 @@
-"""Kernel registry of the micro backend: op name -> kernel class (one file per op family)."""
+"""Kernel registry of the micro backend: op name -> kernel class.
+
+The core ops live in the flat modules here; every other op family is a sub-package
+(``unary/``, ``binary/``, ``layout/``, ``spatial/``, ``recurrent/``, ``control/``,
+``custom/``) with one op per file and its own ``REGISTRY``, merged below. This
+dict is the one index of what micro runs.
+"""
 from __future__ import annotations
 
 from edge_runtime.backends.micro.kernels.activations import Activation
@@ -38,5 +44,18 @@ REGISTRY: dict[str, type[Kernel]] = {
     "QUANTIZE": Quantize,
     "DEQUANTIZE": Dequantize,
 }
+
+
+def _merge_families() -> None:
+    from edge_runtime.backends.micro.kernels import binary, control, custom, layout, recurrent, spatial, unary
+
+    for family in (unary, binary, layout, spatial, recurrent, control, custom):
+        for name, cls in family.REGISTRY.items():
+            if name in REGISTRY and REGISTRY[name] is not cls:
+                raise RuntimeError(f"micro kernel registry: {name} is registered twice")
+            REGISTRY[name] = cls
+
+
+_merge_families()
 
 __all__ = ["REGISTRY", "Kernel", "OpContext"]

@@ -67,6 +67,10 @@ class Kernel:
     #: True when ``bind`` accepts an output that starts where an input starts (in-place or alias
     #: plans; the kernel checks the details). Other kernels refuse any input/output overlap.
     inplace_ok: bool = False
+    #: Arena needs, for kernels outside the core set: a static method
+    #: ``(model, subgraph, op, workspace_limit) -> OpMemory`` (scratch bytes, in-place input, alias).
+    #: ``None`` means "no scratch, output in its own buffer" (see memory_traits.py).
+    op_memory: Any = None
 
     def __init__(self, ctx: OpContext) -> None:
         self.ctx = ctx

@@ -1,0 +1,6 @@
+"""Custom ops TFLM registers (TFLite_Detection_PostProcess, Signal*): custom code -> kernel class."""
+from __future__ import annotations
+
+from edge_runtime.backends.micro.kernels.base import Kernel
+
+REGISTRY: dict[str, type[Kernel]] = {}
