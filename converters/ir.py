@@ -12,23 +12,45 @@ a direct mapping:
   :func:`padding_mode` tells whether those are TFLite's SAME or VALID;
 - ``act`` is the fused activation: ``NONE``, ``RELU``, ``RELU6`` or ``RELU_N1_TO_1``.
 
-Op kinds and their attributes:
+Op kinds and their attributes (names and semantics are TFLite's builtins):
 
-========================  ==============================================================
-``CONV_2D``               inputs (x, w, b); stride, dilation, pads, act
-``DEPTHWISE_CONV_2D``     inputs (x, w, b); stride, dilation, pads, act, multiplier
-``FULLY_CONNECTED``       inputs (x, w, b); act
-``AVERAGE_POOL_2D``       inputs (x,); kernel, stride, pads, act
-``MAX_POOL_2D``           inputs (x,); kernel, stride, pads, act
-``ADD``, ``MUL``          inputs (a, b); act
-``RELU``, ``RELU6``       inputs (x,)
-``RESHAPE``               inputs (x,); the output tensor's shape is the new shape
-``TRANSPOSE``             inputs (x,); perm
-``PAD``                   inputs (x,); pads as ((before, after), ...) per dimension
-``CONCATENATION``         inputs (x1, x2, ...); axis, act
-``SOFTMAX``               inputs (x,); beta
-``LOGISTIC``, ``TANH``    inputs (x,)
-========================  ==============================================================
+================================  ==============================================================
+``CONV_2D``                       inputs (x, w, b); stride, dilation, pads, act
+``DEPTHWISE_CONV_2D``             inputs (x, w, b); stride, dilation, pads, act, multiplier
+``FULLY_CONNECTED``               inputs (x, w, b); act
+``TRANSPOSE_CONV``                inputs (x, w [out, kh, kw, in], b); stride; VALID, output = (in-1)*s+k
+``AVERAGE_POOL_2D``               inputs (x,); kernel, stride, pads, act
+``MAX_POOL_2D``                   inputs (x,); kernel, stride, pads, act
+``ADD``, ``SUB``, ``MUL``         inputs (a, b), numpy broadcasting, either may be constant; act
+``DIV``                           inputs (a, b); act (written only as a float island)
+``MAXIMUM``, ``MINIMUM``          inputs (a, b), broadcasting; shared quantization
+``SQUARED_DIFFERENCE``            inputs (a, b)
+``RELU``, ``RELU6``,              inputs (x,)
+``RELU_N1_TO_1``, ``HARD_SWISH``
+``LOGISTIC``, ``TANH``
+``EXP``, ``LOG``, ``SQRT``,       inputs (x,)
+``RSQRT``, ``ABS``, ``NEG``
+``GELU``                          inputs (x,); approximate (bool)
+``LEAKY_RELU``                    inputs (x,); alpha
+``PRELU``                         inputs (x, alpha) with alpha constant, broadcast to x
+``RESHAPE``                       inputs (x,); the output tensor's shape is the new shape
+``TRANSPOSE``                     inputs (x,); perm
+``PAD``                           inputs (x,); pads as ((before, after), ...) per dimension
+``PADV2``                         inputs (x,); pads, value (a float; ``-inf`` pads with the lowest value)
+``MIRROR_PAD``                    inputs (x,); pads, mode (``REFLECT`` or ``SYMMETRIC``)
+``CONCATENATION``                 inputs (x1, x2, ...) (constants allowed); axis, act
+``STRIDED_SLICE``                 inputs (x,); begin, end, strides (one per dimension, normalised)
+``GATHER``                        inputs (x, indices) with integer constant indices; axis
+``MEAN``, ``SUM``, ``REDUCE_MAX``  inputs (x,); axes, keep_dims
+``SOFTMAX``                       inputs (x,); beta (over the last axis)
+``RESIZE_BILINEAR``,              inputs (x,); align_corners, half_pixel_centers; the output
+``RESIZE_NEAREST_NEIGHBOR``       tensor's shape gives the new size
+``BATCH_MATMUL``                  inputs (a, b); numpy ``matmul`` semantics
+================================  ==============================================================
+
+Constant tensors other than the weights and biases of ``CONV_2D``, ``DEPTHWISE_CONV_2D``,
+``FULLY_CONNECTED`` and ``TRANSPOSE_CONV`` are *operands*: float operands are quantized like
+activations (per tensor), integer ones (``GATHER`` indices) are written as int32.
 """
 from __future__ import annotations
 
@@ -38,13 +60,16 @@ from typing import Any, Optional
 import numpy as np
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "LOGISTIC", "TANH", "EXP", "LOG", "SQRT", "RSQRT",
+         "ABS", "NEG", "GELU", "LEAKY_RELU")
+BINARY = ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
 OP_KINDS = (
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-    "ADD", "MUL", "RELU", "RELU6", "RESHAPE", "TRANSPOSE", "PAD", "CONCATENATION",
-    "SOFTMAX", "LOGISTIC", "TANH",
-)
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+    "PRELU", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "STRIDED_SLICE", "GATHER",
+    "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
+) + UNARY + BINARY
 #: Ops whose first input is the activation and whose inputs 1.. are constant weights/bias.
-WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
 @dataclass
@@ -187,18 +212,16 @@ def legalize(graph: Graph) -> Graph:
             needs_pad = mode is None or (op.kind == "AVERAGE_POOL_2D" and mode == "SAME"
                                          and op.attrs.get("count_include_pad", False))
             if needs_pad:
-                if op.kind == "MAX_POOL_2D":
-                    from edge_runtime.errors import UnsupportedModelError
-
-                    raise UnsupportedModelError(
-                        f"MaxPool node '{op.name}': padding {op.attrs['pads']} is neither SAME nor VALID, "
-                        "which TFLite cannot express")
                 t, l, b, r = op.attrs["pads"]
                 padded = f"{op.inputs[0]}/pad_for/{op.name or len(new_ops)}"
                 n, h, w_, c = x.shape
                 graph.tensors[padded] = Tensor(padded, (n, h + t + b, w_ + l + r, c))
-                new_ops.append(Op("PAD", [op.inputs[0]], [padded],
-                                  {"pads": ((0, 0), (t, b), (l, r), (0, 0))}, name=f"{op.name}/pad"))
+                pads = ((0, 0), (t, b), (l, r), (0, 0))
+                if op.kind == "MAX_POOL_2D":  # max pooling ignores padding: pad with the lowest value
+                    new_ops.append(Op("PADV2", [op.inputs[0]], [padded], {"pads": pads, "value": float("-inf")},
+                                      name=f"{op.name}/pad"))
+                else:
+                    new_ops.append(Op("PAD", [op.inputs[0]], [padded], {"pads": pads}, name=f"{op.name}/pad"))
                 op.inputs = [padded] + op.inputs[1:]
                 op.attrs = dict(op.attrs, pads=(0, 0, 0, 0))
         new_ops.append(op)
@@ -230,3 +253,80 @@ def fuse_activations(graph: Graph) -> Graph:
             changed = True
             break
     return graph
+
+
+#: IR (NHWC) axes -> source (NCHW) axes and back, for 4-D tensors.
+TO_NCHW = (0, 3, 1, 2)
+TO_NHWC = (0, 2, 3, 1)
+
+
+def perm_keeps_order(shape: tuple[int, ...], perm: tuple[int, ...]) -> bool:
+    """True when transposing ``shape`` by ``perm`` only moves size-1 axes (a reshape would do)."""
+    moved = [p for p in perm if shape[p] != 1]
+    return moved == sorted(moved)
+
+
+def simplify(graph: Graph) -> Graph:
+    """Clean up what importers emit: compose back-to-back TRANSPOSEs, turn order-keeping
+    TRANSPOSEs into RESHAPEs, merge RESHAPE chains, drop identity ops and dead ops."""
+    changed = True
+    while changed:
+        changed = False
+        producers = graph.producers()
+        consumers = graph.consumers()
+        for op in graph.ops:
+            src = op.inputs[0] if op.inputs else None
+            prev = producers.get(src) if src else None
+            single = src is not None and len(consumers.get(src, [])) == 1 and src not in graph.outputs
+            if op.kind == "TRANSPOSE":
+                if prev is not None and prev.kind == "TRANSPOSE" and single:
+                    op.attrs = dict(op.attrs, perm=tuple(prev.attrs["perm"][p] for p in op.attrs["perm"]))
+                    op.inputs = [prev.inputs[0]]
+                    changed = True
+                    break
+                if perm_keeps_order(graph.tensors[op.inputs[0]].shape, tuple(op.attrs["perm"])):
+                    op.kind, op.attrs = "RESHAPE", {}
+                    changed = True
+                    break
+            if op.kind == "RESHAPE":
+                if prev is not None and prev.kind == "RESHAPE" and single:
+                    op.inputs = [prev.inputs[0]]
+                    changed = True
+                    break
+                if (graph.tensors[op.inputs[0]].shape == graph.tensors[op.outputs[0]].shape
+                        and _replace_uses(graph, op)):
+                    changed = True
+                    break
+        if _drop_dead(graph):
+            changed = True
+    return graph
+
+
+def _replace_uses(graph: Graph, op: Op) -> bool:
+    """Remove identity ``op`` (same shape in and out), wiring its consumers to its input."""
+    src, dst = op.inputs[0], op.outputs[0]
+    if dst in graph.outputs or src in graph.inputs and dst in graph.outputs:
+        return False
+    for other in graph.ops:
+        other.inputs = [src if i == dst else i for i in other.inputs]
+    graph.ops.remove(op)
+    graph.tensors.pop(dst, None)
+    return True
+
+
+def _drop_dead(graph: Graph) -> bool:
+    """Remove ops whose outputs nobody reads (and which are not graph outputs); True if any went."""
+    needed = set(graph.outputs)
+    keep: list[Op] = []
+    for op in reversed(graph.ops):
+        if any(o in needed for o in op.outputs):
+            keep.append(op)
+            needed.update(op.inputs)
+    keep.reverse()
+    dropped = len(keep) != len(graph.ops)
+    graph.ops = keep
+    used = needed | set(graph.inputs) | {o for op in keep for o in op.outputs}
+    for name in list(graph.tensors):
+        if name not in used:
+            del graph.tensors[name]
+    return dropped

@@ -39,19 +39,44 @@ class ConversionResult:
     plan: Any = field(default=None, repr=False)
 
 
-def import_model(path: "str | os.PathLike[str]") -> Graph:
-    """Read a .onnx or .tflite (recognised by content, not name) into the IR."""
+def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str, tuple[int, ...]]] = None) -> Graph:
+    """Read a .onnx or .tflite (recognised by content, not name) into the IR.
+
+    ``input_shapes`` fixes dynamic ONNX input dimensions (``--input-shape NAME=DIMS``); TFLite
+    models have static shapes and take none.
+    """
     p = os.fspath(path)
     head = read_head(p, 8)
     if len(head) >= 8 and head[4:8] == b"TFL3":
+        if input_shapes:
+            raise ConfigError(f"{p}: --input-shape applies to ONNX models only; a TFLite model's shapes are fixed")
         from converters.importers.tflite import import_tflite
 
         return import_tflite(p)
     if p.lower().endswith(".tflite"):
         raise ModelFormatError(f"{p}: not a TFLite model (no 'TFL3' identifier)")
+    return _import_onnx(p, input_shapes)
+
+
+def _import_onnx(path: str, input_shapes: Optional[dict[str, tuple[int, ...]]]) -> Graph:
+    """``import_onnx`` with ``input_shapes``; runs the prepare pass here while the importer does not take them."""
+    import inspect as _inspect
+
     from converters.importers.onnx import import_onnx
 
-    return import_onnx(p)
+    if "input_shapes" in _inspect.signature(import_onnx).parameters:
+        return import_onnx(path, input_shapes=input_shapes)
+    import tempfile
+
+    import onnx
+
+    from converters.importers.prepare import prepare_onnx
+
+    model = prepare_onnx(path, input_shapes)
+    with tempfile.TemporaryDirectory() as d:
+        prepared = os.path.join(d, os.path.basename(path))
+        onnx.save(model, prepared)
+        return import_onnx(prepared)
 
 
 def _held_out(held_out: HeldOut, shape: tuple[int, ...]) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -81,7 +106,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                   progress: bool = False, *, limit: Optional[int] = None, bin_scale: Optional[float] = None,
                   bin_zero_point: int = 0, preprocessor: Optional[Callable[[str], np.ndarray]] = None,
                   preprocess: Optional[str] = None,
-                  io_dtype: Optional[str] = None, report_samples: int = 32) -> ConversionResult:
+                  io_dtype: Optional[str] = None, report_samples: int = 32,
+                  input_shapes: Optional[dict[str, tuple[int, ...]]] = None) -> ConversionResult:
     """Convert ``model`` to int8 for ``profile`` using calibration data ``calib``; write into ``out_dir``.
 
     ``profile``: a shipped profile name, a YAML path or a ``DeviceProfile``. ``calib``: see
@@ -89,7 +115,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     ``minmax``, ``percentile`` or ``mse``. ``held_out``: ``(x, y)``, ``x``, or a .npz with ``x``
     (and ``y``) in the source model's input layout. ``io_dtype`` overrides the profile's.
     ``preprocess``: an :mod:`edge_runtime.preprocess` preset or YAML turning .wav/image calibration
-    files into inputs (or pass your own ``preprocessor`` callable).
+    files into inputs (or pass your own ``preprocessor`` callable). ``input_shapes``: fixed shapes
+    for dynamic ONNX inputs, e.g. ``{"input": (1, 3, 224, 224)}`` (a dynamic batch alone becomes 1).
     """
     from device_profiles import load_profile
 
@@ -103,7 +130,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     prof = load_profile(profile)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    graph = import_model(model)
+    graph = import_model(model, input_shapes)
     if len(graph.inputs) != 1:
         raise ConfigError(f"{model}: models with {len(graph.inputs)} inputs are not supported (one input only)")
     in_name = graph.inputs[0]

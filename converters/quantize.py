@@ -7,9 +7,15 @@ Follows the TFLite int8 quantization specification:
 - FULLY_CONNECTED weights: int8, symmetric per tensor;
 - biases: int32 with scale = input_scale * weight_scale (per channel where the weights are), zero point 0;
   a weight scale is raised where the bias would otherwise overflow (channels with near-zero weights);
+- TRANSPOSE_CONV weights: int8, symmetric per output channel (axis 0 of ``[out, kh, kw, in]``);
+- constant operands of other ops (ADD/MUL constants, PRELU alpha, ...): int8 asymmetric per tensor
+  from their own value range; integer constants (GATHER indices) stay int32;
 - fixed output parameters: SOFTMAX and LOGISTIC (1/256, -128), TANH (1/128, 0);
-- one set of parameters shared by the inputs and output of MAX/AVERAGE_POOL_2D, RESHAPE, TRANSPOSE,
-  PAD and CONCATENATION;
+- one set of parameters shared by the inputs and output of the ops in :data:`SHARED` (TFLite's int8
+  kernels of these ops move values without rescaling), and by all inputs of CONCATENATION,
+  MAXIMUM and MINIMUM; a PADV2 that pads with the lowest value takes its range from its input;
+- ops in :data:`FLOAT_ISLANDS` have no int8 kernel in LiteRT or TFLite Micro: the writers run them
+  in float between DEQUANTIZE and QUANTIZE (their int8 input and output keep their own parameters);
 - model input and output int8, or uint8/float32 when the device profile's ``io_dtype`` asks.
 """
 from __future__ import annotations
@@ -19,13 +25,20 @@ from typing import Optional
 
 import numpy as np
 
-from converters.ir import Graph
+from converters.ir import WEIGHTED as WEIGHTED_KINDS, Graph
 from edge_runtime.errors import ConfigError
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0)}
-SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "CONCATENATION")
-PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D")
+SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD",
+          "CONCATENATION", "STRIDED_SLICE", "GATHER", "REDUCE_MAX", "RESIZE_BILINEAR",
+          "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM")
+#: Shared ops whose every input (not only the first) joins the output's parameters.
+SHARED_ALL_INPUTS = ("CONCATENATION", "MAXIMUM", "MINIMUM")
+PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 0, "FULLY_CONNECTED": None}
+#: Ops that neither LiteRT nor TFLite Micro run in int8: written as float islands.
+FLOAT_ISLANDS = ("DIV",)
 #: Largest quantized bias magnitude: half of int32, leaving headroom in the int32 accumulator.
 BIAS_LIMIT = float(2 ** 30)
 
@@ -64,6 +77,8 @@ class QuantPlan:
     biases: dict[str, QuantWeight]
     io_dtype: str = "int8"
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    operands: dict[str, QParams] = field(default_factory=dict)
+    float_islands: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-friendly summary of the activation parameters."""
@@ -132,33 +147,46 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
         raise ValueError(f"no calibration range for tensors {missing[:5]}")
     groups = _Groups()
     fixed: dict[str, QParams] = {}
+    const_ranges: dict[str, tuple[float, float]] = {}
+    no_range: set[str] = set()
     for op in graph.ops:
+        for k, name in enumerate(op.inputs):
+            t = graph.tensors[name]
+            if t.is_constant and t.data.dtype.kind == "f" and not (op.kind in WEIGHTED_KINDS and k in (1, 2)):
+                const_ranges[name] = (float(t.data.min()), float(t.data.max()))
         if op.kind in SHARED:
-            for i in op.inputs[:len(op.inputs) if op.kind == "CONCATENATION" else 1]:
+            n_in = len(op.inputs) if op.kind in SHARED_ALL_INPUTS else 1
+            for i in op.inputs[:n_in]:
                 groups.union(op.outputs[0], i)
+        if op.kind == "PADV2" and op.attrs.get("value", 0.0) == float("-inf"):
+            no_range.add(op.outputs[0])
         if op.kind in FIXED:
             fixed[op.outputs[0]] = QParams(*FIXED[op.kind])
+    all_ranges = dict(const_ranges)
+    all_ranges.update(ranges)
     by_root: dict[str, list[str]] = {}
-    for a in acts:
+    for a in list(acts) + [c for c in const_ranges if c not in acts]:
         by_root.setdefault(groups.find(a), []).append(a)
     activations: dict[str, QParams] = {}
+    operands: dict[str, QParams] = {}
     for members in by_root.values():
         fixed_members = [fixed[m] for m in members if m in fixed]
         if fixed_members:
             qp = fixed_members[0]
         else:
-            lo = min(ranges[m][0] for m in members)
-            hi = max(ranges[m][1] for m in members)
+            ranged = [m for m in members if m not in no_range] or members
+            lo = min(all_ranges[m][0] for m in ranged)
+            hi = max(all_ranges[m][1] for m in ranged)
             qp = qparams_from_range(lo, hi)
         for m in members:
-            activations[m] = qp
+            (operands if m in const_ranges else activations)[m] = qp
     weights: dict[str, QuantWeight] = {}
     biases: dict[str, QuantWeight] = {}
     for op in graph.ops:
-        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        if op.kind not in WEIGHTED_KINDS:
             continue
         w = graph.tensors[op.inputs[1]].data
-        axis = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": None}[op.kind]
+        axis = WEIGHT_AXIS[op.kind]
         s_in = np.float64(activations[op.inputs[0]].scale)
         # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w,
         # so the weight scale may not drop below |bias| / (s_in * BIAS_LIMIT).
@@ -171,4 +199,5 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
         bscale_full = np.broadcast_to(bscale, b.shape).astype(np.float64)
         bq = np.clip(np.round(b / bscale_full), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
         biases[op.inputs[2]] = QuantWeight(bq, bscale.astype(np.float32), 0)
-    return QuantPlan(activations, weights, biases, io_dtype, dict(ranges))
+    islands = [op.name or op.outputs[0] for op in graph.ops if op.kind in FLOAT_ISLANDS]
+    return QuantPlan(activations, weights, biases, io_dtype, dict(ranges), operands, islands)

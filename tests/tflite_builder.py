@@ -283,3 +283,15 @@ def assert_close(path: Path, input_sets: Optional[list[Sequence[np.ndarray]]] = 
                     f"{Path(path).name}: max error {err} > {rtol} x {scale} against {ref}"
             else:
                 assert np.array_equal(a, b), f"{Path(path).name}: {a.ravel()[:8]} vs {ref} {b.ravel()[:8]}"
+
+
+def assert_missing(path: Path, input_sets: Optional[list[Sequence[np.ndarray]]] = None, seed: int = 0) -> None:
+    """tflite-micro runs the model; micro refuses it with one clear UnsupportedModelError (a "missing" parity entry)."""
+    from edge_runtime.errors import UnsupportedModelError
+
+    if input_sets is None:
+        input_sets = random_inputs(path, np.random.default_rng(seed), 1)
+    run_tflm(path, input_sets[:1])
+    with pytest.raises(UnsupportedModelError) as info:
+        open_model(str(path))
+    assert "\n" not in str(info.value)

@@ -13,8 +13,10 @@ DESCRIPTION = """\
 Convert a float model to full-integer int8, check that it fits the device, and report what
 quantization cost.
 
-MODEL is a float .onnx (NCHW, opset >= 13, as torch.onnx.export writes it), a float .tflite, or
-a hybrid .tflite (int8 weights, float activations). Written into DIR:
+MODEL is a float .onnx (NCHW as torch.onnx.export writes it; opsets 7-22, older ones are upgraded,
+constant subgraphs folded), a float .tflite, or a hybrid .tflite (int8 weights, float activations).
+A dynamic batch dimension becomes 1; give any other dynamic input dimension a size with
+--input-shape NAME=DIMS, once per input. Written into DIR:
 
   <name>_int8.tflite   int8 activations, per-channel int8 conv weights, int32 biases; runs in
                        LiteRT, tflite-runtime, TFLite Micro and edge-runtime's micro backend
@@ -37,6 +39,8 @@ examples:
   edge-convert convert model.onnx --profile rpi4-4gb --calib calib.npy -o out/
   edge-convert convert kws_float32.tflite --profile stm32h743 --calib kws01/ \\
       --bin-scale 0.584703 --bin-zero-point 83 --limit 100 --format tflite
+  edge-convert convert kws_lstm.onnx --profile rpi5 --calib calib.npy \\
+      --input-shape mfcc=1x49x10 -o out/
 """
 
 
@@ -65,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preprocess", metavar="PRESET|YAML",
                         help="turn .wav/image calibration files into model inputs with this edge_runtime.preprocess "
                              "config (presets: kws, sww); each .wav gives every window the config produces")
+    parser.add_argument("--input-shape", action="append", metavar="NAME=DIMS", dest="input_shape",
+                        help="fixed shape for an ONNX input with dynamic dimensions, e.g. input=1x3x224x224 "
+                             "(repeatable, one per input; a dynamic batch alone needs none)")
     parser.add_argument("--io-dtype", choices=["int8", "uint8", "float32"],
                         help="override the profile's model input/output type")
     parser.add_argument("--progress", action="store_true",
@@ -74,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print a summary, and raise BudgetExceededError (exit 2) when it does not fit."""
+    from converters.importers.prepare import parse_input_shapes
     from converters.pipeline import convert_model
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -82,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     res = convert_model(args.model, args.profile, args.calib, args.output_dir, formats=formats, method=args.method,
                         held_out=args.held_out, progress=args.progress or sys.stderr.isatty(), limit=args.limit,
                         bin_scale=args.bin_scale, bin_zero_point=args.bin_zero_point, io_dtype=args.io_dtype,
-                        preprocess=args.preprocess)
+                        preprocess=args.preprocess, input_shapes=parse_input_shapes(args.input_shape))
     rep = res.report
     for acc in rep["fit"]["accelerators"]:
         if acc["split"]:

@@ -23,7 +23,7 @@ Print what a model holds, without running it:
   - inputs and outputs: name, shape, dtype and quantization (scale, zero point; for ONNX
     QDQ models, taken from the QuantizeLinear/DequantizeLinear that reads an input or
     writes an output),
-  - the bytes of constant weights and the number of tensors.
+  - the bytes of constant weights (initializers and Constant nodes) and the number of tensors.
 
 A file whose extension does not match its content (a .tflite renamed .onnx) is an
 error that says so.
@@ -116,6 +116,35 @@ def _onnx_graphs(graph: Any):  # type: ignore[no-untyped-def]
                 yield from _onnx_graphs(g)
 
 
+def _tensor_bytes(t: Any) -> int:
+    """Bytes of a TensorProto's data as its dtype stores it (strings count one byte per element)."""
+    import onnx
+
+    n = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
+    if t.data_type == onnx.TensorProto.STRING:
+        return n
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):  # an undefined or future dtype: count it as bytes
+        itemsize = 1
+    return n * itemsize
+
+
+def _constant_node_bytes(node: Any) -> int:
+    """Bytes of the weights a Constant node holds (tensor, sparse tensor or list attribute)."""
+    total = 0
+    for attr in node.attribute:
+        if attr.name == "value":
+            total += _tensor_bytes(attr.t)
+        elif attr.name == "sparse_value":
+            total += _tensor_bytes(attr.sparse_tensor.values) + _tensor_bytes(attr.sparse_tensor.indices)
+        elif attr.name in ("value_floats", "value_ints"):
+            total += 4 * len(attr.floats) if attr.name == "value_floats" else 8 * len(attr.ints)
+        elif attr.name in ("value_float", "value_int"):
+            total += 4 if attr.name == "value_float" else 8
+    return total
+
+
 def _onnx_scalar(inits: dict[str, Any], name: str) -> Optional[np.ndarray]:
     from onnx import numpy_helper
 
@@ -145,12 +174,11 @@ def inspect_onnx(path: str) -> dict[str, Any]:
             key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
             ops[key] += 1
             names.update(o for o in node.output if o)
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                weight_bytes += _constant_node_bytes(node)
         for init in sub.initializer:
             names.add(init.name)
-            n = int(np.prod(init.dims, dtype=np.int64)) if init.dims else 1
-            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize \
-                if init.data_type not in (8,) else 1
-            weight_bytes += n * itemsize
+            weight_bytes += _tensor_bytes(init)
         names.update(v.name for v in sub.input)
         names.update(v.name for v in sub.output)
     inits = {t.name: t for t in g.initializer}

@@ -19,7 +19,7 @@ from converters.ir import Graph, Op
 from converters.quantize import QParams, QuantPlan, QuantWeight
 from edge_runtime.errors import UnsupportedModelError
 
-OPSET = 13
+OPSET = 17
 
 
 class _OnnxBuilder:
@@ -73,6 +73,8 @@ class _OnnxBuilder:
             perm = (0, 3, 1, 2)
         elif op.kind == "DEPTHWISE_CONV_2D":
             perm = (3, 0, 1, 2)
+        elif op.kind == "TRANSPOSE_CONV":
+            perm = (3, 0, 1, 2)  # [out, kh, kw, in] -> ONNX ConvTranspose [in, out, kh, kw]
         else:
             perm = (0, 1)
         if self.plan is None:
@@ -80,7 +82,8 @@ class _OnnxBuilder:
             bn = self.init(op.inputs[2], self.g.tensors[op.inputs[2]].data.astype(np.float32))
             return wn, bn
         qw = self.plan.weights[op.inputs[1]]
-        wn = self.const_dq(op.inputs[1], qw, np.ascontiguousarray(qw.values.transpose(perm)), 0)
+        wn = self.const_dq(op.inputs[1], qw, np.ascontiguousarray(qw.values.transpose(perm)),
+                           1 if op.kind == "TRANSPOSE_CONV" else 0)
         qb = self.plan.biases[op.inputs[2]]
         bn = self.const_dq(op.inputs[2], qb, qb.values, 0)
         return wn, bn
@@ -149,68 +152,182 @@ class _OnnxBuilder:
             self.read[name] = cur
         return vis
 
+    def operand(self, name: str) -> str:
+        """A constant operand as the graph reads it: float (or DequantizeLinear of int8), int64 indices."""
+        data = self.g.tensors[name].data
+        if data.dtype.kind != "f":
+            return self.init(self.uid(f"{name}/int"), data.astype(np.int64))
+        if self.plan is None or name not in self.plan.operands:
+            return self.init(self.uid(name), data.astype(np.float32))
+        qp = self.plan.operands[name]
+        q = self.init(self.uid(f"{name}/quantized"), qp.quantize(data))
+        sc = self.init(self.uid(f"{name}/scale"), np.array(qp.scale, np.float32))
+        zp = self.init(self.uid(f"{name}/zp"), np.array(qp.zero_point, np.int8))
+        out = self.uid(f"{name}/dequantized")
+        self.node("DequantizeLinear", [q, sc, zp], [out])
+        return out
+
+    def ints(self, base: str, values) -> str:  # type: ignore[no-untyped-def]
+        return self.init(self.uid(base), np.array(values, np.int64).reshape(-1))
+
+    def nchw(self, op: Op, src: str, build) -> None:  # type: ignore[no-untyped-def]
+        """Run ``build(nchw_in) -> nchw_out`` between NHWC->NCHW and NCHW->NHWC transposes, then the activation."""
+        t_in = self.uid(f"{op.outputs[0]}/nchw_in")
+        self.node("Transpose", [src], [t_in], perm=[0, 3, 1, 2])
+        y = build(t_in)
+        ya = self.uid(f"{op.outputs[0]}/nchw_act")
+        self.activation(y, op.act, ya)
+        self.node("Transpose", [ya], [self.produced(op.outputs[0])], perm=[0, 2, 3, 1])
+
     def op(self, op: Op) -> None:  # noqa: C901 - one branch per op kind
-        x = [self.read[i] for i in op.inputs if not self.g.tensors[i].is_constant]
+        k, a = op.kind, op.attrs
         out = self.produced(op.outputs[0])
-        k = op.kind
         if k in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             wn, bn = self.weight(op)
-            t_in = self.uid(f"{op.outputs[0]}/nchw_in")
-            self.node("Transpose", [x[0]], [t_in], perm=[0, 3, 1, 2])
             w = self.g.tensors[op.inputs[1]].data
-            kh, kw = w.shape[1], w.shape[2]
             group = self.g.tensors[op.inputs[0]].shape[3] if k == "DEPTHWISE_CONV_2D" else 1
-            y = self.uid(f"{op.outputs[0]}/nchw")
-            self.node("Conv", [t_in, wn, bn], [y], kernel_shape=[kh, kw], strides=list(op.attrs["stride"]),
-                      dilations=list(op.attrs["dilation"]), pads=list(op.attrs["pads"]), group=int(group))
-            ya = self.uid(f"{op.outputs[0]}/nchw_act")
-            self.activation(y, op.act, ya)
-            self.node("Transpose", [ya], [out], perm=[0, 2, 3, 1])
+
+            def conv(t_in: str) -> str:
+                y = self.uid(f"{op.outputs[0]}/nchw")
+                self.node("Conv", [t_in, wn, bn], [y], kernel_shape=[w.shape[1], w.shape[2]],
+                          strides=list(a["stride"]), dilations=list(a["dilation"]), pads=list(a["pads"]),
+                          group=int(group))
+                return y
+            self.nchw(op, self.read[op.inputs[0]], conv)
+        elif k == "TRANSPOSE_CONV":
+            wn, bn = self.weight(op)
+            w = self.g.tensors[op.inputs[1]].data
+
+            def deconv(t_in: str) -> str:
+                y = self.uid(f"{op.outputs[0]}/nchw")
+                self.node("ConvTranspose", [t_in, wn, bn], [y], kernel_shape=[w.shape[1], w.shape[2]],
+                          strides=list(a["stride"]))
+                return y
+            self.nchw(op, self.read[op.inputs[0]], deconv)
         elif k == "FULLY_CONNECTED":
             wn, bn = self.weight(op)
             y = self.uid(f"{op.outputs[0]}/gemm")
-            self.node("Gemm", [x[0], wn, bn], [y], transB=1)
+            self.node("Gemm", [self.read[op.inputs[0]], wn, bn], [y], transB=1)
             self.activation(y, op.act, out)
         elif k in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            t_in = self.uid(f"{op.outputs[0]}/nchw_in")
-            self.node("Transpose", [x[0]], [t_in], perm=[0, 3, 1, 2])
-            y = self.uid(f"{op.outputs[0]}/nchw")
-            attrs = dict(kernel_shape=list(op.attrs["kernel"]), strides=list(op.attrs["stride"]), pads=list(op.attrs["pads"]))
-            if k == "AVERAGE_POOL_2D":
-                attrs["count_include_pad"] = 0
-            self.node("AveragePool" if k == "AVERAGE_POOL_2D" else "MaxPool", [t_in], [y], **attrs)
-            ya = self.uid(f"{op.outputs[0]}/nchw_act")
-            self.activation(y, op.act, ya)
-            self.node("Transpose", [ya], [out], perm=[0, 2, 3, 1])
-        elif k in ("ADD", "MUL"):
+            def pool(t_in: str) -> str:
+                y = self.uid(f"{op.outputs[0]}/nchw")
+                attrs = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["pads"]))
+                if k == "AVERAGE_POOL_2D":
+                    attrs["count_include_pad"] = 0
+                self.node("AveragePool" if k == "AVERAGE_POOL_2D" else "MaxPool", [t_in], [y], **attrs)
+                return y
+            self.nchw(op, self.read[op.inputs[0]], pool)
+        elif k in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
+            size = self.g.tensors[op.outputs[0]].shape
+            if a.get("align_corners"):
+                coord = "align_corners"
+            elif a.get("half_pixel_centers"):
+                coord = "half_pixel" if k == "RESIZE_BILINEAR" else "tf_half_pixel_for_nn"
+            else:
+                coord = "asymmetric"
+            attrs = {"mode": "linear" if k == "RESIZE_BILINEAR" else "nearest",
+                     "coordinate_transformation_mode": coord}
+            if k == "RESIZE_NEAREST_NEIGHBOR":
+                attrs["nearest_mode"] = "round_prefer_ceil" if a.get("align_corners") else "floor"
+
+            def resize(t_in: str) -> str:
+                y = self.uid(f"{op.outputs[0]}/nchw")
+                self.node("Resize", [t_in, "", "", self.ints("sizes", [size[0], size[3], size[1], size[2]])], [y],
+                          **attrs)
+                return y
+            self.nchw(op, self.read[op.inputs[0]], resize)
+        else:
+            ins = [self.operand(i) if self.g.tensors[i].is_constant else self.read[i] for i in op.inputs]
+            self.simple(op, ins, out)
+        self.finish_tensor(op.outputs[0])
+
+    def simple(self, op: Op, x: list[str], out: str) -> None:  # noqa: C901 - one branch per op kind
+        """Ops that map to ONNX without layout changes."""
+        k, a = op.kind, op.attrs
+        binary = {"ADD": "Add", "SUB": "Sub", "MUL": "Mul", "DIV": "Div", "MAXIMUM": "Max", "MINIMUM": "Min"}
+        unary = {"LOGISTIC": "Sigmoid", "TANH": "Tanh", "EXP": "Exp", "LOG": "Log", "SQRT": "Sqrt", "ABS": "Abs",
+                 "NEG": "Neg", "HARD_SWISH": "HardSwish"}
+        if k in binary:
             y = self.uid(f"{op.outputs[0]}/raw")
-            self.node("Add" if k == "ADD" else "Mul", x[:2], [y])
+            self.node(binary[k], x[:2], [y])
             self.activation(y, op.act, out)
+        elif k in unary:
+            self.node(unary[k], [x[0]], [out])
+        elif k == "SQUARED_DIFFERENCE":
+            d = self.uid(f"{op.outputs[0]}/diff")
+            self.node("Sub", x[:2], [d])
+            self.node("Mul", [d, d], [out])
+        elif k == "RSQRT":
+            r = self.uid(f"{op.outputs[0]}/sqrt")
+            self.node("Sqrt", [x[0]], [r])
+            self.node("Reciprocal", [r], [out])
+        elif k == "GELU":
+            if a.get("approximate"):
+                c = self.init(self.uid("gelu_c"), np.array(np.sqrt(2 / np.pi), np.float32))
+                x3 = self.uid("gelu_x3")
+                self.node("Mul", [x[0], x[0]], [x3 + "a"])
+                self.node("Mul", [x3 + "a", x[0]], [x3])
+                inner = self.uid("gelu_inner")
+                self.node("Mul", [x3, self.init(self.uid("gelu_k"), np.array(0.044715, np.float32))], [inner + "a"])
+                self.node("Add", [inner + "a", x[0]], [inner + "b"])
+                self.node("Mul", [inner + "b", c], [inner])
+                e = self.uid("gelu_t")
+                self.node("Tanh", [inner], [e])
+            else:
+                e = self.uid("gelu_erf")
+                self.node("Div", [x[0], self.init(self.uid("gelu_s"), np.array(np.sqrt(2.0), np.float32))], [e + "a"])
+                self.node("Erf", [e + "a"], [e])
+            self.node("Add", [e, self.init(self.uid("gelu_1"), np.array(1.0, np.float32))], [e + "b"])
+            self.node("Mul", [e + "b", x[0]], [e + "c"])
+            self.node("Mul", [e + "c", self.init(self.uid("gelu_h"), np.array(0.5, np.float32))], [out])
+        elif k == "LEAKY_RELU":
+            self.node("LeakyRelu", [x[0]], [out], alpha=float(a["alpha"]))
+        elif k == "PRELU":
+            self.node("PRelu", x[:2], [out])
+        elif k in ("RELU", "RELU6", "RELU_N1_TO_1"):
+            self.activation(x[0], k, out)
         elif k == "CONCATENATION":
             y = self.uid(f"{op.outputs[0]}/raw")
-            self.node("Concat", x, [y], axis=int(op.attrs["axis"]))
+            self.node("Concat", x, [y], axis=int(a["axis"]))
             self.activation(y, op.act, out)
-        elif k in ("RELU", "RELU6"):
-            self.activation(x[0], k, out)
         elif k == "RESHAPE":
-            shape = self.init(self.uid(f"{op.outputs[0]}/shape"), np.array(self.g.tensors[op.outputs[0]].shape, np.int64))
-            self.node("Reshape", [x[0], shape], [out])
+            self.node("Reshape", [x[0], self.ints(f"{op.outputs[0]}/shape", self.g.tensors[op.outputs[0]].shape)], [out])
         elif k == "TRANSPOSE":
-            self.node("Transpose", [x[0]], [out], perm=list(op.attrs["perm"]))
-        elif k == "PAD":
-            pads = [p[0] for p in op.attrs["pads"]] + [p[1] for p in op.attrs["pads"]]
-            self.node("Pad", [x[0], self.init(self.uid(f"{op.outputs[0]}/pads"), np.array(pads, np.int64))], [out])
+            self.node("Transpose", [x[0]], [out], perm=list(a["perm"]))
+        elif k in ("PAD", "PADV2", "MIRROR_PAD"):
+            pads = [p[0] for p in a["pads"]] + [p[1] for p in a["pads"]]
+            ins = [x[0], self.ints(f"{op.outputs[0]}/pads", pads)]
+            attrs = {}
+            if k == "PADV2":
+                v = float(a["value"])
+                ins.append(self.init(self.uid("pad_value"), np.array(-3.0e38 if v == float("-inf") else v, np.float32)))
+            if k == "MIRROR_PAD":
+                if a.get("mode", "REFLECT") != "REFLECT":
+                    raise UnsupportedModelError(f"op '{op.name}': MIRROR_PAD SYMMETRIC is not supported by the ONNX writer")
+                attrs["mode"] = "reflect"
+            self.node("Pad", ins, [out], **attrs)
+        elif k == "STRIDED_SLICE":
+            rank = len(a["begin"])
+            ends = [(-(2 ** 62) if s < 0 else 2 ** 62) if (a.get("end_mask", 0) >> i) & 1 else e
+                    for i, (e, s) in enumerate(zip(a["end"], a["strides"]))]
+            self.node("Slice", [x[0], self.ints("starts", a["begin"]), self.ints("ends", ends),
+                                self.ints("axes", list(range(rank))), self.ints("steps", a["strides"])], [out])
+        elif k == "GATHER":
+            self.node("Gather", x[:2], [out], axis=int(a["axis"]))
+        elif k in ("MEAN", "REDUCE_MAX"):
+            self.node("ReduceMean" if k == "MEAN" else "ReduceMax", [x[0]], [out], axes=list(a["axes"]),
+                      keepdims=int(bool(a["keep_dims"])))
+        elif k == "SUM":
+            self.node("ReduceSum", [x[0], self.ints("axes", a["axes"])], [out], keepdims=int(bool(a["keep_dims"])))
         elif k == "SOFTMAX":
-            if abs(op.attrs.get("beta", 1.0) - 1.0) > 1e-6:
+            if abs(a.get("beta", 1.0) - 1.0) > 1e-6:
                 raise UnsupportedModelError(f"op '{op.name}': SOFTMAX with beta != 1 is not supported by the ONNX writer")
             self.node("Softmax", [x[0]], [out], axis=-1)
-        elif k == "LOGISTIC":
-            self.node("Sigmoid", [x[0]], [out])
-        elif k == "TANH":
-            self.node("Tanh", [x[0]], [out])
+        elif k == "BATCH_MATMUL":
+            self.node("MatMul", x[:2], [out])
         else:
             raise UnsupportedModelError(f"op '{op.name}': {k} is not supported by the ONNX writer")
-        self.finish_tensor(op.outputs[0])
 
 
 def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool = False,

@@ -16,12 +16,20 @@ can be handed to TFLM as an offline plan):
   graph input is treated as live from op 0 (conservative).
 - Constant tensors (data in the file), variable tensors (persistent state, kept
   outside the activation arena like TFLM's tail) and empty tensors get no lifetime
-  and no arena space. Nor do tensors no op and no graph edge touches.
+  and no arena space. Nor do tensors no op and no graph edge touches, nor
+  RESOURCE/VARIANT handles (TFLM keeps a resource id in the VAR_HANDLE op's data).
+
+Multi-subgraph models (:func:`model_lifetimes`) use the global timeline of
+:mod:`edge_runtime.arena.subgraphs`: an invoked subgraph's inputs and outputs are
+created at its entry step, its outputs live to its last step, and a control-flow
+op's inputs and outputs live over the whole span of the subgraphs it invokes. A
+subgraph invoked from several places gets the hull of all its spans.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_runtime.arena.subgraphs import execution_visits
 from edge_runtime.formats.tflite import SubGraph, TensorInfo, TFLiteModel
 
 
@@ -34,6 +42,7 @@ class TensorLifetime:
     size: int
     first_op: int
     last_op: int
+    subgraph: int = 0
 
     def overlaps(self, other: "TensorLifetime") -> bool:
         """True when both are live at some common op."""
@@ -42,7 +51,10 @@ class TensorLifetime:
 
 def needs_arena(t: TensorInfo) -> bool:
     """True when tensor ``t`` is an activation that lives in the arena (not constant, variable or empty)."""
-    return not t.is_constant and not t.is_variable and t.nbytes > 0
+    return not t.is_constant and not t.is_variable and t.nbytes > 0 and t.type_name not in _HANDLE_TYPES
+
+
+_HANDLE_TYPES = frozenset({"RESOURCE", "VARIANT"})
 
 
 def tensor_lifetimes(model: TFLiteModel, subgraph: int = 0) -> dict[int, TensorLifetime]:
@@ -84,3 +96,51 @@ def subgraph_lifetimes(sg: SubGraph) -> dict[int, TensorLifetime]:
         t: TensorLifetime(t, sg.tensors[t].name, sg.tensors[t].nbytes, first[t], last[t])
         for t in sorted(first)
     }
+
+
+def model_lifetimes(model: TFLiteModel, root: int = 0) -> dict[tuple[int, int], TensorLifetime]:
+    """Lifetimes, in global steps, of the arena tensors of every subgraph run from ``root``.
+
+    Keyed by ``(subgraph, tensor)``. For a single-subgraph model the steps are the op
+    indices and the result equals :func:`subgraph_lifetimes`.
+    """
+    _, visits = execution_visits(model, root)
+    first: dict[tuple[int, int], int] = {}
+    last: dict[tuple[int, int], int] = {}
+
+    def touch(sg: SubGraph, t: int, a: int, b: int) -> None:
+        if t < 0 or not needs_arena(sg.tensors[t]):
+            return
+        k = (sg.index, t)
+        first[k] = min(first.get(k, a), a)
+        last[k] = max(last.get(k, b), b)
+
+    for v in visits:
+        sg = model.subgraphs[v.subgraph]
+        produced: set[int] = set(sg.inputs)
+        for t in sg.inputs:
+            touch(sg, t, v.entry, v.entry)
+        if v.subgraph != root:
+            for t in sg.outputs:
+                touch(sg, t, v.entry, v.entry)
+        for st in v.ops:
+            op = sg.operators[st.op]  # type: ignore[index]
+            for t in op.inputs:
+                if t >= 0 and t not in produced:
+                    touch(sg, t, v.entry, v.entry)  # read before anything produced it: live from the start
+                touch(sg, t, st.index, st.end)
+            for t in op.outputs:
+                touch(sg, t, st.index, st.end)
+            for t in op.intermediates:
+                touch(sg, t, st.index, st.end)
+            produced.update(t for t in op.outputs if t >= 0)
+        for t in sg.outputs:
+            if (sg.index, t) in first:
+                last[(sg.index, t)] = max(last[(sg.index, t)], v.end)
+            else:
+                touch(sg, t, v.end, v.end)
+    out = {}
+    for k in sorted(first):
+        t = model.subgraphs[k[0]].tensors[k[1]]
+        out[k] = TensorLifetime(k[1], t.name, t.nbytes, first[k], last[k], k[0])
+    return out

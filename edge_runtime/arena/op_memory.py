@@ -22,6 +22,7 @@ from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
 
 KERNEL_TRAITS_MODULE = "edge_runtime.backends.micro.memory_traits"
+KERNEL_TRAITS_SOURCE = f"{KERNEL_TRAITS_MODULE}.op_memory"
 _ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 
 
@@ -57,7 +58,7 @@ def resolve_op_memory(op_memory: Optional[OpMemoryFn]) -> tuple[OpMemoryFn, str]
     fn = getattr(mod, "op_memory", None)
     if fn is None:
         return conservative_op_memory, "conservative (memory_traits has no op_memory)"
-    return fn, f"{KERNEL_TRAITS_MODULE}.op_memory"
+    return fn, KERNEL_TRAITS_SOURCE
 
 
 def checked_op_memory(fn: OpMemoryFn, model: TFLiteModel, sg: SubGraph, op: Operator) -> OpMemory:

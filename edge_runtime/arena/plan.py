@@ -1,4 +1,11 @@
-"""``plan_arena``: one static offset plan for every activation and kernel scratch of a subgraph.
+"""``plan_arena``: one static offset plan for every activation and kernel scratch of a model.
+
+Like TFLite Micro, one arena holds the tensors of every subgraph the entry subgraph
+runs (IF/WHILE/CALL_ONCE bodies are planned inside the control op's time span, see
+:mod:`edge_runtime.arena.subgraphs`); op indices in the plan (``first_op``,
+``last_op``) are steps of that global timeline, equal to op indices for
+single-subgraph models. Variable tensors and resource variables are persistent
+(``persistent_bytes``, TFLM's tail), outside the reused plan.
 
 The plan is what the micro interpreter allocates (one buffer of ``arena_bytes``,
 every activation a view at its offset) and what ``edge-convert plan`` reports and
@@ -23,12 +30,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from edge_runtime.arena.align import ALIGNMENT, align_up
-from edge_runtime.arena.lifetimes import TensorLifetime, subgraph_lifetimes
-from edge_runtime.arena.op_memory import ArenaPlanError, checked_op_memory, resolve_op_memory
+from edge_runtime.arena.lifetimes import model_lifetimes
+from edge_runtime.arena.op_memory import (KERNEL_TRAITS_SOURCE, ArenaPlanError, checked_op_memory,
+                                          resolve_op_memory)
+from edge_runtime.arena.persistent import persistent_layout
 from edge_runtime.arena.planners import PLANNERS, Block, arena_size, best_of_orderings, lower_bound
-from edge_runtime.arena.traits import OpMemoryFn
+from edge_runtime.arena.subgraphs import Step, execution_visits, reachable_subgraphs
+from edge_runtime.arena.traits import OpMemory, OpMemoryFn
 from edge_runtime.arena.validate import validate_plan
-from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.formats.tflite import Operator, TFLiteModel
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class PlanEntry:
     first_op: int
     last_op: int
     alias_of: Optional[int] = None
+    subgraph: int = 0
 
 
 @dataclass
@@ -67,38 +79,55 @@ class ArenaPlan:
     num_tensors: int = 0
     op_memory_source: str = ""
     alignment: int = ALIGNMENT
-    in_place_ops: frozenset[int] = frozenset()
-    _by_tensor: dict[int, PlanEntry] = field(default_factory=dict, repr=False)
-    _by_op: dict[int, PlanEntry] = field(default_factory=dict, repr=False)
+    in_place_ops: frozenset = frozenset()
+    #: Bytes of variable tensors and resource variables (persistent, outside the plan; TFLM's tail).
+    persistent_bytes: int = 0
+    #: Subgraphs the plan covers (the entry subgraph first).
+    subgraphs: tuple[int, ...] = (0,)
+    _by_tensor: dict[tuple[int, int], PlanEntry] = field(default_factory=dict, repr=False)
+    _by_op: dict[tuple[int, int], PlanEntry] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_tensor = {e.tensor: e for e in self.entries if e.kind == "tensor"}
-        self._by_op = {e.op: e for e in self.entries if e.kind == "scratch"}
+        self._by_tensor = {(e.subgraph, e.tensor): e for e in self.entries if e.kind == "tensor"}
+        self._by_op = {(e.subgraph, e.op): e for e in self.entries if e.kind == "scratch"}
 
-    def tensor_offset(self, tensor_index: int) -> int:
-        """Byte offset of tensor ``tensor_index`` in the arena; KeyError if it has no arena space."""
+    @property
+    def total_bytes(self) -> int:
+        """Arena plus persistent buffers: what a device must reserve for this model's data."""
+        return self.arena_bytes + self.persistent_bytes
+
+    def tensor_offset(self, tensor_index: int, subgraph: Optional[int] = None) -> int:
+        """Byte offset of tensor ``tensor_index`` (of ``subgraph``, default the entry one); KeyError if none."""
         try:
-            return self._by_tensor[tensor_index].offset
+            return self._by_tensor[(self._sg(subgraph), tensor_index)].offset
         except KeyError:
             raise KeyError(f"tensor {tensor_index} has no place in the arena (constant, variable, "
                            f"empty or unused)") from None
 
-    def has_tensor(self, tensor_index: int) -> bool:
-        """True when tensor ``tensor_index`` lives in the arena."""
-        return tensor_index in self._by_tensor
+    def _sg(self, subgraph: Optional[int]) -> int:
+        return self.subgraph if subgraph is None else subgraph
 
-    def scratch(self, op_index: int) -> Optional[tuple[int, int]]:
+    def has_tensor(self, tensor_index: int, subgraph: Optional[int] = None) -> bool:
+        """True when tensor ``tensor_index`` (of ``subgraph``) lives in the arena."""
+        return (self._sg(subgraph), tensor_index) in self._by_tensor
+
+    def scratch(self, op_index: int, subgraph: Optional[int] = None) -> Optional[tuple[int, int]]:
         """``(offset, size)`` of op ``op_index``'s scratch buffer, or None when it has none."""
-        e = self._by_op.get(op_index)
+        e = self._by_op.get((self._sg(subgraph), op_index))
         return None if e is None else (e.offset, e.size)
 
-    def runs_in_place(self, op_index: int) -> bool:
+    def runs_in_place(self, op_index: int, subgraph: Optional[int] = None) -> bool:
         """True when op ``op_index``'s output overwrites its dying input (use ``inplace_scratch_bytes``)."""
-        return op_index in self.in_place_ops
+        return (self._sg(subgraph), op_index) in self.in_place_ops
 
-    def tensor_entries(self) -> list[PlanEntry]:
-        """Tensor entries in tensor-index order."""
-        return [self._by_tensor[t] for t in sorted(self._by_tensor)]
+    def tensor_entries(self, subgraph: Optional[int] = None) -> list[PlanEntry]:
+        """Tensor entries of ``subgraph`` (default: the entry subgraph) in tensor-index order."""
+        sg = self._sg(subgraph)
+        return [self._by_tensor[k] for k in sorted(self._by_tensor) if k[0] == sg]
+
+    def all_tensor_entries(self) -> list[PlanEntry]:
+        """Tensor entries of every subgraph, by (subgraph, tensor)."""
+        return [self._by_tensor[k] for k in sorted(self._by_tensor)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what :meth:`to_json` writes)."""
@@ -117,8 +146,10 @@ class ArenaPlan:
             "num_ops": self.num_ops,
             "num_tensors": self.num_tensors,
             "op_memory": self.op_memory_source,
-            "in_place_ops": sorted(self.in_place_ops),
-            "tensors": [entry(e) for e in self.tensor_entries()],
+            "in_place_ops": [list(k) for k in sorted(self.in_place_ops)],
+            "persistent_bytes": self.persistent_bytes,
+            "subgraphs": list(self.subgraphs),
+            "tensors": [entry(e) for e in self.all_tensor_entries()],
             "scratch": [entry(self._by_op[o]) for o in sorted(self._by_op)],
         }
 
@@ -130,18 +161,18 @@ class ArenaPlan:
 class _Groups:
     """Union-find over tensor indices, tracking each group's joint lifetime."""
 
-    def __init__(self, lifetimes: dict[int, TensorLifetime]) -> None:
+    def __init__(self, lifetimes: dict) -> None:
         self.parent = {t: t for t in lifetimes}
         self.first = {t: lt.first_op for t, lt in lifetimes.items()}
         self.last = {t: lt.last_op for t, lt in lifetimes.items()}
 
-    def root(self, t: int) -> int:
+    def root(self, t):  # type: ignore[no-untyped-def]
         while self.parent[t] != t:
             self.parent[t] = self.parent[self.parent[t]]
             t = self.parent[t]
         return t
 
-    def join(self, keep: int, other: int) -> None:
+    def join(self, keep, other) -> None:  # type: ignore[no-untyped-def]
         a, b = self.root(keep), self.root(other)
         if a == b:
             return
@@ -150,49 +181,67 @@ class _Groups:
         self.last[a] = max(self.last[a], self.last[b])
 
 
+@dataclass(frozen=True)
+class _FlatOp:
+    """One op of the model on the global timeline: its subgraph, the op, its span and its traits."""
+
+    subgraph: int
+    op: Operator
+    first: int
+    last: int
+    mem: OpMemory
+    once: bool  # the op occurs once on the timeline (its subgraph is visited once)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.subgraph, self.op.index)
+
+
 @dataclass
 class _Layout:
     """Buffers to place for one set of in-place decisions."""
 
-    roots: list[int]
-    members: dict[int, list[int]]
-    scratch: list[tuple[int, int]]  # (op index, bytes)
+    roots: list
+    members: dict
+    scratch: list  # (flat op, bytes)
     blocks: list[Block]
-    applied: frozenset[int]  # ops whose output overwrites a dying input
+    applied: frozenset  # (subgraph, op) keys whose output overwrites a dying input
 
 
-def _layout(sg, lifetimes: dict[int, TensorLifetime], mems: list, in_place: bool,
-            disabled: frozenset[int]) -> _Layout:
+def _layout(model: TFLiteModel, lifetimes: dict, flat: list[_FlatOp], in_place: bool,
+            disabled: frozenset) -> _Layout:
     """Alias groups and scratch for the given traits, skipping in-place at ``disabled`` ops."""
     groups = _Groups(lifetimes)
-    graph_outputs = [t for t in sg.outputs if t in lifetimes]
-    scratch: list[tuple[int, int]] = []
-    applied: set[int] = set()
-    for op, mem in zip(sg.operators, mems):
+    graph_outputs = [k for sgi in {f.subgraph for f in flat} for k in
+                     ((sgi, t) for t in model.subgraphs[sgi].outputs) if k in lifetimes]
+    scratch: list = []
+    applied: set = set()
+    for f in flat:
+        op, mem, sgi = f.op, f.mem, f.subgraph
         nbytes = mem.scratch_bytes
-        outs = [t for t in op.outputs if t in lifetimes]
-        if in_place and len(outs) == 1 and len(op.outputs) == 1:
+        outs = [(sgi, t) for t in op.outputs if (sgi, t) in lifetimes]
+        if in_place and f.once and len(outs) == 1 and len(op.outputs) == 1:
             out = outs[0]
-            if mem.alias_input is not None and op.inputs[mem.alias_input] in lifetimes:
-                groups.join(groups.root(op.inputs[mem.alias_input]), out)
+            if mem.alias_input is not None and (sgi, op.inputs[mem.alias_input]) in lifetimes:
+                groups.join(groups.root((sgi, op.inputs[mem.alias_input])), out)
                 nbytes = mem.inplace_scratch_bytes
-            elif (mem.inplace_input is not None and op.index not in disabled
-                  and op.inputs[mem.inplace_input] in lifetimes):
-                src = groups.root(op.inputs[mem.inplace_input])
+            elif (mem.inplace_input is not None and f.key not in disabled
+                  and (sgi, op.inputs[mem.inplace_input]) in lifetimes):
+                src = groups.root((sgi, op.inputs[mem.inplace_input]))
                 holds_output = any(groups.root(t) == src for t in graph_outputs)
-                if groups.last[src] == op.index and not holds_output and src != groups.root(out):
+                if groups.last[src] == f.last and not holds_output and src != groups.root(out):
                     groups.join(src, out)
                     nbytes = mem.inplace_scratch_bytes
-                    applied.add(op.index)
+                    applied.add(f.key)
         if nbytes > 0:
-            scratch.append((op.index, nbytes))
+            scratch.append((f, nbytes))
     roots = sorted({groups.root(t) for t in lifetimes})
-    members: dict[int, list[int]] = {r: [] for r in roots}
+    members: dict = {r: [] for r in roots}
     for t in lifetimes:
         members[groups.root(t)].append(t)
     blocks = [Block(max(align_up(lifetimes[t].size) for t in members[r]), groups.first[r], groups.last[r])
               for r in roots]
-    blocks += [Block(align_up(n), i, i) for i, n in scratch]
+    blocks += [Block(align_up(n), f.first, f.last) for f, n in scratch]
     return _Layout(roots, members, scratch, blocks, frozenset(applied))
 
 
@@ -203,7 +252,7 @@ def _quick_size(blocks: list[Block]) -> int:
     return arena_size(blocks, best_of_orderings(blocks, iterations=0))
 
 
-def _choose_in_place(sg, lifetimes, mems, everything: _Layout) -> _Layout:
+def _choose_in_place(model, lifetimes, flat, everything: _Layout) -> _Layout:
     """Keep only the in-place steps that pay off.
 
     Running an op in place is not always smaller: the shared buffer is as large as
@@ -213,9 +262,9 @@ def _choose_in_place(sg, lifetimes, mems, everything: _Layout) -> _Layout:
     arena (sized with the fast orderings, no search). Graphs with more than
     ``_MAX_TOGGLED_OPS`` in-place candidates keep the all-or-none choice (bounded time).
     """
-    none = _layout(sg, lifetimes, mems, True, frozenset(everything.applied))
+    none = _layout(model, lifetimes, flat, True, frozenset(everything.applied))
     best, best_size = everything, _quick_size(everything.blocks)
-    disabled: frozenset[int] = frozenset()
+    disabled: frozenset = frozenset()
     if _quick_size(none.blocks) < best_size:
         best, best_size, disabled = none, _quick_size(none.blocks), frozenset(everything.applied)
     candidates = sorted(everything.applied) if len(everything.applied) <= _MAX_TOGGLED_OPS else []
@@ -224,51 +273,100 @@ def _choose_in_place(sg, lifetimes, mems, everything: _Layout) -> _Layout:
         improved = False
         for i in candidates:
             trial_disabled = disabled ^ {i}
-            trial = _layout(sg, lifetimes, mems, True, trial_disabled)
+            trial = _layout(model, lifetimes, flat, True, trial_disabled)
             size = _quick_size(trial.blocks)
             if size < best_size:
                 best, best_size, disabled, improved = trial, size, trial_disabled, True
     return best
 
 
+def _flat_ops(model: TFLiteModel, steps: list[Step], fn: OpMemoryFn) -> list[_FlatOp]:
+    """Each op of every visited subgraph once, with the hull of its spans and its checked traits."""
+    spans: dict[tuple[int, int], list[int]] = {}
+    count: dict[tuple[int, int], int] = {}
+    order: list[tuple[int, int]] = []
+    for st in steps:
+        if st.op is None:
+            continue
+        k = (st.subgraph, st.op)
+        if k not in spans:
+            spans[k] = [st.index, st.end]
+            order.append(k)
+        else:
+            spans[k] = [min(spans[k][0], st.index), max(spans[k][1], st.end)]
+        count[k] = count.get(k, 0) + 1
+    flat = []
+    for k in order:
+        sg = model.subgraphs[k[0]]
+        op = sg.operators[k[1]]
+        flat.append(_FlatOp(k[0], op, spans[k][0], spans[k][1], checked_op_memory(fn, model, sg, op), count[k] == 1))
+    return flat
+
+
+def _require_known_ops(model: TFLiteModel, subgraphs: list[int]) -> None:
+    """With the micro kernels' traits, every op must have a micro kernel: otherwise its needs are unknown."""
+    try:
+        from edge_runtime.backends.micro.kernels import REGISTRY
+    except ModuleNotFoundError:
+        return
+    for sgi in subgraphs:
+        for op in model.subgraphs[sgi].operators:
+            if op.name not in REGISTRY:
+                raise ArenaPlanError(
+                    f"{model.path}: subgraph {sgi} op {op.index} ({op.name}): the micro backend has no kernel "
+                    "for this op, so its arena needs (scratch) are unknown; refusing to report a plan that "
+                    "could be too small")
+
+
 def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, planner: str = "best",
                op_memory: Optional[OpMemoryFn] = None) -> ArenaPlan:
-    """Plan the activation arena of ``model.subgraphs[subgraph]``.
+    """Plan the activation arena of ``model`` run from ``model.subgraphs[subgraph]``.
 
-    ``op_memory`` gives each op's scratch and aliasing traits; None means the micro
-    kernels' ``memory_traits.op_memory`` (or a conservative fallback when absent,
-    see :mod:`edge_runtime.arena.op_memory`). ``planner`` is a name in
-    :data:`edge_runtime.arena.planners.PLANNERS`. The result is validated: no two
-    buffers live at the same op overlap, except declared aliases.
+    Every subgraph that one invokes (IF, WHILE, CALL_ONCE) is planned in the same
+    arena, as TFLite Micro does. ``op_memory`` gives each op's scratch and aliasing
+    traits; None means the micro kernels' ``memory_traits.op_memory``, and then an op
+    with no micro kernel is an error (its scratch is unknown). ``planner`` is a name
+    in :data:`edge_runtime.arena.planners.PLANNERS`. The result is validated: no two
+    buffers live at the same step overlap, except declared aliases.
     """
     if planner not in PLANNERS:
         raise ArenaPlanError(f"unknown planner '{planner}'; choose one of: {', '.join(sorted(PLANNERS))}")
     if not 0 <= subgraph < len(model.subgraphs):
         raise ArenaPlanError(f"subgraph {subgraph} does not exist; the model has {len(model.subgraphs)}")
-    sg = model.subgraphs[subgraph]
+    try:
+        steps, _ = execution_visits(model, subgraph)
+        covered = reachable_subgraphs(model, subgraph)
+    except UnsupportedModelError as exc:
+        raise ArenaPlanError(str(exc)) from None
     fn, source = resolve_op_memory(op_memory)
-    lifetimes = subgraph_lifetimes(sg)
-    mems = [checked_op_memory(fn, model, sg, op) for op in sg.operators]
-    layout = _layout(sg, lifetimes, mems, in_place, frozenset())
+    if op_memory is None and source == KERNEL_TRAITS_SOURCE:
+        _require_known_ops(model, covered)
+    lifetimes = model_lifetimes(model, subgraph)
+    flat = _flat_ops(model, steps, fn)
+    layout = _layout(model, lifetimes, flat, in_place, frozenset())
     if in_place and layout.applied:
-        layout = _choose_in_place(sg, lifetimes, mems, layout)
+        layout = _choose_in_place(model, lifetimes, flat, layout)
     roots, members, scratch, blocks = layout.roots, layout.members, layout.scratch, layout.blocks
     offsets = PLANNERS[planner](blocks)
 
     entries: list[PlanEntry] = []
     for r, off in zip(roots, offsets):
-        for t in sorted(members[r]):
-            lt = lifetimes[t]
-            entries.append(PlanEntry(lt.name, "tensor", t, None, off, lt.size, lt.first_op, lt.last_op,
-                                     None if t == r else r))
-    for (i, n), off in zip(scratch, offsets[len(roots):]):
-        entries.append(PlanEntry(f"scratch[op {i} {sg.operators[i].name}]", "scratch", None, i, off, n, i, i))
+        for k in sorted(members[r]):
+            lt = lifetimes[k]
+            entries.append(PlanEntry(lt.name, "tensor", k[1], None, off, lt.size, lt.first_op, lt.last_op,
+                                     None if k == r else r[1], k[0]))
+    for (f, n), off in zip(scratch, offsets[len(roots):]):
+        where = f"op {f.op.index} {f.op.name}" if f.subgraph == subgraph else \
+            f"subgraph {f.subgraph} op {f.op.index} {f.op.name}"
+        entries.append(PlanEntry(f"scratch[{where}]", "scratch", None, f.op.index, off, n, f.first, f.last,
+                                 None, f.subgraph))
 
     plan = ArenaPlan(
         arena_bytes=arena_size(blocks, offsets), lower_bound_bytes=lower_bound(blocks),
         in_place=in_place, planner=planner, entries=entries, subgraph=subgraph,
-        num_ops=len(sg.operators), num_tensors=len(sg.tensors), op_memory_source=source,
-        in_place_ops=layout.applied,
+        num_ops=len(steps), num_tensors=len(model.subgraphs[subgraph].tensors), op_memory_source=source,
+        in_place_ops=layout.applied, persistent_bytes=persistent_layout(model).persistent_bytes,
+        subgraphs=tuple(covered),
     )
     validate_plan(plan)
     return plan

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 def _group(e: "PlanEntry") -> object:
     if e.kind == "scratch":
-        return ("scratch", e.op)
-    return ("tensor", e.alias_of if e.alias_of is not None else e.tensor)
+        return ("scratch", e.subgraph, e.op)
+    return ("tensor", e.subgraph, e.alias_of if e.alias_of is not None else e.tensor)
 
 
 def overlapping_pairs(plan: "ArenaPlan") -> list[tuple["PlanEntry", "PlanEntry"]]:

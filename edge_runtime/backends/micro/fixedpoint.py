@@ -412,7 +412,7 @@ class FloatRequantizer:
         ``tmp`` is a float64 buffer of ``y``'s shape (used when the correction applies)."""
         if y.shape[1] != self.channels and self.channels != 1:
             raise ValueError(f"values have {y.shape[1]} channels, the requantizer {self.channels}")
-        (dt,) = self._tiled(-y.shape[0], y.shape[0], (self.d,), y.shape[1])
+        (dt,) = self._tiled(-1, 1, (self.d,), y.shape[1])  # (C,): broadcasts over the rows
         return self._rounding(y, tmp, dt, y, out)
 
     def bind(self, acc: np.ndarray, y: np.ndarray, tmp: Optional[np.ndarray], out: np.ndarray

@@ -73,6 +73,8 @@ def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspac
             kernel = REGISTRY[name](OpContext(model, subgraph, op, workspace_limit))
         except EdgeRuntimeError:
             return OpMemory()  # the interpreter will refuse the op at load time
+        if getattr(kernel, "sixteen_by_eight", False):
+            return OpMemory()  # 16x8 kernels: output in its own buffer
         if name == "FULLY_CONNECTED":
             if kernel.units <= kernel.k or kernel.rows >= kernel.rows_total:
                 return OpMemory(inplace_input=0)

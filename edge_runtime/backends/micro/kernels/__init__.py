@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from edge_runtime.backends.micro.kernels.activations import Activation
 from edge_runtime.backends.micro.kernels.base import Kernel, OpContext
-from edge_runtime.backends.micro.kernels.conv import Conv2D, DepthwiseConv2D
+from edge_runtime.backends.micro.kernels.dispatch import Conv2DAny, DepthwiseConv2DAny, FullyConnectedAny
 from edge_runtime.backends.micro.kernels.elementwise import Binary
 from edge_runtime.backends.micro.kernels.fully_connected import FullyConnected
 from edge_runtime.backends.micro.kernels.pooling import Pool2D
 from edge_runtime.backends.micro.kernels.quantize import Dequantize, Quantize
 from edge_runtime.backends.micro.kernels.reduce import Mean
 from edge_runtime.backends.micro.kernels.reshape import Reshape
-from edge_runtime.backends.micro.kernels.sparse import Conv2DAny, FullyConnectedAny
 from edge_runtime.backends.micro.kernels.shape_ops import Concatenation, Pad, StridedSlice, Transpose
 from edge_runtime.backends.micro.kernels.softmax import Softmax
 
 REGISTRY: dict[str, type[Kernel]] = {
-    "CONV_2D": Conv2DAny,  # dense Conv2D unless the weights are stored sparse
-    "DEPTHWISE_CONV_2D": DepthwiseConv2D,
-    "FULLY_CONNECTED": FullyConnectedAny,  # dense FullyConnected unless the weights are sparse
+    "CONV_2D": Conv2DAny,  # dense, sparse 1x1 or 16x8 (kernels/dispatch.py)
+    "DEPTHWISE_CONV_2D": DepthwiseConv2DAny,  # dense or 16x8
+    "FULLY_CONNECTED": FullyConnectedAny,  # dense, sparse or 16x8
     "ADD": Binary,
     "SUB": Binary,
     "MUL": Binary,

@@ -16,7 +16,7 @@ workspace, the input blocks under the stored weight blocks are gathered (``np.ta
 kernels do), else float64. Unit groups bound the gather buffer by the workspace limit. Nothing is
 allocated in ``run`` (numpy's own bounded casting buffer aside, as in the dense kernels).
 
-:class:`FullyConnectedAny` and :class:`Conv2DAny` pick this kernel when the weight tensor is
+:mod:`~edge_runtime.backends.micro.kernels.dispatch` picks this kernel when the weight tensor is
 sparse and the dense kernel otherwise; registering them under ``FULLY_CONNECTED`` and
 ``CONV_2D`` enables sparse models.
 """
@@ -270,27 +270,10 @@ class SparseConv1x1(SparseRows):
         return 0
 
 
-def _weights_sparse(ctx: OpContext) -> bool:
+def weights_sparse(ctx: OpContext) -> bool:
+    """True when the op's weights (input 1) are stored sparse."""
     w = ctx.input(1)
     return w is not None and w.sparse
 
 
-class FullyConnectedAny(Kernel):
-    """Registry entry for FULLY_CONNECTED: the sparse kernel for sparse weights, else the dense one."""
-
-    max_version = FullyConnected.max_version
-
-    def __new__(cls, ctx: OpContext) -> Kernel:  # type: ignore[misc]
-        return SparseFullyConnected(ctx) if _weights_sparse(ctx) else FullyConnected(ctx)
-
-
-class Conv2DAny(Kernel):
-    """Registry entry for CONV_2D: the sparse 1x1 kernel for sparse weights, else the dense one."""
-
-    max_version = Conv2D.max_version
-
-    def __new__(cls, ctx: OpContext) -> Kernel:  # type: ignore[misc]
-        return SparseConv1x1(ctx) if _weights_sparse(ctx) else Conv2D(ctx)
-
-
-__all__ = ["decode_block_csr", "SparseFullyConnected", "SparseConv1x1", "FullyConnectedAny", "Conv2DAny"]
+__all__ = ["decode_block_csr", "SparseFullyConnected", "SparseConv1x1", "weights_sparse"]

@@ -1,0 +1,360 @@
+"""Make any float ONNX model importable: one opset (>= 13), static shapes, folded constants.
+
+:func:`prepare_onnx` (for a file) and :func:`prepare_onnx_model` (for a ``ModelProto``) run, in order:
+
+1. load, reading external-data files only from the model's own folder (no absolute paths, no
+   ``..``, no symlinks that leave it);
+2. check the IR version (>= 3) and the default-domain opset (7 to 22);
+3. fix the inputs' shapes: ``input_shapes`` (``--input-shape NAME=1x3x224x224``) first, then a
+   dynamic batch (axis 0 of an input of rank >= 2) becomes 1; any other dynamic dimension is an
+   error that lists every dynamic input and shows the flag;
+4. upgrade opsets below 13 with ``onnx.version_converter``;
+5. fold constant subgraphs with onnxslim (shape arithmetic, ConstantOfShape/Range/Expand, If on a
+   constant condition, Conv+BatchNorm), falling back to ONNX Runtime's basic optimizer when it fails;
+   then inline any If whose condition is still a constant and turn Constant nodes into initializers;
+6. strict shape inference; every tensor must have a static shape.
+
+Every failure is one ``ModelFormatError``/``UnsupportedModelError`` line naming the construct and
+what to do.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from edge_runtime.errors import ConfigError, ModelFormatError, UnsupportedModelError
+
+MIN_OPSET, MAX_OPSET, TARGET_OPSET = 7, 22, 13
+MIN_IR = 3
+DEFAULT_DOMAINS = ("", "ai.onnx")
+InputShapes = Optional[dict[str, tuple[int, ...]]]
+
+
+# ---------------------------------------------------------------- --input-shape
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """Parse ``NAME=1x3x224x224`` (also ``NAME=1,3,224,224``) into ``(name, dims)``."""
+    name, sep, dims = text.rpartition("=")
+    parts = re.split(r"[x,]", dims.strip()) if dims.strip() else []
+    if not sep or not name or not parts or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"--input-shape {text!r}: expected NAME=DIMS with positive integer dims, "
+                          f"e.g. --input-shape input=1x3x224x224")
+    return name, tuple(int(p) for p in parts)
+
+
+def parse_input_shapes(items: Optional[list[str]]) -> InputShapes:
+    """Parse repeated ``--input-shape`` values into a dict (None when none were given)."""
+    if not items:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, dims = parse_input_shape(item)
+        if name in shapes:
+            raise ConfigError(f"--input-shape given twice for input '{name}'")
+        shapes[name] = dims
+    return shapes
+
+
+# ---------------------------------------------------------------- entry points
+def prepare_onnx(path: "str | os.PathLike[str]", input_shapes: InputShapes = None) -> Any:
+    """Load the .onnx at ``path`` and return it prepared (see the module docstring) as a ``ModelProto``."""
+    import onnx
+
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise ModelFormatError(f"{p}: is a directory, not an ONNX model")
+    if not os.path.isfile(p):
+        raise ModelFormatError(f"{p}: no such file")
+    try:
+        model = onnx.load(p, load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and several undocumented types on garbage
+        raise ModelFormatError(f"{p}: not a valid ONNX model: {type(exc).__name__}: {exc}") from None
+    load_external_data(model, p)
+    return prepare_onnx_model(model, input_shapes, source=p)
+
+
+def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str = "model") -> Any:
+    """Prepare an in-memory ``ModelProto`` (external data already loaded); ``source`` names it in errors."""
+    g = model.graph
+    if not g.node and not g.output:
+        raise ModelFormatError(f"{source}: not a valid ONNX model (the graph has no nodes and no outputs)")
+    if model.ir_version < MIN_IR:
+        raise UnsupportedModelError(f"{source}: ONNX IR version {model.ir_version} is too old (need >= {MIN_IR}); "
+                                    f"re-export the model with a current exporter")
+    opset = default_opset(model)
+    if opset < MIN_OPSET or opset > MAX_OPSET:
+        raise UnsupportedModelError(f"{source}: ONNX opset {opset} is outside the supported range "
+                                    f"{MIN_OPSET}-{MAX_OPSET}; re-export with an opset in that range (e.g. 17)")
+    fix_input_shapes(model, input_shapes, source)
+    if opset < TARGET_OPSET:
+        model = upgrade_opset(model, TARGET_OPSET, source)
+    model = fold_constants(model)
+    inline_constant_ifs(model)
+    constants_to_initializers(model)
+    return infer_static_shapes(model, source)
+
+
+def default_opset(model: Any) -> int:
+    """The model's opset of the default (ai.onnx) domain; 0 when it declares none."""
+    return max((o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS), default=0)
+
+
+# ---------------------------------------------------------------- external data
+def _all_tensors(graph: Any) -> Iterator[Any]:
+    """Initializers and Constant-node tensors of ``graph`` and every nested subgraph."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
+def load_external_data(model: Any, path: str) -> None:
+    """Read the tensors stored in external files beside ``path``; refuse locations outside its folder."""
+    from onnx import TensorProto
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    base = os.path.dirname(os.path.abspath(path))
+    real_base = os.path.realpath(base)
+    for t in _all_tensors(model.graph):
+        if t.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        parts = re.split(r"[\\/]", loc)
+        if not loc or os.path.isabs(loc) or loc.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", loc) \
+                or ".." in parts:
+            raise ModelFormatError(f"{path}: tensor '{t.name}' keeps its data at {loc!r}, outside the model's "
+                                   f"folder; external data must be a relative path beside the model")
+        full = os.path.realpath(os.path.join(base, loc))
+        if os.path.commonpath([full, real_base]) != real_base:
+            raise ModelFormatError(f"{path}: tensor '{t.name}' keeps its data at {loc!r}, which links outside "
+                                   f"the model's folder; copy the data file beside the model")
+        if not os.path.isfile(full):
+            raise ModelFormatError(f"{path}: tensor '{t.name}' keeps its data in {loc!r}, which is missing; "
+                                   f"put the data file beside the model")
+        try:
+            load_external_data_for_tensor(t, base)
+        except Exception as exc:
+            raise ModelFormatError(f"{path}: cannot read external data of tensor '{t.name}' from {loc!r}: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        t.data_location = TensorProto.DEFAULT
+        del t.external_data[:]
+
+
+# ---------------------------------------------------------------- shapes of inputs
+def _dims_text(dims: Any) -> str:
+    return "x".join(str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0
+                    else (d.dim_param or "?") for d in dims)
+
+
+def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> None:
+    """Give every graph input a static shape, in place (see the module docstring); clear stale shapes."""
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    real = [vi for vi in g.input if vi.name not in inits]
+    given = dict(input_shapes or {})
+    unknown = sorted(set(given) - {vi.name for vi in real})
+    if unknown:
+        raise ConfigError(f"{source}: --input-shape names unknown input(s) {', '.join(unknown)}; "
+                          f"the model's inputs are: {', '.join(vi.name for vi in real)}")
+    dynamic: list[str] = []
+    for vi in real:
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise UnsupportedModelError(f"{source}: input '{vi.name}' is not a tensor (sequence/map inputs are "
+                                        f"not supported); export the model with tensor inputs")
+        dims = tt.shape.dim
+        if vi.name in given:
+            want = given[vi.name]
+            if tt.HasField("shape") and len(dims) and len(dims) != len(want):
+                raise ConfigError(f"{source}: --input-shape {vi.name}={'x'.join(map(str, want))} has rank "
+                                  f"{len(want)} but input '{vi.name}' has rank {len(dims)} ({_dims_text(dims)})")
+            for k, (d, w) in enumerate(zip(dims, want)):
+                if k > 0 and d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != w:
+                    raise ConfigError(f"{source}: --input-shape {vi.name}={'x'.join(map(str, want))} contradicts "
+                                      f"the model's fixed shape {_dims_text(dims)}")
+            del tt.shape.dim[:]
+            for w in want:
+                tt.shape.dim.add().dim_value = int(w)
+            continue
+        if not tt.HasField("shape"):
+            dynamic.append(f"{vi.name}[unknown rank]")
+            continue
+        missing = False
+        for k, d in enumerate(dims):
+            static = d.HasField("dim_value") and d.dim_value > 0
+            if k == 0 and len(dims) >= 2:  # the batch: one sample at a time
+                if not static or d.dim_value != 1:
+                    d.ClearField("dim_param")
+                    d.dim_value = 1
+            elif not static:
+                missing = True
+        if missing:
+            dynamic.append(f"{vi.name}[{_dims_text(dims)}]")
+    if dynamic:
+        example = real[0].name if real else "NAME"
+        raise UnsupportedModelError(
+            f"{source}: dynamic input dimension(s) other than the batch: {', '.join(dynamic)}; give each such "
+            f"input a fixed shape with --input-shape NAME=DIMS (repeatable), e.g. --input-shape {example}=1x3x224x224")
+    for vi in list(g.value_info) + list(g.output):  # stale or symbolic shapes; inference recomputes them
+        vi.type.tensor_type.ClearField("shape")
+    del g.value_info[:]
+
+
+# ---------------------------------------------------------------- opset upgrade
+def upgrade_opset(model: Any, target: int, source: str) -> Any:
+    """Convert the default-domain opset to ``target`` with ``onnx.version_converter``; one-line error if it fails."""
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, target)
+    except Exception as exc:
+        msg = " ".join(str(exc).split())
+        ops = {n.op_type for n in model.graph.node}
+        named = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9]+", msg) if w in ops]
+        where = f" at op '{named[0]}'" if named else ""
+        raise UnsupportedModelError(
+            f"{source}: upgrading ONNX opset {default_opset(model)} to {target} stopped{where}: {msg[:200]}; "
+            f"re-export the model with opset_version >= {target}") from None
+
+
+# ---------------------------------------------------------------- folding
+def fold_constants(model: Any) -> Any:
+    """Fold constant subgraphs with onnxslim; ONNX Runtime's basic optimizer if onnxslim fails or is missing."""
+    import logging
+
+    try:
+        import onnxslim
+
+        logging.getLogger("onnxslim").setLevel(logging.ERROR)
+        folded = onnxslim.slim(model)
+        if folded is not None and len(folded.graph.output) == len(model.graph.output):
+            return folded
+    except Exception:  # onnxslim refuses some graphs; the fallback below is more conservative
+        pass
+    return _ort_basic_optimize(model)
+
+
+def _ort_basic_optimize(model: Any) -> Any:
+    """ONNX Runtime's basic (constant-folding) optimizer; the model unchanged if ORT cannot load it."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "folded.onnx")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = out
+        so.log_severity_level = 3
+        try:
+            ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            return onnx.load(out)
+        except Exception:
+            return model
+
+
+def _constant_value(node: Any) -> Optional[np.ndarray]:
+    """The value of a Constant node as an array (any of its attribute forms); None for sparse values."""
+    from onnx import helper, numpy_helper
+
+    for attr in node.attribute:
+        v = helper.get_attribute_value(attr)
+        if attr.name == "value":
+            return numpy_helper.to_array(v)
+        if attr.name in ("value_float", "value_int"):
+            return np.array(v, np.float32 if attr.name == "value_float" else np.int64)
+        if attr.name in ("value_floats", "value_ints"):
+            return np.array(list(v), np.float32 if attr.name == "value_floats" else np.int64)
+    return None
+
+
+def constants_to_initializers(model: Any) -> None:
+    """Replace top-level Constant nodes by initializers of the same name, in place."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    keep = []
+    for node in g.node:
+        if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
+            value = _constant_value(node)
+            if value is not None:
+                g.initializer.append(numpy_helper.from_array(value, node.output[0]))
+                continue
+        keep.append(node)
+    if len(keep) != len(g.node):
+        del g.node[:]
+        g.node.extend(keep)
+
+
+def inline_constant_ifs(model: Any) -> None:
+    """Replace each top-level If whose condition is a constant by the nodes of the branch it takes."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    consts = {i.name: i for i in g.initializer}
+    const_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    if not any(n.op_type == "If" and (n.input[0] in consts or n.input[0] in const_nodes) for n in g.node):
+        return
+    new_nodes = []
+    for node in g.node:
+        cond = node.input[0] if node.op_type == "If" else None
+        if cond is None or (cond not in consts and cond not in const_nodes):
+            new_nodes.append(node)
+            continue
+        value = numpy_helper.to_array(consts[cond]) if cond in consts else _constant_value(const_nodes[cond])
+        if value is None or value.size != 1:
+            new_nodes.append(node)
+            continue
+        branch_name = "then_branch" if bool(value.reshape(-1)[0]) else "else_branch"
+        branch = next(helper.get_attribute_value(a) for a in node.attribute if a.name == branch_name)
+        g.initializer.extend(branch.initializer)
+        new_nodes.extend(branch.node)
+        for src, dst in zip(branch.output, node.output):
+            new_nodes.append(helper.make_node("Identity", [src.name], [dst], name=f"{node.name or dst}/{branch_name}"))
+    del g.node[:]
+    g.node.extend(new_nodes)
+
+
+# ---------------------------------------------------------------- static shapes
+def infer_static_shapes(model: Any, source: str) -> Any:
+    """Strict ONNX shape inference; refuse the first node output whose shape is not fully static."""
+    from onnx import shape_inference
+
+    g = model.graph
+    for vi in g.output:
+        vi.type.tensor_type.ClearField("shape")
+    del g.value_info[:]
+    try:
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        msg = " ".join(str(exc).split())
+        raise ModelFormatError(f"{source}: ONNX shape inference failed: {msg[:300]}; "
+                               f"check --input-shape values against what the model expects") from None
+    g = model.graph
+    known = {vi.name: vi for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    for node in g.node:
+        for out in node.output:
+            if not out:
+                continue
+            vi = known.get(out)
+            tt = vi.type.tensor_type if vi is not None else None
+            static = (tt is not None and tt.HasField("shape")
+                      and all(d.HasField("dim_value") and d.dim_value >= 0 for d in tt.shape.dim))
+            if not static:
+                label = f"{node.domain}.{node.op_type}" if node.domain not in DEFAULT_DOMAINS else node.op_type
+                dims = _dims_text(tt.shape.dim) if tt is not None and tt.HasField("shape") else "unknown"
+                raise UnsupportedModelError(
+                    f"{source}: ONNX node '{node.name or out}' ({label}): output '{out}' has no static shape "
+                    f"({dims}) after constant folding; data-dependent shapes are not supported "
+                    f"(fix the inputs with --input-shape, or export without this op)")
+    return model

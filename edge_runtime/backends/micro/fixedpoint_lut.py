@@ -1,0 +1,248 @@
+"""More of TFLite Micro's integer arithmetic, for the unary kernels' tables and per-row values.
+
+- Tables: every 8-bit (or 16-bit) input value, in the order of the tensor's unsigned
+  view (:func:`table_inputs`), so a kernel's ``run`` is ``table.take(x.view(uint))``.
+- int16 gemmlowp arithmetic (SaturatingRoundingDoublingHighMul, its truncating
+  variant, saturating shifts) as HARD_SWISH uses it.
+- ``GetInvSqrtQuantizedMultiplierExp`` (RSQRT, L2_NORMALIZATION), vectorised for
+  tables and scalar for per-row use at run time.
+- ``log_x_for_x_greater_than_or_equal_to_1`` (LOG_SOFTMAX), scalar per row.
+
+Values are Python ints or int64 arrays; results the C code keeps in int32 are wrapped.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge_runtime.backends.micro.fixedpoint import (
+    INT32_MAX, INT32_MIN, one_over_one_plus_x_scalar, quantize_multiplier, rounding_divide_by_pot,
+    rounding_divide_by_pot_scalar, srdhm_scalar, wrap32,
+)
+
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+
+
+def table_inputs(dtype: "np.dtype | type") -> np.ndarray:
+    """All values of an 8- or 16-bit integer type (or bool), ordered by their unsigned bit pattern."""
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return np.arange(256, dtype=np.int64)  # byte patterns; only 0 and 1 occur
+    unsigned = np.dtype(f"u{dt.itemsize}")
+    return np.arange(1 << (8 * dt.itemsize), dtype=np.int64).astype(unsigned).view(dt).astype(np.int64)
+
+
+def f32(x: float) -> float:
+    """Round a Python float to float32 precision."""
+    return float(np.float32(x))
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """``std::round`` on an array (new float array)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def wrap16(x: np.ndarray) -> np.ndarray:
+    """Wrap int64 values to int16 (two's complement), in place."""
+    x += 1 << 15
+    x &= (1 << 16) - 1
+    x -= 1 << 15
+    return x
+
+
+def srdhm16(a: np.ndarray, b: "np.ndarray | int") -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int16 values (new int64 array)."""
+    a = np.asarray(a, dtype=np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    t = ab + nudge
+    r = np.where(t >= 0, t >> 15, -((-t) >> 15))  # C division truncates toward zero
+    return np.where((a == INT16_MIN) & (np.asarray(b) == INT16_MIN), INT16_MAX, r)
+
+
+def sdhm16(a: np.ndarray, b: "np.ndarray | int") -> np.ndarray:
+    """SaturatingDoublingHighMul on int16 values: product / 2**15 truncated toward zero (new array)."""
+    a = np.asarray(a, dtype=np.int64)
+    ab = a * b
+    r = np.where(ab >= 0, ab >> 15, -((-ab) >> 15))
+    return np.where((a == INT16_MIN) & (np.asarray(b) == INT16_MIN), INT16_MAX, r)
+
+
+def saturating_left_shift16(x: np.ndarray, amount: int) -> np.ndarray:
+    """``x * 2**amount`` clamped to int16 (new array)."""
+    return np.clip(np.asarray(x, dtype=np.int64) * (1 << amount), INT16_MIN, INT16_MAX)
+
+
+def saturating_mul_pot(x: np.ndarray, exponent: int, bits: int = 32) -> np.ndarray:
+    """SaturatingRoundingMultiplyByPOT<exponent> on ``bits``-bit raw values (new array)."""
+    x = np.asarray(x, dtype=np.int64)
+    if exponent == 0:
+        return x.copy()
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent, out=x.copy())
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    threshold = (1 << (bits - 1 - exponent)) - 1
+    r = x << exponent
+    r = np.where(x > threshold, hi, r)
+    return np.where(x < -threshold, lo, r)
+
+
+def saturating_mul_pot_scalar(x: int, exponent: int) -> int:
+    """SaturatingRoundingMultiplyByPOT on a Python int (int32 raw value)."""
+    if exponent <= 0:
+        return rounding_divide_by_pot_scalar(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    if x > threshold:
+        return INT32_MAX
+    if x < -threshold:
+        return INT32_MIN
+    return x << exponent
+
+
+def _srdhm(a: np.ndarray, b: "np.ndarray | int") -> np.ndarray:
+    a = np.asarray(a, dtype=np.int64)
+    r = (a * b + (1 << 30)) >> 31
+    return np.minimum(r, INT32_MAX)
+
+
+def multiply_by_quantized_multiplier_scalar(x: int, multiplier: int, shift: int) -> int:
+    """MultiplyByQuantizedMultiplier (double rounding) on Python ints."""
+    left = shift if shift > 0 else 0
+    right = -shift if shift < 0 else 0
+    return rounding_divide_by_pot_scalar(srdhm_scalar(_wrap32(x * (1 << left)), multiplier), right)
+
+
+def _wrap32(v: int) -> int:
+    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def downscale_multiplier_to_int16(multiplier: int) -> int:
+    """``DownScaleInt32ToInt16Multiplier``: a Q31 multiplier rounded to Q15."""
+    if multiplier >= INT32_MAX - (1 << 15):
+        return INT16_MAX
+    return (multiplier + (1 << 15)) >> 16
+
+
+def quantize_multiplier_smaller_than_one(real: float) -> tuple[int, int]:
+    """``QuantizeMultiplierSmallerThanOneExp``: (multiplier, left shift <= 0)."""
+    if not 0.0 < real < 1.0:
+        raise ValueError(f"multiplier {real} is not in (0, 1)")
+    return quantize_multiplier(real)
+
+
+# ---------------------------------------------------------------------------
+# GetInvSqrtQuantizedMultiplierExp (reverse_shift = -1)
+
+_HALF_THREE_F3 = (1 << 28) + (1 << 27)
+_HALF_SQRT2_F0 = 1518500250
+
+
+def inv_sqrt_multiplier_exp(value: int) -> tuple[int, int]:
+    """``GetInvSqrtQuantizedMultiplierExp(value, kReverseShift)`` on a Python int: (multiplier, shift)."""
+    if value <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while value >= (1 << 29):
+        value //= 4
+        shift += 1
+    clz = 32 - value.bit_length()
+    pairs = (clz - 1) // 2 - 1
+    shift -= pairs
+    value <<= 2 * pairs
+    half_input = rounding_divide_by_pot_scalar(value >> 1, 1)
+    x = 1 << 28
+    for _ in range(5):
+        x3 = saturating_mul_pot_scalar(srdhm_scalar(srdhm_scalar(x, x), x), 6)
+        x = saturating_mul_pot_scalar(_wrap32(srdhm_scalar(_HALF_THREE_F3, x) - srdhm_scalar(half_input, x3)), 3)
+    x = srdhm_scalar(x, _HALF_SQRT2_F0)
+    if shift < 0:
+        x = _wrap32(x << -shift)
+        shift = 0
+    return x, -shift
+
+
+def inv_sqrt_multiplier_exp_array(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`inv_sqrt_multiplier_exp` over an int64 array (values >= 0)."""
+    v = np.asarray(values, dtype=np.int64)
+    small = v <= 1
+    v = np.where(small, 2, v)
+    big = v >= (1 << 29)
+    v = np.where(big, v // 4, v)
+    shift = 11 + big.astype(np.int64)
+    bit_length = np.frexp(v.astype(np.float64))[1].astype(np.int64)
+    pairs = (32 - bit_length - 1) // 2 - 1
+    shift = shift - pairs
+    v = v << (2 * pairs)
+    half_input = rounding_divide_by_pot(v >> 1, 1)
+    x = np.full(v.shape, 1 << 28, dtype=np.int64)
+    for _ in range(5):
+        x3 = saturating_mul_pot(_srdhm(_srdhm(x, x), x), 6)
+        x = saturating_mul_pot(wrap32(_srdhm(x, _HALF_THREE_F3) - _srdhm(half_input, x3)), 3)
+    x = _srdhm(x, _HALF_SQRT2_F0)
+    neg = shift < 0
+    x = np.where(neg, wrap32(x << np.maximum(-shift, 0)), x)
+    shift = np.where(neg, 0, shift)
+    return np.where(small, INT32_MAX, x), np.where(small, 0, -shift)
+
+
+# ---------------------------------------------------------------------------
+# log(x) for x >= 1 (gemmlowp-style, TFLite's log_x_for_x_greater_than_or_equal_to_1)
+
+_LOG_2 = 1488522236
+_SQRT_SQRT_HALF = 1805811301
+_SQRT_HALF = 1518500250
+_ONE_QUARTER = 536870912
+_ALPHA_N = 117049297
+_ALPHA_D = 127690142
+_ALPHA_I = 1057819769
+_ALPHA_F = 638450708
+
+
+def _clz32(v: int) -> int:
+    return 32 - (v & 0xFFFFFFFF).bit_length()
+
+
+def _rounding_half_sum(a: int, b: int) -> int:
+    s = a + b
+    t = s + (1 if s >= 0 else -1)
+    return t // 2 if t >= 0 else -((-t) // 2)
+
+
+def _sat_add(a: int, b: int) -> int:
+    return max(INT32_MIN, min(INT32_MAX, a + b))
+
+
+def log_x_ge_1(raw: int, input_integer_bits: int, output_integer_bits: int) -> int:
+    """Raw Q(output_integer_bits) log of a Q(input_integer_bits) raw value >= 1."""
+    accum_bits = output_integer_bits + 1
+    mul = srdhm_scalar
+    shifted_quarter = rounding_divide_by_pot_scalar(_ONE_QUARTER, accum_bits)
+    z_a = raw
+    z_a_headroom_plus_1 = _clz32(z_a)
+    r_a_tmp = saturating_mul_pot_scalar(z_a, z_a_headroom_plus_1 - 1)
+    r_a_raw = saturating_mul_pot_scalar(mul(r_a_tmp, _SQRT_HALF), 1)
+    z_a_pow_2_adj = _sat_add(saturating_mul_pot_scalar(input_integer_bits - z_a_headroom_plus_1, 31 - accum_bits),
+                             shifted_quarter)
+    z_b = mul(z_a, _SQRT_HALF)
+    z_b_headroom = _clz32(z_b) - 1
+    r_b_raw = saturating_mul_pot_scalar(z_a, z_b_headroom)
+    z_b_pow_2_adj = _sat_add(saturating_mul_pot_scalar(input_integer_bits - z_b_headroom, 31 - accum_bits),
+                             -shifted_quarter)
+    r = min(r_a_raw, r_b_raw)
+    z_pow_2_adj = max(z_a_pow_2_adj, z_b_pow_2_adj)
+    p = _rounding_half_sum(r, _SQRT_SQRT_HALF)
+    q = _wrap32(r - _SQRT_SQRT_HALF)
+    q = _wrap32(q + q)
+    common_sq = mul(q, q)
+    num = _wrap32(mul(q, r) + mul(mul(q, common_sq), _ALPHA_N))
+    denom_minus_one = _wrap32(mul(p, _wrap32(_wrap32(_ALPHA_I + q) + mul(_ALPHA_D, common_sq))) + mul(_ALPHA_F, q))
+    recip_denom = one_over_one_plus_x_scalar(denom_minus_one)
+    num_scaled = rounding_divide_by_pot_scalar(num, accum_bits)
+    total = _wrap32(mul(z_pow_2_adj, _LOG_2) + mul(num_scaled, recip_denom))
+    return saturating_mul_pot_scalar(total, accum_bits - output_integer_bits)
+
+
+def frexp_exponent(x: float) -> int:
+    """The exponent of ``math.frexp``."""
+    return math.frexp(x)[1]

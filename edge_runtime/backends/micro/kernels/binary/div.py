@@ -1,0 +1,91 @@
+"""DIV: elementwise division with broadcasting (up to rank 5) and a fused activation.
+
+- float32: ``a / b``, then the activation clamp.
+- int32: C division (truncating toward zero), then the activation clamp. Computed as
+  ``trunc(a / b)`` in float64, which is exact for int32 operands (the quotient is at
+  least ``1/|a| >= 2**-31`` relative away from the next integer, far above float64's
+  rounding).
+- int8: TFLM's reference arithmetic per pair of values (a 65,536-entry table): the
+  offset divisor is made positive (flipping both signs), its Q0.31 reciprocal taken
+  (GetReciprocal), the offset dividend shifted up by its headroom and multiplied by
+  it, and the quotient rescaled by the output multiplier with the combined shift.
+  A zero divisor (input value equal to its zero point) is undefined in TFLM; the
+  table holds the output zero point there.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro.fixedpoint import quantize_multiplier, rounding_divide_by_pot, srdhm
+from edge_runtime.backends.micro.fixedpoint_binary import count_leading_sign_bits, reciprocal_q31
+from edge_runtime.backends.micro.kernels.base import float_activation_range, quantized_activation_range
+from edge_runtime.backends.micro.kernels.binary.common import (
+    PairTableKernel, int_activation_range, require_quantized,
+)
+
+F64 = np.dtype(np.float64)
+
+
+class Div(PairTableKernel):
+    """DIV: float32, int32, int8."""
+
+    max_version = 2
+    max_broadcast_rank = 5
+
+    def prepare(self) -> None:
+        """Types, activation range, int8 table."""
+        ctx = self.ctx
+        kind = self.require_types(("FLOAT32", "INT32", "INT8"))
+        self.kind = kind
+        act = opt.activation_only(ctx.op)["activation"]
+        if kind == "FLOAT32":
+            self.act = float_activation_range(ctx, act)
+        elif kind == "INT32":
+            for t in (*self.ins, self.out):
+                if t.quantization is not None and t.quantization.scale.size:
+                    raise ctx.fail(f"int32 DIV needs unquantized tensors; '{t.name}' is quantized")
+            self.lo, self.hi = int_activation_range(ctx, act)
+            self.temps = {"q": F64}
+        else:
+            s1, z1 = require_quantized(ctx, self.ins[0], "first input")
+            s2, z2 = require_quantized(ctx, self.ins[1], "second input")
+            so, zo = require_quantized(ctx, self.out, "output")
+            lo, hi = quantized_activation_range(ctx, act, so, zo)
+            real = float(np.float32(np.float32(s1) / (np.float32(s2) * np.float32(so))))
+            m, shift = quantize_multiplier(real)
+            if shift > 23:
+                raise ctx.fail(f"the DIV output multiplier {real:g} is too large for TFLM's int8 arithmetic")
+            self.use_table(lambda a, b: self._int8(a - z1, b - z2, m, shift, zo, lo, hi), np.int8)
+
+    @staticmethod
+    def _int8(v1: np.ndarray, v2: np.ndarray, m: int, shift: int, zo: int, lo: int, hi: int) -> np.ndarray:
+        """TFLM's quantized division of offset values (prepare time, on all pairs)."""
+        zero = v2 == 0
+        neg = v2 < 0
+        v1 = np.where(neg, -v1, v1)
+        v2 = np.where(neg, -v2, v2)
+        v2 = np.where(zero, 1, v2)
+        inv, recip_shift = reciprocal_q31(v2)
+        headroom = count_leading_sign_bits(v1)
+        q = srdhm(v1 << headroom, inv)  # MultiplyByQuantizedMultiplierGreaterThanOne
+        total = shift - recip_shift - headroom  # <= 0 given the shift check in prepare
+        r = srdhm(q, m)
+        r = rounding_divide_by_pot(r, -total)
+        out = np.clip(r + zo, lo, hi)
+        return np.where(zero, zo, out)
+
+    def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
+        """One chunk."""
+        if self.table is not None:
+            self.compute_table(ins, y, t)
+        elif self.kind == "FLOAT32":
+            np.divide(ins[0], ins[1], out=y)
+            if self.act is not None:
+                np.clip(y, self.act[0], self.act[1], out=y)
+        else:
+            q = t["q"]
+            np.divide(ins[0], ins[1], out=q)
+            np.trunc(q, out=q)
+            np.clip(q, self.lo, self.hi, out=q)
+            np.copyto(y, q, casting="unsafe")

@@ -1,0 +1,12 @@
+"""MINIMUM: elementwise ``minimum`` with broadcasting."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.binary.common import MinMaxKernel
+
+
+class Minimum(MinMaxKernel):
+    """MINIMUM (see MinMaxKernel)."""
+
+    ufunc = np.minimum

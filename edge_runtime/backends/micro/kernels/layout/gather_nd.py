@@ -1,0 +1,57 @@
+"""GATHER_ND: pick elements or slices of the input by int32 index tuples (constant or computed at run time)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.layout.common import (
+    F32, I8, INDEX32, fail_at_run, io, prod, require_type, same_shape,
+)
+
+TYPES = (F32, I8)
+MAX_INDEX_DEPTH = 5
+
+
+class GatherNd(Kernel):
+    """GATHER_ND: output = indices.shape[:-1] + params.shape[indices.shape[-1]:]."""
+
+    max_version = 4
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        p, y = io(ctx, TYPES)
+        ind = require_type(ctx, ctx.input(1), INDEX32, "indices")
+        ps, ish = tuple(p.shape), tuple(ind.shape)
+        if not ps or not ish:
+            raise ctx.fail("params and indices must have at least one dimension")
+        nd = ish[-1]
+        if nd > len(ps) or nd > MAX_INDEX_DEPTH:
+            raise ctx.fail(f"index depth {nd} exceeds the params rank {len(ps)} or {MAX_INDEX_DEPTH}")
+        same_shape(ctx, y.shape, ish[:-1] + ps[nd:])
+        self.nd, self.dims = nd, [int(d) for d in ps[:nd]]
+        self.n = prod(ish[:-1])
+        self.rows, self.inner = prod(ps[:nd]), prod(ps[nd:])
+        strides = np.ones(nd, np.int64)
+        for i in range(nd - 2, -1, -1):
+            strides[i] = strides[i + 1] * ps[i + 1]
+        self.strides = strides
+        self.workspace = {"idx": ((self.n, nd), np.dtype(np.int64)), "flat": ((self.n,), np.dtype(np.int64))}
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Views as (rows, inner) and (n, depth)."""
+        self.p = inputs[0].reshape(self.rows, self.inner)
+        self.ind = inputs[1].reshape(self.n, self.nd)
+        self.y = outputs[0].reshape(self.n, self.inner)
+        self.idx, self.flat = ws["idx"], ws["flat"]
+        self.cols = [self.idx[:, j] for j in range(self.nd)]
+
+    def run(self) -> None:
+        """Flat row numbers from the index tuples, then one ``take``."""
+        if self.n == 0:
+            return
+        np.copyto(self.idx, self.ind)
+        for j, col in enumerate(self.cols):
+            if col.min() < 0 or col.max() >= self.dims[j]:
+                raise fail_at_run(self, f"an index along dimension {j} is outside [0, {self.dims[j]})")
+        np.matmul(self.idx, self.strides, out=self.flat)
+        np.take(self.p, self.flat, axis=0, out=self.y, mode="clip")

@@ -1,0 +1,45 @@
+"""ARG_MAX along one constant axis: float32, int8, int16, int32 input; int32 or int64 output.
+Ties give the first index, as TFLM's strict comparison does."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, require_type,
+)
+from edge_runtime.backends.micro.kernels.spatial.common import I64, constant_ints
+
+
+class ArgMax(Kernel):
+    """ARG_MAX."""
+
+    max_version = 3
+    find = staticmethod(np.argmax)
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        if len(ctx.op.inputs) != 2:
+            raise ctx.fail("takes 2 inputs (data, axis)")
+        x = require_type(ctx, ctx.input(0), ("FLOAT32", "INT8", "INT16", "INT32"), "input")
+        y = require_type(ctx, ctx.output(0), ("INT32", "INT64"), "output")
+        axis = constant_ints(ctx, 1, "axis", ("INT32", "INT64"))
+        rank = len(x.shape)
+        if axis.size != 1 or not -rank <= int(axis[0]) < rank:
+            raise ctx.fail(f"axis {axis.tolist()} must be one value in [-{rank}, {rank})")
+        self.axis = int(axis[0]) % rank
+        expect = tuple(s for d, s in enumerate(x.shape) if d != self.axis)
+        if tuple(y.shape) != expect:
+            raise ctx.fail(f"output shape {y.shape} is not {expect}")
+        if x.num_elements == 0:
+            raise ctx.fail("empty input tensors are not supported")
+        self.xshape = tuple(x.shape)
+        self.workspace = {"idx": (expect, I64)}
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Views."""
+        self.x, self.y, self.idx = inputs[0].reshape(self.xshape), outputs[0], ws["idx"]
+
+    def run(self) -> None:
+        """Index of the extreme value."""
+        self.find(self.x, axis=self.axis, out=self.idx)
+        np.copyto(self.y, self.idx, casting="unsafe")

@@ -1,0 +1,68 @@
+"""L2_POOL_2D, float32 (TFLM reference): sqrt of the mean of squares over the valid positions
+of each window (padding not counted), then the fused activation."""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro.fixedpoint import CLIP
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding, float_activation_range, require_type,
+)
+from edge_runtime.backends.micro.kernels.spatial.common import F64
+
+
+class L2Pool2D(Kernel):
+    """L2_POOL_2D over NHWC."""
+
+    max_version = 1
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        o = opt.pool2d(ctx.op)
+        x = require_type(ctx, ctx.input(0), ("FLOAT32",), "input")
+        y = require_type(ctx, ctx.output(0), ("FLOAT32",), "output")
+        if len(x.shape) != 4 or len(y.shape) != 4:
+            raise ctx.fail("input and output must be 4-D (NHWC)")
+        self.n, h, w, c = x.shape
+        yn, ho, wo, yc = y.shape
+        if (yn, yc) != (self.n, c):
+            raise ctx.fail("pooling cannot change the batch or channel count")
+        kh, kw, sh, sw = o["filter_h"], o["filter_w"], o["stride_h"], o["stride_w"]
+        pt, pb = compute_padding(ctx, o["padding"], h, kh, sh, 1, ho)
+        pl, pr = compute_padding(ctx, o["padding"], w, kw, sw, 1, wo)
+        oy, ox = np.arange(ho) * sh - pt, np.arange(wo) * sw - pl
+        cy = np.minimum(oy + kh, h) - np.maximum(oy, 0)
+        cx = np.minimum(ox + kw, w) - np.maximum(ox, 0)
+        cnt = cy[:, None] * cx[None, :]
+        if np.any(cnt <= 0):
+            raise ctx.fail("a pooling window lies entirely in the padding")
+        self.count = cnt[:, :, None].astype(np.float64)
+        act = float_activation_range(ctx, o["activation"])
+        self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
+        self.geom = (h, w, c, ho, wo, kh, kw, sh, sw, pt, pl)
+        self.workspace = {"band": ((h + pt + pb, w + pl + pr, c), F64), "acc": ((ho, wo, c), F64)}
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Window view over the zero-padded band of squares."""
+        h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = self.geom
+        self.x, self.y = inputs[0], outputs[0]
+        self.band, self.acc = ws["band"], ws["acc"]
+        self.interior = self.band[pt:pt + h, pl:pl + w]
+        s0, s1, s2 = self.band.strides
+        self.win = as_strided(self.band, shape=(ho, wo, kh, kw, c), strides=(s0 * sh, s1 * sw, s0, s1, s2),
+                              writeable=False)
+
+    def run(self) -> None:
+        """Pool every image."""
+        self.band.fill(0.0)
+        for n in range(self.n):
+            np.copyto(self.interior, self.x[n])
+            np.square(self.interior, out=self.interior)
+            np.add.reduce(self.win, axis=(2, 3), out=self.acc)
+            self.acc /= self.count
+            np.sqrt(self.acc, out=self.acc)
+            if np.isfinite(self.lo) or np.isfinite(self.hi):
+                CLIP(self.acc, self.lo, self.hi, out=self.acc)
+            np.copyto(self.y[n], self.acc, casting="same_kind")

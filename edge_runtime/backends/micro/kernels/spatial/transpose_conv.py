@@ -1,0 +1,144 @@
+"""TRANSPOSE_CONV: float32, int8 (per-channel weights, int32 bias) and 16x8 (int16
+activations, int8 weights, int64 or int16 bias), as TFLM's reference kernels.
+
+TFLM scatters every input pixel times the filter into an output-sized accumulator
+(positions outside the output are dropped), then adds the bias and requantizes per
+channel (int8: the 32-bit MultiplyByQuantizedMultiplier plus the output zero
+point; 16x8: the 64-bit one, no output zero point). The padding is the "before"
+half that a convolution from the output back to the input would use.
+
+Here one matrix product computes every (pixel, tap, output channel) term at once
+(exact in float64 for integers), and the taps are added into a strided view of a
+zero-filled full-size canvas, from which the output window is cut.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.fixedpoint import CLIP
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, qparams,
+    quantized_activation_range, require_constant, require_type, scales32,
+)
+from edge_runtime.backends.micro.kernels.conv import per_channel_multipliers
+from edge_runtime.backends.micro.kernels.spatial.common import F64, I64, requantizer, transpose_conv_options
+from edge_runtime.backends.micro.options import PADDING_SAME, PADDING_VALID
+
+
+def _padding(ctx: OpContext, padding: int, out_size: int, filt: int, stride: int) -> int:
+    """TFLite's ``ComputePaddingHeightWidth`` "before" padding, with the output as the conv input."""
+    if stride < 1:
+        raise ctx.fail(f"invalid stride {stride}")
+    if padding == PADDING_SAME:
+        conv_out = (out_size + stride - 1) // stride
+    elif padding == PADDING_VALID:
+        conv_out = (out_size + stride - filt) // stride
+    else:
+        raise ctx.fail(f"unknown padding {padding}")
+    total = max(0, (conv_out - 1) * stride + filt - out_size)
+    return total // 2
+
+
+class TransposeConv(Kernel):
+    """TRANSPOSE_CONV (inputs: output shape, weights OHWI, input NHWC, optional bias)."""
+
+    max_version = 5
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        if len(ctx.op.inputs) not in (3, 4):
+            raise ctx.fail("TRANSPOSE_CONV takes 3 or 4 inputs")
+        x = require_type(ctx, ctx.input(2), ("INT8", "INT16", "FLOAT32"), "input")
+        y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
+        wtype = "FLOAT32" if x.type_name == "FLOAT32" else "INT8"
+        w = require_constant(ctx, require_type(ctx, ctx.input(1), (wtype,), "filter"), "filter")
+        b = ctx.input(3)
+        if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
+            raise ctx.fail("input, filter and output must be 4-D")
+        self.n, self.h, self.w, cin = x.shape
+        cout, self.kh, self.kw, wcin = w.shape
+        yn, self.ho, self.wo, ycout = y.shape
+        if wcin != cin or ycout != cout or yn != self.n:
+            raise ctx.fail(f"shapes do not match: input {x.shape}, filter {w.shape}, output {y.shape}")
+        o = transpose_conv_options(ctx.op)
+        self.sh, self.sw = o["stride_h"], o["stride_w"]
+        self.pt = _padding(ctx, o["padding"], self.ho, self.kh, self.sh)
+        self.pl = _padding(ctx, o["padding"], self.wo, self.kw, self.sw)
+        self.cout, self.cin = cout, cin
+        self.kind = x.type_name
+        # the full canvas every tap lands on, large enough to hold the output window too
+        self.fh = max((self.h - 1) * self.sh + self.kh, self.pt + self.ho)
+        self.fw = max((self.w - 1) * self.sw + self.kw, self.pl + self.wo)
+        wf = w.array().astype(np.float64)  # (cout, kh, kw, cin)
+        self.wmat = np.ascontiguousarray(wf.transpose(3, 1, 2, 0).reshape(cin, self.kh * self.kw * cout))
+        if self.kind == "FLOAT32":
+            self.in_zp = 0
+            bias = None
+            if b is not None:
+                bias = require_constant(ctx, require_type(ctx, b, ("FLOAT32",), "bias"), "bias").array()
+                if bias.size != cout:
+                    raise ctx.fail(f"bias has {bias.size} values for {cout} output channels")
+            self.fbias = None if bias is None else bias.astype(np.float64).reshape(-1)
+            act = float_activation_range(ctx, o["activation"])
+            self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
+        else:
+            if w.quantization is None or np.any(w.quantization.zero_point != 0):
+                raise ctx.fail("int8 weights must be symmetric (zero point 0)")
+            sx, zx = qparams(x)
+            sy, zy = qparams(y)
+            if self.kind == "INT16" and (zx != 0 or zy != 0):
+                raise ctx.fail("int16 input and output must have zero point 0")
+            self.in_zp = zx
+            bias = None
+            if b is not None:
+                btypes = ("INT32",) if self.kind == "INT8" else ("INT64", "INT16")  # TFLM misreads int32
+                bt = require_constant(ctx, require_type(ctx, b, btypes, "bias"), "bias")
+                bias = bt.array().astype(np.int64).reshape(-1)
+                if bias.size != cout:
+                    raise ctx.fail(f"bias has {bias.size} values for {cout} output channels")
+            m, s = per_channel_multipliers(ctx, sx, scales32(w), sy, cout)
+            dt = np.dtype(np.int8) if self.kind == "INT8" else np.dtype(np.int16)
+            lo, hi = quantized_activation_range(ctx, o["activation"], sy, zy, dt)
+            self.requant = requantizer(self.kind == "INT16", m, s, zy, lo, hi, bias)
+            self.workspace["acc"] = ((self.n, self.ho, self.wo, cout), I64)
+            self.workspace["tmp"] = ((self.n, self.ho, self.wo, cout), I64)
+        rows = self.n * self.h * self.w
+        self.workspace["xf"] = ((rows, cin), F64)
+        self.workspace["prod"] = ((rows, self.kh * self.kw * cout), F64)
+        self.workspace["canvas"] = ((self.n, self.fh, self.fw, cout), F64)
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Views of the taps on the canvas and of the output window."""
+        self.x = inputs[2].reshape(-1, self.cin)
+        self.y = outputs[0]
+        self.xf, self.prod, self.canvas = ws["xf"], ws["prod"], ws["canvas"]
+        p = self.prod.reshape(self.n, self.h, self.w, self.kh, self.kw, self.cout)
+        self.taps = []
+        for ky in range(self.kh):
+            for kx in range(self.kw):
+                dst = self.canvas[:, ky:ky + (self.h - 1) * self.sh + 1:self.sh,
+                                  kx:kx + (self.w - 1) * self.sw + 1:self.sw, :]
+                self.taps.append((dst, p[:, :, :, ky, kx, :]))
+        self.window = self.canvas[:, self.pt:self.pt + self.ho, self.pl:self.pl + self.wo, :]
+        if self.kind != "FLOAT32":
+            self.acc, self.tmp = ws["acc"], ws["tmp"]
+
+    def run(self) -> None:
+        """Scatter all taps, then bias, requantize/clamp."""
+        np.copyto(self.xf, self.x, casting="unsafe")
+        if self.in_zp:
+            self.xf -= self.in_zp
+        np.matmul(self.xf, self.wmat, out=self.prod)
+        self.canvas.fill(0.0)
+        for dst, src in self.taps:
+            np.add(dst, src, out=dst)
+        win = self.window
+        if self.kind == "FLOAT32":
+            if self.fbias is not None:
+                win += self.fbias
+            if np.isfinite(self.lo) or np.isfinite(self.hi):
+                CLIP(win, self.lo, self.hi, out=win)
+            np.copyto(self.y, win, casting="same_kind")
+            return
+        np.copyto(self.acc, win, casting="unsafe")
+        self.requant.apply(self.acc, self.tmp, self.y)

@@ -1,0 +1,13 @@
+"""EXP: exp(x) (float32; TFLM's kernel takes float32 only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.unary.common import FloatUfuncKernel
+
+
+class Exp(FloatUfuncKernel):
+    """EXP on float32."""
+
+    max_version = 2
+    UFUNC = np.exp

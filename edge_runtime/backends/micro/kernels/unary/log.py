@@ -1,0 +1,13 @@
+"""LOG: log(x) (float32; TFLM's kernel takes float32 only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.unary.common import FloatUfuncKernel
+
+
+class Log(FloatUfuncKernel):
+    """LOG on float32."""
+
+    max_version = 2
+    UFUNC = np.log

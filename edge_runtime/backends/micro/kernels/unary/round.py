@@ -1,0 +1,13 @@
+"""ROUND: round half to even, as TFLM's RoundToNearest (float32; TFLM's kernel takes float32 only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.unary.common import FloatUfuncKernel
+
+
+class Round(FloatUfuncKernel):
+    """ROUND on float32."""
+
+    max_version = 1
+    UFUNC = np.rint

@@ -1,0 +1,13 @@
+"""SIN: sin(x) (float32; TFLM's kernel takes float32 only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.unary.common import FloatUfuncKernel
+
+
+class Sin(FloatUfuncKernel):
+    """SIN on float32."""
+
+    max_version = 1
+    UFUNC = np.sin

@@ -1,0 +1,13 @@
+"""SQUARE: x * x (float32; TFLM's kernel takes float32 only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.unary.common import FloatUfuncKernel
+
+
+class Square(FloatUfuncKernel):
+    """SQUARE on float32."""
+
+    max_version = 1
+    UFUNC = np.square
