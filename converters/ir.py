@@ -22,7 +22,7 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``AVERAGE_POOL_2D``               inputs (x,); kernel, stride, pads, act
 ``MAX_POOL_2D``                   inputs (x,); kernel, stride, pads, act
 ``ADD``, ``SUB``, ``MUL``         inputs (a, b), numpy broadcasting, either may be constant; act
-``DIV``                           inputs (a, b); act (written only as a float island)
+``DIV``                           inputs (a, b); act
 ``MAXIMUM``, ``MINIMUM``          inputs (a, b), broadcasting; shared quantization
 ``SQUARED_DIFFERENCE``            inputs (a, b)
 ``RELU``, ``RELU6``,              inputs (x,)
@@ -43,6 +43,7 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``GATHER``                        inputs (x, indices) with integer constant indices; axis
 ``MEAN``, ``SUM``, ``REDUCE_MAX``  inputs (x,); axes, keep_dims
 ``SOFTMAX``                       inputs (x,); beta (over the last axis)
+``LOG_SOFTMAX``                   inputs (x,) (over the last axis)
 ``RESIZE_BILINEAR``,              inputs (x,); align_corners, half_pixel_centers; the output
 ``RESIZE_NEAREST_NEIGHBOR``       tensor's shape gives the new size
 ``BATCH_MATMUL``                  inputs (a, b); numpy ``matmul`` semantics
@@ -66,7 +67,7 @@ BINARY = ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"
 OP_KINDS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "PRELU", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "STRIDED_SLICE", "GATHER",
-    "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
+    "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "LOG_SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
 ) + UNARY + BINARY
 #: Ops whose first input is the activation and whose inputs 1.. are constant weights/bias.
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")

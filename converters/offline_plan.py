@@ -1,13 +1,18 @@
 """Embed an arena plan into a .tflite as TFLite Micro's ``OfflineMemoryAllocation`` metadata.
 
 Format (TFLM ``micro_allocation_info``): an int32 buffer
-``[version=1, subgraphs=1, num_tensors, offset_0, ..., offset_{n-1}]`` where
-``num_tensors`` is the subgraph's total tensor count and ``-1`` means "plan this
-tensor online". Rules this module enforces, because TFLM checks none of them:
+``[version=1, subgraphs, num_tensors, offset_0, ..., offset_{n-1}]`` where
+``num_tensors`` is the model's total tensor count (all subgraphs) and ``-1`` means
+"plan this tensor online". Rules this module enforces, because TFLM checks none of them:
 
-- single-subgraph models only (TFLM reads every subgraph's offsets from the start);
+- TFLM reads every subgraph's offsets from the start of the list (tensor ``i`` of
+  any subgraph gets ``offset_i``), so multi-subgraph plans are made with tensors of
+  the same index co-located across subgraphs (where their lifetimes allow; other
+  indices get -1 and TFLM places those tensors itself); every subgraph must be run
+  from subgraph 0 (TFLM gives an unreachable subgraph's tensors no lifetime);
 - never an in-place plan (TFLM kernels assume outputs do not overlap inputs);
-- constants, variables and empty tensors get -1;
+- constants, variables and empty tensors get -1 (and so does any index that is a
+  variable in some subgraph: TFLM only allocates a variable whose offset is -1);
 - offsets count from the 16-aligned arena start and are multiples of 16;
 - the plan is validated for live overlaps before it is written.
 
@@ -47,11 +52,15 @@ ONLINE = -1
 
 
 def offline_plan_array(model: TFLiteModel, plan: ArenaPlan) -> np.ndarray:
-    """The int32 metadata array for ``plan`` (checked: single subgraph, not in place, valid)."""
-    if len(model.subgraphs) != 1:
+    """The int32 metadata array for ``plan`` (checked: reachable subgraphs, not in place, valid)."""
+    n_sg = len(model.subgraphs)
+    covered = set(getattr(plan, "subgraphs", (0,)))
+    if n_sg != 1 and covered != set(range(n_sg)):
+        missing = sorted(set(range(n_sg)) - covered)
         raise UnsupportedModelError(
-            f"{model.path}: has {len(model.subgraphs)} subgraphs; TFLite Micro reads every subgraph's "
-            "offsets from the start of the offline plan, so only single-subgraph models can carry one")
+            f"{model.path}: has {n_sg} subgraphs and subgraph(s) {missing} are never invoked from subgraph 0; "
+            "TFLite Micro still plans their tensors (with no lifetime) at the offsets of subgraph 0's, so "
+            "no offline plan can be embedded")
     if plan.in_place:
         raise ArenaPlanError("refusing to embed an in-place plan: TFLite Micro kernels do not support "
                              "outputs that overwrite inputs; plan with in_place=False (--no-in-place)")
@@ -59,14 +68,21 @@ def offline_plan_array(model: TFLiteModel, plan: ArenaPlan) -> np.ndarray:
     n = len(model.subgraphs[plan.subgraph].tensors)
     if plan.num_tensors != n:
         raise ArenaPlanError(f"the plan covers {plan.num_tensors} tensors, the subgraph has {n}")
-    offsets = np.full(n, ONLINE, dtype=np.int32)
-    for e in plan.tensor_entries():
+    total = sum(len(g.tensors) for g in model.subgraphs)
+    offsets = np.full(total, ONLINE, dtype=np.int32)
+    by_index: dict[int, set[int]] = {}
+    entries = plan.all_tensor_entries() if hasattr(plan, "all_tensor_entries") else plan.tensor_entries()
+    for e in entries:
         if e.alias_of is not None:
             raise ArenaPlanError(f"tensor '{e.name}' aliases tensor {e.alias_of}; such plans cannot be embedded")
         if e.offset % ALIGNMENT:
             raise ArenaPlanError(f"tensor '{e.name}' offset {e.offset} is not a multiple of {ALIGNMENT}")
-        offsets[e.tensor] = e.offset
-    return np.concatenate([np.array([FORMAT_VERSION, 1, n], dtype=np.int32), offsets]).astype("<i4")
+        by_index.setdefault(e.tensor, set()).add(e.offset)
+    variable_indices = {t.index for g in model.subgraphs for t in g.tensors if t.is_variable}
+    for i, offs in by_index.items():
+        if len(offs) == 1 and i not in variable_indices:
+            offsets[i] = next(iter(offs))
+    return np.concatenate([np.array([FORMAT_VERSION, n_sg, total], dtype=np.int32), offsets]).astype("<i4")
 
 
 def read_offline_plan(model: TFLiteModel) -> Optional[np.ndarray]:
@@ -140,12 +156,24 @@ def embed_offline_plan(model_path: "str | os.PathLike[str]", out_path: "str | os
     constant buffer 16-byte aligned in the file.
     """
     model = TFLiteModel.open(model_path)
-    plan = plan_arena(model, 0, in_place=False, planner=planner, op_memory=no_scratch_op_memory)
+    if len(model.subgraphs) > 1:
+        from edge_runtime.arena.subgraphs import reachable_subgraphs
+
+        reached = reachable_subgraphs(model, 0)
+        if len(reached) != len(model.subgraphs):
+            missing = sorted(set(range(len(model.subgraphs))) - set(reached))
+            raise UnsupportedModelError(
+                f"{model.path}: has {len(model.subgraphs)} subgraphs and subgraph(s) {missing} are never invoked "
+                "from subgraph 0; TFLite Micro still plans their tensors (with no lifetime) at the offsets of "
+                "subgraph 0's, so no offline plan can be embedded")
+    plan = plan_arena(model, 0, in_place=False, planner=planner, op_memory=no_scratch_op_memory,
+                      colocate_by_index=len(model.subgraphs) > 1)
     arr = offline_plan_array(model, plan)
     data = with_metadata(bytes(model.buf.data), METADATA_NAME, arr.tobytes())
     check = TFLiteModel(data, str(out_path))
     got = read_offline_plan(check)
-    if got is None or not np.array_equal(got, arr[3:]) or len(check.main.tensors) != len(model.main.tensors):
+    if got is None or not np.array_equal(got, arr[3:]) or \
+            [len(g.tensors) for g in check.subgraphs] != [len(g.tensors) for g in model.subgraphs]:
         raise ArenaPlanError(f"{out_path}: the repacked model does not carry the plan that was written")
     misaligned = unaligned_buffers(check)
     if misaligned:
@@ -158,9 +186,10 @@ def unaligned_buffers(model: TFLiteModel) -> list[int]:
     """Indices of constant buffers whose data does not start on a 16-byte boundary of the file."""
     start = np.frombuffer(model.buf.data, dtype=np.uint8).__array_interface__["data"][0]
     bad: set[int] = set()
-    for t in model.main.tensors:
-        if t.data is not None and (t.data.__array_interface__["data"][0] - start) % ALIGNMENT:
-            bad.add(t.buffer)
+    for g in model.subgraphs:
+        for t in g.tensors:
+            if t.data is not None and (t.data.__array_interface__["data"][0] - start) % ALIGNMENT:
+                bad.add(t.buffer)
     return sorted(bad)
 
 

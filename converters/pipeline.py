@@ -19,7 +19,7 @@ from converters.calibrate import calibrate, float_session
 from converters.calibration_data import CalibrationDataError, load_labelled, open_calibration
 from converters.ir import Graph
 from converters.quantize import plan_quantization
-from edge_runtime.errors import ConfigError, ModelFormatError
+from edge_runtime.errors import ConfigError, EdgeRuntimeError, ModelFormatError
 from edge_runtime.model_file import read_head
 
 FORMATS = ("tflite", "onnx")
@@ -76,7 +76,10 @@ def _import_onnx(path: str, input_shapes: Optional[dict[str, tuple[int, ...]]]) 
     with tempfile.TemporaryDirectory() as d:
         prepared = os.path.join(d, os.path.basename(path))
         onnx.save(model, prepared)
-        return import_onnx(prepared)
+        try:
+            return import_onnx(prepared)
+        except EdgeRuntimeError as exc:  # name the user's file, not the temporary copy
+            raise type(exc)(str(exc).replace(prepared, path)) from None
 
 
 def _held_out(held_out: HeldOut, shape: tuple[int, ...]) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:

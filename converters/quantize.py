@@ -10,11 +10,11 @@ Follows the TFLite int8 quantization specification:
 - TRANSPOSE_CONV weights: int8, symmetric per output channel (axis 0 of ``[out, kh, kw, in]``);
 - constant operands of other ops (ADD/MUL constants, PRELU alpha, ...): int8 asymmetric per tensor
   from their own value range; integer constants (GATHER indices) stay int32;
-- fixed output parameters: SOFTMAX and LOGISTIC (1/256, -128), TANH (1/128, 0);
+- fixed output parameters: SOFTMAX and LOGISTIC (1/256, -128), TANH (1/128, 0), LOG_SOFTMAX (16/256, 127);
 - one set of parameters shared by the inputs and output of the ops in :data:`SHARED` (TFLite's int8
   kernels of these ops move values without rescaling), and by all inputs of CONCATENATION,
   MAXIMUM and MINIMUM; a PADV2 that pads with the lowest value takes its range from its input;
-- ops in :data:`FLOAT_ISLANDS` have no int8 kernel in LiteRT or TFLite Micro: the writers run them
+- ops in :data:`FLOAT_ISLANDS` (EXP, LOG, SQRT) have no int8 kernel in TFLite Micro: the writers run them
   in float between DEQUANTIZE and QUANTIZE (their int8 input and output keep their own parameters);
 - model input and output int8, or uint8/float32 when the device profile's ``io_dtype`` asks.
 """
@@ -29,7 +29,8 @@ from converters.ir import WEIGHTED as WEIGHTED_KINDS, Graph
 from edge_runtime.errors import ConfigError
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
-FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0)}
+FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0),
+         "LOG_SOFTMAX": (16.0 / 256.0, 127)}
 SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD",
           "CONCATENATION", "STRIDED_SLICE", "GATHER", "REDUCE_MAX", "RESIZE_BILINEAR",
           "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM")
@@ -37,8 +38,8 @@ SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV
 SHARED_ALL_INPUTS = ("CONCATENATION", "MAXIMUM", "MINIMUM")
 PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 0, "FULLY_CONNECTED": None}
-#: Ops that neither LiteRT nor TFLite Micro run in int8: written as float islands.
-FLOAT_ISLANDS = ("DIV",)
+#: Ops TFLite Micro has no int8 kernel for (it runs them in float): written as float islands.
+FLOAT_ISLANDS = ("EXP", "LOG", "SQRT")
 #: Largest quantized bias magnitude: half of int32, leaving headroom in the int32 accumulator.
 BIAS_LIMIT = float(2 ** 30)
 

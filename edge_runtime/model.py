@@ -78,6 +78,15 @@ class Model:
         """Validate ``inputs`` against the input specs and run one inference."""
         return self._invoke(self.check_inputs(inputs))
 
+    def reset(self) -> None:
+        """Restore the model's state to what it was right after loading.
+
+        Stateful models (variable tensors, resource variables, CALL_ONCE init
+        subgraphs, e.g. streaming models) keep state across :meth:`run` calls;
+        after ``reset()`` the next ``run`` gives what a freshly loaded model gives.
+        Backends whose models are stateless (ONNX Runtime sessions here) do nothing.
+        """
+
     def close(self) -> None:
         """Release backend resources. Safe to call twice."""
 

@@ -180,3 +180,29 @@ def test_onnx_int8_io_model(tmp_path: Path) -> None:
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"x": np.array([[-5, 3, 4, 100]], np.int8)})[0]
     assert out.dtype == np.int8 and np.array_equal(out, [[3, 3, 4, 100]])
+
+
+def test_onnx_weights_in_constant_nodes_are_counted(tmp_path: Path) -> None:
+    """Weights held by Constant nodes (tensor and list attributes) count as weights, like initializers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float16)
+    nodes = [helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w)),
+             helper.make_node("Constant", [], ["b16"], value=numpy_helper.from_array(b)),
+             helper.make_node("Cast", ["b16"], ["b"], to=TensorProto.FLOAT),
+             helper.make_node("Constant", [], ["pads"], value_ints=[0, 0, 0, 0]),
+             helper.make_node("Constant", [], ["s"], value_float=2.0),
+             helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("Mul", ["c", "s"], ["y"])]
+    g = helper.make_graph(nodes, "consts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 5, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 3, 3])],
+                          [numpy_helper.from_array(np.ones(7, np.int64), "unused")])
+    path = tmp_path / "consts.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    info = inspect_model(str(path))
+    assert info["weight_bytes"] == w.nbytes + b.nbytes + 4 * 8 + 4 + 7 * 8
+    assert info["ops"]["Constant"] == 4
+    assert convert_main(["inspect", str(path)]) == 0

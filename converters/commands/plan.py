@@ -21,7 +21,12 @@ kernel scratch, the total arena bytes and the lower bound (the most bytes live a
 once at any op; no plan can be smaller).
 
 Lifetimes: graph inputs live from op 0, graph outputs from their producer to the last
-op; constants and variables take no arena space.
+op; constants and variables take no arena space. Multi-subgraph models are planned as
+TensorFlow Lite Micro does: one arena for every subgraph, the subgraphs an IF, WHILE or
+CALL_ONCE invokes planned inside that op's time span (op indices become steps of that
+timeline). Variable tensors and resource variables (sized by their first ASSIGN_VARIABLE)
+are persistent and reported apart. Every op must have a micro kernel: otherwise its
+scratch is unknown and the plan is refused rather than under-reported.
 
 By default ops may run in place where the micro kernels allow it (RESHAPE/SQUEEZE
 share their input's bytes; elementwise, 1x1 and depthwise convolutions may overwrite
@@ -46,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     planners = "; ".join(f"{k}: {v}" for k, v in PLANNER_HELP.items())
     parser.add_argument("--planner", default="best", choices=sorted(PLANNERS), metavar="NAME",
                         help=f"offset planner ({planners})")
-    parser.add_argument("--subgraph", type=int, default=0, metavar="N", help="subgraph to plan (default 0)")
+    parser.add_argument("--subgraph", type=int, default=0, metavar="N",
+                        help="entry subgraph to plan from (default 0); the subgraphs it invokes are planned with it")
     parser.add_argument("--json", action="store_true",
                         help="print the plan as JSON (arena_bytes, lower_bound_bytes, in_place, planner, "
                              "tensors: name/offset/size/first_op/last_op, scratch) instead of the text report")
@@ -55,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-offline-plan", metavar="OUT.tflite",
                         help="write a copy of MODEL carrying the plan (tensors only; TFLM places its own "
                              "kernel scratch) as TFLite Micro's OfflineMemoryAllocation metadata; "
-                             "needs --no-in-place and a single-subgraph model")
+                             "needs --no-in-place; multi-subgraph models get tensors of the same index "
+                             "co-located, as TFLM reads one offset list for every subgraph")
 
 
 def _write(path: str, data: "str | bytes") -> None:
@@ -82,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
         if os.path.abspath(args.embed_offline_plan) == os.path.abspath(args.model):
             raise EdgeRuntimeError("--embed-offline-plan must name a new file, not the input model")
+        if args.subgraph != 0:
+            raise EdgeRuntimeError("--embed-offline-plan plans the model from subgraph 0, as TFLite Micro runs it; "
+                                   "drop --subgraph")
         embedded = embed_offline_plan(args.model, args.embed_offline_plan, planner=args.planner)
         if not args.json:
             print(f"\nwrote {args.embed_offline_plan}: OfflineMemoryAllocation for {embedded.num_tensors} tensors, "

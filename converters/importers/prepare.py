@@ -88,8 +88,11 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
         raise UnsupportedModelError(f"{source}: ONNX opset {opset} is outside the supported range "
                                     f"{MIN_OPSET}-{MAX_OPSET}; re-export with an opset in that range (e.g. 17)")
     fix_input_shapes(model, input_shapes, source)
+    if model.ir_version < 4:  # IR 3 lists initializers as inputs; many old files forget, which IR 4 allows
+        model.ir_version = 4
     if opset < TARGET_OPSET:
         model = upgrade_opset(model, TARGET_OPSET, source)
+    constants_to_initializers(model)  # before folding: list-valued Constants keep their ONNX dtype
     model = fold_constants(model)
     inline_constant_ifs(model)
     constants_to_initializers(model)
@@ -211,19 +214,43 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> None
 
 # ---------------------------------------------------------------- opset upgrade
 def upgrade_opset(model: Any, target: int, source: str) -> Any:
-    """Convert the default-domain opset to ``target`` with ``onnx.version_converter``; one-line error if it fails."""
+    """Convert the default-domain opset to ``target`` with ``onnx.version_converter``; one-line error if it fails.
+
+    On failure the conversion is retried one opset at a time to name the op whose adapter stopped it.
+    """
     from onnx import version_converter
 
     try:
         return version_converter.convert_version(model, target)
-    except Exception as exc:
-        msg = " ".join(str(exc).split())
-        ops = {n.op_type for n in model.graph.node}
-        named = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9]+", msg) if w in ops]
-        where = f" at op '{named[0]}'" if named else ""
-        raise UnsupportedModelError(
-            f"{source}: upgrading ONNX opset {default_opset(model)} to {target} stopped{where}: {msg[:200]}; "
-            f"re-export the model with opset_version >= {target}") from None
+    except Exception:
+        pass
+    current = model
+    for step in range(default_opset(model) + 1, target + 1):
+        try:
+            current = version_converter.convert_version(current, step)
+        except Exception as exc:
+            msg = " ".join(str(exc).split())[:160]
+            culprits = _ops_changed_at(current, step) or sorted({n.op_type for n in current.graph.node})
+            node = next((n for n in current.graph.node if n.op_type == culprits[0]), None)
+            where = f" at op '{culprits[0]}'" + (f" (node '{node.name or node.output[0]}')" if node is not None else "")
+            raise UnsupportedModelError(
+                f"{source}: upgrading ONNX opset {step - 1} to {step} stopped{where}: {msg}; re-export the model "
+                f"with opset_version >= {target} (or replace that op)") from None
+    return current
+
+
+def _ops_changed_at(model: Any, opset: int) -> list[str]:
+    """Op types of ``model`` whose ONNX schema changes at ``opset`` (their adapters run in that step)."""
+    from onnx import defs
+
+    changed = []
+    for op in dict.fromkeys(n.op_type for n in model.graph.node if n.domain in DEFAULT_DOMAINS):
+        try:
+            if defs.get_schema(op, opset).since_version == opset:
+                changed.append(op)
+        except Exception:  # an op removed from (or never in) the standard at this opset
+            changed.append(op)
+    return changed
 
 
 # ---------------------------------------------------------------- folding

@@ -324,6 +324,8 @@ class _OnnxBuilder:
             if abs(a.get("beta", 1.0) - 1.0) > 1e-6:
                 raise UnsupportedModelError(f"op '{op.name}': SOFTMAX with beta != 1 is not supported by the ONNX writer")
             self.node("Softmax", [x[0]], [out], axis=-1)
+        elif k == "LOG_SOFTMAX":
+            self.node("LogSoftmax", [x[0]], [out], axis=-1)
         elif k == "BATCH_MATMUL":
             self.node("MatMul", x[:2], [out])
         else:

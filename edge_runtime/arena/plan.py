@@ -79,11 +79,14 @@ class ArenaPlan:
     num_tensors: int = 0
     op_memory_source: str = ""
     alignment: int = ALIGNMENT
-    in_place_ops: frozenset = frozenset()
+    #: Op indices (of the entry subgraph) whose output overwrites a dying input.
+    in_place_ops: frozenset[int] = frozenset()
     #: Bytes of variable tensors and resource variables (persistent, outside the plan; TFLM's tail).
     persistent_bytes: int = 0
     #: Subgraphs the plan covers (the entry subgraph first).
     subgraphs: tuple[int, ...] = (0,)
+    #: The same for every subgraph, as (subgraph, op) pairs.
+    in_place_keys: frozenset[tuple[int, int]] = frozenset()
     _by_tensor: dict[tuple[int, int], PlanEntry] = field(default_factory=dict, repr=False)
     _by_op: dict[tuple[int, int], PlanEntry] = field(default_factory=dict, repr=False)
 
@@ -118,7 +121,8 @@ class ArenaPlan:
 
     def runs_in_place(self, op_index: int, subgraph: Optional[int] = None) -> bool:
         """True when op ``op_index``'s output overwrites its dying input (use ``inplace_scratch_bytes``)."""
-        return (self._sg(subgraph), op_index) in self.in_place_ops
+        sg = self._sg(subgraph)
+        return (sg, op_index) in self.in_place_keys or (sg == self.subgraph and op_index in self.in_place_ops)
 
     def tensor_entries(self, subgraph: Optional[int] = None) -> list[PlanEntry]:
         """Tensor entries of ``subgraph`` (default: the entry subgraph) in tensor-index order."""
@@ -146,7 +150,7 @@ class ArenaPlan:
             "num_ops": self.num_ops,
             "num_tensors": self.num_tensors,
             "op_memory": self.op_memory_source,
-            "in_place_ops": [list(k) for k in sorted(self.in_place_ops)],
+            "in_place_ops": sorted(self.in_place_ops),
             "persistent_bytes": self.persistent_bytes,
             "subgraphs": list(self.subgraphs),
             "tensors": [entry(e) for e in self.all_tensor_entries()],
@@ -208,10 +212,37 @@ class _Layout:
     applied: frozenset  # (subgraph, op) keys whose output overwrites a dying input
 
 
+def _colocation_groups(model: TFLiteModel, lifetimes: dict) -> list[list[tuple[int, int]]]:
+    """Tensors of different subgraphs with the same index whose lifetimes never overlap.
+
+    TFLite Micro reads an offline plan's offsets by tensor index within each subgraph, so
+    tensors sharing an index across subgraphs must share an offset to be offline-planned.
+    Indices where some subgraph has a variable tensor, or where the lifetimes overlap, are
+    left apart (the embedded plan gives them -1: TFLM places them itself).
+    """
+    by_index: dict[int, list[tuple[int, int]]] = {}
+    for k in lifetimes:
+        by_index.setdefault(k[1], []).append(k)
+    groups = []
+    for i, keys in sorted(by_index.items()):
+        if len(keys) < 2:
+            continue
+        if any(i < len(g.tensors) and g.tensors[i].is_variable for g in model.subgraphs):
+            continue
+        spans = sorted((lifetimes[k].first_op, lifetimes[k].last_op) for k in keys)
+        if all(a[1] < b[0] for a, b in zip(spans, spans[1:])):
+            groups.append(sorted(keys))
+    return groups
+
+
 def _layout(model: TFLiteModel, lifetimes: dict, flat: list[_FlatOp], in_place: bool,
-            disabled: frozenset) -> _Layout:
+            disabled: frozenset, colocate: bool = False) -> _Layout:
     """Alias groups and scratch for the given traits, skipping in-place at ``disabled`` ops."""
     groups = _Groups(lifetimes)
+    if colocate:
+        for keys in _colocation_groups(model, lifetimes):
+            for k in keys[1:]:
+                groups.join(keys[0], k)
     graph_outputs = [k for sgi in {f.subgraph for f in flat} for k in
                      ((sgi, t) for t in model.subgraphs[sgi].outputs) if k in lifetimes]
     scratch: list = []
@@ -319,7 +350,7 @@ def _require_known_ops(model: TFLiteModel, subgraphs: list[int]) -> None:
 
 
 def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, planner: str = "best",
-               op_memory: Optional[OpMemoryFn] = None) -> ArenaPlan:
+               op_memory: Optional[OpMemoryFn] = None, colocate_by_index: bool = False) -> ArenaPlan:
     """Plan the activation arena of ``model`` run from ``model.subgraphs[subgraph]``.
 
     Every subgraph that one invokes (IF, WHILE, CALL_ONCE) is planned in the same
@@ -328,7 +359,12 @@ def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, 
     with no micro kernel is an error (its scratch is unknown). ``planner`` is a name
     in :data:`edge_runtime.arena.planners.PLANNERS`. The result is validated: no two
     buffers live at the same step overlap, except declared aliases.
+
+    ``colocate_by_index`` (offline plans for TFLM, no in-place): tensors with the same
+    index in different subgraphs share one buffer where their lifetimes allow it.
     """
+    if colocate_by_index and in_place:
+        raise ArenaPlanError("colocate_by_index plans are for TFLite Micro and need in_place=False")
     if planner not in PLANNERS:
         raise ArenaPlanError(f"unknown planner '{planner}'; choose one of: {', '.join(sorted(PLANNERS))}")
     if not 0 <= subgraph < len(model.subgraphs):
@@ -343,7 +379,7 @@ def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, 
         _require_known_ops(model, covered)
     lifetimes = model_lifetimes(model, subgraph)
     flat = _flat_ops(model, steps, fn)
-    layout = _layout(model, lifetimes, flat, in_place, frozenset())
+    layout = _layout(model, lifetimes, flat, in_place, frozenset(), colocate_by_index)
     if in_place and layout.applied:
         layout = _choose_in_place(model, lifetimes, flat, layout)
     roots, members, scratch, blocks = layout.roots, layout.members, layout.scratch, layout.blocks
@@ -354,7 +390,7 @@ def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, 
         for k in sorted(members[r]):
             lt = lifetimes[k]
             entries.append(PlanEntry(lt.name, "tensor", k[1], None, off, lt.size, lt.first_op, lt.last_op,
-                                     None if k == r else r[1], k[0]))
+                                     None if k == r or k[0] != r[0] else r[1], k[0]))
     for (f, n), off in zip(scratch, offsets[len(roots):]):
         where = f"op {f.op.index} {f.op.name}" if f.subgraph == subgraph else \
             f"subgraph {f.subgraph} op {f.op.index} {f.op.name}"
@@ -365,7 +401,8 @@ def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, 
         arena_bytes=arena_size(blocks, offsets), lower_bound_bytes=lower_bound(blocks),
         in_place=in_place, planner=planner, entries=entries, subgraph=subgraph,
         num_ops=len(steps), num_tensors=len(model.subgraphs[subgraph].tensors), op_memory_source=source,
-        in_place_ops=layout.applied, persistent_bytes=persistent_layout(model).persistent_bytes,
+        in_place_ops=frozenset(k[1] for k in layout.applied if k[0] == subgraph),
+        in_place_keys=layout.applied, persistent_bytes=persistent_layout(model).persistent_bytes,
         subgraphs=tuple(covered),
     )
     validate_plan(plan)

@@ -16,7 +16,7 @@ import ctypes
 import importlib
 import logging
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -77,8 +77,11 @@ def _dist_version(dist: str, package: str) -> str:
 class LiteRTModel(Model):
     """A model running in a LiteRT (or tflite-runtime) interpreter."""
 
-    def __init__(self, path: str, backend: str, interpreter: Any, delegates: list[Any], info: dict[str, Any]) -> None:
+    def __init__(self, path: str, backend: str, interpreter: Any, delegates: list[Any], info: dict[str, Any],
+                 rebuild: Optional[Callable[[], Any]] = None) -> None:
         self._interp = interpreter
+        #: makes a fresh interpreter; set when the model keeps state that ``reset_all_variables`` misses
+        self._rebuild = rebuild
         self._delegates = delegates  # kept alive as long as the interpreter
         ins = interpreter.get_input_details()
         outs = interpreter.get_output_details()
@@ -99,6 +102,23 @@ class LiteRTModel(Model):
             raise UnsupportedModelError(f"{self.path}: {self.info.get('library', 'LiteRT')} failed to run the "
                                         f"model: {_explain(exc)}") from None
         return [interp.get_tensor(i) for i in self._out_idx]
+
+    def reset(self) -> None:
+        """Restore the state of a freshly loaded model.
+
+        LiteRT's ``reset_all_variables`` resets variable tensors only; models with
+        resource variables or CALL_ONCE get a fresh interpreter instead.
+        """
+        if self._interp is None:
+            raise ConfigError(f"{self.path}: the model has been closed")
+        try:
+            if self._rebuild is not None:
+                self._interp = self._rebuild()
+            else:
+                self._interp.reset_all_variables()
+        except (ValueError, RuntimeError) as exc:
+            raise UnsupportedModelError(f"{self.path}: {self.info.get('library', 'LiteRT')} failed to reset the "
+                                        f"model: {_explain(exc)}") from None
 
     def close(self) -> None:
         """Drop the interpreter, then the delegates it used."""
@@ -181,10 +201,35 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     }
     if sel.spec is not None:
         info["delegate_options"] = dict(sel.spec.options)
+    rebuild = None
+    if _keeps_resource_state(tflite_model, path):
+        delegates = [sel.handle] if sel.handle is not None and interp is not None else []
+
+        def rebuild() -> Any:
+            fresh = mod.Interpreter(experimental_delegates=delegates, **kwargs) if delegates else \
+                mod.Interpreter(**kwargs)
+            fresh.allocate_tensors()
+            return fresh
     try:
-        return LiteRTModel(path, backend_name, interp, [sel.handle] if sel.handle is not None else [], info)
+        return LiteRTModel(path, backend_name, interp, [sel.handle] if sel.handle is not None else [], info,
+                           rebuild)
     except (UnicodeDecodeError, ValueError, KeyError) as exc:
         raise UnsupportedModelError(f"{path}: {dist} cannot describe the model's inputs and outputs: {exc}") from None
+
+
+_RESOURCE_STATE_OPS = frozenset({"CALL_ONCE", "VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"})
+
+
+def _keeps_resource_state(tflite_model: Any, path: str) -> bool:
+    """True when the model has resource variables or CALL_ONCE (state ``reset_all_variables`` does not reset)."""
+    if tflite_model is None:
+        try:
+            from edge_runtime.formats.tflite import TFLiteModel
+
+            tflite_model = TFLiteModel.open(path)
+        except Exception:  # noqa: BLE001 - a model LiteRT opened but we cannot parse: assume stateful
+            return True
+    return bool(_RESOURCE_STATE_OPS & set(tflite_model.op_counts()))
 
 
 def load_delegate(mod: ModuleType, library: str, options: dict[str, str]) -> Any:

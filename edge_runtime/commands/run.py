@@ -21,7 +21,9 @@ Inputs:
   X.npz  one array per model input, keyed by input name (or arr_0, arr_1, ... in input order).
   If an array has one more leading dimension than the model input (e.g. (1000, 1, 49, 10, 1)
   for a (1, 49, 10, 1) input), each slice is run in turn, in one process, and the outputs
-  are stacked along that leading dimension.
+  are stacked along that leading dimension. Stateful models (streaming models with
+  variables) carry their state from one slice to the next; --reset-each resets the model
+  before every slice, so each slice runs as on a freshly loaded model.
 
 Outputs: --output Y.npy (single-output models) or Y.npz (keyed by output name). Without
 --output, a summary of each output is printed (shape, dtype, values or top-1 per slice).
@@ -52,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="TFLite kernels: default (optimised, XNNPACK), reference, or builtin without XNNPACK")
     p.add_argument("--quantize", action="store_true",
                    help="quantize float inputs with the model input's scale and zero point first")
+    p.add_argument("--reset-each", action="store_true",
+                   help="with stacked inputs, reset the model's state (variables) before every slice "
+                        "instead of carrying it from one slice to the next")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
 
 
@@ -93,8 +98,13 @@ def _progress(total: int, force: bool) -> Any:
     return tqdm(total=total, file=sys.stderr, unit="inf", leave=False)
 
 
-def run_batched(model: Any, arrays: list[np.ndarray], progress: bool = False) -> list[np.ndarray]:
-    """Run once, or once per leading slice when every input has one extra leading dimension."""
+def run_batched(model: Any, arrays: list[np.ndarray], progress: bool = False,
+                reset_each: bool = False) -> list[np.ndarray]:
+    """Run once, or once per leading slice when every input has one extra leading dimension.
+
+    ``reset_each``: call ``model.reset()`` before every slice (stateful models then run each
+    slice from their initial state; otherwise the state carries over between slices).
+    """
     specs = model.inputs
     extra = [a.ndim == len(s.shape) + 1 for a, s in zip(arrays, specs)]
     if not any(extra):
@@ -106,6 +116,8 @@ def run_batched(model: Any, arrays: list[np.ndarray], progress: bool = False) ->
         raise InputError(f"inputs have different leading sizes: {[a.shape[0] for a in arrays]}")
     if n == 0:
         raise InputError("the input batch is empty")
+    if reset_each:
+        model.reset()
     first = model.run([a[0] for a in arrays])
     outs = [np.empty((n,) + o.shape, dtype=o.dtype) for o in first]
     for o, f in zip(outs, first):
@@ -114,6 +126,8 @@ def run_batched(model: Any, arrays: list[np.ndarray], progress: bool = False) ->
     if bar is not None:
         bar.update(1)
     for i in range(1, n):
+        if reset_each:
+            model.reset()
         for o, r in zip(outs, model.run([a[i] for a in arrays])):
             o[i] = r
         if bar is not None:
@@ -160,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quantize:
         arrays = [s.quantize(a) if s.quantized and a.dtype.kind == "f" else a for s, a in zip(model.inputs, arrays)]
     batched = any(a.ndim == len(s.shape) + 1 for a, s in zip(arrays, model.inputs))
-    outs = run_batched(model, arrays, progress=args.progress)
+    outs = run_batched(model, arrays, progress=args.progress, reset_each=getattr(args, "reset_each", False))
     if args.output:
         write_outputs(args.output, model.outputs, outs)
         print(f"wrote {len(outs)} output(s) to {args.output}")

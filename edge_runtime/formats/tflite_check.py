@@ -33,6 +33,10 @@ PRODUCT_OPS = frozenset({3, 4, 9, 18, 67})
 #: ops); TFLite's fixed-point helpers abort when a multiplier needs a left shift beyond 31 bits.
 MAX_PRODUCT_MULTIPLIER = float(1 << 15)
 MAX_RESCALE_RATIO = float(1 << 18)
+#: Builtin ops that have no outputs by design.
+NO_OUTPUT_OPS = frozenset({"CALL_ONCE", "ASSIGN_VARIABLE"})
+#: Builtin ops that invoke other subgraphs -> number of subgraph-index fields in their options table.
+SUBGRAPH_OPS = {"CALL_ONCE": 1, "IF": 2, "WHILE": 2}
 
 
 def check_tflite_model(model: TFLiteModel) -> None:
@@ -44,6 +48,7 @@ def check_tflite_model(model: TFLiteModel) -> None:
     for sg in model.subgraphs:
         _check_tensors(p, sg, n_buffers)
         _check_graph(p, sg)
+        _check_subgraph_calls(model, sg)
 
 
 def _where(sg: SubGraph) -> str:
@@ -75,7 +80,7 @@ def _check_tensors(p: str, sg: SubGraph, n_buffers: int) -> None:
             f"{p}: {where} needs {activation_bytes / 2**30:.1f} GiB of activations, which is implausible (corrupt shapes?)"
         )
     n = len(sg.tensors)
-    if not sg.outputs:
+    if not sg.outputs and sg.index == 0:
         raise ModelFormatError(f"{p}: {where} has no outputs")
     if sg.index == 0 and not sg.inputs:
         raise ModelFormatError(f"{p}: {where} has no inputs")
@@ -92,7 +97,9 @@ def _check_quantization(label: str, t: TensorInfo) -> None:
         raise ModelFormatError(f"{label} has {q.scale.size} scales but {q.zero_point.size} zero points")
     if not np.all(np.isfinite(q.scale)):
         raise ModelFormatError(f"{label} has a non-finite quantization scale")
-    if q.per_channel:
+    if q.per_channel and len(t.shape) == 1 and q.scale.size == t.shape[0]:
+        pass  # rank 1 (a bias): one scale per element whatever quantized_dimension says, as TFLM reads it
+    elif q.per_channel:
         if not 0 <= q.quantized_dimension < max(len(t.shape), 1):
             raise ModelFormatError(
                 f"{label} quantizes along dimension {q.quantized_dimension} of a rank-{len(t.shape)} tensor"
@@ -155,25 +162,47 @@ def _check_op_quantization(p: str, sg: SubGraph, op: Operator) -> None:
 
 
 def _check_graph(p: str, sg: SubGraph) -> None:
+    """Every op has its outputs, reads only tensors something provides, and writes no constant.
+
+    A tensor counts as provided when it is a subgraph input, a constant, a variable,
+    or the output of any op of the subgraph (also a later one: LiteRT and TFLM run
+    such feedback graphs, whose tensors have arena space from their first use).
+    """
     where = f"{p}: {_where(sg)}"
     produced = set(sg.inputs)
     produced.update(t.index for t in sg.tensors if t.is_constant or t.is_variable)
+    written = {o for op in sg.operators for o in op.outputs if o >= 0}
     for op in sg.operators:
         if op.opcode.builtin_code < 0:
             raise ModelFormatError(f"{where} operator {op.index} has a negative op code")
-        if not op.outputs or any(o < 0 for o in op.outputs):
+        if (not op.outputs and op.name not in NO_OUTPUT_OPS) or any(o < 0 for o in op.outputs):
             raise ModelFormatError(f"{where} operator {op.index} ({op.name}) has a missing output")
         for i in op.inputs:
-            if i >= 0 and i not in produced:
+            if i >= 0 and i not in produced and i not in written:
                 raise ModelFormatError(
                     f"{where} operator {op.index} ({op.name}) reads tensor {i} ('{sg.tensors[i].name}') "
                     "before anything writes it"
                 )
         for o in op.outputs:
-            if sg.tensors[o].is_constant:
+            if sg.tensors[o].is_constant and not sg.tensors[o].is_variable:
                 raise ModelFormatError(f"{where} operator {op.index} ({op.name}) writes into constant tensor {o}")
         _check_op_quantization(p, sg, op)
         produced.update(op.outputs)
     for o in sg.outputs:
         if o not in produced:
             raise ModelFormatError(f"{where} output tensor {o} is never computed")
+
+
+def _check_subgraph_calls(model: TFLiteModel, sg: SubGraph) -> None:
+    """Control-flow ops name existing subgraphs other than the entry one (no recursion into subgraph 0)."""
+    n = len(model.subgraphs)
+    for op in sg.operators:
+        fields = SUBGRAPH_OPS.get(op.name)
+        if fields is None:
+            continue
+        for f in range(fields):
+            target = int(op.options.scalar(f, "i", 0)) if op.options is not None else 0
+            if not 0 < target < n or target == sg.index:
+                raise ModelFormatError(
+                    f"{model.path}: {_where(sg)} operator {op.index} ({op.name}) invokes subgraph {target}; "
+                    f"the model has {n} subgraphs and an op may not invoke subgraph 0 or its own subgraph")

@@ -13,7 +13,9 @@ memory-maps the model, prepares every kernel, plans one arena and returns a
 - ``accelerator``: only ``"auto"``/``"none"``; ``require_accelerator=True`` fails.
 
 Memory: ``info["arena_bytes"]`` is the planned arena (activations + kernel
-scratch, what a device needs); ``info["workspace_bytes"]`` is the host-side numpy
+scratch of every subgraph, plus the persistent variable tensors and resource
+variables, ``info["persistent_bytes"]``, as TFLite Micro counts its tail: what a
+device needs); ``info["workspace_bytes"]`` is the host-side numpy
 staging buffer (widened copies for BLAS), preallocated once;
 ``info["cache_bytes"]`` is what kernels build once at load time for speed (the int8
 weights widened to float32/float64, tiled per-channel requantization constants),
@@ -47,9 +49,17 @@ def _spec(t) -> TensorSpec:  # type: ignore[no-untyped-def]
 
 
 class MicroModel(Model):
-    """A model running on the micro interpreter. ``run`` returns copies of the outputs."""
+    """A model running on the micro interpreter. ``run`` returns copies of the outputs.
+
+    Stateful models (variable tensors, resource variables, CALL_ONCE) keep their
+    state across ``run`` calls; :meth:`reset` restores the state of a freshly loaded model.
+    """
 
     interpreter: Interpreter
+
+    def reset(self) -> None:
+        """Restore variables, resource variables and CALL_ONCE to their state right after loading."""
+        self.interpreter.reset()
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         it = self.interpreter
@@ -77,17 +87,20 @@ def open_model(path: str, profile: Any = None, **options: Any) -> MicroModel:
                      planner=str(options.get("planner", "best")), workspace_limit=limit)
     sg = model.main
     budget: Optional[int] = getattr(profile, "inference_ram_budget_bytes", None) if profile is not None else None
-    total = int(it.plan.arena_bytes) + it.workspace_bytes + it.cache_bytes
+    arena = int(it.plan.arena_bytes) + it.persistent_bytes
+    total = arena + it.workspace_bytes + it.cache_bytes
     if budget is not None and getattr(profile, "python", True) and total > int(budget):
         raise BudgetExceededError(
-            f"{path}: the micro backend needs {total} bytes (arena {it.plan.arena_bytes} + workspace "
+            f"{path}: the micro backend needs {total} bytes (arena {arena} + workspace "
             f"{it.workspace_bytes} + weight cache {it.cache_bytes}), over the "
             f"{getattr(profile, 'name', 'profile')} budget of {budget} bytes")
     m = MicroModel(path=str(path), backend="micro", inputs=[_spec(sg.tensors[i]) for i in sg.inputs],
                    outputs=[_spec(sg.tensors[i]) for i in sg.outputs],
-                   info={"arena_bytes": int(it.plan.arena_bytes), "workspace_bytes": it.workspace_bytes,
+                   info={"arena_bytes": arena, "persistent_bytes": it.persistent_bytes,
+                         "workspace_bytes": it.workspace_bytes,
                          "cache_bytes": it.cache_bytes,
                          "in_place": bool(getattr(it.plan, "in_place", False)),
-                         "planner": getattr(it.plan, "planner", None), "ops": len(sg.operators)})
+                         "planner": getattr(it.plan, "planner", None), "ops": len(sg.operators),
+                         "subgraphs": len(it.order)})
     m.interpreter = it
     return m

@@ -66,9 +66,10 @@ def _segment_tables(top: int) -> tuple[np.ndarray, np.ndarray]:
 class ColumnRequant:
     """``MultiplyByQuantizedMultiplier(int32 x, M_c, shift_c)`` per column (last axis), double rounding."""
 
-    def __init__(self, multipliers: "list[int] | np.ndarray", shifts: "list[int] | np.ndarray") -> None:
-        m = np.asarray(multipliers, np.int64).reshape(-1)
-        s = np.asarray(shifts, np.int64).reshape(-1)
+    def __init__(self, multipliers: "list[int] | np.ndarray", shifts: "list[int] | np.ndarray",
+                 param_shape: tuple[int, ...] = (-1,)) -> None:
+        m = np.asarray(multipliers, np.int64).reshape(param_shape)
+        s = np.asarray(shifts, np.int64).reshape(param_shape)
         self.left = np.maximum(s, 0)
         right = np.maximum(-s, 0)
         self.right = right
@@ -77,8 +78,8 @@ class ColumnRequant:
         self.round_neg = (right > 0).astype(np.int64)
         self.any_left = bool(np.any(self.left > 0))
         if m.size == 1:  # scalars broadcast without per-call iterator setup over a vector
-            self.left, self.right, self.mult = self.left[0], self.right[0], self.mult[0]
-            self.half, self.round_neg = self.half[0], self.round_neg[0]
+            self.left, self.right, self.mult = (np.int64(v.reshape(-1)[0]) for v in (self.left, self.right, self.mult))
+            self.half, self.round_neg = np.int64(self.half.reshape(-1)[0]), np.int64(self.round_neg.reshape(-1)[0])
 
     def apply(self, x: np.ndarray, tmp: np.ndarray) -> None:
         """``x`` (int64 holding int32 values) <- MultiplyByQuantizedMultiplier(x), in place."""
@@ -95,24 +96,26 @@ class ColumnRequant:
         np.right_shift(x, self.right, out=x)
 
 
-def requant_params(scales: "list[float]") -> ColumnRequant:
-    """A :class:`ColumnRequant` for real multipliers given as doubles (``QuantizeMultiplier`` each)."""
+def quantized_multipliers(scales: "list[float]") -> tuple[list[int], list[int]]:
+    """``QuantizeMultiplier`` of each real multiplier (given as doubles): (multipliers, shifts)."""
     pairs = [quantize_multiplier(float(s)) for s in scales]
-    return ColumnRequant([p[0] for p in pairs], [p[1] for p in pairs])
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 class ColumnRequant64:
     """``MultiplyByQuantizedMultiplier(int64 x, M_c, shift_c)`` per column: 16-bit multiplier, one rounding."""
 
-    def __init__(self, multipliers: "list[int] | np.ndarray", shifts: "list[int] | np.ndarray") -> None:
-        m = np.asarray(multipliers, np.int64).reshape(-1)
-        s = np.asarray(shifts, np.int64).reshape(-1)
+    def __init__(self, multipliers: "list[int] | np.ndarray", shifts: "list[int] | np.ndarray",
+                 param_shape: tuple[int, ...] = (-1,)) -> None:
+        m = np.asarray(multipliers, np.int64).reshape(param_shape)
+        s = np.asarray(shifts, np.int64).reshape(param_shape)
         self.reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF).astype(np.int64)
         total = 15 - s
         self.total = total
         self.round = np.left_shift(np.int64(1), total - 1).astype(np.int64)
         if m.size == 1:
-            self.reduced, self.total, self.round = self.reduced[0], self.total[0], self.round[0]
+            self.reduced, self.total, self.round = (np.int64(v.reshape(-1)[0]) for v in
+                                                    (self.reduced, self.total, self.round))
 
     def apply(self, x: np.ndarray) -> None:
         """``x`` (int64) <- the int32 result, wrapped as the C cast does, in place."""

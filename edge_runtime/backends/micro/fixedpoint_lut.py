@@ -243,6 +243,78 @@ def log_x_ge_1(raw: int, input_integer_bits: int, output_integer_bits: int) -> i
     return saturating_mul_pot_scalar(total, accum_bits - output_integer_bits)
 
 
-def frexp_exponent(x: float) -> int:
-    """The exponent of ``math.frexp``."""
-    return math.frexp(x)[1]
+# ---------------------------------------------------------------------------
+# int16 LOGISTIC / TANH: TFLite's 256-entry table of sigmoid(i / 24) in unsigned Q0.16
+# (data published with TFLite's reference kernels), linearly interpolated.
+
+SIGMOID_TABLE_U16 = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498,
+    40149, 40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255,
+    46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865,
+    52311, 52745, 53169, 53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174,
+    56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544, 58800, 59048, 59288,
+    59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279, 61441,
+    61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886,
+    62990, 63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835,
+    63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450,
+    64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786, 64816, 64845,
+    64873, 64900, 64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079, 65097,
+    65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234, 65246, 65258,
+    65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425,
+    65429, 65433, 65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465,
+    65468, 65471, 65474, 65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491,
+    65493, 65495, 65497, 65498, 65500, 65501, 65503, 65504, 65505, 65507, 65508,
+    65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516, 65517, 65517, 65518,
+    65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524, 65525,
+    65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529,
+    65529, 65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531,
+    65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533,
+    65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534,
+    65534, 65534, 65535], dtype=np.int64)
+
+
+def checked_log2(x: float) -> tuple[bool, int]:
+    """``CheckedLog2``: (x is a power of two within 1e-3 in log2, rounded log2)."""
+    v = math.log(x) * (1.0 / math.log(2.0))
+    r = math.floor(abs(v) + 0.5) * (1 if v >= 0 else -1)
+    return abs(v - r) < 1e-3, int(r)
+
+
+def int16_sigmoid_input_rescale(scale: float, integer_bits: int) -> tuple[int, int]:
+    """TFLM's (multiplier, left shift) taking an int16 input to the table's 1/(3 * 4096) scale.
+
+    A power-of-two scale whose shift works out to 0 gives multiplier 3, shift 0; otherwise
+    ``scale * 3 * 4096`` is doubled until above 32767 / 2 and truncated.
+    """
+    pot, log2 = checked_log2(scale)
+    left = (15 - integer_bits) + log2
+    if pot and left == 0:
+        return 3, 0
+    mult = scale * 4096.0 * 3.0
+    left = 0
+    while mult <= 32767.0 / 2.0 and left <= 30:
+        left += 1
+        mult *= 2.0
+    return int(mult), left
+
+
+def int16_sigmoid_lut(x: np.ndarray, multiplier: int, left_shift: int, tanh: bool) -> np.ndarray:
+    """int16 LOGISTIC (``tanh=False``) or TANH of raw int16 values, as TFLM's reference kernels."""
+    rnd = (1 << (left_shift - 1)) if left_shift > 0 else 0
+    v = (np.asarray(x, dtype=np.int64) * multiplier + rnd) >> left_shift
+    a = np.abs(v)
+    frac_bits = 8 if tanh else 9
+    uh = a >> frac_bits
+    sat = uh >= 255
+    uhc = np.minimum(uh, 254)
+    ua = SIGMOID_TABLE_U16[uhc]
+    ub = SIGMOID_TABLE_U16[uhc + 1]
+    ut = a & ((1 << frac_bits) - 1)
+    if tanh:
+        r = np.where(sat, 0xFFFF << 8, (ua << 8) + ut * (ub - ua))
+        r = np.where(v >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1)
+        return r >> 8
+    r = np.where(sat, 0x7FFF << 10, (ua << 9) + ut * (ub - ua))
+    r = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1)
+    return (r >> 10) & 0xFFFF

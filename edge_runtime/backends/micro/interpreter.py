@@ -18,6 +18,13 @@ Prepare:
 
 Invoke copies the inputs into their arena views, runs the kernels in order, and
 the outputs are read from their arena views.
+
+Multi-subgraph models: every subgraph reachable from subgraph 0 through IF,
+WHILE and CALL_ONCE is prepared the same way, in the same arena (one plan over
+TFLM's global timeline, see :mod:`edge_runtime.arena.subgraphs`); control kernels
+invoke the other subgraphs' prepared runs. Variable tensors and resource
+variables live in a persistent buffer (:mod:`edge_runtime.backends.micro.state`),
+kept across invocations and restored by :meth:`Interpreter.reset`.
 """
 from __future__ import annotations
 
@@ -25,11 +32,14 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edge_runtime.arena.persistent import persistent_layout
+from edge_runtime.arena.subgraphs import reachable_subgraphs
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
 from edge_runtime.backends.micro.kernels import REGISTRY, Kernel, OpContext
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
 from edge_runtime.backends.micro.memory_traits import make_op_memory
+from edge_runtime.backends.micro.state import State
 
 ALIGN = 16
 #: Ops whose weights (input 1) may be stored sparse (TFLite SparsityParameters); see kernels/sparse.py.
@@ -48,39 +58,63 @@ def check_supported(model: TFLiteModel, subgraph: int = 0) -> None:
     sg = model.subgraphs[subgraph]
     for op in sg.operators:
         cls = REGISTRY.get(op.name)
+        where = f"op {op.index}" if subgraph == 0 else f"subgraph {subgraph} op {op.index}"
         if cls is None:
             raise UnsupportedModelError(
-                f"{model.path}: op {op.index} is {op.name} (version {op.opcode.version}), which the micro backend "
+                f"{model.path}: {where} is {op.name} (version {op.opcode.version}), which the micro backend "
                 f"does not implement; supported ops: {', '.join(sorted(REGISTRY))}")
         if op.opcode.version > cls.max_version:
             raise UnsupportedModelError(
-                f"{model.path}: op {op.index} is {op.name} version {op.opcode.version}; the micro backend handles "
+                f"{model.path}: {where} is {op.name} version {op.opcode.version}; the micro backend handles "
                 f"{op.name} up to version {cls.max_version}")
     sparse_weights = {op.inputs[1] for op in sg.operators
                       if op.name in SPARSE_WEIGHT_OPS and len(op.inputs) > 1}
     for t in sg.tensors:
-        if t.is_variable:
-            raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is a variable (stateful) tensor, "
-                                        "which the micro backend does not support")
         if t.sparse and t.index not in sparse_weights:
             raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is sparse; the micro backend supports "
                                         f"sparse storage only for the weights of {', '.join(SPARSE_WEIGHT_OPS)}")
 
 
+class SubgraphRun:
+    """One prepared subgraph: its kernels' bound ``run`` methods and its input/output views."""
+
+    def __init__(self, index: int, kernels: list[Kernel]) -> None:
+        self.index = index
+        self.kernels = kernels
+        self.runs: tuple = ()
+        self.input_views: list[np.ndarray] = []
+        self.output_views: list[np.ndarray] = []
+
+    def invoke(self) -> None:
+        """Run every op of the subgraph once."""
+        for run in self.runs:
+            run()
+
+
 class Interpreter:
-    """A prepared model: one arena, bound kernels. Not thread-safe (one arena)."""
+    """A prepared model: one arena, persistent state, bound kernels. Not thread-safe (one arena).
+
+    Every subgraph the entry subgraph runs (through IF, WHILE, CALL_ONCE) is prepared:
+    its kernels are built and bound into the same arena (the plan covers all of them,
+    as TFLM's does); control kernels invoke the other subgraphs' runs.
+    """
 
     def __init__(self, model: TFLiteModel, plan: Any = None, *, subgraph: int = 0, in_place: bool = True,
                  planner: str = "best", workspace_limit: int = DEFAULT_WORKSPACE_LIMIT) -> None:
-        if subgraph != 0 or len(model.subgraphs) != 1:
-            if len(model.subgraphs) != 1:
-                raise UnsupportedModelError(f"{model.path}: the micro backend runs single-subgraph models; this "
-                                            f"one has {len(model.subgraphs)} subgraphs")
+        if subgraph != 0:
+            raise UnsupportedModelError(f"{model.path}: the micro backend runs a model from its entry subgraph 0")
         self.model = model
         self.sg = sg = model.subgraphs[subgraph]
-        check_supported(model, subgraph)
-        self.kernels: list[Kernel] = [REGISTRY[op.name](OpContext(model, sg, op, workspace_limit))
-                                      for op in sg.operators]
+        self.order = reachable_subgraphs(model, subgraph)
+        for index in self.order:
+            check_supported(model, index)
+        self.state = State(model, persistent_layout(model))
+        self.runs: dict[int, SubgraphRun] = {}
+        for index in self.order:
+            g = model.subgraphs[index]
+            self.runs[index] = SubgraphRun(index, [REGISTRY[op.name](OpContext(model, g, op, workspace_limit))
+                                                   for op in g.operators])
+        self.kernels: list[Kernel] = self.runs[subgraph].kernels
         if plan is None:
             from edge_runtime.arena.plan import plan_arena
 
@@ -88,50 +122,69 @@ class Interpreter:
                               op_memory=make_op_memory(workspace_limit))
         self.plan = plan
         self.arena = _aligned_buffer(int(plan.arena_bytes))
-        self.views: dict[int, np.ndarray] = {}
-        for t in sg.tensors:
-            if t.data is not None:
-                continue
-            if not plan.has_tensor(t.index):
-                continue
-            off = int(plan.tensor_offset(t.index))
-            if off % ALIGN or off + t.nbytes > self.arena.size:
-                raise UnsupportedModelError(f"the arena plan puts tensor '{t.name}' at {off} (+{t.nbytes}), "
-                                            f"outside the {self.arena.size}-byte arena or unaligned")
-            self.views[t.index] = self.arena[off:off + t.nbytes].view(t.dtype).reshape(t.shape)
+        #: every tensor view by (subgraph, tensor): arena views and persistent variable views
+        self.all_views: dict[tuple[int, int], np.ndarray] = {}
+        for index in self.order:
+            for t in model.subgraphs[index].tensors:
+                if t.is_variable:
+                    if t.nbytes > 0:
+                        self.all_views[(index, t.index)] = self.state.variable(index, t.index)
+                    continue
+                if t.data is not None or not _plan_call(plan.has_tensor, t.index, index):
+                    continue
+                off = int(_plan_call(plan.tensor_offset, t.index, index))
+                if off % ALIGN or off + t.nbytes > self.arena.size:
+                    raise UnsupportedModelError(f"the arena plan puts tensor '{t.name}' at {off} (+{t.nbytes}), "
+                                                f"outside the {self.arena.size}-byte arena or unaligned")
+                self.all_views[(index, t.index)] = self.arena[off:off + t.nbytes].view(t.dtype).reshape(t.shape)
+        #: the entry subgraph's arena views by tensor index
+        self.views: dict[int, np.ndarray] = {t: v for (g, t), v in self.all_views.items()
+                                             if g == subgraph and not sg.tensors[t].is_variable}
+        for index in self.order:
+            g, run = model.subgraphs[index], self.runs[index]
+            run.input_views = [self._tensor(i, index) for i in g.inputs]
+            run.output_views = [self._tensor(i, index) for i in g.outputs]
         # host workspace: the largest request of any kernel, each array 64-byte aligned
+        all_kernels = [k for index in self.order for k in self.runs[index].kernels]
         need = 0
-        for k in self.kernels:
+        for k in all_kernels:
             need = max(need, sum(_round64(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize)
                                  for shape, dt in k.workspace.values()))
         self.workspace = _aligned_buffer(max(need, 64))
-        for k, op in zip(self.kernels, sg.operators):
-            ws: dict[str, np.ndarray] = {}
-            pos = 0
-            for name, (shape, dt) in k.workspace.items():
-                nb = int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
-                ws[name] = self.workspace[pos:pos + nb].view(dt).reshape(shape)
-                pos += _round64(nb)
-            sc = plan.scratch(op.index)
-            scratch = self.arena[sc[0]:sc[0] + sc[1]] if sc else None
-            ins = [self._tensor(i) for i in op.inputs]
-            outs = [self._tensor(i) for i in op.outputs]
-            self._check_overlap(k, op, ins, outs, scratch)
-            k.bind(ins, outs, scratch, ws)
-        self._runs = tuple(k.run for k in self.kernels if not getattr(k, "aliased", False))
-        self.input_views = [self.views[i] for i in sg.inputs]
-        self.output_views = [self.views[i] for i in sg.outputs]
+        for k in all_kernels:
+            attach = getattr(k, "attach", None)
+            if attach is not None:
+                attach(self)
+        for index in self.order:
+            g, run = model.subgraphs[index], self.runs[index]
+            for k, op in zip(run.kernels, g.operators):
+                ws: dict[str, np.ndarray] = {}
+                pos = 0
+                for name, (shape, dt) in k.workspace.items():
+                    nb = int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
+                    ws[name] = self.workspace[pos:pos + nb].view(dt).reshape(shape)
+                    pos += _round64(nb)
+                sc = _plan_call(plan.scratch, op.index, index)
+                scratch = self.arena[sc[0]:sc[0] + sc[1]] if sc else None
+                ins = [self._tensor(i, index) for i in op.inputs]
+                outs = [self._tensor(i, index) for i in op.outputs]
+                self._check_overlap(k, op, ins, outs, scratch)
+                k.bind(ins, outs, scratch, ws)
+            run.runs = tuple(k.run for k in run.kernels if not getattr(k, "aliased", False))
+        self._runs = self.runs[subgraph].runs
+        self.input_views = self.runs[subgraph].input_views
+        self.output_views = self.runs[subgraph].output_views
 
     def _check_overlap(self, k: Kernel, op, ins, outs, scratch) -> None:  # type: ignore[no-untyped-def]
         """Refuse a plan that overlaps an op's output with its input or scratch where the kernel cannot cope."""
         for o in outs:
-            if o is None:
+            if o is None or o.size == 0:
                 continue
             if scratch is not None and np.shares_memory(o, scratch):
                 raise UnsupportedModelError(f"the arena plan overlaps op {op.index} ({op.name})'s output with its "
                                             "scratch buffer")
             for x in ins:
-                if x is None or not np.shares_memory(o, x):
+                if x is None or x.size == 0 or not np.shares_memory(o, x):
                     continue
                 same_start = o.__array_interface__["data"][0] == x.__array_interface__["data"][0]
                 if not (k.inplace_ok and same_start):
@@ -139,27 +192,36 @@ class Interpreter:
                         f"the arena plan overlaps op {op.index} ({op.name})'s output with an input in a way its "
                         "kernel cannot run (only in-place at the same offset is supported)")
 
-    def _tensor(self, index: int) -> Optional[np.ndarray]:
+    def _tensor(self, index: int, subgraph: int = 0) -> Optional[np.ndarray]:
         if index < 0:
             return None
-        t = self.sg.tensors[index]
+        t = self.model.subgraphs[subgraph].tensors[index]
+        v = self.all_views.get((subgraph, index))
+        if v is not None:
+            return v
         if t.data is not None:
             # Sparse weights go to their kernel as the raw bytes; it decodes SparsityParameters itself.
             return t.data if t.sparse else t.array()
-        v = self.views.get(index)
-        if v is None:
-            raise UnsupportedModelError(f"tensor '{t.name}' has no place in the arena plan")
-        return v
+        if t.dtype is None and t.type_name in ("RESOURCE", "VARIANT"):
+            return _HANDLE  # resolved when the model is prepared; never read or written
+        if t.nbytes == 0 and t.dtype is not None:
+            return np.zeros(t.shape, t.dtype)
+        raise UnsupportedModelError(f"tensor '{t.name}' has no place in the arena plan")
 
     @property
     def cache_bytes(self) -> int:
         """Bytes of the per-op caches built at bind time (widened weights, tiled requantization constants)."""
-        return int(sum(getattr(k, "cache_bytes", 0) for k in self.kernels))
+        return int(sum(getattr(k, "cache_bytes", 0) for r in self.runs.values() for k in r.kernels))
 
     @property
     def workspace_bytes(self) -> int:
         """Bytes of the shared host workspace."""
         return int(self.workspace.size)
+
+    @property
+    def persistent_bytes(self) -> int:
+        """Bytes of variable tensors and resource variables (TFLM's persistent tail)."""
+        return self.state.persistent_bytes
 
     def set_input(self, index: int, value: np.ndarray) -> None:
         """Copy ``value`` into input ``index``'s arena view."""
@@ -173,13 +235,27 @@ class Interpreter:
         transient iterator buffer (at most its ``bufsize``, 8192 elements, i.e. 64 KiB
         of int64) inside ufunc calls whose operands broadcast, freed before the call
         returns. Memory does not grow over invocations (tests/test_micro_memory.py).
+        Variable tensors and resource variables keep their values between calls.
         """
         for run in self._runs:
             run()
 
+    def reset(self) -> None:
+        """Restore the state of a freshly loaded model (variables, resource variables, CALL_ONCE)."""
+        self.state.reset()
+
     def output(self, index: int) -> np.ndarray:
         """Output ``index`` as a view into the arena (valid until the next invoke)."""
         return self.output_views[index]
+
+
+def _plan_call(method: Any, index: int, subgraph: int) -> Any:
+    """Ask a plan about tensor/op ``index`` of ``subgraph`` (single-argument form for the entry subgraph)."""
+    return method(index) if subgraph == 0 else method(index, subgraph)
+
+
+_HANDLE = np.zeros(1, np.int32)
+_HANDLE.flags.writeable = False
 
 
 def _round64(n: int) -> int:

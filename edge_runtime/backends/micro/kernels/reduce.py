@@ -1,6 +1,10 @@
-"""MEAN over constant axes, float32 and int8 (TFLite's ``QuantizedMeanOrSum``:
-sum, subtract zero point times count, one MultiplyByQuantizedMultiplier whose
-multiplier absorbs 1/count, offset, clamp)."""
+"""MEAN over constant axes: float32, int8 and int16, as TFLM's ``EvalMeanHelper``.
+
+Quantized (TFLite's ``QuantizedMeanOrSum``, which this tflite-micro release uses for int8
+and int16 whatever the scales, equal ones included): sum, subtract zero point times
+count, one MultiplyByQuantizedMultiplier whose multiplier absorbs 1/count, offset,
+clamp. :func:`mean_or_sum_requantizer` is that output stage, shared with SUM.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +14,21 @@ from edge_runtime.backends.micro.fixedpoint import Requantizer, quantize_multipl
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_constant, require_type,
 )
+from edge_runtime.formats.tflite import TensorInfo
+
+
+def mean_or_sum_requantizer(x: TensorInfo, y: TensorInfo, count: int, mean: bool) -> Requantizer:
+    """``QuantizedMeanOrSum``'s output stage: multiplier ``s_in / s_out`` (for a mean divided by
+    ``count`` with TFLite's shift clamps), output zero point, clamp to the tensor type."""
+    sx, _ = qparams(x)
+    sy, zy = qparams(y)
+    mult, shift = quantize_multiplier(float(np.float32(sx)) / float(np.float32(sy)))
+    if mean:
+        sh = min(count.bit_length() - 1, 32, 31 + shift)
+        mult = int((mult << sh) // count) if sh >= 0 else int((mult >> -sh) // count)
+        shift -= sh
+    info = np.iinfo(x.dtype)
+    return Requantizer(np.array([mult]), np.array([shift]), zy, int(info.min), int(info.max))
 
 
 class Mean(Kernel):
@@ -19,7 +38,7 @@ class Mean(Kernel):
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        x = require_type(ctx, ctx.input(0), ("INT8", "FLOAT32"), "input")
+        x = require_type(ctx, ctx.input(0), ("INT8", "INT16", "FLOAT32"), "input")
         y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
         axes = require_constant(ctx, ctx.input(1), "axis").array().astype(np.int64).reshape(-1)
         rank = len(x.shape)
@@ -32,20 +51,13 @@ class Mean(Kernel):
             raise ctx.fail(f"output shape {y.shape} does not match the reduction")
         self.kshape = kshape
         self.count = int(np.prod([x.shape[a] for a in self.axes])) if self.axes else 1
-        self.quantized = x.type_name == "INT8"
+        self.quantized = x.type_name != "FLOAT32"
         self.keep = keep
         dt = np.dtype(np.int64) if self.quantized else np.dtype(np.float64)
         self.workspace = {"acc": (kshape, dt), "tmp": (kshape, np.dtype(np.int64))}
         if self.quantized:
-            sx, zx = qparams(x)
-            sy, zy = qparams(y)
-            mult, shift = quantize_multiplier(float(np.float32(sx)) / float(np.float32(sy)))
-            n = self.count
-            sh = min(n.bit_length() - 1, 32, 31 + shift)
-            mult = int((mult << sh) // n) if sh >= 0 else int((mult >> -sh) // n)
-            shift = shift - sh
-            self.zx_n = np.int64(zx * n)
-            self.requant = Requantizer(np.array([mult]), np.array([shift]), zy, -128, 127)
+            self.zx_n = np.int64(qparams(x)[1] * self.count)
+            self.requant = mean_or_sum_requantizer(x, y, self.count, mean=True)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
@@ -55,7 +67,7 @@ class Mean(Kernel):
 
     def run(self) -> None:
         """Reduce."""
-        np.add.reduce(self.x, axis=self.axes, keepdims=True, out=self.acc)
+        np.add.reduce(self.x, axis=self.axes, keepdims=True, dtype=self.acc.dtype, out=self.acc)
         if self.quantized:
             self.acc -= self.zx_n
             self.requant.apply(self.acc, self.tmp, self.y)

@@ -1,33 +1,46 @@
-"""PAD, CONCATENATION, STRIDED_SLICE and TRANSPOSE: data movement, same for int8 and float32.
+"""PAD (and PADV2), CONCATENATION, STRIDED_SLICE and TRANSPOSE: data movement, the same for every type.
 
-Index parameters must be constant tensors; each op becomes one or a few numpy
-copies between precomputed views.
+Index parameters must be constant tensors (TFLM requires it for these ops); each op
+becomes one or a few numpy copies between views made at bind time. Types and limits
+follow TFLM's kernels: PAD float32/int8/int16/int32 up to 5-D; CONCATENATION
+float32/int8/int16/int32/int64/bool, at most 10 inputs, int8 inputs sharing the
+output's scale and zero point; STRIDED_SLICE float32/int8/int16/int32/bool up to 4-D,
+int32 indices, where TFLM ignores the ellipsis and new-axis masks and the offset
+option; TRANSPOSE float32/int8/int16 (and int32).
 """
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import numpy as np
 
 from edge_runtime.backends.micro import options as opt
 from edge_runtime.formats.tflite import TensorInfo
 from edge_runtime.backends.micro.kernels.base import (
-    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_constant, require_type,
+    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_constant, require_type, scales32,
 )
 
-TYPES = ("INT8", "FLOAT32", "INT32")
+PAD_TYPES = ("FLOAT32", "INT8", "INT16", "INT32")
+CONCAT_TYPES = ("FLOAT32", "INT8", "INT16", "INT32", "INT64", "BOOL")
+SLICE_TYPES = ("FLOAT32", "INT8", "INT16", "INT32", "BOOL")
+TRANSPOSE_TYPES = ("FLOAT32", "INT8", "INT16", "INT32")
+PAD_MAX_DIMS = 5
+SLICE_MAX_DIMS = 4
+CONCAT_MAX_INPUTS = 10
 
 
-def _same_quant(ctx: OpContext, a, b) -> None:
-    qa, qb = qparams(a), qparams(b)
-    if a.type_name == "INT8" and (np.float32(qa[0]), qa[1]) != (np.float32(qb[0]), qb[1]):
-        raise ctx.fail("input and output quantization must be equal")
-
-
-def _same_type_io(ctx: OpContext) -> tuple[TensorInfo, TensorInfo]:
-    """Input 0 and the output of a data-movement op: the same type and, for int8, the same quantization."""
-    x = require_type(ctx, ctx.input(0), TYPES, "input")
+def _same_type_io(ctx: OpContext, types: tuple[str, ...]) -> tuple[TensorInfo, TensorInfo]:
+    """Input 0 and the output of a data-movement op: the same type (bytes are copied as they are)."""
+    x = require_type(ctx, ctx.input(0), types, "input")
     y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
-    _same_quant(ctx, x, y)
     return x, y
+
+
+def _int32_constant(ctx: OpContext, t: Optional[TensorInfo], what: str) -> np.ndarray:
+    """A constant int32 index tensor as a flat int64 array (TFLM reads these as int32 at prepare)."""
+    require_type(ctx, t, ("INT32",), what)
+    return require_constant(ctx, t, what).array().astype(np.int64).reshape(-1)
 
 
 class _ViewCopy(Kernel):
@@ -39,55 +52,78 @@ class _ViewCopy(Kernel):
 
 
 class Pad(Kernel):
-    """PAD (and PADV2 semantics without a custom value): pad value is the zero point."""
+    """PAD and PADV2: pad with the constant value (PADV2's third input), else the int8 output zero point, else 0."""
 
-    max_version = 2
+    max_version = 4
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        x = require_type(ctx, ctx.input(0), TYPES, "input")
-        p = require_constant(ctx, ctx.input(1), "paddings")
-        y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
-        _same_quant(ctx, x, y)
-        pads = p.array().astype(np.int64).reshape(-1, 2)
-        if pads.shape[0] != len(x.shape) or np.any(pads < 0):
+        x, y = _same_type_io(ctx, PAD_TYPES)
+        if len(x.shape) > PAD_MAX_DIMS:
+            raise ctx.fail(f"the input has {len(x.shape)} dimensions; TFLM pads at most {PAD_MAX_DIMS}")
+        pads = _int32_constant(ctx, ctx.input(1), "paddings")
+        if pads.size != 2 * len(y.shape) or len(x.shape) != len(y.shape):
             raise ctx.fail(f"paddings {pads.tolist()} do not fit input shape {x.shape}")
+        pads = pads.reshape(-1, 2)
+        if np.any(pads < 0):
+            raise ctx.fail(f"negative paddings {pads.tolist()} are not supported")
         if tuple(int(s + a + b) for s, (a, b) in zip(x.shape, pads)) != tuple(y.shape):
             raise ctx.fail(f"output shape {y.shape} does not match the paddings")
         self.slices = tuple(slice(int(a), int(a) + s) for s, (a, _b) in zip(x.shape, pads))
         self.value = qparams(y)[1] if x.type_name == "INT8" else 0
+        self.has_value = len(ctx.op.inputs) > 2 and ctx.op.inputs[2] >= 0
+        if self.has_value:
+            c = require_type(ctx, ctx.input(2), (x.type_name,), "constant value")
+            if c.num_elements != 1:
+                raise ctx.fail("the constant value must hold one element")
+            if x.type_name == "INT8" and (qparams(c)[1] != qparams(y)[1] or scales32(c)[0] != scales32(y)[0]):
+                raise ctx.fail("the int8 constant value must have the output's scale and zero point")
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
         self.x, self.y = inputs[0], outputs[0]
         self.inner = self.y[self.slices]
+        self.v = inputs[2].reshape(()) if self.has_value else None
 
     def run(self) -> None:
         """Fill and copy."""
-        self.y.fill(self.value)
+        if self.v is not None:
+            np.copyto(self.y, self.v)
+        else:
+            self.y.fill(self.value)
         np.copyto(self.inner, self.x)
 
 
 class Concatenation(Kernel):
-    """CONCATENATION along one axis (int8 inputs must share the output's quantization)."""
+    """CONCATENATION along one axis (int8 inputs must share the output's quantization, as TFLM requires)."""
 
-    max_version = 3
+    max_version = 4
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        y = require_type(ctx, ctx.output(0), TYPES, "output")
+        y = require_type(ctx, ctx.output(0), CONCAT_TYPES, "output")
         o = opt.concatenation(ctx.op)
         if o["activation"] != 0:
-            raise ctx.fail("fused activation on CONCATENATION is not supported")
-        axis = o["axis"] % len(y.shape) if y.shape else 0
+            raise ctx.fail("fused activation on CONCATENATION is not supported (TFLM refuses it too)")
+        n = len(ctx.op.inputs)
+        if not 1 <= n <= CONCAT_MAX_INPUTS:
+            raise ctx.fail(f"{n} inputs; TFLM concatenates at most {CONCAT_MAX_INPUTS}")
+        rank = len(y.shape)
+        if not -rank <= o["axis"] < rank:
+            raise ctx.fail(f"axis {o['axis']} is out of range for rank {rank}")
+        axis = o["axis"] % rank
         self.axis = axis
         self.bounds = []
         pos = 0
-        for i in range(len(ctx.op.inputs)):
+        qy = (scales32(y)[0], qparams(y)[1])
+        for i in range(n):
             t = require_type(ctx, ctx.input(i), (y.type_name,), f"input {i}")
-            _same_quant(ctx, t, y)
-            if len(t.shape) != len(y.shape):
-                raise ctx.fail("inputs and output must have the same rank")
+            if y.type_name == "INT8" and (scales32(t)[0], qparams(t)[1]) != qy:
+                raise ctx.fail(f"int8 input {i} has a scale or zero point different from the output's "
+                               "(TFLM does not requantize in CONCATENATION)")
+            if len(t.shape) != rank or any(a != b for d, (a, b) in enumerate(zip(t.shape, y.shape)) if d != axis):
+                raise ctx.fail(f"input {i} shape {tuple(t.shape)} does not fit output {tuple(y.shape)} "
+                               f"along axis {axis}")
             self.bounds.append((pos, pos + t.shape[axis]))
             pos += t.shape[axis]
         if pos != y.shape[axis]:
@@ -108,42 +144,67 @@ class Concatenation(Kernel):
             np.copyto(dst, x)
 
 
-class StridedSlice(_ViewCopy):
-    """STRIDED_SLICE with constant begin/end/strides (begin/end/shrink masks; no ellipsis or new axes)."""
+def strided_slice_axis(n: int, begin: int, end: int, stride: int, begin_masked: bool, end_masked: bool,
+                       shrink: bool) -> tuple[int, int]:
+    """TFLM's start and element count along one axis (negative indices wrap, then clamp per direction)."""
+    lo, hi = (0, n) if stride > 0 else (-1, n - 1)
+    if begin_masked:
+        start = 0 if stride > 0 else n - 1
+    else:
+        start = begin + n if begin < 0 else begin
+        start = min(max(start, lo), hi)
+    if shrink:
+        return start, 1
+    if end_masked:
+        stop = n if stride > 0 else -1
+    else:
+        stop = end + n if end < 0 else end
+        stop = min(max(stop, lo), hi)
+    return start, max(0, math.ceil((stop - start) / stride))
 
-    max_version = 4
+
+class StridedSlice(_ViewCopy):
+    """STRIDED_SLICE with constant int32 begin/end/strides, begin/end/shrink masks (TFLM ignores the
+    ellipsis and new-axis masks and the offset option, and so does this kernel)."""
+
+    max_version = 8
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        x, y = _same_type_io(ctx)
-        begin = require_constant(ctx, ctx.input(1), "begin").array().astype(np.int64).reshape(-1)
-        end = require_constant(ctx, ctx.input(2), "end").array().astype(np.int64).reshape(-1)
-        strides = require_constant(ctx, ctx.input(3), "strides").array().astype(np.int64).reshape(-1)
-        o = opt.strided_slice(ctx.op)
-        if o["ellipsis_mask"] or o["new_axis_mask"]:
-            raise ctx.fail("ellipsis and new-axis masks are not supported")
-        if o["offset"]:
-            raise ctx.fail("the offset option is not supported")
+        x, y = _same_type_io(ctx, SLICE_TYPES)
         rank = len(x.shape)
+        if rank > SLICE_MAX_DIMS:
+            raise ctx.fail(f"the input has {rank} dimensions; TFLM's STRIDED_SLICE handles at most {SLICE_MAX_DIMS}")
+        begin = _int32_constant(ctx, ctx.input(1), "begin")
+        end = _int32_constant(ctx, ctx.input(2), "end")
+        strides = _int32_constant(ctx, ctx.input(3), "strides")
+        o = opt.strided_slice(ctx.op)
         if not (len(begin) == len(end) == len(strides) == rank):
             raise ctx.fail("begin, end and strides must have one entry per input dimension")
-        idx = []
+        idx: list = []
+        out_shape = []
         for d in range(rank):
-            s = int(strides[d])
+            s, n = int(strides[d]), int(x.shape[d])
             if s == 0:
                 raise ctx.fail("a stride is 0")
-            b = None if (o["begin_mask"] >> d) & 1 else int(begin[d])
-            e = None if (o["end_mask"] >> d) & 1 else int(end[d])
-            if (o["shrink_axis_mask"] >> d) & 1:
-                bb = int(begin[d]) % x.shape[d] if x.shape[d] else 0
-                idx.append(bb)
+            shrink = bool((o["shrink_axis_mask"] >> d) & 1)
+            start, count = strided_slice_axis(n, int(begin[d]), int(end[d]), s, bool((o["begin_mask"] >> d) & 1),
+                                              bool((o["end_mask"] >> d) & 1), shrink)
+            if shrink:
+                if not 0 <= start < n:
+                    raise ctx.fail(f"shrink axis {d} starts at {start}, outside the dimension of size {n}")
+                idx.append(start)
+                continue
+            out_shape.append(count)
+            if count == 0:
+                idx.append(slice(0, 0))
             else:
-                idx.append(slice(b, e, s))
+                last = start + (count - 1) * s
+                stop = last + (1 if s > 0 else -1)
+                idx.append(slice(start, stop if stop >= 0 else None, s))
+        if tuple(out_shape) != tuple(y.shape):
+            raise ctx.fail(f"the slice has shape {tuple(out_shape)}, the output {tuple(y.shape)}")
         self.index = tuple(idx)
-        probe = np.empty(x.shape, np.int8)[self.index]
-        if probe.size != y.num_elements:
-            raise ctx.fail(f"the slice has {probe.size} elements, the output {y.num_elements}")
-        self.out_shape = tuple(y.shape)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Source view (``...`` keeps a 0-d result a view) and the output reshaped to it (a view)."""
@@ -152,14 +213,14 @@ class StridedSlice(_ViewCopy):
 
 
 class Transpose(_ViewCopy):
-    """TRANSPOSE with a constant permutation."""
+    """TRANSPOSE with a constant int32 permutation."""
 
     max_version = 6
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        x, y = _same_type_io(ctx)
-        perm = require_constant(ctx, ctx.input(1), "permutation").array().astype(np.int64).reshape(-1)
+        x, y = _same_type_io(ctx, TRANSPOSE_TYPES)
+        perm = _int32_constant(ctx, ctx.input(1), "permutation")
         if sorted(perm.tolist()) != list(range(len(x.shape))):
             raise ctx.fail(f"invalid permutation {perm.tolist()} for rank {len(x.shape)}")
         self.perm = tuple(int(p) for p in perm)

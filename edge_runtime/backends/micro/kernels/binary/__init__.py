@@ -2,5 +2,40 @@
 from __future__ import annotations
 
 from edge_runtime.backends.micro.kernels.base import Kernel
+from edge_runtime.backends.micro.kernels.binary.add_n import AddN
+from edge_runtime.backends.micro.kernels.binary.div import Div
+from edge_runtime.backends.micro.kernels.binary.equal import Equal
+from edge_runtime.backends.micro.kernels.binary.floor_div import FloorDiv
+from edge_runtime.backends.micro.kernels.binary.floor_mod import FloorMod
+from edge_runtime.backends.micro.kernels.binary.greater import Greater
+from edge_runtime.backends.micro.kernels.binary.greater_equal import GreaterEqual
+from edge_runtime.backends.micro.kernels.binary.less import Less
+from edge_runtime.backends.micro.kernels.binary.less_equal import LessEqual
+from edge_runtime.backends.micro.kernels.binary.logical_and import LogicalAnd
+from edge_runtime.backends.micro.kernels.binary.logical_or import LogicalOr
+from edge_runtime.backends.micro.kernels.binary.maximum import Maximum
+from edge_runtime.backends.micro.kernels.binary.minimum import Minimum
+from edge_runtime.backends.micro.kernels.binary.not_equal import NotEqual
+from edge_runtime.backends.micro.kernels.binary.prelu import Prelu
+from edge_runtime.backends.micro.kernels.binary.select_v2 import SelectV2
+from edge_runtime.backends.micro.kernels.binary.squared_difference import SquaredDifference
 
-REGISTRY: dict[str, type[Kernel]] = {}
+REGISTRY: dict[str, type[Kernel]] = {
+    "DIV": Div,
+    "FLOOR_DIV": FloorDiv,
+    "FLOOR_MOD": FloorMod,
+    "MAXIMUM": Maximum,
+    "MINIMUM": Minimum,
+    "SQUARED_DIFFERENCE": SquaredDifference,
+    "EQUAL": Equal,
+    "NOT_EQUAL": NotEqual,
+    "GREATER": Greater,
+    "GREATER_EQUAL": GreaterEqual,
+    "LESS": Less,
+    "LESS_EQUAL": LessEqual,
+    "LOGICAL_AND": LogicalAnd,
+    "LOGICAL_OR": LogicalOr,
+    "SELECT_V2": SelectV2,
+    "ADD_N": AddN,
+    "PRELU": Prelu,
+}

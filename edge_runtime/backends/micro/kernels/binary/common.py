@@ -47,6 +47,15 @@ def chunk_slices(shape: tuple[int, ...], max_elems: int) -> list[tuple[Any, ...]
     return steps
 
 
+def block_size(shape: tuple[int, ...], index: tuple[Any, ...]) -> int:
+    """Number of elements of ``shape`` selected by an index tuple of :func:`chunk_slices`."""
+    n = 1
+    for dim, ix in zip(shape, index + (slice(None),) * (len(shape) - len(index))):
+        if isinstance(ix, slice):
+            n *= len(range(*ix.indices(dim)))
+    return n
+
+
 def int8_grid() -> tuple[np.ndarray, np.ndarray]:
     """All 65,536 (a, b) int8 pairs as int64 arrays, ordered by ``(a & 0xFF) << 8 | (b & 0xFF)``."""
     grid = np.arange(1 << 16, dtype=np.int64)
@@ -96,17 +105,15 @@ class ElementwiseKernel(Kernel):
     """Base of the binary family: inputs broadcast to the output, ``compute`` over output chunks.
 
     Subclasses set ``n_inputs`` (``None``: any number >= 2), ``max_broadcast_rank`` (the
-    rank TFLM's broadcasting loop handles; shapes that need broadcasting beyond it are
-    refused) and implement ``prepare`` (type checks, constants; may fill ``self.temps``,
+    rank up to which TFLM's broadcasting loop gives correct results — 6, checked against
+    tflite-micro; shapes that need broadcasting beyond it are refused) and implement ``prepare`` (type checks, constants; may fill ``self.temps``,
     name -> dtype of per-element work buffers, and ``self.byte_inputs``, positions of
     int8 inputs to view as uint8) and ``compute(ins, y, t)`` on one chunk.
     """
 
     n_inputs: Optional[int] = 2
     min_inputs: int = 2
-    max_broadcast_rank: int = 4
-    #: True when TFLM's kernel is rank-limited even for equal shapes (PRELU).
-    rank_limited_always: bool = False
+    max_broadcast_rank: int = 6
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
@@ -143,9 +150,9 @@ class ElementwiseKernel(Kernel):
                 return out  # single values: TFLM keeps the output's own shape
             raise ctx.fail(f"output shape {out} is not the broadcast shape {shape} of the inputs")
         same = all(s == shapes[0] for s in shapes)
-        if (not same or self.rank_limited_always) and len(shape) > self.max_broadcast_rank:
-            raise ctx.fail(f"{'broadcasting' if not same else 'tensors'} of rank {len(shape)} "
-                           f"(TFLM's kernel handles up to rank {self.max_broadcast_rank})")
+        if not same and len(shape) > self.max_broadcast_rank:
+            raise ctx.fail(f"broadcasting at rank {len(shape)} (TFLM's kernel handles up to rank "
+                           f"{self.max_broadcast_rank})")
         return shape
 
     def require_types(self, allowed: tuple[str, ...], out_types: Optional[tuple[str, ...]] = None,
@@ -176,9 +183,7 @@ class ElementwiseKernel(Kernel):
         total = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
         max_elems = total if per == 0 else max(1, min(total, self.ctx.workspace_limit // per))
         self.slices = chunk_slices(self.shape, max(1, max_elems))
-        probe = np.empty(self.shape, np.uint8) if total else None
-        size = max([probe[s].size for s in self.slices] + [1]) if probe is not None else 1
-        self.chunk_elems = size
+        size = max([block_size(self.shape, s) for s in self.slices] + [1])
         self.workspace = {name: ((size,), np.dtype(dt)) for name, dt in self.temps.items()}
 
     # -- binding and running -------------------------------------------------------------------------------
@@ -255,8 +260,10 @@ def scaled_input_fn(ctx: OpContext, t: TensorInfo, left_shift: int, what: str) -
 class ComparisonKernel(PairTableKernel):
     """EQUAL, NOT_EQUAL, GREATER, GREATER_EQUAL, LESS, LESS_EQUAL: bool output.
 
-    int8 (and int16 where TFLM has it) inputs are compared after rescaling each by its own
-    scale (:func:`scaled_input_fn`, left shift 8); other types are compared as they are.
+    int8 inputs are compared after rescaling each by its own scale (:func:`scaled_input_fn`,
+    left shift 8); other types are compared as they are. TFLM also registers an int16 path
+    for GREATER, but its results do not depend on the inputs in the tflite-micro build we
+    check against (all True for inputs -5..4 against 1000), so micro refuses int16.
     """
 
     max_version = 4
@@ -264,33 +271,18 @@ class ComparisonKernel(PairTableKernel):
     types: tuple[str, ...] = ("FLOAT32", "INT32", "INT64", "INT8")
 
     def prepare(self) -> None:
-        """Types; the int8 table or the int16 per-input tables."""
+        """Types; the int8 table."""
         kind = self.require_types(self.types, ("BOOL",))
-        self.kind = kind
-        ufunc = type(self).ufunc
-        if kind in ("INT8", "INT16"):
+        if kind == "INT8":
             fa = scaled_input_fn(self.ctx, self.ins[0], 8, "first input")
             fb = scaled_input_fn(self.ctx, self.ins[1], 8, "second input")
-            if kind == "INT8":
-                self.use_table(lambda a, b: ufunc(fa(a), fb(b)), np.bool_)
-            else:
-                values = np.arange(-32768, 32768, dtype=np.int64)
-                self.lut_a, self.lut_b = fa(values), fb(values)
-                self.temps = {"idx": I64, "va": I64, "vb": I64}
+            ufunc = type(self).ufunc
+            self.use_table(lambda a, b: ufunc(fa(a), fb(b)), np.bool_)
 
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """Compare one chunk."""
         if self.table is not None:
             self.compute_table(ins, y, t)
-        elif self.kind == "INT16":
-            idx, va, vb = t["idx"], t["va"], t["vb"]
-            np.copyto(idx, ins[0], casting="unsafe")
-            idx += 32768
-            self.lut_a.take(idx, out=va, mode="clip")
-            np.copyto(idx, ins[1], casting="unsafe")
-            idx += 32768
-            self.lut_b.take(idx, out=vb, mode="clip")
-            type(self).ufunc(va, vb, out=y)
         else:
             type(self).ufunc(ins[0], ins[1], out=y)
 
@@ -299,7 +291,6 @@ class MinMaxKernel(ElementwiseKernel):
     """MAXIMUM / MINIMUM: raw values compared, no rescaling (as TFLM)."""
 
     max_version = 4
-    max_broadcast_rank = 5
     ufunc: Any = None
 
     def prepare(self) -> None:

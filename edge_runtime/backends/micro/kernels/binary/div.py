@@ -9,15 +9,17 @@
   offset divisor is made positive (flipping both signs), its Q0.31 reciprocal taken
   (GetReciprocal), the offset dividend shifted up by its headroom and multiplied by
   it, and the quotient rescaled by the output multiplier with the combined shift.
-  A zero divisor (input value equal to its zero point) is undefined in TFLM; the
-  table holds the output zero point there.
+  TFLM's results equal the exact quotient rounded half away from zero except where
+  its rounding shift leaves the int32 range (see ``_int8``). A zero divisor (input
+  value equal to its zero point) is undefined in TFLM; the table holds the output
+  zero point there.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from edge_runtime.backends.micro import options as opt
-from edge_runtime.backends.micro.fixedpoint import quantize_multiplier, rounding_divide_by_pot, srdhm
+from edge_runtime.backends.micro.fixedpoint import quantize_multiplier, srdhm, wrap32
 from edge_runtime.backends.micro.fixedpoint_binary import count_leading_sign_bits, reciprocal_q31
 from edge_runtime.backends.micro.kernels.base import float_activation_range, quantized_activation_range
 from edge_runtime.backends.micro.kernels.binary.common import (
@@ -31,7 +33,6 @@ class Div(PairTableKernel):
     """DIV: float32, int32, int8."""
 
     max_version = 2
-    max_broadcast_rank = 5
 
     def prepare(self) -> None:
         """Types, activation range, int8 table."""
@@ -60,19 +61,37 @@ class Div(PairTableKernel):
 
     @staticmethod
     def _int8(v1: np.ndarray, v2: np.ndarray, m: int, shift: int, zo: int, lo: int, hi: int) -> np.ndarray:
-        """TFLM's quantized division of offset values (prepare time, on all pairs)."""
+        """tflite-micro's quantized division of offset values (prepare time, on all pairs).
+
+        Where TFLM's final rounding shift is at most 31 its result is the exact quotient
+        ``v1 * M * 2**(shift - 31) / v2`` rounded half away from zero (checked on all pairs).
+        Beyond 31 (tiny dividends over large divisors with small output multipliers) its
+        RoundingDivideByPOT runs with an out-of-range exponent; that is reproduced with the
+        reference steps and x86 shift semantics (the shift count taken modulo 32, the mask
+        from a 64-bit shift truncated to 32 bits).
+        """
         zero = v2 == 0
         neg = v2 < 0
         v1 = np.where(neg, -v1, v1)
-        v2 = np.where(neg, -v2, v2)
-        v2 = np.where(zero, 1, v2)
+        v2 = np.where(neg | zero, np.abs(v2) + zero, v2)
         inv, recip_shift = reciprocal_q31(v2)
         headroom = count_leading_sign_bits(v1)
-        q = srdhm(v1 << headroom, inv)  # MultiplyByQuantizedMultiplierGreaterThanOne
-        total = shift - recip_shift - headroom  # <= 0 given the shift check in prepare
-        r = srdhm(q, m)
-        r = rounding_divide_by_pot(r, -total)
-        out = np.clip(r + zo, lo, hi)
+        exponent = recip_shift + headroom - shift  # TFLM's -total_shift
+        # exact rounding of v1 * m / (v2 * 2**(31 - shift))
+        num = v1 * m
+        den = v2 << (31 - shift)
+        mag = (2 * np.abs(num) + den) // (2 * den)
+        exact = np.where(num < 0, -mag, mag)
+        # out-of-range exponents: the reference steps with x86 shift semantics
+        x = srdhm(wrap32(v1 << np.minimum(headroom, 31)), inv)
+        x = srdhm(x, m)
+        mask = ((np.int64(1) << (exponent & 63)) - 1) & 0xFFFFFFFF
+        mask = np.where(mask >= 1 << 31, mask - (1 << 32), mask)
+        remainder = x & mask
+        threshold = (mask >> 1) + (x < 0)
+        wild = (x >> (exponent & 31)) + (remainder > threshold)
+        out = np.where(exponent > 31, wild, exact)
+        out = np.clip(out + zo, lo, hi)
         return np.where(zero, zo, out)
 
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:

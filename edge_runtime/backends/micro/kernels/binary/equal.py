@@ -11,4 +11,3 @@ class Equal(ComparisonKernel):
 
     ufunc = np.equal
     types = ("BOOL", "FLOAT32", "INT32", "INT64", "INT8")
-

@@ -10,5 +10,3 @@ class Greater(ComparisonKernel):
     """GREATER (see ComparisonKernel for the int8 rescaling)."""
 
     ufunc = np.greater
-    types = ("FLOAT32", "INT32", "INT64", "INT8", "INT16")
-

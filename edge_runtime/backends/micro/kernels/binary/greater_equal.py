@@ -10,4 +10,3 @@ class GreaterEqual(ComparisonKernel):
     """GREATER_EQUAL (see ComparisonKernel for the int8 rescaling)."""
 
     ufunc = np.greater_equal
-

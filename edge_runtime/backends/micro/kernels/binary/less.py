@@ -10,4 +10,3 @@ class Less(ComparisonKernel):
     """LESS (see ComparisonKernel for the int8 rescaling)."""
 
     ufunc = np.less
-

@@ -10,4 +10,3 @@ class LessEqual(ComparisonKernel):
     """LESS_EQUAL (see ComparisonKernel for the int8 rescaling)."""
 
     ufunc = np.less_equal
-

@@ -11,4 +11,3 @@ class NotEqual(ComparisonKernel):
 
     ufunc = np.not_equal
     types = ("BOOL", "FLOAT32", "INT32", "INT64", "INT8")
-

@@ -2,5 +2,8 @@
 from __future__ import annotations
 
 from edge_runtime.backends.micro.kernels.base import Kernel
+from edge_runtime.backends.micro.kernels.custom.detection_postprocess import DetectionPostProcess
 
-REGISTRY: dict[str, type[Kernel]] = {}
+REGISTRY: dict[str, type[Kernel]] = {
+    "TFLite_Detection_PostProcess": DetectionPostProcess,
+}

@@ -1,5 +1,5 @@
-"""ARG_MAX along one constant axis: float32, int8, int16, int32 input; int32 or int64 output.
-Ties give the first index, as TFLM's strict comparison does."""
+"""ARG_MAX along one constant int32 axis: float32 or int8 input, int32 output (what TFLM's
+kernel accepts). Ties give the first index, as TFLM's strict comparison does."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +20,9 @@ class ArgMax(Kernel):
         super().__init__(ctx)
         if len(ctx.op.inputs) != 2:
             raise ctx.fail("takes 2 inputs (data, axis)")
-        x = require_type(ctx, ctx.input(0), ("FLOAT32", "INT8", "INT16", "INT32"), "input")
-        y = require_type(ctx, ctx.output(0), ("INT32", "INT64"), "output")
-        axis = constant_ints(ctx, 1, "axis", ("INT32", "INT64"))
+        x = require_type(ctx, ctx.input(0), ("FLOAT32", "INT8"), "input")
+        y = require_type(ctx, ctx.output(0), ("INT32",), "output")
+        axis = constant_ints(ctx, 1, "axis")
         rank = len(x.shape)
         if axis.size != 1 or not -rank <= int(axis[0]) < rank:
             raise ctx.fail(f"axis {axis.tolist()} must be one value in [-{rank}, {rank})")

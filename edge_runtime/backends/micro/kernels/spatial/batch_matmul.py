@@ -64,17 +64,20 @@ class BatchMatMul(Kernel):
                                        int(info.min), int(info.max))
             self.workspace["acc"] = (out_shape, I64)
             self.workspace["tmp"] = (out_shape, I64)
-        self.workspace["af"] = (ash, F64)
-        self.workspace["bf"] = (bsh, F64)
+        # operands widened into the workspace in matmul layout (transposed while copied)
+        self.amshape = ash[:-2] + (m, ka)
+        self.bmshape = bsh[:-2] + (kb, n)
+        self.workspace["af"] = (self.amshape, F64)
+        self.workspace["bf"] = (self.bmshape, F64)
         self.workspace["prod"] = (out_shape, F64)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Views (operands widened into the workspace, transposed as views)."""
-        self.a, self.b = inputs[0].reshape(self.ash), inputs[1].reshape(self.bsh)
+        """Views (the inputs as matmul operands, transposed views where adjoint)."""
+        a, b = inputs[0].reshape(self.ash), inputs[1].reshape(self.bsh)
+        self.a = a.swapaxes(-1, -2) if self.adj_x else a
+        self.b = b.swapaxes(-1, -2) if self.adj_y else b
         self.y = outputs[0]
         self.af, self.bf, self.prod = ws["af"], ws["bf"], ws["prod"]
-        self.am = self.af.swapaxes(-1, -2) if self.adj_x else self.af
-        self.bm = self.bf.swapaxes(-1, -2) if self.adj_y else self.bf
         if self.kind != "FLOAT32":
             self.acc, self.tmp = ws["acc"], ws["tmp"]
 
@@ -86,7 +89,7 @@ class BatchMatMul(Kernel):
             self.af -= self.za
         if self.zb:
             self.bf -= self.zb
-        np.matmul(self.am, self.bm, out=self.prod)
+        np.matmul(self.af, self.bf, out=self.prod)
         if self.kind == "FLOAT32":
             np.copyto(self.y, self.prod, casting="same_kind")
             return

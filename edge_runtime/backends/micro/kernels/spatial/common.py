@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from edge_runtime.backends.micro.fixedpoint import Requantizer, quantize_multiplier
+from edge_runtime.backends.micro.fixedpoint import Requantizer
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_constant, require_type,
 )
@@ -189,20 +189,6 @@ class Reduction(Kernel):
         self.x = inputs[0].reshape(self.xt.shape)
         self.y = outputs[0].reshape(self.kshape)
         self.ws = ws
-
-
-def sum_requantizer(ctx: OpContext, x: TensorInfo, y: TensorInfo, count: int, mean: bool) -> Requantizer:
-    """TFLite's ``QuantizedMeanOrSum`` output stage: multiplier ``s_in / s_out`` (divided by the
-    element count for a mean, with TFLite's shift clamps), output zero point, clamp to the type."""
-    sx, _ = qparams(x)
-    sy, zy = qparams(y)
-    mult, shift = quantize_multiplier(float(np.float32(sx)) / float(np.float32(sy)))
-    if mean:
-        sh = min(count.bit_length() - 1, 32, 31 + shift)
-        mult = int((mult << sh) // count) if sh >= 0 else int((mult >> -sh) // count)
-        shift -= sh
-    info = np.iinfo(x.dtype)
-    return Requantizer(np.array([mult]), np.array([shift]), zy, int(info.min), int(info.max))
 
 
 def block_layout(ctx: OpContext, x: TensorInfo) -> tuple[tuple[int, int], np.ndarray, tuple[int, int, int, int]]:

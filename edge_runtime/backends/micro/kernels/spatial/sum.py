@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.backends.micro.kernels.base import OpContext
-from edge_runtime.backends.micro.kernels.spatial.common import F64, I64, Reduction, sum_requantizer
+from edge_runtime.backends.micro.kernels.reduce import mean_or_sum_requantizer
+from edge_runtime.backends.micro.kernels.spatial.common import F64, I64, Reduction
 
 
 class Sum(Reduction):
@@ -19,7 +20,7 @@ class Sum(Reduction):
         super().__init__(ctx)
         self.quantized = self.xt.type_name != "FLOAT32"
         if self.quantized:
-            self.requant = sum_requantizer(ctx, self.xt, self.yt, self.count, mean=False)
+            self.requant = mean_or_sum_requantizer(self.xt, self.yt, self.count, mean=False)
             self.zx_n = np.int64(self.xt.quantization.zero_point[0] * self.count) if self.xt.quantization else 0
             self.workspace = {"acc": (self.kshape, I64), "tmp": (self.kshape, I64)}
         else:

@@ -32,7 +32,7 @@ class Elu(UnaryKernel):
         sy, zy = affine(self.ctx, y, "output")
         v = self.table_inputs()
         d = np.float32(sx) * (v - zx).astype(np.float32)
-        t = np.where(d < 0, _expf(d) - np.float32(1.0), d).astype(np.float32)
+        t = np.where(d < 0, _expf(np.minimum(d, 0)) - np.float32(1.0), d).astype(np.float32)
         inv = np.float32(1.0) / np.float32(sy)
         r = round_half_away((t * inv).astype(np.float32).astype(np.float64))
         q = (r.astype(np.float32) + np.float32(zy)).astype(np.float64)

@@ -27,6 +27,7 @@ class HardSwish(UnaryKernel):
     def prepare(self, x: TensorInfo, y: TensorInfo) -> None:
         """Build the int8 table."""
         if x.type_name == "FLOAT32":
+            self.workspace = {"t": (tuple(x.shape), np.dtype(np.float32))}
             return
         sx, zx = affine(self.ctx, x, "input")
         sy, zy = affine(self.ctx, y, "output")
@@ -58,7 +59,8 @@ class HardSwish(UnaryKernel):
 
     def run_float(self) -> None:
         """``x * clamp(x + 3, 0, 6) / 6`` in float32, in TFLM's order."""
-        np.add(self.x, np.float32(3.0), out=self.y)
-        np.clip(self.y, np.float32(0.0), np.float32(6.0), out=self.y)
-        np.multiply(self.y, self.x, out=self.y)
+        t = self.ws["t"]
+        np.add(self.x, np.float32(3.0), out=t)
+        np.clip(t, np.float32(0.0), np.float32(6.0), out=t)
+        np.multiply(self.x, t, out=self.y)
         np.divide(self.y, np.float32(6.0), out=self.y)

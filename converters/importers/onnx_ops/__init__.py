@@ -1,0 +1,32 @@
+"""ONNX op handlers, one module per op group, merged into one registry: ONNX op type -> handler.
+
+A handler is ``handler(ctx, node, attrs)``: it reads its inputs through the
+:class:`~converters.importers.onnx_ops.context.ImportContext` (which also knows every ONNX shape and
+constant) and appends IR ops. Modules: ``conv`` (Conv, ConvTranspose), ``pool``, ``elementwise``
+(arithmetic, activations, Gelu/HardSwish patterns), ``layout`` (reshape/transpose/concat/slice/...),
+``reduce`` (reductions, Softmax), ``matmul`` (Gemm, MatMul), ``norm`` (Batch/Instance/LayerNorm),
+``resize``, ``recurrent`` (LSTM, GRU), ``control`` (Constant, Shape, If).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from converters.importers.onnx_ops import (
+    control, conv, elementwise, layout, matmul, norm, pool, recurrent, reduce, resize,
+)
+
+Handler = Callable[..., None]
+REGISTRY: dict[str, Handler] = {}
+
+
+def _merge() -> None:
+    for module in (control, conv, pool, elementwise, layout, reduce, matmul, norm, resize, recurrent):
+        for op_type, handler in module.REGISTRY.items():
+            if op_type in REGISTRY:
+                raise RuntimeError(f"ONNX importer registry: {op_type} is registered twice")
+            REGISTRY[op_type] = handler
+
+
+_merge()
+
+__all__ = ["REGISTRY", "Handler"]

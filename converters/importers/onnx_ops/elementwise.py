@@ -1,0 +1,305 @@
+"""Elementwise ops: arithmetic with broadcasting, activations, Clip, Pow, and the Gelu/HardSwish patterns.
+
+Patterns (recognised across nodes, because TFLite has one op for them):
+
+- ``x * 0.5 * (1 + Erf(x / sqrt(2)))`` (torch's exact Gelu below opset 20) -> ``GELU``;
+- ``x * HardSigmoid(x)`` with alpha 1/6, beta 1/2 (torch's Hardswish below opset 14) -> ``HARD_SWISH``;
+- ``x / Sqrt(v)`` (LayerNorm decompositions) -> ``x * RSQRT(v)``;
+- ``Add`` of a per-channel constant right after MatMul/Gemm/Conv -> folded into the bias.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from converters.importers.onnx_ops.context import ImportContext, Pending, const_to_ir
+from converters.ir import Op
+
+BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM"}
+UNARY = {"Relu": "RELU", "Sigmoid": "LOGISTIC", "Tanh": "TANH", "Exp": "EXP", "Log": "LOG", "Sqrt": "SQRT",
+         "Abs": "ABS", "HardSwish": "HARD_SWISH"}
+
+
+def _scalar(ctx: ImportContext, n: str) -> Optional[float]:
+    """The value of ``n`` when it is a one-element constant."""
+    if not n or not ctx.is_const(n):
+        return None
+    v = np.asarray(ctx.consts[ctx.name(n)])
+    return float(v.reshape(-1)[0]) if v.size == 1 else None
+
+
+def _out_rank(ctx: ImportContext, node: Any) -> int:
+    return len(ctx.src_shape(node, node.output[0]))
+
+
+def _fold_bias(ctx: ImportContext, node: Any) -> bool:
+    """Add(MatMul/Gemm/Conv output, per-channel constant): fold into that op's bias."""
+    ins = node.input
+    if len(ins) != 2 or ctx.is_const(ins[0]) == ctx.is_const(ins[1]):
+        return False
+    act_in, c_in = (ins[1], ins[0]) if ctx.is_const(ins[0]) else (ins[0], ins[1])
+    key = ctx.name(act_in)
+    if key in ctx.pending or key not in ctx.tensors or ctx.uses.get(act_in, 0) != 1:
+        return False
+    prev = ctx.producer(key)
+    hops: list[Op] = []
+    while prev is not None and prev.kind == "RESHAPE" and ctx.consumers(prev.inputs[0]) == 1:
+        if ctx.ir_shape(prev.inputs[0])[-1] != ctx.ir_shape(prev.outputs[0])[-1]:
+            return False
+        hops.append(prev)
+        prev = ctx.producer(prev.inputs[0])
+    if prev is None or prev.kind not in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"):
+        return False
+    if prev.act != "NONE" or ctx.consumers(prev.outputs[0]) != (1 if hops else 0):
+        return False
+    c = np.asarray(ctx.consts[ctx.name(c_in)], np.float32)
+    out_shape = ctx.src_shape(node, node.output[0])
+    if tuple(np.broadcast_shapes(c.shape, ctx.src_shape(node, act_in))) != tuple(out_shape):
+        return False
+    cir = const_to_ir(c, len(out_shape))
+    bias = ctx.tensors[prev.inputs[2]]
+    if cir.size not in (1, bias.data.shape[0]) or (cir.size > 1 and cir.shape[-1] != cir.size):
+        return False
+    bias.data = (bias.data + cir.reshape(-1)).astype(np.float32)
+    ctx.alias[node.output[0]] = key
+    return True
+
+
+def _gelu_step(ctx: ImportContext, node: Any) -> bool:
+    """Advance the exact-Gelu pattern at an Add or Mul; True when this node was consumed by it."""
+    t, ins = node.op_type, list(node.input)
+    for k in (0, 1):
+        pend = ctx.pending.get(ctx.name(ins[k]))
+        if pend is None or pend.tag != "gelu":
+            continue
+        other = ins[1 - k]
+        stage = pend.data["stage"]
+        if t == "Add" and stage == "erf" and _scalar(ctx, other) is not None and abs(_scalar(ctx, other) - 1) < 1e-6:
+            ctx.pending[node.output[0]] = Pending(pend.desc, "gelu", pend.src, None, {"stage": "erf+1"})
+            return True
+        if t == "Mul" and stage == "erf+1":
+            factor = _gelu_factor(ctx, other, pend.src)
+            if factor is None:
+                return False
+            ctx.pending.pop(ctx.name(ins[k]), None)
+            shape = ctx.ir_shape(pend.src)
+            if factor == 1.0:
+                ctx.emit("GELU", [pend.src], node.output[0], {"approximate": False}, node, shape=shape)
+            else:
+                g = ctx.emit("GELU", [pend.src], ctx.tmp(f"{node.output[0]}/gelu", shape), {"approximate": False},
+                             node, shape=shape)
+                ctx.emit("MUL", [g, ctx.add_const(f"{node.output[0]}/gelu_scale", np.array([factor]))],
+                         node.output[0], {"act": "NONE"}, node, shape=shape)
+            return True
+    return False
+
+
+def _gelu_factor(ctx: ImportContext, other: str, src: str) -> Optional[float]:
+    """``x * (1 + erf)`` is ``2 * gelu``: the scale left over when ``other`` is ``x`` or ``x * c``."""
+    key = ctx.name(other)
+    if key == src:
+        return 2.0
+    prev = ctx.producer(key) if key in ctx.tensors else None
+    if prev is not None and prev.kind == "MUL" and src in prev.inputs:
+        c = [i for i in prev.inputs if ctx.tensors[i].is_constant]
+        if c and ctx.tensors[c[0]].data.size == 1:
+            return 2.0 * float(ctx.tensors[c[0]].data.reshape(-1)[0])
+    return None
+
+
+def binary(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Add/Sub/Mul/Div/Max/Min (two or more inputs for Max/Min/Sum) with numpy broadcasting."""
+    t = node.op_type
+    ins = [i for i in node.input if i]
+    if t in ("Add", "Mul") and _gelu_step(ctx, node):
+        return
+    if t == "Mul" and _hardswish(ctx, node):
+        return
+    if t == "Add" and _fold_bias(ctx, node):
+        return
+    rank = _out_rank(ctx, node)
+    if t == "Div" and _scalar(ctx, ins[1]) is not None:  # divide by a constant: multiply by its inverse
+        inv = 1.0 / _scalar(ctx, ins[1])
+        ctx.emit("MUL", [ctx.broadcast_operand(node, ins[0], rank), ctx.add_const(f"{node.output[0]}/inv",
+                                                                              np.array([inv]))],
+                 node.output[0], {"act": "NONE"}, node)
+        return
+    if t == "Div" and ctx.is_const(ins[1]):
+        c = np.asarray(ctx.const(node, ins[1]), np.float32)
+        ctx.emit("MUL", [ctx.broadcast_operand(node, ins[0], rank),
+                         ctx.add_const(f"{node.output[0]}/inv", const_to_ir(1.0 / c, rank))],
+                 node.output[0], {"act": "NONE"}, node)
+        return
+    if t == "Div" and not ctx.is_const(ins[1]) and ctx.name(ins[1]) in ctx.tensors:
+        prev = ctx.producer(ctx.name(ins[1]))
+        if prev is not None and prev.kind == "SQRT":  # x / sqrt(v) -> x * rsqrt(v)
+            r = ctx.emit("RSQRT", [prev.inputs[0]], ctx.tmp(f"{node.output[0]}/rsqrt", ctx.ir_shape(prev.inputs[0])),
+                         {}, node, shape=ctx.ir_shape(prev.inputs[0]))
+            r = ctx.lift(node, r, ctx.src_shape(node, ins[1]), rank)
+            ctx.emit("MUL", [ctx.broadcast_operand(node, ins[0], rank), r], node.output[0], {"act": "NONE"}, node)
+            return
+    kind = BINARY[t] if t in BINARY else "ADD"
+    operands = [ctx.broadcast_operand(node, i, rank) for i in ins]
+    if all(ctx.tensors[o].is_constant for o in operands):
+        raise ctx.err(node, "operates on constants only; constant folding should have removed it")
+    if kind == "SUB" and ctx.tensors[operands[1]].is_constant:  # x - c == x + (-c)
+        c = operands[1]
+        operands[1] = ctx.add_const(f"{node.output[0]}/neg", -ctx.tensors[c].data)
+        kind = "ADD"
+    cur = operands[0]
+    for k, other in enumerate(operands[1:]):
+        last = k == len(operands) - 2
+        dst = node.output[0] if last else ctx.tmp(f"{node.output[0]}/partial", ctx.ir_shape(cur))
+        if ctx.tensors[cur].is_constant and kind in ("ADD", "MUL", "MAXIMUM", "MINIMUM"):
+            cur, other = other, cur  # put the activation first (TFLite kernels broadcast either way)
+        shape = None if last else tuple(np.broadcast_shapes(ctx.tensors[cur].shape, ctx.tensors[other].shape))
+        cur = ctx.emit(kind, [cur, other], dst, {"act": "NONE"}, node, shape=shape)
+
+
+def _hardswish(ctx: ImportContext, node: Any) -> bool:
+    """``x * HardSigmoid(x)`` with the Hardswish constants -> HARD_SWISH."""
+    ins = list(node.input)
+    for k in (0, 1):
+        pend = ctx.pending.get(ctx.name(ins[k]))
+        if pend is None or pend.tag != "hardsigmoid":
+            continue
+        if ctx.name(ins[1 - k]) != pend.src:
+            return False
+        alpha, beta = pend.data["alpha"], pend.data["beta"]
+        if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
+            return False
+        del ctx.pending[ctx.name(ins[k])]
+        ctx.emit("HARD_SWISH", [pend.src], node.output[0], {}, node)
+        return True
+    return False
+
+
+def unary(ctx: ImportContext, node: Any, a: dict) -> None:
+    """One-input activations and math functions."""
+    t = node.op_type
+    x = ctx.act(node, node.input[0])
+    out = node.output[0]
+    if t == "Neg":
+        ctx.emit("MUL", [x, ctx.add_const(f"{out}/minus_one", np.array([-1.0]))], out, {"act": "NONE"}, node)
+    elif t == "Reciprocal":
+        ctx.emit("DIV", [ctx.add_const(f"{out}/one", np.array([1.0])), x], out, {"act": "NONE"}, node)
+    elif t == "Gelu":
+        approx = a.get("approximate", b"none")
+        approx = approx.decode() if isinstance(approx, bytes) else approx
+        ctx.emit("GELU", [x], out, {"approximate": approx == "tanh"}, node)
+    elif t == "LeakyRelu":
+        ctx.emit("LEAKY_RELU", [x], out, {"alpha": float(a.get("alpha", 0.01))}, node)
+    else:
+        ctx.emit(UNARY[t], [x], out, {}, node)
+
+
+def erf(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Erf: only as part of ``x * 0.5 * (1 + erf(x / sqrt 2))`` (exact Gelu)."""
+    key = ctx.name(node.input[0])
+    prev = ctx.producer(key) if key in ctx.tensors else None
+    src = None
+    if prev is not None and prev.kind == "MUL":
+        consts = [i for i in prev.inputs if ctx.tensors[i].is_constant]
+        acts = [i for i in prev.inputs if not ctx.tensors[i].is_constant]
+        if consts and acts and ctx.tensors[consts[0]].data.size == 1:
+            if abs(float(ctx.tensors[consts[0]].data.reshape(-1)[0]) - 1 / np.sqrt(2)) < 1e-4:
+                src = acts[0]
+    if src is None:
+        raise ctx.err(node, "Erf is only supported inside Gelu, x * 0.5 * (1 + erf(x / sqrt(2))); "
+                            "export Gelu (opset 20) or this exact form")
+    ctx.pending[node.output[0]] = Pending(f"Erf node '{node.name or node.output[0]}'", "gelu", src, None,
+                                          {"stage": "erf"})
+
+
+def hard_sigmoid(ctx: ImportContext, node: Any, a: dict) -> None:
+    """HardSigmoid: deferred (a following ``x * HardSigmoid(x)`` becomes HARD_SWISH), else
+    ``relu6(6 alpha x + 6 beta) / 6``."""
+    x = ctx.act(node, node.input[0])
+    out = node.output[0]
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+
+    def materialize() -> None:
+        shape = ctx.ir_shape(x)
+        cur = x
+        if abs(alpha * 6 - 1) > 1e-6:
+            cur = ctx.emit("MUL", [cur, ctx.add_const(f"{out}/alpha6", np.array([6 * alpha]))],
+                           ctx.tmp(f"{out}/scaled", shape), {"act": "NONE"}, node, shape=shape)
+        r6 = ctx.emit("ADD", [cur, ctx.add_const(f"{out}/beta6", np.array([6 * beta]))],
+                      ctx.tmp(f"{out}/relu6", shape), {"act": "RELU6"}, node, shape=shape)
+        ctx.emit("MUL", [r6, ctx.add_const(f"{out}/sixth", np.array([1 / 6]))], out, {"act": "NONE"}, node,
+                 shape=shape)
+
+    ctx.pending[out] = Pending(f"HardSigmoid node '{node.name or out}'", "hardsigmoid", x, materialize,
+                               {"alpha": alpha, "beta": beta})
+
+
+def clip(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Clip -> RELU / RELU6 / RELU_N1_TO_1-free MAXIMUM+MINIMUM for other bounds."""
+    x = ctx.act(node, node.input[0])
+    out = node.output[0]
+    lo = _scalar(ctx, node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("min")
+    hi = _scalar(ctx, node.input[2]) if len(node.input) > 2 and node.input[2] else a.get("max")
+    for k, v in ((1, lo), (2, hi)):
+        if len(node.input) > k and node.input[k] and v is None:
+            raise ctx.err(node, "Clip bounds must be constants")
+    lo = -np.inf if lo is None or lo <= -3.4e38 else float(lo)
+    hi = np.inf if hi is None or hi >= 3.4e38 else float(hi)
+    shape = ctx.ir_shape(x)
+    if (lo, hi) == (0.0, 6.0):
+        ctx.emit("RELU6", [x], out, {}, node)
+    elif (lo, hi) == (0.0, np.inf):
+        ctx.emit("RELU", [x], out, {}, node)
+    elif lo == -np.inf and hi == np.inf:
+        ctx.alias[out] = x
+    else:
+        cur = x
+        if lo > -np.inf:
+            cur = ctx.emit("MAXIMUM", [cur, ctx.add_const(f"{out}/min", np.array([lo]))],
+                           out if hi == np.inf else ctx.tmp(f"{out}/lower", shape), {}, node, shape=shape)
+        if hi < np.inf:
+            ctx.emit("MINIMUM", [cur, ctx.add_const(f"{out}/max", np.array([hi]))], out, {}, node, shape=shape)
+
+
+def prelu(ctx: ImportContext, node: Any, a: dict) -> None:
+    """PRelu with a constant slope -> PRELU (LEAKY_RELU for one slope)."""
+    x = ctx.act(node, node.input[0])
+    slope = np.asarray(ctx.const(node, node.input[1]), np.float32)
+    if slope.size == 1:
+        ctx.emit("LEAKY_RELU", [x], node.output[0], {"alpha": float(slope.reshape(-1)[0])}, node)
+        return
+    rank = len(ctx.src_shape(node, node.input[0]))
+    ctx.emit("PRELU", [x, ctx.add_const(f"{node.output[0]}/alpha", const_to_ir(slope, rank))], node.output[0], {},
+             node)
+
+
+def pow_(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Pow with a constant exponent: 1, 2, 3, 0.5, -0.5, -1."""
+    e = _scalar(ctx, node.input[1])
+    if e is None:
+        raise ctx.err(node, "Pow needs a constant scalar exponent")
+    x = ctx.act(node, node.input[0])
+    out = node.output[0]
+    shape = ctx.ir_shape(x)
+    if e == 1.0:
+        ctx.alias[out] = x
+    elif e == 2.0:
+        ctx.emit("MUL", [x, x], out, {"act": "NONE"}, node)
+    elif e == 3.0:
+        sq = ctx.emit("MUL", [x, x], ctx.tmp(f"{out}/square", shape), {"act": "NONE"}, node, shape=shape)
+        ctx.emit("MUL", [sq, x], out, {"act": "NONE"}, node)
+    elif e == 0.5:
+        ctx.emit("SQRT", [x], out, {}, node)
+    elif e == -0.5:
+        ctx.emit("RSQRT", [x], out, {}, node)
+    elif e == -1.0:
+        ctx.emit("DIV", [ctx.add_const(f"{out}/one", np.array([1.0])), x], out, {"act": "NONE"}, node)
+    else:
+        raise ctx.err(node, f"Pow with exponent {e} is not supported (1, 2, 3, 0.5, -0.5 and -1 are)")
+
+
+REGISTRY = {
+    **{t: binary for t in BINARY}, "Sum": binary,
+    **{t: unary for t in UNARY}, "Neg": unary, "Reciprocal": unary, "Gelu": unary, "LeakyRelu": unary,
+    "Erf": erf, "HardSigmoid": hard_sigmoid, "Clip": clip, "PRelu": prelu, "Pow": pow_,
+}

@@ -1,0 +1,255 @@
+"""Shape and layout ops: Reshape/Flatten/Squeeze/Unsqueeze, Transpose, Concat, Split, Slice, Gather,
+Pad, Expand, and the pass-through ops (Identity, Dropout, Cast to float)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from converters.importers.onnx_ops.context import ImportContext
+from converters.ir import TO_NCHW, TO_NHWC
+
+
+def passthrough(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Identity, Dropout (inference) and Cast: the output is the input."""
+    src = node.input[0]
+    if node.op_type == "Cast":
+        from onnx import TensorProto
+
+        to = int(a.get("to", TensorProto.FLOAT))
+        if to not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
+            raise ctx.err(node, f"Cast of an activation to {TensorProto.DataType.Name(to)} is not supported; "
+                                "only float activations can be converted")
+    ctx.act(node, src)  # materialises deferred values and refuses unknown inputs
+    ctx.alias[node.output[0]] = ctx.name(src)
+
+
+def reshape(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Reshape, Flatten, Squeeze, Unsqueeze: a RESHAPE in ONNX element order."""
+    x = ctx.act(node, node.input[0])
+    ctx.reshape(x, ctx.src_shape(node, node.output[0]), node.output[0], node)
+
+
+def transpose(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Transpose: the ONNX perm composed with the NHWC<->NCHW views of its input and output."""
+    x = ctx.act(node, node.input[0])
+    rank = len(ctx.src_shape(node, node.input[0]))
+    perm = tuple(int(p) for p in a.get("perm", list(range(rank))[::-1]))
+    into_src = TO_NCHW if rank == 4 else tuple(range(rank))
+    out_to_ir = TO_NHWC if rank == 4 else tuple(range(rank))
+    total = tuple(into_src[p] for p in perm)
+    total = tuple(total[q] for q in out_to_ir)
+    ctx.transpose(x, total, node.output[0], node)
+
+
+def concat(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Concat on any axis (constant inputs allowed) -> CONCATENATION."""
+    out = node.output[0]
+    rank = len(ctx.src_shape(node, out))
+    axis = ctx.ir_axis(rank, int(a["axis"]))
+    ins = [i for i in node.input if i and int(np.prod(ctx.src_shape(node, i))) > 0]
+    parts = []
+    for i in ins:
+        if ctx.is_const(i):
+            v = np.asarray(ctx.const(node, i), np.float32)
+            v = v.transpose(TO_NHWC) if rank == 4 else v
+            parts.append(ctx.add_const(f"{out}/const", v))
+        else:
+            parts.append(ctx.act(node, i))
+    if len(parts) == 1:
+        ctx.alias[out] = parts[0]
+        return
+    ctx.emit("CONCATENATION", parts, out, {"axis": axis, "act": "NONE"}, node)
+
+
+def _slice(ctx: ImportContext, node: Any, x: str, out: str, axis_ranges: dict[int, tuple[int, int, int]]) -> None:
+    """STRIDED_SLICE of IR tensor ``x``: ``axis_ranges`` maps IR axis -> (begin, end, step), normalised."""
+    shape = ctx.ir_shape(x)
+    begin, end, strides, end_mask = [], [], [], 0
+    for d, size in enumerate(shape):
+        b, e, s = axis_ranges.get(d, (0, size, 1))
+        begin.append(b)
+        strides.append(s)
+        if s < 0 and e < 0:
+            end_mask |= 1 << d
+            e = 0
+        end.append(e)
+    ctx.emit("STRIDED_SLICE", [x], out, {"begin": tuple(begin), "end": tuple(end), "strides": tuple(strides),
+                                         "end_mask": end_mask}, node)
+
+
+def _norm_range(start: int, stop: int, step: int, size: int) -> tuple[int, int, int]:
+    """ONNX Slice bounds clamped like the spec: (begin, end, step), end -1 meaning 'through index 0'."""
+    if step == 0:
+        raise ValueError("step 0")
+    if start < 0:
+        start += size
+    if stop < 0:
+        stop += size
+    if step > 0:
+        return (int(np.clip(start, 0, size)), int(np.clip(stop, 0, size)), step)
+    return (int(np.clip(start, 0, size - 1)), int(np.clip(stop, -1, size - 1)), step)
+
+
+def slice_(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Slice (constant starts/ends/axes/steps, any step) -> STRIDED_SLICE."""
+    x = ctx.act(node, node.input[0])
+    shape = ctx.src_shape(node, node.input[0])
+    rank = len(shape)
+    if len(node.input) > 1:
+        starts = [int(v) for v in np.asarray(ctx.const(node, node.input[1])).reshape(-1)]
+        ends = [int(v) for v in np.asarray(ctx.const(node, node.input[2])).reshape(-1)]
+        axes = ([int(v) for v in np.asarray(ctx.const(node, node.input[3])).reshape(-1)]
+                if len(node.input) > 3 and node.input[3] else list(range(len(starts))))
+        steps = ([int(v) for v in np.asarray(ctx.const(node, node.input[4])).reshape(-1)]
+                 if len(node.input) > 4 and node.input[4] else [1] * len(starts))
+    else:  # opset < 10
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
+    ranges = {}
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        ax = int(ax) % rank
+        if st == 0:
+            raise ctx.err(node, "Slice with step 0")
+        ranges[ctx.ir_axis(rank, ax)] = _norm_range(s, e, st, shape[ax])
+    _slice(ctx, node, x, node.output[0], ranges)
+
+
+def split(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Split -> one STRIDED_SLICE per output."""
+    x = ctx.act(node, node.input[0])
+    shape = ctx.src_shape(node, node.input[0])
+    rank = len(shape)
+    axis = int(a.get("axis", 0)) % rank
+    sizes = [ctx.src_shape(node, o)[axis] for o in node.output]
+    start = 0
+    for o, size in zip(node.output, sizes):
+        if o:
+            _slice(ctx, node, x, o, {ctx.ir_axis(rank, axis): (start, start + size, 1)})
+        start += size
+
+
+def gather(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Gather with constant indices -> STRIDED_SLICE (one index or a step range) or GATHER."""
+    x = ctx.act(node, node.input[0])
+    shape = ctx.src_shape(node, node.input[0])
+    rank = len(shape)
+    axis = int(a.get("axis", 0)) % rank
+    idx = np.asarray(ctx.const(node, node.input[1])).astype(np.int64)
+    idx = np.where(idx < 0, idx + shape[axis], idx)
+    if np.any(idx < 0) or np.any(idx >= shape[axis]):
+        raise ctx.err(node, f"Gather index out of range for axis {axis} of size {shape[axis]}")
+    out = node.output[0]
+    ir_ax = ctx.ir_axis(rank, axis)
+    flat = idx.reshape(-1)
+    if idx.ndim == 0 or (idx.ndim == 1 and flat.size == 1):
+        mid_shape = list(ctx.ir_shape(x))
+        mid_shape[ir_ax] = 1
+        mid = ctx.tmp(f"{out}/picked", tuple(mid_shape))
+        _slice(ctx, node, x, mid, {ir_ax: (int(flat[0]), int(flat[0]) + 1, 1)})
+        if idx.ndim == 0:  # the axis disappears
+            ctx.reshape(mid, ctx.src_shape(node, out), out, node)
+        else:
+            ctx.transpose(mid, tuple(range(len(mid_shape))), out, node)
+        return
+    if idx.ndim != 1:
+        raise ctx.err(node, f"Gather with {idx.ndim}-D indices is not supported (scalar or 1-D)")
+    steps = np.diff(flat)
+    if flat.size > 1 and np.all(steps == steps[0]) and steps[0] != 0:
+        step = int(steps[0])
+        end = int(flat[-1]) + (1 if step > 0 else -1)
+        _slice(ctx, node, x, out, {ir_ax: (int(flat[0]), end, step)})
+        return
+    ctx.emit("GATHER", [x, ctx.add_const(f"{out}/indices", flat.astype(np.int32), np.int32)], out,
+             {"axis": ir_ax}, node)
+
+
+def pad(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Pad (constant, reflect) -> PAD / PADV2 / MIRROR_PAD; negative pads crop."""
+    x = ctx.act(node, node.input[0])
+    shape = ctx.src_shape(node, node.input[0])
+    rank = len(shape)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if len(node.input) > 1 and node.input[1]:
+        pads = [int(v) for v in np.asarray(ctx.const(node, node.input[1])).reshape(-1)]
+        value = (float(np.asarray(ctx.const(node, node.input[2])).reshape(-1)[0])
+                 if len(node.input) > 2 and node.input[2] else 0.0)
+    else:  # opset < 11
+        pads, value = [int(v) for v in a["pads"]], float(a.get("value", 0.0))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(v) % rank for v in np.asarray(ctx.const(node, node.input[3])).reshape(-1)]
+        full = [0] * (2 * rank)
+        for k, ax in enumerate(axes):
+            full[ax], full[ax + rank] = pads[k], pads[k + len(axes)]
+        pads = full
+    pairs = [(pads[i], pads[i + rank]) for i in range(rank)]
+    if rank == 4:
+        pairs = [pairs[p] for p in TO_NHWC]
+    out = node.output[0]
+    if any(p < 0 for pr in pairs for p in pr):  # crop first, then pad the rest
+        ir = ctx.ir_shape(x)
+        crop = {d: (max(-p0, 0), ir[d] - max(-p1, 0), 1) for d, (p0, p1) in enumerate(pairs)}
+        cshape = tuple(e - b for b, e, _ in crop.values())
+        mid = ctx.tmp(f"{out}/cropped", cshape)
+        _slice(ctx, node, x, mid, crop)
+        x, pairs = mid, [(max(p0, 0), max(p1, 0)) for p0, p1 in pairs]
+        if not any(p for pr in pairs for p in pr):
+            ctx.transpose(x, tuple(range(len(cshape))), out, node)
+            return
+    if mode == "constant":
+        if value == 0.0:
+            ctx.emit("PAD", [x], out, {"pads": tuple(pairs)}, node)
+        else:
+            ctx.emit("PADV2", [x], out, {"pads": tuple(pairs), "value": value}, node)
+    elif mode == "reflect":
+        ctx.emit("MIRROR_PAD", [x], out, {"pads": tuple(pairs), "mode": "REFLECT"}, node)
+    else:
+        raise ctx.err(node, f"Pad mode '{mode}' is not supported (constant and reflect are)")
+
+
+def expand(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Expand of an activation: broadcast by concatenating copies along each expanded axis."""
+    out = node.output[0]
+    target = ctx.src_shape(node, out)
+    rank = len(target)
+    x = ctx.lift(node, ctx.act(node, node.input[0]), ctx.src_shape(node, node.input[0]), rank)
+    cur = x
+    for d in range(rank):
+        ir_d = ctx.ir_axis(rank, d)
+        have = ctx.ir_shape(cur)
+        want = target[d]
+        if have[ir_d] == want:
+            continue
+        if have[ir_d] != 1:
+            raise ctx.err(node, f"cannot expand size {have[ir_d]} to {want}")
+        new_shape = list(have)
+        new_shape[ir_d] = want
+        cur = ctx.emit("CONCATENATION", [cur] * want, ctx.tmp(f"{out}/expand{d}", tuple(new_shape)),
+                       {"axis": ir_d, "act": "NONE"}, node, shape=tuple(new_shape))
+    ctx.transpose(cur, tuple(range(rank)), out, node)
+
+
+def tile(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Tile with constant repeats -> CONCATENATION of copies per repeated axis."""
+    x = ctx.act(node, node.input[0])
+    reps = [int(v) for v in np.asarray(ctx.const(node, node.input[1])).reshape(-1)]
+    rank = len(reps)
+    cur = x
+    for d, r in enumerate(reps):
+        if r == 1:
+            continue
+        ir_d = ctx.ir_axis(rank, d)
+        shape = list(ctx.ir_shape(cur))
+        shape[ir_d] *= r
+        cur = ctx.emit("CONCATENATION", [cur] * r, ctx.tmp(f"{node.output[0]}/tile{d}", tuple(shape)),
+                       {"axis": ir_d, "act": "NONE"}, node, shape=tuple(shape))
+    ctx.transpose(cur, tuple(range(rank)), node.output[0], node)
+
+
+REGISTRY = {
+    "Identity": passthrough, "Dropout": passthrough, "Cast": passthrough,
+    "Reshape": reshape, "Flatten": reshape, "Squeeze": reshape, "Unsqueeze": reshape,
+    "Transpose": transpose, "Concat": concat, "Slice": slice_, "Split": split, "Gather": gather, "Pad": pad,
+    "Expand": expand, "Tile": tile,
+}

@@ -1,0 +1,87 @@
+"""Reductions (ReduceMean/Max/Sum) and Softmax/LogSoftmax on any axis."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from converters.importers.onnx_ops.context import ImportContext
+
+KINDS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM"}
+
+
+def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
+    """ReduceMean/ReduceMax/ReduceSum over any axes, keepdims or not.
+
+    A mean over the height and width of a 4-D tensor becomes AVERAGE_POOL_2D (the kernel every
+    runtime has); results with dropped axes are reshaped in ONNX element order.
+    """
+    x = ctx.act(node, node.input[0])
+    shape = ctx.src_shape(node, node.input[0])
+    rank = len(shape)
+    if len(node.input) > 1 and node.input[1]:
+        axes = [int(v) for v in np.asarray(ctx.const(node, node.input[1])).reshape(-1)]
+    else:
+        axes = [int(v) for v in a.get("axes", [])]
+    if not axes:
+        if a.get("noop_with_empty_axes", 0):
+            ctx.alias[node.output[0]] = x
+            return
+        axes = list(range(rank))
+    axes = sorted({ax % rank for ax in axes})
+    keep = bool(a.get("keepdims", 1))
+    ir_axes = tuple(sorted(ctx.ir_axis(rank, ax) for ax in axes))
+    in_ir = ctx.ir_shape(x)
+    kept_shape = tuple(1 if d in ir_axes else s for d, s in enumerate(in_ir))
+    out = node.output[0]
+    direct = keep or rank != 4
+    dst = out if direct else ctx.tmp(f"{out}/kept", kept_shape)
+    kind = KINDS[node.op_type]
+    if rank == 4 and ir_axes == (1, 2) and kind in ("MEAN", "REDUCE_MAX"):
+        pool = "AVERAGE_POOL_2D" if kind == "MEAN" else "MAX_POOL_2D"
+        y = ctx.emit(pool, [x], out if keep else ctx.tmp(f"{out}/pooled", kept_shape),
+                     {"kernel": in_ir[1:3], "stride": in_ir[1:3], "pads": (0, 0, 0, 0), "act": "NONE"}, node,
+                     shape=kept_shape)
+        if not keep:
+            ctx.reshape(y, ctx.src_shape(node, out), out, node)
+        return
+    if direct and not keep:
+        ctx.emit(kind, [x], out, {"axes": ir_axes, "keep_dims": False}, node)
+        return
+    y = ctx.emit(kind, [x], dst, {"axes": ir_axes, "keep_dims": True}, node, shape=kept_shape)
+    if not direct:
+        ctx.reshape(y, ctx.src_shape(node, out), out, node)
+
+
+def softmax(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Softmax/LogSoftmax on any axis: transposed so the axis is last when it is not already.
+
+    Below opset 13 the op normalises over all axes from ``axis`` on (flattened), as ONNX defined it then.
+    """
+    x = ctx.act(node, node.input[0])
+    shape = ctx.src_shape(node, node.input[0])
+    rank = len(shape)
+    kind = "SOFTMAX" if node.op_type == "Softmax" else "LOG_SOFTMAX"
+    attrs = {"beta": 1.0} if kind == "SOFTMAX" else {}
+    out = node.output[0]
+    if ctx.opset < 13:
+        axis = int(a.get("axis", 1)) % rank
+        if axis != rank - 1:
+            flat = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
+            f = ctx.reshape(x, flat, node=node)
+            s = ctx.emit(kind, [f], ctx.tmp(f"{out}/flat", flat), attrs, node, shape=flat)
+            ctx.reshape(s, shape, out, node)
+            return
+    axis = ctx.ir_axis(rank, int(a.get("axis", -1)))
+    last = rank - 1
+    if axis == last:
+        ctx.emit(kind, [x], out, attrs, node)
+        return
+    perm = list(range(rank))
+    perm[axis], perm[last] = perm[last], perm[axis]
+    t = ctx.transpose(x, tuple(perm))
+    s = ctx.emit(kind, [t], ctx.tmp(f"{out}/moved", ctx.ir_shape(t)), attrs, node, shape=ctx.ir_shape(t))
+    ctx.transpose(s, tuple(perm), out, node)
+
+
+REGISTRY = {**{t: reduce for t in KINDS}, "Softmax": softmax, "LogSoftmax": softmax}

@@ -1,0 +1,21 @@
+"""FLOOR_MOD (float32, as TFLM): ``fmod(a, b)``, plus ``b`` when that remainder is non-zero and its sign
+differs from ``b``'s — which is numpy's ``remainder`` (up to the sign of zero results)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.binary.common import ElementwiseKernel
+
+
+class FloorMod(ElementwiseKernel):
+    """FLOOR_MOD: float32 only (TFLM's kernel)."""
+
+    max_version = 2
+
+    def prepare(self) -> None:
+        """Types: float32."""
+        self.require_types(("FLOAT32",))
+
+    def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
+        """One chunk."""
+        np.remainder(ins[0], ins[1], out=y)

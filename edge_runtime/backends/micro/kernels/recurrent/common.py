@@ -1,0 +1,100 @@
+"""Shared pieces of the recurrent kernels: option tables, state-tensor checks, float activations.
+
+Option field numbers follow the TFLite schema: UnidirectionalSequenceLSTMOptions{
+fused_activation_function, cell_clip, proj_clip, time_major, asymmetric_quantize_inputs,
+diagonal_recurrent_tensors}, SVDFOptions{rank, fused_activation_function,
+asymmetric_quantize_inputs}.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.base import OpContext
+from edge_runtime.formats.tflite import Operator, TensorInfo
+
+#: TFLite's ActivationFunctionType codes.
+ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6, ACT_TANH, ACT_SIGN_BIT = 0, 1, 2, 3, 4, 5
+#: TFLM's arena buffers are 16-byte aligned; each scratch request is rounded to this.
+SCRATCH_ALIGN = 16
+
+
+def _s(op: Operator, index: int, fmt: str, default: Any) -> Any:
+    return op.options.scalar(index, fmt, default) if op.options is not None else default
+
+
+def lstm_options(op: Operator) -> dict[str, Any]:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM options."""
+    return {"activation": int(_s(op, 0, "b", 0)), "cell_clip": float(np.float32(_s(op, 1, "f", 0.0))),
+            "proj_clip": float(np.float32(_s(op, 2, "f", 0.0))), "time_major": bool(_s(op, 3, "?", False)),
+            "diagonal_recurrent": bool(_s(op, 5, "?", False))}
+
+
+def svdf_options(op: Operator) -> dict[str, Any]:
+    """SVDF options."""
+    return {"rank": int(_s(op, 0, "i", 0)), "activation": int(_s(op, 1, "b", 0))}
+
+
+def scratch_bytes(*sizes: int) -> int:
+    """Total bytes of several TFLM scratch requests, each rounded up to the arena alignment."""
+    return sum(-(-int(n) // SCRATCH_ALIGN) * SCRATCH_ALIGN for n in sizes)
+
+
+def require_variable(ctx: OpContext, t: Optional[TensorInfo], what: str) -> TensorInfo:
+    """The ``what`` state tensor, which must exist and be a variable tensor."""
+    if t is None:
+        raise ctx.fail(f"the {what} tensor is missing")
+    if not t.is_variable:
+        raise ctx.fail(f"the {what} tensor '{t.name}' must be a variable tensor")
+    return t
+
+
+def first_scale(ctx: OpContext, t: TensorInfo, what: str) -> tuple[float, int]:
+    """(scale, zero point) as TFLM's ``params`` holds them: the first entry, scale as float32."""
+    q = t.quantization
+    if q is None or q.scale.size == 0:
+        raise ctx.fail(f"the {what} tensor '{t.name}' is not quantized")
+    scale = float(np.float32(q.scale[0]))
+    if not scale > 0.0:
+        raise ctx.fail(f"the {what} tensor '{t.name}' has a non-positive scale {scale}")
+    return scale, int(q.zero_point[0]) if q.zero_point.size else 0
+
+
+def check_shape(ctx: OpContext, t: TensorInfo, shape: tuple[int, ...], what: str) -> None:
+    """Refuse a tensor whose shape is not ``shape``."""
+    if tuple(t.shape) != tuple(shape):
+        raise ctx.fail(f"the {what} tensor '{t.name}' has shape {tuple(t.shape)}; expected {tuple(shape)}")
+
+
+def float_activation(ctx: OpContext, code: int, shape: tuple[int, ...]) -> Callable[[np.ndarray], None]:
+    """An in-place float32 activation (TFLM's ``ActivationValFloat``) for arrays of ``shape``."""
+    tmp = np.empty(shape, np.float32)
+    if code == ACT_NONE:
+        return lambda x: None
+    if code == ACT_RELU:
+        return lambda x: np.maximum(x, np.float32(0.0), out=x)
+    if code == ACT_RELU_N1_TO_1:
+        return lambda x: np.clip(x, np.float32(-1.0), np.float32(1.0), out=x)
+    if code == ACT_RELU6:
+        return lambda x: np.clip(x, np.float32(0.0), np.float32(6.0), out=x)
+    if code == ACT_TANH:
+        return lambda x: np.tanh(x, out=x)
+
+    if code == ACT_SIGN_BIT:
+        def sign_bit(x: np.ndarray) -> None:
+            np.copysign(np.float32(1.0), x, out=tmp)  # -1 where the sign bit is set, else +1
+            np.subtract(np.float32(1.0), tmp, out=x)
+            np.multiply(x, np.float32(0.5), out=x)
+
+        return sign_bit
+    raise ctx.fail(f"fused activation {code} is not supported")
+
+
+def sigmoid_f32(x: np.ndarray, tmp: np.ndarray) -> None:
+    """In-place float32 logistic, as TFLite's reference kernel (large |x| saturate)."""
+    np.clip(x, np.float32(-40.0), np.float32(40.0), out=tmp)
+    np.negative(tmp, out=tmp)
+    np.exp(tmp, out=tmp)
+    tmp += np.float32(1.0)
+    np.reciprocal(tmp, out=x)

@@ -1,0 +1,199 @@
+"""SVDF as tflite-micro runs it (``svdf.cc``, ``svdf_common.cc``): float32, or int8 with an int16/int8 state.
+
+The state (a variable tensor, ``[batch, filters * memory]``) holds the last ``memory``
+feature activations of every filter. Each invocation shifts it left by one, writes
+``weights_feature @ x`` into the newest slot, takes the per-filter dot product with
+``weights_time``, sums groups of ``rank`` filters into ``units`` outputs, adds the bias
+and applies the activation (float only: TFLM's integer kernel ignores it and only
+clamps to int8). Integer arithmetic: the feature product is requantized to the
+state's type (clamped before its zero point is added, the sum stored with the C cast),
+the time products accumulate in int32, the output is requantized to int8.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.arena.traits import OpMemory
+from edge_runtime.backends.micro.fixedpoint import wrap32
+from edge_runtime.backends.micro.fixedpoint_lstm import ColumnRequant, quantized_multipliers
+from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.recurrent.common import (check_shape, first_scale, float_activation,
+                                                                  require_variable, scratch_bytes, svdf_options)
+from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
+
+INPUT, WEIGHTS_FEATURE, WEIGHTS_TIME, BIAS, STATE = 0, 1, 2, 3, 4
+
+
+class Svdf(Kernel):
+    """Singular value decomposition filter with a persistent activation state."""
+
+    max_version = 4
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        op = ctx.op
+        if len(op.inputs) != 5 or len(op.outputs) != 1:
+            raise ctx.fail(f"expects 5 inputs and 1 output, has {len(op.inputs)} and {len(op.outputs)}")
+        o = svdf_options(op)
+        rank = o["rank"]
+        x, wf, wt = ctx.input(INPUT), ctx.input(WEIGHTS_FEATURE), ctx.input(WEIGHTS_TIME)
+        bias = ctx.input(BIAS)
+        state = require_variable(ctx, ctx.input(STATE), "activation state")
+        out = ctx.output(0)
+        if x is None or wf is None or wt is None:
+            raise ctx.fail("the input, feature weights and time weights are required")
+        if x.type_name not in ("FLOAT32", "INT8"):
+            raise ctx.fail(f"input type {x.type_name} is not supported; supported: FLOAT32, INT8")
+        if len(x.shape) != 2 or len(wf.shape) != 2 or len(wt.shape) != 2:
+            raise ctx.fail("the input and both weight tensors must be 2-D")
+        if wf.data is None or wt.data is None or (bias is not None and bias.data is None):
+            raise ctx.fail("the weights and bias must be constant tensors")
+        batch, n_in = x.shape
+        filters, memory = wt.shape[0], wt.shape[1]
+        if rank < 1 or wf.shape[0] % rank:
+            raise ctx.fail(f"rank {rank} does not divide the {wf.shape[0]} filters")
+        units = wf.shape[0] // rank
+        check_shape(ctx, wf, (filters, n_in), "feature weights")
+        check_shape(ctx, out, (batch, units), "output")
+        if bias is not None:
+            check_shape(ctx, bias, (units,), "bias")
+        check_shape(ctx, state, (batch, memory * filters), "activation state")
+        if min(batch, n_in, filters, memory) < 1:
+            raise ctx.fail("empty input, filter or memory")
+        self.batch, self.n_in, self.filters, self.memory, self.units, self.rank = (batch, n_in, filters, memory,
+                                                                                  units, rank)
+        self.kind = x.type_name
+        if self.kind == "FLOAT32":
+            for t, what in ((wf, "feature weights"), (wt, "time weights"), (state, "activation state"),
+                            (out, "output")) + (((bias, "bias"),) if bias is not None else ()):
+                if t.type_name != "FLOAT32":
+                    raise ctx.fail(f"float SVDF needs FLOAT32 {what}; '{t.name}' is {t.type_name}")
+            self._prepare_float(wf, wt, bias, o["activation"])
+        else:
+            self._prepare_integer(x, wf, wt, bias, state, out)
+        # Float: products and sums in float64, each stage rounded to float32 where TFLM stores one.
+        wdt = np.float64 if self.kind == "FLOAT32" else np.int64
+        self.workspace = {"x": ((batch, n_in), wdt), "feat": ((batch, filters), wdt),
+                          "state": ((batch, filters, memory), wdt), "tmp": ((batch, filters, memory), wdt),
+                          "acc": ((batch, units), wdt), "acc_tmp": ((batch, units), wdt)}
+        if self.kind == "FLOAT32":
+            self.workspace["scratch"] = ((batch, filters), np.float32)
+            self.workspace["out"] = ((batch, units), np.float32)
+
+    def _prepare_float(self, wf, wt, bias, activation: int) -> None:  # type: ignore[no-untyped-def]
+        self.wf = np.ascontiguousarray(wf.array().T.astype(np.float64))
+        self.wt = np.ascontiguousarray(wt.array().astype(np.float64))
+        self.bias = None if bias is None else bias.array().astype(np.float32)
+        self.activation = float_activation(self.ctx, activation, (self.batch, self.units))
+        self.cache_bytes = int(self.wf.nbytes + self.wt.nbytes)
+
+    def _prepare_integer(self, x, wf, wt, bias, state, out) -> None:  # type: ignore[no-untyped-def]
+        ctx = self.ctx
+        if wf.type_name != "INT8":
+            raise ctx.fail(f"int8 SVDF needs INT8 feature weights; '{wf.name}' is {wf.type_name}")
+        if wt.type_name not in ("INT16", "INT8") or state.type_name != wt.type_name:
+            raise ctx.fail(f"int8 SVDF needs time weights and activation state of one type, INT16 or INT8; "
+                           f"got {wt.type_name} and {state.type_name}")
+        if out.type_name != "INT8":
+            raise ctx.fail(f"int8 SVDF needs an INT8 output; '{out.name}' is {out.type_name}")
+        if bias is None or bias.type_name != "INT32":
+            raise ctx.fail("int8 SVDF needs an INT32 bias (tflite-micro requires it)")
+        in_s, in_zp = first_scale(ctx, x, "input")
+        wf_s, _ = first_scale(ctx, wf, "feature weights")
+        wt_s, _ = first_scale(ctx, wt, "time weights")
+        st_s, st_zp = first_scale(ctx, state, "activation state")
+        out_s, out_zp = first_scale(ctx, out, "output")
+        b_s, _ = first_scale(ctx, bias, "bias")
+        f32 = np.float32
+        # effective scales computed in float32 (as TFLM's Prepare), then widened to double
+        scale_1 = float(f32(f32(in_s) * f32(wf_s)) / f32(st_s))
+        product_2 = f32(f32(st_s) * f32(wt_s))
+        scale_2 = float(product_2 / f32(out_s))
+        if not abs(b_s - float(product_2)) < 1e-5:
+            raise ctx.fail(f"bias scale {b_s} does not match state scale x time-weight scale {float(product_2)}")
+        self.req_1 = ColumnRequant(*quantized_multipliers([scale_1]))
+        self.req_2 = ColumnRequant(*quantized_multipliers([scale_2]))
+        info = np.iinfo(state.dtype)
+        self.st_min, self.st_max = int(info.min), int(info.max)
+        self.st_zp, self.in_zp, self.out_zp = st_zp, in_zp, out_zp
+        self.wf = np.ascontiguousarray(wf.array().T.astype(np.int64))
+        self.wt = np.ascontiguousarray(wt.array().astype(np.int64))
+        self.bias = bias.array().astype(np.int64)
+        self.cache_bytes = int(self.wf.nbytes + self.wt.nbytes + self.bias.nbytes)
+
+    @staticmethod
+    def op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
+        """TFLM's scratch: batch x filters accumulators (int32 or float), plus batch x units int32 for int8."""
+        try:
+            x = subgraph.tensors[op.inputs[INPUT]]
+            wf = subgraph.tensors[op.inputs[WEIGHTS_FEATURE]]
+            rank = max(1, svdf_options(op)["rank"])
+            batch, filters = x.shape[0], wf.shape[0]
+            sizes = [batch * filters * 4]
+            if x.type_name != "FLOAT32":
+                sizes.append(batch * (filters // rank) * 4)
+            return OpMemory(scratch_bytes=scratch_bytes(*sizes))
+        except (IndexError, ValueError):
+            return OpMemory()
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Keep views of the input, the state (as batch x filters x memory), the output and the work buffers."""
+        self.x = inputs[INPUT]
+        self.state = inputs[STATE].reshape(self.batch, self.filters, self.memory)
+        self.out = outputs[0]
+        self.ws = ws
+        self.run = self._run_float if self.kind == "FLOAT32" else self._run_integer  # type: ignore[method-assign]
+
+    def _shift_state(self, tmp: np.ndarray) -> None:
+        """Drop the oldest activation of every filter (TFLM shifts the whole buffer left by one)."""
+        m = self.memory
+        if m > 1:
+            np.copyto(tmp[:, :, :m - 1], self.state[:, :, 1:], casting="unsafe")
+            np.copyto(self.state[:, :, :m - 1], tmp[:, :, :m - 1], casting="unsafe")
+
+    def _run_float(self) -> None:
+        ws = self.ws
+        xb, feat, st, tmp, scratch, out = ws["x"], ws["feat"], ws["state"], ws["tmp"], ws["scratch"], ws["out"]
+        self._shift_state(tmp)
+        np.copyto(xb, self.x)
+        np.matmul(xb, self.wf, out=feat)
+        np.copyto(self.state[:, :, self.memory - 1], feat, casting="same_kind")
+        np.multiply(self.state, self.wt, out=st)
+        np.sum(st, axis=2, out=feat)
+        np.copyto(scratch, feat, casting="same_kind")
+        # bias first, then the rank terms one by one, in float32 (TFLM's order)
+        if self.bias is not None:
+            np.copyto(out, self.bias)
+        else:
+            out.fill(0.0)
+        ranked = scratch.reshape(self.batch, self.units, self.rank)
+        for r in range(self.rank):
+            out += ranked[:, :, r]
+        self.activation(out)
+        np.copyto(self.out, out)
+
+    def _run_integer(self) -> None:
+        ws = self.ws
+        xb, feat, st, tmp, acc, acc_tmp = ws["x"], ws["feat"], ws["state"], ws["tmp"], ws["acc"], ws["acc_tmp"]
+        self._shift_state(tmp)
+        # feature matmul, requantized to the state's type; the stored value wraps like the C cast
+        np.copyto(xb, self.x)
+        xb -= self.in_zp
+        np.matmul(xb, self.wf, out=feat)
+        wrap32(feat)
+        self.req_1.apply(feat, tmp[:, :, 0])
+        np.clip(feat, self.st_min, self.st_max, out=feat)
+        feat += self.st_zp
+        np.copyto(self.state[:, :, self.memory - 1], feat, casting="unsafe")
+        # time products (int32 accumulation), rank reduction, bias, output requantization
+        np.copyto(st, self.state)
+        st -= self.st_zp
+        st *= self.wt
+        np.sum(st, axis=2, out=feat)
+        np.sum(feat.reshape(self.batch, self.units, self.rank), axis=2, out=acc)
+        acc += self.bias
+        wrap32(acc)
+        self.req_2.apply(acc, acc_tmp)
+        acc += self.out_zp
+        np.clip(acc, -128, 127, out=acc)
+        np.copyto(self.out, acc, casting="unsafe")
