@@ -289,6 +289,20 @@ def simplify(graph: Graph) -> Graph:
                     op.kind, op.attrs = "RESHAPE", {}
                     changed = True
                     break
+            if op.kind == "MUL" and _scalar_mul(graph, op) is not None:
+                src, value = _scalar_mul(graph, op)
+                before = producers.get(src)
+                inner = _scalar_mul(graph, before) if before is not None else None
+                if (inner is not None and before.act == "NONE" and len(consumers.get(src, [])) == 1
+                        and src not in graph.outputs):
+                    name = f"{op.outputs[0]}/folded_scale"
+                    graph.tensors[name] = Tensor(name, (1,), np.array([value * inner[1]], np.float32))
+                    op.inputs = [inner[0], name]
+                    changed = True
+                    break
+                if value == 1.0 and op.act == "NONE" and _replace_uses(graph, op):
+                    changed = True
+                    break
             if op.kind == "RESHAPE":
                 if prev is not None and prev.kind == "RESHAPE" and single:
                     op.inputs = [prev.inputs[0]]
@@ -303,10 +317,24 @@ def simplify(graph: Graph) -> Graph:
     return graph
 
 
+def _scalar_mul(graph: Graph, op: Op) -> Optional[tuple[str, float]]:
+    """(activation input, factor) when ``op`` multiplies an activation by a one-element constant."""
+    if op.kind != "MUL" or len(op.inputs) != 2:
+        return None
+    a, b = (graph.tensors[i] for i in op.inputs)
+    if a.is_constant == b.is_constant:
+        return None
+    act, c = (b, a) if a.is_constant else (a, b)
+    if c.data.size != 1 or graph.tensors[op.outputs[0]].shape != act.shape:
+        return None
+    return act.name, float(c.data.reshape(-1)[0])
+
+
 def _replace_uses(graph: Graph, op: Op) -> bool:
     """Remove identity ``op`` (same shape in and out), wiring its consumers to its input."""
-    src, dst = op.inputs[0], op.outputs[0]
-    if dst in graph.outputs or src in graph.inputs and dst in graph.outputs:
+    src = next(i for i in op.inputs if not graph.tensors[i].is_constant)
+    dst = op.outputs[0]
+    if dst in graph.outputs:
         return False
     for other in graph.ops:
         other.inputs = [src if i == dst else i for i in other.inputs]

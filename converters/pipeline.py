@@ -19,7 +19,7 @@ from converters.calibrate import calibrate, float_session
 from converters.calibration_data import CalibrationDataError, load_labelled, open_calibration
 from converters.ir import Graph
 from converters.quantize import plan_quantization
-from edge_runtime.errors import ConfigError, EdgeRuntimeError, ModelFormatError
+from edge_runtime.errors import ConfigError, ModelFormatError
 from edge_runtime.model_file import read_head
 
 FORMATS = ("tflite", "onnx")
@@ -55,31 +55,9 @@ def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str
         return import_tflite(p)
     if p.lower().endswith(".tflite"):
         raise ModelFormatError(f"{p}: not a TFLite model (no 'TFL3' identifier)")
-    return _import_onnx(p, input_shapes)
-
-
-def _import_onnx(path: str, input_shapes: Optional[dict[str, tuple[int, ...]]]) -> Graph:
-    """``import_onnx`` with ``input_shapes``; runs the prepare pass here while the importer does not take them."""
-    import inspect as _inspect
-
     from converters.importers.onnx import import_onnx
 
-    if "input_shapes" in _inspect.signature(import_onnx).parameters:
-        return import_onnx(path, input_shapes=input_shapes)
-    import tempfile
-
-    import onnx
-
-    from converters.importers.prepare import prepare_onnx
-
-    model = prepare_onnx(path, input_shapes)
-    with tempfile.TemporaryDirectory() as d:
-        prepared = os.path.join(d, os.path.basename(path))
-        onnx.save(model, prepared)
-        try:
-            return import_onnx(prepared)
-        except EdgeRuntimeError as exc:  # name the user's file, not the temporary copy
-            raise type(exc)(str(exc).replace(prepared, path)) from None
+    return import_onnx(p, input_shapes=input_shapes)
 
 
 def _held_out(held_out: HeldOut, shape: tuple[int, ...]) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:

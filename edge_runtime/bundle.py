@@ -95,6 +95,7 @@ class Manifest(_Strict):
     microcontroller: bool = False
     converter_version: str
     build_time: str
+    release: Optional[int] = Field(None, ge=1, description="release number within the group, rising with every build")
     device_config: Optional[str] = Field(None, description="bundle path of the group's device.yaml")
     device_configs: dict[str, str] = Field(default_factory=dict, description="device id -> bundle path of its config")
     models: list[ModelEntry] = Field(default_factory=list)
@@ -131,7 +132,30 @@ def parse_manifest(data: bytes, origin: str) -> Manifest:
         if f.path in (MANIFEST_NAME, SIGNATURE_NAME) or f.path in seen:
             raise BundleError(f"{origin}: {MANIFEST_NAME} lists '{f.path}' twice or lists a reserved name")
         seen.add(f.path)
+    for what, target in [("device_config", m.device_config)] + [(f"device_configs.{k}", v)
+                                                                 for k, v in m.device_configs.items()]:
+        if target is not None and target not in seen:
+            raise BundleError(f"{origin}: {MANIFEST_NAME} field '{what}' names '{target}', which is not a file of "
+                              "the bundle")
     return m
+
+
+def release_key(m: Manifest) -> tuple[int, str]:
+    """What orders releases of one group: the release number (0 when absent), then the build time."""
+    return (m.release or 0, m.build_time)
+
+
+def check_not_older(new: Manifest, installed: Manifest, origin: str, same_release: bool) -> None:
+    """Refuse installing ``new`` over ``installed`` unless it is newer (or the very same release)."""
+    if same_release:
+        return
+    if (new.fleet, new.group) != (installed.fleet, installed.group):
+        return  # another group's bundle: release numbers do not compare
+    if release_key(new) <= release_key(installed):
+        def label(m: Manifest) -> str:
+            return (f"release {m.release}, " if m.release else "") + f"built {m.build_time}"
+        raise BundleError(f"{origin}: refused: this bundle ({label(new)}) is not newer than the installed one "
+                          f"({label(installed)}); pass --allow-downgrade to install it anyway")
 
 
 # ----------------------------------------------------------------------------- keys and signatures
@@ -299,10 +323,11 @@ def _open_tar(path: str) -> tuple[tarfile.TarFile, gzip.GzipFile]:
 def _process(path: str, public_key: Optional[bytes], require_signature: bool,
              sink: Optional[Callable[[str, tarfile.TarFile, tarfile.TarInfo], "hashlib._Hash"]],
              dir_sink: Optional[Callable[[str], None]] = None,
-             hook: Optional[StepHook] = None) -> BundleInfo:
+             hook: Optional[StepHook] = None,
+             on_manifest: Optional[Callable[[Manifest, str], None]] = None) -> BundleInfo:
     """One streaming pass over the archive; archive-level read errors become a BundleError."""
     try:
-        return _process_archive(path, public_key, require_signature, sink, dir_sink, hook)
+        return _process_archive(path, public_key, require_signature, sink, dir_sink, hook, on_manifest)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise BundleError(f"{path}: not a valid .tar.gz bundle (truncated or corrupt): {exc}") from None
 
@@ -310,7 +335,8 @@ def _process(path: str, public_key: Optional[bytes], require_signature: bool,
 def _process_archive(path: str, public_key: Optional[bytes], require_signature: bool,
              sink: Optional[Callable[[str, tarfile.TarFile, tarfile.TarInfo], "hashlib._Hash"]],
              dir_sink: Optional[Callable[[str], None]] = None,
-             hook: Optional[StepHook] = None) -> BundleInfo:
+             hook: Optional[StepHook] = None,
+             on_manifest: Optional[Callable[[Manifest, str], None]] = None) -> BundleInfo:
     """One streaming pass over the archive: check names, signature and every file's hash.
 
     ``sink(name, tf, member)`` consumes a regular file's data and returns its sha256 object;
@@ -331,11 +357,17 @@ def _process_archive(path: str, public_key: Optional[bytes], require_signature: 
             nxt = next(members, None)
         signer = check_signature(manifest_bytes, sig_bytes, public_key, path, require_signature=require_signature)
         manifest = parse_manifest(manifest_bytes, path)
+        if on_manifest is not None:
+            on_manifest(manifest, manifest_sha)
         expected = manifest.file_map()
+        parents = {"/".join(p.split("/")[:i]) for p in expected for i in range(1, p.count("/") + 1)}
         seen: set[str] = set()
         while nxt is not None:
             m, name = nxt
             if m.isdir():
+                if name not in parents:
+                    raise BundleError(f"{path}: refused: directory '{name}' is in the archive but no file listed in "
+                                      f"{MANIFEST_NAME} is under it")
                 if dir_sink is not None:
                     dir_sink(name)
             else:
@@ -364,13 +396,28 @@ def _process_archive(path: str, public_key: Optional[bytes], require_signature: 
                 if hook is not None:
                     hook(f"file:{name}")
             nxt = next(members, None)
-        while gz.read(_CHUNK):  # to the end of the gzip stream, so its CRC and length are checked
-            pass
+        _check_tail(gz, path)
         missing = sorted(set(expected) - seen)
         if missing:
             raise BundleError(f"{path}: refused: {len(missing)} file(s) listed in {MANIFEST_NAME} are missing from "
                               f"the archive: {', '.join(missing[:5])}")
     return BundleInfo(path, manifest, manifest_sha, signer, len(seen), manifest_bytes, sig_bytes)
+
+
+#: Bytes allowed after the tar's end-of-archive blocks: its zero padding to a 10 KiB record, with room.
+_MAX_TAIL_BYTES = 64 << 10
+
+
+def _check_tail(gz: gzip.GzipFile, path: str) -> None:
+    """Read the gzip stream to its end (so its CRC and length are checked); refuse data after the archive."""
+    tail = 0
+    while True:
+        chunk = gz.read(_CHUNK if tail <= _MAX_TAIL_BYTES else 0)
+        if not chunk:
+            break
+        tail += len(chunk)
+        if tail > _MAX_TAIL_BYTES or chunk.count(0) != len(chunk):
+            raise BundleError(f"{path}: refused: data after the end of the archive (more than its zero padding)")
 
 
 def verify_bundle(path: Union[str, os.PathLike], public_key: Optional[bytes] = None, *,
@@ -457,7 +504,8 @@ def current_release(root: Union[str, os.PathLike]) -> Optional[str]:
 
 
 def install_bundle(bundle: Union[str, os.PathLike], root: Union[str, os.PathLike], public_key: Optional[bytes], *,
-                   require_signature: bool = True, keep: int = 2, on_step: Optional[StepHook] = None) -> InstalledBundle:
+                   require_signature: bool = True, keep: int = 2, on_step: Optional[StepHook] = None,
+                   allow_downgrade: bool = False) -> InstalledBundle:
     """Verify and install ``bundle`` under ``root`` atomically; return the new release.
 
     Layout: ``root/releases/<id>/`` (one per bundle, ``<id>`` from the manifest hash) and
@@ -465,13 +513,17 @@ def install_bundle(bundle: Union[str, os.PathLike], root: Union[str, os.PathLike
     they are written, so what is installed is exactly what was verified. A refused bundle
     leaves ``current`` untouched. ``keep`` releases (current and previous) are kept.
     ``on_step`` is called with a step name at each stage (tests use it to kill the process).
+    A bundle of the same group that is not newer than the installed release (by release number,
+    then build time) is refused unless ``allow_downgrade``. Releases are readable by every user
+    (directories 0755, files 0644), so a daemon running as its own user can load them.
     """
     src = os.fspath(bundle)
     root_s = os.path.abspath(os.fspath(root))
     try:
         os.makedirs(os.path.join(root_s, "releases"), exist_ok=True)
         with _InstallLock(root_s):
-            return _install_locked(src, root_s, public_key, require_signature, keep, on_step or (lambda _s: None))
+            return _install_locked(src, root_s, public_key, require_signature, keep, on_step or (lambda _s: None),
+                                   allow_downgrade)
     except OSError as exc:  # disk full, read-only or unwritable root: the old release is untouched
         where = f" ({exc.filename})" if exc.filename else ""
         raise BundleError(f"{src}: cannot install under {root_s}: {exc.strerror or exc}{where}; "
@@ -499,11 +551,31 @@ class _InstallLock:
         os.close(self.fd)
 
 
+def _installed_manifest(root_s: str) -> Optional[Manifest]:
+    """The active release's manifest, or None (nothing installed, or unreadable: then nothing to protect)."""
+    rid = current_release(root_s)
+    if rid is None:
+        return None
+    try:
+        with open(os.path.join(root_s, "releases", rid, MANIFEST_NAME), "rb") as f:
+            return parse_manifest(f.read(_MAX_MANIFEST_BYTES + 1), rid)
+    except (OSError, BundleError):
+        return None
+
+
 def _install_locked(src: str, root_s: str, public_key: Optional[bytes], require_signature: bool, keep: int,
-                    hook: StepHook) -> InstalledBundle:
+                    hook: StepHook, allow_downgrade: bool = False) -> InstalledBundle:
     _clean_leftovers(root_s)
     hook("start")
+    installed = None if allow_downgrade else _installed_manifest(root_s)
+    current = current_release(root_s)
+
+    def on_manifest(manifest: Manifest, manifest_sha: str) -> None:
+        if installed is not None:
+            check_not_older(manifest, installed, src, manifest_sha[:16] == current)
+
     staging = tempfile.mkdtemp(prefix=".staging-", dir=root_s)
+    os.chmod(staging, 0o755)
 
     def file_sink(name: str, tf: tarfile.TarFile, m: tarfile.TarInfo) -> "hashlib._Hash":
         free = shutil.disk_usage(staging).free
@@ -513,7 +585,7 @@ def _install_locked(src: str, root_s: str, public_key: Optional[bytes], require_
         dest = os.path.join(staging, *name.split("/"))
         parent = os.path.dirname(dest)
         try:
-            os.makedirs(parent, exist_ok=True)
+            os.makedirs(parent, mode=0o755, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise BundleError(f"{src}: refused: '{name}' needs a directory where the archive has a file") from None
         f = tf.extractfile(m)
@@ -527,16 +599,20 @@ def _install_locked(src: str, root_s: str, public_key: Optional[bytes], require_
 
     def dir_sink(name: str) -> None:
         try:
-            os.makedirs(os.path.join(staging, *name.split("/")), exist_ok=True)
+            os.makedirs(os.path.join(staging, *name.split("/")), mode=0o755, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise BundleError(f"{src}: refused: '{name}' is both a file and a directory in the archive") from None
 
     try:
-        info = _process(src, public_key, require_signature, sink=file_sink, dir_sink=dir_sink, hook=hook)
+        info = _process(src, public_key, require_signature, sink=file_sink, dir_sink=dir_sink, hook=hook,
+                        on_manifest=on_manifest)
         _write_file(os.path.join(staging, MANIFEST_NAME), iter([info.manifest_bytes]))
         if info.signature_bytes is not None:
             _write_file(os.path.join(staging, SIGNATURE_NAME), iter([info.signature_bytes]))
-        for dirpath, _dirs, _files in os.walk(staging, topdown=False):
+        for dirpath, _dirs, files in os.walk(staging, topdown=False):
+            for name in files:  # readable by the daemon's own user whatever the installer's umask
+                os.chmod(os.path.join(dirpath, name), 0o644)
+            os.chmod(dirpath, 0o755)
             _fsync_dir(dirpath)
         hook("staged")
     except BaseException:

@@ -74,7 +74,7 @@ def test_keep_prunes_old_releases(env: dict, tmp_path: Path) -> None:
     ids = []
     for i in range(4):
         p = pack_bundle(tmp_path / f"v{i}.tar.gz", {"x.txt": f"v{i}".encode()}, fleet="f", group="g",
-                        profile="p", signer=env["signer"])
+                        profile="p", signer=env["signer"], build_time=100 + i)
         ids.append(install_bundle(p, root, env["key"], keep=2).release_id)
     assert sorted(os.listdir(root / "releases")) == sorted(ids[-2:])
     assert current_release(root) == ids[-1]
@@ -162,7 +162,7 @@ def _check_after_kill(env: dict, root: Path) -> str:
     # recovery: a later install cleans up after the killed one and succeeds
     install_bundle(env["b"], root, env["key"])
     assert current_release(root) == env["b_id"] and not _leftovers(root)
-    install_bundle(env["a"], root, env["key"])
+    install_bundle(env["a"], root, env["key"], allow_downgrade=True)  # back to A
     shutil.rmtree(root / "releases" / env["b_id"])  # so the next child must really unpack B
     assert current_release(root) == env["a_id"]
     return "new" if rid == env["b_id"] else "old"
@@ -174,7 +174,7 @@ def test_kill_at_every_step(env: dict) -> None:
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     steps = next(line for line in out.splitlines() if line.startswith("steps ")).split(" ", 1)[1].split("|")
-    install_bundle(env["a"], root, env["key"])
+    install_bundle(env["a"], root, env["key"], allow_downgrade=True)  # back to A
     shutil.rmtree(root / "releases" / env["b_id"])
     assert steps[0] == "start" and steps[-1] == "done" and sum(s.startswith("file:") for s in steps) == 14
     files = [s for s in steps if s.startswith("file:")]
@@ -199,7 +199,7 @@ def test_kill_at_random_moments(env: dict) -> None:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         durations.append(float(next(line for line in out.splitlines() if line.startswith("elapsed ")).split()[1]))
-        install_bundle(env["a"], root, env["key"])
+        install_bundle(env["a"], root, env["key"], allow_downgrade=True)  # back to A
         shutil.rmtree(root / "releases" / env["b_id"])
     install_seconds = min(durations)
     rng = random.Random(2026)

@@ -364,3 +364,16 @@ def test_cli_input_shape(tmp_path: Path) -> None:
     assert r.returncode == 1 and "NAME=DIMS" in r.stderr and "Traceback" not in r.stderr
     assert "--input-shape NAME=DIMS" in subprocess.run([sys.executable, "-m", "converters.cli", "convert", "--help"],
                                                        capture_output=True, text=True, timeout=60).stdout
+
+
+def test_fixed_batch_above_one_is_set_to_one_and_named_when_it_breaks() -> None:
+    """A fixed batch of 4 becomes 1; when a constant of batch 4 then no longer fits, the error says so."""
+    ok = prepare_onnx_model(_conv_model([4, 3, 8, 8]))
+    assert [d.dim_value for d in ok.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 8, 8]
+    nodes = [helper.make_node("Concat", ["x", "extra"], ["y"], name="append_batch4", axis=1)]
+    m = _model(nodes, [_vi("x", [4, 6])], [_vi("y", [4, 8])], [_w("extra", 4, 2)])
+    with pytest.raises(ModelFormatError) as e:
+        prepare_onnx_model(m, source="b4.onnx")
+    assert "x (4) was set to 1" in str(e.value) and "\n" not in str(e.value)
+    p = prepare_onnx_model(m, {"x": (4, 6)})
+    assert [d.dim_value for d in p.graph.output[0].type.tensor_type.shape.dim] == [4, 8]

@@ -365,3 +365,435 @@ def test_fill_refusals(tmp_path):
             [T((2, 3), "float32")], match="constant")
     refused(tmp_path / "c.tflite", "FILL", [const([3, 3]), T((), "float32", data=np.array(1, np.float32))],
             [T((2, 3), "float32")], match="dims")
+
+
+# ---------------------------------------------------------------------------- BROADCAST_TO / BROADCAST_ARGS
+
+ALL_TYPES = ["float32", "int8", "int16", "int32", "int64", "bool", "uint8"]
+
+
+@pytest.mark.parametrize("dt", pm("BROADCAST_TO", ALL_TYPES))
+@ex(40)
+@given(data=st.data())
+def test_broadcast_to(tmp_path, dt, data):
+    target = data.draw(shapes(1, 5, 1, 4))
+    k = data.draw(st.integers(0, len(target)))
+    src = tuple(1 if data.draw(st.booleans()) else d for d in target[len(target) - k:])
+    st_t = data.draw(st.sampled_from(["int32", "int64"]))
+    q = data.draw(quant(dt))
+    check(tmp_path / "m.tflite", "BROADCAST_TO", [T(src, dt, **q), const(list(target), st_t)], [T(target, dt, **q)])
+
+
+def test_broadcast_to_refusals(tmp_path):
+    refused(tmp_path / "a.tflite", "BROADCAST_TO", [T((1, 3), "float32"), T((2,), "int32")], [T((2, 3), "float32")],
+            match="constant")
+    refused(tmp_path / "b.tflite", "BROADCAST_TO", [T((2, 3), "float32"), const([4, 3])], [T((4, 3), "float32")],
+            match="broadcast")
+    refused(tmp_path / "c.tflite", "BROADCAST_TO", [T((1, 3), "float32"), const([1, 1, 1, 1, 2, 3])],
+            [T((1, 1, 1, 1, 2, 3), "float32")], match="at most 5")
+
+
+@pytest.mark.parametrize("dt", pm("BROADCAST_ARGS", ["int32", "int64"]))
+@ex(60)
+@given(data=st.data())
+def test_broadcast_args(tmp_path, dt, data):
+    full = data.draw(shapes(1, 6, 1, 5))
+    picks = []
+    for _ in range(2):
+        k = data.draw(st.integers(1, len(full)))
+        picks.append([1 if data.draw(st.booleans()) else d for d in full[len(full) - k:]])
+    runtime = data.draw(st.booleans())
+    ins = [T((len(p),), dt) if runtime else const(p, dt) for p in picks]
+    n = max(len(p) for p in picks)
+    check(tmp_path / "m.tflite", "BROADCAST_ARGS", ins, [T((n,), dt)],
+          special={0: lambda r: np.array(picks[0], dt), 1: lambda r: np.array(picks[1], dt)})
+
+
+def test_broadcast_args_refusal(tmp_path):
+    refused(tmp_path / "a.tflite", "BROADCAST_ARGS", [T((2,), "int16"), T((2,), "int16")], [T((2,), "int16")],
+            match="INT16")
+
+
+# ---------------------------------------------------------------------------- REVERSE_V2
+
+@pytest.mark.parametrize("dt", pm("REVERSE_V2", ALL_TYPES))
+@ex(50)
+@given(data=st.data())
+def test_reverse_v2(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 6, 1, 4))
+    rank = len(shape)
+    first = data.draw(st.integers(0, rank - 1))
+    count = data.draw(st.integers(1, rank - first))
+    axes = [a - rank if data.draw(st.booleans()) else a for a in range(first, first + count)]
+    axes = data.draw(st.permutations(axes))
+    runtime = data.draw(st.booleans())
+    q = data.draw(quant(dt))
+    ins = [T(shape, dt, **q), T((len(axes),), "int32") if runtime else const(axes)]
+    check(tmp_path / "m.tflite", "REVERSE_V2", ins, [T(shape, dt, **q)], special={1: lambda r: np.array(axes, np.int32)})
+
+
+def test_reverse_v2_refusals(tmp_path):
+    refused(tmp_path / "a.tflite", "REVERSE_V2", [T((2, 3, 4), "float32"), const([0, 2])], [T((2, 3, 4), "float32")],
+            match="contiguous")
+    refused(tmp_path / "c.tflite", "REVERSE_V2", [T((2, 3), "float32"), T((0,), "int32")], [T((2, 3), "float32")],
+            match="no axis")
+    refused(tmp_path / "d.tflite", "REVERSE_V2", [T((1, 2, 1, 2, 1, 2, 1), "float32"), const([1])],
+            [T((1, 2, 1, 2, 1, 2, 1), "float32")], match="at most 6")
+    refused(tmp_path / "b.tflite", "REVERSE_V2", [T((2, 3), "float16"), const([0])], [T((2, 3), "float16")],
+            match="FLOAT16")
+
+
+# ---------------------------------------------------------------------------- EMBEDDING_LOOKUP
+
+@pytest.mark.parametrize("kind", pm("EMBEDDING_LOOKUP", ["float32", "int8"]) + [
+    pytest.param("hybrid", marks=pytest.mark.parity("EMBEDDING_LOOKUP", "int8->float32"), id="hybrid")])
+@ex(60)
+@given(data=st.data())
+def test_embedding_lookup(tmp_path, kind, data):
+    vshape = data.draw(shapes(2, 4, 1, 5))
+    n = data.draw(st.integers(1, 6))
+    rows = lambda r: r.integers(0, vshape[0], size=(n,)).astype(np.int32)
+    rng = np.random.default_rng(data.draw(st.integers(0, 100)))
+    if kind == "hybrid":
+        vq, vt, ot, oq = dict(scale=data.draw(st.floats(2.0 ** -10, 2.0, width=32)), zp=0), "int8", "float32", {}
+    else:
+        vt = ot = kind
+        vq = oq = data.draw(quant(kind))
+    table = random_input(vshape, vt, rng)
+    runtime = data.draw(st.booleans())
+    ins = [T((n,), "int32") if runtime else const(rows(rng)), T(vshape, vt, data=table, **vq)]
+    check(tmp_path / "m.tflite", "EMBEDDING_LOOKUP", ins, [T((n,) + vshape[1:], ot, **oq)], special={0: rows})
+
+
+def test_embedding_lookup_refusals(tmp_path):
+    refused(tmp_path / "a.tflite", "EMBEDDING_LOOKUP", [const([0]), T((3, 4), "int16")], [T((1, 4), "int16")],
+            match="INT16")
+    refused(tmp_path / "b.tflite", "EMBEDDING_LOOKUP", [const([0]), T((3, 4), "int8", scale=0.5, zp=3)],
+            [T((1, 4), "float32")], match="zero point")
+
+
+# ---------------------------------------------------------------------------- DYNAMIC_UPDATE_SLICE
+
+@pytest.mark.parametrize("dt", pm("DYNAMIC_UPDATE_SLICE", ["float32", "int8", "int16", "int32"]))
+@ex(60)
+@given(data=st.data())
+def test_dynamic_update_slice(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 6, 1, 4))
+    ushape = tuple(data.draw(st.integers(1, d)) for d in shape)
+    it = data.draw(st.sampled_from(["int32", "int64"]))
+    start = lambda r: np.array([r.integers(-2, d + 2) for d in shape], it)
+    runtime = data.draw(st.booleans())
+    q = data.draw(quant(dt))
+    ins = [T(shape, dt, **q), T(ushape, dt, **q),
+           T((len(shape),), it) if runtime else const(start(np.random.default_rng(data.draw(st.integers(0, 99)))), it)]
+    check(tmp_path / "m.tflite", "DYNAMIC_UPDATE_SLICE", ins, [T(shape, dt, **q)], special={2: start})
+
+
+def test_dynamic_update_slice_in_a_chain_runs_in_place(tmp_path):
+    """The update writes into the operand's buffer when the operand dies there (a KV-cache step)."""
+    from tflite_builder import ModelBuilder
+
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    a, b = sg.tensor(T((4, 6), "float32")), sg.tensor(T((4, 6), "float32"))
+    s = sg.tensor(T((4, 6), "float32"))
+    u, i = sg.tensor(T((1, 6), "float32")), sg.tensor(T((2,), "int32"))
+    o = sg.tensor(T((4, 6), "float32"))
+    sg.op("ADD", [a, b], [s], opts("AddOptions", fusedActivationFunction=0))
+    sg.op("DYNAMIC_UPDATE_SLICE", [s, u, i], [o])
+    sg.io([a, b, u, i], [o])
+    p = mb.write(tmp_path / "m.tflite")
+    rng = np.random.default_rng(0)
+    sets = [[random_input((4, 6), "float32", rng), random_input((4, 6), "float32", rng),
+             random_input((1, 6), "float32", rng), np.array([k, 0], np.int32)] for k in range(5)]
+    assert_exact_big(p, sets)
+
+
+def test_dynamic_update_slice_refusals(tmp_path):
+    refused(tmp_path / "a.tflite", "DYNAMIC_UPDATE_SLICE", [T((3, 4), "bool"), T((1, 2), "bool"), const([0, 0])],
+            [T((3, 4), "bool")], match="BOOL")
+    refused(tmp_path / "b.tflite", "DYNAMIC_UPDATE_SLICE", [T((3, 4), "float32"), T((4, 2), "float32"), const([0, 0])],
+            [T((3, 4), "float32")], match="larger")
+
+
+# ---------------------------------------------------------------------------- CUMSUM
+
+@pytest.mark.parametrize("dt", pm("CUMSUM", ["float32", "int8"]))
+@ex(120)
+@given(data=st.data())
+def test_cumsum(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 4, 1, 6))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    runtime = data.draw(st.booleans())
+    qi, qo = data.draw(quant(dt)), data.draw(quant(dt))
+    if dt == "int8":  # keep the output scale where TFLM's rescaling is defined (and results are not all clamped)
+        qo["scale"] = float(np.float32(qi["scale"] * data.draw(st.floats(0.5, 40.0))))
+    ins = [T(shape, dt, **qi), T((1,), "int32") if runtime else const([axis])]
+    o = opts("CumsumOptions", exclusive=data.draw(st.booleans()), reverse=data.draw(st.booleans()))
+    check(tmp_path / "m.tflite", "CUMSUM", ins, [T(shape, dt, **qo)], o, special={1: lambda r: np.array([axis], np.int32)})
+
+
+def test_cumsum_refusal(tmp_path):
+    refused(tmp_path / "a.tflite", "CUMSUM", [T((3, 4), "int16"), const([0])], [T((3, 4), "int16")],
+            opts("CumsumOptions"), "INT16")
+
+
+# ---------------------------------------------------------------------------- MIRROR_PAD
+
+@pytest.mark.parametrize("dt", pm("MIRROR_PAD", ["float32", "int8"]))
+@ex(100)
+@given(data=st.data())
+def test_mirror_pad(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 4, 1, 5))
+    mode = data.draw(st.sampled_from([0, 1]))
+    limit = [d - 1 if mode == 0 else d for d in shape]
+    pads = [[data.draw(st.integers(0, m)), data.draw(st.integers(0, m))] for m in limit]
+    out = tuple(d + a + b for d, (a, b) in zip(shape, pads))
+    it = data.draw(st.sampled_from(["int32", "int64"]))
+    runtime = data.draw(st.booleans())
+    q = data.draw(quant(dt))
+    ins = [T(shape, dt, **q), T((len(shape), 2), it) if runtime else const(pads, it)]
+    check(tmp_path / "m.tflite", "MIRROR_PAD", ins, [T(out, dt, **q)], opts("MirrorPadOptions", mode=mode),
+          special={1: lambda r: np.array(pads, it)})
+
+
+def test_mirror_pad_refusals(tmp_path):
+    refused(tmp_path / "a.tflite", "MIRROR_PAD", [T((3, 4), "int16"), const([[1, 1], [1, 1]])], [T((5, 6), "int16")],
+            opts("MirrorPadOptions", mode=0), "INT16")
+    refused(tmp_path / "b.tflite", "MIRROR_PAD", [T((3, 4), "float32"), const([[3, 0], [0, 0]])],
+            [T((6, 4), "float32")], opts("MirrorPadOptions", mode=0), "outside")
+
+
+# ---------------------------------------------------------------------------- PAD / PADV2
+
+def _pads(data: Any, shape: Sequence[int]) -> tuple[list[list[int]], tuple[int, ...]]:
+    pads = [[data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))] for _ in shape]
+    return pads, tuple(d + a + b for d, (a, b) in zip(shape, pads))
+
+
+@pytest.mark.parametrize("dt", pm("PAD", ["float32", "int8", "int16", "int32"]))
+@ex(60)
+@given(data=st.data())
+def test_pad(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 5, 1, 4))
+    pads, out = _pads(data, shape)
+    if len(shape) == 4 and data.draw(st.booleans()):  # TFLM's image-style path (batch and channels unpadded)
+        pads[0] = pads[3] = [0, 0]
+        out = tuple(d + a + b for d, (a, b) in zip(shape, pads))
+    qi = data.draw(quant(dt))
+    qo = qi if data.draw(st.booleans()) else data.draw(quant(dt))
+    check(tmp_path / "m.tflite", "PAD", [T(shape, dt, **qi), const(pads)], [T(out, dt, **qo)], version=2)
+
+
+@pytest.mark.parametrize("dt", pm("PADV2", ["float32", "int8", "int16", "int32"]))
+@ex(60)
+@given(data=st.data())
+def test_padv2(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 5, 1, 4))
+    pads, out = _pads(data, shape)
+    q = data.draw(quant(dt))
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    value = np.asarray(random_input((), dt, rng))
+    kind = data.draw(st.sampled_from(["scalar", "vector", "runtime"]))
+    if kind == "runtime":
+        v = T((1,), dt, **q)
+    else:
+        v = T(() if kind == "scalar" else (1,), dt, data=value.reshape(() if kind == "scalar" else (1,)), **q)
+    check(tmp_path / "m.tflite", "PADV2", [T(shape, dt, **q), const(pads), v], [T(out, dt, **q)],
+          special={2: lambda r: random_input((1,), dt, r)})
+
+
+def test_pad_refusals(tmp_path):
+    refused(tmp_path / "a.tflite", "PAD", [T((3, 4), "bool"), const([[1, 1], [0, 0]])], [T((5, 4), "bool")],
+            match="BOOL")
+    refused(tmp_path / "b.tflite", "PAD", [T((3, 4), "float32"), T((2, 2), "int32")], [T((5, 4), "float32")],
+            match="constant")
+    refused(tmp_path / "c.tflite", "PAD", [T((3, 4), "float32"), const([[1, 1], [0, 0]], "int64")],
+            [T((5, 4), "float32")], match="INT64")
+    refused(tmp_path / "d.tflite", "PAD", [T((1, 2, 1, 3, 4, 1), "float32"), const([[0, 0]] * 6)],
+            [T((1, 2, 1, 3, 4, 1), "float32")], match="at most 5")
+    refused(tmp_path / "e.tflite", "PADV2", [T((3, 4), "int8", scale=0.1, zp=2), const([[1, 1], [0, 0]]),
+                                             T((), "int8", data=np.array(5, np.int8), scale=0.2, zp=2)],
+            [T((5, 4), "int8", scale=0.1, zp=2)], match="scale")
+    refused(tmp_path / "f.tflite", "PADV2", [T((3, 4), "float32"), const([[1, 1], [0, 0]])], [T((5, 4), "float32")],
+            match="constant-value")
+
+
+# ---------------------------------------------------------------------------- CONCATENATION
+
+@pytest.mark.parametrize("dt", pm("CONCATENATION", ["float32", "int8", "int16", "int32", "int64", "bool"]))
+@ex(60)
+@given(data=st.data())
+def test_concatenation(tmp_path, dt, data):
+    shape = list(data.draw(shapes(1, 5, 1, 4)))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    a = axis % len(shape)
+    sizes = data.draw(st.lists(st.integers(1, 3), min_size=1, max_size=10))
+    q = data.draw(quant(dt))
+    ins = []
+    for s in sizes:
+        shape[a] = s
+        ins.append(T(tuple(shape), dt, **q))
+    shape[a] = sum(sizes)
+    check(tmp_path / "m.tflite", "CONCATENATION", ins, [T(tuple(shape), dt, **q)],
+          opts("ConcatenationOptions", axis=axis, fusedActivationFunction=0), version=2)
+
+
+def test_concatenation_refusals(tmp_path):
+    """TFLM does not requantize in CONCATENATION: int8 inputs with another scale or zero point are refused."""
+    o = opts("ConcatenationOptions", axis=1, fusedActivationFunction=0)
+    refused(tmp_path / "a.tflite", "CONCATENATION", [T((3, 4), "int8", scale=0.1, zp=3), T((3, 2), "int8", scale=0.3, zp=3)],
+            [T((3, 6), "int8", scale=0.1, zp=3)], o, "scale or zero point")
+    refused(tmp_path / "b.tflite", "CONCATENATION", [T((3, 4), "int8", scale=0.1, zp=3), T((3, 2), "int8", scale=0.1, zp=0)],
+            [T((3, 6), "int8", scale=0.1, zp=3)], o, "scale or zero point")
+    refused(tmp_path / "c.tflite", "CONCATENATION", [T((1, 2), "float32")] * 11, [T((1, 22), "float32")], o,
+            "at most 10")
+    refused(tmp_path / "d.tflite", "CONCATENATION", [T((3, 4), "uint8"), T((3, 2), "uint8")], [T((3, 6), "uint8")], o,
+            "UINT8")
+    refused(tmp_path / "e.tflite", "CONCATENATION", [T((3, 4), "float32"), T((2, 2), "float32")],
+            [T((3, 6), "float32")], o, "does not fit")
+    refused(tmp_path / "f.tflite", "CONCATENATION", [T((3, 4), "float32"), T((3, 2), "float32")],
+            [T((3, 6), "float32")], opts("ConcatenationOptions", axis=1, fusedActivationFunction=1), "activation")
+
+
+# ---------------------------------------------------------------------------- STRIDED_SLICE
+
+def _ss_axis(n: int, b: int, e: int, s: int, bm: bool, em: bool, shrink: bool) -> tuple[int, int]:
+    """Start and length of one axis of a TFLite strided slice (written independently of the kernel)."""
+    if bm:
+        b = 0 if s > 0 else n - 1
+    else:
+        b = b + n if b < 0 else b
+        b = max(0, min(n, b)) if s > 0 else max(-1, min(n - 1, b))
+    if shrink:
+        return b, 1
+    if em:
+        e = n if s > 0 else -1
+    else:
+        e = e + n if e < 0 else e
+        e = max(0, min(n, e)) if s > 0 else max(-1, min(n - 1, e))
+    return b, len(range(b, e, s))
+
+
+@pytest.mark.parametrize("dt", pm("STRIDED_SLICE", ["float32", "int8", "int16", "int32", "bool"]))
+@ex(100)
+@given(data=st.data())
+def test_strided_slice(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 4, 1, 6))
+    rank = len(shape)
+    mask = st.integers(0, (1 << rank) - 1)
+    bm, em, sm = data.draw(mask), data.draw(mask), data.draw(mask)
+    begin, end, strides, out = [], [], [], []
+    for d, n in enumerate(shape):
+        s = data.draw(st.sampled_from([-3, -2, -1, 1, 2, 3]))
+        b, e = data.draw(st.integers(-n - 2, n + 2)), data.draw(st.integers(-n - 2, n + 2))
+        shrink = bool(sm >> d & 1)
+        start, count = _ss_axis(n, b, e, s, bool(bm >> d & 1), bool(em >> d & 1), shrink)
+        if shrink and not 0 <= start < n:  # TFLM leaves the output unwritten there
+            sm &= ~(1 << d)
+            start, count = _ss_axis(n, b, e, s, bool(bm >> d & 1), bool(em >> d & 1), False)
+            shrink = False
+        if count == 0:  # zero-size outputs are dynamic tensors for TFLM
+            e, em = b + (1 if s > 0 else -1), em & ~(1 << d)
+            start, count = _ss_axis(n, b, e, s, bool(bm >> d & 1), False, shrink)
+            if count == 0:
+                b, e, bm = 0, n, bm & ~(1 << d)
+                s = abs(s)
+                count = len(range(0, n, s))
+        begin.append(b)
+        end.append(e)
+        strides.append(s)
+        if not shrink:
+            out.append(count)
+    q = data.draw(quant(dt))
+    # TFLM ignores these options; they must not change anything.
+    ignored = dict(ellipsisMask=data.draw(st.sampled_from([0, 0, 1])), newAxisMask=data.draw(st.sampled_from([0, 0, 2])),
+                   offset=data.draw(st.sampled_from([False, False, True])))
+    o = opts("StridedSliceOptions", beginMask=bm, endMask=em, shrinkAxisMask=sm, **ignored)
+    check(tmp_path / "m.tflite", "STRIDED_SLICE", [T(shape, dt, **q), const(begin), const(end), const(strides)],
+          [T(tuple(out), dt, **q)], o)
+
+
+def test_strided_slice_refusals(tmp_path):
+    o = opts("StridedSliceOptions")
+    refused(tmp_path / "a.tflite", "STRIDED_SLICE", [T((1, 2, 1, 3, 4), "float32"), const([0] * 5), const([1, 2, 1, 3, 4]),
+                                                      const([1] * 5)], [T((1, 2, 1, 3, 4), "float32")], o, "at most 4")
+    refused(tmp_path / "b.tflite", "STRIDED_SLICE", [T((3, 4), "float32"), T((2,), "int32"), const([3, 4]), const([1, 1])],
+            [T((3, 4), "float32")], o, "constant")
+    refused(tmp_path / "c.tflite", "STRIDED_SLICE", [T((3, 4), "float32"), const([0, 0], "int64"), const([3, 4], "int64"),
+                                                      const([1, 1], "int64")], [T((3, 4), "float32")], o, "INT64")
+    refused(tmp_path / "d.tflite", "STRIDED_SLICE", [T((3, 4), "float32"), const([0, 0]), const([3, 4]), const([1, 0])],
+            [T((3, 4), "float32")], o, "stride")
+    refused(tmp_path / "e.tflite", "STRIDED_SLICE", [T((3, 4), "float32"), const([0, 0]), const([3, 4]), const([1, 2])],
+            [T((3, 4), "float32")], o, "shape")
+
+
+# ---------------------------------------------------------------------------- TRANSPOSE
+
+@pytest.mark.parametrize("dt", pm("TRANSPOSE", ["float32", "int8", "int16"]))
+@ex(60)
+@given(data=st.data())
+def test_transpose(tmp_path, dt, data):
+    shape = data.draw(shapes(1, 5, 1, 4))
+    perm = data.draw(st.permutations(range(len(shape))))
+    q = data.draw(quant(dt))
+    check(tmp_path / "m.tflite", "TRANSPOSE", [T(shape, dt, **q), const(perm)], [T(tuple(shape[p] for p in perm), dt, **q)],
+          version=2)
+
+
+def test_transpose_refusals(tmp_path):
+    refused(tmp_path / "a.tflite", "TRANSPOSE", [T((3, 4), "bool"), const([1, 0])], [T((4, 3), "bool")], match="BOOL")
+    refused(tmp_path / "b.tflite", "TRANSPOSE", [T((3, 4), "float32"), T((2,), "int32")], [T((4, 3), "float32")],
+            match="constant")
+    refused(tmp_path / "c.tflite", "TRANSPOSE", [T((3, 4), "float32"), const([-1, 0])], [T((4, 3), "float32")],
+            match="permutation")
+
+
+def test_transpose_6d_runs_beyond_tflm():
+    """TFLM's TRANSPOSE stops at 5-D; micro's is a numpy view and handles any rank (checked against numpy)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "m.tflite"
+        perm = [5, 3, 1, 0, 2, 4]
+        shape = (2, 1, 3, 2, 1, 2)
+        build(p, "TRANSPOSE", [T(shape, "float32"), const(perm)], [T(tuple(shape[i] for i in perm), "float32")])
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        assert np.array_equal(open_model(str(p)).run([x])[0], x.transpose(perm))
+
+
+# ---------------------------------------------------------------------------- RESHAPE / SQUEEZE
+
+@pytest.mark.parametrize("dt", pm("RESHAPE", ALL_TYPES))
+@ex(40)
+@given(data=st.data())
+def test_reshape(tmp_path, dt, data):
+    shape = data.draw(shapes(0, 5, 1, 4))
+    n = int(np.prod(shape))
+    out = list(data.draw(st.permutations(list(shape) + [1] * data.draw(st.integers(0, 2)))))
+    kind = data.draw(st.sampled_from(["const", "runtime", "options"]))
+    q = data.draw(quant(dt))
+    assert int(np.prod(out)) == n
+    if kind == "options":
+        ins, o = [T(shape, dt, **q)], opts("ReshapeOptions", newShape=out)
+    else:
+        shown = list(out)
+        if shown and data.draw(st.booleans()):
+            shown[data.draw(st.integers(0, len(shown) - 1))] = -1
+        ins, o = [T(shape, dt, **q), T((len(out),), "int32") if kind == "runtime" else const(shown)], None
+    check(tmp_path / "m.tflite", "RESHAPE", ins, [T(tuple(out), dt, **q)], o,
+          special={1: lambda r: np.array(out, np.int32)})
+
+
+@pytest.mark.parametrize("dt", pm("SQUEEZE", ALL_TYPES))
+@ex(40)
+@given(data=st.data())
+def test_squeeze(tmp_path, dt, data):
+    shape = data.draw(st.lists(st.sampled_from([1, 1, 2, 3]), min_size=1, max_size=6).map(tuple))
+    ones = [i for i, d in enumerate(shape) if d == 1]
+    dims = data.draw(st.lists(st.sampled_from(ones), unique=True)) if ones else []
+    gone = set(dims) if dims else set(ones)
+    dims = [d - len(shape) if data.draw(st.booleans()) else d for d in dims]
+    q = data.draw(quant(dt))
+    out = tuple(d for i, d in enumerate(shape) if i not in gone)
+    check(tmp_path / "m.tflite", "SQUEEZE", [T(shape, dt, **q)], [T(out, dt, **q)], opts("SqueezeOptions", squeezeDims=dims))

@@ -303,3 +303,148 @@ def test_unsupported_parameters_are_refused():
     p = _path("ELU")
     build(p, "ELU", [T((2, 3), "int8")], [T((2, 3), "int8")])
     _refused(p, "ELU")
+
+
+# ---------------------------------------------------------------------------- core activations
+
+pot_or_any = st.one_of(st.sampled_from([2.0 ** -12, 2.0 ** -13, 2.0 ** -11, 2.0 ** -15]), st.floats(-16.0, -6.0).map(
+    lambda e: float(np.float32(2.0 ** e))))
+
+
+@pytest.mark.parametrize("op,dtype", [
+    pytest.param(op, t, marks=pytest.mark.parity(op, t))
+    for op in ("LOGISTIC", "TANH", "RELU", "RELU6") for t in ("int8", "int16")])
+@settings(max_examples=40, **SETTINGS)
+@given(shape=shapes, sx=scales, sx16=pot_or_any, sy=scales, zx=zp8, zy=zp8, seed=st.integers(0, 2**31))
+def test_core_activations_quantized(op, dtype, shape, sx, sx16, sy, zx, zy, seed):
+    if op in ("LOGISTIC", "TANH"):
+        if dtype == "int16":
+            sx, zx, sy, zy = sx16, 0, 2.0 ** -15, 0
+        else:
+            sy, zy = (1 / 256, -128) if op == "LOGISTIC" else (1 / 128, 0)
+    if op == "RELU6":
+        sy, zy = sx, zx
+    if dtype == "int16" and op.startswith("RELU"):
+        zx = zy = 0 if op == "RELU" else zx
+    p = _path(op)
+    build(p, op, [T(shape, dtype, scale=sx, zp=zx)], [T(shape, dtype, scale=sy, zp=zy)], version=2)
+    _check(p, _inputs(shape, dtype, np.random.default_rng(seed), 3), "exact")
+
+
+@pytest.mark.parametrize("op", [pytest.param(op, marks=pytest.mark.parity(op, "float32", "close"))
+                                for op in ("LOGISTIC", "TANH", "RELU", "RELU6")])
+@settings(max_examples=20, **SETTINGS)
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_core_activations_float(op, shape, seed):
+    p = _path(op)
+    build(p, op, [T(shape, "float32")], [T(shape, "float32")])
+    _check(p, _inputs(shape, "float32", np.random.default_rng(seed), 6), "close")
+
+
+# ---------------------------------------------------------------------------- QUANTIZE / DEQUANTIZE
+
+Q_PAIRS = [("float32", "int8"), ("float32", "int16"), ("int8", "int8"), ("int8", "uint8"), ("int8", "int16"),
+           ("int8", "int32"), ("int16", "int8"), ("int16", "int16"), ("int16", "int32"), ("uint8", "int8"),
+           ("int32", "int8"), ("int32", "int16")]
+
+
+def _zp(dtype: str, draw: int) -> int:
+    return {"int8": draw, "uint8": draw + 128, "int16": 0, "int32": draw}.get(dtype, 0)
+
+
+@pytest.mark.parametrize("src,dst", [pytest.param(a, b, marks=pytest.mark.parity("QUANTIZE", a if a != "float32" else b))
+                                     for a, b in Q_PAIRS])
+@settings(max_examples=25, **SETTINGS)
+@given(shape=shapes, sx=scales, sy=scales, zx=zp8, zy=zp8, seed=st.integers(0, 2**31))
+def test_quantize(src, dst, shape, sx, sy, zx, zy, seed):
+    p = _path("QUANTIZE")
+    qx = {} if src == "float32" else {"scale": sx, "zp": _zp(src, zx)}
+    build(p, "QUANTIZE", [T(shape, src, **qx)], [T(shape, dst, scale=sy, zp=_zp(dst, zy))], version=2)
+    rng = np.random.default_rng(seed)
+    sets = _inputs(shape, src, rng, 3)
+    if src == "float32":
+        ties = (rng.integers(-300, 300, size=shape) + 0.5) * np.float32(sy)
+        sets.append([ties.astype(np.float32)])
+        sets.append([np.resize(np.array([1e12, -1e12, np.nan, np.inf, -np.inf, 0.0], np.float32), shape)])
+    _check(p, sets, "exact")
+
+
+@pytest.mark.parametrize("src", [pytest.param(t, marks=pytest.mark.parity("DEQUANTIZE", t))
+                                 for t in ("int8", "int16", "uint8")])
+@settings(max_examples=25, **SETTINGS)
+@given(shape=shapes, sx=scales, zx=zp8, seed=st.integers(0, 2**31))
+def test_dequantize(src, shape, sx, zx, seed):
+    p = _path("DEQUANTIZE")
+    build(p, "DEQUANTIZE", [T(shape, src, scale=sx, zp=_zp(src, zx))], [T(shape, "float32")], version=2)
+    _check(p, _inputs(shape, src, np.random.default_rng(seed), 3), "exact")
+
+
+@settings(max_examples=20, **SETTINGS)
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_dequantize_float16_weights(shape, seed):
+    """fp16 weights -> DEQUANTIZE -> ADD (TFLM's DEQUANTIZE has no float16; checked exactly and against LiteRT)."""
+    from tflite_builder import ModelBuilder, assert_close
+
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal(shape) * 5).astype(np.float16)
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    wt = sg.tensor(T(shape, "float16", data=w))
+    wf, x, y = sg.tensor(T(shape, "float32")), sg.tensor(T(shape, "float32")), sg.tensor(T(shape, "float32"))
+    sg.op("DEQUANTIZE", [wt], [wf], version=3)
+    sg.op("ADD", [x, wf], [y], opts("AddOptions", fusedActivationFunction=0))
+    sg.io([x], [y])
+    p = mb.write(_path("DEQUANTIZE"))
+    xs = [[(rng.standard_normal(shape)).astype(np.float32)] for _ in range(3)]
+    for in_place in (False, True):
+        for got, xv in zip(run_micro(p, xs, in_place), xs):
+            assert np.array_equal(got[0], xv[0] + w.astype(np.float32))
+    assert_close(p, xs, ref="litert")
+
+
+def test_quantize_dequantize_refusals():
+    p = _path("QUANTIZE")
+    build(p, "QUANTIZE", [T((2, 3), "int32", scale=0.1, zp=0)], [T((2, 3), "int32", scale=0.1, zp=0)])
+    _refused(p, "QUANTIZE")
+    p = _path("QUANTIZE")
+    build(p, "QUANTIZE", [T((2, 3), "float32")], [T((2, 3), "int8", scale=[0.1, 0.2, 0.3], zp=0, axis=1)])
+    _refused(p, "QUANTIZE")
+    p = _path("DEQUANTIZE")
+    build(p, "DEQUANTIZE", [T((2, 3), "int32", scale=0.1, zp=0)], [T((2, 3), "float32")])
+    _refused(p, "DEQUANTIZE")
+    for op, t in (("LOGISTIC", "int16"), ("TANH", "int16")):
+        p = _path(op)
+        build(p, op, [T((2, 3), t, scale=2.0 ** -12, zp=0)], [T((2, 3), t, scale=1 / 30000, zp=0)])
+        _refused(p, op)
+    p = _path("RELU")
+    build(p, "RELU", [T((2, 3), "int32")], [T((2, 3), "int32")])
+    _refused(p, "RELU")
+
+
+# ---------------------------------------------------------------------------- SOFTMAX (int8, float32)
+
+@pytest.mark.parity("SOFTMAX", "int8")
+@settings(max_examples=50, **SETTINGS)
+@given(shape=row_shapes, sx=scales, zx=zp8, beta=st.floats(0.1, 2.0), seed=st.integers(0, 2**31))
+def test_softmax_int8(shape, sx, zx, beta, seed):
+    p = _path("SOFTMAX")
+    build(p, "SOFTMAX", [T(shape, "int8", scale=sx, zp=zx)], [T(shape, "int8", scale=1 / 256, zp=-128)],
+          opts("SoftmaxOptions", beta=beta), version=2)
+    _check(p, _inputs(shape, "int8", np.random.default_rng(seed), 3), "exact")
+
+
+@pytest.mark.parity("SOFTMAX", "float32", "close")
+@settings(max_examples=30, **SETTINGS)
+@given(shape=row_shapes, beta=st.floats(0.1, 2.0), seed=st.integers(0, 2**31))
+def test_softmax_float(shape, beta, seed):
+    p = _path("SOFTMAX")
+    build(p, "SOFTMAX", [T(shape, "float32")], [T(shape, "float32")], opts("SoftmaxOptions", beta=beta))
+    _check(p, _inputs(shape, "float32", np.random.default_rng(seed), 3), "close")
+
+
+def test_softmax_int16_is_refused():
+    """TFLM has an int16 SOFTMAX (LUT-based); micro does not implement it yet and says so."""
+    p = _path("SOFTMAX")
+    build(p, "SOFTMAX", [T((2, 5), "int16", scale=0.001, zp=0)], [T((2, 5), "int16", scale=1 / 32768, zp=0)],
+          opts("SoftmaxOptions", beta=1.0))
+    _refused(p, "SOFTMAX")

@@ -52,6 +52,7 @@ def write_bundle(out_path: Union[str, os.PathLike], files: dict[str, Content], m
                             with open(content, "rb") as f:
                                 tf.addfile(_info(name, os.fstat(f.fileno()).st_size, mtime), f)
             raw.flush()
+            os.fchmod(raw.fileno(), 0o644)  # mkstemp makes 0600; a bundle is meant to be copied and served
             os.fsync(raw.fileno())
         os.replace(tmp, out)
     except BaseException:
@@ -81,7 +82,8 @@ def file_entries(files: dict[str, Content], roles: Optional[dict[str, str]] = No
 def pack_bundle(out_path: Union[str, os.PathLike], files: dict[str, Content], *, fleet: str, group: str,
                 profile: str, signer: "Optional[object]" = None, build_time: int = 0,
                 converter_version: str = "unknown", models: Optional[list[dict]] = None,
-                device_config: Optional[str] = None, roles: Optional[dict[str, str]] = None) -> Path:
+                device_config: Optional[str] = None, roles: Optional[dict[str, str]] = None,
+                release: Optional[int] = None, device_configs: Optional[dict[str, str]] = None) -> Path:
     """Pack ``files`` into a bundle with a manifest (signed when ``signer`` is a :class:`Signer`).
 
     The fleet build uses the same writer; this entry point packs files that are already
@@ -97,6 +99,10 @@ def pack_bundle(out_path: Union[str, os.PathLike], files: dict[str, Content], *,
         "build_time": _dt.datetime.fromtimestamp(build_time, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "device_config": device_config, "models": models or [], "files": file_entries(files, roles),
     }
+    if release is not None:
+        manifest["release"] = release
+    if device_configs:
+        manifest["device_configs"] = device_configs
     data = canonical_json(manifest)
     sig = signer.signature_file(data) if signer is not None else None  # type: ignore[attr-defined]
     return write_bundle(out_path, files, data, sig, build_time)

@@ -87,7 +87,7 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
     if opset < MIN_OPSET or opset > MAX_OPSET:
         raise UnsupportedModelError(f"{source}: ONNX opset {opset} is outside the supported range "
                                     f"{MIN_OPSET}-{MAX_OPSET}; re-export with an opset in that range (e.g. 17)")
-    fix_input_shapes(model, input_shapes, source)
+    rebatched = fix_input_shapes(model, input_shapes, source)
     if model.ir_version < 4:  # IR 3 lists initializers as inputs; many old files forget, which IR 4 allows
         model.ir_version = 4
     if opset < TARGET_OPSET:
@@ -96,7 +96,9 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
     model = fold_constants(model)
     inline_constant_ifs(model)
     constants_to_initializers(model)
-    return infer_static_shapes(model, source)
+    hint = (f"; the fixed batch of {', '.join(rebatched)} was set to 1 (give --input-shape to keep it)"
+            if rebatched else "")
+    return infer_static_shapes(model, source, hint)
 
 
 def default_opset(model: Any) -> int:
@@ -158,8 +160,11 @@ def _dims_text(dims: Any) -> str:
                     else (d.dim_param or "?") for d in dims)
 
 
-def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> None:
-    """Give every graph input a static shape, in place (see the module docstring); clear stale shapes."""
+def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> list[str]:
+    """Give every graph input a static shape, in place (see the module docstring); clear stale shapes.
+
+    Returns the inputs whose fixed batch (> 1) was set to 1, as ``name (N)``.
+    """
     g = model.graph
     inits = {i.name for i in g.initializer}
     real = [vi for vi in g.input if vi.name not in inits]
@@ -169,6 +174,7 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> None
         raise ConfigError(f"{source}: --input-shape names unknown input(s) {', '.join(unknown)}; "
                           f"the model's inputs are: {', '.join(vi.name for vi in real)}")
     dynamic: list[str] = []
+    rebatched: list[str] = []
     for vi in real:
         tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
@@ -196,6 +202,8 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> None
             static = d.HasField("dim_value") and d.dim_value > 0
             if k == 0 and len(dims) >= 2:  # the batch: one sample at a time
                 if not static or d.dim_value != 1:
+                    if static:
+                        rebatched.append(f"{vi.name} ({d.dim_value})")
                     d.ClearField("dim_param")
                     d.dim_value = 1
             elif not static:
@@ -210,6 +218,7 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> None
     for vi in list(g.value_info) + list(g.output):  # stale or symbolic shapes; inference recomputes them
         vi.type.tensor_type.ClearField("shape")
     del g.value_info[:]
+    return rebatched
 
 
 # ---------------------------------------------------------------- opset upgrade
@@ -353,8 +362,11 @@ def inline_constant_ifs(model: Any) -> None:
 
 
 # ---------------------------------------------------------------- static shapes
-def infer_static_shapes(model: Any, source: str) -> Any:
-    """Strict ONNX shape inference; refuse the first node output whose shape is not fully static."""
+def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
+    """Strict ONNX shape inference; refuse the first node output whose shape is not fully static.
+
+    ``hint`` is appended to a shape-inference failure (what was changed about the inputs).
+    """
     from onnx import shape_inference
 
     g = model.graph
@@ -366,7 +378,7 @@ def infer_static_shapes(model: Any, source: str) -> Any:
     except Exception as exc:
         msg = " ".join(str(exc).split())
         raise ModelFormatError(f"{source}: ONNX shape inference failed: {msg[:300]}; "
-                               f"check --input-shape values against what the model expects") from None
+                               f"check --input-shape values against what the model expects{hint}") from None
     g = model.graph
     known = {vi.name: vi for vi in list(g.input) + list(g.value_info) + list(g.output)}
     for node in g.node:

@@ -126,6 +126,11 @@ def _options(kind: str, op: Op, graph: Graph) -> Optional[Options]:
     if kind in ("ADD", "MUL", "SUB", "DIV"):
         table = {"ADD": "AddOptions", "MUL": "MulOptions", "SUB": "SubOptions", "DIV": "DivOptions"}[kind]
         return (_opt_type(table), options_builder(table, [act]))
+    if kind == "SOFTMAX":
+        return (_opt_type("SoftmaxOptions"), options_builder("SoftmaxOptions", [("Beta", float(a.get("beta", 1.0)))]))
+    if kind == "CONCATENATION":
+        return (_opt_type("ConcatenationOptions"), options_builder("ConcatenationOptions", [
+            ("Axis", int(a["axis"])), act]))
     if kind == "TRANSPOSE_CONV":
         return (_opt_type("TransposeConvOptions"), options_builder("TransposeConvOptions", [
             ("Padding", PADDING["VALID"]), ("StrideW", a["stride"][1]), ("StrideH", a["stride"][0])]))

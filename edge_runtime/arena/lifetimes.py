@@ -121,8 +121,12 @@ def model_lifetimes(model: TFLiteModel, root: int = 0) -> dict[tuple[int, int], 
         for t in sg.inputs:
             touch(sg, t, v.entry, v.entry)
         if v.subgraph != root:
+            # TFLM marks an invoked subgraph's outputs created at its entry, then again (overwriting)
+            # at their producer: only outputs that no op of the subgraph produces live from the entry.
+            made = {t for st in v.ops for t in sg.operators[st.op].outputs}  # type: ignore[index]
             for t in sg.outputs:
-                touch(sg, t, v.entry, v.entry)
+                if t not in made:
+                    touch(sg, t, v.entry, v.entry)
         for st in v.ops:
             op = sg.operators[st.op]  # type: ignore[index]
             for t in op.inputs:

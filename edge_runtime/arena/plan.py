@@ -251,8 +251,8 @@ def _layout(model: TFLiteModel, lifetimes: dict, flat: list[_FlatOp], in_place: 
         op, mem, sgi = f.op, f.mem, f.subgraph
         nbytes = mem.scratch_bytes
         outs = [(sgi, t) for t in op.outputs if (sgi, t) in lifetimes]
-        if in_place and f.once and len(outs) == 1 and len(op.outputs) == 1:
-            out = outs[0]
+        if in_place and f.once and len(outs) == 1 and len(op.outputs) == 1 and lifetimes[outs[0]].first_op == f.first:
+            out = outs[0]  # (an output read before this op, e.g. a feedback tensor, keeps its own buffer)
             if mem.alias_input is not None and (sgi, op.inputs[mem.alias_input]) in lifetimes:
                 groups.join(groups.root((sgi, op.inputs[mem.alias_input])), out)
                 nbytes = mem.inplace_scratch_bytes

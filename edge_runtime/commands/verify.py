@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="without --pubkey: check hashes only and accept unsigned bundles (NOT a security check)")
     parser.add_argument("--install", metavar="DIR", help="after verifying, install atomically under DIR")
     parser.add_argument("--installed", metavar="DIR", help="re-check the active release under DIR instead of a bundle")
+    parser.add_argument("--allow-downgrade", action="store_true",
+                        help="with --install: install even if the bundle is not newer than the installed release "
+                             "(same fleet group; compared by release number, then build time)")
     parser.add_argument("--keep", type=int, default=2, metavar="N", help="releases to keep when installing (default 2)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -60,14 +63,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.bundle:
             raise ConfigError("give a BUNDLE to verify (or --installed DIR)")
         if args.install:
-            inst = install_bundle(args.bundle, args.install, key, require_signature=require, keep=args.keep)
+            inst = install_bundle(args.bundle, args.install, key, require_signature=require, keep=args.keep,
+                                  allow_downgrade=args.allow_downgrade)
             signer = key_id(key) if key is not None else None
             m, release, n = inst.manifest, inst.release_id, len(inst.manifest.files)
         else:
             info = verify_bundle(args.bundle, key, require_signature=require)
             m, release, signer, n = info.manifest, info.release_id, info.signed_by, info.files_checked
         result = {"status": "ok", "bundle": args.bundle, "fleet": m.fleet, "group": m.group, "profile": m.profile,
-                  "converter_version": m.converter_version, "build_time": m.build_time, "files": n,
+                  "converter_version": m.converter_version, "build_time": m.build_time,
+                  "release_number": m.release, "files": n,
                   "release": release, "signature": "verified" if key else "NOT CHECKED",
                   "signed_by": signer, "verifier": backend() if key else None}
         if args.install:

@@ -73,7 +73,7 @@ class ImportContext:
         self.pending: dict[str, Pending] = {}
         #: how many ONNX nodes read each ONNX tensor (graph outputs count once)
         self.uses: dict[str, int] = {}
-        self.notes: list[str] = []
+        self.opset = 13
         self._n = 0
 
     # -- messages ---------------------------------------------------------

@@ -151,9 +151,9 @@ class Int16Sigmoid:
         np.right_shift(a, 9, out=b)
         np.minimum(b, 255, out=b)
         np.bitwise_and(a, 0x1FF, out=a)
-        np.take(self.slope, b, out=c)
+        np.take(self.slope, b, out=c, mode="clip")  # indices are in range; no buffering
         a *= c
-        np.take(self.base, b, out=c)
+        np.take(self.base, b, out=c, mode="clip")
         c <<= 9
         c += a  # the interpolated table value (unsigned, < 2**25)
         np.right_shift(x, 63, out=b)  # -1 where the scaled input is negative
@@ -200,9 +200,9 @@ class Int16Tanh:
         np.right_shift(a, 8, out=b)
         np.minimum(b, 255, out=b)
         np.bitwise_and(a, 0xFF, out=a)
-        np.take(self.slope, b, out=c)
+        np.take(self.slope, b, out=c, mode="clip")  # indices are in range; no buffering
         a *= c
-        np.take(self.base, b, out=c)
+        np.take(self.base, b, out=c, mode="clip")
         c <<= 8
         c += a
         c -= 1 << 23

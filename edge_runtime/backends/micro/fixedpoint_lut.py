@@ -281,16 +281,16 @@ def checked_log2(x: float) -> tuple[bool, int]:
     return abs(v - r) < 1e-3, int(r)
 
 
-def int16_sigmoid_input_rescale(scale: float, integer_bits: int) -> tuple[int, int]:
+def int16_sigmoid_input_rescale(scale: float, tanh: bool) -> tuple[int, int]:
     """TFLM's (multiplier, left shift) taking an int16 input to the table's 1/(3 * 4096) scale.
 
-    A power-of-two scale whose shift works out to 0 gives multiplier 3, shift 0; otherwise
-    ``scale * 3 * 4096`` is doubled until above 32767 / 2 and truncated.
+    A power-of-two scale of 2**-12 (or 2**-13 for TANH) gives multiplier ``3 << shift``,
+    shift 0; otherwise ``scale * 3 * 4096`` is doubled until above 32767 / 2 and truncated.
     """
     pot, log2 = checked_log2(scale)
-    left = (15 - integer_bits) + log2
-    if pot and left == 0:
-        return 3, 0
+    left = 12 + log2
+    if pot and (left == 0 or (tanh and left == 1)):
+        return 3 << left, 0
     mult = scale * 4096.0 * 3.0
     left = 0
     while mult <= 32767.0 / 2.0 and left <= 30:
@@ -318,3 +318,10 @@ def int16_sigmoid_lut(x: np.ndarray, multiplier: int, left_shift: int, tanh: boo
     r = np.where(sat, 0x7FFF << 10, (ua << 9) + ut * (ub - ua))
     r = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1)
     return (r >> 10) & 0xFFFF
+
+
+def multiply_by_quantized_multiplier_wrapped(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier with C's int32 wrap-around of ``x * 2**left`` (new array)."""
+    left = max(shift, 0)
+    a = wrap32(np.asarray(x, dtype=np.int64) << left)
+    return rounding_divide_by_pot(_srdhm(a, multiplier), max(-shift, 0))

@@ -1,11 +1,13 @@
-"""RELU, RELU6, LOGISTIC and TANH, int8 and float32.
+"""RELU, RELU6, LOGISTIC and TANH: int8, int16 and float32.
 
 int8 LOGISTIC and TANH follow TFLM's reference integer algorithms (input rescaled
 to Q4.27, gemmlowp ``logistic``/``tanh``, RoundingDivideByPOT to the output
 scale, radius clamp). An int8 input has 256 possible values, so the exact
 algorithm is evaluated once at prepare time for all of them and ``run`` is a table
 lookup. int8 RELU requantizes (TFLM ``ReluQuantized``); int8 RELU6 clamps between
-the quantized 0 and 6 (TFLM ``Relu6Quantized``).
+the quantized 0 and 6 (TFLM ``Relu6Quantized``). int16 uses 65536-entry tables:
+RELU/RELU6 as for int8; LOGISTIC/TANH (zero points 0, output scale 2**-15) follow
+TFLM's interpolated sigmoid table (``fixedpoint_lut.int16_sigmoid_lut``).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from edge_runtime.backends.micro.fixedpoint import (
     CLIP,
     calculate_input_radius, frexp_multiplier, logistic, multiply_by_quantized_multiplier, quantize_multiplier,
     rounding_divide_by_pot, tanh, tflite_round,
+)
+from edge_runtime.backends.micro.fixedpoint_lut import (
+    checked_log2, int16_sigmoid_input_rescale, int16_sigmoid_lut, table_inputs,
 )
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_type,
@@ -51,16 +56,35 @@ def _lut_tanh(scale: float, zero_point: int) -> np.ndarray:
     return out.astype(np.int8)
 
 
-def _lut_relu(sx: float, zx: int, sy: float, zy: int, six: bool) -> np.ndarray:
-    q = np.arange(-128, 128, dtype=np.int64)
+def _lut_relu(sx: float, zx: int, sy: float, zy: int, six: bool, dtype: np.dtype = np.dtype(np.int8),
+              q: "np.ndarray | None" = None) -> np.ndarray:
+    info = np.iinfo(dtype)
+    if q is None:
+        q = np.arange(-128, 128, dtype=np.int64)
     if six:
         lo = zx
-        hi = max(-128, min(127, zx + tflite_round(float(np.float32(6.0) / np.float32(sx)))))
-        return np.clip(q, lo, hi).astype(np.int8)
+        hi = max(info.min, min(info.max, zx + tflite_round(float(np.float32(6.0) / np.float32(sx)))))
+        return np.clip(q, lo, hi).astype(dtype)
     mult, shift = quantize_multiplier(float(np.float32(sx)) / float(np.float32(sy)))
     v = zy + multiply_by_quantized_multiplier(q - zx, mult, shift)
-    lo = max(-128, zy + int(round(0.0)))
-    return np.clip(v, lo, 127).astype(np.int8)
+    lo = max(int(info.min), zy + int(round(0.0)))
+    return np.clip(v, lo, info.max).astype(dtype)
+
+
+def _lut_int16(ctx: OpContext, kind: str, sx: float, zx: int, sy: float, zy: int) -> np.ndarray:
+    """The 65536-entry table of an int16 activation, in the order of the input's uint16 view."""
+    q = table_inputs(np.int16)
+    if kind in ("RELU", "RELU6"):
+        if kind == "RELU6" and (np.float32(sx), zx) != (np.float32(sy), zy):
+            raise ctx.fail("int16 RELU6 needs equal input and output quantization")
+        return _lut_relu(sx, zx, sy, zy, kind == "RELU6", np.dtype(np.int16), q)
+    if zx != 0 or zy != 0:
+        raise ctx.fail(f"int16 {kind} needs zero points 0, got {zx} and {zy}")
+    pot, log2 = checked_log2(float(np.float32(sy)))
+    if not pot or log2 != -15:
+        raise ctx.fail(f"int16 {kind} output scale must be 2**-15, got {sy}")
+    mult, shift = int16_sigmoid_input_rescale(float(np.float32(sx)), kind == "TANH")
+    return int16_sigmoid_lut(q, mult, shift, kind == "TANH").astype(np.int16)
 
 
 class Activation(Kernel):
@@ -72,12 +96,17 @@ class Activation(Kernel):
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
         self.kind = ctx.op.name
-        x = require_type(ctx, ctx.input(0), ("INT8", "FLOAT32"), "input")
+        x = require_type(ctx, ctx.input(0), ("INT8", "INT16", "FLOAT32"), "input")
         y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
         if tuple(x.shape) != tuple(y.shape):
             raise ctx.fail("input and output shapes differ")
-        self.quantized = x.type_name == "INT8"
-        if self.quantized:
+        self.quantized = x.type_name in ("INT8", "INT16")
+        if self.quantized and (x.quantization is None or y.quantization is None):
+            raise ctx.fail(f"{x.type_name} {self.kind} needs quantized input and output tensors")
+        if x.type_name == "INT16":
+            self.lut = _lut_int16(ctx, self.kind, *qparams(x), *qparams(y))
+            self.workspace = {"idx": (tuple(x.shape), np.dtype(np.intp))}
+        elif self.quantized:
             sx, zx = qparams(x)
             sy, zy = qparams(y)
             if self.kind == "LOGISTIC":
@@ -100,14 +129,14 @@ class Activation(Kernel):
         """Remember the views."""
         self.x, self.y = inputs[0], outputs[0]
         if self.quantized:
-            self.xu = self.x.view(np.uint8)
+            self.xu = self.x.view(f"u{self.x.dtype.itemsize}")
             self.idx = ws["idx"]
 
     def run(self) -> None:
         """Apply the activation (the index copy is taken before the output is written: safe in place)."""
         if self.quantized:
             np.copyto(self.idx, self.xu)
-            self.lut.take(self.idx, out=self.y, mode="wrap")
+            self.lut.take(self.idx, out=self.y, mode="clip")
         elif self.kind == "RELU":
             np.maximum(self.x, 0.0, out=self.y)
         elif self.kind == "RELU6":

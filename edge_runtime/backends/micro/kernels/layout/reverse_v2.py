@@ -35,8 +35,8 @@ class ReverseV2(Kernel):
         same_shape(ctx, y.shape, x.shape)
         a = ctx.input(1)
         axes = maybe_const_ints(ctx, a, "axis", INDEX32)
-        if len(a.shape) != 1 or a.shape[0] > len(x.shape):
-            raise ctx.fail("the axis must be a vector with at most one entry per input dimension")
+        if len(a.shape) != 1 or not 1 <= a.shape[0] <= len(x.shape):
+            raise ctx.fail("the axis must be a vector of 1 to rank entries (TFLM cannot reverse along no axis)")
         self.rank = len(x.shape)
         self.index = None
         if axes is not None:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edge_runtime.backends.micro.fixedpoint import CLIP
 from edge_runtime.backends.micro.kernels.base import OpContext
 from edge_runtime.formats.tflite import Operator, TensorInfo
 
@@ -75,11 +76,11 @@ def float_activation(ctx: OpContext, code: int, shape: tuple[int, ...]) -> Calla
     if code == ACT_RELU:
         return lambda x: np.maximum(x, np.float32(0.0), out=x)
     if code == ACT_RELU_N1_TO_1:
-        return lambda x: np.clip(x, np.float32(-1.0), np.float32(1.0), out=x)
+        return lambda x: CLIP(x, np.float32(-1.0), np.float32(1.0), out=x)
     if code == ACT_RELU6:
-        return lambda x: np.clip(x, np.float32(0.0), np.float32(6.0), out=x)
+        return lambda x: CLIP(x, np.float32(0.0), np.float32(6.0), out=x)
     if code == ACT_TANH:
-        return lambda x: np.tanh(x, out=x)
+        return Float32Tanh(shape).apply
 
     if code == ACT_SIGN_BIT:
         def sign_bit(x: np.ndarray) -> None:
@@ -91,10 +92,45 @@ def float_activation(ctx: OpContext, code: int, shape: tuple[int, ...]) -> Calla
     raise ctx.fail(f"fused activation {code} is not supported")
 
 
-def sigmoid_f32(x: np.ndarray, tmp: np.ndarray) -> None:
-    """In-place float32 logistic, as TFLite's reference kernel (large |x| saturate)."""
-    np.clip(x, np.float32(-40.0), np.float32(40.0), out=tmp)
-    np.negative(tmp, out=tmp)
-    np.exp(tmp, out=tmp)
-    tmp += np.float32(1.0)
-    np.reciprocal(tmp, out=x)
+class Float32Sigmoid:
+    """TFLite's float logistic on float32 arrays of one shape, in place: ``1 / (1 + exp(-x))`` with
+    ``exp`` rounded once to float32 (as ``expf``), ``exp(x)`` below -9 and 1 above 16.619047."""
+
+    LOWER, UPPER = np.float32(-9.0), np.float32(16.619047164916992)
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.wide = np.empty(shape, np.float64)
+        self.narrow = np.empty(shape, np.float32)
+        self.low = np.empty(shape, np.bool_)
+        self.high = np.empty(shape, np.bool_)
+
+    def apply(self, x: np.ndarray) -> None:
+        """``x`` <- sigmoid(x)."""
+        wide, narrow, low, high = self.wide, self.narrow, self.low, self.high
+        np.less(x, self.LOWER, out=low)
+        np.greater(x, self.UPPER, out=high)
+        np.negative(x, out=wide)
+        np.minimum(wide, 80.0, out=wide)  # exp stays finite; such inputs take the exp(x) branch anyway
+        np.exp(wide, out=wide)
+        np.copyto(narrow, wide, casting="same_kind")
+        narrow += np.float32(1.0)
+        np.copyto(wide, x)
+        np.divide(np.float32(1.0), narrow, out=narrow)
+        np.minimum(wide, 80.0, out=wide)
+        np.exp(wide, out=wide)
+        np.copyto(x, narrow)
+        np.copyto(x, wide, casting="same_kind", where=low)
+        np.copyto(x, np.float32(1.0), where=high)
+
+
+class Float32Tanh:
+    """``tanh`` on float32 arrays of one shape, in place, computed in float64 and rounded once (as ``tanhf``)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.wide = np.empty(shape, np.float64)
+
+    def apply(self, x: np.ndarray, out: Optional[np.ndarray] = None) -> None:
+        """``out`` (default ``x``) <- tanh(x)."""
+        np.copyto(self.wide, x)
+        np.tanh(self.wide, out=self.wide)
+        np.copyto(x if out is None else out, self.wide, casting="same_kind")

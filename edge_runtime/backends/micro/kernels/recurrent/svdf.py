@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.arena.traits import OpMemory
-from edge_runtime.backends.micro.fixedpoint import wrap32
+from edge_runtime.backends.micro.fixedpoint import CLIP, wrap32
 from edge_runtime.backends.micro.fixedpoint_lstm import ColumnRequant, quantized_multipliers
 from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
 from edge_runtime.backends.micro.kernels.recurrent.common import (check_shape, first_scale, float_activation,
@@ -71,18 +71,14 @@ class Svdf(Kernel):
             self._prepare_float(wf, wt, bias, o["activation"])
         else:
             self._prepare_integer(x, wf, wt, bias, state, out)
-        # Float: products and sums in float64, each stage rounded to float32 where TFLM stores one.
-        wdt = np.float64 if self.kind == "FLOAT32" else np.int64
+        wdt = np.float32 if self.kind == "FLOAT32" else np.int64
         self.workspace = {"x": ((batch, n_in), wdt), "feat": ((batch, filters), wdt),
                           "state": ((batch, filters, memory), wdt), "tmp": ((batch, filters, memory), wdt),
                           "acc": ((batch, units), wdt), "acc_tmp": ((batch, units), wdt)}
-        if self.kind == "FLOAT32":
-            self.workspace["scratch"] = ((batch, filters), np.float32)
-            self.workspace["out"] = ((batch, units), np.float32)
 
     def _prepare_float(self, wf, wt, bias, activation: int) -> None:  # type: ignore[no-untyped-def]
-        self.wf = np.ascontiguousarray(wf.array().T.astype(np.float64))
-        self.wt = np.ascontiguousarray(wt.array().astype(np.float64))
+        self.wf = np.ascontiguousarray(wf.array().T.astype(np.float32))
+        self.wt = np.ascontiguousarray(wt.array().astype(np.float32))
         self.bias = None if bias is None else bias.array().astype(np.float32)
         self.activation = float_activation(self.ctx, activation, (self.batch, self.units))
         self.cache_bytes = int(self.wf.nbytes + self.wt.nbytes)
@@ -152,25 +148,30 @@ class Svdf(Kernel):
             np.copyto(self.state[:, :, :m - 1], tmp[:, :, :m - 1], casting="unsafe")
 
     def _run_float(self) -> None:
+        # float32 throughout, every sum in TFLM's order (one term at a time), so results match closely
         ws = self.ws
-        xb, feat, st, tmp, scratch, out = ws["x"], ws["feat"], ws["state"], ws["tmp"], ws["scratch"], ws["out"]
+        xb, feat, tmp, acc = ws["x"], ws["feat"], ws["state"], ws["acc"]
+        mul = np.multiply
         self._shift_state(tmp)
         np.copyto(xb, self.x)
-        np.matmul(xb, self.wf, out=feat)
-        np.copyto(self.state[:, :, self.memory - 1], feat, casting="same_kind")
-        np.multiply(self.state, self.wt, out=st)
-        np.sum(st, axis=2, out=feat)
-        np.copyto(scratch, feat, casting="same_kind")
-        # bias first, then the rank terms one by one, in float32 (TFLM's order)
+        feat.fill(0.0)
+        for k in range(self.n_in):
+            mul(xb[:, k:k + 1], self.wf[k], out=tmp[:, :, 0])
+            feat += tmp[:, :, 0]
+        self.state[:, :, self.memory - 1] = feat
+        feat.fill(0.0)
+        for j in range(self.memory):
+            mul(self.state[:, :, j], self.wt[:, j], out=tmp[:, :, 0])
+            feat += tmp[:, :, 0]
         if self.bias is not None:
-            np.copyto(out, self.bias)
+            np.copyto(acc, self.bias)
         else:
-            out.fill(0.0)
-        ranked = scratch.reshape(self.batch, self.units, self.rank)
+            acc.fill(0.0)
+        ranked = feat.reshape(self.batch, self.units, self.rank)
         for r in range(self.rank):
-            out += ranked[:, :, r]
-        self.activation(out)
-        np.copyto(self.out, out)
+            acc += ranked[:, :, r]
+        self.activation(acc)
+        np.copyto(self.out, acc)
 
     def _run_integer(self) -> None:
         ws = self.ws
@@ -182,7 +183,7 @@ class Svdf(Kernel):
         np.matmul(xb, self.wf, out=feat)
         wrap32(feat)
         self.req_1.apply(feat, tmp[:, :, 0])
-        np.clip(feat, self.st_min, self.st_max, out=feat)
+        CLIP(feat, self.st_min, self.st_max, out=feat)
         feat += self.st_zp
         np.copyto(self.state[:, :, self.memory - 1], feat, casting="unsafe")
         # time products (int32 accumulation), rank reduction, bias, output requantization
@@ -195,5 +196,5 @@ class Svdf(Kernel):
         wrap32(acc)
         self.req_2.apply(acc, acc_tmp)
         acc += self.out_zp
-        np.clip(acc, -128, 127, out=acc)
+        CLIP(acc, -128, 127, out=acc)
         np.copyto(self.out, acc, casting="unsafe")

@@ -22,14 +22,14 @@ from typing import Any, Optional
 import numpy as np
 
 from edge_runtime.arena.traits import OpMemory
-from edge_runtime.backends.micro.fixedpoint import wrap32
+from edge_runtime.backends.micro.fixedpoint import CLIP, wrap32
 from edge_runtime.backends.micro.fixedpoint_lstm import (INT16_MAX, INT16_MIN, ColumnRequant, ColumnRequant64,
                                                         Int16Sigmoid, Int16Tanh, checked_log2,
                                                         quantized_multipliers)
 from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
-from edge_runtime.backends.micro.kernels.recurrent.common import (ACT_TANH, check_shape, first_scale,
-                                                                  lstm_options, require_variable, scratch_bytes,
-                                                                  sigmoid_f32)
+from edge_runtime.backends.micro.kernels.recurrent.common import (ACT_TANH, Float32Sigmoid, Float32Tanh,
+                                                                  check_shape, first_scale, lstm_options,
+                                                                  require_variable, scratch_bytes)
 from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
 
 # Input positions (TFLite's lstm_shared.h).
@@ -134,25 +134,24 @@ class UnidirectionalSequenceLstm(Kernel):
             self._prepare_float(o["cell_clip"], w_in, w_rec, b_all)
         else:
             self._prepare_integer(o["cell_clip"], x, h, c, w_in, w_rec, b_all)
-        # Integer kernels work on int64; float ones run the fully connected layers in float64 (then
-        # round each to float32, as TFLM stores them) and the elementwise steps in float32.
+        # Integer kernels work on int64, float ones on float32.
         wdt = np.float32 if self.kind == "FLOAT32" else np.int64
-        mdt = np.float64 if self.kind == "FLOAT32" else np.int64
         self.workspace = {
-            "x": ((rows, n_in), mdt), "h": ((rows, n_state), mdt), "acc_in": (gate_shape, wdt),
+            "x": ((rows, n_in), wdt), "h": ((rows, n_state), wdt), "acc_in": (gate_shape, wdt),
             "acc_rec": (gate_shape, wdt), "tmp": (gate_shape, wdt), "cell": ((rows, n_state), wdt),
             "t1": ((rows, n_state), wdt),
         }
-        if self.kind == "FLOAT32":
-            self.workspace["fc"] = (gate_shape, np.float64)
 
     # ------------------------------------------------------------------ prepare
     def _prepare_float(self, cell_clip: float, w_in: list, w_rec: list, b_all: list) -> None:
-        self.w_in = np.ascontiguousarray(np.stack([w.array().T for w in w_in]).astype(np.float64))
-        self.w_rec = np.ascontiguousarray(np.stack([w.array().T for w in w_rec]).astype(np.float64))
+        self.w_in = np.ascontiguousarray(np.stack([w.array().T for w in w_in]).astype(np.float32))
+        self.w_rec = np.ascontiguousarray(np.stack([w.array().T for w in w_rec]).astype(np.float32))
         self.bias = np.stack([b.array() for b in b_all]).astype(np.float32).reshape(4, 1, self.n_state)
         self.cell_clip = np.float32(cell_clip) if cell_clip > 0.0 else None
-        self.cache_bytes = int(self.w_in.nbytes + self.w_rec.nbytes + self.bias.nbytes)
+        self.sigmoid_f = Float32Sigmoid((3, self.batch, self.n_state))
+        self.tanh_f = Float32Tanh((self.batch, self.n_state))
+        self.cache_bytes = int(self.w_in.nbytes + self.w_rec.nbytes + self.bias.nbytes
+                               + 2 * self.sigmoid_f.wide.nbytes + self.tanh_f.wide.nbytes)
 
     def _prepare_integer(self, cell_clip: float, x: Any, h: Any, c: Any, w_in: list, w_rec: list,
                          b_all: list) -> None:
@@ -227,33 +226,41 @@ class UnidirectionalSequenceLstm(Kernel):
             self.x_steps = [x[:, t, :] for t in range(self.steps)]
             self.out_steps = [out[:, t, :] for t in range(self.steps)]
         self.ws = ws
+        if self.kind == "FLOAT32":
+            # TFLM's float FC sums products one input at a time in float32: (column of x, row of W) pairs
+            self.fc_in = [(ws["x"][:, d:d + 1], self.w_in[:, d:d + 1, :]) for d in range(self.n_in)]
+            self.fc_rec = [(ws["h"][:, d:d + 1], self.w_rec[:, d:d + 1, :]) for d in range(self.n_state)]
         self.run = self._run_float if self.kind == "FLOAT32" else self._run_integer  # type: ignore[method-assign]
 
     def _run_float(self) -> None:
         ws = self.ws
         xb, hb, acc, rec, tmp, cell, t1 = (ws[k] for k in ("x", "h", "acc_in", "acc_rec", "tmp", "cell", "t1"))
-        w_in, w_rec, bias, clip = self.w_in, self.w_rec, self.bias, self.cell_clip
+        bias, clip = self.bias, self.cell_clip
         h_state, c_state = self.h_state, self.c_state
-        fc = ws["fc"]
+        mul = np.multiply
         for x_t, out_t in zip(self.x_steps, self.out_steps):
             np.copyto(xb, x_t)
             np.copyto(hb, h_state)
-            np.matmul(xb, w_in, out=fc)
-            np.copyto(acc, fc, casting="same_kind")
+            acc.fill(0.0)
+            for xc, wr in self.fc_in:
+                mul(xc, wr, out=tmp)
+                acc += tmp
             acc += bias
-            np.matmul(hb, w_rec, out=fc)
-            np.copyto(rec, fc, casting="same_kind")
+            rec.fill(0.0)
+            for hc, wr in self.fc_rec:
+                mul(hc, wr, out=tmp)
+                rec += tmp
             acc += rec
-            sigmoid_f32(acc[:3], tmp[:3])
-            np.tanh(acc[3], out=acc[3])
+            self.sigmoid_f.apply(acc[:3])
+            self.tanh_f.apply(acc[3])
             f, i, o, g = acc
             np.multiply(f, c_state, out=cell)
             np.multiply(i, g, out=t1)
             cell += t1
             if clip is not None:
-                np.clip(cell, -clip, clip, out=cell)
+                CLIP(cell, -clip, clip, out=cell)
             np.copyto(c_state, cell)
-            np.tanh(cell, out=t1)
+            self.tanh_f.apply(cell, out=t1)
             np.multiply(t1, o, out=h_state)
             np.copyto(out_t, h_state)
 
@@ -282,10 +289,10 @@ class UnidirectionalSequenceLstm(Kernel):
             else:
                 req_in.apply(acc)
                 req_rec.apply(rec)
-            np.clip(acc, INT16_MIN, INT16_MAX, out=acc)
-            np.clip(rec, INT16_MIN, INT16_MAX, out=rec)
+            CLIP(acc, INT16_MIN, INT16_MAX, out=acc)
+            CLIP(rec, INT16_MIN, INT16_MAX, out=rec)
             acc += rec
-            np.clip(acc, INT16_MIN, INT16_MAX, out=acc)
+            CLIP(acc, INT16_MIN, INT16_MAX, out=acc)
             self.sigmoid.apply(acc[:3])
             self.tanh_gate.apply(acc[3])
             f, i, o, g = acc
@@ -293,20 +300,20 @@ class UnidirectionalSequenceLstm(Kernel):
             np.copyto(cell, c_state)
             cell *= f
             self.mul_forget.apply(cell, t1)
-            np.clip(cell, INT16_MIN, INT16_MAX, out=cell)
+            CLIP(cell, INT16_MIN, INT16_MAX, out=cell)
             np.multiply(i, g, out=t1)
             self.mul_input.apply(t1, rec[0])
-            np.clip(t1, INT16_MIN, INT16_MAX, out=t1)
+            CLIP(t1, INT16_MIN, INT16_MAX, out=t1)
             cell += t1
-            np.clip(cell, INT16_MIN, INT16_MAX, out=cell)
+            CLIP(cell, INT16_MIN, INT16_MAX, out=cell)
             if clip_q is not None:
-                np.clip(cell, -clip_q, clip_q, out=cell)
+                CLIP(cell, -clip_q, clip_q, out=cell)
             np.copyto(c_state, cell, casting="unsafe")
             # hidden state: tanh(c) * o, requantized to the hidden state's scale and zero point
             self.tanh_cell.apply(cell)
             cell *= o
             self.mul_output.apply(cell, t1)
             cell += self.h_zp
-            np.clip(cell, self.h_min, self.h_max, out=cell)
+            CLIP(cell, self.h_min, self.h_max, out=cell)
             np.copyto(h_state, cell, casting="unsafe")
             np.copyto(out_t, h_state)

@@ -13,7 +13,7 @@ TYPES = ("FLOAT32", "INT8")
 class BatchToSpaceND(Kernel):
     """BATCH_TO_SPACE_ND."""
 
-    max_version = 3
+    max_version = 4
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)

@@ -75,26 +75,28 @@ class ResizeBilinear(Kernel):
         # weights per (row choice, column choice), shaped to broadcast over (N, oh, ow, C)
         self.weights = [[(wy[:, None] * wx[None, :])[:, :, None].astype(dt) for wx in (wx0, wx1)]
                         for wy in (wy0, wy1)]
-        self.workspace = {"band": ((n, oh, w, c), np.dtype(x.dtype)), "g": ((n, oh, ow, c), np.dtype(x.dtype)),
-                          "gw": ((n, oh, ow, c), dt), "acc": ((n, oh, ow, c), dt)}
+        # the input widened once, so that gathers and products need no casting
+        self.workspace = {"xw": ((n, h, w, c), dt), "band": ((n, oh, w, c), dt), "g": ((n, oh, ow, c), dt),
+                          "acc": ((n, oh, ow, c), dt)}
         if self.quantized:
             self.workspace["tmp"] = ((n, oh, ow, c), I64)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
         self.x, self.y = inputs[0], outputs[0]
-        self.band, self.g, self.gw, self.acc = ws["band"], ws["g"], ws["gw"], ws["acc"]
+        self.xw, self.band, self.g, self.acc = ws["xw"], ws["band"], ws["g"], ws["acc"]
         self.tmp = ws.get("tmp")
 
     def run(self) -> None:
         """Blend the four neighbours."""
+        np.copyto(self.xw, self.x, casting="unsafe")
         self.acc.fill(0)
         for i, rows in enumerate(self.ys):
-            np.take(self.x, rows, axis=1, out=self.band)
+            self.xw.take(rows, axis=1, out=self.band, mode="clip")  # (np.take leaks per call with out=)
             for j, cols in enumerate(self.xs):
-                np.take(self.band, cols, axis=2, out=self.g)
-                np.multiply(self.g, self.weights[i][j], out=self.gw)
-                self.acc += self.gw
+                self.band.take(cols, axis=2, out=self.g, mode="clip")
+                self.g *= self.weights[i][j]
+                self.acc += self.g
         if not self.quantized:
             np.copyto(self.y, self.acc, casting="same_kind")
             return

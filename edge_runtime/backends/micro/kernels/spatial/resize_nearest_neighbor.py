@@ -51,5 +51,5 @@ class ResizeNearestNeighbor(Kernel):
 
     def run(self) -> None:
         """Gather rows, then columns."""
-        np.take(self.x, self.rows, axis=1, out=self.band)
-        np.take(self.band, self.cols, axis=2, out=self.y)
+        self.x.take(self.rows, axis=1, out=self.band, mode="clip")  # (np.take leaks per call with out=)
+        self.band.take(self.cols, axis=2, out=self.y, mode="clip")

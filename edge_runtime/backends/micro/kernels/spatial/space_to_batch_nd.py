@@ -14,7 +14,7 @@ TYPES = ("FLOAT32", "INT8")
 class SpaceToBatchND(Kernel):
     """SPACE_TO_BATCH_ND."""
 
-    max_version = 3
+    max_version = 4
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)

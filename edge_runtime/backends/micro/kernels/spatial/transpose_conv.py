@@ -7,9 +7,10 @@ channel (int8: the 32-bit MultiplyByQuantizedMultiplier plus the output zero
 point; 16x8: the 64-bit one, no output zero point). The padding is the "before"
 half that a convolution from the output back to the input would use.
 
-Here one matrix product computes every (pixel, tap, output channel) term at once
-(exact in float64 for integers), and the taps are added into a strided view of a
-zero-filled full-size canvas, from which the output window is cut.
+Here one matrix product per chunk of input rows computes every (pixel, tap, output
+channel) term (exact in float64 for integers; chunks sized to the workspace limit),
+and the taps are added into strided views of a zero-filled full-size canvas, from
+which the output window is cut.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import CLIP
 from edge_runtime.backends.micro.kernels.base import (
-    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, qparams,
+    Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, nbytes_of, qparams,
     quantized_activation_range, require_constant, require_type, scales32,
 )
 from edge_runtime.backends.micro.kernels.conv import per_channel_multipliers
@@ -102,36 +103,49 @@ class TransposeConv(Kernel):
             self.requant = requantizer(self.kind == "INT16", m, s, zy, lo, hi, bias)
             self.workspace["acc"] = ((self.n, self.ho, self.wo, cout), I64)
             self.workspace["tmp"] = ((self.n, self.ho, self.wo, cout), I64)
-        rows = self.n * self.h * self.w
+        # input rows per chunk: the widened rows and their products must fit the workspace limit
+        canvas_bytes = nbytes_of((self.n, self.fh, self.fw, cout), F64) + (
+            2 * nbytes_of((self.n, self.ho, self.wo, cout), I64) if self.kind != "FLOAT32" else 0)
+        per_row = self.w * (cin + self.kh * self.kw * cout) * 8
+        self.chunk = Chunking.fit(self.h, canvas_bytes, lambda r: r * per_row, ctx.workspace_limit)
+        rows = self.chunk.rows * self.w
         self.workspace["xf"] = ((rows, cin), F64)
         self.workspace["prod"] = ((rows, self.kh * self.kw * cout), F64)
         self.workspace["canvas"] = ((self.n, self.fh, self.fw, cout), F64)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views of the taps on the canvas and of the output window."""
-        self.x = inputs[2].reshape(-1, self.cin)
+        x = inputs[2]
         self.y = outputs[0]
-        self.xf, self.prod, self.canvas = ws["xf"], ws["prod"], ws["canvas"]
-        p = self.prod.reshape(self.n, self.h, self.w, self.kh, self.kw, self.cout)
-        self.taps = []
-        for ky in range(self.kh):
-            for kx in range(self.kw):
-                dst = self.canvas[:, ky:ky + (self.h - 1) * self.sh + 1:self.sh,
-                                  kx:kx + (self.w - 1) * self.sw + 1:self.sw, :]
-                self.taps.append((dst, p[:, :, :, ky, kx, :]))
+        self.canvas = ws["canvas"]
+        self.steps = []
+        for n in range(self.n):
+            for y0 in self.chunk.starts:
+                y1 = min(self.h, y0 + self.chunk.rows)
+                r = (y1 - y0) * self.w
+                xf, prod = ws["xf"][:r], ws["prod"][:r]
+                p = prod.reshape(y1 - y0, self.w, self.kh, self.kw, self.cout)
+                taps = []
+                for ky in range(self.kh):
+                    for kx in range(self.kw):
+                        dst = self.canvas[n, y0 * self.sh + ky:(y1 - 1) * self.sh + ky + 1:self.sh,
+                                          kx:kx + (self.w - 1) * self.sw + 1:self.sw, :]
+                        taps.append((dst, p[:, :, ky, kx, :]))
+                self.steps.append((x[n, y0:y1].reshape(r, self.cin), xf, prod, taps))
         self.window = self.canvas[:, self.pt:self.pt + self.ho, self.pl:self.pl + self.wo, :]
         if self.kind != "FLOAT32":
             self.acc, self.tmp = ws["acc"], ws["tmp"]
 
     def run(self) -> None:
         """Scatter all taps, then bias, requantize/clamp."""
-        np.copyto(self.xf, self.x, casting="unsafe")
-        if self.in_zp:
-            self.xf -= self.in_zp
-        np.matmul(self.xf, self.wmat, out=self.prod)
         self.canvas.fill(0.0)
-        for dst, src in self.taps:
-            np.add(dst, src, out=dst)
+        for x, xf, prod, taps in self.steps:
+            np.copyto(xf, x, casting="unsafe")
+            if self.in_zp:
+                xf -= self.in_zp
+            np.matmul(xf, self.wmat, out=prod)
+            for dst, src in taps:
+                np.add(dst, src, out=dst)
         win = self.window
         if self.kind == "FLOAT32":
             if self.fbias is not None:

@@ -1,0 +1,82 @@
+"""Elementwise ONNX ops (with broadcasting and constant operands) through import, int8 and every runtime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from test_import_ops_common import check_onnx, make_model
+
+X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])
+Y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])
+RNG = np.random.default_rng(3)
+
+
+def c(name: str, arr) -> object:  # type: ignore[no-untyped-def]
+    return numpy_helper.from_array(np.asarray(arr, np.float32), name)
+
+
+def conv(inp: str, out: str, cin: int = 8, cout: int = 8) -> tuple:
+    w = c(f"{out}_w", RNG.standard_normal((cout, cin, 1, 1)) * 0.4)
+    return helper.make_node("Conv", [inp, f"{out}_w"], [out], name=f"conv_{out}"), w
+
+
+CASES = {
+    "sub_const": ([helper.make_node("Sub", ["x", "k"], ["y"], name="sub")], [c("k", RNG.random((8, 1, 1)))]),
+    "const_minus_x": ([helper.make_node("Sub", ["k", "x"], ["y"], name="sub")], [c("k", [0.5])]),
+    "div_const": ([helper.make_node("Div", ["x", "k"], ["y"], name="div")], [c("k", [3.0])]),
+    "div_act": ([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                 helper.make_node("Add", ["r", "one"], ["d"], name="plus1"),
+                 helper.make_node("Div", ["x", "d"], ["y"], name="div")], [c("one", [1.0])]),
+    "max_min": ([helper.make_node("Max", ["x", "k"], ["m"], name="max"),
+                 helper.make_node("Min", ["m", "k2"], ["y"], name="min")], [c("k", [-0.3]), c("k2", [0.6])]),
+    "mul_broadcast_act": ([helper.make_node("ReduceMean", ["x"], ["m"], name="mean", axes=[2, 3], keepdims=1),
+                           helper.make_node("Sigmoid", ["m"], ["s"], name="sig"),
+                           helper.make_node("Mul", ["x", "s"], ["y"], name="scale")], []),
+    "pow2_sqrt": ([helper.make_node("Pow", ["x", "two"], ["p"], name="pow"),
+                   helper.make_node("Add", ["p", "eps"], ["pe"], name="add"),
+                   helper.make_node("Sqrt", ["pe"], ["y"], name="sqrt")], [c("two", [2.0]), c("eps", [0.1])]),
+    "exp_log": ([helper.make_node("Exp", ["x"], ["e"], name="exp"),
+                 helper.make_node("Log", ["e"], ["y"], name="log")], []),
+    "abs_neg": ([helper.make_node("Abs", ["x"], ["a"], name="abs"),
+                 helper.make_node("Neg", ["a"], ["y"], name="neg")], []),
+    "leaky_prelu": ([helper.make_node("LeakyRelu", ["x"], ["l"], name="leaky", alpha=0.2),
+                     helper.make_node("PRelu", ["l", "slope"], ["y"], name="prelu")],
+                    [c("slope", RNG.random((8, 1, 1)) * 0.5)]),
+    "clip_any": ([helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip")], [c("lo", -0.25), c("hi", 0.5)]),
+    "clip_relu6": ([helper.make_node("Mul", ["x", "k"], ["m"], name="scale"),
+                    helper.make_node("Clip", ["m", "lo", "hi"], ["y"], name="clip")],
+                   [c("k", [8.0]), c("lo", 0.0), c("hi", 6.0)]),
+    "hardsigmoid_se": ([helper.make_node("HardSigmoid", ["x"], ["h"], name="hsig", alpha=1 / 6, beta=0.5),
+                        helper.make_node("Mul", ["x", "h"], ["y"], name="hswish")], []),
+    "hardsigmoid_gate": ([helper.make_node("HardSigmoid", ["x"], ["h"], name="hsig", alpha=0.2, beta=0.5),
+                          helper.make_node("Mul", ["h", "h"], ["y"], name="sq")], []),
+    "hardswish": ([helper.make_node("HardSwish", ["x"], ["y"], name="hswish")], []),
+    "tanh_sigmoid": ([helper.make_node("Tanh", ["x"], ["t"], name="tanh"),
+                      helper.make_node("Sigmoid", ["t"], ["y"], name="sig")], []),
+}
+NO_TFLM: set[str] = set()
+OPSET = {"hardswish": 14}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_elementwise_op(case, tmp_path):
+    nodes, inits = CASES[case]
+    model = make_model(nodes, [X], [Y], inits, opset=OPSET.get(case, 13))
+    low = 0.05 if case == "exp_log" else -2.0
+    res = check_onnx(model, tmp_path, (1, 8, 6, 6), low=low, high=2.0, tflm=case not in NO_TFLM)
+    assert res.tflite_sqnr > 20
+    if res.micro_exact is not None:
+        assert res.micro_exact, "micro backend differs from tflite-micro"
+
+
+def test_hardswish_pattern_becomes_one_op(tmp_path):
+    nodes, inits = CASES["hardsigmoid_se"]
+    res = check_onnx(make_model(nodes, [X], [Y], inits), tmp_path, (1, 8, 6, 6), low=-4, high=4)
+    assert res.graph.op_counts() == {"HARD_SWISH": 1}
+
+
+def test_div_by_constant_is_a_multiply(tmp_path):
+    nodes, inits = CASES["div_const"]
+    res = check_onnx(make_model(nodes, [X], [Y], inits), tmp_path, (1, 8, 6, 6))
+    assert res.graph.op_counts() == {"MUL": 1}
