@@ -192,15 +192,49 @@ def conv_out(size: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
     return (size + p0 + p1 - ((k - 1) * d + 1)) // s + 1
 
 
-def legalize(graph: Graph) -> Graph:
-    """Rewrite padding that TFLite cannot express as SAME/VALID into an explicit ``PAD`` op.
+#: TFLite Micro's CONCATENATION takes at most this many inputs
+MAX_CONCAT_INPUTS = 10
 
-    Applies to convolutions and to average pooling that counts padding (ONNX's
-    ``count_include_pad=1``, which equals zero padding followed by a VALID pool).
-    Both writers run the legalized graph, so they stay identical.
+
+def _split_concat(graph: Graph, op: Op) -> list[Op]:
+    """A CONCATENATION of more than :data:`MAX_CONCAT_INPUTS` inputs as a tree of smaller ones."""
+    axis = op.attrs["axis"]
+    ins = list(op.inputs)
+    out: list[Op] = []
+    level = 0
+    while len(ins) > MAX_CONCAT_INPUTS:
+        grouped = []
+        for k in range(0, len(ins), MAX_CONCAT_INPUTS):
+            chunk = ins[k:k + MAX_CONCAT_INPUTS]
+            if len(chunk) == 1:
+                grouped.append(chunk[0])
+                continue
+            shape = list(graph.tensors[chunk[0]].shape)
+            shape[axis] = sum(graph.tensors[c].shape[axis] for c in chunk)
+            name = f"{op.outputs[0]}/concat{level}_{k}"
+            graph.tensors[name] = Tensor(name, tuple(shape))
+            out.append(Op("CONCATENATION", chunk, [name], {"axis": axis, "act": "NONE"}, name=f"{op.name}/part"))
+            grouped.append(name)
+        ins = grouped
+        level += 1
+    op.inputs = ins
+    return out + [op]
+
+
+def legalize(graph: Graph) -> Graph:
+    """Rewrite what TFLite (or TFLite Micro) cannot express directly.
+
+    Padding that is neither SAME nor VALID becomes an explicit ``PAD`` (``PADV2`` with the lowest
+    value before max pooling); this also covers average pooling that counts padding (ONNX's
+    ``count_include_pad=1``, which equals zero padding followed by a VALID pool). Concatenations of
+    more than :data:`MAX_CONCAT_INPUTS` tensors become a tree. Both writers run the legalized graph,
+    so they stay identical.
     """
     new_ops: list[Op] = []
     for op in graph.ops:
+        if op.kind == "CONCATENATION" and len(op.inputs) > MAX_CONCAT_INPUTS:
+            new_ops.extend(_split_concat(graph, op))
+            continue
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
             x = graph.tensors[op.inputs[0]]
             if op.kind in WEIGHTED:

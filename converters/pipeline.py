@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from converters.calibrate import calibrate, float_session
 from converters.calibration_data import CalibrationDataError, load_labelled, open_calibration
 from converters.ir import Graph
 from converters.quantize import plan_quantization
-from edge_runtime.errors import ConfigError, ModelFormatError
+from edge_runtime.errors import (ConfigError, EdgeRuntimeError, ModelFormatError, UnsupportedModelError,
+                                 is_out_of_memory)
 from edge_runtime.model_file import read_head
 
 FORMATS = ("tflite", "onnx")
@@ -58,6 +60,23 @@ def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str
     from converters.importers.onnx import import_onnx
 
     return import_onnx(p, input_shapes=input_shapes)
+
+
+@contextmanager
+def _one_line(model: Any, step: str) -> Iterator[None]:
+    """Turn an unexpected exception in ``step`` into one UnsupportedModelError line (a converter bug to
+    report) instead of a traceback; ``EDGE_RUNTIME_DEBUG=1`` and memory shortages let it through."""
+    try:
+        yield
+    except EdgeRuntimeError:
+        raise
+    except Exception as exc:
+        if os.environ.get("EDGE_RUNTIME_DEBUG") or is_out_of_memory(exc):
+            raise
+        msg = " ".join(str(exc).split())[:240]
+        raise UnsupportedModelError(
+            f"{os.fspath(model)}: {step} failed ({type(exc).__name__}: {msg}); this is a converter bug: please "
+            f"report it with the model (EDGE_RUNTIME_DEBUG=1 shows the traceback)") from None
 
 
 def _held_out(held_out: HeldOut, shape: tuple[int, ...]) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -111,7 +130,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     prof = load_profile(profile)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    graph = import_model(model, input_shapes)
+    with _one_line(model, "importing the model"):
+        graph = import_model(model, input_shapes)
     if len(graph.inputs) != 1:
         raise ConfigError(f"{model}: models with {len(graph.inputs)} inputs are not supported (one input only)")
     in_name = graph.inputs[0]
@@ -124,9 +144,10 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                             bin_zero_point=bin_zero_point, preprocessor=preprocessor)
     timings["import_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    sess = float_session(graph)
-    ranges = calibrate(graph, data, method, progress=progress, session=sess)
-    plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype)
+    with _one_line(model, "calibrating the imported graph"):
+        sess = float_session(graph)
+        ranges = calibrate(graph, data, method, progress=progress, session=sess)
+        plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype)
     timings["calibrate_s"] = time.perf_counter() - t1
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
@@ -135,23 +156,26 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     t2 = time.perf_counter()
     from converters.writers.tflite import write_tflite
 
-    write_tflite(graph, plan, tfl_path)  # always written: sizing and the report use it
-    if onnx_path:
-        from converters.writers.onnx import write_onnx
+    with _one_line(model, "writing the int8 models"):
+        write_tflite(graph, plan, tfl_path)  # always written: sizing and the report use it
+        if onnx_path:
+            from converters.writers.onnx import write_onnx
 
-        write_onnx(graph, plan, onnx_path)
+            write_onnx(graph, plan, onnx_path)
     timings["write_s"] = time.perf_counter() - t2
-    fit = fit_model(tfl_path, prof)
-    t3 = time.perf_counter()
-    layer_rows = layer_sqnr(graph, sess, TFLiteRunner(tfl_path, preserve=True),
-                            (x for i, x in enumerate(data) if i < report_samples))
+    with _one_line(model, f"sizing and running the written {os.path.basename(tfl_path)}"):
+        fit = fit_model(tfl_path, prof)
+        t3 = time.perf_counter()
+        layer_rows = layer_sqnr(graph, sess, TFLiteRunner(tfl_path, preserve=True),
+                                (x for i, x in enumerate(data) if i < report_samples))
     hx, hy = _held_out(held_out, src_shape)
     held_stats, held_outputs = None, None
     if hx is not None:
-        runners: dict[str, Callable] = {"tflite": TFLiteRunner(tfl_path).run}
-        if onnx_path:
-            runners["onnx"] = OnnxRunner(onnx_path, plan, graph).run
-        held_stats, held_outputs = evaluate_held_out(graph, sess, runners, hx, hy)
+        with _one_line(model, "running the int8 models on the held-out data"):
+            runners: dict[str, Callable] = {"tflite": TFLiteRunner(tfl_path).run}
+            if onnx_path:
+                runners["onnx"] = OnnxRunner(onnx_path, plan, graph).run
+            held_stats, held_outputs = evaluate_held_out(graph, sess, runners, hx, hy)
     timings["report_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     method_used = "mse" if method == "auto" else method

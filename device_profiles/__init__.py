@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 from typing import Union
 
-import yaml
 from pydantic import ValidationError
 
 from device_profiles.schema import Accelerator, DeviceProfile
-from edge_runtime.config_errors import field_message, read_errors, yaml_problem
+from edge_runtime.config_errors import field_message
 from edge_runtime.errors import ConfigError
+from edge_runtime.safe_yaml import load_yaml_file
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 __all__ = ["DeviceProfile", "Accelerator", "load_profile", "list_profiles", "profile_names", "BOARDS_DIR"]
@@ -42,15 +42,7 @@ def _format_validation_error(path: str, exc: ValidationError) -> str:
 def load_profile_file(path: Union[str, os.PathLike]) -> DeviceProfile:
     """Read and validate one profile YAML file; raise :class:`ConfigError` naming file and field."""
     p = os.fspath(path)
-    try:
-        with read_errors(p, "profile file", denied="permission denied reading the profile file",
-                         text_hint="a profile is UTF-8 YAML"):
-            with open(p, encoding="utf-8") as f:
-                data = yaml.safe_load(f)
-    except yaml.YAMLError as exc:
-        pos, problem = yaml_problem(exc)
-        where = f" at line {pos[0]}, column {pos[1]}" if pos else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    data = load_yaml_file(p, "profile file", hint="a profile is UTF-8 YAML")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a profile must be a YAML mapping, got {type(data).__name__}")
     try:

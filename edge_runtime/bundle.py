@@ -312,6 +312,8 @@ def _open_tar(path: str) -> tuple[tarfile.TarFile, gzip.GzipFile]:
         raise BundleError(f"{path}: no such bundle file")
     if os.path.isdir(path):
         raise BundleError(f"{path}: is a directory, not a bundle (.tar.gz)")
+    if not os.path.isfile(path):
+        raise BundleError(f"{path}: is not a regular file (a FIFO, socket or device), not a bundle (.tar.gz)")
     gz = gzip.open(path, "rb")
     try:
         return tarfile.open(fileobj=gz, mode="r|"), gz

@@ -58,6 +58,18 @@ def choose_backend(fmt: str, backend: str = "auto") -> str:
     return "micro"
 
 
+def check_common_options(options: dict[str, Any]) -> None:
+    """Refuse option values of the wrong kind before any backend sees them (one line naming the option)."""
+    for key in ("threads", "num_threads"):
+        v = options.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1024):
+            raise ConfigError(f"option '{key}' must be a whole number from 1 to 1024, got {v!r}")
+    for key in ("require_accelerator", "in_place"):
+        v = options.get(key)
+        if v is not None and not isinstance(v, bool):
+            raise ConfigError(f"option '{key}' must be true or false, got {v!r}")
+
+
 def load_model(path: Union[str, "os.PathLike[str]"], backend: str = "auto", profile: Any = None,
                **options: Any) -> Model:
     """Load a .tflite or .onnx model and return a :class:`Model`.
@@ -70,6 +82,7 @@ def load_model(path: Union[str, "os.PathLike[str]"], backend: str = "auto", prof
     ``"reference"``, ``"no_default_delegates"``) and backend-specific ones.
     Every failure is an :class:`~edge_runtime.errors.EdgeRuntimeError`.
     """
+    check_common_options(options)
     prof = resolve_profile(profile)
     mf = inspect_model_file(path)
     chosen = choose_backend(mf.format, backend)

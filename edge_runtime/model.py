@@ -40,6 +40,10 @@ class TensorSpec:
         """Map real values to this tensor's integer type (round half away from zero, clamp)."""
         if not self.quantized:
             return np.asarray(x, dtype=self.dtype)
+        x = np.asarray(x)
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            raise InputError(f"input '{self.name}': {bad} value(s) are NaN or infinite; they cannot be quantized")
         return quantize_affine(x, self.scale, self.zero_point, self.dtype)  # type: ignore[arg-type]
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:

@@ -55,7 +55,8 @@ def make_model(nodes: list, inputs: list, outputs: list, inits: Optional[list] =
     from onnx import helper
 
     g = helper.make_graph(nodes, "test", inputs, outputs, inits or [])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    extra = sorted({nd.domain for nd in nodes if nd.domain not in ("", "ai.onnx")})
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in extra])
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m
@@ -115,7 +116,7 @@ def _check_micro(tfl: str, lite: TFLiteRunner, graph: Graph, xs: np.ndarray) -> 
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
         return False, None
-    tflm = runtime.Interpreter.from_file(tfl)
+    tflm = runtime.Interpreter.from_file(tfl, arena_size=8 << 20)
     micro = None
     if micro_available():
         import edge_runtime
@@ -136,3 +137,44 @@ def _check_micro(tfl: str, lite: TFLiteRunner, graph: Graph, xs: np.ndarray) -> 
         if micro is not None:
             exact = exact and bool(np.array_equal(micro.run(q)[0], ref))
     return True, exact
+
+
+def check_tflite(path: str, tmp_path: Any, *, low: float = -1.0, high: float = 1.0, min_sqnr: float = 20.0,
+                 atol: float = 1e-4, seed: int = 0, tflm: bool = True) -> Checked:
+    """The same checks for a float .tflite: the float IR equals LiteRT on the float model, then int8."""
+    from converters.importers.tflite import import_tflite
+    from converters.report import litert_interpreter
+
+    graph = import_tflite(path)
+    it = litert_interpreter(path)
+    it.allocate_tensors()
+    inp, outs = it.get_input_details()[0], it.get_output_details()
+    rng = np.random.default_rng(seed)
+    shape = tuple(inp["shape"])
+    data = rng.random((CALIB + HELD_OUT, 1) + shape[1:], dtype=np.float32) * (high - low) + low
+    sess = float_session(graph)
+    refs = []
+    for x in data[CALIB:]:
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        want = [it.get_tensor(d["index"]) for d in outs]
+        got = run_float(sess, graph, x)
+        for o, wv in zip(graph.outputs, want):
+            np.testing.assert_allclose(got[o], wv, rtol=1e-4, atol=atol, err_msg=f"float IR output {o} differs from LiteRT")
+        refs.append(got[graph.outputs[0]])
+    in_name = graph.inputs[0]
+    calib = open_calibration(data[:CALIB], graph.source_shape(in_name), in_name)
+    plan = plan_quantization(graph, calibrate(graph, calib, "minmax", session=sess))
+    tfl = os.path.join(str(tmp_path), "model_int8.tflite")
+    qdq = os.path.join(str(tmp_path), "model_int8.onnx")
+    write_tflite(graph, plan, tfl)
+    write_onnx(graph, plan, qdq)
+    lite = TFLiteRunner(tfl, preserve=True)
+    onnx_run = OnnxRunner(qdq, plan, graph)
+    ref = np.stack(refs)
+    s_lite = sqnr(ref, np.stack([lite.run(x)[0] for x in data[CALIB:]]).reshape(ref.shape))
+    s_onnx = sqnr(ref, np.stack([onnx_run.run(x)[0] for x in data[CALIB:]]).reshape(ref.shape))
+    assert s_lite >= min_sqnr, f"LiteRT int8 SQNR {s_lite:.1f} dB < {min_sqnr}"
+    assert s_onnx >= min_sqnr, f"QDQ ONNX SQNR {s_onnx:.1f} dB < {min_sqnr}"
+    tflm_ran, micro_exact = (_check_micro(tfl, lite, graph, data[CALIB:CALIB + 4]) if tflm else (False, None))
+    return Checked(graph, s_lite, s_onnx, tflm_ran, micro_exact, tfl)

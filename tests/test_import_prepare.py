@@ -377,3 +377,27 @@ def test_fixed_batch_above_one_is_set_to_one_and_named_when_it_breaks() -> None:
     assert "x (4) was set to 1" in str(e.value) and "\n" not in str(e.value)
     p = prepare_onnx_model(m, {"x": (4, 6)})
     assert [d.dim_value for d in p.graph.output[0].type.tensor_type.shape.dim] == [4, 8]
+
+
+def test_unexpected_errors_become_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a conversion step is one UnsupportedModelError line naming the step (no traceback);
+    EDGE_RUNTIME_DEBUG=1 lets the original exception through."""
+    import converters.writers.tflite as writer
+    from converters.pipeline import convert_model
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_conv_model([1, 3, 8, 8]), str(path))
+    x = RNG.standard_normal((8, 1, 3, 8, 8)).astype(np.float32)
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise IndexError("tuple index out of range")
+
+    monkeypatch.setattr(writer, "write_tflite", broken)
+    monkeypatch.delenv("EDGE_RUNTIME_DEBUG", raising=False)
+    with pytest.raises(UnsupportedModelError) as e:
+        convert_model(path, "rpi4-4gb", x, tmp_path / "o")
+    msg = str(e.value)
+    assert "\n" not in msg and "writing the int8 models failed (IndexError: tuple index out of range)" in msg
+    monkeypatch.setenv("EDGE_RUNTIME_DEBUG", "1")
+    with pytest.raises(IndexError):
+        convert_model(path, "rpi4-4gb", x, tmp_path / "o")

@@ -15,13 +15,14 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+import flatbuffers
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edge_runtime.backends.micro import open_model
 from edge_runtime.errors import UnsupportedModelError
-from tflite_builder import ModelBuilder, T, assert_exact, opts, random_inputs, run_micro, run_tflm
+from tflite_builder import ModelBuilder, T, assert_exact, opts, random_inputs, run_micro, run_tflm, schema
 
 
 def _settings(n: int) -> Any:
@@ -72,9 +73,10 @@ def lstm_config(draw: Any) -> dict[str, Any]:
 
 
 def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str] = None,
-                activation: int = 4) -> Path:
+                activation: int = 4, intermediates: Optional[list[int]] = None) -> Path:
     """A one-op LSTM model of ``kind`` (float32, int8 = 8x8->16, int16 = 16x8); ``variant`` adds an
-    unsupported feature (peephole, projection, layer_norm, cifg, per_channel)."""
+    unsupported feature (peephole, projection, layer_norm, cifg, per_channel); ``intermediates``
+    adds the converter's five intermediate tensors, of these lengths (0: no memory)."""
     rng = np.random.default_rng(c["seed"])
     b, tn, n_in, s = c["b"], c["t"], c["i"], c["s"]
     mb = ModelBuilder()
@@ -101,13 +103,15 @@ def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str]
         if kind == "int8":
             in_scale, in_zp = _loguniform(rng, 0.003, 0.1), int(rng.integers(-40, 41))
             h_scale, h_zp = _loguniform(rng, 1 / 256, 1 / 24), int(rng.integers(-30, 31))
-        else:
-            in_scale, in_zp = _loguniform(rng, 2.0 ** -15, 2.0 ** -8), 0
-            h_scale, h_zp = _loguniform(rng, 2.0 ** -15, 2.0 ** -10), 0
+        else:  # int16 is meant to be symmetric; tflite-micro applies any zero point, so test a few
+            odd = rng.random() < 0.15
+            in_scale, in_zp = _loguniform(rng, 2.0 ** -15, 2.0 ** -8), int(rng.integers(-300, 301)) if odd else 0
+            h_scale, h_zp = _loguniform(rng, 2.0 ** -15, 2.0 ** -10), int(rng.integers(-300, 301)) if odd else 0
         cell_scale = 2.0 ** int(rng.integers(-15, -5))
         if rng.random() < 0.3:  # TFLM rounds a non-power-of-two cell scale to its nearest power for tanh
             cell_scale *= float(rng.uniform(0.75, 1.4))
         w_max = int(rng.choice([8, 40, 127]))
+        w_zp = int(rng.integers(-5, 6)) if rng.random() < 0.15 else 0  # asymmetric weights: TFLM applies the offset
         b_max = int(rng.choice([0, 500, 5000, 60000]))
         if kind == "int16":
             b_max *= 256
@@ -117,7 +121,7 @@ def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str]
             if variant == "per_channel":
                 scale = rng.uniform(0.001, 0.05, rows).astype(np.float32)
             data = rng.integers(-w_max, w_max + 1, (rows, cols)).astype(np.int8)
-            return sg.tensor(T([rows, cols], "int8", scale=scale, data=data))
+            return sg.tensor(T([rows, cols], "int8", scale=scale, zp=w_zp, data=data))
 
         def vector(n: int, dtype: str = bias_type) -> int:
             return sg.tensor(T([n], dtype, scale=in_scale * 0.01,
@@ -140,6 +144,10 @@ def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str]
     sg.op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins, [out],
           opts(LSTM_OPTS, fusedActivationFunction=activation, cellClip=c["cell_clip"], projClip=0.0,
                timeMajor=c["time_major"]))
+    if intermediates is not None:
+        ids = [sg.tensor(T([n], "int16" if k < 4 else "int8", scale=2.0 ** -12, name=f"intermediate{k}"))
+               for k, n in enumerate(intermediates)]
+        sg.sg.operators[-1].intermediates = np.array(ids, np.int32)
     sg.io([x], [out])
     return mb.write(path)
 
@@ -184,6 +192,19 @@ def test_lstm_int8_long_sequence(tmp_path: Path) -> None:
         c = dict(b=3, t=25, i=20, s=32, time_major=time_major, cell_clip=0.0, invocations=10, reset_each=False,
                  seed=7 + time_major)
         _run_lstm(tmp_path, "int8", c)
+
+
+@pytest.mark.parity("UNIDIRECTIONAL_SEQUENCE_LSTM", "int8")
+def test_lstm_int8_with_intermediates(tmp_path: Path) -> None:
+    """Converted int8 LSTMs list intermediate tensors; tflite-micro ignores them when they hold no memory
+    and refuses the model when they do, and so does micro."""
+    c = dict(b=2, t=3, i=5, s=6, time_major=False, cell_clip=0.0, invocations=3, reset_each=False, seed=4)
+    p = _lstm_model(tmp_path / "inter.tflite", "int8", c, intermediates=[0] * 5)
+    assert_exact(p, random_inputs(p, np.random.default_rng(1), 3), reset_each=False)
+    p = _lstm_model(tmp_path / "inter_sized.tflite", "int8", c, intermediates=[1] * 5)
+    with pytest.raises(RuntimeError):
+        run_tflm(p, random_inputs(p, np.random.default_rng(0), 1))
+    _assert_refused(p, "UNIDIRECTIONAL_SEQUENCE_LSTM", "intermediate")
 
 
 @pytest.mark.parametrize("variant", ["peephole", "projection", "layer_norm", "cifg"])
@@ -255,7 +276,7 @@ def _svdf_model(path: Path, kind: str, c: dict[str, Any], state_type: str = "int
         if c["per_channel"]:  # tflite-micro's SVDF uses the first scale of per-channel feature weights
             wf_scale = rng.uniform(0.002, 0.03, filters).astype(np.float32)
         st_scale = _loguniform(rng, 0.005, 0.2) if state_type == "int16" else _loguniform(rng, 0.05, 2.0)
-        st_zp = 0 if state_type == "int16" else int(rng.integers(-20, 21))
+        st_zp = int(rng.integers(-20, 21)) if state_type == "int8" or rng.random() < 0.15 else 0
         wt_scale = _loguniform(rng, 1e-4, 1e-2)
         w_max = 32767 if state_type == "int16" else 127
         wt_max = int(rng.choice([w_max // 64, w_max // 4, w_max]))
@@ -332,13 +353,9 @@ def test_svdf_unsupported_refused(tmp_path: Path) -> None:
     """int8 SVDF without bias (tflite-micro cannot prepare it), int16 input, mismatched state type."""
     c = dict(b=1, i=3, u=2, rank=2, m=3, act=0, bias=True, per_channel=False, seed=5)
     p = _svdf_model(tmp_path / "s.tflite", "int8", c)
-    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
-
     def edit(name: str, fn: Any) -> Path:
         m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(p.read_bytes(), 0))
         fn(m.subgraphs[0])
-        import flatbuffers  # noqa: PLC0415
-
         bld = flatbuffers.Builder(1024)
         bld.Finish(m.Pack(bld), file_identifier=b"TFL3")
         out = tmp_path / name

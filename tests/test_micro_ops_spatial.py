@@ -442,6 +442,33 @@ def test_l2_pool_refuses() -> None:
     _refused(p, "L2_POOL_2D")
 
 
+
+@st.composite
+def pool_models(draw, op: str, dtype: str) -> Path:  # type: ignore[no-untyped-def]
+    n, h, w, c = draw(st.integers(1, 2)), draw(st.integers(1, 8)), draw(st.integers(1, 8)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, h)), draw(st.integers(1, w))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pad = draw(st.sampled_from([SAME, VALID]))
+    ho = (h + sh - 1) // sh if pad == SAME else (h - kh + sh) // sh
+    wo = (w + sw - 1) // sw if pad == SAME else (w - kw + sw) // sw
+    act = draw(st.sampled_from([0, 1, 2, 3]))
+    q = _q(dtype, _scale(draw, -8, -1), _zp(draw, dtype))
+    path = _path(op)
+    build(path, op, [T([n, h, w, c], dtype, **q)], [T([n, ho, wo, c], dtype, **q)],
+          opts("Pool2DOptions", padding=pad, strideW=sw, strideH=sh, filterWidth=kw, filterHeight=kh,
+               fusedActivationFunction=act))
+    return path
+
+
+@pytest.mark.parametrize("op,dtype,kind", [
+    pytest.param(op, t, k, marks=pytest.mark.parity(op, t, *(("close",) if k == "close" else ())))
+    for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D")
+    for t, k in (("int8", "exact"), ("int16", "exact"), ("float32", "close" if op == "AVERAGE_POOL_2D" else "exact"))])
+@_settings(150)
+@given(data=st.data())
+def test_pool_2d(op: str, dtype: str, kind: str, data) -> None:  # type: ignore[no-untyped-def]
+    _check(data.draw(pool_models(op, dtype)), kind)
+
 # ----------------------------------------------------------------------------- reductions
 
 @st.composite
@@ -576,8 +603,14 @@ def _alloc_models() -> dict[str, Path]:
                                                               data=_i32(rng.integers(-99, 99, 16)))],
                            [T([1, 32, 32, 16], "int8", scale=0.2, zp=0)],
                            opts("TransposeConvOptions", padding=SAME, strideW=2, strideH=2)),
-        "BATCH_MATMUL": ([T([4, 32, 24], "int16", scale=1e-3), T([24, 40], "int16", scale=1e-3)],
-                         [T([4, 32, 40], "int16", scale=1e-2)], opts("BatchMatMulOptions", adjY=False)),
+        "TRANSPOSE_CONV float32": ([T([4], "int32", data=_i32([1, 33, 31, 16])),
+                                    T([16, 3, 3, 8], "float32", data=rng.standard_normal((16, 3, 3, 8)).astype(np.float32)),
+                                    T([1, 16, 16, 8], "float32"), T([16], "float32", data=np.ones(16, np.float32))],
+                                   [T([1, 33, 31, 16], "float32")],
+                                   opts("TransposeConvOptions", padding=VALID, strideW=2, strideH=2,
+                                        fusedActivationFunction=3)),
+        "BATCH_MATMUL": ([T([4, 24, 32], "int16", scale=1e-3), T([40, 24], "int16", scale=1e-3)],
+                         [T([4, 32, 40], "int16", scale=1e-2)], opts("BatchMatMulOptions", adjX=True, adjY=True)),
         "RESIZE_BILINEAR": ([T([1, 20, 20, 8], "int8", **q), T([2], "int32", data=_i32([48, 40]))],
                             [T([1, 48, 40, 8], "int8", **q)], opts("ResizeBilinearOptions", halfPixelCenters=True)),
         "RESIZE_NEAREST_NEIGHBOR": ([T([1, 20, 20, 8], "int8", **q), T([2], "int32", data=_i32([48, 40]))],
@@ -594,6 +627,10 @@ def _alloc_models() -> dict[str, Path]:
                        opts("Pool2DOptions", padding=SAME, strideW=2, strideH=2, filterWidth=3, filterHeight=3)),
         "SUM": ([T([8, 64, 64], "int16", scale=0.01), T([1], "int32", data=_i32([2]))],
                 [T([8, 64, 1], "int16", scale=0.1)], red),
+        "SUM int8": ([T([16, 64, 32], "int8", **q), T([2], "int32", data=_i32([0, 2]))],
+                     [T([64], "int8", scale=0.5, zp=1)], opts("ReducerOptions", keepDims=False)),
+        "MEAN float32": ([T([1, 64, 64, 16], "float32"), T([2], "int32", data=_i32([1, 2]))],
+                         [T([1, 1, 1, 16], "float32")], red),
         "MEAN": ([T([1, 64, 64, 16], "int8", **q), T([1], "int32", data=_i32([3]))],
                  [T([1, 64, 64, 1], "int8", scale=0.02, zp=-1)], red),
         "REDUCE_MAX": ([T([1, 64, 64, 16], "int8", **q), T([1], "int32", data=_i32([3]))],
@@ -607,9 +644,10 @@ def _alloc_models() -> dict[str, Path]:
                     opts("ArgMinOptions", outputType=2)),
     }
     out = {}
-    for op, (ins, outs, o) in specs.items():
-        out[op] = _path(op)
-        build(out[op], op, ins, outs, o)
+    for label, (ins, outs, o) in specs.items():
+        op = label.split()[0]
+        out[label] = _path(op)
+        build(out[label], op, ins, outs, o)
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -159,10 +159,6 @@ def test_zeros_like(dtype, shape, seed):
 
 
 # ---------------------------------------------------------------------------- quantized elementwise ops
-
-def _q(dtype: str, scale: float, zp: int) -> dict[str, Any]:
-    return {"scale": scale, "zp": zp}
-
 
 @pytest.mark.parametrize("op,dtype", [
     pytest.param(op, t, marks=pytest.mark.parity(op, t))

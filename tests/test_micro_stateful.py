@@ -26,7 +26,7 @@ from edge_runtime.backends.micro import open_model  # noqa: E402
 from edge_runtime.errors import UnsupportedModelError  # noqa: E402
 from edge_runtime.formats.tflite import TFLiteModel  # noqa: E402
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 N_STEPS = 100
 

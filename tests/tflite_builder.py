@@ -211,9 +211,17 @@ def random_inputs(path: Path, rng: np.random.Generator, n: int) -> list[list[np.
     return [[random_input(t.shape, t.dtype, rng) for t in specs] for _ in range(n)]
 
 
-def run_tflm(path: Path, input_sets: Iterable[Sequence[np.ndarray]], reset_each: bool = True) -> list[list[np.ndarray]]:
+def tflm_arena_size(path: Path) -> int:
+    """An arena large enough for tflite-micro to hold every tensor of the model, twice over, plus 1 MiB."""
+    model = TFLiteModel.open(str(path))
+    total = sum(t.nbytes for sg in model.subgraphs for t in sg.tensors if t.data is None)
+    return 2 * total + (1 << 20)
+
+
+def run_tflm(path: Path, input_sets: Iterable[Sequence[np.ndarray]], reset_each: bool = True,
+             arena_size: Optional[int] = None) -> list[list[np.ndarray]]:
     """tflite-micro's outputs (all of them) for each input set."""
-    ref = tflm.Interpreter.from_file(str(path))
+    ref = tflm.Interpreter.from_file(str(path), arena_size=arena_size or tflm_arena_size(path))
     n_out = len(TFLiteModel.open(str(path)).subgraphs[0].outputs)
     results = []
     for xs in input_sets:

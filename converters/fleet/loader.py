@@ -22,6 +22,7 @@ from converters.fleet.schema import ConvertSettings, FleetFile, ModelSpec
 from device_profiles import BOARDS_DIR, DeviceProfile, load_profile
 from edge_runtime.config_errors import field_message, read_errors, yaml_problem
 from edge_runtime.errors import ConfigError
+from edge_runtime.safe_yaml import check_regular_file, parse_yaml_text
 
 Loc = tuple[Union[str, int], ...]
 _DISCRIMINATOR_TAGS = {"serial", "tcp", "file", "jsonl", "reply", "mqtt", "argmax", "threshold", "smooth", "topk"}
@@ -42,11 +43,12 @@ def _positions(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
 
 def read_yaml_with_lines(path: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML and map each key path to its line number."""
+    check_regular_file(path, "fleet file")
     with read_errors(path, "fleet file", text_hint="a fleet file is UTF-8 YAML", cannot_read="cannot read"):
         text = Path(path).read_text(encoding="utf-8")
+    data = parse_yaml_text(text, path, allow_aliases=True, line_prefix=True)  # bounded before the walk below
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         pos, problem = yaml_problem(exc)
         where = f":{pos[0]}" if pos else ""

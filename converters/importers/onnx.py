@@ -67,8 +67,8 @@ def dispatch(ctx: ImportContext, node: Any) -> None:
     from onnx import helper
 
     if node.domain not in ("", "ai.onnx"):
-        raise ctx.err(node, f"custom-domain op '{node.domain}.{node.op_type}' is not supported; "
-                            "export with standard ONNX ops only")
+        raise ctx.unsupported(node, f"custom-domain op '{node.domain}.{node.op_type}'; "
+                                    "export with standard ONNX ops only")
     real = [i for i in node.input if i]
     if node.op_type not in ("Constant", "If") and all(ctx.is_const(i) for i in real) and (
             real or node.op_type not in REGISTRY):
@@ -76,7 +76,7 @@ def dispatch(ctx: ImportContext, node: Any) -> None:
         return
     handler = REGISTRY.get(node.op_type)
     if handler is None:
-        raise ctx.err(node, f"op '{node.op_type}' is not supported; supported ops: {', '.join(SUPPORTED)}")
+        raise ctx.unsupported(node, f"supported ops: {', '.join(SUPPORTED)}")
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     try:
         handler(ctx, node, attrs)

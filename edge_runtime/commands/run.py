@@ -66,6 +66,8 @@ def read_inputs(path: str, specs: list[Any]) -> list[np.ndarray]:
         raise InputError(f"{path}: no such input file")
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, not a .npy/.npz file")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: is not a regular file (a FIFO, socket or device); give a .npy/.npz file")
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -78,14 +80,23 @@ def read_inputs(path: str, specs: list[Any]) -> list[np.ndarray]:
     with data:
         keys = list(data.keys())
         names = [s.name for s in specs]
-        if all(n in keys for n in names):
-            return [data[n] for n in names]
         positional = [f"arr_{i}" for i in range(len(specs))]
-        if all(k in keys for k in positional):
-            return [data[k] for k in positional]
-        if len(keys) == 1 and len(specs) == 1:
-            return [data[keys[0]]]
-        raise InputError(f"{path}: arrays {keys} do not match the model's inputs {names}")
+        if all(n in keys for n in names):
+            chosen = names
+        elif all(k in keys for k in positional):
+            chosen = positional
+        elif len(keys) == 1 and len(specs) == 1:
+            chosen = keys
+        else:
+            raise InputError(f"{path}: arrays {keys} do not match the model's inputs {names}")
+        out = []
+        for k in chosen:
+            try:
+                out.append(data[k])
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                why = "it holds Python objects (pickled), which are never loaded" if "pickle" in str(exc) else exc
+                raise InputError(f"{path}: array '{k}' cannot be read: {why}") from None
+        return out
 
 
 def _progress(total: int, force: bool) -> Any:

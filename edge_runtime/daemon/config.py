@@ -274,17 +274,10 @@ def load_config(path: Optional[Union[str, Path]], overrides: Optional[dict[str, 
     raw: dict[str, Any] = {}
     origin = "command-line flags"
     if path is not None:
-        import yaml
+        from edge_runtime.safe_yaml import load_yaml_file
 
         origin = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = load_yaml_file(path, "config file")
         if data is None:
             data = {}
         if not isinstance(data, dict):

@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from edge_runtime.errors import ConfigError
@@ -271,10 +270,9 @@ def load_config(source: Union[str, Path, Mapping[str, Any], PreprocessConfig]) -
             path = PRESET_DIR / f"{path.name}.yaml"
         if not path.is_file():
             raise ConfigError(f"{source}: no such preprocessing config file or preset (presets: {', '.join(preset_names())})")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        from edge_runtime.safe_yaml import load_yaml_file
+
+        data = load_yaml_file(path, "preprocessing config")
         base_dir = str(path.resolve().parent)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a preprocessing config must be a YAML mapping, got {type(data).__name__}")

@@ -82,6 +82,11 @@ class ImportContext:
         return UnsupportedModelError(
             f"{self.path}: ONNX node '{node.name or node.output[0]}' ({node.op_type}): {msg}")
 
+    def unsupported(self, node: Any, what_to_do: str) -> UnsupportedModelError:
+        """The one-line refusal for an op type that cannot be converted (in this form)."""
+        return UnsupportedModelError(
+            f"{self.path}: unsupported ONNX op '{node.op_type}' in node '{node.name or node.output[0]}'; {what_to_do}")
+
     # -- names and tensors --------------------------------------------------
     def name(self, n: str) -> str:
         """The IR name of ONNX tensor ``n`` (after aliasing)."""

@@ -206,8 +206,8 @@ def erf(ctx: ImportContext, node: Any, a: dict) -> None:
             if abs(float(ctx.tensors[consts[0]].data.reshape(-1)[0]) - 1 / np.sqrt(2)) < 1e-4:
                 src = acts[0]
     if src is None:
-        raise ctx.err(node, "Erf is only supported inside Gelu, x * 0.5 * (1 + erf(x / sqrt(2))); "
-                            "export Gelu (opset 20) or this exact form")
+        raise ctx.unsupported(node, "Erf is only supported inside Gelu, x * 0.5 * (1 + erf(x / sqrt(2))); "
+                                    "export Gelu (opset 20) or this exact form")
     ctx.pending[node.output[0]] = Pending(f"Erf node '{node.name or node.output[0]}'", "gelu", src, None,
                                           {"stage": "erf"})
 

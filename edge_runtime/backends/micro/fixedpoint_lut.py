@@ -33,11 +33,6 @@ def table_inputs(dtype: "np.dtype | type") -> np.ndarray:
     return np.arange(1 << (8 * dt.itemsize), dtype=np.int64).astype(unsigned).view(dt).astype(np.int64)
 
 
-def f32(x: float) -> float:
-    """Round a Python float to float32 precision."""
-    return float(np.float32(x))
-
-
 def round_half_away(x: np.ndarray) -> np.ndarray:
     """``std::round`` on an array (new float array)."""
     return np.sign(x) * np.floor(np.abs(x) + 0.5)

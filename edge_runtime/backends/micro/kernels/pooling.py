@@ -1,10 +1,10 @@
-"""AVERAGE_POOL_2D and MAX_POOL_2D, int8 and float32 (TFLM reference pooling).
+"""AVERAGE_POOL_2D and MAX_POOL_2D, int8, int16 and float32 (TFLM reference pooling).
 
 Padding positions are not counted: the average divides by the number of valid
 input positions under the window (precomputed per output position), rounding half
 away from zero for int8 as TFLM does; the max ignores padding by padding with the
 lowest value. Windows are strided views over a padded band; the reduction is one
-numpy call per chunk. int8 averages are summed in float64 (exact: integers far
+numpy call per chunk. int8/int16 averages are summed in float64 (exact: integers far
 below 2**53) and divided there: ``(sum + copysign(count // 2, sum)) / count``
 truncated toward zero, TFLM's integer rounding; a correctly rounded quotient of
 integers below 2**53 never crosses an integer, so the truncation is exact.
@@ -31,7 +31,7 @@ class Pool2D(Kernel):
         super().__init__(ctx)
         self.is_max = ctx.op.name == "MAX_POOL_2D"
         o = opt.pool2d(ctx.op)
-        x = require_type(ctx, ctx.input(0), ("INT8", "FLOAT32"), "input")
+        x = require_type(ctx, ctx.input(0), ("INT8", "INT16", "FLOAT32"), "input")
         y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
         if len(x.shape) != 4 or len(y.shape) != 4:
             raise ctx.fail("input and output must be 4-D (NHWC)")
@@ -43,25 +43,26 @@ class Pool2D(Kernel):
         self.sh, self.sw = o["stride_h"], o["stride_w"]
         self.pt, self.pb = compute_padding(ctx, o["padding"], self.h, self.kh, self.sh, 1, self.ho)
         self.pl, self.pr = compute_padding(ctx, o["padding"], self.w, self.kw, self.sw, 1, self.wo)
-        self.quantized = x.type_name == "INT8"
+        self.quantized = x.type_name in ("INT8", "INT16")
+        qdt = np.dtype(x.dtype)
         if self.quantized:
             sx, zx = qparams(x)
             sy, zy = qparams(y)
             if (np.float32(sx), zx) != (np.float32(sy), zy):
-                raise ctx.fail("int8 pooling needs equal input and output quantization")
-            self.lo, self.hi = quantized_activation_range(ctx, o["activation"], sy, zy)
+                raise ctx.fail("quantized pooling needs equal input and output quantization")
+            self.lo, self.hi = quantized_activation_range(ctx, o["activation"], sy, zy, qdt)
         else:
             act = float_activation_range(ctx, o["activation"])
             self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
         self.padded = any((self.pt, self.pb, self.pl, self.pr))
         hp, wp = self.h + self.pt + self.pb, self.w + self.pl + self.pr
         if self.is_max:
-            band_dt = np.dtype(np.int8) if self.quantized else np.dtype(np.float32)
+            band_dt = qdt if self.quantized else np.dtype(np.float32)
         else:
             band_dt = np.dtype(np.float64)
         self.workspace = {"acc": ((self.ho, self.wo, self.c), np.dtype(np.int64 if self.quantized else np.float64))}
         if self.is_max:
-            st = np.int8 if self.quantized else np.float32
+            st = qdt.type if self.quantized else np.float32
             self.lo_s, self.hi_s = st(self.lo), st(self.hi)
         else:
             self.lo_s, self.hi_s = np.float64(self.lo), np.float64(self.hi)
@@ -103,7 +104,7 @@ class Pool2D(Kernel):
                              strides=(s0 * self.sh, s1 * self.sw, s0, s1, s2), writeable=False)
             self.steps.append((band, interior, x[n], win, y[n]))
         if self.is_max:
-            self.pad_value = np.iinfo(np.int8).min if self.quantized else -np.inf
+            self.pad_value = np.iinfo(x.dtype).min if self.quantized else -np.inf
         else:
             self.pad_value = 0
 

@@ -34,8 +34,8 @@ class Copier:
 
 
 def check_same_bytes(ctx: OpContext, what: str, src: Any, dst: Any) -> None:
-    """Refuse a copy between tensors of different byte sizes (TFLM requires equal sizes)."""
-    if src.nbytes != dst.nbytes or src.dtype is None or dst.dtype is None:
+    """Refuse a copy between tensors of different types or byte sizes (TFLM requires both equal)."""
+    if src.nbytes != dst.nbytes or src.type_code != dst.type_code or src.dtype is None or dst.dtype is None:
         raise ctx.fail(f"{what}: tensor '{src.name}' ({src.type_name}{list(src.shape)}) and "
                        f"'{dst.name}' ({dst.type_name}{list(dst.shape)}) differ in size or type")
 

@@ -12,8 +12,8 @@ class If(SubgraphKernel):
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
         cond = require_type(ctx, ctx.input(0), ("BOOL",), "condition")
-        if cond.num_elements < 1:
-            raise ctx.fail("the condition tensor is empty")
+        if cond.num_elements != 1:
+            raise ctx.fail(f"the condition tensor has {cond.num_elements} elements; TFLM requires exactly one")
         self.branches = if_options(ctx.op)
         ins = [ctx.input(i) for i in range(1, len(ctx.op.inputs))]
         outs = [ctx.output(i) for i in range(len(ctx.op.outputs))]

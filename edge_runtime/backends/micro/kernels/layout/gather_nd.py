@@ -15,7 +15,7 @@ MAX_INDEX_DEPTH = 5
 class GatherNd(Kernel):
     """GATHER_ND: output = indices.shape[:-1] + params.shape[indices.shape[-1]:]."""
 
-    max_version = 4
+    max_version = 5
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)

@@ -9,7 +9,7 @@ from edge_runtime.backends.micro.kernels.layout.split import TYPES, SplitCopy, s
 class SplitV(SplitCopy):
     """SPLIT_V (inputs: data, size_splits, axis); the sizes come from the outputs' shapes, as in TFLM."""
 
-    max_version = 2
+    max_version = 3
     data_pos = 0
 
     def __init__(self, ctx: OpContext) -> None:

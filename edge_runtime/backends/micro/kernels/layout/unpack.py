@@ -12,7 +12,7 @@ TYPES = (F32, I8, I16, I32)
 class Unpack(CopyViews):
     """UNPACK (UnpackOptions: num, axis): every output is produced."""
 
-    max_version = 3
+    max_version = 4
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)

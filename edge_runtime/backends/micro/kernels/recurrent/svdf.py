@@ -11,6 +11,8 @@ the time products accumulate in int32, the output is requantized to int8.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from edge_runtime.arena.traits import OpMemory
@@ -19,7 +21,7 @@ from edge_runtime.backends.micro.fixedpoint_lstm import ColumnRequant, quantized
 from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
 from edge_runtime.backends.micro.kernels.recurrent.common import (check_shape, first_scale, float_activation,
                                                                   require_variable, scratch_bytes, svdf_options)
-from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
+from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
 
 INPUT, WEIGHTS_FEATURE, WEIGHTS_TIME, BIAS, STATE = 0, 1, 2, 3, 4
 
@@ -49,11 +51,12 @@ class Svdf(Kernel):
         if wf.data is None or wt.data is None or (bias is not None and bias.data is None):
             raise ctx.fail("the weights and bias must be constant tensors")
         batch, n_in = x.shape
-        filters, memory = wt.shape[0], wt.shape[1]
-        if rank < 1 or wf.shape[0] % rank:
-            raise ctx.fail(f"rank {rank} does not divide the {wf.shape[0]} filters")
-        units = wf.shape[0] // rank
+        filters, memory = wf.shape[0], wt.shape[1]
+        if rank < 1 or filters % rank:
+            raise ctx.fail(f"rank {rank} does not divide the {filters} filters")
+        units = filters // rank
         check_shape(ctx, wf, (filters, n_in), "feature weights")
+        check_shape(ctx, wt, (filters, memory), "time weights")
         check_shape(ctx, out, (batch, units), "output")
         if bias is not None:
             check_shape(ctx, bias, (units,), "bias")
@@ -76,14 +79,15 @@ class Svdf(Kernel):
                           "state": ((batch, filters, memory), wdt), "tmp": ((batch, filters, memory), wdt),
                           "acc": ((batch, units), wdt), "acc_tmp": ((batch, units), wdt)}
 
-    def _prepare_float(self, wf, wt, bias, activation: int) -> None:  # type: ignore[no-untyped-def]
+    def _prepare_float(self, wf: TensorInfo, wt: TensorInfo, bias: Optional[TensorInfo], activation: int) -> None:
         self.wf = np.ascontiguousarray(wf.array().T.astype(np.float32))
         self.wt = np.ascontiguousarray(wt.array().astype(np.float32))
         self.bias = None if bias is None else bias.array().astype(np.float32)
         self.activation = float_activation(self.ctx, activation, (self.batch, self.units))
         self.cache_bytes = int(self.wf.nbytes + self.wt.nbytes)
 
-    def _prepare_integer(self, x, wf, wt, bias, state, out) -> None:  # type: ignore[no-untyped-def]
+    def _prepare_integer(self, x: TensorInfo, wf: TensorInfo, wt: TensorInfo, bias: Optional[TensorInfo],
+                         state: TensorInfo, out: TensorInfo) -> None:
         ctx = self.ctx
         if wf.type_name != "INT8":
             raise ctx.fail(f"int8 SVDF needs INT8 feature weights; '{wf.name}' is {wf.type_name}")

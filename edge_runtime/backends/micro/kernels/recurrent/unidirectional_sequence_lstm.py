@@ -17,7 +17,7 @@ rows at once.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, 
 from edge_runtime.backends.micro.kernels.recurrent.common import (ACT_TANH, Float32Sigmoid, Float32Tanh,
                                                                   check_shape, first_scale, lstm_options,
                                                                   require_variable, scratch_bytes)
-from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
+from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
 
 # Input positions (TFLite's lstm_shared.h).
 INPUT = 0
@@ -55,7 +55,7 @@ KINDS = {  # activation type -> (weight type, bias type, cell type)
 }
 
 
-def _tensor(ctx: OpContext, pos: int) -> Any:
+def _tensor(ctx: OpContext, pos: int) -> Optional[TensorInfo]:
     return ctx.input(pos) if pos < len(ctx.op.inputs) else None
 
 
@@ -74,6 +74,11 @@ class UnidirectionalSequenceLstm(Kernel):
             raise ctx.fail(f"cell gate activation {o['activation']} is not supported (tflite-micro runs TANH)")
         if o["diagonal_recurrent"]:
             raise ctx.fail("diagonal recurrent weights are not supported by tflite-micro")
+        for index in op.intermediates:  # TFLM's allocator refuses intermediates that need memory
+            t = ctx.subgraph.tensors[index]
+            if t.nbytes > 0:
+                raise ctx.fail(f"intermediate tensor '{t.name}' has non-zero size {t.nbytes} "
+                               "(tflite-micro allocates none)")
         self.time_major = o["time_major"]
         x = ctx.input(INPUT)
         if x is None or x.type_name not in KINDS:
@@ -143,7 +148,8 @@ class UnidirectionalSequenceLstm(Kernel):
         }
 
     # ------------------------------------------------------------------ prepare
-    def _prepare_float(self, cell_clip: float, w_in: list, w_rec: list, b_all: list) -> None:
+    def _prepare_float(self, cell_clip: float, w_in: list[TensorInfo], w_rec: list[TensorInfo],
+                       b_all: list[TensorInfo]) -> None:
         self.w_in = np.ascontiguousarray(np.stack([w.array().T for w in w_in]).astype(np.float32))
         self.w_rec = np.ascontiguousarray(np.stack([w.array().T for w in w_rec]).astype(np.float32))
         self.bias = np.stack([b.array() for b in b_all]).astype(np.float32).reshape(4, 1, self.n_state)
@@ -153,15 +159,15 @@ class UnidirectionalSequenceLstm(Kernel):
         self.cache_bytes = int(self.w_in.nbytes + self.w_rec.nbytes + self.bias.nbytes
                                + 2 * self.sigmoid_f.wide.nbytes + self.tanh_f.wide.nbytes)
 
-    def _prepare_integer(self, cell_clip: float, x: Any, h: Any, c: Any, w_in: list, w_rec: list,
-                         b_all: list) -> None:
+    def _prepare_integer(self, cell_clip: float, x: TensorInfo, h: TensorInfo, c: TensorInfo,
+                         w_in: list[TensorInfo], w_rec: list[TensorInfo], b_all: list[TensorInfo]) -> None:
         ctx = self.ctx
         in_scale, in_zp = first_scale(ctx, x, "input")
         h_scale, h_zp = first_scale(ctx, h, "hidden state")
         c_scale, _ = first_scale(ctx, c, "cell state")
         self.in_offset, self.h_offset, self.h_zp = -in_zp, -h_zp, h_zp
 
-        def fc(weights: list, act_scale: float) -> tuple[np.ndarray, list[float]]:
+        def fc(weights: list[TensorInfo], act_scale: float) -> tuple[np.ndarray, list[float]]:
             mats, reals = [], []
             for w in weights:
                 if w.quantization is not None and w.quantization.per_channel:

@@ -34,12 +34,20 @@ class ArgMax(Kernel):
             raise ctx.fail("empty input tensors are not supported")
         self.xshape = tuple(x.shape)
         self.workspace = {"idx": (expect, I64)}
+        self.last = self.axis == rank - 1
+        if not self.last:  # numpy's arg reductions copy the input unless the axis is the last one
+            self.workspace["xt"] = (expect + (x.shape[self.axis],), np.dtype(x.dtype))
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
-        self.x, self.y, self.idx = inputs[0].reshape(self.xshape), outputs[0], ws["idx"]
+        x = inputs[0].reshape(self.xshape)
+        self.y, self.idx = outputs[0], ws["idx"]
+        self.src = x if self.last else np.moveaxis(x, self.axis, -1)
+        self.x = x if self.last else ws["xt"]
 
     def run(self) -> None:
-        """Index of the extreme value."""
-        self.find(self.x, axis=self.axis, out=self.idx)
+        """Index of the extreme value (along the last axis of a copy with the axis moved last)."""
+        if not self.last:
+            np.copyto(self.x, self.src)
+        self.find(self.x, axis=-1, out=self.idx)
         np.copyto(self.y, self.idx, casting="unsafe")

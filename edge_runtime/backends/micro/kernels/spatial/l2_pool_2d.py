@@ -3,7 +3,6 @@ of each window (padding not counted), then the fused activation."""
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from edge_runtime.backends.micro import options as opt
 from edge_runtime.backends.micro.fixedpoint import CLIP
@@ -38,29 +37,33 @@ class L2Pool2D(Kernel):
         cnt = cy[:, None] * cx[None, :]
         if np.any(cnt <= 0):
             raise ctx.fail("a pooling window lies entirely in the padding")
-        self.count = cnt[:, :, None].astype(np.float64)
+        self.count = np.ascontiguousarray(np.broadcast_to(cnt[:, :, None], (ho, wo, c)), dtype=np.float64)
         act = float_activation_range(ctx, o["activation"])
         self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
         self.geom = (h, w, c, ho, wo, kh, kw, sh, sw, pt, pl)
-        self.workspace = {"band": ((h + pt + pb, w + pl + pr, c), F64), "acc": ((ho, wo, c), F64)}
+        self.workspace = {"band": ((h + pt + pb, w + pl + pr, c), F64), "sq": ((h, w, c), F64),
+                          "acc": ((ho, wo, c), F64)}
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Window view over the zero-padded band of squares."""
+        """Tap views over the zero-padded band of squares."""
         h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = self.geom
         self.x, self.y = inputs[0], outputs[0]
-        self.band, self.acc = ws["band"], ws["acc"]
+        self.band, self.sq, self.acc = ws["band"], ws["sq"], ws["acc"]
         self.interior = self.band[pt:pt + h, pl:pl + w]
-        s0, s1, s2 = self.band.strides
-        self.win = as_strided(self.band, shape=(ho, wo, kh, kw, c), strides=(s0 * sh, s1 * sw, s0, s1, s2),
-                              writeable=False)
+        # one strided view of the band per filter tap: summing them is the window sum
+        self.taps = [self.band[ky:ky + (ho - 1) * sh + 1:sh, kx:kx + (wo - 1) * sw + 1:sw]
+                     for ky in range(kh) for kx in range(kw)]
 
     def run(self) -> None:
         """Pool every image."""
         self.band.fill(0.0)
         for n in range(self.n):
-            np.copyto(self.interior, self.x[n])
-            np.square(self.interior, out=self.interior)
-            np.add.reduce(self.win, axis=(2, 3), out=self.acc)
+            np.copyto(self.sq, self.x[n])
+            np.square(self.sq, out=self.sq)  # (in place on a strided view, numpy would copy)
+            np.copyto(self.interior, self.sq)
+            np.copyto(self.acc, self.taps[0])
+            for tap in self.taps[1:]:
+                self.acc += tap
             self.acc /= self.count
             np.sqrt(self.acc, out=self.acc)
             if np.isfinite(self.lo) or np.isfinite(self.hi):

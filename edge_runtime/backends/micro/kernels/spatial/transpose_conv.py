@@ -82,6 +82,8 @@ class TransposeConv(Kernel):
             self.fbias = None if bias is None else bias.astype(np.float64).reshape(-1)
             act = float_activation_range(ctx, o["activation"])
             self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
+            # the output window copied out contiguous (ufuncs in place on strided views copy)
+            self.workspace["acc"] = ((self.n, self.ho, self.wo, cout), F64)
         else:
             if w.quantization is None or np.any(w.quantization.zero_point != 0):
                 raise ctx.fail("int8 weights must be symmetric (zero point 0)")
@@ -105,7 +107,7 @@ class TransposeConv(Kernel):
             self.workspace["tmp"] = ((self.n, self.ho, self.wo, cout), I64)
         # input rows per chunk: the widened rows and their products must fit the workspace limit
         canvas_bytes = nbytes_of((self.n, self.fh, self.fw, cout), F64) + (
-            2 * nbytes_of((self.n, self.ho, self.wo, cout), I64) if self.kind != "FLOAT32" else 0)
+            (2 if self.kind != "FLOAT32" else 1) * nbytes_of((self.n, self.ho, self.wo, cout), I64))
         per_row = self.w * (cin + self.kh * self.kw * cout) * 8
         self.chunk = Chunking.fit(self.h, canvas_bytes, lambda r: r * per_row, ctx.workspace_limit)
         rows = self.chunk.rows * self.w
@@ -133,8 +135,7 @@ class TransposeConv(Kernel):
                         taps.append((dst, p[:, :, ky, kx, :]))
                 self.steps.append((x[n, y0:y1].reshape(r, self.cin), xf, prod, taps))
         self.window = self.canvas[:, self.pt:self.pt + self.ho, self.pl:self.pl + self.wo, :]
-        if self.kind != "FLOAT32":
-            self.acc, self.tmp = ws["acc"], ws["tmp"]
+        self.acc, self.tmp = ws["acc"], ws.get("tmp")
 
     def run(self) -> None:
         """Scatter all taps, then bias, requantize/clamp."""
@@ -146,13 +147,13 @@ class TransposeConv(Kernel):
             np.matmul(xf, self.wmat, out=prod)
             for dst, src in taps:
                 np.add(dst, src, out=dst)
-        win = self.window
+        acc = self.acc
+        np.copyto(acc, self.window, casting="unsafe")
         if self.kind == "FLOAT32":
             if self.fbias is not None:
-                win += self.fbias
+                acc += self.fbias
             if np.isfinite(self.lo) or np.isfinite(self.hi):
-                CLIP(win, self.lo, self.hi, out=win)
-            np.copyto(self.y, win, casting="same_kind")
+                CLIP(acc, self.lo, self.hi, out=acc)
+            np.copyto(self.y, acc, casting="same_kind")
             return
-        np.copyto(self.acc, win, casting="unsafe")
-        self.requant.apply(self.acc, self.tmp, self.y)
+        self.requant.apply(acc, self.tmp, self.y)

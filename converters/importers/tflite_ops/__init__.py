@@ -1,0 +1,30 @@
+"""Float-TFLite op handlers, one module per op group, merged into one registry: op name -> handler.
+
+A handler is ``handler(ctx, op)`` with a :class:`~converters.importers.tflite_ops.context.TFLiteContext`
+and an :class:`edge_runtime.formats.tflite.Operator`. Custom ops are keyed by their custom code;
+the only one rewritten is MediaPipe's ``Convolution2DTransposeBias`` (a transposed convolution plus
+bias, documented as such by MediaPipe), which becomes TRANSPOSE_CONV.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from converters.importers.tflite_ops import compute, elementwise, layout
+
+Handler = Callable[..., None]
+REGISTRY: dict[str, Handler] = {}
+#: custom ops (by custom code) that are rewritten to builtins
+CUSTOM_REWRITES = ("Convolution2DTransposeBias",)
+
+
+def _merge() -> None:
+    for module in (compute, elementwise, layout):
+        for name, handler in module.REGISTRY.items():
+            if name in REGISTRY:
+                raise RuntimeError(f"TFLite importer registry: {name} is registered twice")
+            REGISTRY[name] = handler
+
+
+_merge()
+
+__all__ = ["REGISTRY", "CUSTOM_REWRITES", "Handler"]

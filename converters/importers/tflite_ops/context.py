@@ -1,0 +1,112 @@
+"""State of one float-TFLite import and the helpers its op handlers share (TFLite is NHWC like the IR)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from converters.ir import Op, Tensor
+from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.formats.flatbuffer import Table
+from edge_runtime.formats.tflite import TensorInfo
+
+ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+
+
+def const_value(t: TensorInfo) -> Optional[np.ndarray]:
+    """A constant tensor's value: float as float32 (fp16 too), quantized integers dequantized,
+    plain integers (shapes, axes, indices) unchanged; None for activations."""
+    if t.data is None:
+        return None
+    arr = np.array(t.array())
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32)
+    q = t.quantization
+    if q is None or arr.dtype not in (np.int8, np.uint8, np.int16, np.int32) or q.scale.size == 0:
+        return arr
+    shape = [1] * arr.ndim
+    if q.per_channel:
+        shape[q.quantized_dimension] = -1
+    scale = q.scale.reshape(shape).astype(np.float64)
+    zp = q.zero_point.reshape(shape).astype(np.float64)
+    return ((arr.astype(np.float64) - zp) * scale).astype(np.float32)
+
+
+class TFLiteContext:
+    """Tensors and ops of the graph being imported from one TFLite subgraph."""
+
+    def __init__(self, path: str, sg: Any) -> None:
+        self.path = path
+        self.sg = sg
+        self.tensors: dict[str, Tensor] = {}
+        self.ops: list[Op] = []
+        self.names: dict[int, str] = {}
+        self._used: set[str] = set()
+        self._n = 0
+
+    def err(self, op: Any, msg: str) -> UnsupportedModelError:
+        """One-line refusal naming the operator (index and name)."""
+        return UnsupportedModelError(f"{self.path}: operator {op.index} ({op.name}): {msg}")
+
+    def name(self, idx: int) -> str:
+        """IR name of TFLite tensor ``idx`` (registered on first use)."""
+        if idx not in self.names:
+            t = self.sg.tensors[idx]
+            n = t.name or f"tensor_{idx}"
+            if n in self._used:
+                n = f"{n}#{idx}"
+            self._used.add(n)
+            self.names[idx] = n
+            self.tensors[n] = Tensor(n, tuple(int(d) for d in t.shape), const_value(t))
+        return self.names[idx]
+
+    def value(self, op: Any, k: int) -> np.ndarray:
+        """Constant input ``k`` of ``op`` (refused when it is computed at run time)."""
+        idx = op.inputs[k]
+        if idx < 0:
+            raise self.err(op, f"input {k} is missing")
+        data = self.tensors[self.name(idx)].data
+        if data is None:
+            raise self.err(op, f"input {k} ('{self.name(idx)}') must be a constant")
+        return data
+
+    def act_in(self, op: Any, k: int = 0) -> str:
+        """Input ``k`` of ``op``: activation or constant operand, by IR name."""
+        return self.name(op.inputs[k])
+
+    def shape(self, idx_or_name: "int | str") -> tuple[int, ...]:
+        """Shape of a tensor (TFLite index or IR name)."""
+        n = self.name(idx_or_name) if isinstance(idx_or_name, int) else idx_or_name
+        return self.tensors[n].shape
+
+    def tmp(self, base: str, shape: tuple[int, ...]) -> str:
+        """A fresh intermediate activation."""
+        self._n += 1
+        n = f"{base}/{self._n}"
+        self.tensors[n] = Tensor(n, tuple(int(d) for d in shape))
+        return n
+
+    def add_const(self, base: str, data: np.ndarray, dtype: Any = np.float32) -> str:
+        """A fresh constant."""
+        self._n += 1
+        n = f"{base}/{self._n}"
+        arr = np.ascontiguousarray(np.asarray(data), dtype=dtype)
+        self.tensors[n] = Tensor(n, tuple(arr.shape), arr)
+        return n
+
+    def emit(self, op: Any, kind: str, inputs: list[str], output: str, attrs: Optional[dict] = None) -> str:
+        """Append an IR op labelled with the source operator."""
+        self.ops.append(Op(kind, list(inputs), [output], dict(attrs or {}), name=f"op{op.index}:{op.name}"))
+        return output
+
+    @staticmethod
+    def act(opts: Optional[Table], field: int) -> str:
+        """A fused activation option (refused when it is one the IR has no int8 form of)."""
+        code = int(opts.scalar(field, "b", 0)) if opts is not None else 0
+        if code not in ACT:
+            raise UnsupportedModelError(f"fused activation code {code} is not supported")
+        return ACT[code]
+
+    def option(self, op: Any, field: int, fmt: str, default: "int | float | bool") -> "int | float | bool":
+        """A scalar field of the operator's builtin options."""
+        return op.options.scalar(field, fmt, default) if op.options is not None else default

@@ -1,0 +1,167 @@
+"""Shape, layout and reduction TFLite ops: RESHAPE/SQUEEZE/EXPAND_DIMS, TRANSPOSE, CONCATENATION,
+PAD/PADV2/MIRROR_PAD, STRIDED_SLICE/SLICE/SPLIT/SPLIT_V, GATHER, MEAN/SUM/REDUCE_MAX, RESIZE_*."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from converters.importers.tflite_ops.context import TFLiteContext
+
+
+def reshape(ctx: TFLiteContext, op: Any) -> None:
+    """RESHAPE, SQUEEZE, EXPAND_DIMS: the output tensor's shape is the new shape."""
+    ctx.emit(op, "RESHAPE", [ctx.act_in(op, 0)], ctx.name(op.outputs[0]))
+
+
+def transpose(ctx: TFLiteContext, op: Any) -> None:
+    """TRANSPOSE with a constant perm."""
+    perm = tuple(int(v) for v in np.asarray(ctx.value(op, 1)).reshape(-1))
+    ctx.emit(op, "TRANSPOSE", [ctx.act_in(op, 0)], ctx.name(op.outputs[0]), {"perm": perm})
+
+
+def concat(ctx: TFLiteContext, op: Any) -> None:
+    """CONCATENATION (constant inputs allowed)."""
+    ins = [ctx.name(i) for i in op.inputs]
+    rank = len(ctx.shape(ins[0]))
+    ctx.emit(op, "CONCATENATION", ins, ctx.name(op.outputs[0]),
+             {"axis": int(ctx.option(op, 0, "i", 0)) % rank, "act": ctx.act(op.options, 1)})
+
+
+def pad(ctx: TFLiteContext, op: Any) -> None:
+    """PAD, PADV2 (constant value), MIRROR_PAD (REFLECT/SYMMETRIC)."""
+    pads = tuple((int(a), int(b)) for a, b in np.asarray(ctx.value(op, 1)).reshape(-1, 2))
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        value = float(np.asarray(ctx.value(op, 2)).reshape(-1)[0])
+        if value != 0.0:
+            ctx.emit(op, "PADV2", [x], out, {"pads": pads, "value": value})
+            return
+    if op.name == "MIRROR_PAD":
+        mode = "REFLECT" if int(ctx.option(op, 0, "b", 0)) == 0 else "SYMMETRIC"
+        if mode != "REFLECT":
+            raise ctx.err(op, "MIRROR_PAD in SYMMETRIC mode is not supported (REFLECT is)")
+        ctx.emit(op, "MIRROR_PAD", [x], out, {"pads": pads, "mode": mode})
+        return
+    ctx.emit(op, "PAD", [x], out, {"pads": pads})
+
+
+def _slice_out(ctx: TFLiteContext, op: Any, x: str, out: str, begin: list[int], end: list[int],
+               strides: list[int], end_mask: int = 0) -> None:
+    """STRIDED_SLICE into ``out``, reshaping when the slice drops axes."""
+    sliced = [len(range(b, e if not (end_mask >> d) & 1 else (-1 if s < 0 else ctx.shape(x)[d]), s))
+              for d, (b, e, s) in enumerate(zip(begin, end, strides))]
+    attrs = {"begin": tuple(begin), "end": tuple(end), "strides": tuple(strides), "end_mask": end_mask}
+    if tuple(sliced) == tuple(ctx.shape(out)):
+        ctx.emit(op, "STRIDED_SLICE", [x], out, attrs)
+        return
+    mid = ctx.emit(op, "STRIDED_SLICE", [x], ctx.tmp(f"{out}/slice", tuple(sliced)), attrs)
+    ctx.emit(op, "RESHAPE", [mid], out)
+
+
+def strided_slice(ctx: TFLiteContext, op: Any) -> None:
+    """STRIDED_SLICE with constant begin/end/strides, begin/end/shrink masks (no ellipsis/new axes)."""
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    shape = ctx.shape(x)
+    begin = [int(v) for v in np.asarray(ctx.value(op, 1)).reshape(-1)]
+    end = [int(v) for v in np.asarray(ctx.value(op, 2)).reshape(-1)]
+    strides = [int(v) for v in np.asarray(ctx.value(op, 3)).reshape(-1)]
+    bmask, emask = int(ctx.option(op, 0, "i", 0)), int(ctx.option(op, 1, "i", 0))
+    if int(ctx.option(op, 2, "i", 0)) or int(ctx.option(op, 3, "i", 0)):
+        raise ctx.err(op, "ellipsis and new-axis masks are not supported")
+    shrink = int(ctx.option(op, 4, "i", 0))
+    nb, ne, end_mask = [], [], 0
+    for d, size in enumerate(shape):
+        b, e, s = (begin[d], end[d], strides[d]) if d < len(begin) else (0, size, 1)
+        if (shrink >> d) & 1:
+            b = b + size if b < 0 else b
+            e, s = b + 1, 1
+        else:
+            if (bmask >> d) & 1:
+                b = 0 if s > 0 else size - 1
+            elif b < 0:
+                b += size
+            if (emask >> d) & 1:
+                e = size
+                if s < 0:
+                    end_mask |= 1 << d
+                    e = 0
+            elif e < 0:
+                e += size
+        b = int(np.clip(b, 0, size - (1 if s < 0 else 0)))
+        nb.append(b)
+        ne.append(int(np.clip(e, 0, size)) if not (end_mask >> d) & 1 else e)
+    _slice_out(ctx, op, x, out, nb, ne, [s if not (shrink >> d) & 1 else 1 for d, s in
+                                         enumerate(strides + [1] * (len(shape) - len(strides)))], end_mask)
+
+
+def slice_(ctx: TFLiteContext, op: Any) -> None:
+    """SLICE(begin, size) with constant begin/size (size -1: to the end)."""
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    shape = ctx.shape(x)
+    begin = [int(v) for v in np.asarray(ctx.value(op, 1)).reshape(-1)]
+    size = [int(v) for v in np.asarray(ctx.value(op, 2)).reshape(-1)]
+    end = [shape[d] if s < 0 else b + s for d, (b, s) in enumerate(zip(begin, size))]
+    _slice_out(ctx, op, x, out, begin, end, [1] * len(shape))
+
+
+def split(ctx: TFLiteContext, op: Any) -> None:
+    """SPLIT(axis, x) and SPLIT_V(x, sizes, axis): one STRIDED_SLICE per output."""
+    if op.name == "SPLIT":
+        axis, x = int(np.asarray(ctx.value(op, 0)).reshape(-1)[0]), ctx.act_in(op, 1)
+    else:
+        x, axis = ctx.act_in(op, 0), int(np.asarray(ctx.value(op, 2)).reshape(-1)[0])
+    shape = ctx.shape(x)
+    axis %= len(shape)
+    start = 0
+    for o in op.outputs:
+        out = ctx.name(o)
+        size = ctx.shape(out)[axis]
+        begin = [0] * len(shape)
+        end = list(shape)
+        begin[axis], end[axis] = start, start + size
+        _slice_out(ctx, op, x, out, begin, end, [1] * len(shape))
+        start += size
+
+
+def gather(ctx: TFLiteContext, op: Any) -> None:
+    """GATHER with constant indices (1-D)."""
+    idx = np.asarray(ctx.value(op, 1)).astype(np.int64)
+    if idx.ndim > 1:
+        raise ctx.err(op, f"{idx.ndim}-D indices are not supported")
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    axis = int(ctx.option(op, 0, "i", 0)) % len(ctx.shape(x))
+    if idx.ndim == 0:
+        keep = list(ctx.shape(x))
+        keep[axis] = 1
+        mid = ctx.emit(op, "GATHER", [x, ctx.add_const(f"{out}/indices", idx.reshape(1), np.int32)],
+                       ctx.tmp(f"{out}/kept", tuple(keep)), {"axis": axis})
+        ctx.emit(op, "RESHAPE", [mid], out)
+        return
+    ctx.emit(op, "GATHER", [x, ctx.add_const(f"{out}/indices", idx, np.int32)], out, {"axis": axis})
+
+
+def reduce(ctx: TFLiteContext, op: Any) -> None:
+    """MEAN, SUM, REDUCE_MAX over constant axes."""
+    x = ctx.act_in(op, 0)
+    rank = len(ctx.shape(x))
+    axes = tuple(sorted({int(v) % rank for v in np.atleast_1d(np.asarray(ctx.value(op, 1)))}))
+    ctx.emit(op, op.name, [x], ctx.name(op.outputs[0]), {"axes": axes, "keep_dims": bool(ctx.option(op, 0, "b", False))})
+
+
+def resize(ctx: TFLiteContext, op: Any) -> None:
+    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR (the output tensor gives the size)."""
+    if op.name == "RESIZE_BILINEAR":
+        align, half = bool(ctx.option(op, 2, "b", False)), bool(ctx.option(op, 3, "b", False))
+    else:
+        align, half = bool(ctx.option(op, 0, "b", False)), bool(ctx.option(op, 1, "b", False))
+    ctx.emit(op, op.name, [ctx.act_in(op, 0)], ctx.name(op.outputs[0]),
+             {"align_corners": align, "half_pixel_centers": half})
+
+
+REGISTRY = {
+    "RESHAPE": reshape, "SQUEEZE": reshape, "EXPAND_DIMS": reshape, "TRANSPOSE": transpose,
+    "CONCATENATION": concat, "PAD": pad, "PADV2": pad, "MIRROR_PAD": pad, "STRIDED_SLICE": strided_slice,
+    "SLICE": slice_, "SPLIT": split, "SPLIT_V": split, "GATHER": gather, "MEAN": reduce, "SUM": reduce,
+    "REDUCE_MAX": reduce, "RESIZE_BILINEAR": resize, "RESIZE_NEAREST_NEIGHBOR": resize,
+}

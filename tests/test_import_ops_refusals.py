@@ -1,0 +1,82 @@
+"""Unsupported ONNX constructs are refused in one line naming the op and the node (never a traceback)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from converters.importers.onnx import import_onnx
+from edge_runtime.errors import ModelFormatError, UnsupportedModelError
+from test_import_ops_common import make_model
+
+n = helper.make_node
+
+
+def c(name: str, arr, dtype=np.float32) -> object:  # type: ignore[no-untyped-def]
+    return numpy_helper.from_array(np.asarray(arr, dtype), name)
+
+
+def vi(name: str, shape, elem=TensorProto.FLOAT) -> object:  # type: ignore[no-untyped-def]
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+X4 = vi("x", [1, 4, 6, 6])
+RUNTIME_IF = n("If", ["flag"], ["y"], name="runtime_if",
+               then_branch=helper.make_graph([n("Relu", ["x"], ["t"], name="t")], "then", [], [vi("t", [1, 4, 6, 6])]),
+               else_branch=helper.make_graph([n("Neg", ["x"], ["e"], name="e")], "else", [], [vi("e", [1, 4, 6, 6])]))
+
+CASES = {
+    # name: (nodes, inits, inputs, output shape, opset, words the message must contain)
+    "unsupported_op": ([n("Mod", ["x", "k"], ["y"], name="the_mod")], [c("k", [2.0])], [X4], [1, 4, 6, 6], 13,
+                       ["Mod", "the_mod"]),
+    "custom_domain": ([n("MyOp", ["x"], ["y"], name="custom_node", domain="com.example")], [], [X4], [1, 4, 6, 6],
+                      13, ["com.example", "custom_node"]),
+    "erf_outside_gelu": ([n("Erf", ["x"], ["y"], name="lonely_erf")], [], [X4], [1, 4, 6, 6], 13,
+                         ["Erf", "lonely_erf"]),
+    "pow_odd_exponent": ([n("Pow", ["x", "e"], ["y"], name="pow17")], [c("e", [1.7])], [X4], [1, 4, 6, 6], 13,
+                         ["Pow", "pow17", "1.7"]),
+    "runtime_if": ([n("ReduceMax", ["x"], ["m"], name="rmax", keepdims=0),
+                    n("Greater", ["m", "z"], ["flag"], name="gt"), RUNTIME_IF], [c("z", 0.0)], [X4], [1, 4, 6, 6],
+                   13, ["Greater", "gt"]),
+    "grouped_conv_transpose": ([n("ConvTranspose", ["x", "w"], ["y"], name="gdeconv", group=2, strides=[2, 2],
+                                  kernel_shape=[2, 2])], [c("w", np.ones((4, 2, 2, 2)))], [X4], [1, 4, 12, 12], 13,
+                               ["ConvTranspose", "gdeconv", "group"]),
+    "cast_to_int": ([n("Cast", ["x"], ["i"], name="to_int", to=TensorProto.INT32),
+                     n("Cast", ["i"], ["y"], name="back", to=TensorProto.FLOAT)], [], [X4], [1, 4, 6, 6], 13,
+                    ["Cast", "to_int", "INT32"]),
+    "resize_cubic": ([n("Resize", ["x", "", "s"], ["y"], name="cubic_up", mode="cubic")],
+                     [c("s", [1, 1, 2, 2])], [X4], [1, 4, 12, 12], 13, ["Resize", "cubic_up", "cubic"]),
+    "lstm_clip": ([n("Transpose", ["x3"], ["seq"], name="tr", perm=[1, 0, 2]),
+                   n("LSTM", ["seq", "W", "R"], ["y"], name="clipped_lstm", hidden_size=3, clip=1.0)],
+                  [c("W", np.ones((1, 12, 5))), c("R", np.ones((1, 12, 3)))], [vi("x3", [1, 4, 5])], [4, 1, 1, 3],
+                  13, ["LSTM", "clipped_lstm", "clip"]),
+    "conv_weights_at_runtime": ([n("Conv", ["x", "x"], ["y"], name="self_conv")], [], [X4], [1, 1, 1, 1], 13,
+                                ["Conv", "self_conv", "constant"]),
+    "conv3d": ([n("Conv", ["x5", "w"], ["y"], name="conv3d")], [c("w", np.ones((2, 4, 1, 1, 1)))],
+               [vi("x5", [1, 4, 2, 6, 6])], [1, 2, 2, 6, 6], 13, ["Conv", "conv3d"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_refusal_is_one_line_naming_op_and_node(case):
+    nodes, inits, inputs, out_shape, opset, words = CASES[case]
+    model = make_model(nodes, inputs, [vi("y", out_shape)], inits, opset=opset)
+    with pytest.raises((UnsupportedModelError, ModelFormatError)) as info:
+        import_onnx(model)
+    msg = str(info.value)
+    assert "\n" not in msg and "Traceback" not in msg
+    for word in words:
+        assert word in msg, (word, msg)
+
+
+def test_dynamic_dimension_without_input_shape_is_refused():
+    model = make_model([n("Relu", ["x"], ["y"], name="r")], [vi("x", [1, 4, "T"])], [vi("y", [1, 4, "T"])])
+    with pytest.raises((UnsupportedModelError, ModelFormatError)) as info:
+        import_onnx(model)
+    assert "--input-shape" in str(info.value)
+
+
+def test_dynamic_dimension_fixed_by_input_shape():
+    model = make_model([n("Relu", ["x"], ["y"], name="r")], [vi("x", [1, 4, "T"])], [vi("y", [1, 4, "T"])])
+    g = import_onnx(model, input_shapes={"x": (1, 4, 9)})
+    assert g.tensors["x"].shape == (1, 4, 9)
