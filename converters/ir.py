@@ -47,6 +47,8 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``RESIZE_BILINEAR``,              inputs (x,); align_corners, half_pixel_centers; the output
 ``RESIZE_NEAREST_NEIGHBOR``       tensor's shape gives the new size
 ``BATCH_MATMUL``                  inputs (a, b); numpy ``matmul`` semantics
+``DEPTH_TO_SPACE``,               inputs (x,); block_size (TensorFlow's channel order, ONNX's DCR)
+``SPACE_TO_DEPTH``
 ================================  ==============================================================
 
 Constant tensors other than the weights and biases of ``CONV_2D``, ``DEPTHWISE_CONV_2D``,
@@ -68,6 +70,7 @@ OP_KINDS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "PRELU", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "STRIDED_SLICE", "GATHER",
     "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "LOG_SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
+    "DEPTH_TO_SPACE", "SPACE_TO_DEPTH",
 ) + UNARY + BINARY
 #: Ops whose first input is the activation and whose inputs 1.. are constant weights/bias.
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
@@ -266,8 +269,8 @@ def legalize(graph: Graph) -> Graph:
 
 def fuse_activations(graph: Graph) -> Graph:
     """Fold standalone RELU/RELU6 ops into the op before them when that op can carry a fused activation."""
-    fusable = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
-               "MAX_POOL_2D", "CONCATENATION")
+    fusable = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "AVERAGE_POOL_2D",
+               "MAX_POOL_2D")  # LiteRT's int8 CONCATENATION refuses a fused activation
     changed = True
     while changed:
         changed = False
@@ -278,6 +281,13 @@ def fuse_activations(graph: Graph) -> Graph:
                 continue
             src = op.inputs[0]
             prev = producers.get(src)
+            if (prev is not None and prev.kind == "CONCATENATION" and len(consumers.get(src, [])) == 1
+                    and src not in graph.outputs and _fuse_into_concat_inputs(graph, prev, op.kind)):
+                prev.outputs = [op.outputs[0]]
+                graph.ops.remove(op)
+                graph.tensors.pop(src, None)
+                changed = True
+                break
             if (prev is None or prev.kind not in fusable or prev.act != "NONE"
                     or len(consumers.get(src, [])) != 1 or src in graph.outputs):
                 continue
@@ -288,6 +298,21 @@ def fuse_activations(graph: Graph) -> Graph:
             changed = True
             break
     return graph
+
+
+def _fuse_into_concat_inputs(graph: Graph, concat: Op, act: str) -> bool:
+    """Move an activation after a CONCATENATION into the ops producing its inputs (e.g. a grouped
+    convolution split per group), when every input comes from an op that can carry it."""
+    fusable = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL")
+    producers = graph.producers()
+    consumers = graph.consumers()
+    prods = [producers.get(i) for i in concat.inputs]
+    if any(p is None or p.kind not in fusable or p.act != "NONE" or len(consumers.get(i, [])) != 1
+           or i in graph.outputs for p, i in zip(prods, concat.inputs)):
+        return False
+    for p in prods:
+        p.attrs["act"] = act
+    return True
 
 
 #: IR (NHWC) axes -> source (NCHW) axes and back, for 4-D tensors.

@@ -25,7 +25,8 @@ from typing import Optional
 
 import numpy as np
 
-from converters.ir import WEIGHTED as WEIGHTED_KINDS, Graph
+from converters.ir import WEIGHTED as WEIGHTED_KINDS
+from converters.ir import Graph
 from edge_runtime.errors import ConfigError
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
@@ -33,7 +34,7 @@ FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH"
          "LOG_SOFTMAX": (16.0 / 256.0, 127)}
 SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD",
           "CONCATENATION", "STRIDED_SLICE", "GATHER", "REDUCE_MAX", "RESIZE_BILINEAR",
-          "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM")
+          "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
 #: Shared ops whose every input (not only the first) joins the output's parameters.
 SHARED_ALL_INPUTS = ("CONCATENATION", "MAXIMUM", "MINIMUM")
 PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
@@ -163,6 +164,13 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
             no_range.add(op.outputs[0])
         if op.kind in FIXED:
             fixed[op.outputs[0]] = QParams(*FIXED[op.kind])
+    for op in graph.ops:  # an ADD/SUB constant (an epsilon, a bias) is quantized on the output's scale or wider,
+        if op.kind in ("ADD", "SUB") and op.outputs[0] in ranges:  # so int8 requantization stays well scaled
+            lo_o, hi_o = ranges[op.outputs[0]]
+            for name in op.inputs:
+                if name in const_ranges:
+                    lo_c, hi_c = const_ranges[name]
+                    const_ranges[name] = (min(lo_c, lo_o), max(hi_c, hi_o))
     all_ranges = dict(const_ranges)
     all_ranges.update(ranges)
     by_root: dict[str, list[str]] = {}

@@ -291,13 +291,14 @@ class Port:
 
 
 class ResultReader(threading.Thread):
-    """Reads RESULT and HELLO frames from the link."""
+    """Reads RESULT, NACK and HELLO frames from the link."""
 
     def __init__(self, port: Port) -> None:
         super().__init__(daemon=True, name="result-reader")
         self.port = port
         self.dec = framing.FrameDecoder()
         self.results: dict[int, list[bytes]] = {}
+        self.nacks: dict[int, list[tuple[int, str]]] = {}  #: sequence -> (reason code, text) of each NACK
         self.hello = threading.Event()
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -320,6 +321,9 @@ class ResultReader(threading.Thread):
                     with self.lock:
                         self.results.setdefault(f.seq, []).append(f.payload)
                         self.count += 1
+                elif f.kind == framing.NACK:
+                    with self.lock:
+                        self.nacks.setdefault(f.seq, []).append(framing.decode_nack_payload(f.payload))
 
 
 # -- main ------------------------------------------------------------------------

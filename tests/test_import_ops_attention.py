@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_import_ops_common import check_onnx
 
 torch = pytest.importorskip("torch")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
+from helpers import micro_available
 
 from converters.calibrate import calibrate, float_session, run_float
 from converters.calibration_data import open_calibration
@@ -24,7 +25,6 @@ from converters.quantize import plan_quantization
 from converters.report import OnnxRunner, TFLiteRunner
 from converters.writers.onnx import write_onnx
 from converters.writers.tflite import write_tflite
-from helpers import micro_available
 
 HELD_OUT = 8
 CALIB = 24

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
 from test_import_ops_common import check_onnx, make_model
 
 X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from test_import_ops_common import make_model
 
 from converters.importers.onnx import import_onnx
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
-from test_import_ops_common import make_model
 
 n = helper.make_node
 

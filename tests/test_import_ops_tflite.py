@@ -6,7 +6,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from test_import_ops_common import check_tflite
 
 tb = pytest.importorskip("tflite_builder")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
 from test_import_ops_common import check_onnx, make_model
 
 RNG = np.random.default_rng(5)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tflite_builder import T, build, litert, opts, random_inputs, run_micro, tflm
 
 from edge_runtime.backends.micro import open_model
 from edge_runtime.errors import UnsupportedModelError
-from tflite_builder import T, build, litert, opts, random_inputs, run_micro, tflm
 
 pytest.importorskip("tflite_micro")
 
@@ -468,6 +468,18 @@ def pool_models(draw, op: str, dtype: str) -> Path:  # type: ignore[no-untyped-d
 @given(data=st.data())
 def test_pool_2d(op: str, dtype: str, kind: str, data) -> None:  # type: ignore[no-untyped-def]
     _check(data.draw(pool_models(op, dtype)), kind)
+
+
+def test_pool_2d_refuses() -> None:
+    for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        p = _path(op)
+        build(p, op, [T([1, 4, 4, 1], "int32")], [T([1, 2, 2, 1], "int32")],
+              opts("Pool2DOptions", padding=VALID, strideW=2, strideH=2, filterWidth=2, filterHeight=2))
+        _refused(p, op)
+        p = _path(op)
+        build(p, op, [T([1, 4, 4, 1], "int16", scale=0.1)], [T([1, 2, 2, 1], "int16", scale=0.2)],
+              opts("Pool2DOptions", padding=VALID, strideW=2, strideH=2, filterWidth=2, filterHeight=2))
+        _refused(p, op)
 
 # ----------------------------------------------------------------------------- reductions
 

@@ -268,3 +268,17 @@ def test_reset_is_part_of_every_backends_api(tmp_path):
     first = m.run(a)[0]
     m.reset()
     assert np.array_equal(m.run(a)[0], first)
+
+
+def test_var_handle_with_a_non_resource_output_is_refused(tmp_path):
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    x = sg.tensor(T([4], "float32"))
+    h = sg.tensor(T([4], "float32"))
+    y = sg.tensor(T([4], "float32"))
+    sg.op("VAR_HANDLE", [], [h], opts("VarHandleOptions", sharedName="v"))
+    sg.op("ADD", [x, h], [y], opts("AddOptions"))
+    sg.io([x], [y])
+    with pytest.raises(UnsupportedModelError, match=r"VAR_HANDLE.*expected RESOURCE") as err:
+        open_model(str(mb.write(tmp_path / "h.tflite")))
+    assert "\n" not in str(err.value)

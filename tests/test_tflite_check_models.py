@@ -179,3 +179,23 @@ def test_tensor_written_later_in_the_graph_is_accepted(tmp_path):
         assert np.array_equal(got[0][0], sets[0][0])  # t starts at 0
         assert _same(got[1:], ref[1:])
     assert len(_litert(p, sets)) == len(sets)
+
+
+def test_subgraphs_calling_each_other_in_a_cycle_are_refused(tmp_path):
+    """sg1 -> sg2 -> sg1: LiteRT and TFLM would recurse without end; the check refuses it in one line."""
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    x = sg.tensor(T([2], "float32"))
+    y = sg.tensor(T([2], "float32"))
+    sg.op("CALL_ONCE", [], [], opts("CallOnceOptions", initSubgraphIndex=1))
+    sg.op("RELU", [x], [y])
+    sg.io([x], [y])
+    for target in (2, 1):
+        s = mb.subgraph()
+        s.op("CALL_ONCE", [], [], opts("CallOnceOptions", initSubgraphIndex=target))
+        s.io([], [])
+    p = mb.write(tmp_path / "cycle.tflite")
+    with pytest.raises(ModelFormatError, match=r"cycle \(1 -> 2 -> 1\)"):
+        check_tflite_model(TFLiteModel.open(str(p)))
+    with pytest.raises(ModelFormatError, match="cycle"):
+        edge_runtime.load(str(p), backend="micro")

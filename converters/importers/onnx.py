@@ -140,7 +140,23 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
         source_format="onnx",
     )
     _copy_shared_outputs(graph)
-    return simplify(legalize(fuse_activations(simplify(graph))))
+    graph = simplify(legalize(fuse_activations(simplify(graph))))
+    _restore_output_names(graph, [o.name for o in g.output])
+    return graph
+
+
+def _restore_output_names(graph: Graph, names: list[str]) -> None:
+    """Give each graph output the ONNX output's name where aliasing (Identity, folded Add) changed it."""
+    for k, (cur, want) in enumerate(zip(graph.outputs, names)):
+        if cur == want or want in graph.tensors or cur in graph.inputs:
+            continue
+        t = graph.tensors.pop(cur)
+        t.name = want
+        graph.tensors[want] = t
+        for op in graph.ops:
+            op.inputs = [want if i == cur else i for i in op.inputs]
+            op.outputs = [want if o == cur else o for o in op.outputs]
+        graph.outputs[k] = want
 
 
 class _OutputNode:

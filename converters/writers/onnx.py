@@ -179,7 +179,7 @@ class _OnnxBuilder:
         self.activation(y, op.act, ya)
         self.node("Transpose", [ya], [self.produced(op.outputs[0])], perm=[0, 2, 3, 1])
 
-    def op(self, op: Op) -> None:  # noqa: C901 - one branch per op kind
+    def op(self, op: Op) -> None:
         k, a = op.kind, op.attrs
         out = self.produced(op.outputs[0])
         if k in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -237,12 +237,21 @@ class _OnnxBuilder:
                           **attrs)
                 return y
             self.nchw(op, self.read[op.inputs[0]], resize)
+        elif k in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
+            def rearrange(t_in: str) -> str:
+                y = self.uid(f"{op.outputs[0]}/nchw")
+                attrs = {"blocksize": int(a["block_size"])}
+                if k == "DEPTH_TO_SPACE":
+                    attrs["mode"] = "DCR"
+                self.node("DepthToSpace" if k == "DEPTH_TO_SPACE" else "SpaceToDepth", [t_in], [y], **attrs)
+                return y
+            self.nchw(op, self.read[op.inputs[0]], rearrange)
         else:
             ins = [self.operand(i) if self.g.tensors[i].is_constant else self.read[i] for i in op.inputs]
             self.simple(op, ins, out)
         self.finish_tensor(op.outputs[0])
 
-    def simple(self, op: Op, x: list[str], out: str) -> None:  # noqa: C901 - one branch per op kind
+    def simple(self, op: Op, x: list[str], out: str) -> None:
         """Ops that map to ONNX without layout changes."""
         k, a = op.kind, op.attrs
         binary = {"ADD": "Add", "SUB": "Sub", "MUL": "Mul", "DIV": "Div", "MAXIMUM": "Max", "MINIMUM": "Min"}

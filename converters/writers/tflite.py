@@ -18,8 +18,17 @@ import numpy as np
 from converters.ir import OP_KINDS, WEIGHTED, Graph, Op, padding_mode
 from converters.quantize import FLOAT_ISLANDS, QParams, QuantPlan, QuantWeight
 from converters.writers.flatbuf import (
-    Options, aligned_bytes, buffer_table, finish_model, little_endian, operator_code, operator_table,
-    options_builder, schema, tensor_table, vector,
+    Options,
+    aligned_bytes,
+    buffer_table,
+    finish_model,
+    little_endian,
+    operator_code,
+    operator_table,
+    options_builder,
+    schema,
+    tensor_table,
+    vector,
 )
 from edge_runtime.errors import UnsupportedModelError
 
@@ -157,6 +166,9 @@ def _options(kind: str, op: Op, graph: Graph) -> Optional[Options]:
     if kind == "GELU":
         return (_opt_type("GeluOptions"), options_builder("GeluOptions", [
             ("Approximate", bool(a.get("approximate", False)))]))
+    if kind in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
+        table = "DepthToSpaceOptions" if kind == "DEPTH_TO_SPACE" else "SpaceToDepthOptions"
+        return (_opt_type(table), options_builder(table, [("BlockSize", int(a["block_size"]))]))
     if kind == "TRANSPOSE":
         return (_opt_type("TransposeOptions"), options_builder("TransposeOptions", []))
     if kind in ("MAXIMUM", "MINIMUM"):

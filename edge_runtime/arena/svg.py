@@ -55,11 +55,13 @@ def plan_svg(plan: ArenaPlan, title: str = "", width: int = 900, height: int = 4
     # buffers: one rectangle per alias group (drawn once), tensors coloured by group
     drawn: set[object] = set()
     for e in sorted(plan.entries, key=lambda e: (e.first_op, e.offset)):
-        group = ("s", e.op) if e.kind == "scratch" else ("t", e.alias_of if e.alias_of is not None else e.tensor)
+        sg = getattr(e, "subgraph", 0)
+        group = ("s", sg, e.op) if e.kind == "scratch" else \
+            ("t", sg, e.alias_of if e.alias_of is not None else e.tensor)
         size = align_up(e.size, plan.alignment)
         x0, x1 = left + e.first_op * col, left + (e.last_op + 1) * col
         y0, y1 = y(e.offset + size), y(e.offset)
-        fill = "url(#hatch)" if e.kind == "scratch" else _PALETTE[hash(group[1]) % len(_PALETTE)]
+        fill = "url(#hatch)" if e.kind == "scratch" else _PALETTE[hash(group[1:]) % len(_PALETTE)]
         tip = (f"{e.name}: offset {e.offset:,}, {e.size:,} B, ops {e.first_op}..{e.last_op}"
                + (f", alias of tensor {e.alias_of}" if e.alias_of is not None else ""))
         opacity = "0.55" if group in drawn else "0.85"

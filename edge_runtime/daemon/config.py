@@ -52,7 +52,10 @@ class TcpSource(_Strict):
     type: Literal["tcp"]
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
-    max_connections: int = Field(8, ge=1)
+    max_connections: int = Field(8, ge=1, le=4096)
+    idle_timeout_s: float = Field(60.0, gt=0, description="close a connection that sends nothing for this long")
+    evict_after_s: float = Field(1.0, ge=0, description="when every slot is taken, a new connection replaces the "
+                                                        "longest-idle one that has sent no valid frame for this long")
 
 
 class FileSource(_Strict):
@@ -75,7 +78,10 @@ class PipelineConfig(_Strict):
     max_batch_size: int = Field(8, ge=1, description="most requests handed to one worker call")
     max_queue_delay_ms: float = Field(0.0, ge=0, description="how long a request may wait for others to join its batch")
     result_queue_size: int = Field(256, ge=1)
-    max_frame_bytes: int = Field(1 << 20, ge=16, description="largest payload accepted on a link")
+    max_frame_bytes: int = Field(1 << 20, ge=16, le=64 << 20, description="largest payload accepted on a link")
+    max_buffered_bytes: int = Field(16 << 20, ge=4096, le=1 << 30,
+                                    description="all links' unfinished frames together; past it the link holding "
+                                                "the most is closed")
     payload_dtype: Literal["int16", "float32", "uint8", "int8"] = Field(
         "int16", description="sample type of DATA payloads fed to an audio or sensor preprocessing stream")
 
@@ -149,6 +155,9 @@ class HealthConfig(_Strict):
     """Where to serve /healthz and /metrics: 'HOST:PORT' or 'unix:PATH'."""
 
     listen: str = "127.0.0.1:0"
+    max_connections: int = Field(16, ge=1, le=1024, description="concurrent health/metrics clients; more are "
+                                                                 "closed at once")
+    request_timeout_s: float = Field(5.0, gt=0, le=300, description="a whole request must arrive within this")
 
     @field_validator("listen")
     @classmethod

@@ -27,8 +27,16 @@ OVERHEAD = HEADER.size + CRC.size
 DATA = 1  #: a model input (or a fragment of one), device -> daemon
 RESULT = 2  #: an inference result, daemon -> device
 HELLO = 3  #: link bring-up: the daemon's (empty payload) says "listening"; a device's carries DEVICE_HELLO
+NACK = 4  #: a sample the daemon did not run, daemon -> device: u8 reason code + a short UTF-8 reason
 #: payload of a device's HELLO; its sequence number is the number of the device's next DATA frame
 DEVICE_HELLO = b"dev"
+
+# NACK reason codes
+NACK_OVERLOAD = 1  #: dropped by the overload policy (queue full)
+NACK_BAD_SIZE = 2  #: the sample's size does not fit the model input
+NACK_BAD_SAMPLE = 3  #: preprocessing refused the sample
+NACK_REASONS = {NACK_OVERLOAD: "overload", NACK_BAD_SIZE: "bad_size", NACK_BAD_SAMPLE: "bad_sample"}
+NACK_TEXT_MAX = 120
 
 # flags
 FIRST = 0x01  #: first fragment of a sample
@@ -129,6 +137,11 @@ class FrameDecoder:
             self.stats.corrupt += 1
         self._buf.clear()
         self._skipping = False
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of a frame received in part."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> Iterator[Frame]:
         """Add received bytes; yield every complete, valid frame they finish."""
@@ -241,6 +254,18 @@ class Reassembler:
         self._next_seq = 0
         self.incomplete = 0
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of a sample reassembled so far."""
+        return len(self._parts)
+
+    def clear(self) -> None:
+        """Drop a partial sample (counted as incomplete)."""
+        if self._first_seq is not None:
+            self.incomplete += 1
+        self._parts = bytearray()
+        self._first_seq = None
+
     def idle(self, frame: Frame) -> bool:
         """Take a WHOLE frame in passing when no sample is being reassembled (the fast path)."""
         if self._first_seq is not None or len(frame.payload) > self.max_bytes:
@@ -278,6 +303,18 @@ class Reassembler:
             return first, out  # type: ignore[return-value]
         self._parts += frame.payload
         return None
+
+
+def encode_nack_payload(reason: int, text: str) -> bytes:
+    """Payload of a NACK frame: the reason code (u8) and up to 120 bytes of UTF-8 text."""
+    return bytes([reason & 0xFF]) + text.encode("utf-8")[:NACK_TEXT_MAX]
+
+
+def decode_nack_payload(payload: bytes) -> tuple[int, str]:
+    """Inverse of :func:`encode_nack_payload`."""
+    if not payload:
+        raise ValueError("a NACK payload has at least its reason byte")
+    return payload[0], payload[1:].decode("utf-8", "replace")
 
 
 RESULT_HEAD = struct.Struct("<hf")

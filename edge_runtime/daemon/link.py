@@ -35,6 +35,23 @@ class Link:
             return False
         return self._send(data)
 
+    def nack(self, seq: int, reason: int, text: str) -> None:
+        """Tell the device that sample ``seq`` was not run, and why (counted in ``nacks_sent``)."""
+        if self._send is not None and self.open:
+            if self.send(framing.encode_frame(framing.NACK, seq, framing.encode_nack_payload(reason, text))):
+                self.metrics.inc("nacks_sent")
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for unfinished frames and samples (the framing buffer and the reassembly buffer)."""
+        return self.decoder.buffered_bytes + self.reasm.buffered_bytes
+
+    def drop_partial(self) -> None:
+        """Forget unfinished frames and samples (the link is being closed for memory)."""
+        self.decoder.reset()
+        self.reasm.clear()
+        self._account()
+
     def samples(self, data: bytes) -> Iterator[tuple[int, bytes]]:
         """Feed received bytes; yield complete samples as ``(sequence number, payload)``."""
         tracker, reasm = self.tracker, self.reasm

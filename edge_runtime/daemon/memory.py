@@ -68,14 +68,18 @@ def estimate(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimate:
     in_b = sum(_nbytes(s) for s in model.inputs)
     out_b = sum(_nbytes(s) for s in model.outputs)
     links = cfg.source.max_connections if cfg.source.type == "tcp" else 1
-    frame_b = min(p.max_frame_bytes, max(in_b, 64)) + 64
+    # a link holds at most one unfinished encoded frame and one sample being reassembled, and all
+    # links together at most max_buffered_bytes (TCP); plus each connection's 64 KiB read buffer
+    frame_b = 2 * (p.max_frame_bytes + p.max_frame_bytes // 254 + 64)
+    framing_b = min(links * frame_b, p.max_buffered_bytes) if cfg.source.type == "tcp" else frame_b
+    framing_b += links * (64 << 10)
     mqtt = sum(s.offline_buffer * (out_b * 5 + 300) for s in cfg.sinks if s.type == "mqtt")
     items = {
         "arena": arena_bytes(model),
         "model file": os.path.getsize(model.path) if os.path.exists(model.path) else 0,
         "request queue": p.queue_size * (in_b + PER_ITEM_OVERHEAD),
         "result queue": p.result_queue_size * (out_b + PER_ITEM_OVERHEAD),
-        "framing": links * 2 * frame_b,
+        "framing": framing_b,
         "mqtt buffer": mqtt,
     }
     per_sample = in_b + out_b + PER_ITEM_OVERHEAD

@@ -42,6 +42,13 @@ COUNTERS = {
     "reloads": "successful model reloads",
     "reload_failures": "reloads refused (model failed to load or check); the old model kept serving",
     "connections": "link connections accepted",
+    "connections_refused": "link connections closed at once: every slot held by a device that had sent frames",
+    "connections_evicted": "idle connections closed to make room for a new one (no valid frame for evict_after_s)",
+    "connections_idle_closed": "connections closed after sending nothing for idle_timeout_s",
+    "connections_memory_closed": "connections closed because all links' unfinished frames passed max_buffered_bytes",
+    "nacks_sent": "NACK frames sent to devices for samples that were not run (overload, wrong size, bad sample)",
+    "health_refused": "health/metrics connections closed at once (more than health.max_connections)",
+    "health_timeouts": "health/metrics requests that did not arrive within health.request_timeout_s",
 }
 
 
@@ -160,10 +167,15 @@ def _esc(s: str) -> str:
 class HealthServer:
     """A tiny HTTP/1.0 server for ``/healthz`` and ``/metrics``."""
 
-    def __init__(self, metrics: Metrics, listen: str) -> None:
+    def __init__(self, metrics: Metrics, listen: str, max_connections: int = 16,
+                 request_timeout_s: float = 5.0) -> None:
         self.metrics = metrics
         self.listen = listen
+        self.max_connections = max_connections
+        self.request_timeout_s = request_timeout_s
+        self._active = 0
         self._server: Optional[asyncio.base_events.Server] = None
+        self._socket_id: Optional[tuple[int, int]] = None
         self.address = ""
 
     async def start(self) -> None:
@@ -171,11 +183,10 @@ class HealthServer:
         try:
             if self.listen.startswith("unix:"):
                 path = self.listen[5:]
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
+                _clear_stale_socket(path)
                 self._server = await asyncio.start_unix_server(self._handle, path=path)
+                st = os.stat(path)
+                self._socket_id = (st.st_dev, st.st_ino)
                 self.address = self.listen
                 return
             host, _, port = self.listen.rpartition(":")
@@ -192,34 +203,76 @@ class HealthServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-            if self.listen.startswith("unix:"):
+            if self.listen.startswith("unix:") and self._socket_id is not None:
+                path = self.listen[5:]
                 try:
-                    os.unlink(self.listen[5:])
+                    st = os.lstat(path)
+                    if (st.st_dev, st.st_ino) == self._socket_id:  # only the socket this server made
+                        os.unlink(path)
                 except OSError:
                     pass
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._active >= self.max_connections:
+            self.metrics.inc("health_refused")
+            writer.close()
+            return
+        self._active += 1
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            for _ in range(100):  # skip the headers (at most 100 lines)
-                h = await asyncio.wait_for(reader.readline(), 5)
-                if h in (b"\r\n", b"\n", b""):
-                    break
-            parts = line.decode("latin-1").split()
-            path = parts[1] if len(parts) >= 2 else "/"
-            if path.startswith("/metrics"):
-                status, body, ctype = "200 OK", self.metrics.render(), "text/plain; version=0.0.4"
-            elif path.startswith("/healthz"):
-                ok = self.metrics.alive()
-                status = "200 OK" if ok else "503 Service Unavailable"
-                body, ctype = ("ok\n" if ok else "not serving\n"), "text/plain"
-            else:
-                status, body, ctype = "404 Not Found", "try /healthz or /metrics\n", "text/plain"
-            data = body.encode()
-            writer.write(f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + data)
-            await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, ValueError):
+            await asyncio.wait_for(self._answer(reader, writer), self.request_timeout_s)
+        except asyncio.TimeoutError:
+            self.metrics.inc("health_timeouts")
+        except (ConnectionError, ValueError):
             pass
         finally:
+            self._active -= 1
             writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        for _ in range(100):  # skip the headers (at most 100 lines)
+            h = await reader.readline()
+            if h in (b"\r\n", b"\n", b""):
+                break
+        parts = line.decode("latin-1").split()
+        path = parts[1] if len(parts) >= 2 else "/"
+        if path.startswith("/metrics"):
+            status, body, ctype = "200 OK", self.metrics.render(), "text/plain; version=0.0.4"
+        elif path.startswith("/healthz"):
+            ok = self.metrics.alive()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            body, ctype = ("ok\n" if ok else "not serving\n"), "text/plain"
+        else:
+            status, body, ctype = "404 Not Found", "try /healthz or /metrics\n", "text/plain"
+        data = body.encode()
+        writer.write(f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+                     "Connection: close\r\n\r\n".encode() + data)
+        await writer.drain()
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Remove ``path`` only if it is a socket nobody listens on; refuse anything else already there."""
+    import socket
+    import stat
+
+    from edge_runtime.errors import ConfigError
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ConfigError(f"health unix:{path}: the path exists and is not a socket; refusing to replace it "
+                          "(choose another path or remove it yourself)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # a stale socket left by a process that died
+        return
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    raise ConfigError(f"health unix:{path}: another process is listening on this socket")

@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 import edge_runtime
-from edge_runtime.daemon import memory
+from edge_runtime.daemon import framing, memory
 from edge_runtime.daemon.config import ArgmaxPost, DaemonConfig
 from edge_runtime.daemon.link import Link
 from edge_runtime.daemon.metrics import HealthServer, Metrics
@@ -182,6 +182,7 @@ class Daemon:
 
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_RateLimitedLoopErrors())
         self._stop = asyncio.Event()
         cfg = self.cfg
         self._setup_model()
@@ -215,7 +216,7 @@ class Daemon:
         for s in self.sinks:
             await s.start()
         if cfg.health is not None:
-            self.health = HealthServer(m, cfg.health.listen)
+            self.health = HealthServer(m, cfg.health.listen, cfg.health.max_connections, cfg.health.request_timeout_s)
             await self.health.start()
             self.addresses["health"] = self.health.address
         self._batcher_task = loop.create_task(self._batcher())
@@ -223,6 +224,8 @@ class Daemon:
         for t in (self._batcher_task, self._dispatch_task):
             t.add_done_callback(self._core_done)
         self.source = make_source(cfg.source)
+        if hasattr(self.source, "max_buffered_bytes"):
+            self.source.max_buffered_bytes = cfg.pipeline.max_buffered_bytes
         self.source.fast_submit = self.submit_nowait
         self._check_npy_source()
         await self.source.start(self.submit, m, cfg.pipeline.max_frame_bytes)
@@ -338,7 +341,7 @@ class Daemon:
         self.notifier.close()
 
     # -- admission -----------------------------------------------------------
-    def _decode(self, link: Link, payload: bytes) -> list[list[np.ndarray]]:
+    def _decode(self, link: Link, payload: bytes, seq: int = 0) -> list[list[np.ndarray]]:
         """The model inputs one sample payload makes (a stream may make zero or several)."""
         if self.preprocessor is not None:
             try:
@@ -346,12 +349,15 @@ class Daemon:
             except (EdgeRuntimeError, ValueError) as exc:
                 self.metrics.inc("samples_bad")
                 log.debug("preprocessing refused a sample from %s: %s", link.name, exc)
+                link.nack(seq, framing.NACK_BAD_SAMPLE, f"preprocessing refused the sample: {exc}")
                 return []
         if len(payload) != self._in_bytes:
             if not self.metrics.counters["samples_bad"]:  # say it once; the counter tells the rest
                 log.warning("a %d-byte sample from %s does not fit the model input (%d bytes); such samples are "
-                            "counted in samples_bad", len(payload), link.name, self._in_bytes)
+                            "counted in samples_bad and answered with a NACK", len(payload), link.name,
+                            self._in_bytes)
             self.metrics.inc("samples_bad")
+            link.nack(seq, framing.NACK_BAD_SIZE, f"{len(payload)} bytes; the model input takes {self._in_bytes}")
             return []
         if len(self._in_specs) == 1:
             shape, dtype, _ = self._in_specs[0]
@@ -384,7 +390,7 @@ class Daemon:
     async def submit(self, link: Link, seq: int, payload: bytes) -> None:
         """Admit the input(s) of one sample under the overload policy."""
         t0 = time.perf_counter()
-        for arrays in self._decode(link, payload):
+        for arrays in self._decode(link, payload, seq):
             await self._admit(Request(seq, link, arrays, t0))
 
     async def _admit(self, req: Request) -> None:
@@ -393,10 +399,13 @@ class Daemon:
         if q.full():
             if self.policy == "drop_newest":
                 m.inc("dropped_newest")
+                link.nack(req.seq, framing.NACK_OVERLOAD, "queue full (overload policy drop_newest)")
                 return
             if self.policy == "drop_oldest":
-                q.get_nowait().link.inflight -= 1
+                old = q.get_nowait()
+                old.link.inflight -= 1
                 m.inc("dropped_oldest")
+                old.link.nack(old.seq, framing.NACK_OVERLOAD, "queue full (overload policy drop_oldest)")
             else:
                 m.inc("blocked")
                 link.inflight += 1
@@ -605,6 +614,30 @@ class Daemon:
             if self._batcher_task is not None and not self._batcher_task.done():
                 self.notifier.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+class _RateLimitedLoopErrors:
+    """The event loop's exception handler: the same kind of error is logged at most once per 10 s.
+
+    Under file-descriptor exhaustion asyncio reports every failed ``accept()`` with a traceback;
+    one line and a count of the suppressed repeats keeps the log readable and small.
+    """
+
+    def __init__(self, period: float = 10.0) -> None:
+        self.period = period
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        exc = context.get("exception")
+        key = f"{context.get('message', '')}|{type(exc).__name__ if exc else ''}"
+        now = time.monotonic()
+        last, suppressed = self._last.get(key, (-1e9, 0))
+        if now - last < self.period:
+            self._last[key] = (last, suppressed + 1)
+            return
+        self._last[key] = (now, 0)
+        more = f" ({suppressed} similar messages suppressed)" if suppressed else ""
+        log.error("%s%s%s", context.get("message", "event loop error"), f": {exc}" if exc else "", more)
 
 
 def _pid() -> int:

@@ -49,16 +49,42 @@ class Source:
         """Close connections (after the pipeline has drained)."""
 
 
-class TcpSource(Source):
-    """A listener; each connection is one device with its own sequence numbers."""
+class _Conn:
+    """Bookkeeping of one TCP connection: when it last sent bytes, whether it has sent a valid frame."""
 
-    def __init__(self, host: str, port: int, max_connections: int = 8) -> None:
+    __slots__ = ("writer", "link", "last", "task")
+
+    def __init__(self, writer: asyncio.StreamWriter, link: Link, now: float, task: Optional[asyncio.Task]) -> None:
+        self.writer, self.link, self.last, self.task = writer, link, now, task
+
+    @property
+    def proven(self) -> bool:
+        """True once the peer has sent a valid DATA frame (a device, not a stray connection)."""
+        return self.link.data_frames > 0
+
+
+class TcpSource(Source):
+    """A listener; each connection is one device with its own sequence numbers.
+
+    Connections are bounded three ways, so idle or hostile peers cannot lock devices out:
+    at most ``max_connections`` at once (when all are taken, a new connection replaces the
+    longest-idle one that has never sent a valid frame and has been idle ``evict_after_s``,
+    else it is closed at once); a connection silent for ``idle_timeout_s`` is closed; and the
+    unfinished frames of all connections together stay under ``max_buffered_bytes`` (past
+    it, the connection holding the most is closed).
+    """
+
+    def __init__(self, host: str, port: int, max_connections: int = 8, idle_timeout_s: float = 60.0,
+                 evict_after_s: float = 1.0, max_buffered_bytes: int = 16 << 20) -> None:
         super().__init__()
         self.host, self.port, self.max_connections = host, port, max_connections
+        self.idle_timeout_s, self.evict_after_s, self.max_buffered_bytes = idle_timeout_s, evict_after_s, \
+            max_buffered_bytes
         self._server: Optional[asyncio.base_events.Server] = None
         self._tasks: set[asyncio.Task] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._conns: dict[asyncio.StreamWriter, _Conn] = {}
         self._stopping = False
+        self._sweeper: Optional[asyncio.Task] = None
         self.address = ""
         self._n = 0
 
@@ -71,9 +97,51 @@ class TcpSource(Source):
         sock = self._server.sockets[0].getsockname()
         self.address = f"{sock[0]}:{sock[1]}"
         self.name = f"tcp://{self.address}"
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def _drop(self, conn: _Conn, counter: str) -> None:
+        """Close a connection now and free its slot (its task ends on the closed transport)."""
+        if self._conns.pop(conn.writer, None) is None:
+            return
+        self._metrics.inc(counter)
+        conn.link.drop_partial()
+        conn.link.open = False
+        conn.writer.transport.abort()
+
+    def _make_room(self, now: float) -> bool:
+        """Free a slot for a new connection if an unproven one has idled long enough; True when there is room."""
+        if len(self._conns) < self.max_connections:
+            return True
+        idle = [c for c in self._conns.values() if not c.proven and now - c.last >= self.evict_after_s]
+        if not idle:
+            return False
+        self._drop(min(idle, key=lambda c: c.last), "connections_evicted")
+        return True
+
+    async def _sweep(self) -> None:
+        """Close connections silent for idle_timeout_s."""
+        loop = asyncio.get_running_loop()
+        period = min(1.0, self.idle_timeout_s / 4)
+        while not self._stopping:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for conn in [c for c in self._conns.values() if now - c.last > self.idle_timeout_s]:
+                self._drop(conn, "connections_idle_closed")
+
+    def _check_memory(self, conn: _Conn) -> None:
+        """Keep all links' unfinished frames under max_buffered_bytes."""
+        if conn.link.buffered_bytes == 0:
+            return
+        total = sum(c.link.buffered_bytes for c in self._conns.values())
+        while total > self.max_buffered_bytes and self._conns:
+            worst = max(self._conns.values(), key=lambda c: c.link.buffered_bytes)
+            total -= worst.link.buffered_bytes
+            self._drop(worst, "connections_memory_closed")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._stopping or len(self._writers) >= self.max_connections:
+        loop = asyncio.get_running_loop()
+        if self._stopping or not self._make_room(loop.time()):
+            self._metrics.inc("connections_refused")
             writer.close()
             return
         self._n += 1
@@ -92,19 +160,22 @@ class TcpSource(Source):
         if len(self.links) > 4 * self.max_connections:
             del self.links[: len(self.links) - 4 * self.max_connections]
         self._metrics.inc("connections")
-        self._writers.add(writer)
         task = asyncio.current_task()
+        conn = _Conn(writer, link, loop.time(), task)
+        self._conns[writer] = conn
         if task is not None:
             self._tasks.add(task)
         try:
-            while not self._stopping:
+            while not self._stopping and writer in self._conns:
                 data = await reader.read(65536)
                 if not data:
                     break
+                conn.last = loop.time()
                 fast = self.fast_submit
                 for seq, payload in link.samples(data):
                     if fast is None or not fast(link, seq, payload):
                         await self._submit(link, seq, payload)
+                self._check_memory(conn)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -118,19 +189,21 @@ class TcpSource(Source):
                 await asyncio.sleep(0.01)
             if not self._stopping:
                 link.open = False
-                self._writers.discard(writer)
+                self._conns.pop(writer, None)
                 writer.close()
 
     async def stop(self) -> None:
         self._stopping = True
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.sleep(0)
 
     async def close(self) -> None:
-        for w in list(self._writers):
+        for w in list(self._conns):
             try:
                 await asyncio.wait_for(w.drain(), 5)
             except (ConnectionError, asyncio.TimeoutError):
@@ -138,7 +211,7 @@ class TcpSource(Source):
             w.close()
         for link in self.links:
             link.open = False
-        self._writers.clear()
+        self._conns.clear()
 
 
 class _ThreadedSource(Source):
@@ -368,7 +441,7 @@ async def _join(thread: Optional[threading.Thread], timeout: float) -> None:
 def make_source(cfg: Any) -> Source:
     """Build the source described by a config section."""
     if cfg.type == "tcp":
-        return TcpSource(cfg.host, cfg.port, cfg.max_connections)
+        return TcpSource(cfg.host, cfg.port, cfg.max_connections, cfg.idle_timeout_s, cfg.evict_after_s)
     if cfg.type == "serial":
         return SerialSource(cfg.port, cfg.baudrate, cfg.hello)
     if cfg.type == "file":

@@ -49,6 +49,7 @@ def check_tflite_model(model: TFLiteModel) -> None:
         _check_tensors(p, sg, n_buffers)
         _check_graph(p, sg)
         _check_subgraph_calls(model, sg)
+    _check_call_cycles(model)
 
 
 def _where(sg: SubGraph) -> str:
@@ -206,3 +207,31 @@ def _check_subgraph_calls(model: TFLiteModel, sg: SubGraph) -> None:
                 raise ModelFormatError(
                     f"{model.path}: {_where(sg)} operator {op.index} ({op.name}) invokes subgraph {target}; "
                     f"the model has {n} subgraphs and an op may not invoke subgraph 0 or its own subgraph")
+
+
+def _calls(model: TFLiteModel, sg: SubGraph) -> set[int]:
+    out: set[int] = set()
+    for op in sg.operators:
+        for f in range(SUBGRAPH_OPS.get(op.name, 0)):
+            out.add(int(op.options.scalar(f, "i", 0)) if op.options is not None else 0)
+    return out
+
+
+def _check_call_cycles(model: TFLiteModel) -> None:
+    """No subgraph invokes itself through others (runtimes would recurse without end at prepare or invoke)."""
+    calls = {sg.index: _calls(model, sg) for sg in model.subgraphs}
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+
+    def visit(i: int, path: list[int]) -> None:
+        state[i] = 1
+        for j in sorted(calls.get(i, ())):
+            if state.get(j) == 1:
+                cycle = " -> ".join(map(str, path[path.index(j):] + [j]))
+                raise ModelFormatError(f"{model.path}: subgraphs invoke each other in a cycle ({cycle})")
+            if state.get(j) is None and j in calls:
+                visit(j, path + [j])
+        state[i] = 2
+
+    for i in calls:
+        if state.get(i) is None:
+            visit(i, [i])

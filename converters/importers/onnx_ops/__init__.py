@@ -12,7 +12,16 @@ from __future__ import annotations
 from typing import Callable
 
 from converters.importers.onnx_ops import (
-    control, conv, elementwise, layout, matmul, norm, pool, recurrent, reduce, resize,
+    control,
+    conv,
+    elementwise,
+    layout,
+    matmul,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    resize,
 )
 
 Handler = Callable[..., None]

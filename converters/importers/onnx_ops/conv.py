@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext
+from converters.ir import padding_mode
 
 #: ONNX auto_pad values that mean "explicit pads"
 NOTSET = (b"NOTSET", "NOTSET")
@@ -111,6 +112,13 @@ def grouped(ctx: ImportContext, node: Any, x: str, w: np.ndarray, bias: np.ndarr
     """
     n, h, wd, in_ch = ctx.ir_shape(x)
     cin, cout = in_ch // group, w.shape[0] // group
+    t, l, b, r = attrs["pads"]
+    if padding_mode(attrs["pads"], (h, wd), (w.shape[2], w.shape[3]), attrs["stride"], attrs["dilation"]) is None:
+        # pad once here rather than once per group
+        h, wd = h + t + b, wd + l + r
+        x = ctx.emit("PAD", [x], ctx.tmp(f"{node.output[0]}/padded", (n, h, wd, in_ch)),
+                     {"pads": ((0, 0), (t, b), (l, r), (0, 0))}, node, shape=(n, h, wd, in_ch))
+        attrs = dict(attrs, pads=(0, 0, 0, 0))
     parts = []
     for g in range(group):
         xs = ctx.emit("STRIDED_SLICE", [x], ctx.tmp(f"{node.output[0]}/group{g}_in", (n, h, wd, cin)),

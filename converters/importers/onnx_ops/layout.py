@@ -247,9 +247,32 @@ def tile(ctx: ImportContext, node: Any, a: dict) -> None:
     ctx.transpose(cur, tuple(range(rank)), node.output[0], node)
 
 
+
+
+def depth_space(ctx: ImportContext, node: Any, a: dict) -> None:
+    """DepthToSpace (DCR directly; CRD after a channel GATHER into DCR order) and SpaceToDepth."""
+    x = ctx.act(node, node.input[0])
+    bs = int(a["blocksize"])
+    if len(ctx.ir_shape(x)) != 4:
+        raise ctx.err(node, "only 4-D inputs are supported")
+    out = node.output[0]
+    if node.op_type == "SpaceToDepth":
+        ctx.emit("SPACE_TO_DEPTH", [x], out, {"block_size": bs}, node)
+        return
+    mode = a.get("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode == "CRD":
+        c = ctx.ir_shape(x)[3]
+        per = c // (bs * bs)
+        order = np.array([(k % per) * bs * bs + k // per for k in range(c)], np.int32)
+        x = ctx.emit("GATHER", [x, ctx.add_const(f"{out}/dcr_order", order, np.int32)],
+                     ctx.tmp(f"{out}/dcr", ctx.ir_shape(x)), {"axis": 3}, node, shape=ctx.ir_shape(x))
+    ctx.emit("DEPTH_TO_SPACE", [x], out, {"block_size": bs}, node)
+
+
 REGISTRY = {
     "Identity": passthrough, "Dropout": passthrough, "Cast": passthrough,
     "Reshape": reshape, "Flatten": reshape, "Squeeze": reshape, "Unsqueeze": reshape,
     "Transpose": transpose, "Concat": concat, "Slice": slice_, "Split": split, "Gather": gather, "Pad": pad,
-    "Expand": expand, "Tile": tile,
+    "Expand": expand, "Tile": tile, "DepthToSpace": depth_space, "SpaceToDepth": depth_space,
 }

@@ -27,4 +27,4 @@ def _merge() -> None:
 
 _merge()
 
-__all__ = ["REGISTRY", "CUSTOM_REWRITES", "Handler"]
+__all__ = ["CUSTOM_REWRITES", "REGISTRY", "Handler"]

@@ -17,6 +17,20 @@ from edge_runtime.backends.micro.kernels.base import (
 from edge_runtime.formats.tflite import TensorInfo
 
 
+def reduction_axes(ctx: OpContext, x: TensorInfo, y: TensorInfo) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The resolved (sorted, unique) constant axes of a reduction (input 1) and the output shape
+    with reduced dims kept as 1; the output must hold that many elements (keep_dims or not)."""
+    axes = require_constant(ctx, ctx.input(1), "axis").array().astype(np.int64).reshape(-1)
+    rank = len(x.shape)
+    if np.any((axes < -rank) | (axes >= rank)):
+        raise ctx.fail(f"axis {axes.tolist()} out of range for rank {rank}")
+    resolved = tuple(sorted({int(a) % rank for a in axes}))
+    kshape = tuple(1 if d in resolved else s for d, s in enumerate(x.shape))
+    if int(np.prod(kshape, dtype=np.int64)) != y.num_elements:
+        raise ctx.fail(f"output shape {y.shape} does not match the reduction of {x.shape} over {list(resolved)}")
+    return resolved, kshape
+
+
 def mean_or_sum_requantizer(x: TensorInfo, y: TensorInfo, count: int, mean: bool) -> Requantizer:
     """``QuantizedMeanOrSum``'s output stage: multiplier ``s_in / s_out`` (for a mean divided by
     ``count`` with TFLite's shift clamps), output zero point, clamp to the tensor type."""
@@ -32,23 +46,17 @@ def mean_or_sum_requantizer(x: TensorInfo, y: TensorInfo, count: int, mean: bool
 
 
 class Mean(Kernel):
-    """MEAN."""
+    """MEAN (and, with ``is_mean`` False, SUM: the same computation without the division)."""
 
     max_version = 3
+    is_mean = True
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
         x = require_type(ctx, ctx.input(0), ("INT8", "INT16", "FLOAT32"), "input")
         y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
-        axes = require_constant(ctx, ctx.input(1), "axis").array().astype(np.int64).reshape(-1)
-        rank = len(x.shape)
-        if np.any((axes < -rank) | (axes >= rank)):
-            raise ctx.fail(f"axis {axes.tolist()} out of range for rank {rank}")
-        self.axes = tuple(sorted({int(a) % rank for a in axes}))
         keep = opt.reducer(ctx.op)["keep_dims"]
-        kshape = tuple(1 if d in self.axes else s for d, s in enumerate(x.shape))
-        if int(np.prod(kshape)) != y.num_elements:
-            raise ctx.fail(f"output shape {y.shape} does not match the reduction")
+        self.axes, kshape = reduction_axes(ctx, x, y)
         self.kshape = kshape
         self.count = int(np.prod([x.shape[a] for a in self.axes])) if self.axes else 1
         self.quantized = x.type_name != "FLOAT32"
@@ -57,7 +65,7 @@ class Mean(Kernel):
         self.workspace = {"acc": (kshape, dt), "tmp": (kshape, np.dtype(np.int64))}
         if self.quantized:
             self.zx_n = np.int64(qparams(x)[1] * self.count)
-            self.requant = mean_or_sum_requantizer(x, y, self.count, mean=True)
+            self.requant = mean_or_sum_requantizer(x, y, self.count, mean=self.is_mean)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
@@ -72,5 +80,6 @@ class Mean(Kernel):
             self.acc -= self.zx_n
             self.requant.apply(self.acc, self.tmp, self.y)
         else:
-            self.acc /= self.count
+            if self.is_mean:
+                self.acc /= self.count
             np.copyto(self.y, self.acc, casting="same_kind")

@@ -5,12 +5,14 @@
   fused_activation_function}, BatchMatMulOptions{adj_x, adj_y},
   ResizeBilinearOptions{new_height, new_width, align_corners, half_pixel_centers},
   ResizeNearestNeighborOptions{align_corners, half_pixel_centers},
-  DepthToSpace/SpaceToDepthOptions{block_size}, ArgMax/ArgMinOptions{output_type});
+  DepthToSpace/SpaceToDepthOptions{block_size}); ReducerOptions and Pool2DOptions
+  come from ``options.py``;
 - :class:`Requantizer64`: TFLite's 64-bit ``MultiplyByQuantizedMultiplier`` (the
   multiplier reduced to 16 bits, one rounding shift), per channel, used by the
   16x8 kernels whose accumulators are int64;
-- :func:`constant_ints`, :func:`same_quantization`, :func:`reduction_axes` and the
-  type tuples of the data-movement ops.
+- :class:`Reduction`: the base of SUM, REDUCE_MAX/MIN/ALL (axes, keep_dims, views);
+- checks shared by several ops: :func:`constant_ints`, :func:`same_quantization`,
+  :func:`io_same_type`, :func:`resize_target`, :func:`block_layout` (axes: ``reduce.reduction_axes``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import Requantizer
+from edge_runtime.backends.micro.kernels.reduce import reduction_axes
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_constant, require_type,
 )
@@ -55,16 +58,6 @@ def block_size(op: Operator) -> int:
     return int(_s(op, 0, "i", 0))
 
 
-def arg_output_type(op: Operator) -> int:
-    """ARG_MAX / ARG_MIN output type code (schema TensorType; INT64 = 4 by default)."""
-    return int(_s(op, 0, "b", 4))
-
-
-def keep_dims(op: Operator) -> bool:
-    """ReducerOptions.keep_dims."""
-    return bool(_s(op, 0, "?", False))
-
-
 def constant_ints(ctx: OpContext, pos: int, what: str, types: tuple[str, ...] = ("INT32",)) -> np.ndarray:
     """A constant integer input as a flat int64 array."""
     t = require_type(ctx, ctx.input(pos), types, what)
@@ -86,20 +79,6 @@ def io_same_type(ctx: OpContext, types: tuple[str, ...]) -> tuple[TensorInfo, Te
     y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
     same_quantization(ctx, x, y)
     return x, y
-
-
-def reduction_axes(ctx: OpContext, x: TensorInfo, y: TensorInfo, keep: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Resolved (sorted, unique) axes of a reduction and the kept-dims shape; checks the output."""
-    axes = constant_ints(ctx, 1, "axis")
-    rank = len(x.shape)
-    if np.any((axes < -rank) | (axes >= rank)):
-        raise ctx.fail(f"axis {axes.tolist()} out of range for rank {rank}")
-    resolved = tuple(sorted({int(a) % rank for a in axes}))
-    kshape = tuple(1 if d in resolved else s for d, s in enumerate(x.shape))
-    expect = kshape if keep else tuple(s for d, s in enumerate(x.shape) if d not in resolved)
-    if int(np.prod(kshape, dtype=np.int64)) != y.num_elements or (keep and tuple(y.shape) != expect):
-        raise ctx.fail(f"output shape {y.shape} does not match the reduction of {x.shape} over {list(resolved)}")
-    return resolved, kshape
 
 
 class Requantizer64:
@@ -138,7 +117,7 @@ class Requantizer64:
 
 
 def requantizer(wide: bool, multipliers: np.ndarray, shifts: np.ndarray, zero_point: int, act_min: int,
-                act_max: int, bias: Optional[np.ndarray] = None) -> "Requantizer | Requantizer64":
+                act_max: int, bias: Optional[np.ndarray] = None) -> Requantizer | Requantizer64:
     """The 32-bit (int8 kernels) or 64-bit (16x8 kernels) output stage."""
     if wide:
         return Requantizer64(multipliers, shifts, zero_point, act_min, act_max, bias)
@@ -181,7 +160,7 @@ class Reduction(Kernel):
         self.yt = y = require_type(ctx, ctx.output(0), (x.type_name,), "output")
         if x.num_elements == 0:
             raise ctx.fail("empty input tensors are not supported")
-        self.axes, self.kshape = reduction_axes(ctx, x, y, keep_dims(ctx.op))
+        self.axes, self.kshape = reduction_axes(ctx, x, y)
         self.count = int(np.prod([x.shape[a] for a in self.axes], dtype=np.int64)) if self.axes else 1
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:

@@ -46,7 +46,7 @@ class L2Pool2D(Kernel):
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Tap views over the zero-padded band of squares."""
-        h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = self.geom
+        h, w, _c, ho, wo, kh, kw, sh, sw, pt, pl = self.geom
         self.x, self.y = inputs[0], outputs[0]
         self.band, self.sq, self.acc = ws["band"], ws["sq"], ws["acc"]
         self.interior = self.band[pt:pt + h, pl:pl + w]

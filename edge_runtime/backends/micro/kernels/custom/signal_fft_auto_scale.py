@@ -1,0 +1,63 @@
+"""SignalFftAutoScale (TFLM custom op): shift an int16 frame left to use the full 16 bits.
+
+Input int16 1-D; outputs: the scaled frame (int16, 1-D) and the shift (int32 scalar).
+``shift = max(0, 15 - bit_length(max_abs))`` where max_abs follows TFLM's ``MaxAbs16``
+literally (an int16 running maximum: a -32768 in the frame wraps it negative, and the
+values after it restart the scan); the frame is multiplied by ``2**shift`` (wrapping).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.custom.signal_common import check_type, require_io_count, require_rank
+
+
+def max_abs16(x: np.ndarray) -> int:
+    """TFLM's ``MaxAbs16`` (int16 running maximum of value or its negation, wrapping)."""
+    hits = np.flatnonzero(x == -32768)
+    if not hits.size:
+        return int(np.max(np.abs(x.astype(np.int32)))) if x.size else 0
+    m = -32768
+    for v in x[hits[-1] + 1:].tolist():
+        if v > m:
+            m = v
+        elif -v > m:
+            m = -v
+    return m
+
+
+class SignalFftAutoScale(Kernel):
+    """Normalize a frame's magnitude by a power of two."""
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        require_io_count(ctx, 1, 2)
+        x, y, s = ctx.input(0), ctx.output(0), ctx.output(1)
+        check_type(ctx, x, "INT16", "input")
+        check_type(ctx, y, "INT16", "output")
+        check_type(ctx, s, "INT32", "scale bits output")
+        require_rank(ctx, x, 1, "input")
+        require_rank(ctx, y, 1, "output")
+        require_rank(ctx, s, 0, "scale bits output")
+        self.size = y.shape[0]
+        if self.size > x.shape[0]:
+            raise ctx.fail(f"the output ({self.size}) is longer than the input ({x.shape[0]})")
+        self.workspace = {"acc": ((self.size,), np.dtype(np.int32))}
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Views."""
+        self.x = inputs[0][:self.size]
+        self.y = outputs[0]
+        self.s = outputs[1].reshape(1)
+        self.acc = ws["acc"]
+
+    def run(self) -> None:
+        """Scale by the largest shift that keeps the peak within int16."""
+        m = max_abs16(self.x)
+        bits = 15 - (m.bit_length() if m > 0 else 32)
+        bits = max(bits, 0)
+        np.copyto(self.acc, self.x)
+        np.left_shift(self.acc, bits, out=self.acc)
+        np.copyto(self.y, self.acc, casting="unsafe")
+        self.s[0] = bits

@@ -1,0 +1,50 @@
+"""SignalFilterBankLog (TFLM custom op): fixed-point natural log of uint32 channels.
+
+Input uint32 1-D, output int16 1-D. Options ``input_correction_bits`` and ``output_scale``:
+``scaled = x << correction_bits`` (uint32, wrapping); values <= 1 give 0, others
+``min(Log32(scaled, output_scale), 32767)`` (TFLM's table-corrected log2, times ln 2, scaled).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    MASK32, check_type, int32_option, log32, require_io_count, require_rank, signal_options,
+)
+
+
+class SignalFilterBankLog(Kernel):
+    """Log of every channel."""
+
+    def __init__(self, ctx: OpContext) -> None:
+        super().__init__(ctx)
+        require_io_count(ctx, 1, 1)
+        x, y = ctx.input(0), ctx.output(0)
+        check_type(ctx, x, "UINT32", "input")
+        check_type(ctx, y, "INT16", "output")
+        require_rank(ctx, x, 1, "input")
+        require_rank(ctx, y, 1, "output")
+        o = signal_options(ctx, ("input_correction_bits", "output_scale"))
+        self.bits = int32_option(o["input_correction_bits"])
+        self.scale = int32_option(o["output_scale"]) & MASK32
+        if not 0 <= self.bits <= 31:
+            raise ctx.fail(f"input_correction_bits {self.bits} outside [0, 31]")
+        if y.shape[0] < x.shape[0]:
+            raise ctx.fail(f"the output ({y.shape[0]}) is shorter than the input ({x.shape[0]})")
+        self.n = x.shape[0]
+        self.workspace = {"v": ((self.n,), np.dtype(np.int64))}
+
+    def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
+        """Views."""
+        self.x, self.y, self.v = inputs[0], outputs[0][:self.n], ws["v"]
+
+    def run(self) -> None:
+        """Vectorized Log32 (small temporaries per channel vector)."""
+        v = self.v
+        np.copyto(v, self.x)
+        np.left_shift(v, self.bits, out=v)
+        np.bitwise_and(v, MASK32, out=v)
+        big = v > 1
+        res = log32(np.where(big, v, 2), self.scale)
+        np.copyto(self.y, np.where(big, np.minimum(res, 32767), 0), casting="unsafe")
