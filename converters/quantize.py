@@ -41,6 +41,8 @@ PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 0, "FULLY_CONNECTED": None}
 #: Ops TFLite Micro has no int8 kernel for (it runs them in float): written as float islands.
 FLOAT_ISLANDS = ("EXP", "LOG", "SQRT")
+#: Narrowest activation range quantized (smaller ranges are widened to it).
+MIN_RANGE = 1e-5
 #: Largest quantized bias magnitude: half of int32, leaving headroom in the int32 accumulator.
 BIAS_LIMIT = float(2 ** 30)
 
@@ -90,8 +92,8 @@ class QuantPlan:
 def qparams_from_range(lo: float, hi: float) -> QParams:
     """Asymmetric int8 parameters covering [lo, hi], widened to include 0 so that 0.0 is exact."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if hi - lo < 1e-8:
-        hi = lo + 1e-8
+    if hi - lo < MIN_RANGE:  # a (nearly) dead tensor: keep fused-activation bounds (6 / scale) inside int32
+        hi = lo + MIN_RANGE
     scale = (hi - lo) / 255.0
     zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return QParams(float(np.float32(scale)), zp)

@@ -51,6 +51,11 @@ CASES = {
     "hardsigmoid_gate": ([helper.make_node("HardSigmoid", ["x"], ["h"], name="hsig", alpha=0.2, beta=0.5),
                           helper.make_node("Mul", ["h", "h"], ["y"], name="sq")], []),
     "hardswish": ([helper.make_node("HardSwish", ["x"], ["y"], name="hswish")], []),
+    "sum_mean_variadic": ([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                           helper.make_node("Sum", ["x", "r", "k"], ["s"], name="sum3"),
+                           helper.make_node("Mean", ["s", "x"], ["y"], name="mean2")], [c("k", RNG.random((6,)))]),
+    "reduce_min_broadcast": ([helper.make_node("ReduceMin", ["x"], ["m"], name="rmin", axes=[1], keepdims=1),
+                              helper.make_node("Sub", ["x", "m"], ["y"], name="sub")], []),
     "tanh_sigmoid": ([helper.make_node("Tanh", ["x"], ["t"], name="tanh"),
                       helper.make_node("Sigmoid", ["t"], ["y"], name="sig")], []),
 }

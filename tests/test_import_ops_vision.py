@@ -44,6 +44,12 @@ CASES = {
     "conv_transpose_outpad": lambda: ([n("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2],
                                          pads=[1, 1, 1, 1], output_padding=[1, 1], kernel_shape=[3, 3])],
                                       [w("w", 8, 4, 3, 3)], [1, 4, 16, 16], 13),
+    "conv_transpose_depthwise": lambda: ([n("ConvTranspose", ["x", "w"], ["y"], name="dwup", strides=[2, 2],
+                                            group=8, kernel_shape=[2, 2])], [w("w", 8, 1, 2, 2)], [1, 8, 16, 16], 13),
+    "depth_to_space_dcr_crd": lambda: (
+        [n("DepthToSpace", ["x"], ["a"], name="d2s_dcr", blocksize=2),
+         n("SpaceToDepth", ["a"], ["b"], name="s2d", blocksize=2),
+         n("DepthToSpace", ["b"], ["y"], name="d2s_crd", blocksize=2, mode="CRD")], [], [1, 2, 16, 16], 13),
     "maxpool_ceil": lambda: ([n("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2],
                                 ceil_mode=1)], [], [1, 8, 4, 4], 13),
     "maxpool_pad1": lambda: ([n("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2],

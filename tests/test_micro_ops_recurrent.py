@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edge_runtime.backends.micro import open_model
+from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
 from edge_runtime.errors import UnsupportedModelError
 from tflite_builder import ModelBuilder, T, assert_exact, opts, random_inputs, run_micro, run_tflm, schema
 
@@ -73,10 +74,12 @@ def lstm_config(draw: Any) -> dict[str, Any]:
 
 
 def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str] = None,
-                activation: int = 4, intermediates: Optional[list[int]] = None) -> Path:
+                activation: int = 4, intermediates: Optional[list[int]] = None,
+                scales: Optional[dict[str, Any]] = None) -> Path:
     """A one-op LSTM model of ``kind`` (float32, int8 = 8x8->16, int16 = 16x8); ``variant`` adds an
     unsupported feature (peephole, projection, layer_norm, cifg, per_channel); ``intermediates``
-    adds the converter's five intermediate tensors, of these lengths (0: no memory)."""
+    adds the converter's five intermediate tensors, of these lengths (0: no memory); ``scales``
+    overrides the drawn ``input``, ``hidden`` and per-matrix ``weights`` scales."""
     rng = np.random.default_rng(c["seed"])
     b, tn, n_in, s = c["b"], c["t"], c["i"], c["s"]
     mb = ModelBuilder()
@@ -107,6 +110,9 @@ def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str]
             odd = rng.random() < 0.15
             in_scale, in_zp = _loguniform(rng, 2.0 ** -15, 2.0 ** -8), int(rng.integers(-300, 301)) if odd else 0
             h_scale, h_zp = _loguniform(rng, 2.0 ** -15, 2.0 ** -10), int(rng.integers(-300, 301)) if odd else 0
+        if scales is not None:
+            in_scale, h_scale = scales["input"], scales["hidden"]
+            weight_scales = iter(scales["weights"])
         cell_scale = 2.0 ** int(rng.integers(-15, -5))
         if rng.random() < 0.3:  # TFLM rounds a non-power-of-two cell scale to its nearest power for tanh
             cell_scale *= float(rng.uniform(0.75, 1.4))
@@ -118,6 +124,8 @@ def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str]
 
         def weights(rows: int, cols: int, act_scale: float = in_scale) -> int:
             scale: Any = _loguniform(rng, 0.001, 0.05)
+            if scales is not None:
+                scale = next(weight_scales)
             if variant == "per_channel":
                 scale = rng.uniform(0.001, 0.05, rows).astype(np.float32)
             data = rng.integers(-w_max, w_max + 1, (rows, cols)).astype(np.int8)
@@ -192,6 +200,31 @@ def test_lstm_int8_long_sequence(tmp_path: Path) -> None:
         c = dict(b=3, t=25, i=20, s=32, time_major=time_major, cell_clip=0.0, invocations=10, reset_each=False,
                  seed=7 + time_major)
         _run_lstm(tmp_path, "int8", c)
+
+
+def _tie_weight_scale(act_scale: float, rng: np.random.Generator) -> float:
+    """A weight scale whose gate multiplier separates tflite-micro's rule (scales multiplied in double)
+    from the older one (float32 product): the float32 product lands exactly on a rounding tie of the
+    16-bit multiplier that the 16x8 fully connected layers use, and the double product just below it."""
+    while True:
+        w = float(np.float32(rng.uniform(0.001, 0.05)))
+        m_float, _ = quantize_multiplier(float(np.float32(act_scale) * np.float32(w)) * 4096.0)
+        m_double, _ = quantize_multiplier(act_scale * w * 4096.0)
+        if m_float % 65536 == 32768 and m_double < m_float:
+            return w
+
+
+@pytest.mark.parity("UNIDIRECTIONAL_SEQUENCE_LSTM", "int16")
+def test_lstm_int16_gate_multiplier_rounding(tmp_path: Path) -> None:
+    """Gate multipliers derived as tflite-micro derives them: every gate sits on a 16-bit rounding tie where
+    the float32-product rule gives outputs one step off."""
+    rng = np.random.default_rng(11)
+    in_scale, h_scale = float(np.float32(2.0 ** -11 * 1.37)), float(np.float32(2.0 ** -12 * 1.11))
+    weights = [_tie_weight_scale(in_scale, rng) for _ in range(4)] + [_tie_weight_scale(h_scale, rng) for _ in range(4)]
+    c = dict(b=4, t=8, i=16, s=16, time_major=True, cell_clip=0.0, invocations=6, reset_each=False, seed=21)
+    p = _lstm_model(tmp_path / "ties.tflite", "int16", c, scales={"input": in_scale, "hidden": h_scale,
+                                                                   "weights": weights})
+    assert_exact(p, random_inputs(p, np.random.default_rng(5), 6), reset_each=False)
 
 
 @pytest.mark.parity("UNIDIRECTIONAL_SEQUENCE_LSTM", "int8")
@@ -347,6 +380,85 @@ def test_svdf_float32_without_bias_litert(tmp_path: Path, c: dict[str, Any]) -> 
         e = it.get_tensor(it.get_output_details()[0]["index"])
         scale = max(1.0, float(np.max(np.abs(e))))
         assert float(np.max(np.abs(g.astype(np.float64) - e))) <= 1e-6 * scale
+
+
+def _mbqm(x: np.ndarray, scale: float) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier (double rounding) of int32 values by a real multiplier."""
+    m, shift = quantize_multiplier(scale)
+    prod = (x.astype(np.int64) << max(shift, 0)) * m
+    high = (prod + (1 << 30)) >> 31
+    right = max(-shift, 0)
+    if right == 0:
+        return high
+    return (high + (1 << (right - 1)) - (high < 0)) >> right
+
+
+@pytest.mark.parity("SVDF", "int8")
+def test_svdf_int8_feature_multiplier_rounding(tmp_path: Path) -> None:
+    """The feature multiplier derived as tflite-micro derives it (scales multiplied and divided in double):
+    each filter's feature sum is one where the float32 rule stores a state one step off, and each unit's
+    bias and time weight make that step visible in the output."""
+    rng = np.random.default_rng(3)
+    in_s, wf_s, st_s = 0.0, 0.0, 0.0
+    targets = np.zeros(0, np.int64)
+    while targets.size < 4:
+        in_s, wf_s, st_s = (float(np.float32(rng.uniform(lo, hi))) for lo, hi in ((0.01, 0.1), (0.002, 0.03),
+                                                                                   (0.005, 0.05)))
+        f32 = np.float32
+        old = float(f32(f32(in_s) * f32(wf_s)) / f32(st_s))
+        xs = np.arange(-12000, 12001, dtype=np.int64)
+        targets = xs[_mbqm(xs, old) != _mbqm(xs, in_s * wf_s / st_s)][:8]
+    filters = targets.size
+    a, c_in = 100, 1  # the input; filter f's weights (p, q) give the feature sum p * 100 + q
+    p_w = np.round(targets / a).astype(np.int64)
+    q_w = targets - p_w * a
+    states = np.clip(_mbqm(targets, in_s * wf_s / st_s), -32768, 32767)
+    wt_val, wt_s = 1000, 1e-3
+    b_s = float(np.float32(st_s) * np.float32(wt_s))
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    x = sg.tensor(T([1, 2], "int8", scale=in_s))
+    wf = sg.tensor(T([filters, 2], "int8", scale=wf_s, data=np.stack([p_w, q_w], 1).astype(np.int8)))
+    wt = sg.tensor(T([filters, 1], "int16", scale=wt_s, data=np.full((filters, 1), wt_val, np.int16)))
+    bias = sg.tensor(T([filters], "int32", scale=b_s, data=(-wt_val * states).astype(np.int32)))
+    state = sg.tensor(T([1, filters], "int16", scale=st_s, variable=True))
+    out = sg.tensor(T([1, filters], "int8", scale=float(np.float32(st_s) * np.float32(wt_s)) * wt_val / 1.5))
+    sg.op("SVDF", [x, wf, wt, bias, state], [out], opts("SVDFOptions", rank=1))
+    sg.io([x], [out])
+    path = mb.write(tmp_path / "svdf_rounding.tflite")
+    sets = [[np.array([[a, c_in]], np.int8)]] * 2
+    assert_exact(path, sets, reset_each=False)
+
+
+@pytest.mark.parity("SVDF", "int8")
+def test_svdf_int8_output_multiplier_rounding(tmp_path: Path) -> None:
+    """The output multiplier derived as tflite-micro derives it: with zero feature weights the state stays
+    zero and each output is the requantized bias, chosen where the float32 rule gives one step off."""
+    rng = np.random.default_rng(4)
+    targets = np.zeros(0, np.int64)
+    st_s = wt_s = out_s = 0.0
+    while targets.size < 4:
+        st_s, wt_s = float(np.float32(rng.uniform(0.005, 0.05))), float(np.float32(rng.uniform(1e-4, 1e-2)))
+        out_s = float(np.float32(st_s * wt_s * rng.uniform(50.0, 5000.0)))
+        f32 = np.float32
+        old = float(f32(f32(st_s) * f32(wt_s)) / f32(out_s))
+        new = st_s * wt_s / out_s
+        xs = np.arange(-int(120 / new), int(120 / new) + 1, dtype=np.int64)
+        targets = xs[_mbqm(xs, old) != _mbqm(xs, new)][:8]
+    units = targets.size
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    x = sg.tensor(T([1, 3], "int8", scale=0.05))
+    wf = sg.tensor(T([units, 3], "int8", scale=0.01, data=np.zeros((units, 3), np.int8)))
+    wt = sg.tensor(T([units, 2], "int16", scale=wt_s, data=rng.integers(-100, 100, (units, 2)).astype(np.int16)))
+    bias = sg.tensor(T([units], "int32", scale=float(np.float32(st_s) * np.float32(wt_s)),
+                       data=targets.astype(np.int32)))
+    state = sg.tensor(T([1, 2 * units], "int16", scale=st_s, variable=True))
+    out = sg.tensor(T([1, units], "int8", scale=out_s))
+    sg.op("SVDF", [x, wf, wt, bias, state], [out], opts("SVDFOptions", rank=1))
+    sg.io([x], [out])
+    path = mb.write(tmp_path / "svdf_out_rounding.tflite")
+    assert_exact(path, random_inputs(path, np.random.default_rng(0), 2), reset_each=False)
 
 
 def test_svdf_unsupported_refused(tmp_path: Path) -> None:

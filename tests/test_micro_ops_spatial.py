@@ -9,6 +9,7 @@ run with a clean one-line UnsupportedModelError.
 from __future__ import annotations
 
 import itertools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,13 @@ _DIR = Path(tempfile.mkdtemp(prefix="micro_spatial_"))
 _COUNTER = itertools.count()
 N_SETS = 4  # input sets per generated model
 SAME, VALID = 0, 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup_models():  # type: ignore[no-untyped-def]
+    """Remove the generated models when the module is done."""
+    yield
+    shutil.rmtree(_DIR, ignore_errors=True)
 
 
 def _path(op: str) -> Path:
@@ -269,14 +277,14 @@ def resize_models(draw, op: str, dtype: str) -> Path:  # type: ignore[no-untyped
 @_settings(220)
 @given(resize_models("RESIZE_BILINEAR", "int8"))
 def test_resize_bilinear_int8(path: Path) -> None:
-    _check(path, "exact")
+    _check(path, "exact", chunked=True)
 
 
 @pytest.mark.parity("RESIZE_BILINEAR", "float32", "close")
 @_settings(200)
 @given(resize_models("RESIZE_BILINEAR", "float32"))
 def test_resize_bilinear_float32(path: Path) -> None:
-    _check(path, "close")
+    _check(path, "close", chunked=True)
 
 
 @pytest.mark.parametrize("dtype", [pytest.param(t, marks=pytest.mark.parity("RESIZE_NEAREST_NEIGHBOR", t))

@@ -106,6 +106,10 @@ def _session_options(ort: Any, s: dict[str, Any]) -> Any:
     return so
 
 
+#: An input or output larger than this is a corrupt shape, not a real edge model (as in formats/tflite_check.py).
+MAX_IO_TENSOR_BYTES = 1 << 30
+
+
 class OnnxModel(Model):
     """A model running in an ONNX Runtime session. Dynamic dimensions have ``-1`` in the spec shape."""
 
@@ -116,8 +120,13 @@ class OnnxModel(Model):
         self._in_names = [i.name for i in ins]
         self._out_names = [o.name for o in outs]
         self._feed: dict[str, np.ndarray] = {}
-        super().__init__(path=path, backend="onnx", inputs=[_spec(i) for i in ins],
-                         outputs=[_spec(o) for o in outs], info=info)
+        specs_in, specs_out = [_spec(i) for i in ins], [_spec(o) for o in outs]
+        for spec in specs_in + specs_out:
+            n = int(np.prod([max(d, 1) for d in spec.shape], dtype=np.float64)) * spec.dtype.itemsize
+            if n > MAX_IO_TENSOR_BYTES:
+                raise UnsupportedModelError(f"{path}: tensor '{spec.name}' declares shape {list(spec.shape)} "
+                                            f"({n:,} bytes); more than any edge model's input or output")
+        super().__init__(path=path, backend="onnx", inputs=specs_in, outputs=specs_out, info=info)
 
     def check_inputs(self, inputs: ArrayInputs) -> list[np.ndarray]:
         """Validate like :meth:`Model.check_inputs`, letting ``-1`` dimensions take any size."""

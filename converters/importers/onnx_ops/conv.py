@@ -134,19 +134,20 @@ def grouped(ctx: ImportContext, node: Any, x: str, w: np.ndarray, bias: np.ndarr
 
 
 def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
-    """ConvTranspose -> TRANSPOSE_CONV (VALID, full size) then a crop for the ONNX pads."""
+    """ConvTranspose -> TRANSPOSE_CONV (VALID, full size; one per group, concatenated, when grouped)
+    then a crop for the ONNX pads / output_padding / output_shape."""
     w = np.asarray(ctx.const(node, node.input[1]), np.float32)  # [C_in, C_out/g, kh, kw]
     x = ctx.act(node, node.input[0])
     if w.ndim != 4 or len(ctx.ir_shape(x)) != 4:
         raise ctx.err(node, f"only 2-D transposed convolutions are supported (weight shape {w.shape})")
-    if int(a.get("group", 1)) != 1:
-        raise ctx.err(node, f"group={a.get('group')} is not supported for ConvTranspose; use group=1")
     if any(int(d) != 1 for d in a.get("dilations", [1, 1])):
         raise ctx.err(node, "dilated ConvTranspose is not supported")
+    group = int(a.get("group", 1))
     n, h, wd, in_ch = ctx.ir_shape(x)
-    if in_ch != w.shape[0]:
-        raise ctx.err(node, f"input has {in_ch} channels but the weights {w.shape} expect {w.shape[0]}")
-    o_ch = w.shape[1]
+    if in_ch != w.shape[0] or in_ch % group:
+        raise ctx.err(node, f"input has {in_ch} channels but the weights {w.shape} with group={group} do not match")
+    cout_g = w.shape[1]
+    o_ch = cout_g * group
     bias = (np.asarray(ctx.const(node, node.input[2]), np.float32).reshape(-1)
             if len(node.input) > 2 and node.input[2] else np.zeros(o_ch, np.float32))
     stride = tuple(int(s) for s in a.get("strides", [1, 1]))
@@ -165,12 +166,25 @@ def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
     if any(begin[i] < 0 or begin[i] + want_hw[i] > full[i] for i in range(2)):
         raise ctx.err(node, f"output_padding/pads giving {want_hw} from a full output of {full} are not supported")
     full_shape = (n, full[0], full[1], o_ch)
-    wt = w.transpose(1, 2, 3, 0)  # [out, kh, kw, in]
     crop = (begin[0], begin[1]) != (0, 0) or want_hw != full
-    y = ctx.emit("TRANSPOSE_CONV", [x, ctx.add_const(f"{node.output[0]}/weights", wt),
-                                    ctx.add_const(f"{node.output[0]}/bias", bias)],
-                 ctx.tmp(f"{node.output[0]}/full", full_shape) if crop else node.output[0],
-                 {"stride": stride}, node, shape=full_shape)
+    y_name = ctx.tmp(f"{node.output[0]}/full", full_shape) if crop else node.output[0]
+    cin = in_ch // group
+    parts = []
+    for g in range(group):
+        xg = x
+        if group > 1:
+            xg = ctx.emit("STRIDED_SLICE", [x], ctx.tmp(f"{node.output[0]}/group{g}_in", (n, h, wd, cin)),
+                          {"begin": (0, 0, 0, g * cin), "end": (n, h, wd, (g + 1) * cin), "strides": (1, 1, 1, 1)},
+                          node, shape=(n, h, wd, cin))
+        wt = w[g * cin:(g + 1) * cin].transpose(1, 2, 3, 0)  # [out, kh, kw, in]
+        part_shape = full_shape[:3] + (cout_g,)
+        parts.append(ctx.emit("TRANSPOSE_CONV", [xg, ctx.add_const(f"{node.output[0]}/weights{g}", wt),
+                                                 ctx.add_const(f"{node.output[0]}/bias{g}",
+                                                               bias[g * cout_g:(g + 1) * cout_g])],
+                              y_name if group == 1 else ctx.tmp(f"{node.output[0]}/group{g}", part_shape),
+                              {"stride": stride}, node, shape=part_shape))
+    y = parts[0] if group == 1 else ctx.emit("CONCATENATION", parts, y_name, {"axis": 3, "act": "NONE"}, node,
+                                             shape=full_shape)
     if crop:
         ctx.emit("STRIDED_SLICE", [y], node.output[0],
                  {"begin": (0, begin[0], begin[1], 0),

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from converters.importers.onnx_ops.context import ImportContext, Pending, const_to_ir
+from converters.importers.onnx_ops.context import ImportContext, Pending, const_to_ir, nhwc
 from converters.ir import Op
 
 BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM"}
@@ -139,21 +139,36 @@ def binary(ctx: ImportContext, node: Any, a: dict) -> None:
             r = ctx.lift(node, r, ctx.src_shape(node, ins[1]), rank)
             ctx.emit("MUL", [ctx.broadcast_operand(node, ins[0], rank), r], node.output[0], {"act": "NONE"}, node)
             return
-    kind = BINARY[t] if t in BINARY else "ADD"
+    kind = BINARY.get(t, "ADD")
+    if len(ins) == 1:  # a one-input Sum/Max/Min/Mean
+        ctx.transpose(ctx.act(node, ins[0]), tuple(range(len(ctx.ir_shape(ctx.name(ins[0]))))), node.output[0], node)
+        return
     operands = [ctx.broadcast_operand(node, i, rank) for i in ins]
+    if t == "Mean":
+        summed = ctx.tmp(f"{node.output[0]}/sum", nhwc(ctx.src_shape(node, node.output[0])))
+        _chain(ctx, node, "ADD", operands, summed)
+        ctx.emit("MUL", [summed, ctx.add_const(f"{node.output[0]}/inv_n", np.array([1.0 / len(ins)]))],
+                 node.output[0], {"act": "NONE"}, node)
+        return
     if all(ctx.tensors[o].is_constant for o in operands):
         raise ctx.err(node, "operates on constants only; constant folding should have removed it")
     if kind == "SUB" and ctx.tensors[operands[1]].is_constant:  # x - c == x + (-c)
         c = operands[1]
         operands[1] = ctx.add_const(f"{node.output[0]}/neg", -ctx.tensors[c].data)
         kind = "ADD"
+    _chain(ctx, node, kind, operands, node.output[0])
+
+
+def _chain(ctx: ImportContext, node: Any, kind: str, operands: list[str], out: str) -> None:
+    """``operands[0] kind operands[1] kind ...`` into ``out`` (two-input ops, left to right)."""
     cur = operands[0]
     for k, other in enumerate(operands[1:]):
         last = k == len(operands) - 2
-        dst = node.output[0] if last else ctx.tmp(f"{node.output[0]}/partial", ctx.ir_shape(cur))
+        dst = out if last else ctx.tmp(f"{out}/partial", ctx.ir_shape(cur))
         if ctx.tensors[cur].is_constant and kind in ("ADD", "MUL", "MAXIMUM", "MINIMUM"):
             cur, other = other, cur  # put the activation first (TFLite kernels broadcast either way)
-        shape = None if last else tuple(np.broadcast_shapes(ctx.tensors[cur].shape, ctx.tensors[other].shape))
+        shape = (None if last and out in ctx.shapes
+                 else tuple(np.broadcast_shapes(ctx.tensors[cur].shape, ctx.tensors[other].shape)))
         cur = ctx.emit(kind, [cur, other], dst, {"act": "NONE"}, node, shape=shape)
 
 
@@ -299,7 +314,7 @@ def pow_(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 REGISTRY = {
-    **{t: binary for t in BINARY}, "Sum": binary,
+    **{t: binary for t in BINARY}, "Sum": binary, "Mean": binary,
     **{t: unary for t in UNARY}, "Neg": unary, "Reciprocal": unary, "Gelu": unary, "LeakyRelu": unary,
     "Erf": erf, "HardSigmoid": hard_sigmoid, "Clip": clip, "PRelu": prelu, "Pow": pow_,
 }

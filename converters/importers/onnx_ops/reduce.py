@@ -5,18 +5,33 @@ from typing import Any
 
 import numpy as np
 
-from converters.importers.onnx_ops.context import ImportContext
+from converters.importers.onnx_ops.context import ImportContext, nhwc
 
-KINDS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM"}
+KINDS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "ReduceMin": "REDUCE_MAX"}
 
 
 def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
-    """ReduceMean/ReduceMax/ReduceSum over any axes, keepdims or not.
+    """ReduceMean/ReduceMax/ReduceSum/ReduceMin over any axes, keepdims or not.
 
     A mean over the height and width of a 4-D tensor becomes AVERAGE_POOL_2D (the kernel every
-    runtime has); results with dropped axes are reshaped in ONNX element order.
+    runtime has); results with dropped axes are reshaped in ONNX element order. ReduceMin is
+    ``-max(-x)``.
     """
     x = ctx.act(node, node.input[0])
+    if node.op_type == "ReduceMin":
+        neg = ctx.emit("MUL", [x, ctx.add_const(f"{node.output[0]}/minus_one", np.array([-1.0]))],
+                       ctx.tmp(f"{node.output[0]}/negated", ctx.ir_shape(x)), {"act": "NONE"}, node,
+                       shape=ctx.ir_shape(x))
+        inner = ctx.tmp(f"{node.output[0]}/max_of_negated", nhwc(ctx.src_shape(node, node.output[0])))
+        _reduce(ctx, node, a, neg, "REDUCE_MAX", inner)
+        ctx.emit("MUL", [inner, ctx.add_const(f"{node.output[0]}/minus_one", np.array([-1.0]))], node.output[0],
+                 {"act": "NONE"}, node)
+        return
+    _reduce(ctx, node, a, x, KINDS[node.op_type], node.output[0])
+
+
+def _reduce(ctx: ImportContext, node: Any, a: dict, x: str, kind: str, out: str) -> None:
+    """Reduce IR activation ``x`` (ONNX input 0 of ``node``) with ``kind`` into ``out``."""
     shape = ctx.src_shape(node, node.input[0])
     rank = len(shape)
     if len(node.input) > 1 and node.input[1]:
@@ -25,7 +40,7 @@ def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
         axes = [int(v) for v in a.get("axes", [])]
     if not axes:
         if a.get("noop_with_empty_axes", 0):
-            ctx.alias[node.output[0]] = x
+            ctx.transpose(x, tuple(range(rank)), out, node)
             return
         axes = list(range(rank))
     axes = sorted({ax % rank for ax in axes})
@@ -33,24 +48,22 @@ def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
     ir_axes = tuple(sorted(ctx.ir_axis(rank, ax) for ax in axes))
     in_ir = ctx.ir_shape(x)
     kept_shape = tuple(1 if d in ir_axes else s for d, s in enumerate(in_ir))
-    out = node.output[0]
     direct = keep or rank != 4
     dst = out if direct else ctx.tmp(f"{out}/kept", kept_shape)
-    kind = KINDS[node.op_type]
     if rank == 4 and ir_axes == (1, 2) and kind in ("MEAN", "REDUCE_MAX"):
         pool = "AVERAGE_POOL_2D" if kind == "MEAN" else "MAX_POOL_2D"
         y = ctx.emit(pool, [x], out if keep else ctx.tmp(f"{out}/pooled", kept_shape),
                      {"kernel": in_ir[1:3], "stride": in_ir[1:3], "pads": (0, 0, 0, 0), "act": "NONE"}, node,
                      shape=kept_shape)
         if not keep:
-            ctx.reshape(y, ctx.src_shape(node, out), out, node)
+            ctx.reshape(y, ctx.src_shape(node, node.output[0]), out, node)
         return
     if direct and not keep:
         ctx.emit(kind, [x], out, {"axes": ir_axes, "keep_dims": False}, node)
         return
     y = ctx.emit(kind, [x], dst, {"axes": ir_axes, "keep_dims": True}, node, shape=kept_shape)
     if not direct:
-        ctx.reshape(y, ctx.src_shape(node, out), out, node)
+        ctx.reshape(y, ctx.src_shape(node, node.output[0]), out, node)
 
 
 def softmax(ctx: ImportContext, node: Any, a: dict) -> None:

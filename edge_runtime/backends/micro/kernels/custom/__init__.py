@@ -3,13 +3,37 @@ from __future__ import annotations
 
 from edge_runtime.backends.micro.kernels.base import Kernel
 from edge_runtime.backends.micro.kernels.custom.detection_postprocess import DetectionPostProcess
-from edge_runtime.backends.micro.kernels.custom.signal_window import SignalWindow
+from edge_runtime.backends.micro.kernels.custom.signal_delay import SignalDelay
 from edge_runtime.backends.micro.kernels.custom.signal_energy import SignalEnergy
+from edge_runtime.backends.micro.kernels.custom.signal_fft_auto_scale import SignalFftAutoScale
+from edge_runtime.backends.micro.kernels.custom.signal_filter_bank import SignalFilterBank
+from edge_runtime.backends.micro.kernels.custom.signal_filter_bank_log import SignalFilterBankLog
+from edge_runtime.backends.micro.kernels.custom.signal_filter_bank_spectral_subtraction import (
+    SignalFilterBankSpectralSubtraction,
+)
+from edge_runtime.backends.micro.kernels.custom.signal_filter_bank_square_root import SignalFilterBankSquareRoot
+from edge_runtime.backends.micro.kernels.custom.signal_framer import SignalFramer
+from edge_runtime.backends.micro.kernels.custom.signal_irfft import SignalIrfft
+from edge_runtime.backends.micro.kernels.custom.signal_overlap_add import SignalOverlapAdd
+from edge_runtime.backends.micro.kernels.custom.signal_pcan import SignalPCAN
 from edge_runtime.backends.micro.kernels.custom.signal_rfft import SignalRfft
+from edge_runtime.backends.micro.kernels.custom.signal_stacker import SignalStacker
+from edge_runtime.backends.micro.kernels.custom.signal_window import SignalWindow
 
 REGISTRY: dict[str, type[Kernel]] = {
     "TFLite_Detection_PostProcess": DetectionPostProcess,
-    "SignalWindow": SignalWindow,
+    "SignalDelay": SignalDelay,
     "SignalEnergy": SignalEnergy,
+    "SignalFftAutoScale": SignalFftAutoScale,
+    "SignalFilterBank": SignalFilterBank,
+    "SignalFilterBankLog": SignalFilterBankLog,
+    "SignalFilterBankSpectralSubtraction": SignalFilterBankSpectralSubtraction,
+    "SignalFilterBankSquareRoot": SignalFilterBankSquareRoot,
+    "SignalFramer": SignalFramer,
+    "SignalIrfft": SignalIrfft,
+    "SignalOverlapAdd": SignalOverlapAdd,
+    "SignalPCAN": SignalPCAN,
     "SignalRfft": SignalRfft,
+    "SignalStacker": SignalStacker,
+    "SignalWindow": SignalWindow,
 }

@@ -50,11 +50,4 @@ class SignalDelay(Kernel):
         np.copyto(line[:, d:], self.x)
         np.copyto(self.y, line[:, :f])
         if d:
-            np.copyto(line[:, :d], line[:, f:f + d]) if f >= d else self._shift()
-
-    def _shift(self) -> None:
-        """Move the newest ``delay_length`` samples to the front when they overlap their target."""
-        d, f, line = self.delay, self.frame, self.line
-        for start in range(0, d, f):
-            n = min(f, d - start)
-            np.copyto(line[:, start:start + n], line[:, f + start:f + start + n])
+            line[:, :d] = line[:, f:f + d]  # overlapping shift: numpy buffers it

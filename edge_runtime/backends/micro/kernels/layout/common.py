@@ -8,7 +8,7 @@ import numpy as np
 
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.formats.tflite import Operator, TensorInfo
-from edge_runtime.backends.micro.kernels.base import Kernel, OpContext, require_type  # noqa: F401 (re-exported)
+from edge_runtime.backends.micro.kernels.base import Kernel, OpContext, require_type
 
 F32, I8, I16, I32, I64, BOOL, U8 = "FLOAT32", "INT8", "INT16", "INT32", "INT64", "BOOL", "UINT8"
 #: Index tensor types.

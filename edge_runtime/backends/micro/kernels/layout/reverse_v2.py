@@ -17,10 +17,17 @@ MAX_DIMS = 6
 def reverse_index(axes: Sequence[int], rank: int) -> Optional[tuple[slice, ...]]:
     """The index that reverses ``axes`` (negative ones count from the end), or None when TFLM refuses them:
     out of range, or not contiguous once sorted."""
-    norm = sorted(a + rank if a < 0 else a for a in axes)
-    if any(not 0 <= a < rank for a in norm) or any(b != a + 1 for a, b in zip(norm, norm[1:])):
+    flip = [False] * rank
+    lo, hi = rank, -1
+    for a in axes:  # plain loops: this runs at invoke for computed axes and must leave no garbage
+        a = a + rank if a < 0 else a
+        if not 0 <= a < rank or flip[a]:
+            return None
+        flip[a] = True
+        lo, hi = min(lo, a), max(hi, a)
+    if hi - lo + 1 != len(axes):
         return None
-    return tuple(slice(None, None, -1) if d in norm else slice(None) for d in range(rank))
+    return tuple([slice(None, None, -1) if f else slice(None) for f in flip])
 
 
 class ReverseV2(Kernel):

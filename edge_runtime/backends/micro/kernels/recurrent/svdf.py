@@ -104,13 +104,12 @@ class Svdf(Kernel):
         st_s, st_zp = first_scale(ctx, state, "activation state")
         out_s, out_zp = first_scale(ctx, out, "output")
         b_s, _ = first_scale(ctx, bias, "bias")
-        f32 = np.float32
-        # effective scales computed in float32 (as TFLM's Prepare), then widened to double
-        scale_1 = float(f32(f32(in_s) * f32(wf_s)) / f32(st_s))
-        product_2 = f32(f32(st_s) * f32(wt_s))
-        scale_2 = float(product_2 / f32(out_s))
-        if not abs(b_s - float(product_2)) < 1e-5:
-            raise ctx.fail(f"bias scale {b_s} does not match state scale x time-weight scale {float(product_2)}")
+        # effective scales: the float32 scales multiplied and divided in double (this tflite-micro
+        # release; the float32 arithmetic of older ones differs in the multipliers' last bits)
+        scale_1 = in_s * wf_s / st_s
+        scale_2 = st_s * wt_s / out_s
+        if not abs(b_s - st_s * wt_s) < 1e-5:  # TFLM's Prepare check
+            raise ctx.fail(f"bias scale {b_s} does not match state scale x time-weight scale {st_s * wt_s}")
         self.req_1 = ColumnRequant(*quantized_multipliers([scale_1]))
         self.req_2 = ColumnRequant(*quantized_multipliers([scale_2]))
         info = np.iinfo(state.dtype)

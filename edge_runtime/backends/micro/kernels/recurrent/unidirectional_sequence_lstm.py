@@ -177,8 +177,9 @@ class UnidirectionalSequenceLstm(Kernel):
                                    "(tflite-micro's LSTM handles per-tensor weights only)")
                 w_scale, w_zp = first_scale(ctx, w, "weights")
                 mats.append(w.array().astype(np.int64).T - w_zp)
-                # GetQuantizedConvolutionMultipler: float product, then double division
-                reals.append(float(np.float32(act_scale) * np.float32(w_scale)) / GATE_INPUT_SCALE)
+                # This tflite-micro release derives FC multipliers as convolutions do: the float32
+                # scales multiplied and divided in double (a float32 product differs in the last bits)
+                reals.append(act_scale * w_scale / GATE_INPUT_SCALE)
             return np.ascontiguousarray(np.stack(mats)), reals
 
         self.w_in, real_in = fc(w_in, in_scale)

@@ -3,13 +3,15 @@
 float32: source coordinates in float32 as TFLM computes them, the four-neighbour blend
 in float64. int8: TFLM's integer version: 10-bit fixed-point scales and coordinates,
 weights of 20 fractional bits, then division by 2**20 rounding half away from zero
-(TFLM's default double-rounding build). Both are four gathers and a weighted sum.
+(TFLM's default double-rounding build). Both are four gathers (flat row * width + col
+indices, precomputed) and a weighted sum, by chunks of output rows sized to the
+workspace limit.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
 from edge_runtime.backends.micro.kernels.spatial.common import F64, I64, io_same_type, resize_options, resize_target
 
 
@@ -71,36 +73,52 @@ class ResizeBilinear(Kernel):
             wy0, wy1 = (1 - fy).astype(np.float64), fy.astype(np.float64)
             wx0, wx1 = (1 - fx).astype(np.float64), fx.astype(np.float64)
             dt = F64
-        self.ys, self.xs = (y0, y1), (x0, x1)
-        # weights per (row choice, column choice), shaped to broadcast over (N, oh, ow, C)
-        self.weights = [[(wy[:, None] * wx[None, :])[:, :, None].astype(dt) for wx in (wx0, wx1)]
-                        for wy in (wy0, wy1)]
-        # the input widened once, so that gathers and products need no casting
-        self.workspace = {"xw": ((n, h, w, c), dt), "band": ((n, oh, w, c), dt), "g": ((n, oh, ow, c), dt),
-                          "acc": ((n, oh, ow, c), dt)}
+        # per chunk of output rows: the four neighbours' flat (row * w + col) indices and weights
+        self.chunk = Chunking.fit(oh, 0, lambda r: r * ow * c * (x.dtype.itemsize + 3 * 8), ctx.workspace_limit)
+        self.parts = []
+        for r0 in self.chunk.starts:
+            r1 = min(oh, r0 + self.chunk.rows)
+            taps = []
+            for rows, wy in ((y0, wy0), (y1, wy1)):
+                for cols, wx in ((x0, wx0), (x1, wx1)):
+                    idx = (rows[r0:r1, None] * w + cols[None, :]).reshape(-1)
+                    wgt = (wy[r0:r1, None] * wx[None, :]).reshape(-1, 1).astype(dt)
+                    taps.append((idx, wgt))
+            self.parts.append((r0, r1, taps))
+        rows = self.chunk.rows * ow
+        self.workspace = {"g8": ((rows, c), np.dtype(x.dtype)), "g": ((rows, c), dt), "acc": ((rows, c), dt)}
         if self.quantized:
-            self.workspace["tmp"] = ((n, oh, ow, c), I64)
+            self.workspace["tmp"] = ((rows, c), I64)
+        self.n, self.hw, self.c, self.ow = n, h * w, c, ow
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Views."""
-        self.x, self.y = inputs[0], outputs[0]
-        self.xw, self.band, self.g, self.acc = ws["xw"], ws["band"], ws["g"], ws["acc"]
-        self.tmp = ws.get("tmp")
+        """Per image and chunk: the flat input, the output rows and workspace views."""
+        x = inputs[0].reshape(self.n, self.hw, self.c)
+        y = outputs[0]
+        self.steps = []
+        for n in range(self.n):
+            for r0, r1, taps in self.parts:
+                k = (r1 - r0) * self.ow
+                tmp = ws["tmp"][:k] if "tmp" in ws else None
+                self.steps.append((x[n], y[n, r0:r1].reshape(k, self.c), taps, ws["g8"][:k], ws["g"][:k],
+                                   ws["acc"][:k], tmp))
 
     def run(self) -> None:
-        """Blend the four neighbours."""
-        np.copyto(self.xw, self.x, casting="unsafe")
-        self.acc.fill(0)
-        for i, rows in enumerate(self.ys):
-            self.xw.take(rows, axis=1, out=self.band, mode="clip")  # (np.take leaks per call with out=)
-            for j, cols in enumerate(self.xs):
-                self.band.take(cols, axis=2, out=self.g, mode="clip")
-                self.g *= self.weights[i][j]
-                self.acc += self.g
-        if not self.quantized:
-            np.copyto(self.y, self.acc, casting="same_kind")
-            return
-        acc, tmp = self.acc, self.tmp
+        """Blend the four neighbours, chunk by chunk."""
+        for xn, yk, taps, g8, g, acc, tmp in self.steps:
+            acc.fill(0)
+            for idx, wgt in taps:
+                xn.take(idx, axis=0, out=g8, mode="clip")  # (np.take leaks per call with out=)
+                np.copyto(g, g8, casting="unsafe")
+                g *= wgt
+                acc += g
+            if self.quantized:
+                self._round(acc, tmp)
+            np.copyto(yk, acc, casting="unsafe" if self.quantized else "same_kind")
+
+    @staticmethod
+    def _round(acc: np.ndarray, tmp: np.ndarray) -> None:
+        """``acc / 2**20`` rounded half away from zero, in place (TFLM's double-rounding build)."""
         np.right_shift(acc, 63, out=tmp)  # -1 where negative (zero rounds to zero either way)
         acc += 1 << 19
         np.left_shift(tmp, 20, out=tmp)
@@ -109,4 +127,3 @@ class ResizeBilinear(Kernel):
         tmp &= (1 << 20) - 1
         acc += tmp  # truncation toward zero below
         acc >>= 20
-        np.copyto(self.y, acc, casting="unsafe")

@@ -1,6 +1,7 @@
 """RESIZE_NEAREST_NEIGHBOR (TFLM reference): float32, int8, int16, with align_corners and
 half_pixel_centers. Source rows and columns are computed once in float32 as TFLM does
-(scale, offset, floor or round half away from zero, clamped); the op is two gathers."""
+(scale, offset, floor or round half away from zero, clamped); the op is one gather of
+pixels per image."""
 from __future__ import annotations
 
 import numpy as np
@@ -41,15 +42,18 @@ class ResizeNearestNeighbor(Kernel):
         oh, ow = resize_target(ctx, x, y)
         o = resize_options(ctx.op)
         n, h, w, c = x.shape
-        self.rows = nearest_index(oh, h, o["align_corners"], o["half_pixel_centers"])
-        self.cols = nearest_index(ow, w, o["align_corners"], o["half_pixel_centers"])
-        self.workspace = {"band": ((n, oh, w, c), np.dtype(x.dtype))}
+        rows = nearest_index(oh, h, o["align_corners"], o["half_pixel_centers"])
+        cols = nearest_index(ow, w, o["align_corners"], o["half_pixel_centers"])
+        self.flat = (rows[:, None] * w + cols[None, :]).reshape(-1)  # source pixel of each output pixel
+        self.n, self.hw, self.ohw, self.c = n, h * w, oh * ow, c
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Views."""
-        self.x, self.y, self.band = inputs[0], outputs[0], ws["band"]
+        """Per image: the input and output as (pixels, channels)."""
+        x = inputs[0].reshape(self.n, self.hw, self.c)
+        y = outputs[0].reshape(self.n, self.ohw, self.c)
+        self.pairs = [(x[i], y[i]) for i in range(self.n)]
 
     def run(self) -> None:
-        """Gather rows, then columns."""
-        self.x.take(self.rows, axis=1, out=self.band, mode="clip")  # (np.take leaks per call with out=)
-        self.band.take(self.cols, axis=2, out=self.y, mode="clip")
+        """One gather of pixels per image."""
+        for xn, yn in self.pairs:
+            xn.take(self.flat, axis=0, out=yn, mode="clip")  # (np.take leaks per call with out=)
