@@ -81,6 +81,17 @@ def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     return best_lo, best_hi
 
 
+def _histogram(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Counts of ``v`` in :data:`BINS` equal bins over [lo, hi] (the values' own range).
+
+    Same bins as ``np.histogram(v, BINS, (lo, hi))`` up to float rounding at bin edges, several times
+    faster: one scaled cast and a bincount.
+    """
+    idx = ((v.reshape(-1) - np.float32(lo)) * np.float32(BINS / (hi - lo))).astype(np.intp)
+    np.clip(idx, 0, BINS - 1, out=idx)
+    return np.bincount(idx, minlength=BINS)
+
+
 def _percentile_range(hist: np.ndarray, lo: float, hi: float, q: float = 1e-4) -> tuple[float, float]:
     cdf = np.cumsum(hist).astype(np.float64)
     cdf /= max(cdf[-1], 1.0)
@@ -121,7 +132,7 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
             for t, v in vals.items():
                 a, b = ranges[t]
                 if b > a:
-                    hists[t] += np.histogram(v, bins=BINS, range=(a, b))[0]
+                    hists[t] += _histogram(v, a, b)
             bar.update(1)
     out: dict[str, tuple[float, float]] = {}
     for t, (a, b) in ranges.items():

@@ -78,3 +78,15 @@ def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
         import json
 
         Path(out).write_text(json.dumps(_PARITY, indent=1, sort_keys=True))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _native_guard_cache(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """Keep the native guard's verified-model stamps (backends/native_guard.py) inside this test session."""
+    old = os.environ.get("EDGE_RUNTIME_CACHE_DIR")
+    os.environ["EDGE_RUNTIME_CACHE_DIR"] = str(tmp_path_factory.mktemp("edge-runtime-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGE_RUNTIME_CACHE_DIR", None)
+    else:
+        os.environ["EDGE_RUNTIME_CACHE_DIR"] = old

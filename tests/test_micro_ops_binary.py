@@ -87,7 +87,12 @@ def _inputs(path: Path, ins: list[T], rng: np.random.Generator, feed: Optional[F
 
 def _check(op: str, ins: list[T], out: T, options: Any = None, feed: Optional[Feed] = None, seed: int = 0) -> None:
     p = build(_path(op), op, ins, [out], options)
-    assert_exact(p, _inputs(p, ins, np.random.default_rng(seed), feed))
+    sets = _inputs(p, ins, np.random.default_rng(seed), feed)
+    try:
+        assert_exact(p, sets)
+    except AssertionError:
+        print("DBG", [(t.shape, t.dtype, t.scale, t.zp) for t in ins], (out.shape, out.scale, out.zp), options, sets)
+        raise
 
 
 def _small_values(xs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

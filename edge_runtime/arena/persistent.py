@@ -7,7 +7,7 @@ arena (16-byte aligned each), and they keep their values across invocations:
   reset (and at allocation) it is filled with its zero point (INT8 tensors) or zeros
   (any constant data in the file is not used);
 - a resource variable is created by VAR_HANDLE (keyed by container and shared
-  name; an empty container matches any) and gets its buffer at the first
+  name; a VAR_HANDLE without a container matches any) and gets its buffer at the first
   ASSIGN_VARIABLE TFLM prepares (subgraphs in index order, ops in order) whose
   handle comes from a VAR_HANDLE of the same subgraph: the assigned tensor's size,
   filled with the low byte of its zero point (0 without quantization).
@@ -39,7 +39,7 @@ class ResourceVariable:
     """A resource variable: its id, key, and (once an ASSIGN_VARIABLE sizes it) bytes, dtype, shape, fill."""
 
     id: int
-    container: str
+    container: Optional[str]
     shared_name: str
     size: Optional[int] = None
     fill: int = 0
@@ -80,9 +80,9 @@ def zero_point_byte(t: TensorInfo, int8_only: bool) -> int:
     return int(q.zero_point[0]) & 0xFF
 
 
-def _find(resources: list[ResourceVariable], container: str, shared_name: str) -> Optional[ResourceVariable]:
+def _find(resources: list[ResourceVariable], container: Optional[str], shared_name: str) -> Optional[ResourceVariable]:
     for r in resources:
-        if (not container or container == r.container) and shared_name == r.shared_name:
+        if (container is None or container == r.container) and shared_name == r.shared_name:
             return r
     return None
 

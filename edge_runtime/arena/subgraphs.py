@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.errors import ModelFormatError, UnsupportedModelError
+from edge_runtime.formats.flatbuffer import FlatBufferError
 from edge_runtime.formats.tflite import Operator, TFLiteModel
 
 #: Ops that invoke other subgraphs.
@@ -25,7 +26,10 @@ CONTROL_FLOW_OPS = frozenset({"CALL_ONCE", "IF", "WHILE"})
 
 
 def _int_field(op: Operator, index: int) -> int:
-    return int(op.options.scalar(index, "i", 0)) if op.options is not None else 0
+    try:
+        return int(op.options.scalar(index, "i", 0)) if op.options is not None else 0
+    except FlatBufferError as exc:
+        raise ModelFormatError(f"op {op.index} ({op.name}) has a corrupt options table: {exc}") from None
 
 
 def call_once_options(op: Operator) -> int:
@@ -43,11 +47,15 @@ def while_options(op: Operator) -> tuple[int, int]:
     return _int_field(op, 0), _int_field(op, 1)
 
 
-def var_handle_options(op: Operator) -> tuple[str, str]:
-    """VAR_HANDLE: (container, shared_name); absent strings are empty."""
+def var_handle_options(op: Operator) -> tuple[Optional[str], str]:
+    """VAR_HANDLE: (container, shared_name); an absent container is None (it matches any), an absent name ''."""
     if op.options is None:
-        return "", ""
-    return op.options.string(0), op.options.string(1)
+        return None, ""
+    try:
+        container = op.options.string(0) if op.options.has(0) else None
+        return container, op.options.string(1)
+    except (FlatBufferError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"op {op.index} (VAR_HANDLE) has a corrupt options table: {exc}") from None
 
 
 def called_subgraphs(op: Operator) -> tuple[int, ...]:

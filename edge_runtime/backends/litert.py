@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edge_runtime.backends import accelerators as acc
+from edge_runtime.backends.native_guard import first_run_survives
+from edge_runtime.native_stderr import quiet_native_info
 from edge_runtime.errors import (BackendUnavailableError, ConfigError, OutOfMemoryError, UnsupportedModelError,
                                   is_out_of_memory, out_of_memory_message)
 from edge_runtime.model import Model, TensorSpec
@@ -142,6 +144,22 @@ def _has_sparse_weights(tflite_model: Any) -> bool:
     return any(t.sparse for sg in tflite_model.subgraphs for t in sg.tensors)
 
 
+def _refuse_if_it_crashes(path: str, mod: Any, dist: str, version: str, kwargs: dict[str, Any],
+                          resolver_name: str) -> None:
+    """Run the first load and invoke in a child process (backends/native_guard.py); refuse on a crash."""
+    def run() -> None:
+        it = mod.Interpreter(**{**kwargs, "num_threads": 1})
+        it.allocate_tensors()
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        it.invoke()
+
+    why = first_run_survives(path, f"{dist}-{version}", mod.__name__, resolver_name, run)
+    if why is not None:
+        raise UnsupportedModelError(f"{path}: refused: {why}; the model is malformed or uses the library "
+                                    "in a way it does not survive")
+
+
 def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None, op_resolver: str = "default",
                accelerator: Optional[str] = "auto", accelerator_options: Optional[dict[str, str]] = None,
                require_accelerator: bool = False, library: str = "auto", tflite_model: Any = None,
@@ -178,12 +196,14 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
         kwargs["experimental_op_resolver_type"] = resolver_type
     elif op_resolver != "default":
         raise BackendUnavailableError(f"{dist} {version} does not support op_resolver '{op_resolver}'")
+    _refuse_if_it_crashes(path, mod, dist, version, kwargs, resolver_name)
 
     interp = None
     if sel.handle is not None:
         try:
-            interp = mod.Interpreter(experimental_delegates=[sel.handle], **kwargs)
-            interp.allocate_tensors()
+            with quiet_native_info():
+                interp = mod.Interpreter(experimental_delegates=[sel.handle], **kwargs)
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             interp = None
             sel = acc.fail_after_open(sel, f"the delegate could not be applied to the model: {_first_line(exc)}",
@@ -191,8 +211,9 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
             _refuse_edgetpu_without_delegate(path, tflite_model, sel)
     if interp is None:
         try:
-            interp = mod.Interpreter(**kwargs)
-            interp.allocate_tensors()
+            with quiet_native_info():
+                interp = mod.Interpreter(**kwargs)
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise UnsupportedModelError(f"{path}: {dist} cannot prepare the model: {_explain(exc)}") from None
     info = {

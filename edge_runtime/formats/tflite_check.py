@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.errors import ModelFormatError
+from edge_runtime.formats.flatbuffer import FlatBufferError
 from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
 
 KNOWN_TENSOR_TYPES = frozenset(range(0, 19))
@@ -48,8 +49,14 @@ def check_tflite_model(model: TFLiteModel) -> None:
     for sg in model.subgraphs:
         _check_tensors(p, sg, n_buffers)
         _check_graph(p, sg)
-        _check_subgraph_calls(model, sg)
-    _check_call_cycles(model)
+        try:
+            _check_subgraph_calls(model, sg)
+        except FlatBufferError as exc:
+            raise ModelFormatError(f"{p}: {_where(sg)} has a corrupt control-flow options table: {exc}") from None
+    try:
+        _check_call_cycles(model)
+    except FlatBufferError as exc:
+        raise ModelFormatError(f"{p}: a corrupt control-flow options table: {exc}") from None
 
 
 def _where(sg: SubGraph) -> str:

@@ -3,8 +3,8 @@
 Everything here works in place on preallocated int64 arrays holding int32 (or int16)
 values, so kernels can call it from ``run()`` without allocating:
 
-- :class:`ColumnRequant`: MultiplyByQuantizedMultiplier on int32 values, one
-  (multiplier, shift) per column, in TFLM's default double-rounding form
+- :class:`ColumnRequant`: MultiplyByQuantizedMultiplier on int32 values, with
+  (multiplier, shift) per gate or channel, in TFLM's default double-rounding form
   (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT), with the int32 wrap
   of ``x * 2**left`` that the C code shows when it overflows.
 - :class:`ColumnRequant64`: the int64-accumulator overload of
@@ -64,7 +64,8 @@ def _segment_tables(top: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ColumnRequant:
-    """``MultiplyByQuantizedMultiplier(int32 x, M_c, shift_c)`` per column (last axis), double rounding."""
+    """``MultiplyByQuantizedMultiplier(int32 x, M_c, shift_c)``, double rounding; the parameters are shaped
+    ``param_shape`` and broadcast against the values (one per gate, per channel, or a scalar)."""
 
     def __init__(self, multipliers: "list[int] | np.ndarray", shifts: "list[int] | np.ndarray",
                  param_shape: tuple[int, ...] = (-1,)) -> None:
@@ -103,7 +104,8 @@ def quantized_multipliers(scales: "list[float]") -> tuple[list[int], list[int]]:
 
 
 class ColumnRequant64:
-    """``MultiplyByQuantizedMultiplier(int64 x, M_c, shift_c)`` per column: 16-bit multiplier, one rounding."""
+    """``MultiplyByQuantizedMultiplier(int64 x, M_c, shift_c)``: the multiplier reduced to 16 bits, one
+    rounding; parameters shaped ``param_shape`` as in :class:`ColumnRequant`."""
 
     def __init__(self, multipliers: "list[int] | np.ndarray", shifts: "list[int] | np.ndarray",
                  param_shape: tuple[int, ...] = (-1,)) -> None:

@@ -45,7 +45,7 @@ class SignalFilterBank(Kernel):
                 raise ctx.fail(f"the {names[i]} must be a constant tensor")
             if t.shape[0] < nch + 1:
                 raise ctx.fail(f"the {names[i]} hold {t.shape[0]} entries; num_channels + 1 = {nch + 1} needed")
-            tabs.append(np.asarray(t.data, np.int64)[:nch + 1])
+            tabs.append(t.array().astype(np.int64)[:nch + 1])
         fstart, wstart, width = tabs
         width = np.maximum(width, 0)
         n_in, n_w = ctx.input(0).shape[0], min(ctx.input(1).shape[0], ctx.input(2).shape[0])
@@ -59,7 +59,8 @@ class SignalFilterBank(Kernel):
         self.bounds = np.concatenate([[0], ends]).astype(np.intp)  # cumsum positions of channel ends
         terms = int(ends[-1]) if ends.size else 0
         self.out_n = y.shape[0]
-        self.workspace = {"e": ((terms,), np.dtype(U64)), "w": ((terms,), np.dtype(U64)),
+        self.workspace = {"e32": ((terms,), np.dtype(np.uint32)), "w16": ((terms,), np.dtype(np.int16)),
+                          "e": ((terms,), np.dtype(U64)), "w": ((terms,), np.dtype(U64)),
                           "u": ((terms,), np.dtype(U64)), "cw": ((terms + 1,), np.dtype(U64)),
                           "cu": ((terms + 1,), np.dtype(U64)), "acc": ((nch + 1,), np.dtype(U64)),
                           "tmp": ((nch + 1,), np.dtype(U64))}
@@ -74,9 +75,13 @@ class SignalFilterBank(Kernel):
         """Per-channel weighted sums by prefix sums (mod 2**64)."""
         ws = self.ws
         e, w, u, cw, cu, acc, tmp = ws["e"], ws["w"], ws["u"], ws["cw"], ws["cu"], ws["acc"], ws["tmp"]
-        np.take(self.x, self.freq_idx, out=e)
-        np.copyto(w, np.take(self.weights, self.w_idx), casting="unsafe")
-        np.copyto(u, np.take(self.unweights, self.w_idx), casting="unsafe")
+        e32, w16 = ws["e32"], ws["w16"]
+        np.take(self.x, self.freq_idx, out=e32)
+        np.copyto(e, e32)
+        np.take(self.weights, self.w_idx, out=w16)
+        np.copyto(w, w16, casting="unsafe")  # sign-extended to uint64, as C converts int16 * uint64
+        np.take(self.unweights, self.w_idx, out=w16)
+        np.copyto(u, w16, casting="unsafe")
         np.multiply(w, e, out=w)
         np.multiply(u, e, out=u)
         cw[0] = 0

@@ -29,8 +29,8 @@ class SignalFilterBankSquareRoot(Kernel):
         require_rank(ctx, y, 1, "output")
         if y.shape[0] < x.shape[0]:
             raise ctx.fail(f"the output ({y.shape[0]}) is shorter than the input ({x.shape[0]})")
-        if s.data is not None and not 0 <= int(np.asarray(s.data).reshape(-1)[0]) <= 31:
-            raise ctx.fail(f"scale bits {int(np.asarray(s.data).reshape(-1)[0])} outside [0, 31]")
+        if s.data is not None and not 0 <= int(s.array().reshape(-1)[0]) <= 31:
+            raise ctx.fail(f"scale bits {int(s.array().reshape(-1)[0])} outside [0, 31]")
         self.n = x.shape[0]
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:

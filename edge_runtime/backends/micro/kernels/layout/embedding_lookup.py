@@ -47,5 +47,6 @@ class EmbeddingLookup(Kernel):
         if self.n and (self.lk.min() < 0 or self.lk.max() >= self.rows):
             raise fail_at_run(self, f"a row number is outside [0, {self.rows})")
         np.take(self.v, self.lk, axis=0, out=self.stage, mode="clip")
-        if self.hybrid:
-            np.multiply(self.stage, self.scale, out=self.y)
+        if self.hybrid:  # widen, then scale in float32 (a casting multiply would buffer)
+            np.copyto(self.y, self.stage)
+            np.multiply(self.y, self.scale, out=self.y)

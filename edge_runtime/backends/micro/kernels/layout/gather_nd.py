@@ -28,7 +28,7 @@ class GatherNd(Kernel):
         if nd > len(ps) or nd > MAX_INDEX_DEPTH:
             raise ctx.fail(f"index depth {nd} exceeds the params rank {len(ps)} or {MAX_INDEX_DEPTH}")
         same_shape(ctx, y.shape, ish[:-1] + ps[nd:])
-        self.nd, self.dims = nd, [int(d) for d in ps[:nd]]
+        self.nd = nd
         self.n = prod(ish[:-1])
         self.rows, self.inner = prod(ps[:nd]), prod(ps[nd:])
         strides = np.ones(nd, np.int64)
@@ -43,15 +43,14 @@ class GatherNd(Kernel):
         self.ind = inputs[1].reshape(self.n, self.nd)
         self.y = outputs[0].reshape(self.n, self.inner)
         self.idx, self.flat = ws["idx"], ws["flat"]
-        self.cols = [self.idx[:, j] for j in range(self.nd)]
 
     def run(self) -> None:
-        """Flat row numbers from the index tuples, then one ``take``."""
+        """Flat row numbers from the index tuples, then one ``take``. As in TFLM, only the flat position
+        is bounds-checked (a tuple such as (0, 5) of a 3x4 input reads row 1, element 1)."""
         if self.n == 0:
             return
         np.copyto(self.idx, self.ind)
-        for j, col in enumerate(self.cols):
-            if col.min() < 0 or col.max() >= self.dims[j]:
-                raise fail_at_run(self, f"an index along dimension {j} is outside [0, {self.dims[j]})")
         np.matmul(self.idx, self.strides, out=self.flat)
+        if self.flat.min() < 0 or self.flat.max() >= self.rows:
+            raise fail_at_run(self, f"an index points outside the {self.rows} slices of the params")
         np.take(self.p, self.flat, axis=0, out=self.y, mode="clip")
