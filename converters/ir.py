@@ -418,3 +418,46 @@ def _drop_dead(graph: Graph) -> bool:
         if name not in used:
             del graph.tensors[name]
     return dropped
+
+
+#: GELU(x) ~= x * sigmoid(GELU_SIGMOID_K * x) (max abs error about 0.02)
+GELU_SIGMOID_K = 1.702
+
+
+def lower_for_micro(graph: Graph) -> Graph:
+    """Rewrite ops TFLite Micro has no kernel for into ops it runs, for MCU targets.
+
+    - ``GELU`` -> ``x * LOGISTIC(1.702 x)`` (an approximation: max abs error about 0.02);
+    - ``RELU_N1_TO_1`` (standalone) -> ``MINIMUM(MAXIMUM(x, -1), 1)``.
+
+    Run it before calibration; the float graph then computes the rewritten function.
+    """
+    new_ops: list[Op] = []
+    for op in graph.ops:
+        x, out = (op.inputs[0] if op.inputs else ""), (op.outputs[0] if op.outputs else "")
+        if op.kind == "GELU":
+            shape = graph.tensors[x].shape
+            k = _const(graph, f"{out}/gelu_k", GELU_SIGMOID_K)
+            scaled, gate = _act(graph, f"{out}/gelu_scaled", shape), _act(graph, f"{out}/gelu_gate", shape)
+            new_ops += [Op("MUL", [x, k], [scaled], {"act": "NONE"}, name=f"{op.name}/scale"),
+                        Op("LOGISTIC", [scaled], [gate], {}, name=f"{op.name}/sigmoid"),
+                        Op("MUL", [x, gate], [out], {"act": "NONE"}, name=op.name)]
+        elif op.kind == "RELU_N1_TO_1":
+            shape = graph.tensors[x].shape
+            low = _act(graph, f"{out}/at_least_minus_one", shape)
+            new_ops += [Op("MAXIMUM", [x, _const(graph, f"{out}/minus_one", -1.0)], [low], {}, name=f"{op.name}/max"),
+                        Op("MINIMUM", [low, _const(graph, f"{out}/one", 1.0)], [out], {}, name=op.name)]
+        else:
+            new_ops.append(op)
+    graph.ops = new_ops
+    return graph
+
+
+def _const(graph: Graph, name: str, value: float) -> str:
+    graph.tensors[name] = Tensor(name, (1,), np.array([value], np.float32))
+    return name
+
+
+def _act(graph: Graph, name: str, shape: tuple[int, ...]) -> str:
+    graph.tensors[name] = Tensor(name, shape)
+    return name

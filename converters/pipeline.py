@@ -4,7 +4,7 @@ One call imports a float ONNX or float/hybrid TFLite model, calibrates it, makes
 quantization decisions, writes ``<name>_int8.tflite`` and ``<name>_int8.onnx``, sizes the result
 against a device profile and writes the quality report (``report.json``, ``report.md``,
 ``report.png``). It never raises for a model that does not fit: ``result.fits`` says so, and the
-``edge-convert convert`` command turns that into exit code 2.
+``edge-convert convert`` command turns that into exit code 3.
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 
 from typing import Callable
 
-from edge_runtime.errors import EdgeRuntimeError, OutOfMemoryError, is_out_of_memory, out_of_memory_message
+from edge_runtime.errors import (EXIT_CODES_HELP, EdgeRuntimeError, OutOfMemoryError, is_out_of_memory,
+                                 out_of_memory_message)
 
 
 def _discover(package: str, argv: Sequence[str]) -> list:
@@ -43,16 +44,27 @@ def _discover(package: str, argv: Sequence[str]) -> list:
     return mods
 
 
+def package_version() -> str:
+    """The installed edge-runtime version ("unknown" when run from a source tree that is not installed)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("edge-runtime")
+    except (ImportError, PackageNotFoundError):
+        return "unknown"
+
+
 def run_cli(prog: str, description: str, package: str, argv: Optional[Sequence[str]] = None) -> int:
     """Build the parser from ``package``'s command modules, parse ``argv`` and run the command."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=EXIT_CODES_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("--version", action="version", version=f"{prog} {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = {}
     argv = list(sys.argv[1:] if argv is None else argv)
     for mod in sorted(_discover(package, argv), key=lambda m: m.NAME):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES_HELP)
         mod.add_arguments(p)
         commands[mod.NAME] = mod
     args = parser.parse_args(argv)

@@ -37,10 +37,16 @@ class AcceleratorUnavailableError(EdgeRuntimeError):
     """An accelerator was required but could not be used."""
 
 
-class BudgetExceededError(EdgeRuntimeError):
-    """A model or pipeline does not fit the memory budget of its device profile."""
+#: Exit codes of both command-line tools.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DOES_NOT_FIT = 0, 1, 2, 3
+EXIT_CODES_HELP = ("exit codes: 0 success; 1 error (bad model, input, config...); 2 usage (bad command line); "
+                   "3 does not fit the profile, or the quality target is not met")
 
-    exit_code = 2
+
+class BudgetExceededError(EdgeRuntimeError):
+    """A model or pipeline does not fit the memory budget of its device profile (or misses a quality target)."""
+
+    exit_code = EXIT_DOES_NOT_FIT
 
 
 class BundleError(EdgeRuntimeError):

@@ -45,7 +45,7 @@ def test_fit_profile_stops_when_the_drop_would_exceed_max_drop(small_flash_profi
     code = main(["prune", str(MODEL), "--fit-profile", str(small_flash_profile), "--calib", str(CALIB),
                  "--data", str(HELD), "--max-drop", "0.5", "--no-refit", "-o", str(tmp_path)])
     out, err = capsys.readouterr()
-    assert code == 2
+    assert code == 3  # does not fit
     assert "--max-drop 0.5" in out + err and "Traceback" not in err
     report = json.loads((tmp_path / "prune_report.json").read_text())
     assert report["chosen"] is None

@@ -84,6 +84,16 @@ def test_transformer_encoder(opset, tmp_path):
     assert ops.get("RSQRT") == 2  # both LayerNorms, decomposed or not
 
 
+def test_transformer_encoder_lowered_for_micro_runs_on_tflm(tmp_path):
+    """GELU has no tflite-micro kernel: the MCU lowering (x * sigmoid(1.702 x)) runs there."""
+    torch.manual_seed(1)
+    model = _export(Encoder(), (1, 12, 32), tmp_path / "enc.onnx", 13)
+    res = check_onnx(model, tmp_path, (1, 12, 32), low=-2, high=2, atol=2e-4, min_sqnr=18, micro_lowering=True)
+    assert res.tflm_ran and "GELU" not in res.graph.op_counts()
+    if res.micro_exact is not None:
+        assert res.micro_exact, "micro backend differs from tflite-micro"
+
+
 def test_mobilevit_block_dynamic_batch(tmp_path):
     torch.manual_seed(2)
     model = _export(MobileViTBlock(), (1, 16, 6, 6), tmp_path / "mvit.onnx", 13, dynamic_batch=True)

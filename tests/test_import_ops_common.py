@@ -68,9 +68,12 @@ def _ir_to_src(graph: Graph, name: str, v: np.ndarray) -> np.ndarray:
 
 
 def check_onnx(model: Any, tmp_path: Any, input_shape: tuple[int, ...], *, low: float = -1.0, high: float = 1.0,
-               min_sqnr: float = 20.0, atol: float = 1e-4, seed: int = 0, tflm: bool = True) -> Checked:
+               min_sqnr: float = 20.0, atol: float = 1e-4, seed: int = 0, tflm: bool = True,
+               micro_lowering: bool = False) -> Checked:
     """Convert ``model`` and run every check; returns the measurements. ``tflm=False`` for models
-    using an op tflite-micro lacks (GELU)."""
+    using an op tflite-micro lacks (GELU) unless ``micro_lowering`` rewrites them
+    (:func:`converters.ir.lower_for_micro`, applied after the float check; SQNR is then measured
+    against the original float model)."""
     import onnx
     import onnxruntime as ort
 
@@ -90,6 +93,11 @@ def check_onnx(model: Any, tmp_path: Any, input_shape: tuple[int, ...], *, low: 
             np.testing.assert_allclose(_ir_to_src(graph, o, got[o]), w, rtol=1e-4, atol=atol,
                                        err_msg=f"float IR output {o} differs from onnxruntime")
         refs.append(got[graph.outputs[0]])
+    if micro_lowering:
+        from converters.ir import lower_for_micro
+
+        graph = lower_for_micro(graph)
+        sess = float_session(graph)
     calib = open_calibration(data[:CALIB], graph.source_shape(in_name), in_name)
     ranges = calibrate(graph, calib, "minmax", session=sess)
     plan = plan_quantization(graph, ranges)

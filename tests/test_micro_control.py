@@ -8,21 +8,25 @@ tflite-micro's recorded head.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tflite_builder import (
+    ModelBuilder,
+    T,
+    assert_close,
+    assert_exact,
+    opts,
+    random_input,
+)
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tflite_builder import ModelBuilder, T, assert_close, assert_exact, opts, random_input  # noqa: E402
-
-from edge_runtime.arena.plan import plan_arena  # noqa: E402
-from edge_runtime.backends.micro import open_model  # noqa: E402
-from edge_runtime.errors import UnsupportedModelError  # noqa: E402
-from edge_runtime.formats.tflite import TFLiteModel  # noqa: E402
+from edge_runtime.arena.plan import plan_arena
+from edge_runtime.backends.micro import open_model
+from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.formats.tflite import TFLiteModel
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -269,6 +273,7 @@ def tflm_head(path: Path, sets: list) -> int:
     """tflite-micro's recorded arena head for ``path`` after running ``sets`` (a subprocess: it prints to C stderr)."""
     import re
     import subprocess
+    import sys
 
     pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
     npz = Path(path).with_suffix(".inputs.npz")
@@ -300,8 +305,9 @@ def test_control_flow_arena_fits_tflm_head(tmp_path):
     """With in-place off, micro's arena (all subgraphs in one plan) is no larger than tflite-micro's head
     (in-place on: no larger than off), and an embedded offline plan is honoured by tflite-micro with equal
     outputs and no larger head."""
-    from converters.offline_plan import embed_offline_plan
     from tflite_builder import run_tflm
+
+    from converters.offline_plan import embed_offline_plan
 
     for name, p in control_models(tmp_path).items():
         m = TFLiteModel.open(str(p))

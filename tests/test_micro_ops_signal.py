@@ -137,7 +137,7 @@ def log_uniform_u32(rng: np.random.Generator, shape: Any, max_bits: int = 32) ->
 # SignalWindow
 
 @pytest.mark.parity("SignalWindow", "int16")
-@_settings(150)
+@_settings(300)
 @given(width=st.integers(1, 64), rows=st.lists(st.integers(1, 3), min_size=0, max_size=2),
        shift=st.integers(0, 20), seed=st.integers(0, 2**31 - 1))
 def test_window_matches_tflite_micro(tmp_path, width, rows, shift, seed):
@@ -174,7 +174,7 @@ def _fft_input(rng: np.random.Generator, shape: Any, dtype: str, mag: int) -> np
     pytest.param("int32", marks=pytest.mark.parity("SignalRfft", "int32")),
     pytest.param("float32", marks=pytest.mark.parity("SignalRfft", "float32", "close")),
 ])
-@_settings(120)
+@_settings(250)
 @given(n=st.sampled_from(FFT_LENGTHS), lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
        cut=st.integers(0, 100), extra=st.integers(0, 3), mag=st.integers(0, 12), seed=st.integers(0, 2**31 - 1))
 def test_rfft_matches_tflite_micro(tmp_path, dtype, n, lead, cut, extra, mag, seed):
@@ -202,7 +202,7 @@ def test_rfft_matches_tflite_micro(tmp_path, dtype, n, lead, cut, extra, mag, se
     pytest.param("int32", marks=pytest.mark.parity("SignalIrfft", "int32")),
     pytest.param("float32", marks=pytest.mark.parity("SignalIrfft", "float32", "close")),
 ])
-@_settings(120)
+@_settings(250)
 @given(n=st.sampled_from(FFT_LENGTHS), lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
        extra_in=st.integers(0, 2), mag=st.integers(0, 12), seed=st.integers(0, 2**31 - 1))
 def test_irfft_matches_tflite_micro(tmp_path, dtype, n, lead, extra_in, mag, seed):
@@ -231,7 +231,7 @@ def test_fft_refuses_unsupported_lengths_and_types(tmp_path):
 # SignalFftAutoScale
 
 @pytest.mark.parity("SignalFftAutoScale", "int16")
-@_settings(150)
+@_settings(300)
 @given(n=st.integers(1, 300), mag=st.integers(0, 16), special=st.sampled_from(["none", "min", "zeros"]),
        seed=st.integers(0, 2**31 - 1))
 def test_fft_auto_scale_matches_tflite_micro(tmp_path, n, mag, special, seed):
@@ -257,7 +257,7 @@ def test_fft_auto_scale_refuses_bad_types(tmp_path):
 # SignalEnergy
 
 @pytest.mark.parity("SignalEnergy", "int16")
-@_settings(150)
+@_settings(300)
 @given(bins=st.integers(1, 300), a=st.integers(0, 300), b=st.integers(0, 300), seed=st.integers(0, 2**31 - 1))
 def test_energy_matches_tflite_micro(tmp_path, bins, a, b, seed):
     rng = np.random.default_rng(seed)
@@ -290,7 +290,7 @@ def _filterbank_config(rng: np.random.Generator, n_in: int, nch: int) -> tuple[n
 
 
 @pytest.mark.parity("SignalFilterBank", "uint32")
-@_settings(150)
+@_settings(300)
 @given(n_in=st.integers(1, 257), nch=st.integers(1, 40), out_cut=st.integers(0, 5), neg=st.booleans(),
        seed=st.integers(0, 2**31 - 1))
 def test_filter_bank_matches_tflite_micro(tmp_path, n_in, nch, out_cut, neg, seed):
@@ -327,7 +327,7 @@ def test_filter_bank_refuses_bad_config(tmp_path):
 # SignalFilterBankSquareRoot
 
 @pytest.mark.parity("SignalFilterBankSquareRoot", "uint64")
-@_settings(150)
+@_settings(300)
 @given(n=st.integers(1, 64), shift=st.integers(0, 31), seed=st.integers(0, 2**31 - 1))
 def test_filter_bank_square_root_matches_tflite_micro(tmp_path, n, shift, seed):
     rng = np.random.default_rng(seed)
@@ -354,7 +354,7 @@ def test_filter_bank_square_root_refuses_bad_types(tmp_path):
 # SignalFilterBankSpectralSubtraction
 
 @pytest.mark.parity("SignalFilterBankSpectralSubtraction", "uint32")
-@_settings(120)
+@_settings(250)
 @given(nch=st.integers(1, 40), ssb=st.integers(0, 20), sb=st.integers(0, 12), s=st.integers(0, 100),
        alt=st.integers(0, 100), msr=st.integers(0, 100), clamping=st.booleans(), noise_cut=st.integers(0, 3),
        mag=st.integers(8, 32), seed=st.integers(0, 2**31 - 1))
@@ -385,7 +385,7 @@ def test_spectral_subtraction_refuses_bad_types(tmp_path):
 # SignalFilterBankLog
 
 @pytest.mark.parity("SignalFilterBankLog", "uint32")
-@_settings(150)
+@_settings(300)
 @given(n=st.integers(1, 64), bits=st.integers(0, 16), scale=st.sampled_from([0, 1, 100, 1600, 65535, 1 << 20]),
        seed=st.integers(0, 2**31 - 1))
 def test_filter_bank_log_matches_tflite_micro(tmp_path, n, bits, scale, seed):
@@ -407,7 +407,7 @@ def test_filter_bank_log_refuses_bad_types(tmp_path):
 # SignalPCAN
 
 @pytest.mark.parity("SignalPCAN", "uint32")
-@_settings(150)
+@_settings(300)
 @given(n=st.integers(1, 64), shift=st.integers(0, 40), lut_len=st.integers(125, 130), seed=st.integers(0, 2**31 - 1))
 def test_pcan_matches_tflite_micro(tmp_path, n, shift, lut_len, seed):
     rng = np.random.default_rng(seed)
@@ -430,7 +430,7 @@ def test_pcan_refuses_bad_types(tmp_path):
 # SignalFramer
 
 @pytest.mark.parity("SignalFramer", "int16")
-@_settings(120)
+@_settings(250)
 @given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=1), step=st.integers(1, 16),
        per_call=st.integers(1, 4), size=st.integers(1, 40), prefill=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_framer_matches_tflite_micro(tmp_path, lead, step, per_call, size, prefill, seed):
@@ -464,7 +464,7 @@ def test_framer_refuses_bad_config(tmp_path):
 # SignalStacker
 
 @pytest.mark.parity("SignalStacker", "int16")
-@_settings(120)
+@_settings(250)
 @given(nch=st.integers(1, 16), left=st.integers(0, 4), right=st.integers(0, 4), step_frac=st.integers(0, 100),
        seed=st.integers(0, 2**31 - 1))
 def test_stacker_matches_tflite_micro(tmp_path, nch, left, right, step_frac, seed):
@@ -493,7 +493,7 @@ def test_stacker_refuses_bad_config(tmp_path):
 # SignalDelay
 
 @pytest.mark.parity("SignalDelay", "int16")
-@_settings(120)
+@_settings(250)
 @given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=2), frame=st.integers(1, 32),
        delay=st.integers(0, 50), seed=st.integers(0, 2**31 - 1))
 def test_delay_matches_tflite_micro(tmp_path, lead, frame, delay, seed):
@@ -515,7 +515,7 @@ def test_delay_refuses_bad_types(tmp_path):
     pytest.param("int16", marks=pytest.mark.parity("SignalOverlapAdd", "int16")),
     pytest.param("float32", marks=pytest.mark.parity("SignalOverlapAdd", "float32", "close")),
 ])
-@_settings(100)
+@_settings(250)
 @given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=1), frames=st.integers(1, 4), size=st.integers(1, 32),
        step_frac=st.integers(0, 100), seed=st.integers(0, 2**31 - 1))
 def test_overlap_add_matches_tflite_micro(tmp_path, dtype, lead, frames, size, step_frac, seed):

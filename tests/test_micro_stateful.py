@@ -9,22 +9,19 @@ after ``reset()`` the outputs equal a freshly loaded interpreter's.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tflite_builder import ModelBuilder, T, opts, random_input, run_micro, run_tflm
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tflite_builder import ModelBuilder, T, opts, random_input, run_micro, run_tflm  # noqa: E402
-
-import edge_runtime  # noqa: E402
-from edge_runtime.arena.plan import plan_arena  # noqa: E402
-from edge_runtime.backends.micro import open_model  # noqa: E402
-from edge_runtime.errors import UnsupportedModelError  # noqa: E402
-from edge_runtime.formats.tflite import TFLiteModel  # noqa: E402
+import edge_runtime
+from edge_runtime.arena.plan import plan_arena
+from edge_runtime.backends.micro import open_model
+from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.formats.tflite import TFLiteModel
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -38,7 +35,7 @@ def _q(dtype: str, scale: float, zp: int) -> dict:
 
 
 def streaming_model(path: Path, dtype: str = "int8", rows: int = 1, width: int = 8, step: int = 4,
-                    scale: float = 0.5, zp: int = 3, init: "np.ndarray | None" = None, shared_name: str = "state",
+                    scale: float = 0.5, zp: int = 3, init: np.ndarray | None = None, shared_name: str = "state",
                     seed: int = 0) -> Path:
     """The two-subgraph streaming model of the module docstring: output = concat(state, x); state <- newest columns."""
     q = _q(dtype, scale, zp)
@@ -192,7 +189,8 @@ def test_resource_variable_errors_are_clean(tmp_path):
 def test_streaming_model_arena_against_tflm_head(tmp_path):
     """micro's arena for the streaming model (in-place off and on) is no larger than tflite-micro's head;
     the resource variable is persistent (counted apart, as TFLM's tail)."""
-    from converters.offline_plan import embed_offline_plan, run_tflm as run_tflm_recorded
+    from converters.offline_plan import embed_offline_plan
+    from converters.offline_plan import run_tflm as run_tflm_recorded
 
     p = streaming_model(tmp_path / "s.tflite", "int8", 4, 64, 16)
     m = TFLiteModel.open(str(p))
@@ -255,7 +253,7 @@ def test_reset_is_part_of_every_backends_api(tmp_path):
     """Model.reset() exists everywhere; a stateless model is unchanged by it (base class: no-op)."""
     from edge_runtime.model import Model
 
-    assert callable(getattr(Model, "reset"))
+    assert callable(Model.reset)
     mb = ModelBuilder()
     sg = mb.subgraph("main")
     x = sg.tensor(T([3], "float32"))
@@ -282,3 +280,30 @@ def test_var_handle_with_a_non_resource_output_is_refused(tmp_path):
     with pytest.raises(UnsupportedModelError, match=r"VAR_HANDLE.*expected RESOURCE") as err:
         open_model(str(mb.write(tmp_path / "h.tflite")))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("containers", [("a", "a"), (None, None), ("a", None)])
+def test_var_handles_sharing_a_name_share_the_variable(tmp_path, containers):
+    """Two VAR_HANDLEs with one shared_name (and equal containers, or a second one without container) name one
+    variable, as in TFLM: the second ASSIGN_VARIABLE is what READ_VARIABLE sees."""
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    x = sg.tensor(T([4], "float32"))
+    h1 = sg.tensor(T([], "resource"))
+    h2 = sg.tensor(T([], "resource"))
+    k = sg.tensor(T([4], "float32", data=np.full(4, 7, np.float32)))
+    y = sg.tensor(T([4], "float32"))
+    for h, c in zip((h1, h2), containers):
+        sg.op("VAR_HANDLE", [], [h], opts("VarHandleOptions", sharedName="v", **({} if c is None else {"container": c})))
+    sg.op("ASSIGN_VARIABLE", [h1, x], [])
+    sg.op("ASSIGN_VARIABLE", [h2, k], [])
+    sg.op("READ_VARIABLE", [h1], [y])
+    sg.io([x], [y])
+    p = mb.write(tmp_path / "c.tflite")
+    xs = [[np.arange(4, dtype=np.float32)]]
+    assert _same_outputs(run_micro(p, xs), run_tflm(p, xs))
+    assert np.array_equal(run_micro(p, xs)[0][0], np.full(4, 7, np.float32))
+
+
+def _same_outputs(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for u, v in zip(a, b) for x, y in zip(u, v))

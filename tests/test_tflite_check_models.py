@@ -8,19 +8,16 @@ LiteRT itself refuses a model, the litert backend must report that cleanly.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tflite_builder import ModelBuilder, T, opts, run_micro, run_tflm
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tflite_builder import ModelBuilder, T, opts, run_micro, run_tflm  # noqa: E402
-
-import edge_runtime  # noqa: E402
-from edge_runtime.errors import ModelFormatError, UnsupportedModelError  # noqa: E402
-from edge_runtime.formats.tflite import TFLiteModel  # noqa: E402
-from edge_runtime.formats.tflite_check import check_tflite_model  # noqa: E402
+import edge_runtime
+from edge_runtime.errors import ModelFormatError, UnsupportedModelError
+from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.formats.tflite_check import check_tflite_model
 
 
 def _litert(path: Path, sets: list) -> list:

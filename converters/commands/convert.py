@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert, print a summary, and raise BudgetExceededError (exit 2) when it does not fit."""
+    """Convert, print a summary, and raise BudgetExceededError (exit 3) when it does not fit."""
     from converters.importers.prepare import parse_input_shapes
     from converters.pipeline import convert_model
 

@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prune, convert, report; exit 2 when no level fits the profile within the allowed drop."""
+    """Prune, convert, report; exit 3 when no level fits the profile within the allowed drop."""
     from converters.compress.search import compress_model
 
     if args.block < 1:

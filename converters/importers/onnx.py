@@ -82,8 +82,9 @@ def dispatch(ctx: ImportContext, node: Any) -> None:
         handler(ctx, node, attrs)
     except (UnsupportedModelError, ModelFormatError):
         raise
-    except (KeyError, IndexError, ValueError, TypeError) as exc:
-        raise ctx.err(node, f"cannot import this node ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed node is one refusal line, never a traceback
+        raise ctx.err(node, f"cannot import this node ({type(exc).__name__}: {exc}); "
+                            "check the model with onnx.checker") from None
 
 
 def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes = None,

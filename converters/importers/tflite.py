@@ -54,7 +54,12 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
         for o in op.outputs:
             if sg.tensors[o].type_name != "FLOAT32":
                 raise ctx.err(op, f"output is {sg.tensors[o].type_name}; only float activations can be converted")
-        handler(ctx, op)
+        try:
+            handler(ctx, op)
+        except UnsupportedModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a malformed operator is one refusal line, never a traceback
+            raise ctx.err(op, f"cannot import this operator ({type(exc).__name__}: {exc})") from None
     graph = Graph(name=os.path.splitext(os.path.basename(p))[0], tensors=ctx.tensors, ops=ctx.ops,
                   inputs=[ctx.name(i) for i in sg.inputs], outputs=[ctx.name(i) for i in sg.outputs],
                   input_layouts={ctx.name(i): "NHWC" for i in sg.inputs}, source_format="tflite")

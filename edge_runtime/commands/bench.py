@@ -100,6 +100,19 @@ def run(args: argparse.Namespace) -> int:
         "median_ms": float(np.median(times)) * 1e3, "p90_ms": float(np.percentile(times, 90)) * 1e3,
         "peak_rss_mib": peak_rss_bytes() / 2**20,
     }
+    import platform
+
+    from edge_runtime.loader import resolve_profile
+
+    prof = resolve_profile(args.profile)
+    host = platform.machine()
+    result["timed_on"] = f"this host ({host})"
+    result["note"] = None
+    if prof is not None and (prof.microcontroller or prof.arch != host):
+        result["note"] = (f"timed on this host ({host}), not on {prof.name} ({prof.arch}); the profile only set "
+                          "threads and accelerators, so these times do not predict the device"
+                          + (" (a microcontroller; firmware_sim/ runs code on an emulated board)"
+                             if prof.microcontroller else ""))
     model.close()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -113,4 +126,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"median       {result['median_ms']:9.3f} ms   ({args.runs} runs)")
     print(f"p90          {result['p90_ms']:9.3f} ms")
     print(f"peak RSS     {result['peak_rss_mib']:9.1f} MiB")
+    if result["note"]:
+        print(f"note: {result['note']}")
     return 0

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flush", action="store_true",
                    help="do not zero-pad a partial final window (only matters for chains that pad, like kws)")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    p.add_argument("--json", action="store_true",
+                   help='print {"chain", "windows", "dtype", "shape", "seconds", "output", "window_ends_s": [...], '
+                        '"features": [...] (without --output)} instead of text')
 
 
 def progress_bar(total: int, force: bool, unit: str = "sample") -> Any:
@@ -94,6 +97,21 @@ def run(args: argparse.Namespace) -> int:
         ends.extend(int(e) for e in stream.window_end[:n])
     out = np.stack(rows) if rows else np.zeros((0, *stream.input_shape), dtype=stream.windows.dtype)
     rate_f = float(cfg.audio.sample_rate)
+    if getattr(args, "json", False):
+        import json
+
+        doc: dict[str, Any] = {"chain": cfg.name, "windows": int(out.shape[0]), "dtype": str(out.dtype),
+                               "shape": list(stream.input_shape), "seconds": round(len(signal) / rate_f, 6),
+                               "output": args.output, "window_ends_s": [round(e / rate_f, 6) for e in ends]}
+        if args.output:
+            try:
+                np.save(args.output, out)
+            except OSError as exc:
+                raise InputError(f"{args.output}: cannot write: {exc}") from None
+        else:
+            doc["features"] = out.tolist()
+        print(json.dumps(doc))
+        return 0
     if args.output:
         try:
             np.save(args.output, out)

@@ -30,6 +30,7 @@ Outputs: --output Y.npy (single-output models) or Y.npz (keyed by output name). 
 
 Examples:
   edge-runtime run kws_ref_model.tflite --input x.npy
+  edge-runtime run kws_ref_model.tflite --input x.npy --dequantize --json | jq '.outputs[0].values' 
   edge-runtime run model.tflite --input batch.npy --output y.npy --profile my_board.yaml
   edge-runtime run model_edgetpu.tflite --input x.npy --profile PROFILE --require-accelerator
 """
@@ -58,6 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with stacked inputs, reset the model's state (variables) before every slice "
                         "instead of carrying it from one slice to the next")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    p.add_argument("--dequantize", action="store_true",
+                   help="turn quantized outputs into real values with each output's scale and zero point")
+    p.add_argument("--json", action="store_true",
+                   help='print {"model", "backend", "accelerator", "outputs": [{"name", "shape", "dtype", '
+                        '"scale", "zero_point", "values"}]} (values nested like the array; dequantized with '
+                        '--dequantize) instead of text')
 
 
 def read_inputs(path: str, specs: list[Any]) -> list[np.ndarray]:
@@ -186,13 +193,27 @@ def run(args: argparse.Namespace) -> int:
         arrays = [s.quantize(a) if s.quantized and a.dtype.kind == "f" else a for s, a in zip(model.inputs, arrays)]
     batched = any(a.ndim == len(s.shape) + 1 for a, s in zip(arrays, model.inputs))
     outs = run_batched(model, arrays, progress=args.progress, reset_each=getattr(args, "reset_each", False))
+    if getattr(args, "dequantize", False):
+        outs = [s.dequantize(o) if s.quantized else o for s, o in zip(model.outputs, outs)]
+    acc = model.info.get("accelerator") or "CPU"
+    if getattr(args, "json", False):
+        import json
+
+        if args.output:
+            write_outputs(args.output, model.outputs, outs)
+        doc = {"model": args.model, "backend": model.backend, "accelerator": acc, "output_file": args.output,
+               "outputs": [{"name": s.name, "shape": list(o.shape), "dtype": str(o.dtype), "scale": s.scale,
+                            "zero_point": s.zero_point, **({} if args.output else {"values": o.tolist()})}
+                           for s, o in zip(model.outputs, outs)]}
+        print(json.dumps(doc))
+        model.close()
+        return 0
     if args.output:
         write_outputs(args.output, model.outputs, outs)
         print(f"wrote {len(outs)} output(s) to {args.output}")
     else:
         for spec, o in zip(model.outputs, outs):
             print(_summary(spec.name, o, batched))
-    acc = model.info.get("accelerator") or "CPU"
     lib = " ".join(str(model.info[k]) for k in ("library", "library_version") if model.info.get(k))
     print(f"backend {model.backend}{f' ({lib})' if lib else ''}, on {acc}", file=sys.stderr)
     model.close()

@@ -39,7 +39,7 @@ Examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``edge-runtime stream``."""
     p.add_argument("model", metavar="MODEL", help="model file (.tflite or .onnx)")
-    p.add_argument("--preset", "-p", required=True, metavar="NAME|CHAIN.yaml",
+    p.add_argument("--preset", required=True, metavar="NAME|CHAIN.yaml",
                    help="preprocessing preset (kws, sww) or a YAML chain")
     p.add_argument("--wav", required=True, metavar="FILE", help="PCM WAV file at the chain's sample rate (channel 0 used)")
     p.add_argument("--backend", "-b", default="auto", choices=["auto", "litert", "tflite", "onnx", "micro"],

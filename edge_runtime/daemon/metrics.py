@@ -7,6 +7,7 @@ and ``GET /metrics`` over TCP (127.0.0.1 by default) or a Unix socket.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import threading
 import time
@@ -62,18 +63,32 @@ def rss_bytes() -> int:
         return 0
 
 
+#: Histogram bucket bounds (seconds) of the latency metrics: Prometheus histograms add up across devices.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0, 10.0)
+
+
 class LatencyWindow:
-    """The last ``window`` latencies in seconds; percentiles over them."""
+    """Latencies in seconds: a histogram of all of them (for /metrics) and the last ``window`` (percentiles)."""
 
     def __init__(self, window: int = 4096) -> None:
         self._buf = np.zeros(window, dtype=np.float64)
         self._n = 0
         self._pos = 0
         self._lock = threading.Lock()
+        self.bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)  #: per bucket (not cumulative); last = above all
+        self.total = 0.0
+        self.count = 0
+
+    def _observe(self, seconds: float) -> None:
+        self.bucket_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.count += 1
 
     def add(self, seconds: float) -> None:
         """Record one latency."""
         with self._lock:
+            self._observe(seconds)
             self._buf[self._pos] = seconds
             self._pos = (self._pos + 1) % self._buf.shape[0]
             if self._n < self._buf.shape[0]:
@@ -86,6 +101,8 @@ class LatencyWindow:
         if not k:
             return
         with self._lock:
+            for v in values:
+                self._observe(v)
             if k > size:  # only the newest ``size`` stay, where one-by-one adds would have put them
                 self._pos = (self._pos + k - size) % size
                 values = values[-size:]
@@ -123,6 +140,12 @@ class Metrics:
         self.started = time.time()
         self.gauges: dict[str, Callable[[], float]] = {}
         self.alive: Callable[[], bool] = lambda: True
+        #: checks that return why the daemon is degraded (a sink down, load being shed), or None
+        self.degraded_checks: list[Callable[[], Optional[str]]] = []
+
+    def degraded(self) -> list[str]:
+        """The reasons the daemon is serving in a degraded state (empty when all is well)."""
+        return [r for r in (check() for check in self.degraded_checks) if r]
 
     def inc(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name`` (names are fixed in COUNTERS)."""
@@ -140,6 +163,8 @@ class Metrics:
         lines = []
         p = "edge_runtime_"
         lines += [f"# HELP {p}up 1 while the daemon is serving", f"# TYPE {p}up gauge", f"{p}up {1 if self.alive() else 0}"]
+        lines += [f"# HELP {p}degraded 1 while serving degraded (see /healthz for why)", f"# TYPE {p}degraded gauge",
+                  f"{p}degraded {1 if self.degraded() else 0}"]
         lines += [f"# HELP {p}model_info the model being served", f"# TYPE {p}model_info gauge",
                   f'{p}model_info{{version="{_esc(self.model_version)}",path="{_esc(self.model_path)}",backend="{_esc(self.backend)}"}} 1']
         lines += [f"# HELP {p}uptime_seconds seconds since start", f"# TYPE {p}uptime_seconds gauge",
@@ -149,11 +174,15 @@ class Metrics:
             lines += [f"# TYPE {p}{k} gauge", f"{p}{k} {fn():g}"]
         for k, help_ in COUNTERS.items():
             lines += [f"# HELP {p}{k}_total {help_}", f"# TYPE {p}{k}_total counter", f"{p}{k}_total {self.counters[k]}"]
-        for name, win, help_ in (("latency_seconds", self.latency, "frame arrival to result, last 4096 results"),
-                                 ("inference_seconds", self.inference_time, "worker time per request, last 4096")):
-            lines += [f"# HELP {p}{name} {help_}", f"# TYPE {p}{name} summary"]
-            for q, v in win.percentiles((50, 90, 99)).items():
-                lines.append(f'{p}{name}{{quantile="{q / 100:g}"}} {v:.6g}')
+        for name, win, help_ in (("latency_seconds", self.latency, "frame arrival to result"),
+                                 ("inference_seconds", self.inference_time, "worker time per request")):
+            lines += [f"# HELP {p}{name} {help_}", f"# TYPE {p}{name} histogram"]
+            cum = 0
+            for le, n in zip(LATENCY_BUCKETS, win.bucket_counts):
+                cum += n
+                lines.append(f'{p}{name}_bucket{{le="{le:g}"}} {cum}')
+            lines.append(f'{p}{name}_bucket{{le="+Inf"}} {win.count}')
+            lines += [f"{p}{name}_sum {win.total:.9g}", f"{p}{name}_count {win.count}"]
         if self.last_reload_error:
             lines += [f"# HELP {p}last_reload_error_info why the last reload was refused", f"# TYPE {p}last_reload_error_info gauge",
                       f'{p}last_reload_error_info{{error="{_esc(self.last_reload_error)}"}} 1']
@@ -241,7 +270,9 @@ class HealthServer:
         elif path.startswith("/healthz"):
             ok = self.metrics.alive()
             status = "200 OK" if ok else "503 Service Unavailable"
-            body, ctype = ("ok\n" if ok else "not serving\n"), "text/plain"
+            reasons = self.metrics.degraded() if ok else []
+            body = ("degraded: " + "; ".join(reasons) + "\n") if reasons else ("ok\n" if ok else "not serving\n")
+            ctype = "text/plain"
         else:
             status, body, ctype = "404 Not Found", "try /healthz or /metrics\n", "text/plain"
         data = body.encode()

@@ -213,6 +213,7 @@ class Daemon:
         m.gauges["mqtt_pending"] = lambda: float(sum(getattr(s, "pending", lambda: 0)() for s in self.sinks))
         m.gauges["mqtt_connected"] = lambda: float(all(getattr(s, "connected", True) for s in self.sinks))
         m.alive = lambda: self._batcher_task is not None and not self._batcher_task.done()
+        m.degraded_checks += [self._sinks_down, self._shedding]
         for s in self.sinks:
             await s.start()
         if cfg.health is not None:
@@ -340,6 +341,25 @@ class Daemon:
             threading.stack_size(self._old_stack)
         self.notifier.close()
 
+    # -- health ----------------------------------------------------------------
+    def _sinks_down(self) -> Optional[str]:
+        """Why /healthz is degraded by sinks: the ones that are not connected."""
+        down = [getattr(s, "name", type(s).__name__) for s in self.sinks if not getattr(s, "connected", True)]
+        return f"sink(s) not connected: {', '.join(down)}" if down else None
+
+    def _shedding(self) -> Optional[str]:
+        """Why /healthz is degraded by load: samples dropped by the overload policy in the last 10 s."""
+        c = self.metrics.counters
+        dropped = c["dropped_newest"] + c["dropped_oldest"]
+        now = time.monotonic()
+        last_n, last_t, last_drop = getattr(self, "_shed_mark", (0, 0.0, -1e9))
+        if dropped != last_n:
+            self._shed_mark = (dropped, now, now)
+            return "shedding load: the request queue is full and samples are being dropped"
+        if now - last_drop < 10.0:
+            return "shedding load: samples were dropped in the last 10 s"
+        return None
+
     # -- admission -----------------------------------------------------------
     def _decode(self, link: Link, payload: bytes, seq: int = 0) -> list[list[np.ndarray]]:
         """The model inputs one sample payload makes (a stream may make zero or several)."""
@@ -352,11 +372,13 @@ class Daemon:
                 link.nack(seq, framing.NACK_BAD_SAMPLE, f"preprocessing refused the sample: {exc}")
                 return []
         if len(payload) != self._in_bytes:
-            if not self.metrics.counters["samples_bad"]:  # say it once; the counter tells the rest
-                log.warning("a %d-byte sample from %s does not fit the model input (%d bytes); such samples are "
-                            "counted in samples_bad and answered with a NACK", len(payload), link.name,
-                            self._in_bytes)
             self.metrics.inc("samples_bad")
+            now = time.monotonic()
+            if now - getattr(self, "_bad_size_logged", -1e9) >= 10.0:  # at most one line per 10 s
+                self._bad_size_logged = now
+                log.warning("a %d-byte sample from %s does not fit the model input (%d bytes); dropped, answered "
+                            "with a NACK (%d such samples so far, counter samples_bad)", len(payload), link.name,
+                            self._in_bytes, self.metrics.counters["samples_bad"])
             link.nack(seq, framing.NACK_BAD_SIZE, f"{len(payload)} bytes; the model input takes {self._in_bytes}")
             return []
         if len(self._in_specs) == 1:

@@ -171,6 +171,7 @@ class MqttSink(Sink):
 
     def __init__(self, cfg: Any, metrics: Metrics) -> None:
         self.cfg = cfg
+        self.name = f"mqtt://{cfg.host}:{cfg.port}"
         self.metrics = metrics
         self._buf: "collections.deque[bytes]" = collections.deque()
         self._lock = threading.Lock()

@@ -15,7 +15,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from edge_runtime.arena.align import align_up
-from edge_runtime.arena.persistent import PersistentLayout, ResourceVariable, persistent_layout
+from edge_runtime.arena.persistent import (
+    PersistentLayout,
+    ResourceVariable,
+    persistent_layout,
+)
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
 

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.control.common import as_bytes
 from edge_runtime.backends.micro.kernels.control.variables import ResourceKernel
 

@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 from edge_runtime.arena.subgraphs import call_once_options
-from edge_runtime.backends.micro.kernels.base import Inputs, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.control.common import SubgraphKernel
 
 

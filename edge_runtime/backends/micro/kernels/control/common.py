@@ -6,7 +6,8 @@ after all views exist and before ``bind``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,13 +44,13 @@ def check_same_bytes(ctx: OpContext, what: str, src: Any, dst: Any) -> None:
 class SubgraphKernel(Kernel):
     """A kernel that invokes other subgraphs of the prepared model."""
 
-    interp: "Interpreter"
+    interp: Interpreter
 
-    def attach(self, interp: "Interpreter") -> None:
+    def attach(self, interp: Interpreter) -> None:
         """Remember the interpreter (its subgraph runs and state)."""
         self.interp = interp
 
-    def run_of(self, index: int) -> "SubgraphRun":
+    def run_of(self, index: int) -> SubgraphRun:
         """The prepared run of subgraph ``index``."""
         return self.interp.runs[index]
 

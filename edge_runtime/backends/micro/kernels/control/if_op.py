@@ -2,8 +2,19 @@
 from __future__ import annotations
 
 from edge_runtime.arena.subgraphs import if_options
-from edge_runtime.backends.micro.kernels.base import Inputs, OpContext, Outputs, Scratch, Workspace, require_type
-from edge_runtime.backends.micro.kernels.control.common import Copier, SubgraphKernel, check_same_bytes
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+    require_type,
+)
+from edge_runtime.backends.micro.kernels.control.common import (
+    Copier,
+    SubgraphKernel,
+    check_same_bytes,
+)
 
 
 class If(SubgraphKernel):

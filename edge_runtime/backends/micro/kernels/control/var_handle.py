@@ -1,7 +1,14 @@
 """VAR_HANDLE: names a resource variable. Handles are resolved when the model is prepared, so it has nothing to do."""
 from __future__ import annotations
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 
 
 class VarHandle(Kernel):

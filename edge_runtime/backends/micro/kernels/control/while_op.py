@@ -7,8 +7,18 @@ body, copies its outputs back to the op's outputs and re-evaluates cond on them.
 from __future__ import annotations
 
 from edge_runtime.arena.subgraphs import while_options
-from edge_runtime.backends.micro.kernels.base import Inputs, OpContext, Outputs, Scratch, Workspace
-from edge_runtime.backends.micro.kernels.control.common import Copier, SubgraphKernel, check_same_bytes
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
+from edge_runtime.backends.micro.kernels.control.common import (
+    Copier,
+    SubgraphKernel,
+    check_same_bytes,
+)
 
 
 class While(SubgraphKernel):
