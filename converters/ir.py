@@ -224,6 +224,47 @@ def _split_concat(graph: Graph, op: Op) -> list[Op]:
     return out + [op]
 
 
+#: TFLite Micro's STRIDED_SLICE handles at most this many dimensions
+MAX_SLICE_RANK = 4
+
+
+def _collapse_slice(graph: Graph, op: Op) -> list[Op]:
+    """A STRIDED_SLICE of a tensor of rank > 4 as RESHAPE, a slice of rank <= 4, RESHAPE, by merging
+    each sliced (stride 1) dimension with the untouched dimensions after it."""
+    shape = graph.tensors[op.inputs[0]].shape
+    a = op.attrs
+    groups: list[list[int]] = []
+    for d, size in enumerate(shape):
+        full = a["begin"][d] == 0 and a["end"][d] == size and a["strides"][d] == 1 and not (a.get("end_mask", 0) >> d) & 1
+        if groups and full and a["strides"][groups[-1][0]] == 1:
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    if len(groups) > MAX_SLICE_RANK or any(a["strides"][g[0]] != 1 for g in groups if len(g) > 1):
+        return [op]
+    merged, begin, end, strides = [], [], [], []
+    for g in groups:
+        inner = int(np.prod([shape[d] for d in g[1:]])) if len(g) > 1 else 1
+        merged.append(int(np.prod([shape[d] for d in g])))
+        begin.append(a["begin"][g[0]] * inner)
+        end.append(a["end"][g[0]] * inner)
+        strides.append(a["strides"][g[0]])
+    end_mask = sum(1 << k for k, g in enumerate(groups) if (a.get("end_mask", 0) >> g[0]) & 1)
+    out_shape = graph.tensors[op.outputs[0]].shape
+    sliced = tuple(len(range(b, e if not (end_mask >> k) & 1 else -1, s_))
+                   for k, (b, e, s_) in enumerate(zip(begin, end, strides)))
+    flat_in, flat_out = f"{op.outputs[0]}/collapsed_in", f"{op.outputs[0]}/collapsed_out"
+    graph.tensors[flat_in] = Tensor(flat_in, tuple(merged))
+    graph.tensors[flat_out] = Tensor(flat_out, sliced)
+    if int(np.prod(sliced)) != int(np.prod(out_shape)):
+        return [op]
+    return [Op("RESHAPE", [op.inputs[0]], [flat_in], {}, name=f"{op.name}/collapse"),
+            Op("STRIDED_SLICE", [flat_in], [flat_out], {"begin": tuple(begin), "end": tuple(end),
+                                                         "strides": tuple(strides), "end_mask": end_mask},
+               name=op.name),
+            Op("RESHAPE", [flat_out], [op.outputs[0]], {}, name=f"{op.name}/expand")]
+
+
 def legalize(graph: Graph) -> Graph:
     """Rewrite what TFLite (or TFLite Micro) cannot express directly.
 
@@ -237,6 +278,9 @@ def legalize(graph: Graph) -> Graph:
     for op in graph.ops:
         if op.kind == "CONCATENATION" and len(op.inputs) > MAX_CONCAT_INPUTS:
             new_ops.extend(_split_concat(graph, op))
+            continue
+        if op.kind == "STRIDED_SLICE" and len(graph.tensors[op.inputs[0]].shape) > MAX_SLICE_RANK:
+            new_ops.extend(_collapse_slice(graph, op))
             continue
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
             x = graph.tensors[op.inputs[0]]
@@ -338,6 +382,11 @@ def simplify(graph: Graph) -> Graph:
             src = op.inputs[0] if op.inputs else None
             prev = producers.get(src) if src else None
             single = src is not None and len(consumers.get(src, [])) == 1 and src not in graph.outputs
+            if (prev is not None and prev.kind == "TRANSPOSE" and single and _layout_free(graph, op)
+                    and op.outputs[0] not in graph.outputs):
+                _swap_with_transpose(graph, prev, op)
+                changed = True
+                break
             if op.kind == "TRANSPOSE":
                 if prev is not None and prev.kind == "TRANSPOSE" and single:
                     op.attrs = dict(op.attrs, perm=tuple(prev.attrs["perm"][p] for p in op.attrs["perm"]))
@@ -374,6 +423,30 @@ def simplify(graph: Graph) -> Graph:
         if _drop_dead(graph):
             changed = True
     return graph
+
+
+def _layout_free(graph: Graph, op: Op) -> bool:
+    """True for ops that act elementwise whatever the layout: unary ops, and binary ops whose other
+    operand is a one-element constant."""
+    if op.kind in UNARY and op.kind != "PRELU":
+        return True
+    if op.kind in BINARY and len(op.inputs) == 2:
+        other = graph.tensors[op.inputs[1]]
+        return other.is_constant and other.data.size == 1
+    return False
+
+
+def _swap_with_transpose(graph: Graph, transpose: Op, op: Op) -> None:
+    """``op(TRANSPOSE(x))`` -> ``TRANSPOSE(op(x))`` so the TRANSPOSE can meet (and cancel) the next one."""
+    src = transpose.inputs[0]
+    mid = transpose.outputs[0]
+    out = op.outputs[0]
+    graph.tensors[mid].shape = graph.tensors[src].shape
+    op.inputs = [src if i == mid else i for i in op.inputs]
+    op.outputs = [mid]
+    transpose.inputs, transpose.outputs = [mid], [out]
+    i, j = graph.ops.index(transpose), graph.ops.index(op)
+    graph.ops[i], graph.ops[j] = op, transpose
 
 
 def _scalar_mul(graph: Graph, op: Op) -> Optional[tuple[str, float]]:

@@ -428,3 +428,42 @@ def test_nested_control_flow_with_state_matches_tflm(tmp_path_factory, dtype, sh
                     assert np.allclose(a, b, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(b).max())))
                 else:
                     assert np.array_equal(a, b)
+
+
+@pytest.mark.parity("WHILE", "float32", "close")
+@pytest.mark.parametrize("n_iter", [0, 1, 2, 5])
+def test_while_with_pass_through_and_swapped_loop_variables(tmp_path, n_iter):
+    """Body outputs that are body inputs: a bound passed through unchanged and two loop variables swapped
+    every iteration (a, b) -> (b, 2a); tflite-micro's copy order decides the result."""
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    a = sg.tensor(T([3], "float32"))
+    b = sg.tensor(T([3], "float32"))
+    n = sg.tensor(T([1], "int32", data=np.array([n_iter], np.int32)))
+    i0 = sg.tensor(T([1], "int32", data=np.zeros(1, np.int32)))
+    outs = [sg.tensor(T(s, d)) for s, d in (([1], "int32"), ([1], "int32"), ([3], "float32"), ([3], "float32"))]
+    sg.op("WHILE", [i0, n, a, b], outs, opts("WhileOptions", condSubgraphIndex=1, bodySubgraphIndex=2))
+    sg.io([a, b], [outs[2], outs[3], outs[0]])
+    c = mb.subgraph("cond")
+    ci, cn = c.tensor(T([1], "int32")), c.tensor(T([1], "int32"))
+    ca, cb = c.tensor(T([3], "float32")), c.tensor(T([3], "float32"))
+    f = c.tensor(T([1], "bool"))
+    c.op("LESS", [ci, cn], [f])
+    c.io([ci, cn, ca, cb], [f])
+    body = mb.subgraph("body")
+    bi, bn = body.tensor(T([1], "int32")), body.tensor(T([1], "int32"))
+    ba, bb = body.tensor(T([3], "float32")), body.tensor(T([3], "float32"))
+    one = body.tensor(T([1], "int32", data=np.ones(1, np.int32)))
+    bi2, ba2 = body.tensor(T([1], "int32")), body.tensor(T([3], "float32"))
+    body.op("ADD", [bi, one], [bi2], opts("AddOptions"))
+    body.op("ADD", [ba, ba], [ba2], opts("AddOptions"))
+    body.io([bi, bn, ba, bb], [bi2, bn, bb, ba2])
+    p = mb.write(tmp_path / "swap.tflite")
+    rng = np.random.default_rng(n_iter)
+    sets = [[rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)] for _ in range(3)]
+    assert_close(p, sets)
+    x, y = sets[0]
+    for _ in range(n_iter):
+        x, y = y, 2 * x
+    got = open_model(str(p)).run(sets[0])
+    assert np.array_equal(got[0], x) and np.array_equal(got[1], y) and int(got[2][0]) == n_iter

@@ -24,7 +24,7 @@ from edge_runtime.backends.micro import open_model
 from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
 from edge_runtime.errors import UnsupportedModelError
 
-EXAMPLES = int(os.environ.get("MICRO_BINARY_EXAMPLES", "60"))  # models per op and type; SETS input sets each
+EXAMPLES = int(os.environ.get("MICRO_BINARY_EXAMPLES", "80"))  # models per op and type; SETS input sets each
 SETS = 5
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -63,7 +63,9 @@ def broadcast_shapes(draw: Any, n: int = 2, max_rank: int = 6, same: bool = Fals
 
 
 def scales() -> Any:
-    return st.floats(-3.0, -0.05).map(lambda e: float(np.float32(10.0 ** e)))
+    """Quantization scales in [0.001, 0.99]: log-uniform, or short decimals as converters often write."""
+    return st.one_of(st.floats(-3.0, -0.05).map(lambda e: float(np.float32(10.0 ** e))),
+                     st.integers(1, 99).map(lambda k: k / 100), st.integers(1, 99).map(lambda k: k / 1000))
 
 
 def zero_points(dtype: str) -> Any:
@@ -92,7 +94,7 @@ def _check(op: str, ins: list[T], out: T, options: Any = None, feed: Optional[Fe
     try:
         assert_exact(p, sets)
     except AssertionError:
-        print("DBG", [(t.shape, t.dtype, t.scale, t.zp) for t in ins], (out.shape, out.scale, out.zp), options, sets)
+        print("failing model:", [(t.shape, t.dtype, t.scale, t.zp) for t in ins], (out.shape, out.scale, out.zp))
         raise
 
 

@@ -214,7 +214,7 @@ def test_slice_runtime_out_of_range_fails_at_invoke(tmp_path):
 # ---------------------------------------------------------------------------- GATHER / GATHER_ND
 
 @pytest.mark.parametrize("dt", pm("GATHER", ["float32", "int8"]))
-@ex(120)
+@ex(100)
 @given(data=st.data())
 def test_gather(tmp_path, dt, data):
     shape = data.draw(shapes(1, 4, 1, 5))
@@ -236,7 +236,7 @@ def test_gather(tmp_path, dt, data):
 
 
 @pytest.mark.parametrize("dt", pm("GATHER_ND", ["float32", "int8"]))
-@ex(120)
+@ex(100)
 @given(data=st.data())
 def test_gather_nd(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 4))
@@ -276,6 +276,12 @@ def test_gather_refusals(tmp_path):
             match="INT32")
     refused(tmp_path / "d.tflite", "GATHER_ND", [T((3, 4), "float32"), const([[1, 0, 0]])], [T((1,), "float32")],
             match="depth")
+    refused(tmp_path / "e.tflite", "GATHER", [T((3, 4), "float32"), const([3, 0])], [T((2, 4), "float32")],
+            opts("GatherOptions", axis=0), "outside")
+    refused(tmp_path / "f.tflite", "GATHER_ND", [T((3, 4), "float32"), const([[2, 4]])], [T((1,), "float32")],
+            match="outside")
+    refused(tmp_path / "g.tflite", "EMBEDDING_LOOKUP", [const([3]), T((3, 4), "float32")], [T((1, 4), "float32")],
+            match="outside")
 
 
 def test_gather_runtime_out_of_range_fails_at_invoke(tmp_path):
@@ -539,7 +545,7 @@ def test_dynamic_update_slice_refusals(tmp_path):
 # ---------------------------------------------------------------------------- CUMSUM
 
 @pytest.mark.parametrize("dt", pm("CUMSUM", ["float32", "int8"]))
-@ex(120)
+@ex(100)
 @given(data=st.data())
 def test_cumsum(tmp_path, dt, data):
     shape = data.draw(shapes(1, 4, 1, 6))
@@ -699,7 +705,7 @@ def _ss_axis(n: int, b: int, e: int, s: int, bm: bool, em: bool, shrink: bool) -
 
 
 @pytest.mark.parametrize("dt", pm("STRIDED_SLICE", ["float32", "int8", "int16", "int32", "bool"]))
-@ex(150)
+@ex(120)
 @given(data=st.data())
 def test_strided_slice(tmp_path, dt, data):
     shape = data.draw(shapes(1, 4, 1, 6))

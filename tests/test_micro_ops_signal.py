@@ -600,3 +600,38 @@ def test_audio_front_end_chain_matches_tflite_micro(tmp_path):
             assert np.array_equal(g[j], e[j]), f"step {k} output {j}"
         if bool(e[3]):
             assert np.array_equal(g[2], e[2]), f"step {k} stack"
+
+
+# ---------------------------------------------------------------------------
+# CIRCULAR_BUFFER
+
+@pytest.mark.parity("CIRCULAR_BUFFER", "int8")
+@_settings(200)
+@given(batch=st.integers(1, 2), slots=st.integers(1, 6), h=st.integers(1, 3), d=st.integers(1, 8),
+       cycles=st.integers(-1, 3), with_valid=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_circular_buffer_matches_tflite_micro(tmp_path, batch, slots, h, d, cycles, with_valid, seed):
+    rng = np.random.default_rng(seed)
+    outs = [T((batch, slots, h, d), "int8", scale=0.1)] + ([T((1,), "bool")] if with_valid else [])
+    p = one_op(tmp_path / "cb.tflite", "CIRCULAR_BUFFER", [T((batch, 1, h, d), "int8", scale=0.1)], outs,
+               cycles_max=cycles)
+    steps = [[rand_int(rng, (batch, 1, h, d), "int8")] for _ in range(slots + 4)]
+    for in_place in (True, False):
+        expect, got = run_sequence(p, steps, in_place=in_place)
+        for k, (e, g) in enumerate(zip(expect, got)):
+            if with_valid:
+                assert bool(g[1][0]) == bool(e[1][0]), f"step {k}"
+            if k >= slots - 1:  # before that the oldest slots hold whatever the arena held
+                assert np.array_equal(g[0][0], e[0][0]), f"step {k}"
+
+
+def test_circular_buffer_refuses_unsupported(tmp_path):
+    p = one_op(tmp_path / "cb.tflite", "CIRCULAR_BUFFER", [T((1, 1, 1, 4), "int16")], [T((1, 3, 1, 4), "int16")],
+               cycles_max=1)
+    refused(p, "CIRCULAR_BUFFER")
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    x, y, z = (sg.tensor(T(s, "int8", scale=0.1)) for s in ((1, 1, 1, 2), (1, 3, 1, 2), (1, 3, 1, 2)))
+    sg.op("custom:CIRCULAR_BUFFER", [x], [y], custom_options=fb_options(cycles_max=2))
+    sg.op("QUANTIZE", [y], [z])
+    sg.io([x], [z])
+    refused(mb.write(tmp_path / "cb2.tflite"), "aborts the rest of the graph")

@@ -95,3 +95,39 @@ def test_healthz_degraded_when_the_mqtt_sink_is_down(tmp_path: Path, mlperf_mode
         d.stop()
     finally:
         d.kill()
+
+
+def test_per_device_configs_in_a_bundle_resolve_from_the_bundle_root(tmp_path: Path, mlperf_models: Path) -> None:
+    pytest.importorskip("cryptography")
+    from converters.fleet.archive import pack_bundle
+    from converters.fleet.keys import Signer, keygen
+    from edge_runtime.bundle import install_bundle, load_public_key
+    from edge_runtime.daemon.config import load_config
+
+    priv, pub, _ = keygen(tmp_path / "k")
+    cfg = b"model: {path: models/kws.tflite, backend: litert}\nsource: {type: tcp, port: 0}\n" \
+          b"health: {listen: '127.0.0.1:0'}\n"
+    files = {"models/kws.tflite": (mlperf_models / "kws_ref_model.tflite").read_bytes(), "device.yaml": cfg,
+             "devices/cam-02.yaml": cfg}
+    b = pack_bundle(tmp_path / "b.tar.gz", files, fleet="f", group="g", profile="rpi5", signer=Signer(priv),
+                    device_config="device.yaml", device_configs={"cam-02": "devices/cam-02.yaml"})
+    root = tmp_path / "root"
+    install_bundle(b, root, load_public_key(pub))
+    c = load_config(root / "current" / "devices" / "cam-02.yaml")
+    assert Path(c.model.path).resolve() == (root / "current" / "models" / "kws.tflite").resolve()
+    d = DaemonProc(["--bundle-root", str(root), "--pubkey", str(pub), "--device-id", "cam-02"])
+    try:
+        assert d.wait_ready()["model"].endswith("models/kws.tflite")
+        assert d.stop() == 0
+    finally:
+        d.kill()
+
+
+def test_stream_default_policy_finds_each_word_once(shared: Path) -> None:
+    m = shared / "models" / "mlperf_tiny"
+    r = _cli("edge-runtime", "stream", str(m / "models" / "str_ww_ref_model.tflite"), "--preset", "sww", "--wav",
+             str(m / "data" / "audio" / "short_wav_easy10s.wav"), "--truth",
+             str(m / "data" / "audio" / "sww_short_test.json"), "--json")
+    doc = json.loads(r.stdout)
+    assert doc["policy"] == "smoothed" and doc["detections"] == 3
+    assert doc["score"]["true_positives"] == 3 and doc["score"]["false_positives"] == 0

@@ -46,8 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="runtime (default: auto, from the model's format)")
     p.add_argument("--op-resolver", default="default", choices=["default", "reference", "no_default_delegates"],
                    help="LiteRT kernels: default (XNNPACK), reference (BUILTIN_REF), or builtin without XNNPACK")
-    p.add_argument("--policy", default="reference", choices=["reference", "smoothed"],
-                   help="wake-word decision policy (default: reference, the MLPerf rule)")
+    p.add_argument("--policy", default="smoothed", choices=["reference", "smoothed"],
+                   help="wake-word decision policy: smoothed (default: mean p(wake) over --smooth-window "
+                        "invocations, one event per word) or reference (the MLPerf rule: every invocation over "
+                        "the threshold is a line)")
     p.add_argument("--threshold", type=float, metavar="P",
                    help="probability threshold (default: 0.95 reference, 0.75 smoothed)")
     p.add_argument("--smooth-window", type=int, default=5, metavar="N",

@@ -278,6 +278,20 @@ def _format_validation(err: ValidationError, origin: str) -> str:
     return "; ".join(lines)
 
 
+def config_base_dir(path: Path) -> Path:
+    """Where a config's relative paths start: its bundle release's root when it lies in one, else its folder.
+
+    A fleet bundle keeps the group's ``device.yaml`` at its root and each device's config in
+    ``devices/<id>.yaml``; both name files (``models/...``) from the bundle root. A release is
+    recognised by its ``manifest.json`` beside ``devices/``.
+    """
+    folder = path.resolve().parent
+    for candidate in (folder, folder.parent):
+        if (candidate / "manifest.json").is_file() and (folder == candidate or folder.name == "devices"):
+            return candidate
+    return folder
+
+
 def load_config(path: Optional[Union[str, Path]], overrides: Optional[dict[str, Any]] = None) -> DaemonConfig:
     """Read ``path`` (YAML) if given, apply flag ``overrides`` (merged per section), validate."""
     raw: dict[str, Any] = {}
@@ -292,7 +306,7 @@ def load_config(path: Optional[Union[str, Path]], overrides: Optional[dict[str, 
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
         raw = data
-        base = Path(path).resolve().parent
+        base = config_base_dir(Path(path))
         m = raw.get("model")
         if isinstance(m, dict):
             for key in ("path", "test_input"):

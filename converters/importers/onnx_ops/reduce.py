@@ -85,8 +85,20 @@ def softmax(ctx: ImportContext, node: Any, a: dict) -> None:
             s = ctx.emit(kind, [f], ctx.tmp(f"{out}/flat", flat), attrs, node, shape=flat)
             ctx.reshape(s, shape, out, node)
             return
-    axis = ctx.ir_axis(rank, int(a.get("axis", -1)))
+    axis = int(a.get("axis", -1)) % rank
     last = rank - 1
+    if rank == 4 and axis != 1:
+        # work in ONNX layout (a 4-D attention map is not an image); the TRANSPOSEs around it cancel
+        # against the ones that brought it into NHWC
+        xs = ctx.to_src(x)
+        perm = list(range(rank))
+        perm[axis], perm[last] = perm[last], perm[axis]
+        t = ctx.transpose(xs, tuple(perm))
+        s = ctx.emit(kind, [t], ctx.tmp(f"{out}/src", ctx.ir_shape(t)), attrs, node, shape=ctx.ir_shape(t))
+        back = ctx.transpose(s, tuple(perm))
+        ctx.from_src(back, out, node)
+        return
+    axis = ctx.ir_axis(rank, axis)
     if axis == last:
         ctx.emit(kind, [x], out, attrs, node)
         return

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from edge_runtime.backends.micro.kernels.base import Kernel
+from edge_runtime.backends.micro.kernels.custom.circular_buffer import CircularBuffer
 from edge_runtime.backends.micro.kernels.custom.detection_postprocess import DetectionPostProcess
 from edge_runtime.backends.micro.kernels.custom.signal_delay import SignalDelay
 from edge_runtime.backends.micro.kernels.custom.signal_energy import SignalEnergy
@@ -22,6 +23,7 @@ from edge_runtime.backends.micro.kernels.custom.signal_window import SignalWindo
 
 REGISTRY: dict[str, type[Kernel]] = {
     "TFLite_Detection_PostProcess": DetectionPostProcess,
+    "CIRCULAR_BUFFER": CircularBuffer,
     "SignalDelay": SignalDelay,
     "SignalEnergy": SignalEnergy,
     "SignalFftAutoScale": SignalFftAutoScale,

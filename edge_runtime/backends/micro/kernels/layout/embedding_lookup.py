@@ -30,6 +30,10 @@ class EmbeddingLookup(Kernel):
                 raise ctx.fail("a hybrid (int8 -> float32) table must have zero point 0")
             self.scale = scales32(v)[0]
         self.rows, self.cols, self.n = int(v.shape[0]), prod(v.shape[1:]), int(lk.shape[0])
+        if lk.data is not None and self.n and self.rows:
+            rows = lk.array()
+            if rows.min() < 0 or rows.max() >= self.rows:
+                raise ctx.fail(f"a constant row number is outside [0, {self.rows})")
         if self.hybrid:
             self.workspace = {"rows": ((self.n, self.cols), np.dtype(np.int8))}
 

@@ -37,6 +37,10 @@ class Gather(Kernel):
         self.x4 = (self.batch, prod(xs[batch:axis]), xs[axis], prod(xs[axis + 1:]))
         self.c2 = (self.batch, prod(cs[batch:]))
         self.axis_size = xs[axis]
+        if c.data is not None and c.num_elements:
+            v = c.array()
+            if v.min() < 0 or v.max() >= self.axis_size:
+                raise ctx.fail(f"a constant position is outside [0, {self.axis_size})")
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views as (batch, outer, axis, inner) and (batch, coords)."""

@@ -35,6 +35,10 @@ class GatherNd(Kernel):
         for i in range(nd - 2, -1, -1):
             strides[i] = strides[i + 1] * ps[i + 1]
         self.strides = strides
+        if ind.data is not None and self.n:
+            flat = ind.array().astype(np.int64).reshape(self.n, nd) @ strides
+            if flat.min() < 0 or flat.max() >= self.rows:
+                raise ctx.fail(f"a constant index points outside the {self.rows} slices of the params")
         self.workspace = {"idx": ((self.n, nd), np.dtype(np.int64)), "flat": ((self.n,), np.dtype(np.int64))}
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
