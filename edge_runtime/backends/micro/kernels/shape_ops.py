@@ -4,9 +4,10 @@ Index parameters must be constant tensors (TFLM requires it for these ops); each
 becomes one or a few numpy copies between views made at bind time. Types and limits
 follow TFLM's kernels: PAD float32/int8/int16/int32 up to 5-D; CONCATENATION
 float32/int8/int16/int32/int64/bool, at most 10 inputs, int8 inputs sharing the
-output's scale and zero point; STRIDED_SLICE float32/int8/int16/int32/bool up to 4-D,
-int32 indices, where TFLM ignores the ellipsis and new-axis masks and the offset
-option; TRANSPOSE float32/int8/int16 (and int32).
+output's scale and zero point; STRIDED_SLICE float32/int8/int16/int32/bool with int32
+indices, where TFLM (up to 4-D) ignores the ellipsis and new-axis masks and the offset
+option; TRANSPOSE float32/int8/int16 (and int32). Beyond TFLM's ranks (STRIDED_SLICE
+4, TRANSPOSE 5) micro still runs the plain numpy view copy.
 """
 from __future__ import annotations
 
@@ -173,12 +174,14 @@ class StridedSlice(_ViewCopy):
         super().__init__(ctx)
         x, y = _same_type_io(ctx, SLICE_TYPES)
         rank = len(x.shape)
-        if rank > SLICE_MAX_DIMS:
-            raise ctx.fail(f"the input has {rank} dimensions; TFLM's STRIDED_SLICE handles at most {SLICE_MAX_DIMS}")
         begin = _int32_constant(ctx, ctx.input(1), "begin")
         end = _int32_constant(ctx, ctx.input(2), "end")
         strides = _int32_constant(ctx, ctx.input(3), "strides")
         o = opt.strided_slice(ctx.op)
+        if rank > SLICE_MAX_DIMS and (o["ellipsis_mask"] or o["new_axis_mask"] or o["offset"]):
+            # Beyond TFLM's limit there is no reference for ignoring these, so they are refused.
+            raise ctx.fail(f"ellipsis/new-axis masks and the offset option on a {rank}-D input are not supported "
+                           f"(TFLM's STRIDED_SLICE stops at {SLICE_MAX_DIMS}-D)")
         if not (len(begin) == len(end) == len(strides) == rank):
             raise ctx.fail("begin, end and strides must have one entry per input dimension")
         idx: list = []
