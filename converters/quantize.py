@@ -191,24 +191,30 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
             qp = qparams_from_range(lo, hi)
         for m in members:
             (operands if m in const_ranges else activations)[m] = qp
+    weighted = [op for op in graph.ops if op.kind in WEIGHTED_KINDS]
+    # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w, so the
+    # weight scale may not drop below |bias| / (s_in * BIAS_LIMIT) -- for every op sharing the weights.
+    need: dict[str, np.ndarray] = {}
+    for op in weighted:
+        s_in = np.float64(activations[op.inputs[0]].scale)
+        b_abs = np.abs(graph.tensors[op.inputs[2]].data.astype(np.float64))
+        n = b_abs / (s_in * BIAS_LIMIT)
+        n = n if WEIGHT_AXIS[op.kind] is not None else np.array([n.max()])
+        need[op.inputs[1]] = np.maximum(need[op.inputs[1]], n) if op.inputs[1] in need else n
     weights: dict[str, QuantWeight] = {}
     biases: dict[str, QuantWeight] = {}
-    for op in graph.ops:
-        if op.kind not in WEIGHTED_KINDS:
-            continue
-        w = graph.tensors[op.inputs[1]].data
-        axis = WEIGHT_AXIS[op.kind]
+    for op in weighted:
+        w_name, b_name = op.inputs[1], op.inputs[2]
+        if w_name not in weights:
+            weights[w_name] = quantize_weight(graph.tensors[w_name].data, WEIGHT_AXIS[op.kind], need[w_name])
+        qw = weights[w_name]
         s_in = np.float64(activations[op.inputs[0]].scale)
-        # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w,
-        # so the weight scale may not drop below |bias| / (s_in * BIAS_LIMIT).
-        b_abs = np.abs(graph.tensors[op.inputs[2]].data.astype(np.float64))
-        need = b_abs / (s_in * BIAS_LIMIT)
-        qw = quantize_weight(w, axis, need if axis is not None else np.array([need.max()]))
-        weights[op.inputs[1]] = qw
         bscale = (s_in * qw.scales.astype(np.float64)).astype(np.float32)
-        b = graph.tensors[op.inputs[2]].data.astype(np.float64)
+        b = graph.tensors[b_name].data.astype(np.float64)
         bscale_full = np.broadcast_to(bscale, b.shape).astype(np.float64)
         bq = np.clip(np.round(b / bscale_full), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
-        biases[op.inputs[2]] = QuantWeight(bq, bscale.astype(np.float32), 0)
+        if b_name in biases and not np.array_equal(biases[b_name].scales, bscale):
+            raise ValueError(f"bias '{b_name}' is shared by ops with different input scales; give each op its own")
+        biases[b_name] = QuantWeight(bq, bscale.astype(np.float32), 0)
     islands = [op.name or op.outputs[0] for op in graph.ops if op.kind in FLOAT_ISLANDS]
     return QuantPlan(activations, weights, biases, io_dtype, dict(ranges), operands, islands)

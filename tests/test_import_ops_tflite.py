@@ -112,7 +112,26 @@ def _attention(sg) -> None:  # type: ignore[no-untyped-def]
     sg.io([x], [y])
 
 
-CASES = {"vision_fp16": _vision, "elementwise": _elementwise, "layout": _layout, "custom_deconv": _custom_deconv,
+def _lstm(sg) -> None:  # type: ignore[no-untyped-def]
+    """A keyword-spotter-style float UNIDIRECTIONAL_SEQUENCE_LSTM (batch-major, zero state)."""
+    seq, feat, hid = 6, 5, 8
+    x = sg.tensor(T([1, seq, feat], "float32", name="x"))
+    ins = [x]
+    ins += [sg.tensor(T([hid, feat], "float32", data=f32(hid, feat, scale=0.5), name=f"w{k}")) for k in range(4)]
+    ins += [sg.tensor(T([hid, hid], "float32", data=f32(hid, hid, scale=0.5), name=f"r{k}")) for k in range(4)]
+    ins += [-1, -1, -1]
+    ins += [sg.tensor(T([hid], "float32", data=f32(hid), name=f"b{k}")) for k in range(4)]
+    ins += [-1, -1]
+    ins += [sg.tensor(T([1, hid], "float32", variable=True, name="h_state")),
+            sg.tensor(T([1, hid], "float32", variable=True, name="c_state"))]
+    ins += [-1, -1, -1, -1]
+    y = sg.tensor(T([1, seq, hid], "float32", name="y"))
+    sg.op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins, [y],
+          opts("UnidirectionalSequenceLSTMOptions", fusedActivationFunction=4, timeMajor=False))
+    sg.io([x], [y])
+
+
+CASES = {"lstm": _lstm, "vision_fp16": _vision, "elementwise": _elementwise, "layout": _layout, "custom_deconv": _custom_deconv,
          "attention": _attention}
 
 

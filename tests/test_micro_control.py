@@ -343,6 +343,21 @@ def test_plan_refuses_ops_without_a_micro_kernel(tmp_path, capsys):
     assert plan_arena(TFLiteModel.open(str(p)), op_memory=conservative_op_memory).arena_bytes == 32
     assert convert_main(["plan", str(p)]) != 0
     assert "NotAnOp" in capsys.readouterr().err
+    # an op micro knows but cannot prepare for these tensors: also named, not planned without its needs
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    c = sg.tensor(T([1], "int32"))
+    x = sg.tensor(T([4], "float32"))
+    y = sg.tensor(T([4], "float32"))
+    sg.op("IF", [c, x], [y], opts("IfOptions", thenSubgraphIndex=1, elseSubgraphIndex=1))
+    sg.io([c, x], [y])
+    b = mb.subgraph("b")
+    a, o = b.tensor(T([4], "float32")), b.tensor(T([4], "float32"))
+    b.op("RELU", [a], [o])
+    b.io([a], [o])
+    p = mb.write(tmp_path / "bad_if.tflite")
+    with pytest.raises(ArenaPlanError, match=r"op 0 \(IF\).*cannot prepare.*condition"):
+        plan_arena(TFLiteModel.open(str(p)))
 
 
 # ----------------------------------------------------------------------------- nested control flow

@@ -359,43 +359,9 @@ def test_add_n(dtype: str, data: Any) -> None:
 def test_prelu(dtype: str, data: Any) -> None:
     max_rank = 4 if dtype == "float32" else 6
     (sx,), _ = data.draw(broadcast_shapes(n=1, max_rank=max_rank, same=True))
-    drop = data.draw(st.integers(0, len(sx)))
+    drop = data.draw(st.integers(0, len(sx) - 1))
     sa = tuple(d if data.draw(st.booleans()) else 1 for d in sx[drop:])  # alpha broadcasts to the input
     so = tuple(sx)
-    x = data.draw(qtensor(sx, dtype))
-    y = T(sy, dtype, scale=x.scale, zp=x.zp) if x.scale is not None else T(sy, dtype)
-    out = T(so, dtype, scale=x.scale, zp=x.zp) if x.scale is not None else T(so, dtype)
-    _check("SELECT_V2", [T(sc, "bool"), x, y], out, None, None, data.draw(st.integers(0, 99)))
-
-
-# --------------------------------------------------------------------------------------------- ADD_N, PRELU
-
-@parity("ADD_N", ["int8", "float32"])
-@SETTINGS
-@given(data=st.data())
-def test_add_n(dtype: str, data: Any) -> None:
-    (shape,), _ = data.draw(broadcast_shapes(n=1, same=True))
-    n = data.draw(st.integers(2, 5))
-    first = data.draw(qtensor(shape, dtype))
-    ins = [T(shape, dtype, scale=first.scale, zp=first.zp) if first.scale is not None else T(shape, dtype)
-           for _ in range(n)]
-    y = data.draw(qtensor(shape, dtype))
-    if dtype == "int8":  # TFLM needs the output multiplier 2 * s / (2**20 * s_out) below 1
-        y.scale = max(y.scale, float(np.float32(first.scale * 2.0 ** -19 * 1.01)))
-    _check("ADD_N", ins, y, None, None, data.draw(st.integers(0, 99)))
-
-
-@parity("PRELU", ["int8", "int16", "float32"])
-@SETTINGS
-@given(data=st.data())
-def test_prelu(dtype: str, data: Any) -> None:
-    max_rank = 4 if dtype == "float32" else 6
-    (sx, sa), _ = data.draw(broadcast_shapes(max_rank=max_rank))
-    so = tuple(np.broadcast_shapes(sx, sa))
-    if so != tuple(sx):  # alpha broadcasts to the input; the output has the input's shape
-        sa = tuple(d for d in sa[-len(sx):]) if sx else ()
-        sa = tuple(a if a == x else 1 for a, x in zip(sa, sx[len(sx) - len(sa):]))
-        so = tuple(sx)
     x = data.draw(qtensor(sx, dtype))
     alpha = data.draw(qtensor(sa, "float32" if dtype == "float32" else "int8"))
     y = data.draw(qtensor(so, dtype))

@@ -151,7 +151,7 @@ def _lstm_model(path: Path, kind: str, c: dict[str, Any], variant: Optional[str]
         ins[1] = ins[5] = ins[12] = -1
     sg.op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins, [out],
           opts(LSTM_OPTS, fusedActivationFunction=activation, cellClip=c["cell_clip"], projClip=0.0,
-               timeMajor=c["time_major"]))
+               timeMajor=c["time_major"]), version=5 if kind == "int16" else 1)
     if intermediates is not None:
         ids = [sg.tensor(T([n], "int16" if k < 4 else "int8", scale=2.0 ** -12, name=f"intermediate{k}"))
                for k, n in enumerate(intermediates)]

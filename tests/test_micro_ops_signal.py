@@ -635,3 +635,128 @@ def test_circular_buffer_refuses_unsupported(tmp_path):
     sg.op("QUANTIZE", [y], [z])
     sg.io([x], [z])
     refused(mb.write(tmp_path / "cb2.tflite"), "aborts the rest of the graph")
+
+
+# ---------------------------------------------------------------------------
+# TFLM_DECODE (compressed constants: LUT, Huffman, prune)
+
+def _decode_model(path: Path, enc: np.ndarray, anc: np.ndarray, out: T) -> Path:
+    mb = ModelBuilder()
+    sg = mb.subgraph()
+    a = sg.tensor(T((enc.size,), "uint8", data=enc.astype(np.uint8)))
+    b = sg.tensor(T((anc.size,), "uint8", data=anc.astype(np.uint8)))
+    y = sg.tensor(out)
+    sg.op("custom:TFLM_DECODE", [a, b], [y])
+    sg.io([], [y])
+    return mb.write(path)
+
+
+def _header(scheme: int, b5: int = 0, b6: int = 0) -> np.ndarray:
+    h = np.zeros(16, np.uint8)
+    h[0], h[1], h[4], h[5], h[6] = scheme, 1, 1, b5, b6
+    return h
+
+
+def _channels(rng: np.random.Generator, shape: tuple[int, ...], layout: str) -> tuple[Any, int, int]:
+    """(scale, axis, n_channels) for a layout: none, axis0, last."""
+    if layout == "none" or (layout == "last" and shape[-1] < 2):
+        return None, 0, 1
+    axis = 0 if layout == "axis0" else len(shape) - 1
+    n = shape[axis]
+    return np.full(n, 0.1, np.float32), axis, n
+
+
+def _random_values(rng: np.random.Generator, n: int, dtype: str) -> np.ndarray:
+    if dtype == "float32":
+        return rng.standard_normal(n).astype(np.float32)
+    if dtype == "bool":
+        return rng.integers(0, 2, n).astype(np.bool_)
+    return rand_int(rng, (n,), dtype)
+
+
+DECODE_TYPES = ["int8", "int16", "int32", "int64", "float32", "bool"]
+
+
+def _dtype_params(op: str, types: Sequence[str]) -> list[Any]:
+    return [pytest.param(t, marks=pytest.mark.parity(op, t)) for t in types]
+
+
+@pytest.mark.parametrize("dtype", _dtype_params("TFLM_DECODE", DECODE_TYPES))
+@_settings(60)
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), width=st.integers(1, 7),
+       layout=st.sampled_from(["none", "axis0", "last"]), seed=st.integers(0, 2**31 - 1))
+def test_decode_lut_matches_tflite_micro(tmp_path, dtype, shape, width, layout, seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(shape)
+    scale, axis, nch = _channels(rng, shape, layout)
+    if dtype not in ("int8", "int16", "int32", "int64"):
+        scale = None
+    nch = 1 if scale is None else nch
+    stride = int(rng.integers(1, 1 << width, endpoint=True))
+    count = int(np.prod(shape))
+    table = _random_values(rng, nch * stride, dtype)
+    idx = rng.integers(0, stride, count)
+    enc = np.packbits(((idx[:, None] >> np.arange(width - 1, -1, -1)) & 1).astype(np.uint8).ravel())
+    anc = np.concatenate([_header(0, width, stride), table.view(np.uint8)])
+    p = _decode_model(tmp_path / "lut.tflite", enc, anc, T(shape, dtype, scale=scale, axis=axis))
+    check_exact(p, [[], []])
+
+
+@pytest.mark.parametrize("dtype", _dtype_params("TFLM_DECODE", DECODE_TYPES))
+@_settings(60)
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), layout=st.sampled_from(["none", "axis0", "last"]),
+       density=st.floats(0, 1), seed=st.integers(0, 2**31 - 1))
+def test_decode_prune_matches_tflite_micro(tmp_path, dtype, shape, layout, density, seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(shape)
+    scale, axis, nch = _channels(rng, shape, layout)
+    zp: Any = 0
+    if dtype == "int8" and scale is not None:
+        zp = rng.integers(-128, 128, nch)
+    elif dtype not in ("int16", "int32", "int64"):
+        scale = None
+    count = int(np.prod(shape))
+    keep = rng.random(count) < density
+    table = _random_values(rng, int(keep.sum()), dtype)
+    anc = np.concatenate([_header(2), table.view(np.uint8)])
+    p = _decode_model(tmp_path / "prune.tflite", np.packbits(keep.astype(np.uint8)), anc,
+                      T(shape, dtype, scale=scale, zp=zp, axis=axis))
+    check_exact(p, [[], []])
+
+
+def _random_huffman_tables(rng: np.random.Generator, n: int, first_bits: int, wide: bool) -> np.ndarray:
+    """Random chained tables in TFLM's format (pointers move strictly forward and stay in range)."""
+    found, cshift, vmask = (0x80000000, 27, 0x07FFFFFF) if wide else (0x8000, 11, 0x07FF)
+    tables = np.zeros(n, np.uint64)
+    for i in range(n):
+        bits = int(rng.integers(1, 5))
+        room = n - i - (1 << bits)
+        if i < (1 << first_bits) * 2 and room >= 1 and rng.random() < 0.3:
+            off = int(rng.integers(1, min(room, vmask) + 1))
+            tables[i] = ((bits - 1) << cshift) | off
+        else:
+            tables[i] = found | (int(rng.integers(0, 16)) << cshift) | int(rng.integers(0, vmask + 1))
+    return tables.astype(np.uint32 if wide else np.uint16)
+
+
+@pytest.mark.parametrize("dtype,wide", [
+    pytest.param("int8", False, marks=pytest.mark.parity("TFLM_DECODE", "int8")),
+    pytest.param("int8", True, marks=pytest.mark.parity("TFLM_DECODE", "int8")),
+    pytest.param("int16", True, marks=pytest.mark.parity("TFLM_DECODE", "int16")),
+])
+@_settings(80)
+@given(count=st.integers(1, 200), first_bits=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
+def test_decode_huffman_matches_tflite_micro(tmp_path, dtype, wide, count, first_bits, seed):
+    rng = np.random.default_rng(seed)
+    tables = _random_huffman_tables(rng, (1 << first_bits) + int(rng.integers(0, 64)), first_bits, wide)
+    anc = np.concatenate([_header(1, ((first_bits - 1) << 4) | int(wide)), tables.view(np.uint8)])
+    enc = rng.integers(0, 256, count * 4 + 8).astype(np.uint8)
+    p = _decode_model(tmp_path / "huff.tflite", enc, anc, T((count,), dtype))
+    check_exact(p, [[], []])
+
+
+def test_decode_refuses_unsupported(tmp_path):
+    p = _decode_model(tmp_path / "a.tflite", np.zeros(4, np.uint8), _header(5), T((4,), "int8"))
+    refused(p, "decode scheme 5")
+    p = _decode_model(tmp_path / "b.tflite", np.zeros(4, np.uint8), _header(1, 0x10), T((4,), "int16"))
+    refused(p, "Huffman decoding into INT16")

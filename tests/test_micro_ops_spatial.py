@@ -70,6 +70,13 @@ def _check(path: Path, kind: str, seed: int = 0, rtol: float = 1e-6, chunked: bo
     """micro (in-place planning on and off; with ``chunked`` also a 4 KiB workspace) against
     tflite-micro: ``np.array_equal`` ("exact"), or within ``rtol`` of the largest reference
     value ("close", float arithmetic)."""
+    try:
+        _compare(path, kind, seed, rtol, chunked)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _compare(path: Path, kind: str, seed: int, rtol: float, chunked: bool) -> None:
     sets = random_inputs(path, np.random.default_rng(seed), N_SETS)
     expect = _run_tflm(path, sets)
     runs = [lambda ip=ip: run_micro(path, sets, ip) for ip in ((False, True) if kind == "exact" else (True,))]

@@ -31,6 +31,7 @@ class _OnnxBuilder:
         self.nodes: list = []
         self.inits: list = []
         self.read: dict[str, str] = {}
+        self.weights_done: dict[str, str] = {}
         self.n = 0
 
     def uid(self, base: str) -> str:
@@ -68,6 +69,9 @@ class _OnnxBuilder:
         return out
 
     def weight(self, op: Op) -> tuple[str, str]:
+        """(weights, bias) as the ONNX op reads them; weights shared by several ops are stored once."""
+        if op.inputs[1] in self.weights_done:
+            return self.weights_done[op.inputs[1]], self.bias(op)
         w = self.g.tensors[op.inputs[1]].data
         if op.kind == "CONV_2D":
             perm = (0, 3, 1, 2)
@@ -79,14 +83,19 @@ class _OnnxBuilder:
             perm = (0, 1)
         if self.plan is None:
             wn = self.init(op.inputs[1], np.ascontiguousarray(w.transpose(perm)).astype(np.float32))
-            bn = self.init(op.inputs[2], self.g.tensors[op.inputs[2]].data.astype(np.float32))
-            return wn, bn
-        qw = self.plan.weights[op.inputs[1]]
-        wn = self.const_dq(op.inputs[1], qw, np.ascontiguousarray(qw.values.transpose(perm)),
-                           1 if op.kind == "TRANSPOSE_CONV" else 0)
+        else:
+            qw = self.plan.weights[op.inputs[1]]
+            wn = self.const_dq(op.inputs[1], qw, np.ascontiguousarray(qw.values.transpose(perm)),
+                               1 if op.kind == "TRANSPOSE_CONV" else 0)
+        self.weights_done[op.inputs[1]] = wn
+        return wn, self.bias(op)
+
+    def bias(self, op: Op) -> str:
+        """The bias of a weighted op: float, or int32 with DequantizeLinear."""
+        if self.plan is None:
+            return self.init(op.inputs[2], self.g.tensors[op.inputs[2]].data.astype(np.float32))
         qb = self.plan.biases[op.inputs[2]]
-        bn = self.const_dq(op.inputs[2], qb, qb.values, 0)
-        return wn, bn
+        return self.const_dq(op.inputs[2], qb, qb.values, 0)
 
     def activation(self, src: str, act: str, dst: str) -> None:
         if act == "NONE":

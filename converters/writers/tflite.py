@@ -86,6 +86,7 @@ class _Model:
     buffers: list[bytes] = field(default_factory=lambda: [b""])
     ops: list[_Op] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
+    shared: dict[str, int] = field(default_factory=dict)
 
     def add(self, t: _T, data: Optional[np.ndarray] = None) -> int:
         if data is not None:
@@ -227,8 +228,10 @@ def build_tflite(graph: Graph, plan: QuantPlan) -> bytes:
 def _const_input(m: _Model, graph: Graph, plan: QuantPlan, op: Op, k: int, t: str, island: bool) -> int:
     """Add constant ``t`` (input ``k`` of ``op``) as the tensor its consumer expects; its index."""
     data = graph.tensors[t].data
-    if op.kind in WEIGHTED and k == 1:
-        return m.add(_const_tensor(t, plan.weights[t], "int8"), plan.weights[t].values)
+    if op.kind in WEIGHTED and k == 1:  # weights shared by several ops (an unrolled RNN) are stored once
+        if t not in m.shared:
+            m.shared[t] = m.add(_const_tensor(t, plan.weights[t], "int8"), plan.weights[t].values)
+        return m.shared[t]
     if op.kind in WEIGHTED and k == 2:
         return m.add(_const_tensor(t, plan.biases[t], "int32"), plan.biases[t].values)
     if data.dtype.kind != "f":

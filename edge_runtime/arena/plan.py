@@ -38,7 +38,7 @@ from edge_runtime.arena.planners import PLANNERS, Block, arena_size, best_of_ord
 from edge_runtime.arena.subgraphs import Step, execution_visits, reachable_subgraphs
 from edge_runtime.arena.traits import OpMemory, OpMemoryFn
 from edge_runtime.arena.validate import validate_plan
-from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.errors import EdgeRuntimeError, UnsupportedModelError
 from edge_runtime.formats.tflite import Operator, TFLiteModel
 
 
@@ -335,18 +335,29 @@ def _flat_ops(model: TFLiteModel, steps: list[Step], fn: OpMemoryFn) -> list[_Fl
 
 
 def _require_known_ops(model: TFLiteModel, subgraphs: list[int]) -> None:
-    """With the micro kernels' traits, every op must have a micro kernel: otherwise its needs are unknown."""
+    """With the micro kernels' traits, every op must be one micro can prepare: otherwise its needs are unknown.
+
+    Each op's kernel is built (TFLM's Prepare: types, shapes, options), so an op micro does not implement, or
+    implements but not for these tensor types, is an error naming it rather than a plan without its scratch.
+    """
     try:
-        from edge_runtime.backends.micro.kernels import REGISTRY
+        from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
     except ModuleNotFoundError:
         return
     for sgi in subgraphs:
-        for op in model.subgraphs[sgi].operators:
-            if op.name not in REGISTRY:
-                raise ArenaPlanError(
-                    f"{model.path}: subgraph {sgi} op {op.index} ({op.name}): the micro backend has no kernel "
-                    "for this op, so its arena needs (scratch) are unknown; refusing to report a plan that "
-                    "could be too small")
+        g = model.subgraphs[sgi]
+        for op in g.operators:
+            where = f"{model.path}: subgraph {sgi} op {op.index} ({op.name})"
+            cls = REGISTRY.get(op.name)
+            if cls is None:
+                raise ArenaPlanError(f"{where}: the micro backend has no kernel for this op, so its arena needs "
+                                     "(scratch) are unknown; refusing to report a plan that could be too small")
+            try:
+                cls(OpContext(model, g, op))
+            except EdgeRuntimeError as exc:
+                why = str(exc).split(": ", 1)[-1]
+                raise ArenaPlanError(f"{where}: the micro kernel cannot prepare it, so its arena needs are "
+                                     f"unknown: {why}") from None
 
 
 def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, planner: str = "best",

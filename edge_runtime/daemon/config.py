@@ -132,13 +132,41 @@ class ReplySink(_Strict):
     type: Literal["reply"]
 
 
+class MqttTls(_Strict):
+    """TLS to the broker: the CA that signed its certificate, and optionally a client certificate."""
+
+    ca_file: str = Field(description="PEM file of the CA (or CAs) that signed the broker's certificate")
+    cert_file: Optional[str] = Field(None, description="client certificate (PEM), for brokers that require one")
+    key_file: Optional[str] = Field(None, description="the client certificate's private key (PEM)")
+    check_hostname: bool = Field(True, description="check that the broker's certificate names the host")
+
+    @model_validator(mode="after")
+    def _pair(self) -> "MqttTls":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither")
+        return self
+
+
 class MqttSink(_Strict):
-    """Publish each result as JSON with QoS 1; reconnect with backoff; bounded offline buffer."""
+    """Publish each result as JSON with QoS 1; reconnect with backoff; bounded offline buffer.
+
+    ``topic`` and ``status_topic`` may contain ``{device_id}``. Every result carries ``device_id``.
+    The status topic gets a retained ``online`` when connected and, through the broker's last
+    will, a retained ``offline`` when the daemon goes away. Passwords come from a file or an
+    environment variable, never from this file.
+    """
 
     type: Literal["mqtt"]
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    topic: str = "edge-runtime/results"
+    topic: str = "edge-runtime/{device_id}/results"
+    status_topic: Optional[str] = Field("edge-runtime/{device_id}/status",
+                                        description="retained online/offline (last will); null to disable")
+    device_id: Optional[str] = Field(None, description="this device's id (default: the host name)")
+    username: Optional[str] = None
+    password_file: Optional[str] = Field(None, description="file holding the password (first line)")
+    password_env: Optional[str] = Field(None, description="environment variable holding the password")
+    tls: Optional[MqttTls] = None
     client_id: Optional[str] = None
     qos: Literal[0, 1, 2] = 1
     offline_buffer: int = Field(10000, ge=1, description="results kept while the broker is unreachable")
@@ -307,6 +335,12 @@ def load_config(path: Optional[Union[str, Path]], overrides: Optional[dict[str, 
             raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
         raw = data
         base = config_base_dir(Path(path))
+        for sink in raw.get("sinks") or []:  # files a sink reads are relative to the config too
+            if isinstance(sink, dict):
+                for holder in (sink, sink.get("tls") if isinstance(sink.get("tls"), dict) else {}):
+                    for key in ("password_file", "ca_file", "cert_file", "key_file"):
+                        if isinstance(holder.get(key), str) and not Path(holder[key]).is_absolute():
+                            holder[key] = str(base / holder[key])
         m = raw.get("model")
         if isinstance(m, dict):
             for key in ("path", "test_input"):

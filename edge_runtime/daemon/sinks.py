@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
+import socket
 import sys
 import threading
 import time
@@ -173,6 +175,11 @@ class MqttSink(Sink):
         self.cfg = cfg
         self.name = f"mqtt://{cfg.host}:{cfg.port}"
         self.metrics = metrics
+        self.device_id = cfg.device_id or socket.gethostname()
+        self.topic = cfg.topic.replace("{device_id}", self.device_id)
+        self.status_topic = cfg.status_topic.replace("{device_id}", self.device_id) if cfg.status_topic else None
+        # every payload names the device: '{"device_id": ..., <the result's own fields>'
+        self._prefix = b'{"device_id":' + json.dumps(self.device_id).encode() + b","
         self._buf: "collections.deque[bytes]" = collections.deque()
         self._lock = threading.Lock()
         self._inflight: set[int] = set()
@@ -190,6 +197,21 @@ class MqttSink(Sink):
             raise ConfigError("the MQTT sink needs paho-mqtt: pip install 'edge-runtime[mqtt]'") from None
         c = self.cfg
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=c.client_id or "", protocol=mqtt.MQTTv311)
+        if c.username is not None:
+            client.username_pw_set(c.username, mqtt_password(c))
+        if c.tls is not None:
+            import ssl
+
+            try:
+                ctx = ssl.create_default_context(cafile=c.tls.ca_file)
+                if c.tls.cert_file:
+                    ctx.load_cert_chain(c.tls.cert_file, c.tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"sink {self.name}: TLS files: {exc}") from None
+            ctx.check_hostname = c.tls.check_hostname
+            client.tls_set_context(ctx)
+        if self.status_topic:
+            client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -211,6 +233,8 @@ class MqttSink(Sink):
             return
         self.connected = True
         self.metrics.inc("mqtt_connects")
+        if self.status_topic:
+            client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._wake.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
@@ -239,7 +263,7 @@ class MqttSink(Sink):
                     if not (self.connected and self._buf and len(self._inflight) < c.max_inflight):
                         break
                     msg = self._buf.popleft()
-                info = self._client.publish(c.topic, msg, qos=c.qos)
+                info = self._client.publish(self.topic, msg, qos=c.qos)
                 self.metrics.inc("mqtt_published")
                 with self._lock:
                     if info.mid in self._early:
@@ -255,7 +279,7 @@ class MqttSink(Sink):
                 if len(self._buf) >= self.cfg.offline_buffer:
                     self._buf.popleft()
                     self.metrics.inc("mqtt_dropped")
-                self._buf.append(line.rstrip(b"\n"))
+                self._buf.append(self._prefix + line.rstrip(b"\n")[1:])
         self._wake.set()
 
     def emit(self, result: Result, line: Optional[bytes]) -> None:
@@ -264,7 +288,7 @@ class MqttSink(Sink):
             if len(self._buf) >= self.cfg.offline_buffer:
                 self._buf.popleft()
                 self.metrics.inc("mqtt_dropped")
-            self._buf.append(line.rstrip(b"\n"))
+            self._buf.append(self._prefix + line.rstrip(b"\n")[1:])
         self._wake.set()
 
     def pending(self) -> int:
@@ -285,9 +309,27 @@ class MqttSink(Sink):
         if self._thread is not None:
             self._thread.join(5)
         if self._client is not None:
+            if self.status_topic and self.connected:  # a clean stop: say so (the will covers a crash)
+                self._client.publish(self.status_topic, b"offline", qos=1, retain=True).wait_for_publish(2)
             self._client.disconnect()
             self._client.loop_stop()
             self._client = None
+
+
+def mqtt_password(cfg: Any) -> Optional[str]:
+    """The MQTT password from ``password_file`` or ``password_env`` (never from the config itself)."""
+    if cfg.password_file:
+        try:
+            with open(cfg.password_file, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"sink mqtt: password_file {cfg.password_file}: cannot read it: {exc}") from None
+    if cfg.password_env:
+        value = os.environ.get(cfg.password_env)
+        if value is None:
+            raise ConfigError(f"sink mqtt: password_env {cfg.password_env} is not set in the environment")
+        return value
+    return None
 
 
 def make_sink(cfg: Any, metrics: Metrics) -> Sink:

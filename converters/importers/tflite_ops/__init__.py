@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from converters.importers.tflite_ops import compute, elementwise, layout
+from converters.importers.tflite_ops import compute, elementwise, layout, recurrent
 
 Handler = Callable[..., None]
 REGISTRY: dict[str, Handler] = {}
@@ -18,7 +18,7 @@ CUSTOM_REWRITES = ("Convolution2DTransposeBias",)
 
 
 def _merge() -> None:
-    for module in (compute, elementwise, layout):
+    for module in (compute, elementwise, layout, recurrent):
         for name, handler in module.REGISTRY.items():
             if name in REGISTRY:
                 raise RuntimeError(f"TFLite importer registry: {name} is registered twice")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import (
-    INT32_MAX, INT32_MIN, one_over_one_plus_x_for_x_in_0_1, quantize_multiplier, rounding_divide_by_pot, wrap32,
+    one_over_one_plus_x_for_x_in_0_1, quantize_multiplier, rounding_divide_by_pot, wrap32,
 )
 
 
@@ -28,9 +28,7 @@ def mbqm(x: np.ndarray, multiplier: int, shift: int, tmp: np.ndarray) -> np.ndar
         wrap32(x)
     np.multiply(x, np.int64(multiplier), out=x)
     np.add(x, np.int64(1 << 30), out=x)
-    np.right_shift(x, 31, out=x)
-    if multiplier == INT32_MIN:  # the one saturating case of the doubling high multiply
-        np.minimum(x, INT32_MAX, out=x)
+    np.right_shift(x, 31, out=x)  # (multipliers are >= 0: the doubling high multiply cannot saturate)
     if shift < 0:
         rounding_divide_by_pot(x, -shift, out=x, tmp=tmp)
     return x
@@ -68,9 +66,3 @@ def reciprocal_q31(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def quantize_multiplier_f32(real: "float | np.float32") -> tuple[int, int]:
     """QuantizeMultiplier of a multiplier that TFLM computes as a float32 value."""
     return quantize_multiplier(float(np.float32(real)))
-
-
-def clamp_into(acc: np.ndarray, lo: int, hi: int, out: np.ndarray) -> None:
-    """Clamp int64 ``acc`` to [lo, hi] and store it into ``out`` (its integer type)."""
-    np.clip(acc, lo, hi, out=acc)
-    np.copyto(out, acc, casting="unsafe")

@@ -22,7 +22,6 @@ class AddN(ElementwiseKernel):
 
     max_version = 2
     n_inputs = None
-    max_broadcast_rank = 0  # no broadcasting: every input has the output's shape
 
     def prepare(self) -> None:
         """Types, equal shapes and (int8) equal quantization, multipliers."""

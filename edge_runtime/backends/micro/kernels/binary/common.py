@@ -14,11 +14,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
+from edge_runtime.backends.micro.fixedpoint_binary import mbqm_array
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, activation_name, qparams,
 )
-from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
-from edge_runtime.backends.micro.fixedpoint_binary import mbqm_array
 from edge_runtime.formats.tflite import TensorInfo
 
 I64 = np.dtype(np.int64)
@@ -104,11 +104,12 @@ def require_quantized(ctx: OpContext, t: TensorInfo, what: str) -> tuple[float, 
 class ElementwiseKernel(Kernel):
     """Base of the binary family: inputs broadcast to the output, ``compute`` over output chunks.
 
-    Subclasses set ``n_inputs`` (``None``: any number >= 2), ``max_broadcast_rank`` (the
-    rank up to which TFLM's broadcasting loop gives correct results — 6, checked against
-    tflite-micro; shapes that need broadcasting beyond it are refused) and implement ``prepare`` (type checks, constants; may fill ``self.temps``,
-    name -> dtype of per-element work buffers, and ``self.byte_inputs``, positions of
-    int8 inputs to view as uint8) and ``compute(ins, y, t)`` on one chunk.
+    Subclasses set ``n_inputs`` (``None``: any number >= 2) and ``max_broadcast_rank``
+    (the rank up to which TFLM's broadcasting gives correct results: 6, checked against
+    tflite-micro; shapes that need broadcasting beyond it are refused), and implement
+    ``prepare`` (type checks, constants; may fill ``self.temps``, name -> dtype of
+    per-element work buffers, and ``self.byte_inputs``, positions of int8 inputs to view
+    as uint8) and ``compute(ins, y, t)`` on one chunk.
     """
 
     n_inputs: Optional[int] = 2

@@ -20,6 +20,7 @@ from edge_runtime.backends.micro.kernels.custom.signal_pcan import SignalPCAN
 from edge_runtime.backends.micro.kernels.custom.signal_rfft import SignalRfft
 from edge_runtime.backends.micro.kernels.custom.signal_stacker import SignalStacker
 from edge_runtime.backends.micro.kernels.custom.signal_window import SignalWindow
+from edge_runtime.backends.micro.kernels.custom.tflm_decode import TflmDecode
 
 REGISTRY: dict[str, type[Kernel]] = {
     "TFLite_Detection_PostProcess": DetectionPostProcess,
@@ -38,4 +39,5 @@ REGISTRY: dict[str, type[Kernel]] = {
     "SignalRfft": SignalRfft,
     "SignalStacker": SignalStacker,
     "SignalWindow": SignalWindow,
+    "TFLM_DECODE": TflmDecode,
 }
