@@ -94,6 +94,24 @@ def test_transformer_encoder_lowered_for_micro_runs_on_tflm(tmp_path):
         assert res.micro_exact, "micro backend differs from tflite-micro"
 
 
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gelu_forms_become_one_op(approximate, tmp_path):
+    class Mlp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            h = self.fc1(x)
+            return self.fc2(nn.functional.gelu(h, approximate=approximate)) + torch.tanh(h).mean(-1, keepdim=True)
+
+    torch.manual_seed(4)
+    model = _export(Mlp(), (1, 6, 16), tmp_path / "mlp.onnx", 13)
+    res = check_onnx(model, tmp_path, (1, 6, 16), low=-2, high=2, min_sqnr=20, tflm=False)
+    ops = res.graph.op_counts()
+    assert ops.get("GELU") == 1 and ops.get("TANH") == 1
+
+
 def test_mobilevit_block_dynamic_batch(tmp_path):
     torch.manual_seed(2)
     model = _export(MobileViTBlock(), (1, 16, 6, 6), tmp_path / "mvit.onnx", 13, dynamic_batch=True)

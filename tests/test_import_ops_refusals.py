@@ -52,6 +52,10 @@ CASES = {
                   13, ["LSTM", "clipped_lstm", "clip"]),
     "conv_weights_at_runtime": ([n("Conv", ["x", "x"], ["y"], name="self_conv")], [], [X4], [1, 1, 1, 1], 13,
                                 ["Conv", "self_conv", "constant"]),
+    "already_quantized": ([n("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant_in"),
+                           n("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant")],
+                          [c("s", 0.1), numpy_helper.from_array(np.array(0, np.int8), "z")], [X4], [1, 4, 6, 6], 13,
+                          ["QuantizeLinear", "quant_in", "float model"]),
     "conv3d": ([n("Conv", ["x5", "w"], ["y"], name="conv3d")], [c("w", np.ones((2, 4, 1, 1, 1)))],
                [vi("x5", [1, 4, 2, 6, 6])], [1, 2, 2, 6, 6], 13, ["Conv", "conv3d"]),
 }

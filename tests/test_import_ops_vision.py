@@ -106,6 +106,7 @@ CASES = {
         [n("ReduceSum", ["x", "ax"], ["y"], name="sum", keepdims=0)], [c("ax", [3], np.int64)], [1, 8, 8], 13),
     "softmax_flattened_opset11": lambda: (
         [n("Softmax", ["x"], ["y"], name="softmax", axis=2)], [], [1, 8, 8, 8], 11),
+    "log_softmax_channels": lambda: ([n("LogSoftmax", ["x"], ["y"], name="logsoftmax", axis=1)], [], [1, 8, 8, 8], 13),
     "softmax_axis2": lambda: ([n("Softmax", ["x"], ["y"], name="softmax", axis=2)], [], [1, 8, 8, 8], 13),
     "if_constant_condition": lambda: (
         [n("If", ["cond"], ["y"], name="branch",

@@ -343,6 +343,9 @@ def test_plan_refuses_ops_without_a_micro_kernel(tmp_path, capsys):
     assert plan_arena(TFLiteModel.open(str(p)), op_memory=conservative_op_memory).arena_bytes == 32
     assert convert_main(["plan", str(p)]) != 0
     assert "NotAnOp" in capsys.readouterr().err
+    # embedding stays possible: TFLM places its own kernels' scratch around a tensors-only plan
+    assert convert_main(["plan", str(p), "--no-in-place", "--embed-offline-plan", str(tmp_path / "e.tflite")]) == 0
+    assert "tensors-only" in capsys.readouterr().err and (tmp_path / "e.tflite").exists()
     # an op micro knows but cannot prepare for these tensors: also named, not planned without its needs
     mb = ModelBuilder()
     sg = mb.subgraph("main")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.errors import InputError, UnsupportedModelError
 from edge_runtime.backends.micro import open_model
 from edge_runtime.formats.tflite import TFLiteModel
 from tflite_builder import T, build, opts, random_input, run_micro, tflm
@@ -207,8 +207,29 @@ def test_slice_runtime_out_of_range_fails_at_invoke(tmp_path):
     build(p, "SLICE", [T((3, 4), "float32"), T((2,), "int32"), const([2, 3])], [T((2, 3), "float32")])
     m = open_model(str(p))
     m.run([np.zeros((3, 4), np.float32), np.array([1, 1], np.int32)])
-    with pytest.raises(Exception, match="SLICE"):
+    with pytest.raises(InputError, match="SLICE"):
         m.run([np.zeros((3, 4), np.float32), np.array([2, 1], np.int32)])
+
+
+@pytest.mark.parametrize("op,ins,outs,o,bad", [
+    ("REVERSE_V2", [T((2, 3, 4), "float32"), T((2,), "int32")], [T((2, 3, 4), "float32")], None, [[0, 2]]),
+    ("CUMSUM", [T((2, 3), "float32"), T((1,), "int32")], [T((2, 3), "float32")], opts("CumsumOptions"), [[2]]),
+    ("MIRROR_PAD", [T((2, 3), "float32"), T((2, 2), "int32")], [T((4, 5), "float32")],
+     opts("MirrorPadOptions", mode=0), [[[2, 0], [1, 1]]]),
+    ("EMBEDDING_LOOKUP", [T((2,), "int32"), T((3, 4), "float32", data=np.ones((3, 4), np.float32))],
+     [T((2, 4), "float32")], None, [[0, -1]]),
+    ("BROADCAST_ARGS", [T((2,), "int32"), T((2,), "int32")], [T((2,), "int32")], None, [[2, 3], [3, 3]]),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_invalid_runtime_indices_fail_at_invoke(tmp_path, op, ins, outs, o, bad):
+    """A computed index input that TFLM's Eval rejects gives one InputError line naming the op."""
+    p = tmp_path / "m.tflite"
+    build(p, op, ins, outs, o)
+    values = iter(bad)  # the int32 graph inputs' values, in order
+    xs = [np.asarray(next(values), np.int32) if t.dtype == "int32" else np.ones(t.shape, np.float32)
+          for t in ins if t.data is None]
+    with pytest.raises(InputError, match=op) as e:
+        open_model(str(p)).run(xs)
+    assert "\n" not in str(e.value)
 
 
 # ---------------------------------------------------------------------------- GATHER / GATHER_ND
@@ -263,7 +284,7 @@ def test_gather_nd_checks_only_the_flat_position(tmp_path):
     assert_exact_big(p, [[x, np.array(i, np.int32)]
                          for i in ([[0, 5], [-1, 5], [2, 3]], [[1, -1], [0, 11], [2, 0]])])
     m = open_model(str(p))
-    with pytest.raises(Exception, match="GATHER_ND"):
+    with pytest.raises(InputError, match="GATHER_ND"):
         m.run([x, np.array([[2, 4], [0, 0], [0, 0]], np.int32)])
 
 
@@ -288,7 +309,7 @@ def test_gather_runtime_out_of_range_fails_at_invoke(tmp_path):
     p = tmp_path / "m.tflite"
     build(p, "GATHER", [T((3, 4), "float32"), T((2,), "int32")], [T((2, 4), "float32")], opts("GatherOptions", axis=0))
     m = open_model(str(p))
-    with pytest.raises(Exception, match="GATHER"):
+    with pytest.raises(InputError, match="GATHER"):
         m.run([np.zeros((3, 4), np.float32), np.array([3, 0], np.int32)])
 
 
@@ -428,6 +449,26 @@ def test_broadcast_args(tmp_path, dt, data):
     n = max(len(p) for p in picks)
     check(tmp_path / "m.tflite", "BROADCAST_ARGS", ins, [T((n,), dt)],
           special={0: lambda r: np.array(picks[0], dt), 1: lambda r: np.array(picks[1], dt)})
+
+
+@pytest.mark.parity("SHAPE", "float32")
+@pytest.mark.parity("BROADCAST_ARGS", "int32")
+def test_shape_into_broadcast_args_chain(tmp_path):
+    """The converter pattern: the shapes of two tensors, their broadcast shape (index inputs made by ops)."""
+    from tflite_builder import ModelBuilder
+
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    a, b = sg.tensor(T((4, 1, 3), "float32")), sg.tensor(T((5, 1), "float32"))
+    sa, sb, o = sg.tensor(T((3,), "int32")), sg.tensor(T((2,), "int32")), sg.tensor(T((3,), "int32"))
+    sg.op("SHAPE", [a], [sa], opts("ShapeOptions", outType=2))
+    sg.op("SHAPE", [b], [sb], opts("ShapeOptions", outType=2))
+    sg.op("BROADCAST_ARGS", [sa, sb], [o])
+    sg.io([a, b], [o])
+    p = mb.write(tmp_path / "m.tflite")
+    assert_exact_big(p, feeds([T((4, 1, 3), "float32"), T((5, 1), "float32")], np.random.default_rng(0)))
+    assert open_model(str(p)).run([np.zeros((4, 1, 3), np.float32), np.zeros((5, 1), np.float32)])[0].tolist() \
+        == [4, 5, 3]
 
 
 def test_broadcast_args_refusal(tmp_path):

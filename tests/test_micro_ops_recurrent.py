@@ -240,6 +240,57 @@ def test_lstm_int8_with_intermediates(tmp_path: Path) -> None:
     _assert_refused(p, "UNIDIRECTIONAL_SEQUENCE_LSTM", "intermediate")
 
 
+@pytest.mark.parity("UNIDIRECTIONAL_SEQUENCE_LSTM", "int8")
+@pytest.mark.parity("SVDF", "int8")
+def test_stacked_recurrent_int8(tmp_path: Path) -> None:
+    """SVDF -> LSTM -> LSTM in one model: several variable states and scratch buffers in one arena plan,
+    states carried over invocations (and a reset in between)."""
+    rng = np.random.default_rng(17)
+    b, tn, n_in, s1, s2, units, rank, mem = 2, 5, 6, 8, 5, 6, 2, 4
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    x = sg.tensor(T([b * tn, n_in], "int8", scale=0.05, zp=3))
+    st_s, wt_s = 0.02, 0.002
+    svdf_out = sg.tensor(T([b * tn, units], "int8", scale=0.04, zp=-2))
+    sg.op("SVDF", [x, sg.tensor(T([units * rank, n_in], "int8", scale=0.01,
+                                  data=rng.integers(-127, 128, (units * rank, n_in)).astype(np.int8))),
+                   sg.tensor(T([units * rank, mem], "int16", scale=wt_s,
+                               data=rng.integers(-3000, 3000, (units * rank, mem)).astype(np.int16))),
+                   sg.tensor(T([units], "int32", scale=float(np.float32(st_s) * np.float32(wt_s)),
+                               data=rng.integers(-5000, 5000, units).astype(np.int32))),
+                   sg.tensor(T([b * tn, units * rank * mem], "int16", scale=st_s, variable=True))],
+          [svdf_out], opts("SVDFOptions", rank=rank))
+    seq = sg.tensor(T([b, tn, units], "int8", scale=0.04, zp=-2))
+    sg.op("RESHAPE", [svdf_out, sg.tensor(T([3], "int32", data=np.array([b, tn, units], np.int32)))], [seq],
+          opts("ReshapeOptions", newShape=[b, tn, units]))
+
+    def lstm(inp: int, n: int, s: int, in_scale: float, h_scale: float, h_zp: int) -> int:
+        def w(rows: int, cols: int) -> int:
+            return sg.tensor(T([rows, cols], "int8", scale=float(rng.uniform(0.005, 0.03)),
+                               data=rng.integers(-127, 128, (rows, cols)).astype(np.int8)))
+
+        def bias() -> int:
+            return sg.tensor(T([s], "int32", scale=in_scale * 0.01,
+                               data=rng.integers(-3000, 3000, s).astype(np.int32)))
+
+        h = sg.tensor(T([b, s], "int8", scale=h_scale, zp=h_zp, variable=True))
+        cell = sg.tensor(T([b, s], "int16", scale=2.0 ** -11, variable=True))
+        out = sg.tensor(T([b, tn, s], "int8", scale=h_scale, zp=h_zp))
+        sg.op("UNIDIRECTIONAL_SEQUENCE_LSTM",
+              [inp] + [w(s, n) for _ in range(4)] + [w(s, s) for _ in range(4)] + [-1] * 3
+              + [bias() for _ in range(4)] + [-1, -1, h, cell] + [-1] * 4, [out],
+              opts(LSTM_OPTS, fusedActivationFunction=4))
+        return out
+
+    out1 = lstm(seq, units, s1, 0.04, 1 / 128, 5)
+    out2 = lstm(out1, s1, s2, 1 / 128, 1 / 100, -7)
+    sg.io([x], [out2])
+    path = mb.write(tmp_path / "stacked.tflite")
+    sets = random_inputs(path, np.random.default_rng(2), 4)
+    assert_exact(path, sets, reset_each=False)
+    assert_exact(path, sets, reset_each=True)
+
+
 @pytest.mark.parametrize("variant", ["peephole", "projection", "layer_norm", "cifg"])
 @pytest.mark.parametrize("kind", ["int8", "float32"])
 def test_lstm_variants_refused(tmp_path: Path, variant: str, kind: str) -> None:

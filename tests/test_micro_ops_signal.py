@@ -9,16 +9,17 @@ ready) hold stale arena bytes and are not compared.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
+import tflite_builder
 from edge_runtime.backends.micro import open_model
 from edge_runtime.errors import UnsupportedModelError
-import tflite_builder
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tflite_builder import ModelBuilder, T, tflm, tflm_arena_size
 
 flexbuffers = pytest.importorskip("flatbuffers.flexbuffers")
@@ -68,7 +69,7 @@ def _reset_micro(m: Any) -> None:
             k.reset()
 
 
-def run_sequence(path: Path, steps: list[list[np.ndarray]], reset_after: Optional[int] = None,
+def run_sequence(path: Path, steps: list[list[np.ndarray]], reset_after: int | None = None,
                  in_place: bool = True) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """tflite-micro's and micro's outputs for consecutive invocations (both reset after step ``reset_after``)."""
     ref = tflm.Interpreter.from_file(str(path), arena_size=tflm_arena_size(path))
@@ -87,7 +88,7 @@ def run_sequence(path: Path, steps: list[list[np.ndarray]], reset_after: Optiona
     return expect, got
 
 
-def check_exact(path: Path, steps: list[list[np.ndarray]], reset_after: Optional[int] = None) -> None:
+def check_exact(path: Path, steps: list[list[np.ndarray]], reset_after: int | None = None) -> None:
     """Every output of every step equal to tflite-micro's (in-place planning on and off)."""
     for in_place in (True, False):
         expect, got = run_sequence(path, steps, reset_after, in_place)
@@ -98,7 +99,7 @@ def check_exact(path: Path, steps: list[list[np.ndarray]], reset_after: Optional
                 assert np.array_equal(g, e), f"step {k} output {j}: {g.ravel()[:8]} vs tflite-micro {e.ravel()[:8]}"
 
 
-def check_close(path: Path, steps: list[list[np.ndarray]], reset_after: Optional[int] = None,
+def check_close(path: Path, steps: list[list[np.ndarray]], reset_after: int | None = None,
                 rtol: float = 1e-6) -> None:
     """Float outputs within ``rtol`` of the largest reference value."""
     expect, got = run_sequence(path, steps, reset_after)
@@ -117,8 +118,8 @@ def refused(path: Path, what: str) -> None:
     assert "\n" not in msg and what in msg
 
 
-def rand_int(rng: np.random.Generator, shape: Any, dtype: str, lo: Optional[int] = None,
-             hi: Optional[int] = None) -> np.ndarray:
+def rand_int(rng: np.random.Generator, shape: Any, dtype: str, lo: int | None = None,
+             hi: int | None = None) -> np.ndarray:
     """Uniform integers over the dtype's range (or [lo, hi])."""
     info = np.iinfo(dtype)
     lo = int(info.min) if lo is None else lo

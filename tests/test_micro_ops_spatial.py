@@ -107,6 +107,11 @@ def _q(dtype: str, scale: float, zp: int) -> dict:
     return {"scale": scale, "zp": zp} if dtype in ("int8", "int16") else {}
 
 
+def _parity(op: str, dtype: str, kind: str) -> pytest.MarkDecorator:
+    """The parity mark of a parametrized case ("close" marks float comparisons within tolerance)."""
+    return pytest.mark.parity(op, dtype, "close") if kind == "close" else pytest.mark.parity(op, dtype)
+
+
 def _refused(path: Path, op: str) -> None:
     """Loading the model raises UnsupportedModelError with a one-line message naming the op."""
     with pytest.raises(UnsupportedModelError) as e:
@@ -131,8 +136,11 @@ def transpose_conv_models(draw, dtype: str) -> Path:  # type: ignore[no-untyped-
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     pad = draw(st.sampled_from([SAME, VALID]))
     # any output size whose forward convolution gives the input size (TF's output_shape choices)
-    ho = draw(st.integers((h - 1) * sh + 1, h * sh)) if pad == SAME else draw(st.integers((h - 1) * sh + kh, h * sh + kh - 1))
-    wo = draw(st.integers((w - 1) * sw + 1, w * sw)) if pad == SAME else draw(st.integers((w - 1) * sw + kw, w * sw + kw - 1))
+    def out_size(i: int, s: int, k: int) -> int:
+        lo = (i - 1) * s + (1 if pad == SAME else k)
+        return draw(st.integers(lo, lo + s - 1))
+
+    ho, wo = out_size(h, sh, kh), out_size(w, sw, kw)
     has_bias = draw(st.booleans())
     act = draw(st.sampled_from([0, 1, 3]))  # NONE, RELU, RELU6
     shape_t = T([4], "int32", data=_i32([n, ho, wo, cout]))
@@ -239,21 +247,35 @@ def batch_matmul_models(draw, dtype: str) -> Path:  # type: ignore[no-untyped-de
 @_settings(220)
 @given(batch_matmul_models("int8"))
 def test_batch_matmul_int8(path: Path) -> None:
-    _check(path, "exact")
+    _check(path, "exact", chunked=True)
 
 
 @pytest.mark.parity("BATCH_MATMUL", "int16")
 @_settings(200)
 @given(batch_matmul_models("int16"))
 def test_batch_matmul_int16(path: Path) -> None:
-    _check(path, "exact")
+    _check(path, "exact", chunked=True)
 
 
 @pytest.mark.parity("BATCH_MATMUL", "float32", "close")
 @_settings(150)
 @given(batch_matmul_models("float32"))
 def test_batch_matmul_float32(path: Path) -> None:
-    _check(path, "close")
+    _check(path, "close", chunked=True)
+
+
+@pytest.mark.parity("BATCH_MATMUL", "int8")
+@pytest.mark.parametrize("const_rhs,adj_x", [(False, False), (True, True)])
+def test_batch_matmul_int8_chunked(const_rhs: bool, adj_x: bool) -> None:
+    """Larger operands, so that the 4 KiB workspace run splits the lhs rows into many chunks."""
+    rng = np.random.default_rng(3)
+    a_shape = [2, 1, 16, 40] if adj_x else [2, 1, 40, 16]
+    b_data = rng.integers(-128, 128, (3, 16, 24)).astype(np.int8) if const_rhs else None
+    p = _path("BATCH_MATMUL")
+    build(p, "BATCH_MATMUL", [T(a_shape, "int8", scale=0.02, zp=-7),
+                              T([3, 16, 24], "int8", scale=0.03, zp=5, data=b_data)],
+          [T([2, 3, 40, 24], "int8", scale=0.02 * 0.03 * 100 * 4 / 60, zp=2)], opts("BatchMatMulOptions", adjX=adj_x))
+    _check(p, "exact", chunked=True)
 
 
 def test_batch_matmul_refuses() -> None:
@@ -275,7 +297,8 @@ def resize_models(draw, op: str, dtype: str) -> Path:  # type: ignore[no-untyped
     q = _q(dtype, _scale(draw), _zp(draw, dtype))
     kind = "ResizeBilinearOptions" if op == "RESIZE_BILINEAR" else "ResizeNearestNeighborOptions"
     path = _path(op)
-    build(path, op, [T([n, h, w, c], dtype, **q), T([2], "int32", data=_i32([oh, ow]))], [T([n, oh, ow, c], dtype, **q)],
+    build(path, op, [T([n, h, w, c], dtype, **q), T([2], "int32", data=_i32([oh, ow]))],
+          [T([n, oh, ow, c], dtype, **q)],
           opts(kind, alignCorners=mode == "align", halfPixelCenters=mode == "half"), version=3)
     return path
 
@@ -476,7 +499,7 @@ def pool_models(draw, op: str, dtype: str) -> Path:  # type: ignore[no-untyped-d
 
 
 @pytest.mark.parametrize("op,dtype,kind", [
-    pytest.param(op, t, k, marks=pytest.mark.parity(op, t, *(("close",) if k == "close" else ())))
+    pytest.param(op, t, k, marks=_parity(op, t, k))
     for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D")
     for t, k in (("int8", "exact"), ("int16", "exact"), ("float32", "close" if op == "AVERAGE_POOL_2D" else "exact"))])
 @_settings(150)
@@ -526,7 +549,7 @@ def reduce_models(draw, op: str, dtype: str, rescale: bool = True, max_axes: int
     return path
 
 
-@pytest.mark.parametrize("dtype,kind", [pytest.param(t, k, marks=pytest.mark.parity("SUM", t, *(("close",) if k == "close" else ())))
+@pytest.mark.parametrize("dtype,kind", [pytest.param(t, k, marks=_parity("SUM", t, k))
                                         for t, k in (("int8", "exact"), ("int16", "exact"), ("float32", "close"))])
 @_settings(220)
 @given(data=st.data())
@@ -631,7 +654,8 @@ def _alloc_models() -> dict[str, Path]:
                            [T([1, 32, 32, 16], "int8", scale=0.2, zp=0)],
                            opts("TransposeConvOptions", padding=SAME, strideW=2, strideH=2)),
         "TRANSPOSE_CONV float32": ([T([4], "int32", data=_i32([1, 33, 31, 16])),
-                                    T([16, 3, 3, 8], "float32", data=rng.standard_normal((16, 3, 3, 8)).astype(np.float32)),
+                                    T([16, 3, 3, 8], "float32",
+                                      data=rng.standard_normal((16, 3, 3, 8)).astype(np.float32)),
                                     T([1, 16, 16, 8], "float32"), T([16], "float32", data=np.ones(16, np.float32))],
                                    [T([1, 33, 31, 16], "float32")],
                                    opts("TransposeConvOptions", padding=VALID, strideW=2, strideH=2,

@@ -307,3 +307,28 @@ def test_var_handles_sharing_a_name_share_the_variable(tmp_path, containers):
 
 def _same_outputs(a: list, b: list) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for u, v in zip(a, b) for x, y in zip(u, v))
+
+
+@pytest.mark.parametrize("dtype,zp", [pytest.param("int8", -7, marks=pytest.mark.parity("READ_VARIABLE", "int8")),
+                                      pytest.param("int16", 3, marks=pytest.mark.parity("READ_VARIABLE", "int16")),
+                                      pytest.param("float32", 0,
+                                                   marks=pytest.mark.parity("READ_VARIABLE", "float32"))])
+def test_read_before_the_first_assign_sees_the_zero_point_fill(tmp_path, dtype, zp):
+    """A resource variable read before any ASSIGN_VARIABLE ran holds TFLM's fill: the low byte of the assigned
+    tensor's zero point in every byte (int16 zero point 3 reads 0x0303), 0 for floats; then the previous input."""
+    q = _q(dtype, 0.5, zp) if dtype != "int16" else {"scale": 0.5, "zp": zp}
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    x = sg.tensor(T([2, 3], dtype, **q))
+    h = sg.tensor(T([], "resource"))
+    y = sg.tensor(T([2, 3], dtype, **q))
+    sg.op("VAR_HANDLE", [], [h], opts("VarHandleOptions", sharedName="previous"))
+    sg.op("READ_VARIABLE", [h], [y])
+    sg.op("ASSIGN_VARIABLE", [h, x], [])
+    sg.io([x], [y])
+    p = mb.write(tmp_path / "prev.tflite")
+    xs = _steps(p, 4, 0)
+    expect = run_tflm(p, xs, reset_each=False)
+    _equal(run_micro(p, xs, reset_each=False), expect, dtype)
+    fill = np.full(6 * np.dtype(dtype).itemsize, zp & 0xFF, np.uint8).view(dtype).reshape(2, 3)
+    assert np.array_equal(expect[0][0], fill) and np.array_equal(expect[1][0], xs[0][0])

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+from edge_runtime.arena.op_memory import ArenaPlanError, no_scratch_op_memory
 from edge_runtime.arena.plan import plan_arena
 from edge_runtime.arena.planners import PLANNER_HELP, PLANNERS
 from edge_runtime.arena.report import format_plan
@@ -79,8 +81,17 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeRuntimeError("--embed-offline-plan needs --no-in-place: TensorFlow Lite Micro cannot run "
                                "an in-place plan, so one is never embedded")
     model = TFLiteModel.open(args.model)
-    plan = plan_arena(model, args.subgraph, in_place=args.in_place, planner=args.planner)
     name = os.path.basename(args.model)
+    try:
+        plan = plan_arena(model, args.subgraph, in_place=args.in_place, planner=args.planner)
+    except ArenaPlanError as exc:
+        if not args.embed_offline_plan or "arena needs" not in str(exc):
+            raise
+        # TFLM places its kernels' scratch itself: the tensors-only plan it would get is still exact.
+        plan = plan_arena(model, args.subgraph, in_place=False, planner=args.planner,
+                          op_memory=no_scratch_op_memory)
+        print(f"note: {exc}; showing the tensors-only plan that is embedded (TFLM adds its kernels' scratch)",
+              file=sys.stderr)
     print(plan.to_json() if args.json else format_plan(plan, name))
     if args.svg:
         _write(args.svg, plan_svg(plan, name))

@@ -21,6 +21,9 @@ from converters.ir import Graph, fuse_activations, legalize, simplify
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 
 SUPPORTED = tuple(sorted(REGISTRY))
+#: ops that only appear in already-quantized models
+QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                 "MatMulInteger", "DynamicQuantizeLinear")
 InputShapes = Optional[dict[str, tuple[int, ...]]]
 
 
@@ -75,6 +78,8 @@ def dispatch(ctx: ImportContext, node: Any) -> None:
         _fold(ctx, node)
         return
     handler = REGISTRY.get(node.op_type)
+    if node.op_type in QUANTIZED_OPS:
+        raise ctx.unsupported(node, "this model is already quantized; give the converter the float model")
     if handler is None:
         raise ctx.unsupported(node, f"supported ops: {', '.join(SUPPORTED)}")
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}

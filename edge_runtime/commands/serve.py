@@ -19,8 +19,12 @@ docs/framing.md.
       --sink reply --sink mqtt://127.0.0.1:1883/kws --health 127.0.0.1:9100
 
 Flags override the config file; with --model no file is needed. SIGTERM drains the
-queued work and exits 0; SIGHUP reloads the model (kept only if it passes a test
-inference). Health and Prometheus metrics: GET /healthz and /metrics.
+queued work and exits 0. SIGHUP (systemctl reload) re-reads the whole config (model,
+source, sinks, topics, pre- and postprocessing) and applies it once everything new has
+started and the new model has passed a test inference; otherwise the old configuration
+keeps serving and the reason is logged and shown in /metrics. Pipeline sizes, the health
+listener and the profile change only at restart. Without a config file, SIGHUP reloads
+the model file. Health and Prometheus metrics: GET /healthz and /metrics.
 """
 
 
@@ -115,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
     from edge_runtime.errors import EdgeRuntimeError
 
     cfg = build_config(args)
+    reread = (lambda: build_config(args)) if (args.config or getattr(args, "bundle_root", None)) else None
     try:
-        return asyncio.run(Daemon(cfg).run())
+        return asyncio.run(Daemon(cfg, reread=reread).run())
     except MemoryError:
         raise EdgeRuntimeError("out of memory (check the memory limit: ulimit -v, or the cgroup's memory.max)") from None
     except RuntimeError as exc:

@@ -39,6 +39,7 @@ import numpy as np
 import edge_runtime
 from edge_runtime.daemon import framing, memory
 from edge_runtime.daemon.config import ArgmaxPost, DaemonConfig
+from edge_runtime.daemon.config_reload import ConfigReloader
 from edge_runtime.daemon.link import Link
 from edge_runtime.daemon.metrics import HealthServer, Metrics
 from edge_runtime.daemon.model_slot import Loaded, ModelSlot, sample_shape, watched_stat
@@ -80,7 +81,8 @@ class Daemon:
     """A configured daemon; ``await run()`` serves until SIGTERM (or the end of a file source)."""
 
     def __init__(self, cfg: DaemonConfig, loader: Callable[..., Model] = edge_runtime.load,
-                 install_signals: bool = True) -> None:
+                 install_signals: bool = True, reread: Optional[Callable[[], DaemonConfig]] = None) -> None:
+        """``reread``: how to read the configuration again (SIGHUP then reloads all of it, not only the model)."""
         self.cfg = cfg
         self.metrics = Metrics()
         self.notifier = Notifier()
@@ -98,6 +100,8 @@ class Daemon:
         self._dispatch_task: Optional[asyncio.Task] = None
         self._failed: Optional[BaseException] = None
         self.addresses: dict[str, str] = {}
+        self._model_stat: Optional[tuple[int, int, int]] = None
+        self.reloader: Optional[ConfigReloader] = ConfigReloader(self, reread) if reread is not None else None
 
     # -- public controls ------------------------------------------------------
     def request_stop(self) -> None:
@@ -107,8 +111,9 @@ class Daemon:
             self._stop.set()
 
     def request_reload(self) -> None:
-        """Reload the model (as on SIGHUP)."""
-        asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+        """As on SIGHUP: re-read and apply the whole configuration (or only reload the model without one)."""
+        loop = asyncio.get_running_loop()
+        loop.create_task(self.reloader.reload("SIGHUP") if self.reloader is not None else self.reload("SIGHUP"))
 
     # -- start-up ------------------------------------------------------------
     def _setup_model(self) -> None:
@@ -171,6 +176,42 @@ class Daemon:
     def _note_model(self, loaded: Loaded) -> None:
         m = self.metrics
         m.model_version, m.model_path, m.backend = loaded.version, loaded.path, loaded.model.backend
+        self._model_stat = watched_stat(loaded.path)
+
+    # -- what the config reloader (config_reload.py) uses ----------------------
+    def reload_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread that loads and checks candidates, off the event loop."""
+        if self._reload_executor is None:
+            self._reload_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reload")
+        return self._reload_executor
+
+    def model_file_changed(self) -> bool:
+        """True when the served model's file differs from when it was loaded."""
+        return self.slot is not None and self.slot.current is not None and \
+            watched_stat(self.slot.current.path) != self._model_stat
+
+    def attach_batch(self, loaded: Loaded) -> None:
+        """Give a candidate its batch runner (as at start-up)."""
+        self._attach_batch(loaded)
+
+    def swap_model(self, cand: Loaded) -> None:
+        """Serve ``cand`` from the next batch on; close the old model after the batches already queued."""
+        assert self.slot is not None
+        old = self.slot.swap(cand)
+        self.executor.submit(old.model.close)
+        self._note_model(cand)
+
+    def reload_failed(self, why: str, reason: str) -> bool:
+        """Count and report a refused reload; the old configuration keeps serving."""
+        self.metrics.inc("reload_failures")
+        self.metrics.last_reload_error = why
+        log.error("%s (triggered by %s); still serving version %s", why, reason, self.metrics.model_version)
+        return False
+
+    def reload_succeeded(self) -> None:
+        """Count a reload and clear the last error."""
+        self.metrics.inc("reloads")
+        self.metrics.last_reload_error = ""
 
     # -- the run -------------------------------------------------------------
     async def run(self) -> int:
@@ -540,13 +581,11 @@ class Daemon:
 
     async def _dispatcher(self) -> None:
         m = self.metrics
-        sinks = self.sinks
-        post = self.post
-        want_json = self.want_json
         while True:
             item = await self.inflight.get()
             if item is None:
                 break
+            sinks, post, want_json = self.sinks, self.post, self.want_json  # a config reload may swap them
             batches, job = item
             done = await job
             # every request of the job is answered (or dropped, on an inference error) at once:

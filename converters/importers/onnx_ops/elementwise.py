@@ -2,7 +2,8 @@
 
 Patterns (recognised across nodes, because TFLite has one op for them):
 
-- ``x * 0.5 * (1 + Erf(x / sqrt(2)))`` (torch's exact Gelu below opset 20) -> ``GELU``;
+- ``x * 0.5 * (1 + Erf(x / sqrt(2)))`` (torch's exact Gelu below opset 20) -> ``GELU``, and the
+  tanh approximation ``x * 0.5 * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`` -> ``GELU(approximate)``;
 - ``x * HardSigmoid(x)`` with alpha 1/6, beta 1/2 (torch's Hardswish below opset 14) -> ``HARD_SWISH``;
 - ``x / Sqrt(v)`` (LayerNorm decompositions) -> ``x * RSQRT(v)``;
 - ``Add`` of a per-channel constant right after MatMul/Gemm/Conv -> folded into the bias.
@@ -17,7 +18,7 @@ from converters.importers.onnx_ops.context import ImportContext, Pending, const_
 from converters.ir import Op
 
 BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM"}
-UNARY = {"Relu": "RELU", "Sigmoid": "LOGISTIC", "Tanh": "TANH", "Exp": "EXP", "Log": "LOG", "Sqrt": "SQRT",
+UNARY = {"Relu": "RELU", "Sigmoid": "LOGISTIC", "Exp": "EXP", "Log": "LOG", "Sqrt": "SQRT",
          "Abs": "ABS", "HardSwish": "HARD_SWISH"}
 
 
@@ -76,7 +77,8 @@ def _gelu_step(ctx: ImportContext, node: Any) -> bool:
         other = ins[1 - k]
         stage = pend.data["stage"]
         if t == "Add" and stage == "erf" and _scalar(ctx, other) is not None and abs(_scalar(ctx, other) - 1) < 1e-6:
-            ctx.pending[node.output[0]] = Pending(pend.desc, "gelu", pend.src, None, {"stage": "erf+1"})
+            ctx.pending[node.output[0]] = Pending(pend.desc, "gelu", pend.src, _plus_one(ctx, node, ins[k], other),
+                                                  dict(pend.data, stage="erf+1"))
             return True
         if t == "Mul" and stage == "erf+1":
             factor = _gelu_factor(ctx, other, pend.src)
@@ -84,15 +86,29 @@ def _gelu_step(ctx: ImportContext, node: Any) -> bool:
                 return False
             ctx.pending.pop(ctx.name(ins[k]), None)
             shape = ctx.ir_shape(pend.src)
+            approx = {"approximate": bool(pend.data.get("approximate", False))}
             if factor == 1.0:
-                ctx.emit("GELU", [pend.src], node.output[0], {"approximate": False}, node, shape=shape)
+                ctx.emit("GELU", [pend.src], node.output[0], approx, node, shape=shape)
             else:
-                g = ctx.emit("GELU", [pend.src], ctx.tmp(f"{node.output[0]}/gelu", shape), {"approximate": False},
-                             node, shape=shape)
+                g = ctx.emit("GELU", [pend.src], ctx.tmp(f"{node.output[0]}/gelu", shape), approx, node, shape=shape)
                 ctx.emit("MUL", [g, ctx.add_const(f"{node.output[0]}/gelu_scale", np.array([factor]))],
                          node.output[0], {"act": "NONE"}, node, shape=shape)
             return True
     return False
+
+
+def _plus_one(ctx: ImportContext, node: Any, inner: str, one: str) -> Optional[Any]:
+    """For a deferred value that can be emitted on its own (Tanh), emitting ``inner + 1`` later."""
+    pend = ctx.pending.get(ctx.name(inner))
+    if pend is None or pend.materialize is None:
+        return None
+
+    def materialize() -> None:
+        x = ctx.act(node, inner)  # emits the deferred Tanh
+        ctx.emit("ADD", [x, ctx.add_const(f"{node.output[0]}/one", np.array([1.0]))], node.output[0],
+                 {"act": "NONE"}, node)
+
+    return materialize
 
 
 def _gelu_factor(ctx: ImportContext, other: str, src: str) -> Optional[float]:
@@ -227,6 +243,52 @@ def erf(ctx: ImportContext, node: Any, a: dict) -> None:
                                           {"stage": "erf"})
 
 
+def _scaled_by(ctx: ImportContext, name: str, value: float) -> Optional[str]:
+    """The activation ``a`` when IR tensor ``name`` is ``MUL(a, value)`` (value a one-element constant)."""
+    prev = ctx.producer(name) if name in ctx.tensors else None
+    if prev is None or prev.kind != "MUL":
+        return None
+    consts = [i for i in prev.inputs if ctx.tensors[i].is_constant]
+    acts = [i for i in prev.inputs if not ctx.tensors[i].is_constant]
+    if len(consts) != 1 or len(acts) != 1 or ctx.tensors[consts[0]].data.size != 1:
+        return None
+    return acts[0] if abs(float(ctx.tensors[consts[0]].data.reshape(-1)[0]) - value) < 1e-4 else None
+
+
+def _gelu_tanh_source(ctx: ImportContext, name: str) -> Optional[str]:
+    """``x`` when ``name`` is ``sqrt(2/pi) * (x + 0.044715 * x^3)`` (Gelu's tanh approximation)."""
+    inner = _scaled_by(ctx, name, float(np.sqrt(2 / np.pi)))
+    add = ctx.producer(inner) if inner is not None else None
+    if add is None or add.kind != "ADD" or len(add.inputs) != 2:
+        return None
+    for x, cubed_scaled in (add.inputs, add.inputs[::-1]):
+        cube = _scaled_by(ctx, cubed_scaled, 0.044715)
+        mul = ctx.producer(cube) if cube is not None else None
+        if mul is None or mul.kind != "MUL" or x not in mul.inputs:
+            continue
+        sq = ctx.producer([i for i in mul.inputs if i != x][0]) if len(set(mul.inputs)) == 2 else None
+        if sq is not None and sq.kind == "MUL" and sq.inputs == [x, x]:
+            return x
+    return None
+
+
+def tanh(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Tanh: TANH, or the middle of Gelu's tanh approximation (then deferred like Erf)."""
+    key = ctx.name(node.input[0])
+    src = _gelu_tanh_source(ctx, key) if key in ctx.tensors else None
+    x = ctx.act(node, node.input[0])
+    if src is None:
+        ctx.emit("TANH", [x], node.output[0], {}, node)
+        return
+    out = node.output[0]
+
+    def materialize() -> None:
+        ctx.emit("TANH", [x], out, {}, node)
+
+    ctx.pending[out] = Pending(f"Tanh node '{node.name or out}'", "gelu", src, materialize,
+                               {"stage": "erf", "approximate": True})
+
+
 def hard_sigmoid(ctx: ImportContext, node: Any, a: dict) -> None:
     """HardSigmoid: deferred (a following ``x * HardSigmoid(x)`` becomes HARD_SWISH), else
     ``relu6(6 alpha x + 6 beta) / 6``."""
@@ -316,5 +378,5 @@ def pow_(ctx: ImportContext, node: Any, a: dict) -> None:
 REGISTRY = {
     **{t: binary for t in BINARY}, "Sum": binary, "Mean": binary,
     **{t: unary for t in UNARY}, "Neg": unary, "Reciprocal": unary, "Gelu": unary, "LeakyRelu": unary,
-    "Erf": erf, "HardSigmoid": hard_sigmoid, "Clip": clip, "PRelu": prelu, "Pow": pow_,
+    "Erf": erf, "Tanh": tanh, "HardSigmoid": hard_sigmoid, "Clip": clip, "PRelu": prelu, "Pow": pow_,
 }

@@ -46,12 +46,17 @@ class _Cell:
     def __init__(self, ctx: ImportContext, node: Any, tag: str, batch: int, hidden: int) -> None:
         self.ctx, self.node, self.tag, self.batch, self.hidden = ctx, node, tag, batch, hidden
         self.shape = (batch, hidden)
+        self.weights: dict[tuple, str] = {}
 
     def fc(self, x: str, w: np.ndarray, b: np.ndarray, name: str) -> str:
+        """``x @ w.T + b``; the weights are one constant shared by every step, the bias one per step
+        (its int32 scale follows each step's input scale)."""
         ctx = self.ctx
         shape = (self.batch, w.shape[0])
-        return ctx.emit("FULLY_CONNECTED", [x, ctx.add_const(f"{self.tag}/{name}_w", w),
-                                            ctx.add_const(f"{self.tag}/{name}_b", b)],
+        key = (w.__array_interface__["data"][0], w.shape)
+        if key not in self.weights:
+            self.weights[key] = ctx.add_const(f"{self.tag}/{name}_w", w)
+        return ctx.emit("FULLY_CONNECTED", [x, self.weights[key], ctx.add_const(f"{self.tag}/{name}_b", b)],
                         ctx.tmp(f"{self.tag}/{name}", shape), {"act": "NONE"}, self.node, shape=shape)
 
     def op(self, kind: str, ins: list[str], name: str, attrs: Optional[dict] = None) -> str:

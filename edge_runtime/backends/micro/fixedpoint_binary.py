@@ -9,15 +9,13 @@ They follow TFLM's default (double rounding) arithmetic:
   also MultiplyByQuantizedMultiplierSmallerThanOneExp.
 - :func:`count_leading_sign_bits` / :func:`reciprocal_q31`: CountLeadingSignBits and
   GetReciprocal (x_integer_digits = 31), as DIV uses them.
-- :func:`quantize_multiplier_f32`: QuantizeMultiplier of a real multiplier computed in
-  float32 arithmetic (SUB computes its multipliers from float32 expressions).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import (
-    one_over_one_plus_x_for_x_in_0_1, quantize_multiplier, rounding_divide_by_pot, wrap32,
+    one_over_one_plus_x_for_x_in_0_1, rounding_divide_by_pot, wrap32,
 )
 
 
@@ -61,8 +59,3 @@ def reciprocal_q31(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shifted = ((x << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31)
     shifted = wrap32(shifted)
     return np.asarray(one_over_one_plus_x_for_x_in_0_1(shifted), np.int64), 31 - headroom_plus_one
-
-
-def quantize_multiplier_f32(real: "float | np.float32") -> tuple[int, int]:
-    """QuantizeMultiplier of a multiplier that TFLM computes as a float32 value."""
-    return quantize_multiplier(float(np.float32(real)))

@@ -241,8 +241,10 @@ class Interpreter:
             run()
 
     def reset(self) -> None:
-        """Restore the state of a freshly loaded model (variables, resource variables, CALL_ONCE)."""
+        """Restore the state of a freshly loaded model: variables, resource variables, CALL_ONCE, and a zeroed
+        arena (so even a graph that reads a tensor before writing it sees what a fresh model sees)."""
         self.state.reset()
+        self.arena.fill(0)
 
     def output(self, index: int) -> np.ndarray:
         """Output ``index`` as a view into the arena (valid until the next invoke)."""

@@ -1,4 +1,4 @@
-"""DIV: elementwise division with broadcasting (up to rank 5) and a fused activation.
+"""DIV: elementwise division with broadcasting (up to rank 6) and a fused activation.
 
 - float32: ``a / b``, then the activation clamp.
 - int32: C division (truncating toward zero), then the activation clamp. Computed as
@@ -9,10 +9,10 @@
   offset divisor is made positive (flipping both signs), its Q0.31 reciprocal taken
   (GetReciprocal), the offset dividend shifted up by its headroom and multiplied by
   it, and the quotient rescaled by the output multiplier with the combined shift.
-  TFLM's results equal the exact quotient rounded half away from zero except where
-  its rounding shift leaves the int32 range (see ``_int8``). A zero divisor (input
-  value equal to its zero point) is undefined in TFLM; the table holds the output
-  zero point there.
+  The output multiplier ``s1 / (s2 * s_out)`` is computed in double (the source we read
+  casts a float32 quotient, but the tflite-micro build's results follow the double
+  value: checked on all pairs, where ties such as 87.5 tell them apart). A zero divisor (input value equal to its zero point) is
+  undefined in TFLM; the table holds the output zero point there.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Div(PairTableKernel):
             s2, z2 = require_quantized(ctx, self.ins[1], "second input")
             so, zo = require_quantized(ctx, self.out, "output")
             lo, hi = quantized_activation_range(ctx, act, so, zo)
-            real = float(np.float32(np.float32(s1) / (np.float32(s2) * np.float32(so))))
+            real = s1 / (s2 * so)  # in double (what the tflite-micro build does), not float32
             m, shift = quantize_multiplier(real)
             if shift > 23:
                 raise ctx.fail(f"the DIV output multiplier {real:g} is too large for TFLM's int8 arithmetic")
@@ -61,14 +61,12 @@ class Div(PairTableKernel):
 
     @staticmethod
     def _int8(v1: np.ndarray, v2: np.ndarray, m: int, shift: int, zo: int, lo: int, hi: int) -> np.ndarray:
-        """tflite-micro's quantized division of offset values (prepare time, on all pairs).
+        """TFLM's quantized division of offset values (prepare time, on all pairs).
 
-        Where TFLM's final rounding shift is at most 31 its result is the exact quotient
-        ``v1 * M * 2**(shift - 31) / v2`` rounded half away from zero (checked on all pairs).
-        Beyond 31 (tiny dividends over large divisors with small output multipliers) its
-        RoundingDivideByPOT runs with an out-of-range exponent; that is reproduced with the
-        reference steps and x86 shift semantics (the shift count taken modulo 32, the mask
-        from a 64-bit shift truncated to 32 bits).
+        Where the final rounding shift exceeds 31 (tiny dividends over large divisors with
+        small output multipliers) TFLM's RoundingDivideByPOT runs with an out-of-range
+        exponent; that is reproduced with x86 shift semantics (the shift count taken modulo
+        32, the mask from a 64-bit shift truncated to 32 bits), as tflite-micro's build does.
         """
         zero = v2 == 0
         neg = v2 < 0
@@ -76,21 +74,15 @@ class Div(PairTableKernel):
         v2 = np.where(neg | zero, np.abs(v2) + zero, v2)
         inv, recip_shift = reciprocal_q31(v2)
         headroom = count_leading_sign_bits(v1)
-        exponent = recip_shift + headroom - shift  # TFLM's -total_shift
-        # exact rounding of v1 * m / (v2 * 2**(31 - shift))
-        num = v1 * m
-        den = v2 << (31 - shift)
-        mag = (2 * np.abs(num) + den) // (2 * den)
-        exact = np.where(num < 0, -mag, mag)
-        # out-of-range exponents: the reference steps with x86 shift semantics
-        x = srdhm(wrap32(v1 << np.minimum(headroom, 31)), inv)
-        x = srdhm(x, m)
-        mask = ((np.int64(1) << (exponent & 63)) - 1) & 0xFFFFFFFF
+        q = srdhm(wrap32(v1 << headroom), inv)  # MultiplyByQuantizedMultiplierGreaterThanOne
+        x = srdhm(q, m)
+        exponent = recip_shift + headroom - shift  # minus TFLM's total_shift
+        e = exponent & 31
+        mask = np.where(exponent > 31, ((np.int64(1) << (exponent & 63)) - 1) & 0xFFFFFFFF, (np.int64(1) << e) - 1)
         mask = np.where(mask >= 1 << 31, mask - (1 << 32), mask)
         remainder = x & mask
         threshold = (mask >> 1) + (x < 0)
-        wild = (x >> (exponent & 31)) + (remainder > threshold)
-        out = np.where(exponent > 31, wild, exact)
+        out = (x >> e) + (remainder > threshold)  # RoundingDivideByPOT, as the compiled code runs it
         out = np.clip(out + zo, lo, hi)
         return np.where(zero, zo, out)
 

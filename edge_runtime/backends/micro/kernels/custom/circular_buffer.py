@@ -15,8 +15,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
-from edge_runtime.backends.micro.kernels.custom.signal_common import check_type, int32_option, signal_options
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
+from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    check_type,
+    int32_option,
+    signal_options,
+)
 
 
 class CircularBuffer(Kernel):
@@ -58,6 +69,7 @@ class CircularBuffer(Kernel):
         self.until_run = cycles
         self.slots = y.shape[1]
         self.depth = y.shape[2] * y.shape[3]
+        self.tmp = np.zeros((max(0, self.slots - 1), self.depth), np.int8)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """The sample and the history (the output's first batch)."""
@@ -68,8 +80,9 @@ class CircularBuffer(Kernel):
     def run(self) -> None:
         """Shift the history by one sample, append the input, count the cycle."""
         h = self.hist
-        if self.slots > 1:
-            h[:-1] = h[1:]  # overlapping move (numpy buffers it)
+        if self.slots > 1:  # memmove by one sample, through a preallocated buffer
+            np.copyto(self.tmp, h[1:])
+            np.copyto(h[:-1], self.tmp)
         np.copyto(h[-1], self.x)
         self.until_run -= 1
         ran = self.until_run == 0

@@ -16,7 +16,7 @@ vectorized over all butterflies and over the rows of a batch.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def int32_option(v: Any) -> int:
     return x - (1 << 32) if x >= 1 << 31 else x
 
 
-def require_rank(ctx: OpContext, t: Any, rank: Optional[int], what: str) -> None:
+def require_rank(ctx: OpContext, t: Any, rank: int | None, what: str) -> None:
     """Check a tensor's number of dimensions (``None``: at least one)."""
     n = len(t.shape)
     if (rank is None and n < 1) or (rank is not None and n != rank):
@@ -120,18 +120,59 @@ LOG_LUT = np.array([
 """The 129-entry correction table of TFLM's ``Log32`` (log2 minus its linear part, in 1/65536)."""
 
 
-def log32(x: np.ndarray, out_scale: int) -> np.ndarray:
-    """TFLM's ``Log32(x, out_scale)`` for values ``x > 1`` (int64 array of uint32 values)."""
-    integer = msb32(x) - 1
-    frac = x - np.left_shift(1, integer)
-    frac = np.where(integer < 16, frac << np.maximum(16 - integer, 0), frac >> np.maximum(integer - 16, 0))
-    base = frac >> 9
-    c0 = LOG_LUT[base]
-    c1 = LOG_LUT[base + 1]
-    rel = ((c1 - c0) * (frac - (base << 9))) >> 16
-    log2 = ((integer << 16) + ((frac + c0 + rel) & MASK32)) & MASK32
-    loge = ((45426 * log2 + 32768) >> 16) & MASK32
-    return ((((out_scale & MASK32) * loge) & MASK32) + 32768 & MASK32) >> 16
+def msb32_into(x: np.ndarray, f64: np.ndarray, e32: np.ndarray, out: np.ndarray) -> None:
+    """:func:`msb32` of positive values into ``out`` without allocating (``f64``/``e32``: scratch)."""
+    np.copyto(f64, x)
+    np.frexp(f64, out=(f64, e32))
+    np.copyto(out, e32)
+
+
+class Log32:
+    """TFLM's ``Log32(x, out_scale)`` on a fixed-size int64 vector of values > 1, allocation-free."""
+
+    def __init__(self, n: int, out_scale: int) -> None:
+        self.scale = out_scale & MASK32
+        self.f64 = np.zeros(n, np.float64)
+        self.e32 = np.zeros(n, np.int32)
+        self.it, self.frac, self.b, self.c0, self.c1, self.t = (np.zeros(n, I64) for _ in range(6))
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``out = Log32(x)`` (int64 arrays)."""
+        it, frac, b, c0, c1, t = self.it, self.frac, self.b, self.c0, self.c1, self.t
+        msb32_into(x, self.f64, self.e32, it)
+        np.subtract(it, 1, out=it)                       # integer part of log2
+        np.left_shift(1, it, out=t)
+        np.subtract(x, t, out=frac)                      # x - 2**integer, then to 16 fractional bits
+        np.subtract(16, it, out=t)
+        np.maximum(t, 0, out=b)
+        np.left_shift(frac, b, out=frac)
+        np.negative(t, out=t)
+        np.maximum(t, 0, out=t)
+        np.right_shift(frac, t, out=frac)
+        np.right_shift(frac, 9, out=b)                   # table segment
+        np.take(LOG_LUT, b, out=c0)
+        np.add(b, 1, out=t)
+        np.take(LOG_LUT, t, out=c1)
+        np.subtract(c1, c0, out=c1)
+        np.left_shift(b, 9, out=t)
+        np.subtract(frac, t, out=t)
+        np.multiply(c1, t, out=c1)
+        np.right_shift(c1, 16, out=c1)                   # interpolated correction
+        np.add(frac, c0, out=frac)
+        np.add(frac, c1, out=frac)
+        np.bitwise_and(frac, MASK32, out=frac)
+        np.left_shift(it, 16, out=t)
+        np.add(t, frac, out=t)
+        np.bitwise_and(t, MASK32, out=t)                 # log2 in Q16
+        np.multiply(t, 45426, out=t)
+        np.add(t, 32768, out=t)
+        np.right_shift(t, 16, out=t)
+        np.bitwise_and(t, MASK32, out=t)                 # ln in Q16
+        np.multiply(t, self.scale, out=t)                # wraps past 2**63: only the low 32 bits matter
+        np.bitwise_and(t, MASK32, out=t)
+        np.add(t, 32768, out=t)
+        np.bitwise_and(t, MASK32, out=t)
+        np.right_shift(t, 16, out=out)
 
 
 # ---------------------------------------------------------------------------

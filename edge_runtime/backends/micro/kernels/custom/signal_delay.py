@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type, int32_option, require_io_count, require_rank, signal_options,
+    check_type,
+    int32_option,
+    require_io_count,
+    require_rank,
+    signal_options,
 )
 
 
@@ -33,11 +44,13 @@ class SignalDelay(Kernel):
         if self.frame < 1:
             raise ctx.fail("the frames are empty")
         self.rows = x.num_elements // self.frame
-        self.line = np.zeros((self.rows, self.delay + self.frame), np.int16)
+        self.lines = [np.zeros((self.rows, self.delay + self.frame), np.int16) for _ in range(2)]
+        self.line = self.lines[0]
 
     def reset(self) -> None:
         """Zero the delay line."""
-        self.line.fill(0)
+        for line in self.lines:
+            line.fill(0)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Row views."""
@@ -49,5 +62,7 @@ class SignalDelay(Kernel):
         d, f, line = self.delay, self.frame, self.line
         np.copyto(line[:, d:], self.x)
         np.copyto(self.y, line[:, :f])
-        if d:
-            line[:, :d] = line[:, f:f + d]  # overlapping shift: numpy buffers it
+        if d:  # the newest samples move to the front of the other buffer (no overlapping copy)
+            other = self.lines[1] if line is self.lines[0] else self.lines[0]
+            np.copyto(other[:, :d], line[:, f:f + d])
+            self.line = other

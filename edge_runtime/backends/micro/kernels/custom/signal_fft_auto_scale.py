@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
-from edge_runtime.backends.micro.kernels.custom.signal_common import check_type, require_io_count, require_rank
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
+from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    check_type,
+    require_io_count,
+    require_rank,
+)
 
 
-def max_abs16(x: np.ndarray) -> int:
-    """TFLM's ``MaxAbs16`` (int16 running maximum of value or its negation, wrapping)."""
-    hits = np.flatnonzero(x == -32768)
-    if not hits.size:
-        return int(np.max(np.abs(x.astype(np.int32)))) if x.size else 0
+def max_abs16(x: np.ndarray, wide: np.ndarray) -> int:
+    """TFLM's ``MaxAbs16`` (int16 running maximum of value or its negation, wrapping); ``wide``: int32 scratch."""
+    if not x.size:
+        return 0
+    if int(x.min()) != -32768:
+        np.copyto(wide, x)
+        np.abs(wide, out=wide)
+        return int(wide.max())
+    last = x.size - 1 - int(np.argmax(x[::-1] == -32768))  # rare path: restart after the last -32768
     m = -32768
-    for v in x[hits[-1] + 1:].tolist():
+    for v in x[last + 1:].tolist():
         if v > m:
             m = v
         elif -v > m:
@@ -54,7 +69,7 @@ class SignalFftAutoScale(Kernel):
 
     def run(self) -> None:
         """Scale by the largest shift that keeps the peak within int16."""
-        m = max_abs16(self.x)
+        m = max_abs16(self.x, self.acc)
         bits = 15 - (m.bit_length() if m > 0 else 32)
         bits = max(bits, 0)
         np.copyto(self.acc, self.x)

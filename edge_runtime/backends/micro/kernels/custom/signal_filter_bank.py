@@ -11,9 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type, int32_option, require_io_count, require_rank, signal_options,
+    check_type,
+    int32_option,
+    require_io_count,
+    require_rank,
+    signal_options,
 )
 
 U64 = np.uint64
@@ -63,7 +74,8 @@ class SignalFilterBank(Kernel):
                           "e": ((terms,), np.dtype(U64)), "w": ((terms,), np.dtype(U64)),
                           "u": ((terms,), np.dtype(U64)), "cw": ((terms + 1,), np.dtype(U64)),
                           "cu": ((terms + 1,), np.dtype(U64)), "acc": ((nch + 1,), np.dtype(U64)),
-                          "tmp": ((nch + 1,), np.dtype(U64))}
+                          "tmp": ((nch + 1,), np.dtype(U64)), "lo": ((nch + 1,), np.dtype(U64))}
+        self.hi_idx, self.lo_idx = self.bounds[1:].copy(), self.bounds[:-1].copy()
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views and staging."""
@@ -88,8 +100,12 @@ class SignalFilterBank(Kernel):
         cu[0] = 0
         np.cumsum(w, out=cw[1:])
         np.cumsum(u, out=cu[1:])
-        b = self.bounds
-        np.subtract(cw[b[1:]], cw[b[:-1]], out=acc)      # weighted sum of channel c
-        np.subtract(cu[b[1:]], cu[b[:-1]], out=tmp)      # unweighted sum of channel c
+        lo = ws["lo"]
+        np.take(cw, self.hi_idx, out=acc)
+        np.take(cw, self.lo_idx, out=lo)
+        np.subtract(acc, lo, out=acc)                    # weighted sum of channel c
+        np.take(cu, self.hi_idx, out=tmp)
+        np.take(cu, self.lo_idx, out=lo)
+        np.subtract(tmp, lo, out=tmp)                    # unweighted sum of channel c
         np.add(acc[1:], tmp[:-1], out=acc[1:])
         np.copyto(self.y, acc[1:1 + self.out_n])

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    MASK32, check_type, int32_option, log32, require_io_count, require_rank, signal_options,
+    MASK32,
+    check_type,
+    int32_option,
+    Log32,
+    require_io_count,
+    require_rank,
+    signal_options,
 )
 
 
@@ -33,18 +46,24 @@ class SignalFilterBankLog(Kernel):
         if y.shape[0] < x.shape[0]:
             raise ctx.fail(f"the output ({y.shape[0]}) is shorter than the input ({x.shape[0]})")
         self.n = x.shape[0]
-        self.workspace = {"v": ((self.n,), np.dtype(np.int64))}
+        self.log = Log32(self.n, self.scale)
+        self.v = np.zeros(self.n, np.int64)
+        self.res = np.zeros(self.n, np.int64)
+        self.big = np.zeros(self.n, bool)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
-        self.x, self.y, self.v = inputs[0], outputs[0][:self.n], ws["v"]
+        self.x, self.y = inputs[0], outputs[0][:self.n]
 
     def run(self) -> None:
-        """Vectorized Log32 (small temporaries per channel vector)."""
-        v = self.v
+        """Shift, log (values <= 1 give 0), saturate to int16."""
+        v, res, big = self.v, self.res, self.big
         np.copyto(v, self.x)
         np.left_shift(v, self.bits, out=v)
         np.bitwise_and(v, MASK32, out=v)
-        big = v > 1
-        res = log32(np.where(big, v, 2), self.scale)
-        np.copyto(self.y, np.where(big, np.minimum(res, 32767), 0), casting="unsafe")
+        np.greater(v, 1, out=big)
+        np.maximum(v, 2, out=v)
+        self.log(v, res)
+        np.minimum(res, 32767, out=res)
+        np.multiply(res, big, out=res)
+        np.copyto(self.y, res, casting="unsafe")

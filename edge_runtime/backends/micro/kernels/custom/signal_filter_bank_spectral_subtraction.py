@@ -14,9 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    MASK32, check_type, int32_option, require_io_count, require_rank, signal_options,
+    MASK32,
+    check_type,
+    int32_option,
+    require_io_count,
+    require_rank,
+    signal_options,
 )
 
 U64 = np.uint64

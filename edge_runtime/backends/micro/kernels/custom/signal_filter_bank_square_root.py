@@ -6,11 +6,18 @@ Inputs: channels (uint64, 1-D) and the shift (int32 scalar). Output uint32, 1-D:
 """
 from __future__ import annotations
 
-import numpy as np
-
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type, require_io_count, require_rank, sqrt_rounded,
+    check_type,
+    require_io_count,
+    require_rank,
 )
 
 
@@ -31,13 +38,41 @@ class SignalFilterBankSquareRoot(Kernel):
             raise ctx.fail(f"the output ({y.shape[0]}) is shorter than the input ({x.shape[0]})")
         if s.data is not None and not 0 <= int(s.array().reshape(-1)[0]) <= 31:
             raise ctx.fail(f"scale bits {int(s.array().reshape(-1)[0])} outside [0, 31]")
-        self.n = x.shape[0]
+        self.n = n = x.shape[0]
+        self.f64 = np.zeros(n, np.float64)
+        self.r, self.t, self.u, self.cap = (np.zeros(n, np.uint64) for _ in range(4))
+        self.m1, self.m2 = np.zeros(n, bool), np.zeros(n, bool)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
         self.x, self.s, self.y = inputs[0], inputs[1].reshape(1), outputs[0][:self.n]
 
     def run(self) -> None:
-        """Integer square roots (a few dozen channels: Python integers)."""
-        shift = int(self.s[0]) & 31
-        self.y[:] = [sqrt_rounded(v) >> shift for v in self.x.tolist()]
+        """Exact integer square roots (float estimate, corrected), rounded as TFLM, shifted."""
+        x, f, r, t, u, cap, m1, m2 = self.x, self.f64, self.r, self.t, self.u, self.cap, self.m1, self.m2
+        top = np.uint64(0xFFFFFFFF)
+        np.copyto(f, x)
+        np.sqrt(f, out=f)
+        np.floor(f, out=f)
+        np.minimum(f, float(top), out=f)
+        np.copyto(r, f, casting="unsafe")
+        np.multiply(r, r, out=t)                         # estimate too high by one?
+        np.greater(t, x, out=m1)
+        np.subtract(r, m1, out=r, casting="unsafe")
+        np.add(r, np.uint64(1), out=u)                   # too low by one? ((r+1)**2 fits unless r = 2**32-1)
+        np.less(r, top, out=m2)
+        np.multiply(u, u, out=t)
+        np.less_equal(t, x, out=m1)
+        np.logical_and(m1, m2, out=m1)
+        np.add(r, m1, out=r, casting="unsafe")
+        np.multiply(r, r, out=t)                         # remainder; round up when it exceeds r
+        np.subtract(x, t, out=t)
+        np.greater(t, r, out=m1)
+        np.less(x, np.uint64(1 << 32), out=m2)
+        np.copyto(cap, top)
+        np.copyto(cap, np.uint64(0xFFFF), where=m2)
+        np.not_equal(r, cap, out=m2)
+        np.logical_and(m1, m2, out=m1)
+        np.add(r, m1, out=r, casting="unsafe")
+        np.right_shift(r, np.uint64(int(self.s[0]) & 31), out=r)
+        np.copyto(self.y, r, casting="unsafe")

@@ -12,9 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type, int32_option, require_io_count, require_rank, signal_options,
+    check_type,
+    int32_option,
+    require_io_count,
+    require_rank,
+    signal_options,
 )
 
 
@@ -45,12 +56,14 @@ class SignalFramer(Kernel):
         if y.num_elements < self.rows * self.frames * self.size:
             raise ctx.fail(f"the output holds {y.num_elements} values; {self.rows * self.frames * self.size} needed")
         capacity = -(-self.size // self.step) * self.step
-        self.fifo = np.zeros((self.rows, capacity), np.int16)
+        self.fifos = [np.zeros((self.rows, capacity), np.int16) for _ in range(2)]
         self.reset()
 
     def reset(self) -> None:
         """Empty the FIFOs (primed with zeros when ``prefill``)."""
-        self.fifo.fill(0)
+        for f in self.fifos:
+            f.fill(0)
+        self.fifo = self.fifos[0]
         self.count = self.size - self.step if self.prefill else 0
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
@@ -70,7 +83,9 @@ class SignalFramer(Kernel):
             c += step
             if c >= size:
                 np.copyto(self.y[:, f], fifo[:, :size])
-                fifo[:, :c - step] = fifo[:, step:c]
+                other = self.fifos[1] if fifo is self.fifos[0] else self.fifos[0]
+                np.copyto(other[:, :c - step], fifo[:, step:c])  # drop a step (into the other buffer)
+                fifo = self.fifo = other
                 c -= step
             else:
                 ok = False

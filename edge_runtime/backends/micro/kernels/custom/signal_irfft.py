@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    KissFFTR, int32_option, require_io_count, signal_options,
+    KissFFTR,
+    int32_option,
+    require_io_count,
+    signal_options,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_rfft import fft_type
 

@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
-from edge_runtime.backends.micro.kernels.custom.signal_common import int32_option, require_io_count, signal_options
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
+from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    int32_option,
+    require_io_count,
+    signal_options,
+)
 
 TYPES = {7: "INT16", 0: "FLOAT32"}
 
@@ -43,12 +54,14 @@ class SignalOverlapAdd(Kernel):
             raise ctx.fail(f"the output holds {y.num_elements} values; {self.rows * self.frames * self.step} "
                            "needed")
         self.int16 = type_name == "INT16"
-        self.acc = np.zeros((self.rows, self.size), np.int16 if self.int16 else np.float32)
+        self.accs = [np.zeros((self.rows, self.size), np.int16 if self.int16 else np.float32) for _ in range(2)]
+        self.acc = self.accs[0]
         self.workspace = {"wide": ((self.rows, self.size), np.dtype(np.int32))} if self.int16 else {}
 
     def reset(self) -> None:
         """Zero the accumulators."""
-        self.acc.fill(0)
+        for a in self.accs:
+            a.fill(0)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Frame views."""
@@ -68,6 +81,7 @@ class SignalOverlapAdd(Kernel):
             else:
                 np.add(acc, self.x[:, f], out=acc)
             np.copyto(self.y[:, f], acc[:, :s])
-            if s < n:
-                acc[:, :n - s] = acc[:, s:]
-            acc[:, n - s:] = 0
+            other = self.accs[1] if acc is self.accs[0] else self.accs[0]
+            np.copyto(other[:, :n - s], acc[:, s:])  # shift left by a step (into the other buffer)
+            other[:, n - s:] = 0
+            acc = self.acc = other

@@ -10,28 +10,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    MASK32, check_type, int32_option, msb32, require_io_count, require_rank, signal_options,
+    MASK32,
+    check_type,
+    int32_option,
+    msb32_into,
+    require_io_count,
+    require_rank,
+    signal_options,
 )
 
 LUT_MIN = 4 * 32 - 6 + 3
-
-
-def wide_dynamic_function(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """TFLM's ``WideDynamicFunction`` (int16 result as int64) for uint32 values ``x`` (int64 array)."""
-    small = x <= 2
-    interval = msb32(x)
-    base = np.where(small, 0, 4 * interval - 6)
-    frac = np.where(interval < 11, (x << np.maximum(11 - interval, 0)) & MASK32,
-                    x >> np.maximum(interval - 11, 0)) & 0x3FF
-    l0, l1, l2 = lut[base], lut[base + 1], lut[base + 2]
-    r = (l2 * frac) >> 5
-    r = r + l1 * 32
-    r = r * frac
-    r = ((r + (1 << 14)) >> 15) + l0
-    r = ((r + 32768) & 0xFFFF) - 32768
-    return np.where(small, lut[np.minimum(x, 2)], r)
 
 
 class SignalPCAN(Kernel):
@@ -55,18 +52,75 @@ class SignalPCAN(Kernel):
         self.shift = int32_option(signal_options(ctx, ("snr_shift",))["snr_shift"])
         if not 0 <= self.shift <= 63:
             raise ctx.fail(f"snr_shift {self.shift} outside [0, 63]")
-        self.n = x.shape[0]
+        self.n = n = x.shape[0]
+        self.f64, self.e32 = np.zeros(n, np.float64), np.zeros(n, np.int32)
+        self.small = np.zeros(n, bool)
+        self.nz, self.itv, self.base, self.frac, self.r, self.t = (np.zeros(n, np.int64) for _ in range(6))
+        self.x64, self.g64 = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+        self.u = np.zeros(n, np.int64)
+        self.lut64 = np.zeros(lut.shape[0], np.int64)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""
         self.x, self.noise, self.lut, self.y = inputs[0], inputs[1], inputs[2], outputs[0]
 
+    def _gain(self) -> np.ndarray:
+        """TFLM's ``WideDynamicFunction`` of the noise estimate (int16 values, in ``self.r``)."""
+        nz, itv, base, frac, r, t, u, lut = (self.nz, self.itv, self.base, self.frac, self.r, self.t, self.u,
+                                             self.lut64)
+        np.copyto(lut, self.lut)
+        np.copyto(nz, self.noise)
+        np.less_equal(nz, 2, out=self.small)
+        np.maximum(nz, 1, out=t)
+        msb32_into(t, self.f64, self.e32, itv)           # interval = bit length
+        np.multiply(itv, 4, out=base)
+        np.subtract(base, 6, out=base)
+        np.copyto(base, 0, where=self.small)
+        np.subtract(11, itv, out=t)                      # frac: 10 bits after the leading one
+        np.maximum(t, 0, out=frac)
+        np.left_shift(nz, frac, out=frac)
+        np.negative(t, out=t)
+        np.maximum(t, 0, out=t)
+        np.right_shift(frac, t, out=frac)
+        np.bitwise_and(frac, 0x3FF, out=frac)
+        np.add(base, 2, out=t)
+        np.take(lut, t, out=r)
+        np.multiply(r, frac, out=r)
+        np.right_shift(r, 5, out=r)
+        np.add(base, 1, out=t)
+        np.take(lut, t, out=u)
+        np.multiply(u, 32, out=u)
+        np.add(r, u, out=r)
+        np.multiply(r, frac, out=r)
+        np.add(r, 1 << 14, out=r)
+        np.right_shift(r, 15, out=r)
+        np.take(lut, base, out=u)
+        np.add(r, u, out=r)
+        np.add(r, 32768, out=r)                          # stored as int16
+        np.bitwise_and(r, 0xFFFF, out=r)
+        np.subtract(r, 32768, out=r)
+        np.minimum(nz, 2, out=t)
+        np.take(lut, t, out=u)
+        np.copyto(r, u, where=self.small)
+        return r
+
     def run(self) -> None:
-        """Gain, SNR, shrink (vectorized; small temporaries per channel vector)."""
-        gain = wide_dynamic_function(self.noise.astype(np.int64), self.lut.astype(np.int64))
-        gain_u = (gain & MASK32).astype(np.uint64)
-        snr = ((self.x.astype(np.uint64) * gain_u) >> np.uint64(self.shift)) & np.uint64(MASK32)
-        snr = snr.astype(np.int64)
-        low = snr < (2 << 12)
-        out = np.where(low, (snr * snr & MASK32) >> 20, ((snr >> 6) - 64) & MASK32)
-        np.copyto(self.y, out, casting="unsafe")
+        """Gain, SNR, shrink."""
+        r, t = self._gain(), self.t
+        np.bitwise_and(r, MASK32, out=r)                 # int16 gain sign-extended to uint32
+        np.copyto(self.g64, r, casting="unsafe")
+        np.copyto(self.x64, self.x)
+        np.multiply(self.x64, self.g64, out=self.x64)
+        np.right_shift(self.x64, np.uint64(self.shift), out=self.x64)
+        np.bitwise_and(self.x64, np.uint64(MASK32), out=self.x64)
+        snr = self.nz
+        np.copyto(snr, self.x64, casting="unsafe")
+        np.less(snr, 2 << 12, out=self.small)
+        np.multiply(snr, snr, out=r)                     # x**2 / 4 in output bits (low branch only)
+        np.bitwise_and(r, MASK32, out=r)
+        np.right_shift(r, 20, out=r)
+        np.right_shift(snr, 6, out=t)                    # x - 1 in output bits
+        np.subtract(t, 64, out=t)
+        np.bitwise_and(t, MASK32, out=t)
+        np.copyto(t, r, where=self.small)
+        np.copyto(self.y, t, casting="unsafe")

@@ -13,9 +13,19 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.arena.traits import OpMemory
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    KissFFTR, int32_option, require_io_count, signal_options,
+    KissFFTR,
+    int32_option,
+    require_io_count,
+    signal_options,
 )
 from edge_runtime.errors import EdgeRuntimeError
 

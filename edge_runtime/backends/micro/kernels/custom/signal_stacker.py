@@ -12,9 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type, int32_option, require_io_count, require_rank, signal_options,
+    check_type,
+    int32_option,
+    require_io_count,
+    require_rank,
+    signal_options,
 )
 
 
@@ -44,12 +55,14 @@ class SignalStacker(Kernel):
         if x.shape[0] < self.nch or y.shape[0] < self.size:
             raise ctx.fail(f"input ({x.shape[0]}) / output ({y.shape[0]}) smaller than num_channels {self.nch} / "
                            f"the stack {self.size}")
-        self.fifo = np.zeros(self.size, np.int16)
+        self.fifos = [np.zeros(self.size, np.int16) for _ in range(2)]
         self.reset()
 
     def reset(self) -> None:
         """Empty the FIFO; the next frame is again the first."""
-        self.fifo.fill(0)
+        for f in self.fifos:
+            f.fill(0)
+        self.fifo = self.fifos[0]
         self.count = 0
         self.first = True
 
@@ -70,7 +83,9 @@ class SignalStacker(Kernel):
         if c >= self.size:
             np.copyto(self.y, fifo)
             drop = n * self.step
-            fifo[:c - drop] = fifo[drop:c]
+            other = self.fifos[1] if fifo is self.fifos[0] else self.fifos[0]
+            np.copyto(other[:c - drop], fifo[drop:c])  # drop `step` frames (into the other buffer)
+            self.fifo = other
             c -= drop
             self.valid[0] = True
         else:

@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
+from edge_runtime.backends.micro.kernels.base import (
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+)
 
 HEADER = 16
 LUT_TYPES = ("BOOL", "FLOAT32", "INT8", "INT16", "INT32", "INT64")

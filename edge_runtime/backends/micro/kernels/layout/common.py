@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.errors import InputError
 from edge_runtime.formats.tflite import Operator, TensorInfo
 from edge_runtime.backends.micro.kernels.base import Kernel, OpContext, require_type
 
@@ -16,8 +16,9 @@ INDEX32 = (I32,)
 INDEX = (I32, I64)
 
 
-class InvokeError(EdgeRuntimeError):
-    """A runtime index input is out of range (TFLM's Eval returns an error there too)."""
+class InvokeError(InputError):
+    """An index tensor computed at run time (a graph input or an op's result) is out of range; TFLM's
+    Eval fails there too. One message line naming the op."""
 
 
 def option(op: Operator, index: int, fmt: str, default: Any) -> Any:
@@ -76,7 +77,7 @@ def prod(shape: Sequence[int]) -> int:
 def fail_at_run(kernel: Kernel, why: str) -> InvokeError:
     """The error raised when a runtime index input is invalid (TFLM's invoke fails too)."""
     op = kernel.ctx.op
-    return InvokeError(f"op {op.index} ({op.name}) failed at invoke: {why}")
+    return InvokeError(f"{kernel.ctx.model.path}: op {op.index} ({op.name}) failed at invoke: {why}")
 
 
 class CopyViews(Kernel):

@@ -7,7 +7,11 @@ feature activations of every filter. Each invocation shifts it left by one, writ
 and applies the activation (float only: TFLM's integer kernel ignores it and only
 clamps to int8). Integer arithmetic: the feature product is requantized to the
 state's type (clamped before its zero point is added, the sum stored with the C cast),
-the time products accumulate in int32, the output is requantized to int8.
+the time products accumulate in int32, the output is requantized to int8; both
+multipliers come from the float32 scales multiplied and divided in double. The int8
+kernel needs its bias (TFLM's Prepare reads it); the float kernel runs without one
+(TFLM's float kernel crashes on a missing bias; micro adds nothing, as TFLite does).
+Per-channel feature weights use their first scale, as TFLM's ``params.scale`` does.
 """
 from __future__ import annotations
 

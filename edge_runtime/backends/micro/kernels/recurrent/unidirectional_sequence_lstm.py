@@ -14,6 +14,16 @@ hidden and cell states live in variable tensors and persist across invocations.
 Every row (batch entry) evolves independently, so both layouts (time-major
 ``[T, B, I]`` and batch-major ``[B, T, I]``) run as one loop over time steps on all
 rows at once.
+
+Details that decide bit-exactness: the gate multipliers come from the float32 scales
+multiplied and divided in double (``scale_in * scale_w / 2**-12``); the 16x8 layers
+requantize their int64 accumulators with TFLite's 16-bit reduced multiplier; the cell
+state's scale enters tanh as its rounded power of two (``CheckedLog2``). Weights with
+per-channel scales are refused: TFLM's gate setup leaves their multipliers undefined.
+Intermediate tensors (listed by converted models) are ignored, as TFLM does, and
+refused when they would need memory, as TFLM's allocator does. The float kernel sums
+each fully connected product in TFLM's order in float32, with exp and tanh rounded
+once from float64.
 """
 from __future__ import annotations
 

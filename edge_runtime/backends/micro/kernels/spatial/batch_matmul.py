@@ -4,7 +4,8 @@ int8: ``sum((lhs - zl) * (rhs - zr))`` requantized with the 32-bit
 MultiplyByQuantizedMultiplier (multiplier ``s_lhs * s_rhs / s_out``), plus the
 output zero point, clamped to int8. int16 (all zero points 0): int64 accumulator
 and the 64-bit MultiplyByQuantizedMultiplier. The products are computed by one
-broadcasting ``np.matmul`` in float64 (exact for these integer sums).
+broadcasting ``np.matmul`` in float64 (exact for these integer sums) per chunk of lhs
+rows; a constant rhs is widened once.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
 from edge_runtime.backends.micro.kernels.base import (
-    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_type,
+    Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, nbytes_of, qparams, require_type,
 )
 from edge_runtime.backends.micro.kernels.spatial.common import F64, I64, batch_matmul_options, requantizer
 
@@ -62,36 +63,74 @@ class BatchMatMul(Kernel):
             info = np.iinfo(np.int8 if self.kind == "INT8" else np.int16)
             self.requant = requantizer(self.kind == "INT16", np.array([mult]), np.array([shift]), zy,
                                        int(info.min), int(info.max))
-            self.workspace["acc"] = (out_shape, I64)
-            self.workspace["tmp"] = (out_shape, I64)
-        # operands widened into the workspace in matmul layout (transposed while copied)
+        # operands widened into float64 in matmul layout (transposed while copied); the lhs and
+        # the output by chunks of rows sized to the workspace limit, the rhs whole (or, when it
+        # is constant, once at bind time)
+        self.rhs_constant = b.is_constant
         self.amshape = ash[:-2] + (m, ka)
         self.bmshape = bsh[:-2] + (kb, n)
-        self.workspace["af"] = (self.amshape, F64)
-        self.workspace["bf"] = (self.bmshape, F64)
-        self.workspace["prod"] = (out_shape, F64)
+        a_batch = int(np.prod(ash[:-2], dtype=np.int64))
+        o_batch = int(np.prod(out_shape[:-2], dtype=np.int64))
+        per_row = (a_batch * ka + (3 if self.kind != "FLOAT32" else 1) * o_batch * n) * 8
+        fixed = 0 if self.rhs_constant else nbytes_of(self.bmshape, F64)
+        self.chunk = Chunking.fit(m, fixed, lambda r: r * per_row, ctx.workspace_limit)
+        rows = self.chunk.rows
+        # flat buffers: each chunk views a contiguous prefix (matmul would copy strided operands)
+        self.workspace["af"] = ((a_batch * rows * ka,), F64)
+        if not self.rhs_constant:
+            self.workspace["bf"] = (self.bmshape, F64)
+        self.workspace["prod"] = ((o_batch * rows * n,), F64)
+        if self.kind != "FLOAT32":
+            self.workspace["acc"] = ((o_batch * rows * n,), I64)
+            self.workspace["tmp"] = ((o_batch * rows * n,), I64)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of the widened constant rhs (when it is constant)."""
+        return int(self.bf.nbytes) if self.rhs_constant else 0
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Views (the inputs as matmul operands, transposed views where adjoint)."""
+        """Views: per chunk of lhs rows, the lhs source (transposed view where adjoint), the
+        output rows and workspace slices."""
         a, b = inputs[0].reshape(self.ash), inputs[1].reshape(self.bsh)
-        self.a = a.swapaxes(-1, -2) if self.adj_x else a
+        a = a.swapaxes(-1, -2) if self.adj_x else a
         self.b = b.swapaxes(-1, -2) if self.adj_y else b
-        self.y = outputs[0]
-        self.af, self.bf, self.prod = ws["af"], ws["bf"], ws["prod"]
-        if self.kind != "FLOAT32":
-            self.acc, self.tmp = ws["acc"], ws["tmp"]
+        if self.rhs_constant:
+            self.bf = np.empty(self.bmshape, F64)
+            np.copyto(self.bf, self.b, casting="unsafe")
+            self.bf -= self.zb
+        else:
+            self.bf = ws["bf"]
+        y = outputs[0]
+        self.steps = []
+        ka, n = self.amshape[-1], self.bmshape[-1]
+        a_batch, o_batch = self.amshape[:-2], self.out_shape[:-2]
+
+        def view(name: str, shape: tuple[int, ...]) -> np.ndarray:
+            return ws[name][:int(np.prod(shape, dtype=np.int64))].reshape(shape)
+
+        for r0 in self.chunk.starts:
+            r1 = min(self.amshape[-2], r0 + self.chunk.rows)
+            k = r1 - r0
+            out = o_batch + (k, n)
+            acc = view("acc", out) if "acc" in ws else None
+            tmp = view("tmp", out) if "tmp" in ws else None
+            self.steps.append((a[..., r0:r1, :], view("af", a_batch + (k, ka)), view("prod", out), acc, tmp,
+                               y[..., r0:r1, :]))
 
     def run(self) -> None:
-        """Multiply."""
-        np.copyto(self.af, self.a, casting="unsafe")
-        np.copyto(self.bf, self.b, casting="unsafe")
-        if self.za:
-            self.af -= self.za
-        if self.zb:
-            self.bf -= self.zb
-        np.matmul(self.af, self.bf, out=self.prod)
-        if self.kind == "FLOAT32":
-            np.copyto(self.y, self.prod, casting="same_kind")
-            return
-        np.copyto(self.acc, self.prod, casting="unsafe")
-        self.requant.apply(self.acc, self.tmp, self.y)
+        """Multiply, chunk by chunk of lhs rows."""
+        if not self.rhs_constant:
+            np.copyto(self.bf, self.b, casting="unsafe")
+            if self.zb:
+                self.bf -= self.zb
+        for a, af, prod, acc, tmp, y in self.steps:
+            np.copyto(af, a, casting="unsafe")
+            if self.za:
+                af -= self.za
+            np.matmul(af, self.bf, out=prod)
+            if self.kind == "FLOAT32":
+                np.copyto(y, prod, casting="same_kind")
+            else:
+                np.copyto(acc, prod, casting="unsafe")
+                self.requant.apply(acc, tmp, y)

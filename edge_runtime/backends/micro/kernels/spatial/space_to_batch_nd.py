@@ -1,6 +1,9 @@
 """SPACE_TO_BATCH_ND (3-D or 4-D, constant block and paddings): the input is padded on a
-workspace canvas (pad value: the output zero point for int8, 0 otherwise), whose blocks
-become batches through one transposed-view copy."""
+workspace canvas, whose blocks become batches through one transposed-view copy.
+
+The pad value is TFLite's (the output zero point for int8, 0 for float32). tflite-micro
+pads with its ``output_offset`` parameter, which its kernel never sets (uninitialised
+memory), so only unpadded layouts have a defined tflite-micro result to match."""
 from __future__ import annotations
 
 import numpy as np

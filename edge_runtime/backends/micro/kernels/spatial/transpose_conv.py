@@ -115,6 +115,11 @@ class TransposeConv(Kernel):
         self.workspace["prod"] = ((rows, self.kh * self.kw * cout), F64)
         self.workspace["canvas"] = ((self.n, self.fh, self.fw, cout), F64)
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of the weights widened to float64 at prepare time."""
+        return int(self.wmat.nbytes)
+
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views of the taps on the canvas and of the output window."""
         x = inputs[2]
