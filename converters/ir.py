@@ -387,6 +387,13 @@ def simplify(graph: Graph) -> Graph:
                 _swap_with_transpose(graph, prev, op)
                 changed = True
                 break
+            if (prev is not None and prev.kind == "TRANSPOSE" and op.outputs[0] not in graph.outputs
+                    and (op.kind == "STRIDED_SLICE" or _layout_free(graph, op))
+                    and consumers.get(op.outputs[0])
+                    and all(c.kind == "TRANSPOSE" for c in consumers[op.outputs[0]])):
+                _move_transpose_below(graph, prev, op)  # it then meets (and cancels) the next TRANSPOSE
+                changed = True
+                break
             if op.kind == "TRANSPOSE":
                 if prev is not None and prev.kind == "TRANSPOSE" and single:
                     op.attrs = dict(op.attrs, perm=tuple(prev.attrs["perm"][p] for p in op.attrs["perm"]))
@@ -447,6 +454,28 @@ def _swap_with_transpose(graph: Graph, transpose: Op, op: Op) -> None:
     transpose.inputs, transpose.outputs = [mid], [out]
     i, j = graph.ops.index(transpose), graph.ops.index(op)
     graph.ops[i], graph.ops[j] = op, transpose
+
+
+def _move_transpose_below(graph: Graph, transpose: Op, op: Op) -> None:
+    """``op(TRANSPOSE_p(x))`` -> ``TRANSPOSE_p(op'(x))`` for a slice or layout-free ``op``, leaving the
+    original TRANSPOSE to its other readers (dead-op removal drops it when there are none)."""
+    perm = tuple(transpose.attrs["perm"])
+    src = transpose.inputs[0]
+    out = op.outputs[0]
+    out_shape = graph.tensors[out].shape
+    inv = tuple(perm.index(d) for d in range(len(perm)))
+    mid = f"{out}/before_transpose"
+    graph.tensors[mid] = Tensor(mid, tuple(out_shape[i] for i in inv))
+    if op.kind == "STRIDED_SLICE":
+        a = op.attrs
+        mask = a.get("end_mask", 0)
+        op.attrs = dict(a, begin=tuple(a["begin"][i] for i in inv), end=tuple(a["end"][i] for i in inv),
+                        strides=tuple(a["strides"][i] for i in inv),
+                        end_mask=sum(1 << d for d in range(len(perm)) if (mask >> inv[d]) & 1))
+    op.inputs = [src if i == transpose.outputs[0] else i for i in op.inputs]
+    op.outputs = [mid]
+    graph.ops.insert(graph.ops.index(op) + 1, Op("TRANSPOSE", [mid], [out], {"perm": perm},
+                                                 name=f"{op.name}/transpose"))
 
 
 def _scalar_mul(graph: Graph, op: Op) -> Optional[tuple[str, float]]:

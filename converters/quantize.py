@@ -88,6 +88,17 @@ class QuantPlan:
         """JSON-friendly summary of the activation parameters."""
         return {n: {"scale": q.scale, "zero_point": q.zero_point} for n, q in self.activations.items()}
 
+    def precision(self) -> dict:
+        """For the conversion report: how ops int8 cannot represent well are run.
+
+        Everything is int8 (per-channel conv/depthwise/transpose-conv weights, per-tensor
+        fully-connected weights) except the ops listed under ``float_islands``, which run in float
+        between DEQUANTIZE and QUANTIZE (EXP, LOG, SQRT: TFLite Micro has no int8 kernel for them).
+        No int16 intermediates are used.
+        """
+        return {"activations": "int8", "weights": "int8 (per-channel for convolutions)",
+                "int16_intermediates": [], "float_islands": list(self.float_islands)}
+
 
 def qparams_from_range(lo: float, hi: float) -> QParams:
     """Asymmetric int8 parameters covering [lo, hi], widened to include 0 so that 0.0 is exact."""

@@ -141,8 +141,12 @@ class Model:
                        if spec.quantized else "")
                 )
             if tuple(arr.shape) != tuple(spec.shape):
+                hint = ""
+                if arr.ndim == 4 and tuple(spec.shape) == (arr.shape[0], arr.shape[2], arr.shape[3], arr.shape[1]):
+                    hint = (" (channels last, NHWC: this input looks NCHW, as PyTorch makes it; "
+                            "pass x.transpose(0, 2, 3, 1))")
                 raise InputError(
-                    f"input '{spec.name}' has shape {tuple(arr.shape)}, the model expects {tuple(spec.shape)}"
+                    f"input '{spec.name}' has shape {tuple(arr.shape)}, the model expects {tuple(spec.shape)}{hint}"
                 )
             out.append(arr)
         return out

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-APT_PACKAGES="mosquitto qemu-user-static gcc"
+APT_PACKAGES="mosquitto qemu-user-static gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 
 missing=()
 for pkg in $APT_PACKAGES; do
@@ -32,8 +32,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing edge-runtime with all extras into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e '.[litert,onnx,serial,mqtt,image,convert,verify,dev]'
-  # Distillation needs PyTorch; the CPU build 2.13.0 lies on this machine kind's disk.
-  if ! .venv/bin/python -m pip install -q 'torch==2.13.0'; then
+  # Distillation and the test model zoo need PyTorch; the CPU build 2.13.0 lies on this machine kind's disk.
+  # onnxscript lets torch.onnx.export run its default (dynamo) exporter, so users need no dynamo=False.
+  if ! .venv/bin/python -m pip install -q 'torch==2.13.0' onnxscript; then
     echo "setup: warning: torch 2.13.0 not installable here; 'edge-convert distill' and its tests will skip" >&2
   fi
   touch "$stamp"

@@ -40,6 +40,7 @@ class Checked:
     tflm_ran: bool
     micro_exact: Optional[bool]
     tflite_path: str
+    plan: Any = None
 
 
 def sqnr(ref: np.ndarray, got: np.ndarray) -> float:
@@ -115,7 +116,7 @@ def check_onnx(model: Any, tmp_path: Any, input_shape: tuple[int, ...], *, low: 
     assert s_lite >= min_sqnr, f"LiteRT int8 SQNR {s_lite:.1f} dB < {min_sqnr}"
     assert s_onnx >= min_sqnr, f"QDQ ONNX SQNR {s_onnx:.1f} dB < {min_sqnr}"
     tflm_ran, micro_exact = (_check_micro(tfl, lite, graph, data[CALIB:CALIB + 4]) if tflm else (False, None))
-    return Checked(graph, s_lite, s_onnx, tflm_ran, micro_exact, tfl)
+    return Checked(graph, s_lite, s_onnx, tflm_ran, micro_exact, tfl, plan)
 
 
 def _check_micro(tfl: str, lite: TFLiteRunner, graph: Graph, xs: np.ndarray) -> tuple[bool, Optional[bool]]:
@@ -186,4 +187,4 @@ def check_tflite(path: str, tmp_path: Any, *, low: float = -1.0, high: float = 1
     assert s_lite >= min_sqnr, f"LiteRT int8 SQNR {s_lite:.1f} dB < {min_sqnr}"
     assert s_onnx >= min_sqnr, f"QDQ ONNX SQNR {s_onnx:.1f} dB < {min_sqnr}"
     tflm_ran, micro_exact = (_check_micro(tfl, lite, graph, data[CALIB:CALIB + 4]) if tflm else (False, None))
-    return Checked(graph, s_lite, s_onnx, tflm_ran, micro_exact, tfl)
+    return Checked(graph, s_lite, s_onnx, tflm_ran, micro_exact, tfl, plan)

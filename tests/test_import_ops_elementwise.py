@@ -84,3 +84,14 @@ def test_div_by_constant_is_a_multiply(tmp_path):
     nodes, inits = CASES["div_const"]
     res = check_onnx(make_model(nodes, [X], [Y], inits), tmp_path, (1, 8, 6, 6))
     assert res.graph.op_counts() == {"MUL": 1}
+
+
+def test_exp_log_run_as_float_islands(tmp_path):
+    nodes, inits = CASES["exp_log"]
+    res = check_onnx(make_model(nodes, [X], [Y], inits), tmp_path, (1, 8, 6, 6), low=0.05, high=2.0)
+    from edge_runtime.formats.tflite import TFLiteModel
+
+    kinds = [op.name for op in TFLiteModel.open(res.tflite_path).main.operators]
+    assert kinds == ["DEQUANTIZE", "EXP", "QUANTIZE", "DEQUANTIZE", "LOG", "QUANTIZE"]
+    assert res.tflm_ran  # tflite-micro runs the float EXP/LOG between them
+    assert res.plan.precision()["float_islands"] == ["exp", "log"]

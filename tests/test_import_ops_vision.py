@@ -141,3 +141,11 @@ def test_channel_shuffle_has_no_nchw_round_trip(tmp_path):
     nodes, inits, out_shape, opset = CASES["channel_shuffle_5d"]()
     res = check_onnx(make_model(nodes, [vi("x", list(IN))], [vi("y", out_shape)], inits), tmp_path, IN)
     assert res.graph.op_counts().get("TRANSPOSE", 0) <= 3
+
+
+def test_nhwc_input_of_a_tensorflow_export_needs_no_transpose(tmp_path):
+    nodes = [n("Transpose", ["x"], ["t"], name="to_nchw", perm=[0, 3, 1, 2]),
+             n("Conv", ["t", "w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    model = make_model(nodes, [vi("x", [1, 8, 8, 3])], [vi("y", [1, 4, 8, 8])], [w("w", 4, 3, 3, 3)])
+    res = check_onnx(model, tmp_path, (1, 8, 8, 3))
+    assert res.graph.input_layouts == {"x": "NHWC"} and res.graph.op_counts() == {"CONV_2D": 1}

@@ -27,11 +27,10 @@ torch = pytest.importorskip("torch")
 from fixtures.zoo import MODELS, export_onnx, harness, sample_inputs  # noqa: E402
 
 CALIB, HELD_OUT = 32, 16
-CASES = [
-    ("mobilenet_v2", 11), ("mobilenet_v2", 13), ("mobilenet_v2", 17),
-    ("resnet", 11), ("resnet", 13), ("resnet", 17),
-    ("efficientnet_lite", 13),
-    ("mobilenet_v2_dynbatch", 17),
+FULL_MATRIX = ("mobilenet_v2", "mobilenet_v3", "shufflenet", "resnet")
+CASES = [(name, opset) for name in FULL_MATRIX for opset in (11, 13, 17)] + [
+    ("squeezenet", 11), ("ghostnet", 17), ("efficientnet_lite", 13), ("regnet", 11), ("unet", 17), ("ssd", 13),
+    ("gru_kws", 17), ("mobilenet_v2_dynbatch", 11), ("lstm_kws_dynseq", 13),
 ]
 
 

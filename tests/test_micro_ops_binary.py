@@ -113,11 +113,23 @@ def _small_values(xs: list[np.ndarray], rng: np.random.Generator) -> list[np.nda
 def _nonzero(pos: int, zero: int = 0) -> Feed:
     """Replace input ``pos`` values equal to ``zero`` (a divisor's zero) by ``zero + 1``."""
     def feed(xs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        if pos >= len(xs):  # a constant input
+            return xs
         x = xs[pos].copy()
         x[x == zero] = zero + 1 if zero < 127 else zero - 1
         xs[pos] = x
         return xs
     return feed
+
+
+def _maybe_constant(data: Any, t: T, avoid: Optional[int] = None) -> T:
+    """A third of the time, make ``t`` a constant tensor with random values (never ``avoid``)."""
+    if data.draw(st.integers(0, 2)) == 0:
+        x = random_input(t.shape, NP_TYPES[t.dtype], np.random.default_rng(data.draw(st.integers(0, 99))))
+        if avoid is not None:
+            x[x == avoid] = avoid + 1 if avoid < 127 else avoid - 1
+        t.data = x
+    return t
 
 
 def _refused(op: str, ins: list[T], out: T, options: Any = None) -> None:
@@ -148,6 +160,7 @@ def _arith(op: str, dtype: str, data: Any) -> None:
     y = data.draw(qtensor(so, dtype))
     if zero:
         a.zp = b.zp = y.zp = 0
+    _maybe_constant(data, b)
     feed = _wide_int32 if dtype == "int32" else None
     _check(op, [a, b], y, opts(ARITH_OPTS[op], fusedActivationFunction=act), feed, data.draw(st.integers(0, 99)))
 
@@ -185,7 +198,9 @@ def test_div(dtype: str, data: Any) -> None:
     y = data.draw(qtensor(so, dtype))
     if dtype == "int8":  # keep the output multiplier in TFLM's range (micro refuses the rest)
         y.scale = max(y.scale, a.scale / b.scale / 2.0 ** 22)
-    feed = _nonzero(1, int(b.zp) if dtype == "int8" else 0) if dtype != "float32" else None
+    divisor_zero = int(b.zp) if dtype == "int8" else 0
+    _maybe_constant(data, b, divisor_zero if dtype != "float32" else None)
+    feed = _nonzero(1, divisor_zero) if dtype != "float32" else None
     _check("DIV", [a, b], y, opts("DivOptions", fusedActivationFunction=act), feed, data.draw(st.integers(0, 99)))
 
 
@@ -234,6 +249,7 @@ def _plain(op: str, dtype: str, data: Any, feed: Optional[Feed] = None, same_qua
     y = data.draw(qtensor(so, dtype))
     if same_quant and dtype in ("int8", "int16"):
         b.scale, b.zp, y.scale, y.zp = a.scale, a.zp, a.scale, a.zp
+    _maybe_constant(data, b)
     _check(op, [a, b], y, None, feed, data.draw(st.integers(0, 99)))
 
 
@@ -272,6 +288,7 @@ def _compare(op: str, dtype: str, data: Any) -> None:
         a.scale, b.scale = min(a.scale, 0.9), min(b.scale, 0.9)
         if data.draw(st.booleans()):
             b.scale, b.zp = a.scale, a.zp  # equal quantization: ties between equal values
+    _maybe_constant(data, b)
     _check(op, [a, b], T(so, "bool"), None, _small_values, data.draw(st.integers(0, 99)))
 
 
@@ -349,7 +366,7 @@ def test_prelu(dtype: str, data: Any) -> None:
     sa = tuple(d if data.draw(st.booleans()) else 1 for d in sx[drop:])  # alpha broadcasts to the input
     so = tuple(sx)
     x = data.draw(qtensor(sx, dtype))
-    alpha = data.draw(qtensor(sa, "float32" if dtype == "float32" else "int8"))
+    alpha = _maybe_constant(data, data.draw(qtensor(sa, "float32" if dtype == "float32" else "int8")))
     y = data.draw(qtensor(so, dtype))
     _check("PRELU", [x, alpha], y, None, None, data.draw(st.integers(0, 99)))
 

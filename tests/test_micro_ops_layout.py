@@ -119,7 +119,7 @@ def refused(path: Path, op: str, ins: list[T], outs: list[T], options: Any = Non
 # ---------------------------------------------------------------------------- SPLIT / SPLIT_V
 
 @pytest.mark.parametrize("dt", pm("SPLIT", ["float32", "int8", "int16", "int32"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_split(tmp_path, dt, data):
     shape = list(data.draw(shapes(1, 5, 1, 4)))
@@ -135,7 +135,7 @@ def test_split(tmp_path, dt, data):
 
 
 @pytest.mark.parametrize("dt", pm("SPLIT_V", ["float32", "int8", "int16", "int32"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_split_v(tmp_path, dt, data):
     shape = list(data.draw(shapes(1, 5, 1, 4)))
@@ -172,7 +172,7 @@ def test_split_refusals(tmp_path):
 # ---------------------------------------------------------------------------- SLICE
 
 @pytest.mark.parametrize("dt", pm("SLICE", ["float32", "int8", "int16", "int32", "bool"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_slice(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 5))
@@ -235,7 +235,7 @@ def test_invalid_runtime_indices_fail_at_invoke(tmp_path, op, ins, outs, o, bad)
 # ---------------------------------------------------------------------------- GATHER / GATHER_ND
 
 @pytest.mark.parametrize("dt", pm("GATHER", ["float32", "int8"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_gather(tmp_path, dt, data):
     shape = data.draw(shapes(1, 4, 1, 5))
@@ -257,7 +257,7 @@ def test_gather(tmp_path, dt, data):
 
 
 @pytest.mark.parametrize("dt", pm("GATHER_ND", ["float32", "int8"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_gather_nd(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 4))
@@ -316,7 +316,7 @@ def test_gather_runtime_out_of_range_fails_at_invoke(tmp_path):
 # ---------------------------------------------------------------------------- PACK / UNPACK
 
 @pytest.mark.parametrize("dt", pm("PACK", ["float32", "int8", "int16", "int32", "int64"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_pack(tmp_path, dt, data):
     shape = data.draw(shapes(0, 4, 1, 4))
@@ -330,7 +330,7 @@ def test_pack(tmp_path, dt, data):
 
 
 @pytest.mark.parametrize("dt", pm("UNPACK", ["float32", "int8", "int16", "int32"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_unpack(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 4))
@@ -354,7 +354,7 @@ def test_pack_unpack_refusals(tmp_path):
 # ---------------------------------------------------------------------------- EXPAND_DIMS / SHAPE / FILL
 
 @pytest.mark.parametrize("dt", pm("EXPAND_DIMS", ["float32", "int8", "int16"]))
-@ex(80)
+@ex(70)
 @given(data=st.data())
 def test_expand_dims(tmp_path, dt, data):
     shape = data.draw(shapes(0, 5, 1, 4))
@@ -387,7 +387,7 @@ def test_shape_refusal(tmp_path):
 
 
 @pytest.mark.parametrize("dt", pm("FILL", ["float32", "int8", "int32"]))
-@ex(80)
+@ex(70)
 @given(data=st.data())
 def test_fill(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 5))
@@ -415,7 +415,7 @@ ALL_TYPES = ["float32", "int8", "int16", "int32", "int64", "bool", "uint8"]
 
 
 @pytest.mark.parametrize("dt", pm("BROADCAST_TO", ALL_TYPES))
-@ex(80)
+@ex(70)
 @given(data=st.data())
 def test_broadcast_to(tmp_path, dt, data):
     target = data.draw(shapes(1, 5, 1, 4))
@@ -436,7 +436,7 @@ def test_broadcast_to_refusals(tmp_path):
 
 
 @pytest.mark.parametrize("dt", pm("BROADCAST_ARGS", ["int32", "int64"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_broadcast_args(tmp_path, dt, data):
     full = data.draw(shapes(1, 6, 1, 5))
@@ -479,7 +479,7 @@ def test_broadcast_args_refusal(tmp_path):
 # ---------------------------------------------------------------------------- REVERSE_V2
 
 @pytest.mark.parametrize("dt", pm("REVERSE_V2", ALL_TYPES))
-@ex(80)
+@ex(70)
 @given(data=st.data())
 def test_reverse_v2(tmp_path, dt, data):
     shape = data.draw(shapes(1, 6, 1, 4))
@@ -510,7 +510,7 @@ def test_reverse_v2_refusals(tmp_path):
 
 @pytest.mark.parametrize("kind", pm("EMBEDDING_LOOKUP", ["float32", "int8"]) + [
     pytest.param("hybrid", marks=pytest.mark.parity("EMBEDDING_LOOKUP", "int8"), id="hybrid")])
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_embedding_lookup(tmp_path, kind, data):
     vshape = data.draw(shapes(2, 4, 1, 5))
@@ -540,7 +540,7 @@ def test_embedding_lookup_refusals(tmp_path):
 # ---------------------------------------------------------------------------- DYNAMIC_UPDATE_SLICE
 
 @pytest.mark.parametrize("dt", pm("DYNAMIC_UPDATE_SLICE", ["float32", "int8", "int16", "int32"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_dynamic_update_slice(tmp_path, dt, data):
     shape = data.draw(shapes(1, 6, 1, 4))
@@ -586,7 +586,7 @@ def test_dynamic_update_slice_refusals(tmp_path):
 # ---------------------------------------------------------------------------- CUMSUM
 
 @pytest.mark.parametrize("dt", pm("CUMSUM", ["float32", "int8"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_cumsum(tmp_path, dt, data):
     shape = data.draw(shapes(1, 4, 1, 6))
@@ -601,6 +601,30 @@ def test_cumsum(tmp_path, dt, data):
           special={1: lambda r: np.array([axis], np.int32)})
 
 
+@pytest.mark.parity("CUMSUM", "int8")
+@pytest.mark.parametrize("exclusive,reverse", [(False, False), (True, True)])
+def test_cumsum_int8_long_axis_wraps_like_tflm(tmp_path, exclusive, reverse):
+    """200 extreme values overflow TFLM's int32 accumulator (values << 20) several times; micro wraps alike."""
+    p = tmp_path / "m.tflite"
+    build(p, "CUMSUM", [T((3, 200), "int8", scale=0.05, zp=127), const([1])], [T((3, 200), "int8", scale=5.0, zp=-3)],
+          opts("CumsumOptions", exclusive=exclusive, reverse=reverse))
+    x = np.full((3, 200), -128, np.int8)
+    x[1] = 127
+    x[2] = np.random.default_rng(0).integers(-128, 128, 200)
+    assert_exact_big(p, [[x]])
+
+
+@pytest.mark.parity("CUMSUM", "float32")
+@pytest.mark.parametrize("axis", [0, 1])
+def test_cumsum_float32_long_axes_bit_exact(tmp_path, axis):
+    """float32 sums accumulate one element at a time in float32, as TFLM's loop does (no pairwise sums)."""
+    p = tmp_path / "m.tflite"
+    build(p, "CUMSUM", [T((40, 1000), "float32"), const([axis])], [T((40, 1000), "float32")],
+          opts("CumsumOptions", exclusive=True, reverse=axis == 1))
+    x = (np.random.default_rng(1).standard_normal((40, 1000)) * 100).astype(np.float32)
+    assert_exact_big(p, [[x]])
+
+
 def test_cumsum_refusal(tmp_path):
     refused(tmp_path / "a.tflite", "CUMSUM", [T((3, 4), "int16"), const([0])], [T((3, 4), "int16")],
             opts("CumsumOptions"), "INT16")
@@ -609,7 +633,7 @@ def test_cumsum_refusal(tmp_path):
 # ---------------------------------------------------------------------------- MIRROR_PAD
 
 @pytest.mark.parametrize("dt", pm("MIRROR_PAD", ["float32", "int8"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_mirror_pad(tmp_path, dt, data):
     shape = data.draw(shapes(1, 4, 1, 5))
@@ -640,7 +664,7 @@ def _pads(data: Any, shape: Sequence[int]) -> tuple[list[list[int]], tuple[int, 
 
 
 @pytest.mark.parametrize("dt", pm("PAD", ["float32", "int8", "int16", "int32"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_pad(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 4))
@@ -654,7 +678,7 @@ def test_pad(tmp_path, dt, data):
 
 
 @pytest.mark.parametrize("dt", pm("PADV2", ["float32", "int8", "int16", "int32"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_padv2(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 4))
@@ -690,7 +714,7 @@ def test_pad_refusals(tmp_path):
 # ---------------------------------------------------------------------------- CONCATENATION
 
 @pytest.mark.parametrize("dt", pm("CONCATENATION", ["float32", "int8", "int16", "int32", "int64", "bool"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_concatenation(tmp_path, dt, data):
     shape = list(data.draw(shapes(1, 5, 1, 4)))
@@ -746,7 +770,7 @@ def _ss_axis(n: int, b: int, e: int, s: int, bm: bool, em: bool, shrink: bool) -
 
 
 @pytest.mark.parametrize("dt", pm("STRIDED_SLICE", ["float32", "int8", "int16", "int32", "bool"]))
-@ex(120)
+@ex(100)
 @given(data=st.data())
 def test_strided_slice(tmp_path, dt, data):
     shape = data.draw(shapes(1, 4, 1, 6))
@@ -810,7 +834,7 @@ def test_strided_slice_refusals(tmp_path):
 # ---------------------------------------------------------------------------- TRANSPOSE
 
 @pytest.mark.parametrize("dt", pm("TRANSPOSE", ["float32", "int8", "int16"]))
-@ex(100)
+@ex(85)
 @given(data=st.data())
 def test_transpose(tmp_path, dt, data):
     shape = data.draw(shapes(1, 5, 1, 4))
@@ -855,7 +879,7 @@ def test_transpose_6d_runs_beyond_tflm():
 # ---------------------------------------------------------------------------- RESHAPE / SQUEEZE
 
 @pytest.mark.parametrize("dt", pm("RESHAPE", ALL_TYPES))
-@ex(80)
+@ex(70)
 @given(data=st.data())
 def test_reshape(tmp_path, dt, data):
     shape = data.draw(shapes(0, 5, 1, 4))
@@ -876,7 +900,7 @@ def test_reshape(tmp_path, dt, data):
 
 
 @pytest.mark.parametrize("dt", pm("SQUEEZE", ALL_TYPES))
-@ex(80)
+@ex(70)
 @given(data=st.data())
 def test_squeeze(tmp_path, dt, data):
     shape = data.draw(st.lists(st.sampled_from([1, 1, 2, 3]), min_size=1, max_size=6).map(tuple))

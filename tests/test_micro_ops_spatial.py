@@ -199,6 +199,30 @@ def test_transpose_conv_float32(path: Path) -> None:
     _check(path, "close", chunked=True)
 
 
+@pytest.mark.parametrize("dtype", [pytest.param(t, marks=pytest.mark.parity("TRANSPOSE_CONV", t))
+                                   for t in ("int8", "int16")])
+@pytest.mark.parametrize("pad,stride,k", [(SAME, 2, 3), (VALID, 2, 4), (SAME, 1, 5)])
+def test_transpose_conv_decoder_sizes(dtype: str, pad: int, stride: int, k: int) -> None:
+    """Decoder-like layers (16 -> 12 channels, per-channel weights, bias), chunked too."""
+    rng = np.random.default_rng(stride * 10 + k)
+    h = w = 9
+    ho = h * stride if pad == SAME else (h - 1) * stride + k
+    cin, cout = 16, 12
+    ws = rng.uniform(0.002, 0.02, cout).astype(np.float32)
+    sx = 0.05 if dtype == "int8" else 1e-4
+    bias_t = "int32" if dtype == "int8" else "int64"
+    ins = [T([4], "int32", data=_i32([1, ho, ho, cout])),
+           T([cout, k, k, cin], "int8", scale=ws, zp=0,
+             data=rng.integers(-127, 128, (cout, k, k, cin)).astype(np.int8)),
+           T([1, h, w, cin], dtype, scale=sx, zp=-9 if dtype == "int8" else 0),
+           T([cout], bias_t, scale=sx * ws, zp=0, data=rng.integers(-5000, 5000, cout).astype(bias_t))]
+    sy = float(sx * ws.max() * 127 * np.sqrt(cin * k * k / stride ** 2) * 2)
+    p = _path("TRANSPOSE_CONV")
+    build(p, "TRANSPOSE_CONV", ins, [T([1, ho, ho, cout], dtype, scale=sy, zp=4 if dtype == "int8" else 0)],
+          opts("TransposeConvOptions", padding=pad, strideW=stride, strideH=stride), version=3)
+    _check(p, "exact", chunked=True)
+
+
 def test_transpose_conv_refuses() -> None:
     p = _path("TRANSPOSE_CONV")
     build(p, "TRANSPOSE_CONV", [T([4], "int32", data=_i32([1, 4, 4, 2])),
@@ -676,6 +700,13 @@ def _alloc_models() -> dict[str, Path]:
                                T([2, 2], "int32", data=_i32([[1, 1], [0, 2]]))], [T([4, 32, 32, 8], "float32")], None),
         "L2_POOL_2D": ([T([1, 64, 64, 8], "float32")], [T([1, 32, 32, 8], "float32")],
                        opts("Pool2DOptions", padding=SAME, strideW=2, strideH=2, filterWidth=3, filterHeight=3)),
+        "AVERAGE_POOL_2D": ([T([1, 64, 64, 8], "int8", **q)], [T([1, 32, 32, 8], "int8", **q)],
+                            opts("Pool2DOptions", padding=SAME, strideW=2, strideH=2, filterWidth=3, filterHeight=3)),
+        "MAX_POOL_2D": ([T([1, 64, 64, 8], "int16", scale=0.01)], [T([1, 32, 32, 8], "int16", scale=0.01)],
+                        opts("Pool2DOptions", padding=SAME, strideW=2, strideH=2, filterWidth=3, filterHeight=3)),
+        "AVERAGE_POOL_2D float32": ([T([1, 64, 64, 8], "float32")], [T([1, 32, 32, 8], "float32")],
+                                    opts("Pool2DOptions", padding=VALID, strideW=2, strideH=2, filterWidth=2,
+                                         filterHeight=2)),
         "SUM": ([T([8, 64, 64], "int16", scale=0.01), T([1], "int32", data=_i32([2]))],
                 [T([8, 64, 1], "int16", scale=0.1)], red),
         "SUM int8": ([T([16, 64, 32], "int8", **q), T([2], "int32", data=_i32([0, 2]))],
@@ -702,14 +733,16 @@ def _alloc_models() -> dict[str, Path]:
     return out
 
 
-def test_invoke_does_not_allocate() -> None:
+@pytest.mark.parametrize("limit", [None, 4096])
+def test_invoke_does_not_allocate(limit) -> None:  # type: ignore[no-untyped-def]
     """Steady-state invokes stay within the bounds of tests/test_micro_memory.py (numpy's own
-    iterator buffer, at most 64 KiB, is the only transient) and do not grow."""
+    iterator buffer, at most 64 KiB, is the only transient) and do not grow; also when the
+    kernels chunk their work to a 4 KiB workspace."""
     import gc
     import tracemalloc
 
     for op, path in _alloc_models().items():
-        m = open_model(str(path))
+        m = open_model(str(path)) if limit is None else open_model(str(path), workspace_limit=limit)
         it = m.interpreter
         xs = random_inputs(path, np.random.default_rng(0), 1)[0]
         for i, x in enumerate(xs):

@@ -200,3 +200,34 @@ def test_subgraphs_calling_each_other_in_a_cycle_are_refused(tmp_path):
         check_tflite_model(TFLiteModel.open(str(p)))
     with pytest.raises(ModelFormatError, match="cycle"):
         edge_runtime.load(str(p), backend="micro")
+
+
+def test_a_model_without_inputs_passes(tmp_path):
+    """A counter: no inputs, its state in a resource variable (CALL_ONCE sets it to 10, each run adds 1). LiteRT
+    and tflite-micro run it; so does micro, through the loader, with the same outputs."""
+    mb = ModelBuilder()
+    sg = mb.subgraph("main")
+    h = sg.tensor(T([], "resource"))
+    s = sg.tensor(T([1], "int32"))
+    one = sg.tensor(T([1], "int32", data=np.ones(1, np.int32)))
+    s2 = sg.tensor(T([1], "int32"))
+    sg.op("CALL_ONCE", [], [], opts("CallOnceOptions", initSubgraphIndex=1))
+    sg.op("VAR_HANDLE", [], [h], opts("VarHandleOptions", sharedName="count"))
+    sg.op("READ_VARIABLE", [h], [s])
+    sg.op("ADD", [s, one], [s2], opts("AddOptions"))
+    sg.op("ASSIGN_VARIABLE", [h, s2], [])
+    sg.io([], [s2])
+    ini = mb.subgraph("init")
+    h1 = ini.tensor(T([], "resource"))
+    ten = ini.tensor(T([1], "int32", data=np.array([10], np.int32)))
+    ini.op("VAR_HANDLE", [], [h1], opts("VarHandleOptions", sharedName="count"))
+    ini.op("ASSIGN_VARIABLE", [h1, ten], [])
+    ini.io([], [])
+    p = mb.write(tmp_path / "counter.tflite")
+    check_tflite_model(TFLiteModel.open(str(p)))
+    sets = [[] for _ in range(3)]
+    expect = [[np.array([11 + k], np.int32)] for k in range(3)]
+    assert _same(run_tflm(p, sets, reset_each=False), expect)
+    assert _same(_litert(p, sets), expect)
+    m = edge_runtime.load(str(p), backend="micro")
+    assert _same([m.run([]) for _ in sets], expect)

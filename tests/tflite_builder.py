@@ -228,7 +228,7 @@ def run_tflm(path: Path, input_sets: Iterable[Sequence[np.ndarray]], reset_each:
         if reset_each:
             ref.reset()
         for i, x in enumerate(xs):
-            ref.set_input(np.ascontiguousarray(x), i)
+            ref.set_input(np.require(x, requirements='C'), i)  # (keeps 0-d arrays 0-d)
         ref.invoke()
         results.append([np.array(ref.get_output(i)) for i in range(n_out)])
     return results

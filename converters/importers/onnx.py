@@ -5,8 +5,10 @@
 folding) runs first; then every node goes to its handler in
 :data:`converters.importers.onnx_ops.REGISTRY` (one module per op group). Nodes whose inputs are
 all constants are evaluated with ONNX's reference evaluator instead. Every 4-D tensor becomes NHWC
-(inputs are recorded as ``NCHW`` so data can be given as the source model took it); other ranks
-keep their ONNX layout. Back-to-back transposes are cancelled afterwards (:func:`converters.ir.simplify`).
+(inputs are recorded as ``NCHW`` so data can be given as the source model took it; a 4-D input the
+model itself transposes from NHWC, as TensorFlow exports do, stays ``NHWC`` and that transpose
+disappears); other ranks keep their ONNX layout. Back-to-back transposes are cancelled afterwards
+(:func:`converters.ir.simplify`).
 """
 from __future__ import annotations
 
@@ -122,6 +124,7 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     for o in g.output:
         ctx.uses[o.name] = ctx.uses.get(o.name, 0) + 1
     real_inputs = [vi for vi in g.input if vi.name not in consts]
+    nhwc_inputs = _nhwc_inputs(g, [vi.name for vi in real_inputs], shapes)
     for vi in real_inputs:
         if vi.name not in shapes:
             raise UnsupportedModelError(f"{source}: input '{vi.name}' has no static shape; "
@@ -130,8 +133,11 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
         if elem not in (1, 10, 11):  # FLOAT, FLOAT16, DOUBLE
             raise UnsupportedModelError(f"{source}: input '{vi.name}' is not a float tensor; only float models "
                                         "can be converted")
-        ctx.output(None, vi.name, nhwc(shapes[vi.name]))
+        ctx.output(None, vi.name, shapes[vi.name] if vi.name in nhwc_inputs else nhwc(shapes[vi.name]))
     for node in g.node:
+        if node.op_type == "Transpose" and node.input[0] in nhwc_inputs:
+            ctx.alias[node.output[0]] = node.input[0]  # the NHWC input already is this NCHW tensor's IR form
+            continue
         dispatch(ctx, node)
     outputs = []
     for o in g.output:
@@ -142,7 +148,8 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     graph = Graph(
         name=os.path.splitext(os.path.basename(source))[0] or "model", tensors=ctx.tensors, ops=ctx.ops,
         inputs=[vi.name for vi in real_inputs], outputs=outputs,
-        input_layouts={vi.name: "NCHW" for vi in real_inputs if len(shapes[vi.name]) == 4},
+        input_layouts={vi.name: "NHWC" if vi.name in nhwc_inputs else "NCHW"
+                       for vi in real_inputs if len(shapes[vi.name]) == 4},
         source_format="onnx",
     )
     _copy_shared_outputs(graph)
@@ -163,6 +170,21 @@ def _restore_output_names(graph: Graph, names: list[str]) -> None:
             op.inputs = [want if i == cur else i for i in op.inputs]
             op.outputs = [want if o == cur else o for o in op.outputs]
         graph.outputs[k] = want
+
+
+def _nhwc_inputs(g: Any, names: list[str], shapes: dict[str, tuple[int, ...]]) -> set[str]:
+    """4-D inputs that are NHWC already (TensorFlow exports): read only by ``Transpose(perm=[0, 3, 1, 2])``."""
+    from onnx import helper
+
+    found = set()
+    for name in names:
+        readers = [n for n in g.node if name in n.input]
+        if len(shapes.get(name, ())) == 4 and readers and all(
+                n.op_type == "Transpose" and [int(p) for a in n.attribute if a.name == "perm"
+                                              for p in helper.get_attribute_value(a)] == [0, 3, 1, 2]
+                for n in readers):
+            found.add(name)
+    return found
 
 
 class _OutputNode:

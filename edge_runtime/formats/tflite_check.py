@@ -90,8 +90,6 @@ def _check_tensors(p: str, sg: SubGraph, n_buffers: int) -> None:
     n = len(sg.tensors)
     if not sg.outputs and sg.index == 0:
         raise ModelFormatError(f"{p}: {where} has no outputs")
-    if sg.index == 0 and not sg.inputs:
-        raise ModelFormatError(f"{p}: {where} has no inputs")
     for idx in sg.inputs + sg.outputs:
         if not 0 <= idx < n:
             raise ModelFormatError(f"{p}: {where} input/output tensor {idx} out of range ({n} tensors)")

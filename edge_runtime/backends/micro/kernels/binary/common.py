@@ -10,6 +10,7 @@ and look results up at run time (:func:`pair_lookup`).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -19,7 +20,8 @@ from edge_runtime.backends.micro.fixedpoint_binary import mbqm_array
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, activation_name, qparams,
 )
-from edge_runtime.formats.tflite import TensorInfo
+from edge_runtime.arena.traits import OpMemory
+from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
 
 I64 = np.dtype(np.int64)
 BOOL = np.dtype(np.bool_)
@@ -64,11 +66,26 @@ def int8_grid() -> tuple[np.ndarray, np.ndarray]:
     return np.where(a > 127, a - 256, a), np.where(b > 127, b - 256, b)
 
 
-def pair_table(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], dtype: Any) -> np.ndarray:
-    """The results of ``fn`` (vectorised on int64 arrays) for every int8 pair, as a read-only table."""
+_TABLES: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_TABLES_KEPT = 32
+
+
+def pair_table(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], dtype: Any,
+               key: Optional[tuple] = None) -> np.ndarray:
+    """The results of ``fn`` (vectorised on int64 arrays) for every int8 pair, as a read-only table.
+
+    ``key`` (the op and every constant ``fn`` depends on) lets ops with the same parameters share
+    one table (the last few are kept)."""
+    if key is not None and key in _TABLES:
+        _TABLES.move_to_end(key)
+        return _TABLES[key]
     a, b = int8_grid()
     table = np.ascontiguousarray(fn(a, b)).astype(dtype)
     table.flags.writeable = False
+    if key is not None:
+        _TABLES[key] = table
+        while len(_TABLES) > _TABLES_KEPT:
+            _TABLES.popitem(last=False)
     return table
 
 
@@ -115,6 +132,27 @@ class ElementwiseKernel(Kernel):
     n_inputs: Optional[int] = 2
     min_inputs: int = 2
     max_broadcast_rank: int = 6
+    #: Input positions whose buffer the output may take over when the input dies here: the op
+    #: reads every element of such an input before writing the same element of the output.
+    inplace_inputs: tuple[int, ...] = (0, 1)
+    inplace_ok = True
+
+    @classmethod
+    def op_memory(cls, model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
+        """In place over the first input of the output's shape and type that ``inplace_inputs`` allows
+        (and that no other position reads); no arena scratch."""
+        if len(op.outputs) != 1 or op.outputs[0] < 0:
+            return OpMemory()
+        out = subgraph.tensors[op.outputs[0]]
+        for pos in cls.inplace_inputs:
+            if pos >= len(op.inputs) or op.inputs[pos] < 0:
+                continue
+            t = subgraph.tensors[op.inputs[pos]]
+            others = [i for i, k in enumerate(op.inputs) if k == op.inputs[pos] and i not in cls.inplace_inputs]
+            if (tuple(t.shape) == tuple(out.shape) and t.type_code == out.type_code and not t.is_constant
+                    and not others):
+                return OpMemory(inplace_input=pos)
+        return OpMemory()
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
@@ -192,9 +230,12 @@ class ElementwiseKernel(Kernel):
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Broadcast views of the inputs and chunk views of everything."""
         y = outputs[0]
-        for x in inputs:
-            if x is not None and np.shares_memory(x, y):
-                raise self.ctx.fail("the arena plan overlaps an input and the output")
+        for i, x in enumerate(inputs):
+            if x is None or not np.shares_memory(x, y):
+                continue
+            same = x.__array_interface__["data"][0] == y.__array_interface__["data"][0] and x.nbytes == y.nbytes
+            if not (same and i in self.inplace_inputs):
+                raise self.ctx.fail(f"the arena plan overlaps input {i} and the output in a way this op cannot run")
         views = []
         for i, (x, t) in enumerate(zip(inputs, self.ins)):
             x = x.reshape(t.shape) if x.shape != tuple(t.shape) else x
@@ -228,9 +269,10 @@ class PairTableKernel(ElementwiseKernel):
 
     table: Optional[np.ndarray] = None
 
-    def use_table(self, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], dtype: Any) -> None:
-        """Build the table from ``fn`` and route ``compute`` through it."""
-        self.table = pair_table(fn, dtype)
+    def use_table(self, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], dtype: Any,
+                  key: Optional[tuple] = None) -> None:
+        """Build (or reuse, see :func:`pair_table`) the table from ``fn``; ``compute_table`` then uses it."""
+        self.table = pair_table(fn, dtype, None if key is None else (type(self).__name__, *key))
         self.temps = {"idx": I64}
         self.byte_inputs = (0, 1)
 
@@ -278,7 +320,9 @@ class ComparisonKernel(PairTableKernel):
             fa = scaled_input_fn(self.ctx, self.ins[0], 8, "first input")
             fb = scaled_input_fn(self.ctx, self.ins[1], 8, "second input")
             ufunc = type(self).ufunc
-            self.use_table(lambda a, b: ufunc(fa(a), fb(b)), np.bool_)
+            key = (*require_quantized(self.ctx, self.ins[0], "first input"),
+                   *require_quantized(self.ctx, self.ins[1], "second input"))
+            self.use_table(lambda a, b: ufunc(fa(a), fb(b)), np.bool_, key)
 
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """Compare one chunk."""

@@ -11,8 +11,9 @@
   it, and the quotient rescaled by the output multiplier with the combined shift.
   The output multiplier ``s1 / (s2 * s_out)`` is computed in double (the source we read
   casts a float32 quotient, but the tflite-micro build's results follow the double
-  value: checked on all pairs, where ties such as 87.5 tell them apart). A zero divisor (input value equal to its zero point) is
-  undefined in TFLM; the table holds the output zero point there.
+  value: checked on all pairs, where ties such as 87.5 tell them apart). A zero
+  divisor (input value equal to its zero point) is undefined in TFLM; the table holds
+  the output zero point there.
 """
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ class Div(PairTableKernel):
             m, shift = quantize_multiplier(real)
             if shift > 23:
                 raise ctx.fail(f"the DIV output multiplier {real:g} is too large for TFLM's int8 arithmetic")
-            self.use_table(lambda a, b: self._int8(a - z1, b - z2, m, shift, zo, lo, hi), np.int8)
+            self.use_table(lambda a, b: self._int8(a - z1, b - z2, m, shift, zo, lo, hi), np.int8,
+                           (z1, z2, m, shift, zo, lo, hi))
 
     @staticmethod
     def _int8(v1: np.ndarray, v2: np.ndarray, m: int, shift: int, zo: int, lo: int, hi: int) -> np.ndarray:
@@ -72,8 +74,10 @@ class Div(PairTableKernel):
         neg = v2 < 0
         v1 = np.where(neg, -v1, v1)
         v2 = np.where(neg | zero, np.abs(v2) + zero, v2)
-        inv, recip_shift = reciprocal_q31(v2)
-        headroom = count_leading_sign_bits(v1)
+        divisors = np.arange(257, dtype=np.int64)
+        inv_t, shift_t = reciprocal_q31(np.maximum(divisors, 1))  # |divisor| <= 256
+        inv, recip_shift = inv_t[v2], shift_t[v2]
+        headroom = count_leading_sign_bits(np.arange(-256, 257, dtype=np.int64))[v1 + 256]
         q = srdhm(wrap32(v1 << headroom), inv)  # MultiplyByQuantizedMultiplierGreaterThanOne
         x = srdhm(q, m)
         exponent = recip_shift + headroom - shift  # minus TFLM's total_shift

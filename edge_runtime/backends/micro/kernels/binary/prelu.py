@@ -20,6 +20,7 @@ class Prelu(PairTableKernel):
     """PRELU: float32; int8 with int8 alpha; int16 with int8 alpha."""
 
     max_version = 1
+    inplace_inputs = (0,)
 
     def prepare(self) -> None:
         """Types and multipliers."""
@@ -47,7 +48,7 @@ class Prelu(PairTableKernel):
         self.zi, self.za, self.zo = zi, za, zo
         self.lo, self.hi = QRANGE[self.kind]
         if self.kind == "INT8":
-            self.use_table(self._int8, np.int8)
+            self.use_table(self._int8, np.int8, (zi, za, zo, self.m1, self.s1, self.m2, self.s2))
         else:
             self.temps = {"v": I64, "w": I64, "tmp": I64, "mask": BOOL}
 
@@ -62,10 +63,11 @@ class Prelu(PairTableKernel):
         if self.table is not None:
             self.compute_table(ins, y, t)
         elif self.kind == "FLOAT32":
-            mask = t["mask"]
+            mask = t["mask"]  # (element by element, so that the output may overwrite the input)
             np.greater_equal(ins[0], 0.0, out=mask)
-            np.multiply(ins[0], ins[1], out=y)
             np.copyto(y, ins[0], where=mask)
+            np.logical_not(mask, out=mask)
+            np.multiply(ins[0], ins[1], out=y, where=mask)
         else:
             v, w, tmp, mask = t["v"], t["w"], t["tmp"], t["mask"]
             np.copyto(v, ins[0], casting="unsafe")

@@ -14,6 +14,7 @@ class SelectV2(ElementwiseKernel):
     max_version = 2
     n_inputs = 3
     min_inputs = 3
+    inplace_inputs = (2,)  # (y is copied first, then x where the condition holds)
 
     def prepare(self) -> None:
         """Types: bool condition, x and y of one type, the output of that type."""

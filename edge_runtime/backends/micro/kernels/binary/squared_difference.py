@@ -40,7 +40,8 @@ class SquaredDifference(PairTableKernel):
         self.left, self.z1, self.z2, self.zo = left, z1, z2, zo
         self.lo, self.hi = QRANGE[kind]
         if kind == "INT8":
-            self.use_table(self._int8, np.int8)
+            key = (z1, z2, zo, self.m1, self.sh1, self.m2, self.sh2, self.mo, self.sho)
+            self.use_table(self._int8, np.int8, key)
         else:
             self.temps = {"a": I64, "b": I64, "tmp": I64}
 

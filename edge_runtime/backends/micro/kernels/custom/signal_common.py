@@ -99,15 +99,6 @@ def msb32(x: np.ndarray) -> np.ndarray:
     return np.where(x == 0, 32, e).astype(I64)
 
 
-def sqrt_rounded(n: int) -> int:
-    """TFLM's ``Sqrt64``: the integer square root rounded to nearest (``Sqrt32`` below 2**32)."""
-    if n == 0:
-        return 0
-    r = math.isqrt(n)
-    cap = 0xFFFF if n < 1 << 32 else 0xFFFFFFFF
-    return r + 1 if n - r * r > r and r != cap else r
-
-
 LOG_LUT = np.array([
     0, 224, 442, 654, 861, 1063, 1259, 1450, 1636, 1817, 1992, 2163, 2329, 2490, 2646, 2797, 2944, 3087, 3224,
     3358, 3487, 3611, 3732, 3848, 3960, 4068, 4172, 4272, 4368, 4460, 4549, 4633, 4714, 4791, 4864, 4934, 5001,
@@ -150,9 +141,9 @@ class Log32:
         np.maximum(t, 0, out=t)
         np.right_shift(frac, t, out=frac)
         np.right_shift(frac, 9, out=b)                   # table segment
-        np.take(LOG_LUT, b, out=c0)
+        LOG_LUT.take(b, out=c0)
         np.add(b, 1, out=t)
-        np.take(LOG_LUT, t, out=c1)
+        LOG_LUT.take(t, out=c1)
         np.subtract(c1, c0, out=c1)
         np.left_shift(b, 9, out=t)
         np.subtract(frac, t, out=t)
@@ -207,15 +198,19 @@ def _input_order(factors: list[tuple[int, int]]) -> np.ndarray:
 
 
 class KissFFT:
-    """KissFFT (v1.3.0) on rows of complex values, as TFLM builds it for one scalar type.
+    """KissFFT (v1.3.0) on ``rows`` rows of complex values, as TFLM builds it for one scalar type.
 
     ``kind``: ``"int16"``, ``"int32"`` or ``"float32"``. Complex values travel as (re, im)
     pairs of int64 arrays (fixed point, holding values of the scalar type) or float32 arrays.
+    Every buffer is allocated here: :meth:`fft` only writes into them.
     """
 
-    def __init__(self, nfft: int, inverse: bool, kind: str) -> None:
-        self.n, self.inverse, self.kind = nfft, inverse, kind
+    POOL = 40
+
+    def __init__(self, nfft: int, inverse: bool, kind: str, rows: int) -> None:
+        self.n, self.inverse, self.kind, self.rows = nfft, inverse, kind, rows
         self.fixed = kind != "float32"
+        self.dtype = np.dtype(I64) if self.fixed else np.dtype(np.float32)
         if self.fixed:
             bits = 16 if kind == "int16" else 32
             self.bits = bits
@@ -235,7 +230,7 @@ class KissFFT:
         if inverse:
             phase = -phase
         self.tw_r, self.tw_i = self.cexp(phase)
-        # per stage: (p, m, fstride, twiddle rows (p-1, m) re/im)
+        # per stage, deepest first: (p, m, fstride, twiddle rows (p-1, m) re/im)
         self.stages = []
         fstride = 1
         for p, m in self.factors:
@@ -244,8 +239,20 @@ class KissFFT:
             self.stages.append((p, m, fstride, self.tw_r[idx], self.tw_i[idx]))
             fstride *= p
         self.stages.reverse()
+        self.data_r = np.zeros((rows, nfft), self.dtype)
+        self.data_i = np.zeros((rows, nfft), self.dtype)
+        self.pool = np.zeros((self.POOL, rows * max(1, nfft // 2)), self.dtype)
+        self.plan = []  # per stage: (butterfly, views of the data, m, fstride, twiddles, scratch shape)
+        for p, m, fstride, twr, twi in self.stages:
+            shape = (rows, fstride, p, m)
+            self.plan.append((getattr(self, f"_bfly{p}"), self.data_r.reshape(shape), self.data_i.reshape(shape),
+                              m, fstride, twr, twi, (rows, fstride, m)))
 
-    # -- scalar arithmetic of the build -------------------------------------------------------
+    def scratch(self, k: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Pool slot ``k`` viewed as ``shape``."""
+        return self.pool[k, :int(np.prod(shape))].reshape(shape)
+
+    # -- scalar arithmetic of the build, in place ----------------------------------------------
     def cexp(self, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Twiddles ``kf_cexp``: rounded to the scalar type (fixed) or cast to float."""
         if self.fixed:
@@ -254,165 +261,263 @@ class KissFFT:
         return np.cos(phase).astype(np.float32), np.sin(phase).astype(np.float32)
 
     def wrap(self, x: np.ndarray) -> np.ndarray:
-        """Store into the scalar type (two's complement wrap)."""
-        if not self.fixed:
-            return x
-        return ((x + self.half) & self.mask) - self.half
-
-    def sround(self, x: np.ndarray) -> np.ndarray:
-        """``sround``: drop FRACBITS rounding half up, stored as a scalar."""
-        return self.wrap((x + self.round) >> self.frac)
-
-    def smul(self, a: np.ndarray, b: Any) -> np.ndarray:
-        """``S_MUL``."""
-        return self.sround(a * b) if self.fixed else a * b
-
-    def cmul(self, ar: np.ndarray, ai: np.ndarray, br: Any, bi: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``C_MUL``."""
+        """Store into the scalar type (two's complement wrap), in place."""
         if self.fixed:
-            return self.sround(ar * br - ai * bi), self.sround(ar * bi + ai * br)
-        return ar * br - ai * bi, ar * bi + ai * br
+            np.add(x, self.half, out=x)
+            np.bitwise_and(x, self.mask, out=x)
+            np.subtract(x, self.half, out=x)
+        return x
 
-    def fixdiv(self, x: np.ndarray, k: int) -> np.ndarray:
-        """``C_FIXDIV`` on one component (identity for float)."""
-        return self.sround(x * (self.samp_max // k)) if self.fixed else x
+    def sround(self, x: np.ndarray) -> None:
+        """``sround`` in place: drop FRACBITS rounding half up, stored as a scalar."""
+        np.add(x, self.round, out=x)
+        np.right_shift(x, self.frac, out=x)
+        self.wrap(x)
 
-    def half_of(self, x: np.ndarray) -> np.ndarray:
+    def smul(self, a: np.ndarray, b: Any, out: np.ndarray) -> np.ndarray:
+        """``S_MUL``."""
+        np.multiply(a, b, out=out)
+        if self.fixed:
+            self.sround(out)
+        return out
+
+    def cmul(self, ar: np.ndarray, ai: np.ndarray, br: Any, bi: Any, out_r: np.ndarray, out_i: np.ndarray,
+             tmp: np.ndarray) -> None:
+        """``C_MUL`` (outputs must not alias the operands)."""
+        np.multiply(ar, br, out=out_r)
+        np.multiply(ai, bi, out=tmp)
+        np.subtract(out_r, tmp, out=out_r)
+        np.multiply(ar, bi, out=out_i)
+        np.multiply(ai, br, out=tmp)
+        np.add(out_i, tmp, out=out_i)
+        if self.fixed:
+            self.sround(out_r)
+            self.sround(out_i)
+
+    def fixdiv(self, x: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
+        """``C_FIXDIV`` on one component (a copy for float)."""
+        if self.fixed:
+            np.multiply(x, self.samp_max // k, out=out)
+            self.sround(out)
+        else:
+            np.copyto(out, x)
+        return out
+
+    def add(self, a: Any, b: Any, out: np.ndarray) -> np.ndarray:
+        """``a + b`` stored as a scalar."""
+        return self.wrap(np.add(a, b, out=out))
+
+    def sub(self, a: Any, b: Any, out: np.ndarray) -> np.ndarray:
+        """``a - b`` stored as a scalar."""
+        return self.wrap(np.subtract(a, b, out=out))
+
+    def half_of(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """``HALF_OF``."""
-        return x >> 1 if self.fixed else x * np.float32(0.5)
+        if self.fixed:
+            return np.right_shift(x, 1, out=out)
+        return np.multiply(x, np.float32(0.5), out=out)
 
     # -- the complex FFT ---------------------------------------------------------------------
     def fft(self, xr: np.ndarray, xi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Transform rows (…, n) of complex values; returns new (re, im) arrays."""
-        fr, fi = xr[..., self.order], xi[..., self.order]
-        lead = fr.shape[:-1]
-        for p, m, fstride, twr, twi in self.stages:
-            shape = lead + (fstride, p, m)
-            fr, fi = fr.reshape(shape), fi.reshape(shape)
-            getattr(self, f"_bfly{p}")(fr, fi, m, fstride, twr, twi)
-        return fr.reshape(lead + (self.n,)), fi.reshape(lead + (self.n,))
+        """Transform rows (rows, n) of complex values; returns the (re, im) buffers of this object."""
+        xr.take(self.order, axis=-1, out=self.data_r)
+        xi.take(self.order, axis=-1, out=self.data_i)
+        for bfly, fr, fi, m, fstride, twr, twi, part in self.plan:
+            bfly(fr, fi, m, fstride, twr, twi, part)
+        return self.data_r, self.data_i
 
-    def _bfly2(self, fr, fi, m, fstride, twr, twi) -> None:
-        a_r, a_i = self.fixdiv(fr[..., 0, :], 2), self.fixdiv(fi[..., 0, :], 2)
-        b_r, b_i = self.fixdiv(fr[..., 1, :], 2), self.fixdiv(fi[..., 1, :], 2)
-        t_r, t_i = self.cmul(b_r, b_i, twr[0], twi[0])
-        fr[..., 1, :], fi[..., 1, :] = self.wrap(a_r - t_r), self.wrap(a_i - t_i)
-        fr[..., 0, :], fi[..., 0, :] = self.wrap(a_r + t_r), self.wrap(a_i + t_i)
+    def _load(self, fr: np.ndarray, fi: np.ndarray, p: int, part: tuple[int, ...]) -> list[tuple[np.ndarray, ...]]:
+        """The p inputs of the butterflies, each divided by p (pool slots 0 .. 2p-1)."""
+        out = []
+        for q in range(p):
+            out.append((self.fixdiv(fr[..., q, :], p, self.scratch(2 * q, part)),
+                        self.fixdiv(fi[..., q, :], p, self.scratch(2 * q + 1, part))))
+        return out
 
-    def _bfly4(self, fr, fi, m, fstride, twr, twi) -> None:
-        w = self.wrap
-        f = [(self.fixdiv(fr[..., q, :], 4), self.fixdiv(fi[..., q, :], 4)) for q in range(4)]
-        s0 = self.cmul(*f[1], twr[0], twi[0])
-        s1 = self.cmul(*f[2], twr[1], twi[1])
-        s2 = self.cmul(*f[3], twr[2], twi[2])
-        s5 = (w(f[0][0] - s1[0]), w(f[0][1] - s1[1]))
-        f0 = (w(f[0][0] + s1[0]), w(f[0][1] + s1[1]))
-        s3 = (w(s0[0] + s2[0]), w(s0[1] + s2[1]))
-        s4 = (w(s0[0] - s2[0]), w(s0[1] - s2[1]))
-        fr[..., 2, :], fi[..., 2, :] = w(f0[0] - s3[0]), w(f0[1] - s3[1])
-        fr[..., 0, :], fi[..., 0, :] = w(f0[0] + s3[0]), w(f0[1] + s3[1])
-        if self.inverse:
-            fr[..., 1, :], fi[..., 1, :] = w(s5[0] - s4[1]), w(s5[1] + s4[0])
-            fr[..., 3, :], fi[..., 3, :] = w(s5[0] + s4[1]), w(s5[1] - s4[0])
-        else:
-            fr[..., 1, :], fi[..., 1, :] = w(s5[0] + s4[1]), w(s5[1] - s4[0])
-            fr[..., 3, :], fi[..., 3, :] = w(s5[0] - s4[1]), w(s5[1] + s4[0])
+    def _pair(self, k: int, part: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        return self.scratch(k, part), self.scratch(k + 1, part)
 
-    def _bfly3(self, fr, fi, m, fstride, twr, twi) -> None:
-        w = self.wrap
+    def _bfly2(self, fr, fi, m, fstride, twr, twi, part) -> None:
+        (a_r, a_i), (b_r, b_i) = self._load(fr, fi, 2, part)
+        t_r, t_i = self._pair(4, part)
+        self.cmul(b_r, b_i, twr[0], twi[0], t_r, t_i, self.scratch(6, part))
+        self.sub(a_r, t_r, fr[..., 1, :])
+        self.sub(a_i, t_i, fi[..., 1, :])
+        self.add(a_r, t_r, fr[..., 0, :])
+        self.add(a_i, t_i, fi[..., 0, :])
+
+    def _bfly4(self, fr, fi, m, fstride, twr, twi, part) -> None:
+        f = self._load(fr, fi, 4, part)
+        tmp = self.scratch(8, part)
+        s0, s1, s2 = self._pair(9, part), self._pair(11, part), self._pair(13, part)
+        s3, s4, s5 = self._pair(15, part), self._pair(17, part), self._pair(19, part)
+        self.cmul(*f[1], twr[0], twi[0], *s0, tmp)
+        self.cmul(*f[2], twr[1], twi[1], *s1, tmp)
+        self.cmul(*f[3], twr[2], twi[2], *s2, tmp)
+        for c in (0, 1):
+            self.sub(f[0][c], s1[c], s5[c])
+            self.add(f[0][c], s1[c], f[0][c])
+            self.add(s0[c], s2[c], s3[c])
+            self.sub(s0[c], s2[c], s4[c])
+        self.sub(f[0][0], s3[0], fr[..., 2, :])
+        self.sub(f[0][1], s3[1], fi[..., 2, :])
+        self.add(f[0][0], s3[0], fr[..., 0, :])
+        self.add(f[0][1], s3[1], fi[..., 0, :])
+        q1, q3 = (3, 1) if self.inverse else (1, 3)
+        self.add(s5[0], s4[1], fr[..., q1, :])
+        self.sub(s5[1], s4[0], fi[..., q1, :])
+        self.sub(s5[0], s4[1], fr[..., q3, :])
+        self.add(s5[1], s4[0], fi[..., q3, :])
+
+    def _bfly3(self, fr, fi, m, fstride, twr, twi, part) -> None:
         epi_i = self.tw_i[fstride * m]
-        f = [(self.fixdiv(fr[..., q, :], 3), self.fixdiv(fi[..., q, :], 3)) for q in range(3)]
-        s1 = self.cmul(*f[1], twr[0], twi[0])
-        s2 = self.cmul(*f[2], twr[1], twi[1])
-        s3 = (w(s1[0] + s2[0]), w(s1[1] + s2[1]))
-        s0 = (w(s1[0] - s2[0]), w(s1[1] - s2[1]))
-        f1 = (w(f[0][0] - self.half_of(s3[0])), w(f[0][1] - self.half_of(s3[1])))
-        s0 = (self.smul(s0[0], epi_i), self.smul(s0[1], epi_i))
-        fr[..., 0, :], fi[..., 0, :] = w(f[0][0] + s3[0]), w(f[0][1] + s3[1])
-        fr[..., 2, :], fi[..., 2, :] = w(f1[0] + s0[1]), w(f1[1] - s0[0])
-        fr[..., 1, :], fi[..., 1, :] = w(f1[0] - s0[1]), w(f1[1] + s0[0])
+        f = self._load(fr, fi, 3, part)
+        tmp = self.scratch(6, part)
+        s0, s1, s2, s3, f1 = (self._pair(k, part) for k in (7, 9, 11, 13, 15))
+        self.cmul(*f[1], twr[0], twi[0], *s1, tmp)
+        self.cmul(*f[2], twr[1], twi[1], *s2, tmp)
+        for c in (0, 1):
+            self.add(s1[c], s2[c], s3[c])
+            self.sub(s1[c], s2[c], s0[c])
+            self.sub(f[0][c], self.half_of(s3[c], tmp), f1[c])
+        self.smul(s0[0], epi_i, s1[0])
+        self.smul(s0[1], epi_i, s1[1])          # s1 now holds scratch[0] * epi3.i
+        self.add(f[0][0], s3[0], fr[..., 0, :])
+        self.add(f[0][1], s3[1], fi[..., 0, :])
+        self.add(f1[0], s1[1], fr[..., 2, :])
+        self.sub(f1[1], s1[0], fi[..., 2, :])
+        self.sub(f1[0], s1[1], fr[..., 1, :])
+        self.add(f1[1], s1[0], fi[..., 1, :])
 
-    def _bfly5(self, fr, fi, m, fstride, twr, twi) -> None:
-        w, sm = self.wrap, self.smul
+    def _bfly5(self, fr, fi, m, fstride, twr, twi, part) -> None:
         ya_r, ya_i = self.tw_r[fstride * m], self.tw_i[fstride * m]
         yb_r, yb_i = self.tw_r[2 * fstride * m], self.tw_i[2 * fstride * m]
-        f = [(self.fixdiv(fr[..., q, :], 5), self.fixdiv(fi[..., q, :], 5)) for q in range(5)]
-        s0 = (f[0][0].copy(), f[0][1].copy())  # scratch[0] is a copy (float views alias the buffer)
-        s1 = self.cmul(*f[1], twr[0], twi[0])
-        s2 = self.cmul(*f[2], twr[1], twi[1])
-        s3 = self.cmul(*f[3], twr[2], twi[2])
-        s4 = self.cmul(*f[4], twr[3], twi[3])
-        s7 = (w(s1[0] + s4[0]), w(s1[1] + s4[1]))
-        s10 = (w(s1[0] - s4[0]), w(s1[1] - s4[1]))
-        s8 = (w(s2[0] + s3[0]), w(s2[1] + s3[1]))
-        s9 = (w(s2[0] - s3[0]), w(s2[1] - s3[1]))
-        fr[..., 0, :], fi[..., 0, :] = w(s0[0] + w(s7[0] + s8[0])), w(s0[1] + w(s7[1] + s8[1]))
-        s5 = (w(s0[0] + sm(s7[0], ya_r) + sm(s8[0], yb_r)), w(s0[1] + sm(s7[1], ya_r) + sm(s8[1], yb_r)))
-        s6 = (w(sm(s10[1], ya_i) + sm(s9[1], yb_i)), w(-sm(s10[0], ya_i) - sm(s9[0], yb_i)))
-        fr[..., 1, :], fi[..., 1, :] = w(s5[0] - s6[0]), w(s5[1] - s6[1])
-        fr[..., 4, :], fi[..., 4, :] = w(s5[0] + s6[0]), w(s5[1] + s6[1])
-        s11 = (w(s0[0] + sm(s7[0], yb_r) + sm(s8[0], ya_r)), w(s0[1] + sm(s7[1], yb_r) + sm(s8[1], ya_r)))
-        s12 = (w(-sm(s10[1], yb_i) + sm(s9[1], ya_i)), w(sm(s10[0], yb_i) - sm(s9[0], ya_i)))
-        fr[..., 2, :], fi[..., 2, :] = w(s11[0] + s12[0]), w(s11[1] + s12[1])
-        fr[..., 3, :], fi[..., 3, :] = w(s11[0] - s12[0]), w(s11[1] - s12[1])
+        f = self._load(fr, fi, 5, part)
+        s0 = f[0]
+        tmp, u, v = self.scratch(10, part), self.scratch(11, part), self.scratch(12, part)
+        s1, s2, s3, s4 = (self._pair(k, part) for k in (13, 15, 17, 19))
+        s7, s8, s9, s10 = (self._pair(k, part) for k in (21, 23, 25, 27))
+        s5, s6, s11, s12 = (self._pair(k, part) for k in (29, 31, 33, 35))
+        for q, s in zip((1, 2, 3, 4), (s1, s2, s3, s4)):
+            self.cmul(*f[q], twr[q - 1], twi[q - 1], *s, tmp)
+        for c in (0, 1):
+            self.add(s1[c], s4[c], s7[c])
+            self.sub(s1[c], s4[c], s10[c])
+            self.add(s2[c], s3[c], s8[c])
+            self.sub(s2[c], s3[c], s9[c])
+        for c, (out_arr) in ((0, fr), (1, fi)):
+            np.add(s7[c], s8[c], out=tmp)
+            self.add(s0[c], tmp, out_arr[..., 0, :])
+            # scratch[5] = s0 + s7*ya.r + s8*yb.r ; scratch[11] = s0 + s7*yb.r + s8*ya.r
+            np.add(s0[c], self.smul(s7[c], ya_r, u), out=s5[c])
+            self.add(s5[c], self.smul(s8[c], yb_r, v), s5[c])
+            np.add(s0[c], self.smul(s7[c], yb_r, u), out=s11[c])
+            self.add(s11[c], self.smul(s8[c], ya_r, v), s11[c])
+        # scratch[6] = (s10.i*ya.i + s9.i*yb.i, -s10.r*ya.i - s9.r*yb.i)
+        self.add(self.smul(s10[1], ya_i, u), self.smul(s9[1], yb_i, v), s6[0])
+        np.negative(self.smul(s10[0], ya_i, u), out=u)
+        self.sub(u, self.smul(s9[0], yb_i, v), s6[1])
+        # scratch[12] = (-s10.i*yb.i + s9.i*ya.i, s10.r*yb.i - s9.r*ya.i)
+        np.negative(self.smul(s10[1], yb_i, u), out=u)
+        self.add(u, self.smul(s9[1], ya_i, v), s12[0])
+        self.sub(self.smul(s10[0], yb_i, u), self.smul(s9[0], ya_i, v), s12[1])
+        for c, out_arr in ((0, fr), (1, fi)):
+            self.sub(s5[c], s6[c], out_arr[..., 1, :])
+            self.add(s5[c], s6[c], out_arr[..., 4, :])
+            self.add(s11[c], s12[c], out_arr[..., 2, :])
+            self.sub(s11[c], s12[c], out_arr[..., 3, :])
 
 
 class KissFFTR:
-    """KissFFT's real FFT (``kiss_fftr``) or its inverse (``kiss_fftri``) of even length ``fft_length``."""
+    """KissFFT's real FFT (``kiss_fftr``) or its inverse (``kiss_fftri``) of even ``fft_length``, on ``rows`` rows."""
 
-    def __init__(self, fft_length: int, inverse: bool, kind: str) -> None:
+    def __init__(self, fft_length: int, inverse: bool, kind: str, rows: int = 1) -> None:
         if fft_length < 2 or fft_length % 2:
             raise ValueError(f"the FFT length {fft_length} must be even and >= 2")
         self.ncfft = n = fft_length // 2
-        self.sub = KissFFT(n, inverse, kind)
+        self.rows = rows
+        self.sub = f = KissFFT(n, inverse, kind, rows)
         i = np.arange(n // 2, dtype=np.float64)
         phase = -np.pi * ((i + 1) / n + 0.5)
         if inverse:
             phase = -phase
-        self.st_r, self.st_i = self.sub.cexp(phase)
-        self.k = np.arange(1, n // 2 + 1)
+        self.st_r, self.st_i = f.cexp(phase)
+        self.h = n // 2
+        self.tmp_r = np.zeros((rows, n), f.dtype)
+        self.tmp_i = np.zeros((rows, n), f.dtype)
+        self.out = np.zeros((rows, 2 * n), f.dtype) if inverse else None
+
+    def _views(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bins k = 1..n/2 and n-k (same order), as views of ``a`` (…, >= n+1 or n)."""
+        n, h = self.ncfft, self.h
+        return a[..., 1:h + 1], a[..., n - 1:n - h - 1:-1]  # n - h - 1 >= 0: a plain reversed slice
 
     def forward(self, x: np.ndarray, out_r: np.ndarray, out_i: np.ndarray) -> None:
-        """Real rows ``x`` (…, 2n) -> ``out_r/out_i`` (…, n+1) (int64 or float32 arrays)."""
-        f, n, k = self.sub, self.ncfft, self.k
+        """Real rows ``x`` (rows, 2n) -> ``out_r/out_i`` (rows, n+1) (int64 or float32 arrays)."""
+        f, n, h = self.sub, self.ncfft, self.h
         tr, ti = f.fft(x[..., 0::2], x[..., 1::2])
-        dc_r, dc_i = f.fixdiv(tr[..., 0], 2), f.fixdiv(ti[..., 0], 2)
-        out_r[..., 0] = f.wrap(dc_r + dc_i)
-        out_r[..., n] = f.wrap(dc_r - dc_i)
+        part = (self.rows, 1)
+        a, b = f.scratch(0, part)[:, 0], f.scratch(1, part)[:, 0]
+        f.fixdiv(tr[..., 0], 2, a)
+        f.fixdiv(ti[..., 0], 2, b)
+        f.add(a, b, out_r[..., 0])
+        f.sub(a, b, out_r[..., n])
         out_i[..., 0] = 0
         out_i[..., n] = 0
-        if not len(k):
+        if not h:
             return
-        pk_r, pk_i = f.fixdiv(tr[..., k], 2), f.fixdiv(ti[..., k], 2)
-        pn_r, pn_i = f.fixdiv(tr[..., n - k], 2), f.fixdiv(f.wrap(-ti[..., n - k]), 2)
-        f1_r, f1_i = f.wrap(pk_r + pn_r), f.wrap(pk_i + pn_i)
-        f2_r, f2_i = f.wrap(pk_r - pn_r), f.wrap(pk_i - pn_i)
-        tw_r, tw_i = f.cmul(f2_r, f2_i, self.st_r, self.st_i)
-
-        def half(v: np.ndarray) -> np.ndarray:
-            # HALF_OF(a + b): the sum is an int (int16 build) or int32 (int32 build, wraps)
+        part = (self.rows, h)
+        (tk_r, tn_r), (tk_i, tn_i) = self._views(tr), self._views(ti)
+        pk_r, pk_i, pn_r, pn_i = (f.scratch(k, part) for k in range(4))
+        f1_r, f1_i, f2_r, f2_i, tw_r, tw_i, tmp = (f.scratch(k, part) for k in range(4, 11))
+        f.fixdiv(tk_r, 2, pk_r)
+        f.fixdiv(tk_i, 2, pk_i)
+        f.fixdiv(tn_r, 2, pn_r)
+        f.fixdiv(f.wrap(np.negative(tn_i, out=tmp)), 2, pn_i)
+        f.add(pk_r, pn_r, f1_r)
+        f.add(pk_i, pn_i, f1_i)
+        f.sub(pk_r, pn_r, f2_r)
+        f.sub(pk_i, pn_i, f2_i)
+        f.cmul(f2_r, f2_i, self.st_r, self.st_i, tw_r, tw_i, tmp)
+        (ok_r, on_r), (ok_i, on_i) = self._views(out_r), self._views(out_i)
+        for a, b, sign, dst in ((f1_r, tw_r, 1, ok_r), (f1_i, tw_i, 1, ok_i), (f1_r, tw_r, -1, on_r),
+                                (tw_i, f1_i, -1, on_i)):
+            # HALF_OF(a +/- b): the sum is an int (int16 build) or an int32 (int32 build, wraps)
+            (np.add if sign > 0 else np.subtract)(a, b, out=tmp)
             if f.fixed and f.bits == 32:
-                v = f.wrap(v)
-            return f.wrap(f.half_of(v))
-        out_r[..., k], out_i[..., k] = half(f1_r + tw_r), half(f1_i + tw_i)
-        out_r[..., n - k], out_i[..., n - k] = half(f1_r - tw_r), half(tw_i - f1_i)
+                f.wrap(tmp)
+            f.wrap(f.half_of(tmp, tmp))
+            np.copyto(dst, tmp)
 
     def inverse(self, xr: np.ndarray, xi: np.ndarray) -> np.ndarray:
-        """Complex rows (…, n+1) -> real rows (…, 2n) (fixed point: scaled by 1/n as KissFFT does)."""
-        f, n, k = self.sub, self.ncfft, self.k
-        tr = np.zeros(xr.shape[:-1] + (n,), xr.dtype)
-        ti = np.zeros_like(tr)
-        tr[..., 0] = f.fixdiv(f.wrap(xr[..., 0] + xr[..., n]), 2)
-        ti[..., 0] = f.fixdiv(f.wrap(xr[..., 0] - xr[..., n]), 2)
-        if len(k):
-            fk_r, fk_i = f.fixdiv(xr[..., k], 2), f.fixdiv(xi[..., k], 2)
-            fn_r, fn_i = f.fixdiv(xr[..., n - k], 2), f.fixdiv(f.wrap(-xi[..., n - k]), 2)
-            fe_r, fe_i = f.wrap(fk_r + fn_r), f.wrap(fk_i + fn_i)
-            t_r, t_i = f.wrap(fk_r - fn_r), f.wrap(fk_i - fn_i)
-            fo_r, fo_i = f.cmul(t_r, t_i, self.st_r, self.st_i)
-            tr[..., k], ti[..., k] = f.wrap(fe_r + fo_r), f.wrap(fe_i + fo_i)
-            tr[..., n - k], ti[..., n - k] = f.wrap(fe_r - fo_r), f.wrap(-f.wrap(fe_i - fo_i))
+        """Complex rows (rows, n+1) -> real rows (rows, 2n), a buffer of this object (fixed point:
+        scaled by 1/n as KissFFT does)."""
+        f, n, h = self.sub, self.ncfft, self.h
+        tr, ti = self.tmp_r, self.tmp_i
+        f.add(xr[..., 0], xr[..., n], tr[..., 0])
+        f.fixdiv(tr[..., 0], 2, tr[..., 0])
+        f.sub(xr[..., 0], xr[..., n], ti[..., 0])
+        f.fixdiv(ti[..., 0], 2, ti[..., 0])
+        if h:
+            part = (self.rows, h)
+            (xk_r, xn_r), (xk_i, xn_i) = self._views(xr), self._views(xi)
+            fk_r, fk_i, fn_r, fn_i, fe_r, fe_i, t_r, t_i, fo_r, fo_i, tmp = (f.scratch(k, part) for k in range(11))
+            f.fixdiv(xk_r, 2, fk_r)
+            f.fixdiv(xk_i, 2, fk_i)
+            f.fixdiv(xn_r, 2, fn_r)
+            f.fixdiv(f.wrap(np.negative(xn_i, out=tmp)), 2, fn_i)
+            f.add(fk_r, fn_r, fe_r)
+            f.add(fk_i, fn_i, fe_i)
+            f.sub(fk_r, fn_r, t_r)
+            f.sub(fk_i, fn_i, t_i)
+            f.cmul(t_r, t_i, self.st_r, self.st_i, fo_r, fo_i, tmp)
+            (tk_r, tn_r), (tk_i, tn_i) = self._views(tr), self._views(ti)
+            np.copyto(tk_r, f.add(fe_r, fo_r, tmp))
+            np.copyto(tk_i, f.add(fe_i, fo_i, tmp))
+            np.copyto(tn_r, f.sub(fe_r, fo_r, tmp))
+            f.sub(fe_i, fo_i, tmp)
+            np.copyto(tn_i, f.wrap(np.negative(tmp, out=tmp)))
         yr, yi = f.fft(tr, ti)
-        out = np.empty(xr.shape[:-1] + (2 * n,), xr.dtype)
-        out[..., 0::2], out[..., 1::2] = yr, yi
-        return out
+        np.copyto(self.out[..., 0::2], yr)
+        np.copyto(self.out[..., 1::2], yi)
+        return self.out

@@ -88,24 +88,24 @@ class SignalFilterBank(Kernel):
         ws = self.ws
         e, w, u, cw, cu, acc, tmp = ws["e"], ws["w"], ws["u"], ws["cw"], ws["cu"], ws["acc"], ws["tmp"]
         e32, w16 = ws["e32"], ws["w16"]
-        np.take(self.x, self.freq_idx, out=e32)
+        self.x.take(self.freq_idx, out=e32)
         np.copyto(e, e32)
-        np.take(self.weights, self.w_idx, out=w16)
+        self.weights.take(self.w_idx, out=w16)
         np.copyto(w, w16, casting="unsafe")  # sign-extended to uint64, as C converts int16 * uint64
-        np.take(self.unweights, self.w_idx, out=w16)
+        self.unweights.take(self.w_idx, out=w16)
         np.copyto(u, w16, casting="unsafe")
         np.multiply(w, e, out=w)
         np.multiply(u, e, out=u)
         cw[0] = 0
         cu[0] = 0
-        np.cumsum(w, out=cw[1:])
-        np.cumsum(u, out=cu[1:])
+        np.add.accumulate(w, out=cw[1:])
+        np.add.accumulate(u, out=cu[1:])
         lo = ws["lo"]
-        np.take(cw, self.hi_idx, out=acc)
-        np.take(cw, self.lo_idx, out=lo)
+        cw.take(self.hi_idx, out=acc)
+        cw.take(self.lo_idx, out=lo)
         np.subtract(acc, lo, out=acc)                    # weighted sum of channel c
-        np.take(cu, self.hi_idx, out=tmp)
-        np.take(cu, self.lo_idx, out=lo)
+        cu.take(self.hi_idx, out=tmp)
+        cu.take(self.lo_idx, out=lo)
         np.subtract(tmp, lo, out=tmp)                    # unweighted sum of channel c
         np.add(acc[1:], tmp[:-1], out=acc[1:])
         np.copyto(self.y, acc[1:1 + self.out_n])

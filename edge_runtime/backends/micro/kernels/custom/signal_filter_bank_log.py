@@ -18,9 +18,9 @@ from edge_runtime.backends.micro.kernels.base import (
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
     MASK32,
+    Log32,
     check_type,
     int32_option,
-    Log32,
     require_io_count,
     require_rank,
     signal_options,

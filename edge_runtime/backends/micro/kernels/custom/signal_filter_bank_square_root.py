@@ -6,6 +6,8 @@ Inputs: channels (uint64, 1-D) and the shift (int32 scalar). Output uint32, 1-D:
 """
 from __future__ import annotations
 
+import numpy as np
+
 from edge_runtime.backends.micro.kernels.base import (
     Inputs,
     Kernel,

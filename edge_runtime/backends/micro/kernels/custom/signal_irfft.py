@@ -41,10 +41,6 @@ class SignalIrfft(Kernel):
         if not x.shape or len(y.shape) != len(x.shape):
             raise ctx.fail("input and output must have the same number of dimensions (>= 1)")
         self.fft_length = n = int32_option(opts["fft_length"])
-        try:
-            self.fft = KissFFTR(n, True, kind)
-        except ValueError as exc:
-            raise ctx.fail(str(exc)) from None
         self.in_len = x.shape[-1] // 2
         self.out_len = y.shape[-1]
         self.bins = n // 2 + 1
@@ -57,6 +53,10 @@ class SignalIrfft(Kernel):
             raise ctx.fail(f"the output has {y.num_elements // self.out_len} rows for {self.rows} input rows")
         self.kind = kind
         wdt = np.dtype(np.float32) if kind == "float32" else np.dtype(np.int64)
+        try:
+            self.fft = KissFFTR(n, True, kind, self.rows)
+        except ValueError as exc:
+            raise ctx.fail(str(exc)) from None
         self.workspace = {"re": ((self.rows, self.bins), wdt), "im": ((self.rows, self.bins), wdt)}
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:

@@ -76,7 +76,8 @@ class SignalOverlapAdd(Kernel):
         for f in range(self.frames):
             if self.int16:
                 np.add(acc, self.x[:, f], out=self.wide, dtype=np.int32)
-                np.clip(self.wide, -32768, 32767, out=self.wide)
+                np.maximum(self.wide, -32768, out=self.wide)
+                np.minimum(self.wide, 32767, out=self.wide)
                 np.copyto(acc, self.wide, casting="unsafe")
             else:
                 np.add(acc, self.x[:, f], out=acc)

@@ -65,10 +65,6 @@ class SignalRfft(Kernel):
         if not x.shape or len(y.shape) != len(x.shape):
             raise ctx.fail("input and output must have the same number of dimensions (>= 1)")
         self.fft_length = n = int32_option(opts["fft_length"])
-        try:
-            self.fft = KissFFTR(n, False, kind)
-        except ValueError as exc:
-            raise ctx.fail(str(exc)) from None
         self.dtype = np.dtype(x.dtype)
         self.in_len = x.shape[-1]
         self.out_len = y.shape[-1] // 2
@@ -82,6 +78,10 @@ class SignalRfft(Kernel):
             raise ctx.fail(f"the output has {y.num_elements // max(1, y.shape[-1])} rows for {self.rows} input rows")
         self.fixed = kind != "float32"
         wdt = np.dtype(np.int64) if self.fixed else np.dtype(np.float32)
+        try:
+            self.fft = KissFFTR(n, False, kind, self.rows)
+        except ValueError as exc:
+            raise ctx.fail(str(exc)) from None
         self.workspace = {"pad": ((self.rows, n), wdt), "re": ((self.rows, self.bins), wdt),
                           "im": ((self.rows, self.bins), wdt)}
 

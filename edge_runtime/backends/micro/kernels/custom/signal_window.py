@@ -61,5 +61,6 @@ class SignalWindow(Kernel):
         """y = clamp((x * w) >> shift)."""
         np.multiply(self.x, self.w, out=self.acc, dtype=np.int32)
         np.right_shift(self.acc, self.shift, out=self.acc)
-        np.clip(self.acc, -32768, 32767, out=self.acc)
+        np.maximum(self.acc, -32768, out=self.acc)
+        np.minimum(self.acc, 32767, out=self.acc)
         np.copyto(self.y, self.acc, casting="unsafe")

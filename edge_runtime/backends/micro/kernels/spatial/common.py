@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from edge_runtime.backends.micro.fixedpoint import Requantizer
+from edge_runtime.backends.micro.fixedpoint import CLIP, Requantizer
 from edge_runtime.backends.micro.kernels.reduce import reduction_axes
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_constant, require_type,
@@ -113,7 +113,7 @@ class Requantizer64:
         acc &= (1 << 32) - 1
         acc -= 1 << 31
         acc += self.zero_point
-        np.clip(acc, self.act_min, self.act_max, out=out, casting="unsafe")
+        CLIP(acc, self.act_min, self.act_max, out=out, casting="unsafe")
 
 
 def requantizer(wide: bool, multipliers: np.ndarray, shifts: np.ndarray, zero_point: int, act_min: int,

@@ -1,0 +1,35 @@
+/* ADD, int8 (TFLM reference integer Add: inputs rescaled to a common scale, then to the output). */
+#include "er_kernels.h"
+#include "er_fixedpoint.h"
+
+static int8_t er_add_one(const er_add_params* p, int32_t a, int32_t b) {
+    const int32_t sa = er_mbqm(er_wrap32((int64_t)(a + p->a_offset) * ((int64_t)1 << p->left_shift)), p->a_mult, p->a_shift);
+    const int32_t sb = er_mbqm(er_wrap32((int64_t)(b + p->b_offset) * ((int64_t)1 << p->left_shift)), p->b_mult, p->b_shift);
+    const int32_t raw = er_mbqm(er_wrap32((int64_t)sa + sb), p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)er_clamp(raw, p->act_min, p->act_max);
+}
+
+void er_add_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out) {
+    int32_t i, d;
+    if (!p->broadcast) {
+        for (i = 0; i < p->count; ++i) out[i] = er_add_one(p, a[i], b[i]);
+        return;
+    }
+    {
+        int32_t idx[ER_MAX_RANK];
+        int32_t ia = 0, ib = 0;
+        for (d = 0; d < p->rank; ++d) idx[d] = 0;
+        for (i = 0; i < p->count; ++i) {
+            out[i] = er_add_one(p, a[ia], b[ib]);
+            for (d = p->rank - 1; d >= 0; --d) { /* odometer increment */
+                ++idx[d];
+                ia += p->a_strides[d];
+                ib += p->b_strides[d];
+                if (idx[d] < p->dims[d]) break;
+                ia -= p->a_strides[d] * p->dims[d];
+                ib -= p->b_strides[d] * p->dims[d];
+                idx[d] = 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+/* DEPTHWISE_CONV_2D, int8 per-channel (TFLM reference DepthwiseConvPerChannel semantics).
+ * Output bytes are produced one at a time in linear order (reversed when it runs in place
+ * backward, see er_fixedpoint.h). */
+#include "er_kernels.h"
+#include "er_fixedpoint.h"
+
+void er_depthwise_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* ring) {
+    const int32_t in_bytes = p->batches * p->in_h * p->in_w * p->in_c;
+    const int32_t total = p->batches * p->out_h * p->out_w * p->out_c;
+    int32_t t, ky, kx;
+    for (t = 0; t < total; ++t) {
+        const int32_t o = p->ring_dir < 0 ? total - 1 - t : t;
+        const int32_t oc = o % p->out_c;
+        const int32_t ic = oc / p->depth_mult;
+        const int32_t pix = o / p->out_c;
+        const int32_t ox = pix % p->out_w;
+        const int32_t oy = (pix / p->out_w) % p->out_h;
+        const int32_t n = pix / (p->out_w * p->out_h);
+        const int32_t in_base = n * p->in_h * p->in_w * p->in_c;
+        const int32_t y0 = oy * p->stride_h - p->pad_t;
+        const int32_t x0 = ox * p->stride_w - p->pad_l;
+        int32_t acc = 0;
+        for (ky = 0; ky < p->k_h; ++ky) {
+            const int32_t iy = y0 + ky * p->dil_h;
+            if (iy < 0 || iy >= p->in_h) continue;
+            for (kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = x0 + kx * p->dil_w;
+                int32_t b, w, x;
+                if (ix < 0 || ix >= p->in_w) continue;
+                b = in_base + (iy * p->in_w + ix) * p->in_c + ic;
+                w = p->weights[(ky * p->k_w + kx) * p->out_c + oc];
+                x = ring == 0 ? in[b] : er_in(in, b, o, ring, p->ring_n, p->ring_dir);
+                acc += w * (x + p->in_offset);
+            }
+        }
+        if (p->bias != 0) acc += p->bias[oc];
+        acc = er_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
+        er_out(out, o, (int8_t)er_clamp(acc, p->act_min, p->act_max), ring, p->ring_n, in_bytes);
+    }
+}

@@ -1,0 +1,39 @@
+/* Test runner: reads model inputs from inputs.bin (MODEL_INPUT_BYTES each, straight into the
+ * arena), runs model_invoke on each, appends the outputs to outputs.bin, then prints
+ * "ER_DONE inputs=N stack=S" (S: stack high-water mark in bytes, 0 on the host). */
+#include "er_io.h"
+#include "model.h"
+
+static void er_utoa(uint32_t v, char* out) {
+    char tmp[12];
+    int n = 0, i;
+    do { tmp[n++] = (char)('0' + v % 10u); v /= 10u; } while (v);
+    for (i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+}
+
+int main(void) {
+    char num[12];
+    uint32_t count = 0;
+    int fi = er_open("inputs.bin", 0);
+    int fo = er_open("outputs.bin", 1);
+    if (fi < 0 || fo < 0) { er_print("ER_ERROR cannot open inputs.bin or outputs.bin\n"); return 1; }
+    while (er_read(fi, model_input_ptr(), MODEL_INPUT_BYTES) == MODEL_INPUT_BYTES) {
+        model_invoke(model_input_ptr(), model_output_ptr());
+        if (er_write(fo, model_output_ptr(), MODEL_OUTPUT_BYTES) != MODEL_OUTPUT_BYTES) {
+            er_print("ER_ERROR short write\n");
+            return 1;
+        }
+        ++count;
+    }
+    er_close(fi);
+    er_close(fo);
+    er_print("ER_DONE inputs=");
+    er_utoa(count, num);
+    er_print(num);
+    er_print(" stack=");
+    er_utoa(er_stack_used(), num);
+    er_print(num);
+    er_print("\n");
+    return 0;
+}

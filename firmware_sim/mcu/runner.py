@@ -1,0 +1,150 @@
+"""Build a generated C project and run inputs through it: on the host (gcc) or on an emulated
+Cortex-M4 / Cortex-M7 (qemu-system-arm, mps2-an386 / mps2-an500, semihosting file I/O).
+
+All inputs go through one process (one QEMU boot): the firmware reads ``inputs.bin`` and writes
+``outputs.bin`` in a work directory, then prints ``ER_DONE inputs=N stack=S``. With ``-icount
+shift=0`` QEMU runs deterministically; instruction counts come from a second, empty run
+(``instructions_per_inference`` = extra guest instructions per input, when QEMU reports them).
+Sizes come from ``arm-none-eabi-size -A``: flash is .vectors+.text+.rodata+.data (its load image),
+RAM is .data+.bss plus the stack high-water mark measured by painting.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edge_runtime.errors import EdgeRuntimeError
+
+CPUS = ("host", "cortex-m4", "cortex-m7")
+MACHINES = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
+TOOLS = {"host": ("gcc", "make"), "cortex-m4": ("arm-none-eabi-gcc", "make", "qemu-system-arm"),
+         "cortex-m7": ("arm-none-eabi-gcc", "make", "qemu-system-arm")}
+
+
+class McuRunError(EdgeRuntimeError):
+    """A build or run of a generated C project failed."""
+
+
+@dataclass
+class RunResult:
+    """Outputs of a run and what it measured."""
+
+    cpu: str
+    inputs: int
+    outputs: np.ndarray = field(repr=False)
+    arena_bytes: int = 0
+    flash_bytes: Optional[int] = None
+    ram_bytes: Optional[int] = None
+    code_bytes: Optional[int] = None
+    rodata_bytes: Optional[int] = None
+    data_bytes: Optional[int] = None
+    bss_bytes: Optional[int] = None
+    stack_bytes: Optional[int] = None
+    weight_bytes: int = 0
+    elf: Optional[str] = None
+
+    def summary(self) -> dict:
+        """The JSON summary (everything but the outputs)."""
+        d = asdict(self)
+        d.pop("outputs")
+        return d
+
+
+def missing_tools(cpu: str) -> list[str]:
+    """Programs the ``cpu`` target needs that are not on PATH."""
+    return [t for t in TOOLS[cpu] if shutil.which(t) is None]
+
+
+def build(project: "str | os.PathLike[str]", cpu: str) -> Path:
+    """``make <cpu>`` in the project; the built program's path."""
+    if cpu not in CPUS:
+        raise McuRunError(f"unknown cpu {cpu!r}; choose one of {', '.join(CPUS)}")
+    missing = missing_tools(cpu)
+    if missing:
+        raise McuRunError(f"building for {cpu} needs {', '.join(missing)} (scripts/setup.sh installs them)")
+    proc = subprocess.run(["make", "-s", "-C", str(project), cpu], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise McuRunError(f"make {cpu} failed in {project}: {proc.stderr.strip()[-1500:]}")
+    exe = Path(project) / "build" / cpu / ("runner" if cpu == "host" else "runner.elf")
+    if not exe.exists():
+        raise McuRunError(f"make {cpu} did not produce {exe}")
+    return exe
+
+
+def section_sizes(elf: "str | os.PathLike[str]") -> dict[str, int]:
+    """Section name -> bytes, from ``arm-none-eabi-size -A``."""
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sizes: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return sizes
+
+
+def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, timeout: float) -> tuple[np.ndarray, int]:
+    (workdir / "inputs.bin").write_bytes(np.ascontiguousarray(x).tobytes())
+    out_file = workdir / "outputs.bin"
+    if out_file.exists():
+        out_file.unlink()
+    try:
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise McuRunError(f"{cmd[0]} did not finish within {timeout:.0f} s") from None
+    done = [ln[ln.index("ER_DONE"):] for ln in proc.stdout.splitlines() if "ER_DONE" in ln]
+    if proc.returncode != 0 or not done:
+        tail = (proc.stdout + proc.stderr).strip()[-800:]
+        raise McuRunError(f"{' '.join(cmd[:3])} failed (exit status {proc.returncode}): {tail}")
+    fields = dict(kv.split("=") for kv in done[-1].split()[1:])
+    n = int(fields["inputs"])
+    data = out_file.read_bytes() if out_file.exists() else b""
+    if n != len(x) or len(data) != n * out_bytes:
+        raise McuRunError(f"the runner processed {n} of {len(x)} inputs and wrote {len(data)} bytes")
+    return np.frombuffer(data, np.int8).copy(), int(fields["stack"])
+
+
+def qemu_command(cpu: str, elf: Path) -> list[str]:
+    """The qemu-system-arm command line for ``elf`` on ``cpu``'s board."""
+    return ["qemu-system-arm", "-M", MACHINES[cpu], "-nographic", "-monitor", "none", "-serial", "none",
+            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+
+
+def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: float = 600.0) -> RunResult:
+    """Build the project for ``cpu`` if needed and run every input of ``x`` (N, *input shape) once."""
+    project = Path(project).resolve()
+    manifest = json.loads((project / "manifest.json").read_text())
+    in_shape, out_shape = tuple(manifest["input"]["shape"]), tuple(manifest["output"]["shape"])
+    x = np.asarray(x)
+    if x.dtype != np.int8:
+        raise McuRunError(f"inputs must be int8, got {x.dtype}")
+    if x.shape == in_shape:
+        x = x[None]
+    elif x.shape[1:] != in_shape and x.shape[1:] != in_shape[1:]:
+        raise McuRunError(f"inputs of shape {x.shape} do not match the model input {list(in_shape)}")
+    exe = build(project, cpu)
+    cmd = [str(exe)] if cpu == "host" else qemu_command(cpu, exe)
+    out_bytes = int(manifest["output"]["bytes"])
+    with tempfile.TemporaryDirectory() as d:
+        y, stack = _run_once(cmd, Path(d), x, out_bytes, timeout)
+    res = RunResult(cpu=cpu, inputs=int(len(x)), outputs=y.reshape((len(x),) + out_shape),
+                    arena_bytes=int(manifest["arena_bytes"]), weight_bytes=int(manifest["weight_bytes"]),
+                    elf=str(exe))
+    if cpu != "host":
+        s = section_sizes(exe)
+        res.code_bytes = s.get(".text", 0)
+        res.rodata_bytes = s.get(".rodata", 0)
+        res.data_bytes = s.get(".data", 0)
+        res.bss_bytes = s.get(".bss", 0)
+        res.stack_bytes = stack
+        res.flash_bytes = s.get(".vectors", 0) + res.code_bytes + res.rodata_bytes + res.data_bytes \
+            + s.get(".ARM.exidx", 0)
+        res.ram_bytes = res.data_bytes + res.bss_bytes + stack
+    return res
