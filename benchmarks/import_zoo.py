@@ -7,7 +7,9 @@ Per model and opset: the exported ONNX node count, the int8 TFLite op count, the
 then output SQNR against the float model (onnxruntime) on held-out inputs from the calibration
 distribution for our int8 .tflite (LiteRT), our QDQ .onnx (onnxruntime) and
 ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8, same calibration set), side
-by side in one run. A model that does not convert shows the one-line refusal instead.
+by side in one run, and whether micro matches tflite-micro bit for bit on 4 of the inputs. A model
+that does not convert shows the one-line refusal instead. ``resnet_224`` (4.7M parameters,
+224x224) is the speed yardstick.
 """
 from __future__ import annotations
 
@@ -44,9 +46,14 @@ def _child(name: str, onnx_path: str, calib_path: str, held_path: str, out_dir: 
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     ref = harness.float_outputs(onnx_path, held)
+    try:
+        check = harness.micro_vs_tflm(res, held[:4])
+        micro = "n/a" if check is None else ("exact" if check.max_abs_diff == 0 else f"off by {check.max_abs_diff}")
+    except Exception as exc:  # a missing micro kernel is a result too
+        micro = f"fails: {type(exc).__name__}"
     return {"ok": True, "seconds": seconds, "peak_rss_mb": peak_mb, "int8_ops": sum(res.report["ops"].values()),
             "tflite_db": harness.sqnr_db(ref, harness.tflite_outputs(res, held)),
-            "onnx_db": harness.sqnr_db(ref, harness.qdq_outputs(res, held))}
+            "onnx_db": harness.sqnr_db(ref, harness.qdq_outputs(res, held)), "micro": micro}
 
 
 def _row(name: str, opset: int, work: str) -> dict[str, Any]:
@@ -82,15 +89,15 @@ def _cells(r: dict[str, Any]) -> list[str]:
 
     if not r["ok"]:
         return [r["model"], str(r["opset"]), str(r["onnx_nodes"]), "-", "-", "-", "-", "-", db(r.get("ort_db")), "-",
-                r["error"][:110]]
+                "-", r["error"][:110]]
     delta = None if r.get("ort_db") is None else r["tflite_db"] - r["ort_db"]
     return [r["model"], str(r["opset"]), str(r["onnx_nodes"]), str(r["int8_ops"]), f"{r['seconds']:.2f}",
             f"{r['peak_rss_mb']:.0f}", db(r["tflite_db"]), db(r["onnx_db"]), db(r.get("ort_db")),
-            ("-" if delta is None else f"{delta:+.1f}"), "converted"]
+            ("-" if delta is None else f"{delta:+.1f}"), r["micro"], "converted"]
 
 
 HEAD = ["model", "opset", "ONNX nodes", "int8 ops", "convert s", "peak RSS MB", "ours tflite dB", "ours QDQ dB",
-        "ORT quantize_static dB", "ours - ORT", "status"]
+        "ORT quantize_static dB", "ours - ORT", "micro vs TFLM", "status"]
 
 
 def _table(rows: list[dict[str, Any]], markdown: bool) -> str:

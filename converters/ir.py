@@ -4,7 +4,8 @@ Both importers (ONNX, TFLite) produce a :class:`Graph`; quantization and both
 writers consume it. Conventions, chosen to match TFLite so the TFLite writer is
 a direct mapping:
 
-- activations are NHWC (4-D) or ``[batch, features]`` (2-D); the batch is 1;
+- 4-D activations are NHWC; other ranks keep the source model's layout (importers insert
+  TRANSPOSE/RESHAPE where the source layout matters, and :func:`simplify` cancels what it can);
 - ``CONV_2D`` weights are ``[out, kh, kw, in]``; ``DEPTHWISE_CONV_2D`` weights are
   ``[1, kh, kw, in * multiplier]``; ``FULLY_CONNECTED`` weights are ``[out, in]``;
   biases are float ``[out]`` (always present: importers add zeros);
@@ -29,7 +30,7 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``RELU_N1_TO_1``, ``HARD_SWISH``
 ``LOGISTIC``, ``TANH``
 ``EXP``, ``LOG``, ``SQRT``,       inputs (x,)
-``RSQRT``, ``ABS``, ``NEG``
+``RSQRT``, ``ABS``, ``ELU``
 ``GELU``                          inputs (x,); approximate (bool)
 ``LEAKY_RELU``                    inputs (x,); alpha
 ``PRELU``                         inputs (x, alpha) with alpha constant, broadcast to x
@@ -39,7 +40,8 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``PADV2``                         inputs (x,); pads, value (a float; ``-inf`` pads with the lowest value)
 ``MIRROR_PAD``                    inputs (x,); pads, mode (``REFLECT`` or ``SYMMETRIC``)
 ``CONCATENATION``                 inputs (x1, x2, ...) (constants allowed); axis, act
-``STRIDED_SLICE``                 inputs (x,); begin, end, strides (one per dimension, normalised)
+``STRIDED_SLICE``                 inputs (x,); begin, end, strides (one per dimension, normalised),
+                                  end_mask (bit d: slice a negative-stride axis d through index 0)
 ``GATHER``                        inputs (x, indices) with integer constant indices; axis
 ``MEAN``, ``SUM``, ``REDUCE_MAX``  inputs (x,); axes, keep_dims
 ``SOFTMAX``                       inputs (x,); beta (over the last axis)
@@ -64,7 +66,7 @@ import numpy as np
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "LOGISTIC", "TANH", "EXP", "LOG", "SQRT", "RSQRT",
-         "ABS", "NEG", "GELU", "LEAKY_RELU")
+         "ABS", "GELU", "LEAKY_RELU", "ELU")
 BINARY = ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
 OP_KINDS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D",
@@ -527,12 +529,14 @@ GELU_SIGMOID_K = 1.702
 
 
 def lower_for_micro(graph: Graph) -> Graph:
-    """Rewrite ops TFLite Micro has no kernel for into ops it runs, for MCU targets.
+    """Rewrite ops TFLite Micro (and the micro backend) have no kernel for into ops they run.
 
-    - ``GELU`` -> ``x * LOGISTIC(1.702 x)`` (an approximation: max abs error about 0.02);
+    - ``GELU`` -> ``x * LOGISTIC(1.702 x)`` (an approximation: max abs error about 0.02, about one
+      int8 step of a typical GELU output);
     - ``RELU_N1_TO_1`` (standalone) -> ``MINIMUM(MAXIMUM(x, -1), 1)``.
 
-    Run it before calibration; the float graph then computes the rewritten function.
+    Both importers run it last, so every converted model runs on LiteRT, TFLite Micro and micro;
+    the float graph (the calibration reference) then computes the rewritten function.
     """
     new_ops: list[Op] = []
     for op in graph.ops:

@@ -493,7 +493,7 @@ def _clean_leftovers(root: str) -> None:
     for name in os.listdir(root):
         if name.startswith((".staging-", ".trash-")):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        elif name == "current.new":
+        elif name in ("current.new", "previous.new"):
             os.unlink(os.path.join(root, name))
 
 
@@ -641,9 +641,58 @@ def _install_locked(src: str, root_s: str, public_key: Optional[bytes], require_
     os.replace(tmp_link, os.path.join(root_s, "current"))
     _fsync_dir(root_s)
     hook("switched")
+    if previous and previous != info.release_id:
+        _set_link(root_s, "previous", previous)
     _prune(root_s, max(keep, 1), info.release_id, previous)
+    from edge_runtime.agent.device_file import prune_overrides
+
+    prune_overrides(root_s)
     hook("done")
     return InstalledBundle(Path(root_s), Path(final), info.manifest, info.release_id, previous)
+
+
+def _set_link(root_s: str, name: str, release_id: str) -> None:
+    """Point ``root/name`` at ``releases/<release_id>`` atomically."""
+    tmp = os.path.join(root_s, f"{name}.new")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.join("releases", release_id), tmp)
+    os.replace(tmp, os.path.join(root_s, name))
+    _fsync_dir(root_s)
+
+
+def previous_release(root: Union[str, os.PathLike]) -> Optional[str]:
+    """The release installed before the current one (kept by :func:`install_bundle`), or None."""
+    root_s = os.fspath(root)
+    link = os.path.join(root_s, "previous")
+    if os.path.islink(link):
+        rid = os.path.basename(os.readlink(link))
+        if rid != current_release(root_s) and os.path.isdir(os.path.join(root_s, "releases", rid)):
+            return rid
+    return None
+
+
+def rollback_bundle(root: Union[str, os.PathLike], public_key: Optional[bytes], *, require_signature: bool = True,
+                    on_step: Optional[StepHook] = None) -> InstalledBundle:
+    """Switch ``current`` back to the previous installed release (verified on disk first), atomically.
+
+    ``previous`` then points at the release rolled back from, so a second rollback undoes the first.
+    """
+    root_s = os.path.abspath(os.fspath(root))
+    hook = on_step or (lambda _s: None)
+    with _InstallLock(root_s):
+        cur = current_release(root_s)
+        if cur is None:
+            raise BundleError(f"{root_s}: nothing installed, nothing to roll back")
+        prev = previous_release(root_s)
+        if prev is None:
+            raise BundleError(f"{root_s}: no previous release to roll back to (only {cur} is installed)")
+        manifest = _verify_tree(os.path.join(root_s, "releases", prev), public_key, require_signature)
+        hook("verified")
+        _set_link(root_s, "current", prev)
+        hook("switched")
+        _set_link(root_s, "previous", cur)
+        return InstalledBundle(Path(root_s), Path(root_s) / "releases" / prev, manifest, prev, cur)
 
 
 def _prune(root: str, keep: int, current: str, previous: Optional[str]) -> None:
@@ -717,6 +766,16 @@ def installed_device_config(root: Union[str, os.PathLike], public_key: Optional[
     For ``edge-runtime serve``: call this before loading a model from an installed bundle.
     """
     inst = load_installed(root, public_key, require_signature=require_signature)
+    if device_id is not None and device_id not in inst.manifest.device_configs:
+        from edge_runtime.agent.device_file import installed_override
+
+        m = inst.manifest
+        with open(inst.path / MANIFEST_NAME, "rb") as f:
+            msha = hashlib.sha256(f.read()).hexdigest()
+        own = installed_override(inst.root, inst.release_id, msha, m.fleet, m.group, device_id, public_key,
+                                 require_signature)
+        if own is not None:
+            return own
     if device_id is not None and device_id in inst.manifest.device_configs:
         return inst.path / inst.manifest.device_configs[device_id]
     if inst.device_config is None:

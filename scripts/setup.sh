@@ -31,7 +31,7 @@ stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing edge-runtime with all extras into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[litert,onnx,serial,mqtt,image,convert,verify,dev]'
+  .venv/bin/python -m pip install -q -e '.[litert,onnx,serial,mqtt,image,convert,verify,fast,dev]'
   # Distillation and the test model zoo need PyTorch; the CPU build 2.13.0 lies on this machine kind's disk.
   # onnxscript lets torch.onnx.export run its default (dynamo) exporter, so users need no dynamo=False.
   if ! .venv/bin/python -m pip install -q 'torch==2.13.0' onnxscript; then

@@ -280,8 +280,8 @@ OPSETS = {
     "crnn": 11,
 }
 SHAPES = {"dscnn": (1, 1, 49, 10), "tcn": (1, 64), "crnn": (1, 1, 16, 12)}
-#: GELU has no tflite-micro kernel (see test_transformer_encoder_lowered_for_micro_runs_on_tflm)
-NO_TFLM = ("vit",)
+#: float-IR tolerance: GELU is approximated (x * sigmoid(1.702 x)) so every runtime has it
+ATOL = {"vit": 0.03}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -301,7 +301,7 @@ def test_edge_vision_block(name, tmp_path):
     torch.onnx.export(
         m, torch.randn(*shape), str(p), opset_version=OPSETS[name], dynamo=False, input_names=["x"], **dynamic
     )
-    res = check_onnx(onnx.load(str(p)), tmp_path, shape, atol=5e-4, min_sqnr=25, tflm=name not in NO_TFLM)
-    assert res.tflm_ran or name in NO_TFLM
+    res = check_onnx(onnx.load(str(p)), tmp_path, shape, atol=ATOL.get(name, 5e-4), min_sqnr=25)
+    assert res.tflm_ran
     if res.micro_exact is not None:
         assert res.micro_exact, "micro backend differs from tflite-micro"

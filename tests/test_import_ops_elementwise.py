@@ -56,11 +56,21 @@ CASES = {
                            helper.make_node("Mean", ["s", "x"], ["y"], name="mean2")], [c("k", RNG.random((6,)))]),
     "reduce_min_broadcast": ([helper.make_node("ReduceMin", ["x"], ["m"], name="rmin", axes=[1], keepdims=1),
                               helper.make_node("Sub", ["x", "m"], ["y"], name="sub")], []),
+    "elu_softplus_mish": ([helper.make_node("Elu", ["x"], ["e"], name="elu"),
+                           helper.make_node("Softplus", ["e"], ["s"], name="softplus"),
+                           helper.make_node("Mul", ["s", "x"], ["y"], name="mul")], []),
+    "l2_norms": ([helper.make_node("LpNormalization", ["x"], ["n"], name="l2norm", axis=1, p=2),
+                  helper.make_node("ReduceL2", ["x"], ["r"], name="rl2", axes=[1], keepdims=1),
+                  helper.make_node("ReduceSumSquare", ["x"], ["q"], name="rss", axes=[1], keepdims=1),
+                  helper.make_node("ReduceL1", ["x"], ["l1"], name="rl1", axes=[1], keepdims=1),
+                  helper.make_node("Add", ["r", "q"], ["rq"], name="add1"),
+                  helper.make_node("Add", ["rq", "l1"], ["rql"], name="add2"),
+                  helper.make_node("Mul", ["n", "rql"], ["y"], name="mul")], []),
+    "mish": ([helper.make_node("Mish", ["x"], ["y"], name="mish")], []),
     "tanh_sigmoid": ([helper.make_node("Tanh", ["x"], ["t"], name="tanh"),
                       helper.make_node("Sigmoid", ["t"], ["y"], name="sig")], []),
 }
-NO_TFLM: set[str] = set()
-OPSET = {"hardswish": 14}
+OPSET = {"hardswish": 14, "mish": 18}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -68,7 +78,7 @@ def test_elementwise_op(case, tmp_path):
     nodes, inits = CASES[case]
     model = make_model(nodes, [X], [Y], inits, opset=OPSET.get(case, 13))
     low = 0.05 if case == "exp_log" else -2.0
-    res = check_onnx(model, tmp_path, (1, 8, 6, 6), low=low, high=2.0, tflm=case not in NO_TFLM)
+    res = check_onnx(model, tmp_path, (1, 8, 6, 6), low=low, high=2.0)
     assert res.tflite_sqnr > 20
     if res.micro_exact is not None:
         assert res.micro_exact, "micro backend differs from tflite-micro"

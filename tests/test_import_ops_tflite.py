@@ -131,7 +131,35 @@ def _lstm(sg) -> None:  # type: ignore[no-untyped-def]
     sg.io([x], [y])
 
 
-CASES = {"lstm": _lstm, "vision_fp16": _vision, "elementwise": _elementwise, "layout": _layout, "custom_deconv": _custom_deconv,
+def _more(sg) -> None:  # type: ignore[no-untyped-def]
+    """ELU, L2_POOL_2D, DEPTH_TO_SPACE, UNPACK/PACK, REVERSE_V2, REDUCE_MIN, ADD_N, L2_NORMALIZATION."""
+    x = sg.tensor(T([1, 4, 4, 8], "float32", name="x"))
+    e = sg.tensor(T([1, 4, 4, 8], "float32", name="elu"))
+    sg.op("ELU", [x], [e])
+    lp = sg.tensor(T([1, 4, 4, 8], "float32", name="l2pool"))
+    sg.op("L2_POOL_2D", [e], [lp], opts("Pool2DOptions", padding=0, strideW=1, strideH=1, filterWidth=2,
+                                        filterHeight=2))
+    d2s = sg.tensor(T([1, 8, 8, 2], "float32", name="d2s"))
+    sg.op("DEPTH_TO_SPACE", [lp], [d2s], opts("DepthToSpaceOptions", blockSize=2))
+    rows = [sg.tensor(T([1, 8, 2], "float32", name=f"row{i}")) for i in range(8)]
+    sg.op("UNPACK", [d2s], rows, opts("UnpackOptions", num=8, axis=1))
+    packed = sg.tensor(T([1, 8, 8, 2], "float32", name="packed"))
+    sg.op("PACK", rows[::-1], [packed], opts("PackOptions", valuesCount=8, axis=2))
+    axis = sg.tensor(T([1], "int32", data=np.array([3], np.int32), name="axis"))
+    rev = sg.tensor(T([1, 8, 8, 2], "float32", name="rev"))
+    sg.op("REVERSE_V2", [packed, axis], [rev])
+    mn = sg.tensor(T([1, 8, 8, 1], "float32", name="min"))
+    sg.op("REDUCE_MIN", [rev, axis], [mn], opts("ReducerOptions", keepDims=True))
+    s = sg.tensor(T([1, 8, 8, 2], "float32", name="addn"))
+    sg.op("ADD_N", [rev, d2s, packed], [s])
+    both = sg.tensor(T([1, 8, 8, 2], "float32", name="both"))
+    sg.op("SUB", [s, mn], [both], opts("SubOptions"))
+    y = sg.tensor(T([1, 8, 8, 2], "float32", name="y"))
+    sg.op("L2_NORMALIZATION", [both], [y], opts("L2NormOptions"))
+    sg.io([x], [y])
+
+
+CASES = {"more_builtins": _more, "lstm": _lstm, "vision_fp16": _vision, "elementwise": _elementwise, "layout": _layout, "custom_deconv": _custom_deconv,
          "attention": _attention}
 
 

@@ -99,6 +99,24 @@ def test_old_opset_is_upgraded_and_computes_the_same() -> None:
     np.testing.assert_allclose(_run(p, x)[0], want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("op,opset,mode,scales", [
+    ("Upsample", 9, "linear", (1, 1, 2, 2)), ("Upsample", 9, "nearest", (1, 1, 3, 2)),
+    ("Resize", 10, "linear", (1, 1, 2, 1.5)), ("Resize", 10, "nearest", (1, 1, 2, 3)),
+    ("Resize", 10, "nearest", (1, 1, 0.5, 0.75)), ("Resize", 10, "linear", (1, 1, 0.5, 0.5)),
+])
+def test_upgraded_resize_keeps_its_coordinate_rule(op: str, opset: int, mode: str, scales: tuple) -> None:
+    """Before opset 11, Upsample/Resize map coordinates as x / scale; onnx's version converter leaves
+    Resize-11's half_pixel default, so the prepare pass sets the original rule back: onnxruntime
+    gives identical outputs on the original and the upgraded model."""
+    nodes = [helper.make_node(op, ["x", "scales"], ["y"], mode=mode)]
+    m = _model(nodes, [_vi("x", [1, 2, 6, 8])], [_vi("y", None)],
+               [numpy_helper.from_array(np.array(scales, np.float32), "scales")], opset=opset, ir=5)
+    x = RNG.standard_normal((1, 2, 6, 8)).astype(np.float32)
+    p = prepare_onnx_model(m)
+    assert [nd.op_type for nd in p.graph.node] == ["Resize"]
+    np.testing.assert_allclose(_run(p, x)[0], _run(m, x)[0], rtol=1e-6, atol=1e-6)
+
+
 def test_opset7_model_is_upgraded() -> None:
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
              helper.make_node("Dropout", ["g"], ["d"], ratio=0.5),
@@ -188,6 +206,18 @@ def test_data_dependent_shape_is_refused_naming_the_node() -> None:
     with pytest.raises(UnsupportedModelError) as e:
         prepare_onnx_model(m, source="nz.onnx")
     assert "'find' (NonZero)" in str(e.value) and "no static shape" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_custom_domain_op_is_refused_naming_it() -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Gelu", ["r"], ["g"], domain="com.microsoft", name="ms_gelu"),
+             helper.make_node("Relu", ["g"], ["y"])]
+    g = helper.make_graph(nodes, "m", [_vi("x", [1, 4])], [_vi("y", [1, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    with pytest.raises(UnsupportedModelError) as e:
+        prepare_onnx_model(m, source="ms.onnx")
+    assert "'ms_gelu' (com.microsoft.Gelu)" in str(e.value) and "standard ONNX" in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 # ---------------------------------------------------------------- constant folding

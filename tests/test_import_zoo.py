@@ -31,6 +31,7 @@ FULL_MATRIX = ("mobilenet_v2", "mobilenet_v3", "shufflenet", "resnet")
 CASES = [(name, opset) for name in FULL_MATRIX for opset in (11, 13, 17)] + [
     ("squeezenet", 11), ("ghostnet", 17), ("efficientnet_lite", 13), ("regnet", 11), ("unet", 17), ("ssd", 13),
     ("gru_kws", 17), ("mobilenet_v2_dynbatch", 11), ("lstm_kws_dynseq", 13),
+    ("unet", 9),  # Upsample before opset 11: the upgraded Resize must keep its coordinate rule
 ]
 
 
@@ -90,6 +91,8 @@ def test_every_zoo_model_prepares_at_every_opset(workdir: Path) -> None:
     d = workdir / "prepare"
     d.mkdir()
     for name, spec in MODELS.items():
+        if spec.large:
+            continue
         for opset in (11, 13, 17):
             model = prepare_onnx(export_onnx(name, opset, d), spec.input_shapes)
             ops = {n.op_type for n in model.graph.node}

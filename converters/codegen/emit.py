@@ -23,12 +23,12 @@ _C_TYPES = {"int8_t": np.int8, "int32_t": np.int32}
 
 
 def _c_array(name: str, ctype: str, values: np.ndarray) -> str:
-    """A ``static const`` C array (16-byte aligned) holding ``values``."""
+    """A ``static const`` C array holding ``values`` (kept in flash)."""
     v = np.asarray(values).astype(_C_TYPES[ctype]).reshape(-1)
     items = [str(int(x)) for x in v] or ["0"]
     lines = [", ".join(items[i:i + 24]) for i in range(0, len(items), 24)]
     body = ",\n    ".join(lines)
-    return f"static const {ctype} {name}[{max(1, v.size)}] __attribute__((aligned(16))) = {{\n    {body}\n}};\n"
+    return f"static const {ctype} {name}[{max(1, v.size)}] = {{\n    {body}\n}};\n"
 
 
 def _guard(model: TFLiteModel) -> None:

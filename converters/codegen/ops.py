@@ -73,7 +73,7 @@ def conv_op(model: TFLiteModel, op: Operator, ring: int) -> COp:
     w = np.ascontiguousarray(k.w_tensor.array()).astype(np.int8)
     c.arrays[f"op{op.index}_w"] = ("int8_t", w.reshape(-1))
     c.arrays[f"op{op.index}_m"] = ("int32_t", np.asarray(m, np.int64))
-    c.arrays[f"op{op.index}_s"] = ("int32_t", np.asarray(s, np.int64))
+    c.arrays[f"op{op.index}_s"] = ("int8_t", np.asarray(s, np.int64))
     bias = "0"
     if k.bias_tensor is not None:
         c.arrays[f"op{op.index}_b"] = ("int32_t", k.bias_tensor.array().astype(np.int64).reshape(-1))
@@ -103,7 +103,7 @@ def fc_op(model: TFLiteModel, op: Operator, ring: int) -> COp:
     mm = np.asarray(m, np.int64) if per_channel else np.asarray(m, np.int64)[:1]
     ss = np.asarray(s, np.int64) if per_channel else np.asarray(s, np.int64)[:1]
     c.arrays[f"op{op.index}_m"] = ("int32_t", mm)
-    c.arrays[f"op{op.index}_s"] = ("int32_t", ss)
+    c.arrays[f"op{op.index}_s"] = ("int8_t", ss)
     bias = "0"
     b = k.ctx.input(2)
     if b is not None:

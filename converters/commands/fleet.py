@@ -63,6 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--cache-dir", metavar="DIR",
                    help="conversion cache (default $EDGE_CONVERT_CACHE or ~/.cache/edge-convert/fleet)")
     b.add_argument("--group", action="append", metavar="NAME", help="build only this group (repeatable)")
+    b.add_argument("--release", type=int, metavar="N",
+                   help="release number for every built group (must be above each group's last one; default: the "
+                        "next number from the release state file)")
+    b.add_argument("--release-state", metavar="FILE",
+                   help="the file that remembers each group's last release number (default DIST/releases.json)")
+    b.add_argument("--device-files", choices=("auto", "bundle", "separate"), default="auto",
+                   help="per-device configs inside the bundle (devices/<id>.yaml) or as one small signed file per "
+                        "device in DIST/<group>.devices/<id>.json; auto: separate above 100 devices")
     b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     b.add_argument("--json", action="store_true", help="print the build summary as JSON")
@@ -108,12 +116,15 @@ def _build(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     r = build_fleet(args.fleet, args.output, jobs=args.jobs, sign_key=args.sign_key, cache_dir=args.cache_dir,
-                    progress=args.progress, groups=args.group)
+                    progress=args.progress, groups=args.group, release=args.release,
+                    release_state=args.release_state, device_files=args.device_files)
     if args.json:
         print(json.dumps({"conversions": r.conversions, "cache_hits": r.cache_hits, "seconds": round(r.seconds, 3),
                           "converter_version": r.converter_version,
                           "bundles": [{"group": b.group, "path": str(b.path), "sha256": b.sha256, "size": b.size,
-                                       "profile": b.profile, "signed_by": b.signed_by, "files": b.files}
+                                       "profile": b.profile, "signed_by": b.signed_by, "files": b.files,
+                                       "release": b.release, "devices": b.devices,
+                                       "device_files": str(b.device_files) if b.device_files else None}
                                       for b in r.bundles]}, indent=2))
         return 0
     print(f"converted {r.conversions} model(s), {r.cache_hits} from cache, in {r.seconds:.1f} s "
@@ -122,7 +133,8 @@ def _build(args: argparse.Namespace) -> int:
         sig = f"signed by {b.signed_by}" if b.signed_by else "UNSIGNED"
         shown = os.path.relpath(b.path)
         shown = str(b.path) if shown.startswith("..") else shown
-        print(f"  {shown}  {b.size:,} bytes  {b.files} files  profile {b.profile}  {sig}")
+        extra = f"  + {b.devices} signed device files in {b.device_files.name}/" if b.device_files else ""
+        print(f"  {shown}  release {b.release}  {b.size:,} bytes  {b.files} files  profile {b.profile}  {sig}{extra}")
     return 0
 
 

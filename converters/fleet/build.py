@@ -7,11 +7,16 @@
 4. For each group, gather the converted models, their reports, labels, the profile, the
    group's ``device.yaml`` and each device's ``devices/<id>.yaml``; write the manifest,
    sign it, and write ``DIST/<group>.tar.gz``. ``DIST/index.json`` lists the bundles.
+5. Each bundle gets the group's next release number (:mod:`converters.fleet.release`).
+   A group with more than :data:`INLINE_DEVICES_MAX` devices (or ``device_files="separate"``)
+   keeps per-device configs out of its bundle: one small signed file per device in
+   ``DIST/<group>.devices/<id>.json`` (:mod:`edge_runtime.agent.device_file`).
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as _dt
+import hashlib
 import json
 import multiprocessing
 import os
@@ -27,12 +32,16 @@ from converters.fleet.archive import Content, file_entries, write_bundle
 from converters.fleet.cache import ConversionCache, cache_key, code_hash, sha256_file, sha256_path
 from converters.fleet.keys import Signer
 from converters.fleet.loader import Fleet, ResolvedGroup, device_config, load_fleet
+from converters.fleet.release import STATE_NAME, locked_state
 from converters.fleet.steps import DEFAULT_CONVERTER, ConversionJob, run_job
 from edge_runtime import __version__ as RUNTIME_VERSION
 from edge_runtime.bundle import BUNDLE_FORMAT, FORMAT_VERSION, canonical_json
 from edge_runtime.errors import BudgetExceededError, EdgeRuntimeError
 
 _ROOT = Path(__file__).resolve().parents[2]
+#: Above this many devices a group's per-device configs travel as separate signed files.
+INLINE_DEVICES_MAX = 100
+DEVICE_FILES = ("auto", "bundle", "separate")
 
 
 def converter_version() -> str:
@@ -61,6 +70,9 @@ class BundleResult:
     profile: str
     signed_by: Optional[str]
     files: int
+    release: Optional[int] = None
+    device_files: Optional[Path] = None
+    devices: int = 0
 
 
 @dataclass
@@ -115,13 +127,14 @@ def plan_jobs(fleet: Fleet, version: str, converter: str = DEFAULT_CONVERTER) ->
     return jobs, keys
 
 
-def _progress(total: int, enabled: Optional[bool]):  # type: ignore[no-untyped-def]
+def _progress(total: int, enabled: Optional[bool], desc: str = "converting",  # type: ignore[no-untyped-def]
+              unit: str = "model"):
     show = sys.stderr.isatty() if enabled is None else enabled
     if not show or total == 0:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="converting", unit="model", file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -182,7 +195,7 @@ def _dump_yaml(obj: Any) -> bytes:
 
 def assemble_group(fleet: Fleet, group: ResolvedGroup, cache: ConversionCache, keys: dict[tuple[str, str], str],
                    jobs: dict[str, ConversionJob], version: str, build_time: int,
-                   ) -> tuple[dict[str, Content], dict[str, Any]]:
+                   inline_devices: bool = True) -> tuple[dict[str, Content], dict[str, Any]]:
     """The files of a group's bundle and its manifest (without ``files``)."""
     files: dict[str, Content] = {}
     roles: dict[str, str] = {}
@@ -236,12 +249,16 @@ def assemble_group(fleet: Fleet, group: ResolvedGroup, cache: ConversionCache, k
     roles["profile.yaml"] = "profile"
     device_cfg_path = None
     device_cfgs: dict[str, str] = {}
+    separate: dict[str, dict[str, Any]] = {}
     if not group.profile.microcontroller and group.serve is not None:
         serve_file = _serve_file(group, model_files)
         device_cfg_path = "device.yaml"
         files["device.yaml"] = _dump_yaml(device_config(group, group.daemon, serve_file))
         roles["device.yaml"] = "config"
         for dev_id, daemon in sorted(group.devices.items()):
+            if not inline_devices:
+                separate[dev_id] = device_config(group, daemon, serve_file)
+                continue
             p = f"devices/{dev_id}.yaml"
             files[p] = _dump_yaml(device_config(group, daemon, serve_file))
             roles[p] = "config"
@@ -257,14 +274,63 @@ def assemble_group(fleet: Fleet, group: ResolvedGroup, cache: ConversionCache, k
         "models": models,
     }
     manifest["_roles"] = roles
+    manifest["_separate"] = separate
     return files, manifest
+
+
+def _inline(mode: str, n_devices: int) -> bool:
+    if mode not in DEVICE_FILES:
+        raise EdgeRuntimeError(f"device_files must be one of {', '.join(DEVICE_FILES)}, got {mode!r}")
+    if mode == "bundle" and n_devices > 5000:
+        raise EdgeRuntimeError(f"{n_devices} devices are too many to carry in one bundle (devices refuse bundles of "
+                               f"more than 10000 files); use --device-files separate")
+    return mode == "bundle" or (mode == "auto" and n_devices <= INLINE_DEVICES_MAX)
+
+
+def write_device_files(out_dir: Path, configs: dict[str, dict[str, Any]], *, fleet: str, group: str, release: int,
+                       manifest_sha256: str, signer: Optional[Signer], progress: Optional[bool] = None) -> Path:
+    """Write one signed ``<id>.json`` per device into ``out_dir`` (replaced as a whole)."""
+    import shutil
+    import tempfile
+
+    from edge_runtime.agent.device_file import payload
+    from edge_runtime.agent.signed import seal
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    bar = _progress(len(configs), progress, "device files", "file")
+    try:
+        for dev_id, cfg in configs.items():
+            data = seal(payload(fleet, group, release, manifest_sha256, dev_id, cfg), signer)
+            (tmp / f"{dev_id}.json").write_bytes(data)
+            if bar is not None:
+                bar.update(1)
+        os.chmod(tmp, 0o755)
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return out_dir
 
 
 def build_fleet(fleet_path: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], *, jobs: int = 1,
                 sign_key: Optional[Union[str, os.PathLike]] = None, cache_dir: Optional[Union[str, os.PathLike]] = None,
                 progress: Optional[bool] = None, converter: str = DEFAULT_CONVERTER,
-                build_time: Optional[int] = None, groups: Optional[list[str]] = None) -> BuildResult:
-    """Build every group's bundle into ``out_dir``; see the module docstring."""
+                build_time: Optional[int] = None, groups: Optional[list[str]] = None,
+                release: Optional[int] = None, release_state: Optional[Union[str, os.PathLike]] = None,
+                device_files: str = "auto") -> BuildResult:
+    """Build every group's bundle into ``out_dir``; see the module docstring.
+
+    Release numbers come from ``release_state`` (default ``out_dir/releases.json``) or ``release``,
+    which must be above every built group's last release.
+    """
     t0 = time.perf_counter()
     fleet = load_fleet(fleet_path)
     signer = Signer(sign_key) if sign_key is not None else None
@@ -274,27 +340,45 @@ def build_fleet(fleet_path: Union[str, os.PathLike], out_dir: Union[str, os.Path
             raise EdgeRuntimeError(f"no group(s) {', '.join(unknown)} in {fleet_path} "
                                    f"(groups: {', '.join(fleet.groups)})")
         fleet.groups = {g: fleet.groups[g] for g in groups}
-    version = converter_version()
-    cache = ConversionCache(cache_dir if cache_dir is not None else default_cache_dir())
-    cache.clean_temporaries()
-    all_jobs, keys = plan_jobs(fleet, version, converter)
-    pending = [j for k, j in all_jobs.items() if cache.get(k) is None]
-    run_conversions(pending, cache, jobs, progress)
-    stamp = _build_time(build_time)
     out = Path(out_dir)
-    results = []
-    for gname, group in fleet.groups.items():
-        files, manifest = assemble_group(fleet, group, cache, keys, all_jobs, version, stamp)
-        roles = manifest.pop("_roles")
-        manifest["files"] = file_entries(files, roles)
-        manifest_bytes = canonical_json(manifest)
-        sig = signer.signature_file(manifest_bytes) if signer else None
-        path = write_bundle(out / f"{gname}.tar.gz", files, manifest_bytes, sig, stamp)
-        results.append(BundleResult(gname, path, sha256_file(path), path.stat().st_size, group.profile.name,
-                                    signer.key_id if signer else None, len(files)))
+    with locked_state(release_state if release_state is not None else out / STATE_NAME) as state:
+        numbers = {g: state.next_release(g, release) for g in fleet.groups}  # refuse before any conversion
+        version = converter_version()
+        cache = ConversionCache(cache_dir if cache_dir is not None else default_cache_dir())
+        cache.clean_temporaries()
+        all_jobs, keys = plan_jobs(fleet, version, converter)
+        pending = [j for k, j in all_jobs.items() if cache.get(k) is None]
+        run_conversions(pending, cache, jobs, progress)
+        stamp = _build_time(build_time)
+        results = []
+        for gname, group in fleet.groups.items():
+            files, manifest = assemble_group(fleet, group, cache, keys, all_jobs, version, stamp,
+                                             _inline(device_files, len(group.devices)))
+            roles = manifest.pop("_roles")
+            separate = manifest.pop("_separate")
+            manifest["release"] = numbers[gname]
+            manifest["files"] = file_entries(files, roles)
+            manifest_bytes = canonical_json(manifest)
+            sig = signer.signature_file(manifest_bytes) if signer else None
+            path = write_bundle(out / f"{gname}.tar.gz", files, manifest_bytes, sig, stamp)
+            msha = hashlib.sha256(manifest_bytes).hexdigest()
+            dev_dir = out / f"{gname}.devices"
+            if separate:
+                write_device_files(dev_dir, separate, fleet=fleet.name, group=gname, release=numbers[gname],
+                                   manifest_sha256=msha, signer=signer, progress=progress)
+            elif dev_dir.exists():
+                import shutil
+
+                shutil.rmtree(dev_dir)
+            state.record(gname, numbers[gname], msha, manifest["build_time"])
+            state.save()
+            results.append(BundleResult(gname, path, sha256_file(path), path.stat().st_size, group.profile.name,
+                                        signer.key_id if signer else None, len(files), numbers[gname],
+                                        dev_dir if separate else None, len(group.devices)))
     index = {"fleet": fleet.name, "converter_version": version, "bundles": [
         {"group": r.group, "file": r.path.name, "sha256": r.sha256, "size": r.size, "profile": r.profile,
-         "signed_by": r.signed_by} for r in results]}
+         "signed_by": r.signed_by, "release": r.release, "devices": r.devices,
+         "device_files": r.device_files.name if r.device_files else None} for r in results]}
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return BuildResult(results, len(pending), len(all_jobs) - len(pending), time.perf_counter() - t0, version,
                        list(all_jobs.values()))

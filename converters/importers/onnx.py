@@ -8,7 +8,8 @@ all constants are evaluated with ONNX's reference evaluator instead. Every 4-D t
 (inputs are recorded as ``NCHW`` so data can be given as the source model took it; a 4-D input the
 model itself transposes from NHWC, as TensorFlow exports do, stays ``NHWC`` and that transpose
 disappears); other ranks keep their ONNX layout. Back-to-back transposes are cancelled afterwards
-(:func:`converters.ir.simplify`).
+(:func:`converters.ir.simplify`), and GELU is rewritten into ops TFLite Micro runs
+(:func:`converters.ir.lower_for_micro`).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.onnx_ops.context import ImportContext, nhwc
-from converters.ir import Graph, fuse_activations, legalize, simplify
+from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 
 SUPPORTED = tuple(sorted(REGISTRY))
@@ -153,7 +154,7 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
         source_format="onnx",
     )
     _copy_shared_outputs(graph)
-    graph = simplify(legalize(fuse_activations(simplify(graph))))
+    graph = simplify(legalize(fuse_activations(simplify(lower_for_micro(graph)))))
     _restore_output_names(graph, [o.name for o in g.output])
     return graph
 

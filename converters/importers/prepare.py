@@ -229,8 +229,9 @@ def upgrade_opset(model: Any, target: int, source: str) -> Any:
     """
     from onnx import version_converter
 
+    resizes = _pre_opset11_resizes(model) if default_opset(model) < 11 else []
     try:
-        return version_converter.convert_version(model, target)
+        return _fix_resize_semantics(version_converter.convert_version(model, target), resizes)
     except Exception:
         pass
     current = model
@@ -245,7 +246,53 @@ def upgrade_opset(model: Any, target: int, source: str) -> Any:
             raise UnsupportedModelError(
                 f"{source}: upgrading ONNX opset {step - 1} to {step} stopped{where}: {msg}; re-export the model "
                 f"with opset_version >= {target} (or replace that op)") from None
-    return current
+    return _fix_resize_semantics(current, resizes)
+
+
+def _pre_opset11_resizes(model: Any) -> list[bool]:
+    """For each Upsample/Resize node of a model before opset 11, in order: whether it only enlarges."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    found: list[bool] = []
+    for n in model.graph.node:
+        if n.op_type not in ("Upsample", "Resize") or n.domain not in DEFAULT_DOMAINS:
+            continue
+        scales: Optional[np.ndarray] = None
+        attr = next((a for a in n.attribute if a.name == "scales"), None)
+        if attr is not None:
+            scales = np.array(list(attr.floats), np.float32)
+        elif len(n.input) > 1 and n.input[1] in inits:
+            scales = numpy_helper.to_array(inits[n.input[1]])
+        elif len(n.input) > 1 and n.input[1] in consts:
+            scales = _constant_value(consts[n.input[1]])
+        found.append(scales is None or bool(np.all(np.asarray(scales) >= 1)))
+    return found
+
+
+def _fix_resize_semantics(model: Any, resizes: list[bool]) -> Any:
+    """Give Resize nodes that came from Upsample/Resize before opset 11 their original coordinate rule.
+
+    Before opset 11, Upsample and Resize map output to input coordinates as ``x / scale``
+    ("asymmetric") and pick the nearest pixel by truncation; ``onnx.version_converter`` leaves
+    Resize-11's defaults (half_pixel, round_prefer_floor), which shifts bilinear outputs. Every
+    Resize of the upgraded model came from one of those nodes, in the same order (``resizes``).
+    """
+    from onnx import helper
+
+    if not resizes:
+        return model
+    for k, n in enumerate(x for x in model.graph.node if x.op_type == "Resize" and x.domain in DEFAULT_DOMAINS):
+        enlarges = resizes[k] if k < len(resizes) else True
+        keep = [a for a in n.attribute if a.name not in ("coordinate_transformation_mode", "nearest_mode")]
+        mode = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "mode"), b"nearest")
+        del n.attribute[:]
+        n.attribute.extend(keep)
+        n.attribute.append(helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+        if mode in (b"nearest", "nearest"):
+            n.attribute.append(helper.make_attribute("nearest_mode", "floor" if enlarges else "ceil"))
+    return model
 
 
 def _ops_changed_at(model: Any, opset: int) -> list[str]:
@@ -389,8 +436,13 @@ def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
             tt = vi.type.tensor_type if vi is not None else None
             static = (tt is not None and tt.HasField("shape")
                       and all(d.HasField("dim_value") and d.dim_value >= 0 for d in tt.shape.dim))
+            if not static and node.domain not in DEFAULT_DOMAINS:
+                raise UnsupportedModelError(
+                    f"{source}: ONNX node '{node.name or out}' ({node.domain}.{node.op_type}): ops outside the "
+                    f"standard ONNX domain are not supported; export with standard ONNX ops only (for example "
+                    f"without onnxruntime's transformer optimizer)")
             if not static:
-                label = f"{node.domain}.{node.op_type}" if node.domain not in DEFAULT_DOMAINS else node.op_type
+                label = node.op_type
                 dims = _dims_text(tt.shape.dim) if tt is not None and tt.HasField("shape") else "unknown"
                 raise UnsupportedModelError(
                     f"{source}: ONNX node '{node.name or out}' ({label}): output '{out}' has no static shape "

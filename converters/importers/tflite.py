@@ -18,7 +18,7 @@ import numpy as np
 
 from converters.importers.tflite_ops import CUSTOM_REWRITES, REGISTRY
 from converters.importers.tflite_ops.context import TFLiteContext, const_value
-from converters.ir import Graph, fuse_activations, legalize, simplify
+from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
 
@@ -63,4 +63,4 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
     graph = Graph(name=os.path.splitext(os.path.basename(p))[0], tensors=ctx.tensors, ops=ctx.ops,
                   inputs=[ctx.name(i) for i in sg.inputs], outputs=[ctx.name(i) for i in sg.outputs],
                   input_layouts={ctx.name(i): "NHWC" for i in sg.inputs}, source_format="tflite")
-    return simplify(legalize(fuse_activations(graph)))
+    return simplify(legalize(fuse_activations(lower_for_micro(graph))))

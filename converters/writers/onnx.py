@@ -265,7 +265,7 @@ class _OnnxBuilder:
         k, a = op.kind, op.attrs
         binary = {"ADD": "Add", "SUB": "Sub", "MUL": "Mul", "DIV": "Div", "MAXIMUM": "Max", "MINIMUM": "Min"}
         unary = {"LOGISTIC": "Sigmoid", "TANH": "Tanh", "EXP": "Exp", "LOG": "Log", "SQRT": "Sqrt", "ABS": "Abs",
-                 "NEG": "Neg", "HARD_SWISH": "HardSwish"}
+                 "HARD_SWISH": "HardSwish", "ELU": "Elu"}
         if k in binary:
             y = self.uid(f"{op.outputs[0]}/raw")
             self.node(binary[k], x[:2], [y])

@@ -164,3 +164,16 @@ def onnx_providers_available() -> list[str]:
     except ImportError:
         return []
     return list(ort.get_available_providers())
+
+
+#: Above this share of the model's nodes on the CPU, a model "runs mostly on the CPU" despite its accelerator.
+MOSTLY_CPU_SHARE = 0.5
+
+
+def placement_warning(path: str, accelerator: str, placed: int, total: int, cpu_ops: dict[str, int]) -> Optional[str]:
+    """One warning line when an accelerator runs at most half of ``total`` nodes, naming the ops left on the CPU."""
+    if total <= 0 or (total - placed) / total <= MOSTLY_CPU_SHARE:
+        return None
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(cpu_ops.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"{path}: the model runs mostly on the CPU: {accelerator} runs {placed} of its {total} nodes; "
+            f"not placed: {ops or 'none'}")

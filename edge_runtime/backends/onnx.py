@@ -18,18 +18,43 @@ computes pairwise products in saturating 16-bit adds, so large int8 weights
 overflow and results go wrong. There ``session.x64quantprecision=1`` is set,
 which makes ORT use its exact U8U8 kernels. ``quant_precision="exact"`` forces
 it, ``"fast"`` leaves ORT's default.
+
+Execution providers (the profile's ``onnx_ep`` accelerators, e.g. OpenVINO): each is
+tried with its ``provider_options``; an EP that onnxruntime cannot create (its own
+error line is read from the native log) or that takes none of the model's nodes is a
+fallback, logged once (``require_accelerator`` makes it an error).
+
+Node placement (``Model.info``): with an accelerator in use, a second session with
+graph optimisations off runs once with profiling on, and the profile's JSON is read:
+each CPU kernel there is one model node, the accelerator holds the rest of the model's
+nodes (``node_placement``), ``kernels_run`` counts what each provider executed (an EP
+runs each claimed subgraph as one fused kernel) and ``cpu_ops`` names the op types left
+on the CPU. When the CPU keeps more than half the nodes, one warning names those ops.
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import platform
-from typing import Any, Mapping, Optional
+import re
+import sys
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
 from edge_runtime.backends import accelerators as acc
 from edge_runtime.errors import BackendUnavailableError, ConfigError, InputError, UnsupportedModelError
 from edge_runtime.model import ArrayInputs, Model, TensorSpec
+
+log = logging.getLogger("edge_runtime")
+CPU_EP = "CPUExecutionProvider"
+PLACEMENT_SOURCE = "onnxruntime profile of one run, graph optimizations off"
+#: Nodes onnxruntime adds or folds itself; never counted as model nodes.
+_NOT_MODEL_NODES = frozenset({"MemcpyToHost", "MemcpyFromHost", "Constant"})
 
 SMALL_BOARD_BUDGET = 512 * 1024 * 1024
 _ORT_TYPES = {
@@ -205,24 +230,138 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     available = ort.get_available_providers()
     specs = acc.candidates(profile, acc.ONNX_EP, accelerator, accelerator_options)
     sessions: dict[str, Any] = {}
+    placements: dict[str, dict[str, Any]] = {}
+    nodes = model_node_counts(path)
 
     def open_ep(spec: acc.AcceleratorSpec) -> Any:
         if spec.provider not in available:
             raise RuntimeError(f"not in this onnxruntime build (available: {', '.join(available)})")
-        sess = _new_session(ort, path, so, [(spec.provider, dict(spec.provider_options)), "CPUExecutionProvider"])
+        providers = [(spec.provider, dict(spec.provider_options)), CPU_EP]
+        with _native_log() as lines:
+            sess = _new_session(ort, path, so, providers)
         if sess.get_providers()[0] != spec.provider:
-            raise RuntimeError("onnxruntime did not enable it for this model")
+            raise RuntimeError(_native_error(lines) or "onnxruntime did not enable it for this model")
+        place = probe_placement(ort, path, settings, providers, spec.provider or "", nodes)
+        if (place["node_placement"] or {}).get(spec.provider, 1) == 0:
+            ops = ", ".join(f"{op} x{n}" for op, n in sorted(place["cpu_ops"].items()))
+            raise RuntimeError(f"it took none of the model's {sum(nodes.values())} nodes ({ops})")
         sessions[spec.provider or ""] = sess
+        placements[spec.provider or ""] = place
         return spec.provider
 
     sel = acc.select(specs, open_ep, require=require_accelerator, backend="onnx",
                      profile_name=profile.name if profile is not None else None)
     sess = sessions.get(sel.handle or "") if sel.handle else None
     if sess is None:
-        sess = _new_session(ort, path, so, ["CPUExecutionProvider"])
+        sess = _new_session(ort, path, so, [CPU_EP])
+        place = {"node_placement": {CPU_EP: sum(nodes.values())}, "kernels_run": None, "cpu_ops": dict(nodes),
+                 "placement_source": "the model file (every node runs on the CPU execution provider)"}
+    else:
+        place = placements[sel.handle]
+        placed = (place["node_placement"] or {}).get(sel.handle)
+        warning = placed is not None and acc.placement_warning(os.fspath(path), sel.handle, placed,
+                                                               sum(nodes.values()), place["cpu_ops"])
+        if warning:
+            log.warning("%s", warning)
     info = {"library": "onnxruntime", "library_version": ort.__version__, "providers": sess.get_providers(),
-            "memory_mapped": False, **settings, **sel.info()}
+            "memory_mapped": False, **settings, **sel.info(), **place}
+    if sel.spec is not None:
+        info["provider_options"] = dict(sel.spec.provider_options)
     return OnnxModel(path, sess, info)
+
+
+def model_node_counts(path: str) -> dict[str, int]:
+    """The model file's node count per op type (read without onnx), less the nodes ORT folds itself."""
+    from edge_runtime.formats.onnx_check import check_onnx_file
+
+    counts = check_onnx_file(os.fspath(path)).op_counts
+    return {op.split("::")[-1]: n for op, n in counts.items() if op.split("::")[-1] not in _NOT_MODEL_NODES}
+
+
+def parse_profile(events: Any) -> list[tuple[str, str]]:
+    """``(provider, op type)`` of every kernel run in an onnxruntime profiling JSON (a list of trace events)."""
+    if not isinstance(events, list):
+        raise ValueError("an onnxruntime profile is a JSON list of trace events")
+    out = []
+    for e in events:
+        if not isinstance(e, dict) or e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        args = e.get("args") or {}
+        if "provider" not in args or "op_name" not in args:
+            raise ValueError(f"profile event '{e.get('name')}' names no provider or op")
+        out.append((str(args["provider"]), str(args["op_name"])))
+    return out
+
+
+def placement_from_kernels(kernels: list[tuple[str, str]], accelerator: str, nodes: dict[str, int]) -> dict[str, Any]:
+    """Model nodes per provider from one unoptimised run: CPU kernels are model nodes, the accelerator has the rest."""
+    cpu_ops = Counter(op for prov, op in kernels if prov == CPU_EP and op not in _NOT_MODEL_NODES)
+    ran = Counter(prov for prov, op in kernels if op not in _NOT_MODEL_NODES)
+    total = sum(nodes.values())
+    on_cpu = min(sum(cpu_ops.values()), total)
+    placed = total - on_cpu if ran.get(accelerator) else 0
+    return {"node_placement": {accelerator: placed, CPU_EP: total - placed}, "kernels_run": dict(ran),
+            "cpu_ops": dict(cpu_ops) if placed else dict(nodes), "placement_source": PLACEMENT_SOURCE}
+
+
+def probe_placement(ort: Any, path: str, settings: dict[str, Any], providers: list[Any], accelerator: str,
+                    nodes: dict[str, int]) -> dict[str, Any]:
+    """Run the model once, unoptimised, with profiling on, and count its nodes per provider (see the docstring)."""
+    so = _session_options(ort, {**settings, "graph_optimization": "disable"})
+    with tempfile.TemporaryDirectory(prefix="edge-runtime-ort-profile-") as tmp:
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "placement")
+        try:
+            with _native_log():
+                probe = ort.InferenceSession(os.fspath(path), sess_options=so, providers=providers)
+                feed = {i.name: _zeros(i) for i in probe.get_inputs()}
+                probe.run(None, feed)
+                prof = probe.end_profiling()
+            with open(prof, encoding="utf-8") as f:
+                kernels = parse_profile(json.load(f))
+        except Exception as exc:  # noqa: BLE001 - placement is a report; the model itself loaded
+            text = " ".join(str(exc).split())[:300] or type(exc).__name__
+            return {"node_placement": None, "kernels_run": None, "cpu_ops": {},
+                    "placement_source": f"unknown: the profiling run failed ({text})"}
+    return placement_from_kernels(kernels, accelerator, nodes)
+
+
+def _zeros(node: Any) -> np.ndarray:
+    spec = _spec(node)
+    return np.zeros(tuple(1 if d < 0 else d for d in spec.shape), dtype=spec.dtype)
+
+
+@contextmanager
+def _native_log() -> Iterator[list[str]]:
+    """Capture descriptor 2 (onnxruntime's native log) during the block; its lines fill the yielded list."""
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield lines
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read(1 << 20).decode("utf-8", "replace")
+            lines.extend(re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in text.splitlines() if ln.strip())
+
+
+def _native_error(lines: list[str]) -> Optional[str]:
+    """The first error in onnxruntime's native log lines, without the source location."""
+    for ln in lines:
+        if "[E:" not in ln:
+            continue
+        m = re.search(r"\[ERROR\]\s*(.+)", ln) or re.search(r"\[E:[^\]]*\]\s*(.+)", ln)
+        if m:
+            return m.group(1).strip()
+    return None
 
 
 def _new_session(ort: Any, path: str, so: Any, providers: list[Any]) -> Any:

@@ -3,8 +3,10 @@ Cortex-M4 / Cortex-M7 (qemu-system-arm, mps2-an386 / mps2-an500, semihosting fil
 
 All inputs go through one process (one QEMU boot): the firmware reads ``inputs.bin`` and writes
 ``outputs.bin`` in a work directory, then prints ``ER_DONE inputs=N stack=S``. With ``-icount
-shift=0`` QEMU runs deterministically; instruction counts come from a second, empty run
-(``instructions_per_inference`` = extra guest instructions per input, when QEMU reports them).
+shift=0`` QEMU runs deterministically and guest time advances one nanosecond per instruction: the
+firmware times each ``model_invoke`` with SysTick and calibrates ticks against a loop of known
+instruction count, giving ``instructions_per_inference`` (QEMU models no cycles; the resolution
+is one SysTick period, about 40 instructions).
 Sizes come from ``arm-none-eabi-size -A``: flash is .vectors+.text+.rodata+.data (its load image),
 RAM is .data+.bss plus the stack high-water mark measured by painting.
 """
@@ -49,6 +51,7 @@ class RunResult:
     bss_bytes: Optional[int] = None
     stack_bytes: Optional[int] = None
     weight_bytes: int = 0
+    instructions_per_inference: Optional[int] = None
     elf: Optional[str] = None
 
     def summary(self) -> dict:
@@ -90,7 +93,11 @@ def section_sizes(elf: "str | os.PathLike[str]") -> dict[str, int]:
     return sizes
 
 
-def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, timeout: float) -> tuple[np.ndarray, int]:
+CALIB_INSNS = 2 * 1_000_000 + 1  # er_calibrate(1000000): mov + 1e6 x (subs, bne)
+
+
+def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, timeout: float
+              ) -> tuple[np.ndarray, dict[str, int]]:
     (workdir / "inputs.bin").write_bytes(np.ascontiguousarray(x).tobytes())
     out_file = workdir / "outputs.bin"
     if out_file.exists():
@@ -99,7 +106,8 @@ def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, time
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise McuRunError(f"{cmd[0]} did not finish within {timeout:.0f} s") from None
-    done = [ln[ln.index("ER_DONE"):] for ln in proc.stdout.splitlines() if "ER_DONE" in ln]
+    text = proc.stdout + "\n" + proc.stderr  # QEMU's semihosting console may be either stream
+    done = [ln[ln.index("ER_DONE"):] for ln in text.splitlines() if "ER_DONE" in ln]
     if proc.returncode != 0 or not done:
         tail = (proc.stdout + proc.stderr).strip()[-800:]
         raise McuRunError(f"{' '.join(cmd[:3])} failed (exit status {proc.returncode}): {tail}")
@@ -108,7 +116,7 @@ def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, time
     data = out_file.read_bytes() if out_file.exists() else b""
     if n != len(x) or len(data) != n * out_bytes:
         raise McuRunError(f"the runner processed {n} of {len(x)} inputs and wrote {len(data)} bytes")
-    return np.frombuffer(data, np.int8).copy(), int(fields["stack"])
+    return np.frombuffer(data, np.int8).copy(), {k: int(v) for k, v in fields.items()}
 
 
 def qemu_command(cpu: str, elf: Path) -> list[str]:
@@ -133,7 +141,8 @@ def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: 
     cmd = [str(exe)] if cpu == "host" else qemu_command(cpu, exe)
     out_bytes = int(manifest["output"]["bytes"])
     with tempfile.TemporaryDirectory() as d:
-        y, stack = _run_once(cmd, Path(d), x, out_bytes, timeout)
+        y, fields = _run_once(cmd, Path(d), x, out_bytes, timeout)
+    stack = fields.get("stack", 0)
     res = RunResult(cpu=cpu, inputs=int(len(x)), outputs=y.reshape((len(x),) + out_shape),
                     arena_bytes=int(manifest["arena_bytes"]), weight_bytes=int(manifest["weight_bytes"]),
                     elf=str(exe))
@@ -147,4 +156,7 @@ def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: 
         res.flash_bytes = s.get(".vectors", 0) + res.code_bytes + res.rodata_bytes + res.data_bytes \
             + s.get(".ARM.exidx", 0)
         res.ram_bytes = res.data_bytes + res.bss_bytes + stack
+        calib, ticks = fields.get("calib_ticks", 0), fields.get("ticks", 0)
+        if calib > 0 and len(x):
+            res.instructions_per_inference = int(round(ticks * CALIB_INSNS / calib / len(x)))
     return res

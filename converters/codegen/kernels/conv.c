@@ -22,6 +22,12 @@ void er_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* 
         const int32_t x0 = ox * p->stride_w - p->pad_l;
         const int32_t ic0 = (oc / per_group) * fic;
         const int8_t* w = p->weights + oc * p->k_h * p->k_w * fic;
+        /* the ring only matters when this element's window reaches overwritten bytes */
+        const int32_t lo_b = in_base + ((y0 < 0 ? 0 : y0) * p->in_w + (x0 < 0 ? 0 : x0)) * p->in_c + ic0;
+        const int32_t y1 = y0 + (p->k_h - 1) * p->dil_h, x1 = x0 + (p->k_w - 1) * p->dil_w;
+        const int32_t hi_b = in_base + ((y1 >= p->in_h ? p->in_h - 1 : y1) * p->in_w
+                                        + (x1 >= p->in_w ? p->in_w - 1 : x1)) * p->in_c + ic0 + fic - 1;
+        int8_t* const rg = (ring != 0 && (p->ring_dir > 0 ? lo_b < o : hi_b > o)) ? ring : 0;
         int32_t acc = 0;
         for (ky = 0; ky < p->k_h; ++ky) {
             const int32_t iy = y0 + ky * p->dil_h;
@@ -33,13 +39,13 @@ void er_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* 
                 if (ix < 0 || ix >= p->in_w) continue;
                 wk = w + (ky * p->k_w + kx) * fic;
                 b = in_base + (iy * p->in_w + ix) * p->in_c + ic0;
-                if (ring == 0) {
+                if (rg == 0) {
                     const int8_t* x = in + b;
                     for (ic = 0; ic < fic; ++ic) acc += (int32_t)wk[ic] * ((int32_t)x[ic] + p->in_offset);
                 } else {
                     for (ic = 0; ic < fic; ++ic)
                         acc += (int32_t)wk[ic]
-                               * ((int32_t)er_in(in, b + ic, o, ring, p->ring_n, p->ring_dir) + p->in_offset);
+                               * ((int32_t)er_in(in, b + ic, o, rg, p->ring_n, p->ring_dir) + p->in_offset);
                 }
             }
         }

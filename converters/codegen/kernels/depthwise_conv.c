@@ -19,6 +19,12 @@ void er_depthwise_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out
         const int32_t in_base = n * p->in_h * p->in_w * p->in_c;
         const int32_t y0 = oy * p->stride_h - p->pad_t;
         const int32_t x0 = ox * p->stride_w - p->pad_l;
+        /* the ring only matters when this element's window reaches overwritten bytes */
+        const int32_t lo_b = in_base + ((y0 < 0 ? 0 : y0) * p->in_w + (x0 < 0 ? 0 : x0)) * p->in_c + ic;
+        const int32_t y1 = y0 + (p->k_h - 1) * p->dil_h, x1 = x0 + (p->k_w - 1) * p->dil_w;
+        const int32_t hi_b = in_base + ((y1 >= p->in_h ? p->in_h - 1 : y1) * p->in_w
+                                        + (x1 >= p->in_w ? p->in_w - 1 : x1)) * p->in_c + ic;
+        int8_t* const rg = (ring != 0 && (p->ring_dir > 0 ? lo_b < o : hi_b > o)) ? ring : 0;
         int32_t acc = 0;
         for (ky = 0; ky < p->k_h; ++ky) {
             const int32_t iy = y0 + ky * p->dil_h;
@@ -29,7 +35,7 @@ void er_depthwise_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out
                 if (ix < 0 || ix >= p->in_w) continue;
                 b = in_base + (iy * p->in_w + ix) * p->in_c + ic;
                 w = p->weights[(ky * p->k_w + kx) * p->out_c + oc];
-                x = ring == 0 ? in[b] : er_in(in, b, o, ring, p->ring_n, p->ring_dir);
+                x = rg == 0 ? in[b] : er_in(in, b, o, rg, p->ring_n, p->ring_dir);
                 acc += w * (x + p->in_offset);
             }
         }

@@ -13,7 +13,7 @@ typedef struct {
     const int8_t* weights;
     const int32_t* bias;   /* may be 0 */
     const int32_t* mult;   /* one per output channel */
-    const int32_t* shift;
+    const int8_t* shift;
     int32_t ring_n;        /* in-place ring bytes, 0 when the op has its own output buffer */
     int32_t ring_dir;      /* in place: +1 forward, -1 backward over the output bytes */
 } er_conv_params;
@@ -24,7 +24,7 @@ typedef struct {
     const int8_t* weights; /* units x accum */
     const int32_t* bias;   /* may be 0 */
     const int32_t* mult;   /* per unit, or one when per_channel is 0 */
-    const int32_t* shift;
+    const int8_t* shift;
     int32_t per_channel;
     int32_t ring_n, ring_dir;
 } er_fc_params;

@@ -221,6 +221,21 @@ def unary(ctx: ImportContext, node: Any, a: dict) -> None:
         ctx.emit("GELU", [x], out, {"approximate": approx == "tanh"}, node)
     elif t == "LeakyRelu":
         ctx.emit("LEAKY_RELU", [x], out, {"alpha": float(a.get("alpha", 0.01))}, node)
+    elif t == "Elu":
+        if abs(float(a.get("alpha", 1.0)) - 1.0) > 1e-6:
+            raise ctx.err(node, f"Elu with alpha={a.get('alpha')} is not supported (alpha 1 is)")
+        ctx.emit("ELU", [x], out, {}, node)
+    elif t in ("Softplus", "Mish"):
+        shape = ctx.ir_shape(x)
+        e = ctx.emit("EXP", [x], ctx.tmp(f"{out}/exp", shape), {}, node, shape=shape)
+        e1 = ctx.emit("ADD", [e, ctx.add_const(f"{out}/one", np.array([1.0]))], ctx.tmp(f"{out}/exp1", shape),
+                      {"act": "NONE"}, node, shape=shape)
+        if t == "Softplus":
+            ctx.emit("LOG", [e1], out, {}, node)
+            return
+        sp = ctx.emit("LOG", [e1], ctx.tmp(f"{out}/softplus", shape), {}, node, shape=shape)
+        th = ctx.emit("TANH", [sp], ctx.tmp(f"{out}/tanh", shape), {}, node, shape=shape)
+        ctx.emit("MUL", [x, th], out, {"act": "NONE"}, node)
     else:
         ctx.emit(UNARY[t], [x], out, {}, node)
 
@@ -378,5 +393,6 @@ def pow_(ctx: ImportContext, node: Any, a: dict) -> None:
 REGISTRY = {
     **{t: binary for t in BINARY}, "Sum": binary, "Mean": binary,
     **{t: unary for t in UNARY}, "Neg": unary, "Reciprocal": unary, "Gelu": unary, "LeakyRelu": unary,
+    "Elu": unary, "Softplus": unary, "Mish": unary,
     "Erf": erf, "Tanh": tanh, "HardSigmoid": hard_sigmoid, "Clip": clip, "PRelu": prelu, "Pow": pow_,
 }

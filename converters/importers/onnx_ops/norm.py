@@ -98,5 +98,21 @@ def layer_norm(ctx: ImportContext, node: Any, a: dict) -> None:
               const_to_ir(shift, rank) if shift is not None else None, node.output[0])
 
 
-REGISTRY = {"BatchNormalization": batch_norm, "InstanceNormalization": instance_norm,
+def lp_norm(ctx: ImportContext, node: Any, a: dict) -> None:
+    """LpNormalization with p=2: ``x * rsqrt(sum(x^2))`` along one axis."""
+    if int(a.get("p", 2)) != 2:
+        raise ctx.err(node, f"LpNormalization with p={a.get('p')} is not supported (p=2 is)")
+    x = ctx.act(node, node.input[0])
+    rank = len(ctx.src_shape(node, node.input[0]))
+    axis = ctx.ir_axis(rank, int(a.get("axis", -1)))
+    shape = ctx.ir_shape(x)
+    kept = tuple(1 if d == axis else s for d, s in enumerate(shape))
+    out = node.output[0]
+    sq = ctx.emit("MUL", [x, x], ctx.tmp(f"{out}/squared", shape), {"act": "NONE"}, node, shape=shape)
+    ss = ctx.emit("SUM", [sq], ctx.tmp(f"{out}/sum", kept), {"axes": (axis,), "keep_dims": True}, node, shape=kept)
+    r = ctx.emit("RSQRT", [ss], ctx.tmp(f"{out}/rnorm", kept), {}, node, shape=kept)
+    ctx.emit("MUL", [x, r], out, {"act": "NONE"}, node)
+
+
+REGISTRY = {"BatchNormalization": batch_norm, "LpNormalization": lp_norm, "InstanceNormalization": instance_norm,
             "LayerNormalization": layer_norm}

@@ -7,7 +7,8 @@ import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext, nhwc
 
-KINDS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "ReduceMin": "REDUCE_MAX"}
+KINDS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "ReduceMin": "REDUCE_MAX",
+         "ReduceSumSquare": "SUM", "ReduceL1": "SUM", "ReduceL2": "SUM"}
 
 
 def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
@@ -15,7 +16,7 @@ def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
 
     A mean over the height and width of a 4-D tensor becomes AVERAGE_POOL_2D (the kernel every
     runtime has); results with dropped axes are reshaped in ONNX element order. ReduceMin is
-    ``-max(-x)``.
+    ``-max(-x)``; ReduceSumSquare/L1/L2 square (or take the absolute value) first, L2 ends in SQRT.
     """
     x = ctx.act(node, node.input[0])
     if node.op_type == "ReduceMin":
@@ -27,6 +28,18 @@ def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
         ctx.emit("MUL", [inner, ctx.add_const(f"{node.output[0]}/minus_one", np.array([-1.0]))], node.output[0],
                  {"act": "NONE"}, node)
         return
+    if node.op_type in ("ReduceSumSquare", "ReduceL1", "ReduceL2"):
+        shape = ctx.ir_shape(x)
+        if node.op_type == "ReduceL1":
+            x = ctx.emit("ABS", [x], ctx.tmp(f"{node.output[0]}/abs", shape), {}, node, shape=shape)
+        else:
+            x = ctx.emit("MUL", [x, x], ctx.tmp(f"{node.output[0]}/square", shape), {"act": "NONE"}, node,
+                         shape=shape)
+        if node.op_type == "ReduceL2":
+            summed = ctx.tmp(f"{node.output[0]}/sum_sq", nhwc(ctx.src_shape(node, node.output[0])))
+            _reduce(ctx, node, a, x, "SUM", summed)
+            ctx.emit("SQRT", [summed], node.output[0], {}, node)
+            return
     _reduce(ctx, node, a, x, KINDS[node.op_type], node.output[0])
 
 

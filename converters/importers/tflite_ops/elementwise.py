@@ -1,4 +1,5 @@
-"""Elementwise TFLite ops and activations (constant operands and broadcasting allowed)."""
+"""Elementwise TFLite ops and activations (constant operands and broadcasting allowed), ADD_N,
+L2_NORMALIZATION and L2_POOL_2D (rewritten to MUL/SUM/RSQRT, MUL/AVERAGE_POOL_2D/SQRT)."""
 from __future__ import annotations
 
 from typing import Any
@@ -47,8 +48,45 @@ def softmax(ctx: TFLiteContext, op: Any) -> None:
     ctx.emit(op, op.name, [ctx.act_in(op, 0)], ctx.name(op.outputs[0]), attrs)
 
 
+
+def add_n(ctx: TFLiteContext, op: Any) -> None:
+    """ADD_N: a chain of ADDs."""
+    out = ctx.name(op.outputs[0])
+    cur = ctx.act_in(op, 0)
+    for k in range(1, len(op.inputs)):
+        dst = out if k == len(op.inputs) - 1 else ctx.tmp(f"{out}/partial", ctx.shape(out))
+        cur = ctx.emit(op, "ADD", [cur, ctx.act_in(op, k)], dst, {"act": "NONE"})
+
+
+def l2_norm(ctx: TFLiteContext, op: Any) -> None:
+    """L2_NORMALIZATION over the last axis: ``x * rsqrt(max(sum(x^2), 1e-6))``."""
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    shape = ctx.shape(x)
+    kept = tuple(shape[:-1]) + (1,)
+    sq = ctx.emit(op, "MUL", [x, x], ctx.tmp(f"{out}/squared", shape), {"act": "NONE"})
+    ss = ctx.emit(op, "SUM", [sq], ctx.tmp(f"{out}/sum", kept), {"axes": (len(shape) - 1,), "keep_dims": True})
+    ss = ctx.emit(op, "MAXIMUM", [ss, ctx.add_const(f"{out}/eps", np.array([1e-6]))], ctx.tmp(f"{out}/sum_eps", kept))
+    r = ctx.emit(op, "RSQRT", [ss], ctx.tmp(f"{out}/rnorm", kept))
+    ctx.emit(op, "MUL", [x, r], out, {"act": "NONE"})
+
+
+def l2_pool(ctx: TFLiteContext, op: Any) -> None:
+    """L2_POOL_2D: ``sqrt(avg_pool(x^2))`` (same window options as the other pools)."""
+    from converters.ir import same_pads
+
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    padding, sw, sh = int(ctx.option(op, 0, "b", 0)), int(ctx.option(op, 1, "i", 1)), int(ctx.option(op, 2, "i", 1))
+    fw, fh = int(ctx.option(op, 3, "i", 1)), int(ctx.option(op, 4, "i", 1))
+    pads = same_pads(ctx.shape(x)[1:3], (fh, fw), (sh, sw)) if padding == 0 else (0, 0, 0, 0)
+    sq = ctx.emit(op, "MUL", [x, x], ctx.tmp(f"{out}/squared", ctx.shape(x)), {"act": "NONE"})
+    avg = ctx.emit(op, "AVERAGE_POOL_2D", [sq], ctx.tmp(f"{out}/mean_sq", ctx.shape(out)),
+                   {"kernel": (fh, fw), "stride": (sh, sw), "pads": pads, "act": "NONE", "count_include_pad": False})
+    ctx.emit(op, "SQRT", [avg], out)
+
+
 REGISTRY = {
     **{k: binary for k in FUSED + PLAIN_BINARY},
     **{k: unary for k in PLAIN_UNARY + ("NEG", "SQUARE", "LEAKY_RELU", "GELU", "PRELU")},
     "SOFTMAX": softmax, "LOG_SOFTMAX": softmax,
+    "ADD_N": add_n, "L2_NORMALIZATION": l2_norm, "L2_POOL_2D": l2_pool, "ELU": unary,
 }

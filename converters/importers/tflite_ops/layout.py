@@ -1,5 +1,6 @@
-"""Shape, layout and reduction TFLite ops: RESHAPE/SQUEEZE/EXPAND_DIMS, TRANSPOSE, CONCATENATION,
-PAD/PADV2/MIRROR_PAD, STRIDED_SLICE/SLICE/SPLIT/SPLIT_V, GATHER, MEAN/SUM/REDUCE_MAX, RESIZE_*."""
+"""Shape, layout and reduction TFLite ops: RESHAPE/SQUEEZE/EXPAND_DIMS/CAST, TRANSPOSE, CONCATENATION,
+PACK/UNPACK, PAD/PADV2/MIRROR_PAD, STRIDED_SLICE/SLICE/SPLIT/SPLIT_V/REVERSE_V2, GATHER,
+MEAN/SUM/REDUCE_MAX/REDUCE_MIN, RESIZE_*, DEPTH_TO_SPACE/SPACE_TO_DEPTH."""
 from __future__ import annotations
 
 from typing import Any
@@ -171,9 +172,75 @@ def resize(ctx: TFLiteContext, op: Any) -> None:
              {"align_corners": align, "half_pixel_centers": half})
 
 
+
+def depth_space(ctx: TFLiteContext, op: Any) -> None:
+    """DEPTH_TO_SPACE / SPACE_TO_DEPTH (block_size option)."""
+    ctx.emit(op, op.name, [ctx.act_in(op, 0)], ctx.name(op.outputs[0]),
+             {"block_size": int(ctx.option(op, 0, "i", 2))})
+
+
+def pack(ctx: TFLiteContext, op: Any) -> None:
+    """PACK: each input gains the new axis (RESHAPE), then CONCATENATION along it."""
+    out = ctx.name(op.outputs[0])
+    rank = len(ctx.shape(out))
+    axis = int(ctx.option(op, 1, "i", 0)) % rank
+    parts = []
+    for i in op.inputs:
+        name = ctx.name(i)
+        shape = list(ctx.shape(name))
+        shape.insert(axis, 1)
+        if ctx.tensors[name].is_constant:
+            parts.append(ctx.add_const(f"{out}/part", ctx.tensors[name].data.reshape(shape)))
+        else:
+            parts.append(ctx.emit(op, "RESHAPE", [name], ctx.tmp(f"{out}/part", tuple(shape))))
+    ctx.emit(op, "CONCATENATION", parts, out, {"axis": axis, "act": "NONE"})
+
+
+def unpack(ctx: TFLiteContext, op: Any) -> None:
+    """UNPACK: one STRIDED_SLICE (and RESHAPE dropping the axis) per output."""
+    x = ctx.act_in(op, 0)
+    shape = ctx.shape(x)
+    axis = int(ctx.option(op, 1, "i", 0)) % len(shape)
+    for k, o in enumerate(op.outputs):
+        begin, end = [0] * len(shape), list(shape)
+        begin[axis], end[axis] = k, k + 1
+        _slice_out(ctx, op, x, ctx.name(o), begin, end, [1] * len(shape))
+
+
+def reverse(ctx: TFLiteContext, op: Any) -> None:
+    """REVERSE_V2 over constant axes: a STRIDED_SLICE with stride -1 on them."""
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    shape = ctx.shape(x)
+    axes = {int(v) % len(shape) for v in np.atleast_1d(np.asarray(ctx.value(op, 1)))}
+    begin = [s - 1 if d in axes else 0 for d, s in enumerate(shape)]
+    end = [0 if d in axes else s for d, s in enumerate(shape)]
+    strides = [-1 if d in axes else 1 for d in range(len(shape))]
+    ctx.emit(op, "STRIDED_SLICE", [x], out, {"begin": tuple(begin), "end": tuple(end), "strides": tuple(strides),
+                                            "end_mask": sum(1 << d for d in axes)})
+
+
+def reduce_min(ctx: TFLiteContext, op: Any) -> None:
+    """REDUCE_MIN as ``-max(-x)``."""
+    x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
+    rank = len(ctx.shape(x))
+    axes = tuple(sorted({int(v) % rank for v in np.atleast_1d(np.asarray(ctx.value(op, 1)))}))
+    neg = ctx.emit(op, "MUL", [x, ctx.add_const(f"{out}/minus_one", np.array([-1.0]))],
+                   ctx.tmp(f"{out}/negated", ctx.shape(x)), {"act": "NONE"})
+    m = ctx.emit(op, "REDUCE_MAX", [neg], ctx.tmp(f"{out}/max", ctx.shape(out)),
+                 {"axes": axes, "keep_dims": bool(ctx.option(op, 0, "b", False))})
+    ctx.emit(op, "MUL", [m, ctx.add_const(f"{out}/minus_one", np.array([-1.0]))], out, {"act": "NONE"})
+
+
+def cast(ctx: TFLiteContext, op: Any) -> None:
+    """CAST between float types: the output is the input."""
+    ctx.emit(op, "RESHAPE", [ctx.act_in(op, 0)], ctx.name(op.outputs[0]))
+
+
 REGISTRY = {
     "RESHAPE": reshape, "SQUEEZE": reshape, "EXPAND_DIMS": reshape, "TRANSPOSE": transpose,
     "CONCATENATION": concat, "PAD": pad, "PADV2": pad, "MIRROR_PAD": pad, "STRIDED_SLICE": strided_slice,
     "SLICE": slice_, "SPLIT": split, "SPLIT_V": split, "GATHER": gather, "MEAN": reduce, "SUM": reduce,
     "REDUCE_MAX": reduce, "RESIZE_BILINEAR": resize, "RESIZE_NEAREST_NEIGHBOR": resize,
+    "DEPTH_TO_SPACE": depth_space, "SPACE_TO_DEPTH": depth_space, "PACK": pack, "UNPACK": unpack,
+    "REVERSE_V2": reverse, "REDUCE_MIN": reduce_min, "CAST": cast,
 }

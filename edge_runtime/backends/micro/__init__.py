@@ -17,6 +17,11 @@ scratch of every subgraph, plus the persistent variable tensors and resource
 variables, ``info["persistent_bytes"]``, as TFLite Micro counts its tail: what a
 device needs); ``info["workspace_bytes"]`` is the host-side numpy
 staging buffer (widened copies for BLAS), preallocated once;
+``info["kernel_paths"]`` gives, per op of the main subgraph, the path its kernel took:
+``"numba"`` (the compiled int8 kernels of :mod:`edge_runtime.backends.micro.fast`, used when
+numba imports, unless ``EDGE_RUNTIME_MICRO_FAST=0``) or ``"numpy"``; ``info["fast"]`` has
+``available``, ``compile_s`` (seconds this load spent compiling the kernels or loading them
+from numba's on-disk cache) and ``import_s`` (this process's ``import numba``).
 ``info["cache_bytes"]`` is what kernels build once at load time for speed (the int8
 weights widened to float32/float64, tiled per-channel requantization constants),
 derived from the memory-mapped int8 weights, which stay the source of truth. A
@@ -32,6 +37,7 @@ import numpy as np
 from edge_runtime.errors import AcceleratorUnavailableError, BudgetExceededError, ConfigError
 from edge_runtime.formats.tflite import TFLiteModel
 from edge_runtime.model import Model, TensorSpec
+from edge_runtime.backends.micro import fast
 from edge_runtime.backends.micro.interpreter import Interpreter, check_supported
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
 
@@ -83,6 +89,7 @@ def open_model(path: str, profile: Any = None, **options: Any) -> MicroModel:
     if not isinstance(limit, int) or limit < 4096:
         raise ConfigError(f"workspace_limit must be an integer of at least 4096 bytes, got {limit!r}")
     model = TFLiteModel.open(path)
+    compiled_before = fast.compile_seconds()
     it = Interpreter(model, options.get("plan"), in_place=bool(options.get("in_place", True)),
                      planner=str(options.get("planner", "best")), workspace_limit=limit)
     sg = model.main
@@ -101,6 +108,11 @@ def open_model(path: str, profile: Any = None, **options: Any) -> MicroModel:
                          "cache_bytes": it.cache_bytes,
                          "in_place": bool(getattr(it.plan, "in_place", False)),
                          "planner": getattr(it.plan, "planner", None), "ops": len(sg.operators),
-                         "subgraphs": len(it.order)})
+                         "subgraphs": len(it.order),
+                         "kernel_paths": [{"op": i, "name": op.name, "path": getattr(k, "path", "numpy")}
+                                          for i, (k, op) in enumerate(zip(it.kernels, sg.operators))],
+                         "fast": {"available": fast.available(),
+                                  "compile_s": round(fast.compile_seconds() - compiled_before, 4),
+                                  "import_s": round(fast.import_seconds(), 4)}})
     m.interpreter = it
     return m

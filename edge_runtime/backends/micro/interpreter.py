@@ -28,13 +28,14 @@ kept across invocations and restored by :meth:`Interpreter.reset`.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from edge_runtime.arena.persistent import persistent_layout
 from edge_runtime.arena.subgraphs import reachable_subgraphs
-from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.errors import EdgeRuntimeError, UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
 from edge_runtime.backends.micro.kernels import REGISTRY, Kernel, OpContext
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
@@ -109,11 +110,14 @@ class Interpreter:
         for index in self.order:
             check_supported(model, index)
         self.state = State(model, persistent_layout(model))
+        for i in sg.inputs:
+            if sg.tensors[i].data is not None:
+                raise UnsupportedModelError(f"{model.path}: model input '{sg.tensors[i].name}' is a constant tensor "
+                                            "(it has data in the file); an input must be an activation")
         self.runs: dict[int, SubgraphRun] = {}
         for index in self.order:
             g = model.subgraphs[index]
-            self.runs[index] = SubgraphRun(index, [REGISTRY[op.name](OpContext(model, g, op, workspace_limit))
-                                                   for op in g.operators])
+            self.runs[index] = SubgraphRun(index, [_prepared(model, g, op, workspace_limit) for op in g.operators])
         self.kernels: list[Kernel] = self.runs[subgraph].kernels
         if plan is None:
             from edge_runtime.arena.plan import plan_arena
@@ -121,6 +125,7 @@ class Interpreter:
             plan = plan_arena(model, subgraph, in_place=in_place, planner=planner,
                               op_memory=make_op_memory(workspace_limit))
         self.plan = plan
+        _check_size(model, "arena", int(plan.arena_bytes))
         self.arena = _aligned_buffer(int(plan.arena_bytes))
         #: every tensor view by (subgraph, tensor): arena views and persistent variable views
         self.all_views: dict[tuple[int, int], np.ndarray] = {}
@@ -150,6 +155,7 @@ class Interpreter:
         for k in all_kernels:
             need = max(need, sum(_round64(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize)
                                  for shape, dt in k.workspace.values()))
+        _check_size(model, "host workspace", need)
         self.workspace = _aligned_buffer(max(need, 64))
         for k in all_kernels:
             attach = getattr(k, "attach", None)
@@ -166,10 +172,11 @@ class Interpreter:
                     pos += _round64(nb)
                 sc = _plan_call(plan.scratch, op.index, index)
                 scratch = self.arena[sc[0]:sc[0] + sc[1]] if sc else None
-                ins = [self._tensor(i, index) for i in op.inputs]
-                outs = [self._tensor(i, index) for i in op.outputs]
-                self._check_overlap(k, op, ins, outs, scratch)
-                k.bind(ins, outs, scratch, ws)
+                with _op_errors(model, op):
+                    ins = [self._tensor(i, index) for i in op.inputs]
+                    outs = [self._tensor(i, index) for i in op.outputs]
+                    self._check_overlap(k, op, ins, outs, scratch)
+                    k.bind(ins, outs, scratch, ws)
             run.runs = tuple(k.run for k in run.kernels if not getattr(k, "aliased", False))
         self._runs = self.runs[subgraph].runs
         self.input_views = self.runs[subgraph].input_views
@@ -249,6 +256,42 @@ class Interpreter:
     def output(self, index: int) -> np.ndarray:
         """Output ``index`` as a view into the arena (valid until the next invoke)."""
         return self.output_views[index]
+
+
+#: A plan or workspace beyond this is a corrupt model, not an edge model (formats/tflite_check.py bounds activations).
+MAX_BUFFER_BYTES = 4 << 30
+
+
+def _check_size(model: TFLiteModel, what: str, nbytes: int) -> None:
+    if nbytes > MAX_BUFFER_BYTES:
+        raise UnsupportedModelError(f"{model.path}: the model would need a {nbytes:,}-byte {what}; that is no edge "
+                                    "model (corrupt shapes or options?)")
+
+
+@contextmanager
+def _op_errors(model: TFLiteModel, op: Any) -> Iterator[None]:
+    """Turn an unexpected failure while preparing or binding an op into one clear error naming the op.
+
+    The structural check and each kernel's own checks refuse what they know; a kernel that still
+    trips over hostile parameters (an infinite multiplier, shapes that do not broadcast, a type
+    numpy cannot view) must give the user one line, never a traceback.
+    """
+    try:
+        yield
+    except EdgeRuntimeError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError, FloatingPointError,
+            ArithmeticError, AttributeError, MemoryError) as exc:
+        what = "it needs more memory than is available" if isinstance(exc, MemoryError) else \
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise UnsupportedModelError(f"{model.path}: op {op.index} ({op.name}) has parameters the micro backend "
+                                    f"cannot prepare ({what}); the model is malformed") from None
+
+
+def _prepared(model: TFLiteModel, g: Any, op: Any, workspace_limit: int) -> Kernel:
+    """The kernel of ``op``, prepared (TFLM's Prepare), with unexpected failures as one clear error."""
+    with _op_errors(model, op):
+        return REGISTRY[op.name](OpContext(model, g, op, workspace_limit))
 
 
 def _plan_call(method: Any, index: int, subgraph: int) -> Any:

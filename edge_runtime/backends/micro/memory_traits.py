@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from edge_runtime.arena.traits import OpMemory, OpMemoryFn
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
-from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.errors import EdgeRuntimeError, UnsupportedModelError
 from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
 
 _ALIAS = {"RESHAPE", "SQUEEZE"}
@@ -45,7 +45,18 @@ def make_op_memory(workspace_limit: int) -> OpMemoryFn:
 
 
 def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
-    """Arena needs of ``op`` for kernels chunked to ``workspace_limit``."""
+    """Arena needs of ``op`` for kernels chunked to ``workspace_limit`` (one clear error if they cannot be known)."""
+    try:
+        return _op_memory(model, subgraph, op, workspace_limit)
+    except EdgeRuntimeError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, AttributeError, MemoryError) as exc:
+        raise UnsupportedModelError(f"{model.path}: op {op.index} ({op.name}): its memory cannot be planned "
+                                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                    "the model is malformed") from None
+
+
+def _op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
     name = op.name
     from edge_runtime.backends.micro.kernels import REGISTRY
 

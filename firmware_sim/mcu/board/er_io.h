@@ -10,5 +10,7 @@ void er_close(int handle);
 void er_print(const char* s);
 void er_exit(int status);
 uint32_t er_stack_used(void);                        /* stack high-water mark (0 on the host) */
+uint32_t er_ticks(void);                             /* SysTick ticks since start (0 on the host) */
+uint32_t er_calibrate(uint32_t loops);               /* ticks of a loop of 2*loops+1 instructions */
 
 #endif

@@ -29,3 +29,7 @@ void er_print(const char* s) { fputs(s, stdout); fflush(stdout); }
 void er_exit(int status) { exit(status); }
 
 uint32_t er_stack_used(void) { return 0; }
+
+uint32_t er_ticks(void) { return 0; }
+
+uint32_t er_calibrate(uint32_t loops) { (void)loops; return 0; }

@@ -12,11 +12,32 @@ void er_reset(void);
 
 static void er_fault(void) { er_print("ER_FAULT\n"); er_exit(1); }
 
+/* SysTick on the processor clock, counting down from 2**24 - 1; wraps counted in its interrupt.
+ * Under qemu -icount shift=0 guest time advances one nanosecond per instruction, so ticks measure
+ * instructions (calibrated by er_calibrate). */
+#define ER_SYST_CSR (*(volatile uint32_t*)0xE000E010u)
+#define ER_SYST_RVR (*(volatile uint32_t*)0xE000E014u)
+#define ER_SYST_CVR (*(volatile uint32_t*)0xE000E018u)
+static volatile uint32_t er_wraps;
+static void er_systick(void) { ++er_wraps; }
+
+uint32_t er_ticks(void) {
+    uint32_t w, v;
+    do { w = er_wraps; v = ER_SYST_CVR; } while (w != er_wraps);
+    return (w << 24) + (0xFFFFFFu - v);
+}
+
+uint32_t er_calibrate(uint32_t loops) {
+    uint32_t t0 = er_ticks();
+    __asm volatile("mov r2, %0\n1: subs r2, r2, #1\n bne 1b" : : "r"(loops) : "r2", "cc");
+    return er_ticks() - t0;
+}
+
 __attribute__((section(".vectors"), used))
 const void* const er_vectors[16] = {
     (const void*)&_estack, (const void*)er_reset, (const void*)er_fault, (const void*)er_fault,
     (const void*)er_fault, (const void*)er_fault, (const void*)er_fault, 0, 0, 0, 0,
-    (const void*)er_fault, (const void*)er_fault, 0, (const void*)er_fault, (const void*)er_fault,
+    (const void*)er_fault, (const void*)er_fault, 0, (const void*)er_fault, (const void*)er_systick,
 };
 
 uint32_t er_stack_used(void) {
@@ -35,5 +56,9 @@ void er_reset(void) {
     for (dst = &_sstack; (uint32_t)dst < sp - 64u; ++dst) *dst = ER_PAINT;
     *(volatile uint32_t*)0xE000ED88u |= (0xFu << 20); /* CPACR: full access to CP10/CP11 (FPU) */
     __asm volatile("dsb\n isb");
+    ER_SYST_RVR = 0xFFFFFFu;
+    ER_SYST_CVR = 0;
+    ER_SYST_CSR = 7u; /* enable, interrupt, processor clock */
+    __asm volatile("cpsie i");
     er_exit(main());
 }

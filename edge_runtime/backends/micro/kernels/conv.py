@@ -19,12 +19,13 @@ holds for the layer's weights, else the int64 :class:`Requantizer`.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from functools import partial
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro import fast, options as opt
 from edge_runtime.formats.tflite import TensorInfo
 from edge_runtime.backends.micro.fixedpoint import CLIP, FloatRequantizer, Requantizer, quantize_multiplier
 from edge_runtime.backends.micro.kernels.base import (
@@ -127,7 +128,12 @@ def output_tail(k: Kernel, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Op
                 out: np.ndarray) -> Callable[[], None]:
     """A closure adding the bias and requantizing (int8) or clamping (float) ``acc`` into ``out``.
 
-    Reads ``k.quantized``, ``k.frq``, ``k.requant`` (int8) or ``k.bias`` and ``k.act`` (float)."""
+    Reads ``k.quantized``, ``k.frq``, ``k.requant`` (int8) or ``k.bias`` and ``k.act`` (float); with
+    ``k.fast`` set (the compiled path, see :func:`choose_path`), one compiled pass."""
+    if getattr(k, "fast", None) is not None:
+        q, z = k.fast
+        from edge_runtime.backends.micro.fast.conv import tail
+        return partial(fast.jit_prepare(tail, acc, q, z, out), acc, q, z, out)
     if k.quantized:
         if k.frq is not None:
             return k.frq.bind(acc, acc_i.view(np.float64), tmp.view(np.float64), out)
@@ -145,6 +151,20 @@ def output_tail(k: Kernel, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Op
             CLIP(acc, act[0], act[1], out=acc)
         np.copyto(out, acc, casting="same_kind")
     return float_tail
+
+
+def choose_path(k: Any, contiguous: list[np.ndarray]) -> bool:
+    """Pick the compiled path for an int8 kernel when numba is available and its views are
+    C-contiguous; sets ``k.path`` ("numba" or "numpy") and, on the compiled path, ``k.fast``
+    (packed requantization constants) and drops the numpy float requantizer's tiles."""
+    use = (bool(k.quantized) and fast.available() and all(a.flags.c_contiguous for a in contiguous))
+    k.path = "numba" if use else "numpy"
+    k.fast = None
+    if use:
+        from edge_runtime.backends.micro.fast.requant import limits, pack
+        k.fast = (pack(k.requant), limits(k.requant))
+        k.frq = None
+    return use
 
 
 class _ConvBase(Kernel):
@@ -448,9 +468,19 @@ class Conv2D(_ConvBase):
         y = outputs[0]
         self.wmat = self.widen_weights(w.reshape(self.cout, self.k).T, self.weight_scale, self.cdt)
         band, fills = self.private_band(x, y, ws["band"], scratch)
+        use_fast = choose_path(self, [x, y])
         self.steps = []
+        self.gather_args = None
+        if use_fast and not self.pointwise:
+            from edge_runtime.backends.micro.fast.conv import gather
+            self.gather_args = (gather, np.array([self.sh, self.sw, self.dh, self.dw, self.kh, self.kw, self.wo],
+                                                 np.int64))
         for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
-            if self.pointwise:
+            if self.gather_args is not None:
+                lhs = ws["im2col"][:m]
+                fn, g = self.gather_args
+                gather = (partial(fast.jit_prepare(fn, band, g, lhs), band, g, lhs), None)
+            elif self.pointwise:
                 lhs = band[:r].reshape(m, self.k)
                 gather = None
             else:
@@ -468,7 +498,10 @@ class Conv2D(_ConvBase):
         for pads, copies, saves, gather, lhs, acc, tail in self.steps:
             fill(pads, copies, saves)
             if gather is not None:
-                copyto(gather[0], gather[1])
+                if gather[1] is None:
+                    gather[0]()
+                else:
+                    copyto(gather[0], gather[1])
             matmul(lhs, wmat, out=acc)
             tail()
 
@@ -512,6 +545,10 @@ class DepthwiseConv2D(_ConvBase):
             wrow.flags.writeable = False
             self.wrow = wrow
         self.steps = []
+        if choose_path(self, [x, y]):
+            self.wrow = None
+            self.bind_fast(band, fills, ws, y)
+            return
         for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
             prod = ws["prod"][:, :m]
             if rowwise:
@@ -531,8 +568,34 @@ class DepthwiseConv2D(_ConvBase):
                 products = (view, w6, prod.reshape(self.kh, self.kw, r, self.wo, self.cin, mlt), prod, acc)
             self.steps.append((pads, copies, saves, products, tail))
 
+    def bind_fast(self, band: np.ndarray, fills: list, ws: Workspace, y: np.ndarray) -> None:
+        """Compiled path: per chunk, the band fill (numpy) then one call summing the taps and requantizing."""
+        from edge_runtime.backends.micro.fast.conv import depthwise
+
+        q, z = self.fast
+        self.fast = None  # (the tail is part of the depthwise call)
+        fn = depthwise
+        w = np.ascontiguousarray(self.wtaps.reshape(self.kh, self.kw, self.cout))
+        g = np.array([self.sh, self.sw, self.dh, self.dw, self.wo, self.mult], np.int64)
+        i = 0
+        for n in range(self.n):
+            for (r0, r, _j0, _j1, _i0) in self.chunks:
+                m = r * self.wo
+                pads, copies, saves = fills[i]
+                out = y[n, r0:r0 + r].reshape(m, self.cout)
+                acc = ws["acc"][:m]
+                call = partial(fast.jit_prepare(fn, band, w, g, q, z, acc, out), band, w, g, q, z, acc, out)
+                self.steps.append((pads, copies, saves, None, call))
+                i += 1
+
     def run(self) -> None:
         """Compute the depthwise convolution chunk by chunk."""
+        if self.path == "numba":
+            fill = self.fill_band
+            for pads, copies, saves, _products, call in self.steps:
+                fill(pads, copies, saves)
+                call()
+            return
         fill, einsum, multiply, add_reduce = self.fill_band, np.einsum, np.multiply, np.add.reduce
         for pads, copies, saves, products, tail in self.steps:
             fill(pads, copies, saves)

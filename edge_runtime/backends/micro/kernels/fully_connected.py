@@ -10,15 +10,17 @@ in place when an output row is no larger than an input row.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
-from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro import fast, options as opt
 from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, float_activation_range, qparams,
     quantized_activation_range, require_constant, require_type, scales32,
 )
 from edge_runtime.backends.micro.kernels.conv import (
-    int_workspace, output_tail, per_channel_multipliers, prepare_output_stage, widened,
+    choose_path, int_workspace, output_tail, per_channel_multipliers, prepare_output_stage, widened,
 )
 
 
@@ -102,6 +104,19 @@ class FullyConnected(Kernel):
             raise self.ctx.fail("the arena plan overlaps input and output in a way this kernel cannot run in place")
         self.steps = []
         self.fused = None
+        self.compiled = None
+        self.path = "numpy"
+        # compiled path: rows are computed before they are written, so it runs in place when an output
+        # row fits in an input row or there is one row
+        fits = not np.shares_memory(src0, dst0) or self.units <= self.k or self.rows_total == 1
+        if fits and choose_path(self, [x, y, inputs[1]]):
+            from edge_runtime.backends.micro.fast.fully_connected import fully_connected
+
+            q, z = self.fast
+            args = (x, inputs[1], q, z, ws["acc_i"][0], y)
+            self.compiled = partial(fast.jit_prepare(fully_connected, *args), *args)
+            self.wmat = None
+            return
         if (self.frq is not None and self.rows >= self.rows_total and self.rows_total <= 16
                 and (self.k + 1) * self.units <= 32768):
             # Few rows, small weights: the cost is in the number of numpy calls, not in BLAS. Fold the
@@ -128,10 +143,15 @@ class FullyConnected(Kernel):
         n = int(self.wmat.nbytes) if getattr(self, "wmat", None) is not None else 0
         if getattr(self, "fused", None) is not None:
             n += int(self.wfold.nbytes) + int(self.lhs1.nbytes)
+        if getattr(self, "fast", None) is not None:
+            n += int(self.fast[0].nbytes)
         return n + (self.frq.tile_bytes() if self.frq is not None else 0)
 
     def run(self) -> None:
         """Compute all row chunks."""
+        if self.compiled is not None:
+            self.compiled()
+            return
         if self.fused is not None:
             src, lhs_x, lhs, wfold, yv, rounding = self.fused
             np.copyto(lhs_x, src, casting="unsafe")

@@ -11,10 +11,12 @@ integers below 2**53 never crosses an integer, so the truncation is exact.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro import fast, options as opt
 from edge_runtime.backends.micro.fixedpoint import CLIP
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding, float_activation_range,
@@ -86,8 +88,18 @@ class Pool2D(Kernel):
                 self.workspace["sign"] = ((self.ho, self.wo, self.c), np.dtype(np.int64))
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Window views over the (padded) band of each image."""
+        """Window views over the (padded) band of each image; or the compiled loop for int8."""
         x, y = inputs[0], outputs[0]
+        self.path, self.compiled = "numpy", None
+        if (x.dtype == np.int8 and fast.available() and x.flags.c_contiguous and y.flags.c_contiguous
+                and not np.shares_memory(x, y)):
+            from edge_runtime.backends.micro.fast.pooling import average_pool, max_pool
+
+            g = np.array([self.sh, self.sw, self.kh, self.kw, self.pt, self.pl, self.lo, self.hi], np.int64)
+            fn = max_pool if self.is_max else average_pool
+            self.compiled = partial(fast.jit_prepare(fn, x, g, y), x, g, y)
+            self.path = "numba"
+            return
         self.y = y
         self.acc = ws["acc"].view(np.float64)
         self.sign = ws["sign"].view(np.float64) if "sign" in ws else None
@@ -110,6 +122,9 @@ class Pool2D(Kernel):
 
     def run(self) -> None:
         """Pool every image."""
+        if self.compiled is not None:
+            self.compiled()
+            return
         for band, interior, xn, win, yn in self.steps:
             if band is not None:
                 if self.padded:  # (unpadded, the band is all interior and fully overwritten)

@@ -95,12 +95,14 @@ class Div(PairTableKernel):
         if self.table is not None:
             self.compute_table(ins, y, t)
         elif self.kind == "FLOAT32":
-            np.divide(ins[0], ins[1], out=y)
+            with np.errstate(divide="ignore", invalid="ignore"):  # x/0 gives inf or nan, as in C
+                np.divide(ins[0], ins[1], out=y)
             if self.act is not None:
                 np.clip(y, self.act[0], self.act[1], out=y)
         else:
             q = t["q"]
-            np.divide(ins[0], ins[1], out=q)
-            np.trunc(q, out=q)
-            np.clip(q, self.lo, self.hi, out=q)
-            np.copyto(y, q, casting="unsafe")
+            with np.errstate(all="ignore"):  # (x/0 traps in TFLM; micro gives a saturated or junk value)
+                np.divide(ins[0], ins[1], out=q)
+                np.trunc(q, out=q)
+                np.clip(q, self.lo, self.hi, out=q)
+                np.copyto(y, q, casting="unsafe")

@@ -19,6 +19,7 @@ class FloorDiv(ElementwiseKernel):
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """One chunk: float64 quotient, floor, back to float32."""
         q = t["q"]
-        np.divide(ins[0], ins[1], out=q)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(ins[0], ins[1], out=q)
         np.floor(q, out=q)
         np.copyto(y, q, casting="same_kind")

@@ -18,4 +18,5 @@ class FloorMod(ElementwiseKernel):
 
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """One chunk."""
-        np.remainder(ins[0], ins[1], out=y)
+        with np.errstate(divide="ignore", invalid="ignore"):  # x mod 0 is nan, as fmod gives
+            np.remainder(ins[0], ins[1], out=y)

@@ -2,9 +2,10 @@
 
 Input ``[B, 1, H, D]``, output ``[B, slots, H, D]`` (int8), and optionally a bool "valid"
 output. Each invocation shifts the output's first ``slots * H * D`` values left by one
-``H * D`` sample and appends the input: as in TFLM the history *is* the output tensor's
-memory (its bytes persist between invocations; before ``slots`` invocations its oldest part is
-whatever the arena held). Option ``cycles_max``: the op "runs" every ``cycles_max``-th
+``H * D`` sample and appends the input. TFLM keeps that history in the output tensor's own
+memory; micro keeps it in the kernel (zeros at first, where TFLM shows whatever the arena
+held) and copies it to the output, so that an in-place plan reusing the output's bytes after
+the op cannot erase it. Option ``cycles_max``: the op "runs" every ``cycles_max``-th
 invocation; with the valid output that is reported there, without it TFLM aborts the rest of
 the graph on the other invocations, which micro can only mirror when nothing follows the op
 (other models are refused). ``cycles_max <= 0`` takes TFLM's fallback: 1 for 5, 13 or 25
@@ -31,7 +32,7 @@ from edge_runtime.backends.micro.kernels.custom.signal_common import (
 
 
 class CircularBuffer(Kernel):
-    """Shift-in history buffer kept in the output tensor."""
+    """Shift-in history buffer (kept in the kernel, copied to the output)."""
 
     inplace_ok = False
 
@@ -69,21 +70,22 @@ class CircularBuffer(Kernel):
         self.until_run = cycles
         self.slots = y.shape[1]
         self.depth = y.shape[2] * y.shape[3]
-        self.tmp = np.zeros((max(0, self.slots - 1), self.depth), np.int8)
+        self.hist = np.zeros((self.slots, self.depth), np.int8)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """The sample and the history (the output's first batch)."""
+        """The sample and the output's first batch (the history's copy)."""
         self.x = inputs[0].reshape(-1)[:self.depth]
-        self.hist = outputs[0].reshape(-1)[:self.slots * self.depth].reshape(self.slots, self.depth)
+        self.y = outputs[0].reshape(-1)[:self.slots * self.depth].reshape(self.slots, self.depth)
         self.valid = outputs[1].reshape(-1) if self.has_valid else None
 
     def run(self) -> None:
         """Shift the history by one sample, append the input, count the cycle."""
-        h = self.hist
-        if self.slots > 1:  # memmove by one sample, through a preallocated buffer
-            np.copyto(self.tmp, h[1:])
-            np.copyto(h[:-1], self.tmp)
+        h, y = self.hist, self.y
+        if self.slots > 1:  # move by one sample, through the output (rewritten below anyway)
+            np.copyto(y[:-1], h[1:])
+            np.copyto(h[:-1], y[:-1])
         np.copyto(h[-1], self.x)
+        np.copyto(y, h)
         self.until_run -= 1
         ran = self.until_run == 0
         if ran:

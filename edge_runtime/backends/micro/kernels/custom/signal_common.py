@@ -2,8 +2,8 @@
 
 Options: TFLM reads a Signal op's FlexBuffers map as a vector, by position, the keys
 sorted alphabetically (``FlexbufferWrapper::ElementAsInt32(index)``); :func:`signal_options`
-does the same. Integer helpers reproduce TFLM's ``MostSignificantBit32``, ``Sqrt32/64``
-and ``Log32`` bit for bit, on numpy arrays.
+does the same. Integer helpers reproduce TFLM's ``MostSignificantBit32`` and ``Log32`` bit
+for bit on numpy arrays, without allocating at run time.
 
 :class:`KissFFT` is KissFFT v1.3.0 as TFLM builds it (``FIXED_POINT=16``, ``=32`` and float):
 the mixed-radix decimation-in-time complex FFT (radices 4, 2, 3 and 5; TFLM's patched build
@@ -11,7 +11,7 @@ has no allocator, so a length with another prime factor crashes there and is ref
 plus the real-FFT wrappers ``kiss_fftr`` and ``kiss_fftri``. Fixed point scales every stage
 by 1/radix (``C_FIXDIV``) and rounds products half up (``sround``), storing every
 intermediate in the 16/32-bit scalar type (wrapping, as C stores do). Each stage runs
-vectorized over all butterflies and over the rows of a batch.
+vectorized over all butterflies and over the rows of a batch, in preallocated buffers.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from edge_runtime.errors import ModelFormatError
 from edge_runtime.formats.flexbuffers import decode
 
 I64 = np.int64
-U64 = np.uint64
 MASK32 = 0xFFFFFFFF
 
 
@@ -90,14 +89,16 @@ def check_type(ctx: OpContext, t: Any, type_name: str, what: str) -> None:
         raise ctx.fail(f"the {what} must be {type_name.lower()}, got {getattr(t, 'type_name', 'none')}")
 
 
+class ResetWithModel:
+    """Mixin for kernels with state between invocations: ``Model.reset()`` calls their ``reset()``."""
+
+    def attach(self, interp: Any) -> None:
+        """Register :meth:`reset` with the interpreter's reset hooks."""
+        pass
+
+
 # ---------------------------------------------------------------------------
 # integer helpers
-
-def msb32(x: np.ndarray) -> np.ndarray:
-    """``MostSignificantBit32`` of non-negative values (< 2**53): the bit length, 32 for zero."""
-    _, e = np.frexp(x.astype(np.float64))
-    return np.where(x == 0, 32, e).astype(I64)
-
 
 LOG_LUT = np.array([
     0, 224, 442, 654, 861, 1063, 1259, 1450, 1636, 1817, 1992, 2163, 2329, 2490, 2646, 2797, 2944, 3087, 3224,
@@ -112,7 +113,8 @@ LOG_LUT = np.array([
 
 
 def msb32_into(x: np.ndarray, f64: np.ndarray, e32: np.ndarray, out: np.ndarray) -> None:
-    """:func:`msb32` of positive values into ``out`` without allocating (``f64``/``e32``: scratch)."""
+    """TFLM's ``MostSignificantBit32`` (bit length) of positive values into ``out``, allocation-free
+    (``f64``/``e32``: float64/int32 scratch)."""
     np.copyto(f64, x)
     np.frexp(f64, out=(f64, e32))
     np.copyto(out, e32)

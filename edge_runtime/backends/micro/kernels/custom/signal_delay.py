@@ -17,6 +17,7 @@ from edge_runtime.backends.micro.kernels.base import (
     Workspace,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    ResetWithModel,
     check_type,
     int32_option,
     require_io_count,
@@ -25,7 +26,7 @@ from edge_runtime.backends.micro.kernels.custom.signal_common import (
 )
 
 
-class SignalDelay(Kernel):
+class SignalDelay(ResetWithModel, Kernel):
     """A per-row delay line."""
 
     def __init__(self, ctx: OpContext) -> None:

@@ -24,6 +24,7 @@ from edge_runtime.backends.micro.kernels.base import (
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
     MASK32,
+    ResetWithModel,
     check_type,
     int32_option,
     require_io_count,
@@ -36,7 +37,7 @@ OPTION_NAMES = ("alternate_one_minus_smoothing", "alternate_smoothing", "clampin
                 "num_channels", "one_minus_smoothing", "smoothing", "smoothing_bits", "spectral_subtraction_bits")
 
 
-class SignalFilterBankSpectralSubtraction(Kernel):
+class SignalFilterBankSpectralSubtraction(ResetWithModel, Kernel):
     """Spectral subtraction with a persistent noise estimate."""
 
     def __init__(self, ctx: OpContext) -> None:

@@ -21,6 +21,7 @@ from edge_runtime.backends.micro.kernels.base import (
     Workspace,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    ResetWithModel,
     check_type,
     int32_option,
     require_io_count,
@@ -29,7 +30,7 @@ from edge_runtime.backends.micro.kernels.custom.signal_common import (
 )
 
 
-class SignalFramer(Kernel):
+class SignalFramer(ResetWithModel, Kernel):
     """Overlapping frames with a persistent per-row FIFO."""
 
     def __init__(self, ctx: OpContext) -> None:

@@ -19,6 +19,7 @@ from edge_runtime.backends.micro.kernels.base import (
     Workspace,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    ResetWithModel,
     int32_option,
     require_io_count,
     signal_options,
@@ -27,7 +28,7 @@ from edge_runtime.backends.micro.kernels.custom.signal_common import (
 TYPES = {7: "INT16", 0: "FLOAT32"}
 
 
-class SignalOverlapAdd(Kernel):
+class SignalOverlapAdd(ResetWithModel, Kernel):
     """Overlap-add with persistent per-row accumulators."""
 
     def __init__(self, ctx: OpContext) -> None:

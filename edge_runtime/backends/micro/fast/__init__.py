@@ -1,0 +1,75 @@
+"""Compiled (numba) kernels for micro's hot int8 loops: an optional fast path.
+
+The core kernels (``kernels/conv.py``, ``kernels/fully_connected.py``,
+``kernels/pooling.py``) take this path at prepare/bind time when :func:`available`
+is true and the op fits (int8, C-contiguous NHWC views, sums that stay exact);
+otherwise the numpy path runs, unchanged. Every compiled kernel reproduces
+TFLite Micro bit for bit: integer (or exactly representable) accumulation, then
+MultiplyByQuantizedMultiplier per output channel (the fused form of
+:class:`~edge_runtime.backends.micro.fixedpoint.Requantizer`), zero point, clamp.
+
+- ``EDGE_RUNTIME_MICRO_FAST=0`` forces the numpy path (read on every call of
+  :func:`available`, so tests can switch it).
+- Kernels are compiled with ``cache=True``: the first use on a machine compiles and
+  writes numba's on-disk cache; later processes load it. :func:`compile_seconds`
+  reports the time spent (compiling or loading) in this process.
+
+Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D, DEPTHWISE_CONV_2D),
+``fully_connected``, ``pooling``; ``jit`` wraps numba's decorator.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional
+
+_NUMBA: Optional[bool] = None
+#: Seconds the first ``import numba`` took in this process (0.0 before it, or without numba).
+IMPORT_SECONDS = [0.0]
+
+
+def _numba_importable() -> bool:
+    global _NUMBA
+    if _NUMBA is None:
+        t0 = time.perf_counter()
+        try:
+            import numba  # noqa: F401
+            _NUMBA = True
+        except Exception:  # ImportError, or a numba that fails to load its LLVM
+            _NUMBA = False
+        IMPORT_SECONDS[0] = time.perf_counter() - t0
+    return _NUMBA
+
+
+def enabled_by_env() -> bool:
+    """False when ``EDGE_RUNTIME_MICRO_FAST`` is set to 0/false/no/off."""
+    return os.environ.get("EDGE_RUNTIME_MICRO_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def available() -> bool:
+    """True when numba imports and the environment does not force the numpy path."""
+    return enabled_by_env() and _numba_importable()
+
+
+def compile_seconds() -> float:
+    """Seconds this process spent compiling or loading the compiled kernels (0.0 if none were used)."""
+    if not _NUMBA:
+        return 0.0
+    from edge_runtime.backends.micro.fast import jit
+
+    return jit.COMPILE_SECONDS[0]
+
+
+def import_seconds() -> float:
+    """Seconds this process spent importing numba (0.0 if it was never tried)."""
+    return IMPORT_SECONDS[0]
+
+
+def jit_prepare(dispatcher: Any, *args: Any) -> Any:
+    """Compile (or load from numba's disk cache) ``dispatcher`` for these arguments; returns it."""
+    from edge_runtime.backends.micro.fast import jit
+
+    return jit.prepare(dispatcher, *args)
+
+
+__all__ = ["available", "enabled_by_env", "compile_seconds", "import_seconds", "jit_prepare"]

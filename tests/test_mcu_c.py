@@ -1,0 +1,210 @@
+"""Generated C (``edge-convert export --format c``) against the micro backend, bit for bit.
+
+Host build (gcc): the five MLPerf Tiny int8 models with 100 random inputs each, plus one-op models
+for kernels and options the five do not use (MAX_POOL_2D, broadcasting ADD, dilation, depth
+multiplier, per-channel FULLY_CONNECTED). Emulated Cortex-M4 and Cortex-M7 (qemu-system-arm):
+the five models with 20 inputs each (a QEMU run of VWW costs ~0.3 s per input; 20 inputs keep
+the file near two minutes on two cores while still covering every layer with varied data; the
+benchmark ``python -m benchmarks.mcu_footprint --inputs 100`` runs the full 100), with the
+RAM and flash figures from the linker output checked against the plan.
+
+Tests skip when gcc / arm-none-eabi-gcc / qemu-system-arm are missing, except under CI=true.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.codegen.emit import generate_c
+from converters.codegen.memory import ring_plan
+from edge_runtime.backends.micro.interpreter import Interpreter
+from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.formats.tflite import TFLiteModel
+from firmware_sim.mcu.runner import missing_tools, run
+from tests import tflite_builder as tb
+from tests.tflite_builder import T, opts
+
+MODELS = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8", "str_ww_ref_model"]
+HOST_INPUTS = 100
+QEMU_INPUTS = 20
+
+
+def need(cpu: str) -> None:
+    """Skip (or fail under CI=true) when the toolchain for ``cpu`` is missing."""
+    missing = missing_tools(cpu)
+    if missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{', '.join(missing)} missing and CI=true: scripts/setup.sh installs them")
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh installs them)")
+
+
+def micro_outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    """The micro backend's outputs for every input of ``x``."""
+    it = Interpreter(TFLiteModel.open(path))
+    out = []
+    for row in x:
+        it.set_input(0, row)
+        it.invoke()
+        out.append(it.output(0).copy())
+    return np.stack(out)
+
+
+def inputs_for(path: Path, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random int8 inputs of the model's input shape."""
+    m = TFLiteModel.open(path)
+    shape = m.main.tensors[m.main.inputs[0]].shape
+    return np.random.default_rng(seed).integers(-128, 128, size=(n,) + tuple(shape), dtype=np.int8)
+
+
+@pytest.fixture(scope="module")
+def projects(mlperf_models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One generated project per MLPerf Tiny model."""
+    root = tmp_path_factory.mktemp("mcu_c")
+    out = {}
+    for stem in MODELS:
+        generate_c(mlperf_models / f"{stem}.tflite", root / stem)
+        out[stem] = root / stem
+    return out
+
+
+@pytest.mark.parametrize("stem", MODELS)
+def test_host_bit_exact(stem: str, projects: dict[str, Path], mlperf_models: Path) -> None:
+    need("host")
+    path = mlperf_models / f"{stem}.tflite"
+    x = inputs_for(path, HOST_INPUTS)
+    res = run(projects[stem], "host", x)
+    ref = micro_outputs(path, x)
+    assert res.inputs == HOST_INPUTS
+    assert np.array_equal(res.outputs.reshape(ref.shape), ref)
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("stem", MODELS)
+def test_qemu_bit_exact_and_footprint(stem: str, cpu: str, projects: dict[str, Path], mlperf_models: Path) -> None:
+    need(cpu)
+    path = mlperf_models / f"{stem}.tflite"
+    x = inputs_for(path, QEMU_INPUTS, seed=1)
+    res = run(projects[stem], cpu, x)
+    ref = micro_outputs(path, x)
+    assert np.array_equal(res.outputs.reshape(ref.shape), ref)
+    assert res.inputs == QEMU_INPUTS
+    # RAM: the static arena dominates; runner statics and the measured stack stay under 4 KB.
+    assert res.bss_bytes >= res.arena_bytes
+    assert 0 < res.stack_bytes < 4096
+    assert res.ram_bytes <= res.arena_bytes + 4096
+    # Flash: weights plus code plus the requantization constants (int32 multiplier and int8 shift
+    # per output channel) and parameter blocks, which the .tflite stores as float scales instead.
+    model = TFLiteModel.open(path)
+    assert res.flash_bytes <= res.weight_bytes + res.code_bytes + _requant_bytes(model) + 4096
+    assert res.instructions_per_inference is not None and res.instructions_per_inference > 10_000
+
+
+def _requant_bytes(model: TFLiteModel) -> int:
+    sg = model.main
+    total = 0
+    for op in sg.operators:
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            total += 5 * sg.tensors[op.outputs[0]].shape[-1]
+    return total
+
+
+def test_generated_c_is_freestanding(projects: dict[str, Path]) -> None:
+    """model.c and the kernels: strict C99, and no library symbols beyond memcpy/memset."""
+    need("host")
+    project = projects["pretrainedResnet_quant"]  # conv, add, pool, fc, softmax, reshape
+    srcs = ["model.c"] + sorted(str(p.relative_to(project)) for p in (project / "kernels").glob("*.c"))
+    undefined: set[str] = set()
+    for src in srcs:
+        obj = project / (Path(src).stem + ".o")
+        subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O2", "-Ikernels",
+                        "-ffreestanding", "-c", src, "-o", str(obj)], cwd=project, check=True)
+        nm = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+        undefined |= {line.split()[-1] for line in nm.splitlines() if line.strip()}
+    defined = {"er_conv_s8", "er_depthwise_conv_s8", "er_fully_connected_s8", "er_average_pool_s8",
+               "er_max_pool_s8", "er_add_s8", "er_softmax_s8"}
+    assert undefined - defined <= {"memcpy", "memset"}
+    text = "".join((project / s).read_text() for s in srcs)
+    for banned in ("malloc", "free(", "printf", "float ", "double "):
+        assert banned not in text
+
+
+def test_in_place_runs_both_ways(mlperf_models: Path) -> None:
+    """VWW's expanding 1x1 convolutions run in place backward, its stride-2 ones forward."""
+    m = TFLiteModel.open(mlperf_models / "vww_96_int8.tflite")
+    dirs = {ring_plan(m, op)[1] for op in m.main.operators if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D")}
+    assert dirs == {1, -1}
+
+
+# ---------------------------------------------------------------- one-op models (host build)
+
+def _q(shape: tuple[int, ...], scale: float = 0.05, zp: int = 3) -> T:
+    return T(shape, "int8", scale=[scale], zp=[zp])
+
+
+def _w(rng: np.random.Generator, shape: tuple[int, ...], per_channel: int, axis: int) -> T:
+    scales = list(rng.uniform(0.002, 0.02, per_channel))
+    return T(shape, "int8", scale=scales, zp=[0] * per_channel, axis=axis,
+             data=rng.integers(-127, 128, size=shape, dtype=np.int8))
+
+
+def _bias(rng: np.random.Generator, n: int) -> T:
+    return T((n,), "int32", scale=[1e-4] * n, zp=[0] * n, data=rng.integers(-3000, 3000, n).astype(np.int32))
+
+
+def _one_op_models(d: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(5)
+    models = {}
+    models["max_pool_same_relu6"] = tb.build(
+        d / "maxpool.tflite", "MAX_POOL_2D", [_q((1, 9, 7, 5))], [_q((1, 5, 4, 5))],
+        opts("Pool2DOptions", padding=0, strideW=2, strideH=2, filterWidth=3, filterHeight=3,
+             fusedActivationFunction=3))
+    models["avg_pool_valid"] = tb.build(
+        d / "avgpool.tflite", "AVERAGE_POOL_2D", [_q((1, 8, 8, 3))], [_q((1, 3, 3, 3))],
+        opts("Pool2DOptions", padding=1, strideW=2, strideH=2, filterWidth=3, filterHeight=3))
+    models["add_broadcast_relu"] = tb.build(
+        d / "add.tflite", "ADD", [_q((1, 4, 5, 6), 0.07, -5),
+                                  T((1, 1, 5, 1), "int8", scale=[0.03], zp=[10],
+                                    data=rng.integers(-128, 128, (1, 1, 5, 1), dtype=np.int8))],
+        [_q((1, 4, 5, 6), 0.09, 2)],
+        opts("AddOptions", fusedActivationFunction=1))
+    models["conv_dilated"] = tb.build(
+        d / "conv.tflite", "CONV_2D", [_q((1, 10, 9, 4))] + [_w(rng, (6, 3, 3, 4), 6, 0), _bias(rng, 6)],
+        [_q((1, 10, 9, 6), 0.3, -7)],
+        opts("Conv2DOptions", padding=0, strideW=1, strideH=1, dilationWFactor=2, dilationHFactor=2))
+    models["depthwise_mult2"] = tb.build(
+        d / "dw.tflite", "DEPTHWISE_CONV_2D", [_q((1, 7, 7, 3))] + [_w(rng, (1, 3, 3, 6), 6, 3), _bias(rng, 6)],
+        [_q((1, 4, 4, 6), 0.2, 1)],
+        opts("DepthwiseConv2DOptions", padding=0, strideW=2, strideH=2, depthMultiplier=2, dilationWFactor=1,
+             dilationHFactor=1))
+    models["fc_per_channel_batch3"] = tb.build(
+        d / "fc.tflite", "FULLY_CONNECTED", [_q((3, 16))] + [_w(rng, (5, 16), 5, 0), _bias(rng, 5)],
+        [_q((3, 5), 0.1, -3)], opts("FullyConnectedOptions", fusedActivationFunction=0))
+    return models
+
+
+@pytest.fixture(scope="module")
+def one_op_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return _one_op_models(tmp_path_factory.mktemp("one_op"))
+
+
+@pytest.mark.parametrize("name", ["max_pool_same_relu6", "avg_pool_valid", "add_broadcast_relu", "conv_dilated",
+                                  "depthwise_mult2", "fc_per_channel_batch3"])
+def test_one_op_host_bit_exact(name: str, one_op_models: dict[str, Path], tmp_path: Path) -> None:
+    need("host")
+    path = one_op_models[name]
+    generate_c(path, tmp_path / "c")
+    x = inputs_for(path, 50, seed=2)
+    res = run(tmp_path / "c", "host", x)
+    ref = micro_outputs(path, x)
+    assert np.array_equal(res.outputs.reshape(ref.shape), ref)
+
+
+def test_unsupported_op_is_refused(tmp_path: Path) -> None:
+    path = tb.build(tmp_path / "tanh.tflite", "TANH", [_q((1, 8))], [_q((1, 8), 1 / 128, 0)])
+    with pytest.raises(UnsupportedModelError, match=r"op TANH .* is not supported by the C generator yet; "
+                                                    r"supported: .*CONV_2D"):
+        generate_c(path, tmp_path / "c")
