@@ -76,10 +76,11 @@ def ensure_venv(log=print) -> Path:
         log(f"openvino venv: building {root} (log: {logfile})")
         with open(logfile, "w") as f:
             _run([sys.executable, "-m", "venv", str(work)], f, "creating the venv")
-            _run([str(venv_python(work)), "-m", "pip", "install", "--no-input", *REQUIREMENTS], f,
+            _run([str(venv_python(work)), "-m", "pip", "install", "--no-input", "--timeout", "30",
+                  "--retries", "2", *REQUIREMENTS], f,
                  f"pip install {' '.join(REQUIREMENTS)}")
             probe = "import onnxruntime as o; print(o.__version__, *o.get_available_providers())"
-            out = subprocess.run([str(venv_python(work)), "-c", probe], capture_output=True, text=True)
+            out = subprocess.run([str(venv_python(work)), "-c", probe], check=False, capture_output=True, text=True)
             f.write(out.stdout + out.stderr)
         if out.returncode != 0 or "OpenVINOExecutionProvider" not in out.stdout.split():
             raise OpenVinoVenvError(f"the new venv's onnxruntime has no OpenVINOExecutionProvider: "
@@ -97,7 +98,7 @@ def ensure_venv(log=print) -> Path:
 def _run(cmd: list[str], logf, what: str) -> None:
     logf.write("\n$ " + " ".join(cmd) + "\n")
     logf.flush()
-    proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT,
+    proc = subprocess.run(cmd, check=False, stdout=logf, stderr=subprocess.STDOUT,
                           env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     if proc.returncode != 0:
         raise OpenVinoVenvError(f"{what} failed (exit {proc.returncode}); see {logf.name}")

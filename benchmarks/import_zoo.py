@@ -3,7 +3,8 @@
 ``python -m benchmarks.import_zoo [--models a,b] [--opsets 11,13,17] [--markdown]``
 
 Per model and opset: the exported ONNX node count, the int8 TFLite op count, the wall time of
-``convert_model`` for a Pi profile (rpi4-4gb) and the peak RSS of the child process that ran it,
+``convert_model`` for a Pi profile (rpi4-4gb) in a fresh child process (first-use imports included,
+as for a CLI user) and that child's peak RSS,
 then output SQNR against the float model (onnxruntime) on held-out inputs from the calibration
 distribution for our int8 .tflite (LiteRT), our QDQ .onnx (onnxruntime) and
 ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8, same calibration set), side
@@ -40,7 +41,7 @@ def _child(name: str, onnx_path: str, calib_path: str, held_path: str, out_dir: 
     calib, held = np.load(calib_path), np.load(held_path)
     t = time.perf_counter()
     try:
-        res = harness.convert(name, onnx_path, out_dir, calib)
+        res = harness.convert(name, onnx_path, out_dir, calib, report_samples=32)  # the CLI's default
     except Exception as exc:  # the refusal (or a bug) is the result for this row
         return {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
     seconds = time.perf_counter() - t

@@ -2,6 +2,11 @@
 
 ``python -m benchmarks.micro_vs_litert [--runs N] [--models NAME ...] [--baseline REV]``
 
+micro runs on both of its kernel paths, side by side: the compiled int8 kernels
+(numba, ``edge-runtime[fast]``; column "numba") and the numpy-only path (column
+"numpy", forced with ``EDGE_RUNTIME_MICRO_FAST=0`` while that model loads). Without
+numba the "numba" column repeats the numpy path (the table says so).
+
 Both run in this process, one thread each (LiteRT ``num_threads=1``; OpenBLAS is
 limited to one thread before numpy loads), interleaved run by run on the same
 input, so machine load affects both alike. Each timed step sets the input and
@@ -86,6 +91,16 @@ def bench(name: str, runs: int, baseline: Optional[Any] = None) -> dict[str, flo
     path = str(mlperf_model(f"{name}.tflite"))
     micro = open_model(path)
     mi = micro.interpreter
+    old = os.environ.get("EDGE_RUNTIME_MICRO_FAST")
+    os.environ["EDGE_RUNTIME_MICRO_FAST"] = "0"
+    try:
+        numpy_only = open_model(path)
+    finally:
+        if old is None:
+            del os.environ["EDGE_RUNTIME_MICRO_FAST"]
+        else:
+            os.environ["EDGE_RUNTIME_MICRO_FAST"] = old
+    ni = numpy_only.interpreter
     lite = Interpreter(model_path=path, num_threads=1)
     lite.allocate_tensors()
     li = lite.get_input_details()[0]["index"]
@@ -104,7 +119,16 @@ def bench(name: str, runs: int, baseline: Optional[Any] = None) -> dict[str, flo
         lite.set_tensor(li, x)
         lite.invoke()
 
-    fns = [run_micro, run_lite]
+    def run_numpy() -> None:
+        ni.set_input(0, x)
+        ni.invoke()
+
+    run_micro()
+    run_numpy()
+    for a, b in zip(mi.output_views, ni.output_views):
+        if a.dtype.kind in "iu" and not np.array_equal(a, b):
+            raise SystemExit(f"{name}: the numba and numpy paths give different outputs")
+    fns = [run_micro, run_lite, run_numpy]
     if baseline is not None:
         bi = baseline.open_model(path).interpreter
 
@@ -122,8 +146,10 @@ def bench(name: str, runs: int, baseline: Optional[Any] = None) -> dict[str, flo
                 raise SystemExit(f"{name}: the baseline's outputs differ from the current micro backend's")
         fns.append(run_base)
     times = _timed(fns, runs)
-    keys = ["micro", "lite", "base"]
-    out = {"arena": float(micro.info["arena_bytes"]), "cache": float(micro.info.get("cache_bytes", 0))}
+    keys = ["micro", "lite", "numpy", "base"]
+    out = {"arena": float(micro.info["arena_bytes"]), "cache": float(micro.info.get("cache_bytes", 0)),
+           "compiled_ops": float(sum(p["path"] == "numba" for p in micro.info.get("kernel_paths", []))),
+           "compile_s": float(micro.info.get("fast", {}).get("compile_s", 0.0))}
     for key, ts in zip(keys, times):
         out[key] = float(np.median(ts) * 1e3)
         out[key + "_min"] = float(np.min(ts) * 1e3)
@@ -149,30 +175,37 @@ def main(argv: list[str]) -> int:
     if args.baseline is not None:
         with tempfile.TemporaryDirectory() as tmp:
             return _before_after(args, load_baseline(args.baseline, Path(tmp)))
-    print(f"{'model':24s} {'micro ms':>9s} {'LiteRT ms':>10s} {'ratio':>7s}   {'min micro':>9s} {'min LiteRT':>10s} "
-          f"{'ratio':>7s} {'arena B':>8s} {'cache B':>9s}")
+    from edge_runtime.backends.micro import fast
+
+    if not fast.available():
+        print("numba is not available (pip install 'edge-runtime[fast]'): the numba column runs the numpy path")
+    print(f"{'model':24s} {'numba ms':>9s} {'numpy ms':>9s} {'LiteRT ms':>10s} {'numba':>7s} {'numpy':>7s}   "
+          f"{'min numba':>9s} {'min numpy':>9s} {'min LiteRT':>10s} {'numba':>7s} {'numpy':>7s} {'ops':>4s} "
+          f"{'arena B':>8s} {'cache B':>9s}")
     for name in args.models:
         r = bench(name, args.runs)
-        print(f"{name:24s} {r['micro']:9.3f} {r['lite']:10.3f} {r['micro'] / r['lite']:6.1f}x   "
-              f"{r['micro_min']:9.3f} {r['lite_min']:10.3f} {r['micro_min'] / r['lite_min']:6.1f}x "
-              f"{int(r['arena']):8d} {int(r['cache']):9d}", flush=True)
-    print("median (and fastest) latency per inference over the runs, 1 thread each, same process, same input; "
-          "ratio = micro / LiteRT; arena = micro's planned arena (in-place on); cache = weights widened and "
-          "requantization constants tiled once at load time (host memory)")
+        print(f"{name:24s} {r['micro']:9.3f} {r['numpy']:9.3f} {r['lite']:10.3f} {r['micro'] / r['lite']:6.1f}x "
+              f"{r['numpy'] / r['lite']:6.1f}x   {r['micro_min']:9.3f} {r['numpy_min']:9.3f} {r['lite_min']:10.3f} "
+              f"{r['micro_min'] / r['lite_min']:6.1f}x {r['numpy_min'] / r['lite_min']:6.1f}x "
+              f"{int(r['compiled_ops']):4d} {int(r['arena']):8d} {int(r['cache']):9d}", flush=True)
+    print("median (and fastest) latency per inference over the runs, 1 thread each, same process, same input, "
+          "the three interleaved run by run; numba = micro with its compiled int8 kernels, numpy = micro's numpy-only "
+          "path; the ratio columns are micro / LiteRT; ops = ops on the compiled path; arena = micro's planned arena "
+          "(in-place on); cache = the numba model's weights widened and constants built once at load (host memory)")
     return 0
 
 
 def _before_after(args: argparse.Namespace, baseline: Any) -> int:
-    print(f"{'model':24s} {'before ms':>9s} {'after ms':>9s} {'LiteRT ms':>10s} {'before':>7s} {'after':>7s} "
-          f"{'speed-up':>8s}   {'min before':>10s} {'min after':>9s} {'min LiteRT':>10s} {'after':>7s}")
+    print(f"{'model':24s} {'before ms':>9s} {'numba ms':>9s} {'numpy ms':>9s} {'LiteRT ms':>10s} {'before':>7s} "
+          f"{'numba':>7s} {'numpy':>7s} {'up numba':>8s} {'up numpy':>8s}")
     for name in args.models:
         r = bench(name, args.runs, baseline)
-        print(f"{name:24s} {r['base']:9.3f} {r['micro']:9.3f} {r['lite']:10.3f} {r['base'] / r['lite']:6.1f}x "
-              f"{r['micro'] / r['lite']:6.1f}x {r['base'] / r['micro']:7.2f}x   {r['base_min']:10.3f} "
-              f"{r['micro_min']:9.3f} {r['lite_min']:10.3f} {r['micro_min'] / r['lite_min']:6.1f}x", flush=True)
-    print(f"before = micro backend at {args.baseline}, after = the working tree; median (and fastest) latency per "
-          "inference, 1 thread each, interleaved in one process on the same input; before/after columns are "
-          "ratios to LiteRT; speed-up = before / after")
+        print(f"{name:24s} {r['base']:9.3f} {r['micro']:9.3f} {r['numpy']:9.3f} {r['lite']:10.3f} "
+              f"{r['base'] / r['lite']:6.1f}x {r['micro'] / r['lite']:6.1f}x {r['numpy'] / r['lite']:6.1f}x "
+              f"{r['base'] / r['micro']:7.2f}x {r['base'] / r['numpy']:7.2f}x", flush=True)
+    print(f"before = micro backend at {args.baseline}; numba / numpy = the working tree's two kernel paths; median "
+          "latency per inference, 1 thread each, interleaved in one process on the same input; the ratio columns are "
+          "to LiteRT; up = before / after (speed-up)")
     return 0
 
 

@@ -62,6 +62,13 @@ def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str
     return import_onnx(p, input_shapes=input_shapes)
 
 
+def per_channel_fc(profile: Any) -> bool:
+    """Per-channel FULLY_CONNECTED weights, except for profiles with a TFLite delegate (Edge TPU, NPU):
+    their compilers are documented for per-tensor FC weights (what TF's converter writes) and cannot be
+    checked here. LiteRT's CPU kernels and TFLite Micro run per-channel FC weights."""
+    return not any(a.kind == "tflite_delegate" for a in getattr(profile, "accelerators", []))
+
+
 @contextmanager
 def _one_line(model: Any, step: str) -> Iterator[None]:
     """Turn an unexpected exception in ``step`` into one UnsupportedModelError line (a converter bug to
@@ -147,7 +154,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     with _one_line(model, "calibrating the imported graph"):
         sess = float_session(graph)
         ranges = calibrate(graph, data, method, progress=progress, session=sess)
-        plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype)
+        plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype, per_channel_fc=per_channel_fc(prof))
     timings["calibrate_s"] = time.perf_counter() - t1
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)

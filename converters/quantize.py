@@ -4,7 +4,8 @@ Follows the TFLite int8 quantization specification:
 
 - activations: int8, asymmetric, per tensor, real = scale * (q - zero_point), with 0.0 exactly representable;
 - CONV_2D / DEPTHWISE_CONV_2D weights: int8, symmetric per output channel (zero point 0, range -127..127);
-- FULLY_CONNECTED weights: int8, symmetric per tensor;
+- FULLY_CONNECTED weights: int8, symmetric per output channel (axis 0 of ``[out, in]``; LiteRT and TFLite
+  Micro both run it), or per tensor when ``per_channel_fc=False`` (profiles with an NPU delegate);
 - biases: int32 with scale = input_scale * weight_scale (per channel where the weights are), zero point 0;
   a weight scale is raised where the bias would otherwise overflow (channels with near-zero weights);
 - TRANSPOSE_CONV weights: int8, symmetric per output channel (axis 0 of ``[out, kh, kw, in]``);
@@ -37,8 +38,8 @@ SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV
           "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
 #: Shared ops whose every input (not only the first) joins the output's parameters.
 SHARED_ALL_INPUTS = ("CONCATENATION", "MAXIMUM", "MINIMUM")
-PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
-WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 0, "FULLY_CONNECTED": None}
+PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
+WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 0, "FULLY_CONNECTED": 0}
 #: Ops TFLite Micro has no int8 kernel for (it runs them in float): written as float islands.
 FLOAT_ISLANDS = ("EXP", "LOG", "SQRT")
 #: Narrowest activation range quantized (smaller ranges are widened to it).
@@ -91,12 +92,14 @@ class QuantPlan:
     def precision(self) -> dict:
         """For the conversion report: how ops int8 cannot represent well are run.
 
-        Everything is int8 (per-channel conv/depthwise/transpose-conv weights, per-tensor
-        fully-connected weights) except the ops listed under ``float_islands``, which run in float
+        Everything is int8 (per-channel weights; fully-connected weights per tensor when planned
+        with ``per_channel_fc=False``) except the ops listed under ``float_islands``, which run in float
         between DEQUANTIZE and QUANTIZE (EXP, LOG, SQRT: TFLite Micro has no int8 kernel for them).
         No int16 intermediates are used.
         """
-        return {"activations": "int8", "weights": "int8 (per-channel for convolutions)",
+        per_tensor = any(w.scales.size == 1 and w.values.shape[w.axis] > 1 for w in self.weights.values())
+        return {"activations": "int8",
+                "weights": "int8 (per-channel for convolutions)" if per_tensor else "int8 (per-channel)",
                 "int16_intermediates": [], "float_islands": list(self.float_islands)}
 
 
@@ -148,8 +151,11 @@ class _Groups:
             self.parent[rb] = ra
 
 
-def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_dtype: str = "int8") -> QuantPlan:
+def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_dtype: str = "int8",
+                      per_channel_fc: bool = True) -> QuantPlan:
     """Turn calibrated activation ranges into the full :class:`QuantPlan` for ``graph``.
+
+    ``per_channel_fc=False`` keeps FULLY_CONNECTED weights per tensor (for delegates that need it).
 
     ``ranges`` maps every activation tensor to its (clipped) real range, as
     :mod:`converters.calibrate` produces.
@@ -205,19 +211,20 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
     weighted = [op for op in graph.ops if op.kind in WEIGHTED_KINDS]
     # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w, so the
     # weight scale may not drop below |bias| / (s_in * BIAS_LIMIT) -- for every op sharing the weights.
+    axes = {k: (None if k == "FULLY_CONNECTED" and not per_channel_fc else a) for k, a in WEIGHT_AXIS.items()}
     need: dict[str, np.ndarray] = {}
     for op in weighted:
         s_in = np.float64(activations[op.inputs[0]].scale)
         b_abs = np.abs(graph.tensors[op.inputs[2]].data.astype(np.float64))
         n = b_abs / (s_in * BIAS_LIMIT)
-        n = n if WEIGHT_AXIS[op.kind] is not None else np.array([n.max()])
+        n = n if axes[op.kind] is not None else np.array([n.max()])
         need[op.inputs[1]] = np.maximum(need[op.inputs[1]], n) if op.inputs[1] in need else n
     weights: dict[str, QuantWeight] = {}
     biases: dict[str, QuantWeight] = {}
     for op in weighted:
         w_name, b_name = op.inputs[1], op.inputs[2]
         if w_name not in weights:
-            weights[w_name] = quantize_weight(graph.tensors[w_name].data, WEIGHT_AXIS[op.kind], need[w_name])
+            weights[w_name] = quantize_weight(graph.tensors[w_name].data, axes[op.kind], need[w_name])
         qw = weights[w_name]
         s_in = np.float64(activations[op.inputs[0]].scale)
         bscale = (s_in * qw.scales.astype(np.float64)).astype(np.float32)

@@ -680,6 +680,8 @@ def rollback_bundle(root: Union[str, os.PathLike], public_key: Optional[bytes], 
     """
     root_s = os.path.abspath(os.fspath(root))
     hook = on_step or (lambda _s: None)
+    if current_release(root_s) is None:
+        raise BundleError(f"{root_s}: nothing installed, nothing to roll back")
     with _InstallLock(root_s):
         cur = current_release(root_s)
         if cur is None:

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-APT_PACKAGES="mosquitto qemu-user-static gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+APT_PACKAGES="mosquitto nginx qemu-user-static gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 
 missing=()
 for pkg in $APT_PACKAGES; do

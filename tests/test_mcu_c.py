@@ -1,8 +1,8 @@
 """Generated C (``edge-convert export --format c``) against the micro backend, bit for bit.
 
 Host build (gcc): the five MLPerf Tiny int8 models with 100 random inputs each, plus one-op models
-for kernels and options the five do not use (MAX_POOL_2D, broadcasting ADD, dilation, depth
-multiplier, per-channel FULLY_CONNECTED). Emulated Cortex-M4 and Cortex-M7 (qemu-system-arm):
+for kernels and options the five do not use (MAX_POOL_2D, broadcasting ADD and SUB, MUL, dilation,
+depth multiplier, per-channel FULLY_CONNECTED). Emulated Cortex-M4 and Cortex-M7 (qemu-system-arm):
 the five models with 20 inputs each (a QEMU run of VWW costs ~0.3 s per input; 20 inputs keep
 the file near two minutes on two cores while still covering every layer with varied data; the
 benchmark ``python -m benchmarks.mcu_footprint --inputs 100`` runs the full 100), with the
@@ -12,6 +12,7 @@ Tests skip when gcc / arm-none-eabi-gcc / qemu-system-arm are missing, except un
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from converters.codegen.emit import generate_c
 from converters.codegen.memory import ring_plan
+from edge_runtime.arena.plan import plan_arena
 from edge_runtime.backends.micro.interpreter import Interpreter
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
@@ -96,11 +98,31 @@ def test_qemu_bit_exact_and_footprint(stem: str, cpu: str, projects: dict[str, P
     assert res.bss_bytes >= res.arena_bytes
     assert 0 < res.stack_bytes < 4096
     assert res.ram_bytes <= res.arena_bytes + 4096
+    model = TFLiteModel.open(path)
+    assert res.ram_bytes <= plan_arena(model, in_place=True).arena_bytes + 4096  # micro's in-place plan
     # Flash: weights plus code plus the requantization constants (int32 multiplier and int8 shift
     # per output channel) and parameter blocks, which the .tflite stores as float scales instead.
-    model = TFLiteModel.open(path)
     assert res.flash_bytes <= res.weight_bytes + res.code_bytes + _requant_bytes(model) + 4096
     assert res.instructions_per_inference is not None and res.instructions_per_inference > 10_000
+
+
+def test_runner_cli_json(projects: dict[str, Path], mlperf_models: Path, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m firmware_sim.mcu run``: writes the outputs, the last line is the JSON summary."""
+    need("host")
+    from firmware_sim.mcu.__main__ import main
+
+    path = mlperf_models / "kws_ref_model.tflite"
+    x = inputs_for(path, 4, seed=9)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["run", str(projects["kws_ref_model"]), "--cpu", "host", "--input", str(tmp_path / "x.npy"),
+                 "--output", str(tmp_path / "y.npy")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["inputs"] == 4 and summary["arena_bytes"] > 0
+    assert np.array_equal(np.load(tmp_path / "y.npy").reshape(4, -1), micro_outputs(path, x).reshape(4, -1))
+    assert main(["run", str(tmp_path), "--cpu", "host", "--input", str(tmp_path / "x.npy"),
+                 "--output", str(tmp_path / "z.npy")]) == 1
+    assert "not a generated C project" in capsys.readouterr().err
 
 
 def _requant_bytes(model: TFLiteModel) -> int:
@@ -125,7 +147,7 @@ def test_generated_c_is_freestanding(projects: dict[str, Path]) -> None:
         nm = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
         undefined |= {line.split()[-1] for line in nm.splitlines() if line.strip()}
     defined = {"er_conv_s8", "er_depthwise_conv_s8", "er_fully_connected_s8", "er_average_pool_s8",
-               "er_max_pool_s8", "er_add_s8", "er_softmax_s8"}
+               "er_max_pool_s8", "er_add_s8", "er_sub_s8", "er_mul_s8", "er_softmax_s8"}
     assert undefined - defined <= {"memcpy", "memset"}
     text = "".join((project / s).read_text() for s in srcs)
     for banned in ("malloc", "free(", "printf", "float ", "double "):
@@ -171,6 +193,16 @@ def _one_op_models(d: Path) -> dict[str, Path]:
                                     data=rng.integers(-128, 128, (1, 1, 5, 1), dtype=np.int8))],
         [_q((1, 4, 5, 6), 0.09, 2)],
         opts("AddOptions", fusedActivationFunction=1))
+    models["sub_broadcast"] = tb.build(
+        d / "sub.tflite", "SUB", [_q((2, 3, 4), 0.05, 7),
+                                  T((3, 1), "int8", scale=[0.08], zp=[-4],
+                                    data=rng.integers(-128, 128, (3, 1), dtype=np.int8))],
+        [_q((2, 3, 4), 0.1, -1)], opts("SubOptions", fusedActivationFunction=0))
+    models["mul_same_shape_relu6"] = tb.build(
+        d / "mul.tflite", "MUL", [_q((1, 6, 5), 0.04, -9),
+                                  T((1, 6, 5), "int8", scale=[0.06], zp=[2],
+                                    data=rng.integers(-128, 128, (1, 6, 5), dtype=np.int8))],
+        [_q((1, 6, 5), 0.02, -20)], opts("MulOptions", fusedActivationFunction=3))
     models["conv_dilated"] = tb.build(
         d / "conv.tflite", "CONV_2D", [_q((1, 10, 9, 4))] + [_w(rng, (6, 3, 3, 4), 6, 0), _bias(rng, 6)],
         [_q((1, 10, 9, 6), 0.3, -7)],
@@ -191,8 +223,9 @@ def one_op_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return _one_op_models(tmp_path_factory.mktemp("one_op"))
 
 
-@pytest.mark.parametrize("name", ["max_pool_same_relu6", "avg_pool_valid", "add_broadcast_relu", "conv_dilated",
-                                  "depthwise_mult2", "fc_per_channel_batch3"])
+@pytest.mark.parametrize("name", ["max_pool_same_relu6", "avg_pool_valid", "add_broadcast_relu", "sub_broadcast",
+                                  "mul_same_shape_relu6", "conv_dilated", "depthwise_mult2",
+                                  "fc_per_channel_batch3"])
 def test_one_op_host_bit_exact(name: str, one_op_models: dict[str, Path], tmp_path: Path) -> None:
     need("host")
     path = one_op_models[name]

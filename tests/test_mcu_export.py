@@ -33,8 +33,9 @@ TFLM_METHODS = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D
                 "STRIDED_SLICE": "AddStridedSlice", "TRANSPOSE_CONV": "AddTransposeConv"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs_tflm() -> None:
+@pytest.fixture(scope="module")
+def needs_tflm() -> None:
+    """Skip when the tflite-micro Python package is missing."""
     if not tflm_available():
         pytest.skip("the tflite-micro Python package is not importable (x86_64 Linux only)")
 
@@ -45,7 +46,8 @@ def test_resolver_method_names() -> None:
 
 
 @pytest.mark.parametrize("stem", MODELS)
-def test_tflm_export(stem: str, mlperf_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tflm_export(stem: str, mlperf_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                     needs_tflm: None) -> None:
     src = mlperf_models / f"{stem}.tflite"
     out = tmp_path / "tflm"
     assert edge_convert(["export", str(src), "--profile", "stm32h743", "--format", "tflm", "-o", str(out),
@@ -100,3 +102,14 @@ def test_export_c_cli_and_budget(mlperf_models: Path, tmp_path: Path, capsys: py
     small.write_text(yaml.safe_dump(prof))
     assert edge_convert(["export", str(src), "--profile", str(small), "--format", "c", "-o", str(tmp_path / "t")]) == 3
     assert "does not fit profile tiny" in capsys.readouterr().err
+
+
+def test_convert_for_a_microcontroller_writes_tflite_only_with_the_plan(tmp_path: Path) -> None:
+    """``convert --profile <mcu>`` (default --format): no ONNX, and the .tflite carries the offline plan."""
+    data = Path(__file__).resolve().parents[1] / "converters" / "data"
+    out = tmp_path / "o"
+    assert edge_convert(["convert", str(data / "digits_cnn.onnx"), "--profile", "stm32h743",
+                         "--calib", str(data / "digits_calib.npz"), "-o", str(out)]) == 0
+    assert not list(out.glob("*.onnx"))
+    (tfl,) = out.glob("*_int8.tflite")
+    assert read_offline_plan(TFLiteModel.open(tfl)) is not None

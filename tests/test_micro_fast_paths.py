@@ -40,7 +40,8 @@ def test_binary_table_on_all_input_pairs(tmp_path, op, act):
 
 
 @pytest.mark.parametrize("act", [0, 1])
-def test_fully_connected_one_row_folded_weights(tmp_path, act):
+def test_fully_connected_one_row_folded_weights(tmp_path, act, monkeypatch):
+    monkeypatch.setenv("EDGE_RUNTIME_MICRO_FAST", "0")  # (numpy-path internals; numba: test_micro_fast_numba.py)
     p = tmp_path / "fc.tflite"
     rng = np.random.default_rng(5)
     build(p, "FULLY_CONNECTED",
@@ -53,7 +54,8 @@ def test_fully_connected_one_row_folded_weights(tmp_path, act):
     check_int8(p, n=200)
 
 
-def test_conv_without_activation_per_channel_takes_the_tie_correction(tmp_path):
+def test_conv_without_activation_per_channel_takes_the_tie_correction(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_RUNTIME_MICRO_FAST", "0")  # (numpy-path internals; numba: test_micro_fast_numba.py)
     p = tmp_path / "conv.tflite"
     rng = np.random.default_rng(7)
     scales = list(rng.uniform(0.0005, 0.02, 16))

@@ -101,8 +101,8 @@ def test_new_user_path(tmp_path: Path) -> None:
         finally:
             d.kill()
         # 5. a fleet bundle, signed
-        (work / "fleet.yaml").write_text((EXAMPLE / "fleet.yaml").read_text().replace("MQTT_PORT",
-                                                                                     str(broker.port)))
+        (work / "fleet.yaml").write_text((EXAMPLE / "fleet.yaml").read_text().replace("port: 1883",
+                                                                                     f"port: {broker.port}"))
         _cli("edge-convert", "fleet", "keygen", "-o", "keys", cwd=work)
         _cli("edge-convert", "fleet", "build", "fleet.yaml", "-o", "dist", "--sign-key", "keys/fleet.key", cwd=work)
         bundle = work / "dist" / "pi4.tar.gz"

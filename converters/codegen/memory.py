@@ -1,15 +1,16 @@
 """The arena plan of the generated C: the project's planner with the C kernels' own memory traits.
 
-- RESHAPE/SQUEEZE alias their input (no copy); ADD on same-shaped inputs and SOFTMAX read each
-  element before writing it, so they may overwrite an input that dies there, with no scratch.
+- RESHAPE/SQUEEZE alias their input (no copy); ADD/SUB/MUL on same-shaped inputs and SOFTMAX
+  read each element before writing it, so they may overwrite an input that dies there, with no
+  scratch.
 - CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (batch 1) may overwrite their dying input through
   a ring (``er_in``/``er_out`` in ``er_fixedpoint.h``): output bytes are produced forward or
   backward; just before output byte ``o`` is written the input byte at ``o`` is saved at
   ``ring[o % R]``, and input bytes already overwritten are read back from there. Going forward
   that is exact when ``R >= o - b`` for every input byte ``b < o`` that output ``o`` reads
-  (backward: ``R >= b - o`` for ``b > o``);
-  :func:`ring_plan` computes that maximum from the op's geometry, for both directions. The op is offered in place only
-  when the ring is smaller than half its input.
+  (backward: ``R >= b - o`` for ``b > o``); :func:`ring_plan` computes that maximum from the op's
+  geometry, for both directions. The op is offered in place only when the ring is smaller than
+  half its input.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
 _ALIAS = ("RESHAPE", "SQUEEZE")
 
 
-def _window_ends(out_size: int, stride: int, pad: int, k: int, dil: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _window_ends(out_size: int, stride: int, pad: int, k: int, dil: int, in_size: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Per output position, the first and last input positions its window reads (inside the input)."""
     pos = np.arange(out_size)[:, None] * stride - pad + np.arange(k)[None, :] * dil
     ok = (pos >= 0) & (pos < in_size)
@@ -65,7 +67,7 @@ def c_op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator) -> OpMemor
     if op.name == "SOFTMAX":
         return OpMemory(inplace_input=0)
     out = subgraph.tensors[op.outputs[0]]
-    if op.name == "ADD":
+    if op.name in ("ADD", "SUB", "MUL"):
         for pos in (0, 1):
             t = subgraph.tensors[op.inputs[pos]]
             if tuple(t.shape) == tuple(out.shape) and not t.is_constant:

@@ -84,13 +84,26 @@ def run(args: argparse.Namespace) -> int:
     from converters.importers.prepare import parse_input_shapes
     from converters.pipeline import convert_model
 
+    from device_profiles import load_profile
+
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    mcu = load_profile(args.profile).microcontroller
+    if mcu and args.format == "tflite,onnx":  # the default: a microcontroller gets the .tflite only
+        formats = ["tflite"]
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
     res = convert_model(args.model, args.profile, args.calib, args.output_dir, formats=formats, method=args.method,
                         held_out=args.held_out, progress=args.progress or sys.stderr.isatty(), limit=args.limit,
                         bin_scale=args.bin_scale, bin_zero_point=args.bin_zero_point, io_dtype=args.io_dtype,
                         preprocess=args.preprocess, input_shapes=parse_input_shapes(args.input_shape))
+    if mcu and res.report["outputs"].get("tflite"):  # microcontrollers: always embed TFLM's offline arena plan
+        import os
+
+        from converters.offline_plan import embed_offline_plan
+
+        tfl = res.report["outputs"]["tflite"]
+        embed_offline_plan(tfl, tfl + ".planned")
+        os.replace(tfl + ".planned", tfl)
     rep = res.report
     for acc in rep["fit"]["accelerators"]:
         if acc["split"]:

@@ -1,4 +1,4 @@
-"""``edge-convert fleet validate|build|keygen``: fleet files to signed per-group bundles."""
+"""``edge-convert fleet validate|build|keygen|publish|status``: fleet files to signed bundles, rolled out in waves."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,14 @@ subcommands:
                                  reports, manifest.json (sha256 + size of every file, profile,
                                  converter version, source hashes, build time) and
                                  manifest.sig (Ed25519)
+  publish DIST --http-root DIR --base-url URL --mqtt URL --sign-key KEY
+                                 place the bundles and per-device files where an HTTP
+                                 server serves them, announce each release (signed,
+                                 retained) to a canary wave, widen it (canary -> 25% ->
+                                 100%) while failures stay within --max-failures, and
+                                 halt the rollout otherwise
+  status --mqtt URL              per group and release: how many devices are downloading,
+                                 installed, committed, rolled back or failed
   keygen -o DIR                  write DIR/fleet.key (private, keep it off devices) and
                                  DIR/fleet.pub (give it to devices: edge-runtime verify
                                  --pubkey)
@@ -31,6 +39,9 @@ examples:
   edge-convert fleet keygen -o keys/
   edge-convert fleet validate examples/fleet/fleet.yaml
   edge-convert fleet build examples/fleet/fleet.yaml -o dist/ --jobs 2 --sign-key keys/fleet.key
+  edge-convert fleet publish dist/ --http-root /srv/www/bundles --base-url https://cdn.example/bundles \
+      --mqtt mqtt://broker:1883 --sign-key keys/fleet.key --canary 5 --max-failures 2
+  edge-convert fleet status --mqtt mqtt://broker:1883 --json
 """
 
 
@@ -74,6 +85,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     b.add_argument("--json", action="store_true", help="print the build summary as JSON")
+
+    pub = sub.add_parser("publish", help="stage bundles on an HTTP root and roll them out in waves over MQTT",
+                         formatter_class=fmt, description=(
+        "Copy each group's bundle (and its signed per-device files) to HTTP_ROOT/<fleet>/<group>/<release>/, then "
+        "announce the release on the retained, signed topic PREFIX/<fleet>/<group>/announce to the canary "
+        "percentage of devices (a stable hash of the device id). When every device of the wave has committed or "
+        "failed and failures are within --max-failures, widen to the next wave; otherwise re-announce it halted "
+        "and exit with status 3.\n\nexamples:\n"
+        "  edge-convert fleet publish dist/ --http-root /var/www/html/bundles --base-url http://10.0.0.2/bundles "
+        "\\\n      --mqtt mqtt://10.0.0.2:1883 --sign-key keys/fleet.key --canary 10 --waves 25,100\n"
+        "  edge-convert fleet publish dist/ --http-root www/ --base-url http://host/ --stage-only --json"))
+    pub.add_argument("dist", metavar="DIST", help="the output of 'fleet build' (with index.json)")
+    pub.add_argument("--http-root", required=True, metavar="DIR", help="the directory the HTTP server serves")
+    pub.add_argument("--base-url", required=True, metavar="URL", help="the URL of --http-root as devices see it")
+    pub.add_argument("--mqtt", metavar="URL", help="mqtt://HOST:PORT of the broker (required unless --stage-only)")
+    pub.add_argument("--sign-key", metavar="KEY", help="the fleet's private key, to sign the announcements")
+    pub.add_argument("--canary", type=float, default=10.0, metavar="PERCENT", help="the first wave (default 10)")
+    pub.add_argument("--waves", default="25,100", metavar="P,P", help="the waves after the canary (default 25,100)")
+    pub.add_argument("--max-failures", type=int, default=0, metavar="N",
+                     help="halt when more than N devices fail or roll back (default 0)")
+    pub.add_argument("--wave-timeout", type=float, default=600.0, metavar="S",
+                     help="halt when a wave's devices have not all finished after S seconds (default 600)")
+    pub.add_argument("--group", action="append", metavar="NAME", help="publish only this group (repeatable)")
+    pub.add_argument("--topic-prefix", default="edge-runtime/fleet", metavar="PREFIX")
+    pub.add_argument("--stage-only", action="store_true", help="place the files, announce nothing")
+    pub.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    st = sub.add_parser("status", help="count devices per release and state from the agents' status topics",
+                        formatter_class=fmt, description=(
+        "Read the retained status of every agent and the announcements, and print per group and release how many "
+        "devices are downloading, installed, checking, committed, rolled back or failed.\n\nexamples:\n"
+        "  edge-convert fleet status --mqtt mqtt://broker:1883\n"
+        "  edge-convert fleet status --mqtt mqtt://broker:1883 --group line-cameras --json"))
+    st.add_argument("--mqtt", required=True, metavar="URL", help="mqtt://HOST:PORT of the broker")
+    st.add_argument("--fleet", default="+", help="only this fleet")
+    st.add_argument("--group", default="+", help="only this group")
+    st.add_argument("--topic-prefix", default="edge-runtime/fleet", metavar="PREFIX")
+    st.add_argument("--wait", type=float, default=3.0, metavar="S", help="how long to collect (default 3 s at most)")
+    st.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     k = sub.add_parser("keygen", help="write an Ed25519 key pair for signing bundles", formatter_class=fmt,
                        description="Write DIR/NAME.key (PKCS#8 PEM, mode 0600: keep it on the build host) and "
@@ -147,6 +197,40 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from converters.fleet.publish import publish
+    from edge_runtime.errors import ConfigError
+
+    if not args.stage_only and not args.mqtt:
+        raise ConfigError("give --mqtt URL (or --stage-only to place the files without announcing)")
+    if not args.stage_only and not args.sign_key:
+        raise ConfigError("give --sign-key KEY: agents refuse unsigned announcements")
+    out = publish(args.dist, args.http_root, args.base_url, args.mqtt or "", sign_key=args.sign_key,
+                  canary=args.canary, waves=args.waves, max_failures=args.max_failures,
+                  wave_timeout_s=args.wave_timeout, prefix=args.topic_prefix, groups=args.group,
+                  stage_only=args.stage_only, log=None if not args.json else (lambda _m: None))
+    halted = any(r.halted for r in out)
+    if args.json:
+        print(json.dumps([asdict(r) for r in out], indent=2))
+    else:
+        for r in out:
+            s = r.staged
+            state = "staged" if args.stage_only else ("HALTED: " + r.reason if r.halted else "rolled out to 100%")
+            print(f"{s.group}: release {s.release}: {state} ({r.seconds:.1f} s; {s.url})")
+    return 3 if halted else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from converters.fleet.status import fleet_status, format_summary
+
+    summary = fleet_status(args.mqtt, args.topic_prefix, args.fleet, args.group, args.wait)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the nested subcommand."""
-    return {"validate": _validate, "build": _build, "keygen": _keygen}[args.fleet_command](args)
+    return {"validate": _validate, "build": _build, "keygen": _keygen, "publish": _publish,
+            "status": _status}[args.fleet_command](args)

@@ -8,11 +8,13 @@
 3. fix the inputs' shapes: ``input_shapes`` (``--input-shape NAME=1x3x224x224``) first, then a
    dynamic batch (axis 0 of an input of rank >= 2) becomes 1; any other dynamic dimension is an
    error that lists every dynamic input and shows the flag;
-4. upgrade opsets below 13 with ``onnx.version_converter``;
+4. upgrade opsets below 13 with ``onnx.version_converter`` (restoring the pre-opset-11 coordinate
+   rule of Upsample/Resize, which the converter drops), naming the op whose adapter fails;
 5. fold constant subgraphs with onnxslim (shape arithmetic, ConstantOfShape/Range/Expand, If on a
    constant condition, Conv+BatchNorm), falling back to ONNX Runtime's basic optimizer when it fails;
    then inline any If whose condition is still a constant and turn Constant nodes into initializers;
-6. strict shape inference; every tensor must have a static shape.
+6. strict shape inference; every tensor must have a static shape (ops outside the standard
+   domain are refused by name).
 
 Every failure is one ``ModelFormatError``/``UnsupportedModelError`` line naming the construct and
 what to do.

@@ -41,6 +41,9 @@ Report = Callable[[dict[str, Any]], None]
 class Agent:
     """One device's rollout agent (thread-safe entry point: :meth:`offer`)."""
 
+    #: Times an announcement whose download failed (server unreachable) is tried again, with backoff.
+    RETRIES = 5
+
     def __init__(self, cfg: AgentConfig, report: Optional[Report] = None,
                  reload: Optional[Callable[[], None]] = None) -> None:
         self.cfg = cfg
@@ -57,14 +60,25 @@ class Agent:
         self._wake = threading.Event()
         self.bytes_downloaded = 0
         self.log: list[str] = []
+        self._last: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------------ reporting
     def report(self, release: Optional[int], state: str, reason: str = "") -> None:
-        """Send a status (release, state, reason) and keep a short log."""
-        msg = {"device": self.cfg.device_id, "fleet": self.cfg.fleet, "group": self.cfg.group, "release": release,
-               "state": state, "reason": reason, "committed": self.state.committed, "time": round(time.time(), 3)}
+        """Send a status (release, state, reason) and keep a short log.
+
+        ``ignored`` events (a replay, a bad announcement) do not replace the device's status:
+        the last status is sent again with the event in ``note``.
+        """
         self.log.append(f"{release} {state} {reason}".strip())
         self.log = self.log[-100:]
+        if state == "ignored":
+            msg = dict(self._last or {"device": self.cfg.device_id, "fleet": self.cfg.fleet, "group": self.cfg.group,
+                                      "release": self.state.committed, "state": "idle", "reason": ""})
+            msg.update(note=f"ignored: {reason}", committed=self.state.committed, time=round(time.time(), 3))
+        else:
+            msg = {"device": self.cfg.device_id, "fleet": self.cfg.fleet, "group": self.cfg.group, "release": release,
+                   "state": state, "reason": reason, "committed": self.state.committed, "time": round(time.time(), 3)}
+            self._last = msg
         self._report(msg)
 
     # ------------------------------------------------------------------ input
@@ -229,7 +243,16 @@ class Agent:
         if self.state.pending is not None:
             self.health_check()
         end = None if max_seconds is None else time.monotonic() + max_seconds
+        retry: Optional[announce.Announcement] = None
+        retry_at, attempts = 0.0, 0
         while not stop.is_set() and (end is None or time.monotonic() < end):
             a = self.take(poll_s)
-            if a is not None:
-                self.handle(a)
+            if a is None:
+                if retry is None or time.monotonic() < retry_at:
+                    continue
+                a, attempts = retry, attempts + 1  # the server was unreachable: try the same announcement again
+            else:
+                attempts = 0
+            retry = None
+            if self.handle(a) == "download_failed" and attempts < self.RETRIES:
+                retry, retry_at = a, time.monotonic() + min(2.0 * 2 ** attempts, 60.0)

@@ -22,6 +22,9 @@ pseudo-random input (seeded, in the input's dtype and range). Reports:
   first_ms       time of the first inference (includes lazy kernel setup)
   median_ms/p90_ms  latency over the timed runs
   peak_rss_mib   peak resident memory of this process (ru_maxrss)
+  node_placement the model's nodes per ONNX Runtime execution provider, read from a
+                 profiled run (kernels_run: kernels each provider ran; cpu_ops: op
+                 types left on the CPU); ONNX models only
 
 Examples:
   edge-runtime bench kws_ref_model.tflite --runs 200
@@ -100,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         "median_ms": float(np.median(times)) * 1e3, "p90_ms": float(np.percentile(times, 90)) * 1e3,
         "peak_rss_mib": peak_rss_bytes() / 2**20,
     }
+    for key in ("node_placement", "kernels_run", "cpu_ops", "placement_source"):
+        if key in model.info:
+            result[key] = model.info[key]
     import platform
 
     from edge_runtime.loader import resolve_profile
@@ -126,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"median       {result['median_ms']:9.3f} ms   ({args.runs} runs)")
     print(f"p90          {result['p90_ms']:9.3f} ms")
     print(f"peak RSS     {result['peak_rss_mib']:9.1f} MiB")
+    if result.get("node_placement"):
+        nodes = ", ".join(f"{prov}: {n}" for prov, n in result["node_placement"].items())
+        print(f"placement    {nodes} nodes ({result.get('placement_source')})")
     if result["note"]:
         print(f"note: {result['note']}")
     return 0

@@ -73,7 +73,7 @@ def build(project: "str | os.PathLike[str]", cpu: str) -> Path:
     missing = missing_tools(cpu)
     if missing:
         raise McuRunError(f"building for {cpu} needs {', '.join(missing)} (scripts/setup.sh installs them)")
-    proc = subprocess.run(["make", "-s", "-C", str(project), cpu], capture_output=True, text=True)
+    proc = subprocess.run(["make", "-s", "-C", str(project), cpu], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise McuRunError(f"make {cpu} failed in {project}: {proc.stderr.strip()[-1500:]}")
     exe = Path(project) / "build" / cpu / ("runner" if cpu == "host" else "runner.elf")
@@ -103,7 +103,7 @@ def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, time
     if out_file.exists():
         out_file.unlink()
     try:
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise McuRunError(f"{cmd[0]} did not finish within {timeout:.0f} s") from None
     text = proc.stdout + "\n" + proc.stderr  # QEMU's semihosting console may be either stream
@@ -128,6 +128,9 @@ def qemu_command(cpu: str, elf: Path) -> list[str]:
 def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: float = 600.0) -> RunResult:
     """Build the project for ``cpu`` if needed and run every input of ``x`` (N, *input shape) once."""
     project = Path(project).resolve()
+    if not (project / "manifest.json").is_file() or not (project / "Makefile").is_file():
+        raise McuRunError(f"{project} is not a generated C project (no manifest.json/Makefile); "
+                          "write one with: edge-convert export MODEL --profile P --format c -o DIR")
     manifest = json.loads((project / "manifest.json").read_text())
     in_shape, out_shape = tuple(manifest["input"]["shape"]), tuple(manifest["output"]["shape"])
     x = np.asarray(x)

@@ -10,26 +10,14 @@ static int8_t er_add_one(const er_add_params* p, int32_t a, int32_t b) {
 }
 
 void er_add_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out) {
-    int32_t i, d;
+    int32_t i, d, idx[ER_MAX_RANK], ia = 0, ib = 0;
     if (!p->broadcast) {
         for (i = 0; i < p->count; ++i) out[i] = er_add_one(p, a[i], b[i]);
         return;
     }
-    {
-        int32_t idx[ER_MAX_RANK];
-        int32_t ia = 0, ib = 0;
-        for (d = 0; d < p->rank; ++d) idx[d] = 0;
-        for (i = 0; i < p->count; ++i) {
-            out[i] = er_add_one(p, a[ia], b[ib]);
-            for (d = p->rank - 1; d >= 0; --d) { /* odometer increment */
-                ++idx[d];
-                ia += p->a_strides[d];
-                ib += p->b_strides[d];
-                if (idx[d] < p->dims[d]) break;
-                ia -= p->a_strides[d] * p->dims[d];
-                ib -= p->b_strides[d] * p->dims[d];
-                idx[d] = 0;
-            }
-        }
+    for (d = 0; d < ER_MAX_RANK; ++d) idx[d] = 0;
+    for (i = 0; i < p->count; ++i) {
+        out[i] = er_add_one(p, a[ia], b[ib]);
+        er_bcast_step(p->rank, p->dims, p->a_strides, p->b_strides, idx, &ia, &ib);
     }
 }

@@ -36,6 +36,7 @@ typedef struct {
 } er_pool_params;
 
 #define ER_MAX_RANK 6
+/* ADD / SUB / MUL (int8, broadcasting up to rank 6). */
 typedef struct {
     int32_t count;                  /* output elements */
     int32_t rank;
@@ -59,6 +60,9 @@ void er_fully_connected_s8(const er_fc_params* p, const int8_t* in, int8_t* out,
 void er_average_pool_s8(const er_pool_params* p, const int8_t* in, int8_t* out);
 void er_max_pool_s8(const er_pool_params* p, const int8_t* in, int8_t* out);
 void er_add_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
+/* SUB uses er_add_params as ADD does; MUL uses its offsets, output multiplier/shift and clamp. */
+void er_sub_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
+void er_mul_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
 void er_softmax_s8(const er_softmax_params* p, const int8_t* in, int8_t* out);
 
 #endif

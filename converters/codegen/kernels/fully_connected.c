@@ -6,22 +6,15 @@
 void er_fully_connected_s8(const er_fc_params* p, const int8_t* in, int8_t* out, int8_t* ring) {
     const int32_t in_bytes = p->batches * p->accum;
     const int32_t total = p->batches * p->units;
-    int32_t t, k;
+    int32_t t;
     for (t = 0; t < total; ++t) {
         const int32_t o = p->ring_dir < 0 ? total - 1 - t : t;
         const int32_t u = o % p->units;
         const int32_t b = (o / p->units) * p->accum;
         const int8_t* w = p->weights + u * p->accum;
         const int32_t c = p->per_channel ? u : 0;
-        int32_t acc = 0;
-        if (ring == 0) {
-            const int8_t* x = in + b;
-            for (k = 0; k < p->accum; ++k) acc += ((int32_t)w[k] + p->filter_offset) * ((int32_t)x[k] + p->in_offset);
-        } else {
-            for (k = 0; k < p->accum; ++k)
-                acc += ((int32_t)w[k] + p->filter_offset)
-                       * ((int32_t)er_in(in, b + k, o, ring, p->ring_n, p->ring_dir) + p->in_offset);
-        }
+        int32_t acc;
+        acc = er_dot(w, in, b, p->accum, o, ring, p->ring_n, p->ring_dir, p->filter_offset, p->in_offset);
         if (p->bias != 0) acc += p->bias[u];
         acc = er_mbqm(acc, p->mult[c], p->shift[c]) + p->out_offset;
         er_out(out, o, (int8_t)er_clamp(acc, p->act_min, p->act_max), ring, p->ring_n, in_bytes);

@@ -1,4 +1,8 @@
-"""MaxPool, AveragePool (ceil_mode, explicit padding, count_include_pad), GlobalAverage/MaxPool."""
+"""MaxPool, AveragePool (ceil_mode, explicit padding, count_include_pad), GlobalAverage/MaxPool.
+
+A global average becomes MEAN rather than AVERAGE_POOL_2D: TFLite's int8 average pool keeps its
+input's scale, while MEAN requantizes, so the (much narrower) mean gets a finer scale.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -82,14 +86,16 @@ def pool(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def global_pool(ctx: ImportContext, node: Any, a: dict) -> None:
-    """GlobalAveragePool / GlobalMaxPool -> a pool over the whole height and width."""
+    """GlobalAveragePool -> MEAN over height and width; GlobalMaxPool -> a MAX_POOL_2D over them."""
     x, lifted = as_2d(ctx, node, ctx.act(node, node.input[0]), "global pooling")
     n, h, w, c = ctx.ir_shape(x)
-    kind = "AVERAGE_POOL_2D" if node.op_type == "GlobalAveragePool" else "MAX_POOL_2D"
     out_shape = (n, 1, 1, c)
     out = node.output[0] if not lifted else ctx.tmp(f"{node.output[0]}/pool", out_shape)
-    y = ctx.emit(kind, [x], out, {"kernel": (h, w), "stride": (h, w), "pads": (0, 0, 0, 0), "act": "NONE"},
-                 node, shape=out_shape)
+    if node.op_type == "GlobalAveragePool":  # MEAN requantizes: the mean gets its own, finer int8 scale
+        y = ctx.emit("MEAN", [x], out, {"axes": (1, 2), "keep_dims": True}, node, shape=out_shape)
+    else:
+        y = ctx.emit("MAX_POOL_2D", [x], out, {"kernel": (h, w), "stride": (h, w), "pads": (0, 0, 0, 0),
+                                               "act": "NONE"}, node, shape=out_shape)
     if lifted:
         finish_2d(ctx, node, y, True)
 

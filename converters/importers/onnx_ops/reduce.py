@@ -14,8 +14,8 @@ KINDS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "R
 def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
     """ReduceMean/ReduceMax/ReduceSum/ReduceMin over any axes, keepdims or not.
 
-    A mean over the height and width of a 4-D tensor becomes AVERAGE_POOL_2D (the kernel every
-    runtime has); results with dropped axes are reshaped in ONNX element order. ReduceMin is
+    A max over the height and width of a 4-D tensor becomes MAX_POOL_2D; results with dropped axes
+    are reshaped in ONNX element order. ReduceMin is
     ``-max(-x)``; ReduceSumSquare/L1/L2 square (or take the absolute value) first, L2 ends in SQRT.
     """
     x = ctx.act(node, node.input[0])
@@ -63,9 +63,8 @@ def _reduce(ctx: ImportContext, node: Any, a: dict, x: str, kind: str, out: str)
     kept_shape = tuple(1 if d in ir_axes else s for d, s in enumerate(in_ir))
     direct = keep or rank != 4
     dst = out if direct else ctx.tmp(f"{out}/kept", kept_shape)
-    if rank == 4 and ir_axes == (1, 2) and kind in ("MEAN", "REDUCE_MAX"):
-        pool = "AVERAGE_POOL_2D" if kind == "MEAN" else "MAX_POOL_2D"
-        y = ctx.emit(pool, [x], out if keep else ctx.tmp(f"{out}/pooled", kept_shape),
+    if rank == 4 and ir_axes == (1, 2) and kind == "REDUCE_MAX":
+        y = ctx.emit("MAX_POOL_2D", [x], out if keep else ctx.tmp(f"{out}/pooled", kept_shape),
                      {"kernel": in_ir[1:3], "stride": in_ir[1:3], "pads": (0, 0, 0, 0), "act": "NONE"}, node,
                      shape=kept_shape)
         if not keep:

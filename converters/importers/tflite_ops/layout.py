@@ -143,15 +143,15 @@ def gather(ctx: TFLiteContext, op: Any) -> None:
 
 
 def reduce(ctx: TFLiteContext, op: Any) -> None:
-    """MEAN, SUM, REDUCE_MAX over constant axes (a 4-D mean/max over height and width is a global pool)."""
+    """MEAN, SUM, REDUCE_MAX over constant axes (a 4-D max over height and width is a global max pool)."""
     x = ctx.act_in(op, 0)
     rank = len(ctx.shape(x))
     axes = tuple(sorted({int(v) % rank for v in np.atleast_1d(np.asarray(ctx.value(op, 1)))}))
     keep = bool(ctx.option(op, 0, "b", False))
     out = ctx.name(op.outputs[0])
     shape = ctx.shape(x)
-    if rank == 4 and axes == (1, 2) and op.name in ("MEAN", "REDUCE_MAX"):  # a global pool: the common kernel
-        kind = "AVERAGE_POOL_2D" if op.name == "MEAN" else "MAX_POOL_2D"
+    if rank == 4 and axes == (1, 2) and op.name == "REDUCE_MAX":  # a global max pool
+        kind = "MAX_POOL_2D"
         attrs = {"kernel": shape[1:3], "stride": shape[1:3], "pads": (0, 0, 0, 0), "act": "NONE"}
         if keep:
             ctx.emit(op, kind, [x], out, attrs)

@@ -15,6 +15,14 @@ def kernel(fn: Callable[..., Any]) -> Any:
     return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
 
 
+def kernel_reassoc(fn: Callable[..., Any]) -> Any:
+    """:func:`kernel`, allowing float sums to be reordered (vectorised reductions).
+
+    Only for sums whose every partial result is an integer exactly representable in the
+    float type (int8 products, few enough terms), so that any order gives the same value."""
+    return numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})(fn)
+
+
 def inline(fn: Callable[..., Any]) -> Any:
     """A helper inlined (at numba IR level) into the kernels that call it."""
     return numba.njit(inline="always", boundscheck=False)(fn)
@@ -23,10 +31,13 @@ def inline(fn: Callable[..., Any]) -> Any:
 def prepare(dispatcher: Any, *args: Any) -> Any:
     """Compile (or load from the disk cache) ``dispatcher`` for these arguments' types, without running it.
 
-    Returns the dispatcher; the time spent is added to :data:`COMPILE_SECONDS`."""
+    Returns the compiled overload's entry point (callable with arguments of exactly these
+    types, skipping the dispatcher's type matching on every call), else the dispatcher; the
+    time spent is added to :data:`COMPILE_SECONDS`."""
     sig = tuple(numba.typeof(a) for a in args)
     if sig not in dispatcher.overloads:
         t0 = time.perf_counter()
         dispatcher.compile(sig)
         COMPILE_SECONDS[0] += time.perf_counter() - t0
-    return dispatcher
+    entry = getattr(dispatcher.overloads.get(sig), "entry_point", None)
+    return entry if callable(entry) else dispatcher

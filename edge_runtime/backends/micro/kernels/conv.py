@@ -131,9 +131,14 @@ def output_tail(k: Kernel, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Op
     Reads ``k.quantized``, ``k.frq``, ``k.requant`` (int8) or ``k.bias`` and ``k.act`` (float); with
     ``k.fast`` set (the compiled path, see :func:`choose_path`), one compiled pass."""
     if getattr(k, "fast", None) is not None:
-        q, z = k.fast
         from edge_runtime.backends.micro.fast.conv import tail
-        return partial(fast.jit_prepare(tail, acc, q, z, out), acc, q, z, out)
+        q, wo, c = k.fast, getattr(k, "wo", 0), acc.shape[1]
+        if c < 32 and wo > 1 and acc.shape[0] % wo == 0:  # few channels: requantize whole output rows
+            from edge_runtime.backends.micro.fast.requant import tiled
+            if getattr(k, "fast_rows", None) is None:
+                k.fast_rows = tiled(q, c, wo)
+            q, acc, out = k.fast_rows, acc.reshape(-1, wo * c), out.reshape(-1, wo * c)
+        return partial(fast.jit_prepare(tail, acc, q, out), acc, q, out)
     if k.quantized:
         if k.frq is not None:
             return k.frq.bind(acc, acc_i.view(np.float64), tmp.view(np.float64), out)
@@ -161,8 +166,8 @@ def choose_path(k: Any, contiguous: list[np.ndarray]) -> bool:
     k.path = "numba" if use else "numpy"
     k.fast = None
     if use:
-        from edge_runtime.backends.micro.fast.requant import limits, pack
-        k.fast = (pack(k.requant), limits(k.requant))
+        from edge_runtime.backends.micro.fast.requant import pack
+        k.fast = pack(k.requant)
         k.frq = None
     return use
 
@@ -434,12 +439,26 @@ class _ConvBase(Kernel):
         for dst, src in saves:
             np.copyto(dst, src)
 
+    def fill_calls(self, pads: list[np.ndarray], copies: list[_Pair], saves: list[_Pair]) -> list[Callable[[], Any]]:
+        """:meth:`fill_band` as a list of bound calls, in the same order (the compiled path runs a flat list)."""
+        calls: list[Callable[[], Any]] = [partial(p.fill, self.in_zp) for p in pads]
+        calls += [partial(np.copyto, dst, src, casting="unsafe") for dst, src in copies]
+        calls += [partial(np.copyto, dst, src) for dst, src in saves]
+        return calls
+
+    def run_calls(self) -> None:
+        """Run the op as its flat list of bound calls (the compiled path)."""
+        for call in self.calls:
+            call()
+
     @property
     def cache_bytes(self) -> int:
         """Bytes of the widened weights and tiled requantization constants built at bind time."""
         n = int(self.wcache.nbytes) if getattr(self, "wcache", None) is not None else 0
         n += int(self.wrow.nbytes) if getattr(self, "wrow", None) is not None else 0
         n += int(self.own_band.nbytes) if getattr(self, "own_band", None) is not None else 0
+        for name in ("fast", "fast_q", "fast_rows"):  # packed constants of the compiled path
+            n += int(getattr(self, name).nbytes) if getattr(self, name, None) is not None else 0
         return n + (self.frq.tile_bytes() if getattr(self, "frq", None) is not None else 0)
 
     def widen_weights(self, src: np.ndarray, scale: Optional[np.ndarray], dtype: np.dtype) -> np.ndarray:
@@ -468,19 +487,10 @@ class Conv2D(_ConvBase):
         y = outputs[0]
         self.wmat = self.widen_weights(w.reshape(self.cout, self.k).T, self.weight_scale, self.cdt)
         band, fills = self.private_band(x, y, ws["band"], scratch)
-        use_fast = choose_path(self, [x, y])
+        choose_path(self, [x, y])  # (compiled requantization tail)
         self.steps = []
-        self.gather_args = None
-        if use_fast and not self.pointwise:
-            from edge_runtime.backends.micro.fast.conv import gather
-            self.gather_args = (gather, np.array([self.sh, self.sw, self.dh, self.dw, self.kh, self.kw, self.wo],
-                                                 np.int64))
         for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
-            if self.gather_args is not None:
-                lhs = ws["im2col"][:m]
-                fn, g = self.gather_args
-                gather = (partial(fast.jit_prepare(fn, band, g, lhs), band, g, lhs), None)
-            elif self.pointwise:
+            if self.pointwise:
                 lhs = band[:r].reshape(m, self.k)
                 gather = None
             else:
@@ -491,6 +501,15 @@ class Conv2D(_ConvBase):
                 lhs = ws["im2col"][:m]
                 gather = (lhs.reshape(r, self.wo, self.kh, self.kw, self.cin), view)
             self.steps.append((pads, copies, saves, gather, lhs, acc, tail))
+        if self.path == "numba":  # one flat list of bound calls: fill, gather, product, compiled tail
+            calls: list[Callable[[], Any]] = []
+            for pads, copies, saves, gather, lhs, acc, tail in self.steps:
+                calls += self.fill_calls(pads, copies, saves)
+                if gather is not None:
+                    calls.append(partial(np.copyto, gather[0], gather[1]))
+                calls += [partial(np.matmul, lhs, self.wmat, out=acc), tail]
+            self.calls = tuple(calls)
+            self.run = self.run_calls  # type: ignore[method-assign]
 
     def run(self) -> None:
         """Compute the convolution chunk by chunk."""
@@ -498,10 +517,7 @@ class Conv2D(_ConvBase):
         for pads, copies, saves, gather, lhs, acc, tail in self.steps:
             fill(pads, copies, saves)
             if gather is not None:
-                if gather[1] is None:
-                    gather[0]()
-                else:
-                    copyto(gather[0], gather[1])
+                copyto(gather[0], gather[1])
             matmul(lhs, wmat, out=acc)
             tail()
 
@@ -545,8 +561,12 @@ class DepthwiseConv2D(_ConvBase):
             wrow.flags.writeable = False
             self.wrow = wrow
         self.steps = []
-        if choose_path(self, [x, y]):
+        self.taps_compiled = False
+        if choose_path(self, [x, y]) and self.cout >= 16:
+            # (below 16 channels the compiled per-pixel tap loop is slower than numpy's row-wise
+            # einsum; those layers keep numpy's taps with the compiled tail)
             self.wrow = None
+            self.taps_compiled = True
             self.bind_fast(band, fills, ws, y)
             return
         for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
@@ -572,11 +592,12 @@ class DepthwiseConv2D(_ConvBase):
         """Compiled path: per chunk, the band fill (numpy) then one call summing the taps and requantizing."""
         from edge_runtime.backends.micro.fast.conv import depthwise
 
-        q, z = self.fast
+        from edge_runtime.backends.micro.fast.requant import with_extra
+
+        q = with_extra(self.fast, (self.sh, self.sw, self.dh, self.dw, self.wo, self.mult))
         self.fast = None  # (the tail is part of the depthwise call)
-        fn = depthwise
+        self.fast_q = q
         w = np.ascontiguousarray(self.wtaps.reshape(self.kh, self.kw, self.cout))
-        g = np.array([self.sh, self.sw, self.dh, self.dw, self.wo, self.mult], np.int64)
         i = 0
         for n in range(self.n):
             for (r0, r, _j0, _j1, _i0) in self.chunks:
@@ -584,17 +605,19 @@ class DepthwiseConv2D(_ConvBase):
                 pads, copies, saves = fills[i]
                 out = y[n, r0:r0 + r].reshape(m, self.cout)
                 acc = ws["acc"][:m]
-                call = partial(fast.jit_prepare(fn, band, w, g, q, z, acc, out), band, w, g, q, z, acc, out)
+                call = partial(fast.jit_prepare(depthwise, band, w, q, acc, out), band, w, q, acc, out)
                 self.steps.append((pads, copies, saves, None, call))
                 i += 1
+        calls: list[Callable[[], Any]] = []
+        for pads, copies, saves, _none, call in self.steps:
+            calls += self.fill_calls(pads, copies, saves) + [call]
+        self.calls = tuple(calls)
+        self.run = self.run_calls  # type: ignore[method-assign]
 
     def run(self) -> None:
         """Compute the depthwise convolution chunk by chunk."""
-        if self.path == "numba":
-            fill = self.fill_band
-            for pads, copies, saves, _products, call in self.steps:
-                fill(pads, copies, saves)
-                call()
+        if self.taps_compiled:
+            self.run_calls()
             return
         fill, einsum, multiply, add_reduce = self.fill_band, np.einsum, np.multiply, np.add.reduce
         for pads, copies, saves, products, tail in self.steps:

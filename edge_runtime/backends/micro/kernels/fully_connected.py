@@ -112,10 +112,10 @@ class FullyConnected(Kernel):
         if fits and choose_path(self, [x, y, inputs[1]]):
             from edge_runtime.backends.micro.fast.fully_connected import fully_connected
 
-            q, z = self.fast
-            args = (x, inputs[1], q, z, ws["acc_i"][0], y)
+            self.wmat = widened(inputs[1], None, self.cdt)  # (units, k) in the exact compute dtype
+            args = (x, self.wmat, self.fast, ws["lhs"][0], ws["acc"][0], y)
             self.compiled = partial(fast.jit_prepare(fully_connected, *args), *args)
-            self.wmat = None
+            self.run = self.compiled  # type: ignore[method-assign]  # (the interpreter calls it directly)
             return
         if (self.frq is not None and self.rows >= self.rows_total and self.rows_total <= 16
                 and (self.k + 1) * self.units <= 32768):
@@ -144,7 +144,7 @@ class FullyConnected(Kernel):
         if getattr(self, "fused", None) is not None:
             n += int(self.wfold.nbytes) + int(self.lhs1.nbytes)
         if getattr(self, "fast", None) is not None:
-            n += int(self.fast[0].nbytes)
+            n += int(self.fast.nbytes)
         return n + (self.frq.tile_bytes() if self.frq is not None else 0)
 
     def run(self) -> None:

@@ -99,6 +99,7 @@ class Pool2D(Kernel):
             fn = max_pool if self.is_max else average_pool
             self.compiled = partial(fast.jit_prepare(fn, x, g, y), x, g, y)
             self.path = "numba"
+            self.run = self.compiled  # type: ignore[method-assign]  # (the interpreter calls it directly)
             return
         self.y = y
         self.acc = ws["acc"].view(np.float64)

@@ -94,7 +94,7 @@ class ResetWithModel:
 
     def attach(self, interp: Any) -> None:
         """Register :meth:`reset` with the interpreter's reset hooks."""
-        pass
+        interp.state.on_reset(self.reset)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------
