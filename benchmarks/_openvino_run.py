@@ -28,6 +28,11 @@ def _lsb(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))
 
 
+def _within_1(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of values that differ by at most 1."""
+    return float(np.mean(np.abs(a.astype(np.int64) - b.astype(np.int64)) <= 1))
+
+
 def _median_ms(models: list[Any], x: np.ndarray, runs: int) -> list[float]:
     """Median latency of each model, timed in alternation so that both see the same machine load."""
     for _ in range(min(5, runs)):
@@ -77,7 +82,8 @@ def compare(name: str, onnx_path: str, inputs: str, runs: int, compare_onnx: str
                               graph_optimization="disable") as ref:
         y_ov, y_cpu, y_ref = _outputs(ov, xs), _outputs(cpu, xs), _outputs(ref, xs)
         rec["outputs"] = [{"name": spec.name, "dtype": str(a.dtype), "ov_vs_cpu": _lsb(a, b), "cpu_vs_ref": _lsb(b, r),
-                           "ov_vs_ref": _lsb(a, r)} for spec, a, b, r in zip(ov.outputs, y_ov, y_cpu, y_ref)]
+                           "ov_vs_ref": _lsb(a, r), "ov_vs_cpu_within_1": _within_1(a, b)}
+                          for spec, a, b, r in zip(ov.outputs, y_ov, y_cpu, y_ref)]
     rec["top1_agree"] = int(np.sum(y_ov[0].argmax(1) == y_cpu[0].argmax(1)))
     rec["y_ov"], rec["y_cpu"] = y_ov[0].tolist(), y_cpu[0].tolist()
     return rec

@@ -63,8 +63,9 @@ def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     86 shrink factors each), so a one-sided outlier does not drag the other end in.
     """
     edges = np.linspace(lo, hi, hist.size + 1)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w = hist.astype(np.float64)
+    keep = hist > 0  # empty bins add nothing to either error term; small tensors fill few bins
+    centers = ((edges[:-1] + edges[1:]) / 2)[keep]
+    w = hist[keep].astype(np.float64)
     factors = np.linspace(0.15, 1.0, 86)
 
     def cost(clo: np.ndarray, chi: np.ndarray) -> np.ndarray:

@@ -267,14 +267,50 @@ def _collapse_slice(graph: Graph, op: Op) -> list[Op]:
             Op("RESHAPE", [flat_out], [op.outputs[0]], {}, name=f"{op.name}/expand")]
 
 
+#: TFLite Micro's TRANSPOSE handles at most this many dimensions
+MAX_TRANSPOSE_RANK = 5
+
+
+def _collapse_transpose(graph: Graph, op: Op) -> list[Op]:
+    """A TRANSPOSE of rank > 5 as RESHAPE, a lower-rank TRANSPOSE, RESHAPE: size-1 axes are dropped
+    and input axes that stay adjacent and in order in the output are merged (a Swin window
+    partition's 6-D permute becomes 4-D)."""
+    shape = graph.tensors[op.inputs[0]].shape
+    perm = tuple(op.attrs["perm"])
+    keep = [d for d in range(len(shape)) if shape[d] != 1]
+    rank_of = {d: k for k, d in enumerate(keep)}
+    p = [rank_of[d] for d in perm if d in rank_of]
+    runs: list[list[int]] = []
+    for d in p:
+        if runs and d == runs[-1][-1] + 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    if len(runs) <= 1:  # only size-1 axes move: a reshape
+        return [Op("RESHAPE", list(op.inputs), list(op.outputs), {}, name=op.name)]
+    if len(runs) > MAX_TRANSPOSE_RANK:
+        return [op]
+    by_input = sorted(runs, key=lambda r: r[0])
+    merged_in = tuple(int(np.prod([shape[keep[d]] for d in r])) for r in by_input)
+    new_perm = tuple(by_input.index(r) for r in runs)
+    merged_out = tuple(merged_in[i] for i in new_perm)
+    flat_in, flat_out = f"{op.outputs[0]}/collapsed_in", f"{op.outputs[0]}/collapsed_out"
+    graph.tensors[flat_in] = Tensor(flat_in, merged_in)
+    graph.tensors[flat_out] = Tensor(flat_out, merged_out)
+    return [Op("RESHAPE", [op.inputs[0]], [flat_in], {}, name=f"{op.name}/collapse"),
+            Op("TRANSPOSE", [flat_in], [flat_out], {"perm": new_perm}, name=op.name),
+            Op("RESHAPE", [flat_out], [op.outputs[0]], {}, name=f"{op.name}/expand")]
+
+
 def legalize(graph: Graph) -> Graph:
     """Rewrite what TFLite (or TFLite Micro) cannot express directly.
 
     Padding that is neither SAME nor VALID becomes an explicit ``PAD`` (``PADV2`` with the lowest
     value before max pooling); this also covers average pooling that counts padding (ONNX's
     ``count_include_pad=1``, which equals zero padding followed by a VALID pool). Concatenations of
-    more than :data:`MAX_CONCAT_INPUTS` tensors become a tree. Both writers run the legalized graph,
-    so they stay identical.
+    more than :data:`MAX_CONCAT_INPUTS` tensors become a tree; slices and transposes of more
+    dimensions than TFLite Micro handles are rewritten on merged axes. Both writers run the
+    legalized graph, so they stay identical.
     """
     new_ops: list[Op] = []
     for op in graph.ops:
@@ -283,6 +319,9 @@ def legalize(graph: Graph) -> Graph:
             continue
         if op.kind == "STRIDED_SLICE" and len(graph.tensors[op.inputs[0]].shape) > MAX_SLICE_RANK:
             new_ops.extend(_collapse_slice(graph, op))
+            continue
+        if op.kind == "TRANSPOSE" and len(graph.tensors[op.inputs[0]].shape) > MAX_TRANSPOSE_RANK:
+            new_ops.extend(_collapse_transpose(graph, op))
             continue
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
             x = graph.tensors[op.inputs[0]]

@@ -114,7 +114,9 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                   bin_zero_point: int = 0, preprocessor: Optional[Callable[[str], np.ndarray]] = None,
                   preprocess: Optional[str] = None,
                   io_dtype: Optional[str] = None, report_samples: int = 32,
-                  input_shapes: Optional[dict[str, tuple[int, ...]]] = None) -> ConversionResult:
+                  input_shapes: Optional[dict[str, tuple[int, ...]]] = None, task: str = "auto",
+                  analyze: bool = False, bias_correction: bool = True,
+                  fc_per_channel: Optional[bool] = None) -> ConversionResult:
     """Convert ``model`` to int8 for ``profile`` using calibration data ``calib``; write into ``out_dir``.
 
     ``profile``: a shipped profile name, a YAML path or a ``DeviceProfile``. ``calib``: see
@@ -124,16 +126,26 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     ``preprocess``: an :mod:`edge_runtime.preprocess` preset or YAML turning .wav/image calibration
     files into inputs (or pass your own ``preprocessor`` callable). ``input_shapes``: fixed shapes
     for dynamic ONNX inputs, e.g. ``{"input": (1, 3, 224, 224)}`` (a dynamic batch alone becomes 1).
+    ``task``: ``auto``, ``classify`` or ``regress``: which outputs get top-1 in the report (see
+    :mod:`converters.quality.metrics`). ``analyze``: add the per-layer sensitivity analysis
+    (:mod:`converters.quality.sensitivity`) to the report. ``bias_correction`` (default on): fold the
+    mean weight-quantization error into the biases (:mod:`converters.quality.bias_correction`).
+    ``fc_per_channel``: per-channel FULLY_CONNECTED weights (default: :func:`per_channel_fc` of the profile).
     """
     from device_profiles import load_profile
 
     from converters.fit import fit_model
-    from converters.report import OnnxRunner, TFLiteRunner, evaluate_held_out, layer_sqnr, write_report
+    from converters.quality.metrics import compare_outputs, output_kinds
+    from converters.report import OnnxRunner, TFLiteRunner, compare_on_samples, evaluate_held_out, write_report
 
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ConfigError(f"unknown output format(s) {bad or formats}; choose from {', '.join(FORMATS)}")
+    from converters.quality.metrics import TASKS
+
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     prof = load_profile(profile)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -154,7 +166,14 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     with _one_line(model, "calibrating the imported graph"):
         sess = float_session(graph)
         ranges = calibrate(graph, data, method, progress=progress, session=sess)
-        plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype, per_channel_fc=per_channel_fc(prof))
+        pc_fc = per_channel_fc(prof) if fc_per_channel is None else fc_per_channel
+        plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype, per_channel_fc=pc_fc)
+        bias_info = None
+        if bias_correction:
+            from converters.quality.bias_correction import correct_biases, input_means
+
+            means = input_means(graph, sess, (x for i, x in enumerate(data) if i < 256))
+            bias_info = correct_biases(graph, plan, means)
     timings["calibrate_s"] = time.perf_counter() - t1
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
@@ -173,16 +192,23 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     with _one_line(model, f"sizing and running the written {os.path.basename(tfl_path)}"):
         fit = fit_model(tfl_path, prof)
         t3 = time.perf_counter()
-        layer_rows = layer_sqnr(graph, sess, TFLiteRunner(tfl_path, preserve=True),
-                                (x for i, x in enumerate(data) if i < report_samples))
+        layer_rows, cal_f, cal_q = compare_on_samples(graph, sess, TFLiteRunner(tfl_path, preserve=True),
+                                                      (x for i, x in enumerate(data) if i < report_samples))
+        cal_outputs = compare_outputs(graph.outputs, output_kinds(graph, task), cal_f, cal_q)
+    sensitivity = None
+    if analyze:
+        from converters.quality.sensitivity import analyze as analyze_layers
+
+        with _one_line(model, "analysing per-layer sensitivity"):
+            sensitivity = analyze_layers(graph, plan, (x for i, x in enumerate(data) if i < report_samples))
     hx, hy = _held_out(held_out, src_shape)
-    held_stats, held_outputs = None, None
+    held_stats = None
     if hx is not None:
         with _one_line(model, "running the int8 models on the held-out data"):
             runners: dict[str, Callable] = {"tflite": TFLiteRunner(tfl_path).run}
             if onnx_path:
                 runners["onnx"] = OnnxRunner(onnx_path, plan, graph).run
-            held_stats, held_outputs = evaluate_held_out(graph, sess, runners, hx, hy)
+            held_stats, _ = evaluate_held_out(graph, sess, runners, hx, hy, task)
     timings["report_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     method_used = "mse" if method == "auto" else method
@@ -198,14 +224,17 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                    for o in graph.outputs],
         "fit": dict(fit.to_dict(), summary=fit.summary()),
         "fits": fit.fits,
+        "quantization": {"fc_per_channel": pc_fc, "bias_correction": bias_info},
+        "calibration_outputs": cal_outputs,
         "held_out": held_stats,
+        "sensitivity": sensitivity,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     if not fit.fits:
         from converters.fit import profiles_that_fit
 
         report["fit"]["fits_profiles"] = profiles_that_fit(tfl_path)
-    report_path = write_report(out, report, layer_rows, held_outputs)
+    report_path = write_report(out, report, layer_rows)
     if "tflite" not in formats:
         os.remove(tfl_path)
         tfl_path = None  # type: ignore[assignment]

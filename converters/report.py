@@ -1,37 +1,36 @@
-"""The quality report: what quantization cost, layer by layer and end to end.
+"""The quality report: what quantization cost, output by output and layer by layer.
 
+- Every output of the model, float vs int8: SQNR, max and mean absolute error and the output's
+  range, on the calibration samples and, when given, on the held-out set; top-1 agreement (and
+  accuracy with labels) only for outputs that are class distributions
+  (:mod:`converters.quality.metrics`). The summary names the worst output.
 - Per-layer SQNR (dB), float vs int8, on calibration samples: the float values come from the
   float IR in ONNX Runtime, the int8 values from the written .tflite in LiteRT (reference-free
   builtin kernels, all tensors preserved), dequantized. A layer's *loss* is the SQNR of its input
-  minus the SQNR of its output; the layers that lose most are flagged.
-- On the held-out set: top-1 agreement of each int8 model with the float model (and accuracy
-  when labels are given), mean absolute and RMS output error, output SQNR.
-- ``report.json``, ``report.md`` (for people) and ``report.png`` (SQNR per layer, float vs int8
-  outputs).
+  minus the SQNR of its output; the layers that lose most are flagged. Colours follow absolute
+  thresholds: >= 30 dB fine, 20-30 dB warning, < 20 dB bad.
+- With ``--analyze``, the per-layer sensitivity (:mod:`converters.quality.sensitivity`).
+- ``report.json``, ``report.md`` (for people) and ``report.png``.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from converters.calibrate import run_float
 from converters.ir import Graph
+from converters.quality.metrics import (BAD_DB, FINE_DB, GRADE_COLOURS, compare_outputs, grade, output_kinds,
+                                        sqnr_db, summary_line)
 from converters.quantize import QuantPlan
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
+__all__ = ["sqnr_db", "litert_interpreter", "TFLiteRunner", "OnnxRunner", "compare_on_samples", "layer_sqnr",
+           "evaluate_held_out", "plot", "markdown", "write_report"]
+
 FLAG_TOP = 3
-
-
-def sqnr_db(signal_energy: float, noise_energy: float) -> float:
-    """10 log10(signal / noise), capped at 99 dB for an exact match."""
-    if noise_energy <= 0:
-        return 99.0
-    if signal_energy <= 0:
-        return -99.0
-    return float(min(99.0, 10.0 * np.log10(signal_energy / noise_energy)))
 
 
 def litert_interpreter(path: str, reference_kernels: bool = False, preserve: bool = False) -> Any:
@@ -51,11 +50,16 @@ def litert_interpreter(path: str, reference_kernels: bool = False, preserve: boo
 
 
 class TFLiteRunner:
-    """Run an int8 (or float-I/O) .tflite on float NHWC inputs; return float (dequantized) outputs."""
+    """Run an int8 (or float-I/O) .tflite on float NHWC inputs; return float (dequantized) outputs.
+
+    Every input and output: :meth:`run` takes one array per model input (or a single array for a
+    one-input model) and returns every output, in the model's output order.
+    """
 
     def __init__(self, path: str, preserve: bool = False) -> None:
         self.it = litert_interpreter(path, reference_kernels=preserve, preserve=preserve)
-        self.inp = self.it.get_input_details()[0]
+        self.inps = self.it.get_input_details()
+        self.inp = self.inps[0]
         self.outs = self.it.get_output_details()
         self.by_name = {d["name"]: d for d in self.it.get_tensor_details()}
 
@@ -73,25 +77,33 @@ class TFLiteRunner:
         s, zp = d["quantization"]
         return dequantize_affine(q, s, zp)
 
-    def run(self, x_nhwc: np.ndarray) -> list[np.ndarray]:
-        """One inference; outputs dequantized to float32."""
-        self.it.set_tensor(self.inp["index"], self._q(x_nhwc, self.inp))
+    def _feed(self, xs: "np.ndarray | Sequence[np.ndarray]", quantize: bool) -> None:
+        arrays = [xs] if isinstance(xs, np.ndarray) else list(xs)
+        if len(arrays) != len(self.inps):
+            raise ValueError(f"the model takes {len(self.inps)} inputs, got {len(arrays)}")
+        for x, d in zip(arrays, self.inps):
+            v = self._q(x, d) if quantize else x
+            self.it.set_tensor(d["index"], np.asarray(v).reshape(d["shape"]))
+
+    def run(self, x_nhwc: "np.ndarray | Sequence[np.ndarray]") -> list[np.ndarray]:
+        """One inference on float inputs (one array per model input); every output, dequantized to float32."""
+        self._feed(x_nhwc, quantize=True)
         self.it.invoke()
         return [self._dq(self.it.get_tensor(d["index"]), d) for d in self.outs]
 
-    def run_raw(self, q: np.ndarray) -> np.ndarray:
-        """One inference on an input already in the model's input type; the first output as stored
+    def run_raw(self, q: "np.ndarray | Sequence[np.ndarray]", output: int = 0) -> np.ndarray:
+        """One inference on inputs already in the model's input types; output ``output`` as stored
         (int8 stays int8), a copy."""
-        self.it.set_tensor(self.inp["index"], q.reshape(self.inp["shape"]))
+        self._feed(q, quantize=False)
         self.it.invoke()
-        return self.it.get_tensor(self.outs[0]["index"]).copy()
+        return self.it.get_tensor(self.outs[output]["index"]).copy()
 
-    def run_batch(self, xs: np.ndarray, quantized: bool = False) -> np.ndarray:
-        """The first output of each sample of ``xs``, flattened and stacked: dequantized from float
-        inputs (:meth:`run`), or as stored from already-quantized inputs (``quantized``, :meth:`run_raw`)."""
+    def run_batch(self, xs: np.ndarray, quantized: bool = False, output: int = 0) -> np.ndarray:
+        """Output ``output`` of each sample of ``xs`` (a one-input model), flattened and stacked: dequantized
+        from float inputs (:meth:`run`), or as stored from already-quantized inputs (``quantized``)."""
         if quantized:
-            return np.stack([self.run_raw(x).reshape(-1) for x in xs])
-        return np.stack([self.run(x.reshape(self.inp["shape"]).astype(np.float32))[0].reshape(-1) for x in xs])
+            return np.stack([self.run_raw(x, output).reshape(-1) for x in xs])
+        return np.stack([self.run(x.reshape(self.inp["shape"]).astype(np.float32))[output].reshape(-1) for x in xs])
 
     def tensor(self, name: str) -> Optional[np.ndarray]:
         """Dequantized value of an intermediate tensor after :meth:`run` (needs ``preserve``)."""
@@ -112,19 +124,23 @@ class OnnxRunner:
         so.log_severity_level = 3
         self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self.plan, self.graph = plan, graph
-        self.in_q = plan.activations[graph.inputs[0]]
+        self.in_q = [plan.activations[i] for i in graph.inputs]
         self.out_q = [plan.activations[o] for o in graph.outputs]
 
-    def run(self, x_src: np.ndarray) -> list[np.ndarray]:
-        """One inference; outputs dequantized to float32."""
+    def run(self, x_src: "np.ndarray | Sequence[np.ndarray]") -> list[np.ndarray]:
+        """One inference on float inputs (one array per model input); every output, dequantized to float32."""
         io = self.plan.io_dtype
-        if io == "float32":
-            feed = x_src.astype(np.float32)
-        else:
-            feed = self.in_q.quantize(x_src)
-            if io == "uint8":
-                feed = (feed.astype(np.int16) + 128).astype(np.uint8)
-        outs = self.sess.run(None, {self.sess.get_inputs()[0].name: feed})
+        arrays = [x_src] if isinstance(x_src, np.ndarray) else list(x_src)
+        feeds = {}
+        for x, qp, d in zip(arrays, self.in_q, self.sess.get_inputs()):
+            if io == "float32":
+                feed = x.astype(np.float32)
+            else:
+                feed = qp.quantize(x)
+                if io == "uint8":
+                    feed = (feed.astype(np.int16) + 128).astype(np.uint8)
+            feeds[d.name] = feed
+        outs = self.sess.run(None, feeds)
         res = []
         for o, qp in zip(outs, self.out_q):
             if io == "uint8":
@@ -133,15 +149,25 @@ class OnnxRunner:
         return res
 
 
-def layer_sqnr(graph: Graph, float_sess, runner: TFLiteRunner, samples: Iterable[np.ndarray]) -> list[dict]:  # type: ignore[no-untyped-def]
-    """SQNR of every IR activation, float (ONNX Runtime) vs int8 (``runner``), summed over ``samples``."""
+def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: ignore[no-untyped-def]
+                       samples: Iterable[np.ndarray]) -> tuple[list[dict], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Float (ONNX Runtime) vs int8 (``runner``, built with ``preserve``) on ``samples`` (source layout).
+
+    Returns the per-layer rows (SQNR of every IR activation summed over the samples, see
+    :func:`layer_sqnr`) and every graph output, float and int8, stacked over the samples.
+    """
     sig: dict[str, float] = {}
     noise: dict[str, float] = {}
     name = graph.inputs[0]
+    f_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
+    q_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
     for x in samples:
         x_ir = graph.to_ir_layout(name, x)
         fvals = run_float(float_sess, graph, x_ir)
-        runner.run(x_ir)
+        outs = runner.run(x_ir)
+        for o, qv in zip(graph.outputs, outs):
+            f_out[o].append(fvals[o].reshape(-1))
+            q_out[o].append(qv.reshape(-1))
         for t, fv in fvals.items():
             qv = runner.tensor(t)
             if qv is None or qv.shape != fv.shape:
@@ -167,75 +193,86 @@ def layer_sqnr(graph: Graph, float_sess, runner: TFLiteRunner, samples: Iterable
     flagged = {r["index"] for r in ranked[:FLAG_TOP] if r["loss_db"] > 0.5}
     for r in rows:
         r["flagged"] = r["index"] in flagged
-    return rows
+        r["grade"] = grade(r["sqnr_db"])
+    stack = lambda d: {k: np.stack(v) if v else np.zeros((0, 0), np.float32) for k, v in d.items()}  # noqa: E731
+    return rows, stack(f_out), stack(q_out)
 
 
-def _output_stats(ref: np.ndarray, got: np.ndarray, labels: Optional[np.ndarray]) -> dict[str, Any]:
-    err = got.astype(np.float64) - ref
-    d: dict[str, Any] = {
-        "mean_abs_error": float(np.mean(np.abs(err))),
-        "rms_error": float(np.sqrt(np.mean(err ** 2))),
-        "output_sqnr_db": round(sqnr_db(float(np.sum(ref ** 2)), float(np.sum(err ** 2))), 2),
-    }
-    if ref.ndim == 2 and ref.shape[1] > 1:
-        d["top1_agreement_with_float"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
-        if labels is not None:
-            d["accuracy"] = float(np.mean(got.argmax(1) == labels))
-    return d
+def layer_sqnr(graph: Graph, float_sess, runner: TFLiteRunner, samples: Iterable[np.ndarray]) -> list[dict]:  # type: ignore[no-untyped-def]
+    """SQNR of every IR activation, float (ONNX Runtime) vs int8 (``runner``), summed over ``samples``."""
+    return compare_on_samples(graph, float_sess, runner, samples)[0]
 
 
 def evaluate_held_out(graph: Graph, float_sess, runners: dict[str, Callable[[np.ndarray], list[np.ndarray]]],  # type: ignore[no-untyped-def]
-                      x: np.ndarray, y: Optional[np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Float vs each int8 runner on ``x`` (samples in the source layout). Returns stats and raw outputs."""
-    name, out_name = graph.inputs[0], graph.outputs[0]
-    outs: dict[str, list[np.ndarray]] = {"float": []}
-    outs.update({k: [] for k in runners})
+                      x: np.ndarray, y: Optional[np.ndarray], task: str = "auto",
+                      ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Float vs each int8 runner on ``x`` (samples in the source layout), every output.
+
+    Returns the stats (per runner: :func:`converters.quality.metrics.compare_outputs`) and the raw
+    outputs ``{"float" | runner: {output: [samples, values]}}``.
+    """
+    name = graph.inputs[0]
+    outs: dict[str, dict[str, list[np.ndarray]]] = {k: {o: [] for o in graph.outputs} for k in ["float", *runners]}
     for xi in x:
         xi = xi.reshape(graph.source_shape(name)).astype(np.float32)
         x_ir = graph.to_ir_layout(name, xi)
-        outs["float"].append(run_float(float_sess, graph, x_ir)[out_name].reshape(-1))
+        fv = run_float(float_sess, graph, x_ir)
+        for o in graph.outputs:
+            outs["float"][o].append(fv[o].reshape(-1))
         for k, run in runners.items():
-            outs[k].append(run(xi if k == "onnx" else x_ir)[0].reshape(-1))
-    arr = {k: np.stack(v) for k, v in outs.items()}
-    stats: dict[str, Any] = {"samples": int(len(x)), "labels": y is not None}
-    if y is not None and arr["float"].shape[1] > 1:
-        stats["float_accuracy"] = float(np.mean(arr["float"].argmax(1) == y))
+            for o, v in zip(graph.outputs, run(xi if k == "onnx" else x_ir)):
+                outs[k][o].append(v.reshape(-1))
+    arr = {k: {o: np.stack(v) for o, v in d.items()} for k, d in outs.items()}
+    kinds = output_kinds(graph, task, labels=y is not None)
+    stats: dict[str, Any] = {"samples": int(len(x)), "labels": y is not None, "output_kinds": kinds}
+    cls = next((o for o in graph.outputs if kinds[o] == "class"), None)
+    if y is not None and cls is not None and int(np.max(y)) < arr["float"][cls].shape[1]:
+        stats["float_accuracy"] = float(np.mean(arr["float"][cls].argmax(1) == y))
     for k in runners:
-        stats[k] = _output_stats(arr["float"].astype(np.float64), arr[k], y)
+        stats[k] = compare_outputs(graph.outputs, kinds, arr["float"], arr[k], y)
     return stats, arr
 
 
-def plot(path: str, layers: list[dict], outputs: Optional[dict[str, np.ndarray]], title: str) -> str:
-    """Write the PNG: SQNR per layer (flagged layers in red) and int8 vs float outputs."""
+def _sqnr_bars(ax, rows: list[dict], label_key: str, value_key: str, title: str, ylabel: str) -> None:  # type: ignore[no-untyped-def]
+    """Bars coloured by the absolute thresholds, with the threshold lines."""
+    xs = np.arange(len(rows))
+    vals = [r[value_key] for r in rows]
+    ax.bar(xs, vals, color=[GRADE_COLOURS[grade(v)] for v in vals])
+    ax.axhline(FINE_DB, color=GRADE_COLOURS["fine"], lw=0.8, ls="--")
+    ax.axhline(BAD_DB, color=GRADE_COLOURS["bad"], lw=0.8, ls="--")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(r[label_key])[:28] for r in rows], rotation=75, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot(path: str, report: dict[str, Any], title: str) -> str:
+    """Write the PNG: SQNR per layer and per output (green >= 30 dB, orange 20-30, red < 20) and, with
+    a sensitivity analysis, the layers whose quantization costs the output most."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if outputs:
-        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [2.2, 1]})
-    else:
-        fig, ax = plt.subplots(1, 1, figsize=(max(7.0, 0.3 * len(layers) + 2), 4.8))
-        axes = [ax]
-    rows = [r for r in layers if r["sqnr_db"] is not None]
-    xs = np.arange(len(rows))
-    axes[0].bar(xs, [r["sqnr_db"] for r in rows], color=["#d62728" if r["flagged"] else "#1f77b4" for r in rows])
-    axes[0].set_xticks(xs)
-    axes[0].set_xticklabels([f"{r['index']}:{r['op']}" for r in rows], rotation=75, fontsize=7)
-    axes[0].set_ylabel("SQNR float vs int8 (dB)")
-    axes[0].set_title("per-layer SQNR on calibration data (red: layers that lose most)")
-    axes[0].grid(axis="y", alpha=0.3)
-    if outputs:
-        f = outputs["float"].reshape(-1)
-        for k, v in outputs.items():
-            if k != "float":
-                axes[1].scatter(f, v.reshape(-1), s=4, alpha=0.4, label=f"int8 {k}")
-        lo, hi = float(f.min()), float(f.max())
-        axes[1].plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        axes[1].set_xlabel("float output")
-        axes[1].set_ylabel("int8 output (dequantized)")
-        axes[1].set_title("held-out outputs")
-        axes[1].legend(fontsize=8)
+    layers = [dict(r, label=f"{r['index']}:{r['op']}") for r in report["layers"] if r["sqnr_db"] is not None]
+    outs = _output_rows(report)
+    sens = (report.get("sensitivity") or {}).get("layers", [])
+    panels = 1 + bool(outs) + bool(sens)
+    fig, axes = plt.subplots(1, panels, figsize=(max(8.0, 0.28 * len(layers) + 3) + 4.5 * (panels - 1), 5.0),
+                             gridspec_kw={"width_ratios": [2.2] + [1.0] * (panels - 1)}, squeeze=False)
+    axes = axes[0]
+    _sqnr_bars(axes[0], layers, "label", "sqnr_db", "per-layer SQNR, calibration data (green >= 30 dB, "
+               "orange 20-30, red < 20)", "SQNR float vs int8 (dB)")
+    k = 1
+    if outs:
+        _sqnr_bars(axes[k], outs, "label", "sqnr_db", f"every output ({outs[0]['where']})", "output SQNR (dB)")
+        k += 1
+    if sens:
+        top = sorted(sens, key=lambda r: r["only_quantized_db"])[:12]
+        rows = [dict(r, label=f"{r['index']}:{r['op']}") for r in top]
+        _sqnr_bars(axes[k], rows, "label", "only_quantized_db", "sensitivity: output SQNR with only this "
+                   "layer int8 (worst 12)", "worst-output SQNR (dB)")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -243,47 +280,96 @@ def plot(path: str, layers: list[dict], outputs: Optional[dict[str, np.ndarray]]
     return path
 
 
+def _output_rows(report: dict[str, Any]) -> list[dict]:
+    """Per-output SQNR rows for the plot: held-out when measured, else calibration samples."""
+    ho = report.get("held_out")
+    if ho:
+        return [dict(r, label=f"{k}:{r['name']}", where="held-out") for k in ("tflite", "onnx") if k in ho
+                for r in ho[k]["outputs"]]
+    cal = report.get("calibration_outputs")
+    return [dict(r, label=r["name"], where="calibration data") for r in cal["outputs"]] if cal else []
+
+
+def _output_table(stats: dict[str, Any], model: str) -> list[str]:
+    lines = []
+    for r in stats["outputs"]:
+        cls = (f"{r.get('top1_agreement_with_float', float('nan')):.4f} | {r.get('accuracy', float('nan')):.4f}"
+               if r["kind"] == "class" else "- | -")
+        lines.append(f"| {model} | `{r['name']}` | {r['kind']} | [{r['range'][0]:.4g}, {r['range'][1]:.4g}] | "
+                     f"{r['sqnr_db']} ({r['grade']}) | {r['max_abs_error']:.4g} | {r['mean_abs_error']:.4g} | {cls} |")
+    return lines
+
+
+OUT_HEAD = ["| model | output | kind | float range | SQNR dB | max abs error | mean abs error | top-1 agreement "
+            "| accuracy |", "|---|---|---|---|---|---|---|---|---|"]
+
+
+def summary(report: dict[str, Any]) -> list[str]:
+    """Summary lines naming the worst output (held-out when measured, else calibration data)."""
+    ho = report.get("held_out")
+    lines = []
+    if ho:
+        lines += [summary_line(ho[k], f"held-out, int8 {k}") for k in ("tflite", "onnx") if k in ho]
+    elif report.get("calibration_outputs"):
+        lines.append(summary_line(report["calibration_outputs"], "calibration data, int8 tflite"))
+    sens = report.get("sensitivity")
+    if sens and sens.get("summary"):
+        lines.append(sens["summary"])
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable report."""
     lines = [f"# Conversion report: {report['model']}", "",
              f"- source: {report['source']} ({report['source_format']}), profile: {report['profile']}",
              f"- calibration: {report['calibration']['samples']} samples, method {report['calibration']['method']}",
-             f"- outputs: " + ", ".join(f"{k} `{os.path.basename(v)}`" for k, v in report["outputs"].items() if v), ""]
+             "- outputs: " + ", ".join(f"{k} `{os.path.basename(v)}`" for k, v in report["outputs"].items() if v), ""]
+    lines += ["## Summary", ""] + [f"- {s}" for s in report.get("summary", [])] + [""]
     fit = report.get("fit")
     if fit:
         lines += ["## Fit", "", "```", fit["summary"], "```", ""]
+    cal = report.get("calibration_outputs")
+    if cal:
+        lines += ["## Every output (calibration samples)", ""] + OUT_HEAD + _output_table(cal, "int8 tflite") + [""]
     ho = report.get("held_out")
     if ho:
-        lines += ["## Held-out set", "", f"{ho['samples']} samples" + (f", float accuracy {ho['float_accuracy']:.4f}"
-                                                                      if "float_accuracy" in ho else ""), "",
-                  "| model | top-1 agreement with float | accuracy | mean abs error | output SQNR (dB) |",
-                  "|---|---|---|---|---|"]
+        lines += ["## Every output (held-out set)", "", f"{ho['samples']} samples" + (
+            f", float accuracy {ho['float_accuracy']:.4f}" if "float_accuracy" in ho else ""), ""] + OUT_HEAD
         for k in ("tflite", "onnx"):
             if k in ho:
-                s = ho[k]
-                lines.append(f"| int8 {k} | {s.get('top1_agreement_with_float', float('nan')):.4f} | "
-                             f"{s.get('accuracy', float('nan')):.4f} | {s['mean_abs_error']:.5f} | {s['output_sqnr_db']} |")
+                lines += _output_table(ho[k], f"int8 {k}")
         lines.append("")
-    lines += ["## Per-layer SQNR (calibration data)", "", "| # | op | tensor | SQNR dB | loss dB | |", "|---|---|---|---|---|---|"]
+    sens = report.get("sensitivity")
+    if sens:
+        lines += ["## Sensitivity (worst-output SQNR, float graph with fake-quant in ONNX Runtime)", "",
+                  f"All layers int8: {sens['all_quantized_db']} dB. Sorted by the SQNR with only that layer "
+                  "quantized; 'float gain' is what leaving only that layer in float gives back.", "",
+                  "| # | op | tensor | only this layer int8 (dB) | all but this layer int8 (dB) | float gain (dB) |",
+                  "|---|---|---|---|---|---|"]
+        for r in sens["layers"]:
+            lines.append(f"| {r['index']} | {r['op']} | `{r['tensor']}` | {r['only_quantized_db']} | "
+                         f"{r['only_float_db']} | {r['float_gain_db']} |")
+        lines.append("")
+    lines += ["## Per-layer SQNR (calibration data)", "", "| # | op | tensor | SQNR dB | grade | loss dB | |",
+              "|---|---|---|---|---|---|---|"]
     for r in report["layers"]:
-        lines.append(f"| {r['index']} | {r['op']} | `{r['tensor']}` | {r['sqnr_db']} | {r['loss_db']} | "
-                     f"{'**flagged**' if r['flagged'] else ''} |")
+        lines.append(f"| {r['index']} | {r['op']} | `{r['tensor']}` | {r['sqnr_db']} | {r.get('grade', '')} | "
+                     f"{r['loss_db']} | {'**flagged**' if r['flagged'] else ''} |")
     flagged = sorted((r for r in report["layers"] if r["flagged"]), key=lambda r: -r["loss_db"])
     if flagged:
         lines += ["", "Layers that lose most: " + ", ".join(f"{r['index']}:{r['op']} ({r['loss_db']} dB)" for r in flagged)]
-    lines += ["", "![per-layer SQNR](report.png)", ""]
+    lines += ["", "![SQNR per layer and per output](report.png)", ""]
     return "\n".join(lines)
 
 
-def write_report(out_dir: str, report: dict[str, Any], layers: list[dict],
-                 outputs: Optional[dict[str, np.ndarray]]) -> str:
+def write_report(out_dir: str, report: dict[str, Any], layers: list[dict]) -> str:
     """Write report.json, report.md and report.png into ``out_dir``; return the JSON path."""
     report["layers"] = layers
-    report["plot"] = plot(os.path.join(out_dir, "report.png"), layers, outputs, f"{report['model']}: int8 vs float")
+    report["summary"] = summary(report)
+    report["plot"] = plot(os.path.join(out_dir, "report.png"), report, f"{report['model']}: int8 vs float")
     path = os.path.join(out_dir, "report.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=2, default=float)
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(markdown(report))
     return path
-

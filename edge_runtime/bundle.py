@@ -16,7 +16,8 @@ manifest. Refused, with one clear :class:`~edge_runtime.errors.BundleError`:
 writes and fsyncing every file and directory, then renames the staging directory into
 ``releases/<id>`` and atomically replaces the ``current`` symlink. A process killed at any
 moment leaves ``current`` pointing at a complete release: the old one or the new one.
-Leftover staging directories are removed by the next install.
+Leftover staging directories are removed by the next install. ``previous`` links to the release
+replaced by the last install; :func:`rollback_bundle` switches ``current`` back to it.
 
 Device side: stdlib + pydantic only. Signatures are checked with ``cryptography`` when it
 is installed, else with the pure-Python RFC 8032 verifier in :mod:`edge_runtime.ed25519`.

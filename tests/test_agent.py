@@ -24,6 +24,7 @@ from edge_runtime.agent.signed import seal
 from edge_runtime.agent.wave import bucket, in_wave
 from edge_runtime.bundle import current_release, load_public_key, verify_bundle
 from edge_runtime.errors import BundleError, ConfigError
+from test_daemon_mqtt_tls import tls_broker  # noqa: F401  (the TLS + password Mosquitto fixture)
 
 pytest.importorskip("cryptography")
 
@@ -282,3 +283,53 @@ def test_agent_retries_a_download_when_the_server_comes_back(tmp_path: Path, key
         stop.set()
         t.join(10)
     assert [r["state"] for r in agent.reports][:2] == ["downloading", "download_failed"]  # type: ignore[attr-defined]
+
+
+def test_agent_and_publisher_over_tls_with_a_password(tmp_path: Path, keys: dict, files: Files, tls_broker) -> None:
+    """Against a Mosquitto that requires TLS and a password: the agent gets a signed announcement,
+    commits, and its retained status reaches the publisher's status board; a wrong password gets nothing."""
+    from converters.fleet.publish import Announcer, Staged
+    from converters.fleet.status import StatusBoard
+    from edge_runtime.agent.config import MqttSettings
+    from edge_runtime.agent.mqtt_link import AgentLink
+
+    d, port = tls_broker["dir"], tls_broker["port"]
+    (tmp_path / "pass").write_text("s3cret\n")
+    mqtt = MqttSettings(url=f"mqtt://127.0.0.1:{port}", username="device", password_file=str(tmp_path / "pass"),
+                        tls={"ca_file": str(d / "ca.pem")})
+    agent = _agent(tmp_path, keys, files, {})
+    link = AgentLink(mqtt.url, mqtt.topic_prefix, "f", "g", "dev-1", auth=mqtt.auth())
+    agent._report = link.report
+    board = StatusBoard(mqtt.url, auth=mqtt.auth())
+    stop = threading.Event()
+    t = threading.Thread(target=agent.run, args=(stop, 30, 0.05))
+    try:
+        link.start(agent.offer)
+        assert link.connected.wait(10) and board.subscribed.wait(10)
+        t.start()
+        p1, m1 = _bundle(tmp_path, keys, 1, b"GOOD" * 100)
+        files.files[f"/{p1.name}"] = p1.read_bytes()
+        import hashlib
+
+        st = Staged("f", "g", 1, m1, f"{files.url}/{p1.name}", hashlib.sha256(p1.read_bytes()).hexdigest(),
+                    p1.stat().st_size, None, ["dev-1"], 0)
+        Announcer(board.client, "edge-runtime/fleet", keys["signer"]).announce(st, 100)
+        end = time.monotonic() + 20
+        while (board.state_of("f", "g", "dev-1") or {}).get("state") != "committed":
+            assert time.monotonic() < end, agent.log
+            board.wait(0.2)
+        wrong = MqttSettings(url=mqtt.url, username="device", password_env="EDGE_TEST_WRONG_PW",
+                             tls={"ca_file": str(d / "ca.pem")})
+        os.environ["EDGE_TEST_WRONG_PW"] = "nope"
+        intruder = StatusBoard(wrong.url, auth=wrong.auth())
+        try:
+            assert not intruder.subscribed.wait(2) and not intruder.devices
+        finally:
+            intruder.close()
+    finally:
+        os.environ.pop("EDGE_TEST_WRONG_PW", None)
+        stop.set()
+        if t.is_alive():
+            t.join(10)
+        link.stop()
+        board.close()

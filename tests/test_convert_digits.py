@@ -79,12 +79,9 @@ def test_tflite_follows_the_int8_spec(converted):
             assert w.type_name == "INT8" and b.type_name == "INT32"
             assert np.all(w.quantization.zero_point == 0)
             assert np.all(np.abs(w.array()) <= 127)
-            if op.name == "FULLY_CONNECTED":
-                assert w.quantization.scale.size == 1
-            else:
-                channels = w.shape[0] if op.name == "CONV_2D" else w.shape[3]
-                assert w.quantization.scale.size == channels
-                assert w.quantization.quantized_dimension == (0 if op.name == "CONV_2D" else 3)
+            channels = w.shape[3] if op.name == "DEPTHWISE_CONV_2D" else w.shape[0]  # FC: per channel too
+            assert w.quantization.scale.size == channels
+            assert w.quantization.quantized_dimension == (3 if op.name == "DEPTHWISE_CONV_2D" else 0)
             expect = np.float32(x.quantization.scale[0]) * w.quantization.scale.astype(np.float32)
             np.testing.assert_allclose(b.quantization.scale, expect, rtol=1e-6)
         if op.name in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE"):
@@ -141,7 +138,7 @@ def test_tflite_runs_in_tflite_micro_and_matches_micro_backend(converted, digits
 def test_io_dtype_variants_give_the_same_predictions(tmp_path, digits, converted, io):
     x, _ = digits
     res = convert_model(DATA / "digits_cnn.onnx", "rpi4-4gb", DATA / "digits_calib.npz", tmp_path,
-                        io_dtype=io, held_out=(x[:50], None))
+                        io_dtype=io, held_out=(x[:50], None), task="classify")  # logits without labels
     m = TFLiteModel.open(res.tflite_path)
     want = {"uint8": "UINT8", "float32": "FLOAT32"}[io]
     assert m.main.tensors[m.main.inputs[0]].type_name == want

@@ -175,3 +175,27 @@ def test_ten_thousand_devices_build_small_bundle_and_constant_device_work(tmp_pa
     assert big.size < small.size + 4096  # the bundle does not grow with the devices
     assert t_big < max(3 * t_small, t_small + 0.05)
     assert build_s < 180
+
+
+def test_publish_stage_only_places_files_once_and_refuses_reuse(tmp_path: Path, keys: dict) -> None:
+    fleet = _fleet(tmp_path / "f", 3)
+    dist = tmp_path / "dist"
+    build_fleet(fleet, dist, sign_key=keys["priv"], cache_dir=tmp_path / "cache", progress=False, groups=["g"],
+                device_files="separate")
+    www = tmp_path / "www"
+    args = ("converters.cli", "fleet", "publish", str(dist), "--http-root", str(www), "--base-url",
+            "http://cdn.example/b/", "--stage-only", "--json")
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)[0]["staged"]
+    assert s["url"] == "http://cdn.example/b/rel/g/1/g.tar.gz" and s["devices"] == ["d00000", "d00001", "d00002"]
+    assert s["device_url"] == "http://cdn.example/b/rel/g/1/devices/{device_id}.json"
+    assert (www / "rel" / "g" / "1" / "g.tar.gz").read_bytes() == (dist / "g.tar.gz").read_bytes()
+    assert len(list((www / "rel" / "g" / "1" / "devices").glob("*.json"))) == 3
+    again = _cli(*args)  # the same release again: nothing to copy
+    assert again.returncode == 0 and json.loads(again.stdout)[0]["staged"]["bytes_placed"] == 0
+    (www / "rel" / "g" / "1" / "g.tar.gz").write_bytes(b"other bytes")
+    bad = _cli(*args)
+    assert bad.returncode != 0 and "already published with other bytes" in bad.stderr and "Traceback" not in bad.stderr
+    no_mqtt = _cli("converters.cli", "fleet", "publish", str(dist), "--http-root", str(www), "--base-url", "http://x")
+    assert no_mqtt.returncode != 0 and "--mqtt" in no_mqtt.stderr

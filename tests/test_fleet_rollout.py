@@ -82,11 +82,16 @@ def test_good_release_goes_canary_then_everyone(env: dict) -> None:
     sim = env["sim"]
     b = build_release(env["work"] / "fleet", env["work"] / "dist", MODEL, sim.devices, env["priv"])
     assert b.release == 1 and b.files < 10  # 50 devices' configs travel as separate signed files
-    r = _publish(env, canary=10, waves="25,100")
+    cli = subprocess.run([sys.executable, "-m", "converters.cli", "fleet", "publish", str(env["work"] / "dist"),
+                          "--http-root", str(env["www"]), "--base-url", env["nginx"].url, "--mqtt", env["broker"].url,
+                          "--sign-key", str(env["priv"]), "--canary", "10", "--waves", "25,100", "--wave-timeout", "60",
+                          "--json"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    r = json.loads(cli.stdout)[0]
     canary = [d for d in sim.devices if in_wave(FLEET, GROUP, d, 10)]
-    assert not r.halted, r.reason
-    assert [w.percent for w in r.waves] == [10, 25, 100]
-    assert r.waves[0].devices == len(canary) >= 1 and r.waves[-1].committed == N
+    assert not r["halted"], r["reason"]
+    assert [w["percent"] for w in r["waves"]] == [10, 25, 100]
+    assert r["waves"][0]["devices"] == len(canary) >= 1 and r["waves"][-1]["committed"] == N
     for dev in sim.devices:  # on disk: every device runs release 1, verified, with its own config
         root = sim.agents[dev].root
         inst = load_installed(root, env["key"])
@@ -125,6 +130,10 @@ def test_bad_release_rolls_back_canary_and_halts(env: dict) -> None:
     assert summary["releases"]["2"] == {"rolled_back": len(canary)}
     assert summary["releases"]["1"] == {"committed": N - len(canary)}
     assert summary["announced"]["halted"] is True
+    human = subprocess.run([sys.executable, "-m", "converters.cli", "fleet", "status", "--mqtt", env["broker"].url,
+                            "--group", GROUP], capture_output=True, text=True, timeout=60)
+    assert "announced release 2 to 20% (HALTED)" in human.stdout
+    assert f"release 2: {len(canary)} rolled_back" in human.stdout, human.stdout
 
 
 def test_replayed_older_announcement_is_ignored(env: dict) -> None:

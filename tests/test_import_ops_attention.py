@@ -107,6 +107,24 @@ def test_gelu_forms_are_recognised(approximate, tmp_path):
     assert ops.get("LOGISTIC") == 1 and ops.get("TANH") == 1  # Gelu (either form) -> x * sigmoid(1.702 x)
 
 
+def test_einsum_attention(tmp_path):
+    class EinsumAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv, self.w = nn.Linear(16, 48), nn.Parameter(torch.randn(4, 4, 8) * 0.3)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            q, k, v = self.qkv(x).reshape(1, 6, 3, 2, 8).permute(2, 0, 3, 1, 4)
+            att = torch.softmax(torch.einsum("bhid,bhjd->bhij", q, k), dim=-1)
+            o = torch.einsum("bhij,bhjd->bihd", att, v).reshape(1, 6, 16)
+            return torch.einsum("bik,kjd->bijd", o[..., :4], self.w).flatten(2)
+
+    torch.manual_seed(5)
+    model = _export(EinsumAttention(), (1, 6, 16), tmp_path / "einsum.onnx", 13)
+    res = check_onnx(model, tmp_path, (1, 6, 16), low=-2, high=2, min_sqnr=20)
+    assert res.graph.op_counts().get("BATCH_MATMUL") == 3
+
+
 def test_mobilevit_block_dynamic_batch(tmp_path):
     torch.manual_seed(2)
     model = _export(MobileViTBlock(), (1, 16, 6, 6), tmp_path / "mvit.onnx", 13, dynamic_batch=True)

@@ -68,6 +68,13 @@ CASES = {
                                          coordinate_transformation_mode="align_corners")],
                                       [c("sz", [1, 8, 15, 15], np.int64)], [1, 8, 15, 15], 13),
     "channel_shuffle_5d": lambda: _shuffle() + (13,),
+    "window_partition_6d": lambda: (  # Swin: [B, C, H, W] -> windows through a 6-D permute
+        [n("Transpose", ["x"], ["nhwc"], name="to_nhwc", perm=[0, 2, 3, 1]),
+         n("Reshape", ["nhwc", "s6"], ["r6"], name="split_windows"),
+         n("Transpose", ["r6"], ["t6"], name="window_first", perm=[0, 1, 3, 2, 4, 5]),
+         n("Reshape", ["t6", "s3"], ["win"], name="flatten_windows"),
+         n("Softmax", ["win"], ["y"], name="attend", axis=-1)],
+        [c("s6", [1, 2, 4, 2, 4, 8], np.int64), c("s3", [4, 16, 8], np.int64)], [4, 16, 8], 13),
     "slice_steps_split_concat": lambda: (
         [n("Slice", ["x", "st", "en", "ax", "sp"], ["s"], name="slice"),
          n("Split", ["x", "parts"], ["a", "b"], name="split", axis=1),

@@ -2,7 +2,7 @@
 
 Host build (gcc): the five MLPerf Tiny int8 models with 100 random inputs each, plus one-op models
 for kernels and options the five do not use (MAX_POOL_2D, broadcasting ADD and SUB, MUL, dilation,
-depth multiplier, per-channel FULLY_CONNECTED). Emulated Cortex-M4 and Cortex-M7 (qemu-system-arm):
+depth multiplier, per-channel FULLY_CONNECTED, and the table-driven elementwise ops). Emulated Cortex-M4 and Cortex-M7 (qemu-system-arm):
 the five models with 20 inputs each (a QEMU run of VWW costs ~0.3 s per input; 20 inputs keep
 the file near two minutes on two cores while still covering every layer with varied data; the
 benchmark ``python -m benchmarks.mcu_footprint --inputs 100`` runs the full 100), with the
@@ -147,7 +147,7 @@ def test_generated_c_is_freestanding(projects: dict[str, Path]) -> None:
         nm = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
         undefined |= {line.split()[-1] for line in nm.splitlines() if line.strip()}
     defined = {"er_conv_s8", "er_depthwise_conv_s8", "er_fully_connected_s8", "er_average_pool_s8",
-               "er_max_pool_s8", "er_add_s8", "er_sub_s8", "er_mul_s8", "er_softmax_s8"}
+               "er_max_pool_s8", "er_add_s8", "er_sub_s8", "er_mul_s8", "er_softmax_s8", "er_lookup_s8"}
     assert undefined - defined <= {"memcpy", "memset"}
     text = "".join((project / s).read_text() for s in srcs)
     for banned in ("malloc", "free(", "printf", "float ", "double "):
@@ -203,6 +203,12 @@ def _one_op_models(d: Path) -> dict[str, Path]:
                                   T((1, 6, 5), "int8", scale=[0.06], zp=[2],
                                     data=rng.integers(-128, 128, (1, 6, 5), dtype=np.int8))],
         [_q((1, 6, 5), 0.02, -20)], opts("MulOptions", fusedActivationFunction=3))
+    for op, out_q, o in (("RELU6", (0.06, 5), None), ("LOGISTIC", (1 / 256, -128), None),
+                         ("TANH", (1 / 128, 0), None), ("QUANTIZE", (0.11, 9), None),
+                         ("LEAKY_RELU", (0.04, -3), opts("LeakyReluOptions", alpha=0.2)),
+                         ("HARD_SWISH", (0.02, -60), None)):
+        models[op.lower()] = tb.build(d / f"{op.lower()}.tflite", op, [_q((1, 7, 9), 0.06, 5)],
+                                      [_q((1, 7, 9), *out_q)], o)
     models["conv_dilated"] = tb.build(
         d / "conv.tflite", "CONV_2D", [_q((1, 10, 9, 4))] + [_w(rng, (6, 3, 3, 4), 6, 0), _bias(rng, 6)],
         [_q((1, 10, 9, 6), 0.3, -7)],
@@ -225,7 +231,8 @@ def one_op_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("name", ["max_pool_same_relu6", "avg_pool_valid", "add_broadcast_relu", "sub_broadcast",
                                   "mul_same_shape_relu6", "conv_dilated", "depthwise_mult2",
-                                  "fc_per_channel_batch3"])
+                                  "fc_per_channel_batch3", "relu6", "logistic", "tanh", "quantize",
+                                  "leaky_relu", "hard_swish"])
 def test_one_op_host_bit_exact(name: str, one_op_models: dict[str, Path], tmp_path: Path) -> None:
     need("host")
     path = one_op_models[name]
@@ -237,7 +244,8 @@ def test_one_op_host_bit_exact(name: str, one_op_models: dict[str, Path], tmp_pa
 
 
 def test_unsupported_op_is_refused(tmp_path: Path) -> None:
-    path = tb.build(tmp_path / "tanh.tflite", "TANH", [_q((1, 8))], [_q((1, 8), 1 / 128, 0)])
-    with pytest.raises(UnsupportedModelError, match=r"op TANH .* is not supported by the C generator yet; "
+    path = tb.build(tmp_path / "l2.tflite", "L2_NORMALIZATION", [_q((1, 8))], [_q((1, 8), 1 / 128, 0)])
+    with pytest.raises(UnsupportedModelError, match=r"op L2_NORMALIZATION .* is not supported by the C generator "
+                                                    r"yet; "
                                                     r"supported: .*CONV_2D"):
         generate_c(path, tmp_path / "c")

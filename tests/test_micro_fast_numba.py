@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -174,8 +174,8 @@ def test_pools_int8_numpy(tmp_path, g):
 
 def test_random_conv_takes_the_compiled_path(tmp_path):
     """The single-op models above do run on numba (not silently on numpy)."""
-    g = dict(n=1, h=6, w=5, kh=3, kw=2, sh=1, sw=2, dh=1, dw=1, same=True, oh=6, ow=3, cin=3, cout=4, mult=1,
-             act=1, seed=5, per_channel=True)
+    g = {"n": 1, "h": 6, "w": 5, "kh": 3, "kw": 2, "sh": 1, "sw": 2, "dh": 1, "dw": 1, "same": True, "oh": 6,
+         "ow": 3, "cin": 3, "cout": 4, "mult": 1, "act": 1, "seed": 5, "per_channel": True}
     for depthwise in (False, True):
         ins, outs = ops._int8_conv_tensors(dict(g, cout=3) if depthwise else g, depthwise)
         op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
@@ -183,3 +183,20 @@ def test_random_conv_takes_the_compiled_path(tmp_path):
                       ops._conv_options(dict(g, cout=3) if depthwise else g, depthwise), version=3)
         m = open_on("numba", p)
         assert m.info["kernel_paths"][0]["path"] == "numba"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_long_sums_in_float64_bit_exact(tmp_path, path):
+    """More than 1024 terms per output: the compiled kernels then run on float64 (conv tail, FC, depthwise)."""
+    conv = {"n": 1, "h": 5, "w": 4, "kh": 3, "kw": 3, "sh": 1, "sw": 1, "dh": 1, "dw": 1, "same": True, "oh": 5,
+            "ow": 4, "cin": 130, "cout": 20, "mult": 1, "act": 0, "seed": 11, "per_channel": True}
+    dw = dict(conv, kh=33, kw=33, h=34, w=35, oh=2, ow=3, same=False, cin=16, cout=16, seed=12)
+    for g, depthwise in ((conv, False), (dw, True)):
+        ins, outs = ops._int8_conv_tensors(g, depthwise)
+        op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+        p = ops.build(tmp_path / f"{op}.tflite", op, ins, outs, ops._conv_options(g, depthwise), version=3)
+        open_on(path, p)
+        _run(path, ops.assert_exact, p, None, 3, g["seed"])
+    fc = {"rows": 2, "k": 1500, "units": 7, "act": 1, "per_channel": True, "keep_dims": False, "bias": True,
+          "seed": 13}
+    _run(path, ops.test_fully_connected_int8.hypothesis.inner_test, tmp_path, fc)

@@ -1,8 +1,8 @@
 """The arena plan of the generated C: the project's planner with the C kernels' own memory traits.
 
-- RESHAPE/SQUEEZE alias their input (no copy); ADD/SUB/MUL on same-shaped inputs and SOFTMAX
-  read each element before writing it, so they may overwrite an input that dies there, with no
-  scratch.
+- RESHAPE/SQUEEZE alias their input (no copy); ADD/SUB/MUL on same-shaped inputs, SOFTMAX and
+  the table-driven elementwise ops read each element before writing it, so they may overwrite an
+  input that dies there, with no scratch.
 - CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (batch 1) may overwrite their dying input through
   a ring (``er_in``/``er_out`` in ``er_fixedpoint.h``): output bytes are produced forward or
   backward; just before output byte ``o`` is written the input byte at ``o`` is saved at
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from converters.codegen.ops import LOOKUP
 from edge_runtime.arena.plan import ArenaPlan, plan_arena
 from edge_runtime.arena.traits import OpMemory
 from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
@@ -64,7 +65,7 @@ def c_op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator) -> OpMemor
     """Arena needs of ``op`` as the generated C runs it."""
     if op.name in _ALIAS:
         return OpMemory(alias_input=0)
-    if op.name == "SOFTMAX":
+    if op.name == "SOFTMAX" or op.name in LOOKUP:
         return OpMemory(inplace_input=0)
     out = subgraph.tensors[op.outputs[0]]
     if op.name in ("ADD", "SUB", "MUL"):

@@ -21,9 +21,13 @@ from edge_runtime.formats.tflite import Operator, TFLiteModel
 #: op name -> kernel source file (without .c); RESHAPE needs none.
 KERNEL_FILES = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise_conv", "FULLY_CONNECTED": "fully_connected",
                 "AVERAGE_POOL_2D": "average_pool", "MAX_POOL_2D": "max_pool", "ADD": "add", "SUB": "sub", "MUL": "mul",
-                "SOFTMAX": "softmax",
+                "SOFTMAX": "softmax", **{name: "lookup" for name in (
+                    "RELU", "RELU6", "LOGISTIC", "TANH", "QUANTIZE", "LEAKY_RELU", "HARD_SWISH", "ABS", "NEG",
+                    "ELU")},
                 "RESHAPE": None, "SQUEEZE": None}
 SUPPORTED = tuple(sorted(KERNEL_FILES))
+#: int8 -> int8 elementwise ops computed as a 256-entry table (``lookup.c``)
+LOOKUP = tuple(sorted(n for n, f in KERNEL_FILES.items() if f == "lookup"))
 #: elementwise ops with two int8 inputs (broadcasting), sharing ``er_add_params``
 BINARY = ("ADD", "SUB", "MUL")
 #: ops whose C kernel can overwrite its dying input through the in-place ring (``er_in``/``er_out``)
@@ -199,6 +203,33 @@ def softmax_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> C
     return c
 
 
+def lookup_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
+    """An int8 elementwise op as a table: micro's kernel for this op run on all 256 input values."""
+    sg = model.main
+    x_t, y_t = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+    if len(op.inputs) != 1 or tuple(x_t.shape) != tuple(y_t.shape):
+        raise UnsupportedModelError(f"op {op.name} (op {op.index}): the C generator handles it as an "
+                                    "elementwise op with one input of the output's shape")
+    k = REGISTRY[op.name](OpContext(model, sg, op))
+    x, y = np.zeros(x_t.shape, np.int8), np.zeros(y_t.shape, np.int8)
+    ws = {name: np.zeros(shape, dt) for name, (shape, dt) in k.workspace.items()}
+    k.bind([x], [y], None, ws)
+    values = np.arange(-128, 128, dtype=np.int8)
+    table = np.empty(256, np.int8)
+    n = max(1, x.size)
+    for start in range(0, 256, n):
+        chunk = values[start:start + n]
+        x.reshape(-1)[:] = chunk[0]
+        x.reshape(-1)[:chunk.size] = chunk
+        k.run()
+        table[start:start + chunk.size] = y.reshape(-1)[:chunk.size]
+    c = COp(op.index, op.name)
+    c.arrays[f"op{op.index}_lut"] = ("int8_t", table)
+    count = int(y_t.num_elements)
+    c.call = lambda p, i, o: f"er_lookup_s8(op{op.index}_lut, {i[0]}, {o}, {count});"
+    return c
+
+
 def reshape_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     """RESHAPE / SQUEEZE: nothing when the plan aliases the buffers, else one memcpy."""
     n = model.main.tensors[op.outputs[0]].nbytes
@@ -210,7 +241,7 @@ def reshape_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> C
 BUILDERS: dict[str, Callable[[TFLiteModel, Operator, int, int], COp]] = {
     "CONV_2D": conv_op, "DEPTHWISE_CONV_2D": conv_op, "FULLY_CONNECTED": fc_op, "AVERAGE_POOL_2D": pool_op,
     "MAX_POOL_2D": pool_op, "ADD": add_op, "SUB": add_op, "MUL": add_op, "SOFTMAX": softmax_op,
-    "RESHAPE": reshape_op, "SQUEEZE": reshape_op}
+    "RESHAPE": reshape_op, "SQUEEZE": reshape_op, **{name: lookup_op for name in LOOKUP}}
 
 
 def build_op(model: TFLiteModel, op: Operator, ring: int = 0, direction: int = 1) -> COp:

@@ -21,7 +21,8 @@ A dynamic batch dimension becomes 1; give any other dynamic input dimension a si
   <name>_int8.tflite   int8 activations, per-channel int8 conv weights, int32 biases; runs in
                        LiteRT, tflite-runtime, TFLite Micro and edge-runtime's micro backend
   <name>_int8.onnx     the same quantization decisions as QDQ ONNX (per-channel weights)
-  report.json          sizes, budgets, accelerator coverage, per-layer SQNR, held-out agreement
+  report.json          sizes, budgets, accelerator coverage, per-layer SQNR, every output's SQNR,
+                       max/mean abs error and range (top-1 only for class outputs), --analyze results
   report.md/.png       the same for people, with a per-layer SQNR plot
 
 The model input and output are int8, or uint8/float32 when the profile's io_dtype says so.
@@ -41,6 +42,8 @@ examples:
       --bin-scale 0.584703 --bin-zero-point 83 --limit 100 --format tflite
   edge-convert convert kws_lstm.onnx --profile rpi5 --calib calib.npy \\
       --input-shape mfcc=1x49x10 -o out/
+  edge-convert convert landmarks.onnx --profile rpi4-4gb --calib calib.npy --held-out test.npz \\
+      --task regress --analyze -o out/    # every output measured, the guilty layers ranked
 """
 
 
@@ -74,6 +77,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable, one per input; a dynamic batch alone needs none)")
     parser.add_argument("--io-dtype", choices=["int8", "uint8", "float32"],
                         help="override the profile's model input/output type")
+    parser.add_argument("--task", default="auto", choices=["auto", "classify", "regress"],
+                        help="which outputs get top-1 agreement in the report: auto (softmax outputs, and 1-D "
+                             "logit vectors when --held-out has labels), classify (every 1-D vector output), "
+                             "regress (none); every output always gets SQNR and max/mean abs error")
+    parser.add_argument("--no-bias-correction", action="store_true",
+                        help="keep the float biases as they are (by default the mean error that int8 weights add "
+                             "to each layer's output, measured on the calibration data, is folded into its bias)")
+    parser.add_argument("--analyze", action="store_true",
+                        help="add a per-layer sensitivity analysis to the report: the output SQNR with only "
+                             "each layer in int8 and with only it left in float, worst layers first")
     parser.add_argument("--progress", action="store_true",
                         help="show progress bars even when stderr is not a terminal")
     parser.add_argument("--json", action="store_true", help="print report.json to stdout instead of a summary")
@@ -95,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     res = convert_model(args.model, args.profile, args.calib, args.output_dir, formats=formats, method=args.method,
                         held_out=args.held_out, progress=args.progress or sys.stderr.isatty(), limit=args.limit,
                         bin_scale=args.bin_scale, bin_zero_point=args.bin_zero_point, io_dtype=args.io_dtype,
-                        preprocess=args.preprocess, input_shapes=parse_input_shapes(args.input_shape))
+                        preprocess=args.preprocess, input_shapes=parse_input_shapes(args.input_shape),
+                        task=args.task, analyze=args.analyze, bias_correction=not args.no_bias_correction)
     if mcu and res.report["outputs"].get("tflite"):  # microcontrollers: always embed TFLM's offline arena plan
         import os
 
@@ -122,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
                 if k in ho:
                     s = ho[k]
                     extra = "".join(f", {n} {s[n]:.4f}" for n in ("top1_agreement_with_float", "accuracy") if n in s)
-                    print(f"held-out ({ho['samples']}): int8 {k}: output SQNR {s['output_sqnr_db']} dB{extra}")
+                    print(f"held-out ({ho['samples']}): int8 {k}: worst output SQNR {s['output_sqnr_db']} dB{extra}")
+        for line in rep.get("summary", []):
+            print(line)
         flagged = sorted((r for r in rep["layers"] if r["flagged"]), key=lambda r: -r["loss_db"])
         if flagged:
             print("layers that lose most: " + ", ".join(f"{r['index']}:{r['op']} ({r['loss_db']} dB)" for r in flagged))

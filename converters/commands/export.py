@@ -26,8 +26,9 @@ Turn an int8 .tflite into something a microcontroller build can compile, sized f
   board/, Makefile   make host | cortex-m4 | cortex-m7, and a semihosting test runner;
                      run it with: python -m firmware_sim.mcu run DIR --cpu cortex-m4 ...
 The C generator supports int8 CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D,
-MAX_POOL_2D, ADD, SUB, MUL, SOFTMAX, RESHAPE and SQUEEZE (every op of the MLPerf Tiny int8
-models), for single-input, single-output models with int8 input and output.
+MAX_POOL_2D, ADD, SUB, MUL, SOFTMAX, RESHAPE, SQUEEZE (every op of the MLPerf Tiny int8 models)
+and, as 256-byte tables, RELU, RELU6, LOGISTIC, TANH, QUANTIZE, LEAKY_RELU, HARD_SWISH, ABS, NEG
+and ELU; single-input, single-output models with int8 input and output.
 
 Exit codes: 0 written and fits the profile; 3 written but over the profile's RAM or flash budget;
 1 unsupported model or op.

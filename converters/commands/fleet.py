@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "announce the release on the retained, signed topic PREFIX/<fleet>/<group>/announce to the canary "
         "percentage of devices (a stable hash of the device id). When every device of the wave has committed or "
         "failed and failures are within --max-failures, widen to the next wave; otherwise re-announce it halted "
-        "and exit with status 3.\n\nexamples:\n"
+        "and exit with status 1.\n\nexamples:\n"
         "  edge-convert fleet publish dist/ --http-root /var/www/html/bundles --base-url http://10.0.0.2/bundles "
         "\\\n      --mqtt mqtt://10.0.0.2:1883 --sign-key keys/fleet.key --canary 10 --waves 25,100\n"
         "  edge-convert fleet publish dist/ --http-root www/ --base-url http://host/ --stage-only --json"))
@@ -111,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pub.add_argument("--topic-prefix", default="edge-runtime/fleet", metavar="PREFIX")
     pub.add_argument("--stage-only", action="store_true", help="place the files, announce nothing")
     pub.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    _mqtt_login_arguments(pub)
 
     st = sub.add_parser("status", help="count devices per release and state from the agents' status topics",
                         formatter_class=fmt, description=(
@@ -124,6 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st.add_argument("--topic-prefix", default="edge-runtime/fleet", metavar="PREFIX")
     st.add_argument("--wait", type=float, default=3.0, metavar="S", help="how long to collect (default 3 s at most)")
     st.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _mqtt_login_arguments(st)
 
     k = sub.add_parser("keygen", help="write an Ed25519 key pair for signing bundles", formatter_class=fmt,
                        description="Write DIR/NAME.key (PKCS#8 PEM, mode 0600: keep it on the build host) and "
@@ -131,6 +133,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     k.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the key files")
     k.add_argument("--name", default="fleet", help="file name stem (default: fleet)")
     k.add_argument("--force", action="store_true", help="overwrite existing key files")
+
+
+def _mqtt_login_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("broker login (TLS and password)")
+    g.add_argument("--mqtt-username", metavar="NAME")
+    g.add_argument("--mqtt-password-env", metavar="VAR", help="environment variable holding the password")
+    g.add_argument("--mqtt-password-file", metavar="FILE", help="file holding the password (first line)")
+    g.add_argument("--mqtt-ca", metavar="PEM", help="CA of the broker's certificate (turns TLS on)")
+    g.add_argument("--mqtt-cert", metavar="PEM", help="client certificate")
+    g.add_argument("--mqtt-key", metavar="PEM", help="the client certificate's key")
+
+
+def _mqtt_auth(args: argparse.Namespace) -> Any:
+    from edge_runtime.agent.config import MqttSettings
+    from edge_runtime.errors import ConfigError
+
+    tls = {"ca_file": args.mqtt_ca, "cert_file": args.mqtt_cert, "key_file": args.mqtt_key} if args.mqtt_ca else None
+    if (args.mqtt_cert or args.mqtt_key) and not args.mqtt_ca:
+        raise ConfigError("--mqtt-cert and --mqtt-key need --mqtt-ca")
+    try:
+        return MqttSettings(username=args.mqtt_username, password_env=args.mqtt_password_env,
+                            password_file=args.mqtt_password_file, tls=tls).auth()
+    except ValueError as exc:
+        raise ConfigError(f"broker login: {str(exc).splitlines()[-1]}") from None
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -210,7 +236,8 @@ def _publish(args: argparse.Namespace) -> int:
     out = publish(args.dist, args.http_root, args.base_url, args.mqtt or "", sign_key=args.sign_key,
                   canary=args.canary, waves=args.waves, max_failures=args.max_failures,
                   wave_timeout_s=args.wave_timeout, prefix=args.topic_prefix, groups=args.group,
-                  stage_only=args.stage_only, log=None if not args.json else (lambda _m: None))
+                  stage_only=args.stage_only, log=None if not args.json else (lambda _m: None),
+                  auth=_mqtt_auth(args))
     halted = any(r.halted for r in out)
     if args.json:
         print(json.dumps([asdict(r) for r in out], indent=2))
@@ -219,13 +246,13 @@ def _publish(args: argparse.Namespace) -> int:
             s = r.staged
             state = "staged" if args.stage_only else ("HALTED: " + r.reason if r.halted else "rolled out to 100%")
             print(f"{s.group}: release {s.release}: {state} ({r.seconds:.1f} s; {s.url})")
-    return 3 if halted else 0
+    return 1 if halted else 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from converters.fleet.status import fleet_status, format_summary
 
-    summary = fleet_status(args.mqtt, args.topic_prefix, args.fleet, args.group, args.wait)
+    summary = fleet_status(args.mqtt, args.topic_prefix, args.fleet, args.group, args.wait, _mqtt_auth(args))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

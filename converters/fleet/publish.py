@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Union
 from converters.fleet.keys import Signer
 from converters.fleet.status import FAILURES, TERMINAL, StatusBoard
 from edge_runtime.agent import announce
+from edge_runtime.agent.mqtt_link import MqttAuth
 from edge_runtime.agent.signed import seal
 from edge_runtime.agent.wave import in_wave
 from edge_runtime.bundle import verify_bundle
@@ -228,7 +229,7 @@ def publish(dist: Union[str, os.PathLike], http_root: Union[str, os.PathLike], b
             sign_key: Optional[Union[str, os.PathLike]], canary: float = 10.0, waves: str = "25,100",
             max_failures: int = 0, wave_timeout_s: float = 600.0, prefix: str = "edge-runtime/fleet",
             groups: Optional[list[str]] = None, stage_only: bool = False,
-            log: Optional[Callable[[str], None]] = None) -> list[Rollout]:
+            log: Optional[Callable[[str], None]] = None, auth: Optional[MqttAuth] = None) -> list[Rollout]:
     """Stage, then roll out every staged group; see the module docstring."""
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     plan = parse_waves(canary, waves)
@@ -240,7 +241,7 @@ def publish(dist: Union[str, os.PathLike], http_root: Union[str, os.PathLike], b
         say(f"{s.group}: release {s.release} staged ({s.size:,} bytes, {len(s.devices)} known device(s))")
     if stage_only:
         return [Rollout(s) for s in staged]
-    board = StatusBoard(mqtt_url, prefix)
+    board = StatusBoard(mqtt_url, prefix, auth=auth)
     try:
         if not board.subscribed.wait(10):
             raise EdgeRuntimeError(f"cannot reach the MQTT broker at {mqtt_url} within 10 s")

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from typing import Any, Optional
 
-from edge_runtime.agent.mqtt_link import make_client
+from edge_runtime.agent.mqtt_link import MqttAuth, make_client
 
 #: States after which a device does nothing more for a release.
 TERMINAL = ("committed", "rolled_back", "failed")
@@ -25,7 +25,8 @@ STATES = ("downloading", "download_failed", "installing", "installed", "checking
 class StatusBoard:
     """The latest status of every device and the latest announcement of every group, from MQTT."""
 
-    def __init__(self, mqtt_url: str, prefix: str = "edge-runtime/fleet", fleet: str = "+", group: str = "+") -> None:
+    def __init__(self, mqtt_url: str, prefix: str = "edge-runtime/fleet", fleet: str = "+", group: str = "+",
+                 auth: Optional[MqttAuth] = None) -> None:
         self.prefix = prefix.rstrip("/")
         self.devices: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self.announced: dict[tuple[str, str], dict[str, Any]] = {}
@@ -40,7 +41,7 @@ class StatusBoard:
                 client.subscribe([(t, 1) for t in topics])
                 self.subscribed.set()
 
-        self.client = make_client(mqtt_url, "", 30, on_connect, self._on_message)
+        self.client = make_client(mqtt_url, "", 30, on_connect, self._on_message, auth)
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         parts = msg.topic[len(self.prefix) + 1:].split("/")
@@ -113,9 +114,9 @@ class StatusBoard:
 
 
 def fleet_status(mqtt_url: str, prefix: str = "edge-runtime/fleet", fleet: str = "+", group: str = "+",
-                 wait_s: float = 3.0) -> dict[str, Any]:
+                 wait_s: float = 3.0, auth: Optional[MqttAuth] = None) -> dict[str, Any]:
     """Collect the retained statuses once and summarise them."""
-    board = StatusBoard(mqtt_url, prefix, fleet, group)
+    board = StatusBoard(mqtt_url, prefix, fleet, group, auth)
     try:
         if not board.subscribed.wait(wait_s):
             from edge_runtime.errors import EdgeRuntimeError

@@ -7,6 +7,8 @@ from typing import Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge_runtime.agent.mqtt_link import MqttAuth
+from edge_runtime.daemon.config import MqttTls
 from edge_runtime.errors import ConfigError
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -17,11 +19,24 @@ class _Strict(BaseModel):
 
 
 class MqttSettings(_Strict):
-    """The control channel."""
+    """The control channel (TLS and password as for the daemon's MQTT sink)."""
 
     url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://HOST:PORT")
     topic_prefix: str = Field("edge-runtime/fleet", description="topics are PREFIX/FLEET/GROUP/announce|status/ID")
     keepalive_s: int = Field(30, ge=5)
+    username: Optional[str] = None
+    password_file: Optional[str] = Field(None, description="file holding the password (first line)")
+    password_env: Optional[str] = Field(None, description="environment variable holding the password")
+    tls: Optional[MqttTls] = None
+
+    def auth(self) -> MqttAuth:
+        """What :func:`edge_runtime.agent.mqtt_link.make_client` needs to log in."""
+        from edge_runtime.daemon.sinks import mqtt_password
+
+        t = self.tls
+        return MqttAuth(self.username, mqtt_password(self) if self.username else None,
+                        t.ca_file if t else None, t.cert_file if t else None, t.key_file if t else None,
+                        t.check_hostname if t else True)
 
 
 class HealthSettings(_Strict):
@@ -76,9 +91,13 @@ def load_agent_config(path: Union[str, os.PathLike]) -> AgentConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
     base = Path(p).resolve().parent
-    for key in ("pubkey", "install_root", "state_dir"):
-        if isinstance(raw.get(key), str) and not os.path.isabs(raw[key]):
-            raw[key] = str(base / raw[key])
+    mqtt = raw.get("mqtt") if isinstance(raw.get("mqtt"), dict) else {}
+    tls = mqtt.get("tls") if isinstance(mqtt.get("tls"), dict) else {}
+    for holder, keys in ((raw, ("pubkey", "install_root", "state_dir")), (mqtt, ("password_file",)),
+                         (tls, ("ca_file", "cert_file", "key_file"))):
+        for key in keys:
+            if isinstance(holder.get(key), str) and not os.path.isabs(holder[key]):
+                holder[key] = str(base / holder[key])
     try:
         cfg = AgentConfig.model_validate(raw)
     except ValidationError as exc:

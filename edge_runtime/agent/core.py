@@ -153,12 +153,15 @@ class Agent:
         self.report(a.release, "installing")
         try:
             inst = install_bundle(path, self.root, self.key, require_signature=self.require, keep=self.cfg.keep)
-            if device_cfg is not None and device_data is not None:
-                store_device_file(self.root, inst.release_id, self.cfg.device_id, device_data, device_cfg)
         except BundleError as exc:
             return self._fail(a.release, str(exc))
         self.state.pending = {"release": a.release, "release_id": inst.release_id, "previous": inst.previous}
         self._save()
+        if device_cfg is not None and device_data is not None:
+            try:
+                store_device_file(self.root, inst.release_id, self.cfg.device_id, device_data, device_cfg)
+            except (OSError, BundleError) as exc:
+                return self._roll_back(a.release, f"cannot keep this device's config: {exc}")
         self.report(a.release, "installed")
         download.clean(self.downloads, keep=set())
         return self.health_check()
@@ -254,5 +257,10 @@ class Agent:
             else:
                 attempts = 0
             retry = None
-            if self.handle(a) == "download_failed" and attempts < self.RETRIES:
+            try:
+                result = self.handle(a)
+            except (OSError, EdgeRuntimeError) as exc:  # e.g. the state disk is full: report, keep running
+                self.report(a.release, "failed", f"agent error: {exc}")
+                result = "failed"
+            if result == "download_failed" and attempts < self.RETRIES:
                 retry, retry_at = a, time.monotonic() + min(2.0 * 2 ** attempts, 60.0)

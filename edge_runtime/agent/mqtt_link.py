@@ -5,6 +5,7 @@ import json
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from edge_runtime.agent.announce import topic
@@ -19,9 +20,21 @@ def parse_mqtt_url(url: str) -> tuple[str, int]:
     return u.hostname, u.port or 1883
 
 
+@dataclass(frozen=True)
+class MqttAuth:
+    """Login and TLS for a broker: a password, the CA of its certificate, a client certificate."""
+
+    username: Optional[str] = None
+    password: Optional[str] = None
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    check_hostname: bool = True
+
+
 def make_client(url: str, client_id: str = "", keepalive_s: int = 30,
                 on_connect: Optional[Callable[..., None]] = None,
-                on_message: Optional[Callable[..., None]] = None) -> Any:
+                on_message: Optional[Callable[..., None]] = None, auth: Optional[MqttAuth] = None) -> Any:
     """A connected paho client with its network thread running (reconnects by itself)."""
     try:
         import paho.mqtt.client as mqtt
@@ -30,6 +43,19 @@ def make_client(url: str, client_id: str = "", keepalive_s: int = 30,
     host, port = parse_mqtt_url(url)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     c.reconnect_delay_set(0.2, 5)
+    if auth is not None and auth.username is not None:
+        c.username_pw_set(auth.username, auth.password)
+    if auth is not None and auth.ca_file is not None:
+        import ssl
+
+        try:
+            ctx = ssl.create_default_context(cafile=auth.ca_file)
+            if auth.cert_file:
+                ctx.load_cert_chain(auth.cert_file, auth.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"MQTT TLS files: {exc}") from None
+        ctx.check_hostname = auth.check_hostname
+        c.tls_set_context(ctx)
     if on_connect is not None:
         c.on_connect = on_connect
     if on_message is not None:
@@ -42,10 +68,11 @@ def make_client(url: str, client_id: str = "", keepalive_s: int = 30,
 class AgentLink:
     """Feeds announcements to ``offer`` and publishes ``report`` messages for one device."""
 
-    def __init__(self, url: str, prefix: str, fleet: str, group: str, device_id: str, keepalive_s: int = 30) -> None:
+    def __init__(self, url: str, prefix: str, fleet: str, group: str, device_id: str, keepalive_s: int = 30,
+                 auth: Optional[MqttAuth] = None) -> None:
         self.announce_topic = topic(prefix, fleet, group, "announce")
         self.status_topic = topic(prefix, fleet, group, f"status/{device_id}")
-        self.url, self.device_id, self.keepalive_s = url, device_id, keepalive_s
+        self.url, self.device_id, self.keepalive_s, self.auth = url, device_id, keepalive_s, auth
         self.connected = threading.Event()
         self.client: Any = None
 
@@ -60,7 +87,7 @@ class AgentLink:
             offer(msg.payload)
 
         self.client = make_client(self.url, f"edge-agent-{self.device_id}-{int(time.time() * 1000) % 10**8}",
-                                  self.keepalive_s, on_connect, on_message)
+                                  self.keepalive_s, on_connect, on_message, self.auth)
 
     def report(self, status: dict[str, Any]) -> None:
         """Publish a status, retained, QoS 1 (paho queues it while disconnected)."""

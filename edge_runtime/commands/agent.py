@@ -25,7 +25,8 @@ agent.yaml:
   pubkey: /etc/edge-runtime/fleet.pub
   install_root: /var/lib/edge-runtime/bundles
   state_dir: /var/lib/edge-runtime/agent
-  mqtt: {url: "mqtt://broker.local:1883"}
+  mqtt: {url: "mqtt://broker.local:8883", username: cam-0001, password_file: /etc/edge-runtime/mqtt.pass,
+         tls: {ca_file: /etc/edge-runtime/broker-ca.pem}}
   health: {url: "http://127.0.0.1:9100/healthz", commit_after_s: 30, timeout_s: 120}
   reload: {command: [systemctl, restart, edge-runtime]}   # or {pid_file: ..., signal: HUP}
 
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_runtime.agent.mqtt_link import AgentLink
 
     cfg = load_agent_config(args.config)
-    link = AgentLink(cfg.mqtt.url, cfg.mqtt.topic_prefix, cfg.fleet, cfg.group, cfg.device_id, cfg.mqtt.keepalive_s)
+    link = AgentLink(cfg.mqtt.url, cfg.mqtt.topic_prefix, cfg.fleet, cfg.group, cfg.device_id, cfg.mqtt.keepalive_s,
+                     cfg.mqtt.auth())
 
     def report(status: dict) -> None:
         link.report(status)

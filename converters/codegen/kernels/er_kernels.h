@@ -63,6 +63,8 @@ void er_add_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t*
 /* SUB uses er_add_params as ADD does; MUL uses its offsets, output multiplier/shift and clamp. */
 void er_sub_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
 void er_mul_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
+/* table[x + 128] is the op's output for input x (int8 elementwise ops, see lookup.c). */
+void er_lookup_s8(const int8_t* table, const int8_t* in, int8_t* out, int32_t count);
 void er_softmax_s8(const er_softmax_params* p, const int8_t* in, int8_t* out);
 
 #endif

@@ -1,4 +1,5 @@
-"""Gemm and MatMul: FULLY_CONNECTED for constant 2-D weights, BATCH_MATMUL otherwise."""
+"""Gemm, MatMul and two-operand Einsum: FULLY_CONNECTED for constant 2-D weights, BATCH_MATMUL
+otherwise."""
 from __future__ import annotations
 
 from typing import Any
@@ -75,4 +76,56 @@ def matmul(ctx: ImportContext, node: Any, a: dict) -> None:
         ctx.emit("BATCH_MATMUL", operands, out, {}, node, shape=out_shape)
 
 
-REGISTRY = {"Gemm": gemm, "MatMul": matmul}
+def _einsum_operand(ctx: ImportContext, node: Any, name: str, labels: str, order: str,
+                    shape3: tuple[int, int, int]) -> str:
+    """Operand ``name`` (ONNX labels ``labels``) transposed to ``order`` and reshaped to ``shape3``,
+    in ONNX layout (constants are rearranged here)."""
+    perm = tuple(labels.index(c) for c in order)
+    if ctx.is_const(name):
+        v = np.asarray(ctx.const(node, name), np.float32).transpose(perm).reshape(shape3)
+        return ctx.add_const(f"{node.output[0]}/operand", v)
+    x = ctx.to_src(ctx.act(node, name))
+    x = ctx.transpose(x, perm)
+    return ctx.emit("RESHAPE", [x], ctx.tmp(f"{node.output[0]}/operand", shape3), {}, node, shape=shape3)
+
+
+def einsum(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Two-operand Einsum (batch, contracted and free labels, no repeats) as one BATCH_MATMUL with
+    the transposes and reshapes around it."""
+    eq = a["equation"].decode() if isinstance(a["equation"], bytes) else a["equation"]
+    eq = eq.replace(" ", "")
+    if "->" not in eq or "." in eq or len(node.input) != 2:
+        raise ctx.err(node, f"Einsum '{eq}' is not supported (two operands, explicit output, no ellipsis)")
+    lhs, out_l = eq.split("->")
+    la, lb = lhs.split(",")
+    if any(len(set(t)) != len(t) for t in (la, lb, out_l)) or set(out_l) - set(la) - set(lb):
+        raise ctx.err(node, f"Einsum '{eq}' with repeated or unknown labels is not supported")
+    if (set(la) ^ set(lb)) - set(out_l):
+        raise ctx.err(node, f"Einsum '{eq}' sums a label of one operand only; not supported")
+    sa, sb = ctx.src_shape(node, node.input[0]), ctx.src_shape(node, node.input[1])
+    size = {**dict(zip(la, sa)), **dict(zip(lb, sb))}
+    batch = [c for c in out_l if c in la and c in lb]
+    contract = [c for c in la if c in lb and c not in out_l]
+    left = [c for c in la if c not in lb]
+    right = [c for c in lb if c not in la]
+    nb = int(np.prod([size[c] for c in batch])) if batch else 1
+    nl = int(np.prod([size[c] for c in left])) if left else 1
+    nk = int(np.prod([size[c] for c in contract])) if contract else 1
+    nr = int(np.prod([size[c] for c in right])) if right else 1
+    if ctx.is_const(node.input[0]) and ctx.is_const(node.input[1]):
+        raise ctx.err(node, "operates on constants only; constant folding should have removed it")
+    ia = _einsum_operand(ctx, node, node.input[0], la, "".join(batch + left + contract), (nb, nl, nk))
+    ib = _einsum_operand(ctx, node, node.input[1], lb, "".join(batch + contract + right), (nb, nk, nr))
+    out = node.output[0]
+    y = ctx.emit("BATCH_MATMUL", [ia, ib], ctx.tmp(f"{out}/bmm", (nb, nl, nr)), {}, node, shape=(nb, nl, nr))
+    natural = "".join(batch + left + right)
+    mid_shape = tuple(size[c] for c in natural)
+    y = ctx.emit("RESHAPE", [y], ctx.tmp(f"{out}/unflat", mid_shape), {}, node, shape=mid_shape)
+    y = ctx.transpose(y, tuple(natural.index(c) for c in out_l))
+    if len(out_l) == 4:  # the result is in ONNX layout; the IR keeps 4-D tensors NHWC
+        ctx.from_src(y, out, node)
+    else:
+        ctx.transpose(y, tuple(range(len(out_l))), out, node)
+
+
+REGISTRY = {"Gemm": gemm, "MatMul": matmul, "Einsum": einsum}

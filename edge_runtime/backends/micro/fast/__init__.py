@@ -14,7 +14,20 @@ MultiplyByQuantizedMultiplier per output channel (the fused form of
   writes numba's on-disk cache; later processes load it. :func:`compile_seconds`
   reports the time spent (compiling or loading) in this process.
 
-Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D, DEPTHWISE_CONV_2D),
+What each op runs on the compiled path (``Model.info["kernel_paths"]`` says "numba"):
+
+- CONV_2D: numpy's band and im2col, the float BLAS product (exact, see ``exact_dtype``),
+  then the compiled requantization tail (whole output rows when there are < 32 channels);
+- DEPTHWISE_CONV_2D: the taps and the tail in one compiled call (>= 16 channels; below,
+  numpy's row-wise taps, which were faster there, with the compiled tail);
+- FULLY_CONNECTED: compiled dot products and tail, one call per op;
+- AVERAGE_POOL_2D / MAX_POOL_2D: one compiled loop.
+
+Bound calls use the compiled overload's entry point (no type dispatch per call).
+numba caches compiled code next to these modules (``__pycache__``), or in its user cache
+directory when that is read-only (``NUMBA_CACHE_DIR`` overrides).
+
+Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D tail, DEPTHWISE_CONV_2D),
 ``fully_connected``, ``pooling``; ``jit`` wraps numba's decorator.
 """
 from __future__ import annotations
@@ -35,7 +48,7 @@ def _numba_importable() -> bool:
         try:
             import numba  # noqa: F401
             _NUMBA = True
-        except Exception:  # ImportError, or a numba that fails to load its LLVM
+        except Exception:  # noqa: BLE001  # ImportError, or a numba that fails to load its LLVM
             _NUMBA = False
         IMPORT_SECONDS[0] = time.perf_counter() - t0
     return _NUMBA

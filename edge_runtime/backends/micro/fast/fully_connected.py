@@ -9,8 +9,6 @@ run in place when an output row is no larger than an input row (or there is one 
 """
 from __future__ import annotations
 
-import numpy as np
-
 from edge_runtime.backends.micro.fast.jit import kernel_reassoc
 from edge_runtime.backends.micro.fast.requant import requant
 

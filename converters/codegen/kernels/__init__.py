@@ -1,0 +1,1 @@
+"""C sources of the generated-C kernels (package data: one op per .c file, shared headers)."""

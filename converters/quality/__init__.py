@@ -1,0 +1,1 @@
+"""Quantization quality: per-output metrics (:mod:`.metrics`) and per-layer sensitivity (:mod:`.sensitivity`)."""
