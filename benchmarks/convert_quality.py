@@ -12,7 +12,9 @@ where one exists, all in LiteRT's default configuration:
 - vww, resnet: top-1 agreement with the float model and mean |int8 - float| output error on 200
   structured synthetic images (:func:`converters.calibration_data.synthetic_images`, calibration on
   100 others);
-- digits: held-out accuracy of the int8 TFLite and int8 ONNX against the float ONNX.
+- digits: held-out accuracy of the int8 TFLite and int8 ONNX against the float ONNX;
+- digits-ort: output SQNR of ours against ONNX Runtime's ``quantize_static`` (QDQ, per-channel,
+  same calibration data), on the held-out set.
 
 Every row also gives the output SQNR of our int8 model against the float model on the same inputs.
 ``--fc`` and ``--bias-correction`` compare quantization options (default: the converter's defaults).
@@ -20,6 +22,7 @@ Every row also gives the output SQNR of our int8 model against the float model o
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 import time
@@ -81,7 +84,8 @@ def bench_ad01(method: str, out: str, opts: dict[str, Any]) -> tuple[float, str,
     ours = float(np.mean(np.mean((w.reshape(len(w), -1) - o) ** 2, axis=1)))
     r = TFLiteRunner(str(rd.mlperf_model("ad01_int8.tflite")))
     tf = float(np.mean([np.mean((x - r.run(x)[0]) ** 2) for x in w]))
-    return dt, f"score {ours:.4f} ({100 * (ours / 9.7071 - 1):+.2f}%), {_sqnr(f, o)}", f"TF int8 {tf:.4f} ({100 * (tf / 9.7071 - 1):+.2f}%), fp32 9.7071"
+    return (dt, f"score {ours:.4f} ({100 * (ours / 9.7071 - 1):+.2f}%), {_sqnr(f, o)}",
+            f"TF int8 {tf:.4f} ({100 * (tf / 9.7071 - 1):+.2f}%), fp32 9.7071")
 
 
 def _bench_image(name: str, tf_name: str, scale: float, hw: int, method: str, out: str,
@@ -97,7 +101,8 @@ def _bench_image(name: str, tf_name: str, scale: float, hw: int, method: str, ou
     tf = np.stack([r.run(x[None])[0].reshape(-1) for x in test])
     a_o, a_t = np.mean(ours.argmax(1) == f.argmax(1)), np.mean(tf.argmax(1) == f.argmax(1))
     return (dt, f"agree {a_o:.3f}, MAE {np.abs(ours - f).mean():.4f}, {_sqnr(f, ours)}",
-            f"TF int8: agree {a_t:.3f}, MAE {np.abs(tf - f).mean():.4f}; ours vs TF {np.mean(ours.argmax(1) == tf.argmax(1)):.3f}")
+            f"TF int8: agree {a_t:.3f}, MAE {np.abs(tf - f).mean():.4f}; "
+            f"ours vs TF {np.mean(ours.argmax(1) == tf.argmax(1)):.3f}")
 
 
 def bench_vww(method: str, out: str, opts: dict[str, Any]) -> tuple[float, str, str]:
@@ -119,13 +124,58 @@ def bench_digits(method: str, out: str, opts: dict[str, Any]) -> tuple[float, st
                         held_out=(z["x"], z["y"]), **opts)
     dt = time.perf_counter() - t
     h = res.report["held_out"]
-    return (dt, f"tflite {h['tflite']['accuracy']:.4f}, onnx {h['onnx']['accuracy']:.4f}, "
-                f"SQNR {h['tflite']['output_sqnr_db']:.2f} dB",
+    return (dt, (f"tflite {h['tflite']['accuracy']:.4f}, onnx {h['onnx']['accuracy']:.4f}, "
+                 f"SQNR {h['tflite']['output_sqnr_db']:.2f} dB"),
             f"float {h['float_accuracy']:.4f} ({h['samples']} held-out)")
 
 
+def ort_quantize_static(model: Path, calib: np.ndarray, out: str) -> str:
+    """ONNX Runtime's own int8 QDQ model (per-channel weights, MinMax calibration on ``calib``)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    name = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(calib)
+
+        def get_next(self):  # type: ignore[no-untyped-def]
+            x = next(self.it, None)
+            return None if x is None else {name: x[None].astype(np.float32)}
+
+    path = str(Path(out) / "ort_int8.onnx")
+    logging.getLogger().setLevel(logging.ERROR)  # ORT's "consider pre-processing" advice, once per call
+    quantize_static(str(model), path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return path
+
+
+def bench_digits_vs_ort(method: str, out: str, opts: dict[str, Any]) -> tuple[float, str, str]:
+    """Digits CNN: our int8 ONNX and TFLite against ORT's quantize_static, same calibration data."""
+    import onnxruntime as ort
+
+    z = np.load(ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz")
+    data = ROOT / "converters" / "data"
+    t = time.perf_counter()
+    res = convert_model(data / "digits_cnn.onnx", "rpi4-4gb", data / "digits_calib.npz", out, method=method,
+                        held_out=(z["x"], z["y"]), **opts)
+    dt = time.perf_counter() - t
+    calib = np.load(data / "digits_calib.npz")["x"]
+    paths = {"float": str(data / "digits_cnn.onnx"), "ort": ort_quantize_static(data / "digits_cnn.onnx", calib, out)}
+    sess = {k: ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    outs = {k: np.concatenate([s.run(None, {s.get_inputs()[0].name: x[None]})[0] for x in z["x"]])
+            for k, s in sess.items()}
+    h = res.report["held_out"]
+    ours = f"SQNR tflite {h['tflite']['output_sqnr_db']:.2f} dB, onnx {h['onnx']['output_sqnr_db']:.2f} dB"
+    acc = float(np.mean(outs["ort"].argmax(1) == z["y"]))
+    return dt, ours, (f"ORT quantize_static (QDQ, per-channel, minmax): {_sqnr(outs['float'], outs['ort'])}, "
+                      f"accuracy {acc:.4f}")
+
+
 BENCHES: dict[str, Callable[[str, str, dict[str, Any]], tuple[float, str, str]]] = {
-    "kws": bench_kws, "ad01": bench_ad01, "vww": bench_vww, "resnet": bench_resnet, "digits": bench_digits}
+    "kws": bench_kws, "ad01": bench_ad01, "vww": bench_vww, "resnet": bench_resnet, "digits": bench_digits,
+    "digits-ort": bench_digits_vs_ort}
 
 
 def main(argv: list[str]) -> int:
@@ -152,7 +202,7 @@ def main(argv: list[str]) -> int:
     rows = []
     for model in args.models.split(","):
         for method in args.methods.split(","):
-            if model != "digits" and rd.shared_dir() is None:
+            if not model.startswith("digits") and rd.shared_dir() is None:
                 continue
             for opts, label in variants:
                 with tempfile.TemporaryDirectory() as out:

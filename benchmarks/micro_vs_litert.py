@@ -9,7 +9,7 @@ numba the "numba" column repeats the numpy path (the table says so).
 
 Both run in this process, one thread each (LiteRT ``num_threads=1``; OpenBLAS is
 limited to one thread before numpy loads), interleaved run by run on the same
-input, so machine load affects both alike. Each timed step sets the input and
+input (the order rotating every round), so machine load affects both alike. Each timed step sets the input and
 invokes (micro: ``Interpreter.set_input`` + ``invoke``; LiteRT: ``set_tensor`` +
 ``invoke``). The table shows medians, the ratio micro / LiteRT, and the fastest
 run of each (less sensitive to a loaded machine, since a micro inference is long
@@ -68,16 +68,21 @@ def load_baseline(rev: str, workdir: Path) -> Any:
 
 
 def _timed(fns: list[Callable[[], None]], runs: int) -> list[list[float]]:
-    """Run the functions interleaved ``runs`` times (after 5 warm-up rounds); seconds per call."""
+    """Run the functions interleaved ``runs`` times (after 5 warm-up rounds); seconds per call.
+
+    The order rotates every round, so that no variant always runs right after the same other
+    one (which evicts its caches)."""
     for _ in range(5):
         for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, ts in zip(fns, times):
+    n = len(fns)
+    for i in range(runs):
+        for j in range(n):
+            k = (i + j) % n
             t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
+            fns[k]()
+            times[k].append(time.perf_counter() - t0)
     return times
 
 

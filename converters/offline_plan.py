@@ -101,7 +101,8 @@ def read_offline_plan(model: TFLiteModel) -> Optional[np.ndarray]:
 
 
 class AlignedBuilder(flatbuffers.Builder):
-    """A flatbuffers Builder that starts every byte vector (buffer data) on a 16-byte boundary."""
+    """A flatbuffers Builder that starts every byte vector (buffer data) on a 16-byte boundary and
+    writes equal int64 vectors (quantization zero points: all zeros per channel) once."""
 
     def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' name)
         if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 1:
@@ -110,6 +111,12 @@ class AlignedBuilder(flatbuffers.Builder):
             self.Bytes[self.head:self.head + x.size] = x.tobytes()
             self.vectorNumElems = x.size
             return self.EndVector()
+        if isinstance(x, np.ndarray) and x.dtype == np.int64 and x.ndim == 1:
+            shared = self.__dict__.setdefault("_int64_vectors", {})
+            key = x.tobytes()
+            if key not in shared:
+                shared[key] = super().CreateNumpyVector(x)
+            return shared[key]
         return super().CreateNumpyVector(x)
 
 

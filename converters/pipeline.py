@@ -189,19 +189,21 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
 
             write_onnx(graph, plan, onnx_path)
     timings["write_s"] = time.perf_counter() - t2
+    hx, hy = _held_out(held_out, src_shape)
     with _one_line(model, f"sizing and running the written {os.path.basename(tfl_path)}"):
         fit = fit_model(tfl_path, prof)
         t3 = time.perf_counter()
         layer_rows, cal_f, cal_q = compare_on_samples(graph, sess, TFLiteRunner(tfl_path, preserve=True),
                                                       (x for i, x in enumerate(data) if i < report_samples))
-        cal_outputs = compare_outputs(graph.outputs, output_kinds(graph, task), cal_f, cal_q)
+        cal_outputs = compare_outputs(graph.outputs, output_kinds(graph, task, hy), cal_f, cal_q)
     sensitivity = None
     if analyze:
+        from converters.quality.sensitivity import SAMPLES
         from converters.quality.sensitivity import analyze as analyze_layers
 
+        n_sens = min(report_samples, SAMPLES)
         with _one_line(model, "analysing per-layer sensitivity"):
-            sensitivity = analyze_layers(graph, plan, (x for i, x in enumerate(data) if i < report_samples))
-    hx, hy = _held_out(held_out, src_shape)
+            sensitivity = analyze_layers(graph, plan, (x for i, x in enumerate(data) if i < n_sens))
     held_stats = None
     if hx is not None:
         with _one_line(model, "running the int8 models on the held-out data"):

@@ -149,8 +149,11 @@ class OnnxRunner:
         return res
 
 
+Outputs = dict[str, np.ndarray]
+
+
 def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: ignore[no-untyped-def]
-                       samples: Iterable[np.ndarray]) -> tuple[list[dict], dict[str, np.ndarray], dict[str, np.ndarray]]:
+                       samples: Iterable[np.ndarray]) -> tuple[list[dict], Outputs, Outputs]:
     """Float (ONNX Runtime) vs int8 (``runner``, built with ``preserve``) on ``samples`` (source layout).
 
     Returns the per-layer rows (SQNR of every IR activation summed over the samples, see
@@ -194,8 +197,11 @@ def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: 
     for r in rows:
         r["flagged"] = r["index"] in flagged
         r["grade"] = grade(r["sqnr_db"])
-    stack = lambda d: {k: np.stack(v) if v else np.zeros((0, 0), np.float32) for k, v in d.items()}  # noqa: E731
-    return rows, stack(f_out), stack(q_out)
+    return rows, _stack(f_out), _stack(q_out)
+
+
+def _stack(d: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack(v) if v else np.zeros((0, 0), np.float32) for k, v in d.items()}
 
 
 def layer_sqnr(graph: Graph, float_sess, runner: TFLiteRunner, samples: Iterable[np.ndarray]) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -223,8 +229,8 @@ def evaluate_held_out(graph: Graph, float_sess, runners: dict[str, Callable[[np.
             for o, v in zip(graph.outputs, run(xi if k == "onnx" else x_ir)):
                 outs[k][o].append(v.reshape(-1))
     arr = {k: {o: np.stack(v) for o, v in d.items()} for k, d in outs.items()}
-    kinds = output_kinds(graph, task, labels=y is not None)
-    stats: dict[str, Any] = {"samples": int(len(x)), "labels": y is not None, "output_kinds": kinds}
+    kinds = output_kinds(graph, task, labels=y)
+    stats: dict[str, Any] = {"samples": len(x), "labels": y is not None, "output_kinds": kinds}
     cls = next((o for o in graph.outputs if kinds[o] == "class"), None)
     if y is not None and cls is not None and int(np.max(y)) < arr["float"][cls].shape[1]:
         stats["float_accuracy"] = float(np.mean(arr["float"][cls].argmax(1) == y))
@@ -236,8 +242,13 @@ def evaluate_held_out(graph: Graph, float_sess, runners: dict[str, Callable[[np.
 def _sqnr_bars(ax, rows: list[dict], label_key: str, value_key: str, title: str, ylabel: str) -> None:  # type: ignore[no-untyped-def]
     """Bars coloured by the absolute thresholds, with the threshold lines."""
     xs = np.arange(len(rows))
-    vals = [r[value_key] for r in rows]
-    ax.bar(xs, vals, color=[GRADE_COLOURS[grade(v)] for v in vals])
+    vals = np.array([r[value_key] for r in rows], np.float64)
+    bottom = min(0.0, float(vals.min(initial=0.0))) - 5.0  # a 0 dB (collapsed) bar stays visible
+    ax.bar(xs, vals - bottom, bottom=bottom, color=[GRADE_COLOURS[grade(v)] for v in vals])
+    ax.set_ylim(bottom, max(float(vals.max(initial=0.0)), FINE_DB) + 5.0)
+    if len(rows) <= 40:
+        for x, v in zip(xs, vals):
+            ax.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
     ax.axhline(FINE_DB, color=GRADE_COLOURS["fine"], lw=0.8, ls="--")
     ax.axhline(BAD_DB, color=GRADE_COLOURS["bad"], lw=0.8, ls="--")
     ax.set_xticks(xs)
@@ -300,8 +311,8 @@ def _output_table(stats: dict[str, Any], model: str) -> list[str]:
     return lines
 
 
-OUT_HEAD = ["| model | output | kind | float range | SQNR dB | max abs error | mean abs error | top-1 agreement "
-            "| accuracy |", "|---|---|---|---|---|---|---|---|---|"]
+OUT_HEAD = [("| model | output | kind | float range | SQNR dB | max abs error | mean abs error | top-1 agreement "
+             "| accuracy |"), "|---|---|---|---|---|---|---|---|---|"]
 
 
 def summary(report: dict[str, Any]) -> list[str]:
@@ -342,8 +353,8 @@ def markdown(report: dict[str, Any]) -> str:
     sens = report.get("sensitivity")
     if sens:
         lines += ["## Sensitivity (worst-output SQNR, float graph with fake-quant in ONNX Runtime)", "",
-                  f"All layers int8: {sens['all_quantized_db']} dB. Sorted by the SQNR with only that layer "
-                  "quantized; 'float gain' is what leaving only that layer in float gives back.", "",
+                  (f"All layers int8: {sens['all_quantized_db']} dB. Sorted by the SQNR with only that layer "
+                   "quantized; 'float gain' is what leaving only that layer in float gives back."), "",
                   "| # | op | tensor | only this layer int8 (dB) | all but this layer int8 (dB) | float gain (dB) |",
                   "|---|---|---|---|---|---|"]
         for r in sens["layers"]:
@@ -357,7 +368,8 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{r['loss_db']} | {'**flagged**' if r['flagged'] else ''} |")
     flagged = sorted((r for r in report["layers"] if r["flagged"]), key=lambda r: -r["loss_db"])
     if flagged:
-        lines += ["", "Layers that lose most: " + ", ".join(f"{r['index']}:{r['op']} ({r['loss_db']} dB)" for r in flagged)]
+        lines += ["", "Layers that lose most: " + ", ".join(f"{r['index']}:{r['op']} ({r['loss_db']} dB)"
+                                                           for r in flagged)]
     lines += ["", "![SQNR per layer and per output](report.png)", ""]
     return "\n".join(lines)
 

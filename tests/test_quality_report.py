@@ -163,3 +163,18 @@ def test_cli_names_the_worst_output_and_the_guilty_layers(tmp_path, capsys):  # 
         edge_convert(["convert", str(tmp_path / "m.onnx"), "--profile", "rpi4-4gb", "--calib",
                       str(tmp_path / "calib.npy"), "--task", "detect", "-o", str(tmp_path / "out2")])
     assert exc.value.code == 2
+
+
+def test_labels_make_logits_a_class_output_but_not_a_box_head():
+    """A 10-logit head with labels 0..9 is a classifier; its 4-value box head next to it is not, and
+    neither is any vector once the model has a softmax output of its own."""
+    from converters.ir import Graph, Op, Tensor
+
+    t = {n: Tensor(n, s) for n, s in (("x", (1, 8)), ("logits", (1, 10)), ("boxes", (1, 4)), ("p", (1, 10)))}
+    g = Graph("det", t, [Op("RELU", ["x"], ["logits"]), Op("RELU", ["x"], ["boxes"])], ["x"], ["logits", "boxes"])
+    labels = np.arange(10) % 10
+    assert output_kinds(g, "auto", labels) == {"logits": "class", "boxes": "regression"}
+    assert output_kinds(g, "auto", None) == {"logits": "regression", "boxes": "regression"}
+    g.ops.append(Op("SOFTMAX", ["logits"], ["p"]))
+    g.outputs.append("p")
+    assert output_kinds(g, "auto", labels) == {"logits": "regression", "boxes": "regression", "p": "class"}

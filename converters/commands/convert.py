@@ -18,7 +18,8 @@ constant subgraphs folded), a float .tflite, or a hybrid .tflite (int8 weights, 
 A dynamic batch dimension becomes 1; give any other dynamic input dimension a size with
 --input-shape NAME=DIMS, once per input. Written into DIR:
 
-  <name>_int8.tflite   int8 activations, per-channel int8 conv weights, int32 biases; runs in
+  <name>_int8.tflite   int8 activations, per-channel int8 weights (fully-connected per tensor on
+                       profiles with an NPU delegate), bias-corrected int32 biases; runs in
                        LiteRT, tflite-runtime, TFLite Micro and edge-runtime's micro backend
   <name>_int8.onnx     the same quantization decisions as QDQ ONNX (per-channel weights)
   report.json          sizes, budgets, accelerator coverage, per-layer SQNR, every output's SQNR,

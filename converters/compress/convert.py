@@ -32,6 +32,7 @@ def convert_graph(graph: Graph, profile: Any, calib: Any, out_dir: "str | os.Pat
     from converters.calibrate import calibrate, float_session
     from converters.calibration_data import open_calibration
     from converters.fit import fit_model
+    from converters.pipeline import per_channel_fc
     from converters.quantize import plan_quantization
     from converters.writers.tflite import write_tflite
 
@@ -39,7 +40,7 @@ def convert_graph(graph: Graph, profile: Any, calib: Any, out_dir: "str | os.Pat
     in_name = graph.inputs[0]
     data = open_calibration(calib, graph.source_shape(in_name), in_name, limit=limit)
     ranges = calibrate(graph, data, method, session=float_session(graph))
-    plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype)
+    plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype, per_channel_fc=per_channel_fc(prof))
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     stem = name or graph.name

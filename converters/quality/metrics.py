@@ -51,14 +51,22 @@ def _vector_per_sample(shape: tuple[int, ...]) -> bool:
     return len(dims) == 1 and dims[0] > 1
 
 
-def output_kinds(graph: Graph, task: str = "auto", labels: bool = False) -> dict[str, str]:
-    """``{output: 'class' | 'regression'}`` following the rules of this module's docstring."""
+def output_kinds(graph: Graph, task: str = "auto", labels: Optional[np.ndarray] = None) -> dict[str, str]:
+    """``{output: 'class' | 'regression'}`` following the rules of this module's docstring.
+
+    With ``labels`` (task ``auto``), a logit vector is a class output only when the model has no
+    softmax output and every label indexes it: a box head of 4 values next to 10 class labels is not.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    soft = {o: _softmax_output(graph, o) for o in graph.outputs}
     kinds = {}
     for o in graph.outputs:
-        vec = _vector_per_sample(graph.tensors[o].shape)
-        cls = task != "regress" and vec and (_softmax_output(graph, o) or labels or task == "classify")
+        shape = graph.tensors[o].shape
+        vec = _vector_per_sample(shape)
+        by_labels = (labels is not None and len(labels) > 0 and not any(soft.values())
+                     and 0 <= int(np.min(labels)) and int(np.max(labels)) < int(np.prod(shape[1:])))
+        cls = task != "regress" and vec and (soft[o] or by_labels or task == "classify")
         kinds[o] = "class" if cls else "regression"
     return kinds
 

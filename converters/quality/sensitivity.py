@@ -27,7 +27,10 @@ from converters.quantize import QuantPlan
 ONNX_WEIGHT_PERM = {"CONV_2D": (0, 3, 1, 2), "DEPTHWISE_CONV_2D": (3, 0, 1, 2), "TRANSPOSE_CONV": (3, 0, 1, 2),
                     "FULLY_CONNECTED": (0, 1)}
 MASK = "fake_quant_mask"
+#: Layers named in the summary.
 TOP = 3
+#: Calibration samples the conversion pipeline analyses (2 runs per layer per sample).
+SAMPLES = 16
 
 
 @dataclass

@@ -49,15 +49,24 @@ def buffer_table(b, data: Optional[int]) -> int:  # type: ignore[no-untyped-def]
 
 def tensor_table(b, name: str, shape: Sequence[int], type_code: int, buffer: int,  # type: ignore[no-untyped-def]
                  scales: Optional[Sequence[float]] = None, zero_points: Optional[Sequence[int]] = None,
-                 qdim: int = 0) -> int:
-    """A Tensor table, with QuantizationParameters when ``scales`` is given."""
+                 qdim: int = 0, shared: Optional[dict] = None) -> int:
+    """A Tensor table, with QuantizationParameters when ``scales`` is given.
+
+    ``shared`` (one dict per builder) lets equal zero-point vectors be written once and referenced by
+    every tensor that has them: the all-zero vectors of per-channel weights and biases.
+    """
     Q, T = schema("QuantizationParameters"), schema("Tensor")
     name_off = b.CreateString(name)
     shape_off = vector(b, T.TensorStartShapeVector, [int(d) for d in shape])
     q_off = None
     if scales is not None:
         s_off = vector(b, Q.QuantizationParametersStartScaleVector, [float(s) for s in scales], "Float32")
-        z_off = vector(b, Q.QuantizationParametersStartZeroPointVector, [int(z) for z in zero_points], "Int64")
+        zps = tuple(int(z) for z in zero_points)
+        z_off = shared.get(zps) if shared is not None else None
+        if z_off is None:
+            z_off = vector(b, Q.QuantizationParametersStartZeroPointVector, list(zps), "Int64")
+            if shared is not None:
+                shared[zps] = z_off
         Q.QuantizationParametersStart(b)
         Q.QuantizationParametersAddScale(b, s_off)
         Q.QuantizationParametersAddZeroPoint(b, z_off)

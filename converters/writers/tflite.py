@@ -303,8 +303,9 @@ def _serialise(m: _Model, inputs: list[int], outputs: list[int], name: str) -> b
     # buffers: data vectors first, 16-byte aligned
     data_offs = [aligned_bytes(b, raw, ALIGN) if raw else None for raw in m.buffers]
     buf_offs = [buffer_table(b, off) for off in data_offs]
-    tensor_offs = [tensor_table(b, t.name, t.shape, TYPE[t.dtype], t.buffer, t.scales, t.zero_points, t.qdim)
-                   for t in m.tensors]
+    zero_points: dict = {}  # equal zero-point vectors written once
+    tensor_offs = [tensor_table(b, t.name, t.shape, TYPE[t.dtype], t.buffer, t.scales, t.zero_points, t.qdim,
+                                zero_points) for t in m.tensors]
     kinds = list(dict.fromkeys(op.kind for op in m.ops))
     code_offs = [operator_code(b, _code(k), VERSIONS.get(k, 1)) for k in kinds]
     op_offs = [operator_table(b, kinds.index(op.kind), op.inputs, op.outputs, op.options) for op in m.ops]

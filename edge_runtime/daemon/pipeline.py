@@ -47,6 +47,7 @@ from edge_runtime.daemon.postprocess import PostChain
 from edge_runtime.daemon.sdnotify import Notifier
 from edge_runtime.daemon.sinks import Result, make_sink, to_json_line
 from edge_runtime.daemon.sources import Source, make_source
+from edge_runtime.daemon.stream_state import StreamModels, is_stateful
 from edge_runtime.errors import ConfigError, EdgeRuntimeError
 from edge_runtime.model import Model
 
@@ -138,6 +139,7 @@ class Daemon:
         self.max_batch = est.max_batch
         model = loaded.model
         self._attach_batch(loaded)
+        self._setup_streams(loaded)
         shapes = [sample_shape(s.shape, f"input '{s.name}'") for s in model.inputs]
         self._in_specs = [(shape, np.dtype(s.dtype), int(np.prod(shape)) * np.dtype(s.dtype).itemsize)
                           for shape, s in zip(shapes, model.inputs)]
@@ -158,6 +160,17 @@ class Daemon:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"preprocess: the chain does not fit the model's input: {exc}") from None
         self._note_model(loaded)
+
+    def _setup_streams(self, loaded: Loaded) -> None:
+        """Stateful models get one instance per source stream (stream_state.py); others share one."""
+        self.streams: Optional[StreamModels] = None
+        if is_stateful(loaded.path):
+            max_streams = self.cfg.source.max_connections if self.cfg.source.type == "tcp" else 1
+            slot = self.slot
+            assert slot is not None
+            self.streams = StreamModels(lambda: slot._open().model, 2 * max_streams)
+            self.batching = "per stream (stateful model: one state per source stream)"
+            self.metrics.gauges["streams"] = lambda: float(len(self.streams) if self.streams is not None else 0)
 
     def _attach_batch(self, loaded: Loaded) -> None:
         """Give ``loaded`` a runner for full batches when its backend has a batch axis."""
@@ -199,7 +212,13 @@ class Daemon:
         assert self.slot is not None
         old = self.slot.swap(cand)
         self.executor.submit(old.model.close)
+        self._restart_streams()
         self._note_model(cand)
+
+    def _restart_streams(self) -> None:
+        """After a model swap, every stream starts from the new model's initial state."""
+        if self.streams is not None:
+            self.executor.submit(self.streams.close_all)
 
     def reload_failed(self, why: str, reason: str) -> bool:
         """Count and report a refused reload; the old configuration keeps serving."""
@@ -376,6 +395,8 @@ class Daemon:
             self._reload_executor.shutdown(wait=True)
         if self.slot is not None and self.slot.current is not None:
             self.slot.current.model.close()
+        if getattr(self, "streams", None) is not None:
+            self.streams.close_all()
         if hasattr(self, "_old_switch"):
             sys.setswitchinterval(self._old_switch)
         if hasattr(self, "_old_stack"):
@@ -559,7 +580,14 @@ class Daemon:
         t = time.perf_counter()
         try:
             runner = loaded.batch
-            if runner is not None and len(batch) == runner.size:
+            streams = self.streams
+            if streams is not None:  # a stateful model: each request runs on its own stream's instance
+                fast = self._fast
+                per = [streams.model_for(r.link.name)._invoke(
+                    r.arrays if r.arrays is not None
+                    else [np.frombuffer(r.payload, dtype=fast[0]).reshape(fast[1])])  # type: ignore[index]
+                    for r in batch]
+            elif runner is not None and len(batch) == runner.size:
                 per = runner.run(batch)
             else:
                 # inputs were built from the model's own specs at admission, so the
@@ -647,6 +675,7 @@ class Daemon:
             self.notifier.notify("READY=1")
         old = self.slot.swap(cand)
         self.executor.submit(old.model.close)  # runs after the batches already queued on the worker
+        self._restart_streams()
         self._note_model(cand)
         self.metrics.inc("reloads")
         self.metrics.last_reload_error = ""

@@ -3,7 +3,7 @@
 The numpy kernels keep their band (input rows widened to the compute dtype, padding set
 to the input zero point, in-place line buffers) and, for CONV_2D, the BLAS product; these
 loops replace what numpy spends many passes on (the im2col gather stays numpy's strided
-copy, which a compiled loop did not beat on these layers):
+copy: compiled gathers, tried for short and long runs, were slower on these layers):
 
 - :func:`tail`: accumulators (float32/float64 holding exact integers, or int64) plus the
   folded bias -> int8, in one pass (:mod:`requant`);

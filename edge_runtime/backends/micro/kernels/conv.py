@@ -16,6 +16,12 @@ time each kernel widens them once into a cached float array in the compute dtype
 (dequantized for hybrid models), counted in ``Interpreter.cache_bytes``. The int8
 tail is :class:`FloatRequantizer` (a few float64 passes, exact) wherever its bound
 holds for the layer's weights, else the int64 :class:`Requantizer`.
+
+Compiled path (``edge-runtime[fast]``, see :mod:`edge_runtime.backends.micro.fast`): for int8
+ops, when numba imports and ``EDGE_RUNTIME_MICRO_FAST`` is not 0, :func:`choose_path` (at bind
+time) swaps the tail for one compiled pass, and DEPTHWISE_CONV_2D with 16 or more channels
+sums its taps in the same compiled call; the band, im2col and BLAS product stay as above.
+``self.path`` records the choice ("numba" or "numpy").
 """
 from __future__ import annotations
 
@@ -616,9 +622,6 @@ class DepthwiseConv2D(_ConvBase):
 
     def run(self) -> None:
         """Compute the depthwise convolution chunk by chunk."""
-        if self.taps_compiled:
-            self.run_calls()
-            return
         fill, einsum, multiply, add_reduce = self.fill_band, np.einsum, np.multiply, np.add.reduce
         for pads, copies, saves, products, tail in self.steps:
             fill(pads, copies, saves)

@@ -149,9 +149,6 @@ class FullyConnected(Kernel):
 
     def run(self) -> None:
         """Compute all row chunks."""
-        if self.compiled is not None:
-            self.compiled()
-            return
         if self.fused is not None:
             src, lhs_x, lhs, wfold, yv, rounding = self.fused
             np.copyto(lhs_x, src, casting="unsafe")

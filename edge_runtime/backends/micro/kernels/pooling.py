@@ -123,9 +123,6 @@ class Pool2D(Kernel):
 
     def run(self) -> None:
         """Pool every image."""
-        if self.compiled is not None:
-            self.compiled()
-            return
         for band, interior, xn, win, yn in self.steps:
             if band is not None:
                 if self.padded:  # (unpadded, the band is all interior and fully overwritten)
