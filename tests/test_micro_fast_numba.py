@@ -200,3 +200,13 @@ def test_long_sums_in_float64_bit_exact(tmp_path, path):
     fc = {"rows": 2, "k": 1500, "units": 7, "act": 1, "per_channel": True, "keep_dims": False, "bias": True,
           "seed": 13}
     _run(path, ops.test_fully_connected_int8.hypothesis.inner_test, tmp_path, fc)
+
+
+def test_compiled_path_is_opt_in(monkeypatch, mlperf_models):
+    """Loading numba costs start-up time and RSS: the default stays numpy; fast=True (or the variable) opts in."""
+    monkeypatch.delenv("EDGE_RUNTIME_MICRO_FAST", raising=False)
+    model = mlperf_models / "kws_ref_model.tflite"
+    assert {p["path"] for p in open_model(str(model)).info["kernel_paths"]} == {"numpy"}
+    assert "numba" in {p["path"] for p in open_model(str(model), fast=True).info["kernel_paths"]}
+    monkeypatch.setenv("EDGE_RUNTIME_MICRO_FAST", "0")
+    assert {p["path"] for p in open_model(str(model), fast=True).info["kernel_paths"]} == {"numpy"}

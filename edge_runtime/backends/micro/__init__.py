@@ -43,7 +43,7 @@ from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
 
 __all__ = ["open_model", "MicroModel", "Interpreter", "check_supported"]
 
-_OPTIONS = {"in_place", "planner", "workspace_limit", "plan", "threads", "num_threads", "accelerator",
+_OPTIONS = {"fast", "in_place", "planner", "workspace_limit", "plan", "threads", "num_threads", "accelerator",
             "require_accelerator"}
 
 
@@ -90,8 +90,12 @@ def open_model(path: str, profile: Any = None, **options: Any) -> MicroModel:
         raise ConfigError(f"workspace_limit must be an integer of at least 4096 bytes, got {limit!r}")
     model = TFLiteModel.open(path)
     compiled_before = fast.compile_seconds()
-    it = Interpreter(model, options.get("plan"), in_place=bool(options.get("in_place", True)),
-                     planner=str(options.get("planner", "best")), workspace_limit=limit)
+    fast.REQUESTED[0] = options.get("fast")
+    try:
+        it = Interpreter(model, options.get("plan"), in_place=bool(options.get("in_place", True)),
+                         planner=str(options.get("planner", "best")), workspace_limit=limit)
+    finally:
+        fast.REQUESTED[0] = None
     sg = model.main
     budget: Optional[int] = getattr(profile, "inference_ram_budget_bytes", None) if profile is not None else None
     arena = int(it.plan.arena_bytes) + it.persistent_bytes

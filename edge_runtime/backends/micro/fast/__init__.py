@@ -8,8 +8,11 @@ TFLite Micro bit for bit: integer (or exactly representable) accumulation, then
 MultiplyByQuantizedMultiplier per output channel (the fused form of
 :class:`~edge_runtime.backends.micro.fixedpoint.Requantizer`), zero point, clamp.
 
-- ``EDGE_RUNTIME_MICRO_FAST=0`` forces the numpy path (read on every call of
-  :func:`available`, so tests can switch it).
+- The compiled path is opt-in: ``open_model(..., fast=True)`` (a daemon config's
+  ``model.options.fast: true``) or ``EDGE_RUNTIME_MICRO_FAST=1``. Loading numba and LLVM
+  costs about 1 s of start-up and 150 MB of RSS, which a one-shot command or a small board's
+  RAM budget should not pay by surprise; a long-running process with RAM to spare gains
+  1.4-2.3x. ``EDGE_RUNTIME_MICRO_FAST=0`` forces the numpy path whatever the option says.
 - Kernels are compiled with ``cache=True``: the first use on a machine compiles and
   writes numba's on-disk cache; later processes load it. :func:`compile_seconds`
   reports the time spent (compiling or loading) in this process.
@@ -54,9 +57,17 @@ def _numba_importable() -> bool:
     return _NUMBA
 
 
+#: The ``fast`` option of the model being prepared (set by ``open_model`` around preparation).
+REQUESTED: list[Optional[bool]] = [None]
+
+
 def enabled_by_env() -> bool:
-    """False when ``EDGE_RUNTIME_MICRO_FAST`` is set to 0/false/no/off."""
-    return os.environ.get("EDGE_RUNTIME_MICRO_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+    """The compiled path is wanted: ``EDGE_RUNTIME_MICRO_FAST`` is 1/true/yes/on, or the model asked for it
+    (and the variable does not say 0/false/no/off)."""
+    value = os.environ.get("EDGE_RUNTIME_MICRO_FAST", "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    return value in ("1", "true", "yes", "on") or bool(REQUESTED[0])
 
 
 def available() -> bool:
