@@ -354,7 +354,8 @@ def markdown(report: dict[str, Any]) -> str:
     if sens:
         lines += ["## Sensitivity (worst-output SQNR, float graph with fake-quant in ONNX Runtime)", "",
                   (f"All layers int8: {sens['all_quantized_db']} dB. Sorted by the SQNR with only that layer "
-                   "quantized; 'float gain' is what leaving only that layer in float gives back."), "",
+                   "quantized; 'float gain' is what leaving only that layer in float gives back (little for a "
+                   "layer whose output shares its int8 scale with others, e.g. a CONCATENATION input)."), "",
                   "| # | op | tensor | only this layer int8 (dB) | all but this layer int8 (dB) | float gain (dB) |",
                   "|---|---|---|---|---|---|"]
         for r in sens["layers"]:

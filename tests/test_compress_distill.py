@@ -102,9 +102,11 @@ def test_distilled_student_is_smaller_converts_and_runs_on_every_backend(unlabel
     q = rep["quality"]
     teacher = q["teacher"]["value"]
     assert teacher > 90
+    # a short run (6 epochs, the test budget); the full 40-epoch figure is in benchmarks/compress.py
+    assert q["student_float"]["value"] >= teacher - 10.0, q
     for backend in ("litert", "onnx", "micro"):
         got = q[f"student_int8_{backend}"]
         assert got is not None, rep["errors"]
-        # a short run (6 epochs, the test budget); the full 40-epoch figure is in benchmarks/compress.py
-        assert got["value"] >= teacher - 10.0, (backend, got, teacher)
+        # int8 within 2 points (3 of the 150 images) of the float student it was converted from
+        assert got["value"] >= q["student_float"]["value"] - 2.0, (backend, got, q["student_float"])
     assert (tmp_path / "student" / "student.onnx").is_file()

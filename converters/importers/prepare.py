@@ -176,6 +176,7 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> list
         raise ConfigError(f"{source}: --input-shape names unknown input(s) {', '.join(unknown)}; "
                           f"the model's inputs are: {', '.join(vi.name for vi in real)}")
     dynamic: list[str] = []
+    example = ""
     rebatched: list[str] = []
     for vi in real:
         tt = vi.type.tensor_type
@@ -212,11 +213,15 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> list
                 missing = True
         if missing:
             dynamic.append(f"{vi.name}[{_dims_text(dims)}]")
+            example = example or f"{vi.name}=" + "x".join(
+                str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else f"<{d.dim_param or 'size'}>"
+                for d in dims)
     if dynamic:
-        example = real[0].name if real else "NAME"
+        example = example or f"{real[0].name}=<dims>"  # an input of unknown rank
         raise UnsupportedModelError(
             f"{source}: dynamic input dimension(s) other than the batch: {', '.join(dynamic)}; give each such "
-            f"input a fixed shape with --input-shape NAME=DIMS (repeatable), e.g. --input-shape {example}=1x3x224x224")
+            f"input a fixed shape with --input-shape NAME=DIMS (repeatable, one per input), e.g. "
+            f"--input-shape {example} with each <...> replaced by a size")
     for vi in list(g.value_info) + list(g.output):  # stale or symbolic shapes; inference recomputes them
         vi.type.tensor_type.ClearField("shape")
     del g.value_info[:]

@@ -73,8 +73,8 @@ def output_kinds(graph: Graph, task: str = "auto", labels: Optional[np.ndarray] 
 
 def output_stats(ref: np.ndarray, got: np.ndarray, kind: str, labels: Optional[np.ndarray] = None) -> dict[str, Any]:
     """Metrics of one output over samples (axis 0): ``ref`` float, ``got`` int8 dequantized."""
-    ref = ref.reshape(len(ref), -1).astype(np.float64)
-    got = got.reshape(len(got), -1).astype(np.float64)
+    ref = ref.reshape(len(ref), -1).astype(np.float64) if ref.size else np.zeros((0, 1))
+    got = got.reshape(len(got), -1).astype(np.float64) if got.size else np.zeros((0, 1))
     err = got - ref
     d: dict[str, Any] = {
         "kind": kind,
@@ -85,7 +85,7 @@ def output_stats(ref: np.ndarray, got: np.ndarray, kind: str, labels: Optional[n
         "range": [float(ref.min()), float(ref.max())] if ref.size else [0.0, 0.0],
     }
     d["grade"] = grade(d["sqnr_db"])
-    if kind == "class":
+    if kind == "class" and len(ref):
         d["top1_agreement_with_float"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
         if labels is not None and int(np.max(labels)) < ref.shape[1]:
             d["accuracy"] = float(np.mean(got.argmax(1) == labels))

@@ -10,7 +10,10 @@ layer ``-1``). For each layer, the worst output's SQNR against float:
 - ``only_float_db``: everything int8 except that layer (what keeping it in float gives back,
   ``float_gain_db`` above the all-int8 SQNR).
 
-Int32 biases and float islands are not simulated (their error is far below int8 rounding).
+Int32 biases, float constant operands and float islands are not simulated (their error is far below
+int8 rounding). Tensors that share one int8 scale (the inputs of CONCATENATION, pooling, RESHAPE, ...)
+keep it when one of them is left in float, so such a layer shows little ``float_gain_db`` alone even
+when the shared scale is the culprit: its ``only_quantized_db`` still names it.
 """
 from __future__ import annotations
 

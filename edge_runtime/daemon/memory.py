@@ -48,10 +48,14 @@ def arena_bytes(model: Model) -> int:
         return v
     if str(model.path).endswith(".tflite"):
         try:
+            from edge_runtime.arena.op_memory import conservative_op_memory
             from edge_runtime.arena.plan import plan_arena
             from edge_runtime.formats.tflite import TFLiteModel
 
-            return int(plan_arena(TFLiteModel.open(model.path)).arena_bytes)
+            # another backend's arena: every tensor its own buffer, no kernel traits (and no need to
+            # import micro's ~120 kernel modules into a daemon that does not run them)
+            return int(plan_arena(TFLiteModel.open(model.path), in_place=False,
+                                  op_memory=conservative_op_memory).arena_bytes)
         except Exception:  # noqa: BLE001 - planning is an estimate; fall back to the I/O tensors
             pass
     return sum(_nbytes(s) for s in model.inputs + model.outputs)

@@ -53,6 +53,7 @@ def guest_env(root: Root, extra: Optional[dict[str, str]] = None, cpu: Optional[
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": "1",
         "QEMU_CPU": cpu or root.arch.qemu_cpu,
+        "EDGE_RUNTIME_EMULATED": root.arch.name,  # tests that need host-only extras (numba) skip here
     })
     shared = shared_dir()
     if shared is not None:
