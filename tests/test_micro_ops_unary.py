@@ -444,3 +444,15 @@ def test_softmax_int16_is_refused():
     build(p, "SOFTMAX", [T((2, 5), "int16", scale=0.001, zp=0)], [T((2, 5), "int16", scale=1 / 32768, zp=0)],
           opts("SoftmaxOptions", beta=1.0))
     _refused(p, "SOFTMAX")
+
+
+@pytest.mark.parity("LEAKY_RELU", "int8")
+@pytest.mark.parametrize("alpha,sx,sy", [(-0.5, 1.0, 1.0), (-0.75, 0.1, 0.3), (-1.7, 0.02, 0.05), (-0.3, 0.05, 0.01),
+                                         (0.5, 1.0, 1.0), (0.2, 0.04, 0.02)])
+def test_leaky_relu_every_int8_input_with_negative_and_positive_alpha(tmp_path, alpha, sx, sy):
+    """All 256 int8 inputs against tflite-micro, including its rounding for a negative alpha multiplier."""
+    from tflite_builder import T, assert_exact, build, opts
+
+    p = build(tmp_path / "lr.tflite", "LEAKY_RELU", [T((256,), "int8", scale=sx, zp=3)],
+              [T((256,), "int8", scale=sy, zp=-2)], opts("LeakyReluOptions", alpha=alpha))
+    assert_exact(p, [[np.arange(-128, 128, dtype=np.int8)]])

@@ -32,7 +32,10 @@ class LeakyRelu(UnaryKernel):
         m_id, s_id = quantize_multiplier(float(np.float32(sx) / np.float32(sy)))
         v = self.table_inputs() - zx
         pos = multiply_by_quantized_multiplier(v, m_id, s_id)
-        neg = multiply_by_quantized_multiplier(v, m_alpha, s_alpha)
+        # A negative alpha gives a negative multiplier: tflite-micro's result is then the negated product with
+        # |multiplier| (its rounding of x * m for m < 0), which is what this computes (checked on every input).
+        neg = (multiply_by_quantized_multiplier(v, m_alpha, s_alpha) if m_alpha >= 0
+               else -multiply_by_quantized_multiplier(v, -m_alpha, s_alpha))
         info = np.iinfo(x.dtype)
         self.set_table(np.clip(np.where(v >= 0, pos, neg) + zy, info.min, info.max))
 
