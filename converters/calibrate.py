@@ -14,13 +14,16 @@ Model inputs always keep their observed range: clipping the data the user feeds 
 """
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 import numpy as np
 
-from converters.calibration_data import CalibrationSet
+from converters.calibration_data import CalibrationDataError, CalibrationSet
 from converters.ir import Graph
+
+log = logging.getLogger("converters.calibrate")
 
 METHODS = ("auto", "minmax", "percentile", "mse")
 BINS = 2048
@@ -102,6 +105,34 @@ def _percentile_range(hist: np.ndarray, lo: float, hi: float, q: float = 1e-4) -
     return float(edges[i_lo]), float(edges[min(i_hi + 1, hist.size)])
 
 
+#: Calibration values beyond this magnitude are almost surely unscaled or corrupt data (they make every
+#: activation range useless), so the converter says so.
+IMPLAUSIBLE_MAGNITUDE = 1e6
+#: Fewer samples than this rarely cover an input's distribution.
+FEW_SAMPLES = 8
+_warned: set = set()
+
+
+def check_calibration_size(n: int) -> None:
+    """Warn (one log line) about a calibration set too small to be representative."""
+    if n < FEW_SAMPLES:
+        log.warning("only %d calibration sample%s: the activation ranges will fit those alone; give at least "
+                    "100 representative samples", n, "" if n == 1 else "s")
+
+
+def check_calibration_sample(index: int, x: np.ndarray) -> None:
+    """Refuse NaN/Inf calibration values (one clear error); warn once about implausibly large ones."""
+    a = np.asarray(x)
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        raise CalibrationDataError(f"calibration sample {index} holds {bad} NaN or infinite value(s); remove or "
+                                   "fix those samples")
+    if a.size and float(np.max(np.abs(a))) > IMPLAUSIBLE_MAGNITUDE and "magnitude" not in _warned:
+        _warned.add("magnitude")
+        log.warning("calibration sample %d reaches %.3g in magnitude: is the data scaled as the model expects? "
+                    "(ranges this wide make int8 useless)", index, float(np.max(np.abs(a))))
+
+
 def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress: bool = False,
               session=None) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
     """Return ``{tensor: (lo, hi)}`` for every activation of ``graph`` using ``method``."""
@@ -115,8 +146,10 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
     name = graph.inputs[0]
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
+    check_calibration_size(len(data))
     with _progress(len(data), "calibrating (pass 1/2: ranges)" if method != "minmax" else "calibrating", progress) as bar:
-        for x in data:
+        for i, x in enumerate(data):
+            check_calibration_sample(i, x)
             vals = run_float(sess, graph, graph.to_ir_layout(name, x))
             for t, v in vals.items():
                 vmin, vmax = float(v.min()), float(v.max())

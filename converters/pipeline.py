@@ -69,6 +69,32 @@ def per_channel_fc(profile: Any) -> bool:
     return not any(a.kind == "tflite_delegate" for a in getattr(profile, "accelerators", []))
 
 
+def _refuse_non_finite_weights(model: Any, graph: Graph) -> None:
+    """One clear error when a constant (weight, bias, ...) of the imported graph holds NaN or infinity."""
+    for t in graph.tensors.values():
+        d = t.data
+        if d is not None and np.asarray(d).dtype.kind == "f" and not np.all(np.isfinite(d)):
+            bad = int(np.count_nonzero(~np.isfinite(d)))
+            raise UnsupportedModelError(f"{model}: constant '{t.name}' holds {bad} NaN or infinite value(s); "
+                                        "the float model is broken (retrain or fix its weights)")
+
+
+def _output_dir(out_dir: Any) -> str:
+    """Create the output folder, or say in one line why it cannot be one."""
+    out = os.fspath(out_dir)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{out}: exists and is not a folder; give -o a folder") from None
+    except NotADirectoryError:
+        raise ConfigError(f"{out}: a parent of this path is a file, not a folder") from None
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from None
+    if not os.path.isdir(out):
+        raise ConfigError(f"{out}: exists and is not a folder; give -o a folder")
+    return out
+
+
 @contextmanager
 def _one_line(model: Any, step: str) -> Iterator[None]:
     """Turn an unexpected exception in ``step`` into one UnsupportedModelError line (a converter bug to
@@ -151,6 +177,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     t0 = time.perf_counter()
     with _one_line(model, "importing the model"):
         graph = import_model(model, input_shapes)
+    _refuse_non_finite_weights(model, graph)
     if len(graph.inputs) != 1:
         raise ConfigError(f"{model}: models with {len(graph.inputs)} inputs are not supported (one input only)")
     in_name = graph.inputs[0]
@@ -175,8 +202,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
             means = input_means(graph, sess, (x for i, x in enumerate(data) if i < 256))
             bias_info = correct_biases(graph, plan, means)
     timings["calibrate_s"] = time.perf_counter() - t1
-    out = os.fspath(out_dir)
-    os.makedirs(out, exist_ok=True)
+    out = _output_dir(out_dir)
     tfl_path = os.path.join(out, f"{graph.name}_int8.tflite")
     onnx_path = os.path.join(out, f"{graph.name}_int8.onnx") if "onnx" in formats else None
     t2 = time.perf_counter()

@@ -456,3 +456,13 @@ def test_leaky_relu_every_int8_input_with_negative_and_positive_alpha(tmp_path, 
     p = build(tmp_path / "lr.tflite", "LEAKY_RELU", [T((256,), "int8", scale=sx, zp=3)],
               [T((256,), "int8", scale=sy, zp=-2)], opts("LeakyReluOptions", alpha=alpha))
     assert_exact(p, [[np.arange(-128, 128, dtype=np.int8)]])
+
+
+@pytest.mark.parity("SOFTMAX", "int16", "missing")
+def test_softmax_int16_is_refused_cleanly_where_tflite_micro_runs_it(tmp_path):
+    """TFLM's int16 SOFTMAX (exp and 1/(1+x) tables built at prepare, interpolated) is not reproduced yet."""
+    from tflite_builder import T, assert_missing, build, opts
+
+    p = build(tmp_path / "sm16.tflite", "SOFTMAX", [T((1, 10), "int16", scale=10 / 32768, zp=0)],
+              [T((1, 10), "int16", scale=1 / 32768, zp=0)], opts("SoftmaxOptions", beta=1.0), version=3)
+    assert_missing(p)

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         cells = ", ".join(f"{t}: {s}" for t, s in r["types"].items()) or "missing"
         print(f"{r['name']:<{width}}  {r['kind']:<7}  {cells}")
     s = table["summary"]
-    print(f"\n{s['builtin_int8_exact']}/{s['builtin_ops']} builtin ops bit-exact in int8, "
+    print(f"\n{s['builtin_implemented']}/{s['builtin_ops']} builtin ops implemented; "
+          f"{s['builtin_int8_exact']}/{s['builtin_ops']} builtin ops bit-exact in int8, "
           f"{s['builtin_all_listed_types']}/{s['builtin_ops']} with every listed type exact or close; "
           f"{s['custom_implemented']}/{s['custom_ops']} custom ops. Statuses: {', '.join(STATUSES)}.")
     return 0
