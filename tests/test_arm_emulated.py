@@ -67,7 +67,8 @@ def root(request: pytest.FixtureRequest) -> Root:
 
 
 #: Every (architecture, backend) pair that has a library on that architecture.
-ARCH_BACKENDS = [(a, b) for a in sorted(ARCHES) for b in ("micro", "litert", "tflite") if b in ARCHES[a].backends]
+ARCH_BACKENDS = [(a, b) for a in sorted(ARCHES) for b in ("micro", "litert", "tflite", "onnx")
+                 if b in ARCHES[a].backends]
 
 
 # -- host-side pieces of the harness (no emulation) ------------------------------------

@@ -131,3 +131,33 @@ def test_stream_default_policy_finds_each_word_once(shared: Path) -> None:
     doc = json.loads(r.stdout)
     assert doc["policy"] == "smoothed" and len(doc["detections"]) == 3
     assert doc["score"]["true_positives"] == 3 and doc["score"]["false_positives"] == 0
+
+
+def test_qdq_onnx_specs_carry_scale_and_run_quantize_works(tmp_path: Path) -> None:
+    """The converter's own QDQ ONNX states its int8 I/O quantization, so spec.quantize really quantizes.
+
+    Reference: the int8 TFLite model converted from the same float model in the same run (LiteRT).
+    """
+    import edge_runtime
+
+    root = Path(__file__).resolve().parents[1]
+    calib = tmp_path / "c.npy"
+    x = np.random.default_rng(1).random((8, 1, 8, 8)).astype(np.float32)
+    np.save(calib, x)
+    r = subprocess.run([sys.executable, "-m", "converters.cli", "convert", str(root / "converters/data/digits_cnn.onnx"),
+                        "--profile", "rpi4-4gb", "--calib", str(calib), "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    onnx_m = edge_runtime.load(tmp_path / "o" / "digits_cnn_int8.onnx", backend="onnx")
+    tfl_m = edge_runtime.load(tmp_path / "o" / "digits_cnn_int8.tflite", backend="litert")
+    si, ti = onnx_m.inputs[0], tfl_m.inputs[0]
+    assert si.dtype == np.int8 and si.scale == pytest.approx(ti.scale) and si.zero_point == ti.zero_point
+    assert onnx_m.outputs[0].scale == pytest.approx(tfl_m.outputs[0].scale)
+    q = si.quantize(x[0:1])
+    assert q.dtype == np.int8 and int(np.abs(q.astype(int)).max()) > 1  # quantized, not cast to 0/1
+    np.save(tmp_path / "x.npy", x[0:1])
+    r = _cli("edge-runtime", "run", str(tmp_path / "o" / "digits_cnn_int8.onnx"), "--input", str(tmp_path / "x.npy"),
+             "--quantize", "--dequantize", "--json")
+    got = np.array(json.loads(r.stdout)["outputs"][0]["values"], np.float32)
+    want = tfl_m.outputs[0].dequantize(tfl_m.run(ti.quantize(x[0:1].transpose(0, 2, 3, 1)))[0])
+    assert int(got.argmax()) == int(want.argmax())

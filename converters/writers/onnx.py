@@ -10,6 +10,7 @@ imports) are taken in NCHW, so the int8 model replaces the float one directly.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Optional
 
@@ -350,6 +351,10 @@ class _OnnxBuilder:
             raise UnsupportedModelError(f"op '{op.name}': {k} is not supported by the ONNX writer")
 
 
+#: Model metadata key holding the int8 inputs' and outputs' {name: [scale, zero_point]} (JSON).
+IO_QUANTIZATION_KEY = "edge_runtime.io_quantization"
+
+
 def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool = False,
                source_layout: bool = True) -> Any:
     """Build the ONNX model: float when ``plan`` is None, else QDQ int8.
@@ -377,6 +382,14 @@ def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool 
     g = helper.make_graph(b.nodes, graph.name or "model", in_vis, outs, b.inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edge-convert")
     model.ir_version = 8
+    if plan is not None and plan.io_dtype != "float32":
+        # integer model inputs/outputs: say their scale and zero point, as a .tflite does in its tensors,
+        # so a runtime can quantize inputs and dequantize outputs (edge_runtime.backends.onnx reads this)
+        io = {"inputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
+                         for t in graph.inputs if t in plan.activations},
+              "outputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
+                          for t in graph.outputs if t in plan.activations}}
+        helper.set_model_props(model, {IO_QUANTIZATION_KEY: json.dumps(io)})
     checker.check_model(model)
     return model
 

@@ -146,6 +146,7 @@ class OnnxModel(Model):
         self._out_names = [o.name for o in outs]
         self._feed: dict[str, np.ndarray] = {}
         specs_in, specs_out = [_spec(i) for i in ins], [_spec(o) for o in outs]
+        specs_in, specs_out = _with_io_quantization(session, specs_in, specs_out)
         for spec in specs_in + specs_out:
             n = int(np.prod([max(d, 1) for d in spec.shape], dtype=np.float64)) * spec.dtype.itemsize
             if n > MAX_IO_TENSOR_BYTES:
@@ -198,6 +199,35 @@ class OnnxModel(Model):
         """Release the session."""
         self._sess = None
         self._feed = {}
+
+
+#: Written by edge-convert's QDQ ONNX writer: the integer inputs' and outputs' {name: [scale, zero_point]}.
+IO_QUANTIZATION_KEY = "edge_runtime.io_quantization"
+
+
+def _with_io_quantization(session: Any, ins: list[TensorSpec], outs: list[TensorSpec]
+                          ) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Integer I/O specs get the scale and zero point the model's metadata states (else they stay None)."""
+    import dataclasses
+    import json
+
+    try:
+        raw = session.get_modelmeta().custom_metadata_map.get(IO_QUANTIZATION_KEY)
+        table = json.loads(raw) if raw else {}
+    except (AttributeError, ValueError, TypeError):
+        return ins, outs
+
+    def apply(specs: list[TensorSpec], known: Any) -> list[TensorSpec]:
+        out = []
+        for s in specs:
+            q = known.get(s.name) if isinstance(known, dict) else None
+            if (s.dtype.kind in "iu" and isinstance(q, list) and len(q) == 2
+                    and isinstance(q[0], (int, float)) and q[0] > 0 and isinstance(q[1], int)):
+                s = dataclasses.replace(s, scale=float(q[0]), zero_point=int(q[1]))
+            out.append(s)
+        return out
+
+    return apply(ins, table.get("inputs", {})), apply(outs, table.get("outputs", {}))
 
 
 def _spec(node: Any) -> TensorSpec:

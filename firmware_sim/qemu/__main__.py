@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the int8 outputs bit for bit. Prints a JSON summary as its last "
                                    "line: arch, backend, n, equal, median latency (emulated, ms).")
     _arch_arg(k)
-    k.add_argument("--backend", default="micro", choices=["micro", "litert", "tflite"],
-                   help="edge-runtime backend on both sides (default: micro; armhf has micro and tflite)")
+    k.add_argument("--backend", default="micro", choices=["micro", "litert", "tflite", "onnx"],
+                   help="edge-runtime backend on both sides (default: micro; armhf has micro and tflite; onnx "
+                        "runs the KWS model converted here to int8 QDQ ONNX)")
     _cpu_arg(k)
     k.add_argument("--op-resolver", default="default", choices=["default", "reference"],
                    help="kernels of the litert/tflite backends: 'default' (XNNPACK/optimized) or "

@@ -26,8 +26,14 @@ def run_kws(backend: str, n: int, model: str = DEFAULT_MODEL,
     ``op_resolver`` applies to the LiteRT/tflite backends (``"reference"``: reference kernels).
     """
     x, _, _ = load_kws01(n)
-    options = {} if backend == "micro" or op_resolver == "default" else {"op_resolver": op_resolver}
-    m = edge_runtime.load(str(mlperf_model(model)), backend=backend, **options)
+    options = {} if backend in ("micro", "onnx") or op_resolver == "default" else {"op_resolver": op_resolver}
+    path = model if model.endswith(".onnx") else str(mlperf_model(model))
+    m = edge_runtime.load(path, backend=backend, **options)
+    if path.endswith(".onnx"):
+        # a converted ONNX model has its own input quantization: the int8 features, as reals, requantized
+        with edge_runtime.load(str(mlperf_model(DEFAULT_MODEL)), backend="micro") as ref:
+            real = ref.inputs[0].dequantize(x)
+        x = m.inputs[0].quantize(real.reshape((len(x),) + tuple(m.inputs[0].shape)))
     out_spec = m.outputs[0]
     outputs = np.empty((len(x), int(np.prod(out_spec.shape))), dtype=out_spec.dtype)
     lat = np.empty(len(x), dtype=np.float64)

@@ -41,6 +41,21 @@ def host_env(backend: str) -> Optional[dict[str, str]]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(extra + ([old] if old else []))}
 
 
+def kws_onnx(out_dir: Path) -> str:
+    """Convert the float KWS model to int8 QDQ ONNX (calibrated on the first 100 kws01 inputs); return its path."""
+    from converters.pipeline import convert_model
+    from edge_runtime.backends.micro import open_model
+    from edge_runtime.reference_data import load_kws01, mlperf_model
+
+    x, _, _ = load_kws01(100)
+    with open_model(str(mlperf_model("kws_ref_model.tflite"))) as ref:
+        calib = ref.inputs[0].dequantize(x)
+    result = convert_model(str(mlperf_model("kws_ref_model_float32.tflite")), "rpi-zero-2w", calib, out_dir,
+                           formats=("onnx",))
+    onnx_path = getattr(result, "onnx_path", None) or str(next(out_dir.glob("*_int8.onnx")))
+    return str(onnx_path)
+
+
 def compare_kws(root: Root, backend: str = "micro", n: int = 100, timeout: float = 1200,
                 cpu: Optional[str] = None, op_resolver: str = "default") -> dict[str, Any]:
     """Run KWS on the first ``n`` kws01 inputs on the host and in ``root``; summarize."""
@@ -48,6 +63,8 @@ def compare_kws(root: Root, backend: str = "micro", n: int = 100, timeout: float
         raise QemuHarnessError(f"--n must be at least 1, got {n}")
     args = ["-m", GUEST_MODULE, "--n", str(n), "--op-resolver", op_resolver]
     with tempfile.TemporaryDirectory(prefix="edge-qemu-kws-") as tmp:
+        if backend == "onnx":  # the KWS model as our converter's int8 QDQ ONNX, made here on the host
+            args += ["--model", kws_onnx(Path(tmp))]
         host_out, guest_out = Path(tmp) / "host.npz", Path(tmp) / "guest.npz"
         host = subprocess.run([sys.executable, *args, "--backend", backend, "--out", str(host_out)], cwd=REPO,
                               env=host_env(backend),
