@@ -185,6 +185,7 @@ def test_wrong_size_and_dropped_frames_get_a_nack(tmp_path, kws):
         assert frames[0].kind == framing.NACK and frames[0].seq == 1
         reason, text = framing.decode_nack_payload(frames[0].payload)
         assert reason == framing.NACK_BAD_SIZE and "3 bytes" in text
+        wait_until(lambda: "does not fit the model input" in d.stderr, what="a log line for the wrong-size frame")
         n = 2000
         s.sendall(b"".join(framing.encode_frame(framing.DATA, 2 + i, x[i % len(x)].tobytes()) for i in range(n)))
         frames = _read_frames(s, n, timeout=60)

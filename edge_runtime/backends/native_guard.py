@@ -24,7 +24,10 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from edge_runtime.errors import is_out_of_memory
+
 TIMEOUT_S = 60.0
+_OOM_EXIT = 86  #: the forked child's exit status when the native library ran out of memory
 
 _CHILD = r"""
 import sys
@@ -75,8 +78,8 @@ def _run_forked(run: Callable[[], None]) -> Optional[str]:
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             run()
-        except BaseException:  # noqa: BLE001 - a Python error is the parent's to report, not a crash
-            code = 0
+        except BaseException as exc:  # noqa: BLE001 - a Python error is the parent's to report, not a crash
+            code = _OOM_EXIT if is_out_of_memory(exc) else 0
         os._exit(code)
     end = time.monotonic() + TIMEOUT_S
     while True:
@@ -91,6 +94,9 @@ def _run_forked(run: Callable[[], None]) -> Optional[str]:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         return f"it crashes the native library (signal {signal.Signals(sig).name} in a test run)"
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == _OOM_EXIT:
+        return ("the native library runs out of memory preparing it (a test run): its tensors ask for more "
+                "than this process may allocate (corrupt shapes, or a model too large for the limit)")
     return None
 
 
