@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edge_runtime.backends import accelerators as acc
-from edge_runtime.backends.native_guard import first_run_survives
+from edge_runtime.backends.native_guard import InvokeFailed, first_run_survives
 from edge_runtime.native_stderr import quiet_native_info
 from edge_runtime.errors import (BackendUnavailableError, ConfigError, OutOfMemoryError, UnsupportedModelError,
                                   is_out_of_memory, out_of_memory_message)
@@ -150,14 +150,16 @@ def _refuse_if_it_crashes(path: str, mod: Any, dist: str, version: str, kwargs: 
     def run() -> None:
         it = mod.Interpreter(**{**kwargs, "num_threads": 1})
         it.allocate_tensors()
-        for d in it.get_input_details():
-            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-        it.invoke()
+        try:
+            for d in it.get_input_details():
+                it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+            it.invoke()
+        except Exception as exc:  # noqa: BLE001 - running on zeros may fail for a sound model
+            raise InvokeFailed(str(exc)) from None
 
     why = first_run_survives(path, f"{dist}-{version}", mod.__name__, resolver_name, run)
     if why is not None:
-        raise UnsupportedModelError(f"{path}: refused: {why}; the model is malformed or uses the library "
-                                    "in a way it does not survive")
+        raise UnsupportedModelError(f"{path}: refused by {dist}: {why}")
 
 
 def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None, op_resolver: str = "default",

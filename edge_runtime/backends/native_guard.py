@@ -6,7 +6,8 @@ native backend, :func:`first_run_survives` builds an interpreter, allocates its 
 invokes it once on zeros in a child process. If the child dies by a signal (or hangs), the
 parent refuses the model with one clear error instead of crashing itself.
 
-The child is a fork when the process has a single thread (fast: no re-import), else a fresh
+If the child's library raises instead (a model it cannot prepare), the parent refuses the model
+with that message rather than repeating the native call in its own process. The child is a fork when the process has a single thread (fast: no re-import), else a fresh
 interpreter (fork is unsafe with threads). A model that survived is remembered by its SHA-256
 and the library's version in a small cache directory (``$EDGE_RUNTIME_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/edge-runtime`` or ``~/.cache/edge-runtime``), so later loads pay nothing;
@@ -41,11 +42,18 @@ if rt is not None:
 try:
     it = mod.Interpreter(**kw)
     it.allocate_tensors()
+except Exception as exc:
+    low = str(exc).lower()
+    sys.stdout.write(" ".join(str(exc).split())[:2000] or type(exc).__name__)
+    sys.stdout.flush()
+    oom = isinstance(exc, MemoryError) or "bad_alloc" in low or "out of memory" in low or "cannot allocate" in low
+    sys.exit(86 if oom else 87)
+try:
     for d in it.get_input_details():
         it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
     it.invoke()
 except Exception:
-    pass
+    sys.exit(88)
 """
 
 
@@ -69,18 +77,57 @@ def _stamp(path: str, library: str) -> Optional[Path]:
     return d / "native-verified" / f"{h.hexdigest()[:32]}-{library}"
 
 
+#: Exit statuses of a test run: the model ran; preparing it raised (the message follows on the pipe); the
+#: invoke on zeros raised (a model may legitimately refuse such an input: not a reason to refuse it).
+_OK_EXIT, _RAISED_EXIT, _INVOKE_RAISED_EXIT = 0, 87, 88
+
+
+class InvokeFailed(Exception):
+    """Raised by a test run's invoke step: the model prepared, but running it on zeros raised."""
+_MAX_MESSAGE = 2000
+
+
+def _verdict(status_ok: bool, signalled: Optional[int], code: int, message: str) -> Optional[str]:
+    """The reason to refuse the model, or None when its test run completed."""
+    if signalled is not None:
+        return f"it crashes the native library (signal {signal.Signals(signalled).name} in a test run)"
+    if code == _OOM_EXIT:
+        return ("the native library runs out of memory preparing it (a test run): its tensors ask for more "
+                "than this process may allocate (corrupt shapes, or a model too large for the limit)")
+    if code == _RAISED_EXIT:
+        return f"the native library cannot prepare or run it ({message.strip() or 'no message'})"
+    if code == _INVOKE_RAISED_EXIT:
+        return None
+    if code != _OK_EXIT or not status_ok:
+        return f"a test run ended with status {code}"
+    return None
+
+
+_LAST_CODE = [0]
+
+
 def _run_forked(run: Callable[[], None]) -> Optional[str]:
+    read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns into the caller's code
-        code = 0
+        code = _OK_EXIT
+        os.close(read_fd)
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             run()
-        except BaseException as exc:  # noqa: BLE001 - a Python error is the parent's to report, not a crash
-            code = _OOM_EXIT if is_out_of_memory(exc) else 0
+        except InvokeFailed:
+            code = _INVOKE_RAISED_EXIT
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which never loads the model then
+            code = _OOM_EXIT if is_out_of_memory(exc) else _RAISED_EXIT
+            text = " ".join(str(exc).split())[:_MAX_MESSAGE] or type(exc).__name__
+            try:
+                os.write(write_fd, text.encode("utf-8", "replace"))
+            except OSError:
+                pass
         os._exit(code)
+    os.close(write_fd)
     end = time.monotonic() + TIMEOUT_S
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -89,26 +136,26 @@ def _run_forked(run: Callable[[], None]) -> Optional[str]:
         if time.monotonic() > end:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+            os.close(read_fd)
             return f"a test run did not finish within {TIMEOUT_S:.0f} s"
         time.sleep(0.002)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return f"it crashes the native library (signal {signal.Signals(sig).name} in a test run)"
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == _OOM_EXIT:
-        return ("the native library runs out of memory preparing it (a test run): its tensors ask for more "
-                "than this process may allocate (corrupt shapes, or a model too large for the limit)")
-    return None
+    with os.fdopen(read_fd, "rb") as f:
+        message = f.read(_MAX_MESSAGE).decode("utf-8", "replace")
+    signalled = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+    _LAST_CODE[0] = code
+    return _verdict(True, signalled, code, message)
 
 
 def _run_spawned(module: str, path: str, resolver: str) -> Optional[str]:
     try:
         r = subprocess.run([sys.executable, "-c", _CHILD, module, path, resolver], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S)
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return f"a test run did not finish within {TIMEOUT_S:.0f} s"
-    if r.returncode < 0:
-        return f"it crashes the native library (signal {signal.Signals(-r.returncode).name} in a test run)"
-    return None
+    message = r.stdout.decode("utf-8", "replace")[:_MAX_MESSAGE]
+    _LAST_CODE[0] = r.returncode
+    return _verdict(True, -r.returncode if r.returncode < 0 else None, max(r.returncode, 0), message)
 
 
 def first_run_survives(path: str, library: str, module: str, resolver: str,
@@ -130,7 +177,7 @@ def first_run_survives(path: str, library: str, module: str, resolver: str,
         why = _run_forked(run_in_child)
     else:
         why = _run_spawned(module, path, resolver)
-    if why is None and stamp is not None:
+    if why is None and stamp is not None and _LAST_CODE[0] == _OK_EXIT:  # only a complete run is remembered
         try:
             stamp.parent.mkdir(parents=True, exist_ok=True)
             stamp.touch()
