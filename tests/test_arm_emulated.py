@@ -109,8 +109,12 @@ def test_cli_errors_are_one_clear_line():
     py = [sys.executable, "-m", "firmware_sim.qemu"]
     r = subprocess.run(py + ["kws", "--arch", "sparc"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "invalid choice: 'sparc'" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(py + ["kws", "--arch", "arm64", "--backend", "onnx"], capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 2 and "invalid choice: 'onnx'" in r.stderr
+    r = subprocess.run(py + ["kws", "--arch", "arm64", "--backend", "tensorrt"], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 2 and "invalid choice: 'tensorrt'" in r.stderr
+    r = subprocess.run(py + ["kws", "--arch", "armhf", "--backend", "onnx"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "qemu: error: backend 'onnx' has no library in the armhf root (available: micro, tflite)")
     r = subprocess.run(py + ["kws", "--arch", "armhf", "--backend", "litert"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and r.stderr.strip() == (
         "qemu: error: backend 'litert' has no library in the armhf root (available: micro, tflite)")
