@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from edge_runtime.backends.micro.kernels.base import Kernel, OpContext
 from edge_runtime.backends.micro.kernels.conv import Conv2D, DepthwiseConv2D
 from edge_runtime.backends.micro.kernels.fully_connected import FullyConnected
@@ -20,44 +22,25 @@ def _int16_input(ctx: OpContext) -> bool:
     return x is not None and x.type_name == "INT16"
 
 
-class FullyConnectedAny(Kernel):
-    """FULLY_CONNECTED: sparse, 16x8 or dense."""
+def _dispatcher(name: str, dense: type[Kernel], sixteen: type[Kernel],
+                sparse: Optional[type[Kernel]] = None) -> type[Kernel]:
+    """A registry entry choosing ``sparse`` (sparse weights), ``sixteen`` (int16 input) or ``dense``."""
 
-    max_version = max(FullyConnected.max_version, FullyConnected16x8.max_version)
-
-    def __new__(cls, ctx: OpContext) -> Kernel:  # type: ignore[misc]
-        if weights_sparse(ctx):
-            return SparseFullyConnected(ctx)
+    def choose(cls: type, ctx: OpContext) -> Kernel:
+        if sparse is not None and weights_sparse(ctx):
+            return sparse(ctx)
         if _int16_input(ctx):
-            return FullyConnected16x8(ctx)
-        if ctx.op.opcode.version > FullyConnected.max_version:
+            return sixteen(ctx)
+        if ctx.op.opcode.version > dense.max_version:
             raise ctx.fail(f"version {ctx.op.opcode.version} is handled only for int16 inputs")
-        return FullyConnected(ctx)
+        return dense(ctx)
+
+    kinds = "sparse, 16x8 or dense" if sparse is not None else "16x8 or dense"
+    return type(name, (Kernel,), {"__doc__": f"{name[:-3]}: {kinds}.", "__new__": choose,
+                                  "max_version": max(dense.max_version, sixteen.max_version),
+                                  "__module__": __name__})
 
 
-class Conv2DAny(Kernel):
-    """CONV_2D: sparse 1x1, 16x8 or dense."""
-
-    max_version = max(Conv2D.max_version, Conv2D16x8.max_version)
-
-    def __new__(cls, ctx: OpContext) -> Kernel:  # type: ignore[misc]
-        if weights_sparse(ctx):
-            return SparseConv1x1(ctx)
-        if _int16_input(ctx):
-            return Conv2D16x8(ctx)
-        if ctx.op.opcode.version > Conv2D.max_version:
-            raise ctx.fail(f"version {ctx.op.opcode.version} is handled only for int16 inputs")
-        return Conv2D(ctx)
-
-
-class DepthwiseConv2DAny(Kernel):
-    """DEPTHWISE_CONV_2D: 16x8 or dense."""
-
-    max_version = max(DepthwiseConv2D.max_version, Conv2D16x8.max_version)
-
-    def __new__(cls, ctx: OpContext) -> Kernel:  # type: ignore[misc]
-        if _int16_input(ctx):
-            return Conv2D16x8(ctx)
-        if ctx.op.opcode.version > DepthwiseConv2D.max_version:
-            raise ctx.fail(f"version {ctx.op.opcode.version} is handled only for int16 inputs")
-        return DepthwiseConv2D(ctx)
+FullyConnectedAny = _dispatcher("FullyConnectedAny", FullyConnected, FullyConnected16x8, SparseFullyConnected)
+Conv2DAny = _dispatcher("Conv2DAny", Conv2D, Conv2D16x8, SparseConv1x1)
+DepthwiseConv2DAny = _dispatcher("DepthwiseConv2DAny", DepthwiseConv2D, Conv2D16x8)
