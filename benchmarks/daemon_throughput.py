@@ -8,7 +8,15 @@ Measured side by side in one run, on loopback only:
 3. latency from the client's send to the reply at 50% of the measured saturation rate;
 4. a soak of ``--soak`` inferences: the daemon's RSS (from /proc) after warm-up and at the end.
 
-Prints a Markdown table. Bounded in count and time; traffic goes to 127.0.0.1 only.
+With two or more CPUs the daemon (all its threads) and the raw loop run pinned to one CPU and
+the client to the others, so both sides of every ratio get the same single core. Each setting
+is measured on a quiet machine and again with ``--busy N`` background CPU burners (unpinned:
+they compete with the daemon, the raw loop and the client alike), the raw rate always
+interleaved with the daemon's in the same rounds. The 1-minute load average before and after
+each part and the CPUs busy while measuring (all processes, from /proc/stat) are printed.
+
+Prints Markdown tables (``--json``: one JSON object). Bounded in count and time; traffic goes to
+127.0.0.1 only.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -167,9 +175,97 @@ class Client:
         return lat
 
 
+class Burners:
+    """``n`` background processes spinning a CPU each (unpinned: the scheduler places them), for the busy rows."""
+
+    def __init__(self, n: int, cpus: set[int]) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       preexec_fn=lambda: os.sched_setaffinity(0, cpus)) for _ in range(n)]
+        time.sleep(0.5 if n else 0.0)  # let them start spinning before anything is measured
+
+    def stop(self) -> None:
+        """Kill every burner this object started (by its pid)."""
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait(10)
+        self.procs = []
+
+
+def cpu_seconds(pid: int) -> float:
+    """On-CPU time of all threads of ``pid`` in seconds (/proc/PID/task/*/schedstat, ns resolution)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from /proc/stat; (0, 0) where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return float(sum(vals) - idle), float(sum(vals))
+
+
+def loadavg() -> float:
+    """The 1-minute load average (NaN where unavailable)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def pick_cpus(pin: str) -> tuple[Optional[int], set[int]]:
+    """(the daemon's CPU or None, the client's CPUs) for ``--pin-cpu``: auto, none or a CPU number."""
+    everywhere = os.sched_getaffinity(0)
+    if pin == "none" or (pin == "auto" and len(everywhere) < 2):
+        return None, everywhere
+    cpu = max(everywhere) if pin == "auto" else int(pin)
+    if cpu not in everywhere or len(everywhere) < 2:
+        raise SystemExit(f"--pin-cpu {pin}: needs two CPUs, one of them {cpu} (this process may use {sorted(everywhere)})")
+    return cpu, everywhere - {cpu}
+
+
+def measure(args: argparse.Namespace, path: Path, frames: list[bytes],
+            raw_rate: Callable[[int], tuple[float, float]], batch: int, root: Path,
+            cpu: Optional[int]) -> tuple[list[tuple[float, float]], list[tuple[float, float]], str]:
+    """(rate, rate per CPU-second) of the daemon and of the raw loop, ``args.rounds`` interleaved rounds
+    at max_batch_size ``batch``."""
+    d = Daemon(path, args.backend, ["--max-batch-size", str(batch)], args.op_resolver, root, cpu)
+    try:
+        c = Client(d.port, frames)
+        c.window = args.window
+        c.saturate(2000)  # warm-up
+        rates, raws = [], []
+        for _ in range(args.rounds):  # alternate, so both see the same machine load
+            raws.append(raw_rate(args.n // 2))
+            cpu0 = cpu_seconds(d.p.pid)
+            rate = c.saturate(args.n)
+            rates.append((rate, args.n / max(1e-9, cpu_seconds(d.p.pid) - cpu0)))
+        c.sock.close()
+    finally:
+        d.stop()
+    return rates, raws, d.info["batching"]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the benchmark and print the table."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="examples:\n"
+                                        "  python -m benchmarks.daemon_throughput --rounds 3\n"
+                                        "  python -m benchmarks.daemon_throughput --batch 1,32 --busy 2 --soak 0\n"
+                                        "  python -m benchmarks.daemon_throughput --backend micro --n 2000 --batch 1 "
+                                        "--busy 0 --latency-n 500 --soak 0\n"
+                                        "  python -m benchmarks.daemon_throughput --batch 1 --busy 0 --soak 0 --json")
     ap.add_argument("--model", default="kws_ref_model.tflite", help="MLPerf Tiny model name in ../shared")
     ap.add_argument("--backend", default="litert")
     ap.add_argument("--op-resolver", default="default",
@@ -182,10 +278,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--baseline-root", type=Path, default=None,
                     help="also measure the daemon from this directory's edge_runtime (e.g. an extracted older "
                          "version: git archive HEAD edge_runtime | tar -x -C DIR), interleaved with this tree's")
-    ap.add_argument("--pin-cpu", type=int, default=None,
-                    help="run the daemon (all its threads) and the raw Model.run loop on this one CPU and the "
-                         "client elsewhere: both sides get exactly one core, whatever else the machine runs")
+    ap.add_argument("--pin-cpu", default="auto",
+                    help="CPU for the daemon (all its threads) and the raw Model.run loop; the client runs on the "
+                         "others. auto (default): the highest CPU when there are two or more; none: no pinning")
+    ap.add_argument("--busy", type=int, default=os.cpu_count() or 1,
+                    help="also measure with this many background CPU burners (unpinned; default one per CPU); "
+                         "0: quiet rows only")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved daemon/raw measurements per setting")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = ap.parse_args(argv)
 
     import edge_runtime
@@ -199,6 +299,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"skipped: {exc}")
         return 0
     frames = [framing.encode_frame(framing.DATA, i, x[i % 1000].tobytes()) for i in range(1000)]
+    load_start = loadavg()
 
     opts = {} if args.op_resolver == "default" else {"op_resolver": args.op_resolver}
     model = edge_runtime.load(path, backend=args.backend, **opts)
@@ -206,70 +307,95 @@ def main(argv: Optional[list[str]] = None) -> int:
         model.run(x[i % 1000])
 
     everywhere = os.sched_getaffinity(0)
-    if args.pin_cpu is not None:
-        if args.pin_cpu not in everywhere or len(everywhere) < 2:
-            raise SystemExit(f"--pin-cpu {args.pin_cpu}: needs two CPUs, one of them {args.pin_cpu} "
-                             f"(this process may use {sorted(everywhere)})")
-        os.sched_setaffinity(0, everywhere - {args.pin_cpu})  # the client's threads
+    cpu, client_cpus = pick_cpus(args.pin_cpu)
+    os.sched_setaffinity(0, client_cpus)  # the client's threads
 
-    def raw_rate(n: int) -> float:
-        if args.pin_cpu is not None:  # only this (the calling) thread moves to the daemon's CPU
-            os.sched_setaffinity(0, {args.pin_cpu})
-        t = time.perf_counter()
+    def raw_rate(n: int) -> tuple[float, float]:
+        """Model.run per second of wall time and per second of this thread's CPU time."""
+        if cpu is not None:  # only this (the calling) thread moves to the daemon's CPU
+            os.sched_setaffinity(0, {cpu})
+        t, tc = time.perf_counter(), time.thread_time()
         for i in range(n):
             model.run(x[i % 1000])
-        rate = n / (time.perf_counter() - t)
-        if args.pin_cpu is not None:
-            os.sched_setaffinity(0, everywhere - {args.pin_cpu})
-        return rate
+        rate, cpu_rate = n / (time.perf_counter() - t), n / max(1e-9, time.thread_time() - tc)
+        if cpu is not None:
+            os.sched_setaffinity(0, client_cpus)
+        return rate, cpu_rate
 
     rows = []
     best = 0.0
     best_batch = 1
     trees = [("", ROOT)] if args.baseline_root is None else [("baseline ", args.baseline_root.resolve()), ("", ROOT)]
-    for b in [int(v) for v in args.batch.split(",")]:
-        for label, root in trees:
-            d = Daemon(path, args.backend, ["--max-batch-size", str(b)], args.op_resolver, root, args.pin_cpu)
-            c = Client(d.port, frames)
-            c.window = args.window
-            c.saturate(2000)  # warm-up
-            rates, raws = [], []
-            for _ in range(args.rounds):  # alternate, so both see the same machine load
-                raws.append(raw_rate(args.n // 2))
-                rates.append(c.saturate(args.n))
-            c.sock.close()
-            d.stop()
-            ratios = sorted(r / w for r, w in zip(rates, raws))
-            rate, raw = float(np.median(rates)), float(np.median(raws))
-            rows.append((f"{label}saturation, max_batch_size {b} ({d.info['batching']})", rate, raw, ratios))
-            if not label and rate > best:
-                best, best_batch = rate, b
+    modes = [("quiet", 0)] + ([(f"busy ({args.busy} burner{'s' if args.busy > 1 else ''})", args.busy)]
+                              if args.busy > 0 else [])
+    for mode, burners in modes:
+        burn = Burners(burners, everywhere)
+        try:
+            load_before = loadavg()
+            b0, t0 = cpu_busy()
+            for b in [int(v) for v in args.batch.split(",")]:
+                for label, root in trees:
+                    rates, raws, how = measure(args, path, frames, raw_rate, b, root, cpu)
+                    ratios = sorted(r[0] / w[0] for r, w in zip(rates, raws))
+                    cpu_ratios = sorted(r[1] / w[1] for r, w in zip(rates, raws))
+                    rate, raw = float(np.median([r[0] for r in rates])), float(np.median([w[0] for w in raws]))
+                    rows.append({"mode": mode, "tree": label.strip() or "this", "max_batch_size": b,
+                                 "batching": how, "daemon_per_s": rate, "raw_per_s": raw,
+                                 "ratio": float(np.median(ratios)), "ratios": ratios,
+                                 "cpu_ratio": float(np.median(cpu_ratios)), "cpu_ratios": cpu_ratios,
+                                 "daemon_cpu_us": 1e6 / float(np.median([r[1] for r in rates])),
+                                 "raw_cpu_us": 1e6 / float(np.median([w[1] for w in raws]))})
+                    if not label and not burners and rate > best:
+                        best, best_batch = rate, b
+            b1, t1 = cpu_busy()
+            ncpu = os.cpu_count() or 1
+            busy_cpus = (b1 - b0) / (t1 - t0) * ncpu if t1 > t0 else float("nan")
+            for r in rows:
+                if r["mode"] == mode:
+                    r.update(load_before=load_before, load_after=loadavg(), cpus_busy=busy_cpus)
+        finally:
+            burn.stop()
     model.close()
 
-    pinned = "" if args.pin_cpu is None else f", daemon and raw loop pinned to CPU {args.pin_cpu}, client elsewhere"
-    print(f"\nedge-runtime serve, {args.model} on {args.backend} ({args.op_resolver} kernels), TCP loopback, reply sink, "
-          f"{os.cpu_count()} CPU(s){pinned}, {args.n} inferences per run\n")
-    print(f"| run | daemon results/s (median of {args.rounds}) | raw Model.run/s (median, interleaved) "
-          "| median of per-round ratios | per-round ratios (sorted) |")
-    print("|---|---:|---:|---:|---|")
-    for name, rate, raw, ratios in rows:
-        print(f"| {name} | {rate:,.0f} | {raw:,.0f} | {float(np.median(ratios)):.1%} | "
-              f"{', '.join(f'{r:.0%}' for r in ratios)} |")
-    try:
-        print(f"\nload average while measuring: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)")
-    except OSError:
-        pass
+    pinned = ("no pinning" if cpu is None else
+              f"daemon and raw loop pinned to CPU {cpu}, client on CPU(s) {','.join(map(str, sorted(client_cpus)))}")
+    head = (f"edge-runtime serve, {args.model} on {args.backend} ({args.op_resolver} kernels), TCP loopback, reply sink, "
+            f"{os.cpu_count()} CPU(s), {pinned}, {args.n} inferences per run, {args.rounds} interleaved rounds")
+    if not args.json:
+        print(f"\n{head}\n")
+        print(f"| machine | max_batch_size (batching) | daemon results/s (median of {args.rounds}) "
+              "| raw Model.run/s (median, interleaved) | median of per-round ratios | per-round ratios (sorted) "
+              "| per CPU-second: median ratio (per round) | CPU µs per request: daemon / raw |")
+        print("|---|---|---:|---:|---:|---|---|---:|")
+        for r in rows:
+            tree = "" if r["tree"] == "this" else f"{r['tree']} "
+            print(f"| {tree}{r['mode']} | {r['max_batch_size']} ({r['batching']}) | {r['daemon_per_s']:,.0f} | "
+                  f"{r['raw_per_s']:,.0f} | {r['ratio']:.1%} | {', '.join(f'{v:.0%}' for v in r['ratios'])} | "
+                  f"{r['cpu_ratio']:.1%} ({', '.join(f'{v:.0%}' for v in r['cpu_ratios'])}) | "
+                  f"{r['daemon_cpu_us']:.1f} / {r['raw_cpu_us']:.1f} |")
+        print("\nper CPU-second: results per second of the daemon's on-CPU time (all its threads) against Model.run "
+              "per second of the raw loop's thread CPU time; other processes' share of the CPU drops out of it")
+        print(f"\n1-minute load average before the run: {load_start:.2f} (on {os.cpu_count()} CPUs)")
+        for mode, _ in modes:
+            r = next((r for r in rows if r["mode"] == mode), None)
+            if r is not None:
+                print(f"{mode}: load average {r['load_before']:.2f} before, {r['load_after']:.2f} after; "
+                      f"CPUs busy while measuring (all processes, /proc/stat): {r['cpus_busy']:.2f} of {os.cpu_count()}")
 
-    d = Daemon(path, args.backend, ["--max-batch-size", str(best_batch)], args.op_resolver, cpu=args.pin_cpu)
+    d = Daemon(path, args.backend, ["--max-batch-size", str(best_batch)], args.op_resolver, cpu=cpu)
     c = Client(d.port, frames)
     c.saturate(1000)
     load = best / 2
     paced = [framing.encode_frame(framing.DATA, i, x[i % 1000].tobytes()) for i in range(args.latency_n)]
     lat = np.array(c.paced(paced, load)) * 1e3
-    print(f"\nlatency at 50% load ({load:,.0f} requests/s, max_batch_size {best_batch}, {len(lat)} requests): "
-          f"p50 {np.percentile(lat, 50):.3f} ms, p99 {np.percentile(lat, 99):.3f} ms, max {lat.max():.3f} ms "
-          "(client send to reply received)")
+    latency = {"rate": load, "max_batch_size": best_batch, "n": len(lat), "p50_ms": float(np.percentile(lat, 50)),
+               "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}
+    if not args.json:
+        print(f"\nlatency at 50% load ({load:,.0f} requests/s, max_batch_size {best_batch}, {len(lat)} requests): "
+              f"p50 {latency['p50_ms']:.3f} ms, p99 {latency['p99_ms']:.3f} ms, max {latency['max_ms']:.3f} ms "
+              "(client send to reply received)")
 
+    soak: dict = {}
     if args.soak:
         warm = min(10_000, args.soak // 10)
         c.saturate(warm)
@@ -283,14 +409,18 @@ def main(argv: Optional[list[str]] = None) -> int:
             done += k
             samples.append((done, rss_of(d.p.pid)))
         growth = samples[-1][1] - rss0
-        print(f"\nsoak: {done:,} inferences; RSS after {warm:,} (warm-up) {rss0 / 2**20:.2f} MiB, at the end "
-              f"{samples[-1][1] / 2**20:.2f} MiB, growth {growth / 2**20:+.3f} MiB "
-              f"(max over the run {max(s for _, s in samples) / 2**20:.2f} MiB)")
-        print("| inferences | RSS MiB |\n|---:|---:|")
-        for n, r in samples:
-            print(f"| {n:,} | {r / 2**20:.2f} |")
+        soak = {"inferences": done, "rss_samples": samples, "growth_bytes": growth}
+        if not args.json:
+            print(f"\nsoak: {done:,} inferences; RSS after {warm:,} (warm-up) {rss0 / 2**20:.2f} MiB, at the end "
+                  f"{samples[-1][1] / 2**20:.2f} MiB, growth {growth / 2**20:+.3f} MiB "
+                  f"(max over the run {max(s for _, s in samples) / 2**20:.2f} MiB)")
+            print("| inferences | RSS MiB |\n|---:|---:|")
+            for n, r in samples:
+                print(f"| {n:,} | {r / 2**20:.2f} |")
     c.sock.close()
     d.stop()
+    if args.json:
+        print(json.dumps({"setup": head, "load_start": load_start, "rows": rows, "latency": latency, "soak": soak}))
     return 0
 
 

@@ -189,17 +189,20 @@ def main(argv: list[str]) -> int:
         print("numba is not available (pip install 'edge-runtime[fast]'): the numba column runs the numpy path")
     print(f"{'model':24s} {'numba ms':>9s} {'numpy ms':>9s} {'LiteRT ms':>10s} {'numba':>7s} {'numpy':>7s}   "
           f"{'min numba':>9s} {'min numpy':>9s} {'min LiteRT':>10s} {'numba':>7s} {'numpy':>7s} {'ops':>4s} "
-          f"{'arena B':>8s} {'cache B':>9s}")
+          f"{'arena B':>8s} {'cache B':>9s} {'compile s':>9s}")
     for name in args.models:
         r = bench(name, args.runs)
         print(f"{name:24s} {r['micro']:9.3f} {r['numpy']:9.3f} {r['lite']:10.3f} {r['micro'] / r['lite']:6.1f}x "
               f"{r['numpy'] / r['lite']:6.1f}x   {r['micro_min']:9.3f} {r['numpy_min']:9.3f} {r['lite_min']:10.3f} "
               f"{r['micro_min'] / r['lite_min']:6.1f}x {r['numpy_min'] / r['lite_min']:6.1f}x "
-              f"{int(r['compiled_ops']):4d} {int(r['arena']):8d} {int(r['cache']):9d}", flush=True)
+              f"{int(r['compiled_ops']):4d} {int(r['arena']):8d} {int(r['cache']):9d} {r['compile_s']:9.3f}",
+              flush=True)
     print("median (and fastest) latency per inference over the runs, 1 thread each, same process, same input, "
           "the three interleaved run by run; numba = micro with its compiled int8 kernels, numpy = micro's numpy-only "
           "path; the ratio columns are micro / LiteRT; ops = ops on the compiled path; arena = micro's planned arena "
-          "(in-place on); cache = the numba model's weights widened and constants built once at load (host memory)")
+          "(in-place on); cache = the numba model's weights widened and constants built once at load (host memory); "
+          "compile s = seconds that load spent compiling the kernels or loading them from numba's on-disk cache "
+          "(Model.info['fast']['compile_s'])")
     return 0
 
 

@@ -7,7 +7,8 @@ onnxruntime-openvino venv (built on first use, see ``_openvino_venv.py``) on the
 EP (OpenVINO's CPU device here: this machine has no Intel GPU) and on ORT's CPU EP; the
 .tflite runs in LiteRT in this venv. Latency: median of ``--runs`` single-input
 inferences after 5 warm-up runs (the OpenVINO and CPU EP runs alternate, so both see the same
-machine load). Agreement: top-1 and the largest int8 difference (LSB)
+machine load). LiteRT's nodes on its default XNNPACK delegate are read from its node list
+(``edge_runtime/backends/delegate_placement.py``). Agreement: top-1 and the largest int8 difference (LSB)
 against ORT's CPU EP on ``--n`` inputs; "logits" is the int8 tensor before a softmax.
 Threads: ``--threads`` (default 1) for all three runtimes; OpenVINO gets one stream of that
 many unpinned threads (``_openvino_run.ov_threads``): with its defaults (pinned threads,
@@ -32,13 +33,15 @@ from benchmarks._openvino_venv import REPO, OpenVinoVenvError, child_env, ensure
 OV = "OpenVINOExecutionProvider"
 
 
-def _litert(c: Converted, runs: int, threads: int) -> tuple[float, np.ndarray]:
-    """LiteRT's median latency and its outputs on every test input (int8, flattened)."""
+def _litert(c: Converted, runs: int, threads: int) -> tuple[float, np.ndarray, str]:
+    """LiteRT's median latency, its outputs on every test input (int8, flattened) and its delegated nodes."""
     import edge_runtime
 
     xs = np.load(c.inputs)["x"]
     with edge_runtime.load(c.tflite, backend="litert", profile=PROFILE, accelerator="none",
                            threads=threads) as m:
+        place = m.info.get("node_placement") or {}
+        delegated = f"{m.info.get('delegated_nodes', 0)}/{sum(place.values())}" if place else "n/a"
         ys = np.stack([m.run([x])[0].reshape(-1) for x in xs])
         for _ in range(5):
             m.run([xs[0]])
@@ -47,7 +50,7 @@ def _litert(c: Converted, runs: int, threads: int) -> tuple[float, np.ndarray]:
             t0 = time.perf_counter()
             m.run([xs[0]])
             t[i] = time.perf_counter() - t0
-    return float(np.median(t) * 1e3), ys
+    return float(np.median(t) * 1e3), ys, delegated
 
 
 def measure(models_dir: Path, work: Path, runs: int, n: int, threads: int) -> list[dict[str, Any]]:
@@ -64,13 +67,13 @@ def measure(models_dir: Path, work: Path, runs: int, n: int, threads: int) -> li
         raise RuntimeError(f"the OpenVINO run failed: {r.stderr.strip()[-1500:]}")
     rows = []
     for c, rec in zip(conv, json.loads((work / "out.json").read_text())):
-        lite_ms, y_lite = _litert(c, runs, threads)
+        lite_ms, y_lite, lite_nodes = _litert(c, runs, threads)
         y_cpu = np.asarray(rec["y_cpu"])
         place = rec["ov"]["node_placement"] or {}
         rows.append({
             "model": c.source, "ep": f"{OV} ({rec['ov']['provider_options'].get('device_type')})",
             "nodes": f"{place.get(OV, 0)}/{sum(place.values())}", "ov_ms": rec["ov_ms"], "cpu_ms": rec["cpu_ms"],
-            "litert_ms": lite_ms, "ov_lsb": [o["ov_vs_cpu"] for o in rec["outputs"]],
+            "litert_ms": lite_ms, "litert_nodes": lite_nodes, "ov_lsb": [o["ov_vs_cpu"] for o in rec["outputs"]],
             "ov_top1": f"{rec['top1_agree']}/{rec['n']}",
             "litert_top1": f"{int(np.sum(y_lite.argmax(1) == y_cpu.argmax(1)))}/{len(y_cpu)}",
             "litert_lsb": int(np.max(np.abs(y_lite.astype(np.int64) - y_cpu.astype(np.int64)))),
@@ -79,12 +82,12 @@ def measure(models_dir: Path, work: Path, runs: int, n: int, threads: int) -> li
     return rows
 
 
-COLUMNS = ("model", "EP", "nodes on EP", "OpenVINO ms", "ORT CPU ms", "LiteRT ms", "CPU/OV", "LiteRT/OV",
+COLUMNS = ("model", "EP", "nodes on EP", "LiteRT nodes on XNNPACK", "OpenVINO ms", "ORT CPU ms", "LiteRT ms", "CPU/OV", "LiteRT/OV",
            "OV vs CPU: top-1", "OV vs CPU: max LSB (out/logits)", "LiteRT vs ORT CPU: top-1, max LSB")
 
 
 def _cells(r: dict[str, Any]) -> list[str]:
-    return [r["model"], r["ep"], r["nodes"], f"{r['ov_ms']:.3f}", f"{r['cpu_ms']:.3f}", f"{r['litert_ms']:.3f}",
+    return [r["model"], r["ep"], r["nodes"], r["litert_nodes"], f"{r['ov_ms']:.3f}", f"{r['cpu_ms']:.3f}", f"{r['litert_ms']:.3f}",
             f"{r['cpu_ms'] / r['ov_ms']:.2f}", f"{r['litert_ms'] / r['ov_ms']:.2f}", r["ov_top1"],
             "/".join(str(x) for x in r["ov_lsb"]), f"{r['litert_top1']}, {r['litert_lsb']}"]
 

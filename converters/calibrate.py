@@ -1,8 +1,11 @@
 """Calibration: stream samples through the float model and choose a real range for every activation.
 
 The float model runs in ONNX Runtime (the IR written by :mod:`converters.writers.onnx` with every
-activation exposed). Two streaming passes: the first records min/max per tensor, the second fills
-a 2048-bin histogram over that range (only for methods that need one). Methods:
+activation exposed), through one :class:`FloatRuns` that the whole conversion shares. Two streaming
+passes: the first records min/max per tensor (and feeds any observers, e.g. bias correction's input
+means), the second fills a 2048-bin histogram over that range (only for methods that need one).
+The activations of the first samples are kept within a byte budget, so the second pass and the
+report run the float model only for the samples that did not fit. Methods:
 
 - ``minmax``: the observed range;
 - ``percentile``: the 0.01 % and 99.99 % quantiles;
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -35,12 +39,13 @@ def float_session(graph: Graph, expose_all: bool = True) -> Any:
 
     from converters.writers.onnx import build_onnx
 
-    model = build_onnx(graph, None, expose_all=expose_all, source_layout=False)
+    serialized = build_onnx(graph, None, expose_all=expose_all, source_layout=False).SerializeToString()
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    so.enable_cpu_mem_arena = False  # same results; the arena would keep every activation's peak (~12 MB on a 2M CNN)
+    return ort.InferenceSession(serialized, so, providers=["CPUExecutionProvider"])
 
 
 def run_float(sess, graph: Graph, x_ir: np.ndarray) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -52,10 +57,72 @@ def run_float(sess, graph: Graph, x_ir: np.ndarray) -> dict[str, np.ndarray]:  #
     return out
 
 
+class _NoBar:
+    """Stands in for a progress bar when none is shown (tqdm is then never imported)."""
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+
 def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
+    if not enabled:
+        return nullcontext(_NoBar())
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+
+
+#: Float activations of the first calibration samples are kept up to this many bytes (all of them for
+#: small models): the histogram pass and the report reuse them instead of running the model again.
+KEEP_BYTES = 8 << 20
+Observer = Callable[[int, dict], None]
+
+
+class FloatRuns:
+    """The float model on calibration samples: one ONNX Runtime session for the whole conversion.
+
+    ``runs(i, x)`` returns every activation of sample ``i`` (source layout ``x``), by IR name. The
+    activations of the first samples are remembered while they fit in ``keep_bytes`` (default
+    :data:`KEEP_BYTES`); asking for one of those again costs nothing. ``runs.count`` says how often
+    the model actually ran.
+    """
+
+    def __init__(self, graph: Graph, session: Any = None, keep_bytes: Optional[int] = None) -> None:
+        self.graph = graph
+        self.session = session if session is not None else float_session(graph)
+        self.keep_bytes = KEEP_BYTES if keep_bytes is None else keep_bytes
+        self.count = 0
+        self._kept: dict[int, dict[str, np.ndarray]] = {}
+        self._kept_bytes = 0
+        self._closed = False
+
+    def __call__(self, index: Optional[int], x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every activation of sample ``index`` (``None``: a sample not from the calibration set)."""
+        kept = self._kept.get(index) if index is not None else None
+        if kept is not None:
+            return kept
+        name = self.graph.inputs[0]
+        vals = run_float(self.session, self.graph, self.graph.to_ir_layout(name, x))
+        self.count += 1
+        if index is not None and not self._closed and index == len(self._kept):  # a prefix of the samples
+            n = sum(v.nbytes for v in vals.values())
+            if self._kept_bytes + n <= self.keep_bytes:
+                self._kept[index] = vals
+                self._kept_bytes += n
+            else:
+                self._closed = True
+        return vals
+
+    @property
+    def kept(self) -> int:
+        """How many samples' activations are remembered."""
+        return len(self._kept)
+
+    def release(self, keep_first: int = 0) -> None:
+        """Forget the activations of samples from ``keep_first`` on (all with 0); remember no new ones."""
+        self._closed = True
+        for i in [i for i in self._kept if i >= keep_first]:
+            self._kept_bytes -= sum(v.nbytes for v in self._kept.pop(i).values())
 
 
 def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
@@ -134,38 +201,47 @@ def check_calibration_sample(index: int, x: np.ndarray) -> None:
 
 
 def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress: bool = False,
-              session=None) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
-    """Return ``{tensor: (lo, hi)}`` for every activation of ``graph`` using ``method``."""
+              session=None, *, runs: Optional[FloatRuns] = None,  # type: ignore[no-untyped-def]
+              observers: Iterable[Observer] = ()) -> dict[str, tuple[float, float]]:
+    """Return ``{tensor: (lo, hi)}`` for every activation of ``graph`` using ``method``.
+
+    ``runs`` (or else ``session``) runs the float model; pass the conversion's :class:`FloatRuns` so
+    that later steps reuse what it remembers. Each of ``observers`` is called as ``observer(i, values)``
+    with every sample's activations during the first pass (e.g. bias correction's input means).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "auto":
         method = "mse"
     if len(graph.inputs) != 1:
         raise ValueError("calibration supports single-input models")
-    sess = session or float_session(graph)
-    name = graph.inputs[0]
+    run = runs if runs is not None else FloatRuns(graph, session)
+    observers = list(observers)
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     check_calibration_size(len(data))
     with _progress(len(data), "calibrating (pass 1/2: ranges)" if method != "minmax" else "calibrating", progress) as bar:
         for i, x in enumerate(data):
             check_calibration_sample(i, x)
-            vals = run_float(sess, graph, graph.to_ir_layout(name, x))
+            vals = run(i, x)
             for t, v in vals.items():
                 vmin, vmax = float(v.min()), float(v.max())
                 lo[t] = min(lo.get(t, vmin), vmin)
                 hi[t] = max(hi.get(t, vmax), vmax)
+            for observe in observers:
+                observe(i, vals)
             bar.update(1)
     ranges = {t: (lo[t], hi[t]) for t in lo}
     if method == "minmax":
         return ranges
     hists = {t: np.zeros(BINS, np.int64) for t in ranges}
+    inputs = set(graph.inputs)
     with _progress(len(data), "calibrating (pass 2/2: histograms)", progress) as bar:
-        for x in data:
-            vals = run_float(sess, graph, graph.to_ir_layout(name, x))
+        for i, x in enumerate(data):
+            vals = run(i, x)
             for t, v in vals.items():
                 a, b = ranges[t]
-                if b > a:
+                if b > a and t not in inputs:  # model inputs keep their observed range
                     hists[t] += _histogram(v, a, b)
             bar.update(1)
     out: dict[str, tuple[float, float]] = {}

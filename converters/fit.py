@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from device_profiles.schema import Accelerator, DeviceProfile
 from edge_runtime.formats.tflite import TFLiteModel
+
+if TYPE_CHECKING:  # the schema imports pydantic; a shipped profile is read without it
+    from device_profiles.schema import Accelerator, DeviceProfile
 
 MiB = 1024 * 1024
 #: Resident memory of the runtime itself on a Linux board (interpreter, kernels, Python bindings),
@@ -82,7 +84,7 @@ class FitReport:
         return "\n".join(lines)
 
 
-def _runtime_overhead(model: TFLiteModel, profile: DeviceProfile) -> tuple[int, str]:
+def _runtime_overhead(model: TFLiteModel, profile: "DeviceProfile") -> tuple[int, str]:
     sg = model.main
     if profile.microcontroller or not profile.python:
         channels = 0
@@ -100,7 +102,7 @@ def _dims_ok(shape: tuple[int, ...]) -> bool:
     return len(shape) <= 3 or all(d == 1 for d in shape[:-3])
 
 
-def accelerator_coverage(model: TFLiteModel, acc: Accelerator) -> AcceleratorCoverage:
+def accelerator_coverage(model: TFLiteModel, acc: "Accelerator") -> AcceleratorCoverage:
     """Op-by-op check of ``model`` against ``acc``; Edge TPU rules for Edge TPU accelerators."""
     sg = model.main
     supported = set(acc.supported_ops)
@@ -141,7 +143,7 @@ def accelerator_coverage(model: TFLiteModel, acc: Accelerator) -> AcceleratorCov
     return cov
 
 
-def fit_model(tflite_path: "str | os.PathLike[str]", profile: DeviceProfile) -> FitReport:
+def fit_model(tflite_path: "str | os.PathLike[str]", profile: "DeviceProfile") -> FitReport:
     """Flash, arena and overhead of ``tflite_path`` against ``profile``'s budgets."""
     from edge_runtime.arena.plan import plan_arena
 

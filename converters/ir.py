@@ -30,7 +30,9 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``RELU_N1_TO_1``, ``HARD_SWISH``
 ``LOGISTIC``, ``TANH``
 ``EXP``, ``LOG``, ``SQRT``,       inputs (x,)
-``RSQRT``, ``ABS``, ``ELU``
+``RSQRT``, ``ABS``, ``ELU``,
+``FLOOR``, ``CEIL``, ``ROUND``,
+``SIN``, ``COS``
 ``GELU``                          inputs (x,); approximate (bool)
 ``LEAKY_RELU``                    inputs (x,); alpha
 ``PRELU``                         inputs (x, alpha) with alpha constant, broadcast to x
@@ -51,6 +53,22 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``BATCH_MATMUL``                  inputs (a, b); numpy ``matmul`` semantics
 ``DEPTH_TO_SPACE``,               inputs (x,); block_size (TensorFlow's channel order, ONNX's DCR)
 ``SPACE_TO_DEPTH``
+``ARG_MAX``, ``ARG_MIN``          inputs (x,); axis; the output is an int32 index tensor (see
+                                  :func:`integer_tensors`), never quantized
+``EQUAL``, ``NOT_EQUAL``,         inputs (a, b), broadcasting, either may be constant; the output is
+``GREATER``, ``GREATER_EQUAL``,   a bool tensor (see :func:`unquantized_tensors`)
+``LESS``, ``LESS_EQUAL``
+``LOGICAL_AND``, ``LOGICAL_OR``,  bool inputs (a, b) or (a,); bool output
+``LOGICAL_NOT``
+``SELECT_V2``                     inputs (condition (bool), a, b), broadcasting; a, b and the output
+                                  share quantization parameters
+``CUMSUM``                        inputs (x,); axis, exclusive, reverse
+``GATHER_ND``                     inputs (x, indices) with integer constant indices (TensorFlow's
+                                  semantics, no batch dimensions); shares x's quantization
+``DETECTION_POSTPROCESS``         inputs (box encodings, class scores, anchors constant); four float
+                                  outputs (boxes, classes, scores, count); options (dict),
+                                  custom_options (the FlexBuffers bytes): TFLite_Detection_PostProcess,
+                                  run in float (see :func:`float_output_tensors`)
 ================================  ==============================================================
 
 Constant tensors other than the weights and biases of ``CONV_2D``, ``DEPTHWISE_CONV_2D``,
@@ -66,14 +84,25 @@ import numpy as np
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "LOGISTIC", "TANH", "EXP", "LOG", "SQRT", "RSQRT",
-         "ABS", "GELU", "LEAKY_RELU", "ELU")
+         "ABS", "GELU", "LEAKY_RELU", "ELU",
+         "FLOOR", "CEIL", "ROUND", "SIN", "COS")
 BINARY = ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
+#: Ops whose output is an int32 index tensor (not a quantized activation).
+INDEX_KINDS = ("ARG_MAX", "ARG_MIN")
+#: Ops whose output is a bool tensor (not a quantized activation).
+COMPARE_KINDS = ("EQUAL", "NOT_EQUAL", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL")
+LOGICAL_KINDS = ("LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT")
 OP_KINDS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "PRELU", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "STRIDED_SLICE", "GATHER",
     "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "LOG_SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
-    "DEPTH_TO_SPACE", "SPACE_TO_DEPTH",
-) + UNARY + BINARY
+    "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "ARG_MAX", "ARG_MIN", "DETECTION_POSTPROCESS", "SELECT_V2",
+    "CUMSUM", "GATHER_ND",
+) + UNARY + BINARY + COMPARE_KINDS + LOGICAL_KINDS
+#: Ops whose outputs are stored as they are (int32 or bool), never quantized.
+RAW_OUTPUT_KINDS = INDEX_KINDS + COMPARE_KINDS + LOGICAL_KINDS
+#: Ops that run in float and whose outputs stay float32 in the int8 model (TFLite Micro's kernel is float only).
+FLOAT_OUTPUT_KINDS = ("DETECTION_POSTPROCESS",)
 #: Ops whose first input is the activation and whose inputs 1.. are constant weights/bias.
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
@@ -168,6 +197,28 @@ class Graph:
         if self.input_layouts.get(name) == "NCHW" and x.ndim == 4:
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return x
+
+
+def unquantized_tensors(graph: "Graph") -> dict[str, str]:
+    """Activations stored as they are, by type: ``int32`` indices (:data:`INDEX_KINDS`), ``bool`` masks
+    (:data:`COMPARE_KINDS`, :data:`LOGICAL_KINDS`), and RESHAPEs of them."""
+    found: dict[str, str] = {}
+    for op in graph.ops:
+        if op.kind in RAW_OUTPUT_KINDS:
+            found.update({o: "int32" if op.kind in INDEX_KINDS else "bool" for o in op.outputs})
+        elif op.kind == "RESHAPE" and op.inputs and op.inputs[0] in found:
+            found.update({o: found[op.inputs[0]] for o in op.outputs})
+    return found
+
+
+def integer_tensors(graph: "Graph") -> set[str]:
+    """Activations holding int32 indices: outputs of :data:`INDEX_KINDS` ops and RESHAPEs of them."""
+    return {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
+
+
+def float_output_tensors(graph: "Graph") -> set[str]:
+    """Activations that stay float32 in the int8 model: the outputs of :data:`FLOAT_OUTPUT_KINDS` ops."""
+    return {o for op in graph.ops if op.kind in FLOAT_OUTPUT_KINDS for o in op.outputs}
 
 
 def same_pads(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],

@@ -2,9 +2,11 @@
 
 One call imports a float ONNX or float/hybrid TFLite model, calibrates it, makes one set of
 quantization decisions, writes ``<name>_int8.tflite`` and ``<name>_int8.onnx``, sizes the result
-against a device profile and writes the quality report (``report.json``, ``report.md``,
-``report.png``). It never raises for a model that does not fit: ``result.fits`` says so, and the
-``edge-convert convert`` command turns that into exit code 3.
+against a device profile and writes the quality report (``report.json`` with per-phase ``timings``,
+``report.md``; ``report.png`` only with ``plot=True`` or when matplotlib is already loaded). One float
+ONNX Runtime session serves calibration, bias correction and the report. It never raises for a
+model that does not fit: ``result.fits`` says so, and the ``edge-convert convert`` command turns that
+into exit code 3.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from converters.calibrate import calibrate, float_session
+from converters.calibrate import FloatRuns, calibrate, float_session
 from converters.calibration_data import CalibrationDataError, load_labelled, open_calibration
 from converters.ir import Graph
 from converters.quantize import plan_quantization
@@ -77,6 +79,18 @@ def _refuse_non_finite_weights(model: Any, graph: Graph) -> None:
             bad = int(np.count_nonzero(~np.isfinite(d)))
             raise UnsupportedModelError(f"{model}: constant '{t.name}' holds {bad} NaN or infinite value(s); "
                                         "the float model is broken (retrain or fix its weights)")
+
+
+def _give_back_freed_memory() -> None:
+    """Return the heap that finished steps freed to the OS (glibc keeps it otherwise), so the next step's
+    peak does not stack on it: importing a 2M-parameter model leaves about 20 MB freed. No-op off glibc.
+    (A full ``gc.collect()`` first would give back 15 MB more but costs 0.2 s.)"""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _output_dir(out_dir: Any) -> str:
@@ -142,7 +156,10 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                   io_dtype: Optional[str] = None, report_samples: int = 32,
                   input_shapes: Optional[dict[str, tuple[int, ...]]] = None, task: str = "auto",
                   analyze: bool = False, bias_correction: bool = True,
-                  fc_per_channel: Optional[bool] = None) -> ConversionResult:
+                  fc_per_channel: Optional[bool] = None, equalize: bool = True,
+                  adaround: bool = False, activations: str = "int8",
+                  target_sqnr: Optional[float] = None, plot: Optional[bool] = None,
+                  precision_policy: str = "auto") -> ConversionResult:
     """Convert ``model`` to int8 for ``profile`` using calibration data ``calib``; write into ``out_dir``.
 
     ``profile``: a shipped profile name, a YAML path or a ``DeviceProfile``. ``calib``: see
@@ -157,6 +174,19 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     (:mod:`converters.quality.sensitivity`) to the report. ``bias_correction`` (default on): fold the
     mean weight-quantization error into the biases (:mod:`converters.quality.bias_correction`).
     ``fc_per_channel``: per-channel FULLY_CONNECTED weights (default: :func:`per_channel_fc` of the profile).
+    ``equalize`` (default on): cross-layer equalization of the float graph first
+    (:mod:`converters.quality.equalization`; measured in ``benchmarks/quant_techniques.py``).
+    ``adaround``: optimise the rounding of the int8 weights on calibration data
+    (:mod:`converters.quality.adaround`; off by default, slower).
+    ``activations``: ``int8`` or ``int16`` (every op with an int16 kernel in 16x8 form); ``target_sqnr``:
+    raise the worst layers (int16, then float islands on profiles with an OS) until every output reaches
+    it (:mod:`converters.quality.mixed_precision`; the report's ``mixed_precision`` says what changed).
+    ``precision_policy``: ``auto`` (default) raises the ops int8 cannot represent well when neither
+    ``activations`` int16 nor ``target_sqnr`` is given (LSTM/GRU recurrences to int16, LayerNorm statistics
+    to float islands on profiles with an OS: :mod:`converters.quality.default_precision`); ``int8`` keeps
+    every op in int8.
+    ``plot``: write report.png (default: only when matplotlib is already loaded, see
+    :func:`converters.report.want_plot`). ``report["timings"]`` gives the seconds of each phase.
     """
     from device_profiles import load_profile
 
@@ -172,12 +202,24 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
 
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if plot:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise ConfigError("the plot (--plot) needs matplotlib: pip install matplotlib, or 'edge-runtime[convert]'")
     prof = load_profile(profile)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with _one_line(model, "importing the model"):
         graph = import_model(model, input_shapes)
     _refuse_non_finite_weights(model, graph)
+    _give_back_freed_memory()
+    eq_info = None
+    if equalize:
+        from converters.quality.equalization import equalize as equalize_graph
+
+        with _one_line(model, "equalizing the float graph"):
+            eq_info = equalize_graph(graph)
     if len(graph.inputs) != 1:
         raise ConfigError(f"{model}: models with {len(graph.inputs)} inputs are not supported (one input only)")
     in_name = graph.inputs[0]
@@ -192,17 +234,49 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     t1 = time.perf_counter()
     with _one_line(model, "calibrating the imported graph"):
         sess = float_session(graph)
-        ranges = calibrate(graph, data, method, progress=progress, session=sess)
+        float_runs = FloatRuns(graph, sess)  # one float pass serves ranges, bias correction and the report
+        mean_obs = None
+        if bias_correction:
+            from converters.quality.bias_correction import InputMeans
+
+            mean_obs = InputMeans(graph)
+        ranges = calibrate(graph, data, method, progress=progress, runs=float_runs,
+                           observers=[mean_obs] if mean_obs is not None else ())
+        float_runs.release(keep_first=report_samples)
+    timings["calibrate_s"] = time.perf_counter() - t1
+    t_q = time.perf_counter()
+    with _one_line(model, "quantizing the calibrated graph"):
         pc_fc = per_channel_fc(prof) if fc_per_channel is None else fc_per_channel
         plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype, per_channel_fc=pc_fc)
-        bias_info = None
-        if bias_correction:
-            from converters.quality.bias_correction import correct_biases, input_means
+        bias_info = ada_info = means = None
+        if adaround:
+            from converters.quality.adaround import adaround as adaround_weights
 
-            means = input_means(graph, sess, (x for i, x in enumerate(data) if i < 256))
+            ada_info = adaround_weights(graph, plan, sess, data, progress=progress)
+        if bias_correction:
+            from converters.quality.bias_correction import correct_biases
+
+            means = mean_obs.means() if mean_obs is not None else None
             bias_info = correct_biases(graph, plan, means)
-    timings["calibrate_s"] = time.perf_counter() - t1
+    timings["quantize_s"] = time.perf_counter() - t_q
     out = _output_dir(out_dir)
+    from converters.quality import default_precision
+
+    policy = default_precision.choose(graph, not prof.microcontroller, precision_policy)
+    if policy.precision and activations == "int8" and target_sqnr is None:
+        t_dp = time.perf_counter()
+        with _one_line(model, "applying the default precision policy"):
+            plan = default_precision.apply(graph, sess, data, plan, ranges, pc_fc, means, policy)
+        timings["default_precision_s"] = time.perf_counter() - t_dp
+    mixed = None
+    if activations != "int8" or target_sqnr is not None:
+        from converters.quality import mixed_precision
+
+        t_mp = time.perf_counter()
+        with _one_line(model, "choosing mixed precision"):
+            plan, mixed = mixed_precision.apply(graph, sess, data, plan, ranges, prof, pc_fc, means, activations,
+                                                target_sqnr, out, progress, report_samples)
+        timings["mixed_precision_s"] = time.perf_counter() - t_mp
     tfl_path = os.path.join(out, f"{graph.name}_int8.tflite")
     onnx_path = os.path.join(out, f"{graph.name}_int8.onnx") if "onnx" in formats else None
     t2 = time.perf_counter()
@@ -215,13 +289,20 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
 
             write_onnx(graph, plan, onnx_path)
     timings["write_s"] = time.perf_counter() - t2
+    _give_back_freed_memory()
     hx, hy = _held_out(held_out, src_shape)
     with _one_line(model, f"sizing and running the written {os.path.basename(tfl_path)}"):
+        t_fit = time.perf_counter()
         fit = fit_model(tfl_path, prof)
+        timings["fit_s"] = time.perf_counter() - t_fit
         t3 = time.perf_counter()
         layer_rows, cal_f, cal_q = compare_on_samples(graph, sess, TFLiteRunner(tfl_path, preserve=True),
-                                                      (x for i, x in enumerate(data) if i < report_samples))
+                                                      (x for i, x in enumerate(data) if i < report_samples),
+                                                      float_values=float_runs)
+        float_runs.release()
         cal_outputs = compare_outputs(graph.outputs, output_kinds(graph, task, hy), cal_f, cal_q)
+        if mixed is not None:
+            mixed = mixed_precision.report_section(mixed, tfl_path, fit, graph.name)
     sensitivity = None
     if analyze:
         from converters.quality.sensitivity import SAMPLES
@@ -252,7 +333,9 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                    for o in graph.outputs],
         "fit": dict(fit.to_dict(), summary=fit.summary()),
         "fits": fit.fits,
-        "quantization": {"fc_per_channel": pc_fc, "bias_correction": bias_info},
+        "quantization": {"fc_per_channel": pc_fc, "bias_correction": bias_info, "equalization": eq_info,
+                         "adaround": ada_info, "precision": plan.precision()},
+        "mixed_precision": mixed,
         "calibration_outputs": cal_outputs,
         "held_out": held_stats,
         "sensitivity": sensitivity,
@@ -262,7 +345,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         from converters.fit import profiles_that_fit
 
         report["fit"]["fits_profiles"] = profiles_that_fit(tfl_path)
-    report_path = write_report(out, report, layer_rows)
+    report_path = write_report(out, report, layer_rows, plot_png=plot)
     if "tflite" not in formats:
         os.remove(tfl_path)
         tfl_path = None  # type: ignore[assignment]

@@ -12,12 +12,27 @@ Follows the TFLite int8 quantization specification:
 - constant operands of other ops (ADD/MUL constants, PRELU alpha, ...): int8 asymmetric per tensor
   from their own value range; integer constants (GATHER indices) stay int32;
 - fixed output parameters: SOFTMAX and LOGISTIC (1/256, -128), TANH (1/128, 0), LOG_SOFTMAX (16/256, 127);
+  an input read only by int8 LOGISTIC/TANH gets at most the range where they saturate (:data:`SATURATION`);
 - one set of parameters shared by the inputs and output of the ops in :data:`SHARED` (TFLite's int8
   kernels of these ops move values without rescaling), and by all inputs of CONCATENATION,
   MAXIMUM and MINIMUM; a PADV2 that pads with the lowest value takes its range from its input;
-- ops in :data:`FLOAT_ISLANDS` (EXP, LOG, SQRT) have no int8 kernel in TFLite Micro: the writers run them
-  in float between DEQUANTIZE and QUANTIZE (their int8 input and output keep their own parameters);
+- ops in :data:`FLOAT_ISLANDS` (EXP, LOG, SQRT, FLOOR, CEIL, ROUND, SIN, COS; CUMSUM has none in LiteRT) have no
+  int8 kernel in TFLite Micro: the writers run them in float between DEQUANTIZE and QUANTIZE (their int8 input
+  and output keep their own parameters);
 - model input and output int8, or uint8/float32 when the device profile's ``io_dtype`` asks.
+
+Mixed precision (``precision``, one entry per op keyed by its first output's name, see :func:`op_key`):
+
+- ``int8`` (the default);
+- ``int16``: TFLite's 16x8 scheme, for the ops in :data:`INT16_KINDS` (those TFLite Micro, the micro
+  backend and LiteRT all run with int16 activations): int16 activations, symmetric per tensor with zero
+  point 0 (:func:`int16_params`, over the tensor's min/max range ``ranges16`` when given, as 16 bits
+  leave no reason to clip), int8 weights as above, int64 biases with scale input_scale x weight_scale;
+  LOGISTIC/TANH outputs fixed at (1/32768, 0);
+- ``float``: a float island (float weights), for profiles with an OS.
+
+A tensor is stored in its producer's precision; the writers add QUANTIZE (int8 <-> int16, float ->
+int) or DEQUANTIZE (int -> float) where a consumer runs in another one, and where a graph output is not int8.
 """
 from __future__ import annotations
 
@@ -26,8 +41,8 @@ from typing import Optional
 
 import numpy as np
 
+from converters.ir import FLOAT_OUTPUT_KINDS, Graph, Op, unquantized_tensors
 from converters.ir import WEIGHTED as WEIGHTED_KINDS
-from converters.ir import Graph
 from edge_runtime.errors import ConfigError
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
@@ -35,32 +50,51 @@ FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH"
          "LOG_SOFTMAX": (16.0 / 256.0, 127)}
 SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD",
           "CONCATENATION", "STRIDED_SLICE", "GATHER", "REDUCE_MAX", "RESIZE_BILINEAR",
-          "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
+          "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER_ND")
 #: Shared ops whose every input (not only the first) joins the output's parameters.
 SHARED_ALL_INPUTS = ("CONCATENATION", "MAXIMUM", "MINIMUM")
 PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 0, "FULLY_CONNECTED": 0}
 #: Ops TFLite Micro has no int8 kernel for (it runs them in float): written as float islands.
-FLOAT_ISLANDS = ("EXP", "LOG", "SQRT")
+FLOAT_ISLANDS = ("EXP", "LOG", "SQRT", "FLOOR", "CEIL", "ROUND", "SIN", "COS",
+                 "CUMSUM")  # LiteRT's CUMSUM has no int8 kernel
+#: Ops written in 16x8 form when their precision is ``int16``: every one has an int16 kernel in TFLite
+#: Micro (``exact`` in converters/data/op_parity.json) and in LiteRT. Not here: a standalone RELU6 (TFLite
+#: Micro's int16 RELU6 needs equal input and output parameters).
+INT16_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL",
+               "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE", "CONCATENATION", "PAD", "STRIDED_SLICE", "TRANSPOSE",
+               "RELU", "LEAKY_RELU", "LOGISTIC", "TANH", "MAXIMUM", "MINIMUM", "SOFTMAX")
+#: Fixed int16 output parameters (TFLite's 16x8 LOGISTIC and TANH; int16 SOFTMAX: [0, 1) in 1/32768 steps).
+FIXED16 = {"LOGISTIC": (1.0 / 32768.0, 0), "TANH": (1.0 / 32768.0, 0), "SOFTMAX": (1.0 / 32768.0, 0)}
+PRECISIONS = ("int8", "int16", "float")
 #: Narrowest activation range quantized (smaller ranges are widened to it).
 MIN_RANGE = 1e-5
+#: Input magnitude beyond which an int8 LOGISTIC / TANH output no longer changes (sigmoid(8) * 256 and
+#: tanh(4) * 128 round to the top code): a tensor read only by these ops gets at most this int8 range.
+SATURATION = {"LOGISTIC": 8.0, "TANH": 4.0}
 #: Largest quantized bias magnitude: half of int32, leaving headroom in the int32 accumulator.
 BIAS_LIMIT = float(2 ** 30)
 
 
 @dataclass(frozen=True)
 class QParams:
-    """Per-tensor affine int8 parameters."""
+    """Per-tensor affine parameters (int8, or int16 with ``bits=16``)."""
 
     scale: float
     zero_point: int
+    bits: int = 8
+
+    @property
+    def dtype(self) -> type:
+        """numpy integer type of the quantized values."""
+        return np.int16 if self.bits == 16 else np.int8
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Real -> int8 (round half away from zero, as TFLite's reference QUANTIZE does, then clamp)."""
-        return quantize_affine(x, self.scale, self.zero_point, np.int8)
+        """Real -> int8/int16 (round half away from zero, as TFLite's reference QUANTIZE does, then clamp)."""
+        return quantize_affine(x, self.scale, self.zero_point, self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        """int8 -> real (float32)."""
+        """int8/int16 -> real (float32)."""
         return dequantize_affine(q, self.scale, self.zero_point)
 
 
@@ -84,6 +118,32 @@ class QuantPlan:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     operands: dict[str, QParams] = field(default_factory=dict)
     float_islands: list[str] = field(default_factory=list)
+    #: int16 parameters of every activation and float operand (used where a tensor or op is int16)
+    activations16: dict[str, QParams] = field(default_factory=dict)
+    operands16: dict[str, QParams] = field(default_factory=dict)
+    #: op key (:func:`op_key`) -> ``int16`` or ``float`` for the ops not in int8
+    op_precision: dict[str, str] = field(default_factory=dict)
+    #: activation -> ``int16`` or ``float32`` for tensors not stored as int8 (their producer's precision)
+    tensor_dtypes: dict[str, str] = field(default_factory=dict)
+    #: with any int16 op: the ops still computing in int8 (no int16 kernel, or not raised)
+    int8_ops: list[str] = field(default_factory=list)
+    #: op key -> why it is not int8, for ops a default policy raised (:mod:`converters.quality.default_precision`)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def op_dtype(self, op: Op) -> str:
+        """The type ``op`` computes in: ``int8``, ``int16`` or ``float32``."""
+        p = self.op_precision.get(op_key(op), "int8")
+        return "float32" if p == "float" else p
+
+    def tensor_dtype(self, name: str) -> str:
+        """How activation ``name`` is stored: ``int8``, ``int16`` or ``float32``."""
+        return self.tensor_dtypes.get(name, "int8")
+
+    def params(self, name: str, dtype: str) -> QParams:
+        """Parameters of activation (or float operand) ``name`` as ``dtype`` (int8 or int16)."""
+        if dtype == "int16":
+            return self.activations16[name] if name in self.activations16 else self.operands16[name]
+        return self.activations[name] if name in self.activations else self.operands[name]
 
     def to_dict(self) -> dict:
         """JSON-friendly summary of the activation parameters."""
@@ -95,12 +155,27 @@ class QuantPlan:
         Everything is int8 (per-channel weights; fully-connected weights per tensor when planned
         with ``per_channel_fc=False``) except the ops listed under ``float_islands``, which run in float
         between DEQUANTIZE and QUANTIZE (EXP, LOG, SQRT: TFLite Micro has no int8 kernel for them).
-        No int16 intermediates are used.
+        Ops planned in ``int16`` (16x8: int16 activations, int8 weights, int64 biases) are listed under
+        ``int16_intermediates``; ``activations`` is ``int8``, ``int16`` (every op that has an int16
+        kernel) or ``mixed``. ``default_policy`` (when the default precision policy raised ops) maps each
+        reason to the precision chosen and the ops (keys, see :func:`op_key`) it applies to.
         """
         per_tensor = any(w.scales.size == 1 and w.values.shape[w.axis] > 1 for w in self.weights.values())
-        return {"activations": "int8",
-                "weights": "int8 (per-channel for convolutions)" if per_tensor else "int8 (per-channel)",
-                "int16_intermediates": [], "float_islands": list(self.float_islands)}
+        int16 = [k for k, p in self.op_precision.items() if p == "int16"]
+        acts = "int8" if not int16 else ("int16" if not self.int8_ops else "mixed int8/int16")
+        d = {"activations": acts,
+             "weights": "int8 (per-channel for convolutions)" if per_tensor else "int8 (per-channel)",
+             "int16_intermediates": int16, "float_islands": list(self.float_islands)}
+        if int16:
+            d["int16_biases"] = "int64"
+            d["int8_ops"] = list(self.int8_ops)
+        if self.reasons:  # {reason: {"precision": ..., "ops": [...]}} for the ops the default policy raised
+            by: dict[str, dict] = {}
+            for k, why in self.reasons.items():
+                entry = by.setdefault(why, {"precision": self.op_precision.get(k, "int8"), "ops": []})
+                entry["ops"].append(k)
+            d["default_policy"] = by
+        return d
 
 
 def qparams_from_range(lo: float, hi: float) -> QParams:
@@ -111,6 +186,17 @@ def qparams_from_range(lo: float, hi: float) -> QParams:
     scale = (hi - lo) / 255.0
     zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return QParams(float(np.float32(scale)), zp)
+
+
+def op_key(op: Op) -> str:
+    """The key of ``op`` in a precision map: its first output's name (unique in a graph)."""
+    return op.outputs[0]
+
+
+def int16_params(lo: float, hi: float) -> QParams:
+    """Symmetric int16 parameters (zero point 0, as TFLite's 16x8 kernels require) covering [lo, hi]."""
+    amax = max(abs(float(lo)), abs(float(hi)), MIN_RANGE / 2)
+    return QParams(float(np.float32(amax / 32767.0)), 0, 16)
 
 
 def quantize_weight(w: np.ndarray, axis: Optional[int], min_scales: Optional[np.ndarray] = None) -> QuantWeight:
@@ -151,17 +237,54 @@ class _Groups:
             self.parent[rb] = ra
 
 
+def saturated_input_ranges(graph: Graph, ranges: dict[str, tuple[float, float]],
+                           precision: Optional[dict[str, str]] = None) -> dict[str, tuple[float, float]]:
+    """The int8 ranges of activations read only by int8 LOGISTIC/TANH ops, cut to :data:`SATURATION`.
+
+    The cut is lossless for those ops (their int8 output is the same for any input beyond it) and makes
+    the input's int8 step finer: the sigmoid argument in GELU, LSTM/GRU gate pre-activations.
+    """
+    readers: dict[str, list[Op]] = {}
+    for op in graph.ops:
+        for name in set(op.inputs):
+            readers.setdefault(name, []).append(op)
+    keep = set(graph.inputs) | set(graph.outputs)
+    out: dict[str, tuple[float, float]] = {}
+    for name, ops in readers.items():
+        if name in keep or name not in ranges or any(
+                op.kind not in SATURATION or op.inputs[0] != name or (precision or {}).get(op_key(op), "int8") != "int8"
+                for op in ops):
+            continue
+        bound = min(SATURATION[op.kind] for op in ops)
+        lo, hi = ranges[name]
+        out[name] = (float(np.clip(lo, -bound, bound)), float(np.clip(hi, -bound, bound)))
+    return out
+
+
 def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_dtype: str = "int8",
-                      per_channel_fc: bool = True) -> QuantPlan:
+                      per_channel_fc: bool = True, precision: Optional[dict[str, str]] = None,
+                      ranges16: Optional[dict[str, tuple[float, float]]] = None,
+                      weights: Optional[dict[str, QuantWeight]] = None) -> QuantPlan:
     """Turn calibrated activation ranges into the full :class:`QuantPlan` for ``graph``.
 
     ``per_channel_fc=False`` keeps FULLY_CONNECTED weights per tensor (for delegates that need it).
+    ``precision``: ``{op_key: 'int8' | 'int16' | 'float'}`` (see the module docstring; ``int16`` only for
+    :data:`INT16_KINDS`); ``ranges16``: the ranges int16 tensors cover (default ``ranges``);
+    ``weights``: int8 weights to reuse (e.g. after a rounding optimisation) instead of quantizing anew.
 
     ``ranges`` maps every activation tensor to its (clipped) real range, as
     :mod:`converters.calibrate` produces.
     """
     if io_dtype not in ("int8", "uint8", "float32"):
         raise ConfigError(f"io_dtype must be int8, uint8 or float32, got {io_dtype!r}")
+    precision = {k: v for k, v in (precision or {}).items() if v != "int8"}
+    kinds = {op_key(op): op.kind for op in graph.ops}
+    for k, v in precision.items():
+        if v not in PRECISIONS or k not in kinds:
+            raise ConfigError(f"precision {v!r} for op '{k}': unknown op or precision (choose {', '.join(PRECISIONS)})")
+        if v == "int16" and kinds[k] not in INT16_KINDS:
+            raise ConfigError(f"op '{k}' ({kinds[k]}) has no int16 kernel in TFLite Micro and LiteRT; "
+                              "keep it int8 or make it a float island")
     acts = graph.activations()
     missing = [a for a in acts if a not in ranges]
     if missing:
@@ -179,6 +302,9 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
             n_in = len(op.inputs) if op.kind in SHARED_ALL_INPUTS else 1
             for i in op.inputs[:n_in]:
                 groups.union(op.outputs[0], i)
+        if op.kind == "SELECT_V2":  # int8 SELECT_V2 copies values: both choices share the output's parameters
+            for i in op.inputs[1:]:
+                groups.union(op.outputs[0], i)
         if op.kind == "PADV2" and op.attrs.get("value", 0.0) == float("-inf"):
             no_range.add(op.outputs[0])
         if op.kind in FIXED:
@@ -192,47 +318,81 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
                     const_ranges[name] = (min(lo_c, lo_o), max(hi_c, hi_o))
     all_ranges = dict(const_ranges)
     all_ranges.update(ranges)
+    all_ranges.update(saturated_input_ranges(graph, ranges, precision))
     by_root: dict[str, list[str]] = {}
     for a in list(acts) + [c for c in const_ranges if c not in acts]:
         by_root.setdefault(groups.find(a), []).append(a)
     activations: dict[str, QParams] = {}
     operands: dict[str, QParams] = {}
+    activations16: dict[str, QParams] = {}
+    operands16: dict[str, QParams] = {}
+    wide = dict(const_ranges)
+    wide.update(ranges16 or ranges)
+    fixed16 = {op.outputs[0]: QParams(*FIXED16[op.kind], 16) for op in graph.ops if op.kind in FIXED16}
     for members in by_root.values():
         fixed_members = [fixed[m] for m in members if m in fixed]
+        ranged = [m for m in members if m not in no_range] or members
         if fixed_members:
             qp = fixed_members[0]
         else:
-            ranged = [m for m in members if m not in no_range] or members
             lo = min(all_ranges[m][0] for m in ranged)
             hi = max(all_ranges[m][1] for m in ranged)
             qp = qparams_from_range(lo, hi)
+        f16 = [fixed16[m] for m in members if m in fixed16]
+        qp16 = f16[0] if f16 else int16_params(min(wide.get(m, all_ranges[m])[0] for m in ranged),
+                                              max(wide.get(m, all_ranges[m])[1] for m in ranged))
         for m in members:
             (operands if m in const_ranges else activations)[m] = qp
+            (operands16 if m in const_ranges else activations16)[m] = qp16
     weighted = [op for op in graph.ops if op.kind in WEIGHTED_KINDS]
     # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w, so the
     # weight scale may not drop below |bias| / (s_in * BIAS_LIMIT) -- for every op sharing the weights.
     axes = {k: (None if k == "FULLY_CONNECTED" and not per_channel_fc else a) for k, a in WEIGHT_AXIS.items()}
     need: dict[str, np.ndarray] = {}
     for op in weighted:
+        if precision.get(op_key(op)) is not None and any(precision.get(op_key(o)) is None for o in weighted
+                                                        if o.inputs[1] == op.inputs[1]):
+            continue  # an int16/float op's bias has room (int64 / float); its int8 sharers set the floor
         s_in = np.float64(activations[op.inputs[0]].scale)
         b_abs = np.abs(graph.tensors[op.inputs[2]].data.astype(np.float64))
         n = b_abs / (s_in * BIAS_LIMIT)
         n = n if axes[op.kind] is not None else np.array([n.max()])
         need[op.inputs[1]] = np.maximum(need[op.inputs[1]], n) if op.inputs[1] in need else n
-    weights: dict[str, QuantWeight] = {}
+    given = weights or {}
+    weights = {}
     biases: dict[str, QuantWeight] = {}
     for op in weighted:
         w_name, b_name = op.inputs[1], op.inputs[2]
         if w_name not in weights:
-            weights[w_name] = quantize_weight(graph.tensors[w_name].data, axes[op.kind], need[w_name])
+            weights[w_name] = given[w_name] if w_name in given else quantize_weight(
+                graph.tensors[w_name].data, axes[op.kind], need.get(w_name))
         qw = weights[w_name]
-        s_in = np.float64(activations[op.inputs[0]].scale)
+        wide16 = precision.get(op_key(op)) == "int16"
+        s_in = np.float64((activations16 if wide16 else activations)[op.inputs[0]].scale)
         bscale = (s_in * qw.scales.astype(np.float64)).astype(np.float32)
         b = graph.tensors[b_name].data.astype(np.float64)
         bscale_full = np.broadcast_to(bscale, b.shape).astype(np.float64)
-        bq = np.clip(np.round(b / bscale_full), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
+        if wide16:  # 16x8: int64 biases
+            bq = np.clip(np.round(b / bscale_full), -(2 ** 62), 2 ** 62).astype(np.int64)
+        else:
+            bq = np.clip(np.round(b / bscale_full), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
         if b_name in biases and not np.array_equal(biases[b_name].scales, bscale):
             raise ValueError(f"bias '{b_name}' is shared by ops with different input scales; give each op its own")
         biases[b_name] = QuantWeight(bq, bscale.astype(np.float32), 0)
-    islands = [op.name or op.outputs[0] for op in graph.ops if op.kind in FLOAT_ISLANDS]
-    return QuantPlan(activations, weights, biases, io_dtype, dict(ranges), operands, islands)
+    # chosen float ops keep float outputs (their readers convert); the automatic islands (FLOAT_ISLANDS)
+    # quantize their output right away, as before mixed precision existed
+    dtypes = {o: ("float32" if precision[op_key(op)] == "float" else precision[op_key(op)])
+              for op in graph.ops if op_key(op) in precision for o in op.outputs}
+    dtypes.update(unquantized_tensors(graph))  # ARG_MAX/ARG_MIN indices stay int32, comparison masks bool
+    for op in graph.ops:  # float-only ops (TFLite_Detection_PostProcess): a float island with float outputs
+        if op.kind in FLOAT_OUTPUT_KINDS:
+            precision[op_key(op)] = "float"
+            dtypes.update({o: "float32" for o in op.outputs})
+    for op in graph.ops:
+        if op.kind in FLOAT_ISLANDS and op_key(op) not in precision:
+            precision[op_key(op)] = "float"
+    islands = [op.name or op.outputs[0] for op in graph.ops if precision.get(op_key(op)) == "float"]
+    int8_ops = ([op.name or op_key(op) for op in graph.ops if op_key(op) not in precision]
+                if any(v == "int16" for v in precision.values()) else [])
+    return QuantPlan(activations, weights, biases, io_dtype, dict(ranges), operands, islands, activations16,
+                     operands16, precision, dtypes, int8_ops)

@@ -10,12 +10,15 @@
   minus the SQNR of its output; the layers that lose most are flagged. Colours follow absolute
   thresholds: >= 30 dB fine, 20-30 dB warning, < 20 dB bad.
 - With ``--analyze``, the per-layer sensitivity (:mod:`converters.quality.sensitivity`).
-- ``report.json``, ``report.md`` (for people) and ``report.png``.
+- ``report.json``, ``report.md`` (for people) and, with ``--plot`` (or when matplotlib is already
+  loaded in the process), ``report.png``; the markdown links the PNG only when it was written.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -28,7 +31,7 @@ from converters.quantize import QuantPlan
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 __all__ = ["sqnr_db", "litert_interpreter", "TFLiteRunner", "OnnxRunner", "compare_on_samples", "layer_sqnr",
-           "evaluate_held_out", "plot", "markdown", "write_report"]
+           "evaluate_held_out", "plot", "markdown", "want_plot", "write_report"]
 
 FLAG_TOP = 3
 
@@ -75,6 +78,8 @@ class TFLiteRunner:
         if q.dtype == np.float32:
             return q.copy()
         s, zp = d["quantization"]
+        if q.dtype in (np.int32, np.bool_) and s == 0:  # an index or mask output: not quantized
+            return q.astype(np.float32)
         return dequantize_affine(q, s, zp)
 
     def _feed(self, xs: "np.ndarray | Sequence[np.ndarray]", quantize: bool) -> None:
@@ -143,6 +148,9 @@ class OnnxRunner:
         outs = self.sess.run(None, feeds)
         res = []
         for o, qp in zip(outs, self.out_q):
+            if o.dtype in (np.int32, np.bool_, np.float32):  # indices, masks, float-only op outputs (or float I/O)
+                res.append(o.astype(np.float32))
+                continue
             if io == "uint8":
                 o = (o.astype(np.int16) - 128).astype(np.int8)
             res.append(o.astype(np.float32) if io == "float32" else qp.dequantize(o))
@@ -153,9 +161,12 @@ Outputs = dict[str, np.ndarray]
 
 
 def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: ignore[no-untyped-def]
-                       samples: Iterable[np.ndarray]) -> tuple[list[dict], Outputs, Outputs]:
+                       samples: Iterable[np.ndarray], float_values: Optional[Callable[[int, np.ndarray], dict]] = None,
+                       ) -> tuple[list[dict], Outputs, Outputs]:
     """Float (ONNX Runtime) vs int8 (``runner``, built with ``preserve``) on ``samples`` (source layout).
 
+    ``float_values(i, x)``, when given (e.g. the conversion's :class:`converters.calibrate.FloatRuns`),
+    supplies sample ``i``'s float activations instead of running ``float_sess``.
     Returns the per-layer rows (SQNR of every IR activation summed over the samples, see
     :func:`layer_sqnr`) and every graph output, float and int8, stacked over the samples.
     """
@@ -164,19 +175,21 @@ def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: 
     name = graph.inputs[0]
     f_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
     q_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
-    for x in samples:
+    for i, x in enumerate(samples):
         x_ir = graph.to_ir_layout(name, x)
-        fvals = run_float(float_sess, graph, x_ir)
+        fvals = float_values(i, x) if float_values is not None else run_float(float_sess, graph, x_ir)
         outs = runner.run(x_ir)
         for o, qv in zip(graph.outputs, outs):
             f_out[o].append(fvals[o].reshape(-1))
             q_out[o].append(qv.reshape(-1))
         for t, fv in fvals.items():
             qv = runner.tensor(t)
-            if qv is None or qv.shape != fv.shape:
+            if qv is None or qv.shape != fv.shape or fv.dtype.kind != "f":  # int indices: no SQNR
                 continue
-            sig[t] = sig.get(t, 0.0) + float(np.sum(fv.astype(np.float64) ** 2))
-            noise[t] = noise.get(t, 0.0) + float(np.sum((fv.astype(np.float64) - qv) ** 2))
+            f64 = fv.astype(np.float64)
+            sig[t] = sig.get(t, 0.0) + float(np.sum(np.square(f64)))
+            np.subtract(f64, qv, out=f64)
+            noise[t] = noise.get(t, 0.0) + float(np.sum(np.square(f64, out=f64)))
     rows = []
     in_db = sqnr_db(sig.get(name, 0.0), noise.get(name, 0.0)) if name in sig else None
     rows.append({"index": -1, "op": "INPUT", "name": name, "tensor": name,
@@ -261,8 +274,13 @@ def _sqnr_bars(ax, rows: list[dict], label_key: str, value_key: str, title: str,
 def plot(path: str, report: dict[str, Any], title: str) -> str:
     """Write the PNG: SQNR per layer and per output (green >= 30 dB, orange 20-30, red < 20) and, with
     a sensitivity analysis, the layers whose quantization costs the output most."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from edge_runtime.errors import ConfigError
 
+        raise ConfigError("the plot (--plot) needs matplotlib: pip install matplotlib, or "
+                          "'edge-runtime[convert]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -296,9 +314,10 @@ def _output_rows(report: dict[str, Any]) -> list[dict]:
     ho = report.get("held_out")
     if ho:
         return [dict(r, label=f"{k}:{r['name']}", where="held-out") for k in ("tflite", "onnx") if k in ho
-                for r in ho[k]["outputs"]]
+                for r in ho[k]["outputs"] if r["sqnr_db"] is not None]  # index outputs have no SQNR
     cal = report.get("calibration_outputs")
-    return [dict(r, label=r["name"], where="calibration data") for r in cal["outputs"]] if cal else []
+    return [dict(r, label=r["name"], where="calibration data") for r in cal["outputs"]
+            if r["sqnr_db"] is not None] if cal else []
 
 
 def _output_table(stats: dict[str, Any], model: str) -> list[str]:
@@ -307,7 +326,8 @@ def _output_table(stats: dict[str, Any], model: str) -> list[str]:
         cls = (f"{r.get('top1_agreement_with_float', float('nan')):.4f} | {r.get('accuracy', float('nan')):.4f}"
                if r["kind"] == "class" else "- | -")
         lines.append(f"| {model} | `{r['name']}` | {r['kind']} | [{r['range'][0]:.4g}, {r['range'][1]:.4g}] | "
-                     f"{r['sqnr_db']} ({r['grade']}) | {r['max_abs_error']:.4g} | {r['mean_abs_error']:.4g} | {cls} |")
+                     f"{r['sqnr_db'] if r['sqnr_db'] is not None else format(r['exact_match'], '.2%') + ' exact'} "
+                     f"({r['grade']}) | {r['max_abs_error']:.4g} | {r['mean_abs_error']:.4g} | {cls} |")
     return lines
 
 
@@ -326,7 +346,18 @@ def summary(report: dict[str, Any]) -> list[str]:
     sens = report.get("sensitivity")
     if sens and sens.get("summary"):
         lines.append(sens["summary"])
+    mp = report.get("mixed_precision")
+    if mp and "changed_layers" in mp:
+        lines.append(mixed_precision_line(mp))
     return lines
+
+
+def mixed_precision_line(mp: dict[str, Any]) -> str:
+    """One line: the target, the worst output before/after, the layers changed, what stopped the search."""
+    worst_b, worst_a = min(mp["sqnr_before_db"].values()), min(mp["sqnr_after_db"].values())
+    return (f"mixed precision (target {mp['target_sqnr_db']:g} dB, {'met' if mp['met'] else 'NOT met'}): worst output "
+            f"{worst_b:.1f} -> {worst_a:.1f} dB with {len(mp['changed_layers'])} layer(s) changed; "
+            f"stopped by: {mp['stopped_by']}")
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -362,6 +393,9 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['index']} | {r['op']} | `{r['tensor']}` | {r['only_quantized_db']} | "
                          f"{r['only_float_db']} | {r['float_gain_db']} |")
         lines.append("")
+    mp = report.get("mixed_precision")
+    if mp:
+        lines += mixed_precision_markdown(mp)
     lines += ["## Per-layer SQNR (calibration data)", "", "| # | op | tensor | SQNR dB | grade | loss dB | |",
               "|---|---|---|---|---|---|---|"]
     for r in report["layers"]:
@@ -371,15 +405,59 @@ def markdown(report: dict[str, Any]) -> str:
     if flagged:
         lines += ["", "Layers that lose most: " + ", ".join(f"{r['index']}:{r['op']} ({r['loss_db']} dB)"
                                                            for r in flagged)]
-    lines += ["", "![SQNR per layer and per output](report.png)", ""]
+    if report.get("plot"):
+        lines += ["", f"![SQNR per layer and per output]({os.path.basename(report['plot'])})"]
+    lines.append("")
     return "\n".join(lines)
 
 
-def write_report(out_dir: str, report: dict[str, Any], layers: list[dict]) -> str:
-    """Write report.json, report.md and report.png into ``out_dir``; return the JSON path."""
+def want_plot(plot_png: Optional[bool]) -> bool:
+    """Whether to write report.png: as asked, or by default only when matplotlib is already loaded (then
+    the plot costs its drawing time alone, not matplotlib's import)."""
+    return "matplotlib" in sys.modules if plot_png is None else bool(plot_png)
+
+
+def mixed_precision_markdown(mp: dict[str, Any]) -> list[str]:
+    """The report's mixed-precision section: ops kept int8, and the layers the target search changed."""
+    lines = ["## Mixed precision", "", f"Starting point: {mp['activations']} activations."]
+    if mp.get("kept_int8"):
+        lines.append("Kept in int8 (no int16 kernel in TFLite Micro and LiteRT): "
+                     + ", ".join(f"{r['name']} ({r['op']})" for r in mp["kept_int8"]) + ".")
+    if "changed_layers" in mp:
+        lines += ["", mixed_precision_line(mp), "", "| output | SQNR before (dB) | SQNR after (dB) |", "|---|---|---|"]
+        lines += [f"| `{o}` | {mp['sqnr_before_db'][o]} | {mp['sqnr_after_db'][o]} |" for o in mp["sqnr_before_db"]]
+        lines += ["", "Each layer's cost: the final model minus the same model with only that layer back at its "
+                  "start precision (flash and arena bytes from the profile fit).", "",
+                  "| layer | op | new precision | flash bytes | arena bytes |", "|---|---|---|---|---|"]
+        lines += [f"| `{r['name']}` | {r['op']} | {r['from']} -> {r['to']} | {r['flash_bytes']:+,} | "
+                  f"{r['arena_bytes']:+,} |" for r in mp["changed_layers"]]
+        lat = mp.get("host_latency_ms")
+        lines += ["", f"Whole model: flash {mp['flash_bytes']['before']:,} -> {mp['flash_bytes']['after']:,} B, arena "
+                  f"{mp['arena_bytes']['before']:,} -> {mp['arena_bytes']['after']:,} B"
+                  + (f"; host latency ({lat['runtime']}) {lat['before']} -> {lat['after']} ms" if lat else "") + "."]
+        if mp.get("message"):
+            lines += ["", f"**{mp['message']}**"]
+    return lines + [""]
+
+
+def write_report(out_dir: str, report: dict[str, Any], layers: list[dict], plot_png: Optional[bool] = None) -> str:
+    """Write report.json, report.md and (see :func:`want_plot`) report.png into ``out_dir``; return the
+    JSON path. ``report["plot"]`` is the PNG's path or None; the time the plot took goes into
+    ``report["timings"]["plot_s"]`` (and ``total_s``) when the report has timings."""
     report["layers"] = layers
     report["summary"] = summary(report)
-    report["plot"] = plot(os.path.join(out_dir, "report.png"), report, f"{report['model']}: int8 vs float")
+    report["plot"] = None
+    png = os.path.join(out_dir, "report.png")
+    if not want_plot(plot_png) and os.path.isfile(png):
+        os.remove(png)  # a previous conversion's plot would not match this report
+    if want_plot(plot_png):
+        t0 = time.perf_counter()
+        report["plot"] = plot(png, report, f"{report['model']}: int8 vs float")
+        timings = report.get("timings")
+        if isinstance(timings, dict):
+            timings["plot_s"] = round(time.perf_counter() - t0, 3)
+            if "total_s" in timings:
+                timings["total_s"] = round(timings["total_s"] + timings["plot_s"], 3)
     path = os.path.join(out_dir, "report.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=2, default=float)

@@ -101,14 +101,20 @@ def inspect_model_file(path: Union[str, "os.PathLike[str]"]) -> ModelFile:
     """
     p = os.fspath(path)
     size = _check_path(p)
-    try:
+    try:  # mapped once: the format sniff, the structural check and the TFLite model all read this map
         with open(p, "rb") as f:
-            head = f.read(64)
+            try:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise ModelFormatError(f"{p}: cannot map the file: {exc}") from None
     except OSError as exc:
         raise ModelFormatError(f"{p}: cannot read the file: {exc.strerror}") from None
+    head = mm[:64]
     detected = sniff_format(head)
     ext = os.path.splitext(p)[1].lower()
     claimed = _EXTENSIONS.get(ext)
+    if detected is None or (claimed is not None and claimed != detected):
+        mm.close()
     if detected is None:
         what = f"{_ARTICLE[claimed]} {_NAMES[claimed]} model" if claimed else "a .tflite or .onnx model"
         raise ModelFormatError(
@@ -121,16 +127,11 @@ def inspect_model_file(path: Union[str, "os.PathLike[str]"]) -> ModelFile:
             f"rename it to .{detected}"
         )
     if detected == TFLITE:
-        model = TFLiteModel.open(p)
+        model = TFLiteModel(mm, p)
         check_tflite_model(model)
         return ModelFile(p, TFLITE, size, tflite=model)
     from edge_runtime.formats.onnx_check import check_onnx_bytes
 
-    with open(p, "rb") as f:
-        try:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as exc:
-            raise ModelFormatError(f"{p}: cannot map the file: {exc}") from None
     try:
         summary = check_onnx_bytes(memoryview(mm), p)
     finally:

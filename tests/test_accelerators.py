@@ -7,6 +7,7 @@ its exported counters are read with ctypes from the same path.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import shutil
 import subprocess
@@ -87,6 +88,7 @@ def test_delegate_from_profile_runs_all_nodes_and_stays_exact(delegate_lib, amf,
     runs = 5
     with edge_runtime.load(p, profile=str(yaml_path), require_accelerator=True) as m:
         assert m.info["accelerator"].startswith("Test NPU") and m.info["fallback_reason"] is None
+        assert m.info["node_placement"] == {"Test NPU": 3, "builtin kernels": 0} and m.info["cpu_ops"] == {}
         for seed in range(runs):
             x = _inputs(seed)
             y = m.run(x)[0]
@@ -105,16 +107,34 @@ def test_delegate_from_profile_runs_all_nodes_and_stays_exact(delegate_lib, amf,
 
 @pytest.mark.parametrize("ops,claimed,resolver", [("ADD", 1, "default"), ("MUL,FULLY_CONNECTED", 2, "default"),
                                                   ("ADD,FULLY_CONNECTED", 2, "reference")])
-def test_delegate_partial_claim_shares_graph_with_cpu(delegate_lib, amf, ops, claimed, resolver):
+def test_delegate_partial_claim_shares_graph_with_cpu(delegate_lib, amf, ops, claimed, resolver, caplog):
     p, consts = amf
     before = counters(delegate_lib)
-    with edge_runtime.load(p, accelerator=delegate_lib, accelerator_options={"ops": ops},
-                           require_accelerator=True, op_resolver=resolver) as m:
+    with caplog.at_level(logging.WARNING, logger="edge_runtime"):
+        m = edge_runtime.load(p, accelerator=delegate_lib, accelerator_options={"ops": ops},
+                              require_accelerator=True, op_resolver=resolver)
+    with m:
         x = _inputs(7)
         assert np.array_equal(m.run(x)[0], _reference(x, consts))  # reference: numpy
+        info = dict(m.info)
     after = counters(delegate_lib)
     assert after["edge_delegate_nodes_claimed"] - before["edge_delegate_nodes_claimed"] == claimed
     assert after["edge_delegate_ops_run"] - before["edge_delegate_ops_run"] == claimed
+    # the placement read from LiteRT's node list equals what the delegate itself counted; with the
+    # default resolver LiteRT's XNNPACK delegate then takes what the test delegate left
+    name = next(k for k in info["node_placement"] if k.startswith(delegate_lib) or "edge_test_delegate" in k)
+    rest = {k: n for k, n in info["node_placement"].items() if k != name}
+    assert info["node_placement"][name] == claimed and sum(rest.values()) == 3 - claimed
+    assert info["delegate_partitions"][name] == after["edge_delegate_partitions"] - before["edge_delegate_partitions"]
+    assert set(info["ops_by_placement"][name]) == set(ops.split(","))
+    if resolver == "reference":
+        assert rest == {"builtin kernels": 3 - claimed} and info["delegated_nodes"] == claimed
+    else:
+        assert info["delegated_nodes"] == 3 and rest["builtin kernels"] == 0
+    warned = [r.getMessage() for r in caplog.records if "runs mostly on the CPU" in r.getMessage()]
+    assert (len(warned) == 1) == (claimed == 1), warned  # 1 of 3 nodes placed: the warning names the rest
+    if warned:
+        assert "MUL" in warned[0] and "FULLY_CONNECTED" in warned[0]
 
 
 def test_missing_delegate_falls_back_with_one_log_line(amf, caplog):
@@ -215,3 +235,25 @@ def test_cli_require_accelerator(amf, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "an accelerator is required" in r.stderr and "libnpu.so" in r.stderr
+
+
+def test_bench_json_reports_delegate_placement(delegate_lib, amf, tmp_path):
+    """`bench --json` carries the LiteRT placement: the test delegate's nodes, XNNPACK's, the builtin kernels'."""
+    p, _ = amf
+    prof = make_profile([Accelerator(name="Test NPU", kind="tflite_delegate", library=delegate_lib,
+                                     options={"ops": "FULLY_CONNECTED"})])
+    yaml_path = tmp_path / "board.yaml"
+    yaml_path.write_text(yaml.safe_dump(prof.model_dump()))
+    r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "bench", str(p), "--runs", "3", "--json",
+                        "--profile", str(yaml_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    place = res["node_placement"]
+    ours = "Test NPU"
+    assert place[ours] == 1 and sum(place.values()) == 3 and res["delegated_nodes"] == 3 - place["builtin kernels"]
+    assert res["delegate_partitions"][ours] == 1 and "node list" in res["placement_source"]
+    r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "bench", str(p), "--runs", "3", "--json",
+                        "--op-resolver", "reference"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["node_placement"] == {"builtin kernels": 3} and res["delegated_nodes"] == 0

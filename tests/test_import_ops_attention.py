@@ -78,10 +78,11 @@ def _export(module, shape, path, opset, dynamic_batch=False):  # type: ignore[no
 def test_transformer_encoder(opset, tmp_path):
     torch.manual_seed(1)
     model = _export(Encoder(), (1, 12, 32), tmp_path / "enc.onnx", opset)
-    # GELU becomes x * sigmoid(1.702 x) (TFLite Micro has no GELU): the float IR is within ~0.03
-    res = check_onnx(model, tmp_path, (1, 12, 32), low=-2, high=2, atol=0.03, min_sqnr=18)
+    # GELU becomes its tanh form x * sigmoid(x (a + b x^2)) (TFLite Micro has no GELU): the float IR is
+    # within 3e-4 of the exact (Erf) GELU, so within 2e-3 of onnxruntime at the output
+    res = check_onnx(model, tmp_path, (1, 12, 32), low=-2, high=2, atol=2e-3, min_sqnr=18)
     ops = res.graph.op_counts()
-    assert "GELU" not in ops and ops.get("LOGISTIC") == 1  # the exact-Gelu Erf pattern, as one approximated op
+    assert "GELU" not in ops and ops.get("LOGISTIC") == 1  # the exact-Gelu Erf pattern, as one sigmoid
     assert ops.get("SOFTMAX") == 1 and ops.get("BATCH_MATMUL") == 2
     assert ops.get("RSQRT") == 2  # both LayerNorms, decomposed or not
     assert res.tflm_ran
@@ -102,9 +103,9 @@ def test_gelu_forms_are_recognised(approximate, tmp_path):
 
     torch.manual_seed(4)
     model = _export(Mlp(), (1, 6, 16), tmp_path / "mlp.onnx", 13)
-    res = check_onnx(model, tmp_path, (1, 6, 16), low=-2, high=2, atol=0.03, min_sqnr=20)
+    res = check_onnx(model, tmp_path, (1, 6, 16), low=-2, high=2, atol=2e-3, min_sqnr=20)
     ops = res.graph.op_counts()
-    assert ops.get("LOGISTIC") == 1 and ops.get("TANH") == 1  # Gelu (either form) -> x * sigmoid(1.702 x)
+    assert ops.get("LOGISTIC") == 1 and ops.get("TANH") == 1  # Gelu (either form) -> x * sigmoid(x (a + b x^2))
 
 
 def test_einsum_attention(tmp_path):
@@ -128,7 +129,7 @@ def test_einsum_attention(tmp_path):
 def test_mobilevit_block_dynamic_batch(tmp_path):
     torch.manual_seed(2)
     model = _export(MobileViTBlock(), (1, 16, 6, 6), tmp_path / "mvit.onnx", 13, dynamic_batch=True)
-    res = check_onnx(model, tmp_path, (1, 16, 6, 6), low=-2, high=2, atol=0.03, min_sqnr=18)
+    res = check_onnx(model, tmp_path, (1, 16, 6, 6), low=-2, high=2, atol=2e-3, min_sqnr=18)
     assert res.graph.op_counts().get("HARD_SWISH") == 1
 
 
@@ -154,3 +155,14 @@ def test_encoder_float_graph_has_no_transpose_pairs(tmp_path):
             prev = prod.get(op.inputs[0])
             assert prev is None or prev.kind != "TRANSPOSE", "back-to-back transposes were not cancelled"
     assert np.isfinite(len(g.ops))
+
+
+def test_bidirectional_lstm_sequence_output_keeps_its_shape(tmp_path):
+    """Y of a bidirectional LSTM is [seq, 2, batch, hidden]: each step's two directions are joined first
+    (a 12-step, 8-unit model was refused with a CONCATENATION shape mismatch when the steps were joined flat)."""
+    torch.manual_seed(5)
+    model = _export(Recurrent("lstm", features=10, hidden=8, bidirectional=True), (1, 12, 10),
+                    tmp_path / "bilstm.onnx", 13)
+    res = check_onnx(model, tmp_path, (1, 12, 10), low=-1, high=1, atol=2e-4, min_sqnr=18)
+    if res.micro_exact is not None:
+        assert res.micro_exact, "micro backend differs from tflite-micro"

@@ -280,8 +280,8 @@ OPSETS = {
     "crnn": 11,
 }
 SHAPES = {"dscnn": (1, 1, 49, 10), "tcn": (1, 64), "crnn": (1, 1, 16, 12)}
-#: float-IR tolerance: GELU is approximated (x * sigmoid(1.702 x)) so every runtime has it
-ATOL = {"vit": 0.03}
+#: float-IR tolerance: GELU becomes its tanh form (within 3e-4 of the exact one) so every runtime has it
+ATOL = {"vit": 2e-3}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

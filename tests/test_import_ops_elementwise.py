@@ -105,3 +105,42 @@ def test_exp_log_run_as_float_islands(tmp_path):
     assert kinds == ["DEQUANTIZE", "EXP", "QUANTIZE", "DEQUANTIZE", "LOG", "QUANTIZE"]
     assert res.tflm_ran  # tflite-micro runs the float EXP/LOG between them
     assert res.plan.precision()["float_islands"] == ["exp", "log"]
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_op_becomes_its_tanh_form_in_int8_ops(approximate, tmp_path):
+    """The Gelu op (opset 20, either form): six int8 ops every runtime has, the float IR within 1e-3 of
+    onnxruntime's exact Gelu over [-4, 4] (check_onnx's atol), micro bit-exact with tflite-micro."""
+    from converters.importers.onnx_ops.gelu import gelu_reference
+
+    x = np.linspace(-6, 6, 2001, dtype=np.float32)
+    from scipy.special import erf
+
+    assert np.abs(gelu_reference(x) - 0.5 * x * (1 + erf(x / np.sqrt(2)))).max() < 5e-4
+    node = helper.make_node("Gelu", ["x"], ["y"], name="gelu", approximate=approximate)
+    res = check_onnx(make_model([node], [X], [Y], [], opset=20), tmp_path, (1, 8, 6, 6), low=-4, high=4, atol=1e-3)
+    assert res.graph.op_counts() == {"MUL": 4, "ADD": 1, "LOGISTIC": 1}
+    assert res.tflite_sqnr > 35, res.tflite_sqnr
+    if res.micro_exact is not None:
+        assert res.micro_exact, "micro backend differs from tflite-micro"
+
+
+def test_sigmoid_input_range_stops_where_the_sigmoid_saturates(tmp_path):
+    """A tensor read only by LOGISTIC gets at most [-8, 8] as its int8 range (the output is the same
+    beyond), a finer step than its calibrated [-20, 20]; one also read by another op keeps its range."""
+    from converters.quantize import SATURATION
+
+    nodes = [helper.make_node("Mul", ["x", "k"], ["m"], name="scale"),
+             helper.make_node("Sigmoid", ["m"], ["s"], name="sig"),
+             helper.make_node("Mul", ["x", "k2"], ["n"], name="scale2"),
+             helper.make_node("Tanh", ["n"], ["t"], name="tanh"),
+             helper.make_node("Add", ["s", "t"], ["u"], name="add"),
+             helper.make_node("Add", ["u", "n"], ["y"], name="add2")]
+    res = check_onnx(make_model(nodes, [X], [Y], [c("k", [10.0]), c("k2", [6.0])]), tmp_path, (1, 8, 6, 6),
+                     low=-2, high=2)
+    assert res.plan.ranges["m"][1] > 19  # calibrated
+    assert res.plan.activations["m"].scale <= 2 * SATURATION["LOGISTIC"] / 255 * 1.0001
+    assert res.plan.activations["n"].scale > 23 / 255  # also read by ADD: keeps its calibrated [-12, 12]
+    assert res.tflite_sqnr > 30, res.tflite_sqnr
+    if res.micro_exact is not None:
+        assert res.micro_exact, "micro backend differs from tflite-micro"

@@ -192,3 +192,20 @@ def test_unknown_custom_op_is_refused_by_name(tmp_path):
         import_tflite(_model(tmp_path, build))
     msg = str(info.value)
     assert "MySecretOp" in msg and "operator 0" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_float_gelu_becomes_its_tanh_form(approximate, tmp_path):
+    """A float GELU (either form): the float IR within 1e-3 of LiteRT's float GELU, six int8 ops
+    (MUL x4, ADD, LOGISTIC) that tflite-micro runs, micro bit-exact."""
+    def build(sg) -> None:  # type: ignore[no-untyped-def]
+        x = sg.tensor(T([1, 6, 8], "float32", name="x"))
+        y = sg.tensor(T([1, 6, 8], "float32", name="y"))
+        sg.op("GELU", [x], [y], opts("GeluOptions", approximate=approximate))
+        sg.io([x], [y])
+
+    res = check_tflite(_model(tmp_path, build), tmp_path, low=-4, high=4, atol=1e-3, min_sqnr=35)
+    assert res.graph.op_counts() == {"MUL": 4, "ADD": 1, "LOGISTIC": 1}
+    assert res.tflm_ran
+    if res.micro_exact is not None:
+        assert res.micro_exact, "micro backend differs from tflite-micro"

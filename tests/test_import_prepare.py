@@ -431,3 +431,138 @@ def test_unexpected_errors_become_one_line(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("EDGE_RUNTIME_DEBUG", "1")
     with pytest.raises(IndexError):
         convert_model(path, "rpi4-4gb", x, tmp_path / "o")
+
+
+# ---------------------------------------------------------------- folding skipped when nothing can fold
+def _fixed(name: str, *shape: int) -> "onnx.TensorProto":
+    """Weights that depend only on the name, so rebuilt models are identical."""
+    gen = np.random.default_rng(sum(map(ord, name)))
+    return numpy_helper.from_array((gen.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+
+def _plain_cnn() -> "onnx.ModelProto":
+    """Conv-Clip-Conv-Clip-pool-Gemm with each Clip's bounds in its own initializers (equal values, as
+    torch exports ReLU6): onnxslim would only merge those bounds, whose values alone reach the converter."""
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             n("Clip", ["c1", "lo1", "hi1"], ["r1"]),
+             n("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[1, 1]),
+             n("Clip", ["c2", "lo2", "hi2"], ["r2"]),
+             n("GlobalAveragePool", ["r2"], ["p"]), n("Flatten", ["p"], ["f"]),
+             n("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
+    bounds = [numpy_helper.from_array(np.array(v, np.float32), k)
+              for k, v in (("lo1", 0.0), ("hi1", 6.0), ("lo2", 0.0), ("hi2", 6.0))]
+    inits = [_fixed("w1", 8, 3, 3, 3), _fixed("b1", 8), _fixed("w2", 6, 8, 1, 1), _fixed("b2", 6), _fixed("wf", 5, 6), _fixed("bf", 5)]
+    return _model(nodes, [_vi("x", ["N", 3, 8, 8])], [_vi("y", ["N", 5])], inits + bounds)
+
+
+def _without_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    import converters.importers.prepare as prep
+
+    monkeypatch.setattr(prep, "nothing_to_fold", lambda model: False)
+
+
+def _canonical(model) -> tuple:  # type: ignore[no-untyped-def]
+    """Nodes with Clip bounds as values, the initializers other nodes read, the graph inputs and outputs."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = [(nd.op_type, nd.name, tuple(nd.output), tuple(a.SerializeToString() for a in nd.attribute),
+              tuple(repr(inits[i].tolist()) if nd.op_type == "Clip" and k and i else i for k, i in enumerate(nd.input)))
+             for nd in model.graph.node]
+    read = {i for nd in model.graph.node if nd.op_type != "Clip" for i in nd.input}
+    return (nodes, sorted(t.SerializeToString() for t in model.graph.initializer if t.name in read),
+            [v.SerializeToString() for v in model.graph.input], [v.SerializeToString() for v in model.graph.output])
+
+
+def test_nothing_to_fold_gives_what_onnxslim_gives(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from converters.importers.prepare import nothing_to_fold
+    from converters.pipeline import convert_model
+
+    m = _plain_cnn()
+    assert nothing_to_fold(m)
+    fast = prepare_onnx_model(_plain_cnn())
+    path = tmp_path / "plain.onnx"
+    onnx.save(m, str(path))
+    x = RNG.standard_normal((16, 1, 3, 8, 8)).astype(np.float32)
+    a = convert_model(path, "rpi4-4gb", x, tmp_path / "a")
+    _without_skip(monkeypatch)
+    slim = prepare_onnx_model(_plain_cnn())
+    assert _canonical(fast) == _canonical(slim)
+    b = convert_model(path, "rpi4-4gb", x, tmp_path / "b")
+    assert Path(a.tflite_path).read_bytes() == Path(b.tflite_path).read_bytes()
+    assert Path(a.onnx_path).read_bytes() == Path(b.onnx_path).read_bytes()
+
+
+def _mutated(kind: str) -> "onnx.ModelProto":
+    m = _plain_cnn()
+    g = m.graph
+    n = helper.make_node
+    if kind == "constant subgraph":  # b1 = b1a + b1b: foldable
+        g.initializer.extend([_fixed("b1a", 8), _fixed("b1b", 8)])
+        g.node.insert(0, n("Add", ["b1a", "b1b"], ["b1s"]))
+        g.node[1].input[2] = "b1s"
+    elif kind == "conv + constant add":  # onnxslim fuses it into the bias
+        g.initializer.append(_fixed("shift", 1, 8, 1, 1))
+        g.node.insert(1, n("Add", ["c1", "shift"], ["c1s"]))
+        g.node[2].input[0] = "c1s"
+    elif kind == "batchnorm":
+        g.initializer.extend([_fixed("s", 8), _fixed("t", 8), _fixed("mu", 8),
+                              numpy_helper.from_array(np.ones(8, np.float32), "var")])
+        g.node.insert(1, n("BatchNormalization", ["c1", "s", "t", "mu", "var"], ["c1s"]))
+        g.node[2].input[0] = "c1s"
+    elif kind == "identity":
+        g.node.insert(1, n("Identity", ["c1"], ["c1s"]))
+        g.node[2].input[0] = "c1s"
+    elif kind == "equal biases":  # onnxslim ties equal small constants that a Conv reads
+        g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(g.initializer[1]), "b1copy"))
+        g.initializer.append(_fixed("w1b", 8, 3, 3, 3))
+        g.node.insert(1, n("Conv", ["x", "w1b", "b1copy"], ["c1b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        g.node.insert(2, n("Add", ["c1", "c1b"], ["c1s"]))
+        g.node[3].input[0] = "c1s"
+    elif kind == "dead node":
+        g.node.append(n("Relu", ["c1"], ["unused"]))
+    elif kind == "order":  # a deeper node before a shallower one: onnxslim's sort moves it
+        g.initializer.append(_fixed("w3", 6, 3, 1, 1))
+        g.initializer.append(_fixed("b3", 6))
+        g.node.insert(4, n("Conv", ["x", "w3", "b3"], ["side"], kernel_shape=[1, 1]))
+        g.node.insert(5, n("Add", ["r2", "side"], ["r2s"]))
+        g.node[6].input[0] = "r2s"
+    elif kind == "same node twice":
+        g.node.insert(1, n("Clip", ["c1", "lo1", "hi1"], ["r1b"]))
+        g.node.insert(2, n("Add", ["r1", "r1b"], ["r1s"]))
+        g.node[4].input[0] = "r1s"
+    return m
+
+
+@pytest.mark.parametrize("kind", ["constant subgraph", "conv + constant add", "batchnorm", "identity",
+                                  "equal biases", "dead node", "order", "same node twice"])
+def test_graph_onnxslim_would_change_is_folded(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything onnxslim folds, fuses, removes, ties or reorders sends the graph through onnxslim,
+    and the result is what onnxslim gives."""
+    from converters.importers.prepare import nothing_to_fold
+
+    m = _mutated(kind)
+    assert not nothing_to_fold(m)
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    got = prepare_onnx_model(_mutated(kind))
+    np.testing.assert_allclose(_run(got, x)[0], _run(m, x)[0], rtol=1e-4, atol=1e-5)
+    _without_skip(monkeypatch)
+    assert got.graph.SerializeToString() == prepare_onnx_model(_mutated(kind)).graph.SerializeToString()
+    if kind in ("constant subgraph", "identity", "dead node"):
+        ops = [nd.op_type for nd in got.graph.node]
+        assert ops.count("Add") == 0 and "Identity" not in ops and len(ops) == 7, ops
+
+
+def test_nothing_to_fold_imports_no_onnxslim() -> None:
+    """The digits CNN prepares without onnxslim (which loads sympy) and exactly as onnxslim leaves it."""
+    code = ("import sys, onnx\n"
+            "from converters.importers.prepare import prepare_onnx\n"
+            "import converters.importers.prepare as p\n"
+            "a = prepare_onnx('converters/data/digits_cnn.onnx')\n"
+            "print(sorted(m for m in ('onnxslim', 'sympy') if m in sys.modules))\n"
+            "p.nothing_to_fold = lambda m: False\n"
+            "b = prepare_onnx('converters/data/digits_cnn.onnx')\n"
+            "print('onnxslim' in sys.modules, a.graph.SerializeToString() == b.graph.SerializeToString())\n")
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split("\n")[:2] == ["[]", "True True"]

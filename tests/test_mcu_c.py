@@ -2,11 +2,11 @@
 
 Host build (gcc): the five MLPerf Tiny int8 models with 100 random inputs each, plus one-op models
 for kernels and options the five do not use (MAX_POOL_2D, broadcasting ADD and SUB, MUL, dilation,
-depth multiplier, per-channel FULLY_CONNECTED, and the table-driven elementwise ops). Emulated Cortex-M4 and Cortex-M7 (qemu-system-arm):
-the five models with 20 inputs each (a QEMU run of VWW costs ~0.3 s per input; 20 inputs keep
-the file near two minutes on two cores while still covering every layer with varied data; the
-benchmark ``python -m benchmarks.mcu_footprint --inputs 100`` runs the full 100), with the
-RAM and flash figures from the linker output checked against the plan.
+depth multiplier, per-channel FULLY_CONNECTED, the table-driven elementwise ops, all-zero filters
+and the three layouts of the requantization constants). Emulated Cortex-M4 and Cortex-M7
+(qemu-system-arm): the five models with 20 inputs each (the benchmark
+``python -m benchmarks.mcu_footprint --inputs 100`` runs the full 100), with the RAM and flash
+figures from the linker output checked against the plan and the flash itemised from the map file.
 
 Tests skip when gcc / arm-none-eabi-gcc / qemu-system-arm are missing, except under CI=true.
 """
@@ -33,6 +33,9 @@ from tests.tflite_builder import T, opts
 MODELS = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8", "str_ww_ref_model"]
 HOST_INPUTS = 100
 QEMU_INPUTS = 20
+#: models whose flash is within their weights (as in the .tflite) plus code: VWW through its
+#: all-zero filters (not stored), AD through int16 biases (see the README's MCU section)
+WITHIN_WEIGHTS_PLUS_CODE = {"vww_96_int8", "ad01_int8"}
 
 
 def need(cpu: str) -> None:
@@ -100,9 +103,19 @@ def test_qemu_bit_exact_and_footprint(stem: str, cpu: str, projects: dict[str, P
     assert res.ram_bytes <= res.arena_bytes + 4096
     model = TFLiteModel.open(path)
     assert res.ram_bytes <= plan_arena(model, in_place=True).arena_bytes + 4096  # micro's in-place plan
-    # Flash: weights plus code plus the requantization constants (int32 multiplier and int8 shift
-    # per output channel) and parameter blocks, which the .tflite stores as float scales instead.
-    assert res.flash_bytes <= res.weight_bytes + res.code_bytes + _requant_bytes(model) + 4096
+    # Flash, itemised from the map file: every byte is stored weights, code (.text) or other flash.
+    items = res.flash_items
+    assert res.flash_bytes == sum(items.values())
+    assert res.flash_bytes == res.stored_weight_bytes + res.code_bytes + res.other_flash_bytes
+    assert items.get("unclassified", 0) == 0 and items.get("libgcc", 0) == 0
+    assert res.stored_weight_bytes <= res.weight_bytes
+    # Flash beyond weights plus code: at most the requantization constants (int32 multiplier and
+    # int8 shift per output channel at worst), which the .tflite stores as float scales, plus 1 KB
+    # of parameter blocks, vector table and runner strings.
+    assert items.get("requantization", 0) <= _requant_bytes(model)
+    assert res.flash_bytes <= res.weight_bytes + res.code_bytes + _requant_bytes(model) + 1024
+    if stem in WITHIN_WEIGHTS_PLUS_CODE:
+        assert res.flash_bytes <= res.weight_bytes + res.code_bytes
     assert res.instructions_per_inference is not None and res.instructions_per_inference > 10_000
 
 
@@ -248,4 +261,92 @@ def test_unsupported_op_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedModelError, match=r"op L2_NORMALIZATION .* is not supported by the C generator "
                                                     r"yet; "
                                                     r"supported: .*CONV_2D"):
+        generate_c(path, tmp_path / "c")
+
+
+def test_size_optimised_build(projects: dict[str, Path], mlperf_models: Path) -> None:
+    """``opt="-Os"`` builds in its own directory: bit-exact, with less code than the -O2 build."""
+    need("cortex-m4")
+    path = mlperf_models / "kws_ref_model.tflite"
+    x = inputs_for(path, 3, seed=4)
+    small = run(projects["kws_ref_model"], "cortex-m4", x, opt="-Os")
+    fast = run(projects["kws_ref_model"], "cortex-m4", x)
+    assert "build-Os" in small.elf and small.opt == "-Os"
+    assert np.array_equal(small.outputs, fast.outputs)
+    assert np.array_equal(fast.outputs.reshape(3, -1), micro_outputs(path, x).reshape(3, -1))
+    assert small.code_bytes < fast.code_bytes and small.flash_bytes < fast.flash_bytes
+
+
+def _sparse_filter_models(d: Path) -> dict[str, Path]:
+    """Layers with all-zero filters (whose output is the requantized bias alone) and per-channel
+    scales spread so wide that the shifts do not pack."""
+    rng = np.random.default_rng(11)
+    models = {}
+    w = rng.integers(-127, 128, size=(8, 3, 3, 4), dtype=np.int8)
+    w[[1, 4, 5]] = 0
+    scales = list(np.geomspace(1e-7, 2e-2, 8))
+    bias = rng.integers(-3000, 3000, 8).astype(np.int32)
+    bias[[1, 4]] = [400_000, -90_000]  # dead channels with biases far outside int16
+    models["conv_dead_filters_wide_shifts"] = tb.build(
+        d / "conv_dead.tflite", "CONV_2D",
+        [_q((1, 6, 5, 4))] + [T((8, 3, 3, 4), "int8", scale=scales, zp=[0] * 8, axis=0, data=w),
+                              T((8,), "int32", scale=[1e-4] * 8, zp=[0] * 8, data=bias)],
+        [_q((1, 6, 5, 8), 0.05, -7)], opts("Conv2DOptions", padding=0, strideW=1, strideH=1))
+    w2 = rng.integers(-127, 128, size=(8, 3, 3, 4), dtype=np.int8)
+    w2[[0, 3, 6, 7]] = 0
+    bias2 = rng.integers(-3000, 3000, 8).astype(np.int32)
+    bias2[[3, 7]] = [-40_000, 60_000]  # beyond int16, outputs in range
+    models["conv_dead_filters_packed"] = tb.build(
+        d / "conv_dead2.tflite", "CONV_2D",
+        [_q((1, 6, 5, 4))] + [T((8, 3, 3, 4), "int8", scale=list(rng.uniform(0.004, 0.01, 8)), zp=[0] * 8,
+                                axis=0, data=w2),
+                              T((8,), "int32", scale=[1e-4] * 8, zp=[0] * 8, data=bias2)],
+        [_q((1, 6, 3, 8), 0.3, 4)], opts("Conv2DOptions", padding=0, strideW=2, strideH=1))
+    wd = rng.integers(-127, 128, size=(1, 3, 3, 6), dtype=np.int8)
+    wd[..., 2] = 0
+    models["depthwise_dead_channel"] = tb.build(
+        d / "dw_dead.tflite", "DEPTHWISE_CONV_2D",
+        [_q((1, 7, 7, 3))] + [T((1, 3, 3, 6), "int8", scale=list(rng.uniform(0.005, 0.02, 6)), zp=[0] * 6,
+                                axis=3, data=wd), _bias(rng, 6)],
+        [_q((1, 7, 7, 6), 0.2, 1)],
+        opts("DepthwiseConv2DOptions", padding=0, strideW=1, strideH=1, depthMultiplier=2, dilationWFactor=1,
+             dilationHFactor=1))
+    wf = rng.integers(-127, 128, size=(5, 16), dtype=np.int8)
+    wf[2] = 0
+    models["fc_dead_row"] = tb.build(
+        d / "fc_dead.tflite", "FULLY_CONNECTED",
+        [_q((2, 16))] + [T((5, 16), "int8", scale=list(rng.uniform(0.005, 0.02, 5)), zp=[0] * 5, axis=0, data=wf),
+                         _bias(rng, 5)],
+        [_q((2, 5), 0.1, -3)], opts("FullyConnectedOptions", fusedActivationFunction=1))
+    return models
+
+
+@pytest.mark.parametrize("name", ["conv_dead_filters_wide_shifts", "conv_dead_filters_packed",
+                                  "depthwise_dead_channel", "fc_dead_row"])
+def test_all_zero_filters_and_requant_layouts(name: str, tmp_path: Path) -> None:
+    """All-zero filters are not stored (CONV_2D) and their channels take the layer's packed
+    requantization; the outputs stay equal to micro's on the host build."""
+    need("host")
+    path = _sparse_filter_models(tmp_path)[name]
+    manifest = generate_c(path, tmp_path / "c")
+    model_c = (tmp_path / "c" / "model.c").read_text()
+    if name.startswith("conv_dead"):
+        assert "op0_rows" in manifest["constants"]
+        assert manifest["constants"]["op0_rows"] == "row index"
+    layout = {"conv_dead_filters_wide_shifts": "ER_RQ_SPLIT", "conv_dead_filters_packed": "ER_RQ_PACKED",
+              "depthwise_dead_channel": "ER_RQ_PACKED", "fc_dead_row": "ER_RQ_PACKED"}[name]
+    assert f".rq_kind = {layout}" in model_c
+    if name == "conv_dead_filters_packed":
+        assert ".bias_bytes = 2" in model_c  # the dead channels' int32 biases are not kept
+    x = inputs_for(path, 50, seed=6)
+    res = run(tmp_path / "c", "host", x)
+    assert np.array_equal(res.outputs.reshape(len(x), -1), micro_outputs(path, x).reshape(len(x), -1))
+
+
+def test_parameter_overflow_is_refused(tmp_path: Path) -> None:
+    """A parameter beyond its narrow C field type is one clear error line, not a wrong program."""
+    path = tb.build(tmp_path / "pool.tflite", "AVERAGE_POOL_2D", [_q((1, 1, 300, 2))], [_q((1, 1, 1, 2))],
+                    opts("Pool2DOptions", padding=1, strideW=1, strideH=1, filterWidth=300, filterHeight=1))
+    with pytest.raises(UnsupportedModelError, match=r"op AVERAGE_POOL_2D \(op 0\): k_w = 300 does not fit the "
+                                                    r"C generator's uint8_t field"):
         generate_c(path, tmp_path / "c")

@@ -97,13 +97,16 @@ def test_run_command_within_the_budget(kws, backend):
 
 
 TOO_SMALL = [0.5, 0.75, 0.85, 0.9]
+#: ``run`` of a shipped profile no longer loads pydantic or PyYAML (about 24 MiB less address space), so it
+#: now fits in 0.85 of the budget: its too-small fractions stop below that.
+TOO_SMALL_RUN = [0.5, 0.6, 0.7, 0.75]
 
 
 @pytest.mark.parametrize("command", ["run", "serve"])
 def test_too_small_budget_fails_cleanly(kws, command):
     """Every fraction of the budget in TOO_SMALL: one error line about memory, no traceback, no signal."""
     problems = []
-    for frac in TOO_SMALL:
+    for frac in TOO_SMALL_RUN if command == "run" else TOO_SMALL:
         limit = int(BUDGET * frac)
         if command == "run":
             args = ["run", kws["model"], "--profile", PROFILE.name, "--input", str(kws["dir"] / "x_batch.npy")]

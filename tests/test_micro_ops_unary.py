@@ -438,10 +438,40 @@ def test_softmax_float(shape, beta, seed):
     _check(p, _inputs(shape, "float32", np.random.default_rng(seed), 3), "close")
 
 
-def test_softmax_int16_is_refused():
-    """TFLM has an int16 SOFTMAX (LUT-based); micro does not implement it yet and says so."""
+@pytest.mark.parity("SOFTMAX", "int16")
+@settings(max_examples=80, **SETTINGS)
+@given(shape=row_shapes, sx=st.floats(-16.0, -2.0).map(lambda e: float(np.float32(2.0 ** e))),
+       beta=st.floats(0.05, 3.0), narrow=st.integers(1, 32767), seed=st.integers(0, 2**31))
+def test_softmax_int16(shape, sx, beta, narrow, seed):
+    """TFLM's int16 softmax: interpolated exp and 1/(1+x) tables, over full-range and narrow inputs."""
     p = _path("SOFTMAX")
-    build(p, "SOFTMAX", [T((2, 5), "int16", scale=0.001, zp=0)], [T((2, 5), "int16", scale=1 / 32768, zp=0)],
+    build(p, "SOFTMAX", [T(shape, "int16", scale=sx, zp=0)], [T(shape, "int16", scale=1 / 32768, zp=0)],
+          opts("SoftmaxOptions", beta=beta), version=3)
+    rng = np.random.default_rng(seed)
+    sets = _inputs(shape, "int16", rng, 2)
+    sets += [[rng.integers(-narrow, narrow + 1, size=shape).astype(np.int16)] for _ in range(2)]
+    _check(p, sets, "exact")
+
+
+@pytest.mark.parity("SOFTMAX", "int8")
+@settings(max_examples=60, **SETTINGS)
+@given(shape=row_shapes, sx=scales, zx=zp8, beta=st.floats(0.1, 2.0), seed=st.integers(0, 2**31))
+def test_softmax_int8_to_int16(shape, sx, zx, beta, seed):
+    """int8 input, int16 output (zero point -32768, scale 1/65536), in place with the wider output too."""
+    p = _path("SOFTMAX")
+    build(p, "SOFTMAX", [T(shape, "int8", scale=sx, zp=zx)], [T(shape, "int16", scale=1 / 65536, zp=-32768)],
+          opts("SoftmaxOptions", beta=beta), version=2)
+    _check(p, _inputs(shape, "int8", np.random.default_rng(seed), 3), "exact")
+
+
+def test_softmax_int16_output_params_are_checked():
+    """TFLM's Prepare fixes the int16 output at scale 1/32768, zero point 0: others are refused in one line."""
+    p = _path("SOFTMAX")
+    build(p, "SOFTMAX", [T((2, 5), "int16", scale=0.001, zp=0)], [T((2, 5), "int16", scale=1 / 1000, zp=0)],
+          opts("SoftmaxOptions", beta=1.0))
+    _refused(p, "SOFTMAX")
+    p = _path("SOFTMAX")
+    build(p, "SOFTMAX", [T((2, 5), "int8", scale=0.1, zp=0)], [T((2, 5), "int16", scale=1 / 65536, zp=0)],
           opts("SoftmaxOptions", beta=1.0))
     _refused(p, "SOFTMAX")
 
@@ -458,11 +488,3 @@ def test_leaky_relu_every_int8_input_with_negative_and_positive_alpha(tmp_path, 
     assert_exact(p, [[np.arange(-128, 128, dtype=np.int8)]])
 
 
-@pytest.mark.parity("SOFTMAX", "int16", "missing")
-def test_softmax_int16_is_refused_cleanly_where_tflite_micro_runs_it(tmp_path):
-    """TFLM's int16 SOFTMAX (exp and 1/(1+x) tables built at prepare, interpolated) is not reproduced yet."""
-    from tflite_builder import T, assert_missing, build, opts
-
-    p = build(tmp_path / "sm16.tflite", "SOFTMAX", [T((1, 10), "int16", scale=10 / 32768, zp=0)],
-              [T((1, 10), "int16", scale=1 / 32768, zp=0)], opts("SoftmaxOptions", beta=1.0), version=3)
-    assert_missing(p)

@@ -56,7 +56,8 @@ def converted(tmp_path_factory):  # type: ignore[no-untyped-def]
     d = tmp_path_factory.mktemp("two_ranges")
     _build(d / "two_ranges.onnx")
     x = np.random.default_rng(1).uniform(-1.0, 1.0, (96, 1, IN)).astype(np.float32)
-    res = convert_model(d / "two_ranges.onnx", "rpi4-4gb", x[:48], d / "out", held_out=x[48:], analyze=True)
+    res = convert_model(d / "two_ranges.onnx", "rpi4-4gb", x[:48], d / "out", held_out=x[48:], analyze=True,
+                        plot=True)
     return res, x
 
 
@@ -98,7 +99,7 @@ def test_markdown_lists_every_output_and_the_sensitivity(converted):  # type: ig
     for name in ("large_head", "small_head", "probs"):
         assert f"`{name}`" in md
     assert "worst output 'small_head'" in md and "## Sensitivity" in md
-    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](report.png)" in md
     assert json.loads((out / "report.json").read_text())["held_out"]["tflite"]["worst_output"] == "small_head"
 
 

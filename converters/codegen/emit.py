@@ -9,14 +9,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from converters.codegen.makefile import makefile
 from converters.codegen.memory import plan_c_arena, ring_plan
 from converters.codegen.ops import (
+    CONST_KINDS,
     KERNEL_FILES,
     RING_OPS,
     build_op,
+    c_array,
     check_op,
     constant_weight_bytes,
     data_input_count,
@@ -24,20 +24,8 @@ from converters.codegen.ops import (
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
 
-KERNEL_HEADERS = ("er_kernels.h", "er_fixedpoint.h")
+KERNEL_HEADERS = ("er_kernels.h", "er_fixedpoint.h", "er_layer.h", "er_pool.h", "er_binary.h")
 BOARD_FILES = ("link.ld", "startup.c", "er_io.h", "er_io_semihost.c", "er_io_host.c", "er_libc.c", "er_main.c")
-_C_TYPES = {"int8_t": np.int8, "int32_t": np.int32}
-
-
-def _c_array(name: str, ctype: str, values: np.ndarray) -> str:
-    """A ``static const`` C array holding ``values`` (kept in flash)."""
-    v = np.asarray(values).astype(_C_TYPES[ctype]).reshape(-1)
-    items = [str(int(x)) for x in v] or ["0"]
-    lines = [", ".join(items[i:i + 24]) for i in range(0, len(items), 24)]
-    body = ",\n    ".join(lines)
-    return f"static const {ctype} {name}[{max(1, v.size)}] = {{\n    {body}\n}};\n"
-
-
 def _guard(model: TFLiteModel) -> None:
     sg = model.main
     if len(model.subgraphs) != 1:
@@ -67,6 +55,7 @@ def generate_c(model_path: "str | os.PathLike[str]", out_dir: "str | os.PathLike
         return f"(er_arena + {plan.tensor_offset(t_index)})"
 
     arrays: list[str] = []
+    kinds: dict[str, str] = {}  # C name of each generated constant -> what it holds
     params: list[str] = []
     calls: list[str] = []
     kernels: set[str] = set()
@@ -78,8 +67,9 @@ def generate_c(model_path: "str | os.PathLike[str]", out_dir: "str | os.PathLike
         cop = build_op(model, op, ring, direction)
         if KERNEL_FILES[op.name]:
             kernels.add(KERNEL_FILES[op.name])
-        for name, (ctype, values) in cop.arrays.items():
-            arrays.append(_c_array(name, ctype, values))
+        for name, (kind, text) in cop.consts.items():
+            arrays.append(text)
+            kinds[name] = kind
         ins = []
         for i in op.inputs[:data_input_count(op)]:
             if sg.tensors[i].data is not None:
@@ -88,6 +78,7 @@ def generate_c(model_path: "str | os.PathLike[str]", out_dir: "str | os.PathLike
         pname = f"op{op.index}_p"
         if cop.params:
             params.append(f"static const {cop.struct} {pname} = {cop.params};\n")
+            kinds[pname] = CONST_KINDS["p"]
         prefix = ""
         if ring:
             off, _size = plan.scratch(op.index)
@@ -96,7 +87,8 @@ def generate_c(model_path: "str | os.PathLike[str]", out_dir: "str | os.PathLike
                      f"    {prefix}{cop.call(pname, ins, where(op.outputs[0]))}")
     for i in sorted(const_inputs):
         t = sg.tensors[i]
-        arrays.append(_c_array(f"t{i}", "int8_t", t.array()))
+        arrays.append(c_array(f"t{i}", "int8_t", t.array(), f"tensor '{t.name}'"))
+        kinds[f"t{i}"] = CONST_KINDS["w"]
 
     x, y = sg.tensors[sg.inputs[0]], sg.tensors[sg.outputs[0]]
     in_off, out_off = plan.tensor_offset(sg.inputs[0]), plan.tensor_offset(sg.outputs[0])
@@ -125,9 +117,10 @@ def generate_c(model_path: "str | os.PathLike[str]", out_dir: "str | os.PathLike
     board = resources.files("firmware_sim.mcu") / "board"
     for f in BOARD_FILES:
         (out / "board" / f).write_text((board / f).read_text())
-    (out / "Makefile").write_text(makefile([f"kernels/{k}.c" for k in sorted(kernels)]))
-    if (out / "build").exists():
-        shutil.rmtree(out / "build")
+    (out / "Makefile").write_text(makefile([f"kernels/{k}.c" for k in sorted(kernels)], KERNEL_HEADERS))
+    for stale in out.glob("build*"):  # builds of an earlier generation (build/, build-Os/, ...)
+        if stale.is_dir():
+            shutil.rmtree(stale)
 
     weights = constant_weight_bytes(model)
     manifest = {
@@ -139,6 +132,7 @@ def generate_c(model_path: "str | os.PathLike[str]", out_dir: "str | os.PathLike
         "ops": [op.name for op in sg.operators],
         "input": _tensor_json(x), "output": _tensor_json(y),
         "kernels": sorted(kernels),
+        "constants": kinds,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "README.md").write_text(_readme(manifest))
@@ -199,6 +193,7 @@ inference of int8 `[{', '.join(map(str, m['input']['shape']))}]` -> int8
     make host        # gcc: build/host/runner reads inputs.bin, writes outputs.bin
     make cortex-m4   # arm-none-eabi-gcc, for qemu-system-arm -M mps2-an386
     make cortex-m7   # for qemu-system-arm -M mps2-an500
+    make cortex-m4 OPT=-Os BUILD=build-Os   # for size: MLPerf Tiny: 0.2-1.6 KB less code, 1.4-1.9x the instructions
     python -m firmware_sim.mcu run . --cpu cortex-m4 --input x.npy --output y.npy
 
 To use it in your firmware, compile `model.c` and `kernels/*.c` and call `model_invoke`.

@@ -24,9 +24,13 @@ A dynamic batch dimension becomes 1; give any other dynamic input dimension a si
   <name>_int8.onnx     the same quantization decisions as QDQ ONNX (per-channel weights)
   report.json          sizes, budgets, accelerator coverage, per-layer SQNR, every output's SQNR,
                        max/mean abs error and range (top-1 only for class outputs), --analyze results
-  report.md/.png       the same for people, with a per-layer SQNR plot
+  report.md            the same for people
+  report.png           with --plot: per-layer and per-output SQNR bars (needs matplotlib)
 
 The model input and output are int8, or uint8/float32 when the profile's io_dtype says so.
+Where int8 cannot represent an op well (--precision-policy auto, the default), LSTM/GRU recurrences run
+in 16x8 and LayerNorm statistics as float islands on profiles with an OS; report.json names the ops
+and why (quantization.precision.default_policy).
 Inputs of ONNX models stay NCHW in the .onnx; the .tflite takes NHWC.
 
 Calibration data (--calib): a .npy whose first axis is the sample (memory-mapped), a .npz, or a
@@ -34,17 +38,27 @@ directory of .npy/.npz files, of int8 .bin files (give --bin-scale and --bin-zer
 .wav/image files (give --preprocess, e.g. kws).
 Each sample has the model input's shape, with or without its leading batch 1.
 
-Exit codes: 0 converted and fits; 2 converted but over the profile's flash or RAM budget (the
-message says by how much and what would help); 1 bad input.
+Exit codes: 0 converted and fits; 3 converted but over the profile's flash or RAM budget (the
+message says by how much and what would help), or --target-sqnr not met (the message gives each
+failing output's SQNR, how far short, and what stopped the search); 1 bad input; 2 usage.
 
 examples:
   edge-convert convert model.onnx --profile rpi4-4gb --calib calib.npy -o out/
+  edge-convert convert model.onnx --profile rpi4-4gb --calib calib.npy --plot -o out/   # + report.png
   edge-convert convert kws_float32.tflite --profile stm32h743 --calib kws01/ \\
       --bin-scale 0.584703 --bin-zero-point 83 --limit 100 --format tflite
   edge-convert convert kws_lstm.onnx --profile rpi5 --calib calib.npy \\
       --input-shape mfcc=1x49x10 -o out/
   edge-convert convert landmarks.onnx --profile rpi4-4gb --calib calib.npy --held-out test.npz \\
       --task regress --analyze -o out/    # every output measured, the guilty layers ranked
+  edge-convert convert landmarks.onnx --profile rpi4-4gb --calib calib.npy --target-sqnr 30 -o out/
+      # raise the worst layers to int16, then float islands, until every output reaches 30 dB
+  edge-convert convert model.onnx --profile stm32h743 --calib calib.npy --activations int16 -o out/
+      # the whole model in 16x8 (int16 activations, int8 weights)
+  edge-convert convert kws_lstm.onnx --profile rpi5 --calib calib.npy --precision-policy int8 -o out/
+      # every op in int8 (by default LSTM/GRU recurrences are int16, LayerNorm statistics float islands)
+  edge-convert convert model.onnx --profile rpi4-4gb --calib calib.npy --adaround -o out/
+      # optimised weight rounding (slower; --no-equalize turns cross-layer equalization off)
 """
 
 
@@ -85,9 +99,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bias-correction", action="store_true",
                         help="keep the float biases as they are (by default the mean error that int8 weights add "
                              "to each layer's output, measured on the calibration data, is folded into its bias)")
+    parser.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                        help="cross-layer equalization: rescale the channels between consecutive convolutions "
+                             "(through ReLU, pooling, zero padding; never through ReLU6) so they share one int8 "
+                             "range well, leaving the float function unchanged (on by default; see the README's "
+                             "quantization techniques table)")
+    parser.add_argument("--adaround", action="store_true",
+                        help="optimise whether each int8 weight rounds up or down so every layer's output on the "
+                             "calibration data stays closest to float (AdaRound, in numpy: seconds per layer; off by "
+                             "default, see the README's quantization techniques table)")
     parser.add_argument("--analyze", action="store_true",
                         help="add a per-layer sensitivity analysis to the report: the output SQNR with only "
                              "each layer in int8 and with only it left in float, worst layers first")
+    parser.add_argument("--activations", default="int8", choices=["int8", "int16"],
+                        help="activation type: int8 (default) or int16 (TFLite's 16x8: int16 activations, int8 "
+                             "weights, int64 biases, for every op with an int16 kernel in TFLite Micro and LiteRT; "
+                             "the report lists the ops kept in int8)")
+    parser.add_argument("--target-sqnr", type=float, metavar="DB",
+                        help="raise the layers that cost each output most (int8 -> int16 -> float island, the "
+                             "last only on profiles with an OS) until every output reaches DB dB SQNR against "
+                             "float on the calibration samples, within the profile's budgets; exit code 3 when "
+                             "it cannot, saying how far short and what stopped it")
+    parser.add_argument("--precision-policy", default="auto", choices=["auto", "int8"], dest="precision_policy",
+                        help="auto (default): where int8 cannot represent an op well, without --activations int16 "
+                             "or --target-sqnr: LSTM/GRU recurrences in int16 (as TFLite Micro's integer LSTM), "
+                             "LayerNorm statistics as float islands on profiles with an OS; the report says which "
+                             "ops and why. int8: every op in int8")
+    parser.add_argument("--plot", action="store_true",
+                        help="also write report.png, the per-layer and per-output SQNR bars (needs matplotlib; "
+                             "off by default: importing and drawing it costs about a second)")
     parser.add_argument("--progress", action="store_true",
                         help="show progress bars even when stderr is not a terminal")
     parser.add_argument("--json", action="store_true", help="print report.json to stdout instead of a summary")
@@ -101,16 +141,20 @@ def run(args: argparse.Namespace) -> int:
     from device_profiles import load_profile
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    mcu = load_profile(args.profile).microcontroller
+    profile = load_profile(args.profile)  # read and validated once, passed on
+    mcu = profile.microcontroller
     if mcu and args.format == "tflite,onnx":  # the default: a microcontroller gets the .tflite only
         formats = ["tflite"]
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
-    res = convert_model(args.model, args.profile, args.calib, args.output_dir, formats=formats, method=args.method,
+    res = convert_model(args.model, profile, args.calib, args.output_dir, formats=formats, method=args.method,
                         held_out=args.held_out, progress=args.progress or sys.stderr.isatty(), limit=args.limit,
                         bin_scale=args.bin_scale, bin_zero_point=args.bin_zero_point, io_dtype=args.io_dtype,
                         preprocess=args.preprocess, input_shapes=parse_input_shapes(args.input_shape),
-                        task=args.task, analyze=args.analyze, bias_correction=not args.no_bias_correction)
+                        task=args.task, analyze=args.analyze, bias_correction=not args.no_bias_correction,
+                        activations=args.activations, target_sqnr=args.target_sqnr, plot=args.plot or None,
+                        adaround=args.adaround, precision_policy=args.precision_policy,
+                        **({} if args.equalize is None else {"equalize": args.equalize}))
     if mcu and res.report["outputs"].get("tflite"):  # microcontrollers: always embed TFLM's offline arena plan
         import os
 
@@ -129,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         for k in ("tflite", "onnx"):
             if rep["outputs"].get(k):
                 print(f"wrote {rep['outputs'][k]}")
-        print(f"wrote {res.report_path} (+ report.md, report.png)")
+        print(f"wrote {res.report_path} (+ report.md{', report.png' if rep.get('plot') else ''})")
         print(rep["fit"]["summary"])
         ho = rep.get("held_out")
         if ho:
@@ -143,10 +187,21 @@ def run(args: argparse.Namespace) -> int:
         flagged = sorted((r for r in rep["layers"] if r["flagged"]), key=lambda r: -r["loss_db"])
         if flagged:
             print("layers that lose most: " + ", ".join(f"{r['index']}:{r['op']} ({r['loss_db']} dB)" for r in flagged))
+    pol = rep.get("quantization", {}).get("precision", {}).get("default_policy") or {}
+    if pol and not args.json:
+        print("precision policy (--precision-policy int8 turns it off): "
+              + "; ".join(f"{len(v['ops'])} op(s) {v['precision']}: {why}" for why, v in pol.items()))
+    mp = rep.get("mixed_precision") or {}
+    if mp.get("changed_layers") is not None and not args.json:
+        print(f"mixed precision: {len(mp['changed_layers'])} layer(s) changed: "
+              + (", ".join(f"{r['name']} -> {r['to']}" for r in mp["changed_layers"]) or "none")
+              + f"; worst output {min(mp['sqnr_before_db'].values()):.1f} -> {min(mp['sqnr_after_db'].values()):.1f} dB")
     if not res.fits:
         fit = rep["fit"]
         others = fit.get("fits_profiles", [])
         hint = f" It fits these profiles: {', '.join(others)}." if others else ""
         raise BudgetExceededError(
             f"{rep['model']} does not fit profile {fit['profile']}: " + "; ".join(fit["advice"]) + "." + hint)
+    if mp.get("message"):
+        raise BudgetExceededError(mp["message"])
     return 0

@@ -12,6 +12,7 @@
    rule of Upsample/Resize, which the converter drops), naming the op whose adapter fails;
 5. fold constant subgraphs with onnxslim (shape arithmetic, ConstantOfShape/Range/Expand, If on a
    constant condition, Conv+BatchNorm), falling back to ONNX Runtime's basic optimizer when it fails;
+   a graph onnxslim provably leaves as it is (:func:`nothing_to_fold`) skips it, and its sympy import;
    then inline any If whose condition is still a constant and turn Constant nodes into initializers;
 6. strict shape inference; every tensor must have a static shape (ops outside the standard
    domain are refused by name).
@@ -317,10 +318,96 @@ def _ops_changed_at(model: Any, opset: int) -> list[str]:
 
 
 # ---------------------------------------------------------------- folding
+#: Ops onnxslim has no rewrite for on their own (no folding, fusion or elimination rule starts or ends at
+#: them unless another op or a constant input is involved, which :func:`nothing_to_fold` checks separately).
+_SLIM_INERT_OPS = frozenset({"Conv", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+                             "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten",
+                             "Gemm", "Add", "Mul"})
+#: onnxslim ties (merges) equal constants below this many elements (its ``ONNXSLIM_THRESHOLD`` default).
+_TIE_LIMIT = 1000
+
+
+def nothing_to_fold(model: Any) -> bool:
+    """True when onnxslim provably leaves ``model``'s graph as it is, so :func:`fold_constants` can skip it.
+
+    Conservative: every op is in :data:`_SLIM_INERT_OPS` (default domain, no subgraphs), no node has only
+    constant inputs (nothing to fold), Add/Mul have no constant operand (Conv+Add/Mul and MatMul+Add
+    fusions, x+0 and x*1 removal), the nodes are in the order onnxslim's topological sort gives (by depth
+    from the inputs, stable), every node, input and initializer is used, no two nodes compute the same
+    thing, and no two small constants are equal (onnxslim would merge them) unless each is read only as
+    a Clip bound, whose value alone reaches the converter. Checked against onnxslim 0.1.98 on the torch
+    zoo of ``tests/fixtures/zoo``: where this says True, onnxslim's graph differs at most in which of
+    two equal Clip bounds a Clip reads.
+    """
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    if len(inits) != len(g.initializer) or any(vi.name in inits for vi in g.input):
+        return False
+    known = set(inits) | {vi.name for vi in g.input}
+    users: dict[str, list[tuple[str, int]]] = {}
+    seen: set[tuple] = set()
+    level: dict[str, int] = {}  # onnxslim's topological sort orders nodes by depth, stably
+    last_level = 0
+    for node in g.node:
+        if node.op_type not in _SLIM_INERT_OPS or node.domain not in DEFAULT_DOMAINS:
+            return False
+        if any(a.HasField("g") or len(a.graphs) for a in node.attribute):
+            return False
+        real = [i for i in node.input if i]
+        if not real or all(i in inits for i in real) or any(i not in known for i in real):
+            return False  # foldable, or not in topological order
+        if node.op_type in ("Add", "Mul") and any(i in inits for i in real):
+            return False
+        key = (node.op_type, tuple(node.input), tuple(a.SerializeToString() for a in node.attribute))
+        if key in seen:
+            return False
+        seen.add(key)
+        depth = 1 + max((level.get(i, -1) for i in real), default=-1)
+        if depth < last_level:
+            return False  # onnxslim would reorder the nodes
+        last_level = depth
+        for k, i in enumerate(node.input):
+            if i:
+                users.setdefault(i, []).append((node.op_type, k))
+        for o in node.output:
+            if o:
+                known.add(o)
+                level[o] = depth
+    needed = {vi.name for vi in g.output}
+    for node in reversed(g.node):
+        if not needed.intersection(node.output):
+            return False  # a dead node
+        needed.update(i for i in node.input if i)
+    if not all(name in needed for name in list(inits) + [vi.name for vi in g.input]):
+        return False  # an unused initializer or input
+    return not _tieable_constants(inits, users)
+
+
+def _tieable_constants(inits: dict[str, Any], users: dict[str, list[tuple[str, int]]]) -> bool:
+    """Whether onnxslim would merge two equal small constants that are not just Clip bounds."""
+    from onnx import numpy_helper
+
+    groups: dict[tuple, list[str]] = {}
+    for name, t in inits.items():
+        if int(np.prod(list(t.dims), dtype=np.int64)) < _TIE_LIMIT:
+            value = numpy_helper.to_array(t)
+            groups.setdefault((t.data_type, tuple(t.dims), value.tobytes()), []).append(name)
+    for names in groups.values():
+        if len(names) > 1 and not all(op == "Clip" and k > 0 for n in names for op, k in users.get(n, [])):
+            return True
+    return False
+
+
 def fold_constants(model: Any) -> Any:
-    """Fold constant subgraphs with onnxslim; ONNX Runtime's basic optimizer if onnxslim fails or is missing."""
+    """Fold constant subgraphs with onnxslim; ONNX Runtime's basic optimizer if onnxslim fails or is missing.
+
+    A graph with nothing to fold or rewrite (:func:`nothing_to_fold`) is returned as it is, without
+    importing onnxslim (which loads sympy: about half a second and 40 MB).
+    """
     import logging
 
+    if nothing_to_fold(model):
+        return model
     try:
         import onnxslim
 

@@ -17,8 +17,16 @@ import os
 import numpy as np
 
 from converters.importers.tflite_ops import CUSTOM_REWRITES, REGISTRY
+from converters.importers.tflite_ops.constants import FOLDED
 from converters.importers.tflite_ops.context import TFLiteContext, const_value
-from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
+from converters.ir import (
+    RAW_OUTPUT_KINDS,
+    Graph,
+    fuse_activations,
+    legalize,
+    lower_for_micro,
+    simplify,
+)
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
 
@@ -52,7 +60,7 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
             what = "custom op" if op.opcode.builtin_code == 32 else "op"
             raise ctx.err(op, f"{what} '{kind}' is not supported; supported ops: {', '.join(SUPPORTED)}")
         for o in op.outputs:
-            if sg.tensors[o].type_name != "FLOAT32":
+            if sg.tensors[o].type_name != "FLOAT32" and kind not in RAW_OUTPUT_KINDS + FOLDED:  # indices, masks
                 raise ctx.err(op, f"output is {sg.tensors[o].type_name}; only float activations can be converted")
         try:
             handler(ctx, op)

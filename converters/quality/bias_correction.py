@@ -8,7 +8,7 @@ borders is ignored; TRANSPOSE_CONV is left alone.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
@@ -18,22 +18,47 @@ from converters.quality.sensitivity import dequantized_weight
 from converters.quantize import QuantPlan, QuantWeight
 
 CORRECTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+#: The input means come from the first this many calibration samples.
+MEAN_SAMPLES = 256
+
+
+class InputMeans:
+    """Per-channel (last axis) means of the input of every weighted op, accumulated sample by sample.
+
+    Pass it as a calibration observer (``calibrate(..., observers=[means])``) so the means come from the
+    calibration pass itself; only the first ``limit`` samples count.
+    """
+
+    def __init__(self, graph: Graph, limit: int = MEAN_SAMPLES) -> None:
+        self.wanted = {op.inputs[0] for op in graph.ops if op.kind in CORRECTED}
+        self.limit = limit
+        self.samples = 0
+        self._sums: dict[str, np.ndarray] = {}
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, index: int, vals: dict[str, np.ndarray]) -> None:
+        """Add one sample's activations (ignored from the ``limit``-th sample on)."""
+        if index >= self.limit:
+            return
+        self.samples += 1
+        for t in self.wanted:
+            v = vals[t].astype(np.float64)
+            v = v.reshape(-1, v.shape[-1])
+            self._sums[t] = self._sums.get(t, 0.0) + v.sum(axis=0)
+            self._counts[t] = self._counts.get(t, 0) + v.shape[0]
+
+    def means(self) -> dict[str, np.ndarray]:
+        """The means so far, by tensor name."""
+        return {t: self._sums[t] / self._counts[t] for t in self._sums}
 
 
 def input_means(graph: Graph, float_sess: Any, samples: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
     """Per-channel (last axis) mean of the input of every weighted op, over ``samples`` (source layout)."""
-    wanted = {op.inputs[0] for op in graph.ops if op.kind in CORRECTED}
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
+    acc = InputMeans(graph, limit=2 ** 62)
     name = graph.inputs[0]
-    for x in samples:
-        vals = run_float(float_sess, graph, graph.to_ir_layout(name, x))
-        for t in wanted:
-            v = vals[t].astype(np.float64)
-            v = v.reshape(-1, v.shape[-1])
-            sums[t] = sums.get(t, 0.0) + v.sum(axis=0)
-            counts[t] = counts.get(t, 0) + v.shape[0]
-    return {t: sums[t] / counts[t] for t in sums}
+    for i, x in enumerate(samples):
+        acc(i, run_float(float_sess, graph, graph.to_ir_layout(name, x)))
+    return acc.means()
 
 
 def weight_error_mean(kind: str, dw: np.ndarray, m: np.ndarray, attrs: dict) -> np.ndarray:
@@ -46,6 +71,22 @@ def weight_error_mean(kind: str, dw: np.ndarray, m: np.ndarray, attrs: dict) -> 
     return dw[0].sum(axis=(0, 1)) * np.repeat(m, mult)
 
 
+def corrected_bias(graph: Graph, plan: QuantPlan, op: Any, means: dict[str, np.ndarray]
+                   ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """``(float bias with the weight-error mean removed, that error)`` for one weighted op, or None when its
+    input means are missing or do not match the weights' input channels."""
+    if op.kind not in CORRECTED or op.inputs[0] not in means or op.inputs[2] not in plan.biases:
+        return None
+    w = graph.tensors[op.inputs[1]].data.astype(np.float64)
+    m = means[op.inputs[0]]
+    in_ch = w.shape[-1] if op.kind != "DEPTHWISE_CONV_2D" else w.shape[-1] // int(op.attrs.get("multiplier", 1))
+    if m.shape[0] != in_ch:
+        return None
+    dw = dequantized_weight(plan, op.inputs[1]).astype(np.float64) - w
+    err = weight_error_mean(op.kind, dw, m, op.attrs)
+    return graph.tensors[op.inputs[2]].data.astype(np.float64) - err, err
+
+
 def correct_biases(graph: Graph, plan: QuantPlan, means: dict[str, np.ndarray]) -> dict[str, Any]:
     """Requantize the biases of ``plan`` with the weight-error mean removed; return a summary.
 
@@ -53,16 +94,10 @@ def correct_biases(graph: Graph, plan: QuantPlan, means: dict[str, np.ndarray]) 
     """
     changed, shift = 0, []
     for op in graph.ops:
-        if op.kind not in CORRECTED or op.inputs[0] not in means or op.inputs[2] not in plan.biases:
+        got = corrected_bias(graph, plan, op, means)
+        if got is None:
             continue
-        w = graph.tensors[op.inputs[1]].data.astype(np.float64)
-        m = means[op.inputs[0]]
-        in_ch = w.shape[-1] if op.kind != "DEPTHWISE_CONV_2D" else w.shape[-1] // int(op.attrs.get("multiplier", 1))
-        if m.shape[0] != in_ch:
-            continue
-        dw = dequantized_weight(plan, op.inputs[1]).astype(np.float64) - w
-        err = weight_error_mean(op.kind, dw, m, op.attrs)
-        b = graph.tensors[op.inputs[2]].data.astype(np.float64) - err
+        b, err = got
         qb = plan.biases[op.inputs[2]]
         scale = np.broadcast_to(qb.scales.astype(np.float64), b.shape)
         values = np.clip(np.round(b / scale), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)

@@ -7,6 +7,12 @@ DequantizeLinear with the plan's parameters, weights are stored as int8 with
 per-channel DequantizeLinear (axis 0 of the OIHW weight), biases as int32 with
 scale input_scale x weight_scale. Inputs whose source model was NCHW (ONNX
 imports) are taken in NCHW, so the int8 model replaces the float one directly.
+
+Mixed precision mirrors the TFLite writer: an int16 tensor passes through int16 QuantizeLinear ->
+DequantizeLinear (the ``com.microsoft`` domain ops, which ONNX Runtime runs at opset 17; the standard
+ops take int16 only from opset 21), an int16 op's bias is stored as its float value (ONNX has no
+int64 DequantizeLinear), a float op's activations and weights stay float, and a consumer running in
+another type than a tensor's producer reads it through one more Q/DQ pair with its own parameters.
 """
 from __future__ import annotations
 
@@ -16,11 +22,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from converters.ir import Graph, Op
+from converters.ir import Graph, Op, float_output_tensors, unquantized_tensors
 from converters.quantize import QParams, QuantPlan, QuantWeight
+from converters.writers.onnx_detection import detection_postprocess
 from edge_runtime.errors import UnsupportedModelError
 
 OPSET = 17
+COMPARE = {"EQUAL": "Equal", "GREATER": "Greater", "GREATER_EQUAL": "GreaterOrEqual", "LESS": "Less",
+           "LESS_EQUAL": "LessOrEqual", "NOT_EQUAL": "Equal"}
 
 
 class _OnnxBuilder:
@@ -33,7 +42,10 @@ class _OnnxBuilder:
         self.inits: list = []
         self.read: dict[str, str] = {}
         self.weights_done: dict[str, str] = {}
+        self.views: dict[tuple[str, str], str] = {}
+        self.ms_domain = False
         self.n = 0
+        self.float_outs = float_output_tensors(graph)
 
     def uid(self, base: str) -> str:
         self.n += 1
@@ -49,11 +61,32 @@ class _OnnxBuilder:
     # -- quantization helpers -----------------------------------------
     def q_dq(self, src: str, qp: QParams, q_out: str, dq_out: Optional[str], dtype: str = "int8") -> None:
         zp_val = qp.zero_point + (128 if dtype == "uint8" else 0)
-        zp = self.init(self.uid(f"{src}/zp"), np.array(zp_val, np.uint8 if dtype == "uint8" else np.int8))
+        np_t = {"uint8": np.uint8, "int16": np.int16}.get(dtype, np.int8)
+        zp = self.init(self.uid(f"{src}/zp"), np.array(zp_val, np_t))
         sc = self.init(self.uid(f"{src}/scale"), np.array(qp.scale, np.float32))
-        self.node("QuantizeLinear", [src, sc, zp], [q_out])
+        dom = {}
+        if dtype == "int16":
+            dom = {"domain": "com.microsoft"}
+            self.ms_domain = True
+        self.node("QuantizeLinear", [src, sc, zp], [q_out], **dom)
         if dq_out:
-            self.node("DequantizeLinear", [q_out, sc, zp], [dq_out])
+            self.node("DequantizeLinear", [q_out, sc, zp], [dq_out], **dom)
+
+    def op_dtype(self, op: Op) -> str:
+        """The type ``op`` computes in (``int8`` without a plan: unused then)."""
+        return self.plan.op_dtype(op) if self.plan is not None else "float32"
+
+    def view(self, t: str, dtype: str) -> str:
+        """Activation ``t`` as an op computing in ``dtype`` reads it: its stored (dequantized) value, or that
+        value through one more Q/DQ pair in ``dtype``."""
+        if (self.plan is None or dtype == "float32" or dtype == self.plan.tensor_dtype(t)
+                or self.plan.tensor_dtype(t) in ("int32", "bool")):  # indices and masks are read as they are
+            return self.read[t]
+        if (t, dtype) not in self.views:
+            out = self.uid(f"{t}/as_{dtype}")
+            self.q_dq(self.read[t], self.plan.params(t, dtype), out + "_q", out, dtype)
+            self.views[(t, dtype)] = out
+        return self.views[(t, dtype)]
 
     def const_dq(self, name: str, qw: QuantWeight, values: np.ndarray, axis: int) -> str:
         per_axis = qw.scales.size > 1
@@ -82,8 +115,9 @@ class _OnnxBuilder:
             perm = (3, 0, 1, 2)  # [out, kh, kw, in] -> ONNX ConvTranspose [in, out, kh, kw]
         else:
             perm = (0, 1)
-        if self.plan is None:
-            wn = self.init(op.inputs[1], np.ascontiguousarray(w.transpose(perm)).astype(np.float32))
+        if self.plan is None or self.op_dtype(op) == "float32":
+            wn = self.init(op.inputs[1] + ("/float" if self.plan is not None else ""),
+                           np.ascontiguousarray(w.transpose(perm)).astype(np.float32))
         else:
             qw = self.plan.weights[op.inputs[1]]
             wn = self.const_dq(op.inputs[1], qw, np.ascontiguousarray(qw.values.transpose(perm)),
@@ -95,7 +129,12 @@ class _OnnxBuilder:
         """The bias of a weighted op: float, or int32 with DequantizeLinear."""
         if self.plan is None:
             return self.init(op.inputs[2], self.g.tensors[op.inputs[2]].data.astype(np.float32))
+        if self.op_dtype(op) == "float32":
+            return self.init(self.uid(op.inputs[2]), self.g.tensors[op.inputs[2]].data.astype(np.float32))
         qb = self.plan.biases[op.inputs[2]]
+        if self.op_dtype(op) == "int16":  # int64 bias: its exact float value
+            return self.init(self.uid(op.inputs[2]), (qb.values.astype(np.float64) * qb.scales.astype(np.float64))
+                             .astype(np.float32))
         return self.const_dq(op.inputs[2], qb, qb.values, 0)
 
     def activation(self, src: str, act: str, dst: str) -> None:
@@ -120,6 +159,25 @@ class _OnnxBuilder:
             return
         qp = self.plan.activations[t]
         src = self.produced(t)
+        stored = self.plan.tensor_dtype(t)
+        if stored in ("int32", "bool") or t in self.float_outs:  # indices, masks, float-only op outputs: no Q/DQ
+            if t in self.g.outputs:
+                self.node("Identity", [src], [t])
+                src = t
+            self.read[t] = src
+            return
+        if stored != "int8":
+            if stored == "int16":
+                self.q_dq(src, self.plan.params(t, "int16"), f"{t}/q16", f"{t}/dq16", "int16")
+                src = f"{t}/dq16"
+            self.read[t] = src
+            if t in self.g.outputs:  # the graph output: int8 (then the I/O type) as in the .tflite
+                io = self.plan.io_dtype
+                if io == "float32":
+                    self.q_dq(src, qp, f"{t}/q", t)
+                else:
+                    self.q_dq(src, qp, t, None, io)
+            return
         if t in self.g.outputs:
             io = self.plan.io_dtype
             if io == "float32":
@@ -162,13 +220,19 @@ class _OnnxBuilder:
             self.read[name] = cur
         return vis
 
-    def operand(self, name: str) -> str:
-        """A constant operand as the graph reads it: float (or DequantizeLinear of int8), int64 indices."""
+    def operand(self, name: str, dtype: str = "int8") -> str:
+        """A constant operand as the graph reads it: float (or DequantizeLinear of int8; the dequantized
+        value of int16), int64 indices."""
         data = self.g.tensors[name].data
+        if data.dtype == np.bool_:
+            return self.init(self.uid(f"{name}/bool"), data)
         if data.dtype.kind != "f":
             return self.init(self.uid(f"{name}/int"), data.astype(np.int64))
-        if self.plan is None or name not in self.plan.operands:
+        if self.plan is None or name not in self.plan.operands or dtype == "float32":
             return self.init(self.uid(name), data.astype(np.float32))
+        if dtype == "int16":
+            qp16 = self.plan.params(name, "int16")
+            return self.init(self.uid(name), qp16.dequantize(qp16.quantize(data)))
         qp = self.plan.operands[name]
         q = self.init(self.uid(f"{name}/quantized"), qp.quantize(data))
         sc = self.init(self.uid(f"{name}/scale"), np.array(qp.scale, np.float32))
@@ -192,6 +256,8 @@ class _OnnxBuilder:
     def op(self, op: Op) -> None:
         k, a = op.kind, op.attrs
         out = self.produced(op.outputs[0])
+        dt = self.op_dtype(op)
+        x0 = self.view(op.inputs[0], dt) if op.inputs and op.inputs[0] in self.read else None
         if k in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             wn, bn = self.weight(op)
             w = self.g.tensors[op.inputs[1]].data
@@ -203,7 +269,7 @@ class _OnnxBuilder:
                           strides=list(a["stride"]), dilations=list(a["dilation"]), pads=list(a["pads"]),
                           group=int(group))
                 return y
-            self.nchw(op, self.read[op.inputs[0]], conv)
+            self.nchw(op, x0, conv)
         elif k == "TRANSPOSE_CONV":
             wn, bn = self.weight(op)
             w = self.g.tensors[op.inputs[1]].data
@@ -213,11 +279,11 @@ class _OnnxBuilder:
                 self.node("ConvTranspose", [t_in, wn, bn], [y], kernel_shape=[w.shape[1], w.shape[2]],
                           strides=list(a["stride"]))
                 return y
-            self.nchw(op, self.read[op.inputs[0]], deconv)
+            self.nchw(op, x0, deconv)
         elif k == "FULLY_CONNECTED":
             wn, bn = self.weight(op)
             y = self.uid(f"{op.outputs[0]}/gemm")
-            self.node("Gemm", [self.read[op.inputs[0]], wn, bn], [y], transB=1)
+            self.node("Gemm", [x0, wn, bn], [y], transB=1)
             self.activation(y, op.act, out)
         elif k in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             def pool(t_in: str) -> str:
@@ -227,7 +293,7 @@ class _OnnxBuilder:
                     attrs["count_include_pad"] = 0
                 self.node("AveragePool" if k == "AVERAGE_POOL_2D" else "MaxPool", [t_in], [y], **attrs)
                 return y
-            self.nchw(op, self.read[op.inputs[0]], pool)
+            self.nchw(op, x0, pool)
         elif k in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
             size = self.g.tensors[op.outputs[0]].shape
             if a.get("align_corners"):
@@ -246,7 +312,13 @@ class _OnnxBuilder:
                 self.node("Resize", [t_in, "", "", self.ints("sizes", [size[0], size[3], size[1], size[2]])], [y],
                           **attrs)
                 return y
-            self.nchw(op, self.read[op.inputs[0]], resize)
+            self.nchw(op, x0, resize)
+        elif k == "DETECTION_POSTPROCESS":
+            ins = [self.operand(i, "float32") if self.g.tensors[i].is_constant else self.view(i, "float32")
+                   for i in op.inputs]
+            detection_postprocess(self, op, ins)
+            for o in op.outputs[1:]:
+                self.finish_tensor(o)
         elif k in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
             def rearrange(t_in: str) -> str:
                 y = self.uid(f"{op.outputs[0]}/nchw")
@@ -255,9 +327,9 @@ class _OnnxBuilder:
                     attrs["mode"] = "DCR"
                 self.node("DepthToSpace" if k == "DEPTH_TO_SPACE" else "SpaceToDepth", [t_in], [y], **attrs)
                 return y
-            self.nchw(op, self.read[op.inputs[0]], rearrange)
+            self.nchw(op, x0, rearrange)
         else:
-            ins = [self.operand(i) if self.g.tensors[i].is_constant else self.read[i] for i in op.inputs]
+            ins = [self.operand(i, dt) if self.g.tensors[i].is_constant else self.view(i, dt) for i in op.inputs]
             self.simple(op, ins, out)
         self.finish_tensor(op.outputs[0])
 
@@ -266,7 +338,8 @@ class _OnnxBuilder:
         k, a = op.kind, op.attrs
         binary = {"ADD": "Add", "SUB": "Sub", "MUL": "Mul", "DIV": "Div", "MAXIMUM": "Max", "MINIMUM": "Min"}
         unary = {"LOGISTIC": "Sigmoid", "TANH": "Tanh", "EXP": "Exp", "LOG": "Log", "SQRT": "Sqrt", "ABS": "Abs",
-                 "HARD_SWISH": "HardSwish", "ELU": "Elu"}
+                 "HARD_SWISH": "HardSwish", "ELU": "Elu", "FLOOR": "Floor", "CEIL": "Ceil", "ROUND": "Round",
+                 "SIN": "Sin", "COS": "Cos"}
         if k in binary:
             y = self.uid(f"{op.outputs[0]}/raw")
             self.node(binary[k], x[:2], [y])
@@ -347,6 +420,26 @@ class _OnnxBuilder:
             self.node("LogSoftmax", [x[0]], [out], axis=-1)
         elif k == "BATCH_MATMUL":
             self.node("MatMul", x[:2], [out])
+        elif k in COMPARE:
+            if k == "NOT_EQUAL":
+                eq = self.uid(f"{op.outputs[0]}/equal")
+                self.node("Equal", x[:2], [eq])
+                self.node("Not", [eq], [out])
+            else:
+                self.node(COMPARE[k], x[:2], [out])
+        elif k in ("LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT"):
+            self.node({"LOGICAL_AND": "And", "LOGICAL_OR": "Or", "LOGICAL_NOT": "Not"}[k], x, [out])
+        elif k == "SELECT_V2":
+            self.node("Where", x[:3], [out])
+        elif k == "CUMSUM":
+            self.node("CumSum", [x[0], self.init(self.uid("cumsum_axis"), np.array(int(a["axis"]), np.int64))], [out],
+                      exclusive=int(bool(a.get("exclusive"))), reverse=int(bool(a.get("reverse"))))
+        elif k == "GATHER_ND":
+            self.node("GatherND", x[:2], [out])
+        elif k in ("ARG_MAX", "ARG_MIN"):
+            idx = self.uid(f"{op.outputs[0]}/int64")
+            self.node("ArgMax" if k == "ARG_MAX" else "ArgMin", [x[0]], [idx], axis=int(a["axis"]), keepdims=0)
+            self.node("Cast", [idx], [out], to=self.TP.INT32)
         else:
             raise UnsupportedModelError(f"op '{op.name}': {k} is not supported by the ONNX writer")
 
@@ -366,6 +459,8 @@ def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool 
     from onnx import TensorProto, checker, helper
 
     b = _OnnxBuilder(graph, plan, source_layout)
+    raw = unquantized_tensors(graph)
+    ints = {t for t, d in raw.items() if d == "int32"}
     in_vis = b.inputs()
     for op in graph.ops:
         b.op(op)
@@ -374,13 +469,20 @@ def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool 
         elem = TensorProto.FLOAT
         if plan is not None and plan.io_dtype != "float32":
             elem = TensorProto.INT8 if plan.io_dtype == "int8" else TensorProto.UINT8
+        if o in raw:
+            elem = TensorProto.INT32 if o in ints else TensorProto.BOOL
+        elif o in b.float_outs:
+            elem = TensorProto.FLOAT
         outs.append(helper.make_tensor_value_info(o, elem, list(graph.tensors[o].shape)))
     if expose_all:
         for t in graph.activations():
             if t not in graph.outputs and t not in graph.inputs:
-                outs.append(helper.make_tensor_value_info(b.read[t], TensorProto.FLOAT, list(graph.tensors[t].shape)))
+                elem = (TensorProto.INT32 if t in ints else TensorProto.BOOL) if t in raw else TensorProto.FLOAT
+                outs.append(helper.make_tensor_value_info(b.read[t], elem,
+                                                          list(graph.tensors[t].shape)))
     g = helper.make_graph(b.nodes, graph.name or "model", in_vis, outs, b.inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edge-convert")
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if b.ms_domain else [])
+    model = helper.make_model(g, opset_imports=opsets, producer_name="edge-convert")
     model.ir_version = 8
     if plan is not None and plan.io_dtype != "float32":
         # integer model inputs/outputs: say their scale and zero point, as a .tflite does in its tensors,
@@ -388,7 +490,8 @@ def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool 
         io = {"inputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
                          for t in graph.inputs if t in plan.activations},
               "outputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
-                          for t in graph.outputs if t in plan.activations}}
+                          for t in graph.outputs if t in plan.activations and t not in raw
+                          and t not in b.float_outs}}
         helper.set_model_props(model, {IO_QUANTIZATION_KEY: json.dumps(io)})
     checker.check_model(model)
     return model

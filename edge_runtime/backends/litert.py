@@ -12,22 +12,63 @@ BUILTIN_WITHOUT_DEFAULT_DELEGATES), ``accelerator``, ``accelerator_options``,
 """
 from __future__ import annotations
 
-import ctypes
 import importlib
-import logging
+import sys
+from collections import Counter
 from types import ModuleType
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edge_runtime.backends import accelerators as acc
+from edge_runtime.backends.delegate_placement import BUILTIN, litert_placement, node_count
 from edge_runtime.backends.native_guard import InvokeFailed, first_run_survives
 from edge_runtime.native_stderr import quiet_native_info
 from edge_runtime.errors import (BackendUnavailableError, ConfigError, OutOfMemoryError, UnsupportedModelError,
                                   is_out_of_memory, out_of_memory_message)
 from edge_runtime.model import Model, TensorSpec
 
-log = logging.getLogger(__name__)
+
+def _log() -> Any:
+    """This module's logger; ``logging`` is imported only when there is something to log (start-up cost)."""
+    import logging
+
+    return logging.getLogger(__name__)
+
+
+class _OnFirstUse:
+    """A module imported on first attribute access. :mod:`~edge_runtime.backends.accelerators` (two
+    dataclasses to build, and logging) is not needed by a model run without a profile or a named accelerator."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+acc: Any = _OnFirstUse("edge_runtime.backends.accelerators")
+
+
+class _CpuOnly:
+    """The accelerator selection when there is nothing to try (no profile; ``accelerator`` auto or none):
+    the CPU, with the reason :func:`accelerators.select` gives for an empty list, decided without it."""
+
+    spec = None
+    handle = None
+
+    def __init__(self, backend: str) -> None:
+        self.tried: list[str] = []
+        self.reason = f"no accelerator configured for the {backend} backend (no device profile given)"
+
+    def info(self) -> dict[str, Any]:
+        """As ``Selection.info`` for the CPU."""
+        return {"accelerator": None, "fallback_reason": self.reason}
+
+
+def _nothing_to_try(profile: Any, accelerator: Optional[str], require: bool) -> bool:
+    """True when no accelerator can be selected and none is required (the CPU, with no delegate to load)."""
+    return profile is None and not require and str(accelerator or "auto").lower() in ("auto", "none")
+
 
 OP_RESOLVERS = {
     "default": "AUTO",
@@ -145,7 +186,7 @@ def _has_sparse_weights(tflite_model: Any) -> bool:
 
 
 def _refuse_if_it_crashes(path: str, mod: Any, dist: str, version: str, kwargs: dict[str, Any],
-                          resolver_name: str) -> None:
+                          resolver_name: str, tflite_model: Any = None) -> None:
     """Run the first load and invoke in a child process (backends/native_guard.py); refuse on a crash."""
     def run() -> None:
         it = mod.Interpreter(**{**kwargs, "num_threads": 1})
@@ -157,7 +198,8 @@ def _refuse_if_it_crashes(path: str, mod: Any, dist: str, version: str, kwargs: 
         except Exception as exc:  # noqa: BLE001 - running on zeros may fail for a sound model
             raise InvokeFailed(str(exc)) from None
 
-    why = first_run_survives(path, f"{dist}-{version}", mod.__name__, resolver_name, run)
+    data = tflite_model.buf.data if tflite_model is not None else None  # the mapped file: hashed, not re-read
+    why = first_run_survives(path, f"{dist}-{version}", mod.__name__, resolver_name, run, data)
     if why is not None:
         raise UnsupportedModelError(f"{path}: refused by {dist}: {why}")
 
@@ -173,7 +215,7 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     if op_resolver == "default" and _has_sparse_weights(tflite_model):
         # LiteRT's default XNNPACK delegate gives wrong outputs on sparse int8 weights (seen with
         # ai-edge-litert 2.3.0); its reference kernels decode them correctly.
-        log.info("%s: the model stores sparse weights; using LiteRT's reference kernels, because its "
+        _log().info("%s: the model stores sparse weights; using LiteRT's reference kernels, because its "
                  "default XNNPACK delegate mis-runs sparse int8 weights", path)
         op_resolver = "reference"
     resolver_name = OP_RESOLVERS.get(op_resolver)
@@ -183,13 +225,17 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     if n_threads is not None and n_threads < 1:
         raise ConfigError(f"threads must be at least 1, got {n_threads}")
 
-    specs = acc.candidates(profile, acc.TFLITE_DELEGATE, accelerator, accelerator_options)
-
     def open_delegate(spec: acc.AcceleratorSpec) -> Any:
         return load_delegate(mod, spec.library or "", dict(spec.options))
 
-    sel = acc.select(specs, open_delegate, require=require_accelerator, backend=backend_name,
-                     profile_name=profile.name if profile is not None else None)
+    if _nothing_to_try(profile, accelerator, require_accelerator):
+        sel = _CpuOnly(backend_name)
+        if "logging" in sys.modules:  # as accelerators.select does, where logging is in use (the CLI)
+            _log().debug("running on the CPU: %s", sel.reason)
+    else:
+        specs = acc.candidates(profile, acc.TFLITE_DELEGATE, accelerator, accelerator_options)
+        sel = acc.select(specs, open_delegate, require=require_accelerator, backend=backend_name,
+                         profile_name=profile.name if profile is not None else None)
     _refuse_edgetpu_without_delegate(path, tflite_model, sel)
 
     kwargs: dict[str, Any] = {"model_path": path, "num_threads": n_threads}
@@ -198,13 +244,15 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
         kwargs["experimental_op_resolver_type"] = resolver_type
     elif op_resolver != "default":
         raise BackendUnavailableError(f"{dist} {version} does not support op_resolver '{op_resolver}'")
-    _refuse_if_it_crashes(path, mod, dist, version, kwargs, resolver_name)
+    _refuse_if_it_crashes(path, mod, dist, version, kwargs, resolver_name, tflite_model)
 
     interp = None
+    explicit_until: Optional[int] = None
     if sel.handle is not None:
         try:
             with quiet_native_info():
                 interp = mod.Interpreter(experimental_delegates=[sel.handle], **kwargs)
+                explicit_until = node_count(interp)
                 interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             interp = None
@@ -224,6 +272,7 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     }
     if sel.spec is not None:
         info["delegate_options"] = dict(sel.spec.options)
+    info.update(_placement(path, interp, sel, op_resolver, explicit_until))
     rebuild = None
     if _keeps_resource_state(tflite_model, path):
         delegates = [sel.handle] if sel.handle is not None and interp is not None else []
@@ -238,6 +287,25 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
                            rebuild)
     except (UnicodeDecodeError, ValueError, KeyError) as exc:
         raise UnsupportedModelError(f"{path}: {dist} cannot describe the model's inputs and outputs: {exc}") from None
+
+
+def _placement(path: str, interp: Any, sel: acc.Selection, op_resolver: str,
+               explicit_until: Optional[int]) -> dict[str, Any]:
+    """Nodes per delegate (read from the interpreter), with a warning when an accelerator took at most half."""
+    explicit = sel.spec.name if sel.spec is not None and sel.handle is not None else None
+    default = "XNNPACK (LiteRT's default delegate)" if op_resolver == "default" else None
+    place = litert_placement(interp, explicit, explicit_until, default)
+    counts = place["node_placement"]
+    if counts and explicit is not None:
+        elsewhere: Counter = Counter()
+        for where, ops in place["ops_by_placement"].items():
+            if where != explicit:
+                elsewhere.update(ops)
+        warning = acc.placement_warning(path, explicit, counts[explicit], sum(counts.values()), dict(elsewhere))
+        if warning:
+            _log().warning("%s", warning)
+    place["delegated_nodes"] = None if counts is None else sum(n for k, n in counts.items() if k != BUILTIN)
+    return place
 
 
 _RESOURCE_STATE_OPS = frozenset({"CALL_ONCE", "VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"})
@@ -262,6 +330,8 @@ def load_delegate(mod: ModuleType, library: str, options: dict[str, str]) -> Any
     not an external delegate gives a clear message (and no noise from the
     interpreter's half-built ``Delegate`` object).
     """
+    import ctypes
+
     try:
         lib = ctypes.CDLL(library)
     except OSError as exc:

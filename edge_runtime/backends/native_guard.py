@@ -8,22 +8,22 @@ parent refuses the model with one clear error instead of crashing itself.
 
 If the child's library raises instead (a model it cannot prepare), the parent refuses the model
 with that message rather than repeating the native call in its own process. The child is a fork when the process has a single thread (fast: no re-import), else a fresh
-interpreter (fork is unsafe with threads). A model that survived is remembered by its SHA-256
-and the library's version in a small cache directory (``$EDGE_RUNTIME_CACHE_DIR``, else
-``$XDG_CACHE_HOME/edge-runtime`` or ``~/.cache/edge-runtime``), so later loads pay nothing;
-with no writable cache, every load is checked. ``EDGE_RUNTIME_NATIVE_GUARD=0`` turns it off.
+interpreter (fork is unsafe with threads). A model that survived is remembered by a 128-bit
+BLAKE2b digest of its bytes and the library's version in a small cache directory
+(``$EDGE_RUNTIME_CACHE_DIR``, else ``$XDG_CACHE_HOME/edge-runtime`` or ``~/.cache/edge-runtime``),
+so later loads pay one hash of the (already mapped) file and one ``stat``; with no writable
+cache, every load is checked. ``EDGE_RUNTIME_NATIVE_GUARD=0`` turns it off.
+
+The cache lookup is on every start-up path, so it imports nothing heavy: CPython's own BLAKE2
+module, not :mod:`hashlib` (which loads OpenSSL's libcrypto, ~3.5 MiB of RSS); ``subprocess``,
+``threading`` and ``signal`` only when a test run is needed; plain ``os.path`` strings, not pathlib.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from edge_runtime.errors import is_out_of_memory
 
@@ -57,24 +57,44 @@ except Exception:
 """
 
 
-def _cache_dir() -> Optional[Path]:
+def _cache_dir() -> Optional[str]:
     base = os.environ.get("EDGE_RUNTIME_CACHE_DIR")
     if base:
-        return Path(base)
+        return base
     xdg = os.environ.get("XDG_CACHE_HOME")
-    home = Path(xdg) if xdg else Path.home() / ".cache"
-    return home / "edge-runtime"
+    home = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(home, "edge-runtime")
 
 
-def _stamp(path: str, library: str) -> Optional[Path]:
+def _hasher() -> "Callable[[], object]":
+    """A 128-bit BLAKE2b constructor that does not load OpenSSL; hashlib's SHA-256 where it is missing."""
+    try:
+        from _blake2 import blake2b  # CPython's built-in BLAKE2 (hashlib would load libcrypto too)
+
+        return lambda: blake2b(digest_size=16)
+    except ImportError:
+        import hashlib
+
+        return hashlib.sha256
+
+
+def _digest(path: str, data: "Optional[Union[bytes, memoryview]]") -> str:
+    """Hex digest (32 characters) of the model's bytes: ``data`` when given (the mapped file), else read."""
+    h = _hasher()()
+    if data is not None:
+        h.update(data)  # type: ignore[attr-defined]
+    else:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)  # type: ignore[attr-defined]
+    return h.hexdigest()[:32]  # type: ignore[attr-defined]
+
+
+def _stamp(path: str, library: str, data: "Optional[Union[bytes, memoryview]]" = None) -> Optional[str]:
     d = _cache_dir()
     if d is None:
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return d / "native-verified" / f"{h.hexdigest()[:32]}-{library}"
+    return os.path.join(d, "native-verified", f"{_digest(path, data)}-{library}")
 
 
 #: Exit statuses of a test run: the model ran; preparing it raised (the message follows on the pipe); the
@@ -90,6 +110,8 @@ _MAX_MESSAGE = 2000
 def _verdict(status_ok: bool, signalled: Optional[int], code: int, message: str) -> Optional[str]:
     """The reason to refuse the model, or None when its test run completed."""
     if signalled is not None:
+        import signal
+
         return f"it crashes the native library (signal {signal.Signals(signalled).name} in a test run)"
     if code == _OOM_EXIT:
         return ("the native library runs out of memory preparing it (a test run): its tensors ask for more "
@@ -134,6 +156,8 @@ def _run_forked(run: Callable[[], None]) -> Optional[str]:
         if done:
             break
         if time.monotonic() > end:
+            import signal
+
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(read_fd)
@@ -148,6 +172,8 @@ def _run_forked(run: Callable[[], None]) -> Optional[str]:
 
 
 def _run_spawned(module: str, path: str, resolver: str) -> Optional[str]:
+    import subprocess
+
     try:
         r = subprocess.run([sys.executable, "-c", _CHILD, module, path, resolver], stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S)
@@ -159,28 +185,32 @@ def _run_spawned(module: str, path: str, resolver: str) -> Optional[str]:
 
 
 def first_run_survives(path: str, library: str, module: str, resolver: str,
-                       run_in_child: Callable[[], None]) -> Optional[str]:
+                       run_in_child: Callable[[], None],
+                       data: "Optional[Union[bytes, memoryview]]" = None) -> Optional[str]:
     """None when the model is safe to open in this process; else the reason it is not.
 
     ``run_in_child`` builds the interpreter, allocates and invokes (used in a forked child);
-    ``module``/``resolver`` describe the same for a spawned one.
+    ``module``/``resolver`` describe the same for a spawned one. ``data``: the file's bytes when
+    the caller has them mapped already (so the file is not read a second time for the cache key).
     """
     if os.environ.get("EDGE_RUNTIME_NATIVE_GUARD", "1") == "0" or not hasattr(os, "fork"):
         return None
     try:
-        stamp = _stamp(path, library)
+        stamp = _stamp(path, library, data)
     except OSError:
         stamp = None
-    if stamp is not None and stamp.exists():
+    if stamp is not None and os.path.exists(stamp):
         return None
+    import threading
+
     if threading.active_count() == 1:
         why = _run_forked(run_in_child)
     else:
         why = _run_spawned(module, path, resolver)
     if why is None and stamp is not None and _LAST_CODE[0] == _OK_EXIT:  # only a complete run is remembered
         try:
-            stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.touch()
+            os.makedirs(os.path.dirname(stamp), exist_ok=True)
+            os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT, 0o644))
         except OSError:
             pass
     return why

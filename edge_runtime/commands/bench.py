@@ -24,7 +24,10 @@ pseudo-random input (seeded, in the input's dtype and range). Reports:
   peak_rss_mib   peak resident memory of this process (ru_maxrss)
   node_placement the model's nodes per ONNX Runtime execution provider, read from a
                  profiled run (kernels_run: kernels each provider ran; cpu_ops: op
-                 types left on the CPU); ONNX models only
+                 types left on the CPU); for LiteRT, the nodes each delegate took
+                 (the profile's accelerator, XNNPACK) and those on builtin kernels,
+                 read from the interpreter's node list (delegated_nodes,
+                 delegate_partitions)
 
 Examples:
   edge-runtime bench kws_ref_model.tflite --runs 200
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         "median_ms": float(np.median(times)) * 1e3, "p90_ms": float(np.percentile(times, 90)) * 1e3,
         "peak_rss_mib": peak_rss_bytes() / 2**20,
     }
-    for key in ("node_placement", "kernels_run", "cpu_ops", "placement_source"):
+    for key in ("node_placement", "kernels_run", "cpu_ops", "delegated_nodes", "delegate_partitions",
+                "placement_source"):
         if key in model.info:
             result[key] = model.info[key]
     import platform

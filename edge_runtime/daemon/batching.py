@@ -37,6 +37,11 @@ class BatchRunner:
 
     def run(self, requests: list[Any]) -> list[list[np.ndarray]]:
         """Outputs per request for a full batch (``len(requests) == size``)."""
+        outs = self.run_stacked(requests)
+        return [[o[i] for o in outs] for i in range(self.size)]
+
+    def run_stacked(self, requests: list[Any]) -> list[np.ndarray]:
+        """Each output of a full batch as one array ``(size, *one request's output shape)``."""
         if len(self.buffers) == 1 and all(r.arrays is None for r in requests):
             # fast-path requests carry their input's bytes: one join makes the batch tensor
             buf = self.buffers[0]
@@ -46,8 +51,7 @@ class BatchRunner:
                 for i, r in enumerate(requests):
                     buf[i] = r.arrays[k][0] if r.arrays is not None else np.frombuffer(r.payload, buf.dtype).reshape(buf.shape[1:])
             stacked = self.buffers
-        outs = self._run(stacked)
-        return [[o[i:i + 1] for o in outs] for i in range(self.size)]
+        return [o.reshape(self.size, 1, *o.shape[1:]) for o in self._run(stacked)]
 
 
 def _litert_runner(model: Model, size: int) -> Optional[Any]:

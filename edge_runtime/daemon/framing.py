@@ -16,7 +16,9 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Sequence
+
+import numpy as np
 
 VERSION = 1
 HEADER = struct.Struct("<BBBBII")
@@ -93,6 +95,52 @@ def encode_frame(kind: int, seq: int, payload: bytes = b"", flags: int = WHOLE) 
     return b"\x00" + cobs_encode(body) + b"\x00"
 
 
+def encode_frames_fixed(kind: int, seqs: Sequence[int], payloads: np.ndarray) -> Optional[bytes]:
+    """Frames of one kind whose payloads all have one length, encoded together; None when too long.
+
+    ``payloads`` is a ``(n, length)`` uint8 array; the result is the ``n`` frames, each exactly as
+    :func:`encode_frame` (flags WHOLE) makes it, back to back. Bodies of 254 bytes or more (where a
+    COBS block can fill up) return None: encode those one by one.
+    """
+    n, length = payloads.shape
+    size = HEADER.size + length + CRC.size
+    if size >= 254:
+        return None
+    body = np.zeros((n, size + 1), dtype=np.uint8)  # + a virtual zero after the body: the last code's end
+    body[:, 0], body[:, 1], body[:, 2] = VERSION, kind, WHOLE
+    body[:, 4:8] = (np.asarray(seqs, dtype=np.int64) & 0xFFFFFFFF).astype("<u4").view(np.uint8).reshape(n, 4)
+    body[:, 8:12] = np.frombuffer(struct.pack("<I", length), dtype=np.uint8)
+    body[:, HEADER.size:HEADER.size + length] = payloads
+    crc_end = HEADER.size + length
+    flat = memoryview(body).cast("B")
+    stride = size + 1
+    crcs = [zlib.crc32(flat[k:k + crc_end]) for k in range(0, n * stride, stride)]
+    body[:, crc_end:size] = np.array(crcs, dtype="<u4").view(np.uint8).reshape(n, 4)
+    # COBS without full blocks: a leading code, then each zero replaced by the distance to the next zero
+    pos = np.arange(size + 1, dtype=np.int16)
+    zero = body == 0
+    nxt = np.where(zero, pos, size + 1)
+    nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]  # the first zero at or after each position
+    out = np.zeros((n, size + 3), dtype=np.uint8)  # delimiter, code, body, delimiter
+    out[:, 1] = nxt[:, 0] + 1
+    out[:, 2:size + 2] = np.where(zero[:, :size], nxt[:, 1:] - pos[:size], body[:, :size])
+    return out.tobytes()
+
+
+def encode_result_payloads(label_index: np.ndarray, scores: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """RESULT payloads of ``n`` results as a ``(n, length)`` uint8 array (see :func:`encode_result_payload`).
+
+    ``label_index``: int array, -1 for none; ``scores``: float array; ``raw``: ``(n, nbytes)`` uint8,
+    the raw output bytes of each result.
+    """
+    n = raw.shape[0]
+    out = np.empty((n, RESULT_HEAD.size + raw.shape[1]), dtype=np.uint8)
+    out[:, 0:2] = np.asarray(label_index).astype("<i2").view(np.uint8).reshape(n, 2)
+    out[:, 2:6] = np.asarray(scores).astype("<f4").view(np.uint8).reshape(n, 4)
+    out[:, 6:] = raw
+    return out
+
+
 class Frame(NamedTuple):
     """A decoded, CRC-checked frame."""
 
@@ -100,6 +148,12 @@ class Frame(NamedTuple):
     flags: int
     seq: int
     payload: bytes
+
+
+_new_tuple = tuple.__new__  # a Frame from a tuple, without the Python-level constructor
+_unpack_header = HEADER.unpack_from
+#: zlib.crc32(message + CRC.pack(zlib.crc32(message))) for every message
+CRC32_RESIDUE = 0x2144DF1C
 
 
 @dataclass
@@ -144,7 +198,13 @@ class FrameDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> Iterator[Frame]:
-        """Add received bytes; yield every complete, valid frame they finish."""
+        """Add received bytes; iterate over every complete, valid frame they finish."""
+        return iter(self.decode(data))
+
+    def decode(self, data: bytes) -> list[Frame]:
+        """Add received bytes; the complete, valid frames they finish, in order."""
+        out: list[Frame] = []
+        max_payload = self.max_payload
         st = self.stats
         st.bytes_in += len(data)
         start = 0
@@ -153,7 +213,7 @@ class FrameDecoder:
             z = data.find(b"\x00", start)
             if z < 0:
                 self._append(data, start, n)
-                return
+                return out
             if not self._buf and not self._skipping and z - start <= self._max_encoded:
                 chunk = data[start:z]  # the whole chunk is in this read: no copy through the buffer
                 start = z + 1
@@ -169,13 +229,14 @@ class FrameDecoder:
                     continue
                 chunk = bytes(self._buf)
                 self._buf.clear()
-            frame = self._parse(chunk)
+            frame = parse_chunk(chunk, max_payload)
             if frame is None:
                 st.corrupt += 1
                 st.bytes_dropped += len(chunk)
             else:
                 st.frames += 1
-                yield frame
+                out.append(frame)
+        return out
 
     def _append(self, data: bytes, start: int, end: int) -> None:
         if end <= start:
@@ -192,16 +253,48 @@ class FrameDecoder:
         self._buf += data[start:end]
 
     def _parse(self, chunk: bytes) -> Optional[Frame]:
-        body = cobs_decode(chunk)
-        if body is None or len(body) < OVERHEAD:
+        return parse_chunk(chunk, self.max_payload)
+
+
+def parse_chunk(chunk: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Optional[Frame]:
+    """The frame one chunk between delimiters encodes; None when it is not valid COBS, has a bad
+    header, a length that disagrees with its size, a payload over ``max_payload`` or a bad CRC.
+
+    :func:`cobs_decode` inlined (this runs once per received frame).
+    """
+    buf = bytearray(chunk)
+    n = len(buf)
+    drop = None  # code bytes that follow a full block (they stand for nothing), besides the first
+    i = 0
+    full = False
+    while i < n:
+        code = buf[i]
+        if code == 0 or i + code > n:
             return None
-        version, kind, flags, _res, seq, length = HEADER.unpack_from(body)
-        if version != VERSION or length != len(body) - OVERHEAD or length > self.max_payload:
-            return None
-        (crc,) = CRC.unpack_from(body, len(body) - CRC.size)
-        if zlib.crc32(memoryview(body)[:-CRC.size]) & 0xFFFFFFFF != crc:
-            return None
-        return Frame(kind, flags, seq, body[HEADER.size:HEADER.size + length])
+        if full:
+            if drop is None:
+                drop = [i]
+            else:
+                drop.append(i)
+        else:
+            buf[i] = 0
+        full = code == 255
+        i += code
+    if drop is not None:
+        for j in reversed(drop):
+            del buf[j]
+    # the body is buf[1:] (the first code byte stands for nothing)
+    n -= 1 + (len(drop) if drop is not None else 0)
+    if n < OVERHEAD:
+        return None
+    version, kind, flags, _res, seq, length = _unpack_header(buf, 1)
+    if version != VERSION or length != n - OVERHEAD or length > max_payload:
+        return None
+    # a CRC-32 over a message followed by its own CRC (little-endian) always gives CRC32_RESIDUE,
+    # and only the right CRC does: one pass checks it, without slicing the CRC off
+    if zlib.crc32(memoryview(buf)[1:]) != CRC32_RESIDUE:
+        return None
+    return _new_tuple(Frame, (kind, flags, seq, bytes(buf[13:13 + length])))
 
 
 class SequenceTracker:

@@ -6,12 +6,13 @@ adds what it drops to the daemon's counters. Sources own links; sinks use
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 from edge_runtime.daemon import framing
 from edge_runtime.daemon.metrics import Metrics
 
 SendFn = Callable[[bytes], bool]
+_DATA, _WHOLE = framing.DATA, framing.WHOLE
 
 
 class Link:
@@ -52,24 +53,30 @@ class Link:
         self.reasm.clear()
         self._account()
 
-    def samples(self, data: bytes) -> Iterator[tuple[int, bytes]]:
-        """Feed received bytes; yield complete samples as ``(sequence number, payload)``."""
+    def samples(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Feed received bytes; the samples they complete, as ``(sequence number, payload)``, in order."""
         tracker, reasm = self.tracker, self.reasm
-        for frame in self.decoder.feed(data):
-            if frame.kind != framing.DATA:
-                if frame.kind == framing.HELLO and frame.payload == framing.DEVICE_HELLO:
-                    tracker.start_at(frame.seq)  # the device's next sequence number
+        see, idle = tracker.see, reasm.idle
+        out: list[tuple[int, bytes]] = []
+        frames = 0
+        for frame in self.decoder.decode(data):
+            kind, flags, seq, payload = frame
+            if kind != _DATA:
+                if kind == framing.HELLO and payload == framing.DEVICE_HELLO:
+                    tracker.start_at(seq)  # the device's next sequence number
                 continue  # our own HELLO/RESULT echoed on a loopback, or a kind from a newer peer
-            self.data_frames += 1
-            if not tracker.see(frame.seq):
+            frames += 1
+            if not see(seq):
                 continue
-            if frame.flags == framing.WHOLE and reasm.idle(frame):
-                yield frame.seq, frame.payload  # a whole sample in one frame, nothing pending
+            if flags == _WHOLE and idle(frame):
+                out.append((seq, payload))  # a whole sample in one frame, nothing pending
                 continue
-            out = reasm.add(frame)
-            if out is not None:
-                yield out
+            sample = reasm.add(frame)
+            if sample is not None:
+                out.append(sample)
+        self.data_frames += frames
         self._account()
+        return out
 
     def reset(self) -> None:
         """The peer went away mid-stream (reconnect): drop a partial frame."""

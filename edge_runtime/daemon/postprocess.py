@@ -87,6 +87,28 @@ class PostChain:
         """True when no step keeps state between results (the chain can run on a whole batch)."""
         return all(s.type != "smooth" for s in self.steps)
 
+    @property
+    def label_only(self) -> bool:
+        """True when the chain is argmax, then thresholds only: :meth:`label_scores` gives its label and score."""
+        return bool(self.steps) and self.steps[0].type == "argmax" and \
+            all(s.type == "threshold" for s in self.steps[1:])
+
+    def label_scores(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Label index (-1 where a threshold cleared it) and score of each of ``n`` raw outputs, ``(n, ...)``.
+
+        The same values :meth:`apply` gives one by one, for chains where :attr:`label_only` holds,
+        with no per-result objects.
+        """
+        n = raw.shape[0]
+        scores = self.output.dequantize(raw).reshape(n, -1)
+        best = scores.argmax(axis=1)
+        score = scores[np.arange(n), best]
+        index = best.astype(np.int64)
+        wide = score.astype(np.float64)  # apply() compares Python floats: no rounding of min_score to float32
+        for step in self.steps[1:]:
+            index[wide < step.min_score] = -1
+        return index, score
+
     def apply_batch(self, raws: list[np.ndarray], streams: list[str]) -> list[Post]:
         """Postprocess a batch; stateless chains dequantize and take argmax once for the whole batch."""
         if not self.stateless or len(raws) < 2:

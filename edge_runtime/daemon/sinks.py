@@ -159,6 +159,32 @@ class ReplySink(Sink):
             if not link.send(b"".join(frames)):
                 self.metrics.inc("reply_dropped", len(frames))
 
+    def emit_frames(self, links: list[Optional[Link]], frames: bytes, starts: Optional[list[int]] = None) -> None:
+        """Send encoded RESULT frames, the i-th to ``links[i]``: one write per link.
+
+        ``frames`` holds them back to back; frame i spans ``starts[i]:starts[i + 1]`` (``starts`` None:
+        every frame has the same size).
+        """
+        n = len(links)
+        first = links[0]
+        if first is not None and links.count(first) == n:  # the usual case: one device
+            if not first.send(frames):
+                self.metrics.inc("reply_dropped", n)
+            return
+        if starts is None:
+            size = len(frames) // n
+            starts = list(range(0, len(frames) + 1, size))
+        by_link: dict[int, tuple[Link, list[memoryview]]] = {}
+        view = memoryview(frames)
+        for i, link in enumerate(links):
+            if link is None:
+                self.metrics.inc("reply_dropped")
+                continue
+            by_link.setdefault(id(link), (link, []))[1].append(view[starts[i]:starts[i + 1]])
+        for link, parts in by_link.values():
+            if not link.send(b"".join(parts)):
+                self.metrics.inc("reply_dropped", len(parts))
+
 
 class MqttSink(Sink):
     """Publish results with paho-mqtt; bounded offline buffer; reconnect with exponential backoff.

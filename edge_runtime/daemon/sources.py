@@ -37,6 +37,8 @@ class Source:
         self.links: list[Link] = []
         #: the pipeline's non-waiting admission (True: admitted); None or False: ``await submit``
         self.fast_submit: Optional[Callable[[Link, int, bytes], bool]] = None
+        #: admits the samples of a list from an index on that ``fast_submit`` would take; returns how many
+        self.fast_submit_many: Optional[Callable[[Link, list[tuple[int, bytes]], int], int]] = None
 
     async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
         """Start reading."""
@@ -171,8 +173,16 @@ class TcpSource(Source):
                 if not data:
                     break
                 conn.last = loop.time()
-                fast = self.fast_submit
-                for seq, payload in link.samples(data):
+                fast, fast_many = self.fast_submit, self.fast_submit_many
+                samples = link.samples(data)
+                i, n = 0, len(samples)
+                while i < n:  # in order: as many as admit at once, then one that may wait or be refused
+                    if fast_many is not None:
+                        i += fast_many(link, samples, i)
+                        if i == n:
+                            break
+                    seq, payload = samples[i]
+                    i += 1
                     if fast is None or not fast(link, seq, payload):
                         await self._submit(link, seq, payload)
                 self._check_memory(conn)

@@ -15,9 +15,11 @@ examples:
   edge-convert export kws_ref_model.tflite --profile nrf52840 --format c -o kws_c
   python -m firmware_sim.mcu run kws_c --cpu host --input x.npy --output y.npy
   python -m firmware_sim.mcu run kws_c --cpu cortex-m4 --input x.npy --output y.npy --json
+  python -m firmware_sim.mcu run kws_c --cpu cortex-m4 --input x.npy --output y.npy --opt=-Os  # smaller, slower
 
-The last line printed is a JSON summary: flash_bytes (.text+.rodata+.data load image), ram_bytes
-(.data+.bss+stack high-water mark), code_bytes, arena_bytes, inputs, ...
+The last line printed is a JSON summary: flash_bytes (the load image, itemised in flash_items from
+the linker map), code_bytes (.text), stored_weight_bytes, other_flash_bytes, ram_bytes
+(.data+.bss+stack high-water mark), arena_bytes, inputs, instructions_per_inference, ...
 """
 
 
@@ -33,10 +35,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--input", required=True, metavar="X.npy", help="int8 inputs: (N, *input shape) or one input")
     r.add_argument("--output", required=True, metavar="Y.npy", help="where to write the int8 outputs")
     r.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the run (default 600)")
+    r.add_argument("--opt", default=None, metavar="FLAG",
+                   help="optimisation flag for the build, written --opt=-Os (default: the Makefile's -O2)")
     r.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = ap.parse_args(argv)
     try:
-        res = run(args.project, args.cpu, np.load(args.input), timeout=args.timeout)
+        res = run(args.project, args.cpu, np.load(args.input), timeout=args.timeout, opt=args.opt)
     except (McuRunError, OSError, ValueError) as exc:
         print(f"firmware_sim.mcu: error: {exc}", file=sys.stderr)
         return 1
@@ -45,7 +49,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.json:
         print(f"ran {res.inputs} inputs on {res.cpu}; wrote {args.output}")
         if res.flash_bytes is not None:
-            print(f"flash {res.flash_bytes:,} B (code {res.code_bytes:,}, rodata {res.rodata_bytes:,}), "
+            print(f"flash {res.flash_bytes:,} B (code {res.code_bytes:,}, weights {res.stored_weight_bytes:,}, "
+                  f"other {res.other_flash_bytes:,}), "
                   f"RAM {res.ram_bytes:,} B (data+bss {res.data_bytes + res.bss_bytes:,}, "
                   f"stack {res.stack_bytes:,}), arena {res.arena_bytes:,} B")
     print(json.dumps(summary))

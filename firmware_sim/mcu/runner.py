@@ -7,8 +7,10 @@ shift=0`` QEMU runs deterministically and guest time advances one nanosecond per
 firmware times each ``model_invoke`` with SysTick and calibrates ticks against a loop of known
 instruction count, giving ``instructions_per_inference`` (QEMU models no cycles; the resolution
 is one SysTick period, about 40 instructions).
-Sizes come from ``arm-none-eabi-size -A``: flash is .vectors+.text+.rodata+.data (its load image),
-RAM is .data+.bss plus the stack high-water mark measured by painting.
+Sizes come from the linker: flash is the load image (.vectors, .text, .rodata, the .data image and
+the alignment between them), itemised from the map file by :mod:`firmware_sim.mcu.flash`; code is
+.text; RAM is .data+.bss (``arm-none-eabi-size -A``) plus the stack high-water mark measured by
+painting.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Optional
 import numpy as np
 
 from edge_runtime.errors import EdgeRuntimeError
+from firmware_sim.mcu.flash import MapParseError, flash_breakdown
 
 CPUS = ("host", "cortex-m4", "cortex-m7")
 MACHINES = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
@@ -51,6 +54,10 @@ class RunResult:
     bss_bytes: Optional[int] = None
     stack_bytes: Optional[int] = None
     weight_bytes: int = 0
+    stored_weight_bytes: Optional[int] = None
+    other_flash_bytes: Optional[int] = None
+    flash_items: Optional[dict] = None
+    opt: str = ""
     instructions_per_inference: Optional[int] = None
     elf: Optional[str] = None
 
@@ -66,17 +73,27 @@ def missing_tools(cpu: str) -> list[str]:
     return [t for t in TOOLS[cpu] if shutil.which(t) is None]
 
 
-def build(project: "str | os.PathLike[str]", cpu: str) -> Path:
-    """``make <cpu>`` in the project; the built program's path."""
+def build_dir(opt: Optional[str] = None) -> str:
+    """The project's build directory for optimisation flags ``opt`` (None: the Makefile's own)."""
+    return "build" if not opt else "build" + opt.replace(" ", "")
+
+
+def build(project: "str | os.PathLike[str]", cpu: str, opt: Optional[str] = None) -> Path:
+    """``make <cpu>`` in the project (with ``OPT=opt`` in its own build directory when given);
+    the built program's path."""
     if cpu not in CPUS:
         raise McuRunError(f"unknown cpu {cpu!r}; choose one of {', '.join(CPUS)}")
     missing = missing_tools(cpu)
     if missing:
         raise McuRunError(f"building for {cpu} needs {', '.join(missing)} (scripts/setup.sh installs them)")
-    proc = subprocess.run(["make", "-s", "-C", str(project), cpu], capture_output=True, text=True, check=False)
+    if opt is not None and not opt.startswith("-O"):
+        raise McuRunError(f"opt must be an optimisation flag such as -O2 or -Os, not {opt!r}")
+    extra = [f"OPT={opt}", f"BUILD={build_dir(opt)}"] if opt else []
+    proc = subprocess.run(["make", "-s", "-C", str(project), cpu, *extra], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         raise McuRunError(f"make {cpu} failed in {project}: {proc.stderr.strip()[-1500:]}")
-    exe = Path(project) / "build" / cpu / ("runner" if cpu == "host" else "runner.elf")
+    exe = Path(project) / build_dir(opt) / cpu / ("runner" if cpu == "host" else "runner.elf")
     if not exe.exists():
         raise McuRunError(f"make {cpu} did not produce {exe}")
     return exe
@@ -125,8 +142,10 @@ def qemu_command(cpu: str, elf: Path) -> list[str]:
             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
 
 
-def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: float = 600.0) -> RunResult:
-    """Build the project for ``cpu`` if needed and run every input of ``x`` (N, *input shape) once."""
+def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: float = 600.0,
+        opt: Optional[str] = None) -> RunResult:
+    """Build the project for ``cpu`` if needed (``opt``: optimisation flag, default the Makefile's
+    -O2) and run every input of ``x`` (N, *input shape) once."""
     project = Path(project).resolve()
     if not (project / "manifest.json").is_file() or not (project / "Makefile").is_file():
         raise McuRunError(f"{project} is not a generated C project (no manifest.json/Makefile); "
@@ -140,7 +159,7 @@ def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: 
         x = x[None]
     elif x.shape[1:] != in_shape and x.shape[1:] != in_shape[1:]:
         raise McuRunError(f"inputs of shape {x.shape} do not match the model input {list(in_shape)}")
-    exe = build(project, cpu)
+    exe = build(project, cpu, opt)
     cmd = [str(exe)] if cpu == "host" else qemu_command(cpu, exe)
     out_bytes = int(manifest["output"]["bytes"])
     with tempfile.TemporaryDirectory() as d:
@@ -148,7 +167,7 @@ def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: 
     stack = fields.get("stack", 0)
     res = RunResult(cpu=cpu, inputs=int(len(x)), outputs=y.reshape((len(x),) + out_shape),
                     arena_bytes=int(manifest["arena_bytes"]), weight_bytes=int(manifest["weight_bytes"]),
-                    elf=str(exe))
+                    elf=str(exe), opt=opt or "-O2")
     if cpu != "host":
         s = section_sizes(exe)
         res.code_bytes = s.get(".text", 0)
@@ -156,8 +175,14 @@ def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: 
         res.data_bytes = s.get(".data", 0)
         res.bss_bytes = s.get(".bss", 0)
         res.stack_bytes = stack
-        res.flash_bytes = s.get(".vectors", 0) + res.code_bytes + res.rodata_bytes + res.data_bytes \
-            + s.get(".ARM.exidx", 0)
+        try:
+            fb = flash_breakdown(exe.with_name("runner.map"), manifest.get("constants", {}))
+        except MapParseError as exc:
+            raise McuRunError(str(exc)) from None
+        res.flash_bytes, res.stored_weight_bytes, res.other_flash_bytes = fb.flash, fb.stored_weights, fb.other
+        res.flash_items = dict(fb.items)
+        if fb.code != res.code_bytes:
+            raise McuRunError(f"the map file accounts for {fb.code} bytes of code, .text holds {res.code_bytes}")
         res.ram_bytes = res.data_bytes + res.bss_bytes + stack
         calib, ticks = fields.get("calib_ticks", 0), fields.get("ticks", 0)
         if calib > 0 and len(x):

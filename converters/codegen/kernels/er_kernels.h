@@ -1,57 +1,79 @@
-/* Parameter blocks and entry points of edge-runtime's generated-C int8 kernels (one op per .c file). */
+/* Parameter blocks and entry points of edge-runtime's generated-C int8 kernels (one op per .c file).
+ * The blocks live in flash, so every field has the narrowest type its values need (the generator
+ * checks the ranges); per-channel data is stored in the smallest of a few layouts (er_out_stage). */
 #ifndef ER_KERNELS_H
 #define ER_KERNELS_H
 #include <stdint.h>
 
-/* CONV_2D (NHWC input, OHWI filter, groups = in_c / filter_in_c) and DEPTHWISE_CONV_2D (1HWC filter). */
+/* Layouts of the requantization (multiplier, shift) pairs of an op's output channels. */
+#define ER_RQ_ONE 0    /* one pair for all channels: er_out_stage.mult / .shift */
+#define ER_RQ_PACKED 1 /* uint32 per channel: bits 0-29 = multiplier - 2**30, bits 30-31 = .shift - shift */
+#define ER_RQ_SPLIT 2  /* int32 multiplier per channel, then int8 shift per channel (.channels of each) */
+
+/* Bias, requantization, output offset and clamp of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED. */
 typedef struct {
-    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
-    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
-    int32_t filter_in_c;   /* CONV_2D: input channels per filter */
-    int32_t depth_mult;    /* DEPTHWISE_CONV_2D */
-    int32_t in_offset, out_offset, act_min, act_max;
+    const void* bias;  /* bias_bytes (2: int16, 4: int32) per channel, or 0: no bias or all zero */
+    const void* rq;    /* per-channel requantization (rq_kind), 0 for ER_RQ_ONE */
+    int32_t mult;      /* ER_RQ_ONE: the multiplier */
+    int16_t channels;  /* ER_RQ_SPLIT: the number of multipliers before the shifts */
+    int8_t shift;      /* ER_RQ_ONE: the shift; ER_RQ_PACKED: the largest shift */
+    uint8_t rq_kind;   /* ER_RQ_ONE, ER_RQ_PACKED or ER_RQ_SPLIT */
+    uint8_t bias_bytes;
+    int8_t out_offset, act_min, act_max;
+} er_out_stage;
+
+/* CONV_2D (NHWC input, OHWI filter, groups = in_c / group) and DEPTHWISE_CONV_2D (1HWC filter). */
+typedef struct {
+    er_out_stage out;
     const int8_t* weights;
-    const int32_t* bias;   /* may be 0 */
-    const int32_t* mult;   /* one per output channel */
-    const int8_t* shift;
+    const int16_t* rows;   /* CONV_2D: the stored filter of each output channel, -1 for an all-zero
+                              filter (not stored); 0: every filter stored in channel order */
     int32_t ring_n;        /* in-place ring bytes, 0 when the op has its own output buffer */
-    int32_t ring_dir;      /* in place: +1 forward, -1 backward over the output bytes */
+    int16_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int16_t group;         /* CONV_2D: input channels per filter; DEPTHWISE_CONV_2D: depth multiplier */
+    int16_t in_offset;
+    uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
+    int8_t ring_dir;       /* in place: +1 forward, -1 backward over the output bytes */
 } er_conv_params;
 
 typedef struct {
-    int32_t batches, accum, units;
-    int32_t in_offset, filter_offset, out_offset, act_min, act_max;
+    er_out_stage out;
     const int8_t* weights; /* units x accum */
-    const int32_t* bias;   /* may be 0 */
-    const int32_t* mult;   /* per unit, or one when per_channel is 0 */
-    const int8_t* shift;
-    int32_t per_channel;
-    int32_t ring_n, ring_dir;
+    int32_t ring_n;
+    int32_t accum;
+    int16_t batches, units, in_offset;
+    int8_t ring_dir;
 } er_fc_params;
 
 typedef struct {
-    int32_t batches, in_h, in_w, channels, out_h, out_w;
-    int32_t k_h, k_w, stride_h, stride_w, pad_t, pad_l;
-    int32_t act_min, act_max;
+    int16_t batches, in_h, in_w, channels, out_h, out_w;
+    uint8_t k_h, k_w, stride_h, stride_w, pad_t, pad_l;
+    int8_t act_min, act_max;
 } er_pool_params;
 
 #define ER_MAX_RANK 6
-/* ADD / SUB / MUL (int8, broadcasting up to rank 6). */
+/* Broadcasting of ADD / SUB / MUL (absent when both inputs have the output's shape). */
 typedef struct {
-    int32_t count;                  /* output elements */
     int32_t rank;
     int32_t dims[ER_MAX_RANK];      /* output shape */
     int32_t a_strides[ER_MAX_RANK]; /* element strides, 0 along broadcast axes */
     int32_t b_strides[ER_MAX_RANK];
-    int32_t broadcast;              /* 0: both inputs have the output's shape */
-    int32_t a_offset, b_offset, left_shift;
-    int32_t a_mult, a_shift, b_mult, b_shift, out_mult, out_shift;
-    int32_t out_offset, act_min, act_max;
+} er_bcast;
+
+/* ADD / SUB / MUL (int8). MUL uses the offsets, the output multiplier/shift and the clamp. */
+typedef struct {
+    const er_bcast* bcast;          /* 0: both inputs have the output's shape */
+    int32_t count;                  /* output elements */
+    int32_t a_mult, b_mult, out_mult;
+    int16_t a_offset, b_offset;
+    int8_t left_shift, a_shift, b_shift, out_shift;
+    int8_t out_offset, act_min, act_max;
 } er_add_params;
 
 typedef struct {
-    int32_t rows, depth;
-    int32_t beta_mult, beta_left_shift, diff_min;
+    int32_t beta_mult, diff_min;
+    int16_t rows, depth;
+    int8_t beta_left_shift;
 } er_softmax_params;
 
 void er_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* ring);
@@ -60,7 +82,6 @@ void er_fully_connected_s8(const er_fc_params* p, const int8_t* in, int8_t* out,
 void er_average_pool_s8(const er_pool_params* p, const int8_t* in, int8_t* out);
 void er_max_pool_s8(const er_pool_params* p, const int8_t* in, int8_t* out);
 void er_add_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
-/* SUB uses er_add_params as ADD does; MUL uses its offsets, output multiplier/shift and clamp. */
 void er_sub_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
 void er_mul_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out);
 /* table[x + 128] is the op's output for input x (int8 elementwise ops, see lookup.c). */

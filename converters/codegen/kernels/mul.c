@@ -1,6 +1,5 @@
 /* MUL, int8 (TFLM reference integer Mul: product of the offset inputs, rescaled to the output). */
-#include "er_kernels.h"
-#include "er_fixedpoint.h"
+#include "er_binary.h"
 
 static int8_t er_mul_one(const er_add_params* p, int32_t a, int32_t b) {
     const int32_t raw = er_mbqm((a + p->a_offset) * (b + p->b_offset), p->out_mult, p->out_shift) + p->out_offset;
@@ -8,14 +7,5 @@ static int8_t er_mul_one(const er_add_params* p, int32_t a, int32_t b) {
 }
 
 void er_mul_s8(const er_add_params* p, const int8_t* a, const int8_t* b, int8_t* out) {
-    int32_t i, d, idx[ER_MAX_RANK], ia = 0, ib = 0;
-    if (!p->broadcast) {
-        for (i = 0; i < p->count; ++i) out[i] = er_mul_one(p, a[i], b[i]);
-        return;
-    }
-    for (d = 0; d < ER_MAX_RANK; ++d) idx[d] = 0;
-    for (i = 0; i < p->count; ++i) {
-        out[i] = er_mul_one(p, a[ia], b[ib]);
-        er_bcast_step(p->rank, p->dims, p->a_strides, p->b_strides, idx, &ia, &ib);
-    }
+    er_binary_s8(p, a, b, out, er_mul_one);
 }

@@ -12,16 +12,21 @@ from __future__ import annotations
 from typing import Callable
 
 from converters.importers.onnx_ops import (
+    argmax,
+    compare,
     control,
     conv,
     elementwise,
     layout,
+    logsumexp,
     matmul,
     norm,
     pool,
     recurrent,
     reduce,
     resize,
+    rounding,
+    scan,
 )
 
 Handler = Callable[..., None]
@@ -29,7 +34,8 @@ REGISTRY: dict[str, Handler] = {}
 
 
 def _merge() -> None:
-    for module in (control, conv, pool, elementwise, layout, reduce, matmul, norm, resize, recurrent):
+    for module in (control, conv, pool, elementwise, layout, reduce, matmul, norm, resize, recurrent, argmax,
+                   rounding, compare, scan, logsumexp):
         for op_type, handler in module.REGISTRY.items():
             if op_type in REGISTRY:
                 raise RuntimeError(f"ONNX importer registry: {op_type} is registered twice")

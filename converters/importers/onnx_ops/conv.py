@@ -134,10 +134,16 @@ def grouped(ctx: ImportContext, node: Any, x: str, w: np.ndarray, bias: np.ndarr
 
 
 def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
-    """ConvTranspose -> TRANSPOSE_CONV (VALID, full size; one per group, concatenated, when grouped)
-    then a crop for the ONNX pads / output_padding / output_shape."""
+    """ConvTranspose (2-D, or 1-D with a height of 1) -> TRANSPOSE_CONV (VALID, full size; one per group,
+    concatenated, when grouped) then a crop for the ONNX pads / output_padding / output_shape."""
     w = np.asarray(ctx.const(node, node.input[1]), np.float32)  # [C_in, C_out/g, kh, kw]
-    x = ctx.act(node, node.input[0])
+    x, lifted = as_2d(ctx, node, ctx.act(node, node.input[0]), "transposed convolution")
+    if lifted and w.ndim == 3:  # 1-D: a height of 1
+        w = w[:, :, None, :]
+        p1 = [int(v) for v in a.get("pads", [0, 0])]
+        a = dict(a, strides=[1] + list(a.get("strides", [1])), dilations=[1] + list(a.get("dilations", [1])),
+                 pads=[0, p1[0], 0, p1[1]], **({"output_shape": [1] + list(a["output_shape"])}
+                                               if "output_shape" in a else {}))
     if w.ndim != 4 or len(ctx.ir_shape(x)) != 4:
         raise ctx.err(node, f"only 2-D transposed convolutions are supported (weight shape {w.shape})")
     if any(int(d) != 1 for d in a.get("dilations", [1, 1])):
@@ -154,7 +160,8 @@ def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
     kh, kw = w.shape[2], w.shape[3]
     full = ((h - 1) * stride[0] + kh, (wd - 1) * stride[1] + kw)
     want = ctx.src_shape(node, node.output[0])
-    want_hw = (want[2], want[3])
+    want_hw = (1, want[2]) if lifted else (want[2], want[3])
+    final = ctx.tmp(f"{node.output[0]}/2d", (n,) + want_hw + (o_ch,)) if lifted else node.output[0]
     auto = a.get("auto_pad", b"NOTSET")
     if auto in NOTSET and "output_shape" not in a:
         p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
@@ -167,7 +174,7 @@ def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
         raise ctx.err(node, f"output_padding/pads giving {want_hw} from a full output of {full} are not supported")
     full_shape = (n, full[0], full[1], o_ch)
     crop = (begin[0], begin[1]) != (0, 0) or want_hw != full
-    y_name = ctx.tmp(f"{node.output[0]}/full", full_shape) if crop else node.output[0]
+    y_name = ctx.tmp(f"{node.output[0]}/full", full_shape) if crop else final
     cin = in_ch // group
     parts = []
     for g in range(group):
@@ -186,9 +193,12 @@ def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
     y = parts[0] if group == 1 else ctx.emit("CONCATENATION", parts, y_name, {"axis": 3, "act": "NONE"}, node,
                                              shape=full_shape)
     if crop:
-        ctx.emit("STRIDED_SLICE", [y], node.output[0],
+        ctx.emit("STRIDED_SLICE", [y], final,
                  {"begin": (0, begin[0], begin[1], 0),
-                  "end": (n, begin[0] + want_hw[0], begin[1] + want_hw[1], o_ch), "strides": (1, 1, 1, 1)}, node)
+                  "end": (n, begin[0] + want_hw[0], begin[1] + want_hw[1], o_ch), "strides": (1, 1, 1, 1)}, node,
+                 shape=(n,) + want_hw + (o_ch,))
+    if lifted:
+        finish_2d(ctx, node, final, True)
 
 
 REGISTRY = {"Conv": conv, "ConvTranspose": conv_transpose}

@@ -2,8 +2,9 @@
 
 Patterns (recognised across nodes, because TFLite has one op for them):
 
-- ``x * 0.5 * (1 + Erf(x / sqrt(2)))`` (torch's exact Gelu below opset 20) -> ``GELU``, and the
-  tanh approximation ``x * 0.5 * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`` -> ``GELU(approximate)``;
+- ``x * 0.5 * (1 + Erf(x / sqrt(2)))`` (torch's exact Gelu below opset 20), the tanh approximation
+  ``x * 0.5 * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`` and the Gelu op -> GELU's tanh form as
+  int8 ops every runtime has (:mod:`converters.importers.onnx_ops.gelu`);
 - ``x * HardSigmoid(x)`` with alpha 1/6, beta 1/2 (torch's Hardswish below opset 14) -> ``HARD_SWISH``;
 - ``x / Sqrt(v)`` (LayerNorm decompositions) -> ``x * RSQRT(v)``;
 - ``Add`` of a per-channel constant right after MatMul/Gemm/Conv -> folded into the bias.
@@ -15,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext, Pending, const_to_ir, nhwc
+from converters.importers.onnx_ops.gelu import expand_gelu
 from converters.ir import Op
 
 BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM"}
@@ -86,15 +88,25 @@ def _gelu_step(ctx: ImportContext, node: Any) -> bool:
                 return False
             ctx.pending.pop(ctx.name(ins[k]), None)
             shape = ctx.ir_shape(pend.src)
-            approx = {"approximate": bool(pend.data.get("approximate", False))}
             if factor == 1.0:
-                ctx.emit("GELU", [pend.src], node.output[0], approx, node, shape=shape)
+                _gelu(ctx, node, pend.src, node.output[0])
             else:
-                g = ctx.emit("GELU", [pend.src], ctx.tmp(f"{node.output[0]}/gelu", shape), approx, node, shape=shape)
+                g = _gelu(ctx, node, pend.src, ctx.tmp(f"{node.output[0]}/gelu", shape))
                 ctx.emit("MUL", [g, ctx.add_const(f"{node.output[0]}/gelu_scale", np.array([factor]))],
                          node.output[0], {"act": "NONE"}, node, shape=shape)
             return True
     return False
+
+
+def _gelu(ctx: ImportContext, node: Any, x: str, out: str) -> str:
+    """GELU of ``x`` into ``out`` as int8 ops TFLite Micro runs (see :mod:`converters.importers.onnx_ops.gelu`)."""
+    shape = ctx.ir_shape(x)
+
+    def emit(kind: str, inputs: list[str], dst: str) -> str:
+        return ctx.emit(kind, inputs, dst, {} if kind == "LOGISTIC" else {"act": "NONE"}, node, shape=shape)
+
+    return expand_gelu(emit, lambda suffix: ctx.tmp(f"{out}/{suffix}", shape),
+                       lambda suffix, v: ctx.add_const(f"{out}/{suffix}", np.array([v])), x, out)
 
 
 def _plus_one(ctx: ImportContext, node: Any, inner: str, one: str) -> Optional[Any]:
@@ -215,10 +227,8 @@ def unary(ctx: ImportContext, node: Any, a: dict) -> None:
         ctx.emit("MUL", [x, ctx.add_const(f"{out}/minus_one", np.array([-1.0]))], out, {"act": "NONE"}, node)
     elif t == "Reciprocal":
         ctx.emit("DIV", [ctx.add_const(f"{out}/one", np.array([1.0])), x], out, {"act": "NONE"}, node)
-    elif t == "Gelu":
-        approx = a.get("approximate", b"none")
-        approx = approx.decode() if isinstance(approx, bytes) else approx
-        ctx.emit("GELU", [x], out, {"approximate": approx == "tanh"}, node)
+    elif t == "Gelu":  # both forms (approximate none/tanh) as the tanh form: see onnx_ops.gelu
+        _gelu(ctx, node, x, out)
     elif t == "LeakyRelu":
         ctx.emit("LEAKY_RELU", [x], out, {"alpha": float(a.get("alpha", 0.01))}, node)
     elif t == "Elu":

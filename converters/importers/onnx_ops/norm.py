@@ -1,5 +1,7 @@
 """BatchNormalization (folded into the op before it, else MUL + ADD), InstanceNormalization and
-LayerNormalization (MEAN / SQUARED_DIFFERENCE / RSQRT / MUL / ADD, ops every runtime has in int8)."""
+LayerNormalization (MEAN / SUB / MUL / RSQRT / ADD, ops every runtime has in int8; the default precision
+policy, :mod:`converters.quality.default_precision`, finds the chain by its structure and runs it as a
+float island on profiles with an OS)."""
 from __future__ import annotations
 
 from typing import Any, Optional

@@ -2,6 +2,9 @@
 
 TFLite Micro's UNIDIRECTIONAL_SEQUENCE_LSTM needs int16 cell state and its own quantization
 recipe; the unrolled form uses only int8 kernels every runtime has, so it is used for all targets.
+Every op of the recurrence carries :data:`RECURRENCE_ATTR`, so the default precision policy
+(:mod:`converters.quality.default_precision`) can run it in 16x8, as TFLite Micro's integer LSTM keeps
+its gates and cell state in int16.
 Supported: forward, reverse and bidirectional; default activations; zero or constant initial
 state; no peepholes, clipping, or ``input_forget``; ``layout=0`` (sequence first) or 1.
 """
@@ -12,6 +15,11 @@ from typing import Any, Optional
 import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext
+
+#: Attribute set on every op of an unrolled recurrence (the gate projections and nonlinearities, the cell
+#: and hidden state updates), ``LSTM`` or ``GRU``: :mod:`converters.quality.default_precision` keeps them
+#: in int16 as TFLite Micro's integer LSTM does. Writers ignore it.
+RECURRENCE_ATTR = "recurrence"
 
 
 def _check(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
@@ -122,12 +130,15 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
         if c0 is not None and np.any(c0[d] != 0):
             c = ctx.add_const(f"{tag}/c0", c0[d])
         hs: list[str] = [""] * seq
+        first = len(ctx.ops)
         for t in (range(seq - 1, -1, -1) if backwards else range(seq)):
             if n_gates == 4:
                 h, c = _lstm_step(ctx, cell, steps_x[t], h, c, w[d], r[d], wb, rb, t)
             else:
                 h = _gru_step(ctx, cell, steps_x[t], h, w[d], r[d], wb, rb, t, int(a.get("linear_before_reset", 0)))
             hs[t] = h
+        for op in ctx.ops[first:]:  # the recurrence (gates, cell and hidden state): see RECURRENCE_ATTR
+            op.attrs[RECURRENCE_ATTR] = "LSTM" if n_gates == 4 else "GRU"
         outs_per_dir.append(hs)
         last_h.append(h)
         last_c.append(c)
@@ -199,8 +210,11 @@ def _write_outputs(ctx: ImportContext, node: Any, outs: list[list[str]], last_h:
                 pieces.append(ctx.emit("RESHAPE", [outs[d][t]], ctx.tmp(f"{names[0]}/y{t}_{d}", piece_shape), {},
                                        node, shape=piece_shape))
         src = (seq, dirs, batch, hidden) if layout == 0 else (batch, seq, dirs, hidden)
-        if layout == 0:
-            cat = ctx.emit("CONCATENATION", pieces, ctx.tmp(f"{names[0]}/src", src), {"axis": 0, "act": "NONE"},
+        if layout == 0:  # per step, the directions side by side on axis 1; then the steps on axis 0
+            per_t = [ctx.emit("CONCATENATION", pieces[t * dirs:(t + 1) * dirs],
+                              ctx.tmp(f"{names[0]}/t{t}", (1, dirs, batch, hidden)), {"axis": 1, "act": "NONE"},
+                              node, shape=(1, dirs, batch, hidden)) if dirs > 1 else pieces[t] for t in range(seq)]
+            cat = ctx.emit("CONCATENATION", per_t, ctx.tmp(f"{names[0]}/src", src), {"axis": 0, "act": "NONE"},
                            node, shape=src)
         else:
             per_t = [ctx.emit("CONCATENATION", pieces[t * dirs:(t + 1) * dirs],

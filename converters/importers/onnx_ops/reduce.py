@@ -1,7 +1,7 @@
 """Reductions (ReduceMean/Max/Sum) and Softmax/LogSoftmax on any axis."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -43,20 +43,28 @@ def reduce(ctx: ImportContext, node: Any, a: dict) -> None:
     _reduce(ctx, node, a, x, KINDS[node.op_type], node.output[0])
 
 
-def _reduce(ctx: ImportContext, node: Any, a: dict, x: str, kind: str, out: str) -> None:
-    """Reduce IR activation ``x`` (ONNX input 0 of ``node``) with ``kind`` into ``out``."""
-    shape = ctx.src_shape(node, node.input[0])
-    rank = len(shape)
+def reduce_axes(ctx: ImportContext, node: Any, a: dict, rank: int) -> Optional[list[int]]:
+    """A Reduce node's source axes (from input 1 or the ``axes`` attribute, sorted, non-negative); all axes
+    when none are given, or None for ``noop_with_empty_axes=1`` with no axes (the node is an identity)."""
     if len(node.input) > 1 and node.input[1]:
         axes = [int(v) for v in np.asarray(ctx.const(node, node.input[1])).reshape(-1)]
     else:
         axes = [int(v) for v in a.get("axes", [])]
     if not axes:
         if a.get("noop_with_empty_axes", 0):
-            ctx.transpose(x, tuple(range(rank)), out, node)
-            return
+            return None
         axes = list(range(rank))
-    axes = sorted({ax % rank for ax in axes})
+    return sorted({ax % rank for ax in axes})
+
+
+def _reduce(ctx: ImportContext, node: Any, a: dict, x: str, kind: str, out: str) -> None:
+    """Reduce IR activation ``x`` (ONNX input 0 of ``node``) with ``kind`` into ``out``."""
+    shape = ctx.src_shape(node, node.input[0])
+    rank = len(shape)
+    axes = reduce_axes(ctx, node, a, rank)
+    if axes is None:
+        ctx.transpose(x, tuple(range(rank)), out, node)
+        return
     keep = bool(a.get("keepdims", 1))
     ir_axes = tuple(sorted(ctx.ir_axis(rank, ax) for ax in axes))
     in_ir = ctx.ir_shape(x)

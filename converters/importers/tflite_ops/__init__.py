@@ -3,13 +3,27 @@
 A handler is ``handler(ctx, op)`` with a :class:`~converters.importers.tflite_ops.context.TFLiteContext`
 and an :class:`edge_runtime.formats.tflite.Operator`. Custom ops are keyed by their custom code;
 the only one rewritten is MediaPipe's ``Convolution2DTransposeBias`` (a transposed convolution plus
-bias, documented as such by MediaPipe), which becomes TRANSPOSE_CONV.
+bias, documented as such by MediaPipe), which becomes TRANSPOSE_CONV; ``TFLite_Detection_PostProcess`` is
+kept as it is (``detection``).
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from converters.importers.tflite_ops import compute, elementwise, layout, recurrent
+from converters.importers.tflite_ops import (
+    argmax,
+    broadcast,
+    compare,
+    compute,
+    constants,
+    detection,
+    dilated,
+    elementwise,
+    layout,
+    recurrent,
+    rounding,
+    scan,
+)
 
 Handler = Callable[..., None]
 REGISTRY: dict[str, Handler] = {}
@@ -18,7 +32,8 @@ CUSTOM_REWRITES = ("Convolution2DTransposeBias",)
 
 
 def _merge() -> None:
-    for module in (compute, elementwise, layout, recurrent):
+    for module in (compute, elementwise, layout, recurrent, argmax, dilated, detection, rounding, compare,
+                   constants, scan, broadcast):
         for name, handler in module.REGISTRY.items():
             if name in REGISTRY:
                 raise RuntimeError(f"TFLite importer registry: {name} is registered twice")

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.importers.onnx_ops.gelu import expand_gelu
 from converters.importers.tflite_ops.context import TFLiteContext
 
 #: ops with a fused-activation option at field 0
@@ -33,8 +34,11 @@ def unary(ctx: TFLiteContext, op: Any) -> None:
         ctx.emit(op, "MUL", [x, x], out, {"act": "NONE"})
     elif op.name == "LEAKY_RELU":
         ctx.emit(op, "LEAKY_RELU", [x], out, {"alpha": float(ctx.option(op, 0, "f", 0.2))})
-    elif op.name == "GELU":
-        ctx.emit(op, "GELU", [x], out, {"approximate": bool(ctx.option(op, 0, "b", False))})
+    elif op.name == "GELU":  # both forms as the tanh form in int8 ops TFLite Micro runs (onnx_ops.gelu)
+        shape = ctx.shape(x)
+        expand_gelu(lambda kind, ins, dst: ctx.emit(op, kind, ins, dst, {} if kind == "LOGISTIC" else {"act": "NONE"}),
+                    lambda suffix: ctx.tmp(f"{out}/{suffix}", shape),
+                    lambda suffix, v: ctx.add_const(f"{out}/{suffix}", np.array([v])), x, out)
     elif op.name == "PRELU":
         ctx.value(op, 1)
         ctx.emit(op, "PRELU", [x, ctx.act_in(op, 1)], out)

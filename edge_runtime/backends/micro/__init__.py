@@ -94,6 +94,7 @@ def open_model(path: str, profile: Any = None, **options: Any) -> MicroModel:
     try:
         it = Interpreter(model, options.get("plan"), in_place=bool(options.get("in_place", True)),
                          planner=str(options.get("planner", "best")), workspace_limit=limit)
+        fast_available = fast.available()  # while this model's request is in force
     finally:
         fast.REQUESTED[0] = None
     sg = model.main
@@ -115,7 +116,7 @@ def open_model(path: str, profile: Any = None, **options: Any) -> MicroModel:
                          "subgraphs": len(it.order),
                          "kernel_paths": [{"op": i, "name": op.name, "path": getattr(k, "path", "numpy")}
                                           for i, (k, op) in enumerate(zip(it.kernels, sg.operators))],
-                         "fast": {"available": fast.available(),
+                         "fast": {"available": fast_available,
                                   "compile_s": round(fast.compile_seconds() - compiled_before, 4),
                                   "import_s": round(fast.import_seconds(), 4)}})
     m.interpreter = it

@@ -610,7 +610,8 @@ def rounding_divide_by_pot_scalar(x: int, exponent: int) -> int:
     return (x + (1 << (exponent - 1)) - (1 if x < 0 else 0)) >> exponent
 
 
-def _sat_mul_pot_scalar(x: int, exponent: int) -> int:
+def saturating_mul_pot_scalar(x: int, exponent: int) -> int:
+    """SaturatingRoundingMultiplyByPOT on a Python int (int32 raw value)."""
     if exponent <= 0:
         return rounding_divide_by_pot_scalar(x, -exponent)
     threshold = (1 << (31 - exponent)) - 1
@@ -630,8 +631,8 @@ def one_over_one_plus_x_scalar(a: int) -> int:
     one_f2 = 1 << 29
     for _ in range(3):
         one_minus = _wrap32_s(one_f2 - srdhm_scalar(half_denominator, x))
-        x = _wrap32_s(x + _sat_mul_pot_scalar(srdhm_scalar(x, one_minus), 2))
-    return _sat_mul_pot_scalar(x, 1)
+        x = _wrap32_s(x + saturating_mul_pot_scalar(srdhm_scalar(x, one_minus), 2))
+    return saturating_mul_pot_scalar(x, 1)
 
 
 def get_reciprocal_scalar(x: int, x_integer_digits: int) -> tuple[int, int]:

@@ -127,8 +127,12 @@ class ColumnRequant64:
         wrap32(x)
 
 
-class Int16Sigmoid:
-    """TFLite's int16 ``Logistic(input_multiplier, input_left_shift)`` (reference integer ops), in place."""
+class _Int16Segmented:
+    """Shared core of TFLite's int16 reference Logistic and Tanh: scale the input, then interpolate
+    ``|x|`` in a 256-segment table (``frac_bits`` fractional bits per segment). In place, no allocation."""
+
+    frac_bits = 0
+    table_end = 0
 
     def __init__(self, shape: tuple[int, ...], input_multiplier: int = 0, input_left_shift: int = 0) -> None:
         if input_multiplier == 0:
@@ -136,31 +140,44 @@ class Int16Sigmoid:
         self.mult = np.int64(input_multiplier)
         self.shift = int(input_left_shift)
         self.round = np.int64((1 << (self.shift - 1)) if self.shift > 0 else 0)
-        self.base, self.slope = _segment_tables(65534)  # 0x7FFF << 10 == 65534 << 9
+        self.base, self.slope = _segment_tables(self.table_end)
         self.a = np.empty(shape, np.int64)
         self.b = np.empty(shape, np.int64)
         self.c = np.empty(shape, np.int64)
 
-    def apply(self, x: np.ndarray) -> None:
-        """``x`` (int64 holding int16 values) <- sigmoid(x) as int16 values."""
-        a, b, c = self.a, self.b, self.c
+    def _interpolate(self, x: np.ndarray) -> None:
+        """``x`` <- the scaled input; ``c`` <- the interpolated table value of ``|x|``; ``b`` <- -1 where x < 0,
+        ``a`` <- +1 / -1."""
+        a, b, c, bits = self.a, self.b, self.c, self.frac_bits
         np.multiply(x, self.mult, out=x)
         wrap32(x)
         if self.shift:
             x += self.round
             x >>= self.shift
         np.abs(x, out=a)
-        np.right_shift(a, 9, out=b)
+        np.right_shift(a, bits, out=b)
         np.minimum(b, 255, out=b)
-        np.bitwise_and(a, 0x1FF, out=a)
+        np.bitwise_and(a, (1 << bits) - 1, out=a)
         np.take(self.slope, b, out=c, mode="clip")  # indices are in range; no buffering
         a *= c
         np.take(self.base, b, out=c, mode="clip")
-        c <<= 9
-        c += a  # the interpolated table value (unsigned, < 2**25)
+        c <<= bits
+        c += a
         np.right_shift(x, 63, out=b)  # -1 where the scaled input is negative
         np.multiply(b, 2, out=a)
         a += 1  # +1 / -1
+
+
+class Int16Sigmoid(_Int16Segmented):
+    """TFLite's int16 ``Logistic(input_multiplier, input_left_shift)`` (reference integer ops), in place."""
+
+    frac_bits = 9
+    table_end = 65534  # 0x7FFF << 10 == 65534 << 9
+
+    def apply(self, x: np.ndarray) -> None:
+        """``x`` (int64 holding int16 values) <- sigmoid(x) as int16 values."""
+        a, b, c = self.a, self.b, self.c
+        self._interpolate(x)  # c: the table value (unsigned, < 2**25)
         c *= a
         c += 512
         np.multiply(b, -((1 << 25) - 1), out=a)
@@ -168,19 +185,11 @@ class Int16Sigmoid:
         np.right_shift(c, 10, out=x)
 
 
-class Int16Tanh:
+class Int16Tanh(_Int16Segmented):
     """TFLite's int16 ``Tanh(input_multiplier, input_left_shift)`` (reference integer ops), in place."""
 
-    def __init__(self, shape: tuple[int, ...], input_multiplier: int = 0, input_left_shift: int = 0) -> None:
-        if input_multiplier == 0:
-            input_multiplier, input_left_shift = 3 << input_left_shift, 0
-        self.mult = np.int64(input_multiplier)
-        self.shift = int(input_left_shift)
-        self.round = np.int64((1 << (self.shift - 1)) if self.shift > 0 else 0)
-        self.base, self.slope = _segment_tables(65535)  # 0xFFFF << 8
-        self.a = np.empty(shape, np.int64)
-        self.b = np.empty(shape, np.int64)
-        self.c = np.empty(shape, np.int64)
+    frac_bits = 8
+    table_end = 65535  # 0xFFFF << 8
 
     @classmethod
     def for_cell_state(cls, shape: tuple[int, ...], cell_scale_power: int) -> "Int16Tanh":
@@ -193,24 +202,8 @@ class Int16Tanh:
     def apply(self, x: np.ndarray) -> None:
         """``x`` (int64 holding int16 values) <- tanh(x) as int16 values."""
         a, b, c = self.a, self.b, self.c
-        np.multiply(x, self.mult, out=x)
-        wrap32(x)
-        if self.shift:
-            x += self.round
-            x >>= self.shift
-        np.abs(x, out=a)
-        np.right_shift(a, 8, out=b)
-        np.minimum(b, 255, out=b)
-        np.bitwise_and(a, 0xFF, out=a)
-        np.take(self.slope, b, out=c, mode="clip")  # indices are in range; no buffering
-        a *= c
-        np.take(self.base, b, out=c, mode="clip")
-        c <<= 8
-        c += a
+        self._interpolate(x)
         c -= 1 << 23
-        np.right_shift(x, 63, out=b)  # -1 where negative
-        np.multiply(b, 2, out=a)
-        a += 1
         c *= a
         c += 128
         c += b

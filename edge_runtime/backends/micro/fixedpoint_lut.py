@@ -13,12 +13,13 @@ Values are Python ints or int64 arrays; results the C code keeps in int32 are wr
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import (
     INT32_MAX, INT32_MIN, one_over_one_plus_x_scalar, quantize_multiplier, rounding_divide_by_pot,
-    rounding_divide_by_pot_scalar, srdhm_scalar, wrap32,
+    rounding_divide_by_pot_scalar, saturating_mul_pot_scalar, srdhm_scalar, wrap32,
 )
 
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
@@ -81,18 +82,6 @@ def saturating_mul_pot(x: np.ndarray, exponent: int, bits: int = 32) -> np.ndarr
     r = x << exponent
     r = np.where(x > threshold, hi, r)
     return np.where(x < -threshold, lo, r)
-
-
-def saturating_mul_pot_scalar(x: int, exponent: int) -> int:
-    """SaturatingRoundingMultiplyByPOT on a Python int (int32 raw value)."""
-    if exponent <= 0:
-        return rounding_divide_by_pot_scalar(x, -exponent)
-    threshold = (1 << (31 - exponent)) - 1
-    if x > threshold:
-        return INT32_MAX
-    if x < -threshold:
-        return INT32_MIN
-    return x << exponent
 
 
 def _srdhm(a: np.ndarray, b: "np.ndarray | int") -> np.ndarray:
@@ -320,3 +309,57 @@ def multiply_by_quantized_multiplier_wrapped(x: np.ndarray, multiplier: int, shi
     left = max(shift, 0)
     a = wrap32(np.asarray(x, dtype=np.int64) << left)
     return rounding_divide_by_pot(_srdhm(a, multiplier), max(-shift, 0))
+
+
+def _round_f32(x: np.ndarray) -> np.ndarray:
+    """``std::round`` of float32 values, exact (float64 holds every float32 plus one half)."""
+    return round_half_away(np.asarray(x, dtype=np.float64)).astype(np.float32)
+
+
+def gen_int16_lut(func: "Callable[[np.ndarray], np.ndarray]", input_min: float, input_max: float,
+                  output_min: float, output_max: float) -> np.ndarray:
+    """TFLite's ``gen_lut<float, int16_t, int16_t>``: 512 interpolation bases plus an end value (513 int16).
+
+    Every step runs in float32 as the C++ template does: each base is the sampled value less half
+    the error a linear interpolation would make at the step's midpoint. ``func`` maps a float32 array
+    to float32 values.
+    """
+    f32 = np.float32
+    steps = 512
+    step = (f32(input_max) - f32(input_min)) / f32(steps)
+    half = step / f32(2)
+    scale_inv = f32(65536) / (f32(output_max) - f32(output_min))
+    i = np.arange(steps, dtype=np.float32)
+    at = f32(input_min) + i * step
+    val = np.asarray(func(at), dtype=np.float32)
+    mid = np.asarray(func(at + half), dtype=np.float32)
+    nxt = np.asarray(func(f32(input_min) + (i + f32(1)) * step), dtype=np.float32)
+    sample = _round_f32(val * scale_inv)
+    interp = _round_f32((nxt * scale_inv + sample) / f32(2))
+    bias = _round_f32((interp - _round_f32(mid * scale_inv)) / f32(2))
+    lut = np.empty(steps + 1, dtype=np.int16)
+    lut[:steps] = np.clip(sample - bias, INT16_MIN, INT16_MAX)
+    end = _round_f32(np.asarray(func(np.array([input_max], dtype=np.float32)), dtype=np.float32) * scale_inv)
+    lut[steps] = np.clip(end, INT16_MIN, INT16_MAX)[0]
+    return lut
+
+
+def int16_lut_lookup(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """TFLite's ``generic_int16_table_lookup``: base at ``256 + (v >> 7)`` plus the rounded slope part (int64)."""
+    v = np.asarray(values, dtype=np.int64)
+    index = 256 + (v >> 7)
+    offset = v & 0x7F
+    base = lut[index].astype(np.int64)
+    slope = lut[index + 1].astype(np.int64) - base
+    return base + ((slope * offset + 64) >> 7)
+
+
+def exp_f32(x: np.ndarray) -> np.ndarray:
+    """``std::exp`` on float32 (computed in float64, rounded once to float32)."""
+    return np.exp(np.asarray(x, dtype=np.float64)).astype(np.float32)
+
+
+def one_over_one_plus_x_f32(x: np.ndarray) -> np.ndarray:
+    """``1.0f / (1.0f + x)`` in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.float32(1) / (np.float32(1) + x)

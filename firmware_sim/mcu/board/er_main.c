@@ -18,13 +18,13 @@ int main(void) {
     uint32_t count = 0, ticks = 0, calib;
     int fi = er_open("inputs.bin", 0);
     int fo = er_open("outputs.bin", 1);
-    if (fi < 0 || fo < 0) { er_print("ER_ERROR cannot open inputs.bin or outputs.bin\n"); return 1; }
+    if (fi < 0 || fo < 0) { er_print("ER_ERROR open\n"); return 1; }
     while (er_read(fi, model_input_ptr(), MODEL_INPUT_BYTES) == MODEL_INPUT_BYTES) {
         const uint32_t t0 = er_ticks();
         model_invoke(model_input_ptr(), model_output_ptr());
         ticks += er_ticks() - t0;
         if (er_write(fo, model_output_ptr(), MODEL_OUTPUT_BYTES) != MODEL_OUTPUT_BYTES) {
-            er_print("ER_ERROR short write\n");
+            er_print("ER_ERROR write\n");
             return 1;
         }
         ++count;

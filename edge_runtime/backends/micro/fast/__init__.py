@@ -1,37 +1,53 @@
 """Compiled (numba) kernels for micro's hot int8 loops: an optional fast path.
 
-The core kernels (``kernels/conv.py``, ``kernels/fully_connected.py``,
-``kernels/pooling.py``) take this path at prepare/bind time when :func:`available`
-is true and the op fits (int8, C-contiguous NHWC views, sums that stay exact);
-otherwise the numpy path runs, unchanged. Every compiled kernel reproduces
-TFLite Micro bit for bit: integer (or exactly representable) accumulation, then
-MultiplyByQuantizedMultiplier per output channel (the fused form of
-:class:`~edge_runtime.backends.micro.fixedpoint.Requantizer`), zero point, clamp.
+The core kernels (``kernels/conv.py``, ``kernels/fully_connected.py``, ``kernels/pooling.py``,
+``kernels/softmax.py``, ``kernels/elementwise.py``) take this path at prepare/bind time when
+:func:`available` is true and the op fits (int8, C-contiguous NHWC views, sums that stay exact);
+otherwise the numpy path runs, unchanged. Every compiled kernel reproduces TFLite Micro bit for
+bit: integer (or exactly representable) accumulation, then MultiplyByQuantizedMultiplier per
+output channel (:mod:`requant`: the fused integer form of
+:class:`~edge_runtime.backends.micro.fixedpoint.Requantizer`, or the float form of
+:class:`~edge_runtime.backends.micro.fixedpoint.FloatRequantizer` where that is provably exact),
+zero point, clamp.
 
 - The compiled path is opt-in: ``open_model(..., fast=True)`` (a daemon config's
   ``model.options.fast: true``) or ``EDGE_RUNTIME_MICRO_FAST=1``. Loading numba and LLVM
   costs about 1 s of start-up and 150 MB of RSS, which a one-shot command or a small board's
   RAM budget should not pay by surprise; a long-running process with RAM to spare gains
-  1.4-2.3x. ``EDGE_RUNTIME_MICRO_FAST=0`` forces the numpy path whatever the option says.
+  2.1-3.5x over the numpy path on the MLPerf Tiny int8 models (``python -m benchmarks.micro_vs_litert``).
+  ``EDGE_RUNTIME_MICRO_FAST=0`` forces the numpy path whatever the option says.
 - Kernels are compiled with ``cache=True``: the first use on a machine compiles and
   writes numba's on-disk cache; later processes load it. :func:`compile_seconds`
-  reports the time spent (compiling or loading) in this process.
+  reports the time spent (compiling or loading) in this process (``Model.info["fast"]``).
 
-What each op runs on the compiled path (``Model.info["kernel_paths"]`` says "numba"):
+What each op runs on the compiled path (``Model.info["kernel_paths"]`` says "numba"), one
+compiled call per op unless said otherwise:
 
-- CONV_2D: numpy's band and im2col, the float BLAS product (exact, see ``exact_dtype``),
-  then the compiled requantization tail (whole output rows when there are < 32 channels);
-- DEPTHWISE_CONV_2D: the taps and the tail in one compiled call (>= 16 channels; below,
-  numpy's row-wise taps, which were faster there, with the compiled tail);
-- FULLY_CONNECTED: compiled dot products and tail, one call per op;
-- AVERAGE_POOL_2D / MAX_POOL_2D: one compiled loop.
+- CONV_2D (with SciPy installed: numba's ``np.dot`` uses its BLAS bindings): per chunk of
+  output rows, the im2col rows straight from the int8 input (with y-stride 1 only the kw taps of
+  each input row, and kh shorter products summed), the float BLAS product (exact, see
+  ``exact_dtype``) and the output stage (along whole output rows when there are < 32 channels).
+  Without SciPy: numpy's band, im2col and product, then the compiled output stage;
+- DEPTHWISE_CONV_2D: read straight from the int8 input (taps in the padding read the input zero
+  point), int32 sums: one pass over the whole image per tap for one-column kernels
+  (``depthwise_columns``), one pass per output row and pair of taps for x-stride 1 and
+  multiplier 1 (``depthwise_rows``), else per output pixel (``depthwise_direct``);
+- FULLY_CONNECTED: int32 dot products of int16-widened values (``pmaddwd``) and the output stage;
+- AVERAGE_POOL_2D (channels innermost, int32 sums) / MAX_POOL_2D;
+- SOFTMAX (int8 -> int8): TFLM's fixed-point algorithm (``softmax``);
+- ADD / SUB / MUL (int8, equal shapes): one gather from the op's 256x256 result table.
+
+Ops that run in place and would overwrite input rows they still need copy their input to a
+private buffer inside the same call (``cache_bytes`` counts it). Loops index flat arrays with
+unsigned offsets (numba's negative-index handling of signed ones keeps loops from
+vectorising) and run along long contiguous runs (loop set-up dominates short ones).
 
 Bound calls use the compiled overload's entry point (no type dispatch per call).
 numba caches compiled code next to these modules (``__pycache__``), or in its user cache
 directory when that is read-only (``NUMBA_CACHE_DIR`` overrides).
 
-Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D tail, DEPTHWISE_CONV_2D),
-``fully_connected``, ``pooling``; ``jit`` wraps numba's decorator.
+Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D, DEPTHWISE_CONV_2D),
+``fully_connected``, ``pooling``, ``softmax``, ``elementwise``; ``jit`` wraps numba's decorator.
 """
 from __future__ import annotations
 
@@ -75,6 +91,13 @@ def available() -> bool:
     return enabled_by_env() and _numba_importable()
 
 
+def blas_available() -> bool:
+    """True when compiled kernels may call BLAS (numba's ``np.dot`` needs SciPy's BLAS bindings)."""
+    import importlib.util
+
+    return importlib.util.find_spec("scipy") is not None
+
+
 def compile_seconds() -> float:
     """Seconds this process spent compiling or loading the compiled kernels (0.0 if none were used)."""
     if not _NUMBA:
@@ -96,4 +119,4 @@ def jit_prepare(dispatcher: Any, *args: Any) -> Any:
     return jit.prepare(dispatcher, *args)
 
 
-__all__ = ["available", "enabled_by_env", "compile_seconds", "import_seconds", "jit_prepare"]
+__all__ = ["available", "blas_available", "enabled_by_env", "compile_seconds", "import_seconds", "jit_prepare"]

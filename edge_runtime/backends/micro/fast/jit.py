@@ -15,14 +15,6 @@ def kernel(fn: Callable[..., Any]) -> Any:
     return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
 
 
-def kernel_reassoc(fn: Callable[..., Any]) -> Any:
-    """:func:`kernel`, allowing float sums to be reordered (vectorised reductions).
-
-    Only for sums whose every partial result is an integer exactly representable in the
-    float type (int8 products, few enough terms), so that any order gives the same value."""
-    return numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})(fn)
-
-
 def inline(fn: Callable[..., Any]) -> Any:
     """A helper inlined (at numba IR level) into the kernels that call it."""
     return numba.njit(inline="always", boundscheck=False)(fn)

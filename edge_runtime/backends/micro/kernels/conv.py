@@ -19,8 +19,9 @@ holds for the layer's weights, else the int64 :class:`Requantizer`.
 
 Compiled path (``edge-runtime[fast]``, see :mod:`edge_runtime.backends.micro.fast`): for int8
 ops, when numba imports and ``EDGE_RUNTIME_MICRO_FAST`` is not 0, :func:`choose_path` (at bind
-time) swaps the tail for one compiled pass, and DEPTHWISE_CONV_2D with 16 or more channels
-sums its taps in the same compiled call; the band, im2col and BLAS product stay as above.
+time) runs CONV_2D as one compiled call per op (im2col from the int8 input, BLAS through numba's
+``np.dot``, output stage; without SciPy the band, im2col and product above with a compiled tail),
+and DEPTHWISE_CONV_2D as one compiled call from the int8 input (int32 sums).
 ``self.path`` records the choice ("numba" or "numpy").
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ I64 = np.dtype(np.int64)
 
 
 _Pair = tuple[np.ndarray, np.ndarray]
+#: Compiled CONV_2D with y-stride 1 sums kh products of the kw-tap rows (see fast.conv.conv_gemm).
+ROWSHIFT = [True]
 
 
 def exact_dtype(quantized: bool, terms: int) -> np.dtype:
@@ -173,7 +176,7 @@ def choose_path(k: Any, contiguous: list[np.ndarray]) -> bool:
     k.fast = None
     if use:
         from edge_runtime.backends.micro.fast.requant import pack
-        k.fast = pack(k.requant)
+        k.fast = pack(k.requant, frq=k.frq)  # (the float form where the float requantizer is exact)
         k.frq = None
     return use
 
@@ -463,7 +466,7 @@ class _ConvBase(Kernel):
         n = int(self.wcache.nbytes) if getattr(self, "wcache", None) is not None else 0
         n += int(self.wrow.nbytes) if getattr(self, "wrow", None) is not None else 0
         n += int(self.own_band.nbytes) if getattr(self, "own_band", None) is not None else 0
-        for name in ("fast", "fast_q", "fast_rows"):  # packed constants of the compiled path
+        for name in ("fast", "fast_q", "fast_rows", "fast_acc", "fast_g", "fast_corr", "own_x"):  # (compiled path: constants, buffers)
             n += int(getattr(self, name).nbytes) if getattr(self, name, None) is not None else 0
         return n + (self.frq.tile_bytes() if getattr(self, "frq", None) is not None else 0)
 
@@ -507,7 +510,9 @@ class Conv2D(_ConvBase):
                 lhs = ws["im2col"][:m]
                 gather = (lhs.reshape(r, self.wo, self.kh, self.kw, self.cin), view)
             self.steps.append((pads, copies, saves, gather, lhs, acc, tail))
-        if self.path == "numba":  # one flat list of bound calls: fill, gather, product, compiled tail
+        if self.path == "numba" and fast.blas_available():  # one compiled call: im2col, product, tail
+            self.bind_fast(x, y, ws)
+        elif self.path == "numba":  # one flat list of bound calls: fill, gather, product, compiled tail
             calls: list[Callable[[], Any]] = []
             for pads, copies, saves, gather, lhs, acc, tail in self.steps:
                 calls += self.fill_calls(pads, copies, saves)
@@ -516,6 +521,32 @@ class Conv2D(_ConvBase):
                 calls += [partial(np.matmul, lhs, self.wmat, out=acc), tail]
             self.calls = tuple(calls)
             self.run = self.run_calls  # type: ignore[method-assign]
+
+    def bind_fast(self, x: np.ndarray, y: np.ndarray, ws: Workspace) -> None:
+        """Compiled path: one call per op gathering the im2col rows of each chunk straight from the int8
+        input (padding taps get the input zero point), multiplying (BLAS) and requantizing. In place over
+        several chunks, the call first copies the input to a private buffer (counted in ``cache_bytes``)."""
+        from edge_runtime.backends.micro.fast.conv import conv_gemm
+        from edge_runtime.backends.micro.fast.requant import tiled
+
+        self.own_band = None  # (the band is not used on this path)
+        in_place = np.shares_memory(x, y) and self.n * len(self.chunks) > 1
+        xcopy = self.own_x = np.empty(x.size if in_place else 0, np.int8)
+        rows_tiled = self.cout < 32 and self.wo > 1
+        q = self.fast_rows = tiled(self.fast, self.cout, self.wo) if rows_tiled else None
+        rowshift = self.sh == 1 and self.kh > 1 and self.rows >= self.dh and ROWSHIFT[0]
+        g = np.array([self.kh, self.kw, self.sh, self.sw, self.dh, self.dw, self.pt, self.pl, self.wo, self.in_zp,
+                      self.h, self.w_in, self.cin, self.rows, self.n, self.ho, int(rows_tiled), int(rowshift)],
+                     np.int64)
+        self.fast_g = g
+        m = self.rows * self.wo
+        buf = ws["band"] if self.pointwise else ws["im2col"]
+        lhs = buf.reshape(-1)[:m * self.k].reshape(m, self.k)
+        tmp = ws["tmp"].reshape(-1).view(self.cdt)[:m * self.cout].reshape(m, self.cout)
+        args = (x.reshape(-1), xcopy, g, self.wmat, self.fast if q is None else q, lhs, ws["acc"][:m], tmp,
+                y.reshape(-1))
+        self.run = partial(fast.jit_prepare(conv_gemm, *args), *args)  # type: ignore[method-assign]
+        self.calls = (self.run,)
 
     def run(self) -> None:
         """Compute the convolution chunk by chunk."""
@@ -568,12 +599,10 @@ class DepthwiseConv2D(_ConvBase):
             self.wrow = wrow
         self.steps = []
         self.taps_compiled = False
-        if choose_path(self, [x, y]) and self.cout >= 16:
-            # (below 16 channels the compiled per-pixel tap loop is slower than numpy's row-wise
-            # einsum; those layers keep numpy's taps with the compiled tail)
+        if choose_path(self, [x, y]):
             self.wrow = None
             self.taps_compiled = True
-            self.bind_fast(band, fills, ws, y)
+            self.bind_fast(x, y, ws)
             return
         for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
             prod = ws["prod"][:, :m]
@@ -594,31 +623,83 @@ class DepthwiseConv2D(_ConvBase):
                 products = (view, w6, prod.reshape(self.kh, self.kw, r, self.wo, self.cin, mlt), prod, acc)
             self.steps.append((pads, copies, saves, products, tail))
 
-    def bind_fast(self, band: np.ndarray, fills: list, ws: Workspace, y: np.ndarray) -> None:
-        """Compiled path: per chunk, the band fill (numpy) then one call summing the taps and requantizing."""
-        from edge_runtime.backends.micro.fast.conv import depthwise
-
+    def bind_fast(self, x: np.ndarray, y: np.ndarray, ws: Workspace) -> None:
+        """Compiled path: one call reading the int8 input directly (taps in the padding read the input
+        zero point), summing in int32 and requantizing. In place, the call first copies the input to a
+        private buffer (counted in ``cache_bytes``)."""
+        from edge_runtime.backends.micro.fast.conv import depthwise_direct
         from edge_runtime.backends.micro.fast.requant import with_extra
 
-        q = with_extra(self.fast, (self.sh, self.sw, self.dh, self.dw, self.wo, self.mult))
+        q = with_extra(self.fast, (self.sh, self.sw, self.dh, self.dw, self.pt, self.pl, self.mult))
         self.fast = None  # (the tail is part of the depthwise call)
         self.fast_q = q
-        w = np.ascontiguousarray(self.wtaps.reshape(self.kh, self.kw, self.cout))
-        i = 0
-        for n in range(self.n):
-            for (r0, r, _j0, _j1, _i0) in self.chunks:
-                m = r * self.wo
-                pads, copies, saves = fills[i]
-                out = y[n, r0:r0 + r].reshape(m, self.cout)
-                acc = ws["acc"][:m]
-                call = partial(fast.jit_prepare(depthwise, band, w, q, acc, out), band, w, q, acc, out)
-                self.steps.append((pads, copies, saves, None, call))
-                i += 1
-        calls: list[Callable[[], Any]] = []
-        for pads, copies, saves, _none, call in self.steps:
-            calls += self.fill_calls(pads, copies, saves) + [call]
-        self.calls = tuple(calls)
-        self.run = self.run_calls  # type: ignore[method-assign]
+        w = np.ascontiguousarray(self.w_tensor.array().reshape(self.kh, self.kw, self.cout), dtype=np.int32)
+        w.flags.writeable = False
+        self.wcache = w
+        zrow = np.full(self.cin, self.in_zp, np.int8)
+        self.own_band = None  # (the band is not used on this path)
+        acc = self.fast_acc = np.zeros(self.cout, np.int32)
+        in_place = np.shares_memory(x, y)
+        xcopy = self.own_x = np.empty(x.size if in_place else 0, np.int8)
+        columns = (self.kw == 1 and self.sw == self.sh == 1 and self.pl == self.pr == 0 and self.mult == 1
+                   and self.kh * self.ho * self.wo * self.cout * 4 <= (128 << 10))
+        if columns:  # one-column kernel: each tap is one run over the whole image (weights tiled over it)
+            from edge_runtime.backends.micro.fast.conv import depthwise_columns
+            from edge_runtime.backends.micro.fast.requant import tiled
+
+            L = self.ho * self.wo * self.cout
+            qt = with_extra(tiled(q, self.cout, self.wo), (self.sh, self.dh, self.dw, self.pt, self.pl, self.kh,
+                                                           self.kw, self.h, self.w_in, self.ho, self.in_zp, self.cout))
+            w2 = np.ascontiguousarray(np.tile(w.reshape(self.kh, 1, self.cout), (1, self.ho * self.wo, 1)).reshape(-1))
+            w2.flags.writeable = False
+            self.wcache, self.fast_q, acc = w2, qt, np.zeros(L, np.int32)
+            self.fast_acc = acc
+            # (every tap is summed over the whole image before any output is written: in place needs no copy)
+            xcopy = self.own_x = np.empty(0, np.int8)
+            args = (x.reshape(-1), xcopy, w2, qt, acc, y.reshape(-1))
+            self.run = partial(fast.jit_prepare(depthwise_columns, *args), *args)  # type: ignore[method-assign]
+        elif self.sw == 1 and self.mult == 1:  # whole output rows: long runs per tap
+            from edge_runtime.backends.micro.fast.conv import depthwise_rows
+            from edge_runtime.backends.micro.fast.requant import tiled
+
+            L = self.wo * self.cout
+            qt = with_extra(tiled(q, self.cout, self.wo), (self.sh, self.dh, self.dw, self.pt, self.pl, self.kh,
+                                                           self.kw, self.h, self.w_in, self.ho, self.in_zp, self.cout))
+            w2 = np.ascontiguousarray(np.tile(w.reshape(self.kh * self.kw, 1, self.cout), (1, self.wo, 1))
+                                      .reshape(self.kh * self.kw, L))
+            w2.flags.writeable = False
+            self.wcache, self.fast_q, acc = w2, qt, np.zeros(L, np.int32)
+            self.fast_acc = acc
+            corr, rowsel = self.padding_sums(w)
+            self.fast_corr = corr
+            args = (x.reshape(-1), xcopy, w2.reshape(-1), qt, corr, rowsel, acc, y.reshape(-1))
+            self.run = partial(fast.jit_prepare(depthwise_rows, *args), *args)  # type: ignore[method-assign]
+        else:
+            args = (x, xcopy.reshape(x.shape) if in_place else np.empty((0, 0, 0, 0), np.int8), w, q, zrow, acc, y)
+            self.run = partial(fast.jit_prepare(depthwise_direct, *args), *args)  # type: ignore[method-assign]
+
+    def padding_sums(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For x-stride 1: what the taps in the padding add to each output row (they read the input zero
+        point), per kind of row: (kinds, wo * cout) int32, and the kind of each output row (Ho,) int64."""
+        kinds: dict[tuple[bool, ...], int] = {}
+        rows: list[np.ndarray] = []
+        rowsel = np.empty(self.ho, np.int64)
+        ix = np.arange(self.wo)[:, None] - self.pl + np.arange(self.kw)[None, :] * self.dw
+        vx = (ix >= 0) & (ix < self.w_in)  # (wo, kw)
+        for oy in range(self.ho):
+            iy = oy * self.sh - self.pt + np.arange(self.kh) * self.dh
+            vy = (iy >= 0) & (iy < self.h)
+            key = tuple(bool(v) for v in vy)
+            if key not in kinds:
+                pad = ~(vy[None, :, None] & vx[:, None, :])  # (wo, kh, kw)
+                sums = np.einsum("okl,klc->oc", pad.astype(np.int64), w.astype(np.int64)) * int(self.in_zp)
+                kinds[key] = len(rows)
+                rows.append(sums.reshape(-1))
+            rowsel[oy] = kinds[key]
+        corr = np.ascontiguousarray(np.array(rows), dtype=np.int32)
+        corr.flags.writeable = False
+        rowsel.flags.writeable = False
+        return corr, rowsel
 
     def run(self) -> None:
         """Compute the depthwise convolution chunk by chunk."""

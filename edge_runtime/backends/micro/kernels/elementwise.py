@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro import options as opt
+from edge_runtime.backends.micro import fast, options as opt
 from edge_runtime.backends.micro.fixedpoint import CLIP, Requantizer, quantize_multiplier, wrap32
 from edge_runtime.backends.micro.fixedpoint_binary import mbqm
 from edge_runtime.backends.micro.kernels.base import (
@@ -216,6 +216,14 @@ class Binary(Kernel):
                 k = e - s
                 self.steps.append((af[s:e], bf[s:e], yf[s:e], ws["a"][:k],
                                    ws["b"].reshape(-1).view(np.uint16)[:k], ws["tmp"][:k]))
+            if fast.available() and af.flags.c_contiguous and bf.flags.c_contiguous and yf.flags.c_contiguous:
+                from functools import partial
+
+                from edge_runtime.backends.micro.fast.elementwise import binary_table
+
+                args = (af, bf, self.table, yf)
+                self.run = partial(fast.jit_prepare(binary_table, *args), *args)  # type: ignore[method-assign]
+                self.path = "numba"  # (the compiled path: one gather from the table)
         else:
             n = int(np.prod(self.shape, dtype=np.int64))
             self.steps = [(np.broadcast_to(a.view(np.uint8), self.shape), np.broadcast_to(b.view(np.uint8), self.shape),

@@ -112,8 +112,9 @@ class FullyConnected(Kernel):
         if fits and choose_path(self, [x, y, inputs[1]]):
             from edge_runtime.backends.micro.fast.fully_connected import fully_connected
 
-            self.wmat = widened(inputs[1], None, self.cdt)  # (units, k) in the exact compute dtype
-            args = (x, self.wmat, self.fast, ws["lhs"][0], ws["acc"][0], y)
+            self.wmat = widened(inputs[1], None, np.dtype(np.int16))  # (units, k): int32 sums of int16 products
+            xs = ws["lhs"][0].view(np.int16)[:self.k]
+            args = (x, self.wmat, self.fast, xs, ws["acc"][0].view(np.int32)[:self.units], y)
             self.compiled = partial(fast.jit_prepare(fully_connected, *args), *args)
             self.run = self.compiled  # type: ignore[method-assign]  # (the interpreter calls it directly)
             return

@@ -93,11 +93,17 @@ class Pool2D(Kernel):
         self.path, self.compiled = "numpy", None
         if (x.dtype == np.int8 and fast.available() and x.flags.c_contiguous and y.flags.c_contiguous
                 and not np.shares_memory(x, y)):
-            from edge_runtime.backends.micro.fast.pooling import average_pool, max_pool
+            from edge_runtime.backends.micro.fast.pooling import max_pool
 
             g = np.array([self.sh, self.sw, self.kh, self.kw, self.pt, self.pl, self.lo, self.hi], np.int64)
-            fn = max_pool if self.is_max else average_pool
-            self.compiled = partial(fast.jit_prepare(fn, x, g, y), x, g, y)
+            if self.is_max:
+                self.compiled = partial(fast.jit_prepare(max_pool, x, g, y), x, g, y)
+            else:  # (channels innermost: window rows summed as contiguous runs into int32 sums)
+                from edge_runtime.backends.micro.fast.pooling import average_pool_rows
+
+                g = np.append(g, [self.h, self.w])
+                args = (x.reshape(self.n * self.h, self.w * self.c), g, np.zeros(self.c, np.int32), y)
+                self.compiled = partial(fast.jit_prepare(average_pool_rows, *args), *args)
             self.path = "numba"
             self.run = self.compiled  # type: ignore[method-assign]  # (the interpreter calls it directly)
             return

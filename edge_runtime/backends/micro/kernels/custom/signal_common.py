@@ -89,6 +89,12 @@ def check_type(ctx: OpContext, t: Any, type_name: str, what: str) -> None:
         raise ctx.fail(f"the {what} must be {type_name.lower()}, got {getattr(t, 'type_name', 'none')}")
 
 
+def check_tensor(ctx: OpContext, t: Any, type_name: str, rank: int | None, what: str) -> None:
+    """Check a tensor's type and number of dimensions (``rank`` None: at least one)."""
+    check_type(ctx, t, type_name, what)
+    require_rank(ctx, t, rank, what)
+
+
 class ResetWithModel:
     """Mixin for kernels with state between invocations: ``Model.reset()`` calls their ``reset()``."""
 

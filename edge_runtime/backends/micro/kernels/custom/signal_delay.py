@@ -18,10 +18,10 @@ from edge_runtime.backends.micro.kernels.base import (
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
     ResetWithModel,
+    check_tensor,
     check_type,
     int32_option,
     require_io_count,
-    require_rank,
     signal_options,
 )
 
@@ -33,9 +33,8 @@ class SignalDelay(ResetWithModel, Kernel):
         super().__init__(ctx)
         require_io_count(ctx, 1, 1)
         x, y = ctx.input(0), ctx.output(0)
-        check_type(ctx, x, "INT16", "input")
+        check_tensor(ctx, x, "INT16", None, "input")
         check_type(ctx, y, "INT16", "output")
-        require_rank(ctx, x, None, "input")
         if y.num_elements != x.num_elements:
             raise ctx.fail(f"output size {y.num_elements} differs from the input size {x.num_elements}")
         self.delay = int32_option(signal_options(ctx, ("delay_length",))["delay_length"])

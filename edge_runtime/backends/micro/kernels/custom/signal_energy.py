@@ -17,10 +17,9 @@ from edge_runtime.backends.micro.kernels.base import (
     Workspace,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type,
+    check_tensor,
     int32_option,
     require_io_count,
-    require_rank,
     signal_options,
 )
 
@@ -32,10 +31,8 @@ class SignalEnergy(Kernel):
         super().__init__(ctx)
         require_io_count(ctx, 1, 1)
         x, y = ctx.input(0), ctx.output(0)
-        check_type(ctx, x, "INT16", "input")
-        check_type(ctx, y, "UINT32", "output")
-        require_rank(ctx, x, 1, "input")
-        require_rank(ctx, y, 1, "output")
+        check_tensor(ctx, x, "INT16", 1, "input")
+        check_tensor(ctx, y, "UINT32", 1, "output")
         o = signal_options(ctx, ("end_index", "start_index"))
         self.start, self.end = int32_option(o["start_index"]), int32_option(o["end_index"])
         if self.start < 0 or (self.end > self.start and (2 * self.end > x.shape[0] or self.end > y.shape[0])):

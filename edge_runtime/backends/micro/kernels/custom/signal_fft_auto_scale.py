@@ -18,9 +18,8 @@ from edge_runtime.backends.micro.kernels.base import (
     Workspace,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type,
+    check_tensor,
     require_io_count,
-    require_rank,
 )
 
 
@@ -49,12 +48,9 @@ class SignalFftAutoScale(Kernel):
         super().__init__(ctx)
         require_io_count(ctx, 1, 2)
         x, y, s = ctx.input(0), ctx.output(0), ctx.output(1)
-        check_type(ctx, x, "INT16", "input")
-        check_type(ctx, y, "INT16", "output")
-        check_type(ctx, s, "INT32", "scale bits output")
-        require_rank(ctx, x, 1, "input")
-        require_rank(ctx, y, 1, "output")
-        require_rank(ctx, s, 0, "scale bits output")
+        check_tensor(ctx, x, "INT16", 1, "input")
+        check_tensor(ctx, y, "INT16", 1, "output")
+        check_tensor(ctx, s, "INT32", 0, "scale bits output")
         self.size = y.shape[0]
         if self.size > x.shape[0]:
             raise ctx.fail(f"the output ({self.size}) is longer than the input ({x.shape[0]})")

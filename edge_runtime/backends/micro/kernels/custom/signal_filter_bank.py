@@ -20,6 +20,7 @@ from edge_runtime.backends.micro.kernels.base import (
     Workspace,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
+    check_tensor,
     check_type,
     int32_option,
     require_io_count,
@@ -42,8 +43,7 @@ class SignalFilterBank(Kernel):
             check_type(ctx, ctx.input(i), "UINT32" if i == 0 else "INT16", what)
             require_rank(ctx, ctx.input(i), 1, what)
         y = ctx.output(0)
-        check_type(ctx, y, "UINT64", "output")
-        require_rank(ctx, y, 1, "output")
+        check_tensor(ctx, y, "UINT64", 1, "output")
         self.nch = nch = int32_option(signal_options(ctx, ("num_channels",))["num_channels"])
         if nch < 1:
             raise ctx.fail(f"num_channels {nch} must be >= 1")

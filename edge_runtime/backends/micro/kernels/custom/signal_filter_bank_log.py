@@ -19,10 +19,9 @@ from edge_runtime.backends.micro.kernels.base import (
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
     MASK32,
     Log32,
-    check_type,
+    check_tensor,
     int32_option,
     require_io_count,
-    require_rank,
     signal_options,
 )
 
@@ -34,10 +33,8 @@ class SignalFilterBankLog(Kernel):
         super().__init__(ctx)
         require_io_count(ctx, 1, 1)
         x, y = ctx.input(0), ctx.output(0)
-        check_type(ctx, x, "UINT32", "input")
-        check_type(ctx, y, "INT16", "output")
-        require_rank(ctx, x, 1, "input")
-        require_rank(ctx, y, 1, "output")
+        check_tensor(ctx, x, "UINT32", 1, "input")
+        check_tensor(ctx, y, "INT16", 1, "output")
         o = signal_options(ctx, ("input_correction_bits", "output_scale"))
         self.bits = int32_option(o["input_correction_bits"])
         self.scale = int32_option(o["output_scale"]) & MASK32

@@ -17,9 +17,8 @@ from edge_runtime.backends.micro.kernels.base import (
     Workspace,
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
-    check_type,
+    check_tensor,
     require_io_count,
-    require_rank,
 )
 
 
@@ -30,12 +29,9 @@ class SignalFilterBankSquareRoot(Kernel):
         super().__init__(ctx)
         require_io_count(ctx, 2, 1)
         x, s, y = ctx.input(0), ctx.input(1), ctx.output(0)
-        check_type(ctx, x, "UINT64", "input")
-        check_type(ctx, s, "INT32", "scale bits")
-        check_type(ctx, y, "UINT32", "output")
-        require_rank(ctx, x, 1, "input")
-        require_rank(ctx, s, 0, "scale bits")
-        require_rank(ctx, y, 1, "output")
+        check_tensor(ctx, x, "UINT64", 1, "input")
+        check_tensor(ctx, s, "INT32", 0, "scale bits")
+        check_tensor(ctx, y, "UINT32", 1, "output")
         if y.shape[0] < x.shape[0]:
             raise ctx.fail(f"the output ({y.shape[0]}) is shorter than the input ({x.shape[0]})")
         if s.data is not None and not 0 <= int(s.array().reshape(-1)[0]) <= 31:

@@ -22,10 +22,10 @@ from edge_runtime.backends.micro.kernels.base import (
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
     ResetWithModel,
+    check_tensor,
     check_type,
     int32_option,
     require_io_count,
-    require_rank,
     signal_options,
 )
 
@@ -37,11 +37,9 @@ class SignalFramer(ResetWithModel, Kernel):
         super().__init__(ctx)
         require_io_count(ctx, 1, 2)
         x, y, valid = ctx.input(0), ctx.output(0), ctx.output(1)
-        check_type(ctx, x, "INT16", "input")
+        check_tensor(ctx, x, "INT16", None, "input")
         check_type(ctx, y, "INT16", "output")
-        check_type(ctx, valid, "BOOL", "valid output")
-        require_rank(ctx, x, None, "input")
-        require_rank(ctx, valid, 0, "valid output")
+        check_tensor(ctx, valid, "BOOL", 0, "valid output")
         if len(y.shape) != len(x.shape) + 1:
             raise ctx.fail("the output must have one more dimension than the input")
         o = signal_options(ctx, ("frame_size", "frame_step", "prefill"))

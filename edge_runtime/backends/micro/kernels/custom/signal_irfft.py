@@ -19,11 +19,8 @@ from edge_runtime.backends.micro.kernels.base import (
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
     KissFFTR,
-    int32_option,
-    require_io_count,
-    signal_options,
 )
-from edge_runtime.backends.micro.kernels.custom.signal_rfft import fft_type
+from edge_runtime.backends.micro.kernels.custom.signal_rfft import fft_operands
 
 
 class SignalIrfft(Kernel):
@@ -31,16 +28,8 @@ class SignalIrfft(Kernel):
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        require_io_count(ctx, 1, 1)
-        opts = signal_options(ctx, ("T", "fft_length"))
-        type_name, kind = fft_type(ctx, opts)
-        x, y = ctx.input(0), ctx.output(0)
-        if x.type_name != type_name or y.type_name != type_name:
-            raise ctx.fail(f"input and output must be {type_name.lower()} (option T), got {x.type_name}, "
-                           f"{y.type_name}")
-        if not x.shape or len(y.shape) != len(x.shape):
-            raise ctx.fail("input and output must have the same number of dimensions (>= 1)")
-        self.fft_length = n = int32_option(opts["fft_length"])
+        kind, x, y, n = fft_operands(ctx)
+        self.fft_length = n
         self.in_len = x.shape[-1] // 2
         self.out_len = y.shape[-1]
         self.bins = n // 2 + 1

@@ -41,6 +41,20 @@ def fft_type(ctx: OpContext, opts: dict[str, Any]) -> tuple[str, str]:
     return FFT_TYPES[int(code)]
 
 
+def fft_operands(ctx: OpContext) -> tuple[str, Any, Any, int]:
+    """(KissFFT build, input, output, fft_length) of an RFFT/IRFFT op, its operand types and ranks checked."""
+    require_io_count(ctx, 1, 1)
+    opts = signal_options(ctx, ("T", "fft_length"))
+    type_name, kind = fft_type(ctx, opts)
+    x, y = ctx.input(0), ctx.output(0)
+    if x.type_name != type_name or y.type_name != type_name:
+        raise ctx.fail(f"input and output must be {type_name.lower()} (option T), got {x.type_name}, "
+                       f"{y.type_name}")
+    if not x.shape or len(y.shape) != len(x.shape):
+        raise ctx.fail("input and output must have the same number of dimensions (>= 1)")
+    return kind, x, y, int32_option(opts["fft_length"])
+
+
 class SignalRfft(Kernel):
     """Real FFT of every row."""
 
@@ -55,16 +69,8 @@ class SignalRfft(Kernel):
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
-        require_io_count(ctx, 1, 1)
-        opts = signal_options(ctx, ("T", "fft_length"))
-        type_name, kind = fft_type(ctx, opts)
-        x, y = ctx.input(0), ctx.output(0)
-        if x.type_name != type_name or y.type_name != type_name:
-            raise ctx.fail(f"input and output must be {type_name.lower()} (option T), got {x.type_name}, "
-                           f"{y.type_name}")
-        if not x.shape or len(y.shape) != len(x.shape):
-            raise ctx.fail("input and output must have the same number of dimensions (>= 1)")
-        self.fft_length = n = int32_option(opts["fft_length"])
+        kind, x, y, n = fft_operands(ctx)
+        self.fft_length = n
         self.dtype = np.dtype(x.dtype)
         self.in_len = x.shape[-1]
         self.out_len = y.shape[-1] // 2

@@ -22,10 +22,9 @@ from edge_runtime.backends.micro.kernels.base import (
 )
 from edge_runtime.backends.micro.kernels.custom.signal_common import (
     ResetWithModel,
-    check_type,
+    check_tensor,
     int32_option,
     require_io_count,
-    require_rank,
     signal_options,
 )
 
@@ -37,12 +36,9 @@ class SignalStacker(ResetWithModel, Kernel):
         super().__init__(ctx)
         require_io_count(ctx, 1, 2)
         x, y, valid = ctx.input(0), ctx.output(0), ctx.output(1)
-        check_type(ctx, x, "INT16", "input")
-        check_type(ctx, y, "INT16", "output")
-        check_type(ctx, valid, "BOOL", "valid output")
-        require_rank(ctx, x, 1, "input")
-        require_rank(ctx, y, 1, "output")
-        require_rank(ctx, valid, 0, "valid output")
+        check_tensor(ctx, x, "INT16", 1, "input")
+        check_tensor(ctx, y, "INT16", 1, "output")
+        check_tensor(ctx, valid, "BOOL", 0, "valid output")
         o = signal_options(ctx, ("num_channels", "stacker_left_context", "stacker_right_context", "stacker_step"))
         self.nch = int32_option(o["num_channels"])
         self.left = int32_option(o["stacker_left_context"])

@@ -1,0 +1,80 @@
+/* Shared by CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: the per-channel output stage (bias,
+ * requantization, output offset, clamp) and, for the two convolutions, the parameter prologue and
+ * the window of one output element. */
+#ifndef ER_LAYER_H
+#define ER_LAYER_H
+#include "er_kernels.h"
+#include "er_fixedpoint.h"
+
+/* The int8 output of channel c for accumulator acc (TFLM: bias, MultiplyByQuantizedMultiplier,
+ * output offset, activation clamp), reading the bias and (multiplier, shift) in their stored layout. */
+static inline int8_t er_out_value(const er_out_stage* s, int32_t c, int32_t acc) {
+    int32_t m = s->mult, sh = s->shift;
+    if (s->bias_bytes == 2) acc += ((const int16_t*)s->bias)[c];
+    else if (s->bias_bytes == 4) acc += ((const int32_t*)s->bias)[c];
+    if (s->rq_kind == ER_RQ_PACKED) {
+        const uint32_t w = ((const uint32_t*)s->rq)[c];
+        m = (int32_t)((w & 0x3FFFFFFFu) | 0x40000000u);
+        sh -= (int32_t)(w >> 30);
+    } else if (s->rq_kind == ER_RQ_SPLIT) {
+        const int32_t* const mults = (const int32_t*)s->rq;
+        m = mults[c];
+        sh = ((const int8_t*)(mults + s->channels))[c];
+    }
+    return (int8_t)er_clamp(er_mbqm(acc, m, sh) + s->out_offset, s->act_min, s->act_max);
+}
+
+/* er_conv_params copied to locals: stores through int8_t pointers may alias anything, which would
+ * otherwise reload every field after each output byte. */
+typedef struct {
+    er_out_stage out;
+    const int8_t* weights;
+    const int16_t* rows;
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l;
+    int32_t group, in_off, ring_n, ring_dir, in_bytes, total;
+} er_conv_geom;
+
+static inline void er_conv_load(const er_conv_params* p, er_conv_geom* g) {
+    g->out = p->out;
+    g->weights = p->weights;
+    g->rows = p->rows;
+    g->in_h = p->in_h; g->in_w = p->in_w; g->in_c = p->in_c;
+    g->out_h = p->out_h; g->out_w = p->out_w; g->out_c = p->out_c;
+    g->k_h = p->k_h; g->k_w = p->k_w; g->sh = p->stride_h; g->sw = p->stride_w; g->dh = p->dil_h; g->dw = p->dil_w;
+    g->pad_t = p->pad_t; g->pad_l = p->pad_l; g->group = p->group; g->in_off = p->in_offset;
+    g->ring_n = p->ring_n; g->ring_dir = p->ring_dir;
+    g->in_bytes = p->batches * g->in_h * g->in_w * g->in_c;
+    g->total = p->batches * g->out_h * g->out_w * g->out_c;
+}
+
+/* Output element o (the t-th produced: in linear order, reversed when running in place backward):
+ * its channel, the offset of its image in the input, its window's origin and the taps inside. */
+typedef struct {
+    int32_t o, oc, in_base, y0, x0, ky_lo, ky_hi, kx_lo, kx_hi;
+} er_conv_site;
+
+static inline void er_conv_site_at(const er_conv_geom* g, int32_t t, er_conv_site* s) {
+    const int32_t o = g->ring_dir < 0 ? g->total - 1 - t : t;
+    const int32_t pix = o / g->out_c;
+    s->o = o;
+    s->oc = o % g->out_c;
+    s->in_base = (pix / (g->out_w * g->out_h)) * g->in_h * g->in_w * g->in_c;
+    s->y0 = ((pix / g->out_w) % g->out_h) * g->sh - g->pad_t;
+    s->x0 = (pix % g->out_w) * g->sw - g->pad_l;
+    er_tap_range(s->y0, g->dh, g->k_h, g->in_h, &s->ky_lo, &s->ky_hi);
+    er_tap_range(s->x0, g->dw, g->k_w, g->in_w, &s->kx_lo, &s->kx_hi);
+}
+
+/* The ring to read input channels [ic, ic + n) of site s through, or 0 when its window reaches no
+ * byte the in-place run has already overwritten (or the op is not in place). */
+static inline const int8_t* er_conv_ring(const er_conv_geom* g, const er_conv_site* s, int32_t ic, int32_t n,
+                                         const int8_t* ring) {
+    int32_t lo_b, hi_b;
+    if (ring == 0 || s->ky_lo >= s->ky_hi || s->kx_lo >= s->kx_hi) return 0;
+    lo_b = s->in_base + ((s->y0 + s->ky_lo * g->dh) * g->in_w + s->x0 + s->kx_lo * g->dw) * g->in_c + ic;
+    hi_b = s->in_base + ((s->y0 + (s->ky_hi - 1) * g->dh) * g->in_w + s->x0 + (s->kx_hi - 1) * g->dw) * g->in_c
+           + ic + n - 1;
+    return (g->ring_dir > 0 ? lo_b < s->o : hi_b > s->o) ? ring : 0;
+}
+
+#endif

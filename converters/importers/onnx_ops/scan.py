@@ -1,0 +1,66 @@
+"""CumSum (along any axis, exclusive / reverse), GatherND and GatherElements with constant indices
+(GatherElements becomes a GATHER_ND of the full index tuples)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from converters.importers.onnx_ops.context import ImportContext
+
+
+def cumsum(ctx: ImportContext, node: Any, a: dict) -> None:
+    """CumSum with a constant axis -> CUMSUM on the IR axis."""
+    x = ctx.act(node, node.input[0])
+    rank = len(ctx.src_shape(node, node.input[0]))
+    axis = np.asarray(ctx.const(node, node.input[1])).reshape(-1)
+    if axis.size != 1:
+        raise ctx.err(node, f"axis {axis.tolist()} must be a single value")
+    ctx.emit("CUMSUM", [x], node.output[0], {"axis": ctx.ir_axis(rank, int(axis[0])),
+                                             "exclusive": bool(a.get("exclusive", 0)),
+                                             "reverse": bool(a.get("reverse", 0))}, node)
+
+
+def gather_nd(ctx: ImportContext, node: Any, a: dict) -> None:
+    """GatherND (batch_dims 0) with constant indices, on the ONNX layout of the data."""
+    if int(a.get("batch_dims", 0)):
+        raise ctx.err(node, "batch_dims > 0 is not supported; gather with batch_dims=0")
+    data_shape = ctx.src_shape(node, node.input[0])
+    idx = np.asarray(ctx.const(node, node.input[1])).astype(np.int64)
+    if idx.ndim < 1 or idx.shape[-1] > len(data_shape):
+        raise ctx.err(node, f"indices of shape {idx.shape} do not fit data of shape {data_shape}")
+    depth = idx.shape[-1]
+    idx = np.where(idx < 0, idx + np.array(data_shape[:depth]), idx)
+    x = ctx.to_src(ctx.act(node, node.input[0]))
+    out_shape = tuple(idx.shape[:-1]) + tuple(data_shape[depth:])
+    ind = ctx.add_const(f"{node.output[0]}/indices", idx.astype(np.int32), np.int32)
+    if len(out_shape) != 4:
+        ctx.emit("GATHER_ND", [x, ind], node.output[0], {}, node, shape=out_shape)
+        return
+    y = ctx.emit("GATHER_ND", [x, ind], ctx.tmp(f"{node.output[0]}/src", out_shape), {}, node, shape=out_shape)
+    ctx.from_src(y, node.output[0], node)
+
+
+def gather_elements(ctx: ImportContext, node: Any, a: dict) -> None:
+    """GatherElements with constant indices -> GATHER_ND with one full index tuple per output element."""
+    data_shape = ctx.src_shape(node, node.input[0])
+    rank = len(data_shape)
+    axis = int(a.get("axis", 0)) % rank
+    idx = np.asarray(ctx.const(node, node.input[1])).astype(np.int64)
+    if idx.ndim != rank:
+        raise ctx.err(node, f"indices of rank {idx.ndim} do not match data of rank {rank}")
+    idx = np.where(idx < 0, idx + data_shape[axis], idx)
+    grids = list(np.meshgrid(*[np.arange(s) for s in idx.shape], indexing="ij"))
+    grids[axis] = idx
+    full = np.stack(grids, axis=-1).astype(np.int32)  # [*out_shape, rank]
+    x = ctx.to_src(ctx.act(node, node.input[0]))
+    out_shape = tuple(idx.shape)
+    ind = ctx.add_const(f"{node.output[0]}/indices", full, np.int32)
+    if rank != 4:
+        ctx.emit("GATHER_ND", [x, ind], node.output[0], {}, node, shape=out_shape)
+        return
+    y = ctx.emit("GATHER_ND", [x, ind], ctx.tmp(f"{node.output[0]}/src", out_shape), {}, node, shape=out_shape)
+    ctx.from_src(y, node.output[0], node)
+
+
+REGISTRY = {"CumSum": cumsum, "GatherND": gather_nd, "GatherElements": gather_elements}

@@ -1,0 +1,189 @@
+"""The default precision policy: the ops int8 cannot represent well, found from the graph's structure.
+
+Applied by :func:`converters.pipeline.convert_model` (``--precision-policy auto``, the default) when the
+user asked for neither ``--activations int16`` nor ``--target-sqnr``; ``--precision-policy int8`` keeps
+every op in int8. Two rules, each with the reason the report gives (``quantization.precision.default_policy``):
+
+- **LSTM/GRU recurrence** (:data:`RECURRENCE`): the ops the ONNX importer emits for an unrolled LSTM or GRU
+  (tagged with :data:`converters.importers.onnx_ops.recurrent.RECURRENCE_ATTR`: gate projections, gate
+  nonlinearities, cell and hidden state updates) run in 16x8 (int16 activations, int8 weights) on every
+  profile, as TFLite Micro's own integer LSTM keeps its gates and cell state in int16. Every such op has
+  an int16 kernel (:data:`converters.quantize.INT16_KINDS`). The ops carrying the recurrence's output to
+  the first layer with weights that reads it stay int16 too (:data:`RECURRENCE_OUT`,
+  :func:`recurrence_readers`), and int16 ranges get a margin (:data:`INT16_MARGIN`).
+- **LayerNorm statistics** (:data:`LAYER_NORM`): the chain ``MEAN -> SUB -> square -> MEAN -> ADD eps ->
+  RSQRT -> MUL`` (and a following constant scale and shift), as the importer emits for LayerNormalization,
+  InstanceNormalization and for torch's ReduceMean/Sub/Pow/Sqrt/Div decomposition. Int16 where every op of
+  the chain has an int16 kernel; otherwise a float island (DEQUANTIZE -> float ops -> QUANTIZE) on profiles
+  with an OS; int8 on microcontrollers (MEAN and RSQRT have no int16 kernel in TFLite Micro and LiteRT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from converters.importers.onnx_ops.recurrent import RECURRENCE_ATTR
+from converters.ir import Graph, Op
+from converters.quantize import INT16_KINDS, QuantPlan, op_key
+
+POLICIES = ("auto", "int8")
+RECURRENCE = "{cell} recurrence: int16 as TFLM's integer LSTM"
+LAYER_NORM = "LayerNorm statistics: {how}"
+#: Which rules ``auto`` turns on (measured with ``python -m benchmarks.import_zoo``; see the README).
+RULES_ON = {"recurrence": True, "layer_norm": True}
+#: int16 ranges are the calibration min/max widened by this factor: states beyond the calibration set's
+#: (held-out hidden and cell states) then do not clip, for 1 of the 15 bits (on the zoo's 160 held-out
+#: inputs, before the recurrence-output rule: gru_kws 26.09 -> 26.15 dB, lstm_kws 31.0 -> 31.6 dB)
+INT16_MARGIN = 2.0
+RECURRENCE_OUT = "{cell} recurrence output: int16 up to the layer that reads it (the hidden state not cut to int8)"
+
+
+@dataclass
+class PolicyChoice:
+    """The precision map a policy chose, with a reason per op key."""
+
+    precision: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def add(self, op: Op, precision: str, reason: str) -> None:
+        """Raise ``op`` to ``precision`` for ``reason`` (int8 choices are not recorded)."""
+        if precision != "int8":
+            self.precision[op_key(op)] = precision
+            self.reasons[op_key(op)] = reason
+
+
+def recurrence_ops(graph: Graph) -> list[Op]:
+    """The ops of unrolled LSTM/GRU recurrences (tagged by the ONNX importer)."""
+    return [op for op in graph.ops if op.attrs.get(RECURRENCE_ATTR)]
+
+
+def recurrence_readers(graph: Graph, recurrence: list[Op]) -> list[Op]:
+    """The ops that carry a recurrence's hidden state on to the layer that reads it: from the recurrence's
+    outputs forward through ops with an int16 kernel, up to and including the first weighted op (e.g. the
+    classifier's FULLY_CONNECTED) on each path, so that the state is not cut to int8 on the way."""
+    from converters.ir import WEIGHTED
+
+    inside = {id(op) for op in recurrence}
+    frontier = {o for op in recurrence for o in op.outputs}
+    out: list[Op] = []
+    for op in graph.ops:  # graph order is topological
+        if id(op) in inside or not any(i in frontier for i in op.inputs) or op.kind not in INT16_KINDS:
+            continue
+        acts = [i for i in op.inputs if not _is_const(graph, i)]
+        if not all(i in frontier for i in acts):
+            continue  # it also reads int8 values from elsewhere: leave it
+        out.append(op)
+        if op.kind not in WEIGHTED:
+            frontier.update(op.outputs)
+    return out
+
+
+def _is_const(graph: Graph, name: str) -> bool:
+    t = graph.tensors.get(name)
+    return t is not None and t.is_constant
+
+
+def layer_norm_chains(graph: Graph) -> list[list[Op]]:
+    """Every normalisation chain ``(x - mean(x)) * rsqrt(mean((x - mean(x))^2) + eps) [* gamma] [+ beta]``.
+
+    Found by structure: a MEAN of ``x``, a SUB of it from ``x``, that difference squared (MUL by itself)
+    and averaged over the same axes, a constant added, RSQRT, and the difference multiplied by it; then at
+    most one constant MUL and one constant ADD, each the only reader of the previous value.
+    """
+    readers: dict[str, list[Op]] = {}
+    for op in graph.ops:
+        for name in set(op.inputs):
+            readers.setdefault(name, []).append(op)
+    outputs = set(graph.outputs)
+
+    def only(name: str, kind: str, pred=lambda o: True) -> Optional[Op]:
+        ops = [o for o in readers.get(name, []) if o.kind == kind and pred(o)]
+        return ops[0] if len(ops) == 1 else None
+
+    chains = []
+    for m1 in graph.ops:
+        if m1.kind != "MEAN" or not m1.attrs.get("keep_dims", False):
+            continue
+        x, mean = m1.inputs[0], m1.outputs[0]
+        sub = only(mean, "SUB", lambda o, x=x, mean=mean: o.inputs == [x, mean])
+        if sub is None:
+            continue
+        d = sub.outputs[0]
+        sq = only(d, "MUL", lambda o, d=d: o.inputs == [d, d])
+        if sq is None:
+            continue
+        axes = tuple(m1.attrs.get("axes", ()))
+        m2 = only(sq.outputs[0], "MEAN", lambda o, axes=axes: tuple(o.attrs.get("axes", ())) == axes)
+        if m2 is None:
+            continue
+        add = only(m2.outputs[0], "ADD", lambda o: any(_is_const(graph, i) for i in o.inputs))
+        if add is None:
+            continue
+        rs = only(add.outputs[0], "RSQRT")
+        if rs is None:
+            continue
+        pair = sorted([d, rs.outputs[0]])
+        norm = only(rs.outputs[0], "MUL", lambda o, pair=pair: sorted(o.inputs) == pair)
+        if norm is None:
+            continue
+        chain = [m1, sub, sq, m2, add, rs, norm]
+        last = norm
+        for kind in ("MUL", "ADD"):  # the affine scale and shift, when they only read the normalised value
+            y = last.outputs[0]
+            nxt = readers.get(y, [])
+            if (y in outputs or len(nxt) != 1 or nxt[0].kind != kind
+                    or not any(_is_const(graph, i) for i in nxt[0].inputs if i != y)):
+                continue
+            chain.append(nxt[0])
+            last = nxt[0]
+        chains.append(chain)
+    return chains
+
+
+def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice:
+    """The precision map of ``policy`` for ``graph`` on a profile with (``os_profile``) or without an OS."""
+    if policy not in POLICIES:
+        from edge_runtime.errors import ConfigError
+
+        raise ConfigError(f"--precision-policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    choice = PolicyChoice()
+    if policy == "int8":
+        return choice
+    if RULES_ON["recurrence"]:
+        rec = recurrence_ops(graph)
+        for op in rec:
+            if op.kind in INT16_KINDS:
+                choice.add(op, "int16", RECURRENCE.format(cell=op.attrs[RECURRENCE_ATTR]))
+        cells = sorted({op.attrs[RECURRENCE_ATTR] for op in rec})
+        for op in recurrence_readers(graph, [op for op in rec if op.kind in INT16_KINDS]):
+            choice.add(op, "int16", RECURRENCE_OUT.format(cell="/".join(cells)))
+    if RULES_ON["layer_norm"]:
+        for chain in layer_norm_chains(graph):
+            if all(op.kind in INT16_KINDS for op in chain):
+                how = "int16 (every op of the chain has an int16 kernel)"
+                for op in chain:
+                    choice.add(op, "int16", LAYER_NORM.format(how=how))
+            elif os_profile:
+                for op in chain:
+                    choice.add(op, "float", LAYER_NORM.format(how="float island (MEAN and RSQRT have no int16 "
+                                                                   "kernel; profile with an OS)"))
+    return choice
+
+
+def apply(graph: Graph, float_sess: Any, data: Any, plan: QuantPlan, ranges: dict, per_channel_fc: bool,
+          means: Optional[dict[str, np.ndarray]], choice: PolicyChoice) -> QuantPlan:
+    """The plan with ``choice`` applied: the int8 plan's ranges and weights, int16 ops over min/max ranges
+    (16 bits leave no reason to clip), biases corrected as in the int8 plan; ``plan`` when nothing changes."""
+    if not choice.precision:
+        return plan
+    from converters.calibrate import calibrate
+    from converters.quality.mixed_precision import PlanMaker
+
+    ranges16 = (calibrate(graph, data, "minmax", session=float_sess)
+                if "int16" in choice.precision.values() else ranges)
+    ranges16 = {k: (lo * INT16_MARGIN, hi * INT16_MARGIN) for k, (lo, hi) in ranges16.items()}
+    new = PlanMaker(graph, ranges, ranges16, plan.io_dtype, per_channel_fc, plan.weights, means).plan(choice.precision)
+    new.reasons = dict(choice.reasons)
+    return new
