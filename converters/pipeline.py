@@ -275,7 +275,9 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         t_mp = time.perf_counter()
         with _one_line(model, "choosing mixed precision"):
             plan, mixed = mixed_precision.apply(graph, sess, data, plan, ranges, prof, pc_fc, means, activations,
-                                                target_sqnr, out, progress, report_samples)
+                                                target_sqnr, out, progress, report_samples,
+                                                start_precision=policy.precision if activations == "int8" else None,
+                                                start_reasons=policy.reasons if activations == "int8" else None)
         timings["mixed_precision_s"] = time.perf_counter() - t_mp
     tfl_path = os.path.join(out, f"{graph.name}_int8.tflite")
     onnx_path = os.path.join(out, f"{graph.name}_int8.onnx") if "onnx" in formats else None

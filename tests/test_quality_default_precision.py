@@ -230,3 +230,15 @@ def test_cli_flag(models, tmp_path, capsys):  # type: ignore[no-untyped-def]
         main(["convert", str(paths["gru"]), "--profile", OS_PROFILE, "--calib", str(calib), "--precision-policy",
               "int4"])
     assert e.value.code == 2
+
+
+def test_target_sqnr_starts_from_the_policy(models, tmp_path):  # type: ignore[no-untyped-def]
+    """``--target-sqnr`` searches from the policy's choices: an easy target keeps the int16 recurrence (the
+    model is never worse than the default), and the report keeps the policy's reasons."""
+    paths, calib = models
+    auto = convert_model(paths["lstm"], OS_PROFILE, calib, tmp_path / "auto", formats=("tflite",), report_samples=4)
+    easy = convert_model(paths["lstm"], OS_PROFILE, calib, tmp_path / "easy", formats=("tflite",), report_samples=4,
+                         target_sqnr=5.0)
+    assert easy.report["mixed_precision"]["met"] and easy.report["mixed_precision"]["changed_layers"] == []
+    assert easy.plan.op_precision == auto.plan.op_precision
+    assert Path(easy.tflite_path).read_bytes() != b"" and "default_policy" in easy.report["quantization"]["precision"]

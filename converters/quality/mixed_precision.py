@@ -526,7 +526,8 @@ def summarize(res: SearchResult, target: float, rows: list[dict[str, Any]], fit_
 def apply(graph: Graph, float_sess: Any, data: Any, plan: QuantPlan, ranges: dict, profile: Any,
           per_channel_fc: bool, means: Optional[dict[str, np.ndarray]], activations: str = "int8",
           target_sqnr: Optional[float] = None, work_dir: str = ".", progress: bool = False,
-          samples: int = 32) -> tuple[QuantPlan, Optional[dict[str, Any]]]:
+          samples: int = 32, start_precision: Optional[dict[str, str]] = None,
+          start_reasons: Optional[dict[str, Any]] = None) -> tuple[QuantPlan, Optional[dict[str, Any]]]:
     """The pipeline's mixed-precision step: the plan to write and the state for :func:`report_section`.
 
     ``plan`` is the int8 plan (its weights are kept); ``activations`` ``int16`` starts from every op in
@@ -542,7 +543,8 @@ def apply(graph: Graph, float_sess: Any, data: Any, plan: QuantPlan, ranges: dic
         return plan, None
     ranges16 = calibrate(graph, data, "minmax", session=float_sess)
     maker = PlanMaker(graph, ranges, ranges16, plan.io_dtype, per_channel_fc, plan.weights, means)
-    start = all_int16(graph) if activations == "int16" else {}
+    # the search starts from the default precision policy's choices (int8 elsewhere), or from all-int16
+    start = all_int16(graph) if activations == "int16" else dict(start_precision or {})
     state: dict[str, Any] = {"activations": activations, "start": start, "maker": maker, "base": plan,
                              "kept_int8": kept_int8(graph) if activations == "int16" else None}
     if target_sqnr is None:
@@ -553,6 +555,8 @@ def apply(graph: Graph, float_sess: Any, data: Any, plan: QuantPlan, ranges: dic
     res = search(graph, maker, ev, start, float(target_sqnr), not getattr(profile, "microcontroller", False), xs,
                  progress=progress)
     state.update(result=res, evaluator=ev, target=float(target_sqnr), work=work)
+    if start_reasons:  # the policy's reasons, for the ops still at the precision it chose
+        res.plan.reasons = {k: why for k, why in start_reasons.items() if res.precision.get(k) == start.get(k)}
     return res.plan, state
 
 

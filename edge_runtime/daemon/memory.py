@@ -15,6 +15,10 @@ from typing import Any, Optional
 import numpy as np
 
 from edge_runtime.errors import BudgetExceededError
+
+#: Bytes a TCP connection reads at a time; also its stream reader's limit (the reader pauses the socket
+#: once it holds twice this), so unread data per connection stays under 3 x READ_CHUNK of host memory.
+READ_CHUNK = 16 << 10
 from edge_runtime.model import Model
 
 #: bookkeeping per queued request/result (Python objects), a measured upper bound
@@ -73,10 +77,11 @@ def estimate(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimate:
     out_b = sum(_nbytes(s) for s in model.outputs)
     links = cfg.source.max_connections if cfg.source.type == "tcp" else 1
     # a link holds at most one unfinished encoded frame and one sample being reassembled, and all
-    # links together at most max_buffered_bytes (TCP); plus each connection's 64 KiB read buffer
+    # links together at most max_buffered_bytes (TCP); plus each connection's socket reader (its buffer
+    # pauses the socket past twice its limit) and the chunk being decoded
     frame_b = 2 * (p.max_frame_bytes + p.max_frame_bytes // 254 + 64)
     framing_b = min(links * frame_b, p.max_buffered_bytes) if cfg.source.type == "tcp" else frame_b
-    framing_b += links * (64 << 10)
+    framing_b += links * 3 * READ_CHUNK
     mqtt = sum(s.offline_buffer * (out_b * 5 + 300) for s in cfg.sinks if s.type == "mqtt")
     items = {
         "arena": arena_bytes(model),

@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_runtime.daemon import framing
 from edge_runtime.daemon.link import Link
+from edge_runtime.daemon.memory import READ_CHUNK
 from edge_runtime.daemon.metrics import Metrics
 from edge_runtime.errors import ConfigError
 
@@ -93,7 +94,7 @@ class TcpSource(Source):
     async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
         self._submit, self._metrics, self._max = submit, metrics, max_payload
         try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+            self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=READ_CHUNK)
         except OSError as exc:
             raise ConfigError(f"source tcp://{self.host}:{self.port}: cannot listen: {exc.strerror or exc}") from None
         sock = self._server.sockets[0].getsockname()
@@ -169,7 +170,7 @@ class TcpSource(Source):
             self._tasks.add(task)
         try:
             while not self._stopping and writer in self._conns:
-                data = await reader.read(65536)
+                data = await reader.read(READ_CHUNK)
                 if not data:
                     break
                 conn.last = loop.time()
