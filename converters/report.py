@@ -47,8 +47,11 @@ def litert_interpreter(path: str, reference_kernels: bool = False, preserve: boo
         kw["experimental_op_resolver_type"] = tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if preserve:
         kw["experimental_preserve_all_tensors"] = True
-    it = tfl.Interpreter(**kw)
-    it.allocate_tensors()
+    from edge_runtime.native_stderr import quiet_native_info
+
+    with quiet_native_info():  # LiteRT's "Created ... XNNPACK delegate" line; its warnings still pass
+        it = tfl.Interpreter(**kw)
+        it.allocate_tensors()
     return it
 
 

@@ -26,3 +26,15 @@ def test_demo_with_another_profile_and_the_onnx_model(capsys):
     rc = edge_convert(["demo", "--profile", "stm32h743", "--backend", "onnx"])
     out = capsys.readouterr().out
     assert rc == 0 and "backend onnx on profile stm32h743" in out and "TFLM persistent data" in out
+
+
+def test_demo_stderr_has_no_litert_info_line(tmp_path):
+    """The converter's own LiteRT interpreters go through the native-stderr filter: no 'INFO: Created
+    TensorFlow Lite XNNPACK delegate' line on a clean run."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "converters.cli", "demo", "-o", str(tmp_path)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "INFO: Created TensorFlow Lite" not in r.stderr and "INFO: Created TensorFlow Lite" not in r.stdout
