@@ -115,14 +115,21 @@ def bench_resnet(method: str, out: str, opts: dict[str, Any]) -> tuple[float, st
     return _bench_image("pretrainedResnet.tflite", "pretrainedResnet_quant.tflite", 255.0, 32, method, out, opts)
 
 
+DIGITS = ROOT / "converters" / "data"
+
+
+def _convert_digits(method: str, out: str, opts: dict[str, Any]) -> tuple[float, Any, Any]:
+    """Convert the shipped digits CNN with its held-out set: (seconds, result, held-out arrays)."""
+    z = np.load(ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz")
+    t = time.perf_counter()
+    res = convert_model(DIGITS / "digits_cnn.onnx", "rpi4-4gb", DIGITS / "digits_calib.npz", out, method=method,
+                        held_out=(z["x"], z["y"]), **opts)
+    return time.perf_counter() - t, res, z
+
+
 def bench_digits(method: str, out: str, opts: dict[str, Any]) -> tuple[float, str, str]:
     """Digits CNN: held-out accuracy of both int8 models."""
-    z = np.load(ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz")
-    data = ROOT / "converters" / "data"
-    t = time.perf_counter()
-    res = convert_model(data / "digits_cnn.onnx", "rpi4-4gb", data / "digits_calib.npz", out, method=method,
-                        held_out=(z["x"], z["y"]), **opts)
-    dt = time.perf_counter() - t
+    dt, res, _ = _convert_digits(method, out, opts)
     h = res.report["held_out"]
     return (dt, (f"tflite {h['tflite']['accuracy']:.4f}, onnx {h['onnx']['accuracy']:.4f}, "
                  f"SQNR {h['tflite']['output_sqnr_db']:.2f} dB"),
@@ -155,14 +162,10 @@ def bench_digits_vs_ort(method: str, out: str, opts: dict[str, Any]) -> tuple[fl
     """Digits CNN: our int8 ONNX and TFLite against ORT's quantize_static, same calibration data."""
     import onnxruntime as ort
 
-    z = np.load(ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz")
-    data = ROOT / "converters" / "data"
-    t = time.perf_counter()
-    res = convert_model(data / "digits_cnn.onnx", "rpi4-4gb", data / "digits_calib.npz", out, method=method,
-                        held_out=(z["x"], z["y"]), **opts)
-    dt = time.perf_counter() - t
-    calib = np.load(data / "digits_calib.npz")["x"]
-    paths = {"float": str(data / "digits_cnn.onnx"), "ort": ort_quantize_static(data / "digits_cnn.onnx", calib, out)}
+    dt, res, z = _convert_digits(method, out, opts)
+    calib = np.load(DIGITS / "digits_calib.npz")["x"]
+    paths = {"float": str(DIGITS / "digits_cnn.onnx"),
+             "ort": ort_quantize_static(DIGITS / "digits_cnn.onnx", calib, out)}
     sess = {k: ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
     outs = {k: np.concatenate([s.run(None, {s.get_inputs()[0].name: x[None]})[0] for x in z["x"]])
             for k, s in sess.items()}

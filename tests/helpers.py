@@ -29,3 +29,33 @@ def board_variant(tmp_path: Path, board: str, name: str, **fields: int) -> Path:
     p = tmp_path / f"{name}.yaml"
     p.write_text("\n".join(lines) + "\n")
     return p
+
+
+class IRTensors:
+    """Builds the tensor table of a small converter IR graph: ``const`` and ``act`` register a tensor and
+    return its name, ``graph`` wraps the table with ops, inputs and outputs."""
+
+    def __init__(self) -> None:
+        self.tensors: dict = {}
+
+    def const(self, name: str, a) -> str:  # type: ignore[no-untyped-def]
+        """A float32 constant (weights, biases)."""
+        import numpy as np
+
+        from converters.ir import Tensor
+
+        self.tensors[name] = Tensor(name, a.shape, np.asarray(a).astype(np.float32))
+        return name
+
+    def act(self, name: str, shape: tuple) -> str:
+        """An activation of a static shape."""
+        from converters.ir import Tensor
+
+        self.tensors[name] = Tensor(name, shape)
+        return name
+
+    def graph(self, name: str, ops: list, inputs: list, outputs: list):  # type: ignore[no-untyped-def]
+        """The :class:`converters.ir.Graph` of these tensors."""
+        from converters.ir import Graph
+
+        return Graph(name, self.tensors, ops, inputs, outputs)

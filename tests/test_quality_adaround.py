@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from converters.calibrate import float_session
-from converters.ir import Graph, Op, Tensor
+from converters.ir import Graph, Op
 from converters.quality.adaround import Problem, adaround, round_layer
 from converters.quantize import plan_quantization
+from helpers import IRTensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,15 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _conv_graph(seed: int = 0) -> Graph:
     """conv 3x3 (3 -> 8, ReLU) -> depthwise 3x3 -> FC, random weights."""
     rng = np.random.default_rng(seed)
-    t: dict[str, Tensor] = {}
-
-    def const(name: str, a: np.ndarray) -> str:
-        t[name] = Tensor(name, a.shape, a.astype(np.float32))
-        return name
-
-    def act(name: str, shape: tuple[int, ...]) -> str:
-        t[name] = Tensor(name, shape)
-        return name
+    b = IRTensors()
+    const, act = b.const, b.act
 
     conv = {"stride": (1, 1), "dilation": (1, 1), "pads": (1, 1, 1, 1)}
     ops = [
@@ -41,7 +35,7 @@ def _conv_graph(seed: int = 0) -> Graph:
         Op("FULLY_CONNECTED", ["flat", const("wf", rng.standard_normal((5, 288)) * 0.05), const("bf", np.zeros(5))],
            [act("out", (1, 5))], {"act": "NONE"}, "fc"),
     ]
-    return Graph("small", t, ops, ["x"], ["out"])
+    return b.graph("small", ops, ["x"], ["out"])
 
 
 def test_layer_error_falls_below_round_to_nearest() -> None:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from converters.calibrate import float_session
-from converters.ir import Graph, Op, Tensor
+from converters.ir import Graph, Op
 from converters.quality.equalization import equalize, find_pairs, in_range, out_range
+from helpers import IRTensors
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Per-channel gains of the first layer spread over four decades (undone by the pointwise layer).
@@ -23,15 +24,8 @@ def _ds_graph(act_mid: str = "RELU", seed: int = 0) -> Graph:
     """conv 3x3 (4 -> 16) -> max pool -> depthwise 3x3 -> pointwise 1x1 (16 -> 8) -> FC, with the
     first layer's channels scaled by SPREAD and the depthwise input compensating."""
     rng = np.random.default_rng(seed)
-    t: dict[str, Tensor] = {}
-
-    def const(name: str, a: np.ndarray) -> str:
-        t[name] = Tensor(name, a.shape, a.astype(np.float32))
-        return name
-
-    def act(name: str, shape: tuple[int, ...]) -> str:
-        t[name] = Tensor(name, shape)
-        return name
+    b = IRTensors()
+    const, act = b.const, b.act
 
     same = {"stride": (1, 1), "dilation": (1, 1), "pads": (1, 1, 1, 1)}
     w1 = rng.standard_normal((16, 3, 3, 4)) * SPREAD[:, None, None, None]
@@ -50,7 +44,7 @@ def _ds_graph(act_mid: str = "RELU", seed: int = 0) -> Graph:
         Op("FULLY_CONNECTED", ["flat", const("wf", rng.standard_normal((10, 128)) * 0.1),
                                const("bf", np.zeros(10))], [act("out", (1, 10))], {"act": "NONE"}, "fc"),
     ]
-    return Graph("ds", t, ops, ["x"], ["out"])
+    return b.graph("ds", ops, ["x"], ["out"])
 
 
 def _outputs(graph: Graph, xs: np.ndarray) -> np.ndarray:

@@ -209,18 +209,12 @@ def test_int16_for_an_op_without_int16_kernel_is_refused(collapse):
 
 def _every_int16_kind_graph():  # type: ignore[no-untyped-def]
     """One IR graph chaining every op of INT16_KINDS."""
-    from converters.ir import Graph, Op, Tensor
+    from converters.ir import Op
+    from helpers import IRTensors
 
     rng = np.random.default_rng(3)
-    t: dict[str, Tensor] = {}
-
-    def act(name: str, shape: tuple) -> str:
-        t[name] = Tensor(name, shape)
-        return name
-
-    def const(name: str, arr: np.ndarray) -> str:
-        t[name] = Tensor(name, arr.shape, arr.astype(np.float32))
-        return name
+    b = IRTensors()
+    const, act = b.const, b.act
 
     def r(*shape: int) -> np.ndarray:
         return rng.standard_normal(shape).astype(np.float32) * 0.5
@@ -257,7 +251,7 @@ def _every_int16_kind_graph():  # type: ignore[no-untyped-def]
         Op("TRANSPOSE_CONV", [x, const("w4", r(2, 2, 2, 3)), const("b4", r(2))], [act("tc", (1, 8, 8, 2))],
            {"stride": (2, 2)}, "tconv"),
     ]
-    return Graph("every_int16", t, ops, [x], ["fc", "tc", "r1", "sm"])
+    return b.graph("every_int16", ops, [x], ["fc", "tc", "r1", "sm"])
 
 
 def test_every_int16_kind_runs_on_litert_and_bit_exact_on_micro(tmp_path):

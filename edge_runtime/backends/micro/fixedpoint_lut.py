@@ -354,6 +354,13 @@ def int16_lut_lookup(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return base + ((slope * offset + 64) >> 7)
 
 
+def int16_lut_lookup_scalar(value: int, lut: "list[int]") -> int:
+    """:func:`int16_lut_lookup` of one Python int, on the table as a list (no array per call)."""
+    index = 256 + (value >> 7)
+    base = lut[index]
+    return base + (((lut[index + 1] - base) * (value & 0x7F) + 64) >> 7)
+
+
 def exp_f32(x: np.ndarray) -> np.ndarray:
     """``std::exp`` on float32 (computed in float64, rounded once to float32)."""
     return np.exp(np.asarray(x, dtype=np.float64)).astype(np.float32)

@@ -29,7 +29,8 @@ from edge_runtime.backends.micro.fixedpoint import (
     rounding_divide_by_pot, srdhm,
 )
 from edge_runtime.backends.micro.fixedpoint_lut import (
-    exp_f32, gen_int16_lut, int16_lut_lookup, multiply_by_quantized_multiplier_wrapped, one_over_one_plus_x_f32,
+    exp_f32, gen_int16_lut, int16_lut_lookup, int16_lut_lookup_scalar, multiply_by_quantized_multiplier_wrapped,
+    one_over_one_plus_x_f32,
 )
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_type,
@@ -103,7 +104,7 @@ class Softmax(Kernel):
             raise ctx.fail(f"int16 softmax output must have scale 1/32768 and zero point 0, got {sy}, {zy}")
         mult, shift = quantize_multiplier(float(np.float32(sx)) * float(np.float32(beta)) / (10.0 / 65535.0))
         exp_lut = gen_int16_lut(exp_f32, -10.0, 0.0, -1.0, 1.0)
-        self.recip_lut = gen_int16_lut(one_over_one_plus_x_f32, 0.0, 1.0, -1.0, 1.0)
+        self.recip_lut = gen_int16_lut(one_over_one_plus_x_f32, 0.0, 1.0, -1.0, 1.0).tolist()
         diffs = -np.arange(65536, dtype=np.int64)  # index = max(row) - x
         scaled = multiply_by_quantized_multiplier_wrapped(diffs, mult, shift) + 32767
         np.clip(scaled, -32768, 32767, out=scaled)
@@ -125,7 +126,7 @@ class Softmax(Kernel):
             headroom_plus_one = 32 - (total & 0xFFFFFFFF).bit_length()
             shifted = ((total << (headroom_plus_one - 1)) + (1 << 13)) >> 14
             sym = min(max(shifted - ((1 << 15) + (1 << 16)), -32768), 32767)
-            recip = int(int16_lut_lookup(np.array(sym), self.recip_lut))
+            recip = int16_lut_lookup_scalar(sym, self.recip_lut)
             right = 31 - headroom_plus_one
             row = e[r]
             row *= recip
