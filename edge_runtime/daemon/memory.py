@@ -16,8 +16,9 @@ import numpy as np
 
 from edge_runtime.errors import BudgetExceededError
 
-#: Bytes a TCP connection reads at a time; also its stream reader's limit (the reader pauses the socket
-#: once it holds twice this), so unread data per connection stays under 3 x READ_CHUNK of host memory.
+#: Bytes a TCP connection receives at a time (the socket transport's receive size) and its stream reader's
+#: limit (the reader pauses the socket once it holds twice this), so unread data per connection stays under
+#: 3 x READ_CHUNK of host memory.
 READ_CHUNK = 16 << 10
 from edge_runtime.model import Model
 

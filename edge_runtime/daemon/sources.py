@@ -150,6 +150,8 @@ class TcpSource(Source):
         self._n += 1
         peer = writer.get_extra_info("peername")
         transport = writer.transport
+        if hasattr(transport, "max_size"):  # asyncio's socket transport receives up to 256 KiB per call, before
+            transport.max_size = READ_CHUNK  # the reader's limit can pause it: keep each receive to a chunk
         limit = 1 << 20
 
         def send(data: bytes) -> bool:
