@@ -58,3 +58,46 @@ def test_each_stream_has_its_own_state(tmp_path, backend):
         assert d.stop() == 0
     finally:
         d.kill()
+
+
+@pytest.mark.parametrize("backend", ["micro", "litert"])
+def test_memory_estimate_counts_one_instance_per_stream(tmp_path, backend):
+    """A stateful model's per-stream instances are in the estimate; a budget that holds the shared model
+    but not one instance per stream is refused at start-up with the stream count named as the cause."""
+    import edge_runtime
+    from edge_runtime.daemon import memory
+    from edge_runtime.daemon.config import load_config
+    from edge_runtime.daemon.stream_state import STREAMS_PER_LINK, max_streams
+
+    model_path = streaming_model(tmp_path / "s.tflite", "int8", rows=1, width=64, step=4, seed=3)
+    model = edge_runtime.load(str(model_path), backend=backend)
+    cfg = load_config(None, {"model": {"path": str(model_path), "backend": backend},
+                             "source": {"type": "tcp", "port": 0, "max_connections": 8},
+                             "pipeline": {"max_batch_size": 1}})
+    assert max_streams(cfg) == STREAMS_PER_LINK * 8
+    est = memory.estimate(model, cfg, None)
+    per_instance = est.items["arena"] + memory.instance_extra_bytes(model)
+    assert est.items["arena"] > 0
+    assert est.items["stream models"] == 16 * per_instance
+    budget = est.total - est.items["stream models"] + per_instance  # room for one stream, not sixteen
+    with pytest.raises(Exception) as info:
+        memory.check_budget(model, cfg, budget)
+    if est.items["stream models"] == max(est.items.values()):
+        assert "lower source.max_connections" in str(info.value)
+    fewer = load_config(None, {"model": {"path": str(model_path), "backend": backend},
+                               "source": {"type": "tcp", "port": 0, "max_connections": 1}})
+    assert memory.estimate(model, fewer, None).items["stream models"] == STREAMS_PER_LINK * per_instance
+    model.close()
+
+
+def test_stateless_models_have_no_stream_instances(tmp_path):
+    """A stateless model shares one instance: nothing is added for streams."""
+    from edge_runtime.daemon import memory
+    from edge_runtime.daemon.config import load_config
+    from tflite_builder import T, build
+
+    path = build(tmp_path / "relu.tflite", "RELU", [T([1, 8], scale=0.1)], [T([1, 8], scale=0.1)])
+    import edge_runtime
+    model = edge_runtime.load(str(path), backend="micro")
+    cfg = load_config(None, {"model": {"path": str(path)}, "source": {"type": "tcp", "port": 0}})
+    assert "stream models" not in memory.estimate(model, cfg, None).items

@@ -1,9 +1,12 @@
 """Start-up memory check: what the daemon will need against the profile's inference RAM budget.
 
 The estimate adds the model's activation arena (the static plan for .tflite models,
-``info['arena_bytes']`` when the backend reports one), the model file (memory-mapped,
-counted because its pages become resident), the request and result queues at full
-depth, the batch buffers, the framing buffers of every link and the MQTT offline
+``info['arena_bytes']`` when the backend reports one) and, for micro, its host-side
+workspace and the weight caches its kernels build at load time; the model file
+(memory-mapped, counted because its pages become resident); for a stateful model, one
+more instance (arena, workspace, caches) per stream it may keep
+(:func:`~edge_runtime.daemon.stream_state.max_streams`); the request and result queues
+at full depth, the batch buffers, the framing buffers of every link and the MQTT offline
 buffer. The Python interpreter and the backend library themselves are not counted.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edge_runtime.daemon.stream_state import is_stateful, max_streams
 from edge_runtime.errors import BudgetExceededError
 
 #: Bytes a TCP connection receives at a time (the socket transport's receive size) and its stream reader's
@@ -66,6 +70,11 @@ def arena_bytes(model: Model) -> int:
     return sum(_nbytes(s) for s in model.inputs + model.outputs)
 
 
+def instance_extra_bytes(model: Model) -> int:
+    """Host memory a model instance holds besides its arena: micro's workspace and weight caches (0 elsewhere)."""
+    return sum(v for k in ("workspace_bytes", "cache_bytes") if isinstance(v := model.info.get(k), int))
+
+
 def _nbytes(spec: Any) -> int:
     shape = [1 if d < 0 else d for d in spec.shape]  # a dynamic batch axis: one sample
     return int(np.prod(shape)) * np.dtype(spec.dtype).itemsize
@@ -92,6 +101,11 @@ def estimate(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimate:
         "framing": framing_b,
         "mqtt buffer": mqtt,
     }
+    extra = instance_extra_bytes(model)
+    if extra:
+        items["workspace and weight caches"] = extra
+    if is_stateful(model.path):
+        items["stream models"] = max_streams(cfg) * (items["arena"] + extra)
     per_sample = in_b + out_b + PER_ITEM_OVERHEAD
     max_batch = p.max_batch_size
     if budget:
@@ -107,6 +121,13 @@ def estimate(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimate:
     return MemoryEstimate(items, budget, int(max_batch))
 
 
+def _advice(item: str) -> str:
+    if item == "stream models":
+        return ("a stateful model keeps one instance per stream; lower source.max_connections "
+                "(each connection may hold a stream), or use a smaller model")
+    return "lower pipeline.queue_size, pipeline.result_queue_size or an MQTT offline_buffer, or use a smaller model"
+
+
 def check_budget(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimate:
     """Raise :class:`BudgetExceededError` when the estimate is over ``budget``."""
     est = estimate(model, cfg, budget)
@@ -114,7 +135,6 @@ def check_budget(model: Model, cfg: Any, budget: Optional[int]) -> MemoryEstimat
         big = max(est.items, key=lambda k: est.items[k])
         raise BudgetExceededError(
             f"the daemon needs {est.describe()}; over budget by {est.total - budget:,} bytes. "
-            f"The largest item is the {big}: lower pipeline.queue_size, pipeline.result_queue_size "
-            "or an MQTT offline_buffer, or use a smaller model"
+            f"The largest item is the {big}: " + _advice(big)
         )
     return est

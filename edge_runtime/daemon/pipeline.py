@@ -55,7 +55,7 @@ from edge_runtime.daemon.postprocess import PostChain
 from edge_runtime.daemon.sdnotify import Notifier
 from edge_runtime.daemon.sinks import ReplySink, Result, make_sink, to_json_line
 from edge_runtime.daemon.sources import Source, make_source
-from edge_runtime.daemon.stream_state import StreamModels, is_stateful
+from edge_runtime.daemon.stream_state import StreamModels, is_stateful, max_streams
 from edge_runtime.errors import ConfigError, EdgeRuntimeError
 from edge_runtime.model import Model
 
@@ -212,10 +212,9 @@ class Daemon:
         """Stateful models get one instance per source stream (stream_state.py); others share one."""
         self.streams: Optional[StreamModels] = None
         if is_stateful(loaded.path):
-            max_streams = self.cfg.source.max_connections if self.cfg.source.type == "tcp" else 1
             slot = self.slot
             assert slot is not None
-            self.streams = StreamModels(lambda: slot._open().model, 2 * max_streams)
+            self.streams = StreamModels(lambda: slot._open().model, max_streams(self.cfg))
             self.batching = "per stream (stateful model: one state per source stream)"
             self.metrics.gauges["streams"] = lambda: float(len(self.streams) if self.streams is not None else 0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 from edge_runtime.formats.tflite import TFLiteModel
 from edge_runtime.model import Model
@@ -32,6 +32,16 @@ def is_stateful(path: str) -> bool:
         if any(t.is_variable for t in sg.tensors) or any(op.name in STATE_OPS for op in sg.operators):
             return True
     return False
+
+
+#: Streams kept per source link: a device that reconnects gets a new link before its old one is reaped.
+STREAMS_PER_LINK = 2
+
+
+def max_streams(cfg: Any) -> int:
+    """How many per-stream model instances a daemon with config ``cfg`` may hold at once."""
+    links = cfg.source.max_connections if cfg.source.type == "tcp" else 1
+    return STREAMS_PER_LINK * int(links)
 
 
 class StreamModels:
