@@ -5,6 +5,9 @@ repository on ``PYTHONPATH``: ``python -m benchmarks._openvino_run SPEC.json OUT
 SPEC is a list of ``{"name", "onnx", "inputs", "runs", "compare_onnx", "threads"}`` (``inputs``: an .npz with ``x``,
 one batch row per inference); OUT receives one record per model. The OpenVINO EP comes
 from the ``intel-n100`` device profile with ``require_accelerator=True``.
+
+``python -m benchmarks._openvino_run --probe SPEC.json``: the divergence data of
+``benchmarks/_openvino_divergence.py`` (:func:`probe`), on bare 1-thread sessions.
 """
 from __future__ import annotations
 
@@ -89,10 +92,89 @@ def compare(name: str, onnx_path: str, inputs: str, runs: int, compare_onnx: str
     return rec
 
 
+def probe_session(path: str, kind: str, variant: dict[str, Any] | None = None) -> Any:
+    """A bare onnxruntime session, 1 thread: ``ov`` (the profile's OpenVINO-on-CPU options), ``cpu`` (ORT's CPU EP,
+    all graph optimisations) or ``ref`` (CPU EP, optimisations off: plain QDQ semantics). ``variant``: extra
+    ``ov_options`` (provider options), ``ov_cpu`` (OpenVINO CPU properties, in ``load_config``) and ``session_config``
+    (ORT session config entries)."""
+    import onnxruntime
+
+    v = variant or {}
+    so = onnxruntime.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    for key, value in v.get("session_config", {}).items():
+        so.add_session_config_entry(key, value)
+    if kind == "ref":
+        so.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if kind != "ov":
+        return onnxruntime.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    opts = {"device_type": "CPU", "precision": "ACCURACY", **ov_threads(1)}
+    cpu = {**json.loads(opts["load_config"])["CPU"], **v.get("ov_cpu", {})}
+    opts.update(load_config=json.dumps({"CPU": cpu}), **v.get("ov_options", {}))
+    return onnxruntime.InferenceSession(path, so,
+                                        providers=[("OpenVINOExecutionProvider", opts), "CPUExecutionProvider"])
+
+
+def _each(sess: Any, feeds: list[np.ndarray]) -> list[np.ndarray]:
+    """Every output of ``sess`` for each row of ``feeds`` (one array per model input), flattened and stacked."""
+    names = [i.name for i in sess.get_inputs()]
+    ys = [sess.run(None, {n: f[j] for n, f in zip(names, feeds)}) for j in range(len(feeds[0]))]
+    return [np.stack([y[i].reshape(-1) for y in ys]) for i in range(len(ys[0]))]
+
+
+class _Bare:
+    """A bare session with the ``run([x])`` of a loaded model, for :func:`_median_ms`."""
+
+    def __init__(self, sess: Any) -> None:
+        self.sess, self.name = sess, sess.get_inputs()[0].name
+
+    def run(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.sess.run(None, {self.name: xs[0]})
+
+
+def probe(entry: dict[str, Any], inputs: str) -> None:
+    """Divergence data of one model (``benchmarks/_openvino_divergence.py`` reads it): on each EP the unmodified
+    model's output, the probe model's outputs, the logits model's outputs (also under each of ``entry["variants"]``:
+    other OpenVINO or ORT options, with the median ms of 50 inferences), each truncated model's output, and every
+    isolated op fed the plain-QDQ int8 values of its inputs (saved too). Writes ``entry["out"]`` (.npz)."""
+    xs = np.load(inputs)["x"]
+    res: dict[str, np.ndarray] = {}
+    ref_values: dict[str, np.ndarray] = {}
+    for ep in ("ref", "ov", "cpu"):  # ref first: its tensors feed the isolated ops
+        res[f"final|{ep}"] = _each(probe_session(entry["onnx"], ep), [xs])[0]
+        for i, y in enumerate(_each(probe_session(entry["probe_onnx"], ep), [xs])):
+            res[f"probe|{ep}|{i}"] = y
+            if ep == "ref":
+                ref_values[entry["probe_names"][i]] = y
+        for i, y in enumerate(_each(probe_session(entry["compare_onnx"], ep), [xs])):
+            res[f"cmp|{ep}|{i}"] = y
+    for k, var in enumerate(entry.get("variants", [])):
+        sess = probe_session(entry["compare_onnx"], var["ep"], var)
+        for i, y in enumerate(_each(sess, [xs])):
+            res[f"variant{k}|{i}"] = y
+        res[f"variant{k}|ms"] = np.array(_median_ms([_Bare(sess)], xs[0], 50)[0])
+    for k, pre in enumerate(entry["prefixes"]):
+        for ep in ("ov", "cpu"):
+            res[f"prefix{k}|{ep}"] = _each(probe_session(pre["path"], ep), [xs])[0]
+    for k, op in enumerate(entry["ops"]):
+        feeds = [ref_values.get(n, xs).reshape([len(xs), *shape]) for n, shape in zip(op["inputs"], op["in_shapes"])]
+        for j, f in enumerate(feeds):
+            res[f"op{k}|feed{j}"] = f
+        for ep in ("ov", "cpu", "ref"):
+            res[f"op{k}|{ep}"] = _each(probe_session(op["path"], ep), feeds)[0]
+    np.savez(entry["out"], **res)
+
+
 def main(argv: list[str]) -> int:
-    """Read SPEC, write OUT."""
+    """Read SPEC, write OUT; with ``--probe SPEC``, write each entry's divergence data (:func:`probe`)."""
+    if len(argv) == 2 and argv[0] == "--probe":
+        with open(argv[1], encoding="utf-8") as f:
+            for entry in json.load(f):
+                probe(entry, entry["inputs"])
+        return 0
     if len(argv) != 2:
-        print("usage: python -m benchmarks._openvino_run SPEC.json OUT.json", file=sys.stderr)
+        print("usage: python -m benchmarks._openvino_run SPEC.json OUT.json | --probe SPEC.json", file=sys.stderr)
         return 2
     with open(argv[0], encoding="utf-8") as f:
         spec = json.load(f)

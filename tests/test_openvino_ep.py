@@ -88,9 +88,11 @@ def test_outputs_within_one_lsb_of_ort_cpu(mlperf_runs):
     """Each model's last int8 tensor before its softmax (or its output) within 1 LSB of ORT's CPU EP.
 
     Softmax outputs are compared by top-1 only: a 1-LSB step in the int8 logits moves the int8
-    probabilities by several LSBs. pretrainedResnet is the exception: there ORT's CPU EP itself
-    (fused QLinear kernels) is 3 LSB away from plain QDQ semantics at the logits, and OpenVINO
-    4-5 LSB; its bound is the measured distribution (96-97% of logits within 1 LSB; at least 90% asserted).
+    probabilities by several LSBs. pretrainedResnet is the exception: its 1-LSB near-tie differences
+    in early convolutions grow through 9 convolutions and 3 residual adds to 3 LSB at the logits
+    (ORT's CPU EP is 3-4 LSB from a float64 QDQ evaluation there too, and plain QDQ 3 LSB from the
+    CPU EP, through its float AveragePool); its bound is the measured distribution (96-97% of logits
+    within 1 LSB; at least 90% asserted). The breakdown: test_divergence_is_near_tie_rounding_...
     """
     for r in mlperf_runs:
         for o in r["outputs"]:
@@ -103,6 +105,57 @@ def test_outputs_within_one_lsb_of_ort_cpu(mlperf_runs):
             assert last["ov_vs_cpu_within_1"] >= 0.90 and last["ov_vs_cpu"] <= 8, last
         else:
             assert last["ov_vs_cpu"] <= 1, (r["name"], last)
+
+
+@pytest.fixture(scope="module")
+def divergence_rows(ov_python, mlperf_models, tmp_path_factory) -> tuple[list[dict], list[dict]]:
+    """``benchmarks.openvino_ep --divergence`` on 10 inputs per model, without the remedy options and without VWW
+    (its 31 quantized ops hold no op kind the others lack; it would double this test's time)."""
+    from benchmarks.openvino_ep import divergence
+
+    return divergence(mlperf_models, tmp_path_factory.mktemp("divergence"), n=10, variants=False,
+                      names=("kws", "ad01", "resnet", "sww"))
+
+
+def test_divergence_is_near_tie_rounding_in_conv_and_gemm_amplified_by_softmax(divergence_rows):
+    """Why OpenVINO is not within 1 LSB of ORT's CPU EP at every output (benchmarks/_openvino_divergence.py).
+
+    Fed the same int8 inputs, each quantized op on either EP is within 1 LSB of a float64 evaluation of the QDQ
+    semantics, and every Conv/Gemm mismatch is an exact value within 1e-4 of a .5 rounding boundary but not on it
+    (float32 rounding inside the kernels, not a different formula or tie rule); Add, AveragePool and Reshape are
+    exact on OpenVINO.
+    The first tensor where the two EPs differ is a Conv/Gemm output by 1 LSB (or the residual Add a Conv is fused
+    into, by that flip scaled). The softmax of every EP is exact on
+    its own logits, so an output difference is a logit difference amplified (one logit LSB moves a probability by up
+    to 256 * scale / 4 output LSBs). ORT's CPU softmax is only exact because our writer's second Q on the graph output
+    stops onnxruntime 1.24.1 from fusing QLinearSoftmax, whose int8 kernel wraps 1.0 to -128 (onnxruntime#29727).
+    """
+    rows, totals = divergence_rows
+    assert [r["model"] for r in rows] == ["kws_ref_model_float32.tflite", "ad01_fp32.tflite", "pretrainedResnet.tflite",
+                                          "str_ww_ref_model.tflite"]
+    kinds = {t["kind"]: t for t in totals}
+    assert {"Conv", "Gemm", "Add", "AveragePool", "Softmax"} <= set(kinds)
+    for kind in ("Conv", "Gemm"):
+        for ep in ("ov", "cpu", "ref"):
+            t = kinds[kind][ep]
+            assert t["lsb"] <= 1 and t["max_tie_distance"] < 1e-4 and t["exact_ties"] == 0, (kind, ep, t)
+    for ep in ("ov", "cpu", "ref"):  # rare: a few per million outputs (20 M Conv outputs at n=50: OV 55, CPU 11)
+        assert kinds["Conv"][ep]["mismatches"] <= 1e-5 * kinds["Conv"]["size"], (ep, kinds["Conv"])
+    for kind in ("Add", "AveragePool", "Reshape"):
+        assert kinds[kind]["ov"]["mismatches"] == 0, (kind, kinds[kind])
+    assert kinds["Softmax"]["ov"]["mismatches"] == 0
+    for r in rows:
+        f = r["first_divergence"]
+        print(f"{r['model']}: first OV != CPU {f}; OV vs CPU {r['ov_vs_cpu']}; OV vs tflite-micro {r['ov_vs_micro']}; "
+              f"CPU vs tflite-micro {r['cpu_vs_micro']}")
+        # a Conv/Gemm by 1 LSB; or, where OpenVINO fuses a Conv into the residual Add it feeds, that Add: the conv's
+        # 1-LSB flip times the ratio of the two scales (ResNet-8: 0.094 / 0.050, so 2 LSB)
+        assert f is None or (f["op"].split("+")[0] in ("Conv", "Gemm") and f["lsb"] == 1) or \
+            (f["op"].split("+")[0] == "Add" and f["lsb"] <= 2), f
+        if "softmax_vs_float64" in r:
+            assert r["softmax_vs_float64"] == {"ov": 0, "cpu": 0, "ref": 0}, r["softmax_vs_float64"]
+        # both EPs are about as far from the int8 .tflite on tflite-micro (its fixed-point requantization)
+        assert abs(r["ov_vs_micro"]["logits"] - r["cpu_vs_micro"]["logits"]) <= 1, r
 
 
 FALLBACK_SCRIPT = r"""

@@ -15,7 +15,7 @@ an ONNX Runtime provider name (``CUDAExecutionProvider``).
 """
 from __future__ import annotations
 
-import logging
+from edge_runtime import log as logging  # a logging.getLogger stand-in: imports logging on the first message
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional

@@ -13,7 +13,6 @@ BUILTIN_WITHOUT_DEFAULT_DELEGATES), ``accelerator``, ``accelerator_options``,
 from __future__ import annotations
 
 import importlib
-import sys
 from collections import Counter
 from types import ModuleType
 from typing import Any, Callable, Optional
@@ -25,14 +24,10 @@ from edge_runtime.backends.native_guard import InvokeFailed, first_run_survives
 from edge_runtime.native_stderr import quiet_native_info
 from edge_runtime.errors import (BackendUnavailableError, ConfigError, OutOfMemoryError, UnsupportedModelError,
                                   is_out_of_memory, out_of_memory_message)
+from edge_runtime.log import getLogger
 from edge_runtime.model import Model, TensorSpec
 
-
-def _log() -> Any:
-    """This module's logger; ``logging`` is imported only when there is something to log (start-up cost)."""
-    import logging
-
-    return logging.getLogger(__name__)
+log = getLogger(__name__)  # imports logging only when a message is emitted (start-up cost)
 
 
 class _OnFirstUse:
@@ -215,7 +210,7 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     if op_resolver == "default" and _has_sparse_weights(tflite_model):
         # LiteRT's default XNNPACK delegate gives wrong outputs on sparse int8 weights (seen with
         # ai-edge-litert 2.3.0); its reference kernels decode them correctly.
-        _log().info("%s: the model stores sparse weights; using LiteRT's reference kernels, because its "
+        log.info("%s: the model stores sparse weights; using LiteRT's reference kernels, because its "
                  "default XNNPACK delegate mis-runs sparse int8 weights", path)
         op_resolver = "reference"
     resolver_name = OP_RESOLVERS.get(op_resolver)
@@ -230,8 +225,7 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
 
     if _nothing_to_try(profile, accelerator, require_accelerator):
         sel = _CpuOnly(backend_name)
-        if "logging" in sys.modules:  # as accelerators.select does, where logging is in use (the CLI)
-            _log().debug("running on the CPU: %s", sel.reason)
+        log.debug("running on the CPU: %s", sel.reason)  # as accelerators.select does
     else:
         specs = acc.candidates(profile, acc.TFLITE_DELEGATE, accelerator, accelerator_options)
         sel = acc.select(specs, open_delegate, require=require_accelerator, backend=backend_name,
@@ -303,7 +297,7 @@ def _placement(path: str, interp: Any, sel: acc.Selection, op_resolver: str,
                 elsewhere.update(ops)
         warning = acc.placement_warning(path, explicit, counts[explicit], sum(counts.values()), dict(elsewhere))
         if warning:
-            _log().warning("%s", warning)
+            log.warning("%s", warning)
     place["delegated_nodes"] = None if counts is None else sum(n for k, n in counts.items() if k != BUILTIN)
     return place
 

@@ -34,7 +34,7 @@ on the CPU. When the CPU keeps more than half the nodes, one warning names those
 from __future__ import annotations
 
 import json
-import logging
+from edge_runtime import log as logging  # a logging.getLogger stand-in: imports logging on the first message
 import os
 import platform
 import re

@@ -1,17 +1,23 @@
 """``edge-runtime run``: run a model on inputs from a .npy/.npz file."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_runtime import log
 from edge_runtime.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import argparse
 
 NAME = "run"
 HELP = "run a model on inputs from a .npy or .npz file"
+#: Every module this command reaches logs through edge_runtime.log: ``logging`` is imported (and
+#: configured) only when a message is emitted, which a plain run never does (start-up RSS).
+LAZY_LOGGING = True
 DESCRIPTION = """\
 Run MODEL (.tflite or .onnx) on the array(s) in --input and print or save the outputs.
 
@@ -215,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
     if args.op_resolver != "default":
         options["op_resolver"] = args.op_resolver
     model = edge_runtime.load(args.model, backend=args.backend, profile=args.profile, **options)
+    log.configure_if_imported()  # a library imported logging while loading: its records get our format too
     arrays = read_inputs(args.input, model.inputs)
     if args.quantize:
         arrays = [s.quantize(a) if s.quantized and a.dtype.kind == "f" else a for s, a in zip(model.inputs, arrays)]
