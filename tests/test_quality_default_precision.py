@@ -52,6 +52,19 @@ class _LayerNormMlp(nn.Module):
         return self.b(torch.relu(self.norm(self.a(x))))
 
 
+class _Magnitude(nn.Module):
+    """A learned "STFT" (one linear layer giving real and imaginary parts), its magnitude, a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stft, self.b = nn.Linear(FEAT, 32), nn.Linear(16, 5)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        z = self.stft(x)
+        re, im = z[..., :16], z[..., 16:]
+        return self.b(torch.sqrt(re ** 2 + im ** 2))
+
+
 class _Mlp(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +75,8 @@ class _Mlp(nn.Module):
 
 
 CASES = {"lstm": (lambda: _Rnn("lstm"), 13), "gru": (lambda: _Rnn("gru"), 13),
-         "layernorm13": (_LayerNormMlp, 13), "layernorm17": (_LayerNormMlp, 17), "mlp": (_Mlp, 13)}
+         "layernorm13": (_LayerNormMlp, 13), "layernorm17": (_LayerNormMlp, 17), "mlp": (_Mlp, 13),
+         "magnitude": (_Magnitude, 13)}
 
 
 def _inputs(n: int, seed: int) -> np.ndarray:
@@ -166,7 +180,16 @@ def test_layer_norm_int16_when_every_op_has_an_int16_kernel(models, monkeypatch)
 
 def test_plain_model_untouched(models):  # type: ignore[no-untyped-def]
     g = import_model(models[0]["mlp"])
-    assert not dp.recurrence_ops(g) and not dp.layer_norm_chains(g) and dp.choose(g, True).precision == {}
+    assert not dp.recurrence_ops(g) and not dp.layer_norm_chains(g) and not dp.magnitude_chains(g)
+    assert dp.choose(g, True).precision == {}
+
+
+def test_magnitude_chain_found_and_float_only_with_an_os(models):  # type: ignore[no-untyped-def]
+    g = import_model(models[0]["magnitude"])
+    (chain,) = dp.magnitude_chains(g)
+    assert [op.kind for op in chain] == ["MUL", "MUL", "ADD", "SQRT"]
+    assert set(dp.choose(g, True).precision.values()) == {"float"} and len(dp.choose(g, True).precision) == 4
+    assert dp.choose(g, False).precision == {}
 
 
 def test_unknown_policy_is_one_line_error(models):  # type: ignore[no-untyped-def]
@@ -179,7 +202,8 @@ def test_unknown_policy_is_one_line_error(models):  # type: ignore[no-untyped-de
 # -- converted models ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,profile", [("lstm", OS_PROFILE), ("gru", OS_PROFILE), ("layernorm17", OS_PROFILE),
-                                          ("layernorm13", OS_PROFILE), ("lstm", MCU_PROFILE)])
+                                          ("layernorm13", OS_PROFILE), ("lstm", MCU_PROFILE),
+                                          ("magnitude", OS_PROFILE)])
 def test_policy_beats_int8_and_runs_everywhere(models, tmp_path, name, profile):  # type: ignore[no-untyped-def]
     paths, calib = models
     held = _inputs(64, 2)
@@ -193,12 +217,18 @@ def test_policy_beats_int8_and_runs_everywhere(models, tmp_path, name, profile):
         (why, entry), = pol.items()
         assert why.startswith("LayerNorm statistics: float island") and entry["precision"] == "float"
         assert len(entry["ops"]) == 9 and len(prec["float_islands"]) == 9
+    elif name == "magnitude":
+        (why, entry), = pol.items()
+        assert why.startswith("magnitude sqrt(sum of squares): float island") and entry["precision"] == "float"
+        assert len(entry["ops"]) == 4
     else:
         cell = name.upper()
         assert pol[f"{cell} recurrence: int16 as TFLM's integer LSTM"]["precision"] == "int16"
         assert prec["int16_intermediates"] and prec["activations"] == "mixed int8/int16"
     assert "default_policy" not in int8.report["quantization"]["precision"]
-    assert not int8.plan.op_precision and not int8.plan.tensor_dtypes
+    # int8 everywhere, except SQRT, which has no int8 kernel anywhere (always a float island)
+    assert list(int8.plan.op_precision.values()) == (["float"] if name == "magnitude" else [])
+    assert not int8.plan.tensor_dtypes
     db_auto, db_int8 = _tflite_db(auto, paths[name], held), _tflite_db(int8, paths[name], held)
     assert db_auto > db_int8 + 0.5, (db_auto, db_int8)
     assert abs(_onnx_db(auto, paths[name], held) - db_auto) < 1.0  # the QDQ .onnx on onnxruntime agrees

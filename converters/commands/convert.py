@@ -29,8 +29,8 @@ A dynamic batch dimension becomes 1; give any other dynamic input dimension a si
 
 The model input and output are int8, or uint8/float32 when the profile's io_dtype says so.
 Where int8 cannot represent an op well (--precision-policy auto, the default), LSTM/GRU recurrences run
-in 16x8 and LayerNorm statistics as float islands on profiles with an OS; report.json names the ops
-and why (quantization.precision.default_policy).
+in 16x8, and LayerNorm statistics and magnitudes (sqrt of a sum of squares) run as float islands on
+profiles with an OS; report.json names the ops and why (quantization.precision.default_policy).
 Inputs of ONNX models stay NCHW in the .onnx; the .tflite takes NHWC.
 
 Calibration data (--calib): a .npy whose first axis is the sample (memory-mapped), a .npz, or a
@@ -49,6 +49,9 @@ examples:
       --bin-scale 0.584703 --bin-zero-point 83 --limit 100 --format tflite
   edge-convert convert kws_lstm.onnx --profile rpi5 --calib calib.npy \\
       --input-shape mfcc=1x49x10 -o out/
+  edge-convert convert silero_vad.onnx --profile rpi5 --calib chunks.npy --input-shape input=1x576 \\
+      --input-shape state=2x1x128 --input-value sr=16000 --input-value state=0 -o out/
+      # freeze a setting input (sample rate) and the recurrent state (zeros) as constants
   edge-convert convert landmarks.onnx --profile rpi4-4gb --calib calib.npy --held-out test.npz \\
       --task regress --analyze -o out/    # every output measured, the guilty layers ranked
   edge-convert convert landmarks.onnx --profile rpi4-4gb --calib calib.npy --target-sqnr 30 -o out/
@@ -90,6 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", action="append", metavar="NAME=DIMS", dest="input_shape",
                         help="fixed shape for an ONNX input with dynamic dimensions, e.g. input=1x3x224x224 "
                              "(repeatable, one per input; a dynamic batch alone needs none)")
+    parser.add_argument("--input-value", action="append", metavar="NAME=VALUE", dest="input_value",
+                        help="freeze an ONNX input as a constant: a setting such as a sample rate (sr=16000), or a "
+                             "recurrent state started from zeros (state=0); VALUE is a number filling the input's "
+                             "shape, comma-separated numbers or a .npy file (repeatable)")
     parser.add_argument("--io-dtype", choices=["int8", "uint8", "float32"],
                         help="override the profile's model input/output type")
     parser.add_argument("--task", default="auto", choices=["auto", "classify", "regress"],
@@ -123,7 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision-policy", default="auto", choices=["auto", "int8"], dest="precision_policy",
                         help="auto (default): where int8 cannot represent an op well, without --activations int16 "
                              "or --target-sqnr: LSTM/GRU recurrences in int16 (as TFLite Micro's integer LSTM), "
-                             "LayerNorm statistics as float islands on profiles with an OS; the report says which "
+                             "LayerNorm statistics and magnitudes (sqrt of a sum of squares) as float islands on profiles "
+                             "with an OS; the report says which "
                              "ops and why. int8: every op in int8")
     parser.add_argument("--plot", action="store_true",
                         help="also write report.png, the per-layer and per-output SQNR bars (needs matplotlib; "
@@ -135,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print a summary, and raise BudgetExceededError (exit 3) when it does not fit."""
-    from converters.importers.prepare import parse_input_shapes
+    from converters.importers.prepare import parse_input_shapes, parse_input_values
     from converters.pipeline import convert_model
 
     from device_profiles import load_profile
@@ -154,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                         task=args.task, analyze=args.analyze, bias_correction=not args.no_bias_correction,
                         activations=args.activations, target_sqnr=args.target_sqnr, plot=args.plot or None,
                         adaround=args.adaround, precision_policy=args.precision_policy,
+                        input_values=parse_input_values(args.input_value),
                         **({} if args.equalize is None else {"equalize": args.equalize}))
     if mcu and res.report["outputs"].get("tflite"):  # microcontrollers: always embed TFLM's offline arena plan
         import os

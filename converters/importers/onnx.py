@@ -9,7 +9,8 @@ all constants are evaluated with ONNX's reference evaluator instead. Every 4-D t
 model itself transposes from NHWC, as TensorFlow exports do, stays ``NHWC`` and that transpose
 disappears); other ranks keep their ONNX layout. Back-to-back transposes are cancelled afterwards
 (:func:`converters.ir.simplify`), and GELU is rewritten into ops TFLite Micro runs
-(:func:`converters.ir.lower_for_micro`).
+(:func:`converters.ir.lower_for_micro`). A sigmoid/softmax/tanh output joined by a concatenation with
+other tensors gets its own int8 parameters (:func:`requantize_fixed_inputs`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.onnx_ops.context import ImportContext, nhwc
+from converters.importers.hard_swish import fuse_hard_swish
 from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 
@@ -28,9 +30,11 @@ SUPPORTED = tuple(sorted(REGISTRY))
 QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
                  "MatMulInteger", "DynamicQuantizeLinear")
 InputShapes = Optional[dict[str, tuple[int, ...]]]
+#: a non-float input with at most this many elements is taken for a setting (``--input-value`` is suggested)
+SETTING_SIZE = 16
 
 
-def _prepare(model: Any, input_shapes: InputShapes, source: str) -> Any:
+def _prepare(model: Any, input_shapes: InputShapes, source: str, input_values: Any = None) -> Any:
     """The prepared ``ModelProto`` (path or proto in)."""
     from converters.importers.prepare import prepare_onnx, prepare_onnx_model
 
@@ -38,8 +42,8 @@ def _prepare(model: Any, input_shapes: InputShapes, source: str) -> Any:
         p = os.fspath(model)
         if not os.path.isfile(p):
             raise ModelFormatError(f"{p}: no such file")
-        return prepare_onnx(p, input_shapes)
-    return prepare_onnx_model(model, input_shapes, source=source)
+        return prepare_onnx(p, input_shapes, input_values)
+    return prepare_onnx_model(model, input_shapes, source=source, input_values=input_values)
 
 
 def _fold(ctx: ImportContext, node: Any) -> None:
@@ -96,17 +100,18 @@ def dispatch(ctx: ImportContext, node: Any) -> None:
 
 
 def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes = None,
-                name: Optional[str] = None) -> Graph:
+                name: Optional[str] = None, input_values: Optional[dict[str, np.ndarray]] = None) -> Graph:
     """Read a float ONNX model (path or ``ModelProto``) into the NHWC :class:`Graph`.
 
     ``input_shapes`` fixes dynamic input dimensions (``{"x": (1, 3, 224, 224)}``); a dynamic batch
-    becomes 1 without it. Anything unsupported is one :class:`UnsupportedModelError` line naming the
+    becomes 1 without it. ``input_values`` freezes inputs that are settings (``{"sr": 16000}``) or a
+    streaming state started from zeros as constants (``--input-value``). Anything unsupported is one :class:`UnsupportedModelError` line naming the
     node and op.
     """
     from onnx import numpy_helper
 
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (name or model.graph.name or "model")
-    proto = _prepare(model, input_shapes, source)
+    proto = _prepare(model, input_shapes, source, input_values)
     g = proto.graph
     shapes: dict[str, tuple[int, ...]] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -132,8 +137,18 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
                                         f"give one with --input-shape {vi.name}=1x3x224x224")
         elem = vi.type.tensor_type.elem_type
         if elem not in (1, 10, 11):  # FLOAT, FLOAT16, DOUBLE
-            raise UnsupportedModelError(f"{source}: input '{vi.name}' is not a float tensor; only float models "
-                                        "can be converted")
+            from onnx import TensorProto
+
+            kind = TensorProto.DataType.Name(elem).lower()
+            if int(np.prod(shapes[vi.name], dtype=np.int64)) <= SETTING_SIZE:
+                raise UnsupportedModelError(
+                    f"{source}: input '{vi.name}' is not a float tensor ({kind}); only float inputs can be "
+                    f"converted; if it is a setting (a sample rate, a flag), freeze it with "
+                    f"--input-value {vi.name}=VALUE")
+            raise UnsupportedModelError(
+                f"{source}: input '{vi.name}' is {kind} data of shape {'x'.join(map(str, shapes[vi.name]))} (token "
+                f"ids, bytes, indices); only float data inputs can be converted: export the model from its first "
+                f"float tensor (e.g. after the embedding or one-hot)")
         ctx.output(None, vi.name, shapes[vi.name] if vi.name in nhwc_inputs else nhwc(shapes[vi.name]))
     for node in g.node:
         if node.op_type == "Transpose" and node.input[0] in nhwc_inputs:
@@ -154,9 +169,55 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
         source_format="onnx",
     )
     _copy_shared_outputs(graph)
-    graph = simplify(legalize(fuse_activations(simplify(lower_for_micro(graph)))))
+    graph = simplify(legalize(fuse_hard_swish(fuse_activations(simplify(lower_for_micro(graph))))))
+    requantize_fixed_inputs(graph)
     _restore_output_names(graph, [o.name for o in g.output])
     return graph
+
+
+#: int8 output parameters fixed by TFLite (:data:`converters.quantize.FIXED`)
+_FIXED_OUTPUT = {"LOGISTIC": (1 / 256, -128), "SOFTMAX": (1 / 256, -128), "TANH": (1 / 128, 0),
+                 "LOG_SOFTMAX": (16 / 256, 127)}
+#: int8 kernels that move values without rescaling: their inputs and output share one set of parameters
+_PASS_THROUGH = ("RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "GATHER")
+_JOINING = ("CONCATENATION", "MAXIMUM", "MINIMUM")
+
+
+def requantize_fixed_inputs(graph: Graph) -> None:
+    """Give a fixed-range input of CONCATENATION/MAXIMUM/MINIMUM its own int8 parameters, in place.
+
+    TFLite's int8 CONCATENATION (and MAXIMUM/MINIMUM) needs one scale for all inputs and the output, and
+    LOGISTIC/SOFTMAX/TANH outputs have fixed ones (a sigmoid's is 1/256 over [0, 1]). Where such an
+    output is joined with any other tensor (YOLO heads concatenate box coordinates in pixels with class
+    sigmoids), the shared scale would become the sigmoid's and clip everything else to [0, 1]. An ADD of
+    zero in between is the identity in float and requantizes in int8, as TensorFlow's converter does.
+    """
+    from converters.ir import Op, Tensor
+
+    producers = graph.producers()
+
+    def origin(name: str) -> Optional[str]:
+        op = producers.get(name)
+        while op is not None and op.kind in _PASS_THROUGH:
+            op = producers.get(op.inputs[0])
+        return None if op is None else op.kind
+
+    for op in list(graph.ops):
+        if op.kind not in _JOINING or len(op.inputs) < 2:
+            continue
+        kinds = [origin(i) if not graph.tensors[i].is_constant else None for i in op.inputs]
+        params = {_FIXED_OUTPUT.get(k) for k in kinds}
+        if len(params) == 1 or not any(k in _FIXED_OUTPUT for k in kinds):
+            continue  # all inputs share one fixed range already, or none is fixed
+        for k, (name, kind) in enumerate(zip(op.inputs, kinds)):
+            if kind not in _FIXED_OUTPUT:
+                continue
+            zero, out = f"{name}/requantize_zero", f"{name}/requantized{k}"
+            graph.tensors[zero] = Tensor(zero, (1,), np.zeros((1,), np.float32))
+            graph.tensors[out] = Tensor(out, graph.tensors[name].shape)
+            graph.ops.insert(graph.ops.index(op), Op("ADD", [name, zero], [out], {"act": "NONE"},
+                                                     name=f"{op.name}/requantize{k}"))
+            op.inputs[k] = out
 
 
 def _restore_output_names(graph: Graph, names: list[str]) -> None:

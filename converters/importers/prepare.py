@@ -6,8 +6,11 @@
    ``..``, no symlinks that leave it);
 2. check the IR version (>= 3) and the default-domain opset (7 to 22);
 3. fix the inputs' shapes: ``input_shapes`` (``--input-shape NAME=1x3x224x224``) first, then a
-   dynamic batch (axis 0 of an input of rank >= 2) becomes 1; any other dynamic dimension is an
-   error that lists every dynamic input and shows the flag;
+   dynamic batch (axis 0 of an input of rank >= 2) becomes 1 (a fixed axis 0 too, except on an input
+   frozen by ``--input-value`` or beside an input whose batch is already a fixed 1: a recurrent state
+   ``[2, 1, 128]``); any other dynamic dimension is an error that lists every dynamic input and shows
+   the flag; then ``input_values`` (``--input-value NAME=VALUE``) turns inputs that are settings (a
+   sample rate) or a streaming state started from a known value into initializers;
 4. upgrade opsets below 13 with ``onnx.version_converter`` (restoring the pre-opset-11 coordinate
    rule of Upsample/Resize, which the converter drops), naming the op whose adapter fails;
 5. fold constant subgraphs with onnxslim (shape arithmetic, ConstantOfShape/Range/Expand, If on a
@@ -60,8 +63,96 @@ def parse_input_shapes(items: Optional[list[str]]) -> InputShapes:
     return shapes
 
 
+# ---------------------------------------------------------------- --input-value
+InputValues = Optional[dict[str, np.ndarray]]
+
+
+def parse_input_value(text: str) -> tuple[str, np.ndarray]:
+    """Parse ``NAME=VALUE`` into ``(name, array)``: VALUE is a number (``sr=16000``, filling the input's
+    whole shape, e.g. ``state=0``), comma-separated numbers (a 1-D value) or a ``.npy`` file."""
+    name, sep, value = text.partition("=")
+    value = value.strip()
+    example = "e.g. --input-value sr=16000 or --input-value state=0"
+    if not sep or not name or not value:
+        raise ConfigError(f"--input-value {text!r}: expected NAME=VALUE ({example})")
+    if value.lower().endswith(".npy"):
+        try:
+            return name, np.load(value, allow_pickle=False)
+        except Exception as exc:  # missing file, not an .npy, object array
+            raise ConfigError(f"--input-value {text!r}: cannot read {value}: {type(exc).__name__}: {exc}") from None
+    try:
+        nums = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise ConfigError(f"--input-value {text!r}: VALUE must be a number, numbers separated by commas or a "
+                          f".npy file ({example})") from None
+    arr = np.array(nums if len(nums) > 1 else nums[0])
+    return name, arr
+
+
+def parse_input_values(items: Optional[list[str]]) -> InputValues:
+    """Parse repeated ``--input-value`` options into a dict (None when none were given)."""
+    if not items:
+        return None
+    values: dict[str, np.ndarray] = {}
+    for item in items:
+        name, value = parse_input_value(item)
+        if name in values:
+            raise ConfigError(f"--input-value given twice for input '{name}'")
+        values[name] = value
+    return values
+
+
+def freeze_inputs(model: Any, input_values: InputValues, source: str) -> None:
+    """Turn each input named in ``input_values`` into an initializer of its ONNX type, in place.
+
+    For inputs that are settings rather than data (a sample rate, a mode flag) or a streaming state
+    started from zeros: control flow and shape arithmetic on them then fold. A scalar value fills the
+    input's static shape (after ``--input-shape``); any other value must have that shape.
+    """
+    from onnx import helper, numpy_helper
+
+    if not input_values:
+        return
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    real = {vi.name: vi for vi in g.input if vi.name not in inits}
+    unknown = sorted(set(input_values) - set(real))
+    if unknown:
+        raise ConfigError(f"{source}: --input-value names unknown input(s) {', '.join(unknown)}; "
+                          f"the model's inputs are: {', '.join(real)}")
+    if len(input_values) >= len(real):
+        raise ConfigError(f"{source}: --input-value would freeze every input ({', '.join(real)}); "
+                          f"at least one must stay a model input")
+    for name, value in input_values.items():
+        tt = real[name].type.tensor_type
+        dims = tt.shape.dim if tt.HasField("shape") else []
+        if not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims) or not tt.HasField("shape"):
+            raise ConfigError(f"{source}: --input-value {name}: input '{name}' has a dynamic shape "
+                              f"({_dims_text(dims)}); give it with --input-shape {name}=DIMS too")
+        shape = tuple(int(d.dim_value) for d in dims)
+        try:
+            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        except Exception:
+            raise ConfigError(f"{source}: --input-value {name}: input '{name}' has a type "
+                              f"({tt.elem_type}) that cannot hold a number") from None
+        value = np.asarray(value)
+        if value.size == 1:
+            value = np.full(shape, value.reshape(-1)[0])
+        elif value.shape != shape:
+            raise ConfigError(f"{source}: --input-value {name}: the value has shape {value.shape} but input "
+                              f"'{name}' has shape {shape}")
+        if dtype.kind in "iub" and not np.all(np.round(value) == value):
+            raise ConfigError(f"{source}: --input-value {name}: input '{name}' is {dtype.name}, the value "
+                              f"is not a whole number")
+        g.initializer.append(numpy_helper.from_array(value.astype(dtype), name))
+    keep = [vi for vi in g.input if vi.name not in input_values]
+    del g.input[:]
+    g.input.extend(keep)
+
+
 # ---------------------------------------------------------------- entry points
-def prepare_onnx(path: "str | os.PathLike[str]", input_shapes: InputShapes = None) -> Any:
+def prepare_onnx(path: "str | os.PathLike[str]", input_shapes: InputShapes = None,
+                 input_values: InputValues = None) -> Any:
     """Load the .onnx at ``path`` and return it prepared (see the module docstring) as a ``ModelProto``."""
     import onnx
 
@@ -75,11 +166,15 @@ def prepare_onnx(path: "str | os.PathLike[str]", input_shapes: InputShapes = Non
     except Exception as exc:  # protobuf raises DecodeError and several undocumented types on garbage
         raise ModelFormatError(f"{p}: not a valid ONNX model: {type(exc).__name__}: {exc}") from None
     load_external_data(model, p)
-    return prepare_onnx_model(model, input_shapes, source=p)
+    return prepare_onnx_model(model, input_shapes, source=p, input_values=input_values)
 
 
-def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str = "model") -> Any:
-    """Prepare an in-memory ``ModelProto`` (external data already loaded); ``source`` names it in errors."""
+def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str = "model",
+                       input_values: InputValues = None) -> Any:
+    """Prepare an in-memory ``ModelProto`` (external data already loaded); ``source`` names it in errors.
+
+    ``input_values`` (``--input-value NAME=VALUE``) freezes those inputs as constants (:func:`freeze_inputs`).
+    """
     g = model.graph
     if not g.node and not g.output:
         raise ModelFormatError(f"{source}: not a valid ONNX model (the graph has no nodes and no outputs)")
@@ -90,7 +185,8 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
     if opset < MIN_OPSET or opset > MAX_OPSET:
         raise UnsupportedModelError(f"{source}: ONNX opset {opset} is outside the supported range "
                                     f"{MIN_OPSET}-{MAX_OPSET}; re-export with an opset in that range (e.g. 17)")
-    rebatched = fix_input_shapes(model, input_shapes, source)
+    rebatched = fix_input_shapes(model, input_shapes, source, frozen=set(input_values or ()))
+    freeze_inputs(model, input_values, source)
     if model.ir_version < 4:  # IR 3 lists initializers as inputs; many old files forget, which IR 4 allows
         model.ir_version = 4
     if opset < TARGET_OPSET:
@@ -163,10 +259,12 @@ def _dims_text(dims: Any) -> str:
                     else (d.dim_param or "?") for d in dims)
 
 
-def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> list[str]:
+def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str, frozen: "set[str] | None" = None) -> list[str]:
     """Give every graph input a static shape, in place (see the module docstring); clear stale shapes.
 
-    Returns the inputs whose fixed batch (> 1) was set to 1, as ``name (N)``.
+    Returns the inputs whose fixed batch (> 1) was set to 1, as ``name (N)``. A fixed leading dimension
+    is not a batch, and is kept, on an input ``frozen`` by ``--input-value`` and when another input
+    already has a fixed batch of 1 (a recurrent state ``[2, 1, 128]`` beside an input ``[1, 576]``).
     """
     g = model.graph
     inits = {i.name for i in g.initializer}
@@ -179,6 +277,9 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> list
     dynamic: list[str] = []
     example = ""
     rebatched: list[str] = []
+    frozen = frozen or set()
+    batch_one = {vi.name for vi in real if len(vi.type.tensor_type.shape.dim) >= 2
+                 and vi.type.tensor_type.shape.dim[0].dim_value == 1}
     for vi in real:
         tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
@@ -204,6 +305,8 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str) -> list
         missing = False
         for k, d in enumerate(dims):
             static = d.HasField("dim_value") and d.dim_value > 0
+            if k == 0 and len(dims) >= 2 and static and (vi.name in frozen or batch_one - {vi.name}):
+                continue  # a fixed leading dimension that is not a batch
             if k == 0 and len(dims) >= 2:  # the batch: one sample at a time
                 if not static or d.dim_value != 1:
                     if static:
@@ -503,6 +606,11 @@ def inline_constant_ifs(model: Any) -> None:
 
 
 # ---------------------------------------------------------------- static shapes
+def _quantized_op(op_type: str) -> bool:
+    """True for onnxruntime's quantized-model ops (DynamicQuantizeLSTM, MatMulInteger, QLinearConv, QGemm...)."""
+    return "Quantize" in op_type or op_type.endswith("Integer") or re.match(r"^Q[A-Z]", op_type) is not None
+
+
 def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
     """Strict ONNX shape inference; refuse the first node output whose shape is not fully static.
 
@@ -530,6 +638,10 @@ def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
             tt = vi.type.tensor_type if vi is not None else None
             static = (tt is not None and tt.HasField("shape")
                       and all(d.HasField("dim_value") and d.dim_value >= 0 for d in tt.shape.dim))
+            if not static and node.domain not in DEFAULT_DOMAINS and _quantized_op(node.op_type):
+                raise UnsupportedModelError(
+                    f"{source}: ONNX node '{node.name or out}' ({node.domain}.{node.op_type}): this model is already "
+                    f"quantized (onnxruntime's quantization ops); give the converter the float model")
             if not static and node.domain not in DEFAULT_DOMAINS:
                 raise UnsupportedModelError(
                     f"{source}: ONNX node '{node.name or out}' ({node.domain}.{node.op_type}): ops outside the "

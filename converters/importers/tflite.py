@@ -4,7 +4,9 @@ Float models map almost one to one (TFLite is already NHWC); each builtin goes t
 :data:`converters.importers.tflite_ops.REGISTRY`. Hybrid models, such as
 ``kws_ref_model_float32.tflite`` (int8 weights, float activations), have their quantized constants
 dequantized here, and ``DEQUANTIZE`` ops on constants (float16 or int8 weights) are folded to
-float32. Fully quantized models are refused: they are already int8. Custom ops are refused by
+float32; ``DENSIFY`` of sparse (pruned) constant weights is decoded to dense ones
+(:mod:`edge_runtime.formats.tflite_fold`, shared with the micro backend). Fully quantized models
+are refused: they are already int8. Custom ops are refused by
 name and operator index, except the ones in
 :data:`~converters.importers.tflite_ops.CUSTOM_REWRITES`.
 
@@ -29,6 +31,7 @@ from converters.ir import (
 )
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.formats.tflite_fold import fold_weight_decoders
 
 SUPPORTED = tuple(sorted(k for k in REGISTRY if k not in CUSTOM_REWRITES)) + ("DEQUANTIZE",)
 
@@ -37,6 +40,7 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
     """Read a float/hybrid .tflite and return its :class:`Graph`; clear errors for anything unsupported."""
     p = os.fspath(path)
     model = TFLiteModel.open(p)
+    model = fold_weight_decoders(model, renumber=False)  # messages keep naming ops by their index in the file
     if len(model.subgraphs) != 1:
         raise UnsupportedModelError(f"{p}: models with {len(model.subgraphs)} subgraphs are not supported")
     sg = model.main

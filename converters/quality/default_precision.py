@@ -16,6 +16,12 @@ every op in int8. Two rules, each with the reason the report gives (``quantizati
   InstanceNormalization and for torch's ReduceMean/Sub/Pow/Sqrt/Div decomposition. Int16 where every op of
   the chain has an int16 kernel; otherwise a float island (DEQUANTIZE -> float ops -> QUANTIZE) on profiles
   with an OS; int8 on microcontrollers (MEAN and RSQRT have no int16 kernel in TFLite Micro and LiteRT).
+- **Magnitudes** (:data:`MAGNITUDE`): ``sqrt(a^2 + b^2)`` (a spectrum's magnitude, as silero-vad computes
+  it after its STFT) and ``sqrt``/``rsqrt`` of a sum or mean of squares (an L2 norm). SQRT is already a
+  float island (TFLite Micro has no int8 kernel); in int8 the squares before it keep 8 bits of a range
+  that is the square of their input's, so small magnitudes all round to zero (silero-vad: the chain alone
+  costs 13-20 dB). On profiles with an OS the squares and their sum join the float island; int8 on
+  microcontrollers.
 """
 from __future__ import annotations
 
@@ -31,8 +37,11 @@ from converters.quantize import INT16_KINDS, QuantPlan, op_key
 POLICIES = ("auto", "int8")
 RECURRENCE = "{cell} recurrence: int16 as TFLM's integer LSTM"
 LAYER_NORM = "LayerNorm statistics: {how}"
-#: Which rules ``auto`` turns on (measured with ``python -m benchmarks.import_zoo``; see the README).
-RULES_ON = {"recurrence": True, "layer_norm": True}
+MAGNITUDE = "magnitude sqrt(sum of squares): float island with its SQRT (squares keep 8 bits of a squared " \
+            "range; profile with an OS)"
+#: Which rules ``auto`` turns on (measured with ``python -m benchmarks.import_zoo`` and
+#: ``python -m benchmarks.real_models_onnx``; see the README).
+RULES_ON = {"recurrence": True, "layer_norm": True, "magnitude": True}
 #: int16 ranges are the calibration min/max widened by this factor: states beyond the calibration set's
 #: (held-out hidden and cell states) then do not clip, for 1 of the 15 bits (on the zoo's 160 held-out
 #: inputs, before the recurrence-output rule: gru_kws 26.09 -> 26.15 dB, lstm_kws 31.0 -> 31.6 dB)
@@ -142,6 +151,37 @@ def layer_norm_chains(graph: Graph) -> list[list[Op]]:
     return chains
 
 
+def magnitude_chains(graph: Graph) -> list[list[Op]]:
+    """Every ``SQRT``/``RSQRT`` of ``a*a + b*b`` (each square the only reader of nothing else but the sum)
+    or of a ``SUM``/``MEAN`` of ``a*a``: the squares, the sum and the root."""
+    producers, consumers = graph.producers(), graph.consumers()
+    outputs = set(graph.outputs)
+
+    def square(name: str) -> Optional[Op]:
+        op = producers.get(name)
+        if (op is None or op.kind != "MUL" or op.inputs[0] != op.inputs[1] or name in outputs
+                or len(consumers.get(name, [])) != 1):
+            return None
+        return op
+
+    chains = []
+    for root in graph.ops:
+        if root.kind not in ("SQRT", "RSQRT"):
+            continue
+        total = producers.get(root.inputs[0])
+        if total is None or len(consumers.get(total.outputs[0], [])) != 1 or total.outputs[0] in outputs:
+            continue
+        if total.kind == "ADD" and len(total.inputs) == 2:
+            squares = [square(i) for i in total.inputs]
+        elif total.kind in ("SUM", "MEAN"):
+            squares = [square(total.inputs[0])]
+        else:
+            continue
+        if all(sq is not None for sq in squares):
+            chains.append([*squares, total, root])  # type: ignore[list-item]
+    return chains
+
+
 def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice:
     """The precision map of ``policy`` for ``graph`` on a profile with (``os_profile``) or without an OS."""
     if policy not in POLICIES:
@@ -169,6 +209,10 @@ def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice
                 for op in chain:
                     choice.add(op, "float", LAYER_NORM.format(how="float island (MEAN and RSQRT have no int16 "
                                                                    "kernel; profile with an OS)"))
+    if RULES_ON["magnitude"] and os_profile:
+        for chain in magnitude_chains(graph):
+            for op in chain:
+                choice.add(op, "float", MAGNITUDE)
     return choice
 
 

@@ -5,8 +5,8 @@ recipe; the unrolled form uses only int8 kernels every runtime has, so it is use
 Every op of the recurrence carries :data:`RECURRENCE_ATTR`, so the default precision policy
 (:mod:`converters.quality.default_precision`) can run it in 16x8, as TFLite Micro's integer LSTM keeps
 its gates and cell state in int16.
-Supported: forward, reverse and bidirectional; default activations; zero or constant initial
-state; no peepholes, clipping, or ``input_forget``; ``layout=0`` (sequence first) or 1.
+Supported: forward, reverse and bidirectional; default activations; zero, constant or run-time
+initial state (``initial_h``/``initial_c`` computed in the graph, e.g. from an encoder); no peepholes, clipping, or ``input_forget``; ``layout=0`` (sequence first) or 1.
 """
 from __future__ import annotations
 
@@ -91,6 +91,35 @@ def _const_or_none(ctx: ImportContext, node: Any, k: int) -> Optional[np.ndarray
     return None
 
 
+def _state_or_none(ctx: ImportContext, node: Any, k: int) -> "np.ndarray | str | None":
+    """Initial state input ``k`` (``initial_h``/``initial_c``): a constant array, the IR activation
+    when it is computed at run time (a state a streaming model reads from its input), or None."""
+    if len(node.input) <= k or not node.input[k]:
+        return None
+    if ctx.is_const(node.input[k]):
+        return np.asarray(ctx.const(node, node.input[k]), np.float32)
+    return ctx.act(node, node.input[k])
+
+
+def _direction(state: np.ndarray, d: int, layout: int) -> np.ndarray:
+    """Direction ``d`` of a constant state ``[dirs, batch, H]`` (``[batch, dirs, H]`` with layout 1)."""
+    return state[d] if layout == 0 else state[:, d]
+
+
+def _direction_state(ctx: ImportContext, node: Any, state: str, d: int, layout: int, batch: int, hidden: int,
+                     tag: str) -> str:
+    """Direction ``d`` of a run-time state ``[dirs, batch, H]`` (``[batch, dirs, H]`` with layout 1) as
+    ``[batch, H]``."""
+    shape = ctx.ir_shape(state)
+    axis = 0 if layout == 0 else 1
+    begin, end = [0, 0, 0], list(shape)
+    begin[axis], end[axis] = d, d + 1
+    part = tuple(1 if k == axis else s for k, s in enumerate(shape))
+    s = ctx.emit("STRIDED_SLICE", [state], ctx.tmp(f"{tag}/slice", part),
+                 {"begin": tuple(begin), "end": tuple(end), "strides": (1, 1, 1)}, node, shape=part)
+    return ctx.emit("RESHAPE", [s], ctx.tmp(tag, (batch, hidden)), {}, node, shape=(batch, hidden))
+
+
 def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
     _check(ctx, node, a, n_gates)
     x = ctx.act(node, node.input[0])
@@ -112,8 +141,8 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
     layout = int(a.get("layout", 0))
     shape = ctx.src_shape(node, node.input[0])
     seq, batch, size = (shape[0], shape[1], shape[2]) if layout == 0 else (shape[1], shape[0], shape[2])
-    h0 = _const_or_none(ctx, node, 5)
-    c0 = _const_or_none(ctx, node, 6) if n_gates == 4 else None
+    h0 = _state_or_none(ctx, node, 5)
+    c0 = _state_or_none(ctx, node, 6) if n_gates == 4 else None
     direction = a.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
     order = {"forward": [False], "reverse": [True], "bidirectional": [False, True]}[direction]
@@ -125,10 +154,14 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
         wb, rb = b[d, :n_gates * hidden], b[d, n_gates * hidden:]
         h: Optional[str] = None
         c: Optional[str] = None
-        if h0 is not None and np.any(h0[d] != 0):
-            h = ctx.add_const(f"{tag}/h0", h0[d])
-        if c0 is not None and np.any(c0[d] != 0):
-            c = ctx.add_const(f"{tag}/c0", c0[d])
+        if isinstance(h0, str):
+            h = _direction_state(ctx, node, h0, d, layout, batch, hidden, f"{tag}/h0")
+        elif h0 is not None and np.any(_direction(h0, d, layout) != 0):
+            h = ctx.add_const(f"{tag}/h0", _direction(h0, d, layout))
+        if isinstance(c0, str):
+            c = _direction_state(ctx, node, c0, d, layout, batch, hidden, f"{tag}/c0")
+        elif c0 is not None and np.any(_direction(c0, d, layout) != 0):
+            c = ctx.add_const(f"{tag}/c0", _direction(c0, d, layout))
         hs: list[str] = [""] * seq
         first = len(ctx.ops)
         for t in (range(seq - 1, -1, -1) if backwards else range(seq)):
@@ -149,8 +182,10 @@ def _lstm_step(ctx: ImportContext, cell: _Cell, xt: str, h: Optional[str], c: Op
                r: np.ndarray, wb: np.ndarray, rb: np.ndarray, t: int) -> tuple[str, str]:
     """One LSTM step (ONNX gate order i, o, f, c); a zero or constant state folds into the bias."""
     if h is None or ctx.tensors[h].is_constant:
-        h_term = rb if h is None else ctx.tensors[h].data @ r.T + rb
-        xw, hw = cell.fc(xt, w, (wb + h_term).astype(np.float32), f"xw{t}"), None
+        h_term = rb if h is None else ctx.tensors[h].data @ r.T + rb  # [batch, 4H] for a constant state
+        if h_term.ndim == 2 and np.any(h_term != h_term[:1]):
+            raise ctx.err(cell.node, "a constant initial state that differs between batch rows is not supported")
+        xw, hw = cell.fc(xt, w, (wb + h_term.reshape(-1, wb.shape[-1])[0]).astype(np.float32), f"xw{t}"), None
     else:
         xw, hw = cell.fc(xt, w, wb, f"xw{t}"), cell.fc(h, r, rb, f"hw{t}")
     i = cell.gate(xw, hw, 0, f"i{t}", "LOGISTIC")

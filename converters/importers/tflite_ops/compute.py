@@ -11,8 +11,15 @@ from converters.ir import same_pads
 
 
 def _bias(ctx: TFLiteContext, op: Any, k: int, n: int) -> str:
+    """The op's bias; a bias constant that several ops share (MediaPipe's palm detector reuses one zero bias
+    in four depthwise convolutions) gets a copy per op: its int32 form depends on each op's scales."""
     if len(op.inputs) > k and op.inputs[k] >= 0:
-        return ctx.name(op.inputs[k])
+        name = ctx.name(op.inputs[k])
+        data = ctx.tensors[name].data
+        if name in ctx.biases_used and data is not None:
+            return ctx.add_const(f"{name}/op{op.index}", data)
+        ctx.biases_used.add(name)
+        return name
     return ctx.add_const(f"{ctx.name(op.outputs[0])}/bias", np.zeros(n, np.float32))
 
 

@@ -42,6 +42,8 @@ class TFLiteContext:
         self.ops: list[Op] = []
         self.names: dict[int, str] = {}
         self._used: set[str] = set()
+        #: constants already read as the bias of a weighted op (a second reader gets its own copy)
+        self.biases_used: set[str] = set()
         self._n = 0
 
     def err(self, op: Any, msg: str) -> UnsupportedModelError:

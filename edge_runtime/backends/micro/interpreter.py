@@ -1,6 +1,8 @@
 """The micro interpreter: prepare once (kernels, arena plan, one arena, views), then invoke.
 
 Prepare:
+0. weight decoders are folded (:mod:`edge_runtime.formats.tflite_fold`): DENSIFY and float16
+   DEQUANTIZE of constants become float32/dense constants, as LiteRT computes them at prepare;
 1. every op gets its kernel from the registry; an unknown op or an op version
    above what the kernel handles raises :class:`UnsupportedModelError` naming it;
 2. the arena is planned by :func:`edge_runtime.arena.plan.plan_arena` with this
@@ -37,6 +39,7 @@ from edge_runtime.arena.persistent import persistent_layout
 from edge_runtime.arena.subgraphs import reachable_subgraphs
 from edge_runtime.errors import EdgeRuntimeError, UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.formats.tflite_fold import file_op_index, fold_weight_decoders
 from edge_runtime.backends.micro.kernels import REGISTRY, Kernel, OpContext
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
 from edge_runtime.backends.micro.memory_traits import make_op_memory
@@ -55,11 +58,15 @@ def _aligned_buffer(nbytes: int, align: int = 64) -> np.ndarray:
 
 
 def check_supported(model: TFLiteModel, subgraph: int = 0) -> None:
-    """Raise UnsupportedModelError for the first op (or op version) the micro kernels do not handle."""
+    """Raise UnsupportedModelError for the first op (or op version) the micro kernels do not handle.
+
+    Weight decoders (DENSIFY, float16 DEQUANTIZE of constants) are folded first, as at prepare."""
+    model = fold_weight_decoders(model)
     sg = model.subgraphs[subgraph]
     for op in sg.operators:
         cls = REGISTRY.get(op.name)
-        where = f"op {op.index}" if subgraph == 0 else f"subgraph {subgraph} op {op.index}"
+        at = file_op_index(model, subgraph, op.index)  # as numbered in the file, before folding
+        where = f"op {at}" if subgraph == 0 else f"subgraph {subgraph} op {at}"
         if cls is None:
             raise UnsupportedModelError(
                 f"{model.path}: {where} is {op.name} (version {op.opcode.version}), which the micro backend "
@@ -70,8 +77,9 @@ def check_supported(model: TFLiteModel, subgraph: int = 0) -> None:
                 f"{op.name} up to version {cls.max_version}")
     sparse_weights = {op.inputs[1] for op in sg.operators
                       if op.name in SPARSE_WEIGHT_OPS and len(op.inputs) > 1}
+    read = {i for op in sg.operators for i in op.inputs if i >= 0}  # a folded DENSIFY's sparse input is unread
     for t in sg.tensors:
-        if t.sparse and t.index not in sparse_weights:
+        if t.sparse and t.index in read and t.index not in sparse_weights:
             raise UnsupportedModelError(f"{model.path}: tensor '{t.name}' is sparse; the micro backend supports "
                                         f"sparse storage only for the weights of {', '.join(SPARSE_WEIGHT_OPS)}")
 
@@ -104,6 +112,9 @@ class Interpreter:
                  planner: str = "best", workspace_limit: int = DEFAULT_WORKSPACE_LIMIT) -> None:
         if subgraph != 0:
             raise UnsupportedModelError(f"{model.path}: the micro backend runs a model from its entry subgraph 0")
+        # DENSIFY / float16 DEQUANTIZE of weights -> constants. A plan given by the caller must be one of the
+        # folded model (plan_arena cannot plan the unfolded one: its convolutions read no constant weights).
+        model = fold_weight_decoders(model)
         self.model = model
         self.sg = sg = model.subgraphs[subgraph]
         self.order = reachable_subgraphs(model, subgraph)
@@ -219,6 +230,11 @@ class Interpreter:
     def cache_bytes(self) -> int:
         """Bytes of the per-op caches built at bind time (widened weights, tiled requantization constants)."""
         return int(sum(getattr(k, "cache_bytes", 0) for r in self.runs.values() for k in r.kernels))
+
+    @property
+    def folded_weight_bytes(self) -> int:
+        """Bytes of the constants decoded at load (DENSIFY / float16 DEQUANTIZE outputs; 0 for most models)."""
+        return int(getattr(self.model, "decoded_bytes", 0))
 
     @property
     def workspace_bytes(self) -> int:

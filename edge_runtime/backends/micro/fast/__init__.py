@@ -31,11 +31,21 @@ compiled call per op unless said otherwise:
 - DEPTHWISE_CONV_2D: read straight from the int8 input (taps in the padding read the input zero
   point), int32 sums: one pass over the whole image per tap for one-column kernels
   (``depthwise_columns``), one pass per output row and pair of taps for x-stride 1 and
-  multiplier 1 (``depthwise_rows``), else per output pixel (``depthwise_direct``);
+  multiplier 1 (``depthwise_rows``; with 32+ channels per output pixel against untiled weights
+  and constants, ``depthwise_wide``), else per output pixel (``depthwise_direct``);
 - FULLY_CONNECTED: int32 dot products of int16-widened values (``pmaddwd``) and the output stage;
+  with 8+ rows one exact float32 BLAS product (``fully_connected_gemm``);
 - AVERAGE_POOL_2D (channels innermost, int32 sums) / MAX_POOL_2D;
 - SOFTMAX (int8 -> int8): TFLM's fixed-point algorithm (``softmax``);
-- ADD / SUB / MUL (int8, equal shapes): one gather from the op's 256x256 result table.
+- ADD / SUB / MUL (int8): one gather from the op's 256x256 result table, equal shapes
+  (``elementwise``) or broadcasting over a collapsed 4-D iteration space (``broadcast``);
+- MEAN / SUM over axes (1, 2) (int8, global average pooling): int32 sums, one requantization
+  (``reduce``);
+- TRANSPOSE_CONV (int8): one exact float32 BLAS product per chunk of input rows, taps added into
+  an int32 canvas, per-channel output stage; without SciPy (or past 514 input channels) direct
+  int32 sums (``transpose_conv``);
+- BATCH_MATMUL (int8): int32 sums along output rows, adjoints and broadcast batches (``batch_matmul``);
+- RELU / RELU6 / LOGISTIC / TANH (int8): one pass of lookups in the op's 256-entry table (``lut``).
 
 Ops that run in place and would overwrite input rows they still need copy their input to a
 private buffer inside the same call (``cache_bytes`` counts it). Loops index flat arrays with
@@ -47,7 +57,9 @@ numba caches compiled code next to these modules (``__pycache__``), or in its us
 directory when that is read-only (``NUMBA_CACHE_DIR`` overrides).
 
 Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D, DEPTHWISE_CONV_2D),
-``fully_connected``, ``pooling``, ``softmax``, ``elementwise``; ``jit`` wraps numba's decorator.
+``depthwise_wide``, ``fully_connected``, ``fully_connected_gemm``, ``pooling``, ``softmax``,
+``elementwise``, ``broadcast``, ``reduce``, ``transpose_conv``, ``batch_matmul``, ``lut``; ``jit`` wraps
+numba's decorator.
 """
 from __future__ import annotations
 

@@ -131,6 +131,19 @@ class Activation(Kernel):
         if self.quantized:
             self.xu = self.x.view(f"u{self.x.dtype.itemsize}")
             self.idx = ws["idx"]
+            self._bind_fast()
+
+    def _bind_fast(self) -> None:
+        """The compiled path for int8: one pass of table lookups."""
+        from edge_runtime.backends.micro import fast
+
+        if not (self.x.dtype == np.int8 and self.x.flags.c_contiguous and self.y.flags.c_contiguous
+                and fast.available()):
+            return
+        from edge_runtime.backends.micro.fast.lut import bound_lut8
+
+        self.run = bound_lut8(self.xu.reshape(-1), self.lut, self.y.reshape(-1))  # type: ignore[method-assign]
+        self.path = "numba"
 
     def run(self) -> None:
         """Apply the activation (the index copy is taken before the output is written: safe in place)."""
@@ -145,6 +158,7 @@ class Activation(Kernel):
             np.tanh(self.x, out=self.y)
         else:
             np.negative(self.x, out=self.y)
-            np.exp(self.y, out=self.y)
+            with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88 gives the right 0, without a warning
+                np.exp(self.y, out=self.y)
             self.y += 1.0
             np.reciprocal(self.y, out=self.y)

@@ -54,8 +54,11 @@ class OpContext:
 
     def fail(self, why: str) -> UnsupportedModelError:
         """An UnsupportedModelError naming this op."""
+        from edge_runtime.formats.tflite_fold import file_op_index
+
+        at = file_op_index(self.model, self.subgraph.index, self.op.index)  # numbered as in the file
         return UnsupportedModelError(
-            f"{self.model.path}: op {self.op.index} ({self.op.name} v{self.op.opcode.version}) is not supported "
+            f"{self.model.path}: op {at} ({self.op.name} v{self.op.opcode.version}) is not supported "
             f"by the micro backend: {why}")
 
 

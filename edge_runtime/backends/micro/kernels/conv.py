@@ -673,7 +673,15 @@ class DepthwiseConv2D(_ConvBase):
             corr, rowsel = self.padding_sums(w)
             self.fast_corr = corr
             args = (x.reshape(-1), xcopy, w2.reshape(-1), qt, corr, rowsel, acc, y.reshape(-1))
-            self.run = partial(fast.jit_prepare(depthwise_rows, *args), *args)  # type: ignore[method-assign]
+            from edge_runtime.backends.micro.fast.depthwise_wide import MIN_CHANNELS, depthwise_rows_wide
+
+            if self.cout >= MIN_CHANNELS:  # many channels: untiled weights (the tiled ones would not stay cached)
+                self.wcache = w.reshape(-1)
+                self.fast_q = with_extra(q, tuple(int(v) for v in qt[5, 3:15]))  # (untiled constants)
+                args = (x.reshape(-1), xcopy, self.wcache, self.fast_q, corr, rowsel, acc, y.reshape(-1))
+                self.run = partial(fast.jit_prepare(depthwise_rows_wide, *args), *args)  # type: ignore[method-assign]
+            else:
+                self.run = partial(fast.jit_prepare(depthwise_rows, *args), *args)  # type: ignore[method-assign]
         else:
             args = (x, xcopy.reshape(x.shape) if in_place else np.empty((0, 0, 0, 0), np.int8), w, q, zrow, acc, y)
             self.run = partial(fast.jit_prepare(depthwise_direct, *args), *args)  # type: ignore[method-assign]

@@ -228,6 +228,13 @@ class Binary(Kernel):
             n = int(np.prod(self.shape, dtype=np.int64))
             self.steps = [(np.broadcast_to(a.view(np.uint8), self.shape), np.broadcast_to(b.view(np.uint8), self.shape),
                            y, ws["a"], ws["b"].reshape(-1).view(np.uint16)[:n].reshape(self.shape), ws["tmp"])]
+            if fast.available() and all(t.flags.c_contiguous for t in (a, b, y)):
+                from edge_runtime.backends.micro.fast.broadcast import bound_binary
+
+                call = bound_binary(a, b, self.table, y, self.shape)  # (None: > 4-D pattern, the numpy path)
+                if call is not None:
+                    self.run = call  # type: ignore[method-assign]
+                    self.path = "numba"  # (the compiled path: lookups in the table over the broadcast)
 
     def run(self) -> None:
         """Compute the op."""

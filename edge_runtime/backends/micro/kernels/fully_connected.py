@@ -109,9 +109,21 @@ class FullyConnected(Kernel):
         # compiled path: rows are computed before they are written, so it runs in place when an output
         # row fits in an input row or there is one row
         fits = not np.shares_memory(src0, dst0) or self.units <= self.k or self.rows_total == 1
-        if fits and choose_path(self, [x, y, inputs[1]]):
+        gemm = self.rows_total >= 8 and self.k <= 1024 and bool(self.quantized) and fast.available() \
+            and fast.blas_available()  # (many rows: one exact float32 BLAS product; the input is read first)
+        if (fits or gemm) and choose_path(self, [x, y, inputs[1]]):
             from edge_runtime.backends.micro.fast.fully_connected import fully_connected
 
+            if gemm:
+                from edge_runtime.backends.micro.fast.fully_connected_gemm import fully_connected_gemm
+
+                self.wmat = np.ascontiguousarray(inputs[1].T, dtype=np.float32)  # (k, units)
+                self.gemm_bufs = (np.empty((self.rows_total, self.k), np.float32),
+                                  np.empty((self.rows_total, self.units), np.float32))
+                args = (x, self.wmat, self.fast, *self.gemm_bufs, ws["acc"][0].view(np.int32)[:self.units], y)
+                self.compiled = partial(fast.jit_prepare(fully_connected_gemm, *args), *args)
+                self.run = self.compiled  # type: ignore[method-assign]
+                return
             self.wmat = widened(inputs[1], None, np.dtype(np.int16))  # (units, k): int32 sums of int16 products
             xs = ws["lhs"][0].view(np.int16)[:self.k]
             args = (x, self.wmat, self.fast, xs, ws["acc"][0].view(np.int32)[:self.units], y)
@@ -146,6 +158,7 @@ class FullyConnected(Kernel):
             n += int(self.wfold.nbytes) + int(self.lhs1.nbytes)
         if getattr(self, "fast", None) is not None:
             n += int(self.fast.nbytes)
+        n += sum(int(b.nbytes) for b in getattr(self, "gemm_bufs", ()))
         return n + (self.frq.tile_bytes() if self.frq is not None else 0)
 
     def run(self) -> None:

@@ -72,6 +72,28 @@ class Mean(Kernel):
         self.x = inputs[0]
         self.y = outputs[0].reshape(self.kshape)
         self.acc, self.tmp = ws["acc"], ws["tmp"]
+        self._bind_fast()
+
+    def _bind_fast(self) -> None:
+        """The compiled path for int8 sums over axes (1, 2) of a 4-D tensor (global average pooling)."""
+        from edge_runtime.backends.micro import fast
+
+        x = self.x
+        if not (self.quantized and x.dtype == np.int8 and x.ndim == 4 and self.axes == (1, 2)
+                and x.flags.c_contiguous and self.y.flags.c_contiguous and fast.available()):
+            return
+        from functools import partial
+
+        from edge_runtime.backends.micro.fast.reduce import MAX_COUNT, mean_hw
+        from edge_runtime.backends.micro.fast.requant import pack
+
+        if self.count > MAX_COUNT:
+            return
+        n, h, w, c = x.shape
+        args = (x.reshape(n, h * w, c), pack(self.requant), np.int64(self.zx_n),
+                self.acc.reshape(-1).view(np.int32)[:c], self.y.reshape(n, c))
+        self.run = partial(fast.jit_prepare(mean_hw, *args), *args)  # type: ignore[method-assign]
+        self.path = "numba"
 
     def run(self) -> None:
         """Reduce."""

@@ -1,8 +1,10 @@
-"""Custom ops TFLM registers (TFLite_Detection_PostProcess, Signal*): custom code -> kernel class."""
+"""Custom ops TFLM registers (TFLite_Detection_PostProcess, Signal*) and MediaPipe's float
+``Convolution2DTransposeBias`` (LiteRT registers it; TFLM does not): custom code -> kernel class."""
 from __future__ import annotations
 
 from edge_runtime.backends.micro.kernels.base import Kernel
 from edge_runtime.backends.micro.kernels.custom.circular_buffer import CircularBuffer
+from edge_runtime.backends.micro.kernels.custom.convolution_2d_transpose_bias import Convolution2DTransposeBias
 from edge_runtime.backends.micro.kernels.custom.detection_postprocess import DetectionPostProcess
 from edge_runtime.backends.micro.kernels.custom.signal_delay import SignalDelay
 from edge_runtime.backends.micro.kernels.custom.signal_energy import SignalEnergy
@@ -25,6 +27,7 @@ from edge_runtime.backends.micro.kernels.custom.tflm_decode import TflmDecode
 REGISTRY: dict[str, type[Kernel]] = {
     "TFLite_Detection_PostProcess": DetectionPostProcess,
     "CIRCULAR_BUFFER": CircularBuffer,
+    "Convolution2DTransposeBias": Convolution2DTransposeBias,
     "SignalDelay": SignalDelay,
     "SignalEnergy": SignalEnergy,
     "SignalFftAutoScale": SignalFftAutoScale,

@@ -117,6 +117,27 @@ class BatchMatMul(Kernel):
             tmp = view("tmp", out) if "tmp" in ws else None
             self.steps.append((a[..., r0:r1, :], view("af", a_batch + (k, ka)), view("prod", out), acc, tmp,
                                y[..., r0:r1, :]))
+        self._bind_fast(a, y, ws)
+
+    def _bind_fast(self, a: np.ndarray, y: np.ndarray, ws: Workspace) -> None:
+        """The compiled path (int8): one call per op over the numpy path's (adjoint) views."""
+        from edge_runtime.backends.micro import fast
+
+        if not (self.kind == "INT8" and fast.available()):
+            return
+        from functools import partial
+
+        from edge_runtime.backends.micro.fast.batch_matmul import batch_matmul
+        from edge_runtime.backends.micro.fast.requant import pack
+
+        def rank5(t: np.ndarray) -> np.ndarray:
+            return t.reshape((1,) * (5 - t.ndim) + t.shape)
+
+        n = self.bmshape[-1]
+        args = (rank5(a), rank5(self.b), pack(self.requant, (int(self.za), int(self.zb))),
+                ws["acc"].reshape(-1).view(np.int32)[:n], rank5(y))
+        self.run = partial(fast.jit_prepare(batch_matmul, *args), *args)  # type: ignore[method-assign]
+        self.path = "numba"
 
     def run(self) -> None:
         """Multiply, chunk by chunk of lhs rows."""

@@ -61,7 +61,7 @@ class TransposeConv(Kernel):
         yn, self.ho, self.wo, ycout = y.shape
         if wcin != cin or ycout != cout or yn != self.n:
             raise ctx.fail(f"shapes do not match: input {x.shape}, filter {w.shape}, output {y.shape}")
-        o = transpose_conv_options(ctx.op)
+        o = self.options(ctx)
         self.sh, self.sw = o["stride_h"], o["stride_w"]
         self.pt = _padding(ctx, o["padding"], self.ho, self.kh, self.sh)
         self.pl = _padding(ctx, o["padding"], self.wo, self.kw, self.sw)
@@ -115,6 +115,10 @@ class TransposeConv(Kernel):
         self.workspace["prod"] = ((rows, self.kh * self.kw * cout), F64)
         self.workspace["canvas"] = ((self.n, self.fh, self.fw, cout), F64)
 
+    def options(self, ctx: OpContext) -> dict[str, int]:
+        """padding (schema Padding), stride_h/stride_w and fused activation of the op."""
+        return transpose_conv_options(ctx.op)
+
     @property
     def cache_bytes(self) -> int:
         """Bytes of the weights widened to float64 at prepare time."""
@@ -141,6 +145,41 @@ class TransposeConv(Kernel):
                 self.steps.append((x[n, y0:y1].reshape(r, self.cin), xf, prod, taps))
         self.window = self.canvas[:, self.pt:self.pt + self.ho, self.pl:self.pl + self.wo, :]
         self.acc, self.tmp = ws["acc"], ws.get("tmp")
+        self._bind_fast(x, ws)
+
+    def _bind_fast(self, x: np.ndarray, ws: Workspace) -> None:
+        """The compiled path (int8, C-contiguous input and output): one call per op."""
+        from edge_runtime.backends.micro import fast
+
+        if not (self.kind == "INT8" and x.flags.c_contiguous and self.y.flags.c_contiguous and fast.available()):
+            return
+        from functools import partial
+
+        from edge_runtime.backends.micro.fast.requant import pack
+        from edge_runtime.backends.micro.fast.transpose_conv import MAX_GEMM_CIN, transpose_conv, transpose_conv_gemm
+
+        if self.cin <= MAX_GEMM_CIN and fast.blas_available():  # (one exact float32 BLAS product per chunk)
+            q = pack(self.requant, (self.sh, self.sw, self.pt, self.pl, self.kh, self.kw, int(self.in_zp)))
+            rows = self.chunk.rows
+            m, taps = rows * self.w, self.kh * self.kw * self.cout
+            self.fast_weights = np.ascontiguousarray(self.wmat, dtype=np.float32)  # (cin, kh * kw * cout)
+            canvas = ws["canvas"].reshape(-1).view(np.int32)[:self.fh * self.fw * self.cout]
+            args = (x, self.fast_weights, q, np.int64(rows),
+                    ws["xf"].reshape(-1).view(np.float32)[:m * self.cin].reshape(m, self.cin),
+                    ws["prod"].reshape(-1).view(np.float32)[:m * taps].reshape(m, taps),
+                    canvas.reshape(self.fh, self.fw, self.cout), self.y)
+            self.run = partial(fast.jit_prepare(transpose_conv_gemm, *args), *args)  # type: ignore[method-assign]
+            self.path = "numba"
+            return
+        w2 = np.ascontiguousarray(self.wmat.reshape(self.cin, self.kh * self.kw * self.cout).T).astype(np.int32)
+        q = pack(self.requant, (self.sh, self.sw, self.pt, self.pl, self.kh, self.kw, int(self.in_zp)))
+        canvas = ws["canvas"].reshape(-1).view(np.int32)[:self.fh * self.fw * self.cout]
+        w3 = np.ascontiguousarray(w2.reshape(self.kh * self.kw, self.cout, self.cin).transpose(0, 2, 1))
+        args = (x, w2, w3, q, ws["xf"].reshape(-1).view(np.int32)[:self.cin],
+                canvas.reshape(self.fh, self.fw, self.cout), self.y)
+        self.run = partial(fast.jit_prepare(transpose_conv, *args), *args)  # type: ignore[method-assign]
+        self.path = "numba"
+        self.fast_weights = (w2, w3)
 
     def run(self) -> None:
         """Scatter all taps, then bias, requantize/clamp."""

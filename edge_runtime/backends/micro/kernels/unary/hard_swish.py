@@ -4,7 +4,7 @@ int8: the input (minus its zero point) is moved to a "high-resolution" scale
 (x 2**7); one int16 multiplier maps it to the output scale, another maps [-3, 3]
 to [-1, 1] ("reluish", with saturating shifts), which becomes [0, 1]; the two are
 multiplied with a truncating doubling high-mul and shifted to the output scale.
-Multipliers come from float32 scale arithmetic, as TFLM's Prepare computes them.
+Multipliers are float32 scale ratios taken in double precision, as TFLM's Prepare computes them.
 The 256 results form a table.
 """
 from __future__ import annotations
@@ -33,10 +33,12 @@ class HardSwish(UnaryKernel):
         sy, zy = affine(self.ctx, y, "output")
         hires = np.float32(1.0 / 128.0) * np.float32(sx)
         reluish_scale = np.float32(3.0) / np.float32(32768.0)
-        out_m32, out_exp = quantize_multiplier(float(np.float32(hires / np.float32(sy))))
+        # the two ratios are taken in double precision from the float32 scales, as TFLM's Prepare does
+        # (a float32 quotient can land on a Q15 rounding tie the double one does not)
+        out_m32, out_exp = quantize_multiplier(float(hires) / float(np.float32(sy)))
         if out_exp > 0:
             raise self.ctx.fail("int8 HARD_SWISH needs an output scale at least input scale / 128")
-        rel_m32, rel_exp = quantize_multiplier(float(np.float32(hires / reluish_scale)))
+        rel_m32, rel_exp = quantize_multiplier(float(hires) / float(reluish_scale))
         out_m = downscale_multiplier_to_int16(out_m32)
         rel_m = downscale_multiplier_to_int16(rel_m32)
 
