@@ -230,15 +230,18 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.samples < 1:
         ap.error("--rounds and --samples must be at least 1")
+    load_start = os.getloadavg()[0]
     rows = run(args.rounds, args.samples, args.cache, not args.no_bytecode_cache)
     if args.json:
         print(json.dumps({"profile": PROFILE, "python": sys.version.split()[0], "load_average": os.getloadavg()[0],
+                          "load_average_start": load_start, "cpus": len(os.sched_getaffinity(0)),
                           "bytecode_cache": not args.no_bytecode_cache, "rows": rows}, indent=2))
         return 0
     print(table(rows, args.markdown))
     load = os.getloadavg()[0]
     note = (f"wall time spawn to exit, peak RSS and CPU time (wait4), medians of {args.rounds} alternated runs "
-            f"(load average {load:.1f} at the end); ours = "
+            f"(load average {load_start:.1f} at the start, {load:.1f} at the end, "
+            f"{len(os.sched_getaffinity(0))} CPUs); ours = "
             f"`edge-convert convert MODEL --profile {PROFILE} --calib DATA -o DIR` (default outputs), ORT = "
             "quantize_static (QDQ, per-channel, MinMax) on the same samples; "
             + ("bytecode cached for both (PYTHONPYCACHEPREFIX, as an installed package has it)"

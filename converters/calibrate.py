@@ -5,7 +5,9 @@ activation exposed), through one :class:`FloatRuns` that the whole conversion sh
 passes: the first records min/max per tensor (and feeds any observers, e.g. bias correction's input
 means), the second fills a 2048-bin histogram over that range (only for methods that need one).
 The activations of the first samples are kept within a byte budget, so the second pass and the
-report run the float model only for the samples that did not fit. Methods:
+report run the float model only for the samples that did not fit. In both passes the float model
+runs on the next sample in a background thread (:func:`ahead`) while this one's statistics are
+taken; every statistic is computed exactly as a serial pass computes it. Methods:
 
 - ``minmax``: the observed range;
 - ``percentile``: the 0.01 % and 99.99 % quantiles;
@@ -18,9 +20,11 @@ Model inputs always keep their observed range: clipping the data the user feeds 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from contextlib import nullcontext
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -33,16 +37,61 @@ METHODS = ("auto", "minmax", "percentile", "mse")
 BINS = 2048
 
 
-def float_session(graph: Graph, expose_all: bool = True) -> Any:
-    """An ONNX Runtime session over the float IR (NHWC inputs), all activations exposed when asked."""
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def share_one_heap() -> None:
+    """Make threads started from now on allocate from the main heap (glibc's ``M_ARENA_MAX`` = 1).
+
+    A thread that gets its own glibc arena keeps what it freed there: with the float model running
+    in a background thread (:func:`ahead`) and ONNX Runtime's worker threads, that measured 12 MB more
+    peak RSS on a 1.9M-parameter CNN, and the extra varied from run to run. One heap keeps the peak
+    where a single thread has it. It stays in effect for the process (glibc fixes its arena limit when
+    it first needs it); the only cost is a shared malloc lock. No-op off glibc.
+    """
+    global _heap_shared
+    if _heap_shared:
+        return
+    _heap_shared = True
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+_heap_shared = False
+
+
+def float_session(graph: Graph, expose_all: bool = True, threads: int = 1) -> Any:
+    """An ONNX Runtime session over the float IR (NHWC inputs), all activations exposed when asked.
+
+    ``threads`` intra-op threads (idle ones sleep rather than spin). More than one gave bit-identical
+    activations on every test and benchmark model tried (``tests/test_convert_speed_exact.py`` checks
+    two), but the conversion runs the model in a background thread (:func:`ahead`) next to its own
+    numpy work, and there two threads cost 46 % more CPU per run on the 96x96 benchmark CNN (2.79
+    against 1.91 ms) and made the conversion slower (1.95 against 1.81 s, 7 alternated runs); on the
+    digits CNN each run took 1.7-4x as long. So one thread by default.
+    """
     import onnxruntime as ort
 
     from converters.writers.onnx import build_onnx
 
     serialized = build_onnx(graph, None, expose_all=expose_all, source_layout=False).SerializeToString()
+    share_one_heap()  # before ONNX Runtime starts its threads
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = max(1, threads)
     so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     so.enable_cpu_mem_arena = False  # same results; the arena would keep every activation's peak (~12 MB on a 2M CNN)
     return ort.InferenceSession(serialized, so, providers=["CPUExecutionProvider"])
@@ -78,13 +127,64 @@ KEEP_BYTES = 8 << 20
 Observer = Callable[[int, dict], None]
 
 
+#: :func:`ahead` hands items to its background thread only when ``fn`` takes at least this long on the
+#: first item: for a small model (the digits CNN: 0.02-0.1 ms a float run) handing each sample to another
+#: thread costs more than it saves.
+AHEAD_MIN_S = 1e-3
+
+
+def ahead(fn: Callable[[Any], Any], items: Iterable[Any], background: Optional[bool] = None,
+          ) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, fn(item))`` for every item in order, computing ``fn`` of the next item in one
+    background thread while the caller works on this one.
+
+    Worth it when ``fn`` mostly runs native code that releases the GIL (ONNX Runtime, LiteRT) and
+    takes a while: the first item runs in the caller's thread, and when it took less than
+    :data:`AHEAD_MIN_S` the rest do too (``background`` True or False decides without timing).
+    ``items`` is read in the caller's thread; ``fn``'s exceptions reach the caller.
+    """
+    it = iter(items)
+    end = object()
+    item = next(it, end)
+    if item is end:
+        return
+    t0 = time.perf_counter()
+    value = fn(item)
+    if background is None:
+        background = time.perf_counter() - t0 >= AHEAD_MIN_S
+    if not background:
+        yield item, value
+        for item in it:
+            yield item, fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    share_one_heap()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="converter-ahead")
+    try:
+        done = item
+        item = next(it, end)
+        job = pool.submit(fn, item) if item is not end else None
+        yield done, value
+        while job is not None:
+            done, value = item, job.result()
+            item = next(it, end)
+            job = pool.submit(fn, item) if item is not end else None
+            yield done, value
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class FloatRuns:
     """The float model on calibration samples: one ONNX Runtime session for the whole conversion.
 
-    ``runs(i, x)`` returns every activation of sample ``i`` (source layout ``x``), by IR name. The
-    activations of the first samples are remembered while they fit in ``keep_bytes`` (default
-    :data:`KEEP_BYTES`); asking for one of those again costs nothing. ``runs.count`` says how often
-    the model actually ran.
+    ``runs(i, x)`` returns every activation of sample ``i`` (source layout ``x``), by IR name;
+    :meth:`stream` does the same for a sequence of samples while the model already runs on the
+    next one in a background thread (ONNX Runtime releases the GIL, so the caller's numpy work on
+    this sample and the model on the next share the machine's cores; every value is the one a
+    call gives). The activations of the first samples are remembered while they fit in
+    ``keep_bytes`` (default :data:`KEEP_BYTES`); asking for one of those again costs nothing.
+    ``runs.count`` says how often the model actually ran.
     """
 
     def __init__(self, graph: Graph, session: Any = None, keep_bytes: Optional[int] = None) -> None:
@@ -92,17 +192,22 @@ class FloatRuns:
         self.session = session if session is not None else float_session(graph)
         self.keep_bytes = KEEP_BYTES if keep_bytes is None else keep_bytes
         self.count = 0
+        self.run_seconds: Optional[float] = None  # how long the last float run took
         self._kept: dict[int, dict[str, np.ndarray]] = {}
         self._kept_bytes = 0
         self._closed = False
 
-    def __call__(self, index: Optional[int], x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every activation of sample ``index`` (``None``: a sample not from the calibration set)."""
-        kept = self._kept.get(index) if index is not None else None
-        if kept is not None:
-            return kept
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """One float run of a source-layout sample (safe in a background thread: of ``self`` it only
+        sets :attr:`run_seconds`)."""
         name = self.graph.inputs[0]
+        t0 = time.perf_counter()
         vals = run_float(self.session, self.graph, self.graph.to_ir_layout(name, x))
+        self.run_seconds = time.perf_counter() - t0
+        return vals
+
+    def _remember(self, index: Optional[int], vals: dict[str, np.ndarray]) -> None:
+        """Count one run; keep its activations while the samples so far form a prefix that fits."""
         self.count += 1
         if index is not None and not self._closed and index == len(self._kept):  # a prefix of the samples
             n = sum(v.nbytes for v in vals.values())
@@ -111,7 +216,39 @@ class FloatRuns:
                 self._kept_bytes += n
             else:
                 self._closed = True
+
+    def __call__(self, index: Optional[int], x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every activation of sample ``index`` (``None``: a sample not from the calibration set)."""
+        kept = self._kept.get(index) if index is not None else None
+        if kept is not None:
+            return kept
+        vals = self._run(x)
+        self._remember(index, vals)
         return vals
+
+    def stream(self, samples: Iterable[np.ndarray], check: Optional[Callable[[int, np.ndarray], None]] = None,
+               ) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+        """Yield ``(i, x, activations)`` for every sample in order, as ``runs(i, x)`` would give them.
+
+        While the caller works on sample ``i``, the float model runs on sample ``i + 1`` in one
+        background thread (remembered samples are not run again). ``check(i, x)`` is called on each
+        sample before the model sees it; its exception, or the model's, reaches the caller.
+        """
+        def checked() -> Iterator[tuple[int, np.ndarray]]:
+            for i, x in enumerate(samples):
+                if check is not None:
+                    check(i, x)
+                yield i, x
+
+        def job(item: tuple[int, np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
+            kept = self._kept.get(item[0])
+            return (kept, False) if kept is not None else (self._run(item[1]), True)
+
+        slow = None if self.run_seconds is None else self.run_seconds >= AHEAD_MIN_S  # remembered samples run no model
+        for (i, x), (vals, ran) in ahead(job, checked(), slow):
+            if ran:
+                self._remember(i, vals)
+            yield i, x, vals
 
     @property
     def kept(self) -> int:
@@ -123,6 +260,10 @@ class FloatRuns:
         self._closed = True
         for i in [i for i in self._kept if i >= keep_first]:
             self._kept_bytes -= sum(v.nbytes for v in self._kept.pop(i).values())
+
+
+#: The MSE search's clipping-error buffer (see :func:`_mse_range`).
+_ERR_BLOCK_BYTES = 512 << 10
 
 
 def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
@@ -137,11 +278,25 @@ def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     centers = ((edges[:-1] + edges[1:]) / 2)[keep]
     w = hist[keep].astype(np.float64)
     factors = np.linspace(0.15, 1.0, 86)
+    # the clipping error of a block of candidates at a time, in one buffer of at most 512 KB: each
+    # row's sum is the one over the whole (candidates, bins) array, and a (86, 2048) buffer per
+    # tensor (1.4 MB) measured 2 MB more peak RSS on the digits CNN
+    rows = max(1, min(factors.size, _ERR_BLOCK_BYTES // (8 * max(1, centers.size))))
+    err = np.empty((rows, centers.size))
+    wsum = w.sum()
 
     def cost(clo: np.ndarray, chi: np.ndarray) -> np.ndarray:
         scale = np.maximum(chi - clo, 1e-12) / 255.0
-        clipped = np.clip(centers[None, :], clo[:, None], chi[:, None])
-        return ((centers[None, :] - clipped) ** 2 * w[None, :]).sum(axis=1) + w.sum() * scale ** 2 / 12.0
+        sums = np.empty(clo.size)
+        for r in range(0, clo.size, rows):  # (centers - clip(centers, clo, chi)) ** 2 * w, summed per row
+            e = err[:min(rows, clo.size - r)]
+            np.maximum(centers[None, :], clo[r:r + rows, None], out=e)
+            np.minimum(e, chi[r:r + rows, None], out=e)
+            np.subtract(centers[None, :], e, out=e)
+            np.square(e, out=e)
+            np.multiply(e, w[None, :], out=e)
+            e.sum(axis=1, out=sums[r:r + rows])
+        return sums + wsum * scale ** 2 / 12.0
 
     best_lo, best_hi = min(lo, 0.0), max(hi, 0.0)
     for _ in range(3):
@@ -156,11 +311,43 @@ def _histogram(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Counts of ``v`` in :data:`BINS` equal bins over [lo, hi] (the values' own range).
 
     Same bins as ``np.histogram(v, BINS, (lo, hi))`` up to float rounding at bin edges, several times
-    faster: one scaled cast and a bincount.
+    faster: one scaled cast and a bincount. :class:`_Binner` gives the same counts, faster still.
     """
     idx = ((v.reshape(-1) - np.float32(lo)) * np.float32(BINS / (hi - lo))).astype(np.intp)
     np.clip(idx, 0, BINS - 1, out=idx)
     return np.bincount(idx, minlength=BINS)
+
+
+class _Binner:
+    """:func:`_histogram` for values known to lie in their finite range [lo, hi], in reused buffers.
+
+    The same float32 arithmetic, so every count is identical; but a value in [lo, hi] gives an index
+    from 0 to BINS (hi itself, or rounding next to it), never below, so instead of clipping every
+    index the count of index BINS is added to the last bin. Anything else falls back to
+    :func:`_histogram`.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._scaled = np.empty(size, np.float32)
+        self._index = np.empty(size, np.intp)
+
+    def __call__(self, v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        """Counts of ``v`` in :data:`BINS` bins over [lo, hi], exactly as :func:`_histogram` gives them."""
+        n = v.size
+        if n > self._scaled.size or v.dtype != np.float32 or not (np.isfinite(lo) and np.isfinite(hi)):
+            return _histogram(v, lo, hi)
+        scaled, index = self._scaled[:n], self._index[:n]
+        np.subtract(v.reshape(-1), np.float32(lo), out=scaled)
+        np.multiply(scaled, np.float32(BINS / (hi - lo)), out=scaled)
+        np.copyto(index, scaled, casting="unsafe")  # truncation, as astype(np.intp)
+        try:
+            counts = np.bincount(index, minlength=BINS + 1)
+        except ValueError:  # a negative index: not within the range after all
+            return _histogram(v, lo, hi)
+        if counts.size != BINS + 1:  # beyond the range: clip as _histogram does
+            return _histogram(v, lo, hi)
+        counts[BINS - 1] += counts[BINS]
+        return counts[:BINS]
 
 
 def _percentile_range(hist: np.ndarray, lo: float, hi: float, q: float = 1e-4) -> tuple[float, float]:
@@ -219,15 +406,15 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
     observers = list(observers)
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
+    size = 0
     check_calibration_size(len(data))
     with _progress(len(data), "calibrating (pass 1/2: ranges)" if method != "minmax" else "calibrating", progress) as bar:
-        for i, x in enumerate(data):
-            check_calibration_sample(i, x)
-            vals = run(i, x)
+        for i, x, vals in run.stream(data, check_calibration_sample):
             for t, v in vals.items():
                 vmin, vmax = float(v.min()), float(v.max())
                 lo[t] = min(lo.get(t, vmin), vmin)
                 hi[t] = max(hi.get(t, vmax), vmax)
+                size = max(size, v.size)
             for observe in observers:
                 observe(i, vals)
             bar.update(1)
@@ -236,20 +423,28 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
         return ranges
     hists = {t: np.zeros(BINS, np.int64) for t in ranges}
     inputs = set(graph.inputs)
+    histogram = _Binner(size)
     with _progress(len(data), "calibrating (pass 2/2: histograms)", progress) as bar:
-        for i, x in enumerate(data):
-            vals = run(i, x)
+        for _, _, vals in run.stream(data):
             for t, v in vals.items():
                 a, b = ranges[t]
                 if b > a and t not in inputs:  # model inputs keep their observed range
-                    hists[t] += _histogram(v, a, b)
+                    hists[t] += histogram(v, a, b)
             bar.update(1)
-    out: dict[str, tuple[float, float]] = {}
-    for t, (a, b) in ranges.items():
-        if t in graph.inputs or b <= a:
-            out[t] = (a, b)
-        elif method == "percentile":
-            out[t] = _percentile_range(hists[t], a, b)
-        else:
-            out[t] = _mse_range(hists[t], a, b)
-    return out
+    searched = [t for t, (a, b) in ranges.items() if t not in inputs and b > a]
+    search = _percentile_range if method == "percentile" else _mse_range
+    found = _map_threads(lambda t: search(hists[t], *ranges[t]), searched)  # numpy releases the GIL here
+    return {t: found.get(t, r) for t, r in ranges.items()}
+
+
+def _map_threads(fn: Callable[[str], tuple[float, float]], keys: list[str]) -> dict[str, tuple[float, float]]:
+    """``{k: fn(k)}``, spread over :func:`available_cpus` threads (at most 4: each holds a search buffer)
+    when there are several keys."""
+    workers = min(available_cpus(), len(keys), 4)
+    if workers <= 1:
+        return {k: fn(k) for k in keys}
+    from concurrent.futures import ThreadPoolExecutor
+
+    share_one_heap()
+    with ThreadPoolExecutor(workers, thread_name_prefix="converter-ranges") as pool:
+        return dict(zip(keys, pool.map(fn, keys)))

@@ -43,17 +43,21 @@ class ConversionResult:
     plan: Any = field(default=None, repr=False)
 
 
-def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str, tuple[int, ...]]] = None) -> Graph:
+def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str, tuple[int, ...]]] = None,
+                 input_values: Optional[dict[str, np.ndarray]] = None) -> Graph:
     """Read a .onnx or .tflite (recognised by content, not name) into the IR.
 
     ``input_shapes`` fixes dynamic ONNX input dimensions (``--input-shape NAME=DIMS``); TFLite
-    models have static shapes and take none.
+    models have static shapes and take none. ``input_values`` freezes ONNX inputs as constants
+    (``--input-value NAME=VALUE``).
     """
     p = os.fspath(path)
     head = read_head(p, 8)
     if len(head) >= 8 and head[4:8] == b"TFL3":
         if input_shapes:
             raise ConfigError(f"{p}: --input-shape applies to ONNX models only; a TFLite model's shapes are fixed")
+        if input_values:
+            raise ConfigError(f"{p}: --input-value applies to ONNX models only")
         from converters.importers.tflite import import_tflite
 
         return import_tflite(p)
@@ -61,7 +65,7 @@ def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str
         raise ModelFormatError(f"{p}: not a TFLite model (no 'TFL3' identifier)")
     from converters.importers.onnx import import_onnx
 
-    return import_onnx(p, input_shapes=input_shapes)
+    return import_onnx(p, input_shapes=input_shapes, input_values=input_values)
 
 
 def per_channel_fc(profile: Any) -> bool:
@@ -159,7 +163,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                   fc_per_channel: Optional[bool] = None, equalize: bool = True,
                   adaround: bool = False, activations: str = "int8",
                   target_sqnr: Optional[float] = None, plot: Optional[bool] = None,
-                  precision_policy: str = "auto") -> ConversionResult:
+                  precision_policy: str = "auto",
+                  input_values: Optional[dict[str, np.ndarray]] = None) -> ConversionResult:
     """Convert ``model`` to int8 for ``profile`` using calibration data ``calib``; write into ``out_dir``.
 
     ``profile``: a shipped profile name, a YAML path or a ``DeviceProfile``. ``calib``: see
@@ -168,7 +173,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     (and ``y``) in the source model's input layout. ``io_dtype`` overrides the profile's.
     ``preprocess``: an :mod:`edge_runtime.preprocess` preset or YAML turning .wav/image calibration
     files into inputs (or pass your own ``preprocessor`` callable). ``input_shapes``: fixed shapes
-    for dynamic ONNX inputs, e.g. ``{"input": (1, 3, 224, 224)}`` (a dynamic batch alone becomes 1).
+    for dynamic ONNX inputs, e.g. ``{"input": (1, 3, 224, 224)}`` (a dynamic batch alone becomes 1);
+    ``input_values``: ONNX inputs frozen as constants, e.g. ``{"sr": np.array(16000)}``.
     ``task``: ``auto``, ``classify`` or ``regress``: which outputs get top-1 in the report (see
     :mod:`converters.quality.metrics`). ``analyze``: add the per-layer sensitivity analysis
     (:mod:`converters.quality.sensitivity`) to the report. ``bias_correction`` (default on): fold the
@@ -211,7 +217,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with _one_line(model, "importing the model"):
-        graph = import_model(model, input_shapes)
+        graph = import_model(model, input_shapes, input_values)
     _refuse_non_finite_weights(model, graph)
     _give_back_freed_memory()
     eq_info = None

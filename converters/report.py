@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -163,6 +164,60 @@ class OnnxRunner:
 Outputs = dict[str, np.ndarray]
 
 
+def _int8_run(graph: Graph, float_sess, runner: TFLiteRunner,  # type: ignore[no-untyped-def]
+              float_values: Optional[Callable[[int, np.ndarray], dict]], i: int, x: np.ndarray,
+              ) -> tuple[dict, list[np.ndarray], dict[str, np.ndarray]]:
+    """Sample ``i``'s float activations, the int8 model's outputs and a copy of each of its tensors
+    that has a float counterpart, as stored (runs in :func:`converters.calibrate.ahead`'s thread)."""
+    x_ir = graph.to_ir_layout(graph.inputs[0], x)
+    fvals = float_values(i, x) if float_values is not None else run_float(float_sess, graph, x_ir)
+    outs = runner.run(x_ir)
+    stored = {t: runner.it.get_tensor(runner.by_name[t]["index"]) for t in fvals if t in runner.by_name}
+    return fvals, outs, stored
+
+
+class _Energies:
+    """Per-tensor signal and noise energy, float vs int8, summed over samples.
+
+    The same float64 arithmetic as ``np.sum(np.square(f.astype(np.float64)))`` and
+    ``np.sum(np.square(f - q))`` on the same shapes (so the same sums), in buffers reused across
+    tensors and samples; int8/int16 tensors are dequantized as :func:`dequantize_affine` does.
+    """
+
+    def __init__(self) -> None:
+        self.signal: dict[str, float] = {}
+        self.noise: dict[str, float] = {}
+        self._f64 = np.empty(0, np.float64)
+        self._f32 = np.empty(0, np.float32)
+
+    def _buffers(self, n: int) -> None:
+        if n > self._f64.size:
+            self._f64, self._f32 = np.empty(n, np.float64), np.empty(n, np.float32)
+
+    def _dequantized(self, q: np.ndarray, d: dict) -> np.ndarray:
+        if q.dtype not in (np.int8, np.int16):
+            return TFLiteRunner._dq(q, d)
+        s, zp = d["quantization"]
+        out = self._f32[:q.size].reshape(q.shape)
+        np.subtract(q, np.float32(zp), out=out, dtype=np.float32)
+        return np.multiply(out, np.float32(s), out=out)
+
+    def add(self, t: str, fv: np.ndarray, q: np.ndarray, d: dict) -> None:
+        """Add one sample of tensor ``t``: float ``fv`` against ``q`` (as stored, described by ``d``)."""
+        if q.size != fv.size or fv.dtype.kind != "f":  # int indices: no SQNR
+            return
+        self._buffers(fv.size)
+        qv = self._dequantized(q, d)
+        if qv.shape != fv.shape:
+            return
+        f64 = self._f64[:fv.size].reshape(fv.shape)
+        np.copyto(f64, fv)
+        self.signal[t] = self.signal.get(t, 0.0) + float(np.sum(np.square(f64, out=f64)))
+        np.copyto(f64, fv)
+        np.subtract(f64, qv, out=f64)
+        self.noise[t] = self.noise.get(t, 0.0) + float(np.sum(np.square(f64, out=f64)))
+
+
 def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: ignore[no-untyped-def]
                        samples: Iterable[np.ndarray], float_values: Optional[Callable[[int, np.ndarray], dict]] = None,
                        ) -> tuple[list[dict], Outputs, Outputs]:
@@ -172,27 +227,26 @@ def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: 
     supplies sample ``i``'s float activations instead of running ``float_sess``.
     Returns the per-layer rows (SQNR of every IR activation summed over the samples, see
     :func:`layer_sqnr`) and every graph output, float and int8, stacked over the samples.
+    Both models run on the next sample in a background thread while this one's SQNR is summed.
     """
-    sig: dict[str, float] = {}
-    noise: dict[str, float] = {}
+    from converters.calibrate import ahead
+
+    energies = _Energies()
     name = graph.inputs[0]
     f_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
     q_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
-    for i, x in enumerate(samples):
-        x_ir = graph.to_ir_layout(name, x)
-        fvals = float_values(i, x) if float_values is not None else run_float(float_sess, graph, x_ir)
-        outs = runner.run(x_ir)
+    job = partial(_int8_run, graph, float_sess, runner, float_values)
+    for _, (fvals, outs, stored) in ahead(lambda item: job(*item), enumerate(samples)):
         for o, qv in zip(graph.outputs, outs):
             f_out[o].append(fvals[o].reshape(-1))
             q_out[o].append(qv.reshape(-1))
-        for t, fv in fvals.items():
-            qv = runner.tensor(t)
-            if qv is None or qv.shape != fv.shape or fv.dtype.kind != "f":  # int indices: no SQNR
-                continue
-            f64 = fv.astype(np.float64)
-            sig[t] = sig.get(t, 0.0) + float(np.sum(np.square(f64)))
-            np.subtract(f64, qv, out=f64)
-            noise[t] = noise.get(t, 0.0) + float(np.sum(np.square(f64, out=f64)))
+        fvals = dict(fvals)  # a sample remembered by FloatRuns stays whole; a fresh one is freed tensor by tensor
+        for t in list(fvals):
+            fv, q = fvals.pop(t), stored.pop(t, None)
+            if q is not None:
+                energies.add(t, fv, q, runner.by_name[t])
+            del fv, q
+    sig, noise = energies.signal, energies.noise
     rows = []
     in_db = sqnr_db(sig.get(name, 0.0), noise.get(name, 0.0)) if name in sig else None
     rows.append({"index": -1, "op": "INPUT", "name": name, "tensor": name,

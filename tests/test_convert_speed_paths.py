@@ -180,3 +180,31 @@ def test_benchmark_children_get_bytecode_like_an_installed_package(tmp_path, mon
     env = child_env(tmp_path)
     assert "PYTHONDONTWRITEBYTECODE" not in env and env["PYTHONPYCACHEPREFIX"] == str(tmp_path / "pycache")
     assert child_env(tmp_path, bytecode=False)["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_fast_calibration_and_report_paths_write_what_the_plain_paths_write(tmp_path, monkeypatch):
+    """Background float runs, the folded binning, the blocked MSE search and the threaded range search
+    change no written byte and no report figure (the plain paths: serial, ``_histogram``, the MSE
+    search with whole-array temporaries, one range at a time)."""
+    from tests.test_convert_speed_exact import _mse_range_reference
+
+    x = np.load(ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz")["x"][:16]
+    monkeypatch.setattr(calibrate_mod, "AHEAD_MIN_S", 0.0)  # background runs even for this small model
+    fast = convert_model(DATA / "digits_cnn.onnx", "rpi4-4gb", DATA / "digits_calib.npz", tmp_path / "fast",
+                         held_out=x, plot=False)
+
+    def serial(fn, items, background=None):  # type: ignore[no-untyped-def]
+        for item in items:
+            yield item, fn(item)
+
+    monkeypatch.setattr(calibrate_mod, "ahead", serial)
+    monkeypatch.setattr(calibrate_mod, "_Binner", lambda size: calibrate_mod._histogram)
+    monkeypatch.setattr(calibrate_mod, "_mse_range", _mse_range_reference)
+    monkeypatch.setattr(calibrate_mod, "_map_threads", lambda fn, keys: {k: fn(k) for k in keys})
+    plain = convert_model(DATA / "digits_cnn.onnx", "rpi4-4gb", DATA / "digits_calib.npz", tmp_path / "plain",
+                          held_out=x, plot=False)
+    assert _strip(fast.report) == _strip(plain.report)
+    assert Path(fast.tflite_path).read_bytes() == Path(plain.tflite_path).read_bytes()
+    assert Path(fast.onnx_path).read_bytes() == Path(plain.onnx_path).read_bytes()
+    md = [(p / "report.md").read_text() for p in (tmp_path / "fast", tmp_path / "plain")]
+    assert md[0].replace(str(tmp_path / "fast"), "") == md[1].replace(str(tmp_path / "plain"), "")

@@ -44,3 +44,10 @@ def test_hard_swish_on_many_scale_pairs(tmp_path, seed):
         if not _same_as_tflm(path):
             bad.append((si, zi, so, zo))
     assert not bad, f"micro differs from tflite-micro on {len(bad)} of 100 scale pairs, e.g. {bad[:3]}"
+
+
+def test_hard_swish_output_shift_of_16_or_more(tmp_path):
+    """An output scale over 2**16 / 128 times the input's: TFLM's int16 RoundingDivideByPOT wraps its mask and
+    gives 1 for x >= 0 and -1 below (micro used to give 0)."""
+    path = build(tmp_path / "hs.tflite", "HARD_SWISH", [T([1, 256], scale=0.001, zp=0)], [T([1, 256], scale=0.52, zp=0)])
+    assert _same_as_tflm(path)

@@ -65,6 +65,21 @@ def sdhm16(a: np.ndarray, b: "np.ndarray | int") -> np.ndarray:
     return np.where((a == INT16_MIN) & (np.asarray(b) == INT16_MIN), INT16_MAX, r)
 
 
+def rounding_divide_by_pot16(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT on int16 values, as TFLM runs it (new int64 array).
+
+    Below 16 it is the ordinary rounding shift. From 16 up, the int16 mask ``(1 << exponent) - 1``
+    wraps to -1, and the result is 1 for every ``x >= 0`` and -1 for every ``x < 0`` (the shift itself
+    runs on the int-promoted value).
+    """
+    from edge_runtime.backends.micro.fixedpoint import rounding_divide_by_pot
+
+    x = np.asarray(x, dtype=np.int64)
+    if exponent < 16:
+        return rounding_divide_by_pot(x, exponent, out=x.copy())
+    return np.where(x >= 0, 1, -1).astype(np.int64)
+
+
 def saturating_left_shift16(x: np.ndarray, amount: int) -> np.ndarray:
     """``x * 2**amount`` clamped to int16 (new array)."""
     return np.clip(np.asarray(x, dtype=np.int64) * (1 << amount), INT16_MIN, INT16_MAX)

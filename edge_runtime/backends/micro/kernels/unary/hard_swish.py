@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.fixedpoint import quantize_multiplier, rounding_divide_by_pot
+from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
 from edge_runtime.backends.micro.fixedpoint_lut import (
-    downscale_multiplier_to_int16, saturating_left_shift16, sdhm16, srdhm16, wrap16,
+    downscale_multiplier_to_int16, rounding_divide_by_pot16, saturating_left_shift16, sdhm16, srdhm16, wrap16,
 )
 from edge_runtime.backends.micro.kernels.base import TensorInfo
 from edge_runtime.backends.micro.kernels.unary.common import UnaryKernel, affine
@@ -52,10 +52,10 @@ class HardSwish(UnaryKernel):
         if rel_exp > 0:
             reluish = saturating_left_shift16(reluish, 1)
         if rel_exp < 0:
-            reluish = rounding_divide_by_pot(reluish, -rel_exp)
+            reluish = rounding_divide_by_pot16(reluish, -rel_exp)
         reluish = wrap16((reluish + (1 << 15)) >> 1)
         out = sdhm16(reluish, preshift)
-        out = rounding_divide_by_pot(out, -out_exp)
+        out = rounding_divide_by_pot16(out, -out_exp)
         out = wrap16(out + zy)
         self.set_table(np.clip(out, -128, 127))
 
