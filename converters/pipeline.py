@@ -218,6 +218,13 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     t0 = time.perf_counter()
     with _one_line(model, "importing the model"):
         graph = import_model(model, input_shapes, input_values)
+    if prof.microcontroller:
+        # one int8 HARD_SWISH instead of ADD/RELU6, MUL, MUL: fewer ops and intermediates for TFLite Micro,
+        # same accuracy; not on OS profiles, where LiteRT's XNNPACK delegate takes the three ops but not an
+        # int8 HARD_SWISH (PP-OCR's classifier: 2.43 ms instead of 0.76 ms on LiteRT, 1 thread)
+        from converters.importers.hard_swish import fuse_hard_swish
+
+        graph = fuse_hard_swish(graph)
     _refuse_non_finite_weights(model, graph)
     _give_back_freed_memory()
     eq_info = None

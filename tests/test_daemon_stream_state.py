@@ -12,12 +12,12 @@ import socket
 import numpy as np
 import pytest
 import yaml
+from test_daemon_support import DaemonProc, wait_until
+from test_micro_stateful import streaming_model
 
 from edge_runtime.backends.micro import open_model
 from edge_runtime.daemon import framing
 from edge_runtime.daemon.stream_state import is_stateful
-from test_daemon_support import DaemonProc, wait_until
-from test_micro_stateful import streaming_model
 
 
 @pytest.mark.parametrize("backend", ["micro", "litert"])
@@ -92,9 +92,10 @@ def test_memory_estimate_counts_one_instance_per_stream(tmp_path, backend):
 
 def test_stateless_models_have_no_stream_instances(tmp_path):
     """A stateless model shares one instance: nothing is added for streams."""
+    from tflite_builder import T, build
+
     from edge_runtime.daemon import memory
     from edge_runtime.daemon.config import load_config
-    from tflite_builder import T, build
 
     path = build(tmp_path / "relu.tflite", "RELU", [T([1, 8], scale=0.1)], [T([1, 8], scale=0.1)])
     import edge_runtime

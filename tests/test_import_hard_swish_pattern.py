@@ -1,9 +1,10 @@
-"""[IMPORT] HardSwish written out as arithmetic becomes one HARD_SWISH op.
+"""[IMPORT] HardSwish written out as arithmetic becomes one HARD_SWISH op on microcontroller profiles.
 
 PaddlePaddle's exporter (PP-OCR, PP-LCNet) and older Keras/torch graphs write
 ``x * relu6(x + 3) / 6`` as Add, Clip, Mul, Div, sometimes with the 1/6 merged into a following
-learnable scale. The importer (converters/importers/hard_swish.py) makes each one HARD_SWISH (plus a
-MUL by the remaining scale); what is not exactly the pattern is left alone.
+learnable scale. ``converters/importers/hard_swish.py`` makes each one HARD_SWISH (plus a MUL by the
+remaining scale) for microcontroller profiles; on OS profiles the three int8 ops stay (LiteRT's XNNPACK
+delegate runs them, not an int8 HARD_SWISH). What is not exactly the pattern is left alone.
 Reference: the float ONNX model on onnxruntime; micro is compared with tflite-micro (np.array_equal).
 """
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
-from converters.pipeline import convert_model, import_model
 from test_import_real_patterns_onnx import _micro_equals_tflm, _sqnr
+
+from converters.importers.hard_swish import fuse_hard_swish
+from converters.pipeline import convert_model, import_model
 
 RNG = np.random.default_rng(11)
 #: held-out SQNR bound: measured 29.3 dB for each form (the unfused four-op chain: 29.2 dB)
@@ -72,12 +74,13 @@ def test_written_out_hard_swish_becomes_one_op(tmp_path: Path, form: str) -> Non
 
     path = tmp_path / "hs.onnx"
     _model(path, form)
-    kinds = [op.kind for op in import_model(str(path)).ops]
+    kinds = [op.kind for op in fuse_hard_swish(import_model(str(path))).ops]
     assert kinds.count("HARD_SWISH") == 2 and "ADD" not in kinds and "RELU6" not in kinds
     assert kinds.count("MUL") == (2 if form == "scaled" else 0)
     data = RNG.standard_normal((64, 1, 3, 12, 12)).astype(np.float32)
-    res = convert_model(str(path), "rpi4-4gb", data[:48], str(tmp_path / "out"), formats=("tflite",),
+    res = convert_model(str(path), "stm32h743", data[:48], str(tmp_path / "out"), formats=("tflite",),
                         report_samples=4)
+    assert [op.kind for op in res.graph.ops].count("HARD_SWISH") == 2
     from converters.report import TFLiteRunner
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -88,6 +91,14 @@ def test_written_out_hard_swish_becomes_one_op(tmp_path: Path, form: str) -> Non
     got = got.reshape(len(held), 12, 12, 4).transpose(0, 3, 1, 2)
     assert _sqnr(ref.reshape(len(held), 4, 12, 12), got) > SQNR_DB[form]
     _micro_equals_tflm(res.tflite_path, res.graph, held[:4])
+
+
+def test_os_profiles_keep_the_ops_litert_delegates(tmp_path: Path) -> None:
+    path = tmp_path / "hs.onnx"
+    _model(path, "mul_then_div")
+    data = RNG.standard_normal((40, 1, 3, 12, 12)).astype(np.float32)
+    res = convert_model(str(path), "rpi4-4gb", data, str(tmp_path / "out"), formats=("tflite",), report_samples=4)
+    assert "HARD_SWISH" not in [op.kind for op in res.graph.ops]
 
 
 def test_not_the_pattern_is_left_alone(tmp_path: Path) -> None:
@@ -101,5 +112,5 @@ def test_not_the_pattern_is_left_alone(tmp_path: Path) -> None:
     m.graph.node.append(helper.make_node("Relu", ["h2_a"], ["extra"]))
     m.graph.output.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1, 8, 12, 12]))
     onnx.save(m, str(path))
-    kinds = [op.kind for op in import_model(str(path)).ops]
+    kinds = [op.kind for op in fuse_hard_swish(import_model(str(path))).ops]
     assert "HARD_SWISH" not in kinds

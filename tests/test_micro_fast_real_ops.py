@@ -23,7 +23,6 @@ Without numba these tests skip, except under ``CI=true`` where numba is expected
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
@@ -51,6 +50,7 @@ if not fast._numba_importable():
     pytest.skip("numba is not installed (pip install 'edge-runtime[fast]')", allow_module_level=True)
 
 from edge_runtime.backends.micro.fast.broadcast import geometry  # noqa: E402
+from test_micro_fast_numba import kernel_path  # noqa: E402
 
 _DIR = Path(tempfile.mkdtemp(prefix="micro_fast_real_"))
 _COUNTER = itertools.count()
@@ -71,20 +71,6 @@ def _cleanup_models() -> Iterator[None]:
 
 def _path(op: str) -> Path:
     return _DIR / f"{op.lower()}_{next(_COUNTER)}.tflite"
-
-
-@contextlib.contextmanager
-def kernel_path(path: str) -> Iterator[None]:
-    """Force the compiled (``"numba"``) or the numpy path for models opened inside."""
-    old = os.environ.get("EDGE_RUNTIME_MICRO_FAST")
-    os.environ["EDGE_RUNTIME_MICRO_FAST"] = "1" if path == "numba" else "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["EDGE_RUNTIME_MICRO_FAST"]
-        else:
-            os.environ["EDGE_RUNTIME_MICRO_FAST"] = old
 
 
 def three_way(path: Path, op: str, seed: int = 0, expect_numba: bool = True, chunked: bool = False) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from test_micro_fast_real_ops import _path, _settings, lookups, three_way  # noqa: F401  (lookups: a fixture)
 from test_micro_ops_binary import scales
 from tflite_builder import T, build, opts
@@ -21,7 +20,7 @@ from tflite_builder import T, build, opts
 @pytest.mark.parametrize("op", ["HARD_SWISH", "ELU", "LEAKY_RELU", "ABS"])
 @_settings(20)
 @given(data=st.data())
-def test_unary_table_int8_bit_exact(lookups: str, op: str, data: Any) -> None:
+def test_unary_table_int8_bit_exact(lookups: str, op: str, data: Any) -> None:  # noqa: F811  (the fixture)
     shape = tuple(data.draw(st.lists(st.integers(1, 9), min_size=1, max_size=4)))
     sx, zx = data.draw(scales()), data.draw(st.integers(-128, 127))
     sy, zy = data.draw(scales()), data.draw(st.integers(-128, 127))

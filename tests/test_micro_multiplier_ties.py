@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflite_builder import T, build, run_micro, run_tflm
+from tflite_builder import T, build, opts, run_micro, run_tflm
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
 
@@ -50,4 +50,14 @@ def test_hard_swish_output_shift_of_16_or_more(tmp_path):
     """An output scale over 2**16 / 128 times the input's: TFLM's int16 RoundingDivideByPOT wraps its mask and
     gives 1 for x >= 0 and -1 below (micro used to give 0)."""
     path = build(tmp_path / "hs.tflite", "HARD_SWISH", [T([1, 256], scale=0.001, zp=0)], [T([1, 256], scale=0.52, zp=0)])
+    assert _same_as_tflm(path)
+
+
+@pytest.mark.parametrize("alpha", [0.1, -0.3])
+def test_leaky_relu_identity_ratio_taken_in_double(tmp_path, alpha):
+    """LEAKY_RELU's multipliers are the float32 scales (and alpha) multiplied and divided in double by
+    the tflite-micro we check; float32 quotients are a unit off here: input 42 gave 89 in micro, 88 in
+    tflite-micro (found by tests/test_micro_scale_sweeps.py)."""
+    path = build(tmp_path / "lr.tflite", "LEAKY_RELU", [T([1, 256], scale=0.0873783603310585, zp=-19)],
+                 [T([1, 256], scale=0.14602959156036377, zp=52)], opts("LeakyReluOptions", alpha=alpha))
     assert _same_as_tflm(path)

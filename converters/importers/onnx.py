@@ -21,7 +21,6 @@ import numpy as np
 
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.onnx_ops.context import ImportContext, nhwc
-from converters.importers.hard_swish import fuse_hard_swish
 from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 
@@ -169,7 +168,7 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
         source_format="onnx",
     )
     _copy_shared_outputs(graph)
-    graph = simplify(legalize(fuse_hard_swish(fuse_activations(simplify(lower_for_micro(graph))))))
+    graph = simplify(legalize(fuse_activations(simplify(lower_for_micro(graph)))))
     requantize_fixed_inputs(graph)
     _restore_output_names(graph, [o.name for o in g.output])
     return graph
