@@ -1,7 +1,7 @@
 """LEAKY_RELU: float32 (``x > 0 ? x : alpha * x``); int8 and int16 with two requantizations.
 
 Quantized (TFLM): ``v = q - zp_in``; ``v >= 0`` is rescaled by ``scale_in / scale_out``,
-``v < 0`` by ``scale_in * alpha / scale_out`` (both computed in float32, then
+``v < 0`` by ``scale_in * alpha / scale_out`` (both computed in double from the float32 values, then
 QuantizeMultiplier; MultiplyByQuantizedMultiplier), plus ``zp_out``, clamped. A table.
 """
 from __future__ import annotations
@@ -28,8 +28,11 @@ class LeakyRelu(UnaryKernel):
             return
         sx, zx = affine(self.ctx, x, "input")
         sy, zy = affine(self.ctx, y, "output")
-        m_alpha, s_alpha = quantize_multiplier(float(np.float32(np.float32(sx) * self.alpha) / np.float32(sy)))
-        m_id, s_id = quantize_multiplier(float(np.float32(sx) / np.float32(sy)))
+        # both ratios in double from the float32 scales and alpha, as the tflite-micro we check computes them
+        # (float32 quotients differ on rare scale pairs, e.g. 0.08737836 / 0.14602959: 89 instead of 88)
+        fsx, fsy = float(np.float32(sx)), float(np.float32(sy))
+        m_alpha, s_alpha = quantize_multiplier(fsx * float(self.alpha) / fsy)
+        m_id, s_id = quantize_multiplier(fsx / fsy)
         v = self.table_inputs() - zx
         pos = multiply_by_quantized_multiplier(v, m_id, s_id)
         # A negative alpha gives a negative multiplier: tflite-micro's result is then the negated product with
