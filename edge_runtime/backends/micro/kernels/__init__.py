@@ -2,59 +2,87 @@
 
 The core ops live in the flat modules here; every other op family is a sub-package
 (``unary/``, ``binary/``, ``layout/``, ``spatial/``, ``recurrent/``, ``control/``,
-``custom/``) with one op per file and its own ``REGISTRY``, merged below. This
-dict is the one index of what micro runs.
+``custom/``) with one op per file and its own ``REGISTRY``. :data:`REGISTRY` is the one
+index of what micro runs: its names come from :data:`index.KERNEL_INDEX` (op -> module,
+class), and a kernel's module is imported the first time its op is looked up, so opening a
+model imports the kernels of its ops only (importing all ~140 kernel modules took ~110 ms).
+:func:`eager_registry` imports every module and merges the families' registries, as the
+index is generated and checked (``tests/test_micro_kernel_index.py``).
 """
 from __future__ import annotations
 
-from edge_runtime.backends.micro.kernels.activations import Activation
+import importlib
+from collections.abc import Iterator, Mapping
+
 from edge_runtime.backends.micro.kernels.base import Kernel, OpContext
-from edge_runtime.backends.micro.kernels.dispatch import Conv2DAny, DepthwiseConv2DAny, FullyConnectedAny
-from edge_runtime.backends.micro.kernels.elementwise import Binary
-from edge_runtime.backends.micro.kernels.fully_connected import FullyConnected
-from edge_runtime.backends.micro.kernels.pooling import Pool2D
-from edge_runtime.backends.micro.kernels.quantize import Dequantize, Quantize
-from edge_runtime.backends.micro.kernels.reduce import Mean
-from edge_runtime.backends.micro.kernels.reshape import Reshape
-from edge_runtime.backends.micro.kernels.shape_ops import Concatenation, Pad, StridedSlice, Transpose
-from edge_runtime.backends.micro.kernels.softmax import Softmax
-
-REGISTRY: dict[str, type[Kernel]] = {
-    "CONV_2D": Conv2DAny,  # dense, sparse 1x1 or 16x8 (kernels/dispatch.py)
-    "DEPTHWISE_CONV_2D": DepthwiseConv2DAny,  # dense or 16x8
-    "FULLY_CONNECTED": FullyConnectedAny,  # dense, sparse or 16x8
-    "ADD": Binary,
-    "SUB": Binary,
-    "MUL": Binary,
-    "AVERAGE_POOL_2D": Pool2D,
-    "MAX_POOL_2D": Pool2D,
-    "RESHAPE": Reshape,
-    "SQUEEZE": Reshape,
-    "SOFTMAX": Softmax,
-    "MEAN": Mean,
-    "PAD": Pad,
-    "CONCATENATION": Concatenation,
-    "STRIDED_SLICE": StridedSlice,
-    "TRANSPOSE": Transpose,
-    "LOGISTIC": Activation,
-    "TANH": Activation,
-    "RELU": Activation,
-    "RELU6": Activation,
-    "QUANTIZE": Quantize,
-    "DEQUANTIZE": Dequantize,
-}
+from edge_runtime.backends.micro.kernels.index import KERNEL_INDEX
 
 
-def _merge_families() -> None:
+class LazyRegistry(Mapping[str, type[Kernel]]):
+    """Op name -> kernel class, importing each kernel's module on first lookup."""
+
+    def __init__(self, index: dict[str, tuple[str, str]]) -> None:
+        self._index = index
+        self._loaded: dict[str, type[Kernel]] = {}
+
+    def __getitem__(self, name: str) -> type[Kernel]:
+        cls = self._loaded.get(name)
+        if cls is None:
+            module, qualname = self._index[name]  # KeyError for an op micro has no kernel for
+            cls = getattr(importlib.import_module(f"{__name__}.{module}"), qualname)
+            self._loaded[name] = cls
+        return cls
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+REGISTRY: Mapping[str, type[Kernel]] = LazyRegistry(KERNEL_INDEX)
+
+
+def _core() -> dict[str, type[Kernel]]:
+    from edge_runtime.backends.micro.kernels.activations import Activation
+    from edge_runtime.backends.micro.kernels.dispatch import Conv2DAny, DepthwiseConv2DAny, FullyConnectedAny
+    from edge_runtime.backends.micro.kernels.elementwise import Binary
+    from edge_runtime.backends.micro.kernels.pooling import Pool2D
+    from edge_runtime.backends.micro.kernels.quantize import Dequantize, Quantize
+    from edge_runtime.backends.micro.kernels.reduce import Mean
+    from edge_runtime.backends.micro.kernels.reshape import Reshape
+    from edge_runtime.backends.micro.kernels.shape_ops import Concatenation, Pad, StridedSlice, Transpose
+    from edge_runtime.backends.micro.kernels.softmax import Softmax
+
+    return {
+        "CONV_2D": Conv2DAny,  # dense, sparse 1x1 or 16x8 (kernels/dispatch.py)
+        "DEPTHWISE_CONV_2D": DepthwiseConv2DAny,  # dense or 16x8
+        "FULLY_CONNECTED": FullyConnectedAny,  # dense, sparse or 16x8
+        "ADD": Binary, "SUB": Binary, "MUL": Binary,
+        "AVERAGE_POOL_2D": Pool2D, "MAX_POOL_2D": Pool2D,
+        "RESHAPE": Reshape, "SQUEEZE": Reshape,
+        "SOFTMAX": Softmax,
+        "MEAN": Mean,
+        "PAD": Pad, "CONCATENATION": Concatenation, "STRIDED_SLICE": StridedSlice, "TRANSPOSE": Transpose,
+        "LOGISTIC": Activation, "TANH": Activation, "RELU": Activation, "RELU6": Activation,
+        "QUANTIZE": Quantize, "DEQUANTIZE": Dequantize,
+    }
+
+
+def eager_registry() -> dict[str, type[Kernel]]:
+    """Every kernel, importing every module: the core ops merged with each family's ``REGISTRY``."""
     from edge_runtime.backends.micro.kernels import binary, control, custom, layout, recurrent, spatial, unary
 
+    merged = _core()
     for family in (unary, binary, layout, spatial, recurrent, control, custom):
         for name, cls in family.REGISTRY.items():
-            if name in REGISTRY and REGISTRY[name] is not cls:
+            if name in merged and merged[name] is not cls:
                 raise RuntimeError(f"micro kernel registry: {name} is registered twice")
-            REGISTRY[name] = cls
+            merged[name] = cls
+    return merged
 
 
-_merge_families()
-
-__all__ = ["REGISTRY", "Kernel", "OpContext"]
+__all__ = ["REGISTRY", "Kernel", "OpContext", "eager_registry"]
