@@ -59,8 +59,7 @@ def _only_consumer(graph: Graph, consumers: dict[str, list[Op]], tensor: str) ->
     return users[0]
 
 
-def _match(graph: Graph, add: Op, producers: dict[str, Op],
-           consumers: dict[str, list[Op]]) -> Optional[tuple[str, str, list[Op], float]]:
+def _match(graph: Graph, add: Op, consumers: dict[str, list[Op]]) -> Optional[tuple[str, str, list[Op], float]]:
     """(x, y, ops to remove, scale after the HardSwish) when ``add`` starts a written-out HardSwish."""
     if add.kind != "ADD":
         return None
@@ -103,9 +102,9 @@ def _match(graph: Graph, add: Op, producers: dict[str, Op],
 def fuse_hard_swish(graph: Graph) -> Graph:
     """Rewrite every written-out ``x * relu6(x + 3) / 6`` in ``graph`` as one ``HARD_SWISH`` op."""
     while True:
-        producers, consumers = graph.producers(), graph.consumers()
+        consumers = graph.consumers()
         for op in graph.ops:
-            found = _match(graph, op, producers, consumers)
+            found = _match(graph, op, consumers)
             if found is None:
                 continue
             x, y, chain, scale = found

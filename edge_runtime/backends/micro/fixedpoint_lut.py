@@ -72,8 +72,6 @@ def rounding_divide_by_pot16(x: np.ndarray, exponent: int) -> np.ndarray:
     wraps to -1, and the result is 1 for every ``x >= 0`` and -1 for every ``x < 0`` (the shift itself
     runs on the int-promoted value).
     """
-    from edge_runtime.backends.micro.fixedpoint import rounding_divide_by_pot
-
     x = np.asarray(x, dtype=np.int64)
     if exponent < 16:
         return rounding_divide_by_pot(x, exponent, out=x.copy())

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 _NUMBA: Optional[bool] = None
 #: Seconds the first ``import numba`` took in this process (0.0 before it, or without numba).
@@ -124,6 +124,19 @@ def import_seconds() -> float:
     return IMPORT_SECONDS[0]
 
 
+def int8_lut_runner(x: Any, y: Any, lut: Any) -> Optional[Callable[[], None]]:
+    """The compiled ``y = lut[x]`` for an int8 -> int8 table op (its ``run``), or None when the arrays
+    do not fit (other dtypes, non-contiguous views) or the compiled path is off."""
+    import numpy as np
+
+    if not (x.dtype == np.int8 and y.dtype == np.int8 and x.flags.c_contiguous and y.flags.c_contiguous
+            and available()):
+        return None
+    from edge_runtime.backends.micro.fast.lut import bound_lut8
+
+    return bound_lut8(x.view(np.uint8).reshape(-1), lut, y.reshape(-1))
+
+
 def jit_prepare(dispatcher: Any, *args: Any) -> Any:
     """Compile (or load from numba's disk cache) ``dispatcher`` for these arguments; returns it."""
     from edge_runtime.backends.micro.fast import jit
@@ -131,4 +144,5 @@ def jit_prepare(dispatcher: Any, *args: Any) -> Any:
     return jit.prepare(dispatcher, *args)
 
 
-__all__ = ["available", "blas_available", "enabled_by_env", "compile_seconds", "import_seconds", "jit_prepare"]
+__all__ = ["available", "blas_available", "enabled_by_env", "compile_seconds", "import_seconds", "int8_lut_runner",
+           "jit_prepare"]

@@ -1,5 +1,5 @@
 """Compiled int8 table lookups: ``y[i] = lut[x[i]]`` for elementwise ops whose int8 result depends on the
-input value alone (RELU, RELU6, LOGISTIC, TANH).
+input value alone (RELU, RELU6, LOGISTIC, TANH, and the table-driven unary kernels: HARD_SWISH, ELU, ...).
 
 The numpy kernels build their 256-entry tables at prepare time with TFLM's integer arithmetic on every
 input value, so the lookup is exact by construction; this loop replaces the index widening (one int64

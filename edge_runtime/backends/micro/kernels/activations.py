@@ -135,15 +135,12 @@ class Activation(Kernel):
 
     def _bind_fast(self) -> None:
         """The compiled path for int8: one pass of table lookups."""
-        from edge_runtime.backends.micro import fast
+        from edge_runtime.backends.micro.fast import int8_lut_runner
 
-        if not (self.x.dtype == np.int8 and self.x.flags.c_contiguous and self.y.flags.c_contiguous
-                and fast.available()):
-            return
-        from edge_runtime.backends.micro.fast.lut import bound_lut8
-
-        self.run = bound_lut8(self.xu.reshape(-1), self.lut, self.y.reshape(-1))  # type: ignore[method-assign]
-        self.path = "numba"
+        runner = int8_lut_runner(self.x, self.y, self.lut)
+        if runner is not None:
+            self.run = runner  # type: ignore[method-assign]
+            self.path = "numba"
 
     def run(self) -> None:
         """Apply the activation (the index copy is taken before the output is written: safe in place)."""

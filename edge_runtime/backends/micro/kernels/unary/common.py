@@ -116,15 +116,12 @@ class UnaryKernel(Kernel):
 
     def _bind_fast(self) -> None:
         """int8 -> int8 tables on the compiled path: one pass of lookups (the same table, so the same bytes)."""
-        from edge_runtime.backends.micro import fast
+        from edge_runtime.backends.micro.fast import int8_lut_runner
 
-        if not (self.x.dtype == np.int8 and self.y.dtype == np.int8 and self.x.flags.c_contiguous
-                and self.y.flags.c_contiguous and fast.available()):
-            return
-        from edge_runtime.backends.micro.fast.lut import bound_lut8
-
-        self.run = bound_lut8(self.xu.reshape(-1), self.table, self.y.reshape(-1))  # type: ignore[method-assign]
-        self.path = "numba"
+        runner = int8_lut_runner(self.x, self.y, self.table)
+        if runner is not None:
+            self.run = runner  # type: ignore[method-assign]
+            self.path = "numba"
 
     def run(self) -> None:
         """Look up or compute."""
