@@ -1,10 +1,12 @@
 """Converter speed: ``edge-convert convert`` against ONNX Runtime's ``quantize_static``, from outside.
 
-Both variants run in fresh processes, alternated, several rounds, on the same float ONNX and the
+All variants run in fresh processes, alternated, several rounds, on the same float ONNX and the
 same calibration samples:
 
 - **ours**: ``edge-convert convert MODEL --profile rpi4-4gb --calib DATA -o DIR`` with its default
-  outputs (int8 .tflite and .onnx, report.json/.md);
+  outputs (int8 .tflite and .onnx, report.json/.md) and default calibration (MSE ranges: a second
+  float pass for the histograms);
+- **ours minmax**: the same with ``--method minmax``, ORT's calibration method (one float pass);
 - **ORT**: a script that loads the same float ONNX and calls
   ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, int8 activations,
   MinMax calibration over the same samples) and writes the model.
@@ -155,7 +157,7 @@ def variants(model: Path, calib: Path, work: Path) -> dict[str, list[str]]:
     ours = [str(cli)] if cli.exists() else [str(exe), "-m", "converters.cli"]
     ours += ["convert", str(model), "--profile", PROFILE, "--calib", str(calib), "-o", str(work / "ours")]
     ort = [str(exe), "-c", ORT_SCRIPT, str(model), str(calib), str(work / "ort_int8.onnx")]
-    return {"ours": ours, "ort": ort}
+    return {"ours": ours, "ort": ort, "ours_minmax": ours + ["--method", "minmax"]}
 
 
 def run(rounds: int, samples: int, cache: Path, bytecode: bool = True) -> list[dict[str, Any]]:
@@ -192,15 +194,17 @@ def run(rounds: int, samples: int, cache: Path, bytecode: bool = True) -> list[d
                          "rss_ratio": round(med["ours"][1] / med["ort"][1], 2),
                          "ours_cpu_s": round(med["ours"][2], 3), "ort_cpu_s": round(med["ort"][2], 3),
                          "cpu_ratio": round(med["ours"][2] / med["ort"][2], 2),
+                         "ours_minmax_s": round(med["ours_minmax"][0], 3),
+                         "minmax_time_ratio": round(med["ours_minmax"][0] / med["ort"][0], 2),
                          "ours_runs_s": [round(w, 3) for w in walls["ours"]],
                          "ort_runs_s": [round(w, 3) for w in walls["ort"]]})
     return rows
 
 
 HEAD = ["model", "calib samples", "ours s", "ORT s", "ratio", "ours RSS MiB", "ORT RSS MiB", "ratio",
-        "ours CPU s", "ORT CPU s", "ratio"]
+        "ours CPU s", "ORT CPU s", "ratio", "ours minmax s", "ratio"]
 KEYS = ["model", "calibration_samples", "ours_s", "ort_s", "time_ratio", "ours_rss_mib", "ort_rss_mib", "rss_ratio",
-        "ours_cpu_s", "ort_cpu_s", "cpu_ratio"]
+        "ours_cpu_s", "ort_cpu_s", "cpu_ratio", "ours_minmax_s", "minmax_time_ratio"]
 
 
 def table(rows: list[dict[str, Any]], markdown: bool) -> str:
@@ -242,8 +246,9 @@ def main(argv: list[str]) -> int:
     note = (f"wall time spawn to exit, peak RSS and CPU time (wait4), medians of {args.rounds} alternated runs "
             f"(load average {load_start:.1f} at the start, {load:.1f} at the end, "
             f"{len(os.sched_getaffinity(0))} CPUs); ours = "
-            f"`edge-convert convert MODEL --profile {PROFILE} --calib DATA -o DIR` (default outputs), ORT = "
-            "quantize_static (QDQ, per-channel, MinMax) on the same samples; "
+            f"`edge-convert convert MODEL --profile {PROFILE} --calib DATA -o DIR` (default outputs: MSE ranges, "
+            "per-layer report, arena fit), ours minmax = the same with `--method minmax` (ORT's calibration "
+            "method: one float pass), ORT = quantize_static (QDQ, per-channel, MinMax) on the same samples; "
             + ("bytecode cached for both (PYTHONPYCACHEPREFIX, as an installed package has it)"
                if not args.no_bytecode_cache else "environment unchanged"))
     print(("\n" if args.markdown else "") + note)

@@ -1,9 +1,13 @@
-"""The structure-aware fuzz campaign at full size: ``python -m benchmarks.fuzz_campaign [--tflite N] [--onnx N]``.
+"""The structure-aware fuzz campaign at full size:
+``python -m benchmarks.fuzz_campaign [--tflite N] [--onnx N] [--decoders N]``.
 
 Defaults: 10,000 TFLite mutants (each on micro and litert) and 2,000 ONNX mutants (on onnx),
-seeded from the MLPerf Tiny models in ../shared and a small QDQ ONNX model; prints the counts
-per backend and outcome (ok, error, oom, unclean, signal, hang) and the bad cases. Exit 1 if any
-outcome is not ok or a clean error. See tests/fuzz_structure.py for the mutations.
+seeded from the MLPerf Tiny models in ../shared and a small QDQ ONNX model, plus 3,000 mutants of
+the weight decoders' seeds (small sparse and float16 models and MediaPipe's custom op, built by
+tests/fuzz_structure.py; sparsity metadata, float16 data and custom options mutated), each on micro
+and litert; prints the counts per backend and outcome (ok, error, oom, unclean, signal, hang) and
+the bad cases. Exit 1 if any outcome is not ok or a clean error. See tests/fuzz_structure.py for
+the mutations.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ def main(argv: list[str]) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tflite", type=int, default=10_000, help="TFLite mutants (default 10000)")
     ap.add_argument("--onnx", type=int, default=2_000, help="ONNX mutants (default 2000)")
+    ap.add_argument("--decoders", type=int, default=3_000,
+                    help="mutants of the weight decoders' seed models (default 3000)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = ap.parse_args(argv)
@@ -41,18 +47,24 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         jobs = fz.make_mutants(seeds, args.tflite, args.onnx, Path(d), seed=args.seed,
                                onnx_seeds={"seed.onnx": _onnx_seed_model()})
-        results = fz.run_jobs([(p, b) for p, b, _ in jobs])
+        dec_dir = Path(d) / "decoders"
+        dec_dir.mkdir()
+        dec_jobs = fz.make_mutants(fz.decoder_seeds(), args.decoders, 0, dec_dir, seed=args.seed,
+                                   mutations=fz.DECODER_CAMPAIGN)
+        jobs += [(p, f"{b} (decoders)", k) for p, b, k in dec_jobs]
+        results = fz.run_jobs([(p, b.split(" ")[0]) for p, b, _ in jobs])
         s = fz.summarize(jobs, results)
         s["seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:
         print(json.dumps(s, indent=1))
     else:
-        print(f"{args.tflite} TFLite + {args.onnx} ONNX mutants, {len(jobs)} loads, {s['seconds']} s "
+        print(f"{args.tflite} TFLite + {args.onnx} ONNX + {args.decoders} decoder-seed mutants, {len(jobs)} loads, "
+              f"{s['seconds']} s "
               f"(address-space limit {fz.ADDRESS_SPACE_LIMIT >> 30} GiB)")
         statuses = ["ok", "error", "oom", "unclean", "signal", "died", "hang"]
-        print("backend  " + "  ".join(f"{st:>7}" for st in statuses))
+        print(f"{'backend':<18} " + "  ".join(f"{st:>7}" for st in statuses))
         for backend, c in sorted(s["counts"].items()):
-            print(f"{backend:<8} " + "  ".join(f"{c.get(st, 0):>7}" for st in statuses))
+            print(f"{backend:<18} " + "  ".join(f"{c.get(st, 0):>7}" for st in statuses))
         for b in s["bad"][:20]:
             print("bad:", b)
     return 1 if s["bad"] else 0

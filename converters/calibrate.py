@@ -298,12 +298,23 @@ def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
             e.sum(axis=1, out=sums[r:r + rows])
         return sums + wsum * scale ** 2 / 12.0
 
+    his = np.maximum(hi * factors, 0.0)
+    los = np.minimum(lo * factors, 0.0)
+    # each end's search is a function of the other end alone: remember its answers, so rounds that
+    # change nothing cost nothing; an end whose candidates are all equal (lo >= 0: all 0) is that value
+    # (the first of equal costs, as argmin takes it)
+    hi_for: dict[float, float] = {}
+    lo_for: dict[float, float] = {}
     best_lo, best_hi = min(lo, 0.0), max(hi, 0.0)
     for _ in range(3):
-        his = np.maximum(hi * factors, 0.0)
-        best_hi = float(his[int(np.argmin(cost(np.full_like(his, best_lo), his)))])
-        los = np.minimum(lo * factors, 0.0)
-        best_lo = float(los[int(np.argmin(cost(los, np.full_like(los, best_hi))))])
+        if best_lo not in hi_for:
+            hi_for[best_lo] = float(his[0]) if hi <= 0 else \
+                float(his[int(np.argmin(cost(np.full_like(his, best_lo), his)))])
+        best_hi = hi_for[best_lo]
+        if best_hi not in lo_for:
+            lo_for[best_hi] = float(los[0]) if lo >= 0 else \
+                float(los[int(np.argmin(cost(los, np.full_like(los, best_hi))))])
+        best_lo = lo_for[best_hi]
     return best_lo, best_hi
 
 
@@ -433,18 +444,7 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
             bar.update(1)
     searched = [t for t, (a, b) in ranges.items() if t not in inputs and b > a]
     search = _percentile_range if method == "percentile" else _mse_range
-    found = _map_threads(lambda t: search(hists[t], *ranges[t]), searched)  # numpy releases the GIL here
+    # one range at a time: each search is many small numpy calls, and threads measured no faster
+    found = {t: search(hists[t], *ranges[t]) for t in searched}
     return {t: found.get(t, r) for t, r in ranges.items()}
 
-
-def _map_threads(fn: Callable[[str], tuple[float, float]], keys: list[str]) -> dict[str, tuple[float, float]]:
-    """``{k: fn(k)}``, spread over :func:`available_cpus` threads (at most 4: each holds a search buffer)
-    when there are several keys."""
-    workers = min(available_cpus(), len(keys), 4)
-    if workers <= 1:
-        return {k: fn(k) for k in keys}
-    from concurrent.futures import ThreadPoolExecutor
-
-    share_one_heap()
-    with ThreadPoolExecutor(workers, thread_name_prefix="converter-ranges") as pool:
-        return dict(zip(keys, pool.map(fn, keys)))

@@ -1,7 +1,6 @@
 """The ``edge-convert`` command (host side). Subcommands live in :mod:`converters.commands`."""
 from __future__ import annotations
 
-import sys
 from typing import Optional, Sequence
 
 from edge_runtime.cli_support import run_cli
@@ -17,5 +16,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
 
 
+def console_main() -> None:
+    """The installed ``edge-convert`` script: :func:`main`, then a fast exit (:mod:`edge_runtime.process_exit`)."""
+    from edge_runtime.process_exit import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -145,44 +145,71 @@ def accelerator_coverage(model: TFLiteModel, acc: "Accelerator") -> AcceleratorC
 
 def fit_model(tflite_path: "str | os.PathLike[str]", profile: "DeviceProfile") -> FitReport:
     """Flash, arena and overhead of ``tflite_path`` against ``profile``'s budgets."""
-    from edge_runtime.arena.plan import plan_arena
+    return _Sizing(tflite_path).fit(profile)
 
-    p = os.fspath(tflite_path)
-    model = TFLiteModel.open(p)
-    flash = os.path.getsize(p)
-    mcu = profile.microcontroller or not profile.python
-    plan = plan_arena(model, in_place=not mcu)
-    overhead, note = _runtime_overhead(model, profile)
-    ram = plan.arena_bytes + overhead
-    advice: list[str] = []
-    if flash > profile.model_flash_budget_bytes:
-        advice.append(f"the model is {flash - profile.model_flash_budget_bytes:,} B over the flash budget "
-                      f"({flash:,} > {profile.model_flash_budget_bytes:,}): use fewer or narrower layers, prune, "
-                      "or pick a board with more flash")
-    if ram > profile.inference_ram_budget_bytes:
-        over = ram - profile.inference_ram_budget_bytes
-        biggest = max(plan.tensor_entries(), key=lambda e: e.size, default=None)
-        short = biggest.name.split(";")[-1][:60] if biggest is not None else ""
-        tip = (f"; the largest activation is '{short}' ({biggest.size:,} B): lower the input resolution or "
-               "the channel count of the early layers" if biggest is not None else "")
-        advice.append(f"RAM is {over:,} B over the inference budget ({ram:,} > {profile.inference_ram_budget_bytes:,})"
-                      + tip + ("" if mcu else "; on Linux boards the micro backend has the smallest overhead"))
-    covs = [accelerator_coverage(model, a) for a in profile.accelerators]
-    return FitReport(profile.name, flash, profile.model_flash_budget_bytes, plan.arena_bytes,
-                     f"{plan.planner}{' in-place' if plan.in_place else ''}", overhead, note, ram,
-                     profile.inference_ram_budget_bytes,
-                     flash <= profile.model_flash_budget_bytes and ram <= profile.inference_ram_budget_bytes,
-                     advice, covs)
+
+class _Sizing:
+    """One model file, opened once, sized against any number of profiles.
+
+    The arena plan depends only on the model and on whether ops run in place (Linux boards)
+    or not (microcontrollers), so at most two plans are made, whatever the profiles."""
+
+    def __init__(self, tflite_path: "str | os.PathLike[str]") -> None:
+        self.path = os.fspath(tflite_path)
+        self.model = TFLiteModel.open(self.path)
+        self.flash = os.path.getsize(self.path)
+        self._plans: dict[bool, Any] = {}
+
+    def plan(self, in_place: bool) -> Any:
+        """The arena plan (made on first use); a failure is not kept, so it is raised again."""
+        if in_place not in self._plans:
+            from edge_runtime.arena.plan import plan_arena
+
+            self._plans[in_place] = plan_arena(self.model, in_place=in_place)
+        return self._plans[in_place]
+
+    def fit(self, profile: "DeviceProfile") -> FitReport:
+        """Flash, arena and overhead against ``profile``'s budgets."""
+        model, flash = self.model, self.flash
+        mcu = profile.microcontroller or not profile.python
+        plan = self.plan(not mcu)
+        overhead, note = _runtime_overhead(model, profile)
+        ram = plan.arena_bytes + overhead
+        advice: list[str] = []
+        if flash > profile.model_flash_budget_bytes:
+            advice.append(f"the model is {flash - profile.model_flash_budget_bytes:,} B over the flash budget "
+                          f"({flash:,} > {profile.model_flash_budget_bytes:,}): use fewer or narrower layers, prune, "
+                          "or pick a board with more flash")
+        if ram > profile.inference_ram_budget_bytes:
+            over = ram - profile.inference_ram_budget_bytes
+            biggest = max(plan.tensor_entries(), key=lambda e: e.size, default=None)
+            short = biggest.name.split(";")[-1][:60] if biggest is not None else ""
+            tip = (f"; the largest activation is '{short}' ({biggest.size:,} B): lower the input resolution or "
+                   "the channel count of the early layers" if biggest is not None else "")
+            advice.append(f"RAM is {over:,} B over the inference budget ({ram:,} > "
+                          f"{profile.inference_ram_budget_bytes:,})"
+                          + tip + ("" if mcu else "; on Linux boards the micro backend has the smallest overhead"))
+        covs = [accelerator_coverage(model, a) for a in profile.accelerators]
+        return FitReport(profile.name, flash, profile.model_flash_budget_bytes, plan.arena_bytes,
+                         f"{plan.planner}{' in-place' if plan.in_place else ''}", overhead, note, ram,
+                         profile.inference_ram_budget_bytes,
+                         flash <= profile.model_flash_budget_bytes and ram <= profile.inference_ram_budget_bytes,
+                         advice, covs)
 
 
 def profiles_that_fit(tflite_path: "str | os.PathLike[str]") -> list[str]:
     """Names of the shipped profiles this model fits (for advice when it does not fit the chosen one)."""
     from device_profiles import list_profiles
 
-    out = []
-    for prof in list_profiles():
+    out: list[str] = []
+    profiles = list_profiles()
+    try:
+        sizing = _Sizing(tflite_path)
+    except Exception:  # (a model that cannot be opened fits no profile)
+        return out
+    for prof in profiles:
         try:
-            if fit_model(tflite_path, prof).fits:
+            if sizing.fit(prof).fits:
                 out.append(prof.name)
         except Exception:  # a profile we cannot size is simply not suggested
             continue

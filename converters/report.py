@@ -164,24 +164,52 @@ class OnnxRunner:
 Outputs = dict[str, np.ndarray]
 
 
-def _int8_run(graph: Graph, float_sess, runner: TFLiteRunner,  # type: ignore[no-untyped-def]
-              float_values: Optional[Callable[[int, np.ndarray], dict]], i: int, x: np.ndarray,
-              ) -> tuple[dict, list[np.ndarray], dict[str, np.ndarray]]:
-    """Sample ``i``'s float activations, the int8 model's outputs and a copy of each of its tensors
-    that has a float counterpart, as stored (runs in :func:`converters.calibrate.ahead`'s thread)."""
-    x_ir = graph.to_ir_layout(graph.inputs[0], x)
-    fvals = float_values(i, x) if float_values is not None else run_float(float_sess, graph, x_ir)
-    outs = runner.run(x_ir)
-    stored = {t: runner.it.get_tensor(runner.by_name[t]["index"]) for t in fvals if t in runner.by_name}
-    return fvals, outs, stored
+def _reported_tensors(graph: Graph) -> list[str]:
+    """The tensors whose SQNR the per-layer rows use: the model input and each op's first output, in
+    graph order (energies of any other tensor would be summed and never read)."""
+    seen = {graph.inputs[0]: None}
+    for op in graph.ops:
+        if op.outputs:
+            seen.setdefault(op.outputs[0], None)
+    return list(seen)
+
+
+def _int8_run(graph: Graph, runner: TFLiteRunner, names: Sequence[str], item: tuple[int, np.ndarray],
+              ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """The int8 model on sample ``item = (i, x)``: its outputs (dequantized) and a copy of each of
+    ``names`` it has, as stored (runs in :func:`converters.calibrate.ahead`'s thread, the only user of
+    ``runner`` meanwhile)."""
+    outs = runner.run(graph.to_ir_layout(graph.inputs[0], item[1]))
+    get, by_name = runner.it.get_tensor, runner.by_name
+    return outs, {t: get(by_name[t]["index"]) for t in names if t in by_name}
+
+
+def _float_run(graph: Graph, float_sess,  # type: ignore[no-untyped-def]
+               float_values: Optional[Callable[[int, np.ndarray], dict]], item: tuple[int, np.ndarray]) -> dict:
+    """Sample ``item = (i, x)``'s float activations: from ``float_values`` when given, else one run of
+    ``float_sess`` (in :func:`converters.calibrate.ahead`'s thread)."""
+    i, x = item
+    if float_values is not None:
+        return float_values(i, x)
+    return run_float(float_sess, graph, graph.to_ir_layout(graph.inputs[0], x))
+
+
+#: Tensors of at most this many values are summed several at a time (see :class:`_Energies`), up to
+#: ROWS_VALUES values in one array.
+SMALL_TENSOR, ROWS_VALUES = 4096, 1 << 16
 
 
 class _Energies:
     """Per-tensor signal and noise energy, float vs int8, summed over samples.
 
-    The same float64 arithmetic as ``np.sum(np.square(f.astype(np.float64)))`` and
-    ``np.sum(np.square(f - q))`` on the same shapes (so the same sums), in buffers reused across
-    tensors and samples; int8/int16 tensors are dequantized as :func:`dequantize_affine` does.
+    Each sample adds exactly ``np.sum(np.square(f.astype(np.float64)))`` and
+    ``np.sum(np.square(f.astype(np.float64) - q))`` (``q`` dequantized as :func:`dequantize_affine`
+    does, in float32): the same float64 values in a contiguous array, summed by the same numpy
+    reduction (pairwise, fixed by the number of values), so the same sums to the last bit.
+    :meth:`add` takes one tensor, in buffers reused across tensors and samples. :meth:`add_sample`
+    takes all of a sample's tensors and sums the small int8/int16 ones of equal size together, one per
+    row of a 2-D array (a row of a contiguous array is summed as the same values alone are), so a model
+    of many small tensors (an unrolled LSTM) pays numpy's per-call cost once per size, not per tensor.
     """
 
     def __init__(self) -> None:
@@ -202,6 +230,10 @@ class _Energies:
         np.subtract(q, np.float32(zp), out=out, dtype=np.float32)
         return np.multiply(out, np.float32(s), out=out)
 
+    def _accumulate(self, t: str, signal: float, noise: float) -> None:
+        self.signal[t] = self.signal.get(t, 0.0) + signal
+        self.noise[t] = self.noise.get(t, 0.0) + noise
+
     def add(self, t: str, fv: np.ndarray, q: np.ndarray, d: dict) -> None:
         """Add one sample of tensor ``t``: float ``fv`` against ``q`` (as stored, described by ``d``)."""
         if q.size != fv.size or fv.dtype.kind != "f":  # int indices: no SQNR
@@ -212,10 +244,40 @@ class _Energies:
             return
         f64 = self._f64[:fv.size].reshape(fv.shape)
         np.copyto(f64, fv)
-        self.signal[t] = self.signal.get(t, 0.0) + float(np.sum(np.square(f64, out=f64)))
+        signal = float(np.sum(np.square(f64, out=f64)))
         np.copyto(f64, fv)
         np.subtract(f64, qv, out=f64)
-        self.noise[t] = self.noise.get(t, 0.0) + float(np.sum(np.square(f64, out=f64)))
+        self._accumulate(t, signal, float(np.sum(np.square(f64, out=f64))))
+
+    def add_sample(self, tensors: Iterable[tuple[str, np.ndarray, np.ndarray, dict]]) -> None:
+        """Add one sample of each ``(t, fv, q, d)`` as :meth:`add` does (the same sums)."""
+        groups: dict[tuple[int, str], list[tuple[str, np.ndarray, np.ndarray, dict]]] = {}
+        for t, fv, q, d in tensors:
+            if (fv.size <= SMALL_TENSOR and fv.dtype.kind == "f" and q.dtype in (np.int8, np.int16)
+                    and q.shape == fv.shape):
+                groups.setdefault((fv.size, q.dtype.str), []).append((t, fv, q, d))
+            else:
+                self.add(t, fv, q, d)
+        for (n, _), rows in groups.items():
+            if len(rows) == 1:
+                self.add(*rows[0])
+                continue
+            per_block = max(1, ROWS_VALUES // n)  # at most ROWS_VALUES values (512 KB of float64) at a time
+            for b in range(0, len(rows), per_block):
+                self._add_rows(n, rows[b:b + per_block])
+
+    def _add_rows(self, n: int, rows: list[tuple[str, np.ndarray, np.ndarray, dict]]) -> None:
+        """Tensors of ``n`` values each, int8 or int16 (all the same), as rows of one array."""
+        zp = np.array([[r[3]["quantization"][1]] for r in rows], np.float32)  # as float32, as _dequantized
+        scale = np.array([[r[3]["quantization"][0]] for r in rows], np.float32)  # uses them, one per row
+        f64 = np.concatenate([r[1].reshape(1, n) for r in rows], axis=0, dtype=np.float64)
+        qv = np.subtract(np.concatenate([r[2].reshape(1, n) for r in rows], axis=0), zp, dtype=np.float32)
+        np.multiply(qv, scale, out=qv)
+        signal = np.add.reduce(np.square(f64), axis=1)
+        np.subtract(f64, qv, out=f64)
+        noise = np.add.reduce(np.square(f64, out=f64), axis=1)
+        for (t, *_), s, e in zip(rows, signal.tolist(), noise.tolist()):
+            self._accumulate(t, s, e)
 
 
 def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: ignore[no-untyped-def]
@@ -227,25 +289,36 @@ def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: 
     supplies sample ``i``'s float activations instead of running ``float_sess``.
     Returns the per-layer rows (SQNR of every IR activation summed over the samples, see
     :func:`layer_sqnr`) and every graph output, float and int8, stacked over the samples.
-    Both models run on the next sample in a background thread while this one's SQNR is summed.
+    Three things overlap, each in its own thread (:func:`converters.calibrate.ahead`, twice): the int8
+    model runs two samples ahead, the float model one sample ahead, and the caller sums this sample's
+    energies. Small models, whose runs take less than ``AHEAD_MIN_S``, run all in the caller's thread.
     """
-    from converters.calibrate import ahead
+    from converters.calibrate import AHEAD_MIN_S, ahead
 
     energies = _Energies()
     name = graph.inputs[0]
+    names = _reported_tensors(graph)
     f_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
     q_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
-    job = partial(_int8_run, graph, float_sess, runner, float_values)
-    for _, (fvals, outs, stored) in ahead(lambda item: job(*item), enumerate(samples)):
-        for o, qv in zip(graph.outputs, outs):
-            f_out[o].append(fvals[o].reshape(-1))
-            q_out[o].append(qv.reshape(-1))
-        fvals = dict(fvals)  # a sample remembered by FloatRuns stays whole; a fresh one is freed tensor by tensor
-        for t in list(fvals):
-            fv, q = fvals.pop(t), stored.pop(t, None)
-            if q is not None:
-                energies.add(t, fv, q, runner.by_name[t])
-            del fv, q
+    int8_runs = ahead(partial(_int8_run, graph, runner, names), enumerate(samples))
+    # a remembered float sample costs nothing, so the float stream goes to a thread when its runs are
+    # known to be slow (FloatRuns.run_seconds), else when the first one is
+    seconds = getattr(float_values, "run_seconds", None)
+    float_bg = None if seconds is None else seconds >= AHEAD_MIN_S
+    float_job = partial(_float_run, graph, float_sess, float_values)
+    both = ahead(lambda pair: float_job(pair[0]), int8_runs, float_bg)
+    try:
+        for (_, (outs, stored)), fvals in both:
+            for o, qv in zip(graph.outputs, outs):
+                f_out[o].append(fvals[o].reshape(-1))
+                q_out[o].append(qv.reshape(-1))
+            fvals = dict(fvals)  # a sample remembered by FloatRuns stays whole; a fresh one is freed tensor by tensor
+            energies.add_sample((t, fvals.pop(t), stored.pop(t), runner.by_name[t]) for t in names
+                                if t in fvals and t in stored)
+            del fvals, stored
+    finally:  # both threads end here, also when a run fails
+        both.close()
+        int8_runs.close()
     sig, noise = energies.signal, energies.noise
     rows = []
     in_db = sqnr_db(sig.get(name, 0.0), noise.get(name, 0.0)) if name in sig else None

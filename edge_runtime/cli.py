@@ -5,7 +5,6 @@ Each subcommand lives in its own module under :mod:`edge_runtime.commands`; see
 """
 from __future__ import annotations
 
-import sys
 from typing import Optional, Sequence
 
 
@@ -26,5 +25,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return guard_out_of_memory("edge-runtime", start)
 
 
+def console_main() -> None:
+    """The installed ``edge-runtime`` script: :func:`main`, then a fast exit (:mod:`edge_runtime.process_exit`)."""
+    from edge_runtime.process_exit import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

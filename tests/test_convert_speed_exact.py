@@ -117,6 +117,27 @@ def test_mse_range_picks_the_range_of_the_written_out_formula():
         assert _mse_range(hist, lo, hi) == _mse_range_reference(hist, lo, hi)
 
 
+def test_mse_range_shortcuts_match_the_reference_at_the_ends():
+    """The search remembers each end's answer and takes an all-equal end (lo >= 0 or hi <= 0) as is:
+    the same range as the written-out search, for one-sided, all-negative, single-bin and signed-zero cases."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for k in range(60):
+        v = rng.standard_normal(int(rng.integers(2, 20_000))).astype(np.float32) * np.float32(10.0 ** rng.uniform(-4, 4))
+        cases.append(-np.abs(v) if k % 3 == 0 else (np.maximum(v, 0) if k % 3 == 1 else np.minimum(v, 0)))
+    cases.append(np.array([-0.0, 0.0, 1.0], np.float32))
+    cases.append(np.array([-3.0, -0.0], np.float32))
+    for v in cases:
+        lo, hi = float(v.min()), float(v.max())
+        if hi <= lo:
+            continue
+        hist = _histogram(v, lo, hi)
+        assert _mse_range(hist, lo, hi) == _mse_range_reference(hist, lo, hi)
+    one_bin = np.zeros(BINS, np.int64)
+    one_bin[5] = 9
+    assert _mse_range(one_bin, -2.0, 3.0) == _mse_range_reference(one_bin, -2.0, 3.0)
+
+
 @pytest.fixture(scope="module")
 def digits():
     g = import_model(DATA / "digits_cnn.onnx")
@@ -292,3 +313,4 @@ def test_background_choice_follows_the_float_run_time_not_a_remembered_sample(di
 
     assert [v for _, v in real(named, range(3), background=True)] == [0, 1, 2]
     assert names[0] == threading.current_thread().name and all(n.startswith("converter-ahead") for n in names[1:])
+

@@ -183,9 +183,9 @@ def test_benchmark_children_get_bytecode_like_an_installed_package(tmp_path, mon
 
 
 def test_fast_calibration_and_report_paths_write_what_the_plain_paths_write(tmp_path, monkeypatch):
-    """Background float runs, the folded binning, the blocked MSE search and the threaded range search
-    change no written byte and no report figure (the plain paths: serial, ``_histogram``, the MSE
-    search with whole-array temporaries, one range at a time)."""
+    """Background float runs, the folded binning and the blocked, remembering MSE search change no
+    written byte and no report figure (the plain paths: serial, ``_histogram``, the MSE search with
+    whole-array temporaries and every round computed)."""
     from tests.test_convert_speed_exact import _mse_range_reference
 
     x = np.load(ROOT / "tests" / "fixtures" / "digits" / "digits_heldout.npz")["x"][:16]
@@ -200,7 +200,6 @@ def test_fast_calibration_and_report_paths_write_what_the_plain_paths_write(tmp_
     monkeypatch.setattr(calibrate_mod, "ahead", serial)
     monkeypatch.setattr(calibrate_mod, "_Binner", lambda size: calibrate_mod._histogram)
     monkeypatch.setattr(calibrate_mod, "_mse_range", _mse_range_reference)
-    monkeypatch.setattr(calibrate_mod, "_map_threads", lambda fn, keys: {k: fn(k) for k in keys})
     plain = convert_model(DATA / "digits_cnn.onnx", "rpi4-4gb", DATA / "digits_calib.npz", tmp_path / "plain",
                           held_out=x, plot=False)
     assert _strip(fast.report) == _strip(plain.report)

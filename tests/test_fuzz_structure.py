@@ -27,10 +27,4 @@ def test_structure_aware_campaign(mlperf_models: Path, tmp_path: Path) -> None:
     seeds = {p.name: p.read_bytes() for p in sorted(mlperf_models.glob("*.tflite"))}
     jobs = fz.make_mutants(seeds, N_TFLITE, N_ONNX, tmp_path, seed=20261205,
                            onnx_seeds={"seed.onnx": _onnx_seed_model()})
-    results = fz.run_jobs([(p, b) for p, b, _ in jobs])
-    s = fz.summarize(jobs, results)
-    print(f"\nstructure-aware fuzz: {N_TFLITE} TFLite + {N_ONNX} ONNX mutants -> {s['counts']}")
-    assert len(results) == len(jobs)
-    assert not s["bad"], f"{len(s['bad'])} loads did not end cleanly, e.g. {s['bad'][:5]}"
-    for backend, counts in s["counts"].items():
-        assert counts.get("ok", 0) > 0 and counts.get("error", 0) > 0, (backend, counts)
+    fz.run_campaign(jobs, f"structure-aware fuzz: {N_TFLITE} TFLite + {N_ONNX} ONNX mutants")

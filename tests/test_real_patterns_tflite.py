@@ -213,6 +213,22 @@ def test_densify_folds_like_litert(layout, fp16: bool) -> None:  # type: ignore[
         assert any(np.array_equal(c, dense.astype(np.float32)) for c in consts)
 
 
+@pytest.mark.parametrize("backend", ["micro", "litert"])
+def test_all_zero_pruned_weights_load_and_import(tmp_path: Path, backend: str) -> None:
+    """A sparse constant that stores no values (every block pruned; DENSIFY gives zeros) is written data,
+    not a tensor read before anything writes it: it loads on both backends and imports."""
+    import edge_runtime
+    from converters.importers.tflite import import_tflite
+
+    dense = np.zeros((4, 8), np.float32)
+    path = _densify_model(tmp_path / "zero.tflite", dense, _encode(dense, [0, 1], [], [], [DENSE, CSR]), False)
+    x = np.random.default_rng(0).normal(0, 1, dense.shape).astype(np.float32)
+    model = edge_runtime.load(str(path), backend=backend)
+    assert np.array_equal(model.run(x)[0], x)
+    g = import_tflite(path)
+    assert any(t.data is not None and t.data.shape == dense.shape and not t.data.any() for t in g.tensors.values())
+
+
 def test_densify_with_inconsistent_segments_is_one_clear_error(tmp_path: Path) -> None:
     from edge_runtime.errors import EdgeRuntimeError
 

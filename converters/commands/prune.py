@@ -25,11 +25,16 @@ MODEL is a float .onnx or .tflite (as for `edge-convert convert`). Give exactly 
 Kinds of pruning:
   unstructured (default)  zero the smallest-magnitude weights of convolution and fully connected
                           layers, in 1xB blocks along the input (--block, default 16; 1 = single
-                          weights), per layer or with one global threshold (--scope). Fully
-                          connected and 1x1 convolution weights are then stored sparse in the
-                          TFLite SparsityParameters (block-CSR) form: <name>_int8_sparse.tflite,
-                          which edge-runtime's micro backend runs with outputs identical to the
-                          dense pruned model (<name>_int8.tflite, also written).
+                          weights), per layer or with one global threshold (--scope). Pruned
+                          weights are then stored sparse in the TFLite SparsityParameters
+                          (block-CSR) form: <name>_int8_sparse.tflite, with outputs identical to
+                          the dense pruned model (<name>_int8.tflite, also written). Which layers:
+                          for profiles that run LiteRT, fully connected weights in 1x16 blocks
+                          only (LiteRT mis-reads sparse convolutions and other blocks), so the
+                          file runs on the litert and micro backends; for microcontroller
+                          profiles also 1x1 convolutions and every block size (micro backend
+                          only; TFLite Micro has no sparse kernels: deploy the dense file there).
+                          The summary says which backends run the sparse file.
   --structured            remove whole output channels of convolution and fully connected layers
                           and rewrite the layers that read them (depthwise convolutions, residual
                           adds, flatten, the next layer): fewer weights, a smaller arena, faster.

@@ -13,7 +13,12 @@
    as the drop would exceed ``max_drop`` (then nothing is chosen and the result says why).
 
 The sparse .tflite and the dense pruned .tflite compute the same integers (the dense file is
-kept: it runs everywhere, the sparse one on the micro backend and LiteRT's reference kernels).
+kept: it runs everywhere). The sparse file is written for the runtimes of the profile: when the profile
+lists LiteRT (``litert`` or ``tflite`` backends), only the layout LiteRT reads right is stored sparse
+(fully connected weights in 1x16 blocks; LiteRT ignores sparsity on CONV_2D weights), so the file runs on
+LiteRT and on the micro backend; for micro-only profiles every eligible layer (1x1 convolutions too) is
+stored sparse, for the micro backend's flash saving. Each candidate's ``sparse.runs_on`` and the summary
+say which backends run the sparse file (see :mod:`converters.compress.sparse`).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import numpy as np
 
 from converters.compress.prune import PruneResult, channel_prune, magnitude_prune, reconstruct
 from converters.compress.quality import Quality, measure, outputs_of, runtime_runner
+from converters.compress.sparse import runs_on_text
 from edge_runtime.errors import ConfigError
 
 #: pruning levels tried by the profile search, least first
@@ -110,9 +116,23 @@ class CompressResult:
                          f"{c.arena_bytes:,} B, {qs(c.quality)}"
                          + (f" (drop {c.drop:.3f} points)" if c.drop is not None else ""))
             lines.append(f"  model: {c.sparse_path or c.tflite_path}")
+            if c.sparse_path and c.sparse_report:
+                lines.append(f"  {runs_on_text(c.sparse_report.get('runs_on', []))}")
+                lines.append(f"  dense pruned file (runs everywhere): {c.tflite_path}")
         if self.stopped_because:
             lines.append(f"  {self.stopped_because}")
         return "\n".join(lines)
+
+
+#: values of ``compress_model(sparse_layout=...)``
+SPARSE_LAYOUTS = ("auto", "litert", "micro")
+#: profile backends that run models with LiteRT's kernels (ai-edge-litert or tflite-runtime)
+LITERT_BACKENDS = frozenset({"litert", "tflite"})
+
+
+def profile_uses_litert(profile: Any) -> bool:
+    """True when the device profile runs models with LiteRT (its ``litert`` or ``tflite`` backend)."""
+    return bool(LITERT_BACKENDS & set(getattr(profile, "backends", ()) or ()))
 
 
 def _stack_calibration(graph: Any, calib: Any, limit: int) -> np.ndarray:
@@ -138,7 +158,8 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
                    sparsity: Optional[float] = None, fit_profile: bool = False, structured: bool = False,
                    max_drop: Optional[float] = None, data: Any = None, scope: str = "layer", block: int = 16,
                    refit: bool = True, backend: str = "litert", levels: tuple[float, ...] = LEVELS,
-                   ridges: tuple[float, ...] = RIDGES, progress: bool = False) -> CompressResult:
+                   ridges: tuple[float, ...] = RIDGES, progress: bool = False,
+                   sparse_layout: str = "auto") -> CompressResult:
     """Prune ``model`` at ``sparsity`` or, with ``fit_profile``, at the least level that fits ``profile``.
 
     ``structured``: remove whole channels (the level is the fraction of channels removed) instead
@@ -147,7 +168,10 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
     allowed, in points (see :mod:`converters.compress.quality`). ``ridges``: regularisation strengths
     of the refit tried at each level (relative to the input energy; they pull the refitted weights
     towards the pruned ones); the int8 model whose outputs stay closest to the float model's on the
-    *calibration* data is kept, so the evaluation data plays no part in the choice.
+    *calibration* data is kept, so the evaluation data plays no part in the choice. ``sparse_layout``: which
+    weights the sparse file stores sparse: ``"litert"`` only those LiteRT reads right (the file runs on LiteRT
+    and on the micro backend), ``"micro"`` every eligible layer (the micro backend only; most flash saved),
+    ``"auto"`` (default) ``"litert"`` when the profile lists a LiteRT backend, else ``"micro"``.
     """
     from device_profiles import load_profile
 
@@ -159,9 +183,12 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
         raise ConfigError("give either a pruning level (--sparsity) or --fit-profile, not both or neither")
     if sparsity is not None and not 0.0 < sparsity < 1.0:
         raise ConfigError(f"--sparsity must be between 0 and 1 (exclusive), got {sparsity}")
+    if sparse_layout not in SPARSE_LAYOUTS:
+        raise ConfigError(f"unknown sparse layout '{sparse_layout}'; use one of {', '.join(SPARSE_LAYOUTS)}")
     if max_drop is not None and max_drop < 0:
         raise ConfigError(f"--max-drop must be >= 0, got {max_drop}")
     prof = load_profile(profile)
+    for_litert = sparse_layout == "litert" or (sparse_layout == "auto" and profile_uses_litert(prof))
     graph = import_model(model)
     if len(graph.inputs) != 1:
         raise ConfigError(f"{model}: pruning supports single-input models only")
@@ -224,7 +251,7 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
         flash, sparse_path, sparse_rep = fit.flash_bytes, None, None
         if not structured:
             sparse_path = os.path.join(d, f"{graph.name}_{tag}_int8_sparse.tflite")
-            rep = sparsify_tflite(conv.tflite_path, sparse_path)
+            rep = sparsify_tflite(conv.tflite_path, sparse_path, litert=for_litert)
             sparse_rep = rep.to_dict()
             flash = rep.flash_after
         fits = flash <= prof.model_flash_budget_bytes and fit.ram_bytes <= prof.inference_ram_budget_bytes
@@ -255,4 +282,4 @@ def _finish(result: CompressResult, out: str) -> CompressResult:
     return result
 
 
-__all__ = ["LEVELS", "Candidate", "CompressResult", "compress_model"]
+__all__ = ["LEVELS", "Candidate", "CompressResult", "compress_model", "profile_uses_litert"]

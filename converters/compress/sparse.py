@@ -22,11 +22,16 @@ B is chosen per layer among 16, 8, 4 and 1 (dividing the depth) to make the stor
 smallest; with unstructured 50 % sparsity no block is all-zero, so prune in blocks
 (:func:`converters.compress.prune.magnitude_prune`, ``block=16``) to save flash.
 
-Runtimes: edge-runtime's micro backend (with its sparse kernels) computes exactly the dense
-model's outputs. LiteRT's reference kernels read the layout and agree within one quantization
-step (their sparse FC requantizes differently); LiteRT's default XNNPACK delegate (ai-edge-litert
-2.3.0) gives wrong outputs for sparse int8 weights, so run sparse files on LiteRT only with its
-reference kernels, or deploy the dense pruned file there. TFLite Micro has no sparse kernels.
+Runtimes (probed with ai-edge-litert 2.3.0, tests/test_sparse_litert.py): edge-runtime's micro backend
+(with its sparse kernels) computes exactly the dense model's outputs, for every layout written here.
+LiteRT reads only int8 FULLY_CONNECTED weights in 1x16 blocks right, and only with its builtin kernels
+(reference, or optimized without XNNPACK): outputs equal the micro backend's, within one quantization
+step of the dense model on LiteRT (its dense FC requantizes differently). LiteRT ignores sparsity on
+CONV_2D weights (it reads the stored values as the dense weights: wrong outputs, on every resolver),
+fails at invoke on FULLY_CONNECTED weights in other blocks, and its default XNNPACK delegate mis-runs
+every sparse weight; the ``litert`` backend refuses such files with the op and tensor. With
+``litert=True``, :func:`sparsify_tflite` stores only the layout LiteRT reads, so the file runs on both.
+TFLite Micro has no sparse kernels.
 
 Quantization parameters are untouched, so the model's arithmetic is the same as the dense one's;
 the micro backend's sparse kernel (``edge_runtime/backends/micro/kernels/sparse.py``) computes
@@ -44,6 +49,10 @@ from edge_runtime.errors import ModelFormatError
 from edge_runtime.formats.tflite import TFLiteModel
 
 BLOCKS = (16, 8, 4, 1)
+#: the one layout LiteRT's kernels read right: FULLY_CONNECTED int8 weights in 1x16 blocks
+LITERT_OPS, LITERT_BLOCK = ("FULLY_CONNECTED",), 16
+#: the runtimes a sparse file runs on (names of edge-runtime backends)
+MICRO_ONLY, MICRO_AND_LITERT = ("micro",), ("micro", "litert")
 
 
 @dataclass
@@ -69,6 +78,8 @@ class SparseReport:
     flash_after: int
     layers: list[SparseLayer] = field(default_factory=list)
     ram: dict[str, Any] = field(default_factory=dict)
+    #: the edge-runtime backends that run the sparse file correctly (see the module docs)
+    runs_on: list[str] = field(default_factory=lambda: list(MICRO_AND_LITERT))
 
     @property
     def flash_saved(self) -> int:
@@ -91,7 +102,26 @@ class SparseReport:
                          f"{la.dense_bytes:,} -> {la.sparse_bytes:,} B")
         for k, v in self.ram.items():
             lines.append(f"  RAM {k}: {v}")
+        lines.append(f"  {runs_on_text(self.runs_on)}")
         return "\n".join(lines)
+
+
+def litert_reads(op: str, block: int) -> bool:
+    """True when LiteRT's kernels read ``op``'s int8 weights stored sparse in 1x``block`` blocks right."""
+    return op in LITERT_OPS and block == LITERT_BLOCK
+
+
+def runs_on(layers: list[SparseLayer]) -> list[str]:
+    """The edge-runtime backends that run a file with these sparse layers correctly."""
+    return list(MICRO_AND_LITERT if all(litert_reads(la.op, la.block) for la in layers) else MICRO_ONLY)
+
+
+def runs_on_text(backends: list[str]) -> str:
+    """One line for people: which backends run the sparse file."""
+    if "litert" in backends:
+        return "sparse file runs on: the micro and litert backends (not TFLite Micro, which has no sparse kernels)"
+    return ("sparse file runs on: the micro backend only (LiteRT mis-runs its sparse CONV_2D or non-1x16 weights "
+            "and the litert backend refuses it; TFLite Micro has no sparse kernels)")
 
 
 def _index_vector(values: np.ndarray):  # type: ignore[no-untyped-def]
@@ -139,11 +169,13 @@ def best_block(w2d: np.ndarray) -> tuple[int, int]:
 
 
 def sparsify_tflite(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]", min_saving: float = 0.1,
-                    block: Optional[int] = None) -> SparseReport:
+                    block: Optional[int] = None, litert: bool = False) -> SparseReport:
     """Write ``dst``: ``src`` with its eligible int8 weights stored sparse. Returns what was saved.
 
     A layer is stored sparse when that saves at least ``min_saving`` of its bytes (a negative value
     stores every eligible layer, e.g. to exercise kernels). ``block`` forces one block size.
+    ``litert``: store only what LiteRT's kernels read right (FULLY_CONNECTED weights in 1x16 blocks), so
+    the file runs on LiteRT as well as on the micro backend (which reads every layout).
     """
     from ai_edge_litert import schema_py_generated as schema
 
@@ -178,12 +210,15 @@ def sparsify_tflite(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]"
             continue
         if op.name == "FULLY_CONNECTED" and len(w.shape) != 2:
             continue
+        if litert and (op.name not in LITERT_OPS or block not in (None, LITERT_BLOCK)):
+            continue
         arr = w.array()
         w2d = arr.reshape(arr.shape[0], -1)
-        if block is not None:
-            if w2d.shape[1] % block:
+        forced = LITERT_BLOCK if litert else block
+        if forced is not None:
+            if w2d.shape[1] % forced:
                 continue
-            b, nbytes = block, _encoded_bytes(w2d, block)
+            b, nbytes = forced, _encoded_bytes(w2d, forced)
         else:
             b, nbytes = best_block(w2d)
         if nbytes > w2d.size * (1.0 - min_saving):
@@ -220,6 +255,7 @@ def sparsify_tflite(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]"
     with open(dst_p, "wb") as f:
         f.write(data)
     report.flash_after = len(data)
+    report.runs_on = runs_on(report.layers)
     return report
 
 
@@ -253,4 +289,5 @@ def ram_comparison(dense_path: "str | os.PathLike[str]", sparse_path: "str | os.
     return out
 
 
-__all__ = ["SparseLayer", "SparseReport", "encode_blocks", "best_block", "sparsify_tflite", "ram_comparison"]
+__all__ = ["SparseLayer", "SparseReport", "encode_blocks", "best_block", "sparsify_tflite", "ram_comparison",
+           "litert_reads", "runs_on", "runs_on_text"]

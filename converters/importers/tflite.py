@@ -10,7 +10,9 @@ are refused: they are already int8. Custom ops are refused by
 name and operator index, except the ones in
 :data:`~converters.importers.tflite_ops.CUSTOM_REWRITES`.
 
-Reads the file with :mod:`edge_runtime.formats.tflite`, the project's one parser.
+Reads the file with :mod:`edge_runtime.formats.tflite`, the project's one parser, and runs the loaders'
+structural check (:func:`edge_runtime.formats.tflite_check.check_tflite_model`) before anything else
+reads it, so a corrupt or hostile file gets the same one-line refusal as at load time.
 """
 from __future__ import annotations
 
@@ -31,16 +33,23 @@ from converters.ir import (
 )
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.formats.tflite_check import check_tflite_model
 from edge_runtime.formats.tflite_fold import fold_weight_decoders
 
 SUPPORTED = tuple(sorted(k for k in REGISTRY if k not in CUSTOM_REWRITES)) + ("DEQUANTIZE",)
 
 
+def _checked_and_folded(model: TFLiteModel) -> TFLiteModel:
+    """``model`` after the loaders' structural check (as ``edge_runtime.load`` runs it), with its weight
+    decoders folded (ops keep their indices in the file, for messages)."""
+    check_tflite_model(model)
+    return fold_weight_decoders(model, renumber=False)
+
+
 def import_tflite(path: "str | os.PathLike[str]") -> Graph:
     """Read a float/hybrid .tflite and return its :class:`Graph`; clear errors for anything unsupported."""
     p = os.fspath(path)
-    model = TFLiteModel.open(p)
-    model = fold_weight_decoders(model, renumber=False)  # messages keep naming ops by their index in the file
+    model = _checked_and_folded(TFLiteModel.open(p))
     if len(model.subgraphs) != 1:
         raise UnsupportedModelError(f"{p}: models with {len(model.subgraphs)} subgraphs are not supported")
     sg = model.main

@@ -1,9 +1,10 @@
 """Write the IR as a full-integer int8 .tflite from a :class:`QuantPlan`.
 
-Built with ``flatbuffers`` and the PyPI ``tflite`` schema package's builder functions. Follows the
-TFLite int8 quantization spec so that LiteRT, tflite-runtime, TFLite Micro and the project's micro
-backend all run it: per-channel conv/depthwise weights (``quantized_dimension`` 0 and 3), int32
-biases, fixed SOFTMAX/LOGISTIC/TANH output params, shared params through pooling and reshapes.
+Built with ``flatbuffers`` and the schema facts of :mod:`converters.writers.tflite_schema_table` (the
+``tflite`` schema package is not imported). Follows the TFLite int8 quantization spec so that LiteRT,
+tflite-runtime, TFLite Micro and the project's micro backend all run it: per-channel conv/depthwise
+weights (``quantized_dimension`` 0 and 3), int32 biases, fixed SOFTMAX/LOGISTIC/TANH output params,
+shared params through pooling and reshapes.
 Constant buffers are 16-byte aligned in the file. uint8 or float32 I/O adds QUANTIZE/DEQUANTIZE
 at the edges, as TensorFlow's converter does.
 
@@ -40,10 +41,9 @@ from converters.writers.flatbuf import (
     operator_code,
     operator_table,
     options_builder,
-    schema,
     tensor_table,
-    vector,
 )
+from converters.writers.tflite_schema_table import BUILTIN_OPERATOR, BUILTIN_OPTIONS
 from edge_runtime.errors import UnsupportedModelError
 
 ALIGN = 16
@@ -71,15 +71,11 @@ KNOWN = set(OP_KINDS) | {"QUANTIZE", "DEQUANTIZE"}
 
 
 def _code(kind: str) -> int:
-    from tflite.BuiltinOperator import BuiltinOperator
-
-    return int(getattr(BuiltinOperator, kind))
+    return BUILTIN_OPERATOR[kind]
 
 
 def _opt_type(table: str) -> int:
-    from tflite.BuiltinOptions import BuiltinOptions
-
-    return int(getattr(BuiltinOptions, table))
+    return BUILTIN_OPTIONS[table]
 
 
 @dataclass
@@ -210,14 +206,7 @@ def _options(kind: str, op: Op, graph: Graph, int16: bool = False) -> Optional[O
         return (_opt_type("MaximumMinimumOptions"), options_builder("MaximumMinimumOptions", []))
     if kind == "RESHAPE":
         new_shape = [int(d) for d in graph.tensors[op.outputs[0]].shape]
-
-        def build_rs(b):  # type: ignore[no-untyped-def]
-            R = schema("ReshapeOptions")
-            vec = vector(b, R.ReshapeOptionsStartNewShapeVector, new_shape)
-            R.ReshapeOptionsStart(b)
-            R.ReshapeOptionsAddNewShape(b, vec)
-            return R.ReshapeOptionsEnd(b)
-        return (17, build_rs)
+        return (17, options_builder("ReshapeOptions", [("NewShape", new_shape)]))
     return None
 
 

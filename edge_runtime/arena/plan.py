@@ -31,8 +31,8 @@ from typing import Any, Optional
 
 from edge_runtime.arena.align import ALIGNMENT, align_up
 from edge_runtime.arena.lifetimes import model_lifetimes
-from edge_runtime.arena.op_memory import (KERNEL_TRAITS_SOURCE, ArenaPlanError, checked_op_memory,
-                                          resolve_op_memory)
+from edge_runtime.arena.op_memory import (KERNEL_TRAITS_MODULE, KERNEL_TRAITS_SOURCE, ArenaPlanError,
+                                          checked_op_memory, resolve_op_memory)
 from edge_runtime.arena.persistent import persistent_layout
 from edge_runtime.arena.planners import PLANNERS, Block, arena_size, best_of_orderings, lower_bound
 from edge_runtime.arena.subgraphs import Step, execution_visits, reachable_subgraphs
@@ -334,16 +334,18 @@ def _flat_ops(model: TFLiteModel, steps: list[Step], fn: OpMemoryFn) -> list[_Fl
     return flat
 
 
-def _require_known_ops(model: TFLiteModel, subgraphs: list[int]) -> None:
+def _require_known_ops(model: TFLiteModel, subgraphs: list[int]) -> Optional[dict[tuple[int, int], Any]]:
     """With the micro kernels' traits, every op must be one micro can prepare: otherwise its needs are unknown.
 
     Each op's kernel is built (TFLM's Prepare: types, shapes, options), so an op micro does not implement, or
     implements but not for these tensor types, is an error naming it rather than a plan without its scratch.
+    Returns the kernels by (subgraph, op), for the traits to reuse (None without the micro kernels).
     """
     try:
         from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
     except ModuleNotFoundError:
-        return
+        return None
+    kernels: dict[tuple[int, int], Any] = {}
     for sgi in subgraphs:
         g = model.subgraphs[sgi]
         for op in g.operators:
@@ -353,11 +355,23 @@ def _require_known_ops(model: TFLiteModel, subgraphs: list[int]) -> None:
                 raise ArenaPlanError(f"{where}: the micro backend has no kernel for this op, so its arena needs "
                                      "(scratch) are unknown; refusing to report a plan that could be too small")
             try:
-                cls(OpContext(model, g, op))
+                kernels[(sgi, op.index)] = cls(OpContext(model, g, op))
             except EdgeRuntimeError as exc:
                 why = str(exc).split(": ", 1)[-1]
                 raise ArenaPlanError(f"{where}: the micro kernel cannot prepare it, so its arena needs are "
                                      f"unknown: {why}") from None
+    return kernels
+
+
+def _reusing(fn: OpMemoryFn, kernels: Optional[dict[tuple[int, int], Any]]) -> OpMemoryFn:
+    """The micro traits ``fn``, answering from the kernels :func:`_require_known_ops` built (same traits,
+    without building each kernel a second time) when the traits module offers that."""
+    if kernels is None:
+        return fn
+    import importlib
+
+    with_kernels = getattr(importlib.import_module(KERNEL_TRAITS_MODULE), "op_memory_with_kernels", None)
+    return fn if with_kernels is None else with_kernels(kernels)
 
 
 def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, planner: str = "best",
@@ -387,7 +401,7 @@ def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, 
         raise ArenaPlanError(str(exc)) from None
     fn, source = resolve_op_memory(op_memory)
     if op_memory is None and source == KERNEL_TRAITS_SOURCE:
-        _require_known_ops(model, covered)
+        fn = _reusing(fn, _require_known_ops(model, covered))
     lifetimes = model_lifetimes(model, subgraph)
     flat = _flat_ops(model, steps, fn)
     layout = _layout(model, lifetimes, flat, in_place, frozenset(), colocate_by_index)

@@ -9,6 +9,11 @@ Options: ``threads``, ``op_resolver`` (``"default"``, ``"reference"`` or
 ``"no_default_delegates"``; LiteRT's AUTO, BUILTIN_REF and
 BUILTIN_WITHOUT_DEFAULT_DELEGATES), ``accelerator``, ``accelerator_options``,
 ``require_accelerator``, ``library`` (``"litert"``, ``"tflite"`` or ``"auto"``).
+
+Sparse weights (TFLite ``SparsityParameters`` read by the op itself, not through DENSIFY): LiteRT reads
+only some FULLY_CONNECTED layouts right (:data:`LITERT_SPARSE_FC_BLOCKS`) and ignores sparsity on
+CONV_2D weights; a model with any other sparse weight is refused with one line naming the op and the
+tensor. The default resolver is replaced by the reference kernels for sparse models (XNNPACK mis-runs them).
 """
 from __future__ import annotations
 
@@ -180,6 +185,93 @@ def _has_sparse_weights(tflite_model: Any) -> bool:
     return any(t.sparse for sg in tflite_model.subgraphs for t in sg.tensors)
 
 
+#: Sparse FULLY_CONNECTED weights LiteRT reads right (probed with ai-edge-litert 2.3.0 against the dense model,
+#: tests/test_sparse_litert.py), as (weight type, resolver) -> block sizes (1: random sparsity, no block map).
+#: int8 (int8 input) only in 1x16 blocks, with the reference or the builtin optimized kernels (outputs equal the
+#: micro backend's); float32 random or in 1x4/1x8/1x16 blocks with the reference kernels, random or 1x4 with the
+#: optimized ones.
+#: Everything else is mis-run or fails: sparse CONV_2D weights on every resolver (LiteRT reads the stored values
+#: as the dense weights), any sparse weight through XNNPACK (so the default resolver is replaced for sparse
+#: models), other FULLY_CONNECTED blocks (the kernels fail at invoke). DENSIFY decodes its input right.
+LITERT_SPARSE_FC_BLOCKS: dict[tuple[str, str], frozenset[int]] = {
+    ("INT8", "reference"): frozenset({16}), ("INT8", "no_default_delegates"): frozenset({16}),
+    ("FLOAT32", "reference"): frozenset({1, 4, 8, 16}), ("FLOAT32", "no_default_delegates"): frozenset({1, 4}),
+}
+
+
+def litert_sparse_fc_block(tflite_model: Any, sg: Any, op: Any, t: Any) -> Optional[int]:
+    """The block size B of FULLY_CONNECTED ``op``'s sparse weights ``t`` when they are in the 1xB block-sparse
+    layout LiteRT's kernels index (DENSE rows, SPARSE_CSR columns, then a DENSE block of B; 1 for random
+    sparsity, without a block dimension) and of the input's type; None for any other layout or types."""
+    from edge_runtime.formats.tflite_sparsity import DENSE, SPARSE_CSR, sparsity_table
+
+    x = sg.tensors[op.inputs[0]] if op.inputs and op.inputs[0] >= 0 else None
+    if x is None or x.type_name != t.type_name or len(t.shape) != 2:
+        return None
+    table = sparsity_table(tflite_model, sg.index, t.index)
+    if table is None:
+        return None
+    order_v, bmap_v = table.vector(0, np.int32), table.vector(1, np.int32)
+    metas = table.tables(2, "dimension metadata")
+    bmap = [] if bmap_v is None else [int(v) for v in bmap_v]
+    levels = 2 + len(bmap)
+    formats = [int(m.scalar(0, "b", 0)) for m in metas]
+    if ((order_v is not None and [int(v) for v in order_v] != list(range(levels))) or bmap not in ([], [1])
+            or formats != [DENSE, SPARSE_CSR] + [DENSE] * len(bmap)):
+        return None
+    return int(metas[2].scalar(1, "i", 0)) if bmap else 1
+
+
+def _litert_reads_fc(block: Optional[int], type_name: str, op_resolver: str) -> bool:
+    return block is not None and block in LITERT_SPARSE_FC_BLOCKS.get((type_name, op_resolver), frozenset())
+
+
+def sparse_weights_refusal(path: str, tflite_model: Any, op_resolver: str = "reference") -> Optional[str]:
+    """One line naming the first op and sparse weight tensor LiteRT would mis-run with ``op_resolver`` (after
+    the default one has been replaced for sparse models), and what to run instead; None when LiteRT reads every
+    sparse tensor right (see :data:`LITERT_SPARSE_FC_BLOCKS`)."""
+    if tflite_model is None:
+        return None
+    for sg in tflite_model.subgraphs:
+        sparse = {t.index for t in sg.tensors if t.sparse}
+        if not sparse:
+            continue
+        for op in sg.operators:
+            for k, i in enumerate(op.inputs):
+                if i not in sparse or (op.name == "DENSIFY" and k == 0):
+                    continue
+                t = sg.tensors[i]
+                if op.name == "FULLY_CONNECTED" and k == 1:
+                    block = litert_sparse_fc_block(tflite_model, sg, op, t)
+                    if _litert_reads_fc(block, t.type_name, op_resolver):
+                        continue
+                    how = f"as {t.type_name}" + (f" in 1x{block} blocks" if block is not None else
+                                                 " in another layout or with another input type")
+                    why = ("LiteRT's FULLY_CONNECTED kernels read sparse weights right only as int8 in 1x16 "
+                           "blocks (int8 input) or as float32 (random or 1x4 blocks; also 1x8 and 1x16 with "
+                           "op_resolver='reference')")
+                elif op.name == "CONV_2D":
+                    how, why = "", ("LiteRT ignores sparsity on CONV_2D weights (it reads the stored values as the "
+                                    "dense weights: wrong outputs)")
+                else:
+                    how, why = "", f"LiteRT's {op.name} kernel reads them as dense values"
+                return (f"{path}: op {op.index} ({op.name}) reads weights {i} ('{t.name}') stored sparse"
+                        f"{' ' + how if how else ''}, but {why}; run the dense pruned model written beside it"
+                        f"{_dense_beside(path)} on this backend, or this file on the micro backend (backend='micro')")
+    return None
+
+
+def _dense_beside(path: str) -> str:
+    """`` (NAME)`` when the dense pruned file that `edge-convert prune` writes beside ``path`` exists."""
+    import os
+
+    if path.endswith("_sparse.tflite"):
+        dense = path[: -len("_sparse.tflite")] + ".tflite"
+        if os.path.isfile(dense):
+            return f" ({os.path.basename(dense)})"
+    return ""
+
+
 def _refuse_if_it_crashes(path: str, mod: Any, dist: str, version: str, kwargs: dict[str, Any],
                           resolver_name: str, tflite_model: Any = None) -> None:
     """Run the first load and invoke in a child process (backends/native_guard.py); refuse on a crash."""
@@ -207,15 +299,20 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     if unknown:
         raise ConfigError(f"unknown option(s) for the {backend_name} backend: {', '.join(sorted(unknown))}")
     mod, dist, version = import_interpreter(library)
+    if tflite_model is None:
+        tflite_model = _parse_or_none(path)
     if op_resolver == "default" and _has_sparse_weights(tflite_model):
-        # LiteRT's default XNNPACK delegate gives wrong outputs on sparse int8 weights (seen with
-        # ai-edge-litert 2.3.0); its reference kernels decode them correctly.
+        # LiteRT's default XNNPACK delegate gives wrong outputs on sparse weights (seen with ai-edge-litert
+        # 2.3.0); its reference kernels read the FULLY_CONNECTED layouts of LITERT_SPARSE_FC_BLOCKS right.
         log.info("%s: the model stores sparse weights; using LiteRT's reference kernels, because its "
-                 "default XNNPACK delegate mis-runs sparse int8 weights", path)
+                 "default XNNPACK delegate mis-runs sparse weights", path)
         op_resolver = "reference"
     resolver_name = OP_RESOLVERS.get(op_resolver)
     if resolver_name is None:
         raise ConfigError(f"unknown op_resolver '{op_resolver}'; use one of {', '.join(OP_RESOLVERS)}")
+    refusal = sparse_weights_refusal(path, tflite_model, op_resolver)
+    if refusal is not None:
+        raise UnsupportedModelError(refusal)
     n_threads = int(threads) if threads is not None else (profile.default_threads if profile is not None else None)
     if n_threads is not None and n_threads < 1:
         raise ConfigError(f"threads must be at least 1, got {n_threads}")
@@ -300,6 +397,16 @@ def _placement(path: str, interp: Any, sel: acc.Selection, op_resolver: str,
             log.warning("%s", warning)
     place["delegated_nodes"] = None if counts is None else sum(n for k, n in counts.items() if k != BUILTIN)
     return place
+
+
+def _parse_or_none(path: str) -> Any:
+    """The parsed model, for a caller that gave none; None when it does not parse (LiteRT then reports it)."""
+    try:
+        from edge_runtime.formats.tflite import TFLiteModel
+
+        return TFLiteModel.open(path)
+    except Exception:  # noqa: BLE001 - LiteRT gives its own error for a file we cannot parse
+        return None
 
 
 _RESOURCE_STATE_OPS = frozenset({"CALL_ONCE", "VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"})

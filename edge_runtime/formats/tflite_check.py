@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.errors import ModelFormatError
+from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 from edge_runtime.formats.flatbuffer import FlatBufferError
 from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
+from edge_runtime.formats.tflite_sparsity import (
+    DENSE,
+    SPARSE_CSR,
+    SparsityError,
+    check_sparse_tensor,
+    sparsity_table,
+)
 
-KNOWN_TENSOR_TYPES = frozenset(range(0, 19))
+KNOWN_TENSOR_TYPES = frozenset(range(19))
 #: Limits far above any model meant for an edge device; beyond them a shape is corrupt.
 MAX_TENSOR_BYTES = 1 << 30
 MAX_ACTIVATION_BYTES = 4 << 30
@@ -38,6 +45,17 @@ MAX_RESCALE_RATIO = float(1 << 18)
 NO_OUTPUT_OPS = frozenset({"CALL_ONCE", "ASSIGN_VARIABLE"})
 #: Builtin ops that invoke other subgraphs -> number of subgraph-index fields in their options table.
 SUBGRAPH_OPS = {"CALL_ONCE": 1, "IF": 2, "WHILE": 2}
+#: Ops that read a sparse tensor as it is stored -> at which input: DENSIFY decodes it; FULLY_CONNECTED
+#: (LiteRT, micro) and CONV_2D (micro) read sparse weights themselves. Any other reader would take the
+#: compressed buffer for the dense tensor (LiteRT reads past it).
+SPARSE_READERS = {"DENSIFY": 0, "FULLY_CONNECTED": 1, "CONV_2D": 1}
+#: Largest stride of MediaPipe's Convolution2DTransposeBias accepted (its models use 2).
+MAX_TRANSPOSE_STRIDE = 1 << 12
+
+
+class SparsityParametersError(ModelFormatError, UnsupportedModelError):
+    """Sparsity parameters that do not describe their tensor: a corrupt file (ModelFormatError), and
+    weights no backend can run (UnsupportedModelError, as micro's sparse kernels report them)."""
 
 
 def check_tflite_model(model: TFLiteModel) -> None:
@@ -53,6 +71,7 @@ def check_tflite_model(model: TFLiteModel) -> None:
             _check_subgraph_calls(model, sg)
         except FlatBufferError as exc:
             raise ModelFormatError(f"{p}: {_where(sg)} has a corrupt control-flow options table: {exc}") from None
+    check_decoder_paths(model)
     try:
         _check_call_cycles(model)
     except FlatBufferError as exc:
@@ -176,7 +195,8 @@ def _check_graph(p: str, sg: SubGraph) -> None:
     """
     where = f"{p}: {_where(sg)}"
     produced = set(sg.inputs)
-    produced.update(t.index for t in sg.tensors if t.is_constant or t.is_variable)
+    # constants (a sparse one may store no values: an all-zero pruned weight that DENSIFY decodes to zeros)
+    produced.update(t.index for t in sg.tensors if t.is_constant or t.is_variable or (t.sparse and t.buffer > 0))
     written = {o for op in sg.operators for o in op.outputs if o >= 0}
     for op in sg.operators:
         if op.opcode.builtin_code < 0:
@@ -240,3 +260,184 @@ def _check_call_cycles(model: TFLiteModel) -> None:
     for i in calls:
         if state.get(i) is None:
             visit(i, [i])
+
+
+def check_decoder_paths(model: TFLiteModel) -> None:
+    """The checks of the weight-decoding paths: sparse tensors, DENSIFY, float16 DEQUANTIZE and MediaPipe's
+    Convolution2DTransposeBias. Part of :func:`check_tflite_model`; the weight folding (tflite_fold.py) runs
+    them too, for callers that load a model without the full check (the converter's importer).
+    Raises :class:`ModelFormatError` (:class:`UnsupportedModelError` for the custom op) naming the tensor or op;
+    a model that passed is marked and not re-checked."""
+    if getattr(model, "_decoder_paths_checked", False):
+        return
+    for sg in model.subgraphs:
+        try:
+            _check_sparse_tensors(model, sg)
+            _check_densify(model.path, sg)
+            _check_decoded_writers(model.path, sg)
+            _check_float16_dequantize(model.path, sg)
+            _check_transpose_conv_bias(model.path, sg)
+        except FlatBufferError as exc:
+            raise ModelFormatError(f"{model.path}: {_where(sg)} has a corrupt sparsity table: {exc}") from None
+    model._decoder_paths_checked = True  # type: ignore[attr-defined]
+
+
+def _check_float16_dequantize(p: str, sg: SubGraph) -> None:
+    """A DEQUANTIZE of a float16 tensor gives float32 of the same shape (the only float16 form LiteRT has)."""
+    for op in sg.operators:
+        if op.name != "DEQUANTIZE" or len(op.inputs) != 1 or op.inputs[0] < 0 or len(op.outputs) != 1:
+            continue
+        src, dst = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+        if src.type_name == "FLOAT16" and (dst.type_name != "FLOAT32" or tuple(src.shape) != tuple(dst.shape)):
+            raise ModelFormatError(f"{p}: {_where(sg)} op {op.index} (DEQUANTIZE) of float16 '{src.name}' "
+                                   f"{list(src.shape)} gives {dst.type_name}{list(dst.shape)} '{dst.name}'; it must "
+                                   "give FLOAT32 of the same shape")
+
+
+def _check_sparse_tensors(model: TFLiteModel, sg: SubGraph) -> None:
+    """Sparse tensors are constants whose sparsity parameters describe their shape and stored values, read only
+    by DENSIFY or as the weights of FULLY_CONNECTED / CONV_2D in the block-CSR layout those kernels index.
+
+    LiteRT trusts these fields: out-of-range indices or a block map naming a missing dimension make it read
+    and write outside its buffers (heap corruption, found by tests/test_harden_decode.py).
+    """
+    p = model.path
+    for t in sg.tensors:
+        if not t.sparse:
+            continue
+        label = f"{p}: {_where(sg)} tensor {t.index} ('{t.name}')"
+        if t.dtype is None:
+            raise SparsityParametersError(f"{label} is stored sparse with type {t.type_name}, which cannot be decoded")
+        if t.data is None and t.buffer == 0:
+            raise SparsityParametersError(f"{label} has sparsity parameters but no data; only constant weights "
+                                          "can be stored sparse")
+        readers = [(op, k) for op in sg.operators for k, i in enumerate(op.inputs) if i == t.index]
+        for op, k in readers:
+            if SPARSE_READERS.get(op.name) != k:
+                raise SparsityParametersError(
+                    f"{p}: {_where(sg)} op {op.index} ({op.name}) reads sparse tensor {t.index} ('{t.name}') as input "
+                    f"{k}; only DENSIFY's input and the weights of FULLY_CONNECTED and CONV_2D may be stored sparse")
+        weights_of = next((op for op, _ in readers if op.name != "DENSIFY"), None)
+        reader = weights_of if weights_of is not None else (readers[0][0] if readers else None)
+        if reader is not None:
+            label = (f"{p}: {_where(sg)} op {reader.index} ({reader.name} v{reader.opcode.version}) reads "
+                     f"sparse {'weights' if weights_of is not None else 'tensor'} {t.index} ('{t.name}')")
+        if weights_of is not None and t.data is None:
+            raise SparsityParametersError(f"{label} that store no values")
+        nbytes = 0 if t.data is None else int(t.data.size)
+        itemsize = t.dtype.itemsize
+        if nbytes % itemsize:
+            raise SparsityParametersError(f"{label}: {nbytes} bytes are not a whole number of {t.type_name} values")
+        table = sparsity_table(model, sg.index, t.index)
+        try:
+            check_sparse_tensor(table, tuple(t.shape), nbytes // itemsize, itemsize)
+        except SparsityError as exc:
+            raise SparsityParametersError(f"{label}: inconsistent sparsity parameters: {exc}") from None
+        if weights_of is not None:
+            _check_weights_layout(label, table, len(t.shape))
+
+
+def _check_weights_layout(label: str, table: object, nd: int) -> None:
+    """The block-CSR layout of sparse weights that kernels index directly (not through DENSIFY): dimensions in
+    order, all DENSE but the innermost (SPARSE_CSR), then 1xB block dimensions (block map [] / [n-1] / [0, n-1])."""
+    order = table.vector(0, np.int32)  # type: ignore[attr-defined]
+    bmap_v = table.vector(1, np.int32)  # type: ignore[attr-defined]
+    bmap = [] if bmap_v is None else [int(v) for v in bmap_v]
+    metas = table.tables(2, "dimension metadata")  # type: ignore[attr-defined]
+    levels = nd + len(bmap)
+    want = [DENSE] * (nd - 1) + [SPARSE_CSR] + [DENSE] * len(bmap)
+    ok_order = order is None or [int(v) for v in order] == list(range(levels))
+    if (nd < 1 or bmap not in ([], [nd - 1], [0, nd - 1]) or not ok_order
+            or [int(m.scalar(0, "b", 0)) for m in metas] != want):
+        raise SparsityParametersError(
+            f"{label} in a layout its kernel cannot index (inconsistent with block-CSR: traversal order "
+            f"{None if order is None else [int(v) for v in order]}, block map {bmap}); expected the dimensions in "
+            "order, DENSE except the innermost SPARSE_CSR, then 1xB blocks")
+
+
+def _check_densify(p: str, sg: SubGraph) -> None:
+    """DENSIFY decodes one constant into an output of the same shape and type (LiteRT asserts the former)."""
+    for op in sg.operators:
+        if op.name != "DENSIFY":
+            continue
+        where = f"{p}: {_where(sg)} op {op.index} (DENSIFY)"
+        if len(op.inputs) != 1 or op.inputs[0] < 0 or len(op.outputs) != 1:
+            raise ModelFormatError(f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; it takes 1 and 1")
+        src, dst = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+        if src.data is None and not (src.sparse and src.buffer > 0):
+            raise ModelFormatError(f"{where} reads tensor {src.index} ('{src.name}'), which is not a constant: "
+                                   "DENSIFY decodes stored (sparse) weights only")
+        if tuple(src.shape) != tuple(dst.shape) or src.type_code != dst.type_code:
+            raise ModelFormatError(f"{where}: input '{src.name}' is {src.type_name}{list(src.shape)} but output "
+                                   f"'{dst.name}' is {dst.type_name}{list(dst.shape)}")
+
+
+def _check_decoded_writers(p: str, sg: SubGraph) -> None:
+    """A weight decoded from a constant (by DENSIFY / DEQUANTIZE) has no other writer: once folded into a
+    constant, a second op writing it would write into the model's read-only weights."""
+    decoded = _decoded_constants(sg)
+    writers: dict[int, list[Operator]] = {}
+    for op in sg.operators:
+        for o in op.outputs:
+            if o in decoded:
+                writers.setdefault(o, []).append(op)
+    for t, ops in writers.items():
+        if len(ops) > 1:
+            names = ", ".join(f"op {op.index} ({op.name})" for op in ops)
+            raise ModelFormatError(f"{p}: {_where(sg)} tensor {t} ('{sg.tensors[t].name}') holds weights decoded "
+                                   f"from a constant, but {len(ops)} ops write it: {names}")
+
+
+def _decoded_constants(sg: SubGraph) -> set[int]:
+    """Tensors that DENSIFY / DEQUANTIZE ops compute from constants (also chained): weights decoded at load."""
+    out: set[int] = set()
+    for op in sg.operators:  # decoders come before their readers; a chain is in order
+        if op.name in ("DENSIFY", "DEQUANTIZE") and len(op.inputs) == 1 and op.inputs[0] >= 0 and op.outputs:
+            src = sg.tensors[op.inputs[0]]
+            if src.data is not None or src.index in out or (src.sparse and src.buffer > 0):
+                out.update(o for o in op.outputs if o >= 0)
+    return out
+
+
+def _transpose_conv_bias_problem(sg: SubGraph, op: Operator) -> str | None:
+    """What is wrong with a MediaPipe Convolution2DTransposeBias op (None when nothing is)."""
+    if len(op.inputs) != 3 or min(op.inputs, default=-1) < 0 or len(op.outputs) != 1:
+        return "it takes 3 inputs (input, weights, bias), all present, and gives 1 output"
+    x, w, b = (sg.tensors[i] for i in op.inputs)
+    y = sg.tensors[op.outputs[0]]
+    for t, what in ((x, "input"), (w, "weights"), (b, "bias"), (y, "output")):
+        if t.type_name != "FLOAT32":
+            return f"the {what} '{t.name}' is {t.type_name}; it must be FLOAT32"
+    decoded = _decoded_constants(sg)
+    for t, what in ((w, "weights"), (b, "bias")):
+        if t.data is None and t.index not in decoded:
+            return f"the {what} '{t.name}' must be a constant (or decoded from one by DEQUANTIZE / DENSIFY)"
+    if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
+        return f"input {list(x.shape)}, weights {list(w.shape)} and output {list(y.shape)} must be 4-D"
+    if w.shape[3] != x.shape[3] or y.shape[3] != w.shape[0] or b.num_elements != w.shape[0] or y.shape[0] != x.shape[0]:
+        return (f"input {list(x.shape)}, weights {list(w.shape)}, bias {list(b.shape)} and output {list(y.shape)} "
+                "do not fit together")
+    raw = op.custom_options
+    if raw is None or raw.size < 12:
+        return "the custom options (padding, stride_width, stride_height) are missing"
+    padding, sw, sh = (int(v) for v in np.asarray(raw[:12]).view("<i4"))
+    if padding not in (1, 2):
+        return f"padding code {padding} is neither SAME (1) nor VALID (2)"
+    if not (0 < sw <= MAX_TRANSPOSE_STRIDE and 0 < sh <= MAX_TRANSPOSE_STRIDE):
+        return f"strides {sh}x{sw} (HxW) are not between 1 and {MAX_TRANSPOSE_STRIDE}"
+    h, wd, kh, kw = x.shape[1], x.shape[2], w.shape[1], w.shape[2]
+    want = (h * sh, wd * sw) if padding == 1 else ((h - 1) * sh + kh, (wd - 1) * sw + kw)
+    if tuple(y.shape[1:3]) != want:
+        return f"output {y.shape[1]}x{y.shape[2]} (HxW) is not the {want[0]}x{want[1]} its padding and strides give"
+    return None
+
+
+def _check_transpose_conv_bias(p: str, sg: SubGraph) -> None:
+    """MediaPipe's custom Convolution2DTransposeBias: inputs, types, shapes and raw options LiteRT's kernel reads."""
+    for op in sg.operators:
+        if op.name != "Convolution2DTransposeBias":
+            continue
+        why = _transpose_conv_bias_problem(sg, op)
+        if why is not None:
+            # an op the model cannot run, as LiteRT's and micro's kernels have always refused it
+            raise UnsupportedModelError(f"{p}: {_where(sg)} op {op.index} (Convolution2DTransposeBias): {why}")

@@ -1,4 +1,4 @@
-"""Build small .tflite models for tests with the ``tflite`` schema package and ``flatbuffers`` (host side only).
+"""Build small .tflite models for tests with the flatbuffers helpers of converters.writers.flatbuf and ``flatbuffers`` (host side only).
 
 ``build_model`` takes plain descriptions of tensors and operators and returns the
 serialized model bytes. Used by the backend, accelerator and fuzz tests.

@@ -30,6 +30,12 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 
+
+def _exponent(e: np.ndarray) -> np.ndarray:
+    """``np.ldexp``'s exponent as C ints: numpy has no ldexp loop for int64 exponents where C long is
+    32 bits (armv7), and every exponent here is small."""
+    return np.asarray(e).astype(np.intc)
+
 def tflite_round(x: float) -> int:
     """``std::round``: round half away from zero."""
     return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
@@ -54,6 +60,31 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
         shift = 0
         q_fixed = 0
     return int(q_fixed), int(shift)
+
+
+def quantize_multipliers(reals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`quantize_multiplier` of every value of ``reals`` (float64), as two int64 arrays.
+
+    The same integers as the scalar form: ``np.frexp``, the scaling by ``2**31`` and the
+    ``+ 0.5`` are the same IEEE double operations, done per element. Non-finite values go
+    through the scalar form, which raises as it does (OverflowError, ValueError)."""
+    r = np.asarray(reals, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(r)):
+        pairs = [quantize_multiplier(float(v)) for v in r]
+        return (np.array([p[0] for p in pairs], np.int64).reshape(-1),
+                np.array([p[1] for p in pairs], np.int64).reshape(-1))
+    q, shift = np.frexp(r)
+    x = q * float(1 << 31)
+    q_fixed = np.floor(np.abs(x) + 0.5) * np.where(x >= 0, 1.0, -1.0)  # tflite_round, still exact in float64
+    m = q_fixed.astype(np.int64)
+    s = shift.astype(np.int64)
+    top = m == (1 << 31)
+    m[top] //= 2
+    s[top] += 1
+    gone = (s < -31) | (r == 0.0)
+    m[gone] = 0
+    s[gone] = 0
+    return m, s
 
 
 def quantize_multiplier_greater_than_one(real: float) -> tuple[int, int]:
@@ -255,6 +286,42 @@ def _channel_exact(mc: int, sc: int, bc: int, ac: int, zp: int) -> bool:
     return total < F64_EXACT and mc >= 0
 
 
+def _broadcast_channels(*arrays: np.ndarray) -> list[np.ndarray]:  # (multipliers, shifts, bias, bound)
+    """The per-channel int64 arrays of :func:`_per_channel`, as arrays (per-tensor values broadcast)."""
+    m, s, b, a = (np.asarray(x, dtype=np.int64).reshape(-1) for x in arrays)
+    n = max(m.size, b.size, a.size)
+    return [np.broadcast_to(x, (n,)) for x in (m, s, b, a)]
+
+
+#: Relative margin around 2**53 within which :func:`_exact_mask` asks the exact Python-int test.
+_EXACT_MARGIN = 2.0 ** -40
+
+
+def _exact_mask(m: np.ndarray, s: np.ndarray, b: np.ndarray, a: np.ndarray, zp: int) -> np.ndarray:
+    """:func:`_channel_exact` of every channel (int64 arrays of one length), mostly in float64.
+
+    For ``m >= 0`` and ``a >= 0`` every term of the bound is non-negative, so its float64
+    estimate is within a relative ``2**-50`` of the exact sum; channels whose estimate lies
+    within :data:`_EXACT_MARGIN` of ``2**53`` (or that are not finite, or have ``a < 0``)
+    take the exact Python-int test."""
+    if not isinstance(zp, int):  # (the Python-int test with a numpy zero point: numpy arithmetic, as before)
+        return np.array([_channel_exact(mc, sc, bc, ac, zp) for mc, sc, bc, ac in
+                         zip(m.tolist(), s.tolist(), b.tolist(), a.tolist())], dtype=bool).reshape(-1)
+    left = np.minimum(np.maximum(s, 0), 4096)
+    right = np.minimum(np.maximum(-s, 0), 4096)
+    with np.errstate(all="ignore"):
+        total = ((a.astype(np.float64) + np.abs(b.astype(np.float64)))
+                 * np.ldexp(m.astype(np.float64), _exponent(left))
+                 + 2.0 ** 30 + np.ldexp(1.0, _exponent(30 + right)) + 2.0 ** 31
+                 + abs(float(zp)) * np.ldexp(1.0, _exponent(31 + right)))
+    limit = float(F64_EXACT)
+    out = (total < limit * (1 - _EXACT_MARGIN)) & (m >= 0)
+    sure = (m < 0) | ((a >= 0) & ((total < limit * (1 - _EXACT_MARGIN)) | (total > limit * (1 + _EXACT_MARGIN))))
+    for c in np.flatnonzero(~sure).tolist():
+        out[c] = _channel_exact(int(m[c]), int(s[c]), int(b[c]), int(a[c]), zp)
+    return out
+
+
 def float_requant_channels(multipliers: np.ndarray, shifts: np.ndarray, output_zero_point: int, act_min: int,
                            act_max: int, bias: np.ndarray, acc_bound: np.ndarray) -> Optional[dict[int, int]]:
     """Channels whose output is the same for every ``|acc| <= acc_bound`` and that the float form
@@ -264,17 +331,66 @@ def float_requant_channels(multipliers: np.ndarray, shifts: np.ndarray, output_z
     bias that dominates every possible accumulator. MultiplyByQuantizedMultiplier is monotone in
     its input, so when both ends of ``[bias - bound, bias + bound]`` give the same clamped output,
     every accumulator does; such a channel is a constant, computed here with the int64 form.
+    (Channels are checked together in float64 where that decides :func:`_channel_exact` for
+    sure, one by one with Python ints elsewhere.)
     """
     constant: dict[int, int] = {}
-    for c, (mc, sc, bc, ac) in enumerate(_per_channel(multipliers, shifts, bias, acc_bound)):
-        if _channel_exact(mc, sc, bc, ac, output_zero_point):
-            continue
+    m, s, b, a = _broadcast_channels(multipliers, shifts, bias, acc_bound)
+    exact = _exact_mask(m, s, b, a, output_zero_point)
+    if exact.all():
+        return constant
+    for c in np.flatnonzero(~exact).tolist():
+        mc, sc, bc, ac = int(m[c]), int(s[c]), int(b[c]), int(a[c])
         ends = multiply_by_quantized_multiplier(np.array([bc - ac, bc + ac], np.int64), mc, sc) + output_zero_point
         lo_out, hi_out = (min(act_max, max(act_min, int(v))) for v in ends)
         if lo_out != hi_out:
             return None
         constant[c] = lo_out
     return constant
+
+
+def _float_form_channel(mc: int, sc: int, bc: int, zp: int) -> tuple[float, float, float]:
+    """``(g, h, d)`` of :class:`FloatRequantizer` for one channel, with Python ints."""
+    left, right = max(sc, 0), max(-sc, 0)
+    f = mc << left
+    shift = 31 + right
+    num = bc * f + (1 << 30) + ((1 << (30 + right)) if right > 0 else 0) + zp * (1 << shift)
+    return math.ldexp(float(f), -shift), math.ldexp(float(num), -shift), (math.ldexp(1.0, -right) if right > 0
+                                                                           else 0.0)
+
+
+def _float_form(m: np.ndarray, s: np.ndarray, b: np.ndarray, zp: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(g, h, d)`` of :class:`FloatRequantizer` for every channel (int64 arrays of one length).
+
+    Where the integers ``f = m * 2**left`` and ``num`` surely fit in int64 (|m| < 2**31,
+    left <= 30, right <= 31 and a float64 bound of ``|num|`` below 2**62) they are computed
+    in int64; converting an int64 to float64 rounds to nearest-even as ``float(int)`` does,
+    and ``ldexp`` is the same C function. Other channels take :func:`_float_form_channel`."""
+    g = np.zeros(m.size, np.float64)
+    h = np.zeros(m.size, np.float64)
+    d = np.zeros(m.size, np.float64)
+    if isinstance(zp, int) and abs(zp) < (1 << 31):
+        left = np.maximum(s, 0)
+        right = np.maximum(-s, 0)
+        safe = (m > -(1 << 31)) & (m < (1 << 31)) & (left <= 30) & (right <= 31)
+        with np.errstate(all="ignore"):
+            bound = (np.abs(b.astype(np.float64)) * np.ldexp(float(1 << 31), _exponent(np.minimum(left, 64)))
+                     + 2.0 ** 30 + np.ldexp(1.0, _exponent(30 + np.minimum(right, 64)))
+                     + abs(float(zp)) * np.ldexp(1.0, _exponent(31 + np.minimum(right, 64))))
+        safe &= bound < 2.0 ** 62
+        left, right, ms, bs = (np.where(safe, v, 0) for v in (left, right, m, b))
+        shift = 31 + right
+        f = ms << left
+        num = bs * f + (1 << 30) + np.where(right > 0, np.int64(1) << (30 + right), 0) + zp * (np.int64(1) << shift)
+        g = np.ldexp(f.astype(np.float64), _exponent(-shift))
+        h = np.ldexp(num.astype(np.float64), _exponent(-shift))
+        d = np.where(right > 0, np.ldexp(1.0, _exponent(-right)), 0.0)
+        rest = np.flatnonzero(~safe).tolist()
+    else:
+        rest = list(range(m.size))
+    for c in rest:
+        g[c], h[c], d[c] = _float_form_channel(int(m[c]), int(s[c]), int(b[c]), zp)
+    return g, h, d
 
 
 class FloatRequantizer:
@@ -319,23 +435,18 @@ class FloatRequantizer:
         m = np.asarray(multipliers, dtype=np.int64).reshape(-1)
         s = np.asarray(shifts, dtype=np.int64).reshape(-1)
         n = max(m.size, 1 if bias is None else np.asarray(bias).size)
-        m = np.broadcast_to(m, (n,)).tolist()
-        s = np.broadcast_to(s, (n,)).tolist()
-        b = [0] * n if bias is None else np.asarray(bias, dtype=np.int64).reshape(-1).tolist()
-        g, h, d = [], [], []
-        for mc, sc, bc in zip(m, s, b):
-            left, right = max(sc, 0), max(-sc, 0)
-            f = mc << left
-            shift = 31 + right
-            num = bc * f + (1 << 30) + ((1 << (30 + right)) if right > 0 else 0) + output_zero_point * (1 << shift)
-            g.append(math.ldexp(float(f), -shift))
-            h.append(math.ldexp(float(num), -shift))
-            d.append(math.ldexp(1.0, -right) if right > 0 else 0.0)
-        for c, value in (constant or {}).items():  # y = value + 1/2: floor gives the value
-            g[c], h[c], d[c] = 0.0, value + 0.5, 0.0
+        b = np.zeros(n, np.int64) if bias is None else np.asarray(bias, dtype=np.int64).reshape(-1)
+        length = min(n, b.size)  # (one value per channel of the bias, as the per-channel loop always had)
+        g, h, d = _float_form(np.broadcast_to(m, (n,))[:length], np.broadcast_to(s, (n,))[:length], b[:length],
+                              output_zero_point)
+        if constant:
+            gl, hl, dl = g.tolist(), h.tolist(), d.tolist()
+            for c, value in constant.items():  # y = value + 1/2: floor gives the value
+                gl[c], hl[c], dl[c] = 0.0, value + 0.5, 0.0
+            g, h, d = np.array(gl), np.array(hl), np.array(dl)
         self.constant_channels = len(constant or {})
         self.channels = n
-        self.g, self.h, self.d = np.array(g), np.array(h), np.array(d)
+        self.g, self.h, self.d = g, h, d
         self.correct = bool(act_min < output_zero_point and np.any(self.d > 0))
         zp1 = float(output_zero_point + 1)
         self.steep_offset = zp1 - self.STEEP * zp1  # exact: an integer below 2**40

@@ -21,8 +21,10 @@
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from edge_runtime.arena.traits import OpMemory, OpMemoryFn
-from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
+from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT, Kernel
 from edge_runtime.errors import EdgeRuntimeError, UnsupportedModelError
 from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
 
@@ -44,10 +46,32 @@ def make_op_memory(workspace_limit: int) -> OpMemoryFn:
     return fn
 
 
-def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
-    """Arena needs of ``op`` for kernels chunked to ``workspace_limit`` (one clear error if they cannot be known)."""
+def op_memory_with_kernels(kernels: Mapping[tuple[int, int], Kernel]) -> OpMemoryFn:
+    """``op_memory`` (default workspace limit) that reuses kernels already built for these ops.
+
+    ``kernels`` maps (subgraph index, op index) to the kernel built for that op with the
+    default workspace limit (as the planner's coverage check builds them); ops without
+    one build their own, as :func:`op_memory` does. The traits are the same either way:
+    a kernel is a pure function of its op, tensors and workspace limit."""
+    def fn(model: TFLiteModel, subgraph: SubGraph, op: Operator) -> OpMemory:
+        kernel = kernels.get((subgraph.index, op.index))
+        ctx = getattr(kernel, "ctx", None)
+        if (ctx is None or ctx.op is not op or ctx.subgraph is not subgraph or ctx.model is not model
+                or ctx.workspace_limit != DEFAULT_WORKSPACE_LIMIT):
+            kernel = None  # (not built for this very op: build its own)
+        return op_memory_for(model, subgraph, op, DEFAULT_WORKSPACE_LIMIT, kernel)
+
+    fn.__qualname__ = "micro.op_memory(prebuilt kernels)"
+    return fn
+
+
+def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int,
+                  kernel: Kernel | None = None) -> OpMemory:
+    """Arena needs of ``op`` for kernels chunked to ``workspace_limit`` (one clear error if they cannot be known).
+
+    ``kernel``: the op's kernel already built with this ``workspace_limit`` (else it is built here when needed)."""
     try:
-        return _op_memory(model, subgraph, op, workspace_limit)
+        return _op_memory(model, subgraph, op, workspace_limit, kernel)
     except EdgeRuntimeError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, AttributeError, MemoryError) as exc:
@@ -56,7 +80,8 @@ def op_memory_for(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspac
                                     "the model is malformed") from None
 
 
-def _op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
+def _op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int,
+               kernel: Kernel | None) -> OpMemory:
     name = op.name
     from edge_runtime.backends.micro.kernels import REGISTRY
 
@@ -78,12 +103,13 @@ def _op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_l
                     return OpMemory(inplace_input=pos)
         return OpMemory()
     if name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
-        from edge_runtime.backends.micro.kernels import OpContext
+        if kernel is None:
+            from edge_runtime.backends.micro.kernels import OpContext
 
-        try:
-            kernel = REGISTRY[name](OpContext(model, subgraph, op, workspace_limit))
-        except EdgeRuntimeError:
-            return OpMemory()  # the interpreter will refuse the op at load time
+            try:
+                kernel = REGISTRY[name](OpContext(model, subgraph, op, workspace_limit))
+            except EdgeRuntimeError:
+                return OpMemory()  # the interpreter will refuse the op at load time
         if getattr(kernel, "sixteen_by_eight", False):
             return OpMemory()  # 16x8 kernels: output in its own buffer
         if name == "FULLY_CONNECTED":

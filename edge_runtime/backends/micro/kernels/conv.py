@@ -34,7 +34,9 @@ from numpy.lib.stride_tricks import as_strided
 
 from edge_runtime.backends.micro import fast, options as opt
 from edge_runtime.formats.tflite import TensorInfo
-from edge_runtime.backends.micro.fixedpoint import CLIP, FloatRequantizer, Requantizer, quantize_multiplier
+from edge_runtime.backends.micro.fixedpoint import (
+    CLIP, FloatRequantizer, Requantizer, quantize_multiplier, quantize_multipliers,
+)
 from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding,
     float_activation_range, qparams, quantized_activation_range, require_constant, require_type, scales32,
@@ -70,7 +72,14 @@ def per_channel_multipliers(ctx: OpContext, input_scale: float, filter_scales: n
     """``PopulateConvolutionQuantizationParams``: per-channel (multiplier, shift), computed in double."""
     if filter_scales.size not in (1, channels):
         raise ctx.fail(f"the filter has {filter_scales.size} scales for {channels} output channels")
-    mults = np.empty(channels, np.int64)
+    a, b = float(np.float32(input_scale)), float(np.float32(output_scale))
+    if b != 0.0 and channels > 0:  # (the same double operations per channel, in one pass)
+        fs = np.broadcast_to(np.asarray(filter_scales).reshape(-1).astype(np.float64), (channels,))
+        with np.errstate(all="ignore"):
+            eff = (a * fs) / b
+        if np.all(np.isfinite(eff)):
+            return quantize_multipliers(eff)
+    mults = np.empty(channels, np.int64)  # a zero output scale or a non-finite multiplier raises here
     shifts = np.empty(channels, np.int64)
     for c in range(channels):
         fs = float(filter_scales[c if filter_scales.size > 1 else 0])
@@ -79,27 +88,41 @@ def per_channel_multipliers(ctx: OpContext, input_scale: float, filter_scales: n
     return mults, shifts
 
 
-def prepare_output_stage(k: Kernel, wf: np.ndarray, channel_axis: int, terms: int, channels: int,
+def weight_sums(w: np.ndarray, channel_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel: the sum of the int8 weights and the sum of their magnitudes (int64).
+
+    ``w`` holds the channels along ``channel_axis`` (0 or 1) and the summed values along the
+    other axis. Integer sums: the same integers as rounding float64 sums of the weights."""
+    other = 1 - channel_axis
+    w16 = np.asarray(w).astype(np.int16)  # (|-128| fits)
+    total = w16.sum(axis=other, dtype=np.int64)
+    np.abs(w16, out=w16)
+    return total, w16.sum(axis=other, dtype=np.int64)
+
+
+def prepare_output_stage(k: Kernel, w: np.ndarray, channel_axis: int, terms: int, channels: int,
                          bias_tensor: Optional[TensorInfo]) -> None:
     """Constants of the output stage shared by the convolutions and FULLY_CONNECTED.
 
-    ``wf`` holds the weights as float64 with the output channels along ``channel_axis``
-    (0 or 1) and the ``terms`` summed values along the other axis. Sets ``k.bias`` (the
-    input zero point folded in: bias - zp * sum(weights); int64 for int8 models, in the
-    compute dtype for float ones), ``k.cdt`` (see :func:`exact_dtype`) and ``k.frq``; for
+    ``w`` holds the weights as stored (int8 for int8 models) with the output channels along
+    ``channel_axis`` (0 or 1) and the ``terms`` summed values along the other axis. Sets
+    ``k.bias`` (the input zero point folded in: bias - zp * sum(weights); int64 for int8 models,
+    in the compute dtype for float ones), ``k.cdt`` (see :func:`exact_dtype`) and ``k.frq``; for
     int8 models also ``k.requant`` from ``k.requant_args``, with the float64 requantizer
     where it is exact for every accumulator these weights can produce (|x| <= 128 per
     int8 input); for float models casts ``k.weight_scale`` to the compute dtype."""
-    other = 1 - channel_axis
     if k.weight_scale is not None:
-        wf = wf * k.weight_scale.reshape((-1, 1) if channel_axis == 0 else (1, -1))
+        ws = k.weight_scale.reshape((-1, 1) if channel_axis == 0 else (1, -1))
+        if ws.size not in (1, w.shape[channel_axis]):  # (the scaled weights are not needed: only its error)
+            np.multiply(np.asarray(w, dtype=np.float64), ws)
     q = k.quantized
     if q:
+        sums, magnitudes = weight_sums(w, channel_axis)
         bias = np.zeros(channels, np.int64)
         if bias_tensor is not None:
             bias += bias_tensor.array().astype(np.int64).reshape(-1)
         if k.in_zp:
-            bias -= np.int64(k.in_zp) * np.round(wf.sum(axis=other)).astype(np.int64)
+            bias -= np.int64(k.in_zp) * sums
     else:
         bias = np.zeros(channels, np.float64)
         if bias_tensor is not None:
@@ -109,7 +132,7 @@ def prepare_output_stage(k: Kernel, wf: np.ndarray, channel_axis: int, terms: in
     k.frq = None
     if q:
         k.requant = Requantizer(*k.requant_args, bias=bias)
-        bound = 128 * np.round(np.abs(wf).sum(axis=other)).astype(np.int64)
+        bound = 128 * magnitudes
         k.frq = FloatRequantizer.create(*k.requant_args, bias=bias, acc_bound=bound)
     else:
         k.bias = bias.astype(cdt)
@@ -259,14 +282,14 @@ class _ConvBase(Kernel):
         """Input rows needed for ``r`` output rows."""
         return (r - 1) * self.sh + (self.kh - 1) * self.dh + 1
 
-    def plan_workspace(self, ctx: OpContext, wf: np.ndarray, channel_axis: int, terms: int, per_output: int,
+    def plan_workspace(self, ctx: OpContext, w: np.ndarray, channel_axis: int, terms: int, per_output: int,
                        extra: Callable[[int], dict[str, tuple[tuple[int, ...], np.dtype]]]) -> None:
         """Output-stage constants (:func:`prepare_output_stage`), the rows per chunk and the workspace.
 
         ``per_output`` counts the compute-dtype values each output position needs besides the
         band (accumulator, im2col row or tap products); ``extra(m)`` gives the op's own buffers
         for ``m`` output positions, placed after the band and the accumulator."""
-        prepare_output_stage(self, wf, channel_axis, terms, self.cout, self.bias_tensor)
+        prepare_output_stage(self, w, channel_axis, terms, self.cout, self.bias_tensor)
         q, cdt = self.quantized, self.cdt
         cs = cdt.itemsize
 
@@ -486,7 +509,7 @@ class Conv2D(_ConvBase):
         self.k = self.kh * self.kw * self.cin
         self.pointwise = (self.kh == 1 and self.kw == 1 and self.sh == 1 and self.sw == 1
                           and self.pt == self.pb == self.pl == self.pr == 0)
-        w2 = self.w_tensor.array().reshape(self.cout, self.k).astype(np.float64)
+        w2 = self.w_tensor.array().reshape(self.cout, self.k)
         self.plan_workspace(ctx, w2, 0, self.k, (0 if self.pointwise else self.k) + self.cout,
                             lambda m: {} if self.pointwise else {"im2col": ((m, self.k), self.cdt)})
 
@@ -575,7 +598,7 @@ class DepthwiseConv2D(_ConvBase):
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
         taps = self.kh * self.kw
-        wt = self.w_tensor.array().reshape(taps, self.cout).astype(np.float64)
+        wt = self.w_tensor.array().reshape(taps, self.cout)
         self.plan_workspace(ctx, wt, 1, taps, (taps + 1) * self.cout,
                             lambda m: {"prod": ((taps, m, self.cout), self.cdt)})
 

@@ -48,7 +48,7 @@ class FullyConnected(Kernel):
         if y.num_elements != self.rows_total * self.units:
             raise ctx.fail(f"output shape {y.shape} does not hold {self.rows_total}x{self.units} values")
         self.quantized = x.type_name == "INT8"
-        wf = w.array().astype(np.float64)
+        wa = w.array()
         self.weight_scale = None
         if self.quantized:
             if w.type_name != "INT8":
@@ -75,7 +75,7 @@ class FullyConnected(Kernel):
                 if w.quantization is None:
                     raise ctx.fail("int8 weights of a float layer have no scale")
                 self.weight_scale = np.asarray(w.quantization.scale, np.float64)
-        prepare_output_stage(self, wf, 0, self.k, self.units, b)
+        prepare_output_stage(self, wa, 0, self.k, self.units, b)
         q = self.quantized
         cdt = self.cdt
         cs = cdt.itemsize
