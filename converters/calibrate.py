@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -97,10 +97,20 @@ def float_session(graph: Graph, expose_all: bool = True, threads: int = 1) -> An
     return ort.InferenceSession(serialized, so, providers=["CPUExecutionProvider"])
 
 
-def run_float(sess, graph: Graph, x_ir: np.ndarray) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
-    """Run one NHWC sample; return every exposed tensor by IR name (plus the input)."""
+def run_float(sess, graph: Graph, x_ir: np.ndarray,  # type: ignore[no-untyped-def]
+              only: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+    """Run one NHWC sample; return every exposed tensor by IR name (plus the input).
+
+    ``only``: the IR names wanted (e.g. the graph outputs); ONNX Runtime then hands back just those
+    (the same values, without copying every activation out). All are returned when one is not exposed.
+    """
     names = [o.name for o in sess.get_outputs()]
-    vals = sess.run(None, {graph.inputs[0]: x_ir})
+    if only is not None:
+        wanted = {n for n in only if n != graph.inputs[0]}
+        picked = [n for n in names if n.removesuffix("/float") in wanted]
+        if len(picked) == len(wanted):
+            names = picked
+    vals = sess.run(names, {graph.inputs[0]: x_ir})
     out = {n.removesuffix("/float"): v for n, v in zip(names, vals)}
     out[graph.inputs[0]] = x_ir
     return out

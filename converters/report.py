@@ -365,7 +365,7 @@ def evaluate_held_out(graph: Graph, float_sess, runners: dict[str, Callable[[np.
     for xi in x:
         xi = xi.reshape(graph.source_shape(name)).astype(np.float32)
         x_ir = graph.to_ir_layout(name, xi)
-        fv = run_float(float_sess, graph, x_ir)
+        fv = run_float(float_sess, graph, x_ir, only=graph.outputs)
         for o in graph.outputs:
             outs["float"][o].append(fv[o].reshape(-1))
         for k, run in runners.items():

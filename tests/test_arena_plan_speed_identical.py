@@ -95,6 +95,32 @@ def test_built_models_plan_the_same(tmp_path):
         _assert_same_plans(path)
 
 
+@pytest.mark.parametrize("limit", [memory_traits.DEFAULT_WORKSPACE_LIMIT, 16 * 1024])
+def test_interpreter_plan_reuses_its_kernels_and_equals_the_rebuilt_plan(mlperf_models, tmp_path, limit, monkeypatch):
+    """The micro interpreter plans with the kernels it has just built (each CONV/DEPTHWISE/FC built once):
+    the same plan as building them again with ``make_op_memory``, in place and not, at two workspace limits."""
+    from edge_runtime.backends.micro import interpreter as interp_mod
+    from edge_runtime.formats.tflite_fold import fold_weight_decoders
+
+    built: list[str] = []
+    for cls in (conv_mod.Conv2D, conv_mod.DepthwiseConv2D, fc_mod.FullyConnected):
+        def counting(self, ctx, _init=cls.__init__, _name=cls.__name__):  # type: ignore[no-untyped-def]
+            built.append(_name)
+            _init(self, ctx)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    paths = [mlperf_models / f"{n}.tflite" for n in MLPERF] + _built_models(tmp_path)
+    for path in paths:
+        for in_place in (True, False):
+            built.clear()
+            it = interp_mod.Interpreter(TFLiteModel.open(path), in_place=in_place, workspace_limit=limit)
+            model = fold_weight_decoders(TFLiteModel.open(path))
+            weighted = sum(op.name in KERNELS for op in model.main.operators)
+            assert len(built) == weighted, (path.name, built)
+            ref = plan_arena(model, in_place=in_place, op_memory=memory_traits.make_op_memory(limit))
+            assert _plan_fields(it.plan) == _plan_fields(ref), (path.name, in_place, limit)
+
+
 def test_reused_kernels_answer_what_a_fresh_kernel_answers(mlperf_models, tmp_path):
     paths = [mlperf_models / f"{n}.tflite" for n in ("kws_ref_model", "ad01_int8", "kws_ref_model_float32")]
     for path in paths + _built_models(tmp_path):

@@ -272,3 +272,30 @@ def test_a_failing_run_reaches_the_caller_and_leaves_no_thread(digits_conversion
     with pytest.raises(RuntimeError, match="int8 run 5"):
         compare_on_samples(graph, sess, runner, iter(xs))
     assert not [t for t in threading.enumerate() if t.name.startswith("converter-ahead")]
+
+
+def test_held_out_float_runs_fetch_only_the_outputs_with_the_same_values(digits_conversion, monkeypatch):
+    """evaluate_held_out asks the float session for the graph outputs only: the same values and statistics
+    as fetching every activation, and fewer tensors copied out."""
+    import converters.report as rep
+
+    res, xs = digits_conversion
+    graph = res.graph
+    sess = float_session(graph)
+    x = np.stack(xs[:8])
+    runners = {"tflite": TFLiteRunner(res.tflite_path).run}
+    fetched: list[int] = []
+
+    def counting(sess_, graph_, x_ir, only=None):  # type: ignore[no-untyped-def]
+        out = run_float(sess_, graph_, x_ir, only=only)
+        fetched.append(len(out))
+        return out
+
+    monkeypatch.setattr(rep, "run_float", counting)
+    stats, arr = rep.evaluate_held_out(graph, sess, runners, x, None)
+    assert fetched and max(fetched) <= len(graph.outputs) + 1  # the outputs (and the input)
+    monkeypatch.setattr(rep, "run_float", lambda s, g, xi, only=None: run_float(s, g, xi))
+    stats_all, arr_all = rep.evaluate_held_out(graph, sess, runners, x, None)
+    assert json.dumps(stats, default=float) == json.dumps(stats_all, default=float)
+    for k in arr_all:
+        assert all(np.array_equal(arr[k][o], arr_all[k][o]) for o in arr_all[k])

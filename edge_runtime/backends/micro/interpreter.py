@@ -42,7 +42,7 @@ from edge_runtime.formats.tflite import TFLiteModel
 from edge_runtime.formats.tflite_fold import file_op_index, fold_weight_decoders
 from edge_runtime.backends.micro.kernels import REGISTRY, Kernel, OpContext
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
-from edge_runtime.backends.micro.memory_traits import make_op_memory
+from edge_runtime.backends.micro.memory_traits import op_memory_with_kernels
 from edge_runtime.backends.micro.state import State
 
 ALIGN = 16
@@ -133,8 +133,10 @@ class Interpreter:
         if plan is None:
             from edge_runtime.arena.plan import plan_arena
 
+            built = {(index, op.index): k for index in self.order
+                     for op, k in zip(model.subgraphs[index].operators, self.runs[index].kernels)}
             plan = plan_arena(model, subgraph, in_place=in_place, planner=planner,
-                              op_memory=make_op_memory(workspace_limit))
+                              op_memory=op_memory_with_kernels(built, workspace_limit))  # not built again
         self.plan = plan
         _check_size(model, "arena", int(plan.arena_bytes))
         self.arena = _aligned_buffer(int(plan.arena_bytes))

@@ -46,22 +46,24 @@ def make_op_memory(workspace_limit: int) -> OpMemoryFn:
     return fn
 
 
-def op_memory_with_kernels(kernels: Mapping[tuple[int, int], Kernel]) -> OpMemoryFn:
-    """``op_memory`` (default workspace limit) that reuses kernels already built for these ops.
+def op_memory_with_kernels(kernels: Mapping[tuple[int, int], Kernel],
+                           workspace_limit: int = DEFAULT_WORKSPACE_LIMIT) -> OpMemoryFn:
+    """``op_memory`` for kernels chunked to ``workspace_limit`` that reuses kernels already built for these ops.
 
-    ``kernels`` maps (subgraph index, op index) to the kernel built for that op with the
-    default workspace limit (as the planner's coverage check builds them); ops without
-    one build their own, as :func:`op_memory` does. The traits are the same either way:
+    ``kernels`` maps (subgraph index, op index) to the kernel built for that op with this
+    workspace limit (as the planner's coverage check, or the interpreter, builds them); ops
+    without one build their own, as :func:`op_memory` does. The traits are the same either way:
     a kernel is a pure function of its op, tensors and workspace limit."""
     def fn(model: TFLiteModel, subgraph: SubGraph, op: Operator) -> OpMemory:
         kernel = kernels.get((subgraph.index, op.index))
         ctx = getattr(kernel, "ctx", None)
         if (ctx is None or ctx.op is not op or ctx.subgraph is not subgraph or ctx.model is not model
-                or ctx.workspace_limit != DEFAULT_WORKSPACE_LIMIT):
+                or ctx.workspace_limit != workspace_limit):
             kernel = None  # (not built for this very op: build its own)
-        return op_memory_for(model, subgraph, op, DEFAULT_WORKSPACE_LIMIT, kernel)
+        return op_memory_for(model, subgraph, op, workspace_limit, kernel)
 
-    fn.__qualname__ = "micro.op_memory(prebuilt kernels)"
+    fn.__qualname__ = ("micro.op_memory(prebuilt kernels)" if workspace_limit == DEFAULT_WORKSPACE_LIMIT
+                       else f"micro.op_memory(workspace_limit={workspace_limit}, prebuilt kernels)")
     return fn
 
 
