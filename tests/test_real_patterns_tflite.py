@@ -372,3 +372,20 @@ def test_a_plan_of_the_folded_model_runs(tmp_path: Path) -> None:
     plan = plan_arena(fold_weight_decoders(TFLiteModel.open(str(p))), op_memory=make_op_memory(512 * 1024))
     x = rng.normal(0, 1, (1, 5, 5, 2)).astype(np.float32)
     assert np.array_equal(open_model(str(p), plan=plan).run([x])[0], open_model(str(p)).run([x])[0])
+
+
+def test_plan_command_plans_the_decoded_model_as_micro_loads_it(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`edge-convert plan` on a model with float16 weights folds them first, as the micro backend does: it
+    plans instead of refusing the convolutions' non-constant filters, and gives micro's own arena size."""
+    import json
+
+    from converters.cli import main
+    from edge_runtime.backends.micro.interpreter import Interpreter
+    from edge_runtime.formats.tflite import TFLiteModel
+
+    path = _shared_bias_model(tmp_path / "shared_bias.tflite")
+    assert main(["plan", str(path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 weight decoder op(s)" in err and "folded" in err
+    plan = json.loads(out)
+    assert plan["arena_bytes"] == Interpreter(TFLiteModel.open(str(path))).plan.arena_bytes

@@ -13,6 +13,7 @@ from edge_runtime.arena.report import format_plan
 from edge_runtime.arena.svg import plan_svg
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.formats.tflite_fold import fold_weight_decoders
 
 NAME = "plan"
 HELP = "plan the activation arena of a .tflite model: exact bytes, lower bound, per-tensor offsets"
@@ -82,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
                                "an in-place plan, so one is never embedded")
     model = TFLiteModel.open(args.model)
     name = os.path.basename(args.model)
+    folded = fold_weight_decoders(model)  # float16 DEQUANTIZE / DENSIFY of weights, decoded as micro loads them
+    if folded is not model:
+        print(f"note: {len(model.main.operators) - len(folded.main.operators)} weight decoder op(s) (float16 "
+              "DEQUANTIZE, DENSIFY) folded into constants, as the micro backend loads the model; op indices "
+              "below are those of the folded model", file=sys.stderr)
+        model = folded
     try:
         plan = plan_arena(model, args.subgraph, in_place=args.in_place, planner=args.planner)
     except ArenaPlanError as exc:
