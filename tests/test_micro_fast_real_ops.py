@@ -23,10 +23,7 @@ Without numba these tests skip, except under ``CI=true`` where numba is expected
 """
 from __future__ import annotations
 
-import itertools
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("tflite_micro")
 
-from tflite_builder import NP_TYPES, T, build, opts, random_input, run_tflm  # noqa: E402
+from tflite_builder import NP_TYPES, ModelFolder, T, build, opts, random_input, run_tflm  # noqa: E402
 from test_micro_ops_binary import broadcast_shapes, scales  # noqa: E402
 from test_micro_ops_spatial import batch_matmul_models, transpose_conv_models  # noqa: E402
 
@@ -52,8 +49,7 @@ if not fast._numba_importable():
 from edge_runtime.backends.micro.fast.broadcast import geometry  # noqa: E402
 from test_micro_fast_numba import kernel_path  # noqa: E402
 
-_DIR = Path(tempfile.mkdtemp(prefix="micro_fast_real_"))
-_COUNTER = itertools.count()
+_MODELS = ModelFolder("micro_fast_real_")  # this module's own folder
 SETS = 4
 
 
@@ -66,11 +62,11 @@ def _settings(n: int) -> Any:
 @pytest.fixture(scope="module", autouse=True)
 def _cleanup_models() -> Iterator[None]:
     yield
-    shutil.rmtree(_DIR, ignore_errors=True)
+    _MODELS.remove()
 
 
 def _path(op: str) -> Path:
-    return _DIR / f"{op.lower()}_{next(_COUNTER)}.tflite"
+    return _MODELS.path(op)
 
 
 def three_way(path: Path, op: str, seed: int = 0, expect_numba: bool = True, chunked: bool = False) -> None:

@@ -7,9 +7,6 @@ tflite-micro, against both of micro's paths (numba and numpy), in place on and o
 """
 from __future__ import annotations
 
-import itertools
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,20 +16,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_micro_fast_real_ops import _settings, lookups, three_way  # noqa: F401  (lookups: a fixture)
 from test_micro_ops_binary import scales
-from tflite_builder import T, build, opts
+from tflite_builder import ModelFolder, T, build, opts
 
-_DIR = Path(tempfile.mkdtemp(prefix="micro_fast_tables_"))  # this module's own: test_micro_fast_real_ops
-_COUNTER = itertools.count()                                   # removes its folder when it is done
+_MODELS = ModelFolder("micro_fast_tables_")  # this module's own folder
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _cleanup_models() -> Iterator[None]:
     yield
-    shutil.rmtree(_DIR, ignore_errors=True)
+    _MODELS.remove()
 
 
 def _path(op: str) -> Path:
-    return _DIR / f"{op.lower()}_{next(_COUNTER)}.tflite"
+    return _MODELS.path(op)
 
 
 @pytest.mark.parametrize("op", ["HARD_SWISH", "ELU", "LEAKY_RELU", "ABS"])

@@ -8,24 +8,20 @@ run with a clean one-line UnsupportedModelError.
 """
 from __future__ import annotations
 
-import itertools
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tflite_builder import T, build, litert, opts, random_inputs, run_micro, tflm
+from tflite_builder import ModelFolder, T, build, litert, opts, random_inputs, run_micro, tflm
 
 from edge_runtime.backends.micro import open_model
 from edge_runtime.errors import UnsupportedModelError
 
 pytest.importorskip("tflite_micro")
 
-_DIR = Path(tempfile.mkdtemp(prefix="micro_spatial_"))
-_COUNTER = itertools.count()
+_MODELS = ModelFolder("micro_spatial_")  # this module's own folder
 N_SETS = 4  # input sets per generated model
 SAME, VALID = 0, 1
 
@@ -34,11 +30,11 @@ SAME, VALID = 0, 1
 def _cleanup_models():  # type: ignore[no-untyped-def]
     """Remove the generated models when the module is done."""
     yield
-    shutil.rmtree(_DIR, ignore_errors=True)
+    _MODELS.remove()
 
 
 def _path(op: str) -> Path:
-    return _DIR / f"{op.lower()}_{next(_COUNTER)}.tflite"
+    return _MODELS.path(op)
 
 
 def _settings(n: int):  # type: ignore[no-untyped-def]

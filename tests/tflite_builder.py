@@ -12,6 +12,10 @@ outcomes into the op parity table (``python -m benchmarks.op_parity``).
 """
 from __future__ import annotations
 
+import atexit
+import itertools
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -303,3 +307,25 @@ def assert_missing(path: Path, input_sets: Optional[list[Sequence[np.ndarray]]] 
     with pytest.raises(UnsupportedModelError) as info:
         open_model(str(path))
     assert "\n" not in str(info.value)
+
+
+class ModelFolder:
+    """A test module's own folder of generated models, numbered so no two share a name.
+
+    Each module keeps its own and calls :meth:`remove` from a module-scoped fixture when it is
+    done. Another module may borrow its model generators afterwards (a later module reusing
+    hypothesis strategies): :meth:`path` then makes the folder again, and it is removed at exit."""
+
+    def __init__(self, prefix: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self._count = itertools.count()
+        atexit.register(self.remove)
+
+    def path(self, op: str) -> Path:
+        """A new file name for a model of ``op`` (the folder made again if it was removed)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / f"{op.lower()}_{next(self._count)}.tflite"
+
+    def remove(self) -> None:
+        """Delete the folder and every model in it."""
+        shutil.rmtree(self.dir, ignore_errors=True)
