@@ -8,6 +8,18 @@ tests/fuzz_structure.py; sparsity metadata, float16 data and custom options muta
 and litert; prints the counts per backend and outcome (ok, error, oom, unclean, signal, hang) and
 the bad cases. Exit 1 if any outcome is not ok or a clean error. See tests/fuzz_structure.py for
 the mutations.
+
+``--library [--seeds N]``: the library campaign. N mutants of each seed (the five int8 MLPerf Tiny
+models, the weight decoders' seeds and small IF / WHILE models built with tests/tflite_builder.py;
+structure-aware mutants plus raw byte flips and truncations) are handed in-process to the public
+functions a Python caller uses: ``TFLiteModel.open`` (parse), ``plan_arena`` (plan),
+``fold_weight_decoders`` + ``plan_arena`` + ``format_plan`` / ``to_json`` / ``plan_svg`` (report, as
+``edge-convert plan`` calls them), the micro ``Interpreter`` constructor and ``invoke`` (interpreter)
+and ``edge_runtime.load(..., backend="micro")`` + ``run`` (load). Each batch runs in a worker
+subprocess under the address-space limit, so a crash or hang is caught and counted. Outcomes: ok,
+error (an EdgeRuntimeError subclass), skip (the parse refused the file, so the function was not
+reached), and the findings: other (any other exception type, MemoryError included), signal / died
+(the worker crashed), hang.
 """
 from __future__ import annotations
 
@@ -35,7 +47,15 @@ def main(argv: list[str]) -> int:
                     help="mutants of the weight decoders' seed models (default 3000)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("--library", action="store_true",
+                    help="run the library campaign instead (public Python functions in-process, see above)")
+    ap.add_argument("--seeds", type=int, default=20, metavar="N",
+                    help="library campaign: mutants per seed model (default 20)")
     args = ap.parse_args(argv)
+    if args.library:
+        from benchmarks import fuzz_library
+
+        return fuzz_library.main(args.seeds, args.seed, args.json)
     shared = shared_dir()
     if shared is None:
         print("fuzz_campaign: ../shared is missing (the seed models live there)", file=sys.stderr)

@@ -99,11 +99,14 @@ def float_session(graph: Graph, expose_all: bool = True, threads: int = 1) -> An
 
 def run_float(sess, graph: Graph, x_ir: np.ndarray,  # type: ignore[no-untyped-def]
               only: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
-    """Run one NHWC sample; return every exposed tensor by IR name (plus the input).
+    """Run one NHWC sample; return every exposed tensor by IR name (plus the input). An integer input
+    (token ids, bytes, indices) is fed as int32, whatever integer type ``x_ir`` has.
 
     ``only``: the IR names wanted (e.g. the graph outputs); ONNX Runtime then hands back just those
     (the same values, without copying every activation out). All are returned when one is not exposed.
     """
+    if graph.inputs[0] in graph.input_dtypes and x_ir.dtype != np.int32:  # token ids, bytes, indices: int32
+        x_ir = np.asarray(x_ir).astype(np.int32)
     names = [o.name for o in sess.get_outputs()]
     if only is not None:
         wanted = {n for n in only if n != graph.inputs[0]}
@@ -402,7 +405,8 @@ def check_calibration_sample(index: int, x: np.ndarray) -> None:
         bad = int(np.count_nonzero(~np.isfinite(a)))
         raise CalibrationDataError(f"calibration sample {index} holds {bad} NaN or infinite value(s); remove or "
                                    "fix those samples")
-    if a.size and float(np.max(np.abs(a))) > IMPLAUSIBLE_MAGNITUDE and "magnitude" not in _warned:
+    if (a.dtype.kind == "f" and a.size and float(np.max(np.abs(a))) > IMPLAUSIBLE_MAGNITUDE  # not token ids
+            and "magnitude" not in _warned):
         _warned.add("magnitude")
         log.warning("calibration sample %d reaches %.3g in magnitude: is the data scaled as the model expects? "
                     "(ranges this wide make int8 useless)", index, float(np.max(np.abs(a))))

@@ -78,15 +78,66 @@ def _as_sample(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32).reshape(shape)
 
 
+_cast_noted: set[str] = set()
+
+
+def as_index_sample(arr: np.ndarray, shape: tuple[int, ...], input_name: str, limit: Optional[int],
+                    where: str = "calibration data") -> np.ndarray:
+    """One sample for an integer model input (token ids, bytes, indices) as int32 of ``shape``.
+
+    Integer arrays are taken as they are; a float array holding whole numbers is cast (said once in the
+    log). Refused in one line naming the input and the first bad value: a fraction, a NaN/Inf, a
+    negative index, or an index ``>= limit`` (the size of the table it indexes, when known).
+    """
+    a = np.asarray(arr)
+    if a.dtype.kind == "b":
+        a = a.astype(np.int64)
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (np.round(a) != a)
+        if np.any(bad):
+            v = float(a.reshape(-1)[int(np.argmax(bad.reshape(-1)))])
+            raise CalibrationDataError(f"{where}: input '{input_name}' takes integer indices, but the data holds "
+                                       f"{v:g}; give whole numbers (an integer .npy/.npz array)")
+        if input_name not in _cast_noted:
+            _cast_noted.add(input_name)
+            import logging
+
+            logging.getLogger("converters.calibrate").warning(
+                "input '%s' takes integer indices: its %s calibration values are whole numbers, cast to int32",
+                input_name, a.dtype)
+    elif a.dtype.kind not in "iu":
+        raise CalibrationDataError(f"{where}: input '{input_name}' takes integer indices, but the data is "
+                                   f"{a.dtype}; give an integer array")
+    if a.size:
+        lo, hi = a.min(), a.max()
+        if lo < 0:
+            raise CalibrationDataError(f"{where}: input '{input_name}' holds the negative index {int(lo)}; indices "
+                                       f"must be 0 or more")
+        if limit is not None and hi >= limit:
+            raise CalibrationDataError(f"{where}: input '{input_name}' holds the index {int(hi)}, but the table it "
+                                       f"indexes has {limit} rows (valid indices 0..{limit - 1})")
+        if hi > np.iinfo(np.int32).max:
+            raise CalibrationDataError(f"{where}: input '{input_name}' holds the index {int(hi)}, beyond int32")
+    return a.astype(np.int32).reshape(shape)
+
+
 def open_calibration(source: Source, input_shape: Sequence[int], input_name: str = "",
                      limit: Optional[int] = None, bin_scale: Optional[float] = None,
-                     bin_zero_point: int = 0, preprocessor: Optional[Callable[[str], np.ndarray]] = None
-                     ) -> CalibrationSet:
+                     bin_zero_point: int = 0, preprocessor: Optional[Callable[[str], np.ndarray]] = None,
+                     index_limit: "Optional[int] | bool" = None) -> CalibrationSet:
     """Open ``source`` as a :class:`CalibrationSet` for a model input of ``input_shape`` (source layout).
 
     ``limit`` keeps the first ``limit`` samples. Raises :class:`CalibrationDataError` when the
-    source is missing, empty or of the wrong shape.
+    source is missing, empty or of the wrong shape. ``index_limit`` marks an integer input (token ids,
+    bytes, indices): samples are then int32, checked by :func:`as_index_sample` against ``0 .. index_limit - 1``
+    (``True``: an integer input whose table size is unknown).
     """
+    where = "calibration data" if isinstance(source, (np.ndarray, list, tuple)) else os.fspath(source)
+    if index_limit is None or index_limit is False:
+        cast: Callable[[np.ndarray, tuple[int, ...]], np.ndarray] = _as_sample
+    else:
+        bound = None if index_limit is True else int(index_limit)
+        cast = lambda a, shp: as_index_sample(a, shp, input_name, bound, where)  # noqa: E731
     shape = tuple(int(d) for d in input_shape)
     items: list = []
     if isinstance(source, np.ndarray) or (isinstance(source, (list, tuple)) and source and
@@ -96,7 +147,7 @@ def open_calibration(source: Source, input_shape: Sequence[int], input_name: str
             a, stack = _fit(a, shape, "calibration array")
             items.extend([a[i] for i in range(len(a))] if stack else [a])
         desc = f"{len(items)} in-memory samples"
-        load = lambda it: _as_sample(it, shape)  # noqa: E731
+        load = lambda it: cast(it, shape)  # noqa: E731
     elif isinstance(source, (list, tuple)):
         raise CalibrationDataError("the calibration set is empty (an empty list was given)")
     else:
@@ -111,9 +162,9 @@ def open_calibration(source: Source, input_shape: Sequence[int], input_name: str
         def load(it: tuple) -> np.ndarray:
             kind, ref = it[0], it[1]
             if kind == "array":
-                return _as_sample(ref[it[2]] if it[2] is not None else ref, shape)
+                return cast(ref[it[2]] if it[2] is not None else ref, shape)
             q = np.fromfile(ref, dtype=np.int8).astype(np.float32)
-            return _as_sample((q - bin_zero_point) * np.float32(bin_scale), shape)
+            return cast((q - bin_zero_point) * np.float32(bin_scale), shape)
     if limit is not None:
         items = items[:limit]
     if not items:

@@ -1,6 +1,10 @@
 """Size a converted int8 .tflite against a device profile, and check accelerator op coverage.
 
-Flash is the file size. RAM is the activation arena planned by
+Flash is the file size, except that microcontroller profiles (TFLite Micro) count sparse weights
+dense: TFLM has no sparse kernels and no DENSIFY, so a file with weights stored sparse (what
+``edge-convert prune`` writes for LiteRT and the micro backend) is not what such a device can hold;
+the figure is the file with every sparse tensor's stored values replaced by its dense bytes
+(:func:`tflm_flash_bytes`), and the advice says to deploy the dense file. RAM is the activation arena planned by
 :func:`edge_runtime.arena.plan.plan_arena` plus an estimate of the backend's own
 overhead:
 
@@ -98,6 +102,21 @@ def _runtime_overhead(model: TFLiteModel, profile: "DeviceProfile") -> tuple[int
     return RUNTIME_OVERHEAD[backend] + model.weight_bytes(), f"{backend} runtime + repacked weights (estimate)"
 
 
+def sparse_weight_tensors(model: TFLiteModel) -> list[Any]:
+    """The constant tensors of ``model`` stored sparse (TFLite SparsityParameters), in every subgraph."""
+    return [t for sg in model.subgraphs for t in sg.tensors if t.sparse and t.data is not None]
+
+
+def tflm_flash_bytes(model: TFLiteModel, file_bytes: int) -> int:
+    """Flash TFLite Micro needs for ``model`` (a ``file_bytes``-byte file): the file with each sparse tensor's
+    stored values replaced by its dense bytes. TFLM has no sparse kernels and no DENSIFY, so the weights must
+    be stored dense; the sparsity metadata is still counted (an over-estimate by its few bytes)."""
+    extra = 0
+    for t in sparse_weight_tensors(model):
+        extra += max(t.nbytes - int(t.data.size), 0)
+    return file_bytes + extra
+
+
 def _dims_ok(shape: tuple[int, ...]) -> bool:
     return len(shape) <= 3 or all(d == 1 for d in shape[:-3])
 
@@ -176,6 +195,12 @@ class _Sizing:
         overhead, note = _runtime_overhead(model, profile)
         ram = plan.arena_bytes + overhead
         advice: list[str] = []
+        sparse = sparse_weight_tensors(model) if mcu else []
+        if sparse:
+            flash = tflm_flash_bytes(model, self.flash)
+            advice.append(f"the file stores {len(sparse)} weight tensor(s) sparse, which TensorFlow Lite Micro cannot "
+                          f"load (no sparse kernels, no DENSIFY): flash is counted dense ({flash:,} B, not the "
+                          f"{self.flash:,}-byte file); deploy the dense .tflite on {profile.name}")
         if flash > profile.model_flash_budget_bytes:
             advice.append(f"the model is {flash - profile.model_flash_budget_bytes:,} B over the flash budget "
                           f"({flash:,} > {profile.model_flash_budget_bytes:,}): use fewer or narrower layers, prune, "
@@ -216,4 +241,5 @@ def profiles_that_fit(tflite_path: "str | os.PathLike[str]") -> list[str]:
     return out
 
 
-__all__ = ["FitReport", "AcceleratorCoverage", "fit_model", "accelerator_coverage", "profiles_that_fit"]
+__all__ = ["FitReport", "AcceleratorCoverage", "fit_model", "accelerator_coverage", "profiles_that_fit",
+           "tflm_flash_bytes", "sparse_weight_tensors"]

@@ -44,7 +44,10 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``CONCATENATION``                 inputs (x1, x2, ...) (constants allowed); axis, act
 ``STRIDED_SLICE``                 inputs (x,); begin, end, strides (one per dimension, normalised),
                                   end_mask (bit d: slice a negative-stride axis d through index 0)
-``GATHER``                        inputs (x, indices) with integer constant indices; axis
+``GATHER``                        inputs (x, indices) with integer constant indices; axis; or inputs
+                                  (table, indices) with a constant float table and int32 index
+                                  activations (an embedding lookup); the output shares the table's
+                                  quantization
 ``MEAN``, ``SUM``, ``REDUCE_MAX``  inputs (x,); axes, keep_dims
 ``SOFTMAX``                       inputs (x,); beta (over the last axis)
 ``LOG_SOFTMAX``                   inputs (x,) (over the last axis)
@@ -153,6 +156,9 @@ class Graph:
     outputs: list[str]
     input_layouts: dict[str, str] = field(default_factory=dict)
     source_format: str = ""
+    #: integer graph inputs (token ids, bytes, indices) -> the source model's dtype (``int64``, ``int32``, ...);
+    #: they are int32 in the IR and never quantized (see :func:`unquantized_tensors`)
+    input_dtypes: dict[str, str] = field(default_factory=dict)
 
     def tensor(self, name: str) -> Tensor:
         """The tensor called ``name``."""
@@ -200,9 +206,9 @@ class Graph:
 
 
 def unquantized_tensors(graph: "Graph") -> dict[str, str]:
-    """Activations stored as they are, by type: ``int32`` indices (:data:`INDEX_KINDS`), ``bool`` masks
-    (:data:`COMPARE_KINDS`, :data:`LOGICAL_KINDS`), and RESHAPEs of them."""
-    found: dict[str, str] = {}
+    """Activations stored as they are, by type: ``int32`` indices (integer graph inputs,
+    :data:`INDEX_KINDS`), ``bool`` masks (:data:`COMPARE_KINDS`, :data:`LOGICAL_KINDS`), and RESHAPEs of them."""
+    found: dict[str, str] = {name: "int32" for name in graph.input_dtypes}
     for op in graph.ops:
         if op.kind in RAW_OUTPUT_KINDS:
             found.update({o: "int32" if op.kind in INDEX_KINDS else "bool" for o in op.outputs})
@@ -212,8 +218,25 @@ def unquantized_tensors(graph: "Graph") -> dict[str, str]:
 
 
 def integer_tensors(graph: "Graph") -> set[str]:
-    """Activations holding int32 indices: outputs of :data:`INDEX_KINDS` ops and RESHAPEs of them."""
+    """Activations holding int32 indices: integer graph inputs, outputs of :data:`INDEX_KINDS` ops and
+    RESHAPEs of them."""
     return {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
+
+
+def index_limits(graph: "Graph") -> dict[str, int]:
+    """For each integer graph input: the number of rows of the smallest table it indexes (valid indices are
+    ``0 .. limit - 1``), following RESHAPEs to the GATHERs that read it."""
+    roots = {name: name for name in graph.input_dtypes}
+    limits: dict[str, int] = {}
+    for op in graph.ops:
+        if op.kind == "RESHAPE" and op.inputs[0] in roots:
+            roots.update({o: roots[op.inputs[0]] for o in op.outputs})
+        elif op.kind == "GATHER" and len(op.inputs) > 1 and op.inputs[1] in roots:
+            table = graph.tensors[op.inputs[0]]
+            rows = int(table.shape[int(op.attrs.get("axis", 0))])
+            root = roots[op.inputs[1]]
+            limits[root] = min(limits.get(root, rows), rows)
+    return limits
 
 
 def float_output_tensors(graph: "Graph") -> set[str]:

@@ -241,8 +241,13 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         from converters.calibration_data import preprocessor_from_config
 
         preprocessor = preprocessor_from_config(preprocess, in_name, src_shape)
+    index_limit = None
+    if in_name in graph.input_dtypes:  # token ids, bytes, indices: int32 samples below the table size
+        from converters.ir import index_limits
+
+        index_limit = index_limits(graph).get(in_name, True)
     data = open_calibration(calib, src_shape, in_name, limit=limit, bin_scale=bin_scale,
-                            bin_zero_point=bin_zero_point, preprocessor=preprocessor)
+                            bin_zero_point=bin_zero_point, preprocessor=preprocessor, index_limit=index_limit)
     timings["import_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     with _one_line(model, "calibrating the imported graph"):
@@ -306,6 +311,11 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     timings["write_s"] = time.perf_counter() - t2
     _give_back_freed_memory()
     hx, hy = _held_out(held_out, src_shape)
+    if hx is not None and index_limit is not None:
+        from converters.calibration_data import as_index_sample
+
+        hx = np.stack([as_index_sample(x, src_shape, in_name, None if index_limit is True else index_limit,
+                                       "held-out data") for x in hx])
     with _one_line(model, f"sizing and running the written {os.path.basename(tfl_path)}"):
         t_fit = time.perf_counter()
         fit = fit_model(tfl_path, prof)
@@ -343,7 +353,10 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         "calibration": {"samples": len(data), "source": data.describe, "method": method_used},
         "outputs": {"tflite": tfl_path if "tflite" in formats else None, "onnx": onnx_path},
         "input": {"name": in_name, "shape": list(src_shape), "layout": graph.input_layouts.get(in_name, "NHWC"),
-                  "scale": plan.activations[in_name].scale, "zero_point": plan.activations[in_name].zero_point},
+                  "scale": plan.activations[in_name].scale, "zero_point": plan.activations[in_name].zero_point}
+        if in_name not in graph.input_dtypes else  # an integer input is not quantized
+        {"name": in_name, "shape": list(src_shape), "layout": "NHWC", "scale": None, "zero_point": None,
+         "dtype": graph.input_dtypes[in_name], "index_limit": None if index_limit is True else index_limit},
         "output": [{"name": o, "scale": plan.activations[o].scale, "zero_point": plan.activations[o].zero_point}
                    for o in graph.outputs],
         "fit": dict(fit.to_dict(), summary=fit.summary()),

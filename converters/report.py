@@ -75,6 +75,8 @@ class TFLiteRunner:
         if d["dtype"] == np.float32:
             return x.astype(np.float32)
         s, zp = d["quantization"]
+        if d["dtype"] == np.int32 and s == 0:  # an integer input (token ids, bytes, indices): not quantized
+            return np.asarray(x).astype(np.int32)
         return quantize_affine(x, s, zp, d["dtype"])
 
     @staticmethod
@@ -122,6 +124,12 @@ class TFLiteRunner:
         return self._dq(self.it.get_tensor(d["index"]), d)
 
 
+#: ONNX Runtime input types of integer model inputs -> numpy dtype
+_ORT_INTEGER = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
+                "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
+                "tensor(uint32)": np.uint32}
+
+
 class OnnxRunner:
     """Run the QDQ int8 .onnx on float inputs in the source layout; return float outputs."""
 
@@ -141,7 +149,10 @@ class OnnxRunner:
         io = self.plan.io_dtype
         arrays = [x_src] if isinstance(x_src, np.ndarray) else list(x_src)
         feeds = {}
-        for x, qp, d in zip(arrays, self.in_q, self.sess.get_inputs()):
+        for x, qp, d, name in zip(arrays, self.in_q, self.sess.get_inputs(), self.graph.inputs):
+            if name in self.graph.input_dtypes:  # an integer input (token ids, bytes, indices): not quantized
+                feeds[d.name] = np.asarray(x).astype(_ORT_INTEGER[d.type])
+                continue
             if io == "float32":
                 feed = x.astype(np.float32)
             else:
@@ -167,7 +178,7 @@ Outputs = dict[str, np.ndarray]
 def _reported_tensors(graph: Graph) -> list[str]:
     """The tensors whose SQNR the per-layer rows use: the model input and each op's first output, in
     graph order (energies of any other tensor would be summed and never read)."""
-    seen = {graph.inputs[0]: None}
+    seen = {graph.inputs[0]: None} if graph.inputs[0] not in graph.input_dtypes else {}  # integer inputs: as given
     for op in graph.ops:
         if op.outputs:
             seen.setdefault(op.outputs[0], None)
@@ -363,7 +374,7 @@ def evaluate_held_out(graph: Graph, float_sess, runners: dict[str, Callable[[np.
     name = graph.inputs[0]
     outs: dict[str, dict[str, list[np.ndarray]]] = {k: {o: [] for o in graph.outputs} for k in ["float", *runners]}
     for xi in x:
-        xi = xi.reshape(graph.source_shape(name)).astype(np.float32)
+        xi = xi.reshape(graph.source_shape(name)).astype(np.int32 if name in graph.input_dtypes else np.float32)
         x_ir = graph.to_ir_layout(name, xi)
         fv = run_float(float_sess, graph, x_ir, only=graph.outputs)
         for o in graph.outputs:

@@ -689,42 +689,59 @@ for path, backend in jobs:
 """
 
 
-def run_jobs(jobs: list[tuple[str, str]], limit: int = ADDRESS_SPACE_LIMIT) -> list[dict]:
-    """Run (path, backend) loads in worker subprocesses; a dead or hung worker is replaced."""
+def run_in_workers(worker: str, items: list[str], args: tuple[str, ...] = (), env: Optional[dict[str, str]] = None,
+                   per_item_timeout: float = PER_FILE_TIMEOUT_S) -> list[dict]:
+    """Hand each of ``items`` (one line of text each) to ``python -c worker LISTING *args``, which prints one
+    JSON line per item, in order; return those results.
+
+    A worker that hangs (no line within ``per_item_timeout``, or ``WORKER_START_TIMEOUT_S`` for its first
+    item, which also pays for the imports) is killed and its item counted ``{"status": "hang"}``; one that dies
+    ``{"status": "signal" | "died", "rc": ...}``; a new worker takes the items left. The list goes through a
+    file, not stdin, so neither side can block on a full pipe, and the output is read unbuffered
+    (``os.read``), so a line that has arrived is never taken for a hang while it waits in a read-ahead buffer.
+    """
     results: list[dict] = []
-    todo = list(jobs)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    todo = list(items)
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     while todo:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write("".join(f"{p}\t{b}\n" for p, b in todo))
+            f.write("".join(f"{item}\n" for item in todo))
             listing = f.name
-        proc = subprocess.Popen([sys.executable, "-c", WORKER, listing, str(limit)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        proc = subprocess.Popen([sys.executable, "-c", worker, listing, *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, env=env)
         assert proc.stdout is not None
-        done = 0
+        fd, pending, done = proc.stdout.fileno(), b"", 0
         while done < len(todo):
-            ready, _, _ = select.select([proc.stdout], [], [],
-                                        WORKER_START_TIMEOUT_S if done == 0 else PER_FILE_TIMEOUT_S)
+            if b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                results.append(json.loads(line))
+                done += 1
+                continue
+            ready, _, _ = select.select([fd], [], [], WORKER_START_TIMEOUT_S if done == 0 else per_item_timeout)
             if not ready:
                 proc.kill()
                 proc.wait()
                 results.append({"status": "hang"})
                 done += 1
                 break
-            line = proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
                 rc = proc.wait()
                 results.append({"status": "signal" if rc < 0 else "died", "rc": rc})
                 done += 1
                 break
-            results.append(json.loads(line))
-            done += 1
+            pending += chunk
         else:
             proc.wait()
         proc.stdout.close()
         os.unlink(listing)
         todo = todo[done:]
     return results
+
+
+def run_jobs(jobs: list[tuple[str, str]], limit: int = ADDRESS_SPACE_LIMIT) -> list[dict]:
+    """Run (path, backend) loads in worker subprocesses; a dead or hung worker is replaced."""
+    return run_in_workers(WORKER, [f"{p}\t{b}" for p, b in jobs], (str(limit),))
 
 
 def make_mutants(seeds: dict[str, bytes], n_tflite: int, n_onnx: int, out_dir: Path, seed: int = 0,

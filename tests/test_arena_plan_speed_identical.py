@@ -343,15 +343,18 @@ def _bad_fc(tmp: Path, name: str, wscale: float | np.ndarray, out_scale: float, 
         [T((3, 12), scale=out_scale, zp=-9)], fc, version=5)
 
 
-@pytest.mark.parametrize("case,plan_error,load_words", [
-    ("hybrid_scales", ValueError, "could not be broadcast together with shapes (12,20) (3,1)"),
-    ("bias_size", ValueError, "could not be broadcast together with shapes (12,) (5,) (12,)"),
-    ("zero_out_scale", ZeroDivisionError, "ZeroDivisionError: float division by zero"),
-    ("inf_scale", OverflowError, "OverflowError: cannot convert float infinity to integer"),
+@pytest.mark.parametrize("case,plan_error,load_error,words", [
+    ("hybrid_scales", "ModelFormatError", "ModelFormatError", "tensor 1 ('t1') has 3 scales for 12 channels"),
+    ("bias_size", "ArenaPlanError", "UnsupportedModelError", "bias 't2' has 5 values for 12 output channels"),
+    ("zero_out_scale", "ModelFormatError", "ModelFormatError", "tensor 3 ('t3') with a zero or negative scale"),
+    ("inf_scale", "ModelFormatError", "ModelFormatError", "tensor 1 ('t1') has a non-finite quantization scale"),
 ])
-def test_bad_output_stages_fail_as_before(tmp_path, case, plan_error, load_words):
+def test_bad_output_stages_are_refused_in_one_line(tmp_path, case, plan_error, load_error, words):
+    """Malformed output stages reach neither numpy nor the multiplier arithmetic: the arena planner and the
+    interpreter refuse them with the project's errors (they raised numpy's broadcast ValueError,
+    ZeroDivisionError and OverflowError to library callers), naming the tensor."""
     from edge_runtime.backends.micro.interpreter import Interpreter
-    from edge_runtime.errors import UnsupportedModelError
+    from edge_runtime.errors import EdgeRuntimeError
 
     path = {
         "hybrid_scales": lambda: _bad_fc(tmp_path, "a.tflite", np.array([0.01, 0.02, 0.03]), 0.3, 12, hybrid=True),
@@ -359,9 +362,7 @@ def test_bad_output_stages_fail_as_before(tmp_path, case, plan_error, load_words
         "zero_out_scale": lambda: _bad_fc(tmp_path, "c.tflite", 0.01, 0.0, 12),
         "inf_scale": lambda: _bad_fc(tmp_path, "d.tflite", np.array([0.01] * 11 + [np.inf]), 0.3, 12),
     }[case]()
-    model = TFLiteModel.open(path)
-    with pytest.raises(plan_error):
-        plan_arena(model)
-    with pytest.raises(UnsupportedModelError) as exc:
-        Interpreter(model)
-    assert load_words in str(exc.value)
+    for run, expected in ((plan_arena, plan_error), (Interpreter, load_error)):
+        with pytest.raises(EdgeRuntimeError) as exc:
+            run(TFLiteModel.open(path))
+        assert type(exc.value).__name__ == expected and words in str(exc.value) and "\n" not in str(exc.value)

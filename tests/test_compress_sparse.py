@@ -19,6 +19,7 @@ from converters.compress.quality import measure, outputs_of, runtime_runner
 from converters.compress.sparse import encode_blocks, sparsify_tflite
 from converters.pipeline import import_model
 from edge_runtime.errors import UnsupportedModelError
+from alloc_probe import traced_allocations
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "converters" / "data" / "digits_cnn.onnx"
@@ -147,23 +148,18 @@ def test_ad01_pruned_to_half_keeps_the_anomaly_score_and_shrinks_flash(mlperf_mo
 
 
 def test_sparse_kernels_allocate_nothing_in_steady_state(digits_pruned, monkeypatch):
-    import tracemalloc
 
     _, _, _, forced = digits_pruned
     m = edge_runtime.load(forced, backend="micro", workspace_limit=4096)  # several groups, empty rows
     it = m.interpreter
     assert {"SparseFullyConnected", "SparseConv1x1"} <= {type(k).__name__ for k in it.kernels}
     q = m.inputs[0].quantize(np.load(HELD)["x"][0].reshape(1, 8, 8, 1))
-    for _ in range(20):
+
+    def step() -> None:
         it.set_input(0, q)
         it.invoke()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    for _ in range(1000):
-        it.set_input(0, q)
-        it.invoke()
-    grown = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
+
+    grown, _ = traced_allocations(step, 1000, warmup=20)
     assert grown < 4096, grown  # no growth over 1000 invokes (numpy's transient buffers are freed)
 
 

@@ -9,11 +9,6 @@ a clean EdgeRuntimeError, never a signal or a hang.
 """
 from __future__ import annotations
 
-import json
-import os
-import select
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +19,6 @@ from edge_runtime.formats.tflite import TFLiteModel
 MUTANTS_PER_MODEL = 32  # 9 models -> 288 TFLite files, plus the ONNX set
 ONNX_MUTANTS = 64
 PER_FILE_TIMEOUT_S = 30.0
-WORKER_START_TIMEOUT_S = 120.0  # the first file also pays for importing numpy and the runtimes
 
 WORKER = r"""
 import json, sys
@@ -114,45 +108,12 @@ def _onnx_seed_model() -> bytes:
 
 def run_worker_pool(paths: list[str]) -> dict[str, dict]:
     """Load every path in worker subprocesses; restart after a crash or a hang. Returns path -> result."""
-    import tempfile
+    from fuzz_structure import run_in_workers
 
-    results: dict[str, dict] = {}
-    todo = list(paths)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    while todo:
-        # The file list goes through a file, not stdin, so neither side can block on a full pipe.
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write("\n".join(todo) + "\n")
-            listing = f.name
-        proc = subprocess.Popen([sys.executable, "-c", WORKER, listing], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        assert proc.stdout is not None
-        done = 0
-        while done < len(todo):
-            timeout = WORKER_START_TIMEOUT_S if done == 0 else PER_FILE_TIMEOUT_S
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            if not ready:
-                proc.kill()
-                proc.wait()
-                results[todo[done]] = {"status": "hang"}
-                done += 1
-                break
-            line = proc.stdout.readline()
-            if not line:
-                rc = proc.wait()
-                results[todo[done]] = {"status": "signal" if rc < 0 else "died", "rc": rc}
-                done += 1
-                break
-            res = json.loads(line)
-            assert res["path"] == todo[done]
-            results[todo[done]] = res
-            done += 1
-        else:
-            proc.wait()
-        proc.stdout.close()
-        os.unlink(listing)
-        todo = todo[done:]
-    return results
+    results = run_in_workers(WORKER, list(paths), per_item_timeout=PER_FILE_TIMEOUT_S)
+    for path, res in zip(paths, results):
+        assert res.get("path", path) == path, (path, res)
+    return dict(zip(paths, results))
 
 
 def test_fuzz_mutated_models_never_crash(mlperf_models, tmp_path):

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import EdgeRuntimeError
+from alloc_probe import traced_allocations
 
 pytest.importorskip("ai_edge_litert")
 schema = fz._schema()
@@ -388,7 +389,6 @@ def _table(sp: Any) -> Any:
 def test_densify_bounds_its_work_by_what_the_file_stores() -> None:
     """Dimension metadata that claim 2^28 storage positions (a 256 MiB int8 tensor, within the decode limit)
     for 32 stored values are refused before the traversal allocates its index arrays."""
-    import tracemalloc
 
     from edge_runtime.formats.tflite_sparsity import SparsityError, densify
 
@@ -396,13 +396,12 @@ def test_densify_bounds_its_work_by_what_the_file_stores() -> None:
     sp.dimMetadata[0].denseSize = 1 << 14
     sp.dimMetadata[1].denseSize = 1 << 14
     table = _table(sp)
-    tracemalloc.start()
-    try:
+
+    def refused() -> None:
         with pytest.raises(SparsityError, match="positions"):
             densify(table, (1 << 14, 1 << 14), values)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+
+    _, peak = traced_allocations(refused, 1)
     assert peak < 1 << 20, peak
 
 

@@ -182,24 +182,45 @@ def test_input_value_flag_on_the_cli(tmp_path: Path) -> None:
         assert all(w in r.stderr for w in words), r.stderr
 
 
-def test_integer_data_input_is_refused_without_suggesting_a_setting(tmp_path: Path) -> None:
-    """magika's pattern: an int32 byte sequence one-hot encoded into a MatMul. Not a setting (2048 values):
-    one line saying integer data inputs are not supported, without suggesting --input-value."""
+def test_integer_data_input_indexes_a_table_and_arithmetic_on_it_is_refused(tmp_path: Path) -> None:
+    """magika's pattern: an int32 byte sequence one-hot encoded (Equal against a vocabulary) into a MatMul.
+    It imports as a GATHER of the matrix rows indexed by the bytes, equal to onnxruntime on the original
+    model; the same input used in arithmetic is refused in one line naming the op, without suggesting
+    --input-value (2048 values are data, not a setting)."""
+    import onnxruntime as ort
+
+    from converters.calibrate import float_session, run_float
     from converters.importers.onnx import import_onnx
 
-    nodes = [helper.make_node("Unsqueeze", ["bytes", "ax2"], ["b3"]),
-             helper.make_node("Equal", ["b3", "vocab"], ["hot"]),
-             helper.make_node("Cast", ["hot"], ["hotf"], to=TensorProto.FLOAT),
-             helper.make_node("MatMul", ["hotf", "E"], ["emb"]),
-             helper.make_node("ReduceMax", ["emb"], ["out"], axes=[1], keepdims=0)]
-    inits = [numpy_helper.from_array(np.array([2], np.int64), "ax2"),
-             numpy_helper.from_array(np.arange(257, dtype=np.int32), "vocab"), _w("E", 257, 8)]
-    m = _model(nodes, [helper.make_tensor_value_info("bytes", TensorProto.INT32, [1, 2048])],
-               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8])], inits)
+    def bytes_model(arith: bool) -> onnx.ModelProto:
+        nodes = [helper.make_node("Unsqueeze", ["bytes", "ax2"], ["b3"]),
+                 helper.make_node("Equal", ["b3", "vocab"], ["hot"]),
+                 helper.make_node("Cast", ["hot"], ["hotf"], to=TensorProto.FLOAT),
+                 helper.make_node("MatMul", ["hotf", "E"], ["emb"]),
+                 helper.make_node("ReduceMax", ["emb"], ["out"], axes=[1], keepdims=0)]
+        if arith:
+            nodes[-1:] = [helper.make_node("Cast", ["bytes"], ["bf"], to=TensorProto.FLOAT, name="bytes_as_float"),
+                          helper.make_node("ReduceMax", ["emb"], ["m"], axes=[1], keepdims=0),
+                          helper.make_node("ReduceMean", ["bf"], ["mb"], axes=[1], keepdims=1),
+                          helper.make_node("Add", ["m", "mb"], ["out"])]
+        inits = [numpy_helper.from_array(np.array([2], np.int64), "ax2"),
+                 numpy_helper.from_array(np.arange(257, dtype=np.int32), "vocab"), _w("E", 257, 8)]
+        return _model(nodes, [helper.make_tensor_value_info("bytes", TensorProto.INT32, [1, 2048])],
+                      [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8])], inits, opset=13)
+
+    m = bytes_model(False)
+    graph = import_onnx(m, name="bytes_model")
+    gathers = [op for op in graph.ops if op.kind == "GATHER"]
+    assert graph.input_dtypes == {"bytes": "int32"} and len(gathers) == 1
+    x = np.random.default_rng(0).integers(0, 257, (1, 2048)).astype(np.int32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"bytes": x})[0]
+    got = run_float(float_session(graph), graph, x)[graph.outputs[0]]
+    assert np.allclose(got.reshape(ref.shape), ref, rtol=1e-6, atol=1e-6)
+
     with pytest.raises(UnsupportedModelError) as e:
-        import_onnx(m, name="bytes_model")
+        import_onnx(bytes_model(True), name="bytes_model")
     msg = str(e.value)
-    assert "input 'bytes' is int32 data of shape 1x2048" in msg and "--input-value" not in msg and "\n" not in msg
+    assert "input 'bytes'" in msg and "bytes_as_float" in msg and "--input-value" not in msg and "\n" not in msg
 
 
 # ---------------------------------------------------------------- a streaming state input

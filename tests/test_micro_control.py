@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from tflite_builder import (
     ModelBuilder,
     T,
-    assert_close,
     assert_exact,
     opts,
     random_input,
@@ -123,16 +122,14 @@ zps = st.integers(-20, 20)
 
 
 def _check(path: Path, sets: list, dtype: str) -> None:
-    if dtype == "float32":
-        assert_close(path, sets)
-    else:
-        assert_exact(path, sets)
+    """Every type bit-exact: the float bodies here (ADD/SUB/MUL) are exact on micro, and control flow copies."""
+    assert_exact(path, sets)
 
 
 TYPES = [pytest.param("int8", marks=pytest.mark.parity("IF", "int8")),
          pytest.param("int16", marks=pytest.mark.parity("IF", "int16")),
          pytest.param("int32", marks=pytest.mark.parity("IF", "int32")),
-         pytest.param("float32", marks=pytest.mark.parity("IF", "float32", "close"))]
+         pytest.param("float32", marks=pytest.mark.parity("IF", "float32"))]
 
 
 @pytest.mark.parametrize("dtype", TYPES)
@@ -151,7 +148,7 @@ def test_if_matches_tflm(tmp_path_factory, dtype, shape, sc, zp, ops, seed):
 WTYPES = [pytest.param("int8", marks=pytest.mark.parity("WHILE", "int8")),
           pytest.param("int16", marks=pytest.mark.parity("WHILE", "int16")),
           pytest.param("int32", marks=pytest.mark.parity("WHILE", "int32")),
-          pytest.param("float32", marks=pytest.mark.parity("WHILE", "float32", "close"))]
+          pytest.param("float32", marks=pytest.mark.parity("WHILE", "float32"))]
 
 
 @pytest.mark.parametrize("dtype", WTYPES)
@@ -419,7 +416,7 @@ def nested_model(path: Path, dtype: str, shape, n_iter: int, half: int, seed: in
     return mb.write(path)
 
 
-NTYPES = [pytest.param(d, marks=[pytest.mark.parity(op, d, *(("close",) if d == "float32" else ()))
+NTYPES = [pytest.param(d, marks=[pytest.mark.parity(op, d)
                                  for op in ("WHILE", "IF", "CALL_ONCE", "READ_VARIABLE", "ASSIGN_VARIABLE")])
           for d in ("int8", "float32")]
 
@@ -442,13 +439,10 @@ def test_nested_control_flow_with_state_matches_tflm(tmp_path_factory, dtype, sh
         for g, e in zip(got, expect):
             for a, b in zip(g, e):
                 assert a.dtype == b.dtype and a.shape == b.shape
-                if dtype == "float32":
-                    assert np.allclose(a, b, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(b).max())))
-                else:
-                    assert np.array_equal(a, b)
+                assert np.array_equal(a, b)
 
 
-@pytest.mark.parity("WHILE", "float32", "close")
+@pytest.mark.parity("WHILE", "float32")
 @pytest.mark.parametrize("n_iter", [0, 1, 2, 5])
 def test_while_with_pass_through_and_swapped_loop_variables(tmp_path, n_iter):
     """Body outputs that are body inputs: a bound passed through unchanged and two loop variables swapped
@@ -479,7 +473,7 @@ def test_while_with_pass_through_and_swapped_loop_variables(tmp_path, n_iter):
     p = mb.write(tmp_path / "swap.tflite")
     rng = np.random.default_rng(n_iter)
     sets = [[rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)] for _ in range(3)]
-    assert_close(p, sets)
+    assert_exact(p, sets)
     x, y = sets[0]
     for _ in range(n_iter):
         x, y = y, 2 * x

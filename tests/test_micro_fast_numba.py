@@ -341,3 +341,27 @@ def test_info_says_available_for_a_model_opened_with_fast_true(mlperf_models, mo
     assert {p["path"] for p in m.info["kernel_paths"] if p["name"] == "CONV_2D"} == {"numba"}
     plain = open_model(str(mlperf_models / "kws_ref_model.tflite"))
     assert plain.info["fast"]["available"] is False
+
+
+@pytest.mark.parametrize("shape,axes", [((1, 7, 7, 40), (1, 2)), ((3, 49, 64), (2,)), ((1, 50, 20, 3), (0, 1, 2, 3)),
+                                        ((5, 6, 7), (0,)), ((2, 9, 3, 4), (1, 2)), ((4, 30, 2), (1,))])
+@pytest.mark.parametrize("op", ["SUM", "MEAN"])
+def test_float_sum_mean_compiled_equals_numpy_and_tflm(tmp_path, op, shape, axes):
+    """Float32 SUM/MEAN over adjacent axes: the compiled sequential sum, the numpy path and
+    tflite-micro give the same bits (inputs that cancel: any other summation order would differ)."""
+    from tflite_builder import run_tflm
+
+    p = tmp_path / f"{op}.tflite"
+    out_shape = [s for d, s in enumerate(shape) if d not in axes]
+    ops.build(p, op, [ops.T(list(shape), "float32"), ops.T([len(axes)], "int32", data=np.array(axes, np.int32))],
+              [ops.T(out_shape, "float32")], ops.opts("ReducerOptions", keepDims=False))
+    rng = np.random.default_rng(len(shape) + sum(axes))
+    big = (rng.standard_normal(shape) * 1e5).astype(np.float32)
+    sets = [[np.where(rng.random(shape) < 0.5, big, -big)], [(rng.standard_normal(shape) * 3).astype(np.float32)]]
+    expect = run_tflm(p, sets)
+    for path in PATHS:
+        with kernel_path(path):
+            m = open_model(str(p))
+        assert m.info["kernel_paths"][0]["path"] == path
+        for xs, e in zip(sets, expect):
+            assert np.array_equal(m.run(xs)[0], e[0]), f"{path}: differs from tflite-micro"

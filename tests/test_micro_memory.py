@@ -6,8 +6,6 @@ plan from edge_runtime.arena.plan (offsets), the memory map of the model file
 """
 from __future__ import annotations
 
-import gc
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from edge_runtime.backends.micro import open_model
 from edge_runtime.backends.micro.memory_traits import make_op_memory
 from edge_runtime.formats.tflite import TFLiteModel
+from alloc_probe import traced_allocations
 
 # numpy 2.x allocates one iterator buffer (bufsize = 8192 elements, <= 64 KiB for int64)
 # inside ufunc calls whose operands broadcast (per-channel requantization, depthwise taps),
@@ -29,21 +28,7 @@ TFLM_HEAD = {"kws_ref_model": 16000, "vww_96_int8": 73728, "pretrainedResnet_qua
 
 def _measure(fn, n: int) -> tuple[int, int]:
     """(growth, peak above the start) of traced memory over ``n`` calls of ``fn``."""
-    for _ in range(20):
-        fn()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        for _ in range(20):
-            fn()
-        start = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(n):
-            fn()
-        end, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return end - start, peak - start
+    return traced_allocations(fn, n, warmup=20, traced_warmup=20)
 
 
 @pytest.mark.parametrize("name,in_place", [("kws_ref_model", True), ("kws_ref_model", False),

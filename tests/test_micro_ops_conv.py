@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tflite_builder import T, assert_close, assert_exact, assert_missing, build, opts
+from tflite_builder import T, assert_close, assert_exact, assert_missing, build, opts, run_micro, run_tflm
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -195,18 +195,51 @@ def test_max_pool_int8(tmp_path, g):
     assert_exact(_pool_model(tmp_path, "MAX_POOL_2D", g, "int8"), n=2, seed=g["seed"])
 
 
-@pytest.mark.parity("AVERAGE_POOL_2D", "float32", "close")
+#: Float32 values that stress a kernel's arithmetic: signed zeros, denormals, the extremes of the
+#: range (sums that overflow to inf), infinities, NaN, cancelling pairs.
+FLOAT_EXTREMES = np.array([0.0, -0.0, 1e-45, -1e-45, 3e-39, -3e-39, 3.4e38, -3.4e38, 3.0e38, np.inf, -np.inf,
+                           np.nan, 1e8, -1e8, 1.0, -1.0, 1e-7, 0.5], np.float32)
+
+
+def float_extreme_sets(shape: tuple, seed: int, n: int = 3) -> list[list[np.ndarray]]:
+    """``n`` input sets drawn from :data:`FLOAT_EXTREMES` (and cancelling random magnitudes)."""
+    rng = np.random.default_rng(seed)
+    sets = [[rng.choice(FLOAT_EXTREMES, size=shape).astype(np.float32)] for _ in range(n)]
+    big = (rng.standard_normal(shape) * 1e7).astype(np.float32)
+    sets.append([np.where(rng.random(shape) < 0.5, big, -big).astype(np.float32)])
+    return sets
+
+
+def assert_float_bits(path, sets) -> None:  # type: ignore[no-untyped-def]
+    """micro == tflite-micro bit for bit (NaN where NaN, the sign of zeros too), in-place on and off."""
+    expect = run_tflm(path, sets)
+    for in_place in (False, True):
+        for k, (g, e) in enumerate(zip(run_micro(path, sets, in_place), expect)):
+            a, b = g[0], e[0]
+            assert a.dtype == b.dtype and a.shape == b.shape
+            same = np.array_equal(a, b, equal_nan=True) and np.array_equal(np.signbit(a[~np.isnan(a)]),
+                                                                             np.signbit(b[~np.isnan(b)]))
+            assert same, f"set {k} (in_place={in_place}): {a.ravel()[:8]} vs tflite-micro {b.ravel()[:8]}"
+
+
+@pytest.mark.parity("AVERAGE_POOL_2D", "float32")
 @settings(SETTINGS, max_examples=60)
 @given(g=pool_geometry())
 def test_average_pool_float32(tmp_path, g):
-    assert_close(_pool_model(tmp_path, "AVERAGE_POOL_2D", g, "float32"), n=2, seed=g["seed"])
+    """Sequential float32 window sums, the division, the clamp: bit-exact, extreme values included."""
+    p = _pool_model(tmp_path, "AVERAGE_POOL_2D", g, "float32")
+    assert_exact(p, n=2, seed=g["seed"])
+    assert_float_bits(p, float_extreme_sets((g["n"], g["h"], g["w"], g["c"]), g["seed"]))
 
 
-@pytest.mark.parity("MAX_POOL_2D", "float32", "close")
+@pytest.mark.parity("MAX_POOL_2D", "float32")
 @settings(SETTINGS, max_examples=60)
 @given(g=pool_geometry())
 def test_max_pool_float32(tmp_path, g):
-    assert_close(_pool_model(tmp_path, "MAX_POOL_2D", g, "float32"), n=2, seed=g["seed"])
+    """TFLM's ``max < x`` scan (NaN skipped) and clamp: bit-exact, extreme values included."""
+    p = _pool_model(tmp_path, "MAX_POOL_2D", g, "float32")
+    assert_exact(p, n=2, seed=g["seed"])
+    assert_float_bits(p, float_extreme_sets((g["n"], g["h"], g["w"], g["c"]), g["seed"]))
 
 
 # ---------------------------------------------------------------------------- 16x8 (int16 activations, int8 weights)
@@ -278,3 +311,23 @@ def test_unsupported_weight_types_are_refused_in_one_line(tmp_path):
     with pytest.raises(UnsupportedModelError, match=r"CONV_2D.*filter tensor .* has type INT16") as info:
         open_model(str(p))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parity("AVERAGE_POOL_2D", "float32")
+@pytest.mark.parametrize("shape,act", [((1, 7, 7, 64), 0), ((2, 33, 17, 5), 1), ((1, 64, 64, 16), 0), ((1, 1, 9, 3), 3)])
+def test_global_average_pool_float32(tmp_path, shape, act):
+    """A window covering the whole image (the sum as a blocked reduction over H, W): bit-exact with
+    tflite-micro on cancelling inputs, also with a 4 KiB workspace (many blocks)."""
+    from edge_runtime.backends.micro import open_model
+
+    n, h, w, c = shape
+    p = build(tmp_path / "gap.tflite", "AVERAGE_POOL_2D", [T(shape, "float32")], [T((n, 1, 1, c), "float32")],
+              opts("Pool2DOptions", padding=1, strideW=1, strideH=1, filterWidth=w, filterHeight=h,
+                   fusedActivationFunction=act))
+    rng = np.random.default_rng(h * w)
+    big = (rng.standard_normal(shape) * 1e5).astype(np.float32)
+    sets = [[np.where(rng.random(shape) < 0.5, big, -big).astype(np.float32)]]
+    assert_exact(p, sets)
+    m = open_model(str(p), workspace_limit=4096)
+    assert m.interpreter.kernels[0].global_sum
+    assert np.array_equal(m.run(sets[0])[0], run_tflm(p, sets)[0][0])

@@ -14,6 +14,7 @@ from edge_runtime.errors import InputError, UnsupportedModelError
 from edge_runtime.backends.micro import open_model
 from edge_runtime.formats.tflite import TFLiteModel
 from tflite_builder import T, build, opts, random_input, run_micro, tflm
+from alloc_probe import traced_allocations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -956,8 +957,6 @@ def _memory_cases() -> dict[str, tuple]:
 
 @pytest.mark.parametrize("op", sorted(_memory_cases()))
 def test_steady_state_invoke_does_not_allocate(tmp_path, op):
-    import gc
-    import tracemalloc
 
     ins, outs, o, special = _memory_cases()[op]
     p = tmp_path / "m.tflite"
@@ -970,24 +969,10 @@ def test_steady_state_invoke_does_not_allocate(tmp_path, op):
             it.set_input(i, x)
         it.invoke()
 
-    for _ in range(20):
-        step()
-    gc.collect()
-    gc.disable()  # garbage left for the cycle collector would count as growth
-    tracemalloc.start()
-    try:
-        for _ in range(200):  # numpy fills its small caches once, under tracing
-            step()
-        start = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(200):
-            step()
-        end, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        gc.enable()
-    assert end - start <= 4096, f"{op}: memory grew by {end - start} bytes over 200 invokes"
+    # numpy fills its small caches once, under tracing; garbage left for the cycle collector would count as growth
+    grown, peak = traced_allocations(step, 200, warmup=20, traced_warmup=200, gc_off=True)
+    assert grown <= 4096, f"{op}: memory grew by {grown} bytes over 200 invokes"
     # MIRROR_PAD with computed paddings rebuilds its index with broadcasting adds, where numpy uses its
     # transient iterator buffer (<= 8192 int64 elements, freed within the call; see interpreter.invoke).
     bound = 64 * 1024 + 8192 if op == "MIRROR_PAD" else 8192
-    assert peak - start <= bound, f"{op}: an invoke allocated {peak - start} bytes at its peak"
+    assert peak <= bound, f"{op}: an invoke allocated {peak} bytes at its peak"

@@ -4,7 +4,6 @@ References: a plain numpy sliding-window computation, scikit-learn's PCA and Fea
 """
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from edge_runtime.errors import ConfigError, InputError
 from edge_runtime.preprocess import build_preprocessor, load_config
 from edge_runtime.preprocess.sensor import FeatureHasher, fit_pca, murmurhash3_32, random_projection, save_pca
+from alloc_probe import traced_allocations
 
 RNG = np.random.default_rng(11)
 IMU = np.cumsum(RNG.normal(0, 1, (1000, 6)), axis=0) * np.array([1, 2, 3, 0.5, 0.1, 10])
@@ -113,19 +113,8 @@ def test_sensor_quantized_int8_output_and_zero_allocation() -> None:
     cfg = dict(BASE, quantize={"dtype": "int8", "scale": 0.05, "zero_point": 0})
     s = build_preprocessor(cfg)
     chunk = np.ascontiguousarray(IMU[:40])
-    for _ in range(20):
-        s.push(chunk)
-    tracemalloc.start()
-    try:
-        s.push(chunk)
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        for _ in range(500):
-            s.push(chunk)
-        cur, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert cur - base < 1024 and peak - base < 2048
+    grown, peak = traced_allocations(lambda: s.push(chunk), 500, warmup=20, traced_warmup=1)
+    assert grown < 1024 and peak < 2048, (grown, peak)
     assert s.windows.dtype == np.int8
 
 

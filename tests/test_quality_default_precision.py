@@ -20,6 +20,7 @@ from converters.pipeline import convert_model, import_model
 from converters.quality import default_precision as dp
 from converters.quantize import INT16_KINDS, op_key
 from converters.report import OnnxRunner, TFLiteRunner
+from torch_export import export_cases
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -86,14 +87,7 @@ def _inputs(n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):  # type: ignore[no-untyped-def]
     d = tmp_path_factory.mktemp("default_precision")
-    torch.manual_seed(0)
-    paths = {}
-    for name, (make, opset) in CASES.items():
-        m = make().eval()
-        paths[name] = d / f"{name}.onnx"
-        with torch.no_grad():
-            torch.onnx.export(m, (torch.from_numpy(_inputs(1, 0)[0]),), str(paths[name]), opset_version=opset,
-                              dynamo=False, input_names=["x"], output_names=["y"])
+    paths = export_cases(CASES, d, _inputs(1, 0)[0])
     np.save(d / "calib.npy", _inputs(32, 1))
     return paths, d / "calib.npy"
 

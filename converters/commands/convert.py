@@ -37,6 +37,9 @@ Calibration data (--calib): a .npy whose first axis is the sample (memory-mapped
 directory of .npy/.npz files, of int8 .bin files (give --bin-scale and --bin-zero-point), or of
 .wav/image files (give --preprocess, e.g. kws).
 Each sample has the model input's shape, with or without its leading batch 1.
+An integer model input (token ids, bytes, indices into an embedding, or one-hot encoded into a MatMul/Gemm)
+stays int32 in the .tflite (the .onnx keeps its type): give integer arrays (float arrays of whole numbers
+are cast); fractions, negative indices and indices beyond the table are refused.
 
 Exit codes: 0 converted and fits; 3 converted but over the profile's flash or RAM budget (the
 message says by how much and what would help), or --target-sqnr not met (the message gives each

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from edge_runtime.errors import BudgetExceededError, ConfigError
 
@@ -34,7 +35,9 @@ Kinds of pruning:
                           file runs on the litert and micro backends; for microcontroller
                           profiles also 1x1 convolutions and every block size (micro backend
                           only; TFLite Micro has no sparse kernels: deploy the dense file there).
-                          The summary says which backends run the sparse file.
+                          The summary says which backends run the sparse file. For microcontroller
+                          profiles (TFLite Micro) the dense pruned file is the deliverable: a note
+                          names it with its flash, and the command exits 3 when it does not fit.
   --structured            remove whole output channels of convolution and fully connected layers
                           and rewrite the layers that read them (depthwise convolutions, residual
                           adds, flatten, the next layer): fewer weights, a smaller arena, faster.
@@ -117,6 +120,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {res.report_path}")
     if res.chosen is None or (fit and not res.chosen.fits):
         raise BudgetExceededError(f"{res.model}: {res.stopped_because or 'no pruning level qualified'}")
+    _tflm_deliverable(res.chosen, profile, to_stderr=args.json)
     if not fit and max_drop is not None and res.chosen.drop is not None and res.chosen.drop > max_drop:
         raise BudgetExceededError(res.stopped_because)
     return 0
+
+
+def _tflm_deliverable(chosen: Any, profile: Any, to_stderr: bool) -> None:
+    """For a microcontroller profile, name the dense pruned file as what the device runs, with its flash.
+
+    TensorFlow Lite Micro has no sparse kernels and no DENSIFY, so a sparse .tflite is never the deliverable
+    there: the dense file is sized by :func:`converters.fit.fit_model` (as the device holds it) and a dense file
+    over the profile's budgets raises :class:`BudgetExceededError` (exit 3)."""
+    from device_profiles import load_profile
+
+    from converters.fit import fit_model
+
+    prof = load_profile(profile)
+    if not (prof.microcontroller or not prof.python) or chosen.sparse_path is None:
+        return
+    dense = fit_model(chosen.tflite_path, prof)
+    sparse_bytes = (chosen.sparse_report or {}).get("flash_after")
+    sparse_note = f"the sparse file's {sparse_bytes:,} B is" if sparse_bytes else "the sparse file is"
+    print(f"note: {prof.name} runs TensorFlow Lite Micro, which has no sparse kernels: deploy the dense file "
+          f"{chosen.tflite_path} (flash {dense.flash_bytes:,} B; {sparse_note} for the micro and LiteRT backends "
+          "on a host)", file=sys.stderr if to_stderr else sys.stdout)
+    if not dense.fits:
+        raise BudgetExceededError(f"{chosen.tflite_path}: the dense pruned file TensorFlow Lite Micro needs does not "
+                                  f"fit {prof.name}: flash {dense.flash_bytes:,} B of {dense.flash_budget_bytes:,} B, "
+                                  f"RAM {dense.ram_bytes:,} B of {dense.ram_budget_bytes:,} B")

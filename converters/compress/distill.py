@@ -226,9 +226,9 @@ def distill(teacher: "str | os.PathLike[str]", spec: "str | StudentSpec", data: 
         q = ispec.quantize(v) if ispec.quantized else v.astype(ispec.dtype)
         return ospec.dequantize(tm.run(q)[0]).reshape(-1)
 
-    from tqdm import tqdm
+    from edge_runtime.progress import track
 
-    soft = np.stack([teach(v) for v in tqdm(x_aug, desc="teacher outputs", disable=not progress, leave=False)])
+    soft = np.stack([teach(v) for v in track(x_aug, "teacher outputs", show=bool(progress))])
     tm.close()
     if loss == "auto":
         loss = "mse" if soft.shape[1] == int(np.prod(shape)) else "kd"
@@ -242,7 +242,7 @@ def distill(teacher: "str | os.PathLike[str]", spec: "str | StudentSpec", data: 
     tt = torch.from_numpy(logits_t.astype(np.float32))
     history: list[float] = []
     T = float(temperature)
-    for _ in tqdm(range(epochs), desc="distill", disable=not progress, leave=False):
+    for _ in track(range(epochs), "distill", show=bool(progress)):
         perm = torch.randperm(len(xt))
         total, n = 0.0, 0
         model.train()

@@ -61,10 +61,14 @@ class Candidate:
     sparsity: float
     removed_channels: dict[str, int] = field(default_factory=dict)
     sparse_report: Optional[dict] = None
+    #: the file the profile's runtime loads, whose size ``flash_bytes`` is: the sparse file, or the dense one
+    #: on microcontroller profiles (TensorFlow Lite Micro has no sparse kernels)
+    deploy_path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {"level": self.level, "kind": self.kind, "tflite": self.tflite_path, "sparse_tflite": self.sparse_path,
+                "deploy_tflite": self.deploy_path or self.tflite_path,
                 "flash_bytes": self.flash_bytes, "arena_bytes": self.arena_bytes, "ram_bytes": self.ram_bytes,
                 "fits": self.fits, "quality": self.quality.to_dict() if self.quality else None,
                 "drop_points": None if self.drop is None else round(self.drop, 4), "sparsity": round(self.sparsity, 4),
@@ -115,10 +119,14 @@ class CompressResult:
             lines.append(f"  after: flash {c.flash_bytes:,} B ({c.flash_bytes - b.flash_bytes:+,} B), arena "
                          f"{c.arena_bytes:,} B, {qs(c.quality)}"
                          + (f" (drop {c.drop:.3f} points)" if c.drop is not None else ""))
-            lines.append(f"  model: {c.sparse_path or c.tflite_path}")
-            if c.sparse_path and c.sparse_report:
+            deploy = c.deploy_path or c.sparse_path or c.tflite_path
+            lines.append(f"  model: {deploy}")
+            if c.sparse_path and c.sparse_report and deploy == c.sparse_path:
                 lines.append(f"  {runs_on_text(c.sparse_report.get('runs_on', []))}")
                 lines.append(f"  dense pruned file (runs everywhere): {c.tflite_path}")
+            elif c.sparse_path:
+                lines.append(f"  sparse file ({c.sparse_report.get('flash_after', 0) if c.sparse_report else 0:,} B; "
+                             f"the micro backend on a host, not TensorFlow Lite Micro): {c.sparse_path}")
         if self.stopped_because:
             lines.append(f"  {self.stopped_because}")
         return "\n".join(lines)
@@ -189,6 +197,7 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
         raise ConfigError(f"--max-drop must be >= 0, got {max_drop}")
     prof = load_profile(profile)
     for_litert = sparse_layout == "litert" or (sparse_layout == "auto" and profile_uses_litert(prof))
+    runs_tflm = prof.microcontroller or not prof.python  # the dense file is what such a profile deploys
     graph = import_model(model)
     if len(graph.inputs) != 1:
         raise ConfigError(f"{model}: pruning supports single-input models only")
@@ -227,13 +236,10 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
         result.chosen = baseline
         result.stopped_because = "the unpruned int8 model already fits the profile"
         return _finish(result, out)
-    import sys
-
-    from tqdm import tqdm
+    from edge_runtime.progress import track
 
     todo = [sparsity] if sparsity is not None else list(levels)
-    for level in tqdm(todo, desc=f"prune {graph.name}", unit="level", disable=not progress, file=sys.stderr,
-                      leave=False):
+    for level in track(todo, f"prune {graph.name}", unit="level", show=bool(progress)):
         tag = f"{kind}_{int(round(level * 100)):02d}"
         d = os.path.join(out, tag)
         pr: PruneResult = (channel_prune(graph, level) if structured
@@ -248,16 +254,17 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
             options.append((cq, conv_i, sub))
         _, conv, d = min(options, key=lambda o: o[0])
         fit = conv.fit
-        flash, sparse_path, sparse_rep = fit.flash_bytes, None, None
+        flash, sparse_path, sparse_rep, deploy = fit.flash_bytes, None, None, conv.tflite_path
         if not structured:
             sparse_path = os.path.join(d, f"{graph.name}_{tag}_int8_sparse.tflite")
             rep = sparsify_tflite(conv.tflite_path, sparse_path, litert=for_litert)
             sparse_rep = rep.to_dict()
-            flash = rep.flash_after
+            if not runs_tflm:  # TensorFlow Lite Micro has no sparse kernels: it holds the dense file
+                flash, deploy = rep.flash_after, sparse_path
         fits = flash <= prof.model_flash_budget_bytes and fit.ram_bytes <= prof.inference_ram_budget_bytes
         q = evaluate(conv.tflite_path)
         cand = Candidate(level, kind, conv.tflite_path, sparse_path, flash, fit.arena_bytes, fit.ram_bytes, fits, q,
-                         q.drop_from(base_q), pr.sparsity, pr.removed_channels, sparse_rep)
+                         q.drop_from(base_q), pr.sparsity, pr.removed_channels, sparse_rep, deploy)
         result.candidates.append(cand)
         if max_drop is not None and cand.drop is not None and cand.drop > max_drop:
             result.stopped_because = (f"stopped: pruning {level:.0%} ({kind}) costs {cand.drop:.3f} points, more than "

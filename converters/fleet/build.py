@@ -20,7 +20,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,12 +128,11 @@ def plan_jobs(fleet: Fleet, version: str, converter: str = DEFAULT_CONVERTER) ->
 
 def _progress(total: int, enabled: Optional[bool], desc: str = "converting",  # type: ignore[no-untyped-def]
               unit: str = "model"):
-    show = sys.stderr.isatty() if enabled is None else enabled
-    if not show or total == 0:
+    if total == 0:
         return None
-    from tqdm import tqdm
+    from edge_runtime.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+    return progress_bar(total, desc, show=enabled, unit=unit, leave=True)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:

@@ -100,11 +100,11 @@ def _place(src: Path, dest: Path) -> int:
 
 def _bar(total: int, desc: str):  # type: ignore[no-untyped-def]
     """A progress bar on a terminal for many files, else None."""
-    if total < 500 or not sys.stderr.isatty():
+    if total < 500:
         return None
-    from tqdm import tqdm
+    from edge_runtime.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr)
+    return progress_bar(total, desc, unit="file", leave=True)
 
 
 def stage(dist: Union[str, os.PathLike], http_root: Union[str, os.PathLike], base_url: str,

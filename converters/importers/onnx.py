@@ -31,6 +31,10 @@ QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMa
 InputShapes = Optional[dict[str, tuple[int, ...]]]
 #: a non-float input with at most this many elements is taken for a setting (``--input-value`` is suggested)
 SETTING_SIZE = 16
+#: ONNX integer element types accepted as model inputs (token ids, bytes, indices) -> numpy dtype name
+INTEGER_INPUTS = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 12: "uint32"}
+#: IR ops that read int32 index activations: (kind, input position)
+INTEGER_READERS = {("GATHER", 1), ("RESHAPE", 0)}
 
 
 def _prepare(model: Any, input_shapes: InputShapes, source: str, input_values: Any = None) -> Any:
@@ -112,6 +116,11 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (name or model.graph.name or "model")
     proto = _prepare(model, input_shapes, source, input_values)
     g = proto.graph
+    if any(vi.type.tensor_type.elem_type in INTEGER_INPUTS for vi in g.input):
+        from converters.importers.one_hot import rewrite_one_hot_products
+
+        rewrite_one_hot_products(proto)  # one-hot x matrix of integer data -> an embedding lookup
+        _refuse_non_index_inputs(g, source)
     shapes: dict[str, tuple[int, ...]] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         dims = vi.type.tensor_type.shape.dim
@@ -129,26 +138,25 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     for o in g.output:
         ctx.uses[o.name] = ctx.uses.get(o.name, 0) + 1
     real_inputs = [vi for vi in g.input if vi.name not in consts]
+    int_inputs: dict[str, str] = {}
     nhwc_inputs = _nhwc_inputs(g, [vi.name for vi in real_inputs], shapes)
     for vi in real_inputs:
         if vi.name not in shapes:
             raise UnsupportedModelError(f"{source}: input '{vi.name}' has no static shape; "
                                         f"give one with --input-shape {vi.name}=1x3x224x224")
         elem = vi.type.tensor_type.elem_type
-        if elem not in (1, 10, 11):  # FLOAT, FLOAT16, DOUBLE
+        if elem in INTEGER_INPUTS:  # token ids, bytes, indices: int32 in the IR, never quantized
+            int_inputs[vi.name] = INTEGER_INPUTS[elem]
+        elif elem not in (1, 10, 11):  # FLOAT, FLOAT16, DOUBLE
             from onnx import TensorProto
 
             kind = TensorProto.DataType.Name(elem).lower()
-            if int(np.prod(shapes[vi.name], dtype=np.int64)) <= SETTING_SIZE:
-                raise UnsupportedModelError(
-                    f"{source}: input '{vi.name}' is not a float tensor ({kind}); only float inputs can be "
-                    f"converted; if it is a setting (a sample rate, a flag), freeze it with "
-                    f"--input-value {vi.name}=VALUE")
             raise UnsupportedModelError(
-                f"{source}: input '{vi.name}' is {kind} data of shape {'x'.join(map(str, shapes[vi.name]))} (token "
-                f"ids, bytes, indices); only float data inputs can be converted: export the model from its first "
-                f"float tensor (e.g. after the embedding or one-hot)")
+                f"{source}: input '{vi.name}' is not a float or integer tensor ({kind}); only float and integer "
+                f"(token ids, bytes, indices) inputs can be converted; if it is a setting (a flag), freeze it with "
+                f"--input-value {vi.name}=VALUE")
         ctx.output(None, vi.name, shapes[vi.name] if vi.name in nhwc_inputs else nhwc(shapes[vi.name]))
+    ctx.int_inputs = set(int_inputs)
     for node in g.node:
         if node.op_type == "Transpose" and node.input[0] in nhwc_inputs:
             ctx.alias[node.output[0]] = node.input[0]  # the NHWC input already is this NCHW tensor's IR form
@@ -165,12 +173,13 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
         inputs=[vi.name for vi in real_inputs], outputs=outputs,
         input_layouts={vi.name: "NHWC" if vi.name in nhwc_inputs else "NCHW"
                        for vi in real_inputs if len(shapes[vi.name]) == 4},
-        source_format="onnx",
+        source_format="onnx", input_dtypes=int_inputs,
     )
     _copy_shared_outputs(graph)
     graph = simplify(legalize(fuse_activations(simplify(lower_for_micro(graph)))))
     requantize_fixed_inputs(graph)
     _restore_output_names(graph, [o.name for o in g.output])
+    check_integer_uses(graph, source)
     return graph
 
 
@@ -217,6 +226,86 @@ def requantize_fixed_inputs(graph: Graph) -> None:
             graph.ops.insert(graph.ops.index(op), Op("ADD", [name, zero], [out], {"act": "NONE"},
                                                      name=f"{op.name}/requantize{k}"))
             op.inputs[k] = out
+
+
+#: ONNX ops an integer input may pass through on its way to a lookup (the values stay the same indices)
+_INDEX_PASS = ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast")
+
+
+def _first_non_index_use(g: Any, name: str) -> Optional[Any]:
+    """The first ONNX node that reads integer input ``name`` (or a reshape/cast of it) other than as the
+    indices of a Gather from a constant table; None when every use is such a lookup."""
+    consts = {i.name for i in g.initializer}
+    frontier, seen = [name], set()
+    while frontier:
+        t = frontier.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        for n in g.node:
+            if t not in n.input:
+                continue
+            if n.op_type == "Gather" and list(n.input).index(t) == 1 and n.input[0] in consts:
+                continue
+            if n.op_type in _INDEX_PASS and n.input[0] == t and (n.op_type != "Cast" or any(
+                    a.name == "to" and a.i in INTEGER_INPUTS for a in n.attribute)):
+                frontier.extend(n.output)
+                continue
+            return n
+    return None
+
+
+def _refuse_non_index_inputs(g: Any, source: str) -> None:
+    """One line for an integer input that is not only the indices of constant-table lookups: a small one is
+    taken for a setting (``--input-value`` is suggested), a larger one names the op reading it."""
+    consts = {i.name for i in g.initializer}
+    for vi in g.input:
+        if vi.name in consts or vi.type.tensor_type.elem_type not in INTEGER_INPUTS:
+            continue
+        node = _first_non_index_use(g, vi.name)
+        if node is None:
+            continue
+        kind = INTEGER_INPUTS[vi.type.tensor_type.elem_type]
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if int(np.prod(dims, dtype=np.int64)) <= SETTING_SIZE:
+            raise UnsupportedModelError(
+                f"{source}: input '{vi.name}' is not a float tensor ({kind}); only float inputs and integer "
+                f"indices into a table can be converted; if it is a setting (a sample rate, a flag), freeze it "
+                f"with --input-value {vi.name}=VALUE")
+        raise UnsupportedModelError(
+            f"{source}: input '{vi.name}' is {kind} data of shape {'x'.join(map(str, dims))} read by node "
+            f"'{node.name or node.output[0]}' ({node.op_type}); integer inputs (token ids, bytes, indices) can "
+            f"only index a constant table (Gather/embedding, or OneHot followed by MatMul/Gemm); export the model "
+            f"from its first float tensor otherwise")
+
+
+def check_integer_uses(graph: Graph, source: str) -> None:
+    """Refuse (one line) an integer input whose values reach an op other than an index lookup.
+
+    Integer inputs stay int32 in the converted model: they may be reshaped and used as the indices of a
+    GATHER from a constant table (an embedding, or a one-hot encoding followed by MatMul/Gemm, which the
+    importer rewrites into one); any other use would need arithmetic on indices, which int8 cannot hold.
+    """
+    from converters.ir import unquantized_tensors
+
+    ints = {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
+    roots: dict[str, str] = {name: name for name in graph.input_dtypes}
+    for op in graph.ops:
+        if op.kind == "RESHAPE" and op.inputs[0] in roots:
+            roots.update({o: roots[op.inputs[0]] for o in op.outputs})
+    for op in graph.ops:
+        for k, name in enumerate(op.inputs):
+            if name in roots and name in ints and (op.kind, k) not in INTEGER_READERS:
+                root = roots[name]
+                raise UnsupportedModelError(
+                    f"{source}: input '{root}' ({graph.input_dtypes[root]} token ids/indices) reaches op "
+                    f"'{op.name or op.outputs[0]}' ({op.kind}); integer inputs can only index a constant table "
+                    f"(Gather/embedding, or OneHot followed by MatMul/Gemm); if '{root}' is a setting, freeze it "
+                    f"with --input-value {root}=VALUE")
+    for name in graph.outputs:
+        if name in roots:
+            raise UnsupportedModelError(f"{source}: output '{name}' is the integer input '{roots[name]}' itself; "
+                                        "nothing to convert")
 
 
 def _restore_output_names(graph: Graph, names: list[str]) -> None:

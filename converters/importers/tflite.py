@@ -37,6 +37,8 @@ from edge_runtime.formats.tflite_check import check_tflite_model
 from edge_runtime.formats.tflite_fold import fold_weight_decoders
 
 SUPPORTED = tuple(sorted(k for k in REGISTRY if k not in CUSTOM_REWRITES)) + ("DEQUANTIZE",)
+#: integer input types of a float model taken as indices (token ids, bytes) -> numpy dtype name
+INTEGER_INPUTS = {"INT32": "int32", "INT64": "int64"}
 
 
 def _checked_and_folded(model: TFLiteModel) -> TFLiteModel:
@@ -53,13 +55,18 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
     if len(model.subgraphs) != 1:
         raise UnsupportedModelError(f"{p}: models with {len(model.subgraphs)} subgraphs are not supported")
     sg = model.main
+    int_inputs: dict[str, str] = {}
     for i in sg.inputs:
         t = sg.tensors[i]
+        if t.type_name in INTEGER_INPUTS and any(sg.tensors[j].type_name == "FLOAT32" for j in sg.outputs):
+            int_inputs[t.name] = INTEGER_INPUTS[t.type_name]  # token ids, bytes, indices into a table
+            continue
         if t.type_name != "FLOAT32":
             raise UnsupportedModelError(
                 f"{p}: input '{t.name}' is {t.type_name}; this model is already quantized. "
                 "Give the float (or hybrid) model to the converter")
     ctx = TFLiteContext(p, sg)
+    int_names = {ctx.name(i) for i in sg.inputs if sg.tensors[i].name in int_inputs}
     for op in sg.operators:
         kind = op.name
         if kind == "DEQUANTIZE":
@@ -72,8 +79,12 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
         if handler is None:
             what = "custom op" if op.opcode.builtin_code == 32 else "op"
             raise ctx.err(op, f"{what} '{kind}' is not supported; supported ops: {', '.join(SUPPORTED)}")
+        int_reshape = kind in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS") and ctx.name(op.inputs[0]) in int_names
+        if int_reshape:
+            int_names.update(ctx.name(o) for o in op.outputs)
         for o in op.outputs:
-            if sg.tensors[o].type_name != "FLOAT32" and kind not in RAW_OUTPUT_KINDS + FOLDED:  # indices, masks
+            if (sg.tensors[o].type_name != "FLOAT32" and kind not in RAW_OUTPUT_KINDS + FOLDED  # indices, masks
+                    and not int_reshape):
                 raise ctx.err(op, f"output is {sg.tensors[o].type_name}; only float activations can be converted")
         try:
             handler(ctx, op)
@@ -83,5 +94,12 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
             raise ctx.err(op, f"cannot import this operator ({type(exc).__name__}: {exc})") from None
     graph = Graph(name=os.path.splitext(os.path.basename(p))[0], tensors=ctx.tensors, ops=ctx.ops,
                   inputs=[ctx.name(i) for i in sg.inputs], outputs=[ctx.name(i) for i in sg.outputs],
-                  input_layouts={ctx.name(i): "NHWC" for i in sg.inputs}, source_format="tflite")
-    return simplify(legalize(fuse_activations(lower_for_micro(graph))))
+                  input_layouts={ctx.name(i): "NHWC" for i in sg.inputs}, source_format="tflite",
+                  input_dtypes={ctx.name(i): int_inputs[sg.tensors[i].name] for i in sg.inputs
+                                if sg.tensors[i].name in int_inputs})
+    graph = simplify(legalize(fuse_activations(lower_for_micro(graph))))
+    if graph.input_dtypes:
+        from converters.importers.onnx import check_integer_uses
+
+        check_integer_uses(graph, p)
+    return graph

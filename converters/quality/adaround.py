@@ -25,7 +25,6 @@ output's SQNR moves between -0.7 and +1.3 dB, so it stays off by default (``--ad
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
@@ -228,9 +227,9 @@ def round_layer(p: Problem, iterations: int = ITERATIONS, seed: int = 0,
 
 
 def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm import tqdm
+    from edge_runtime.progress import progress
 
-    return tqdm(total=total, desc="AdaRound", disable=not enabled, file=sys.stderr, leave=False)
+    return progress(total, "AdaRound", show=enabled)
 
 
 def adaround(graph: Graph, plan: QuantPlan, float_sess: Any, samples: Iterable[np.ndarray], *,

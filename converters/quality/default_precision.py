@@ -16,6 +16,10 @@ every op in int8. Two rules, each with the reason the report gives (``quantizati
   InstanceNormalization and for torch's ReduceMean/Sub/Pow/Sqrt/Div decomposition. Int16 where every op of
   the chain has an int16 kernel; otherwise a float island (DEQUANTIZE -> float ops -> QUANTIZE) on profiles
   with an OS; int8 on microcontrollers (MEAN and RSQRT have no int16 kernel in TFLite Micro and LiteRT).
+  The moments form (:data:`LAYER_NORM_MOMENTS`, :func:`moments_layer_norm_chains`), variance
+  ``mean(x*x) - mean(x)^2`` as jax/flax writes it (magika), gets the same treatment: in int8 that SUB
+  cancels (magika: 15 dB, its RSQRT -8.5 dB; held-out -0.2 -> 18.8 dB with the float island on rpi4-4gb,
+  ``python -m benchmarks.real_models_onnx --models "magika standard_v3_3"``).
 - **Magnitudes** (:data:`MAGNITUDE`): ``sqrt(a^2 + b^2)`` (a spectrum's magnitude, as silero-vad computes
   it after its STFT) and ``sqrt``/``rsqrt`` of a sum or mean of squares (an L2 norm). SQRT is already a
   float island (TFLite Micro has no int8 kernel); in int8 the squares before it keep 8 bits of a range
@@ -37,6 +41,7 @@ from converters.quantize import INT16_KINDS, QuantPlan, op_key
 POLICIES = ("auto", "int8")
 RECURRENCE = "{cell} recurrence: int16 as TFLM's integer LSTM"
 LAYER_NORM = "LayerNorm statistics: {how}"
+LAYER_NORM_MOMENTS = "LayerNorm statistics, moments form (variance E[x^2] - E[x]^2 cancels in int8): {how}"
 MAGNITUDE = "magnitude sqrt(sum of squares): float island with its SQRT (squares keep 8 bits of a squared " \
             "range; profile with an OS)"
 #: Which rules ``auto`` turns on (measured with ``python -m benchmarks.import_zoo`` and
@@ -151,6 +156,206 @@ def layer_norm_chains(graph: Graph) -> list[list[Op]]:
     return chains
 
 
+#: Ops a moments-form LayerNorm may pass its statistics through between the variance and the root
+#: (jax2tf: ``max(var, 0)`` and a broadcast RESHAPE before ``+ eps``).
+_PASS = ("RESHAPE", "MAXIMUM", "RELU", "ADD")
+
+
+def moments_layer_norm_chains(graph: Graph) -> list[list[Op]]:
+    """Every LayerNorm whose variance is computed from moments, ``E[x^2] - E[x]^2``, as jax/flax writes it.
+
+    Found by structure from each ``RSQRT`` (or ``SQRT`` read by a ``DIV``): back through RESHAPEs, constant
+    clamps (MAXIMUM with a constant, RELU) and at least one constant ADD (eps) to ``SUB(a, b)`` where ``a``
+    is the mean of ``x*x`` and ``b`` is ``mean(x) * mean(x)``, both means over the same ``x`` and axes (a
+    mean: ``MEAN``, or ``SUM`` times the constant ``1/n``; RESHAPEs between are followed). Then the
+    normalisation: ``(x - mean(x)) * r`` or ``(x - mean(x)) / sqrt(...)`` or ``x * r - mean(x) * r``, where
+    ``r`` is the root, optionally through RESHAPEs and a constant MUL (the scale folded in first); then at
+    most one constant MUL and one constant ADD, each the only reader of the previous value. Returns the
+    ops of each chain in graph order (squares, both means, variance, root, normalisation, scale, shift).
+    """
+    producers, consumers = graph.producers(), graph.consumers()
+    outputs = set(graph.outputs)
+    order = {id(op): k for k, op in enumerate(graph.ops)}
+
+    def const(name: str) -> bool:
+        return _is_const(graph, name)
+
+    def other(op: Op, name: str) -> str | None:
+        rest = [i for i in op.inputs if i != name]
+        return rest[0] if len(rest) == 1 and len(op.inputs) == 2 else None
+
+    def back(name: str) -> tuple[str, list[Op]]:
+        """``name`` traced back through RESHAPEs: the source tensor and the RESHAPEs."""
+        ops: list[Op] = []
+        op = producers.get(name)
+        while op is not None and op.kind == "RESHAPE":
+            ops.append(op)
+            name = op.inputs[0]
+            op = producers.get(name)
+        return name, ops
+
+    def axes_of(op: Op) -> tuple[int, ...] | None:
+        t = graph.tensors.get(op.inputs[0])
+        if t is None:
+            return None
+        rank = len(t.shape)
+        return tuple(sorted(int(a) % rank for a in op.attrs.get("axes", ()))) if rank else None
+
+    def mean_of(name: str) -> tuple[str, tuple[int, ...], list[Op]] | None:
+        """``name`` as a mean: (its input, normalised axes, the ops) or None."""
+        name, ops = back(name)
+        op = producers.get(name)
+        if op is None:
+            return None
+        if op.kind == "MEAN":
+            axes = axes_of(op)
+            return (op.inputs[0], axes, ops + [op]) if axes is not None else None
+        if op.kind != "MUL" or len(op.inputs) != 2:
+            return None
+        c = [i for i in op.inputs if const(i)]
+        if len(c) != 1 or graph.tensors[c[0]].data.size != 1:
+            return None
+        s, more = back(other(op, c[0]) or "")
+        total = producers.get(s)
+        if total is None or total.kind != "SUM":
+            return None
+        axes = axes_of(total)
+        if axes is None:
+            return None
+        shape = graph.tensors[total.inputs[0]].shape
+        n = int(np.prod([shape[a] for a in axes])) if axes else 1
+        k = float(graph.tensors[c[0]].data.reshape(-1)[0])
+        if n <= 0 or not np.isclose(k * n, 1.0, rtol=1e-4):
+            return None
+        return total.inputs[0], axes, ops + [op] + more + [total]
+
+    def squared(name: str) -> tuple[str, str, list[Op]] | None:
+        """``name`` as a product ``p * q`` (after RESHAPEs): (p, q, the ops) or None."""
+        name, ops = back(name)
+        op = producers.get(name)
+        if op is None or op.kind != "MUL" or len(op.inputs) != 2 or any(const(i) for i in op.inputs):
+            return None
+        return op.inputs[0], op.inputs[1], ops + [op]
+
+    def variance(sub: Op) -> tuple[str, tuple[int, ...], list[Op]] | None:
+        """``sub`` as ``mean(x*x) - mean(x)*mean(x)``: (x, axes, the ops) or None."""
+        if sub.kind != "SUB" or len(sub.inputs) != 2:
+            return None
+        ex2 = mean_of(sub.inputs[0])
+        if ex2 is None:
+            return None
+        sq = squared(ex2[0])
+        if sq is None or sq[0] != sq[1]:
+            return None
+        x, axes = sq[0], ex2[1]
+        m2 = squared(sub.inputs[1])
+        if m2 is None:
+            return None
+        ma, mb = mean_of(m2[0]), mean_of(m2[1])
+        if ma is None or mb is None or (ma[0], ma[1]) != (x, axes) or (mb[0], mb[1]) != (x, axes):
+            return None
+        return x, axes, [sub, *ex2[2], *sq[2], *m2[2], *ma[2], *mb[2]]
+
+    def only_reader(name: str) -> Op | None:
+        r = consumers.get(name, [])
+        return r[0] if len(r) == 1 and name not in outputs else None
+
+    def centred(name: str, x: str, axes: tuple[int, ...]) -> list[Op] | None:
+        """``name`` as ``x - mean(x)`` over ``axes``: the ops, or None."""
+        op = producers.get(name)
+        if op is None or op.kind != "SUB" or op.inputs[0] != x:
+            return None
+        m = mean_of(op.inputs[1])
+        return [op, *m[2]] if m is not None and (m[0], m[1]) == (x, axes) else None
+
+    def normalised(r: Op, x: str, axes: tuple[int, ...]) -> list[Op] | None:
+        """The ops from the root ``r`` to the normalised value (RESHAPEs, a folded scale, the MULs/SUB)."""
+        ops: list[Op] = []
+        s = r.outputs[0]
+        scaled = False
+        while True:
+            nxt = only_reader(s)
+            if nxt is None:
+                break
+            if nxt.kind == "RESHAPE":
+                ops.append(nxt)
+                s = nxt.outputs[0]
+            elif (r.kind == "RSQRT" and not scaled and nxt.kind == "MUL"
+                  and (o := other(nxt, s)) is not None and const(o)):
+                ops.append(nxt)
+                s = nxt.outputs[0]
+                scaled = True
+            else:
+                break
+        readers = [op for op in consumers.get(s, []) if s not in outputs]
+        if r.kind == "SQRT":  # (x - mean) / sqrt(var + eps)
+            if len(readers) == 1 and readers[0].kind == "DIV" and readers[0].inputs[1] == s:
+                c = centred(readers[0].inputs[0], x, axes)
+                if c is not None:
+                    return [*ops, *c, readers[0]]
+            return None
+        if len(readers) == 1 and readers[0].kind == "MUL":  # (x - mean) * r
+            d = other(readers[0], s)
+            c = centred(d, x, axes) if d is not None else None
+            if c is not None:
+                return [*ops, *c, readers[0]]
+            return None
+        if len(readers) == 2 and all(op.kind == "MUL" for op in readers):  # x * r - mean * r
+            by = {other(op, s): op for op in readers}
+            if x not in by or len(by) != 2:
+                return None
+            (mn, mop), = [(k, v) for k, v in by.items() if k != x]
+            m = mean_of(mn or "")
+            fin = only_reader(by[x].outputs[0])
+            if (m is None or (m[0], m[1]) != (x, axes) or fin is None or fin.kind != "SUB"
+                    or fin.inputs != [by[x].outputs[0], mop.outputs[0]] or only_reader(mop.outputs[0]) is not fin):
+                return None
+            return [*ops, *m[2], by[x], mop, fin]
+        return None
+
+    chains = []
+    for root in graph.ops:
+        if root.kind not in ("RSQRT", "SQRT"):
+            continue
+        pre: list[Op] = []
+        name = root.inputs[0]
+        op = producers.get(name)
+        eps = False
+        while op is not None and op.kind in _PASS and only_reader(op.outputs[0]) is not None:
+            if op.kind == "RESHAPE" or op.kind == "RELU":
+                name = op.inputs[0]
+            else:
+                c = [i for i in op.inputs if const(i)]
+                if len(c) != 1 or len(op.inputs) != 2:
+                    break
+                eps = eps or op.kind == "ADD"
+                name = other(op, c[0]) or ""
+            pre.append(op)
+            op = producers.get(name)
+        if not eps or op is None or only_reader(op.outputs[0]) is None:
+            continue
+        var = variance(op)
+        if var is None:
+            continue
+        x, axes, stats = var
+        norm = normalised(root, x, axes)
+        if norm is None:
+            continue
+        chain = [*stats, *pre, root, *norm]
+        last = norm[-1]
+        for kind in ("MUL", "ADD"):  # the affine scale and shift, when they only read the normalised value
+            y = last.outputs[0]
+            nxt = consumers.get(y, [])
+            if (y in outputs or len(nxt) != 1 or nxt[0].kind != kind
+                    or not any(const(i) for i in nxt[0].inputs if i != y)):
+                continue
+            chain.append(nxt[0])
+            last = nxt[0]
+        unique = {id(op): op for op in chain}
+        chains.append(sorted(unique.values(), key=lambda o: order[id(o)]))
+    return chains
+
+
 def magnitude_chains(graph: Graph) -> list[list[Op]]:
     """Every ``SQRT``/``RSQRT`` of ``a*a + b*b`` (each square the only reader of nothing else but the sum)
     or of a ``SUM``/``MEAN`` of ``a*a``: the squares, the sum and the root."""
@@ -200,7 +405,8 @@ def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice
         for op in recurrence_readers(graph, [op for op in rec if op.kind in INT16_KINDS]):
             choice.add(op, "int16", RECURRENCE_OUT.format(cell="/".join(cells)))
     if RULES_ON["layer_norm"]:
-        for chain in layer_norm_chains(graph):
+        centred = layer_norm_chains(graph)
+        for chain in centred:
             if all(op.kind in INT16_KINDS for op in chain):
                 how = "int16 (every op of the chain has an int16 kernel)"
                 for op in chain:
@@ -209,6 +415,19 @@ def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice
                 for op in chain:
                     choice.add(op, "float", LAYER_NORM.format(how="float island (MEAN and RSQRT have no int16 "
                                                                    "kernel; profile with an OS)"))
+        seen = {id(op) for chain in centred for op in chain}
+        for chain in moments_layer_norm_chains(graph):
+            if any(id(op) in seen for op in chain):
+                continue
+            seen.update(id(op) for op in chain)
+            if all(op.kind in INT16_KINDS for op in chain):
+                how = "int16 (every op of the chain has an int16 kernel)"
+            elif os_profile:
+                how = "float island (MEAN/SUM and RSQRT have no int16 kernel; profile with an OS)"
+            else:
+                continue
+            for op in chain:
+                choice.add(op, "int16" if how.startswith("int16") else "float", LAYER_NORM_MOMENTS.format(how=how))
     if RULES_ON["magnitude"] and os_profile:
         for chain in magnitude_chains(graph):
             for op in chain:

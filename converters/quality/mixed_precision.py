@@ -26,7 +26,6 @@ The search (:func:`search`), greedy and measured at every step:
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -123,7 +122,7 @@ class Evaluator:
     def __init__(self, graph: Graph, float_sess: Any, samples: list[np.ndarray], work_path: str, profile: Any) -> None:
         name = graph.inputs[0]
         self.graph, self.path, self.profile = graph, work_path, profile
-        self.xs = [graph.to_ir_layout(name, np.asarray(x, np.float32).reshape(graph.source_shape(name)))
+        self.xs = [graph.to_ir_layout(name, np.asarray(x, _input_type(graph)).reshape(graph.source_shape(name)))
                    for x in samples]
         self.float_sess = float_sess
         ref = [run_float(float_sess, graph, x) for x in self.xs]
@@ -166,7 +165,7 @@ def rank_layers(graph: Graph, plan: QuantPlan, samples: list[np.ndarray]) -> dic
 
     runner = FakeQuantRunner(graph, plan)
     name = graph.inputs[0]
-    xs = [graph.to_ir_layout(name, np.asarray(x, np.float32).reshape(graph.source_shape(name)))
+    xs = [graph.to_ir_layout(name, np.asarray(x, _input_type(graph)).reshape(graph.source_shape(name)))
           for x in samples[:RANK_SAMPLES]]
     ref = runner.outputs(xs, runner.mask([]))
     scores: dict[str, list[tuple[float, int]]] = {o: [] for o in graph.outputs}
@@ -253,7 +252,7 @@ def search(graph: Graph, maker: PlanMaker, evaluator: Evaluator, start: dict[str
            os_profile: bool, samples: list[np.ndarray], progress: bool = False,
            max_measurements: int = MAX_MEASUREMENTS) -> SearchResult:
     """Raise layers until every output reaches ``target`` dB (see the module docstring)."""
-    from tqdm import tqdm
+    from edge_runtime.progress import NoBar, progress_bar
 
     t0 = time.perf_counter()
     state = dict(start)
@@ -264,8 +263,8 @@ def search(graph: Graph, maker: PlanMaker, evaluator: Evaluator, start: dict[str
     steps: list[dict[str, Any]] = []
     stopped = ""
     budget_note = ""
-    bar = tqdm(total=max_measurements, desc=f"mixed precision (target {target:g} dB)", disable=not progress,
-               file=sys.stderr, leave=False)
+    shown = progress_bar(max_measurements, f"mixed precision (target {target:g} dB)", show=bool(progress))
+    bar = NoBar() if shown is None else shown
 
     def level(i: int) -> str:
         return state.get(op_key(graph.ops[i]), "int8")
@@ -582,3 +581,8 @@ def report_section(state: Optional[dict[str, Any]], tflite_path: str, fit: Any, 
     if not res.met:
         d["message"] = shortfall_message(model, res, state["target"])
     return d
+
+
+def _input_type(graph: Graph) -> type:
+    """The numpy type samples of the graph input are fed in: int32 for integer inputs (token ids), else float32."""
+    return np.int32 if graph.inputs[0] in graph.input_dtypes else np.float32

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from converters.ir import WEIGHTED, Graph
+from converters.ir import WEIGHTED, Graph, unquantized_tensors
 from converters.quality.metrics import sqnr_db
 from converters.quantize import QuantPlan
 
@@ -57,8 +57,9 @@ def dequantized_weight(plan: QuantPlan, name: str) -> np.ndarray:
 
 
 def _points(graph: Graph, plan: QuantPlan) -> list[_Point]:
-    pts = [_Point(graph.inputs[0], -1, False)]
-    seen = {graph.inputs[0]}
+    raw = unquantized_tensors(graph)  # integer inputs (token ids), indices and masks are never quantized
+    pts = [_Point(graph.inputs[0], -1, False)] if graph.inputs[0] not in raw else []
+    seen = {graph.inputs[0]} | set(raw)
     for i, op in enumerate(graph.ops):
         if op.kind in WEIGHTED and op.inputs[1] in plan.weights and op.inputs[1] not in seen:
             pts.append(_Point(op.inputs[1], i, True))
@@ -188,7 +189,7 @@ def analyze(graph: Graph, plan: QuantPlan, samples: Iterable[np.ndarray]) -> dic
     """
     runner = FakeQuantRunner(graph, plan)
     name = graph.inputs[0]
-    xs = [graph.to_ir_layout(name, np.asarray(x, np.float32).reshape(graph.source_shape(name))) for x in samples]
+    xs = [graph.to_ir_layout(name, np.asarray(x, _input_type(graph)).reshape(graph.source_shape(name))) for x in samples]
     if not xs:
         raise ValueError("the sensitivity analysis needs at least one sample")
     ref = runner.outputs(xs, runner.mask([]))
@@ -208,3 +209,8 @@ def analyze(graph: Graph, plan: QuantPlan, samples: Iterable[np.ndarray]) -> dic
                         f"if float)" for r in top))
     return {"samples": len(xs), "all_quantized_db": round(all_db, 2), "worst_output": graph.outputs[worst],
             "layers": rows, "top": [r["index"] for r in top], "summary": text}
+
+
+def _input_type(graph: Graph) -> type:
+    """The numpy type samples of the graph input are fed in: int32 for integer inputs (token ids), else float32."""
+    return np.int32 if graph.inputs[0] in graph.input_dtypes else np.float32

@@ -198,6 +198,14 @@ class _OnnxBuilder:
         vis = []
         for name in self.g.inputs:
             nhwc = self.g.tensors[name].shape
+            if name in self.g.input_dtypes:  # token ids, bytes, indices: the written model keeps the source type
+                src_type = self.g.input_dtypes[name] if self.source_layout else "int32"
+                vis.append(h.make_tensor_value_info(name, h.np_dtype_to_tensor_dtype(np.dtype(src_type)), list(nhwc)))
+                self.read[name] = name
+                if src_type != "int32":
+                    self.node("Cast", [name], [f"{name}/int32"], to=TP.INT32)
+                    self.read[name] = f"{name}/int32"
+                continue
             nchw = self.source_layout and self.g.input_layouts.get(name) == "NCHW" and len(nhwc) == 4
             shape = self.g.source_shape(name) if nchw else nhwc
             io = self.plan.io_dtype if self.plan is not None else "float32"
@@ -488,7 +496,7 @@ def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool 
         # integer model inputs/outputs: say their scale and zero point, as a .tflite does in its tensors,
         # so a runtime can quantize inputs and dequantize outputs (edge_runtime.backends.onnx reads this)
         io = {"inputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
-                         for t in graph.inputs if t in plan.activations},
+                         for t in graph.inputs if t in plan.activations and t not in raw},
               "outputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
                           for t in graph.outputs if t in plan.activations and t not in raw
                           and t not in b.float_outs}}

@@ -227,7 +227,7 @@ def build_tflite(graph: Graph, plan: QuantPlan) -> bytes:
     io = plan.io_dtype
     graph_inputs, graph_outputs = [], []
     for name in graph.inputs:
-        if io == "int8":
+        if io == "int8" or plan.tensor_dtype(name) in RAW:  # integer inputs (token ids, bytes) stay int32
             graph_inputs.append(m.index[name])
             continue
         shape = graph.tensors[name].shape

@@ -40,6 +40,7 @@ from edge_runtime.arena.traits import OpMemory, OpMemoryFn
 from edge_runtime.arena.validate import validate_plan
 from edge_runtime.errors import EdgeRuntimeError, UnsupportedModelError
 from edge_runtime.formats.tflite import Operator, TFLiteModel
+from edge_runtime.formats.tflite_check import check_structure
 
 
 @dataclass(frozen=True)
@@ -383,7 +384,9 @@ def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, 
     traits; None means the micro kernels' ``memory_traits.op_memory``, and then an op
     with no micro kernel is an error (its scratch is unknown). ``planner`` is a name
     in :data:`edge_runtime.arena.planners.PLANNERS`. The result is validated: no two
-    buffers live at the same step overlap, except declared aliases.
+    buffers live at the same step overlap, except declared aliases. A malformed model
+    (what :func:`~edge_runtime.formats.tflite_check.check_structure` refuses) raises
+    :class:`~edge_runtime.errors.ModelFormatError`.
 
     ``colocate_by_index`` (offline plans for TFLM, no in-place): tensors with the same
     index in different subgraphs share one buffer where their lifetimes allow it.
@@ -394,6 +397,7 @@ def plan_arena(model: TFLiteModel, subgraph: int = 0, *, in_place: bool = True, 
         raise ArenaPlanError(f"unknown planner '{planner}'; choose one of: {', '.join(sorted(PLANNERS))}")
     if not 0 <= subgraph < len(model.subgraphs):
         raise ArenaPlanError(f"subgraph {subgraph} does not exist; the model has {len(model.subgraphs)}")
+    check_structure(model)  # ModelFormatError naming the tensor/op, before any kernel or size is read
     try:
         steps, _ = execution_visits(model, subgraph)
         covered = reachable_subgraphs(model, subgraph)

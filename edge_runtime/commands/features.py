@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import numpy as np
@@ -51,13 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def progress_bar(total: int, force: bool, unit: str = "sample") -> Any:
     """A tqdm bar on stderr when it is a terminal or when forced; else None."""
-    if not (force or sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, file=sys.stderr, unit=unit, unit_scale=True, leave=False)
+    from edge_runtime.progress import progress_bar as bar
+
+    return bar(total, show=True if force else None, unit=unit, unit_scale=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -119,13 +119,11 @@ def read_inputs(path: str, specs: list[Any]) -> list[np.ndarray]:
 
 
 def _progress(total: int, force: bool) -> Any:
-    if total < 2 or not (force or sys.stderr.isatty()):
+    if total < 2:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, file=sys.stderr, unit="inf", leave=False)
+    from edge_runtime.progress import progress_bar
+
+    return progress_bar(total, show=True if force else None, unit="inf")
 
 
 def run_batched(model: Any, arrays: list[np.ndarray], progress: bool = False,

@@ -59,7 +59,11 @@ class SparsityParametersError(ModelFormatError, UnsupportedModelError):
 
 
 def check_tflite_model(model: TFLiteModel) -> None:
-    """Raise :class:`ModelFormatError` naming the first defect found; return quietly when the model is sound."""
+    """Raise :class:`ModelFormatError` naming the first defect found; return quietly when the model is sound.
+
+    A model that passed is marked and not checked again (it also passes :func:`check_structure`)."""
+    if getattr(model, "_fully_checked", False):
+        return
     p = model.path
     if model.version != 3:
         raise ModelFormatError(f"{p}: TFLite schema version {model.version}; only version 3 is supported")
@@ -76,13 +80,44 @@ def check_tflite_model(model: TFLiteModel) -> None:
         _check_call_cycles(model)
     except FlatBufferError as exc:
         raise ModelFormatError(f"{p}: a corrupt control-flow options table: {exc}") from None
+    model._fully_checked = model._structure_checked = True  # type: ignore[attr-defined]
+
+
+def check_structure(model: TFLiteModel) -> None:
+    """The part of :func:`check_tflite_model` every runtime needs, for library entry points handed a parsed
+    model (``plan_arena``, the micro ``Interpreter``) before any kernel reads it: tensors name existing
+    buffers and known types, shapes are plausible (no allocation is attempted for a hostile one), scales are
+    finite, match their channels and are positive where integer kernels divide by them, every op has its
+    outputs and writes no constant, and the weight decoders' tables describe their tensors. Raises
+    :class:`ModelFormatError` naming the tensor or op.
+
+    Left to the backends: what one runtime accepts and another does not (integer zero-point ranges,
+    multiplier bounds, control-flow targets), which the micro kernels refuse themselves with their own
+    messages. A model that passed is marked and not checked again."""
+    if getattr(model, "_structure_checked", False):
+        return
+    p = model.path
+    n_buffers = len(model._buffer_tables)
+    for sg in model.subgraphs:
+        _check_tensors(p, sg, n_buffers, zero_point_ranges=False)
+        where = f"{p}: {_where(sg)}"
+        for op in sg.operators:
+            if (not op.outputs and op.name not in NO_OUTPUT_OPS) or any(o < 0 for o in op.outputs):
+                raise ModelFormatError(f"{where} operator {op.index} ({op.name}) has a missing output")
+            for o in op.outputs:
+                if sg.tensors[o].is_constant and not sg.tensors[o].is_variable:
+                    raise ModelFormatError(f"{where} operator {op.index} ({op.name}) writes into constant tensor {o}")
+            if op.opcode.builtin_code in QUANTIZED_MATH_OPS:
+                _check_op_scales(f"{where} operator {op.index} ({op.name})", sg, op, require_params=False)
+    check_decoder_paths(model)
+    model._structure_checked = True  # type: ignore[attr-defined]
 
 
 def _where(sg: SubGraph) -> str:
     return f"subgraph {sg.index}"
 
 
-def _check_tensors(p: str, sg: SubGraph, n_buffers: int) -> None:
+def _check_tensors(p: str, sg: SubGraph, n_buffers: int, zero_point_ranges: bool = True) -> None:
     where = _where(sg)
     activation_bytes = 0
     for t in sg.tensors:
@@ -101,7 +136,7 @@ def _check_tensors(p: str, sg: SubGraph, n_buffers: int) -> None:
             raise ModelFormatError(f"{label} has shape {t.shape} but signature {t.shape_signature} of another rank")
         if not t.is_constant:
             activation_bytes += t.nbytes
-        _check_quantization(label, t)
+        _check_quantization(label, t, zero_point_ranges)
     if activation_bytes > MAX_ACTIVATION_BYTES:
         raise ModelFormatError(
             f"{p}: {where} needs {activation_bytes / 2**30:.1f} GiB of activations, which is implausible (corrupt shapes?)"
@@ -114,7 +149,7 @@ def _check_tensors(p: str, sg: SubGraph, n_buffers: int) -> None:
             raise ModelFormatError(f"{p}: {where} input/output tensor {idx} out of range ({n} tensors)")
 
 
-def _check_quantization(label: str, t: TensorInfo) -> None:
+def _check_quantization(label: str, t: TensorInfo, zero_point_ranges: bool = True) -> None:
     q = t.quantization
     if q is None:
         return
@@ -133,7 +168,7 @@ def _check_quantization(label: str, t: TensorInfo) -> None:
             raise ModelFormatError(
                 f"{label} has {q.scale.size} scales for {t.shape[q.quantized_dimension]} channels"
             )
-    bounds = QUANT_TYPES.get(t.type_code)
+    bounds = QUANT_TYPES.get(t.type_code) if zero_point_ranges else None
     if bounds is not None and q.zero_point.size:
         lo, hi = bounds
         if int(q.zero_point.min()) < lo or int(q.zero_point.max()) > hi:
@@ -157,14 +192,7 @@ def _check_op_quantization(p: str, sg: SubGraph, op: Operator) -> None:
     if code not in QUANTIZED_MATH_OPS:
         return
     where = f"{p}: {_where(sg)} operator {op.index} ({op.name})"
-    for i in op.inputs + op.outputs:
-        t = sg.tensors[i] if i >= 0 else None
-        if t is None or t.type_code not in QUANT_TYPES:
-            continue
-        if t.quantization is None:
-            raise ModelFormatError(f"{where} uses {t.type_name} tensor {i} ('{t.name}') without quantization parameters")
-        if not np.all(t.quantization.scale > 0):
-            raise ModelFormatError(f"{where} uses tensor {i} ('{t.name}') with a zero or negative scale")
+    _check_op_scales(where, sg, op, require_params=True)
     ins = [_scales(sg, i) for i in op.inputs]
     out = _scales(sg, op.outputs[0]) if op.outputs else None
     if out is None or not ins or ins[0] is None:
@@ -184,6 +212,22 @@ def _check_op_quantization(p: str, sg: SubGraph, op: Operator) -> None:
         raise ModelFormatError(
             f"{where}: input and output scales differ by a factor of {max(ratios):.3g} (corrupt quantization parameters?)"
         )
+
+
+def _check_op_scales(where: str, sg: SubGraph, op: Operator, require_params: bool) -> None:
+    """The integer tensors of a quantized-math op have quantization parameters (``require_params``) and
+    positive scales (the kernels divide by them)."""
+    for i in op.inputs + op.outputs:
+        t = sg.tensors[i] if i >= 0 else None
+        if t is None or t.type_code not in QUANT_TYPES:
+            continue
+        if t.quantization is None:
+            if require_params:
+                raise ModelFormatError(f"{where} uses {t.type_name} tensor {i} ('{t.name}') without quantization "
+                                       "parameters")
+            continue
+        if not np.all(t.quantization.scale > 0):
+            raise ModelFormatError(f"{where} uses tensor {i} ('{t.name}') with a zero or negative scale")
 
 
 def _check_graph(p: str, sg: SubGraph) -> None:

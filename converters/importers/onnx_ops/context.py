@@ -74,6 +74,8 @@ class ImportContext:
         #: how many ONNX nodes read each ONNX tensor (graph outputs count once)
         self.uses: dict[str, int] = {}
         self.opset = 13
+        #: IR names of the integer model inputs (token ids, bytes, indices)
+        self.int_inputs: set[str] = set()
         self._n = 0
 
     # -- messages ---------------------------------------------------------
@@ -130,6 +132,16 @@ class ImportContext:
                 raise self.err(node, f"input '{n}' is a constant where an activation is expected")
             raise self.err(node, f"input '{n}' is not produced by any supported node")
         return key
+
+    def is_int(self, n: str) -> bool:
+        """True when ONNX tensor ``n`` is an integer input, or a reshape of one (int32 index values)."""
+        key = self.name(n)
+        while key not in self.int_inputs:
+            op = self.producer(key)
+            if op is None or op.kind != "RESHAPE":
+                return False
+            key = op.inputs[0]
+        return True
 
     def ir_shape(self, n: str) -> tuple[int, ...]:
         """The IR shape of activation ``n``."""

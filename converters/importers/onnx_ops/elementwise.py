@@ -6,7 +6,7 @@ Patterns (recognised across nodes, because TFLite has one op for them):
   ``x * 0.5 * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`` and the Gelu op -> GELU's tanh form as
   int8 ops every runtime has (:mod:`converters.importers.onnx_ops.gelu`);
 - ``x * HardSigmoid(x)`` with alpha 1/6, beta 1/2 (torch's Hardswish below opset 14) -> ``HARD_SWISH``;
-- ``x / Sqrt(v)`` (LayerNorm decompositions) -> ``x * RSQRT(v)``;
+- ``x / Sqrt(v)`` (LayerNorm decompositions) -> ``x * RSQRT(v)``; ``Reciprocal(Sqrt(v))`` -> ``RSQRT(v)``;
 - ``Add`` of a per-channel constant right after MatMul/Gemm/Conv -> folded into the bias.
 """
 from __future__ import annotations
@@ -167,6 +167,12 @@ def binary(ctx: ImportContext, node: Any, a: dict) -> None:
             r = ctx.lift(node, r, ctx.src_shape(node, ins[1]), rank)
             ctx.emit("MUL", [ctx.broadcast_operand(node, ins[0], rank), r], node.output[0], {"act": "NONE"}, node)
             return
+    if t in ("Max", "Min"):  # max(x, -inf) and min(x, +inf) are x (jax2tf's stabilised reductions)
+        ident = -np.inf if t == "Max" else np.inf
+        kept = [i for i in ins if not (ctx.is_const(i) and np.asarray(ctx.const(node, i)).size == 1
+                                       and float(np.asarray(ctx.const(node, i)).reshape(-1)[0]) == ident)]
+        if kept and len(kept) < len(ins):
+            ins = kept
     kind = BINARY.get(t, "ADD")
     if len(ins) == 1:  # a one-input Sum/Max/Min/Mean
         ctx.transpose(ctx.act(node, ins[0]), tuple(range(len(ctx.ir_shape(ctx.name(ins[0]))))), node.output[0], node)
@@ -226,6 +232,10 @@ def unary(ctx: ImportContext, node: Any, a: dict) -> None:
     if t == "Neg":
         ctx.emit("MUL", [x, ctx.add_const(f"{out}/minus_one", np.array([-1.0]))], out, {"act": "NONE"}, node)
     elif t == "Reciprocal":
+        prev = ctx.producer(x)
+        if prev is not None and prev.kind == "SQRT":  # 1 / sqrt(v) -> rsqrt(v), as x / Sqrt(v) (jax2tf LayerNorm)
+            ctx.emit("RSQRT", [prev.inputs[0]], out, {}, node, shape=ctx.ir_shape(x))
+            return
         ctx.emit("DIV", [ctx.add_const(f"{out}/one", np.array([1.0])), x], out, {"act": "NONE"}, node)
     elif t == "Gelu":  # both forms (approximate none/tanh) as the tanh form: see onnx_ops.gelu
         _gelu(ctx, node, x, out)

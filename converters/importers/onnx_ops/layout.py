@@ -17,6 +17,11 @@ def passthrough(ctx: ImportContext, node: Any, a: dict) -> None:
         from onnx import TensorProto
 
         to = int(a.get("to", TensorProto.FLOAT))
+        integer = (TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32,
+                   TensorProto.UINT32, TensorProto.INT64)
+        if to in integer and ctx.is_int(src):  # indices stay int32 whatever integer type the model casts them to
+            ctx.alias[node.output[0]] = ctx.name(src)
+            return
         if to not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
             raise ctx.err(node, f"Cast of an activation to {TensorProto.DataType.Name(to)} is not supported; "
                                 "only float activations can be converted")
@@ -129,8 +134,41 @@ def split(ctx: ImportContext, node: Any, a: dict) -> None:
         start += size
 
 
+def lookup(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Gather from a constant table with index activations (an embedding) -> GATHER(table, indices).
+
+    The indices are an integer model input (or a reshape of it), int32 in the IR; the table keeps its
+    ONNX layout (a 4-D output is moved to NHWC after the lookup).
+    """
+    if not ctx.is_int(node.input[1]):
+        raise ctx.err(node, "Gather indices computed at run time must come from an integer model input "
+                            "(token ids, bytes, indices)")
+    idx = ctx.act(node, node.input[1])
+    table = np.asarray(ctx.const(node, node.input[0]))
+    if table.dtype.kind != "f":
+        raise ctx.err(node, f"Gather from a constant {table.dtype} table with run-time indices: only float tables "
+                            "(embeddings) can be converted")
+    if len(ctx.ir_shape(idx)) == 4:
+        raise ctx.err(node, "Gather with 4-D run-time indices is not supported")
+    axis = int(a.get("axis", 0)) % table.ndim
+    idx_shape = ctx.src_shape(node, node.input[1])
+    out = node.output[0]
+    out_shape = tuple(table.shape[:axis]) + tuple(idx_shape) + tuple(table.shape[axis + 1:])
+    name = ctx.add_const(f"{node.input[0]}/table", table.astype(np.float32))
+    if len(out_shape) == 4:
+        mid = ctx.tmp(f"{out}/src", out_shape)
+        ctx.emit("GATHER", [name, idx], mid, {"axis": axis}, node, shape=out_shape)
+        ctx.transpose(mid, TO_NHWC, out, node)
+        return
+    ctx.emit("GATHER", [name, idx], out, {"axis": axis}, node, shape=out_shape)
+
+
 def gather(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Gather with constant indices -> STRIDED_SLICE (one index or a step range) or GATHER."""
+    """Gather with constant indices -> STRIDED_SLICE (one index or a step range) or GATHER; from a constant
+    table with index activations -> an embedding lookup (:func:`lookup`)."""
+    if ctx.is_const(node.input[0]) and not ctx.is_const(node.input[1]):
+        lookup(ctx, node, a)
+        return
     x = ctx.act(node, node.input[0])
     shape = ctx.src_shape(node, node.input[0])
     rank = len(shape)

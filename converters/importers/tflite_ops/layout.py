@@ -126,7 +126,16 @@ def split(ctx: TFLiteContext, op: Any) -> None:
 
 
 def gather(ctx: TFLiteContext, op: Any) -> None:
-    """GATHER with constant indices (1-D)."""
+    """GATHER with constant indices (1-D); from a constant float table with run-time int32/int64 indices
+    (an integer model input: token ids, bytes): an embedding lookup GATHER(table, indices)."""
+    table, indices = (ctx.tensors[ctx.name(op.inputs[k])] for k in (0, 1))
+    if table.is_constant and not indices.is_constant:
+        if table.data.dtype.kind != "f":
+            raise ctx.err(op, f"GATHER from a constant {table.data.dtype} table with run-time indices: only float "
+                              "tables (embeddings) can be converted")
+        axis = int(ctx.option(op, 0, "i", 0)) % table.data.ndim
+        ctx.emit(op, "GATHER", [table.name, indices.name], ctx.name(op.outputs[0]), {"axis": axis})
+        return
     idx = np.asarray(ctx.value(op, 1)).astype(np.int64)
     if idx.ndim > 1:
         raise ctx.err(op, f"{idx.ndim}-D indices are not supported")

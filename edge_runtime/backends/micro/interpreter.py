@@ -39,6 +39,7 @@ from edge_runtime.arena.persistent import persistent_layout
 from edge_runtime.arena.subgraphs import reachable_subgraphs
 from edge_runtime.errors import EdgeRuntimeError, UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
+from edge_runtime.formats.tflite_check import check_structure
 from edge_runtime.formats.tflite_fold import file_op_index, fold_weight_decoders
 from edge_runtime.backends.micro.kernels import REGISTRY, Kernel, OpContext
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
@@ -112,6 +113,7 @@ class Interpreter:
                  planner: str = "best", workspace_limit: int = DEFAULT_WORKSPACE_LIMIT) -> None:
         if subgraph != 0:
             raise UnsupportedModelError(f"{model.path}: the micro backend runs a model from its entry subgraph 0")
+        check_structure(model)  # a malformed model: ModelFormatError naming the tensor/op, before any kernel
         # DENSIFY / float16 DEQUANTIZE of weights -> constants. A plan given by the caller must be one of the
         # folded model (plan_arena cannot plan the unfolded one: its convolutions read no constant weights).
         model = fold_weight_decoders(model)
@@ -150,6 +152,9 @@ class Interpreter:
                     continue
                 if t.data is not None or not _plan_call(plan.has_tensor, t.index, index):
                     continue
+                if t.dtype is None:
+                    raise UnsupportedModelError(f"{model.path}: subgraph {index} tensor {t.index} ('{t.name}') is an "
+                                                f"activation of type {t.type_name}, which the micro backend cannot hold")
                 off = int(_plan_call(plan.tensor_offset, t.index, index))
                 if off % ALIGN or off + t.nbytes > self.arena.size:
                     raise UnsupportedModelError(f"the arena plan puts tensor '{t.name}' at {off} (+{t.nbytes}), "

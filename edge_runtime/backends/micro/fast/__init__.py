@@ -40,7 +40,8 @@ compiled call per op unless said otherwise:
 - ADD / SUB / MUL (int8): one gather from the op's 256x256 result table, equal shapes
   (``elementwise``) or broadcasting over a collapsed 4-D iteration space (``broadcast``);
 - MEAN / SUM over axes (1, 2) (int8, global average pooling): int32 sums, one requantization
-  (``reduce``);
+  (``reduce``); float32 over any run of adjacent axes: TFLM's sequential float32 sums, the
+  numpy path's additions in the same order (``reduce.sum_f32``);
 - TRANSPOSE_CONV (int8): one exact float32 BLAS product per chunk of input rows, taps added into
   an int32 canvas, per-channel output stage; without SciPy (or past 514 input channels) direct
   int32 sums (``transpose_conv``);

@@ -32,3 +32,27 @@ def mean_hw(x, q, zxn, acc, y):  # type: ignore[no-untyped-def]
                 acc[ch] += row[ch]
         for ch in range(c):
             y[n, ch] = requant(np.int64(acc[ch]) - zxn, q, 0, zp, lo, hi)
+
+
+@kernel
+def sum_f32(x, y):  # type: ignore[no-untyped-def]
+    """``y[a, c]`` = the float32 sum over ``r`` of ``x[a, r, c]`` for ``x`` (A, R, C) float32 into ``y``
+    (A, C) float32, TFLM's ``ReduceSumImpl`` order: from 0.0f, one float32 addition per term in
+    increasing ``r`` (numba does not reassociate without fastmath; only the independent outputs
+    along ``c`` run side by side)."""
+    a_, r_, c_ = x.shape
+    if c_ < 8 and a_ > 1:  # few outputs per row: interleave the rows' chains of dependent additions
+        for a in range(a_):
+            for c in range(c_):
+                y[a, c] = np.float32(0.0)
+        for r in range(r_):
+            for a in range(a_):
+                for c in range(c_):
+                    y[a, c] += x[a, r, c]
+        return
+    for a in range(a_):
+        for c in range(c_):
+            y[a, c] = np.float32(0.0)
+        for r in range(r_):
+            for c in range(c_):
+                y[a, c] += x[a, r, c]

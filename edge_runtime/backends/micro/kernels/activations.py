@@ -147,8 +147,8 @@ class Activation(Kernel):
         if self.quantized:
             np.copyto(self.idx, self.xu)
             self.lut.take(self.idx, out=self.y, mode="clip")
-        elif self.kind == "RELU":
-            np.maximum(self.x, 0.0, out=self.y)
+        elif self.kind == "RELU":  # TFLM: x < 0 ? 0 : x (-0 and NaN pass through; np.maximum would give +0)
+            CLIP(self.x, 0.0, np.inf, out=self.y)
         elif self.kind == "RELU6":
             CLIP(self.x, 0.0, 6.0, out=self.y)
         elif self.kind == "TANH":

@@ -148,10 +148,17 @@ def quantized_activation_range(ctx: OpContext, code: int, scale: float, zero_poi
     return lo, hi
 
 
+#: the largest finite float32: TFLM clamps every float result to +-this when no activation is fused
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def float_activation_range(ctx: OpContext, code: int) -> Optional[tuple[float, float]]:
-    """The clamp range of a fused activation on floats, or ``None`` for no activation."""
+    """The clamp range of a fused activation on floats, as TFLM's ``CalculateActivationRange``: with no
+    activation (and above RELU) the finite float32 range, so an overflow to +-inf becomes +-FLT_MAX as
+    in tflite-micro (NaN passes through)."""
     name = activation_name(ctx, code)
-    return {"NONE": None, "RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[name]
+    return {"NONE": (-FLOAT32_MAX, FLOAT32_MAX), "RELU": (0.0, FLOAT32_MAX), "RELU6": (0.0, 6.0),
+            "RELU_N1_TO_1": (-1.0, 1.0)}[name]
 
 
 def compute_padding(ctx: OpContext, padding: int, in_size: int, filt: int, stride: int, dilation: int,

@@ -111,10 +111,11 @@ def prepare_output_stage(k: Kernel, w: np.ndarray, channel_axis: int, terms: int
     int8 models also ``k.requant`` from ``k.requant_args``, with the float64 requantizer
     where it is exact for every accumulator these weights can produce (|x| <= 128 per
     int8 input); for float models casts ``k.weight_scale`` to the compute dtype."""
-    if k.weight_scale is not None:
-        ws = k.weight_scale.reshape((-1, 1) if channel_axis == 0 else (1, -1))
-        if ws.size not in (1, w.shape[channel_axis]):  # (the scaled weights are not needed: only its error)
-            np.multiply(np.asarray(w, dtype=np.float64), ws)
+    if k.weight_scale is not None and k.weight_scale.size not in (1, w.shape[channel_axis]):
+        raise k.ctx.fail(f"the weights have {k.weight_scale.size} scales for {w.shape[channel_axis]} output channels")
+    if bias_tensor is not None and bias_tensor.num_elements != channels:
+        raise k.ctx.fail(f"bias '{bias_tensor.name}' has {bias_tensor.num_elements} values for {channels} "
+                         "output channels")
     q = k.quantized
     if q:
         sums, magnitudes = weight_sums(w, channel_axis)

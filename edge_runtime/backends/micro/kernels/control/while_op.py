@@ -3,6 +3,10 @@
 As TFLM: the op's inputs go to the cond subgraph and to the op's outputs (the
 loop state); each iteration copies the outputs into the body's inputs, runs the
 body, copies its outputs back to the op's outputs and re-evaluates cond on them.
+
+Unlike TFLM, a loop is not allowed to run forever: after :data:`MAX_ITERATIONS` iterations
+(far beyond any model's sequence or decoding loop) the invocation fails with one line naming
+the op, so a hostile or broken model whose condition never turns false cannot hang the caller.
 """
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ from edge_runtime.backends.micro.kernels.control.common import (
     SubgraphKernel,
     check_same_bytes,
 )
+from edge_runtime.errors import UnsupportedModelError
+
+#: the most iterations one WHILE may run in one invocation before it is taken for an endless loop
+MAX_ITERATIONS = 1_000_000
 
 
 class While(SubgraphKernel):
@@ -32,6 +40,8 @@ class While(SubgraphKernel):
             raise ctx.fail(f"WHILE needs as many outputs as inputs ({n}), none omitted")
         ins = [ctx.input(i) for i in range(n)]
         outs = [ctx.output(i) for i in range(n)]
+        self._endless = str(ctx.fail(f"its condition (subgraph {self.cond_index}) was still true after "
+                                     f"{MAX_ITERATIONS:,} iterations; an endless loop is refused"))
         self.check_io(self.cond_index, n, -1, "cond")
         self.check_io(self.body_index, n, n, "body")
         cond_out = self.tensors_of(self.cond_index, "outputs")
@@ -60,7 +70,11 @@ class While(SubgraphKernel):
         self.in_to_cond()
         self.in_to_out()
         self.cond_invoke()
+        left = MAX_ITERATIONS
         while self.flag[0]:
+            if left == 0:
+                raise UnsupportedModelError(self._endless)
+            left -= 1
             self.out_to_body()
             self.body_invoke()
             self.body_to_out()

@@ -1,5 +1,10 @@
 """L2_POOL_2D, float32 (TFLM reference): sqrt of the mean of squares over the valid positions
-of each window (padding not counted), then the fused activation."""
+of each window (padding not counted), then the fused activation.
+
+Bit-exact with TFLM's float arithmetic: per output ``sum += x * x`` in float32 from 0.0f over the
+window taps in row-major order (padding squares to +0.0, which changes no sum), ``sqrt(sum / count)``
+in float32, then the clamp to the activation range with finite ends ([-FLT_MAX, FLT_MAX] without
+an activation, so an overflowing sum saturates as in TFLM)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +14,7 @@ from edge_runtime.backends.micro.fixedpoint import CLIP
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, compute_padding, float_activation_range, require_type,
 )
-from edge_runtime.backends.micro.kernels.spatial.common import F64
+F32 = np.dtype(np.float32)
 
 
 class L2Pool2D(Kernel):
@@ -37,12 +42,14 @@ class L2Pool2D(Kernel):
         cnt = cy[:, None] * cx[None, :]
         if np.any(cnt <= 0):
             raise ctx.fail("a pooling window lies entirely in the padding")
-        self.count = np.ascontiguousarray(np.broadcast_to(cnt[:, :, None], (ho, wo, c)), dtype=np.float64)
+        self.count = np.ascontiguousarray(np.broadcast_to(cnt[:, :, None], (ho, wo, c)), dtype=np.float32)
         act = float_activation_range(ctx, o["activation"])
-        self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
+        big = float(np.finfo(np.float32).max)
+        lo, hi = act if act is not None else (-big, big)
+        self.lo, self.hi = np.float32(max(lo, -big)), np.float32(min(hi, big))
         self.geom = (h, w, c, ho, wo, kh, kw, sh, sw, pt, pl)
-        self.workspace = {"band": ((h + pt + pb, w + pl + pr, c), F64), "sq": ((h, w, c), F64),
-                          "acc": ((ho, wo, c), F64)}
+        self.workspace = {"band": ((h + pt + pb, w + pl + pr, c), F32), "sq": ((h, w, c), F32),
+                          "acc": ((ho, wo, c), F32)}
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Tap views over the zero-padded band of squares."""
@@ -56,16 +63,19 @@ class L2Pool2D(Kernel):
 
     def run(self) -> None:
         """Pool every image."""
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as in C, without warnings
+            self._pool()
+
+    def _pool(self) -> None:
+        """The float32 passes (see :meth:`run`)."""
         self.band.fill(0.0)
         for n in range(self.n):
             np.copyto(self.sq, self.x[n])
             np.square(self.sq, out=self.sq)  # (in place on a strided view, numpy would copy)
             np.copyto(self.interior, self.sq)
-            np.copyto(self.acc, self.taps[0])
-            for tap in self.taps[1:]:
+            self.acc.fill(0.0)
+            for tap in self.taps:
                 self.acc += tap
             self.acc /= self.count
             np.sqrt(self.acc, out=self.acc)
-            if np.isfinite(self.lo) or np.isfinite(self.hi):
-                CLIP(self.acc, self.lo, self.hi, out=self.acc)
-            np.copyto(self.y[n], self.acc, casting="same_kind")
+            CLIP(self.acc, self.lo, self.hi, out=self.y[n])

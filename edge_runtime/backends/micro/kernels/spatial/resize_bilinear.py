@@ -1,7 +1,9 @@
 """RESIZE_BILINEAR (TFLM reference): float32 and int8, align_corners / half_pixel_centers.
 
-float32: source coordinates in float32 as TFLM computes them, the four-neighbour blend
-in float64. int8: TFLM's integer version: 10-bit fixed-point scales and coordinates,
+float32: bit-exact with TFLM's float arithmetic: source coordinates in float32 as TFLM
+computes them, then ``x00 * wy0 * wx0 + x10 * wy1 * wx0 + x01 * wy0 * wx1 + x11 * wy1 * wx1``
+evaluated left to right in float32 (``wy1 = y - y0``, ``wy0 = 1 - wy1``, the same for x), plus
+TFLM's rounding offset 0.0f (which turns -0 into +0). int8: TFLM's integer version: 10-bit fixed-point scales and coordinates,
 weights of 20 fractional bits, then division by 2**20 rounding half away from zero
 (TFLM's default double-rounding build). Both are four gathers (flat row * width + col
 indices, precomputed) and a weighted sum, by chunks of output rows sized to the
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.backends.micro.kernels.base import Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
-from edge_runtime.backends.micro.kernels.spatial.common import F64, I64, io_same_type, resize_options, resize_target
+from edge_runtime.backends.micro.kernels.spatial.common import I64, io_same_type, resize_options, resize_target
 
 
 def _cdiv(a: np.ndarray, b: int) -> np.ndarray:
@@ -70,20 +72,29 @@ class ResizeBilinear(Kernel):
         else:
             y0, y1, fy = float_coords(oh, h, a, hp)
             x0, x1, fx = float_coords(ow, w, a, hp)
-            wy0, wy1 = (1 - fy).astype(np.float64), fy.astype(np.float64)
-            wx0, wx1 = (1 - fx).astype(np.float64), fx.astype(np.float64)
-            dt = F64
+            one = np.float32(1.0)
+            wy0, wy1 = (one - fy).astype(np.float32), fy
+            wx0, wx1 = (one - fx).astype(np.float32), fx
+            dt = np.dtype(np.float32)
         # per chunk of output rows: the four neighbours' flat (row * w + col) indices and weights
         self.chunk = Chunking.fit(oh, 0, lambda r: r * ow * c * (x.dtype.itemsize + 3 * 8), ctx.workspace_limit)
         self.parts = []
         for r0 in self.chunk.starts:
             r1 = min(oh, r0 + self.chunk.rows)
             taps = []
-            for rows, wy in ((y0, wy0), (y1, wy1)):
+            if self.quantized:
+                for rows, wy in ((y0, wy0), (y1, wy1)):
+                    for cols, wx in ((x0, wx0), (x1, wx1)):
+                        idx = (rows[r0:r1, None] * w + cols[None, :]).reshape(-1)
+                        wgt = (wy[r0:r1, None] * wx[None, :]).reshape(-1, 1).astype(dt)
+                        taps.append((idx, wgt))
+            else:  # TFLM's term order (y0 x0, y1 x0, y0 x1, y1 x1), the y weight and the x weight apart
                 for cols, wx in ((x0, wx0), (x1, wx1)):
-                    idx = (rows[r0:r1, None] * w + cols[None, :]).reshape(-1)
-                    wgt = (wy[r0:r1, None] * wx[None, :]).reshape(-1, 1).astype(dt)
-                    taps.append((idx, wgt))
+                    for rows, wy in ((y0, wy0), (y1, wy1)):
+                        idx = (rows[r0:r1, None] * w + cols[None, :]).reshape(-1)
+                        wyk = np.repeat(wy[r0:r1], ow).reshape(-1, 1)
+                        wxk = np.tile(wx, r1 - r0).reshape(-1, 1)
+                        taps.append((idx, (wyk, wxk)))
             self.parts.append((r0, r1, taps))
         rows = self.chunk.rows * ow
         self.workspace = {"g8": ((rows, c), np.dtype(x.dtype)), "g": ((rows, c), dt), "acc": ((rows, c), dt)}
@@ -105,6 +116,10 @@ class ResizeBilinear(Kernel):
 
     def run(self) -> None:
         """Blend the four neighbours, chunk by chunk."""
+        if not self.quantized:
+            with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as in C, without warnings
+                self._run_float()
+            return
         for xn, yk, taps, g8, g, acc, tmp in self.steps:
             acc.fill(0)
             for idx, wgt in taps:
@@ -115,6 +130,19 @@ class ResizeBilinear(Kernel):
             if self.quantized:
                 self._round(acc, tmp)
             np.copyto(yk, acc, casting="unsafe" if self.quantized else "same_kind")
+
+    def _run_float(self) -> None:
+        """float32: each term ``(x * wy) * wx``, summed left to right from the first term, + 0.0f."""
+        for xn, yk, taps, _, g, acc, _ in self.steps:
+            for i, (idx, (wy, wx)) in enumerate(taps):
+                xn.take(idx, axis=0, out=g, mode="clip")
+                g *= wy
+                g *= wx
+                if i == 0:
+                    np.copyto(acc, g)
+                else:
+                    acc += g
+            np.add(acc, np.float32(0.0), out=yk)  # TFLM adds its rounding offset (0.0f for float): -0 -> +0
 
     @staticmethod
     def _round(acc: np.ndarray, tmp: np.ndarray) -> None:

@@ -1,6 +1,8 @@
 """L2_NORMALIZATION over the last axis: float32 and int8 (TFLM's integer algorithm).
 
-float32: ``x / max(sqrt(sum(x**2)), 1e-6)`` per row.
+float32: ``x / max(sqrt(sum(x**2)), 1e-6)`` per row, bit-exact with TFLM's float kernel: the
+squares summed sequentially in float32 along the row (:class:`~edge_runtime.backends.micro.kernels.reduce.FloatReduction`),
+float32 sqrt, ``max`` with float32 epsilon (NaN kept), float32 division.
 int8: ``v = q - zp_in``; per row, ``acc = sum(v**2)`` and
 GetInvSqrtQuantizedMultiplierExp(acc) gives (multiplier, shift); each output is
 MultiplyByQuantizedMultiplier(v, multiplier, shift + 7) clamped to int8 (the result
@@ -13,10 +15,12 @@ import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint_lut import inv_sqrt_multiplier_exp
 from edge_runtime.backends.micro.kernels.base import TensorInfo, activation_name
+from edge_runtime.backends.micro.kernels.reduce import FloatReduction
 from edge_runtime.backends.micro.kernels.unary.common import UnaryKernel, affine, option_scalar
 
 OUTPUT_SHIFT = 7
 EPSILON = 1e-6
+EPS32 = np.float32(EPSILON)
 
 
 class L2Normalization(UnaryKernel):
@@ -36,7 +40,9 @@ class L2Normalization(UnaryKernel):
         self.rows = x.num_elements // max(1, self.depth)
         rows, depth = (self.rows, self.depth), (self.rows, 1)
         if x.type_name == "FLOAT32":
-            self.workspace = {"f": (rows, np.dtype(np.float64)), "s": (depth, np.dtype(np.float64))}
+            self.fsum = FloatReduction(rows, (1,), self.ctx.workspace_limit // 4)
+            self.workspace = {"f": (rows, np.dtype(np.float32)), "s": (depth, np.dtype(np.float32)),
+                              "buf": ((self.fsum.size,), np.dtype(np.float32))}
             return
         _, self.zero_point = affine(self.ctx, x, "input")
         self.workspace = {"e": (rows, np.dtype(np.int64)), "t": (rows, np.dtype(np.int64)),
@@ -49,6 +55,8 @@ class L2Normalization(UnaryKernel):
         super().bind(inputs, outputs, scratch, ws)
         self.xr = self.x.reshape(self.rows, self.depth)
         self.yr = self.y.reshape(self.rows, self.depth)
+        if self.x_info.type_name == "FLOAT32":
+            self.fsum.bind(ws["f"], ws["s"], ws["buf"])
 
     def run_float(self) -> None:
         """Rows divided by their L2 norm (at least epsilon)."""
@@ -56,14 +64,12 @@ class L2Normalization(UnaryKernel):
             self._run_int8()
             return
         f, s = self.ws["f"], self.ws["s"]
-        np.copyto(f, self.xr)
-        np.multiply(f, f, out=f)
-        np.add.reduce(f, axis=1, keepdims=True, out=s)
-        np.sqrt(s, out=s)
-        np.maximum(s, EPSILON, out=s)
-        np.copyto(f, self.xr)
-        f /= s
-        np.copyto(self.yr, f, casting="same_kind")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf and NaN as in C
+            np.multiply(self.xr, self.xr, out=f)
+            self.fsum.run()
+            np.sqrt(s, out=s)
+            np.maximum(s, EPS32, out=s)
+            np.divide(self.xr, s, out=self.yr)
 
     def _run_int8(self) -> None:
         ws = self.ws
