@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from contextlib import nullcontext
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 
 from converters.calibration_data import CalibrationDataError, CalibrationSet
 from converters.ir import Graph
+from edge_runtime.progress import NoBar
 
 log = logging.getLogger("converters.calibrate")
 
@@ -119,19 +119,13 @@ def run_float(sess, graph: Graph, x_ir: np.ndarray,  # type: ignore[no-untyped-d
     return out
 
 
-class _NoBar:
-    """Stands in for a progress bar when none is shown (tqdm is then never imported)."""
-
-    def update(self, n: int = 1) -> None:
-        """Nothing to show."""
-
-
 def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
+    """A bar on stderr when ``enabled`` (tqdm is imported only then), as a context manager."""
     if not enabled:
-        return nullcontext(_NoBar())
-    from tqdm import tqdm
+        return nullcontext(NoBar())
+    from edge_runtime.progress import progress
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+    return progress(total, desc, show=True)
 
 
 #: Float activations of the first calibration samples are kept up to this many bytes (all of them for
