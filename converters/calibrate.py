@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from contextlib import nullcontext
+from math import isfinite
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -406,6 +407,22 @@ def check_calibration_sample(index: int, x: np.ndarray) -> None:
                     "(ranges this wide make int8 useless)", index, float(np.max(np.abs(a))))
 
 
+def non_finite_activation(graph: Graph, index: int, vals: dict[str, np.ndarray]) -> CalibrationDataError:
+    """The one-line error for calibration sample ``index`` making an activation NaN or infinite.
+
+    Names the first such tensor in graph order (where the NaN or inf starts) and the op producing it.
+    """
+    def bad(v: np.ndarray) -> bool:
+        return np.asarray(v).dtype.kind in "fc" and not bool(np.all(np.isfinite(v)))
+
+    name, kind = next(((o, op.kind) for op in graph.ops for o in op.outputs if o in vals and bad(vals[o])),
+                      next(((t, None) for t, v in vals.items() if bad(v)), ("?", None)))
+    what = "NaN" if name in vals and np.isnan(vals[name]).any() else "infinite"
+    op = f" ({kind})" if kind else ""
+    return CalibrationDataError(f"calibration sample {index} makes tensor '{name}'{op} {what}: the float model "
+                                "produces NaN or inf on this data; fix the data or the model")
+
+
 def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress: bool = False,
               session=None, *, runs: Optional[FloatRuns] = None,  # type: ignore[no-untyped-def]
               observers: Iterable[Observer] = ()) -> dict[str, tuple[float, float]]:
@@ -431,6 +448,8 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
         for i, x, vals in run.stream(data, check_calibration_sample):
             for t, v in vals.items():
                 vmin, vmax = float(v.min()), float(v.max())
+                if not (isfinite(vmin) and isfinite(vmax)):  # NaN propagates to both, inf to one
+                    raise non_finite_activation(graph, i, vals)
                 lo[t] = min(lo.get(t, vmin), vmin)
                 hi[t] = max(hi.get(t, vmax), vmax)
                 size = max(size, v.size)

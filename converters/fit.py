@@ -88,9 +88,15 @@ class FitReport:
         return "\n".join(lines)
 
 
+def runs_tflite_micro(profile: "DeviceProfile") -> bool:
+    """True when ``profile`` runs models with TensorFlow Lite Micro: a microcontroller, or any board without
+    Python (sized as TFLM plans the arena, sparse weights counted dense, the dense pruned file deployed)."""
+    return bool(profile.microcontroller or not profile.python)
+
+
 def _runtime_overhead(model: TFLiteModel, profile: "DeviceProfile") -> tuple[int, str]:
     sg = model.main
-    if profile.microcontroller or not profile.python:
+    if runs_tflite_micro(profile):
         channels = 0
         for t in sg.tensors:
             if t.quantization is not None and t.quantization.per_channel:
@@ -190,7 +196,7 @@ class _Sizing:
     def fit(self, profile: "DeviceProfile") -> FitReport:
         """Flash, arena and overhead against ``profile``'s budgets."""
         model, flash = self.model, self.flash
-        mcu = profile.microcontroller or not profile.python
+        mcu = runs_tflite_micro(profile)
         plan = self.plan(not mcu)
         overhead, note = _runtime_overhead(model, profile)
         ram = plan.arena_bytes + overhead
@@ -242,4 +248,4 @@ def profiles_that_fit(tflite_path: "str | os.PathLike[str]") -> list[str]:
 
 
 __all__ = ["FitReport", "AcceleratorCoverage", "fit_model", "accelerator_coverage", "profiles_that_fit",
-           "tflm_flash_bytes", "sparse_weight_tensors"]
+           "tflm_flash_bytes", "sparse_weight_tensors", "runs_tflite_micro"]

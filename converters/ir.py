@@ -223,15 +223,23 @@ def integer_tensors(graph: "Graph") -> set[str]:
     return {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
 
 
+def integer_input_roots(graph: "Graph") -> dict[str, str]:
+    """Each integer graph input, and each RESHAPE of one (through any chain of RESHAPEs), mapped to the name
+    of the graph input its values come from."""
+    roots = {name: name for name in graph.input_dtypes}
+    for op in graph.ops:  # graph order is topological
+        if op.kind == "RESHAPE" and op.inputs[0] in roots:
+            roots.update({o: roots[op.inputs[0]] for o in op.outputs})
+    return roots
+
+
 def index_limits(graph: "Graph") -> dict[str, int]:
     """For each integer graph input: the number of rows of the smallest table it indexes (valid indices are
     ``0 .. limit - 1``), following RESHAPEs to the GATHERs that read it."""
-    roots = {name: name for name in graph.input_dtypes}
+    roots = integer_input_roots(graph)
     limits: dict[str, int] = {}
     for op in graph.ops:
-        if op.kind == "RESHAPE" and op.inputs[0] in roots:
-            roots.update({o: roots[op.inputs[0]] for o in op.outputs})
-        elif op.kind == "GATHER" and len(op.inputs) > 1 and op.inputs[1] in roots:
+        if op.kind == "GATHER" and len(op.inputs) > 1 and op.inputs[1] in roots:
             table = graph.tensors[op.inputs[0]]
             rows = int(table.shape[int(op.attrs.get("axis", 0))])
             root = roots[op.inputs[1]]

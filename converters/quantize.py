@@ -12,13 +12,19 @@ Follows the TFLite int8 quantization specification:
 - constant operands of other ops (ADD/MUL constants, PRELU alpha, ...): int8 asymmetric per tensor
   from their own value range; integer constants (GATHER indices) stay int32;
 - fixed output parameters: SOFTMAX and LOGISTIC (1/256, -128), TANH (1/128, 0), LOG_SOFTMAX (16/256, 127);
+  a SOFTMAX over :data:`WIDE_SOFTMAX` or more values is a float island (below) instead: tflite-micro's int8
+  kernel aborts when a row's sum of exps reaches 512 (>= 512 values at the row's maximum)
+  (:func:`wide_softmax_keys`); an integer SOFTMAX whose input scale the runtimes refuse is refused
+  (:func:`check_softmax_inputs`);
   an input read only by int8 LOGISTIC/TANH gets at most the range where they saturate (:data:`SATURATION`);
 - one set of parameters shared by the inputs and output of the ops in :data:`SHARED` (TFLite's int8
   kernels of these ops move values without rescaling), and by all inputs of CONCATENATION,
   MAXIMUM and MINIMUM; a PADV2 that pads with the lowest value takes its range from its input;
+  groups are built by tensor name, so a constant read by several joining ops would tie them all: both
+  importers give each joining reader its own copy (ONNX: one IR constant per use; TFLite: ``joined_in``);
 - ops in :data:`FLOAT_ISLANDS` (EXP, LOG, SQRT, FLOOR, CEIL, ROUND, SIN, COS; CUMSUM has none in LiteRT) have no
-  int8 kernel in TFLite Micro: the writers run them in float between DEQUANTIZE and QUANTIZE (their int8 input
-  and output keep their own parameters);
+  int8 kernel in TFLite Micro, and a wide SOFTMAX none that is safe: the writers run them in float between
+  DEQUANTIZE and QUANTIZE (their int8 input and output keep their own parameters);
 - model input and output int8, or uint8/float32 when the device profile's ``io_dtype`` asks.
 
 Mixed precision (``precision``, one entry per op keyed by its first output's name, see :func:`op_key`):
@@ -43,7 +49,7 @@ import numpy as np
 
 from converters.ir import FLOAT_OUTPUT_KINDS, Graph, Op, unquantized_tensors
 from converters.ir import WEIGHTED as WEIGHTED_KINDS
-from edge_runtime.errors import ConfigError
+from edge_runtime.errors import ConfigError, UnsupportedModelError
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0),
@@ -67,6 +73,15 @@ INT16_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CON
 #: Fixed int16 output parameters (TFLite's 16x8 LOGISTIC and TANH; int16 SOFTMAX: [0, 1) in 1/32768 steps).
 FIXED16 = {"LOGISTIC": (1.0 / 32768.0, 0), "TANH": (1.0 / 32768.0, 0), "SOFTMAX": (1.0 / 32768.0, 0)}
 PRECISIONS = ("int8", "int16", "float")
+#: Reduced-axis length from which an int8 SOFTMAX's sum of exps (Q12.19, in units of the row maximum's exp)
+#: can reach 512: tflite-micro's int8 kernel then computes a rounding shift of 32 and aborts the process.
+#: Such a SOFTMAX (int8 by default) is written as a float island (DEQUANTIZE, float SOFTMAX, QUANTIZE to
+#: (1/256, -128)). The alternatives measured worse or do not load: TFLite's int8 -> int16 form (output zero
+#: point -32768) is refused by the .tflite checks of ``edge_runtime.load`` (int16 zero points must be 0);
+#: the 16x8 form (int16 -> int16) lost 2.2 dB on PP-OCRv4 rec (6625 classes, 11.1 -> 8.9 dB against
+#: onnxruntime, ``benchmarks.real_models_onnx``): tflite-micro's int16 exp table stops at -10, so every
+#: class far below the maximum still adds exp(-10) to the sum. The float island kept 11.1 dB.
+WIDE_SOFTMAX = 512
 #: Narrowest activation range quantized (smaller ranges are widened to it).
 MIN_RANGE = 1e-5
 #: Input magnitude beyond which an int8 LOGISTIC / TANH output no longer changes (sigmoid(8) * 256 and
@@ -285,6 +300,7 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
         if v == "int16" and kinds[k] not in INT16_KINDS:
             raise ConfigError(f"op '{k}' ({kinds[k]}) has no int16 kernel in TFLite Micro and LiteRT; "
                               "keep it int8 or make it a float island")
+    wide_softmax = set(wide_softmax_keys(graph, precision))
     acts = graph.activations()
     missing = [a for a in acts if a not in ranges]
     if missing:
@@ -389,10 +405,52 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
             precision[op_key(op)] = "float"
             dtypes.update({o: "float32" for o in op.outputs})
     for op in graph.ops:
-        if op.kind in FLOAT_ISLANDS and op_key(op) not in precision:
+        if (op.kind in FLOAT_ISLANDS or op_key(op) in wide_softmax) and op_key(op) not in precision:
             precision[op_key(op)] = "float"
+    check_softmax_inputs(graph, all_ranges, precision, activations, activations16)
     islands = [op.name or op.outputs[0] for op in graph.ops if precision.get(op_key(op)) == "float"]
     int8_ops = ([op.name or op_key(op) for op in graph.ops if op_key(op) not in precision]
                 if any(v == "int16" for v in precision.values()) else [])
     return QuantPlan(activations, weights, biases, io_dtype, dict(ranges), operands, islands, activations16,
                      operands16, precision, dtypes, int8_ops)
+
+
+def wide_softmax_keys(graph: Graph, precision: dict[str, str]) -> list[str]:
+    """Keys (:func:`op_key`) of the int8 SOFTMAX ops over :data:`WIDE_SOFTMAX` or more values (the last axis,
+    as the IR's SOFTMAX reduces): the ones written as float islands."""
+    keys = []
+    for op in graph.ops:
+        if op.kind == "SOFTMAX" and op_key(op) not in precision and not graph.tensors[op.inputs[0]].is_constant:
+            shape = graph.tensors[op.inputs[0]].shape
+            if shape and int(shape[-1]) >= WIDE_SOFTMAX:
+                keys.append(op_key(op))
+    return keys
+
+
+def check_softmax_inputs(graph: Graph, ranges: dict[str, tuple[float, float]], precision: dict[str, str],
+                         activations: dict[str, QParams], activations16: dict[str, QParams]) -> None:
+    """Refuse, in one line naming the tensor and its range, an integer SOFTMAX whose input scale is so far
+    from its fixed output scale that the written model would be refused when loaded.
+
+    ``edge_runtime.load`` checks every rescaling op's input/output scale ratio against
+    ``MAX_RESCALE_RATIO`` (2^18); tflite-micro and LiteRT clamp the softmax's input multiplier
+    (beta * input_scale * 2^26) instead, which then leaves only the row maximum. With the fixed output
+    scales that means logits spanning about +-130,000 (int8) or +-262,000 (int16).
+    """
+    from edge_runtime.formats.tflite_check import MAX_RESCALE_RATIO
+
+    for op in graph.ops:
+        p = precision.get(op_key(op), "int8")
+        if op.kind != "SOFTMAX" or p == "float" or graph.tensors[op.inputs[0]].is_constant:
+            continue
+        x = op.inputs[0]
+        sx = (activations16 if p == "int16" else activations)[x].scale
+        sy = (FIXED16 if p == "int16" else FIXED)["SOFTMAX"][0]
+        ratio = max(sx / sy, sy / sx)
+        if not ratio < MAX_RESCALE_RATIO:
+            lo, hi = ranges.get(x, (float("nan"), float("nan")))
+            raise UnsupportedModelError(
+                f"softmax input '{x}' spans {lo:.3g}..{hi:.3g}: no {p} softmax can represent it (input scale "
+                f"{sx:.3g} against the output's {sy:.3g}, a factor of {ratio:.3g}; the model checks of edge_runtime.load "
+                f"accept less than {MAX_RESCALE_RATIO:.0f}); the float logits are this large on the calibration data: check the "
+                "data's scaling, or run this op in float")

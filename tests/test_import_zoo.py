@@ -24,7 +24,7 @@ import pytest
 from edge_runtime.errors import UnsupportedModelError
 
 torch = pytest.importorskip("torch")
-from fixtures.zoo import MODELS, export_onnx, harness, sample_inputs  # noqa: E402
+from fixtures.zoo import MODELS, export_onnx, harness  # noqa: E402
 
 CALIB, HELD_OUT = 32, 16
 FULL_MATRIX = ("mobilenet_v2", "mobilenet_v3", "shufflenet", "resnet")
@@ -43,26 +43,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("name,opset", CASES, ids=[f"{n}-op{o}" for n, o in CASES])
 def test_zoo_model_converts_runs_everywhere_and_keeps_quality(workdir: Path, name: str, opset: int) -> None:
-    spec = MODELS[name]
     d = workdir / f"{name}_op{opset}"
     d.mkdir()
-    path = export_onnx(name, opset, d)
-    calib, held = sample_inputs(name, CALIB, seed=1), sample_inputs(name, HELD_OUT, seed=2)
-    res = harness.convert(name, path, str(d / "out"), calib)
-    assert res.tflite_path and res.onnx_path
-    ref = harness.float_outputs(path, held)
-    assert len(ref) == len(spec.outputs)
-    ours_tflite = harness.sqnr_db(ref, harness.tflite_outputs(res, held))
-    ours_onnx = harness.sqnr_db(ref, harness.qdq_outputs(res, held))
-    ort_q = harness.ort_quantize_static(path, name, calib, str(d))
-    theirs = harness.sqnr_db(ref, harness.float_outputs(ort_q, held))
-    floor = spec.sqnr_floor_db
-    assert ours_tflite >= floor and ours_onnx >= floor, (ours_tflite, ours_onnx, floor)
-    assert ours_tflite >= theirs - 1.0, (ours_tflite, theirs)
-    check = harness.micro_vs_tflm(res, held[:4])
-    if check is None:
-        pytest.importorskip("tflite_micro", reason="tflite-micro is a dev dependency on x86_64")
-    assert check is not None and check.max_abs_diff == 0, check
+    harness.assert_converts_and_keeps_quality(name, export_onnx(name, opset, d), str(d), CALIB, HELD_OUT)
 
 
 def test_dynamic_sequence_length_needs_input_shape(workdir: Path) -> None:

@@ -130,22 +130,23 @@ def _tflm_deliverable(chosen: Any, profile: Any, to_stderr: bool) -> None:
     """For a microcontroller profile, name the dense pruned file as what the device runs, with its flash.
 
     TensorFlow Lite Micro has no sparse kernels and no DENSIFY, so a sparse .tflite is never the deliverable
-    there: the dense file is sized by :func:`converters.fit.fit_model` (as the device holds it) and a dense file
-    over the profile's budgets raises :class:`BudgetExceededError` (exit 3)."""
+    there: the chosen candidate's figures are then those of the dense file (``deploy_path``, sized by
+    :func:`converters.fit.fit_model` as the device holds it), and a dense file over the profile's budgets raises
+    :class:`BudgetExceededError` (exit 3)."""
     from device_profiles import load_profile
 
-    from converters.fit import fit_model
+    from converters.fit import runs_tflite_micro
 
     prof = load_profile(profile)
-    if not (prof.microcontroller or not prof.python) or chosen.sparse_path is None:
+    if not runs_tflite_micro(prof) or chosen.sparse_path is None:
         return
-    dense = fit_model(chosen.tflite_path, prof)
     sparse_bytes = (chosen.sparse_report or {}).get("flash_after")
     sparse_note = f"the sparse file's {sparse_bytes:,} B is" if sparse_bytes else "the sparse file is"
     print(f"note: {prof.name} runs TensorFlow Lite Micro, which has no sparse kernels: deploy the dense file "
-          f"{chosen.tflite_path} (flash {dense.flash_bytes:,} B; {sparse_note} for the micro and LiteRT backends "
+          f"{chosen.tflite_path} (flash {chosen.flash_bytes:,} B; {sparse_note} for the micro and LiteRT backends "
           "on a host)", file=sys.stderr if to_stderr else sys.stdout)
-    if not dense.fits:
+    if not chosen.fits:
         raise BudgetExceededError(f"{chosen.tflite_path}: the dense pruned file TensorFlow Lite Micro needs does not "
-                                  f"fit {prof.name}: flash {dense.flash_bytes:,} B of {dense.flash_budget_bytes:,} B, "
-                                  f"RAM {dense.ram_bytes:,} B of {dense.ram_budget_bytes:,} B")
+                                  f"fit {prof.name}: flash {chosen.flash_bytes:,} B of "
+                                  f"{prof.model_flash_budget_bytes:,} B, RAM {chosen.ram_bytes:,} B of "
+                                  f"{prof.inference_ram_budget_bytes:,} B")

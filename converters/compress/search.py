@@ -185,6 +185,7 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
 
     from converters.compress.convert import convert_graph
     from converters.compress.sparse import sparsify_tflite
+    from converters.fit import runs_tflite_micro
     from converters.pipeline import import_model
 
     if (sparsity is None) == (not fit_profile):
@@ -197,7 +198,7 @@ def compress_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, ou
         raise ConfigError(f"--max-drop must be >= 0, got {max_drop}")
     prof = load_profile(profile)
     for_litert = sparse_layout == "litert" or (sparse_layout == "auto" and profile_uses_litert(prof))
-    runs_tflm = prof.microcontroller or not prof.python  # the dense file is what such a profile deploys
+    runs_tflm = runs_tflite_micro(prof)  # the dense file is what such a profile deploys
     graph = import_model(model)
     if len(graph.inputs) != 1:
         raise ConfigError(f"{model}: pruning supports single-input models only")

@@ -26,15 +26,6 @@ import numpy as np
 _FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-def _shapes(g: Any) -> dict[str, tuple[int, ...]]:
-    out: dict[str, tuple[int, ...]] = {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        dims = vi.type.tensor_type.shape.dim
-        if all(d.HasField("dim_value") for d in dims):
-            out[vi.name] = tuple(int(d.dim_value) for d in dims)
-    return out
-
-
 def _attr(node: Any, name: str, default: Any) -> Any:
     from onnx import helper
 
@@ -45,8 +36,8 @@ def _attr(node: Any, name: str, default: Any) -> Any:
 
 
 def _encoding(node: Any, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
-              ) -> Optional[tuple[str, Optional[tuple[int, ...]], int, float, float]]:
-    """(indices tensor, shape to reshape it to or None, depth, off, on) when ``node`` is a one-hot encoding."""
+              ) -> Optional[tuple[str, int, float, float]]:
+    """(indices tensor, depth, off, on) when ``node`` is a one-hot encoding."""
     if node.op_type == "OneHot":
         if len(node.input) < 3 or node.input[0] in consts or any(i not in consts for i in node.input[1:3]):
             return None
@@ -58,7 +49,7 @@ def _encoding(node: Any, consts: dict[str, np.ndarray], shapes: dict[str, tuple[
         values = np.asarray(consts[node.input[2]], np.float64).reshape(-1)
         if values.size != 2 or depth <= 0:
             return None
-        return node.input[0], None, depth, float(values[0]), float(values[1])
+        return node.input[0], depth, float(values[0]), float(values[1])
     if node.op_type == "Equal" and len(node.input) == 2:
         a, b = node.input
         if (a in consts) == (b in consts):
@@ -74,7 +65,7 @@ def _encoding(node: Any, consts: dict[str, np.ndarray], shapes: dict[str, tuple[
             return None
         if not np.array_equal(kv.reshape(-1), np.arange(depth)):
             return None
-        return x, tuple(out[:-1]), depth, 0.0, 1.0
+        return x, depth, 0.0, 1.0
     return None
 
 
@@ -91,9 +82,11 @@ def _rewrite_one(model: Any) -> bool:
     """Rewrite the first one-hot product found; False when there is none."""
     from onnx import TensorProto, helper, numpy_helper
 
+    from converters.importers.prepare import static_shapes
+
     g = model.graph
     consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    shapes = _shapes(g)
+    shapes = static_shapes(g)
     nodes = list(g.node)
     producers = {o: n for n in nodes for o in n.output}
     position = {o: k for k, n in enumerate(nodes) for o in n.output}
@@ -121,7 +114,7 @@ def _rewrite_one(model: Any) -> bool:
         enc = _encoding(prod, consts, shapes)
         if enc is None:
             continue
-        idx, _, depth, off, on = enc
+        idx, depth, off, on = enc
         reshape_to: Optional[tuple[int, ...]] = tuple(want[:-1])  # the product's rows, one index each
         if shapes.get(idx) == reshape_to:
             reshape_to = None

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from converters.importers.integer_inputs import check_integer_uses
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.onnx_ops.context import ImportContext, nhwc
 from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
@@ -33,8 +34,6 @@ InputShapes = Optional[dict[str, tuple[int, ...]]]
 SETTING_SIZE = 16
 #: ONNX integer element types accepted as model inputs (token ids, bytes, indices) -> numpy dtype name
 INTEGER_INPUTS = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 12: "uint32"}
-#: IR ops that read int32 index activations: (kind, input position)
-INTEGER_READERS = {("GATHER", 1), ("RESHAPE", 0)}
 
 
 def _prepare(model: Any, input_shapes: InputShapes, source: str, input_values: Any = None) -> Any:
@@ -113,6 +112,8 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     """
     from onnx import numpy_helper
 
+    from converters.importers.prepare import static_shapes
+
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (name or model.graph.name or "model")
     proto = _prepare(model, input_shapes, source, input_values)
     g = proto.graph
@@ -121,11 +122,7 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
 
         rewrite_one_hot_products(proto)  # one-hot x matrix of integer data -> an embedding lookup
         _refuse_non_index_inputs(g, source)
-    shapes: dict[str, tuple[int, ...]] = {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        dims = vi.type.tensor_type.shape.dim
-        if all(d.HasField("dim_value") for d in dims):
-            shapes[vi.name] = tuple(int(d.dim_value) for d in dims)
+    shapes = static_shapes(g)
     consts: dict[str, np.ndarray] = {}
     for init in g.initializer:
         arr = numpy_helper.to_array(init)
@@ -277,35 +274,6 @@ def _refuse_non_index_inputs(g: Any, source: str) -> None:
             f"'{node.name or node.output[0]}' ({node.op_type}); integer inputs (token ids, bytes, indices) can "
             f"only index a constant table (Gather/embedding, or OneHot followed by MatMul/Gemm); export the model "
             f"from its first float tensor otherwise")
-
-
-def check_integer_uses(graph: Graph, source: str) -> None:
-    """Refuse (one line) an integer input whose values reach an op other than an index lookup.
-
-    Integer inputs stay int32 in the converted model: they may be reshaped and used as the indices of a
-    GATHER from a constant table (an embedding, or a one-hot encoding followed by MatMul/Gemm, which the
-    importer rewrites into one); any other use would need arithmetic on indices, which int8 cannot hold.
-    """
-    from converters.ir import unquantized_tensors
-
-    ints = {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
-    roots: dict[str, str] = {name: name for name in graph.input_dtypes}
-    for op in graph.ops:
-        if op.kind == "RESHAPE" and op.inputs[0] in roots:
-            roots.update({o: roots[op.inputs[0]] for o in op.outputs})
-    for op in graph.ops:
-        for k, name in enumerate(op.inputs):
-            if name in roots and name in ints and (op.kind, k) not in INTEGER_READERS:
-                root = roots[name]
-                raise UnsupportedModelError(
-                    f"{source}: input '{root}' ({graph.input_dtypes[root]} token ids/indices) reaches op "
-                    f"'{op.name or op.outputs[0]}' ({op.kind}); integer inputs can only index a constant table "
-                    f"(Gather/embedding, or OneHot followed by MatMul/Gemm); if '{root}' is a setting, freeze it "
-                    f"with --input-value {root}=VALUE")
-    for name in graph.outputs:
-        if name in roots:
-            raise UnsupportedModelError(f"{source}: output '{name}' is the integer input '{roots[name]}' itself; "
-                                        "nothing to convert")
 
 
 def _restore_output_names(graph: Graph, names: list[str]) -> None:

@@ -4,7 +4,7 @@
 
 1. load, reading external-data files only from the model's own folder (no absolute paths, no
    ``..``, no symlinks that leave it);
-2. check the IR version (>= 3) and the default-domain opset (7 to 22);
+2. check the IR version (>= 3) and the default-domain opset (6 to 22);
 3. fix the inputs' shapes: ``input_shapes`` (``--input-shape NAME=1x3x224x224``) first, then a
    dynamic batch (axis 0 of an input of rank >= 2) becomes 1 (a fixed axis 0 too, except on an input
    frozen by ``--input-value`` or beside an input whose batch is already a fixed 1: a recurrent state
@@ -12,7 +12,9 @@
    the flag; then ``input_values`` (``--input-value NAME=VALUE``) turns inputs that are settings (a
    sample rate) or a streaming state started from a known value into initializers;
 4. upgrade opsets below 13 with ``onnx.version_converter`` (restoring the pre-opset-11 coordinate
-   rule of Upsample/Resize, which the converter drops), naming the op whose adapter fails;
+   rule of Upsample/Resize, which the converter drops, and first giving B of an opset-6 Add/Sub/Mul/Div/Pow
+   with ``broadcast``/``axis`` and an opset-6 PRelu's per-channel slope the trailing axes of size 1 that
+   keep their meaning under numpy broadcasting), naming the op whose adapter fails;
 5. fold constant subgraphs with onnxslim (shape arithmetic, ConstantOfShape/Range/Expand, If on a
    constant condition, Conv+BatchNorm), falling back to ONNX Runtime's basic optimizer when it fails;
    a graph onnxslim provably leaves as it is (:func:`nothing_to_fold`) skips it, and its sympy import;
@@ -33,7 +35,7 @@ import numpy as np
 
 from edge_runtime.errors import ConfigError, ModelFormatError, UnsupportedModelError
 
-MIN_OPSET, MAX_OPSET, TARGET_OPSET = 7, 22, 13
+MIN_OPSET, MAX_OPSET, TARGET_OPSET = 6, 22, 13
 MIN_IR = 3
 DEFAULT_DOMAINS = ("", "ai.onnx")
 InputShapes = Optional[dict[str, tuple[int, ...]]]
@@ -189,6 +191,8 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
     freeze_inputs(model, input_values, source)
     if model.ir_version < 4:  # IR 3 lists initializers as inputs; many old files forget, which IR 4 allows
         model.ir_version = 4
+    if opset < 7:
+        keep_old_broadcasts(model, source)
     if opset < TARGET_OPSET:
         model = upgrade_opset(model, TARGET_OPSET, source)
     constants_to_initializers(model)  # before folding: list-valued Constants keep their ONNX dtype
@@ -420,6 +424,124 @@ def _ops_changed_at(model: Any, opset: int) -> list[str]:
     return changed
 
 
+#: Ops that, before opset 7, align B with A from ``axis`` when ``broadcast=1`` (numpy-style from opset 7 on).
+AXIS_BROADCAST_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Pow"})
+
+
+def keep_old_broadcasts(model: Any, source: str) -> None:
+    """Keep the pre-opset-7 meaning of B's axes through the upgrade to numpy broadcasting, in place.
+
+    * Add/Sub/Mul/Div/Pow with ``broadcast=1`` and an ``axis`` align B with A from that axis: B ``[3]`` on A
+      ``[1, 3, 4, 5]`` at axis 1 is B ``[3, 1, 1]``. ``onnx.version_converter``'s 6->7 adapter appends
+      ``rank(A) - rank(B)`` ones instead of ``rank(A) - axis - rank(B)`` (``[3, 1, 1, 1]``, which lines up
+      with axis 0 and broadcasts the output to ``[3, 3, 4, 5]``), so B gets its trailing ones here and loses
+      ``axis``.
+    * PRelu applies a 1-D slope of size C > 1 along axis 1; from opset 7 on it broadcasts against the last
+      axis, and the version converter's adapter leaves the node as it is: on an input of rank >= 3 the slope
+      becomes ``[C, 1, ..., 1]``.
+
+    A constant B is reshaped (a new initializer; the old one goes when nothing else reads it); any other is
+    given an Unsqueeze. Ranks come from shape inference after the input shapes are fixed; a node whose
+    ranks stay unknown is refused in one line.
+    """
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    if not any(_old_broadcast(n) for n in g.node):
+        return
+    dims = _known_dims(model)
+    readers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    inits = {t.name: t for t in g.initializer}
+    taken = {o for n in g.node for o in n.output} | set(inits) | {vi.name for vi in g.input}
+    reshaped: set[str] = set()
+    nodes = []
+    for n in g.node:
+        ones = _trailing_ones(n, dims, source, default_opset(model)) if _old_broadcast(n) else 0
+        if ones <= 0:
+            nodes.append(n)
+            continue
+        b = n.input[1]
+        new = b + "/aligned"
+        while new in taken:
+            new += "_"
+        taken.add(new)
+        rank_b = len(dims[b])
+        if b in inits:
+            value = numpy_helper.to_array(inits[b])
+            g.initializer.append(numpy_helper.from_array(value.reshape(value.shape + (1,) * ones), new))
+            reshaped.add(b)
+        else:
+            nodes.append(helper.make_node("Unsqueeze", [b], [new], name=new, axes=list(range(rank_b, rank_b + ones))))
+        n.input[1] = new
+        readers[b] -= 1
+        keep = [a for a in n.attribute if a.name != "axis"]  # B is aligned with A's trailing axes now
+        del n.attribute[:]
+        n.attribute.extend(keep)
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    gone = {name for name in reshaped if not readers[name]} - {vi.name for vi in g.output}
+    if gone:  # a reshaped B nobody reads any more (IR 3 lists it among the inputs too)
+        keep_inits = [t for t in g.initializer if t.name not in gone]
+        del g.initializer[:]
+        g.initializer.extend(keep_inits)
+        keep_inputs = [vi for vi in g.input if vi.name not in gone]
+        del g.input[:]
+        g.input.extend(keep_inputs)
+
+
+def _old_broadcast(node: Any) -> bool:
+    """Whether ``node`` broadcasts B in a way that changed at opset 7 (PRelu; a binary op with ``broadcast=1``)."""
+    return node.domain in DEFAULT_DOMAINS and len(node.input) > 1 and bool(node.input[1]) and (
+        node.op_type == "PRelu" or node.op_type in AXIS_BROADCAST_OPS and _int_attr(node, "broadcast") == 1)
+
+
+def _int_attr(node: Any, name: str) -> Optional[int]:
+    """The integer attribute ``name`` of ``node``; None when it is absent."""
+    return next((int(a.i) for a in node.attribute if a.name == name), None)
+
+
+def _known_dims(model: Any) -> dict[str, tuple[int, ...]]:
+    """``{name: dims}`` of every tensor whose rank shape inference (not strict) knows; -1 for an unknown size."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model).graph
+    except Exception:  # an inconsistent model: the strict inference after the upgrade names the problem
+        inferred = model.graph
+    dims: dict[str, tuple[int, ...]] = {}
+    for vi in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
+        tt = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and tt.HasField("shape"):
+            dims[vi.name] = tuple(int(d.dim_value) if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+    for t in model.graph.initializer:
+        dims[t.name] = tuple(int(d) for d in t.dims)
+    return dims
+
+
+def _trailing_ones(node: Any, dims: dict[str, tuple[int, ...]], source: str, opset: int) -> int:
+    """How many trailing axes of size 1 B (``node.input[1]``) needs to keep its pre-opset-7 alignment."""
+    a, b = (dims.get(i) for i in node.input[:2])
+    if node.op_type == "PRelu":
+        if b is None or len(b) != 1 or b[0] <= 1:
+            return 0  # one slope, or not a per-channel vector: the same from opset 7 on
+    elif _int_attr(node, "axis") is None:
+        return 0  # B aligned with A's trailing axes: numpy broadcasting does the same
+    if a is None or b is None:
+        missing = node.input[0] if a is None else node.input[1]
+        raise UnsupportedModelError(
+            f"{source}: ONNX node '{node.name or node.output[0]}' ({node.op_type}): the rank of '{missing}' is "
+            f"unknown, so its opset-{opset} broadcast cannot be kept through the upgrade to opset 7+; give the "
+            f"inputs fixed shapes with --input-shape or re-export with opset_version >= 7")
+    if node.op_type == "PRelu":
+        return len(a) - 2 if len(a) >= 3 else 0
+    axis = int(_int_attr(node, "axis") or 0)
+    return len(a) - (axis + len(a) if axis < 0 else axis) - len(b)
+
+
 # ---------------------------------------------------------------- folding
 #: Ops onnxslim has no rewrite for on their own (no folding, fusion or elimination rule starts or ends at
 #: them unless another op or a constant input is involved, which :func:`nothing_to_fold` checks separately).
@@ -611,14 +733,26 @@ def _quantized_op(op_type: str) -> bool:
     return "Quantize" in op_type or op_type.endswith("Integer") or re.match(r"^Q[A-Z]", op_type) is not None
 
 
+#: ONNX ops that make, read or take apart a tensor sequence (TFLite has no sequence type).
+SEQUENCE_OPS = frozenset({"SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase", "SequenceAt",
+                          "SequenceLength", "SequenceMap", "SplitToSequence", "ConcatFromSequence"})
+
+
 def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
     """Strict ONNX shape inference; refuse the first node output whose shape is not fully static.
 
-    ``hint`` is appended to a shape-inference failure (what was changed about the inputs).
+    ``hint`` is appended to a shape-inference failure (what was changed about the inputs). A top-level
+    sequence op (:data:`SEQUENCE_OPS`) left after folding is refused first, by name.
     """
     from onnx import shape_inference
 
     g = model.graph
+    for node in g.node:
+        if node.op_type in SEQUENCE_OPS and node.domain in DEFAULT_DOMAINS:
+            raise UnsupportedModelError(
+                f"{source}: ONNX node '{node.name or node.output[0]}' ({node.op_type}): ONNX sequence ops are not "
+                f"supported (TFLite has no sequence type); export the model with plain tensors (for example a "
+                f"fixed number of Split outputs and a Concat instead of a list of tensors)")
     for vi in g.output:
         vi.type.tensor_type.ClearField("shape")
     del g.value_info[:]
@@ -655,3 +789,14 @@ def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
                     f"({dims}) after constant folding; data-dependent shapes are not supported "
                     f"(fix the inputs with --input-shape, or export without this op)")
     return model
+
+
+def static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    """``{name: dims}`` of every input, value_info and output of an ONNX ``GraphProto`` whose dimensions are
+    all known (read by the importer and the one-hot rewrite after :func:`infer_static_shapes`)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            out[vi.name] = tuple(int(d.dim_value) for d in dims)
+    return out

@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from converters.importers.integer_inputs import check_integer_uses
 from converters.importers.tflite_ops import CUSTOM_REWRITES, REGISTRY
 from converters.importers.tflite_ops.constants import FOLDED
 from converters.importers.tflite_ops.context import TFLiteContext, const_value
@@ -99,7 +100,5 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
                                 if sg.tensors[i].name in int_inputs})
     graph = simplify(legalize(fuse_activations(lower_for_micro(graph))))
     if graph.input_dtypes:
-        from converters.importers.onnx import check_integer_uses
-
         check_integer_uses(graph, p)
     return graph

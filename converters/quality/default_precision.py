@@ -387,6 +387,20 @@ def magnitude_chains(graph: Graph) -> list[list[Op]]:
     return chains
 
 
+def _add_layer_norm(choice: PolicyChoice, chain: list[Op], os_profile: bool, reason: str, no_int16: str) -> None:
+    """Add one LayerNorm chain to ``choice``: int16 where every op has an int16 kernel, else a float island on a
+    profile with an OS, else int8 (nothing added). ``reason`` is the template (:data:`LAYER_NORM`,
+    :data:`LAYER_NORM_MOMENTS`) and ``no_int16`` names the ops without an int16 kernel in the float-island reason."""
+    if all(op.kind in INT16_KINDS for op in chain):
+        precision, how = "int16", "int16 (every op of the chain has an int16 kernel)"
+    elif os_profile:
+        precision, how = "float", f"float island ({no_int16} have no int16 kernel; profile with an OS)"
+    else:
+        return
+    for op in chain:
+        choice.add(op, precision, reason.format(how=how))
+
+
 def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice:
     """The precision map of ``policy`` for ``graph`` on a profile with (``os_profile``) or without an OS."""
     if policy not in POLICIES:
@@ -407,27 +421,13 @@ def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice
     if RULES_ON["layer_norm"]:
         centred = layer_norm_chains(graph)
         for chain in centred:
-            if all(op.kind in INT16_KINDS for op in chain):
-                how = "int16 (every op of the chain has an int16 kernel)"
-                for op in chain:
-                    choice.add(op, "int16", LAYER_NORM.format(how=how))
-            elif os_profile:
-                for op in chain:
-                    choice.add(op, "float", LAYER_NORM.format(how="float island (MEAN and RSQRT have no int16 "
-                                                                   "kernel; profile with an OS)"))
+            _add_layer_norm(choice, chain, os_profile, LAYER_NORM, "MEAN and RSQRT")
         seen = {id(op) for chain in centred for op in chain}
         for chain in moments_layer_norm_chains(graph):
             if any(id(op) in seen for op in chain):
                 continue
             seen.update(id(op) for op in chain)
-            if all(op.kind in INT16_KINDS for op in chain):
-                how = "int16 (every op of the chain has an int16 kernel)"
-            elif os_profile:
-                how = "float island (MEAN/SUM and RSQRT have no int16 kernel; profile with an OS)"
-            else:
-                continue
-            for op in chain:
-                choice.add(op, "int16" if how.startswith("int16") else "float", LAYER_NORM_MOMENTS.format(how=how))
+            _add_layer_norm(choice, chain, os_profile, LAYER_NORM_MOMENTS, "MEAN/SUM and RSQRT")
     if RULES_ON["magnitude"] and os_profile:
         for chain in magnitude_chains(graph):
             for op in chain:

@@ -30,6 +30,10 @@ MAX_ACTIVATION_BYTES = 4 << 30
 MAX_RANK = 8
 #: Integer tensor types whose kernels use scale and zero point: UINT8, INT16, INT8.
 QUANT_TYPES = {3: (0, 255), 7: (0, 0), 9: (-128, 127)}
+#: The one asymmetric INT16 tensor TFLite has: SOFTMAX's int16 output from an int8 input, zero point -32768
+#: (TFLM's kernel requires that value; micro's too).
+INT8_TO_INT16_SOFTMAX_ZERO_POINT = -32768
+SOFTMAX_CODE = 25
 #: Builtin ops whose integer kernels derive fixed-point multipliers from the scales
 #: (ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED,
 #: LOGISTIC, MAX_POOL_2D, MUL, SOFTMAX, TANH, MEAN, SUB, TRANSPOSE_CONV, LEAKY_RELU, QUANTIZE, HARD_SWISH).
@@ -102,11 +106,7 @@ def check_structure(model: TFLiteModel) -> None:
         _check_tensors(p, sg, n_buffers, zero_point_ranges=False)
         where = f"{p}: {_where(sg)}"
         for op in sg.operators:
-            if (not op.outputs and op.name not in NO_OUTPUT_OPS) or any(o < 0 for o in op.outputs):
-                raise ModelFormatError(f"{where} operator {op.index} ({op.name}) has a missing output")
-            for o in op.outputs:
-                if sg.tensors[o].is_constant and not sg.tensors[o].is_variable:
-                    raise ModelFormatError(f"{where} operator {op.index} ({op.name}) writes into constant tensor {o}")
+            _check_op_tensors(where, sg, op)
             if op.opcode.builtin_code in QUANTIZED_MATH_OPS:
                 _check_op_scales(f"{where} operator {op.index} ({op.name})", sg, op, require_params=False)
     check_decoder_paths(model)
@@ -120,6 +120,7 @@ def _where(sg: SubGraph) -> str:
 def _check_tensors(p: str, sg: SubGraph, n_buffers: int, zero_point_ranges: bool = True) -> None:
     where = _where(sg)
     activation_bytes = 0
+    wide_int16 = _int8_to_int16_softmax_outputs(sg)
     for t in sg.tensors:
         label = f"{p}: {where} tensor {t.index} ('{t.name}')"
         if "\ufffd" in t.name:
@@ -136,7 +137,7 @@ def _check_tensors(p: str, sg: SubGraph, n_buffers: int, zero_point_ranges: bool
             raise ModelFormatError(f"{label} has shape {t.shape} but signature {t.shape_signature} of another rank")
         if not t.is_constant:
             activation_bytes += t.nbytes
-        _check_quantization(label, t, zero_point_ranges)
+        _check_quantization(label, t, zero_point_ranges, t.index in wide_int16)
     if activation_bytes > MAX_ACTIVATION_BYTES:
         raise ModelFormatError(
             f"{p}: {where} needs {activation_bytes / 2**30:.1f} GiB of activations, which is implausible (corrupt shapes?)"
@@ -149,7 +150,21 @@ def _check_tensors(p: str, sg: SubGraph, n_buffers: int, zero_point_ranges: bool
             raise ModelFormatError(f"{p}: {where} input/output tensor {idx} out of range ({n} tensors)")
 
 
-def _check_quantization(label: str, t: TensorInfo, zero_point_ranges: bool = True) -> None:
+def _int8_to_int16_softmax_outputs(sg: SubGraph) -> set[int]:
+    """Tensors written by a SOFTMAX that reads int8 and writes int16 (zero point -32768 allowed there)."""
+    found = set()
+    for op in sg.operators:
+        if op.opcode.builtin_code != SOFTMAX_CODE or not op.inputs or not op.outputs:
+            continue
+        i, o = op.inputs[0], op.outputs[0]
+        if 0 <= i < len(sg.tensors) and 0 <= o < len(sg.tensors) and sg.tensors[i].type_code == 9 \
+                and sg.tensors[o].type_code == 7:
+            found.add(o)
+    return found
+
+
+def _check_quantization(label: str, t: TensorInfo, zero_point_ranges: bool = True,
+                        int8_to_int16_softmax: bool = False) -> None:
     q = t.quantization
     if q is None:
         return
@@ -169,6 +184,8 @@ def _check_quantization(label: str, t: TensorInfo, zero_point_ranges: bool = Tru
                 f"{label} has {q.scale.size} scales for {t.shape[q.quantized_dimension]} channels"
             )
     bounds = QUANT_TYPES.get(t.type_code) if zero_point_ranges else None
+    if bounds is not None and int8_to_int16_softmax:
+        bounds = (INT8_TO_INT16_SOFTMAX_ZERO_POINT, INT8_TO_INT16_SOFTMAX_ZERO_POINT)
     if bounds is not None and q.zero_point.size:
         lo, hi = bounds
         if int(q.zero_point.min()) < lo or int(q.zero_point.max()) > hi:
@@ -238,29 +255,38 @@ def _check_graph(p: str, sg: SubGraph) -> None:
     such feedback graphs, whose tensors have arena space from their first use).
     """
     where = f"{p}: {_where(sg)}"
-    produced = set(sg.inputs)
+    provided = set(sg.inputs)
     # constants (a sparse one may store no values: an all-zero pruned weight that DENSIFY decodes to zeros)
-    produced.update(t.index for t in sg.tensors if t.is_constant or t.is_variable or (t.sparse and t.buffer > 0))
-    written = {o for op in sg.operators for o in op.outputs if o >= 0}
+    provided.update(t.index for t in sg.tensors if t.is_constant or t.is_variable or (t.sparse and t.buffer > 0))
+    # a tensor of no elements holds nothing to read (converters write RESHAPE's unused shape input so, with an
+    # empty buffer; LiteRT and tflite-micro run such files)
+    provided.update(t.index for t in sg.tensors if t.num_elements == 0)
+    provided.update(o for op in sg.operators for o in op.outputs if o >= 0)
     for op in sg.operators:
         if op.opcode.builtin_code < 0:
             raise ModelFormatError(f"{where} operator {op.index} has a negative op code")
-        if (not op.outputs and op.name not in NO_OUTPUT_OPS) or any(o < 0 for o in op.outputs):
-            raise ModelFormatError(f"{where} operator {op.index} ({op.name}) has a missing output")
-        for i in op.inputs:
-            if i >= 0 and i not in produced and i not in written:
-                raise ModelFormatError(
-                    f"{where} operator {op.index} ({op.name}) reads tensor {i} ('{sg.tensors[i].name}') "
-                    "before anything writes it"
-                )
-        for o in op.outputs:
-            if sg.tensors[o].is_constant and not sg.tensors[o].is_variable:
-                raise ModelFormatError(f"{where} operator {op.index} ({op.name}) writes into constant tensor {o}")
+        _check_op_tensors(where, sg, op, provided)
         _check_op_quantization(p, sg, op)
-        produced.update(op.outputs)
     for o in sg.outputs:
-        if o not in produced:
+        if o not in provided:
             raise ModelFormatError(f"{where} output tensor {o} is never computed")
+
+
+def _check_op_tensors(where: str, sg: SubGraph, op: Operator, provided: set[int] | None = None) -> None:
+    """The op has its outputs (none negative; none at all only for :data:`NO_OUTPUT_OPS`), reads only
+    ``provided`` tensors (when given; absent optional inputs are -1) and writes no constant (a variable
+    may be written). ``where`` names the file and subgraph; raises :class:`ModelFormatError`."""
+    if (not op.outputs and op.name not in NO_OUTPUT_OPS) or any(o < 0 for o in op.outputs):
+        raise ModelFormatError(f"{where} operator {op.index} ({op.name}) has a missing output")
+    for i in op.inputs if provided is not None else ():
+        if i >= 0 and i not in provided:
+            raise ModelFormatError(
+                f"{where} operator {op.index} ({op.name}) reads tensor {i} ('{sg.tensors[i].name}') "
+                "before anything writes it"
+            )
+    for o in op.outputs:
+        if sg.tensors[o].is_constant and not sg.tensors[o].is_variable:
+            raise ModelFormatError(f"{where} operator {op.index} ({op.name}) writes into constant tensor {o}")
 
 
 def _check_subgraph_calls(model: TFLiteModel, sg: SubGraph) -> None:

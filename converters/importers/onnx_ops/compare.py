@@ -2,8 +2,8 @@
 
 Equal/Greater/Less/GreaterOrEqual/LessOrEqual compare two float values (activations or constants, with
 broadcasting) into a bool mask; Not/And/Or combine masks; Where selects between two float values (TFLite's
-SELECT_V2; both choices share the output's int8 parameters). ThresholdedRelu and Sign are written with
-them. A comparison of indices or masks (ArgMax outputs, other comparisons) is refused with one line.
+SELECT_V2; both choices share the output's int8 parameters). ThresholdedRelu, Sign and Shrink are written
+with them. A comparison of indices or masks (ArgMax outputs, other comparisons) is refused with one line.
 """
 from __future__ import annotations
 
@@ -102,5 +102,29 @@ def sign(ctx: ImportContext, node: Any, a: dict) -> None:
     ctx.emit("SELECT_V2", [pos, ctx.add_const(f"{out}/one", np.array([1.0])), low], out, {}, node)
 
 
+def shrink(ctx: ImportContext, node: Any, a: dict) -> None:
+    """Shrink: ``x + bias`` below ``-lambd``, ``x - bias`` above ``lambd``, 0 between ->
+    SELECT_V2(x > lambd, x - bias, SELECT_V2(x < -lambd, x + bias, 0))."""
+    x, out = ctx.act(node, node.input[0]), node.output[0]
+    shape = ctx.ir_shape(x)
+    lambd, bias = float(a.get("lambd", 0.5)), float(a.get("bias", 0.0))
+    if lambd < 0:
+        raise ctx.err(node, f"Shrink with a negative lambd ({lambd:g}) is not supported")
+
+    def shifted(delta: float, tag: str) -> str:
+        if delta == 0.0:
+            return x
+        return ctx.emit("ADD", [x, ctx.add_const(f"{out}/{tag}", np.array([delta]))], ctx.tmp(f"{out}/{tag}_x", shape),
+                        {"act": "NONE"}, node, shape=shape)
+
+    above = ctx.emit("GREATER", [x, ctx.add_const(f"{out}/lambd", np.array([lambd]))], ctx.tmp(f"{out}/above", shape),
+                     {}, node, shape=shape)
+    below = ctx.emit("LESS", [x, ctx.add_const(f"{out}/minus_lambd", np.array([-lambd]))],
+                     ctx.tmp(f"{out}/below", shape), {}, node, shape=shape)
+    low = ctx.emit("SELECT_V2", [below, shifted(bias, "plus_bias"), ctx.add_const(f"{out}/zero", np.array([0.0]))],
+                   ctx.tmp(f"{out}/low", shape), {}, node, shape=shape)
+    ctx.emit("SELECT_V2", [above, shifted(-bias, "minus_bias"), low], out, {}, node)
+
+
 REGISTRY = {**{t: compare for t in COMPARE}, **{t: logical for t in LOGICAL}, "Where": where,
-            "ThresholdedRelu": thresholded_relu, "Sign": sign}
+            "ThresholdedRelu": thresholded_relu, "Sign": sign, "Shrink": shrink}

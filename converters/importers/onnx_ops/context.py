@@ -28,6 +28,19 @@ def nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
+#: IR ops whose output shape is the broadcast of their inputs' shapes.
+ELEMENTWISE_BINARY = frozenset({"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "POW",
+                                "FLOOR_DIV", "FLOOR_MOD", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER",
+                                "GREATER_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "SELECT_V2", "PRELU"})
+
+
+def _one_element(ctx: "ImportContext", inputs: list[str]) -> bool:
+    """Every input has one element and one of them is 1-D (a scalar broadcast with a (1,) constant)."""
+    shapes = [ctx.tensors[i].shape for i in inputs if i in ctx.tensors]
+    return (len(shapes) == len(inputs) and all(int(np.prod(s, dtype=np.int64)) == 1 for s in shapes)
+            and any(len(s) == 1 for s in shapes))
+
+
 def const_to_ir(arr: np.ndarray, rank: int) -> np.ndarray:
     """A constant operand broadcast against an ONNX tensor of ``rank``, in IR layout."""
     arr = np.asarray(arr)
@@ -174,6 +187,10 @@ class ImportContext:
         if output not in self.tensors or shape is not None:
             if shape is None:
                 self.output(node, output)
+                if kind in ELEMENTWISE_BINARY and self.tensors[output].shape == () and _one_element(self, inputs):
+                    # a 0-d ONNX result of a scalar and a one-element constant (IR constants are at least 1-D):
+                    # the written op computes shape (1,), so the IR says so
+                    self.tensors[output] = Tensor(output, (1,))
             else:
                 self.tensors[output] = Tensor(output, tuple(int(d) for d in shape))
         label = (node.name or node.output[0]) if node is not None else output

@@ -170,8 +170,16 @@ def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
         totals = [full[i] - want_hw[i] for i in range(2)]
         upper = auto not in (b"SAME_LOWER", "SAME_LOWER")
         begin = tuple(t // 2 if upper else t - t // 2 for t in totals)
-    if any(begin[i] < 0 or begin[i] + want_hw[i] > full[i] for i in range(2)):
+    if any(b < 0 for b in begin):
         raise ctx.err(node, f"output_padding/pads giving {want_hw} from a full output of {full} are not supported")
+    # output_padding past the full output: those pixels get no tap, only the bias. Zero input rows/columns
+    # at the end grow the full output by a stride each, without changing what is already there.
+    extra = tuple(max(0, -(-(begin[i] + want_hw[i] - full[i]) // stride[i])) for i in range(2))
+    if any(extra):
+        h, wd = h + extra[0], wd + extra[1]
+        x = ctx.emit("PAD", [x], ctx.tmp(f"{node.output[0]}/grown", (n, h, wd, in_ch)),
+                     {"pads": ((0, 0), (0, extra[0]), (0, extra[1]), (0, 0))}, node, shape=(n, h, wd, in_ch))
+        full = ((h - 1) * stride[0] + kh, (wd - 1) * stride[1] + kw)
     full_shape = (n, full[0], full[1], o_ch)
     crop = (begin[0], begin[1]) != (0, 0) or want_hw != full
     y_name = ctx.tmp(f"{node.output[0]}/full", full_shape) if crop else final

@@ -48,7 +48,8 @@ def _fold_bias(ctx: ImportContext, node: Any) -> bool:
     prev = ctx.producer(key)
     hops: list[Op] = []
     while prev is not None and prev.kind == "RESHAPE" and ctx.consumers(prev.inputs[0]) == 1:
-        if ctx.ir_shape(prev.inputs[0])[-1] != ctx.ir_shape(prev.outputs[0])[-1]:
+        before, after = ctx.ir_shape(prev.inputs[0]), ctx.ir_shape(prev.outputs[0])
+        if not before or not after or before[-1] != after[-1]:  # (a 0-d result has no channel axis)
             return False
         hops.append(prev)
         prev = ctx.producer(prev.inputs[0])
@@ -242,9 +243,18 @@ def unary(ctx: ImportContext, node: Any, a: dict) -> None:
     elif t == "LeakyRelu":
         ctx.emit("LEAKY_RELU", [x], out, {"alpha": float(a.get("alpha", 0.01))}, node)
     elif t == "Elu":
-        if abs(float(a.get("alpha", 1.0)) - 1.0) > 1e-6:
-            raise ctx.err(node, f"Elu with alpha={a.get('alpha')} is not supported (alpha 1 is)")
-        ctx.emit("ELU", [x], out, {}, node)
+        alpha = float(a.get("alpha", 1.0))
+        if abs(alpha - 1.0) <= 1e-6:
+            ctx.emit("ELU", [x], out, {}, node)
+            return
+        # alpha * (exp(x) - 1) below 0 = ELU(x) + (alpha - 1) * min(ELU(x), 0); x above 0 is left as it is
+        shape = ctx.ir_shape(x)
+        e = ctx.emit("ELU", [x], ctx.tmp(f"{out}/elu", shape), {}, node, shape=shape)
+        neg = ctx.emit("MINIMUM", [e, ctx.add_const(f"{out}/zero", np.array([0.0]))], ctx.tmp(f"{out}/neg", shape),
+                       {}, node, shape=shape)
+        extra = ctx.emit("MUL", [neg, ctx.add_const(f"{out}/alpha_minus_one", np.array([alpha - 1.0]))],
+                         ctx.tmp(f"{out}/extra", shape), {"act": "NONE"}, node, shape=shape)
+        ctx.emit("ADD", [e, extra], out, {"act": "NONE"}, node)
     elif t in ("Softplus", "Mish"):
         shape = ctx.ir_shape(x)
         e = ctx.emit("EXP", [x], ctx.tmp(f"{out}/exp", shape), {}, node, shape=shape)
@@ -347,14 +357,14 @@ def hard_sigmoid(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def clip(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Clip -> RELU / RELU6 / RELU_N1_TO_1-free MAXIMUM+MINIMUM for other bounds."""
-    x = ctx.act(node, node.input[0])
-    out = node.output[0]
+    """Clip -> RELU / RELU6 / MAXIMUM+MINIMUM; a bound computed at run time -> MAXIMUM/MINIMUM against it."""
     lo = _scalar(ctx, node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("min")
     hi = _scalar(ctx, node.input[2]) if len(node.input) > 2 and node.input[2] else a.get("max")
-    for k, v in ((1, lo), (2, hi)):
-        if len(node.input) > k and node.input[k] and v is None:
-            raise ctx.err(node, "Clip bounds must be constants")
+    if any(len(node.input) > k and node.input[k] and v is None for k, v in ((1, lo), (2, hi))):
+        _clip_tensor_bounds(ctx, node, lo, hi)
+        return
+    x = ctx.act(node, node.input[0])
+    out = node.output[0]
     lo = -np.inf if lo is None or lo <= -3.4e38 else float(lo)
     hi = np.inf if hi is None or hi >= 3.4e38 else float(hi)
     shape = ctx.ir_shape(x)
@@ -373,6 +383,44 @@ def clip(ctx: ImportContext, node: Any, a: dict) -> None:
             ctx.emit("MINIMUM", [cur, ctx.add_const(f"{out}/max", np.array([hi]))], out, {}, node, shape=shape)
 
 
+def _clip_tensor_bounds(ctx: ImportContext, node: Any, lo: Optional[float], hi: Optional[float]) -> None:
+    """Clip with a bound that is not a one-element constant: ``MINIMUM(MAXIMUM(x, min), max)``.
+
+    ``lo``/``hi`` are the bounds that are one-element constants (None otherwise); a missing or infinite
+    bound emits no op. A bound tensor broadcasts to ``x`` (ONNX asks for a 0-d or ``(1,)`` scalar, e.g.
+    power_to_db's ``ReduceMax(x) - top_db``; any shape that broadcasts to ``x`` works). The quantizer gives all
+    inputs and the output of MAXIMUM/MINIMUM one set of int8 parameters, as TFLite's kernels need.
+    """
+    src = tuple(ctx.src_shape(node, node.input[0]))
+    rank = len(src)
+    bounds = []
+    for k, v, kind, skip in ((1, lo, "MAXIMUM", -3.4e38), (2, hi, "MINIMUM", 3.4e38)):
+        name = node.input[k] if len(node.input) > k and node.input[k] else None
+        if name is None or (v is not None and (v <= skip if kind == "MAXIMUM" else v >= skip)):
+            continue
+        if v is not None:
+            bounds.append((kind, ctx.add_const(f"{node.output[0]}/{'min' if k == 1 else 'max'}", np.array([v]))))
+            continue
+        bshape = tuple(ctx.src_shape(node, name))
+        try:
+            ok = tuple(np.broadcast_shapes(src, bshape)) == src
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ctx.err(node, f"Clip {'min' if k == 1 else 'max'} of shape {bshape} does not broadcast to the "
+                                f"input {src}")
+        bounds.append((kind, ctx.broadcast_operand(node, name, rank)))
+    cur = ctx.act(node, node.input[0])
+    if not bounds:
+        ctx.alias[node.output[0]] = cur
+        return
+    shape = ctx.ir_shape(cur)
+    for j, (kind, b) in enumerate(bounds):
+        last = j == len(bounds) - 1
+        dst = node.output[0] if last else ctx.tmp(f"{node.output[0]}/lower", shape)
+        cur = ctx.emit(kind, [cur, b], dst, {}, node, shape=shape)
+
+
 def prelu(ctx: ImportContext, node: Any, a: dict) -> None:
     """PRelu with a constant slope -> PRELU (LEAKY_RELU for one slope)."""
     x = ctx.act(node, node.input[0])
@@ -380,7 +428,15 @@ def prelu(ctx: ImportContext, node: Any, a: dict) -> None:
     if slope.size == 1:
         ctx.emit("LEAKY_RELU", [x], node.output[0], {"alpha": float(slope.reshape(-1)[0])}, node)
         return
-    rank = len(ctx.src_shape(node, node.input[0]))
+    src = tuple(ctx.src_shape(node, node.input[0]))
+    rank = len(src)
+    try:
+        ok = np.broadcast_shapes(src, slope.shape) == src  # ONNX: the slope broadcasts to the input
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ctx.err(node, f"PRelu slope of shape {slope.shape} does not broadcast to the input {src} (a "
+                            f"per-channel slope needs the shape (C, 1, ...), as opset 7+ exports write it)")
     ctx.emit("PRELU", [x, ctx.add_const(f"{node.output[0]}/alpha", const_to_ir(slope, rank))], node.output[0], {},
              node)
 

@@ -203,7 +203,7 @@ def gather(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def pad(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Pad (constant, reflect) -> PAD / PADV2 / MIRROR_PAD; negative pads crop."""
+    """Pad (constant, reflect, edge) -> PAD / PADV2 / MIRROR_PAD / GATHER per axis; negative pads crop."""
     x = ctx.act(node, node.input[0])
     shape = ctx.src_shape(node, node.input[0])
     rank = len(shape)
@@ -242,8 +242,24 @@ def pad(ctx: ImportContext, node: Any, a: dict) -> None:
             ctx.emit("PADV2", [x], out, {"pads": tuple(pairs), "value": value}, node)
     elif mode == "reflect":
         ctx.emit("MIRROR_PAD", [x], out, {"pads": tuple(pairs), "mode": "REFLECT"}, node)
+    elif mode == "edge":
+        _edge_pad(ctx, node, x, out, pairs)
     else:
-        raise ctx.err(node, f"Pad mode '{mode}' is not supported (constant and reflect are)")
+        raise ctx.err(node, f"Pad mode '{mode}' is not supported (constant, reflect and edge are)")
+
+
+def _edge_pad(ctx: ImportContext, node: Any, x: str, out: str, pairs: list[tuple[int, int]]) -> None:
+    """Pad mode 'edge' (TFLite has no such PAD): one GATHER per padded IR axis, whose indices repeat the
+    first and last index (``clip(arange(-before, size + after), 0, size - 1)``)."""
+    axes = [d for d, (p0, p1) in enumerate(pairs) if p0 or p1]
+    cur, shape = x, list(ctx.ir_shape(x))
+    for k, d in enumerate(axes):
+        p0, p1 = pairs[d]
+        idx = np.clip(np.arange(-p0, shape[d] + p1), 0, shape[d] - 1).astype(np.int32)
+        shape[d] += p0 + p1
+        dst = out if k == len(axes) - 1 else ctx.tmp(f"{out}/edge{d}", tuple(shape))
+        cur = ctx.emit("GATHER", [cur, ctx.add_const(f"{out}/edge_indices{d}", idx, np.int32)], dst, {"axis": d}, node,
+                       shape=tuple(shape))
 
 
 def expand(ctx: ImportContext, node: Any, a: dict) -> None:

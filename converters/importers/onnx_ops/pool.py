@@ -1,4 +1,4 @@
-"""MaxPool, AveragePool (ceil_mode, explicit padding, count_include_pad), GlobalAverage/MaxPool.
+"""MaxPool (also dilated), AveragePool (ceil_mode, explicit padding, count_include_pad), GlobalAverage/MaxPool.
 
 A global average becomes MEAN rather than AVERAGE_POOL_2D: TFLite's int8 average pool keeps its
 input's scale, while MEAN requantizes, so the (much narrower) mean gets a finer scale.
@@ -35,11 +35,15 @@ def pool(ctx: ImportContext, node: Any, a: dict) -> None:
     x, lifted = as_2d(ctx, node, ctx.act(node, node.input[0]), "pooling")
     kernel = tuple(int(k) for k in a["kernel_shape"])
     strides = tuple(int(s) for s in a.get("strides", [1] * len(kernel)))
-    if any(int(d) != 1 for d in a.get("dilations", [1] * len(kernel))):
-        raise ctx.err(node, "dilated pooling is not supported")
+    dilations = tuple(int(d) for d in a.get("dilations", [1] * len(kernel)))
+    if any(d != 1 for d in dilations) and t != "MaxPool":
+        raise ctx.err(node, "dilated average pooling is not supported (dilated MaxPool is)")
     if lifted:
-        kernel, strides = (1,) + kernel, (1,) + strides
+        kernel, strides, dilations = (1,) + kernel, (1,) + strides, (1,) + dilations
     n, h, w, c = ctx.ir_shape(x)
+    if any(d != 1 for d in dilations):
+        _dilated_max_pool(ctx, node, a, x, lifted, kernel, strides, dilations)
+        return
     pads = spatial_pads(ctx, node, a, (h, w), kernel, strides, (1, 1))
     ceil = bool(a.get("ceil_mode", 0))
     oh = _out_len(h, kernel[0], strides[0], pads[0], pads[2], ceil)
@@ -81,6 +85,65 @@ def pool(ctx: ImportContext, node: Any, a: dict) -> None:
                            dict(base, pads=(0, 0, 0, 0)), node, shape=out_shape)
             corr = ctx.add_const(f"{node.output[0]}/count_correction", (area / counts).reshape(oh, ow, 1))
             y = ctx.emit("MUL", [mid, corr], out, {"act": "NONE"}, node, shape=out_shape)
+    if lifted:
+        finish_2d(ctx, node, y, True)
+
+
+def _dilated_max_pool(ctx: ImportContext, node: Any, a: dict, x: str, lifted: bool, kernel: tuple[int, ...],
+                      strides: tuple[int, ...], dilations: tuple[int, ...]) -> None:
+    """Dilated MaxPool (TFLite's MAX_POOL_2D has no dilation). Max pooling is separable: the MAXIMUM of
+    ``kw`` taps along the width, then of ``kh`` along the height. Tap ``i`` of output ``o`` reads input index
+    ``o * stride - pad + i * dilation``; a tap in the padding reads the window's first (or last) real tap
+    instead, which leaves the max unchanged and keeps every value finite (no -inf padding to calibrate).
+    A tap is a STRIDED_SLICE when its indices are evenly spaced, else a GATHER; all share the input's int8
+    parameters, so the result is exact."""
+    n, h, w, c = ctx.ir_shape(x)
+    span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
+    pads = spatial_pads(ctx, node, a, (h, w), kernel, strides, dilations)
+    ceil = bool(a.get("ceil_mode", 0))
+    out_hw = (_out_len(h, span[0], strides[0], pads[0], pads[2], ceil),
+              _out_len(w, span[1], strides[1], pads[1], pads[3], ceil))
+    name = node.output[0]
+    out_shape = (n,) + out_hw + (c,)
+    final = name if not lifted else ctx.tmp(f"{name}/pool", out_shape)
+
+    def taps(axis: int) -> list[np.ndarray]:
+        """Per kernel tap, the input index each output position reads along IR ``axis`` (1 or 2)."""
+        size, k, d, s, p0 = (h, w)[axis - 1], kernel[axis - 1], dilations[axis - 1], strides[axis - 1], pads[axis - 1]
+        starts = np.arange(out_hw[axis - 1]) * s - p0
+        q = starts[:, None] + np.arange(k)[None, :] * d  # [out, k]
+        real = (q >= 0) & (q < size)
+        if not real.any(axis=1).all():
+            raise ctx.err(node, "a pooling window lies entirely in the padding")
+        first = np.where(real, q, np.iinfo(np.int64).max).min(axis=1, keepdims=True)
+        last = np.where(real, q, -1).max(axis=1, keepdims=True)
+        q = np.where(q < 0, first, np.where(q >= size, last, q))
+        return [q[:, i] for i in range(k)]
+
+    def max_of_taps(src: str, axis: int, shape: tuple[int, ...], dst: str) -> str:
+        idx = taps(axis)
+        picked = []
+        for i, ix in enumerate(idx):
+            tmp = dst if len(idx) == 1 else ctx.tmp(f"{dst}/tap{axis}_{i}", shape)
+            step = np.diff(ix)
+            if ix.size == 1 or (np.all(step == step[0]) and step[0] > 0):
+                begin, end, stride = [0, 0, 0, 0], list(ctx.ir_shape(src)), [1, 1, 1, 1]
+                begin[axis], end[axis] = int(ix[0]), int(ix[-1]) + 1
+                stride[axis] = int(step[0]) if ix.size > 1 else 1
+                picked.append(ctx.emit("STRIDED_SLICE", [src], tmp, {"begin": tuple(begin), "end": tuple(end),
+                                                                   "strides": tuple(stride)}, node, shape=shape))
+            else:
+                picked.append(ctx.emit("GATHER", [src, ctx.add_const(f"{dst}/indices{axis}_{i}", ix, np.int32)], tmp,
+                                       {"axis": axis}, node, shape=shape))
+        cur = picked[0]
+        for j, tap in enumerate(picked[1:], 1):
+            to = dst if j == len(picked) - 1 else ctx.tmp(f"{dst}/max{axis}_{j}", shape)
+            cur = ctx.emit("MAXIMUM", [cur, tap], to, {}, node, shape=shape)
+        return cur
+
+    cols = (n, h, out_hw[1], c)
+    across = max_of_taps(x, 2, cols, ctx.tmp(f"{name}/cols", cols))
+    y = max_of_taps(across, 1, out_shape, final)
     if lifted:
         finish_2d(ctx, node, y, True)
 

@@ -23,6 +23,29 @@ def _bias(ctx: TFLiteContext, op: Any, k: int, n: int) -> str:
     return ctx.add_const(f"{ctx.name(op.outputs[0])}/bias", np.zeros(n, np.float32))
 
 
+def _check_window(ctx: TFLiteContext, op: Any, x: str, k: tuple[int, int], stride: tuple[int, int],
+                  dilation: tuple[int, int], same: bool) -> None:
+    """Refuse in one line a windowed op whose stored output height/width do not follow from its input,
+    window, stride, dilation and padding. A file exported with a dynamic input (shape signature -1) stores
+    placeholder shapes, e.g. openWakeWord's melspectrogram.tflite: audio stored as (1, 1) under a 512-tap
+    convolution; the converter works at the stored shapes, so such a model cannot be converted as is."""
+    size = ctx.shape(x)[1:3]
+    if same:
+        want = tuple(-(-n // s) for n, s in zip(size, stride))
+    else:
+        want = tuple((n - d * (kk - 1) - 1) // s + 1 for n, kk, s, d in zip(size, k, stride, dilation))
+    out = ctx.shape(ctx.name(op.outputs[0]))
+    if len(out) == 4 and tuple(out[1:3]) == want:
+        return
+    dynamic = [(t.name, t.shape, t.shape_signature) for t in (ctx.sg.tensors[i] for i in ctx.sg.inputs)
+               if t.shape_signature is not None and any(d < 0 for d in t.shape_signature)]
+    hint = "".join(f"; input '{n}' is dynamic (shape signature {list(sig)}) and the file stores the placeholder "
+                   f"shape {list(shp)}: re-export the model with a fixed input shape" for n, shp, sig in dynamic[:1])
+    raise ctx.err(op, f"stored output {list(out)} does not follow from the {size[0]}x{size[1]} input, "
+                      f"{k[0]}x{k[1]} window, stride {stride} and {'SAME' if same else 'VALID'} padding "
+                      f"(height x width {want[0]}x{want[1]}){hint}")
+
+
 def conv(ctx: TFLiteContext, op: Any) -> None:
     """CONV_2D and DEPTHWISE_CONV_2D (SAME/VALID, stride, dilation, fused activation)."""
     x, w = ctx.act_in(op, 0), ctx.tensors[ctx.name(op.inputs[1])]
@@ -44,6 +67,7 @@ def conv(ctx: TFLiteContext, op: Any) -> None:
         attrs["multiplier"] = int(ctx.option(op, 3, "i", 1))
         act, dw, dh = ctx.act(op.options, 4), int(ctx.option(op, 5, "i", 1)), int(ctx.option(op, 6, "i", 1))
         n_out = w.shape[3]
+    _check_window(ctx, op, x, (kh, kw), (sh, sw), (dh, dw), padding == 0)
     pads = same_pads(ctx.shape(x)[1:3], (kh, kw), (sh, sw), (dh, dw)) if padding == 0 else (0, 0, 0, 0)
     attrs.update(stride=(sh, sw), dilation=(dh, dw), pads=pads, act=act)
     ctx.emit(op, op.name, [x, w.name, _bias(ctx, op, 2, n_out)], ctx.name(op.outputs[0]), attrs)

@@ -45,6 +45,7 @@ class TFLiteContext:
         #: constants already read as the bias of a weighted op (a second reader gets its own copy)
         self.biases_used: set[str] = set()
         self._n = 0
+        self._readers: Optional[dict[int, int]] = None
 
     def err(self, op: Any, msg: str) -> UnsupportedModelError:
         """One-line refusal naming the operator (index and name)."""
@@ -71,6 +72,24 @@ class TFLiteContext:
         if data is None:
             raise self.err(op, f"input {k} ('{self.name(idx)}') must be a constant")
         return data
+
+    def joined_in(self, op: Any, k: int) -> str:
+        """Input ``k`` of a joining op (MAXIMUM, MINIMUM, CONCATENATION: in int8 its inputs and output share
+        one scale), by IR name. A constant that other operators read too (TFLite files store a repeated
+        constant once, e.g. the -0.4 floor of every layer of openWakeWord's embedding) gets this op's own
+        copy: one shared constant would tie every reader's scale into one quantization group."""
+        name = self.name(op.inputs[k])
+        data = self.tensors[name].data
+        if data is None:
+            return name
+        if self._readers is None:
+            self._readers = {}
+            for o in self.sg.operators:
+                for i in set(o.inputs):
+                    self._readers[i] = self._readers.get(i, 0) + 1
+        if self._readers.get(op.inputs[k], 0) < 2:
+            return name
+        return self.add_const(f"{name}/op{op.index}", data, data.dtype)
 
     def act_in(self, op: Any, k: int = 0) -> str:
         """Input ``k`` of ``op``: activation or constant operand, by IR name."""

@@ -21,8 +21,28 @@ def binary(ctx: TFLiteContext, op: Any) -> None:
     a, b = ctx.act_in(op, 0), ctx.act_in(op, 1)
     if ctx.tensors[a].is_constant and ctx.tensors[b].is_constant:
         raise ctx.err(op, "operates on constants only")
+    out = ctx.name(op.outputs[0])
+    if op.name in ("MINIMUM", "MAXIMUM"):
+        x = _unbounded_clip_input(ctx, op.name, a, b, out)
+        if x is not None:  # MINIMUM(x, +inf) / MAXIMUM(x, -inf): x itself (the constant never enters the graph)
+            ctx.emit(op, "RESHAPE", [x], out)
+            return
+        a, b = ctx.joined_in(op, 0), ctx.joined_in(op, 1)
     attrs = {"act": ctx.act(op.options, 0)} if op.name in FUSED else {}
-    ctx.emit(op, op.name, [a, b], ctx.name(op.outputs[0]), attrs)
+    ctx.emit(op, op.name, [a, b], out, attrs)
+
+
+def _unbounded_clip_input(ctx: TFLiteContext, kind: str, a: str, b: str, out: str) -> str | None:
+    """The non-constant operand of ``MINIMUM(x, +inf)`` or ``MAXIMUM(x, -inf)`` (either order), the open
+    side of TF's ``clip_by_value(x, lo, inf)``: an identity when ``x`` already has the output's shape.
+    None otherwise."""
+    bound = np.inf if kind == "MINIMUM" else -np.inf
+    for x, c in ((a, b), (b, a)):
+        data = ctx.tensors[c].data
+        if (data is not None and not ctx.tensors[x].is_constant and np.asarray(data).size
+                and np.all(np.asarray(data) == bound) and ctx.shape(x) == ctx.shape(out)):
+            return x
+    return None
 
 
 def unary(ctx: TFLiteContext, op: Any) -> None:

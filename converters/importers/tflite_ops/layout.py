@@ -23,7 +23,7 @@ def transpose(ctx: TFLiteContext, op: Any) -> None:
 
 def concat(ctx: TFLiteContext, op: Any) -> None:
     """CONCATENATION (constant inputs allowed)."""
-    ins = [ctx.name(i) for i in op.inputs]
+    ins = [ctx.joined_in(op, k) for k in range(len(op.inputs))]
     rank = len(ctx.shape(ins[0]))
     ctx.emit(op, "CONCATENATION", ins, ctx.name(op.outputs[0]),
              {"axis": int(ctx.option(op, 0, "i", 0)) % rank, "act": ctx.act(op.options, 1)})

@@ -197,6 +197,8 @@ class Interpreter:
                     k.bind(ins, outs, scratch, ws)
             run.runs = tuple(k.run for k in run.kernels if not getattr(k, "aliased", False))
         self._runs = self.runs[subgraph].runs
+        # float kernels overflow to inf and give NaN as C does; numpy would also print a RuntimeWarning
+        self._float = any(t.type_name in FLOAT_TYPES for index in self.order for t in model.subgraphs[index].tensors)
         self.input_views = self.runs[subgraph].input_views
         self.output_views = self.runs[subgraph].output_views
 
@@ -265,8 +267,15 @@ class Interpreter:
         transient iterator buffer (at most its ``bufsize``, 8192 elements, i.e. 64 KiB
         of int64) inside ufunc calls whose operands broadcast, freed before the call
         returns. Memory does not grow over invocations (tests/test_micro_memory.py).
-        Variable tensors and resource variables keep their values between calls.
+        Variable tensors and resource variables keep their values between calls. A model with float
+        tensors runs with numpy's floating-point warnings off: overflow to inf and NaN are results, as
+        in tflite-micro's C, not messages.
         """
+        if self._float:
+            with np.errstate(all="ignore"):
+                for run in self._runs:
+                    run()
+            return
         for run in self._runs:
             run()
 
@@ -280,6 +289,9 @@ class Interpreter:
         """Output ``index`` as a view into the arena (valid until the next invoke)."""
         return self.output_views[index]
 
+
+#: Tensor types whose arithmetic can overflow to inf or give NaN.
+FLOAT_TYPES = frozenset({"FLOAT32", "FLOAT16", "FLOAT64"})
 
 #: A plan or workspace beyond this is a corrupt model, not an edge model (formats/tflite_check.py bounds activations).
 MAX_BUFFER_BYTES = 4 << 30

@@ -152,7 +152,7 @@ def quantized_activation_range(ctx: OpContext, code: int, scale: float, zero_poi
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def float_activation_range(ctx: OpContext, code: int) -> Optional[tuple[float, float]]:
+def float_activation_range(ctx: OpContext, code: int) -> tuple[float, float]:
     """The clamp range of a fused activation on floats, as TFLM's ``CalculateActivationRange``: with no
     activation (and above RELU) the finite float32 range, so an overflow to +-inf becomes +-FLT_MAX as
     in tflite-micro (NaN passes through)."""

@@ -185,8 +185,7 @@ def output_tail(k: Kernel, acc: np.ndarray, acc_i: Optional[np.ndarray], tmp: Op
 
     def float_tail() -> None:
         np.add(acc, bias, out=acc)
-        if act is not None:
-            CLIP(acc, act[0], act[1], out=acc)
+        CLIP(acc, act[0], act[1], out=acc)
         np.copyto(out, acc, casting="same_kind")
     return float_tail
 

@@ -61,8 +61,7 @@ class Pool2D(Kernel):
                 raise ctx.fail("quantized pooling needs equal input and output quantization")
             self.lo, self.hi = quantized_activation_range(ctx, o["activation"], sy, zy, qdt)
         else:
-            act = float_activation_range(ctx, o["activation"])
-            self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
+            self.lo, self.hi = float_activation_range(ctx, o["activation"])
         self.padded = any((self.pt, self.pb, self.pl, self.pr))
         hp, wp = self.h + self.pt + self.pb, self.w + self.pl + self.pr
         if self.is_max:
@@ -73,8 +72,6 @@ class Pool2D(Kernel):
             self.workspace = {"acc": ((self.ho, self.wo, self.c), np.dtype(np.int64))}
         else:
             self.workspace = {"mask": ((self.ho, self.wo, self.c), np.dtype(np.bool_))} if self.is_max else {}
-            big = np.finfo(np.float32).max
-            self.lo, self.hi = max(self.lo, -big), min(self.hi, big)
         if not self.quantized:
             self.lo_s, self.hi_s = np.float32(self.lo), np.float32(self.hi)
         elif self.is_max:
@@ -171,22 +168,15 @@ class Pool2D(Kernel):
                 np.copyto(interior, xn, casting="unsafe")
             if self.is_max:
                 np.maximum.reduce(win, axis=(2, 3), out=yn)
-                if self.quantized or np.isfinite(self.lo) or np.isfinite(self.hi):
-                    CLIP(yn, self.lo_s, self.hi_s, out=yn)
+                CLIP(yn, self.lo_s, self.hi_s, out=yn)
                 continue
-            acc = self.acc
+            acc, t = self.acc, self.sign
             np.add.reduce(win, axis=(2, 3), out=acc)
-            if self.quantized:
-                t = self.sign
-                np.copysign(self.fhalf, acc, out=t)
-                np.add(acc, t, out=acc)
-                np.divide(acc, self.fcount, out=acc)
-                CLIP(acc, self.lo_s, self.hi_s, out=acc)
-                np.copyto(yn, acc, casting="unsafe")  # truncates toward zero, as C's division
-            else:
-                np.divide(acc, self.fcount, out=acc)
-                CLIP(acc, self.lo_s, self.hi_s, out=acc)
-                np.copyto(yn, acc, casting="same_kind")
+            np.copysign(self.fhalf, acc, out=t)
+            np.add(acc, t, out=acc)
+            np.divide(acc, self.fcount, out=acc)
+            CLIP(acc, self.lo_s, self.hi_s, out=acc)
+            np.copyto(yn, acc, casting="unsafe")  # truncates toward zero, as C's division
 
     def _run_float(self) -> None:
         """float32: TFLM's sequential pass over the window taps, the division (average), the clamp."""

@@ -148,9 +148,8 @@ class Mean(Kernel):
             self.fcount = np.float32(self.count)
             return
         self.workspace = {"acc": (kshape, np.dtype(np.int64)), "tmp": (kshape, np.dtype(np.int64))}
-        if self.quantized:
-            self.zx_n = np.int64(qparams(x)[1] * self.count)
-            self.requant = mean_or_sum_requantizer(x, y, self.count, mean=self.is_mean)
+        self.zx_n = np.int64(qparams(x)[1] * self.count)
+        self.requant = mean_or_sum_requantizer(x, y, self.count, mean=self.is_mean)
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views."""

@@ -35,6 +35,7 @@ from edge_runtime.backends.micro.fixedpoint_lut import (
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_type,
 )
+from edge_runtime.backends.micro.libm_expf import ExpF
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUMULATION_INTEGER_BITS = 12
@@ -93,8 +94,11 @@ class Softmax(Kernel):
                               "mask": ((self.rows, self.depth), y.dtype),
                               "mx": ((self.rows, 1), np.dtype(np.int64))}
         else:
-            self.workspace = {"f": ((self.rows, self.depth), np.dtype(np.float64)),
-                              "m": ((self.rows, 1), np.dtype(np.float64))}
+            self.beta = np.float32(beta)
+            self.expf = ExpF(self.rows * self.depth)
+            self.workspace = {"f": ((self.rows, self.depth), np.dtype(np.float32)),
+                              "c": ((self.rows, self.depth), np.dtype(np.float32)),
+                              "m": ((self.rows, 1), np.dtype(np.float32))}
 
     def _prepare_int16(self, ctx: OpContext, x: object, y: object, beta: float) -> None:
         """TFLM's int16 Prepare: the beta rescale onto [-10, 0] folded with the interpolated exp table."""
@@ -177,21 +181,27 @@ class Softmax(Kernel):
                 out.append(lo if v < lo else hi if v > hi else v)
             y_row[:] = out
 
+    def _run_float(self) -> None:
+        """TFLM's float softmax in its float32 arithmetic: per row ``e = expf((x - max) * beta)`` (glibc's
+        ``expf``, :mod:`edge_runtime.backends.micro.libm_expf`), the row's sum added left to right in float32,
+        then ``e / sum``."""
+        f, c, m = self.ws["f"], self.ws["c"], self.ws["m"]
+        np.copyto(f, self.x)
+        np.fmax.reduce(f, axis=1, keepdims=True, out=m)  # std::max from the lowest float: a NaN input is skipped
+        np.subtract(f, m, out=f)
+        np.multiply(f, self.beta, out=f)
+        self.expf(f, f)
+        np.cumsum(f, axis=1, out=c)  # a running sum: the same left-to-right additions as TFLM's loop
+        np.divide(f, c[:, -1:], out=f)
+        np.copyto(self.y, f, casting="same_kind")
+
     def run(self) -> None:
         """Compute the softmax of every row."""
         if self.int16:
             self._run_int16()
             return
         if not self.quantized:
-            f, m = self.ws["f"], self.ws["m"]
-            np.copyto(f, self.x)
-            np.maximum.reduce(f, axis=1, keepdims=True, out=m)
-            f -= m
-            f *= self.beta
-            np.exp(f, out=f)
-            np.add.reduce(f, axis=1, keepdims=True, out=m)
-            f /= m
-            np.copyto(self.y, f, casting="same_kind")
+            self._run_float()
             return
         if self.small:
             self._run_small()

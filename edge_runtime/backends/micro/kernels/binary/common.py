@@ -333,18 +333,28 @@ class ComparisonKernel(PairTableKernel):
 
 
 class MinMaxKernel(ElementwiseKernel):
-    """MAXIMUM / MINIMUM: raw values compared, no rescaling (as TFLM)."""
+    """MAXIMUM / MINIMUM: raw values compared, no rescaling (as TFLM).
+
+    TFLM picks ``a > b ? a : b`` (``a < b ? a : b``): a NaN in the second input wins, a NaN in the
+    first loses. On floats that is ``ufunc(nan_ignoring(a, b), b)``: the NaN-ignoring pick
+    (``fmax``/``fmin``) drops a NaN of ``a``, and the NaN-propagating one then takes ``b``'s NaN.
+    """
 
     max_version = 4
     ufunc: Any = None
+    nan_ignoring: Any = None
 
     def prepare(self) -> None:
         """Types: float32, int8, int16, int32, int64."""
-        self.require_types(("FLOAT32", "INT8", "INT16", "INT32", "INT64"))
+        self.floats = self.require_types(("FLOAT32", "INT8", "INT16", "INT32", "INT64")) == "FLOAT32"
 
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """One chunk."""
-        type(self).ufunc(ins[0], ins[1], out=y)
+        if self.floats:
+            type(self).nan_ignoring(ins[0], ins[1], out=y)
+            type(self).ufunc(y, ins[1], out=y)
+        else:
+            type(self).ufunc(ins[0], ins[1], out=y)
 
 
 class LogicalKernel(ElementwiseKernel):

@@ -97,8 +97,7 @@ class Div(PairTableKernel):
         elif self.kind == "FLOAT32":
             with np.errstate(divide="ignore", invalid="ignore"):  # x/0 gives inf or nan, as in C
                 np.divide(ins[0], ins[1], out=y)
-            if self.act is not None:
-                np.clip(y, self.act[0], self.act[1], out=y)
+            np.clip(y, self.act[0], self.act[1], out=y)
         else:
             q = t["q"]
             with np.errstate(all="ignore"):  # (x/0 traps in TFLM; micro gives a saturated or junk value)

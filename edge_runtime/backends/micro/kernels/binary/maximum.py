@@ -10,3 +10,4 @@ class Maximum(MinMaxKernel):
     """MAXIMUM (see MinMaxKernel)."""
 
     ufunc = np.maximum
+    nan_ignoring = np.fmax

@@ -10,3 +10,4 @@ class Minimum(MinMaxKernel):
     """MINIMUM (see MinMaxKernel)."""
 
     ufunc = np.minimum
+    nan_ignoring = np.fmin

@@ -43,10 +43,8 @@ class L2Pool2D(Kernel):
         if np.any(cnt <= 0):
             raise ctx.fail("a pooling window lies entirely in the padding")
         self.count = np.ascontiguousarray(np.broadcast_to(cnt[:, :, None], (ho, wo, c)), dtype=np.float32)
-        act = float_activation_range(ctx, o["activation"])
-        big = float(np.finfo(np.float32).max)
-        lo, hi = act if act is not None else (-big, big)
-        self.lo, self.hi = np.float32(max(lo, -big)), np.float32(min(hi, big))
+        lo, hi = float_activation_range(ctx, o["activation"])  # (finite ends: TFLM's clamp)
+        self.lo, self.hi = np.float32(lo), np.float32(hi)
         self.geom = (h, w, c, ho, wo, kh, kw, sh, sw, pt, pl)
         self.workspace = {"band": ((h + pt + pb, w + pl + pr, c), F32), "sq": ((h, w, c), F32),
                           "acc": ((ho, wo, c), F32)}

@@ -80,8 +80,7 @@ class TransposeConv(Kernel):
                 if bias.size != cout:
                     raise ctx.fail(f"bias has {bias.size} values for {cout} output channels")
             self.fbias = None if bias is None else bias.astype(np.float64).reshape(-1)
-            act = float_activation_range(ctx, o["activation"])
-            self.lo, self.hi = act if act is not None else (-np.inf, np.inf)
+            self.lo, self.hi = float_activation_range(ctx, o["activation"])
             # the output window copied out contiguous (ufuncs in place on strided views copy)
             self.workspace["acc"] = ((self.n, self.ho, self.wo, cout), F64)
         else:
@@ -196,8 +195,7 @@ class TransposeConv(Kernel):
         if self.kind == "FLOAT32":
             if self.fbias is not None:
                 acc += self.fbias
-            if np.isfinite(self.lo) or np.isfinite(self.hi):
-                CLIP(acc, self.lo, self.hi, out=acc)
+            CLIP(acc, self.lo, self.hi, out=acc)
             np.copyto(self.y, acc, casting="same_kind")
             return
         self.requant.apply(acc, self.tmp, self.y)
