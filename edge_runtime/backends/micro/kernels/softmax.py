@@ -191,7 +191,7 @@ class Softmax(Kernel):
         np.subtract(f, m, out=f)
         np.multiply(f, self.beta, out=f)
         self.expf(f, f)
-        np.cumsum(f, axis=1, out=c)  # a running sum: the same left-to-right additions as TFLM's loop
+        np.add.accumulate(f, axis=1, out=c)  # a running sum: the same left-to-right additions as TFLM's loop
         np.divide(f, c[:, -1:], out=f)
         np.copyto(self.y, f, casting="same_kind")
 
