@@ -139,22 +139,13 @@ def bench_digits(method: str, out: str, opts: dict[str, Any]) -> tuple[float, st
 def ort_quantize_static(model: Path, calib: np.ndarray, out: str) -> str:
     """ONNX Runtime's own int8 QDQ model (per-channel weights, MinMax calibration on ``calib``)."""
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from benchmarks._ort_quantize import quantize_static_qdq
 
     name = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(calib)
-
-        def get_next(self):  # type: ignore[no-untyped-def]
-            x = next(self.it, None)
-            return None if x is None else {name: x[None].astype(np.float32)}
-
     path = str(Path(out) / "ort_int8.onnx")
     logging.getLogger().setLevel(logging.ERROR)  # ORT's "consider pre-processing" advice, once per call
-    quantize_static(str(model), path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static_qdq(str(model), path, name, [x[None].astype(np.float32) for x in calib])
     return path
 
 

@@ -13,7 +13,9 @@ Reference data: ``test_data_set_0/input_*.pb`` and ``output_*.pb`` next to ``mod
 the input is what onnx's backend runner feeds (``arange(n).reshape(shape) / n``) and the output is the
 shipped ``light_*_output_0.pb``. Calibration (the same for us and for ORT): the reference input, four copies
 ``x * (1 + 0.1 * noise)`` and three draws of Gaussian noise with the input's mean and standard deviation
-(noise is standard normal, seed 0). Every input keeps the reference input's shape (``input_shapes``), so a
+(noise is standard normal, seed 0; a model with several inputs gets this per input, seed = the input's
+index, given to us as ``{input name: samples}`` and to ORT through a multi-input
+``CalibrationDataReader``). Every input keeps the reference input's shape (``input_shapes``), so a
 fixed batch above 1 stays. Per model: ``convert_model`` (what ``edge-convert convert`` runs, profile
 rpi4-4gb) or its one-line error; the SQNR of our int8 .tflite on LiteRT against the reference output; the
 SQNR of ORT ``quantize_static`` (QDQ, per-channel int8, MinMax; per tensor where per channel fails) of the
@@ -148,9 +150,11 @@ def _ort_session(path: str) -> Any:
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def ort_quantized(path: str, calib: np.ndarray, x: np.ndarray, work: str) -> tuple[list[np.ndarray], str]:
+def ort_quantized(path: str, calib: dict[str, np.ndarray], x: dict[str, np.ndarray], work: str,
+                  ) -> tuple[list[np.ndarray], str]:
     """ORT ``quantize_static`` (QDQ, int8, MinMax, per channel; per tensor when that fails) of ``path`` on
-    ``calib``; its outputs on ``x`` and a note."""
+    ``calib`` (``{input name: [samples, ...]}``, read by a multi-input ``CalibrationDataReader``); its outputs
+    on ``x`` (``{input name: array}``) and a note."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -158,15 +162,16 @@ def ort_quantized(path: str, calib: np.ndarray, x: np.ndarray, work: str) -> tup
         quantize_static,
     )
 
-    name = _ort_session(path).get_inputs()[0].name
+    names = list(calib)
+    count = len(calib[names[0]])
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter(calib)
+            self.it = iter(range(count))
 
         def get_next(self) -> Optional[dict[str, np.ndarray]]:
-            c = next(self.it, None)
-            return None if c is None else {name: c}
+            i = next(self.it, None)
+            return None if i is None else {n: calib[n][i] for n in names}
 
     out, note = os.path.join(work, "ort_qdq.onnx"), ""
     try:
@@ -176,11 +181,12 @@ def ort_quantized(path: str, calib: np.ndarray, x: np.ndarray, work: str) -> tup
         quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         note = "per-tensor"
-    return _ort_session(out).run(None, {name: x}), note
+    return _ort_session(out).run(None, x), note
 
 
-def micro_equal(tflite_path: str, graph: Any, x: np.ndarray) -> str:
-    """``equal`` when micro and tflite-micro give identical outputs on ``x`` (``np.array_equal``)."""
+def micro_equal(tflite_path: str, graph: Any, xs: list[np.ndarray]) -> str:
+    """``equal`` when micro and tflite-micro give identical outputs on ``xs`` (one array per graph input, in
+    ``graph.inputs`` order, source layout; ``np.array_equal``)."""
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
@@ -189,17 +195,20 @@ def micro_equal(tflite_path: str, graph: Any, x: np.ndarray) -> str:
     from converters.report import TFLiteRunner
     from edge_runtime.formats.tflite import TFLiteModel
 
+    from converters.ir import ir_feed
+
     lite = TFLiteRunner(tflite_path)
-    q = TFLiteRunner._q(graph.to_ir_layout(graph.inputs[0], x), lite.inp).reshape(lite.inp["shape"])
+    qs = [TFLiteRunner._q(v, d).reshape(d["shape"]) for v, d in zip(ir_feed(graph, tuple(xs)).values(), lite.inps)]
     try:  # micro first: a model it refuses is not given to tflite-micro (which may abort on it)
-        ours = [np.asarray(o) for o in edge_runtime.load(tflite_path, backend="micro").run(q)]
+        ours = [np.asarray(o) for o in edge_runtime.load(tflite_path, backend="micro").run(qs)]
     except Exception as exc:
         return f"fails: micro: {type(exc).__name__}: {' '.join(str(exc).split())}".replace(tflite_path + ": ", "")
     try:
         model = TFLiteModel.open(tflite_path)  # every activation twice over plus 1 MiB (the default is too small)
         arena = 2 * sum(t.nbytes for sg in model.subgraphs for t in sg.tensors if t.data is None) + (1 << 20)
         tflm = runtime.Interpreter.from_file(tflite_path, arena_size=arena)
-        tflm.set_input(q, 0)
+        for k, q in enumerate(qs):
+            tflm.set_input(q, k)
         tflm.invoke()
         if not all(np.array_equal(o, tflm.get_output(k)) for k, o in enumerate(ours)):
             return "differs"
@@ -231,8 +240,10 @@ def measure(label: str, folder: str, path: Path, emit: Optional[Callable[[dict],
         return row
     row["inputs"] = [list(x.shape) for x in xs]
     shapes = dict(zip(names, (tuple(x.shape) for x in xs)))  # keep a fixed batch > 1 (the default makes it 1)
-    x = xs[0].astype(np.float32)
-    calib = calibration(x)
+    ref_in = {n: x.astype(np.float32) for n, x in zip(names, xs)}
+    # one input: its stack of samples; several: {input name: stack}, each input's own noise (seed = its index)
+    calib_in = {n: calibration(x, seed=k) for k, (n, x) in enumerate(ref_in.items())}
+    calib: Any = calib_in[names[0]] if len(names) == 1 else calib_in
     from converters.pipeline import convert_model
 
     with tempfile.TemporaryDirectory() as work:
@@ -253,31 +264,37 @@ def measure(label: str, folder: str, path: Path, emit: Optional[Callable[[dict],
             try:
                 from converters.report import TFLiteRunner
 
-                got = TFLiteRunner(res.tflite_path).run(res.graph.to_ir_layout(res.graph.inputs[0], x))
+                from converters.ir import ir_feed
+
+                feed = ir_feed(res.graph, _in_graph_order(res.graph, ref_in))
+                got = TFLiteRunner(res.tflite_path).run(list(feed.values()))
                 row["ours_db"] = [round(_sqnr(r, g, nhwc=True), 2) for r, g in zip(ys, got)]
             except Exception as exc:
                 row["ours_error"] = _one_line(exc)[:200]
             row["micro"] = "crashed the process"
             emit(row)
-            row["micro"] = micro_equal(res.tflite_path, res.graph, x)
+            row["micro"] = micro_equal(res.tflite_path, res.graph, list(_in_graph_order(res.graph, ref_in)))
             emit(row)
-        if len(xs) == 1:
-            row["ort_error"] = "crashed the process"
-            emit(row)
-            del row["ort_error"]
-            try:
-                if row["opset"] < ORT_MIN_OPSET:
-                    src = prepared(path, work, shapes)
-                    row["opset"] = f"{row['opset']}->13 for ORT"
-                outs, note = ort_quantized(src, calib, x, work)
-                row["ort_db"] = [round(_sqnr(r, g), 2) for r, g in zip(ys, outs)]
-                if note:
-                    row["ort_note"] = note
-            except Exception as exc:
-                row["ort_error"] = _one_line(exc)[:200]
-        else:
-            row["ort_error"] = f"{len(xs)} inputs"
+        row["ort_error"] = "crashed the process"
+        emit(row)
+        del row["ort_error"]
+        try:
+            ort_src = str(path)
+            if row["opset"] < ORT_MIN_OPSET:
+                ort_src = prepared(path, work, shapes)
+                row["opset"] = f"{row['opset']}->13 for ORT"
+            outs, note = ort_quantized(ort_src, calib_in, ref_in, work)
+            row["ort_db"] = [round(_sqnr(r, g), 2) for r, g in zip(ys, outs)]
+            if note:
+                row["ort_note"] = note
+        except Exception as exc:
+            row["ort_error"] = _one_line(exc)[:200]
     return row
+
+
+def _in_graph_order(graph: Any, src: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The reference inputs (by ONNX input name) ordered as the imported graph's inputs."""
+    return tuple(src[n] for n in graph.inputs) if all(n in src for n in graph.inputs) else tuple(src.values())
 
 
 def prepared(path: Path, work: str, shapes: dict[str, tuple[int, ...]]) -> str:
@@ -325,7 +342,7 @@ def _db(v: Optional[list[float]]) -> str:
 
 def _cells(r: dict[str, Any]) -> list[str]:
     ort = _db(r.get("ort_db")) + (" (per-tensor)" if r.get("ort_note") else "") if "ort_db" in r else \
-        ({"crashed the process": "crashed", "2 inputs": "-", "3 inputs": "-"}.get(r["ort_error"], "fails")
+        ({"crashed the process": "crashed"}.get(r["ort_error"], "fails")
          if "ort_error" in r else "-")
     if "skipped" in r:
         return [r["folder"], r["model"], str(r.get("opset", "-")), "skipped", "-", "-", "-", "-", r["skipped"]]

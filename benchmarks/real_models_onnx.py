@@ -313,29 +313,15 @@ def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
 def _ort_quantize(m: RealModel, path: str, calib: np.ndarray, work: str) -> str:
     """ORT ``quantize_static`` of our prepared float model (static shapes, frozen inputs, folded)."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from benchmarks._ort_quantize import quantize_static_qdq
     from converters.importers.prepare import prepare_onnx
 
     prepared = os.path.join(work, "prepared.onnx")
     onnx.save(prepare_onnx(path, m.shapes or None, m.values or None), prepared)
-    name = _ort(prepared).get_inputs()[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(calib)
-
-        def get_next(self) -> Optional[dict[str, np.ndarray]]:
-            x = next(self.it, None)
-            return None if x is None else {name: x}
-
     out = os.path.join(work, "ort_qdq.onnx")
-    try:
-        quantize_static(prepared, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    except ValueError:  # ORT 1.32's per-channel bias-scale check fails on some graphs (magika): per tensor
-        quantize_static(prepared, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    if quantize_static_qdq(prepared, out, _ort(prepared).get_inputs()[0].name, calib,
+                           per_tensor_fallback=True) == "per-tensor":  # ORT 1.32 fails per channel on magika
         return out + "#per-tensor"
     return out
 

@@ -116,6 +116,28 @@ def _run_litert(it: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.array(it.get_tensor(d["index"])) for d in it.get_output_details()]
 
 
+def litert_float_outputs(it: Any, x: np.ndarray, by_name: bool = False) -> list[np.ndarray]:
+    """Every output of the allocated LiteRT interpreter ``it`` on float ``x`` (fed to its first input), as float:
+    an integer input is quantized with its scale and zero point (clipped to [-128, 127]), an integer output
+    dequantized. In the order of the output details, or sorted by output name with ``by_name``."""
+    ind = it.get_input_details()[0]
+    xin = x
+    if ind["dtype"] != np.float32:
+        s, z = ind["quantization"]
+        xin = np.clip(np.round(x / s) + z, -128, 127).astype(ind["dtype"])
+    it.set_tensor(ind["index"], xin)
+    it.invoke()
+    details = it.get_output_details()
+    outs = []
+    for d in sorted(details, key=lambda d: d["name"]) if by_name else details:
+        v = np.array(it.get_tensor(d["index"]))
+        if v.dtype != np.float32:
+            s, z = d["quantization"]
+            v = (v.astype(np.float32) - z) * s
+        outs.append(v)
+    return outs
+
+
 def _tflm(path: str) -> Any:
     from tflite_micro.python.tflite_micro import runtime
 
@@ -283,23 +305,7 @@ def float_row(e: Entry, path: str, n: int, work: str, activations: str = "int8")
                                               np.stack([o[k].reshape(r[k].shape) for o, r in zip(ours, ref_outs)])), 1)
                                   for k in range(len(ref_outs[0]))]
     q = _litert(res.tflite_path)
-    ind, outd = q.get_input_details()[0], q.get_output_details()
-    qouts = []
-    for x in held:
-        xin = x[None]
-        if ind["dtype"] != np.float32:
-            s, z = ind["quantization"]
-            xin = np.clip(np.round(xin / s) + z, -128, 127).astype(ind["dtype"])
-        q.set_tensor(ind["index"], xin)
-        q.invoke()
-        outs = []
-        for d in outd:
-            v = np.array(q.get_tensor(d["index"]))
-            if v.dtype != np.float32:
-                s, z = d["quantization"]
-                v = (v.astype(np.float32) - z) * s
-            outs.append(v)
-        qouts.append(outs)
+    qouts = [litert_float_outputs(q, x[None]) for x in held]
     row["sqnr_db"] = [round(_sqnr(np.stack([r[k] for r in ref_outs]), np.stack([g[k].reshape(r[k].shape)
                                                                                 for g, r in zip(qouts, ref_outs)])), 1)
                       for k in range(len(ref_outs[0]))]

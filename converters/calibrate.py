@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from converters.calibration_data import CalibrationDataError, CalibrationSet
-from converters.ir import Graph
+from converters.ir import Graph, ir_feed
 from edge_runtime.progress import NoBar
 
 log = logging.getLogger("converters.calibrate")
@@ -98,25 +98,28 @@ def float_session(graph: Graph, expose_all: bool = True, threads: int = 1) -> An
     return ort.InferenceSession(serialized, so, providers=["CPUExecutionProvider"])
 
 
-def run_float(sess, graph: Graph, x_ir: np.ndarray,  # type: ignore[no-untyped-def]
+def run_float(sess, graph: Graph, x_ir: "np.ndarray | dict[str, np.ndarray]",  # type: ignore[no-untyped-def]
               only: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
-    """Run one NHWC sample; return every exposed tensor by IR name (plus the input). An integer input
-    (token ids, bytes, indices) is fed as int32, whatever integer type ``x_ir`` has.
+    """Run one NHWC sample; return every exposed tensor by IR name (plus the inputs). ``x_ir`` is the
+    input's array (a one-input model) or ``{input name: array}`` (:func:`converters.ir.ir_feed`). An
+    integer input (token ids, bytes, indices) is fed as int32, whatever integer type it has.
 
     ``only``: the IR names wanted (e.g. the graph outputs); ONNX Runtime then hands back just those
     (the same values, without copying every activation out). All are returned when one is not exposed.
     """
-    if graph.inputs[0] in graph.input_dtypes and x_ir.dtype != np.int32:  # token ids, bytes, indices: int32
-        x_ir = np.asarray(x_ir).astype(np.int32)
+    feed = dict(x_ir) if isinstance(x_ir, dict) else {graph.inputs[0]: x_ir}
+    for n, v in feed.items():
+        if n in graph.input_dtypes and v.dtype != np.int32:  # token ids, bytes, indices: int32
+            feed[n] = np.asarray(v).astype(np.int32)
     names = [o.name for o in sess.get_outputs()]
     if only is not None:
-        wanted = {n for n in only if n != graph.inputs[0]}
+        wanted = {n for n in only if n not in feed}
         picked = [n for n in names if n.removesuffix("/float") in wanted]
         if len(picked) == len(wanted):
             names = picked
-    vals = sess.run(names, {graph.inputs[0]: x_ir})
+    vals = sess.run(names, feed)
     out = {n.removesuffix("/float"): v for n, v in zip(names, vals)}
-    out[graph.inputs[0]] = x_ir
+    out.update(feed)
     return out
 
 
@@ -208,9 +211,8 @@ class FloatRuns:
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """One float run of a source-layout sample (safe in a background thread: of ``self`` it only
         sets :attr:`run_seconds`)."""
-        name = self.graph.inputs[0]
         t0 = time.perf_counter()
-        vals = run_float(self.session, self.graph, self.graph.to_ir_layout(name, x))
+        vals = run_float(self.session, self.graph, ir_feed(self.graph, x))
         self.run_seconds = time.perf_counter() - t0
         return vals
 
@@ -393,9 +395,14 @@ def check_calibration_size(n: int) -> None:
                     "100 representative samples", n, "" if n == 1 else "s")
 
 
-def check_calibration_sample(index: int, x: np.ndarray) -> None:
-    """Refuse NaN/Inf calibration values (one clear error); warn once about implausibly large ones."""
-    a = np.asarray(x)
+def check_calibration_sample(index: int, x: Any) -> None:
+    """Refuse NaN/Inf calibration values (one clear error); warn once about implausibly large ones. ``x`` is
+    one sample: an array, or a tuple of arrays (one per input) for a model with several inputs."""
+    for a in (x if isinstance(x, (tuple, list)) else (x,)):
+        _check_array(index, np.asarray(a))
+
+
+def _check_array(index: int, a: np.ndarray) -> None:
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         bad = int(np.count_nonzero(~np.isfinite(a)))
         raise CalibrationDataError(f"calibration sample {index} holds {bad} NaN or infinite value(s); remove or "
@@ -436,8 +443,6 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
         raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "auto":
         method = "mse"
-    if len(graph.inputs) != 1:
-        raise ValueError("calibration supports single-input models")
     run = runs if runs is not None else FloatRuns(graph, session)
     observers = list(observers)
     lo: dict[str, float] = {}

@@ -10,6 +10,11 @@ Accepted sources (``open_calibration``):
   or of ``.wav``/image files, which need a ``preprocessor`` callable (path -> float array), for
   example one built from :mod:`edge_runtime.preprocess`.
 
+A model with several inputs takes (:func:`open_calibration_inputs`) a dict ``{input name: array}``, one
+``.npz`` holding one array per input name (and optionally labels ``y``, ignored), or a directory of such
+``.npz`` files; every input holds the same number of samples, and a sample is then a tuple of arrays
+ordered as the graph's inputs.
+
 A sample may carry the batch dimension (shape equal to the model input) or not
 (the input shape without its leading 1). Samples are yielded one at a time, as float32 arrays of
 the model input's shape in the *source* layout (NCHW for ONNX image models).
@@ -17,6 +22,7 @@ the model input's shape in the *source* layout (NCHW for ONNX image models).
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Union
 
@@ -33,7 +39,8 @@ class CalibrationDataError(InputError):
 
 
 class CalibrationSet:
-    """A sized, re-iterable stream of samples for one single-input model."""
+    """A sized, re-iterable stream of samples: arrays for a one-input model, tuples of arrays (one per input,
+    in the graph's order) for a model with several inputs."""
 
     def __init__(self, items: list, shape: tuple[int, ...], describe: str,
                  load: Callable[[object], np.ndarray]) -> None:
@@ -171,6 +178,102 @@ def open_calibration(source: Source, input_shape: Sequence[int], input_name: str
         raise CalibrationDataError(f"the calibration set is empty: {source if not isinstance(source, np.ndarray) else 'array'} "
                                    "holds no samples (.npy, .npz, .bin or, with a preprocessor, .wav/image files)")
     return CalibrationSet(items, shape, desc, load)
+
+
+#: One model input for :func:`open_calibration_inputs`: its name, its shape in the source layout, and its
+#: ``index_limit`` (as :func:`open_calibration` takes it: None for a float input).
+InputSpec = tuple[str, Sequence[int], "Optional[int] | bool"]
+
+
+def _caster(name: str, index_limit: "Optional[int] | bool", where: str,
+            ) -> Callable[[np.ndarray, tuple[int, ...]], np.ndarray]:
+    """How one input's sample becomes its array: float32, or int32 indices checked by :func:`as_index_sample`."""
+    if index_limit is None or index_limit is False:
+        return _as_sample
+    bound = None if index_limit is True else int(index_limit)
+    return lambda a, shp: as_index_sample(a, shp, name, bound, where)
+
+
+def split_inputs(arrays: "dict[str, np.ndarray]", inputs: Sequence[InputSpec], where: str) -> list[tuple]:
+    """Check ``{input name: array}`` against ``inputs`` and split it into samples: one tuple per sample of
+    ``(arrays, stacked, i)`` (sample ``i`` of each input, or the whole array where that input is not stacked).
+
+    Each array holds one sample (the input's shape, with or without its leading batch 1) or a stack of them
+    along a new first axis; every input must hold the same number. A missing or unexpected name, a wrong
+    shape or unequal sample counts raise :class:`CalibrationDataError` in one line naming the input.
+    """
+    names = [n for n, _, _ in inputs]
+    missing = [n for n in names if n not in arrays]
+    extra = [k for k in arrays if k not in names]
+    if missing or extra:
+        what = "; ".join(([f"no array for input(s) {missing}"] if missing else [])
+                         + ([f"unexpected array(s) {extra}"] if extra else []))
+        raise CalibrationDataError(f"{where}: {what}; the model's inputs are {names} (one array per input name)")
+    fitted, counts = [], {}
+    for n, shape, _ in inputs:
+        shp = tuple(int(d) for d in shape)
+        arr, stack = _fit(np.asarray(arrays[n]), shp, f"{where}: input '{n}'")
+        fitted.append((arr, stack))
+        counts[n] = arr.shape[0] if stack else 1
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"'{n}' {c}" for n, c in counts.items())
+        raise CalibrationDataError(f"{where}: the inputs hold different numbers of samples ({listed}); give every "
+                                   "input the same number of samples")
+    arrs, stacks = tuple(a for a, _ in fitted), tuple(st for _, st in fitted)
+    return [(arrs, stacks, i) for i in range(counts[names[0]])]
+
+
+def open_calibration_inputs(source: "Source | dict[str, np.ndarray]", inputs: Sequence[InputSpec],
+                            limit: Optional[int] = None, what: str = "calibration data") -> CalibrationSet:
+    """Open ``source`` as a :class:`CalibrationSet` for a model with the given ``inputs`` (its graph's order).
+
+    ``source``: a dict ``{input name: array}``, one ``.npz`` holding one array per input name, or a directory
+    of such ``.npz`` files; each array is one sample or a stack of samples (see :func:`split_inputs`). A
+    sample is a tuple of arrays ordered as ``inputs`` (the bare array for a one-input model), float32 or,
+    for an integer input (``index_limit`` set), int32. ``limit`` keeps the first ``limit`` samples. ``what``
+    names the data in messages (e.g. ``held-out data``).
+    """
+    names = [n for n, _, _ in inputs]
+    if isinstance(source, dict):
+        where = what
+        items = split_inputs(source, inputs, where)
+        desc = f"{len(items)} in-memory samples"
+    else:
+        p = Path(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else None
+        if p is None:
+            raise CalibrationDataError(f"a model with {len(names)} inputs {names} takes {what} as a dict "
+                                       "{input name: array}, a .npz holding one array per input, or a folder of "
+                                       "such .npz files")
+        where = os.fspath(p)
+        if not p.exists():
+            raise CalibrationDataError(f"{p}: {what} not found")
+        files = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() == ".npz") if p.is_dir() else [p]
+        if not p.is_dir() and p.suffix.lower() != ".npz":
+            raise CalibrationDataError(f"{p}: a model with {len(names)} inputs {names} takes {what} as a "
+                                       ".npz holding one array per input name (or a folder of such .npz files)")
+        items = []
+        for f in files:
+            try:
+                z = np.load(f, allow_pickle=False)
+                arrays = {k: z[k] for k in z.keys() if k != "y" or "y" in names}  # 'y': labels, ignored
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise CalibrationDataError(f"{f}: not a readable .npz file: {exc}") from None
+            items.extend(split_inputs(arrays, inputs, str(f)))
+        desc = f"{p} ({len(items)} samples)"
+    casts = [_caster(n, lim, where) for n, _, lim in inputs]
+    shapes = [tuple(int(d) for d in shape) for _, shape, _ in inputs]
+
+    def load(item: tuple) -> "np.ndarray | tuple[np.ndarray, ...]":
+        arrs, stacks, i = item
+        sample = tuple(cast(a[i] if st else a, shp) for cast, a, st, shp in zip(casts, arrs, stacks, shapes))
+        return sample[0] if len(sample) == 1 else sample
+
+    if limit is not None:
+        items = items[:limit]
+    if not items:
+        raise CalibrationDataError(f"{what} is empty: {where} holds no samples (.npz files with one "
+                                   f"array per input {names})")
+    return CalibrationSet(items, shapes[0] if len(shapes) == 1 else tuple(shapes), desc, load)
 
 
 def preprocessor_from_config(config: "str | os.PathLike[str]", input_name: str,

@@ -688,3 +688,21 @@ def _const(graph: Graph, name: str, value: float) -> str:
 def _act(graph: Graph, name: str, shape: tuple[int, ...]) -> str:
     graph.tensors[name] = Tensor(name, shape)
     return name
+
+
+def sample_arrays(graph: Graph, sample: Any) -> list[np.ndarray]:
+    """The arrays of one sample, one per graph input in :attr:`Graph.inputs` order (source layout).
+
+    A one-input model's sample is a bare array; a sample of a model with several inputs is a tuple (or
+    list) ordered as ``graph.inputs``.
+    """
+    arrays = list(sample) if isinstance(sample, (tuple, list)) else [sample]
+    if len(arrays) != len(graph.inputs):
+        raise ValueError(f"a sample of this model holds {len(graph.inputs)} input array(s), got {len(arrays)}")
+    return arrays
+
+
+def ir_feed(graph: Graph, sample: Any) -> dict[str, np.ndarray]:
+    """One sample (see :func:`sample_arrays`) as ``{input name: array in the IR layout}`` (NCHW image inputs
+    become NHWC), in ``graph.inputs`` order: the feed of the float IR and, by value, of the int8 .tflite."""
+    return {n: graph.to_ir_layout(n, np.asarray(a)) for n, a in zip(graph.inputs, sample_arrays(graph, sample))}

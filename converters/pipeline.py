@@ -19,8 +19,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from converters.calibrate import FloatRuns, calibrate, float_session
-from converters.calibration_data import CalibrationDataError, load_labelled, open_calibration
-from converters.ir import Graph
+from converters.calibration_data import (CalibrationDataError, InputSpec, load_labelled, open_calibration,
+                                         open_calibration_inputs)
+from converters.ir import Graph, index_limits
 from converters.quantize import plan_quantization
 from edge_runtime.errors import (ConfigError, EdgeRuntimeError, ModelFormatError, UnsupportedModelError,
                                  is_out_of_memory)
@@ -152,6 +153,54 @@ def _held_out(held_out: HeldOut, shape: tuple[int, ...]) -> tuple[Optional[np.nd
     return x, y
 
 
+def _held_out_inputs(held_out: Any, inputs: Sequence[InputSpec]) -> tuple[Optional[list], Optional[np.ndarray]]:
+    """Held-out samples (tuples ordered as ``inputs``) and labels of a model with several inputs: ``(x, y)`` or
+    ``x`` with ``x`` a dict ``{input name: array}``, or a .npz holding one array per input name (and ``y``)."""
+    if held_out is None:
+        return None, None
+    y = None
+    if isinstance(held_out, tuple):
+        x, y = held_out[0], (held_out[1] if len(held_out) > 1 else None)
+    elif isinstance(held_out, dict):
+        x = held_out
+    else:
+        p = os.fspath(held_out)
+        if not os.path.isfile(p) or not p.endswith(".npz"):
+            raise CalibrationDataError(f"{p}: held-out data for a model with {len(inputs)} inputs must be a .npz "
+                                       f"holding one array per input {[n for n, _, _ in inputs]} (and labels 'y')")
+        with np.load(p, allow_pickle=False) as z:
+            x = {k: z[k] for k in z.keys() if k != "y"}
+            y = z["y"] if "y" in z else None
+    if not isinstance(x, dict):
+        raise CalibrationDataError(f"held-out data for a model with {len(inputs)} inputs must be a dict "
+                                   "{input name: array} (or a .npz holding one array per input)")
+    samples = list(open_calibration_inputs(x, inputs, what="held-out data"))
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(samples):
+            raise CalibrationDataError(f"held-out data has {len(samples)} samples but {len(y)} labels")
+    return samples, y
+
+
+def _refuse_several_inputs(model: Any, n_inputs: int, features: dict[str, bool]) -> None:
+    """One line naming the first feature asked for that supports single-input models only."""
+    for name, asked in features.items():
+        if asked:
+            raise ConfigError(f"{os.fspath(model)}: {name} supports single-input models only; this model has "
+                              f"{n_inputs} inputs")
+
+
+def _input_entry(graph: Graph, plan: Any, spec: InputSpec) -> dict[str, Any]:
+    """The report's description of one model input: name, shape, layout and quantization (an integer input
+    is not quantized: its dtype and index limit instead)."""
+    name, shape, index_limit = spec
+    if name not in graph.input_dtypes:
+        return {"name": name, "shape": list(shape), "layout": graph.input_layouts.get(name, "NHWC"),
+                "scale": plan.activations[name].scale, "zero_point": plan.activations[name].zero_point}
+    return {"name": name, "shape": list(shape), "layout": "NHWC", "scale": None, "zero_point": None,
+            "dtype": graph.input_dtypes[name], "index_limit": None if index_limit is True else index_limit}
+
+
 def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out_dir: "str | os.PathLike[str]",
                   formats: Sequence[str] = FORMATS, method: str = "auto", held_out: HeldOut = None,
                   progress: bool = False, *, limit: Optional[int] = None, bin_scale: Optional[float] = None,
@@ -233,8 +282,13 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
 
         with _one_line(model, "equalizing the float graph"):
             eq_info = equalize_graph(graph)
-    if len(graph.inputs) != 1:
-        raise ConfigError(f"{model}: models with {len(graph.inputs)} inputs are not supported (one input only)")
+    n_in = len(graph.inputs)
+    if n_in > 1:
+        _refuse_several_inputs(model, n_in, {"--adaround": adaround, "--analyze": analyze,
+                                             "--activations int16": activations != "int8",
+                                             "--target-sqnr": target_sqnr is not None,
+                                             "--preprocess": preprocess is not None or preprocessor is not None,
+                                             "--bin-scale (.bin calibration files)": bin_scale is not None})
     in_name = graph.inputs[0]
     src_shape = graph.source_shape(in_name)
     if preprocess is not None and preprocessor is None:
@@ -243,11 +297,15 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         preprocessor = preprocessor_from_config(preprocess, in_name, src_shape)
     index_limit = None
     if in_name in graph.input_dtypes:  # token ids, bytes, indices: int32 samples below the table size
-        from converters.ir import index_limits
-
         index_limit = index_limits(graph).get(in_name, True)
-    data = open_calibration(calib, src_shape, in_name, limit=limit, bin_scale=bin_scale,
-                            bin_zero_point=bin_zero_point, preprocessor=preprocessor, index_limit=index_limit)
+    limits = index_limits(graph) if any(n in graph.input_dtypes for n in graph.inputs[1:]) else {}
+    specs: list[InputSpec] = [(n, graph.source_shape(n), index_limit if n == in_name else
+                               limits.get(n, True) if n in graph.input_dtypes else None) for n in graph.inputs]
+    if n_in == 1 and not isinstance(calib, dict):
+        data = open_calibration(calib, src_shape, in_name, limit=limit, bin_scale=bin_scale,
+                                bin_zero_point=bin_zero_point, preprocessor=preprocessor, index_limit=index_limit)
+    else:  # {name: array}, a .npz with one array per input, or a folder of those
+        data = open_calibration_inputs(calib, specs, limit=limit)
     timings["import_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     with _one_line(model, "calibrating the imported graph"):
@@ -310,8 +368,11 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
             write_onnx(graph, plan, onnx_path)
     timings["write_s"] = time.perf_counter() - t2
     _give_back_freed_memory()
-    hx, hy = _held_out(held_out, src_shape)
-    if hx is not None and index_limit is not None:
+    if n_in > 1 or isinstance(held_out, dict):
+        hx, hy = _held_out_inputs(held_out, specs)
+    else:
+        hx, hy = _held_out(held_out, src_shape)
+    if hx is not None and index_limit is not None and n_in == 1 and not isinstance(held_out, dict):
         from converters.calibration_data import as_index_sample
 
         hx = np.stack([as_index_sample(x, src_shape, in_name, None if index_limit is True else index_limit,
@@ -352,11 +413,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         "ops": graph.op_counts(),
         "calibration": {"samples": len(data), "source": data.describe, "method": method_used},
         "outputs": {"tflite": tfl_path if "tflite" in formats else None, "onnx": onnx_path},
-        "input": {"name": in_name, "shape": list(src_shape), "layout": graph.input_layouts.get(in_name, "NHWC"),
-                  "scale": plan.activations[in_name].scale, "zero_point": plan.activations[in_name].zero_point}
-        if in_name not in graph.input_dtypes else  # an integer input is not quantized
-        {"name": in_name, "shape": list(src_shape), "layout": "NHWC", "scale": None, "zero_point": None,
-         "dtype": graph.input_dtypes[in_name], "index_limit": None if index_limit is True else index_limit},
+        "input": _input_entry(graph, plan, specs[0]),
         "output": [{"name": o, "scale": plan.activations[o].scale, "zero_point": plan.activations[o].zero_point}
                    for o in graph.outputs],
         "fit": dict(fit.to_dict(), summary=fit.summary()),
@@ -369,6 +426,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         "sensitivity": sensitivity,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    if n_in > 1:
+        report["inputs"] = [_input_entry(graph, plan, spec) for spec in specs]
     if not fit.fits:
         from converters.fit import profiles_that_fit
 

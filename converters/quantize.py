@@ -25,6 +25,10 @@ Follows the TFLite int8 quantization specification:
 - ops in :data:`FLOAT_ISLANDS` (EXP, LOG, SQRT, FLOOR, CEIL, ROUND, SIN, COS; CUMSUM has none in LiteRT) have no
   int8 kernel in TFLite Micro, and a wide SOFTMAX none that is safe: the writers run them in float between
   DEQUANTIZE and QUANTIZE (their int8 input and output keep their own parameters);
+- scale ratios inside what the integer kernels accept (tflite-micro aborts, micro's .tflite checks refuse,
+  beyond them): an output scale too small for its inputs (e.g. an ADD of two wide tensors that cancel) or an input
+  scale too small for its output is widened to the smallest one within the limit, with one log line
+  (:func:`fit_scale_limits`); models within the limits keep exactly their parameters;
 - model input and output int8, or uint8/float32 when the device profile's ``io_dtype`` asks.
 
 Mixed precision (``precision``, one entry per op keyed by its first output's name, see :func:`op_key`):
@@ -42,6 +46,7 @@ int) or DEQUANTIZE (int -> float) where a consumer runs in another one, and wher
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -50,6 +55,7 @@ import numpy as np
 from converters.ir import FLOAT_OUTPUT_KINDS, Graph, Op, unquantized_tensors
 from converters.ir import WEIGHTED as WEIGHTED_KINDS
 from edge_runtime.errors import ConfigError, UnsupportedModelError
+from edge_runtime.formats.tflite_check import MAX_PRODUCT_MULTIPLIER, MAX_RESCALE_RATIO
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0),
@@ -89,6 +95,23 @@ MIN_RANGE = 1e-5
 SATURATION = {"LOGISTIC": 8.0, "TANH": 4.0}
 #: Largest quantized bias magnitude: half of int32, leaving headroom in the int32 accumulator.
 BIAS_LIMIT = float(2 ** 30)
+#: Largest input / output scale ratio (both ways) of the int8/int16 ops that rescale values: the .tflite checks
+#: of ``edge_runtime.load`` (and so micro) refuse 2**18 (``tflite_check.MAX_RESCALE_RATIO``); tflite-micro's int8
+#: ADD/SUB need max input scale < 2**19 x output scale (multipliers below 1 after a 2**20 left shift).
+RESCALE_LIMIT = MAX_RESCALE_RATIO
+#: tflite-micro's int16 ADD/SUB shift left by 15 only: max input scale < 2**14 x output scale.
+RESCALE_LIMIT16 = float(2 ** 14)
+#: Largest input scale x weight (or second input) scale / output scale (``tflite_check.MAX_PRODUCT_MULTIPLIER``).
+PRODUCT_LIMIT = MAX_PRODUCT_MULTIPLIER
+#: Largest int8 DIV multiplier s1 / (s2 x s_out): micro (as tflite-micro's int8 DIV) needs a shift of at most 23.
+DIV_LIMIT = float(2 ** 22)
+#: Kinds with a rescale-ratio limit (:data:`RESCALE_LIMIT`) and with a product limit (:data:`PRODUCT_LIMIT`).
+RESCALE_KINDS = ("ADD", "SUB", "AVERAGE_POOL_2D", "CONCATENATION", "MAX_POOL_2D", "MEAN", "LEAKY_RELU",
+                 "HARD_SWISH", "LOGISTIC", "TANH", "SOFTMAX")
+PRODUCT_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MUL", "TRANSPOSE_CONV")
+#: Head room under each limit (float32 rounding of the widened scale).
+LIMIT_MARGIN = 1.001
+log = logging.getLogger("converters.quantize")
 
 
 @dataclass(frozen=True)
@@ -360,6 +383,9 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
         for m in members:
             (operands if m in const_ranges else activations)[m] = qp
             (operands16 if m in const_ranges else activations16)[m] = qp16
+    fit_scale_limits(graph, precision, {m: ms for ms in by_root.values() for m in ms},
+                     {8: set(fixed), 16: set(fixed16)}, {8: (activations, operands), 16: (activations16, operands16)},
+                     weights)
     weighted = [op for op in graph.ops if op.kind in WEIGHTED_KINDS]
     # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w, so the
     # weight scale may not drop below |bias| / (s_in * BIAS_LIMIT) -- for every op sharing the weights.
@@ -415,6 +441,87 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
                      operands16, precision, dtypes, int8_ops)
 
 
+def fit_scale_limits(graph: Graph, precision: dict[str, str], group_of: dict[str, list[str]],
+                     fixed: dict[int, set[str]], tables: dict[int, tuple[dict[str, QParams], dict[str, QParams]]],
+                     weights: Optional[dict[str, QuantWeight]] = None) -> list[str]:
+    """Widen scales (in place, in ``tables``) until every int8/int16 op is within the scale-ratio limits that
+    tflite-micro and micro's .tflite checks impose (:data:`RESCALE_LIMIT`, :data:`PRODUCT_LIMIT`, :data:`DIV_LIMIT`).
+
+    An output too narrow for its inputs gets the smallest scale within the limit (zero point kept), an input too
+    narrow for its output likewise; the whole parameter-sharing group (``group_of``) moves together, groups with
+    fixed parameters (``fixed``) never. ``tables``: bits -> (activation, operand) parameters. Returns the widened
+    tensors (one log line each). Models within the limits are left exactly as they were.
+    """
+    widened: list[str] = []
+
+    def lookup(name: str, bits: int) -> Optional[QParams]:
+        acts, ops = tables[bits]
+        return acts.get(name, ops.get(name))
+
+    def widen(name: str, scale: float, bits: int, why: str) -> bool:
+        members = group_of.get(name, [name])
+        if any(m in fixed[bits] for m in members):
+            return False
+        scale = float(np.float32(scale * LIMIT_MARGIN))
+        for m in members:
+            for table in tables[bits]:
+                if m in table:
+                    old = table[m]
+                    table[m] = QParams(scale, old.zero_point, old.bits)
+        log.warning("widened the int%d scale of '%s' to %.4g: %s", bits, name, scale, why)
+        widened.append(name)
+        return True
+
+    def weight_scale(op: Op) -> float:
+        w = op.inputs[1]
+        if weights and w in weights:
+            return float(weights[w].scales.max())
+        return max(float(np.abs(graph.tensors[w].data).max()) / 127.0, 1e-12)
+
+    for _ in range(len(graph.ops) + 2):  # every step only widens; stop when a pass widens nothing
+        changed = False
+        for op in graph.ops:
+            p = precision.get(op_key(op), "int8")
+            if p == "float" or op.kind not in RESCALE_KINDS + PRODUCT_KINDS + ("DIV",) or not op.outputs:
+                continue
+            bits = 16 if p == "int16" else 8
+            out = op.outputs[0]
+            qo = lookup(out, bits)
+            n_in = 1 if op.kind in WEIGHTED_KINDS else len(op.inputs)
+            ins = [(i, lookup(i, bits)) for i in op.inputs[:n_in]]
+            ins = [(i, q) for i, q in ins if q is not None]
+            if qo is None or not ins:
+                continue
+            s_out = qo.scale
+            if op.kind in PRODUCT_KINDS:
+                second = weight_scale(op) if op.kind in WEIGHTED_KINDS else (ins[1][1].scale if len(ins) > 1 else 1.0)
+                m = ins[0][1].scale * second / s_out
+                if m >= PRODUCT_LIMIT:
+                    changed |= widen(out, ins[0][1].scale * second / PRODUCT_LIMIT, bits,
+                                     f"{op.kind} input x weight scale / output scale was {m:.3g} "
+                                     f"(limit {PRODUCT_LIMIT:g})")
+                continue
+            if op.kind == "DIV":
+                if bits == 8 and len(ins) == 2 and ins[0][1].scale / (ins[1][1].scale * s_out) >= DIV_LIMIT:
+                    changed |= widen(out, ins[0][1].scale / (ins[1][1].scale * DIV_LIMIT), bits,
+                                     f"DIV multiplier beyond tflite-micro's limit {DIV_LIMIT:g}")
+                continue
+            limit = RESCALE_LIMIT16 if bits == 16 and op.kind in ("ADD", "SUB") else RESCALE_LIMIT
+            big = max(q.scale for _, q in ins)
+            if big / s_out >= limit:
+                changed |= widen(out, big / limit, bits, f"{op.kind} input scale {big:.3g} is {big / s_out:.3g}x the "
+                                                         f"output's (limit {limit:g})")
+                continue
+            name, small = min(ins, key=lambda iq: iq[1].scale)
+            if s_out / small.scale >= RESCALE_LIMIT:
+                changed |= widen(name, s_out / RESCALE_LIMIT, bits,
+                                 f"read by {op.kind} whose output scale is {s_out / small.scale:.3g}x its own "
+                                 f"(limit {RESCALE_LIMIT:g})")
+        if not changed:
+            break
+    return widened
+
+
 def wide_softmax_keys(graph: Graph, precision: dict[str, str]) -> list[str]:
     """Keys (:func:`op_key`) of the int8 SOFTMAX ops over :data:`WIDE_SOFTMAX` or more values (the last axis,
     as the IR's SOFTMAX reduces): the ones written as float islands."""
@@ -437,7 +544,6 @@ def check_softmax_inputs(graph: Graph, ranges: dict[str, tuple[float, float]], p
     (beta * input_scale * 2^26) instead, which then leaves only the row maximum. With the fixed output
     scales that means logits spanning about +-130,000 (int8) or +-262,000 (int16).
     """
-    from edge_runtime.formats.tflite_check import MAX_RESCALE_RATIO
 
     for op in graph.ops:
         p = precision.get(op_key(op), "int8")

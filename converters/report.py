@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from converters.calibrate import run_float
-from converters.ir import Graph
+from converters.ir import Graph, ir_feed, sample_arrays
 from converters.quality.metrics import (BAD_DB, FINE_DB, GRADE_COLOURS, compare_outputs, grade, output_kinds,
                                         sqnr_db, summary_line)
 from converters.quantize import QuantPlan
@@ -178,7 +178,7 @@ Outputs = dict[str, np.ndarray]
 def _reported_tensors(graph: Graph) -> list[str]:
     """The tensors whose SQNR the per-layer rows use: the model input and each op's first output, in
     graph order (energies of any other tensor would be summed and never read)."""
-    seen = {graph.inputs[0]: None} if graph.inputs[0] not in graph.input_dtypes else {}  # integer inputs: as given
+    seen = {n: None for n in graph.inputs if n not in graph.input_dtypes}  # integer inputs: as given
     for op in graph.ops:
         if op.outputs:
             seen.setdefault(op.outputs[0], None)
@@ -190,7 +190,7 @@ def _int8_run(graph: Graph, runner: TFLiteRunner, names: Sequence[str], item: tu
     """The int8 model on sample ``item = (i, x)``: its outputs (dequantized) and a copy of each of
     ``names`` it has, as stored (runs in :func:`converters.calibrate.ahead`'s thread, the only user of
     ``runner`` meanwhile)."""
-    outs = runner.run(graph.to_ir_layout(graph.inputs[0], item[1]))
+    outs = runner.run(list(ir_feed(graph, item[1]).values()))
     get, by_name = runner.it.get_tensor, runner.by_name
     return outs, {t: get(by_name[t]["index"]) for t in names if t in by_name}
 
@@ -202,7 +202,7 @@ def _float_run(graph: Graph, float_sess,  # type: ignore[no-untyped-def]
     i, x = item
     if float_values is not None:
         return float_values(i, x)
-    return run_float(float_sess, graph, graph.to_ir_layout(graph.inputs[0], x))
+    return run_float(float_sess, graph, ir_feed(graph, x))
 
 
 #: Tensors of at most this many values are summed several at a time (see :class:`_Energies`), up to
@@ -307,7 +307,6 @@ def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: 
     from converters.calibrate import AHEAD_MIN_S, ahead
 
     energies = _Energies()
-    name = graph.inputs[0]
     names = _reported_tensors(graph)
     f_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
     q_out: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
@@ -332,10 +331,12 @@ def compare_on_samples(graph: Graph, float_sess, runner: TFLiteRunner,  # type: 
         int8_runs.close()
     sig, noise = energies.signal, energies.noise
     rows = []
-    in_db = sqnr_db(sig.get(name, 0.0), noise.get(name, 0.0)) if name in sig else None
-    rows.append({"index": -1, "op": "INPUT", "name": name, "tensor": name,
-                 "sqnr_db": None if in_db is None else round(in_db, 2), "loss_db": 0.0})
-    db = {name: in_db}
+    db: dict[str, Optional[float]] = {}
+    for name in graph.inputs:  # one INPUT row per model input
+        in_db = sqnr_db(sig.get(name, 0.0), noise.get(name, 0.0)) if name in sig else None
+        rows.append({"index": -1, "op": "INPUT", "name": name, "tensor": name,
+                     "sqnr_db": None if in_db is None else round(in_db, 2), "loss_db": 0.0})
+        db[name] = in_db
     for i, op in enumerate(graph.ops):
         t = op.outputs[0]
         if t not in sig:
@@ -366,21 +367,25 @@ def layer_sqnr(graph: Graph, float_sess, runner: TFLiteRunner, samples: Iterable
 def evaluate_held_out(graph: Graph, float_sess, runners: dict[str, Callable[[np.ndarray], list[np.ndarray]]],  # type: ignore[no-untyped-def]
                       x: np.ndarray, y: Optional[np.ndarray], task: str = "auto",
                       ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
-    """Float vs each int8 runner on ``x`` (samples in the source layout), every output.
+    """Float vs each int8 runner on ``x`` (samples in the source layout), every output. ``x`` is an array of
+    samples for a one-input model, or a sequence of samples, each a tuple ordered as ``graph.inputs``.
 
     Returns the stats (per runner: :func:`converters.quality.metrics.compare_outputs`) and the raw
     outputs ``{"float" | runner: {output: [samples, values]}}``.
     """
-    name = graph.inputs[0]
     outs: dict[str, dict[str, list[np.ndarray]]] = {k: {o: [] for o in graph.outputs} for k in ["float", *runners]}
+    single = len(graph.inputs) == 1
     for xi in x:
-        xi = xi.reshape(graph.source_shape(name)).astype(np.int32 if name in graph.input_dtypes else np.float32)
-        x_ir = graph.to_ir_layout(name, xi)
-        fv = run_float(float_sess, graph, x_ir, only=graph.outputs)
+        src = [np.asarray(a).reshape(graph.source_shape(n)).astype(np.int32 if n in graph.input_dtypes else np.float32)
+               for n, a in zip(graph.inputs, sample_arrays(graph, xi))]
+        feed = ir_feed(graph, src)
+        fv = run_float(float_sess, graph, feed, only=graph.outputs)
         for o in graph.outputs:
             outs["float"][o].append(fv[o].reshape(-1))
+        x_ir = list(feed.values())
         for k, run in runners.items():
-            for o, v in zip(graph.outputs, run(xi if k == "onnx" else x_ir)):
+            arrays = src if k == "onnx" else x_ir
+            for o, v in zip(graph.outputs, run(arrays[0] if single else arrays)):
                 outs[k][o].append(v.reshape(-1))
     arr = {k: {o: np.stack(v) for o, v in d.items()} for k, d in outs.items()}
     kinds = output_kinds(graph, task, labels=y)

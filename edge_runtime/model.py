@@ -132,6 +132,8 @@ class Model:
             raise InputError(f"the model takes {len(specs)} input(s), got {len(arrays)}")
         out = []
         for spec, arr in zip(specs, arrays):
+            if isinstance(arr, np.generic):  # a numpy scalar (np.float32(0.5)) for a 0-d input
+                arr = np.asarray(arr)
             if not isinstance(arr, np.ndarray):
                 raise InputError(f"input '{spec.name}' must be a numpy array, got {type(arr).__name__}")
             if arr.dtype != spec.dtype:

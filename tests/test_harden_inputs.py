@@ -115,3 +115,18 @@ def test_nan_input_is_refused_when_quantizing(tmp_path: Path, mlperf_models: Pat
     np.save(x, np.full((1, 49, 10, 1), np.nan, np.float32))
     r = _cli("run", str(mlperf_models / "kws_ref_model.tflite"), "--input", str(x), "--quantize")
     assert r.returncode == 1 and "NaN" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("backend", ["micro", "litert"])
+def test_a_numpy_scalar_feeds_a_0d_input(tmp_path: Path, backend: str) -> None:
+    """A 0-d model input (a Clip bound, a gain) takes a numpy scalar as it takes a 0-d array, on every
+    backend; a Python number stays refused in one line (its dtype is ambiguous)."""
+    import edge_runtime
+    from tests.tflite_builder import T, build
+
+    path = build(tmp_path / "add0d.tflite", "ADD", [T((), "float32"), T((), "float32")], [T((), "float32")])
+    m = edge_runtime.load(str(path), backend=backend)
+    got = m.run([np.float32(1.5), np.asarray(np.float32(2.25))])
+    assert got[0].shape == () and float(got[0]) == 3.75
+    with pytest.raises(InputError, match=r"^input '.*' must be a numpy array, got float$"):
+        m.run([1.5, np.float32(2.0)])

@@ -147,7 +147,7 @@ def test_failed_upgrade_names_the_op_in_one_line() -> None:
     assert "\n" not in msg and "opset 8 to 9" in msg and "'Scan'" in msg and "scan1" in msg and "re-export" in msg
 
 
-@pytest.mark.parametrize("opset,ir,problem", [(5, 3, "opset 5 is outside"), (23, 10, "opset 23 is outside"),
+@pytest.mark.parametrize("opset,ir,problem", [(5, 3, "opset 5 is outside"), (99, 10, "opset 99 is outside"),
                                               (13, 2, "IR version 2 is too old")])
 def test_unsupported_versions_are_one_line(opset: int, ir: int, problem: str) -> None:
     m = _model([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, 4])], [_vi("y", [1, 4])], opset=opset, ir=ir)

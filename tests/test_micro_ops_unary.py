@@ -123,11 +123,10 @@ FLOAT_OPS = {
 
 
 #: Float ops whose numpy ufuncs round exactly as TFLM's C code (IEEE operations, no libm
-#: transcendental), and EXP, which computes glibc's expf (edge_runtime/backends/micro/libm_expf.py):
-#: checked bit for bit. The others call logf/sinf/cosf/tanh, whose glibc results differ from numpy's
-#: SIMD implementations in the last bit: checked within 1e-6.
+#: transcendental), and those calling the C library's expf, logf, sinf, cosf, expm1f, which micro computes
+#: as glibc does (edge_runtime/backends/micro/libm_*.py): checked bit for bit.
 EXACT_FLOAT_OPS = ("NEG", "CEIL", "FLOOR", "ROUND", "SQRT", "SQUARE", "ABS", "RSQRT", "HARD_SWISH",
-                   "L2_NORMALIZATION", "EXP")
+                   "L2_NORMALIZATION", "EXP", "LOG", "SIN", "COS", "ELU", "LOG_SOFTMAX")
 
 #: Float32 values that stress an elementwise kernel: signed zeros, denormals, the extremes of the
 #: range, infinities, NaN, halves (rounding ties), negatives (NaN from SQRT/RSQRT).
@@ -363,18 +362,15 @@ def test_core_activations_quantized(op, dtype, shape, sx, sx16, sy, zx, zy, seed
     _check(p, _inputs(shape, dtype, np.random.default_rng(seed), 3), "exact")
 
 
-@pytest.mark.parametrize("op", [pytest.param(op, marks=pytest.mark.parity(op, "float32", "close"))
-                                for op in ("LOGISTIC", "TANH")]  # (libm expf/tanhf: last-bit differences)
-                         + [pytest.param(op, marks=pytest.mark.parity(op, "float32")) for op in ("RELU", "RELU6")])
+@pytest.mark.parametrize("op", [pytest.param(op, marks=pytest.mark.parity(op, "float32"))
+                                for op in ("LOGISTIC", "TANH", "RELU", "RELU6")])  # (glibc's expf, tanhf)
 @settings(max_examples=20, **SETTINGS)
 @given(shape=shapes, seed=st.integers(0, 2**31))
 def test_core_activations_float(op, shape, seed):
     p = _path(op)
     build(p, op, [T(shape, "float32")], [T(shape, "float32")])
-    exact = op in ("RELU", "RELU6")
-    _check(p, _inputs(shape, "float32", np.random.default_rng(seed), 6), "exact" if exact else "close")
-    if exact:
-        _check_float_bits(p, shape, seed)
+    _check(p, _inputs(shape, "float32", np.random.default_rng(seed), 6), "exact")
+    _check_float_bits(p, shape, seed)
 
 
 # ---------------------------------------------------------------------------- QUANTIZE / DEQUANTIZE

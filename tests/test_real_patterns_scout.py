@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.real_models_tflite import litert_float_outputs
 from converters.pipeline import convert_model, import_model
 from tests.tflite_builder import ModelBuilder, T, assert_exact, litert, opts
 
@@ -41,17 +42,6 @@ def _clip_model(path: Path, shape: tuple[int, ...], bound: float, kind: str, con
     return mb.write(path)
 
 
-def _litert_run(path: Path, xs: np.ndarray) -> np.ndarray:
-    it = litert.Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    outs = []
-    for x in xs:
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-        outs.append(np.array(it.get_tensor(it.get_output_details()[0]["index"])))
-    return np.stack(outs)
-
-
 @pytest.mark.parametrize("kind,bound", [("MINIMUM", np.inf), ("MAXIMUM", -np.inf)])
 @pytest.mark.parametrize("const_first", [False, True])
 def test_unbounded_clip_side_is_dropped_and_converts(tmp_path: Path, kind: str, bound: float, const_first: bool) -> None:
@@ -66,9 +56,8 @@ def test_unbounded_clip_side_is_dropped_and_converts(tmp_path: Path, kind: str, 
     res = convert_model(str(path), "rpi4-4gb", calib, str(tmp_path / "out"), formats=("tflite",), report_samples=4,
                         plot=False)
     held = np.abs(rng.normal(0, 2, (4, *shape))).astype(np.float32)
-    ref = _litert_run(path, held)  # reference: LiteRT on the float model
-    got = [_litert_outputs(res.tflite_path, x)[0] for x in held]
-    got = np.stack(got)
+    ref = np.stack([_litert_outputs(path, x)[0] for x in held])  # reference: LiteRT on the float model
+    got = np.stack([_litert_outputs(res.tflite_path, x)[0] for x in held])
     sqnr = 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((ref - got).astype(np.float64) ** 2))
     assert sqnr > 15, sqnr  # log of |N(0, 2)| floored at 1e-3 in int8: about 21 dB
     assert_exact(Path(res.tflite_path), n=3)  # micro == tflite-micro on the int8 model
@@ -144,24 +133,10 @@ def test_shared_constant_of_joining_ops_does_not_tie_their_scales(tmp_path: Path
 
 
 def _litert_outputs(path: Path | str, x: np.ndarray) -> list[np.ndarray]:
-    """Every output of ``path`` on LiteRT for float ``x`` (int8 inputs/outputs (de)quantized)."""
+    """Every output of ``path`` on LiteRT for float ``x`` (int8 inputs/outputs (de)quantized), by output name."""
     it = litert.Interpreter(model_path=str(path))
     it.allocate_tensors()
-    ind = it.get_input_details()[0]
-    xin = x
-    if ind["dtype"] != np.float32:
-        s, z = ind["quantization"]
-        xin = np.clip(np.round(x / s) + z, -128, 127).astype(ind["dtype"])
-    it.set_tensor(ind["index"], xin)
-    it.invoke()
-    outs = []
-    for d in sorted(it.get_output_details(), key=lambda d: d["name"]):
-        v = np.array(it.get_tensor(d["index"]))
-        if v.dtype != np.float32:
-            s, z = d["quantization"]
-            v = (v.astype(np.float32) - z) * s
-        outs.append(v)
-    return outs
+    return litert_float_outputs(it, x, by_name=True)
 
 
 def _conv_model(path: Path, in_shape: tuple[int, ...], out_shape: tuple[int, ...], k: tuple[int, int],

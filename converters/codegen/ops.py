@@ -17,6 +17,7 @@ from edge_runtime.backends.micro.fixedpoint import (
 )
 from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
 from edge_runtime.backends.micro.kernels.base import qparams
+from edge_runtime.backends.micro.kernels.variable_weights import grouped_conv, offset_weights
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import Operator, TFLiteModel
 
@@ -104,6 +105,14 @@ def check_op(model: TFLiteModel, op: Operator) -> None:
         if i >= 0 and sg.tensors[i].sparse:
             raise UnsupportedModelError(f"op {op.name} (op {op.index}): sparse weights are not supported by the "
                                         "C generator yet")
+    ctx = OpContext(model, sg, op)
+    if grouped_conv(ctx):
+        x, w = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]]
+        raise UnsupportedModelError(f"op {op.name} (op {op.index}): grouped convolutions (filter depth {w.shape[3]}, "
+                                    f"input depth {x.shape[3]}) are not supported by the C generator yet")
+    if offset_weights(ctx):
+        raise UnsupportedModelError(f"op {op.name} (op {op.index}): int8 weights with a non-zero zero point are "
+                                    "not supported by the C generator yet")
 
 
 def _struct(op: "COp | Operator", fields: list[tuple[str, "str | None", object]]) -> str:

@@ -40,6 +40,9 @@ Each sample has the model input's shape, with or without its leading batch 1.
 An integer model input (token ids, bytes, indices into an embedding, or one-hot encoded into a MatMul/Gemm)
 stays int32 in the .tflite (the .onnx keeps its type): give integer arrays (float arrays of whole numbers
 are cast); fractions, negative indices and indices beyond the table are refused.
+A model with several inputs takes one .npz holding one array per input name (each a stack of samples,
+the same count for every input, or one sample), or a directory of such .npz files; --adaround, --analyze,
+--activations int16, --target-sqnr and --preprocess support single-input models only.
 
 Exit codes: 0 converted and fits; 3 converted but over the profile's flash or RAM budget (the
 message says by how much and what would help), or --target-sqnr not met (the message gives each
@@ -47,6 +50,9 @@ failing output's SQNR, how far short, and what stopped the search); 1 bad input;
 
 examples:
   edge-convert convert model.onnx --profile rpi4-4gb --calib calib.npy -o out/
+  python -c "import numpy as np; np.savez('calib2.npz', image=np.random.rand(100, 3, 32, 32), meta=np.random.rand(100, 8))"
+  edge-convert convert fusion.onnx --profile rpi4-4gb --calib calib2.npz -o out/
+      # two inputs 'image' [1,3,32,32] and 'meta' [1,8]: one array per input name, 100 samples each
   edge-convert convert model.onnx --profile rpi4-4gb --calib calib.npy --plot -o out/   # + report.png
   edge-convert convert kws_float32.tflite --profile stm32h743 --calib kws01/ \\
       --bin-scale 0.584703 --bin-zero-point 83 --limit 100 --format tflite
@@ -74,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True, metavar="NAME|FILE",
                         help="device profile: a shipped name (see `edge-convert profiles`) or a YAML file")
     parser.add_argument("--calib", required=True, metavar="DATA",
-                        help="calibration data: .npy, .npz, or a directory of .npy/.npz/.bin files")
+                        help="calibration data: .npy, .npz, or a directory of .npy/.npz/.bin files (several "
+                             "inputs: a .npz, or directory of them, with one array per input name)")
     parser.add_argument("--format", default="tflite,onnx", metavar="LIST",
                         help="comma-separated output formats: tflite, onnx (default: both)")
     parser.add_argument("-o", "--output-dir", default="converted", metavar="DIR",
@@ -85,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0.01%%-99.99%% quantiles")
     parser.add_argument("--limit", type=int, metavar="N", help="use at most the first N calibration samples")
     parser.add_argument("--held-out", metavar="FILE",
-                        help=".npz with 'x' (and labels 'y') or .npy of inputs, in the source model's layout: "
+                        help=".npz with 'x' (and labels 'y') or .npy of inputs, in the source model's layout "
+                             "(several inputs: one array per input name, and 'y'): "
                              "the report gives top-1 agreement and output error of the int8 models on it")
     parser.add_argument("--bin-scale", type=float, metavar="S", help="scale of int8 .bin calibration files")
     parser.add_argument("--bin-zero-point", type=int, default=0, metavar="Z",

@@ -91,6 +91,10 @@ def dispatch(ctx: ImportContext, node: Any) -> None:
         raise ctx.unsupported(node, "this model is already quantized; give the converter the float model")
     if handler is None:
         raise ctx.unsupported(node, f"supported ops: {', '.join(SUPPORTED)}")
+    empty = [(o, ctx.shapes[o]) for o in node.output if o and 0 in ctx.shapes.get(o, (1,))]
+    if empty:
+        raise ctx.err(node, f"output '{empty[0][0]}' has no elements (shape {empty[0][1]}); "
+                            "zero-size tensors are not supported")
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     try:
         handler(ctx, node, attrs)
@@ -141,6 +145,9 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
         if vi.name not in shapes:
             raise UnsupportedModelError(f"{source}: input '{vi.name}' has no static shape; "
                                         f"give one with --input-shape {vi.name}=1x3x224x224")
+        if 0 in shapes[vi.name]:
+            raise UnsupportedModelError(f"{source}: input '{vi.name}' has no elements (shape {shapes[vi.name]}); "
+                                        "zero-size tensors are not supported")
         elem = vi.type.tensor_type.elem_type
         if elem in INTEGER_INPUTS:  # token ids, bytes, indices: int32 in the IR, never quantized
             int_inputs[vi.name] = INTEGER_INPUTS[elem]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,7 @@ MIN_OPSET, MAX_OPSET, TARGET_OPSET = 6, 22, 13
 MIN_IR = 3
 DEFAULT_DOMAINS = ("", "ai.onnx")
 InputShapes = Optional[dict[str, tuple[int, ...]]]
+_V = TypeVar("_V")  # what one --input-shape / --input-value item gives for its input
 
 
 # ---------------------------------------------------------------- --input-shape
@@ -54,15 +55,22 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
 
 def parse_input_shapes(items: Optional[list[str]]) -> InputShapes:
     """Parse repeated ``--input-shape`` values into a dict (None when none were given)."""
+    return _parse_per_input(items, parse_input_shape, "--input-shape")
+
+
+def _parse_per_input(items: Optional[list[str]], parse: Callable[[str], tuple[str, _V]],
+                     option: str) -> Optional[dict[str, _V]]:
+    """``{input name: value}`` of the repeated ``option`` values ``items``, each read by ``parse``; None when
+    none were given; an input named twice is refused in one line."""
     if not items:
         return None
-    shapes: dict[str, tuple[int, ...]] = {}
+    out: dict[str, _V] = {}
     for item in items:
-        name, dims = parse_input_shape(item)
-        if name in shapes:
-            raise ConfigError(f"--input-shape given twice for input '{name}'")
-        shapes[name] = dims
-    return shapes
+        name, value = parse(item)
+        if name in out:
+            raise ConfigError(f"{option} given twice for input '{name}'")
+        out[name] = value
+    return out
 
 
 # ---------------------------------------------------------------- --input-value
@@ -93,15 +101,7 @@ def parse_input_value(text: str) -> tuple[str, np.ndarray]:
 
 def parse_input_values(items: Optional[list[str]]) -> InputValues:
     """Parse repeated ``--input-value`` options into a dict (None when none were given)."""
-    if not items:
-        return None
-    values: dict[str, np.ndarray] = {}
-    for item in items:
-        name, value = parse_input_value(item)
-        if name in values:
-            raise ConfigError(f"--input-value given twice for input '{name}'")
-        values[name] = value
-    return values
+    return _parse_per_input(items, parse_input_value, "--input-value")
 
 
 def freeze_inputs(model: Any, input_values: InputValues, source: str) -> None:
@@ -184,6 +184,9 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
         raise UnsupportedModelError(f"{source}: ONNX IR version {model.ir_version} is too old (need >= {MIN_IR}); "
                                     f"re-export the model with a current exporter")
     opset = default_opset(model)
+    if opset > MAX_OPSET and opset <= _newest_known_opset():
+        read_as_opset(model, MAX_OPSET, source)
+        opset = MAX_OPSET
     if opset < MIN_OPSET or opset > MAX_OPSET:
         raise UnsupportedModelError(f"{source}: ONNX opset {opset} is outside the supported range "
                                     f"{MIN_OPSET}-{MAX_OPSET}; re-export with an opset in that range (e.g. 17)")
@@ -334,6 +337,99 @@ def fix_input_shapes(model: Any, input_shapes: InputShapes, source: str, frozen:
         vi.type.tensor_type.ClearField("shape")
     del g.value_info[:]
     return rebatched
+
+
+# ---------------------------------------------------------------- newer opsets
+def _newest_known_opset() -> int:
+    import onnx.defs
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def _nodes(graph: Any) -> Iterator[Any]:
+    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _nodes(sub)
+
+
+def _schema_change(op: str, old: int, new: int) -> "tuple[str, set[str]] | None":
+    """How ``op`` at opset ``new`` differs from its form at opset ``old``, as far as a model can tell.
+
+    ``None``: the same op there (the versions in between only added element types, or optional
+    attributes with defaults). Otherwise ``(reason, added)``: a reason that is not ``""`` refuses the op
+    (new at ``new``, or inputs, outputs or attributes changed); ``added`` names attributes new since
+    ``old``, which keep the old meaning only while a node leaves them at their default.
+    """
+    import onnx.defs
+
+    try:
+        s_new = onnx.defs.get_schema(op, new, "")
+    except Exception:  # not an ai.onnx op at all: the importer names it
+        return None
+    if s_new.since_version <= old:
+        return None
+    try:
+        s_old = onnx.defs.get_schema(op, old, "")
+    except Exception:
+        return f"op {op} exists only from ONNX opset {s_new.since_version}", set()
+
+    def params(s: Any) -> tuple:
+        return ([(p.name, int(p.option)) for p in s.inputs], [(p.name, int(p.option)) for p in s.outputs])
+
+    attrs_old, attrs_new = s_old.attributes, s_new.attributes
+    same_attrs = all(n in attrs_new and int(a.type) == int(attrs_new[n].type) and a.required == attrs_new[n].required
+                     and a.default_value == attrs_new[n].default_value for n, a in attrs_old.items())
+    added = {n for n, a in attrs_new.items() if n not in attrs_old}
+    if params(s_old) != params(s_new) or not same_attrs or any(attrs_new[n].required for n in added):
+        return f"op {op} changed its inputs, outputs or attributes in ONNX opset {s_new.since_version}", set()
+    return "", added
+
+
+def _is_default(op: str, opset: int, attr: Any) -> bool:
+    """Whether node attribute ``attr`` holds the default value of ``op``'s schema at ``opset``."""
+    import onnx.defs
+    from onnx import helper
+
+    default = onnx.defs.get_schema(op, opset, "").attributes[attr.name].default_value
+    if not default.name:  # no default
+        return False
+    return bool(helper.get_attribute_value(default) == helper.get_attribute_value(attr))
+
+
+def read_as_opset(model: Any, target: int, source: str) -> None:
+    """Relabel a model of a newer default-domain opset as ``target`` when every node means the same there.
+
+    An op whose later versions only widened its element types (most ops of opsets 23-28: float4, float8
+    and int4 types) or added optional attributes that the node leaves unset reads as its opset-``target``
+    form. A node of an op that is new since ``target`` (Attention, RMSNormalization, ...), changed its
+    inputs or attributes, or sets an attribute its opset-``target`` form does not have, is refused in one
+    line naming it.
+    """
+    opset = default_opset(model)
+    verdicts: dict[str, "tuple[str, set[str]] | None"] = {}
+    for node in _nodes(model.graph):
+        if node.domain not in DEFAULT_DOMAINS:
+            continue
+        if node.op_type not in verdicts:
+            verdicts[node.op_type] = _schema_change(node.op_type, target, opset)
+        change = verdicts[node.op_type]
+        if change is None:
+            continue
+        reason, added = change
+        used = sorted(a.name for a in node.attribute if a.name in added and not _is_default(node.op_type, opset, a))
+        if reason or used:
+            why = reason or f"node sets attribute '{used[0]}', which op {node.op_type} gained after opset {target}"
+            raise UnsupportedModelError(f"{source}: ONNX opset {opset}: {why} (node '{node.name or node.output[0]}'); "
+                                        f"the converter reads opsets {MIN_OPSET}-{MAX_OPSET} and newer ones only "
+                                        f"where they mean the same; re-export with opset {MAX_OPSET} or lower")
+    for o in model.opset_import:
+        if o.domain in DEFAULT_DOMAINS:
+            o.version = target
 
 
 # ---------------------------------------------------------------- opset upgrade
@@ -500,7 +596,13 @@ def _old_broadcast(node: Any) -> bool:
 
 
 def _int_attr(node: Any, name: str) -> Optional[int]:
-    """The integer attribute ``name`` of ``node``; None when it is absent."""
+    """The integer attribute ``name`` of ``node``; None when it is absent.
+
+    Read from the proto's ``i`` field, not with ``onnx.helper.get_attribute_value``: this runs before any
+    checker, so a wrongly typed attribute reads 0 and an untyped one its ``i``, where ``get_attribute_value``
+    gives a float, bytes, list or None that ``int()`` turns into another broadcast or a traceback
+    (tests/test_import_prepare_shapes.py).
+    """
     return next((int(a.i) for a in node.attribute if a.name == name), None)
 
 
@@ -512,11 +614,7 @@ def _known_dims(model: Any) -> dict[str, tuple[int, ...]]:
         inferred = shape_inference.infer_shapes(model).graph
     except Exception:  # an inconsistent model: the strict inference after the upgrade names the problem
         inferred = model.graph
-    dims: dict[str, tuple[int, ...]] = {}
-    for vi in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
-        tt = vi.type.tensor_type
-        if vi.type.HasField("tensor_type") and tt.HasField("shape"):
-            dims[vi.name] = tuple(int(d.dim_value) if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+    dims = static_shapes(inferred, unknown=-1)
     for t in model.graph.initializer:
         dims[t.name] = tuple(int(d) for d in t.dims)
     return dims
@@ -791,12 +889,19 @@ def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
     return model
 
 
-def static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+def static_shapes(graph: Any, unknown: Optional[int] = None) -> dict[str, tuple[int, ...]]:
     """``{name: dims}`` of every input, value_info and output of an ONNX ``GraphProto`` whose dimensions are
-    all known (read by the importer and the one-hot rewrite after :func:`infer_static_shapes`)."""
+    all known (read by the importer and the one-hot rewrite after :func:`infer_static_shapes`).
+
+    With ``unknown`` given: of every tensor whose rank is known instead, ``unknown`` standing for each unknown
+    size (:func:`_known_dims`).
+    """
     out: dict[str, tuple[int, ...]] = {}
     for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if all(d.HasField("dim_value") for d in dims):
-            out[vi.name] = tuple(int(d.dim_value) for d in dims)
+        tt = vi.type.tensor_type
+        if unknown is not None and not (vi.type.HasField("tensor_type") and tt.HasField("shape")):
+            continue
+        dims = tuple(int(d.dim_value) if d.HasField("dim_value") else unknown for d in tt.shape.dim)
+        if unknown is not None or None not in dims:
+            out[vi.name] = dims
     return out

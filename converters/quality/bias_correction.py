@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from converters.calibrate import run_float
-from converters.ir import Graph
+from converters.ir import Graph, ir_feed
 from converters.quality.sensitivity import dequantized_weight
 from converters.quantize import QuantPlan, QuantWeight
 
@@ -53,11 +53,11 @@ class InputMeans:
 
 
 def input_means(graph: Graph, float_sess: Any, samples: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-channel (last axis) mean of the input of every weighted op, over ``samples`` (source layout)."""
+    """Per-channel (last axis) mean of the input of every weighted op, over ``samples`` (source layout; a
+    tuple per sample for a model with several inputs)."""
     acc = InputMeans(graph, limit=2 ** 62)
-    name = graph.inputs[0]
     for i, x in enumerate(samples):
-        acc(i, run_float(float_sess, graph, graph.to_ir_layout(name, x)))
+        acc(i, run_float(float_sess, graph, ir_feed(graph, x)))
     return acc.means()
 
 

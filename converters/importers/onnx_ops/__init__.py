@@ -5,7 +5,7 @@ A handler is ``handler(ctx, node, attrs)``: it reads its inputs through the
 constant) and appends IR ops. Modules: ``conv`` (Conv, ConvTranspose), ``pool``, ``elementwise``
 (arithmetic, activations, Gelu/HardSwish patterns), ``layout`` (reshape/transpose/concat/slice/...),
 ``reduce`` (reductions, Softmax), ``matmul`` (Gemm, MatMul), ``norm`` (Batch/Instance/LayerNorm),
-``resize``, ``recurrent`` (LSTM, GRU), ``control`` (Constant, Shape, If), ``lrn`` (LRN).
+``resize``, ``recurrent`` (LSTM, GRU, RNN), ``castlike``, ``lppool``, ``control`` (Constant, Shape, If), ``lrn`` (LRN).
 """
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from typing import Callable
 
 from converters.importers.onnx_ops import (
     argmax,
+    castlike,
     compare,
     control,
     conv,
     elementwise,
     layout,
     logsumexp,
+    lppool,
     lrn,
     matmul,
     norm,
@@ -36,7 +38,7 @@ REGISTRY: dict[str, Handler] = {}
 
 def _merge() -> None:
     for module in (control, conv, pool, elementwise, layout, reduce, matmul, norm, resize, recurrent, argmax,
-                   rounding, compare, scan, logsumexp, lrn):
+                   rounding, compare, scan, logsumexp, lrn, castlike, lppool):
         for op_type, handler in module.REGISTRY.items():
             if op_type in REGISTRY:
                 raise RuntimeError(f"ONNX importer registry: {op_type} is registered twice")

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from converters.importers.tensor_table import TensorTable
 from converters.ir import TO_NCHW, TO_NHWC, Op, Tensor, perm_keeps_order
 from edge_runtime.errors import UnsupportedModelError
 
@@ -69,16 +70,16 @@ class Pending:
     data: dict = field(default_factory=dict)
 
 
-class ImportContext:
+class ImportContext(TensorTable):
     """Tensors, ops and constants of the graph being imported, with helpers for handlers."""
 
     def __init__(self, path: str, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
                  dispatch: Callable[["ImportContext", Any], None]) -> None:
+        super().__init__()
         self.path = path
         self.consts = consts
         self.shapes = shapes
         self.dispatch = dispatch
-        self.tensors: dict[str, Tensor] = {}
         self.ops: list[Op] = []
         self.alias: dict[str, str] = {}
         #: values a pattern handler has deferred (Erf inside Gelu, HardSigmoid before a HardSwish Mul):
@@ -89,7 +90,6 @@ class ImportContext:
         self.opset = 13
         #: IR names of the integer model inputs (token ids, bytes, indices)
         self.int_inputs: set[str] = set()
-        self._n = 0
 
     # -- messages ---------------------------------------------------------
     def err(self, node: Any, msg: str) -> UnsupportedModelError:
@@ -159,21 +159,6 @@ class ImportContext:
     def ir_shape(self, n: str) -> tuple[int, ...]:
         """The IR shape of activation ``n``."""
         return self.tensors[n].shape
-
-    def tmp(self, base: str, shape: tuple[int, ...]) -> str:
-        """A fresh intermediate IR activation."""
-        self._n += 1
-        name = f"{base}/{self._n}"
-        self.tensors[name] = Tensor(name, tuple(int(d) for d in shape))
-        return name
-
-    def add_const(self, base: str, data: np.ndarray, dtype: Any = np.float32) -> str:
-        """A fresh IR constant."""
-        self._n += 1
-        name = f"{base}/{self._n}"
-        arr = np.ascontiguousarray(np.asarray(data), dtype=dtype)
-        self.tensors[name] = Tensor(name, tuple(arr.shape), arr)
-        return name
 
     def output(self, node: Any, n: str, ir_shape: Optional[tuple[int, ...]] = None) -> str:
         """Register ONNX output ``n`` as an IR activation (IR shape from ONNX shape inference)."""

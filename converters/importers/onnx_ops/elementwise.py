@@ -256,14 +256,22 @@ def unary(ctx: ImportContext, node: Any, a: dict) -> None:
                          ctx.tmp(f"{out}/extra", shape), {"act": "NONE"}, node, shape=shape)
         ctx.emit("ADD", [e, extra], out, {"act": "NONE"}, node)
     elif t in ("Softplus", "Mish"):
+        # softplus(x) = relu(x) + log(1 + exp(-|x|)): every intermediate stays bounded (exp in (0, 1], log in
+        # (0, ln 2]), so int8 keeps its resolution and float never overflows (log(1 + exp(x)) put e^max(x) in
+        # the int8 range of EXP's output: test_mish on [-10, 10] lost every small value, 0 dB)
         shape = ctx.ir_shape(x)
-        e = ctx.emit("EXP", [x], ctx.tmp(f"{out}/exp", shape), {}, node, shape=shape)
+        ab = ctx.emit("ABS", [x], ctx.tmp(f"{out}/abs", shape), {}, node, shape=shape)
+        na = ctx.emit("MUL", [ab, ctx.add_const(f"{out}/minus_one", np.array([-1.0]))],
+                      ctx.tmp(f"{out}/neg_abs", shape), {"act": "NONE"}, node, shape=shape)
+        e = ctx.emit("EXP", [na], ctx.tmp(f"{out}/exp", shape), {}, node, shape=shape)
         e1 = ctx.emit("ADD", [e, ctx.add_const(f"{out}/one", np.array([1.0]))], ctx.tmp(f"{out}/exp1", shape),
                       {"act": "NONE"}, node, shape=shape)
+        lg = ctx.emit("LOG", [e1], ctx.tmp(f"{out}/log1p", shape), {}, node, shape=shape)
+        r = ctx.emit("RELU", [x], ctx.tmp(f"{out}/relu", shape), {}, node, shape=shape)
         if t == "Softplus":
-            ctx.emit("LOG", [e1], out, {}, node)
+            ctx.emit("ADD", [r, lg], out, {"act": "NONE"}, node)
             return
-        sp = ctx.emit("LOG", [e1], ctx.tmp(f"{out}/softplus", shape), {}, node, shape=shape)
+        sp = ctx.emit("ADD", [r, lg], ctx.tmp(f"{out}/softplus", shape), {"act": "NONE"}, node, shape=shape)
         th = ctx.emit("TANH", [sp], ctx.tmp(f"{out}/tanh", shape), {}, node, shape=shape)
         ctx.emit("MUL", [x, th], out, {"act": "NONE"}, node)
     else:

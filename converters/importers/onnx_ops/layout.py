@@ -12,19 +12,29 @@ from converters.ir import TO_NCHW, TO_NHWC
 
 def passthrough(ctx: ImportContext, node: Any, a: dict) -> None:
     """Identity, Dropout (inference) and Cast: the output is the input."""
-    src = node.input[0]
     if node.op_type == "Cast":
         from onnx import TensorProto
 
-        to = int(a.get("to", TensorProto.FLOAT))
-        integer = (TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32,
-                   TensorProto.UINT32, TensorProto.INT64)
-        if to in integer and ctx.is_int(src):  # indices stay int32 whatever integer type the model casts them to
-            ctx.alias[node.output[0]] = ctx.name(src)
-            return
-        if to not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
-            raise ctx.err(node, f"Cast of an activation to {TensorProto.DataType.Name(to)} is not supported; "
-                                "only float activations can be converted")
+        cast_to(ctx, node, int(a.get("to", TensorProto.FLOAT)))
+        return
+    ctx.act(node, node.input[0])  # materialises deferred values and refuses unknown inputs
+    ctx.alias[node.output[0]] = ctx.name(node.input[0])
+
+
+def cast_to(ctx: ImportContext, node: Any, to: int) -> None:
+    """A cast of input 0 to ONNX element type ``to``: the output is the input (a float activation stays float,
+    integer indices stay int32); a float activation cast to anything else is refused in one line."""
+    from onnx import TensorProto
+
+    src = node.input[0]
+    integer = (TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32,
+               TensorProto.UINT32, TensorProto.INT64)
+    if to in integer and ctx.is_int(src):  # indices stay int32 whatever integer type the model casts them to
+        ctx.alias[node.output[0]] = ctx.name(src)
+        return
+    if to not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
+        raise ctx.err(node, f"{node.op_type} of an activation to {TensorProto.DataType.Name(to)} is not "
+                            "supported; only float activations can be converted")
     ctx.act(node, src)  # materialises deferred values and refuses unknown inputs
     ctx.alias[node.output[0]] = ctx.name(src)
 

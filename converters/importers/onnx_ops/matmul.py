@@ -10,9 +10,10 @@ from converters.importers.onnx_ops.context import ImportContext
 
 
 def fully_connected(ctx: ImportContext, node: Any, x: str, x_shape: tuple[int, ...], w: np.ndarray,
-                    bias: np.ndarray) -> None:
-    """``x @ w.T + bias`` for ``x`` of ONNX shape ``x_shape`` (any rank >= 2; leading axes are batch)."""
-    out = node.output[0]
+                    bias: np.ndarray, out: str | None = None) -> None:
+    """``x @ w.T + bias`` into ``out`` (default the node's output) for ``x`` of ONNX shape ``x_shape`` (any
+    rank >= 2; leading axes are batch)."""
+    out = out or node.output[0]
     n_out, k = w.shape
     if x_shape[-1] != k:
         raise ctx.err(node, f"input of shape {x_shape} does not match weights of shape {w.shape[::-1]}")
@@ -29,19 +30,38 @@ def fully_connected(ctx: ImportContext, node: Any, x: str, x_shape: tuple[int, .
 
 
 def gemm(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Gemm with constant B -> FULLY_CONNECTED (alpha, beta and transB folded into the constants)."""
-    if a.get("transA", 0):
-        raise ctx.err(node, "Gemm with transA=1 is not supported; export x @ W with the activation first")
+    """Gemm with constant B -> FULLY_CONNECTED (alpha, beta and transB folded into the constants); transA=1
+    transposes A first; a constant C that is not one value per output feature (``[M, N]``, ``[M, 1]``) is
+    added after the FULLY_CONNECTED."""
     x = ctx.act(node, node.input[0])
+    x_shape = tuple(ctx.src_shape(node, node.input[0]))
+    if a.get("transA", 0):
+        if len(x_shape) != 2:
+            raise ctx.err(node, f"Gemm's A must be 2-D, not of shape {x_shape}")
+        x = ctx.transpose(x, (1, 0), node=node)
+        x_shape = x_shape[::-1]
     w = np.asarray(ctx.const(node, node.input[1]), np.float32)
     w = (w if a.get("transB", 0) else w.T) * float(a.get("alpha", 1.0))
     bias = np.zeros(w.shape[0], np.float32)
+    matrix = None
     if len(node.input) > 2 and node.input[2]:
         c = np.asarray(ctx.const(node, node.input[2]), np.float32) * float(a.get("beta", 1.0))
-        if c.size not in (1, w.shape[0]):
-            raise ctx.err(node, f"Gemm bias of shape {c.shape} is not per output feature")
-        bias = np.broadcast_to(c.reshape(-1), (w.shape[0],)).astype(np.float32)
-    fully_connected(ctx, node, x, ctx.src_shape(node, node.input[0]), w, bias)
+        if c.size in (1, w.shape[0]) and (c.ndim < 2 or c.shape[0] == 1):
+            bias = np.broadcast_to(c.reshape(-1), (w.shape[0],)).astype(np.float32)
+        else:
+            try:
+                matrix = np.broadcast_to(c, (x_shape[0], w.shape[0])).astype(np.float32)
+            except ValueError:
+                raise ctx.err(node, f"Gemm's C of shape {c.shape} does not broadcast to the output "
+                                    f"{(x_shape[0], w.shape[0])}") from None
+    if matrix is None:
+        fully_connected(ctx, node, x, x_shape, w, bias)
+        return
+    out = node.output[0]
+    y = ctx.tmp(f"{out}/product", (x_shape[0], w.shape[0]))
+    fully_connected(ctx, node, x, x_shape, w, bias, out=y)
+    ctx.emit("ADD", [y, ctx.add_const(f"{out}/c", matrix)], out, {"act": "NONE"}, node,
+             shape=(x_shape[0], w.shape[0]))
 
 
 def matmul(ctx: ImportContext, node: Any, a: dict) -> None:

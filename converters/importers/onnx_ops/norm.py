@@ -48,8 +48,9 @@ def batch_norm(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def normalize(ctx: ImportContext, node: Any, x: str, ir_axes: tuple[int, ...], eps: float,
-              scale: Optional[np.ndarray], shift: Optional[np.ndarray], out: str) -> None:
-    """``(x - mean) * rsqrt(var + eps) * scale + shift`` over ``ir_axes`` (scale/shift already in IR form)."""
+              scale: Optional[np.ndarray], shift: Optional[np.ndarray], out: str) -> tuple[str, str]:
+    """``(x - mean) * rsqrt(var + eps) * scale + shift`` over ``ir_axes`` (scale/shift already in IR form);
+    returns the IR tensors of the mean and of ``rsqrt(var + eps)`` (kept dims)."""
     shape = ctx.ir_shape(x)
     kept = tuple(1 if d in ir_axes else s for d, s in enumerate(shape))
     mean = ctx.emit("MEAN", [x], ctx.tmp(f"{out}/mean", kept), {"axes": ir_axes, "keep_dims": True}, node, shape=kept)
@@ -68,6 +69,7 @@ def normalize(ctx: ImportContext, node: Any, x: str, ir_axes: tuple[int, ...], e
                      {"act": "NONE"}, node, shape=shape)
     if shift is not None:
         ctx.emit("ADD", [y, ctx.add_const(f"{out}/beta", shift)], out, {"act": "NONE"}, node, shape=shape)
+    return mean, r
 
 
 def instance_norm(ctx: ImportContext, node: Any, a: dict) -> None:
@@ -85,19 +87,21 @@ def instance_norm(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def layer_norm(ctx: ImportContext, node: Any, a: dict) -> None:
-    """LayerNormalization (opset 17) over the axes from ``axis`` to the last."""
+    """LayerNormalization (opset 17) over the axes from ``axis`` to the last; its optional Mean and InvStdDev
+    outputs are the mean and ``rsqrt(var + eps)`` the normalisation computes."""
     x = ctx.act(node, node.input[0])
     rank = len(ctx.src_shape(node, node.input[0]))
     axis = int(a.get("axis", -1)) % rank
-    if len(node.output) > 1 and any(node.output[1:]):
-        raise ctx.err(node, "LayerNormalization's Mean/InvStdDev outputs are not supported")
     axes = tuple(sorted(ctx.ir_axis(rank, ax) for ax in range(axis, rank)))
     scale = np.asarray(ctx.const(node, node.input[1]), np.float32)
     shift = (np.asarray(ctx.const(node, node.input[2]), np.float32)
              if len(node.input) > 2 and node.input[2] else None)
     ctx.output(node, node.output[0])
-    normalize(ctx, node, x, axes, float(a.get("epsilon", 1e-5)), const_to_ir(scale, rank),
-              const_to_ir(shift, rank) if shift is not None else None, node.output[0])
+    stats = normalize(ctx, node, x, axes, float(a.get("epsilon", 1e-5)), const_to_ir(scale, rank),
+                      const_to_ir(shift, rank) if shift is not None else None, node.output[0])
+    for name, tensor in zip(node.output[1:3], stats):
+        if name:
+            ctx.alias[name] = tensor
 
 
 def lp_norm(ctx: ImportContext, node: Any, a: dict) -> None:

@@ -1,4 +1,4 @@
-"""LSTM and GRU, unrolled over the (static) sequence into FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD.
+"""LSTM, GRU and RNN, unrolled over the (static) sequence into FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD.
 
 TFLite Micro's UNIDIRECTIONAL_SEQUENCE_LSTM needs int16 cell state and its own quantization
 recipe; the unrolled form uses only int8 kernels every runtime has, so it is used for all targets.
@@ -24,7 +24,7 @@ RECURRENCE_ATTR = "recurrence"
 
 def _check(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
     acts = [(x.decode() if isinstance(x, bytes) else x).lower() for x in a.get("activations", [])]
-    default = ["sigmoid", "tanh", "tanh"] if n_gates == 4 else ["sigmoid", "tanh"]
+    default = {4: ["sigmoid", "tanh", "tanh"], 3: ["sigmoid", "tanh"], 1: ["tanh"]}[n_gates]
     if acts and acts != default * (len(acts) // len(default)):
         raise ctx.err(node, f"activations {acts} are not supported (only the defaults {default})")
     if a.get("clip") is not None:
@@ -167,11 +167,13 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
         for t in (range(seq - 1, -1, -1) if backwards else range(seq)):
             if n_gates == 4:
                 h, c = _lstm_step(ctx, cell, steps_x[t], h, c, w[d], r[d], wb, rb, t)
+            elif n_gates == 1:
+                h = _rnn_step(ctx, cell, steps_x[t], h, w[d], r[d], wb, rb, t)
             else:
                 h = _gru_step(ctx, cell, steps_x[t], h, w[d], r[d], wb, rb, t, int(a.get("linear_before_reset", 0)))
             hs[t] = h
         for op in ctx.ops[first:]:  # the recurrence (gates, cell and hidden state): see RECURRENCE_ATTR
-            op.attrs[RECURRENCE_ATTR] = "LSTM" if n_gates == 4 else "GRU"
+            op.attrs[RECURRENCE_ATTR] = {4: "LSTM", 3: "GRU", 1: "RNN"}[n_gates]
         outs_per_dir.append(hs)
         last_h.append(h)
         last_c.append(c)
@@ -196,6 +198,19 @@ def _lstm_step(ctx: ImportContext, cell: _Cell, xt: str, h: Optional[str], c: Op
     c_new = ig if c is None else cell.op("ADD", [cell.op("MUL", [f, c], f"fc{t}"), ig], f"c{t}")
     h_new = cell.op("MUL", [o, cell.op("TANH", [c_new], f"tc{t}")], f"h{t}")
     return h_new, c_new
+
+
+def _rnn_step(ctx: ImportContext, cell: _Cell, xt: str, h: Optional[str], w: np.ndarray, r: np.ndarray,
+              wb: np.ndarray, rb: np.ndarray, t: int) -> str:
+    """One simple RNN step, ``tanh(x W^T + h R^T + Wb + Rb)``; a zero or constant state folds into the bias."""
+    if h is None or ctx.tensors[h].is_constant:
+        h_term = rb if h is None else ctx.tensors[h].data @ r.T + rb
+        if h_term.ndim == 2 and np.any(h_term != h_term[:1]):
+            raise ctx.err(cell.node, "a constant initial state that differs between batch rows is not supported")
+        pre = cell.fc(xt, w, (wb + h_term.reshape(-1, wb.shape[-1])[0]).astype(np.float32), f"xw{t}")
+    else:
+        pre = cell.op("ADD", [cell.fc(xt, w, wb, f"xw{t}"), cell.fc(h, r, rb, f"hw{t}")], f"pre{t}")
+    return cell.op("TANH", [pre], f"h{t}")
 
 
 def _gru_step(ctx: ImportContext, cell: _Cell, xt: str, h: Optional[str], w: np.ndarray, r: np.ndarray,
@@ -285,4 +300,9 @@ def gru(ctx: ImportContext, node: Any, a: dict) -> None:
     _recurrent(ctx, node, a, 3)
 
 
-REGISTRY = {"LSTM": lstm, "GRU": gru}
+def rnn(ctx: ImportContext, node: Any, a: dict) -> None:
+    """RNN (Elman, tanh), unrolled."""
+    _recurrent(ctx, node, a, 1)
+
+
+REGISTRY = {"LSTM": lstm, "GRU": gru, "RNN": rnn}

@@ -58,10 +58,10 @@ def conv(ctx: TFLiteContext, op: Any) -> None:
     if op.name == "CONV_2D":
         padding, sw, sh = int(ctx.option(op, 0, "b", 0)), int(ctx.option(op, 1, "i", 1)), int(ctx.option(op, 2, "i", 1))
         act, dw, dh = ctx.act(op.options, 3), int(ctx.option(op, 4, "i", 1)), int(ctx.option(op, 5, "i", 1))
-        if w.shape[3] != ctx.shape(x)[3]:
-            raise ctx.err(op, f"grouped CONV_2D (filter depth {w.shape[3]}, input depth {ctx.shape(x)[3]}) "
-                              "is not supported")
-        n_out = w.shape[0]
+        cin, n_out = ctx.shape(x)[3], w.shape[0]
+        if w.shape[3] != cin and (w.shape[3] <= 0 or cin % w.shape[3] or n_out % (cin // w.shape[3])):
+            raise ctx.err(op, f"grouped CONV_2D with filter depth {w.shape[3]} and input depth {cin}: the groups "
+                              f"(input depth / filter depth) must divide the input depth and the {n_out} filters")
     else:
         padding, sw, sh = int(ctx.option(op, 0, "b", 0)), int(ctx.option(op, 1, "i", 1)), int(ctx.option(op, 2, "i", 1))
         attrs["multiplier"] = int(ctx.option(op, 3, "i", 1))
@@ -70,7 +70,32 @@ def conv(ctx: TFLiteContext, op: Any) -> None:
     _check_window(ctx, op, x, (kh, kw), (sh, sw), (dh, dw), padding == 0)
     pads = same_pads(ctx.shape(x)[1:3], (kh, kw), (sh, sw), (dh, dw)) if padding == 0 else (0, 0, 0, 0)
     attrs.update(stride=(sh, sw), dilation=(dh, dw), pads=pads, act=act)
+    if op.name == "CONV_2D" and w.shape[3] != ctx.shape(x)[3]:
+        _grouped_conv(ctx, op, x, w.data, _bias(ctx, op, 2, n_out), attrs)
+        return
     ctx.emit(op, op.name, [x, w.name, _bias(ctx, op, 2, n_out)], ctx.name(op.outputs[0]), attrs)
+
+
+def _grouped_conv(ctx: TFLiteContext, op: Any, x: str, w: np.ndarray, bias: str, attrs: dict) -> None:
+    """A grouped CONV_2D (filter depth = input depth / groups) as one CONV_2D per group over its slice of the
+    input channels, then CONCATENATION along the channels (the form the ONNX importer gives grouped Conv)."""
+    b = ctx.tensors[bias].data
+    if b is None:
+        raise ctx.err(op, "the bias of a grouped CONV_2D must be a constant")
+    n, h, wd, cin = ctx.shape(x)
+    fin = w.shape[3]
+    groups = cin // fin
+    per = w.shape[0] // groups
+    out = ctx.name(op.outputs[0])
+    part_shape = tuple(ctx.shape(out)[:3]) + (per,)
+    parts = []
+    for g in range(groups):
+        xs = ctx.emit(op, "STRIDED_SLICE", [x], ctx.tmp(f"{out}/group{g}_in", (n, h, wd, fin)),
+                      {"begin": (0, 0, 0, g * fin), "end": (n, h, wd, (g + 1) * fin), "strides": (1, 1, 1, 1)})
+        wg = ctx.add_const(f"{out}/weights{g}", w[g * per:(g + 1) * per])
+        bg = ctx.add_const(f"{out}/bias{g}", np.asarray(b).reshape(-1)[g * per:(g + 1) * per])
+        parts.append(ctx.emit(op, "CONV_2D", [xs, wg, bg], ctx.tmp(f"{out}/group{g}", part_shape), dict(attrs)))
+    ctx.emit(op, "CONCATENATION", parts, out, {"axis": 3, "act": "NONE"})
 
 
 def fully_connected(ctx: TFLiteContext, op: Any) -> None:

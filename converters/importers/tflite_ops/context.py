@@ -5,6 +5,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from converters.importers.tensor_table import TensorTable
 from converters.ir import Op, Tensor
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.flatbuffer import Table
@@ -32,19 +33,18 @@ def const_value(t: TensorInfo) -> Optional[np.ndarray]:
     return ((arr.astype(np.float64) - zp) * scale).astype(np.float32)
 
 
-class TFLiteContext:
+class TFLiteContext(TensorTable):
     """Tensors and ops of the graph being imported from one TFLite subgraph."""
 
     def __init__(self, path: str, sg: Any) -> None:
+        super().__init__()
         self.path = path
         self.sg = sg
-        self.tensors: dict[str, Tensor] = {}
         self.ops: list[Op] = []
         self.names: dict[int, str] = {}
         self._used: set[str] = set()
         #: constants already read as the bias of a weighted op (a second reader gets its own copy)
         self.biases_used: set[str] = set()
-        self._n = 0
         self._readers: Optional[dict[int, int]] = None
 
     def err(self, op: Any, msg: str) -> UnsupportedModelError:
@@ -99,21 +99,6 @@ class TFLiteContext:
         """Shape of a tensor (TFLite index or IR name)."""
         n = self.name(idx_or_name) if isinstance(idx_or_name, int) else idx_or_name
         return self.tensors[n].shape
-
-    def tmp(self, base: str, shape: tuple[int, ...]) -> str:
-        """A fresh intermediate activation."""
-        self._n += 1
-        n = f"{base}/{self._n}"
-        self.tensors[n] = Tensor(n, tuple(int(d) for d in shape))
-        return n
-
-    def add_const(self, base: str, data: np.ndarray, dtype: Any = np.float32) -> str:
-        """A fresh constant."""
-        self._n += 1
-        n = f"{base}/{self._n}"
-        arr = np.ascontiguousarray(np.asarray(data), dtype=dtype)
-        self.tensors[n] = Tensor(n, tuple(arr.shape), arr)
-        return n
 
     def emit(self, op: Any, kind: str, inputs: list[str], output: str, attrs: Optional[dict] = None) -> str:
         """Append an IR op labelled with the source operator."""

@@ -218,7 +218,7 @@ class Requantizer:
         else:
             self.scale(acc, tmp)
             acc += self.zero_point
-        np.clip(acc, self.act_min, self.act_max, out=out, casting="unsafe")
+        CLIP(acc, self.act_min, self.act_max, out=out, casting="unsafe")
 
     def scale(self, acc: np.ndarray, tmp: np.ndarray, with_zero_point: bool = False) -> None:
         """MultiplyByQuantizedMultiplier(acc + bias) in place (plus the zero point if asked; no clamp or cast)."""

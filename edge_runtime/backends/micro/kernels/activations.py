@@ -8,6 +8,10 @@ lookup. int8 RELU requantizes (TFLM ``ReluQuantized``); int8 RELU6 clamps betwee
 the quantized 0 and 6 (TFLM ``Relu6Quantized``). int16 uses 65536-entry tables:
 RELU/RELU6 as for int8; LOGISTIC/TANH (zero points 0, output scale 2**-15) follow
 TFLM's interpolated sigmoid table (``fixedpoint_lut.int16_sigmoid_lut``).
+
+float32 LOGISTIC and TANH are TFLM's reference float code with glibc's functions, bit for bit: LOGISTIC
+``x > 16.619047f ? 1 : x < -9 ? expf(x) : 1 / (1 + expf(-x))`` (:mod:`edge_runtime.backends.micro.libm_expf`),
+TANH ``tanhf(x)`` (:mod:`edge_runtime.backends.micro.libm_tanhf`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from edge_runtime.backends.micro.fixedpoint_lut import (
 from edge_runtime.backends.micro.kernels.base import (
     Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, qparams, require_type,
 )
+from edge_runtime.backends.micro.libm_expf import ExpF
+from edge_runtime.backends.micro.libm_tanhf import TanhF
 
 INPUT_INTEGER_BITS = 4
 
@@ -87,6 +93,10 @@ def _lut_int16(ctx: OpContext, kind: str, sx: float, zx: int, sy: float, zy: int
     return int16_sigmoid_lut(q, mult, shift, kind == "TANH").astype(np.int16)
 
 
+#: TFLM's float LOGISTIC cut-offs.
+LOGISTIC_HIGH, LOGISTIC_LOW = np.float32(16.619047164916992188), np.float32(-9.0)
+
+
 class Activation(Kernel):
     """Elementwise activation; int8 through a 256-entry table built with TFLM's arithmetic."""
 
@@ -124,10 +134,16 @@ class Activation(Kernel):
             # index by the uint8 view of the input: entry u holds f(int8(u))
             self.lut = np.concatenate([lut[128:], lut[:128]]).astype(np.int8)
             self.workspace = {"idx": (tuple(x.shape), np.dtype(np.intp))}
+        elif self.kind == "LOGISTIC":
+            self.expf = ExpF(int(np.prod(x.shape, dtype=np.int64)))
+            self.workspace = {"e": (tuple(x.shape), np.dtype(np.float32)), "low": (tuple(x.shape), np.dtype(np.bool_)),
+                              "high": (tuple(x.shape), np.dtype(np.bool_))}
+        elif self.kind == "TANH":
+            self.tanhf = TanhF(int(np.prod(x.shape, dtype=np.int64)))
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Remember the views."""
-        self.x, self.y = inputs[0], outputs[0]
+        self.x, self.y, self.ws = inputs[0], outputs[0], ws
         if self.quantized:
             self.xu = self.x.view(f"u{self.x.dtype.itemsize}")
             self.idx = ws["idx"]
@@ -152,10 +168,20 @@ class Activation(Kernel):
         elif self.kind == "RELU6":
             CLIP(self.x, 0.0, 6.0, out=self.y)
         elif self.kind == "TANH":
-            np.tanh(self.x, out=self.y)
+            self.tanhf(self.x, self.y)
         else:
-            np.negative(self.x, out=self.y)
-            with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88 gives the right 0, without a warning
-                np.exp(self.y, out=self.y)
-            self.y += 1.0
-            np.reciprocal(self.y, out=self.y)
+            self._logistic_float()
+
+    def _logistic_float(self) -> None:
+        """TFLM's float LOGISTIC: ``x > 16.619047f ? 1 : x < -9 ? expf(x) : 1 / (1 + expf(-x))``, one ``expf``
+        pass over ``x`` below -9 and ``-x`` elsewhere (the masks are taken before y, maybe x, is written)."""
+        e, low, high = self.ws["e"], self.ws["low"], self.ws["high"]
+        np.less(self.x, LOGISTIC_LOW, out=low)
+        np.greater(self.x, LOGISTIC_HIGH, out=high)
+        np.negative(self.x, out=e)
+        np.putmask(e, low, self.x)
+        self.expf(e, e)
+        np.add(e, np.float32(1.0), out=self.y)
+        np.divide(np.float32(1.0), self.y, out=self.y)
+        np.putmask(self.y, low, e)
+        np.putmask(self.y, high, np.float32(1.0))

@@ -53,12 +53,13 @@ class OpContext:
         return self.subgraph.tensors[self.op.outputs[pos]]
 
     def fail(self, why: str) -> UnsupportedModelError:
-        """An UnsupportedModelError naming this op."""
+        """An UnsupportedModelError naming this op (and its subgraph when that is not the first)."""
         from edge_runtime.formats.tflite_fold import file_op_index
 
         at = file_op_index(self.model, self.subgraph.index, self.op.index)  # numbered as in the file
+        where = f"op {at}" if self.subgraph.index == 0 else f"subgraph {self.subgraph.index} op {at}"
         return UnsupportedModelError(
-            f"{self.model.path}: op {at} ({self.op.name} v{self.op.opcode.version}) is not supported "
+            f"{self.model.path}: {where} ({self.op.name} v{self.op.opcode.version}) is not supported "
             f"by the micro backend: {why}")
 
 

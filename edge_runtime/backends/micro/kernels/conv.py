@@ -254,7 +254,8 @@ class _ConvBase(Kernel):
             if wq is None:
                 raise ctx.fail("the int8 filter has no quantization parameters")
             if np.any(wq.zero_point != 0):
-                raise ctx.fail("the filter zero point must be 0 (symmetric weights)")
+                raise ctx.fail("the filter zero point must be 0 (symmetric weights): tflite-micro's int8 "
+                               "convolutions ignore it")
             m, s = per_channel_multipliers(ctx, in_scale, scales32(w), out_scale, self.cout)
             lo, hi = quantized_activation_range(ctx, o["activation"], out_scale, out_zp)
             self.requant_args = (m, s, out_zp, lo, hi)

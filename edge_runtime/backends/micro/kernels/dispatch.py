@@ -4,6 +4,11 @@
   else the dense int8/float kernel;
 - DEPTHWISE_CONV_2D: the 16x8 kernel for an int16 input, else the dense one;
 - FULLY_CONNECTED: as CONV_2D.
+
+Weights or a bias that are not constant data (a model input, a subgraph argument, another op's
+output) go to :class:`VariableWeights`, which reads them at every invoke as TFLM does; so do the
+forms the dense kernels do not take (:func:`needs_general`): a grouped CONV_2D and a FULLY_CONNECTED
+with per-tensor int8 weights of non-zero zero point.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from edge_runtime.backends.micro.kernels.fully_connected import FullyConnected
 from edge_runtime.backends.micro.kernels.int16.conv_2d import Conv2D16x8
 from edge_runtime.backends.micro.kernels.int16.fully_connected import FullyConnected16x8
 from edge_runtime.backends.micro.kernels.sparse import SparseConv1x1, SparseFullyConnected, weights_sparse
+from edge_runtime.backends.micro.kernels.variable_weights import VariableWeights, needs_general, weights_variable
 
 
 def _int16_input(ctx: OpContext) -> bool:
@@ -29,11 +35,12 @@ def _dispatcher(name: str, dense: type[Kernel], sixteen: type[Kernel],
     def choose(cls: type, ctx: OpContext) -> Kernel:
         if sparse is not None and weights_sparse(ctx):
             return sparse(ctx)
+        variable = weights_variable(ctx) or needs_general(ctx)
         if _int16_input(ctx):
-            return sixteen(ctx)
+            return VariableWeights(ctx) if variable else sixteen(ctx)
         if ctx.op.opcode.version > dense.max_version:
             raise ctx.fail(f"version {ctx.op.opcode.version} is handled only for int16 inputs")
-        return dense(ctx)
+        return VariableWeights(ctx) if variable else dense(ctx)
 
     kinds = "sparse, 16x8 or dense" if sparse is not None else "16x8 or dense"
     return type(name, (Kernel,), {"__doc__": f"{name[:-3]}: {kinds}.", "__new__": choose,

@@ -58,7 +58,11 @@ class FullyConnected(Kernel):
             in_scale, self.in_zp = qparams(x)
             out_scale, out_zp = qparams(y)
             if w.quantization is None or np.any(w.quantization.zero_point != 0):
-                raise ctx.fail("int8 weights must be symmetric (zero point 0)")
+                # (per-tensor weights with a zero point run on VariableWeights, see dispatch.py)
+                raise ctx.fail("per-channel int8 weights must be symmetric (zero point 0): tflite-micro ignores a "
+                               "per-channel weight zero point" if w.quantization is not None
+                               and np.asarray(w.quantization.zero_point).size > 1
+                               else "int8 weights must be symmetric (zero point 0)")
             # TFLM (this tflite-micro release) takes the FC multipliers the way convolutions do:
             # input_scale * filter_scale / output_scale in double, per channel or per tensor. (The
             # older GetQuantizedConvolutionMultipler multiplied the scales in float32 first; that

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from edge_runtime.backends.micro.fixedpoint import Requantizer, wrap32
+from edge_runtime.backends.micro.fixedpoint import CLIP, Requantizer, wrap32
 from edge_runtime.backends.micro.kernels.base import OpContext, qparams, quantized_activation_range, scales32
 from edge_runtime.backends.micro.kernels.conv import per_channel_multipliers
 from edge_runtime.formats.tflite import TensorInfo
@@ -79,7 +79,7 @@ class OutputStage16:
             acc += self.round
             np.right_shift(acc, self.total_shift, out=acc)
             wrap32(acc)
-            np.clip(acc, self.lo, self.hi, out=acc)
+            CLIP(acc, self.lo, self.hi, out=acc)
             np.copyto(out, acc, casting="unsafe")
         else:
             wrap32(acc)

@@ -12,6 +12,8 @@ multipliers come from the float32 scales multiplied and divided in double. The i
 kernel needs its bias (TFLM's Prepare reads it); the float kernel runs without one
 (TFLM's float kernel crashes on a missing bias; micro adds nothing, as TFLite does).
 Per-channel feature weights use their first scale, as TFLM's ``params.scale`` does.
+Weights and bias that are not constant data (a model input, another op's output) are read at
+every invocation, as TFLM reads them, into workspace buffers in the layout the kernel uses.
 """
 from __future__ import annotations
 
@@ -28,6 +30,19 @@ from edge_runtime.backends.micro.kernels.recurrent.common import (check_shape, f
 from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
 
 INPUT, WEIGHTS_FEATURE, WEIGHTS_TIME, BIAS, STATE = 0, 1, 2, 3, 4
+
+
+def _constant(t: TensorInfo, dtype: type, transpose: bool = False) -> Optional[np.ndarray]:
+    """A constant tensor widened to ``dtype`` (transposed if asked); None when it is not constant (read at run)."""
+    if t.data is None:
+        return None
+    a = t.array()
+    return np.ascontiguousarray((a.T if transpose else a).astype(dtype))
+
+
+def _nbytes(*arrays: Optional[np.ndarray]) -> int:
+    """Bytes of the arrays cached at prepare time (the constant ones)."""
+    return sum(int(a.nbytes) for a in arrays if a is not None)
 
 
 class Svdf(Kernel):
@@ -52,8 +67,6 @@ class Svdf(Kernel):
             raise ctx.fail(f"input type {x.type_name} is not supported; supported: FLOAT32, INT8")
         if len(x.shape) != 2 or len(wf.shape) != 2 or len(wt.shape) != 2:
             raise ctx.fail("the input and both weight tensors must be 2-D")
-        if wf.data is None or wt.data is None or (bias is not None and bias.data is None):
-            raise ctx.fail("the weights and bias must be constant tensors")
         batch, n_in = x.shape
         filters, memory = wf.shape[0], wt.shape[1]
         if rank < 1 or filters % rank:
@@ -82,13 +95,19 @@ class Svdf(Kernel):
         self.workspace = {"x": ((batch, n_in), wdt), "feat": ((batch, filters), wdt),
                           "state": ((batch, filters, memory), wdt), "tmp": ((batch, filters, memory), wdt),
                           "acc": ((batch, units), wdt), "acc_tmp": ((batch, units), wdt)}
+        # non-constant weights / bias: (input position, workspace buffer, shape in the kernel's layout)
+        self.variable = [(pos, name, shape) for pos, name, shape, t in (
+            (WEIGHTS_FEATURE, "wf_var", (n_in, filters), wf), (WEIGHTS_TIME, "wt_var", (filters, memory), wt),
+            (BIAS, "bias_var", (units,), bias)) if t is not None and t.data is None]
+        for _, name, shape in self.variable:
+            self.workspace[name] = (shape, wdt)
 
     def _prepare_float(self, wf: TensorInfo, wt: TensorInfo, bias: Optional[TensorInfo], activation: int) -> None:
-        self.wf = np.ascontiguousarray(wf.array().T.astype(np.float32))
-        self.wt = np.ascontiguousarray(wt.array().astype(np.float32))
-        self.bias = None if bias is None else bias.array().astype(np.float32)
+        self.wf = _constant(wf, np.float32, transpose=True)
+        self.wt = _constant(wt, np.float32)
+        self.bias = None if bias is None else _constant(bias, np.float32)
         self.activation = float_activation(self.ctx, activation, (self.batch, self.units))
-        self.cache_bytes = int(self.wf.nbytes + self.wt.nbytes)
+        self.cache_bytes = _nbytes(self.wf, self.wt)
 
     def _prepare_integer(self, x: TensorInfo, wf: TensorInfo, wt: TensorInfo, bias: Optional[TensorInfo],
                          state: TensorInfo, out: TensorInfo) -> None:
@@ -119,10 +138,10 @@ class Svdf(Kernel):
         info = np.iinfo(state.dtype)
         self.st_min, self.st_max = int(info.min), int(info.max)
         self.st_zp, self.in_zp, self.out_zp = st_zp, in_zp, out_zp
-        self.wf = np.ascontiguousarray(wf.array().T.astype(np.int64))
-        self.wt = np.ascontiguousarray(wt.array().astype(np.int64))
-        self.bias = bias.array().astype(np.int64)
-        self.cache_bytes = int(self.wf.nbytes + self.wt.nbytes + self.bias.nbytes)
+        self.wf = _constant(wf, np.int64, transpose=True)
+        self.wt = _constant(wt, np.int64)
+        self.bias = _constant(bias, np.int64)
+        self.cache_bytes = _nbytes(self.wf, self.wt, self.bias)
 
     @staticmethod
     def op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator, workspace_limit: int) -> OpMemory:
@@ -146,6 +165,20 @@ class Svdf(Kernel):
         self.out = outputs[0]
         self.ws = ws
         self.run = self._run_float if self.kind == "FLOAT32" else self._run_integer  # type: ignore[method-assign]
+        if self.variable:
+            self.copies = []
+            for pos, name, _ in self.variable:
+                src = inputs[pos].T if pos == WEIGHTS_FEATURE else inputs[pos]
+                self.copies.append((ws[name], src))
+                setattr(self, {WEIGHTS_FEATURE: "wf", WEIGHTS_TIME: "wt", BIAS: "bias"}[pos], ws[name])
+            self.compute = self.run
+            self.run = self._run_variable  # type: ignore[method-assign]
+
+    def _run_variable(self) -> None:
+        """Read the non-constant weights / bias into their buffers, then run."""
+        for dst, src in self.copies:
+            np.copyto(dst, src, casting="unsafe")
+        self.compute()
 
     def _shift_state(self, tmp: np.ndarray) -> None:
         """Drop the oldest activation of every filter (TFLM shifts the whole buffer left by one)."""

@@ -23,7 +23,8 @@ per-channel scales are refused: TFLM's gate setup leaves their multipliers undef
 Intermediate tensors (listed by converted models) are ignored, as TFLM does, and
 refused when they would need memory, as TFLM's allocator does. The float kernel sums
 each fully connected product in TFLM's order in float32, with exp and tanh rounded
-once from float64.
+once from float64. Gate weights and biases that are not constant data (a model input,
+another op's output) are read at every invocation, as TFLM reads them.
 """
 from __future__ import annotations
 
@@ -65,6 +66,11 @@ KINDS = {  # activation type -> (weight type, bias type, cell type)
 }
 
 
+def _values(t: TensorInfo) -> np.ndarray:
+    """A constant tensor's values; zeros of its shape for one read at every invocation."""
+    return t.array() if t.data is not None else np.zeros(t.shape, t.dtype)
+
+
 def _tensor(ctx: OpContext, pos: int) -> Optional[TensorInfo]:
     return ctx.input(pos) if pos < len(ctx.op.inputs) else None
 
@@ -104,12 +110,22 @@ class UnidirectionalSequenceLstm(Kernel):
         if weights[0] is None or weights[4] is None:
             raise ctx.fail("CIFG LSTM (no input gate) is not supported (tflite-micro runs the standard LSTM only)")
         for w in weights:
-            if w is None or w.type_name != w_type or w.data is None:
-                raise ctx.fail(f"{self.kind} LSTM needs constant {w_type} weights for all eight gate matrices")
+            if w is None or w.type_name != w_type:
+                raise ctx.fail(f"{self.kind} LSTM needs {w_type} weights for all eight gate matrices")
         biases = [_tensor(ctx, p) for p in BIASES]
         for b in biases:
-            if b is None or b.type_name != b_type or b.data is None:
-                raise ctx.fail(f"{self.kind} LSTM needs constant {b_type} biases for all four gates")
+            if b is None or b.type_name != b_type:
+                raise ctx.fail(f"{self.kind} LSTM needs {b_type} biases for all four gates")
+        # weights / biases that are not constant data: read at every invocation into their slot of the
+        # stacked arrays (matrix "w_in" / "w_rec" / "bias", gate slot, op input position, weight zero point)
+        positions = INPUT_WEIGHTS + RECURRENT_WEIGHTS
+        self.variable: list[tuple[str, int, int, int]] = []
+        for k, g in enumerate(GATE_ORDER):
+            for name, t, pos in (("w_in", weights[g], positions[g]), ("w_rec", weights[4 + g], positions[4 + g]),
+                                 ("bias", biases[g], BIASES[g])):
+                if t.data is None:
+                    zp = 0 if name == "bias" or self.kind == "FLOAT32" else first_scale(ctx, t, "weights")[1]
+                    self.variable.append((name, k, pos, zp))
         h = require_variable(ctx, _tensor(ctx, HIDDEN_STATE), "hidden state")
         c = require_variable(ctx, _tensor(ctx, CELL_STATE), "cell state")
         if h.type_name != self.kind:
@@ -160,9 +176,9 @@ class UnidirectionalSequenceLstm(Kernel):
     # ------------------------------------------------------------------ prepare
     def _prepare_float(self, cell_clip: float, w_in: list[TensorInfo], w_rec: list[TensorInfo],
                        b_all: list[TensorInfo]) -> None:
-        self.w_in = np.ascontiguousarray(np.stack([w.array().T for w in w_in]).astype(np.float32))
-        self.w_rec = np.ascontiguousarray(np.stack([w.array().T for w in w_rec]).astype(np.float32))
-        self.bias = np.stack([b.array() for b in b_all]).astype(np.float32).reshape(4, 1, self.n_state)
+        self.w_in = np.ascontiguousarray(np.stack([_values(w).T for w in w_in]).astype(np.float32))
+        self.w_rec = np.ascontiguousarray(np.stack([_values(w).T for w in w_rec]).astype(np.float32))
+        self.bias = np.stack([_values(b) for b in b_all]).astype(np.float32).reshape(4, 1, self.n_state)
         self.cell_clip = np.float32(cell_clip) if cell_clip > 0.0 else None
         self.sigmoid_f = Float32Sigmoid((3, self.batch, self.n_state))
         self.tanh_f = Float32Tanh((self.batch, self.n_state))
@@ -186,7 +202,7 @@ class UnidirectionalSequenceLstm(Kernel):
                     raise ctx.fail(f"per-channel quantized weights ('{w.name}') are not supported "
                                    "(tflite-micro's LSTM handles per-tensor weights only)")
                 w_scale, w_zp = first_scale(ctx, w, "weights")
-                mats.append(w.array().astype(np.int64).T - w_zp)
+                mats.append(_values(w).astype(np.int64).T - w_zp)
                 # This tflite-micro release derives FC multipliers as convolutions do: the float32
                 # scales multiplied and divided in double (a float32 product differs in the last bits)
                 reals.append(act_scale * w_scale / GATE_INPUT_SCALE)
@@ -194,7 +210,7 @@ class UnidirectionalSequenceLstm(Kernel):
 
         self.w_in, real_in = fc(w_in, in_scale)
         self.w_rec, real_rec = fc(w_rec, h_scale)
-        self.bias = np.stack([b.array().astype(np.int64) for b in b_all]).reshape(4, 1, self.n_state)
+        self.bias = np.stack([_values(b).astype(np.int64) for b in b_all]).reshape(4, 1, self.n_state)
         requant = ColumnRequant if self.kind == "INT8" else ColumnRequant64
         self.req_in = requant(*quantized_multipliers(real_in), param_shape=(4, 1, 1))
         self.req_rec = requant(*quantized_multipliers(real_rec), param_shape=(4, 1, 1))
@@ -248,6 +264,22 @@ class UnidirectionalSequenceLstm(Kernel):
             self.fc_in = [(ws["x"][:, d:d + 1], self.w_in[:, d:d + 1, :]) for d in range(self.n_in)]
             self.fc_rec = [(ws["h"][:, d:d + 1], self.w_rec[:, d:d + 1, :]) for d in range(self.n_state)]
         self.run = self._run_float if self.kind == "FLOAT32" else self._run_integer  # type: ignore[method-assign]
+        if self.variable:
+            self.copies = []
+            for name, k, pos, zp in self.variable:
+                dst = getattr(self, name)[k]
+                src = inputs[pos].reshape(dst.shape) if name == "bias" else inputs[pos].T
+                self.copies.append((dst, src, zp))
+            self.compute = self.run
+            self.run = self._run_variable  # type: ignore[method-assign]
+
+    def _run_variable(self) -> None:
+        """Read the non-constant weights / biases into their slots (less the weights' zero point), then run."""
+        for dst, src, zp in self.copies:
+            np.copyto(dst, src, casting="unsafe")
+            if zp:
+                dst -= zp
+        self.compute()
 
     def _run_float(self) -> None:
         ws = self.ws

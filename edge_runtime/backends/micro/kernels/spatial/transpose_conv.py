@@ -11,8 +11,15 @@ Here one matrix product per chunk of input rows computes every (pixel, tap, outp
 channel) term (exact in float64 for integers; chunks sized to the workspace limit),
 and the taps are added into strided views of a zero-filled full-size canvas, from
 which the output window is cut.
+
+A filter or bias that is not constant data (a model input, another op's output) is read at
+every invoke by :class:`VariableTransposeConv`: the scatter is rewritten as a gather (each
+output position reads the input pixels whose taps land on it, in the order TFLM adds them:
+input row, then column, ascending, i.e. filter row and column descending, then input channel).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 
@@ -22,7 +29,11 @@ from edge_runtime.backends.micro.kernels.base import (
     quantized_activation_range, require_constant, require_type, scales32,
 )
 from edge_runtime.backends.micro.kernels.conv import per_channel_multipliers
-from edge_runtime.backends.micro.kernels.spatial.common import F64, I64, requantizer, transpose_conv_options
+from edge_runtime.backends.micro.kernels.spatial.common import (
+    F64, I64, Requantizer64, requantizer, transpose_conv_options,
+)
+from edge_runtime.backends.micro.kernels.variable_weights import VariableWeights
+from edge_runtime.formats.tflite import TensorInfo
 from edge_runtime.backends.micro.options import PADDING_SAME, PADDING_VALID
 
 
@@ -44,6 +55,12 @@ class TransposeConv(Kernel):
     """TRANSPOSE_CONV (inputs: output shape, weights OHWI, input NHWC, optional bias)."""
 
     max_version = 5
+
+    def __new__(cls, ctx: OpContext) -> "TransposeConv | VariableTransposeConv":  # type: ignore[misc]
+        """A :class:`VariableTransposeConv` when the filter or the bias is not constant data."""
+        if cls is TransposeConv and any(t is not None and not t.is_constant for t in (ctx.input(1), ctx.input(3))):
+            return VariableTransposeConv(ctx)
+        return super().__new__(cls)
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
@@ -199,3 +216,66 @@ class TransposeConv(Kernel):
             np.copyto(self.y, acc, casting="same_kind")
             return
         self.requant.apply(acc, self.tmp, self.y)
+
+
+class VariableTransposeConv(VariableWeights):
+    """TRANSPOSE_CONV whose filter or bias is read at every invoke (float32 as TFLM's float loop, int8, 16x8)."""
+
+    max_version = 5
+    x_pos, w_pos, b_pos = 2, 1, 3
+
+    def geometry(self, ctx: OpContext, x: TensorInfo, w: TensorInfo, y: TensorInfo) -> None:
+        """The gather index: output (batch, y, x) x tap (filter row, column descending) x input channel."""
+        if len(ctx.op.inputs) not in (3, 4):
+            raise ctx.fail("TRANSPOSE_CONV takes 3 or 4 inputs")
+        if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
+            raise ctx.fail("input, filter and output must be 4-D")
+        n, h, wd, cin = (int(v) for v in x.shape)
+        cout, kh, kw, wcin = (int(v) for v in w.shape)
+        yn, ho, wo, ycout = (int(v) for v in y.shape)
+        if wcin != cin or ycout != cout or yn != n:
+            raise ctx.fail(f"shapes do not match: input {x.shape}, filter {w.shape}, output {y.shape}")
+        o = transpose_conv_options(ctx.op)
+        self.options, self.depthwise = o, False
+        sh, sw = o["stride_h"], o["stride_w"]
+        pt = _padding(ctx, o["padding"], ho, kh, sh)
+        pl = _padding(ctx, o["padding"], wo, kw, sw)
+        ty = np.arange(ho)[:, None] + pt - np.arange(kh)[::-1][None, :]  # (ho, kh): input row times the stride
+        tx = np.arange(wo)[:, None] + pl - np.arange(kw)[::-1][None, :]
+        vy = (ty >= 0) & (ty % sh == 0) & (ty // sh < h)
+        vx = (tx >= 0) & (tx % sw == 0) & (tx // sw < wd)
+        iy, ix = np.clip(ty // sh, 0, h - 1), np.clip(tx // sw, 0, wd - 1)
+        pix = iy[:, None, :, None] * wd + ix[None, :, None, :]  # (ho, wo, kh, kw)
+        valid = vy[:, None, :, None] & vx[None, :, None, :]
+        pad_slot = n * h * wd * cin
+        base = np.arange(n)[:, None, None, None, None] * (h * wd) + pix[None]
+        idx = np.where(valid[None, ..., None], base[..., None] * cin + np.arange(cin), pad_slot)
+        self.rows_total, self.cout, self.x_elems = n * ho * wo, cout, pad_slot
+        self.taps = kh * kw * cin
+        self.index = idx.reshape(self.rows_total, self.taps).astype(np.intp)
+        invalid = np.repeat(~np.broadcast_to(valid[None], (n, ho, wo, kh, kw)).reshape(self.rows_total, kh * kw),
+                            cin, axis=1)
+        self.invalid = invalid if invalid.any() else None
+        self.patch_cols = (self.taps,)
+        self.w_layout = "tconv"
+        self.kernel_hw = (kh, kw)
+
+    def weights_view(self, w: np.ndarray, wmat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The filter (cout, kh, kw, cin) flipped and reordered to (kh, kw, cin, cout), as ``wmat`` is laid out."""
+        kh, kw = self.kernel_hw
+        return w[:, ::-1, ::-1, :].transpose(1, 2, 3, 0), wmat.reshape(kh, kw, w.shape[3], self.cout)
+
+    def int_stage(self, ctx: OpContext, x: TensorInfo, w: TensorInfo, b: Optional[TensorInfo], y: TensorInfo,
+                  act: int) -> None:
+        """int8: the 32-bit requantization; 16x8: the 64-bit one (int64 sums, int64 or int16 bias)."""
+        sx, zx = qparams(x)
+        sy, zy = qparams(y)
+        wide = self.kind == "INT16"
+        if wide and (zx != 0 or zy != 0):
+            raise ctx.fail("int16 input and output must have zero point 0")
+        if b is not None:
+            require_type(ctx, b, ("INT64", "INT16") if wide else ("INT32",), "bias")  # (TFLM misreads int32)
+        m, s = per_channel_multipliers(ctx, sx, scales32(w), sy, self.cout)
+        lo, hi = quantized_activation_range(ctx, act, sy, zy, np.dtype(np.int16 if wide else np.int8))
+        self.requant = Requantizer64(m, s, zy, lo, hi) if wide else requantizer(False, m, s, zy, lo, hi)
+        self.wrap32 = not wide

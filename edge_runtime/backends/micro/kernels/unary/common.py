@@ -132,6 +132,21 @@ class UnaryKernel(Kernel):
             self.run_float()
 
 
+class LibmKernel(UnaryKernel):
+    """A float32-only op that is one C-library function, as glibc computes it (``FUNCTION``: one of micro's
+    ``libm_*`` classes, made for the tensor's size: its buffers are allocated once, here)."""
+
+    FUNCTION: type = type(None)
+
+    def prepare(self, x: TensorInfo, y: TensorInfo) -> None:
+        """The function's buffers for this shape."""
+        self.function = self.FUNCTION(int(np.prod(x.shape, dtype=np.int64)))
+
+    def run_float(self) -> None:
+        """``y = f(x)``."""
+        self.function(self.x, self.y)
+
+
 class FloatUfuncKernel(UnaryKernel):
     """A float32-only op that is one numpy ufunc (same rounding as TFLM's float kernel)."""
 

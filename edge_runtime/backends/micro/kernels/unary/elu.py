@@ -1,4 +1,5 @@
-"""ELU: float32 (``x < 0 ? expm1(x) : x``) and int8 (a table built in float32 as TFLM's Prepare does).
+"""ELU: float32 (``x < 0 ? expm1f(x) : x``, glibc's ``expm1f`` as :mod:`edge_runtime.backends.micro.libm_expm1f`
+computes it) and int8 (a table built in float32 as TFLM's Prepare does).
 
 int8 table entry for ``q``: ``d = scale_in * (q - zp_in)`` (float32),
 ``t = d < 0 ? exp(d) - 1 : d``, ``round(t * (1 / scale_out)) + zp_out`` (round half
@@ -11,6 +12,7 @@ import numpy as np
 from edge_runtime.backends.micro.fixedpoint_lut import round_half_away
 from edge_runtime.backends.micro.kernels.base import TensorInfo
 from edge_runtime.backends.micro.kernels.unary.common import UnaryKernel, affine
+from edge_runtime.backends.micro.libm_expm1f import ExpM1F
 
 
 def _expf(x: np.ndarray) -> np.ndarray:
@@ -26,7 +28,8 @@ class Elu(UnaryKernel):
     def prepare(self, x: TensorInfo, y: TensorInfo) -> None:
         """Build the int8 table; float32 needs a scratch copy."""
         if x.type_name == "FLOAT32":
-            self.workspace = {"neg": (tuple(x.shape), np.dtype(np.float32))}
+            self.workspace = {"neg": (tuple(x.shape), np.dtype(np.float32)), "m": (tuple(x.shape), np.dtype(np.bool_))}
+            self.expm1f = ExpM1F(int(np.prod(x.shape, dtype=np.int64)))
             return
         sx, zx = affine(self.ctx, x, "input")
         sy, zy = affine(self.ctx, y, "output")
@@ -40,9 +43,9 @@ class Elu(UnaryKernel):
         self.set_table(np.clip(q, -128, 127))
 
     def run_float(self) -> None:
-        """``max(x, 0) + expm1(min(x, 0))``: exactly x for x >= 0, expm1(x) below."""
-        neg = self.ws["neg"]
-        np.minimum(self.x, np.float32(0.0), out=neg)
-        np.expm1(neg, out=neg)
-        np.maximum(self.x, np.float32(0.0), out=self.y)
-        self.y += neg
+        """TFLM's ``x < 0 ? expm1f(x) : x`` (-0 and NaN pass through)."""
+        neg, m = self.ws["neg"], self.ws["m"]
+        self.expm1f(self.x, neg)
+        np.less(self.x, np.float32(0.0), out=m)
+        np.copyto(self.y, self.x)  # (a no-op in place)
+        np.putmask(self.y, m, neg)

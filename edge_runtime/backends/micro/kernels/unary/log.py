@@ -1,13 +1,13 @@
-"""LOG: log(x) (float32; TFLM's kernel takes float32 only)."""
+"""LOG: log(x) (float32; TFLM's kernel takes float32 only), as glibc's ``logf`` computes it."""
 from __future__ import annotations
 
-import numpy as np
+from edge_runtime.backends.micro.kernels.unary.common import LibmKernel
+from edge_runtime.backends.micro.libm_logf import LogF
 
-from edge_runtime.backends.micro.kernels.unary.common import FloatUfuncKernel
 
-
-class Log(FloatUfuncKernel):
-    """LOG on float32."""
+class Log(LibmKernel):
+    """LOG on float32: tflite-micro calls ``std::log`` per value, the C library's ``logf``
+    (:mod:`edge_runtime.backends.micro.libm_logf` gives glibc's bit for bit)."""
 
     max_version = 2
-    UFUNC = np.log
+    FUNCTION = LogF

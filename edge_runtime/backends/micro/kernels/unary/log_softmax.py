@@ -1,4 +1,9 @@
-"""LOG_SOFTMAX over the last axis: float32 and int8 (TFLM's integer algorithm, bit for bit).
+"""LOG_SOFTMAX over the last axis: float32 and int8 (TFLM's algorithms, bit for bit).
+
+float32, per row as TFLM's reference loop: ``max`` from the lowest float by ``max < v ? v : max`` (NaN
+skipped; of equal zeros the first), ``sum`` of ``expf(x - max)`` added left to right in float32,
+``(x - max) - logf(sum)``, with glibc's ``expf`` and ``logf`` (:mod:`edge_runtime.backends.micro.libm_expf`,
+:mod:`edge_runtime.backends.micro.libm_logf`).
 
 int8 (output scale 16/256, zero point 127, as TFLM requires): per row,
 ``diff = q - max(row)``; diffs >= diff_min are rescaled to Q5.26 by the beta
@@ -21,12 +26,15 @@ from edge_runtime.backends.micro.fixedpoint_lut import (
 )
 from edge_runtime.backends.micro.kernels.base import TensorInfo
 from edge_runtime.backends.micro.kernels.unary.common import UnaryKernel, affine
+from edge_runtime.backends.micro.libm_expf import ExpF
+from edge_runtime.backends.micro.libm_logf import LogF
 
 INPUT_BITS = 5
 ACCUM_BITS = 12
 OUTPUT_BITS = 4
 OUTPUT_SCALE = 16.0 / 256
 OUTPUT_ZERO_POINT = 127
+LOWEST = np.finfo(np.float32).min
 
 
 class LogSoftmax(UnaryKernel):
@@ -43,8 +51,10 @@ class LogSoftmax(UnaryKernel):
         self.rows = x.num_elements // max(1, self.depth)
         rows, col = (self.rows, self.depth), (self.rows, 1)
         if x.type_name == "FLOAT32":
-            self.workspace = {"f": (rows, np.dtype(np.float64)), "e": (rows, np.dtype(np.float64)),
-                              "m": (col, np.dtype(np.float64)), "s": (col, np.dtype(np.float64))}
+            self.workspace = {"f": (rows, np.dtype(np.float32)), "e": (rows, np.dtype(np.float32)),
+                              "m": (col, np.dtype(np.float32)), "s": (col, np.dtype(np.float32))}
+            self.expf = ExpF(self.rows * self.depth)
+            self.logf = LogF(self.rows)
             return
         sx, _ = affine(self.ctx, x, "input")
         sy, zy = affine(self.ctx, y, "output")
@@ -78,15 +88,20 @@ class LogSoftmax(UnaryKernel):
             self._run_int8()
 
     def _run_float(self) -> None:
+        """TFLM's float loop (module docstring) in float32 arithmetic."""
         f, e, m, s = self.ws["f"], self.ws["e"], self.ws["m"], self.ws["s"]
         np.copyto(f, self.xr)
-        np.maximum.reduce(f, axis=1, keepdims=True, out=m)
-        f -= m
-        np.exp(f, out=e)
-        np.add.reduce(e, axis=1, keepdims=True, out=s)
-        np.log(s, out=s)
-        f -= s
-        np.copyto(self.yr, f, casting="same_kind")
+        np.fmax.reduce(f, axis=1, keepdims=True, out=m, initial=LOWEST)  # NaN skipped, as by max < v ? v : max
+        if not np.all(m):  # a zero maximum is the row's first zero, with its sign (rare: small arrays per row)
+            for r in np.flatnonzero(m[:, 0] == 0):
+                m[r, 0] = f[r, np.argmax(f[r] == 0)]
+        np.subtract(f, m, out=f)
+        self.expf(f, e)
+        np.add.accumulate(e, axis=1, out=e)  # a running sum: the same left-to-right additions as TFLM's loop
+        np.copyto(s, e[:, -1:])
+        self.logf(s, s)
+        np.subtract(f, s, out=f)
+        np.copyto(self.yr, f)
 
     def _run_int8(self) -> None:
         ws = self.ws
