@@ -55,7 +55,7 @@ import numpy as np
 from converters.ir import FLOAT_OUTPUT_KINDS, Graph, Op, unquantized_tensors
 from converters.ir import WEIGHTED as WEIGHTED_KINDS
 from edge_runtime.errors import ConfigError, UnsupportedModelError
-from edge_runtime.formats.tflite_check import MAX_PRODUCT_MULTIPLIER, MAX_RESCALE_RATIO
+from edge_runtime.formats.tflite_check import MAX_INT16_ADD_RATIO, MAX_PRODUCT_MULTIPLIER, MAX_RESCALE_RATIO
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0),
@@ -99,8 +99,9 @@ BIAS_LIMIT = float(2 ** 30)
 #: of ``edge_runtime.load`` (and so micro) refuse 2**18 (``tflite_check.MAX_RESCALE_RATIO``); tflite-micro's int8
 #: ADD/SUB need max input scale < 2**19 x output scale (multipliers below 1 after a 2**20 left shift).
 RESCALE_LIMIT = MAX_RESCALE_RATIO
-#: tflite-micro's int16 ADD/SUB shift left by 15 only: max input scale < 2**14 x output scale.
-RESCALE_LIMIT16 = float(2 ** 14)
+#: tflite-micro's int16 ADD/SUB shift left by 15 only: max input scale < 2**14 x output scale
+#: (``tflite_check.MAX_INT16_ADD_RATIO``, which the .tflite checks refuse too).
+RESCALE_LIMIT16 = MAX_INT16_ADD_RATIO
 #: Largest input scale x weight (or second input) scale / output scale (``tflite_check.MAX_PRODUCT_MULTIPLIER``).
 PRODUCT_LIMIT = MAX_PRODUCT_MULTIPLIER
 #: Largest int8 DIV multiplier s1 / (s2 x s_out): micro (as tflite-micro's int8 DIV) needs a shift of at most 23.

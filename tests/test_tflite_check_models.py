@@ -231,3 +231,27 @@ def test_a_model_without_inputs_passes(tmp_path):
     assert _same(_litert(p, sets), expect)
     m = edge_runtime.load(str(p), backend="micro")
     assert _same([m.run([]) for _ in sets], expect)
+
+
+@pytest.mark.parametrize("op", ["ADD", "SUB"])
+def test_int16_add_beyond_its_shift_is_refused_before_litert_aborts(tmp_path, op):
+    """int16 ADD/SUB rescale with a 15-bit shift: at an input scale 2^14 times the output's LiteRT aborts the
+    process while allocating (exit 134, seen with ratio 20,000); the check refuses it in one line. Ratio 10,000
+    passes the check, and tflite-micro and micro agree on it. int8 keeps the wider 2^18 bound."""
+    from tflite_builder import build
+
+    def model(ratio: float, dtype: str = "int16") -> Path:
+        zp = 0 if dtype == "int16" else 3
+        return build(tmp_path / f"{op}_{dtype}_{int(ratio)}.tflite", op,
+                     [T((1, 8), dtype, scale=ratio * 1e-4, zp=zp), T((1, 8), dtype, scale=1e-4, zp=zp)],
+                     [T((1, 8), dtype, scale=1e-4, zp=zp)])
+
+    with pytest.raises(ModelFormatError, match=r"int16 input scale is 2e\+04 times the output's; int16 ADD/SUB "
+                                               r"kernels need less than 16384") as e:
+        check_tflite_model(TFLiteModel.open(str(model(20000))))
+    assert "\n" not in str(e.value)
+    ok = model(10000)
+    check_tflite_model(TFLiteModel.open(str(ok)))
+    x = [[np.arange(-4, 4, dtype=np.int16).reshape(1, 8), np.full((1, 8), 7, np.int16)]]
+    assert np.array_equal(run_micro(ok, x)[0][0], run_tflm(ok, x)[0][0])
+    check_tflite_model(TFLiteModel.open(str(model(20000, "int8"))))

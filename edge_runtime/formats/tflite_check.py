@@ -45,6 +45,11 @@ PRODUCT_OPS = frozenset({3, 4, 9, 18, 67})
 #: ops); TFLite's fixed-point helpers abort when a multiplier needs a left shift beyond 31 bits.
 MAX_PRODUCT_MULTIPLIER = float(1 << 15)
 MAX_RESCALE_RATIO = float(1 << 18)
+#: int16 ADD/SUB rescale with a 15-bit left shift (8-bit ones: 20): LiteRT and tflite-micro abort the process
+#: when the largest input scale reaches 2^14 times the output's.
+MAX_INT16_ADD_RATIO = float(1 << 14)
+INT16_ADD_OPS = frozenset({0, 41})  # ADD, SUB
+INT16 = 7  # TensorType INT16
 #: Builtin ops that have no outputs by design.
 NO_OUTPUT_OPS = frozenset({"CALL_ONCE", "ASSIGN_VARIABLE"})
 #: Builtin ops that invoke other subgraphs -> number of subgraph-index fields in their options table.
@@ -224,6 +229,12 @@ def _check_op_quantization(p: str, sg: SubGraph, op: Operator) -> None:
             )
         return
     in_scales = [float(s.max()) for s in ins if s is not None] + [float(s.min()) for s in ins if s is not None]
+    if code in INT16_ADD_OPS and sg.tensors[op.outputs[0]].type_code == INT16 \
+            and not max(in_scales) / s_out < MAX_INT16_ADD_RATIO:
+        raise ModelFormatError(
+            f"{where}: int16 input scale is {max(in_scales) / s_out:.3g} times the output's; int16 ADD/SUB kernels "
+            f"need less than {MAX_INT16_ADD_RATIO:.0f} (corrupt quantization parameters?)"
+        )
     ratios = [max(in_scales) / s_out, s_out / min(in_scales)]
     if not max(ratios) < MAX_RESCALE_RATIO:
         raise ModelFormatError(
