@@ -295,12 +295,11 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         from converters.calibration_data import preprocessor_from_config
 
         preprocessor = preprocessor_from_config(preprocess, in_name, src_shape)
-    index_limit = None
-    if in_name in graph.input_dtypes:  # token ids, bytes, indices: int32 samples below the table size
-        index_limit = index_limits(graph).get(in_name, True)
-    limits = index_limits(graph) if any(n in graph.input_dtypes for n in graph.inputs[1:]) else {}
-    specs: list[InputSpec] = [(n, graph.source_shape(n), index_limit if n == in_name else
-                               limits.get(n, True) if n in graph.input_dtypes else None) for n in graph.inputs]
+    # token ids, bytes, indices: int32 samples below the table size (True: a table of unknown size)
+    limits = index_limits(graph) if any(n in graph.input_dtypes for n in graph.inputs) else {}
+    specs: list[InputSpec] = [(n, graph.source_shape(n), limits.get(n, True) if n in graph.input_dtypes else None)
+                              for n in graph.inputs]
+    index_limit = specs[0][2]
     if n_in == 1 and not isinstance(calib, dict):
         data = open_calibration(calib, src_shape, in_name, limit=limit, bin_scale=bin_scale,
                                 bin_zero_point=bin_zero_point, preprocessor=preprocessor, index_limit=index_limit)

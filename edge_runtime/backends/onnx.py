@@ -172,9 +172,8 @@ class OnnxModel(Model):
             seq = list(inputs)
         if len(seq) != len(self.inputs):
             raise InputError(f"the model takes {len(self.inputs)} input(s), got {len(seq)}")
+        seq = [np.asarray(a) if isinstance(a, np.generic) else a for a in seq]  # a numpy scalar for a 0-d input
         for spec, arr in zip(self.inputs, seq):
-            if isinstance(arr, np.generic):  # a numpy scalar (np.float32(0.5)) for a 0-d input
-                arr = np.asarray(arr)
             if not isinstance(arr, np.ndarray):
                 raise InputError(f"input '{spec.name}' must be a numpy array, got {type(arr).__name__}")
             if arr.dtype != spec.dtype:
@@ -183,7 +182,7 @@ class OnnxModel(Model):
             if not ok:
                 want = tuple("?" if d == -1 else d for d in spec.shape)
                 raise InputError(f"input '{spec.name}' has shape {arr.shape}, the model expects {want}")
-        return [np.asarray(a) if isinstance(a, np.generic) else a for a in seq]
+        return seq
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         if self._sess is None:
