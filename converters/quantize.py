@@ -24,7 +24,13 @@ Follows the TFLite int8 quantization specification:
   importers give each joining reader its own copy (ONNX: one IR constant per use; TFLite: ``joined_in``);
 - ops in :data:`FLOAT_ISLANDS` (EXP, LOG, SQRT, FLOOR, CEIL, ROUND, SIN, COS; CUMSUM has none in LiteRT) have no
   int8 kernel in TFLite Micro, and a wide SOFTMAX none that is safe: the writers run them in float between
-  DEQUANTIZE and QUANTIZE (their int8 input and output keep their own parameters);
+  DEQUANTIZE and QUANTIZE (their int8 input and output keep their own parameters); so is a DIV whose divisor
+  is an activation (:func:`activation_divisor_keys`: LiteRT's int8 DIV fails on a divisor at its zero point);
+  an int8 DIV by a constant holding a value that quantizes to its zero point is refused
+  (:func:`check_constant_divisors`); and so is a masked softmax, ``SOFTMAX(scores + M)`` with a constant
+  attention mask ``M`` of 0 and -inf / huge negatives (:func:`converters.masked_softmax.masked_softmax_chains`):
+  the ADD/SUB, the RESHAPE/TRANSPOSE after it and the SOFTMAX run in float with the mask as a float constant
+  (the scores keep their own int8 range, the SOFTMAX its fixed int8 output);
 - scale ratios inside what the integer kernels accept (tflite-micro aborts, micro's .tflite checks refuse,
   beyond them): an output scale too small for its inputs (e.g. an ADD of two wide tensors that cancel) or an input
   scale too small for its output is widened to the smallest one within the limit, with one log line
@@ -52,17 +58,29 @@ from typing import Optional
 
 import numpy as np
 
-from converters.ir import FLOAT_OUTPUT_KINDS, Graph, Op, unquantized_tensors
+from converters.ir import (
+    COMPARE_KINDS,
+    FLOAT_OUTPUT_KINDS,
+    Graph,
+    Op,
+    unquantized_tensors,
+)
 from converters.ir import WEIGHTED as WEIGHTED_KINDS
+from converters.masked_softmax import masked_softmax_chains
 from edge_runtime.errors import ConfigError, UnsupportedModelError
-from edge_runtime.formats.tflite_check import MAX_INT16_ADD_RATIO, MAX_PRODUCT_MULTIPLIER, MAX_RESCALE_RATIO
+from edge_runtime.formats.tflite_check import (
+    MAX_INT16_ADD_RATIO,
+    MAX_PRODUCT_MULTIPLIER,
+    MAX_RESCALE_RATIO,
+)
 from edge_runtime.quantization import dequantize_affine, quantize_affine
 
 FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0),
          "LOG_SOFTMAX": (16.0 / 256.0, 127)}
 SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD",
           "CONCATENATION", "STRIDED_SLICE", "GATHER", "REDUCE_MAX", "RESIZE_BILINEAR",
-          "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER_ND")
+          "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER_ND",
+          "RELU6")  # a standalone (unfused) RELU6: TFLite's int8 kernel clamps in its input's parameters
 #: Shared ops whose every input (not only the first) joins the output's parameters.
 SHARED_ALL_INPUTS = ("CONCATENATION", "MAXIMUM", "MINIMUM")
 PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
@@ -325,6 +343,20 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
             raise ConfigError(f"op '{k}' ({kinds[k]}) has no int16 kernel in TFLite Micro and LiteRT; "
                               "keep it int8 or make it a float island")
     wide_softmax = set(wide_softmax_keys(graph, precision))
+    div_islands = set(activation_divisor_keys(graph, precision))
+    masked = [c for c in masked_softmax_chains(graph) if not any(op_key(op) in precision for op in c)]
+    heads = {id(c[0]) for c in masked}
+    readers = graph.consumers() if masked else {}
+    masked = [c for c in masked if all(id(r) in heads for t in c[0].inputs if graph.tensors[t].is_constant
+                                       for r in readers.get(t, []))]  # a mask read by islands only stays float
+    masked_keys = {op_key(op) for c in masked for op in c}  # float islands: the mask's range is not int8's
+    masked_sums = {o for c in masked for op in c[:-1] for o in op.outputs}  # float inside, -inf expected
+    masks = {t for c in masked for t in c[0].inputs if graph.tensors[t].is_constant}
+    if masked:  # the masked sums are float: give their (unused) int8 parameters the scores' range
+        ranges = dict(ranges)
+        for c in masked:
+            scores = next(t for t in c[0].inputs if not graph.tensors[t].is_constant)
+            ranges.update({o: ranges[scores] for op in c[:-1] for o in op.outputs})
     acts = graph.activations()
     missing = [a for a in acts if a not in ranges]
     if missing:
@@ -336,7 +368,8 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
     for op in graph.ops:
         for k, name in enumerate(op.inputs):
             t = graph.tensors[name]
-            if t.is_constant and t.data.dtype.kind == "f" and not (op.kind in WEIGHTED_KINDS and k in (1, 2)):
+            if t.is_constant and t.data.dtype.kind == "f" and not (op.kind in WEIGHTED_KINDS and k in (1, 2)) \
+                    and name not in masks:  # an attention mask stays float in its island
                 const_ranges[name] = (float(t.data.min()), float(t.data.max()))
         if op.kind in SHARED:
             n_in = len(op.inputs) if op.kind in SHARED_ALL_INPUTS else 1
@@ -384,9 +417,11 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
         for m in members:
             (operands if m in const_ranges else activations)[m] = qp
             (operands16 if m in const_ranges else activations16)[m] = qp16
-    fit_scale_limits(graph, precision, {m: ms for ms in by_root.values() for m in ms},
+    fit_scale_limits(graph, {**precision, **{k: "float" for k in div_islands | masked_keys}},
+                     {m: ms for ms in by_root.values() for m in ms},
                      {8: set(fixed), 16: set(fixed16)}, {8: (activations, operands), 16: (activations16, operands16)},
                      weights)
+    check_constant_divisors(graph, precision, operands)
     weighted = [op for op in graph.ops if op.kind in WEIGHTED_KINDS]
     # A (near-)dead channel has tiny weights; its bias must still fit int32 at scale s_in * s_w, so the
     # weight scale may not drop below |bias| / (s_in * BIAS_LIMIT) -- for every op sharing the weights.
@@ -427,13 +462,18 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
     dtypes = {o: ("float32" if precision[op_key(op)] == "float" else precision[op_key(op)])
               for op in graph.ops if op_key(op) in precision for o in op.outputs}
     dtypes.update(unquantized_tensors(graph))  # ARG_MAX/ARG_MIN indices stay int32, comparison masks bool
+    dtypes.update({t: "float32" for t in masked_sums})
     for op in graph.ops:  # float-only ops (TFLite_Detection_PostProcess): a float island with float outputs
         if op.kind in FLOAT_OUTPUT_KINDS:
             precision[op_key(op)] = "float"
             dtypes.update({o: "float32" for o in op.outputs})
     for op in graph.ops:
-        if (op.kind in FLOAT_ISLANDS or op_key(op) in wide_softmax) and op_key(op) not in precision:
+        if (op.kind in FLOAT_ISLANDS or op_key(op) in wide_softmax or op_key(op) in div_islands
+                or op_key(op) in masked_keys) \
+                and op_key(op) not in precision:
             precision[op_key(op)] = "float"
+    for key in wide_comparison_keys(graph, precision, activations, operands):
+        precision[key] = "float"
     check_softmax_inputs(graph, all_ranges, precision, activations, activations16)
     islands = [op.name or op.outputs[0] for op in graph.ops if precision.get(op_key(op)) == "float"]
     int8_ops = ([op.name or op_key(op) for op in graph.ops if op_key(op) not in precision]
@@ -533,6 +573,63 @@ def wide_softmax_keys(graph: Graph, precision: dict[str, str]) -> list[str]:
             if shape and int(shape[-1]) >= WIDE_SOFTMAX:
                 keys.append(op_key(op))
     return keys
+
+
+def activation_divisor_keys(graph: Graph, precision: dict[str, str]) -> list[str]:
+    """Keys (:func:`op_key`) of the int8 DIV ops whose divisor is an activation: the ones written as float islands.
+
+    LiteRT's int8 DIV fails the invoke when a divisor value equals its zero point (div.cc: ``data[i] !=
+    zero_point``; an error with ai-edge-litert 2.3.0, not an abort) and tflite-micro returns a meaningless value,
+    which an int8 activation reaches whenever its real value rounds to 0 (basic-pitch's ``(x - min) / max(x - min)``
+    on a quiet example). Such a DIV runs in float between DEQUANTIZE and QUANTIZE (its own output parameters) on
+    every profile (tflite-micro has a float DIV). Clamping the divisor away from 0 (MAXIMUM with one step) would
+    guard one-signed ranges only and needs an op the source model lacks; the float island guards every range, and
+    a float divisor of 0 gives inf/nan as the source model does (QUANTIZE saturates it). On the onnx node tests
+    (Div, Reciprocal) and basic-pitch nmp the SQNR is unchanged.
+    """
+    return [op_key(op) for op in graph.ops
+            if op.kind == "DIV" and op_key(op) not in precision and len(op.inputs) > 1
+            and not graph.tensors[op.inputs[1]].is_constant]
+
+
+def wide_comparison_keys(graph: Graph, precision: dict[str, str], activations: dict[str, QParams],
+                         operands: dict[str, QParams]) -> list[str]:
+    """Keys of the int8 comparisons (LESS, GREATER, EQUAL, ...) with an input scale of 1 or more: they run in float.
+
+    TFLite's int8 comparisons rescale each input by its scale as a fixed-point multiplier below 1:
+    tflite-micro aborts on a scale of 1 or more and LiteRT compares wrongly (``x > 0`` false for x = 4.2 at
+    scale 1.4). An input that wide (a longitude in degrees, a day of the year) is compared in float, between
+    DEQUANTIZE and the bool mask, which every runtime runs exactly.
+    """
+    keys = []
+    for op in graph.ops:
+        if op.kind not in COMPARE_KINDS or op_key(op) in precision:
+            continue
+        scales = [(activations.get(t) or operands.get(t)) for t in op.inputs]
+        if any(qp is not None and qp.scale >= 1.0 for qp in scales):
+            keys.append(op_key(op))
+    return keys
+
+
+def check_constant_divisors(graph: Graph, precision: dict[str, str], operands: dict[str, QParams]) -> None:
+    """Refuse, in one line naming the op, an int8 DIV whose constant divisor holds a value that quantizes to
+    its zero point (a zero, or a value below half its int8 step): LiteRT's int8 DIV fails the invoke on it
+    (every invoke: the divisor is constant) and tflite-micro returns a meaningless value."""
+    for op in graph.ops:
+        if op.kind != "DIV" or precision.get(op_key(op), "int8") == "float" or len(op.inputs) < 2:
+            continue
+        d = graph.tensors[op.inputs[1]]
+        if not d.is_constant or op.inputs[1] not in operands:
+            continue
+        qp = operands[op.inputs[1]]
+        values = np.asarray(d.data, np.float32)
+        at_zero = values[qp.quantize(values) == qp.zero_point]
+        if at_zero.size:
+            raise UnsupportedModelError(
+                f"DIV '{op.name or op_key(op)}': its constant divisor '{op.inputs[1]}' holds {float(at_zero.flat[0]):.3g}, "
+                f"which quantizes to the divisor's zero point (int8 step {qp.scale:.3g}): a division by zero LiteRT's "
+                "int8 DIV fails on; keep every divisor value at least half a step from 0 (or multiply by the "
+                "inverse in the source model)")
 
 
 def check_softmax_inputs(graph: Graph, ranges: dict[str, tuple[float, float]], precision: dict[str, str],

@@ -21,14 +21,21 @@ def vi(name: str, shape, elem=TensorProto.FLOAT) -> object:  # type: ignore[no-u
 
 
 X4 = vi("x", [1, 4, 6, 6])
+LOOP_BODY = helper.make_graph([n("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
+                               n("Relu", ["v_in"], ["v_out"], name="relu_step")], "body",
+                              [vi("i", [], TensorProto.INT64), vi("cond_in", [], TensorProto.BOOL), vi("v_in", [1, 4, 6, 6])],
+                              [vi("cond_out", [], TensorProto.BOOL), vi("v_out", [1, 4, 6, 6])])
+# both branches of an If on a run-time condition are imported (SELECT_V2 picks); a looping branch is refused
 RUNTIME_IF = n("If", ["flag"], ["y"], name="runtime_if",
-               then_branch=helper.make_graph([n("Relu", ["x"], ["t"], name="t")], "then", [], [vi("t", [1, 4, 6, 6])]),
+               then_branch=helper.make_graph([n("Loop", ["trips", "", "x"], ["t"], name="t", body=LOOP_BODY)],
+                                             "then", [], [vi("t", [1, 4, 6, 6])]),
                else_branch=helper.make_graph([n("Neg", ["x"], ["e"], name="e")], "else", [], [vi("e", [1, 4, 6, 6])]))
 
 CASES = {
     # name: (nodes, inits, inputs, output shape, opset, words the message must contain)
-    "unsupported_op": ([n("Mod", ["x", "k"], ["y"], name="the_mod")], [c("k", [2.0])], [X4], [1, 4, 6, 6], 13,
-                       ["Mod", "the_mod"]),
+    "unsupported_op": ([n("Trilu", ["x", "k"], ["y"], name="the_trilu")],
+                       [numpy_helper.from_array(np.array(1, np.int64), "k")], [X4], [1, 4, 6, 6], 14,
+                       ["Trilu", "the_trilu"]),
     "custom_domain": ([n("MyOp", ["x"], ["y"], name="custom_node", domain="com.example")], [], [X4], [1, 4, 6, 6],
                       13, ["com.example", "custom_node"]),
     "erf_outside_gelu": ([n("Erf", ["x"], ["y"], name="lonely_erf")], [], [X4], [1, 4, 6, 6], 13,
@@ -36,28 +43,31 @@ CASES = {
     "pow_odd_exponent": ([n("Pow", ["x", "e"], ["y"], name="pow17")], [c("e", [1.7])], [X4], [1, 4, 6, 6], 13,
                          ["Pow", "pow17", "1.7"]),
     "runtime_if": ([n("ReduceMax", ["x"], ["m"], name="rmax", keepdims=0),
-                    n("Greater", ["m", "z"], ["flag"], name="gt"), RUNTIME_IF], [c("z", 0.0)], [X4], [1, 4, 6, 6],
-                   13, ["If", "runtime_if", "run-time condition"]),  # Greater converts now; the If is refused
+                    n("Greater", ["m", "z"], ["flag"], name="gt"), RUNTIME_IF],
+                   [c("z", 0.0), numpy_helper.from_array(np.array(3, np.int64), "trips")], [X4], [1, 4, 6, 6],
+                   13, ["If", "runtime_if", "run-time condition"]),
     "dilated_conv_transpose": ([n("ConvTranspose", ["x", "w"], ["y"], name="ddeconv", dilations=[2, 2],
                                   kernel_shape=[2, 2])], [c("w", np.ones((4, 2, 2, 2)))], [X4], [1, 2, 8, 8], 13,
                                ["ConvTranspose", "ddeconv", "dilated"]),
     "cast_to_int": ([n("Cast", ["x"], ["i"], name="to_int", to=TensorProto.INT32),
                      n("Cast", ["i"], ["y"], name="back", to=TensorProto.FLOAT)], [], [X4], [1, 4, 6, 6], 13,
                     ["Cast", "to_int", "INT32"]),
-    "resize_cubic": ([n("Resize", ["x", "", "s"], ["y"], name="cubic_up", mode="cubic")],
-                     [c("s", [1, 1, 2, 2])], [X4], [1, 4, 12, 12], 13, ["Resize", "cubic_up", "cubic"]),
+    "resize_channels": ([n("Resize", ["x", "", "s"], ["y"], name="channel_up", mode="linear")],
+                        [c("s", [1, 2, 1, 1])], [X4], [1, 8, 6, 6], 13, ["Resize", "channel_up", "height and width"]),
     "lstm_clip": ([n("Transpose", ["x3"], ["seq"], name="tr", perm=[1, 0, 2]),
                    n("LSTM", ["seq", "W", "R"], ["y"], name="clipped_lstm", hidden_size=3, clip=1.0)],
                   [c("W", np.ones((1, 12, 5))), c("R", np.ones((1, 12, 3)))], [vi("x3", [1, 4, 5])], [4, 1, 1, 3],
                   13, ["LSTM", "clipped_lstm", "clip"]),
     "conv_weights_at_runtime": ([n("Conv", ["x", "x"], ["y"], name="self_conv")], [], [X4], [1, 1, 1, 1], 13,
                                 ["Conv", "self_conv", "constant"]),
-    "already_quantized": ([n("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant_in"),
-                           n("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant")],
-                          [c("s", 0.1), numpy_helper.from_array(np.array(0, np.int8), "z")], [X4], [1, 4, 6, 6], 13,
-                          ["QuantizeLinear", "quant_in", "float model"]),
-    "conv3d": ([n("Conv", ["x5", "w"], ["y"], name="conv3d")], [c("w", np.ones((2, 4, 1, 1, 1)))],
-               [vi("x5", [1, 4, 2, 6, 6])], [1, 2, 2, 6, 6], 13, ["Conv", "conv3d"]),
+    "already_quantized": ([n("QLinearConv", ["xq", "s", "z", "wq", "s", "z", "s", "z"], ["yq"], name="qconv"),
+                           n("DequantizeLinear", ["yq", "s", "z"], ["y"], name="dequant")],
+                          [c("s", 0.1), numpy_helper.from_array(np.array(128, np.uint8), "z"),
+                           numpy_helper.from_array(np.full((4, 4, 1, 1), 130, np.uint8), "wq")],
+                          [vi("xq", [1, 4, 6, 6], TensorProto.UINT8)], [1, 4, 6, 6], 13,
+                          ["QLinearConv", "qconv", "QOperator format", "float model"]),
+    "conv_transpose3d": ([n("ConvTranspose", ["x5", "w"], ["y"], name="deconv3d")], [c("w", np.ones((4, 2, 1, 1, 1)))],
+                         [vi("x5", [1, 4, 2, 6, 6])], [1, 2, 2, 6, 6], 13, ["ConvTranspose", "deconv3d", "5-D"]),
 }
 
 

@@ -20,8 +20,10 @@ from typing import Any, Optional
 import numpy as np
 
 from converters.importers.integer_inputs import check_integer_uses
+from converters.importers.onnx_eval import evaluate_node
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.onnx_ops.context import ImportContext, nhwc
+from converters.importers.onnx_ops.control import constant_output
 from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 
@@ -50,28 +52,14 @@ def _prepare(model: Any, input_shapes: InputShapes, source: str, input_values: A
 
 def _fold(ctx: ImportContext, node: Any) -> None:
     """Evaluate a node whose inputs are all constants with ONNX's reference evaluator."""
-    from onnx import helper
-    from onnx.reference import ReferenceEvaluator
-
-    names = [i for i in node.input if i]
-    feeds = {f"in{k}": np.asarray(ctx.consts[ctx.name(i)]) for k, i in enumerate(names)}
-    remap = dict(zip(names, feeds))
-    inner = helper.make_node(node.op_type, [remap.get(i, "") for i in node.input],
-                             [f"out{k}" for k in range(len(node.output))], domain=node.domain)
-    inner.attribute.extend(node.attribute)
-    inputs = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-              for k, v in feeds.items()]
-    outputs = [helper.make_empty_tensor_value_info(f"out{k}") for k in range(len(node.output))]
-    g = helper.make_graph([inner], "fold", inputs, outputs)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", max(ctx.opset, 13))])
     try:
-        vals = ReferenceEvaluator(m).run(None, feeds)
+        vals = evaluate_node(node, {i: ctx.consts[ctx.name(i)] for i in node.input if i}, ctx.opset)
     except Exception as exc:
         raise ctx.err(node, f"could not fold this constant computation ({type(exc).__name__}); "
                             "fold constants before exporting (do_constant_folding=True)") from None
     for o, v in zip(node.output, vals):
         if o:
-            ctx.consts[o] = np.asarray(v)
+            ctx.consts[o] = v
 
 
 def dispatch(ctx: ImportContext, node: Any) -> None:
@@ -170,7 +158,10 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     for o in g.output:
         key = ctx.name(o.name)
         if key in ctx.consts and key not in ctx.tensors:
-            raise UnsupportedModelError(f"{source}: output '{o.name}' is a constant; nothing to convert")
+            if all(ctx.name(p.name) in ctx.consts and ctx.name(p.name) not in ctx.tensors for p in g.output):
+                raise UnsupportedModelError(f"{source}: every output is a constant; nothing to convert")
+            outputs.append(constant_output(ctx, o.name))  # anchors, a fixed table: written by an op
+            continue
         outputs.append(ctx.act(_OutputNode(o.name), o.name))
     graph = Graph(
         name=os.path.splitext(os.path.basename(source))[0] or "model", tensors=ctx.tensors, ops=ctx.ops,

@@ -4,7 +4,12 @@
 
 1. load, reading external-data files only from the model's own folder (no absolute paths, no
    ``..``, no symlinks that leave it);
-2. check the IR version (>= 3) and the default-domain opset (6 to 22);
+2. check the IR version (>= 3) and the default-domain opset (6 to 22; newer ones are read as 22 where every
+   node means the same, :func:`read_as_opset`), after inlining the model's own functions and replacing
+   each op the importer has no handler for but ONNX defines by a function body (Attention,
+   RMSNormalization, the losses...) by that body (:mod:`converters.importers.expand_functions`; a body op
+   left unsupported after folding is refused naming the original op); an already-quantized QDQ model is
+   first read back as float (:mod:`converters.importers.qdq`; the QOperator format is refused);
 3. fix the inputs' shapes: ``input_shapes`` (``--input-shape NAME=1x3x224x224``) first, then a
    dynamic batch (axis 0 of an input of rank >= 2) becomes 1 (a fixed axis 0 too, except on an input
    frozen by ``--input-value`` or beside an input whose batch is already a fixed 1: a recurrent state
@@ -33,6 +38,16 @@ from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
+from converters.importers.expand_functions import (
+    Origins,
+    drop_empty_parts,
+    expand_function_ops,
+    inline_local_functions,
+    refuse_unsupported_bodies,
+)
+from converters.importers.loop_unroll import has_loops, unroll_loops
+from converters.importers.onnx_eval import constant_value
+from converters.importers.qdq import dequantize_qdq_model
 from edge_runtime.errors import ConfigError, ModelFormatError, UnsupportedModelError
 
 MIN_OPSET, MAX_OPSET, TARGET_OPSET = 6, 22, 13
@@ -184,6 +199,11 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
         raise UnsupportedModelError(f"{source}: ONNX IR version {model.ir_version} is too old (need >= {MIN_IR}); "
                                     f"re-export the model with a current exporter")
     opset = default_opset(model)
+    model = inline_local_functions(model, source)
+    dequantize_qdq_model(model, source)  # a QDQ model becomes its float form before ops are expanded or folded
+    origins: Origins = {}
+    if MIN_OPSET <= opset <= _newest_known_opset():
+        origins = expand_function_ops(model, opset, source, _handled_ops(), _same_meaning)
     if opset > MAX_OPSET and opset <= _newest_known_opset():
         read_as_opset(model, MAX_OPSET, source)
         opset = MAX_OPSET
@@ -202,9 +222,50 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
     model = fold_constants(model)
     inline_constant_ifs(model)
     constants_to_initializers(model)
+    if has_loops(model):  # Loop/Scan with a trip count known now: one copy of the body per iteration
+        unroll_loops(model, source)
+        model = fold_constants(model)
+        inline_constant_ifs(model)
+        constants_to_initializers(model)
+    spell_out_gemm_of_activations(model)
     hint = (f"; the fixed batch of {', '.join(rebatched)} was set to 1 (give --input-shape to keep it)"
             if rebatched else "")
-    return infer_static_shapes(model, source, hint)
+    model = infer_static_shapes(model, source, hint)
+    if origins:
+        drop_empty_parts(model, origins)
+        refuse_unsupported_bodies(model, origins, _handled_ops(), source)
+    return model
+
+
+def _handled_ops() -> frozenset[str]:
+    """The ONNX op types the importer has a handler for."""
+    from converters.importers.onnx_ops import REGISTRY
+
+    return frozenset(REGISTRY)
+
+
+def _same_meaning(op: str, old: int, new: int) -> bool:
+    """Whether a node of ``op`` written for opset ``old`` (a function body's) means the same at opset ``new``:
+    the same inputs and outputs, every old attribute kept with its type and default (a required one may
+    have become optional: the node sets it), and no new required attribute (see :func:`_schema_change`)."""
+    import onnx.defs
+
+    change = _schema_change(op, old, new)
+    if change is None or change[0] == "":
+        return True
+    try:
+        s_old, s_new = onnx.defs.get_schema(op, old, ""), onnx.defs.get_schema(op, new, "")
+    except Exception:  # noqa: BLE001 - an op missing at one of the opsets
+        return False
+    a_old, a_new = s_old.attributes, s_new.attributes
+
+    def params(s: Any) -> tuple:
+        return ([(p.name, int(p.option)) for p in s.inputs], [(p.name, int(p.option)) for p in s.outputs])
+
+    return (params(s_old) == params(s_new)
+            and all(n in a_new and int(a.type) == int(a_new[n].type) and (a.required or not a_new[n].required)
+                    and a.default_value == a_new[n].default_value for n, a in a_old.items())
+            and not any(a.required for n, a in a_new.items() if n not in a_old))
 
 
 def default_opset(model: Any) -> int:
@@ -406,9 +467,10 @@ def read_as_opset(model: Any, target: int, source: str) -> None:
 
     An op whose later versions only widened its element types (most ops of opsets 23-28: float4, float8
     and int4 types) or added optional attributes that the node leaves unset reads as its opset-``target``
-    form. A node of an op that is new since ``target`` (Attention, RMSNormalization, ...), changed its
-    inputs or attributes, or sets an attribute its opset-``target`` form does not have, is refused in one
-    line naming it.
+    form. A node of an op that is new since ``target`` (CumProd, ...; Attention, RMSNormalization and the other
+    ops ONNX defines by a function body were expanded before, :mod:`converters.importers.expand_functions`),
+    changed its inputs or attributes, or sets an attribute its opset-``target`` form does not have, is
+    refused in one line naming it.
     """
     opset = default_opset(model)
     verdicts: dict[str, "tuple[str, set[str]] | None"] = {}
@@ -441,6 +503,8 @@ def upgrade_opset(model: Any, target: int, source: str) -> Any:
     from onnx import version_converter
 
     resizes = _pre_opset11_resizes(model) if default_opset(model) < 11 else []
+    if default_opset(model) < 13:
+        _flatten_old_hardmax(model)
     try:
         return _fix_resize_semantics(version_converter.convert_version(model, target), resizes)
     except Exception:
@@ -460,6 +524,31 @@ def upgrade_opset(model: Any, target: int, source: str) -> Any:
     return _fix_resize_semantics(current, resizes)
 
 
+def _flatten_old_hardmax(model: Any) -> None:
+    """Write each Hardmax of an opset below 13 in the form its old meaning has at every opset.
+
+    Before opset 13 Hardmax takes one maximum over all axes from ``axis`` on (the input coerced to 2-D);
+    onnx's version converter relabels the node without that coercion. ``Flatten(axis)``, Hardmax over the
+    last axis of the 2-D result, and a Reshape back to the input's shape mean the same at any opset.
+    """
+    from onnx import helper
+
+    nodes = []
+    for n in model.graph.node:
+        if n.op_type != "Hardmax" or n.domain not in DEFAULT_DOMAINS:
+            nodes.append(n)
+            continue
+        axis = next((int(a.i) for a in n.attribute if a.name == "axis"), 1)
+        stem = n.name or n.output[0]
+        flat, hard, shape = (f"{stem}/flat", f"{stem}/hardmax2d", f"{stem}/shape")
+        nodes += [helper.make_node("Flatten", [n.input[0]], [flat], name=flat, axis=axis),
+                  helper.make_node("Hardmax", [flat], [hard], name=n.name, axis=1),
+                  helper.make_node("Shape", [n.input[0]], [shape], name=shape),
+                  helper.make_node("Reshape", [hard, shape], [n.output[0]], name=f"{stem}/reshape")]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
 def _pre_opset11_resizes(model: Any) -> list[bool]:
     """For each Upsample/Resize node of a model before opset 11, in order: whether it only enlarges."""
     from onnx import numpy_helper
@@ -477,7 +566,7 @@ def _pre_opset11_resizes(model: Any) -> list[bool]:
         elif len(n.input) > 1 and n.input[1] in inits:
             scales = numpy_helper.to_array(inits[n.input[1]])
         elif len(n.input) > 1 and n.input[1] in consts:
-            scales = _constant_value(consts[n.input[1]])
+            scales = constant_value(consts[n.input[1]])
         found.append(scales is None or bool(np.all(np.asarray(scales) >= 1)))
     return found
 
@@ -763,19 +852,47 @@ def _ort_basic_optimize(model: Any) -> Any:
             return model
 
 
-def _constant_value(node: Any) -> Optional[np.ndarray]:
-    """The value of a Constant node as an array (any of its attribute forms); None for sparse values."""
+def spell_out_gemm_of_activations(model: Any) -> None:
+    """Write each top-level Gemm whose B or C is computed at run time (``torch.mm``/``addmm`` of two
+    activations) as Transpose/MatMul/Mul/Add, which import as BATCH_MATMUL and elementwise ops; a Gemm of
+    constant B and C keeps its FULLY_CONNECTED form."""
     from onnx import helper, numpy_helper
 
-    for attr in node.attribute:
-        v = helper.get_attribute_value(attr)
-        if attr.name == "value":
-            return numpy_helper.to_array(v)
-        if attr.name in ("value_float", "value_int"):
-            return np.array(v, np.float32 if attr.name == "value_float" else np.int64)
-        if attr.name in ("value_floats", "value_ints"):
-            return np.array(list(v), np.float32 if attr.name == "value_floats" else np.int64)
-    return None
+    consts = {i.name for i in model.graph.initializer}
+    nodes, extra = [], []
+    for n in model.graph.node:
+        operands = [i for i in list(n.input)[1:] if i]
+        if n.op_type != "Gemm" or n.domain not in DEFAULT_DOMAINS or all(i in consts for i in operands):
+            nodes.append(n)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        stem = n.name or n.output[0]
+        a, b = n.input[0], n.input[1]
+        if attrs.get("transA", 0):
+            nodes.append(helper.make_node("Transpose", [a], [f"{stem}/a_t"], name=f"{stem}/a_t", perm=[1, 0]))
+            a = f"{stem}/a_t"
+        if attrs.get("transB", 0):
+            nodes.append(helper.make_node("Transpose", [b], [f"{stem}/b_t"], name=f"{stem}/b_t", perm=[1, 0]))
+            b = f"{stem}/b_t"
+        has_c = len(n.input) > 2 and bool(n.input[2])
+        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+        y = n.output[0] if (alpha == 1.0 and not has_c) else f"{stem}/ab"
+        nodes.append(helper.make_node("MatMul", [a, b], [y], name=f"{stem}/matmul"))
+        if alpha != 1.0:
+            extra.append(numpy_helper.from_array(np.array(alpha, np.float32), f"{stem}/alpha"))
+            scaled = n.output[0] if not has_c else f"{stem}/alpha_ab"
+            nodes.append(helper.make_node("Mul", [y, f"{stem}/alpha"], [scaled], name=f"{stem}/alpha_mul"))
+            y = scaled
+        if has_c:
+            c = n.input[2]
+            if beta != 1.0:
+                extra.append(numpy_helper.from_array(np.array(beta, np.float32), f"{stem}/beta"))
+                nodes.append(helper.make_node("Mul", [c, f"{stem}/beta"], [f"{stem}/beta_c"], name=f"{stem}/beta_mul"))
+                c = f"{stem}/beta_c"
+            nodes.append(helper.make_node("Add", [y, c], [n.output[0]], name=f"{stem}/add_c"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(extra)
 
 
 def constants_to_initializers(model: Any) -> None:
@@ -786,7 +903,7 @@ def constants_to_initializers(model: Any) -> None:
     keep = []
     for node in g.node:
         if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
-            value = _constant_value(node)
+            value = constant_value(node)
             if value is not None:
                 g.initializer.append(numpy_helper.from_array(value, node.output[0]))
                 continue
@@ -811,7 +928,7 @@ def inline_constant_ifs(model: Any) -> None:
         if cond is None or (cond not in consts and cond not in const_nodes):
             new_nodes.append(node)
             continue
-        value = numpy_helper.to_array(consts[cond]) if cond in consts else _constant_value(const_nodes[cond])
+        value = numpy_helper.to_array(consts[cond]) if cond in consts else constant_value(const_nodes[cond])
         if value is None or value.size != 1:
             new_nodes.append(node)
             continue

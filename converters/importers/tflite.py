@@ -4,8 +4,9 @@ Float models map almost one to one (TFLite is already NHWC); each builtin goes t
 :data:`converters.importers.tflite_ops.REGISTRY`. Hybrid models, such as
 ``kws_ref_model_float32.tflite`` (int8 weights, float activations), have their quantized constants
 dequantized here, and ``DEQUANTIZE`` ops on constants (float16 or int8 weights) are folded to
-float32; ``DENSIFY`` of sparse (pruned) constant weights is decoded to dense ones
-(:mod:`edge_runtime.formats.tflite_fold`, shared with the micro backend). Fully quantized models
+float32; operators computing on constants only (integer shape arithmetic after SHAPE, constant masks) are
+folded (:mod:`~converters.importers.tflite_ops.fold`); ``DENSIFY`` of sparse (pruned) constant weights is
+decoded to dense ones (:mod:`edge_runtime.formats.tflite_fold`, shared with the micro backend). Fully quantized models
 are refused: they are already int8. Custom ops are refused by
 name and operator index, except the ones in
 :data:`~converters.importers.tflite_ops.CUSTOM_REWRITES`.
@@ -24,6 +25,8 @@ from converters.importers.integer_inputs import check_integer_uses
 from converters.importers.tflite_ops import CUSTOM_REWRITES, REGISTRY
 from converters.importers.tflite_ops.constants import FOLDED
 from converters.importers.tflite_ops.context import TFLiteContext, const_value
+from converters.importers.tflite_ops.fold import fold_constant_op
+from converters.importers.tflite_ops.segments import INDEX_OUTPUTS
 from converters.ir import (
     RAW_OUTPUT_KINDS,
     Graph,
@@ -76,6 +79,8 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
                 raise ctx.err(op, "DEQUANTIZE of an activation is not supported (only of fp16/int8 weights)")
             ctx.tensors[ctx.name(op.outputs[0])].data = np.asarray(const_value(src), np.float32)
             continue
+        if fold_constant_op(ctx, op):  # shape arithmetic, masks and selections of constants
+            continue
         handler = REGISTRY.get(kind)
         if handler is None:
             what = "custom op" if op.opcode.builtin_code == 32 else "op"
@@ -84,7 +89,8 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
         if int_reshape:
             int_names.update(ctx.name(o) for o in op.outputs)
         for o in op.outputs:
-            if (sg.tensors[o].type_name != "FLOAT32" and kind not in RAW_OUTPUT_KINDS + FOLDED  # indices, masks
+            if (sg.tensors[o].type_name != "FLOAT32"
+                    and kind not in RAW_OUTPUT_KINDS + FOLDED + INDEX_OUTPUTS  # indices, masks
                     and not int_reshape):
                 raise ctx.err(op, f"output is {sg.tensors[o].type_name}; only float activations can be converted")
         try:

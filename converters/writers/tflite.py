@@ -354,7 +354,7 @@ def _emit(m: _Model, graph: Graph, plan: QuantPlan, op: Op, out_ops: list[_Op]) 
     outs = [m.index[o] for o in op.outputs]
     if dtype == "int16" and op.kind in VERSIONS16:
         m.versions[op.kind] = max(m.versions.get(op.kind, 1), VERSIONS16[op.kind])
-    if dtype == "float32" and plan.tensor_dtype(out) != "float32":  # an island quantizing its output at once
+    if dtype == "float32" and plan.tensor_dtype(out) not in ("float32",) + RAW:  # an island quantizing its output
         f = m.add(_T(f"{out}/float", oshape, "float32"))
         m.index[out] = outs[0]
         out_ops.append(_Op(op.kind, ins, [f], _options(op.kind, op, graph)))

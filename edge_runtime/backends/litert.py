@@ -24,13 +24,24 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edge_runtime.backends.delegate_placement import BUILTIN, litert_placement, node_count
+from edge_runtime.backends.delegate_placement import (
+    BUILTIN,
+    litert_placement,
+    node_count,
+)
 from edge_runtime.backends.native_guard import InvokeFailed, first_run_survives
-from edge_runtime.native_stderr import quiet_native_info
-from edge_runtime.errors import (BackendUnavailableError, ConfigError, OutOfMemoryError, UnsupportedModelError,
-                                  is_out_of_memory, out_of_memory_message)
+from edge_runtime.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    OutOfMemoryError,
+    UnsupportedModelError,
+    is_out_of_memory,
+    out_of_memory_message,
+)
+from edge_runtime.formats.tflite_check import integer_div_hazard
 from edge_runtime.log import getLogger
 from edge_runtime.model import Model, TensorSpec
+from edge_runtime.native_stderr import quiet_native_info
 
 log = getLogger(__name__)  # imports logging only when a message is emitted (start-up cost)
 
@@ -313,6 +324,9 @@ def open_model(path: str, profile: Any = None, *, threads: Optional[int] = None,
     refusal = sparse_weights_refusal(path, tflite_model, op_resolver)
     if refusal is not None:
         raise UnsupportedModelError(refusal)
+    div_hazard = integer_div_hazard(tflite_model) if tflite_model is not None else None
+    if div_hazard is not None:  # an error on some inputs, not a crash (measured): warn once at load
+        log.warning("%s", div_hazard)
     n_threads = int(threads) if threads is not None else (profile.default_threads if profile is not None else None)
     if n_threads is not None and n_threads < 1:
         raise ConfigError(f"threads must be at least 1, got {n_threads}")
@@ -471,4 +485,7 @@ def _explain(exc: BaseException) -> str:
     text = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
     if "unresolved custom op" in text.lower() or "custom op" in text.lower():
         return f"it uses a custom op this interpreter does not have ({text})"
+    if "div.cc" in text and "zero_point" in text:
+        return (f"an integer DIV's divisor held its zero point on this input, a division by zero LiteRT refuses "
+                f"({text}); the micro backend (backend='micro') returns a value there")
     return text or type(exc).__name__

@@ -50,6 +50,10 @@ MAX_RESCALE_RATIO = float(1 << 18)
 MAX_INT16_ADD_RATIO = float(1 << 14)
 INT16_ADD_OPS = frozenset({0, 41})  # ADD, SUB
 INT16 = 7  # TensorType INT16
+#: Builtin DIV: LiteRT's uint8/int8/int16 kernels fail the invoke (div.cc, ``data[i] != zero_point``; measured with
+#: ai-edge-litert 2.3.0: an error, not an abort) when a divisor value equals its zero point, so an integer DIV by an
+#: activation fails on some inputs (:func:`integer_div_hazard`). tflite-micro and micro return a value.
+DIV_CODE = 42
 #: Builtin ops that have no outputs by design.
 NO_OUTPUT_OPS = frozenset({"CALL_ONCE", "ASSIGN_VARIABLE"})
 #: Builtin ops that invoke other subgraphs -> number of subgraph-index fields in their options table.
@@ -522,3 +526,32 @@ def _check_transpose_conv_bias(p: str, sg: SubGraph) -> None:
         if why is not None:
             # an op the model cannot run, as LiteRT's and micro's kernels have always refused it
             raise UnsupportedModelError(f"{p}: {_where(sg)} op {op.index} (Convolution2DTransposeBias): {why}")
+
+
+def integer_div_hazard(model: TFLiteModel) -> str | None:
+    """One line naming the first integer DIV LiteRT can fail to run, and what to run instead; None when none can.
+
+    LiteRT's integer DIV kernels fail the invoke when a divisor value equals the divisor's zero point
+    (:data:`DIV_CODE`). A constant divisor is safe when none of its values is that zero point; a divisor computed
+    at run time (an input or another op's output) can hold it on some input. The micro backend runs these models
+    and returns a value (tflite-micro too, not always the same one).
+    """
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            if op.opcode.builtin_code != DIV_CODE or len(op.inputs) < 2 or op.inputs[1] < 0:
+                continue
+            d = sg.tensors[op.inputs[1]]
+            if d.type_code not in QUANT_TYPES:
+                continue
+            zp = int(d.quantization.zero_point.reshape(-1)[0]) if d.quantization is not None and \
+                d.quantization.zero_point.size else 0
+            if d.data is None:
+                why = (f"its divisor is the {d.type_name} activation {d.index} ('{d.name}'), which holds its zero point "
+                       f"({zp}) whenever its value rounds to 0")
+            elif np.any(np.asarray(d.data).reshape(-1) == zp):
+                why = f"its constant {d.type_name} divisor {d.index} ('{d.name}') holds its zero point ({zp})"
+            else:
+                continue
+            return (f"{model.path}: {_where(sg)} operator {op.index} (DIV): {why}; LiteRT's integer DIV fails on such "
+                    "a division by zero, where the micro backend (backend='micro') returns a value")
+    return None

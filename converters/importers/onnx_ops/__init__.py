@@ -5,7 +5,11 @@ A handler is ``handler(ctx, node, attrs)``: it reads its inputs through the
 constant) and appends IR ops. Modules: ``conv`` (Conv, ConvTranspose), ``pool``, ``elementwise``
 (arithmetic, activations, Gelu/HardSwish patterns), ``layout`` (reshape/transpose/concat/slice/...),
 ``reduce`` (reductions, Softmax), ``matmul`` (Gemm, MatMul), ``norm`` (Batch/Instance/LayerNorm),
-``resize``, ``recurrent`` (LSTM, GRU, RNN), ``castlike``, ``lppool``, ``control`` (Constant, Shape, If), ``lrn`` (LRN).
+``resize`` (every mode; linear/cubic maps through ``axis_matmul``), ``spectral`` (DFT, STFT, window ops,
+MelWeightMatrix), ``recurrent`` (LSTM, GRU, RNN), ``castlike``, ``lppool``, ``control`` (Constant, Shape, If,
+constant outputs), ``loop`` (a Loop/Scan left after unrolling: refused), ``lrn`` (LRN), ``hardmax``,
+``reduce_prod``, ``mod``, ``scatter`` (Scatter, ScatterElements, ScatterND), ``grid_sample``,
+``conv3d`` / ``pool3d`` (Conv, MaxPool, AveragePool: 3-D lowered to 2-D, other ranks passed to ``conv`` / ``pool``).
 """
 from __future__ import annotations
 
@@ -17,19 +21,28 @@ from converters.importers.onnx_ops import (
     compare,
     control,
     conv,
+    conv3d,
     elementwise,
+    grid_sample,
+    hardmax,
     layout,
     logsumexp,
+    loop,
     lppool,
     lrn,
     matmul,
+    mod,
     norm,
     pool,
+    pool3d,
     recurrent,
     reduce,
+    reduce_prod,
     resize,
     rounding,
     scan,
+    scatter,
+    spectral,
 )
 
 Handler = Callable[..., None]
@@ -38,7 +51,8 @@ REGISTRY: dict[str, Handler] = {}
 
 def _merge() -> None:
     for module in (control, conv, pool, elementwise, layout, reduce, matmul, norm, resize, recurrent, argmax,
-                   rounding, compare, scan, logsumexp, lrn, castlike, lppool):
+                   rounding, compare, scan, logsumexp, lrn, castlike, lppool, spectral,
+                   grid_sample, hardmax, mod, reduce_prod, scatter, loop, conv3d, pool3d):
         for op_type, handler in module.REGISTRY.items():
             if op_type in REGISTRY:
                 raise RuntimeError(f"ONNX importer registry: {op_type} is registered twice")

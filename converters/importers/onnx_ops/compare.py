@@ -76,8 +76,10 @@ def where(ctx: ImportContext, node: Any, a: dict) -> None:
     values = [ctx.broadcast_operand(node, n, rank) for n in node.input[1:3]]
     if any(not ctx.tensors[v].is_constant and _raw(ctx, v) for v in values):
         raise ctx.err(node, "selecting between indices or masks is not supported; select float values")
-    if all(ctx.tensors[v].is_constant for v in values):
-        raise ctx.err(node, "selects between two constants; only a selection involving an activation is supported")
+    if ctx.tensors[cond].is_constant and all(ctx.tensors[v].is_constant for v in values):
+        raise ctx.err(node, "selects between two constants on a constant condition; fold it before conversion")
+    # two constant choices on a run-time mask (a 0/1 weight, a -inf/0 attention mask) are quantized at the
+    # output's parameters, as int8 SELECT_V2 copies bytes
     ctx.emit("SELECT_V2", [cond] + values, node.output[0], {}, node)
 
 

@@ -209,4 +209,5 @@ def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
         finish_2d(ctx, node, final, True)
 
 
-REGISTRY = {"Conv": conv, "ConvTranspose": conv_transpose}
+#: Conv is registered by :mod:`conv3d`, which sends 1-D and 2-D inputs to :func:`conv`
+REGISTRY = {"ConvTranspose": conv_transpose}

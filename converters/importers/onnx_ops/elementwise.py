@@ -15,7 +15,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from converters.importers.onnx_ops.context import ImportContext, Pending, const_to_ir, nhwc
+from converters.importers.onnx_ops.context import (
+    ImportContext,
+    Pending,
+    const_to_ir,
+    nhwc,
+)
 from converters.importers.onnx_ops.gelu import expand_gelu
 from converters.ir import Op
 
@@ -85,8 +90,15 @@ def _gelu_step(ctx: ImportContext, node: Any) -> bool:
             return True
         if t == "Mul" and stage == "erf+1":
             factor = _gelu_factor(ctx, other, pend.src)
+            c = _scalar(ctx, other)
+            if factor is None and c is not None:  # (1 + erf) * c first, x later (torch's dynamo exporter)
+                ctx.pending[node.output[0]] = Pending(pend.desc, "gelu", pend.src,
+                                                      _times(ctx, node, ins[k], c, pend.materialize),
+                                                      dict(pend.data, scale=pend.data.get("scale", 1.0) * c))
+                return True
             if factor is None:
                 return False
+            factor *= pend.data.get("scale", 1.0)
             ctx.pending.pop(ctx.name(ins[k]), None)
             shape = ctx.ir_shape(pend.src)
             if factor == 1.0:
@@ -119,6 +131,19 @@ def _plus_one(ctx: ImportContext, node: Any, inner: str, one: str) -> Optional[A
     def materialize() -> None:
         x = ctx.act(node, inner)  # emits the deferred Tanh
         ctx.emit("ADD", [x, ctx.add_const(f"{node.output[0]}/one", np.array([1.0]))], node.output[0],
+                 {"act": "NONE"}, node)
+
+    return materialize
+
+
+def _times(ctx: ImportContext, node: Any, inner: str, c: float, inner_materialize: Optional[Any]) -> Optional[Any]:
+    """For a deferred value that can be emitted on its own, emitting ``inner * c`` later (else None)."""
+    if inner_materialize is None:
+        return None
+
+    def materialize() -> None:
+        x = ctx.act(node, inner)  # emits the deferred value
+        ctx.emit("MUL", [x, ctx.add_const(f"{node.output[0]}/scale", np.array([c]))], node.output[0],
                  {"act": "NONE"}, node)
 
     return materialize

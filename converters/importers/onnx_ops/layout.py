@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.importers.gather_indices import gather_shape, normalized_indices
 from converters.importers.onnx_ops.context import ImportContext
 from converters.ir import TO_NCHW, TO_NHWC
 
@@ -174,8 +175,10 @@ def lookup(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def gather(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Gather with constant indices -> STRIDED_SLICE (one index or a step range) or GATHER; from a constant
-    table with index activations -> an embedding lookup (:func:`lookup`)."""
+    """Gather with constant indices -> STRIDED_SLICE (one index or a step range) or GATHER (N-D indices: a
+    GATHER of them flattened, then a reshape; index checks shared with the TFLite importer,
+    :mod:`converters.importers.gather_indices`); from a constant table with index activations -> an embedding
+    lookup (:func:`lookup`)."""
     if ctx.is_const(node.input[0]) and not ctx.is_const(node.input[1]):
         lookup(ctx, node, a)
         return
@@ -183,10 +186,10 @@ def gather(ctx: ImportContext, node: Any, a: dict) -> None:
     shape = ctx.src_shape(node, node.input[0])
     rank = len(shape)
     axis = int(a.get("axis", 0)) % rank
-    idx = np.asarray(ctx.const(node, node.input[1])).astype(np.int64)
-    idx = np.where(idx < 0, idx + shape[axis], idx)
-    if np.any(idx < 0) or np.any(idx >= shape[axis]):
-        raise ctx.err(node, f"Gather index out of range for axis {axis} of size {shape[axis]}")
+    try:
+        idx = normalized_indices(ctx.const(node, node.input[1]), shape[axis], axis).astype(np.int64)
+    except IndexError as exc:
+        raise ctx.err(node, f"Gather {exc}") from None
     out = node.output[0]
     ir_ax = ctx.ir_axis(rank, axis)
     flat = idx.reshape(-1)
@@ -200,8 +203,13 @@ def gather(ctx: ImportContext, node: Any, a: dict) -> None:
         else:
             ctx.transpose(mid, tuple(range(len(mid_shape))), out, node)
         return
-    if idx.ndim != 1:
-        raise ctx.err(node, f"Gather with {idx.ndim}-D indices is not supported (scalar or 1-D)")
+    if idx.ndim > 1:  # N-D indices: a GATHER of them flattened, then reshaped to the ONNX output shape
+        mid_shape = list(ctx.ir_shape(x))
+        mid_shape[ir_ax] = int(flat.size)
+        mid = ctx.emit("GATHER", [x, ctx.add_const(f"{out}/indices", flat.astype(np.int32), np.int32)],
+                       ctx.tmp(f"{out}/flat", tuple(mid_shape)), {"axis": ir_ax}, node, shape=tuple(mid_shape))
+        ctx.reshape(mid, gather_shape(tuple(shape), idx.shape, axis), out, node)
+        return
     steps = np.diff(flat)
     if flat.size > 1 and np.all(steps == steps[0]) and steps[0] != 0:
         step = int(steps[0])

@@ -163,4 +163,5 @@ def global_pool(ctx: ImportContext, node: Any, a: dict) -> None:
         finish_2d(ctx, node, y, True)
 
 
-REGISTRY = {"MaxPool": pool, "AveragePool": pool, "GlobalAveragePool": global_pool, "GlobalMaxPool": global_pool}
+#: MaxPool / AveragePool are registered by :mod:`pool3d`, which sends 1-D and 2-D inputs to :func:`pool`
+REGISTRY = {"GlobalAveragePool": global_pool, "GlobalMaxPool": global_pool}

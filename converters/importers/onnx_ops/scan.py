@@ -21,6 +21,31 @@ def cumsum(ctx: ImportContext, node: Any, a: dict) -> None:
                                              "reverse": bool(a.get("reverse", 0))}, node)
 
 
+#: Deepest index tuple tflite-micro's GATHER_ND takes; deeper tuples index a flattened view of the data.
+MAX_INDEX_DEPTH = 5
+
+
+def _emit_gather_nd(ctx: ImportContext, node: Any, data_shape: tuple[int, ...], idx: np.ndarray) -> None:
+    """GATHER_ND of ``node``'s data (ONNX layout) by constant index tuples ``idx`` (last axis: the tuple,
+    non-negative). Tuples deeper than :data:`MAX_INDEX_DEPTH` become one index into the data with its
+    leading axes flattened (a RESHAPE), which selects the same elements."""
+    depth = idx.shape[-1]
+    out_shape = tuple(idx.shape[:-1]) + tuple(data_shape[depth:])
+    x = ctx.act(node, node.input[0])
+    if depth > MAX_INDEX_DEPTH:
+        strides = np.cumprod((list(data_shape[1:depth]) + [1])[::-1])[::-1]
+        idx = (idx * strides).sum(axis=-1, keepdims=True)
+        flat = (int(np.prod(data_shape[:depth])),) + tuple(data_shape[depth:])
+        x = ctx.reshape(x, flat, node=node)
+    x = ctx.to_src(x)
+    ind = ctx.add_const(f"{node.output[0]}/indices", idx.astype(np.int32), np.int32)
+    if len(out_shape) != 4:
+        ctx.emit("GATHER_ND", [x, ind], node.output[0], {}, node, shape=out_shape)
+        return
+    y = ctx.emit("GATHER_ND", [x, ind], ctx.tmp(f"{node.output[0]}/src", out_shape), {}, node, shape=out_shape)
+    ctx.from_src(y, node.output[0], node)
+
+
 def gather_nd(ctx: ImportContext, node: Any, a: dict) -> None:
     """GatherND (batch_dims 0) with constant indices, on the ONNX layout of the data."""
     if int(a.get("batch_dims", 0)):
@@ -31,14 +56,7 @@ def gather_nd(ctx: ImportContext, node: Any, a: dict) -> None:
         raise ctx.err(node, f"indices of shape {idx.shape} do not fit data of shape {data_shape}")
     depth = idx.shape[-1]
     idx = np.where(idx < 0, idx + np.array(data_shape[:depth]), idx)
-    x = ctx.to_src(ctx.act(node, node.input[0]))
-    out_shape = tuple(idx.shape[:-1]) + tuple(data_shape[depth:])
-    ind = ctx.add_const(f"{node.output[0]}/indices", idx.astype(np.int32), np.int32)
-    if len(out_shape) != 4:
-        ctx.emit("GATHER_ND", [x, ind], node.output[0], {}, node, shape=out_shape)
-        return
-    y = ctx.emit("GATHER_ND", [x, ind], ctx.tmp(f"{node.output[0]}/src", out_shape), {}, node, shape=out_shape)
-    ctx.from_src(y, node.output[0], node)
+    _emit_gather_nd(ctx, node, tuple(data_shape), idx)
 
 
 def gather_elements(ctx: ImportContext, node: Any, a: dict) -> None:
@@ -52,15 +70,7 @@ def gather_elements(ctx: ImportContext, node: Any, a: dict) -> None:
     idx = np.where(idx < 0, idx + data_shape[axis], idx)
     grids = list(np.meshgrid(*[np.arange(s) for s in idx.shape], indexing="ij"))
     grids[axis] = idx
-    full = np.stack(grids, axis=-1).astype(np.int32)  # [*out_shape, rank]
-    x = ctx.to_src(ctx.act(node, node.input[0]))
-    out_shape = tuple(idx.shape)
-    ind = ctx.add_const(f"{node.output[0]}/indices", full, np.int32)
-    if rank != 4:
-        ctx.emit("GATHER_ND", [x, ind], node.output[0], {}, node, shape=out_shape)
-        return
-    y = ctx.emit("GATHER_ND", [x, ind], ctx.tmp(f"{node.output[0]}/src", out_shape), {}, node, shape=out_shape)
-    ctx.from_src(y, node.output[0], node)
+    _emit_gather_nd(ctx, node, tuple(data_shape), np.stack(grids, axis=-1))  # [*out_shape, rank]
 
 
 REGISTRY = {"CumSum": cumsum, "GatherND": gather_nd, "GatherElements": gather_elements}

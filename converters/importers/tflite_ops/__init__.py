@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from converters.importers.tflite_ops import (
+    activations,
     argmax,
     broadcast,
     compare,
@@ -19,10 +20,14 @@ from converters.importers.tflite_ops import (
     detection,
     dilated,
     elementwise,
+    indexing,
     layout,
+    powers,
     recurrent,
+    rnn,
     rounding,
     scan,
+    segments,
 )
 
 Handler = Callable[..., None]
@@ -33,7 +38,7 @@ CUSTOM_REWRITES = ("Convolution2DTransposeBias",)
 
 def _merge() -> None:
     for module in (compute, elementwise, layout, recurrent, argmax, dilated, detection, rounding, compare,
-                   constants, scan, broadcast):
+                   constants, scan, broadcast, powers, activations, indexing, segments, rnn):
         for name, handler in module.REGISTRY.items():
             if name in REGISTRY:
                 raise RuntimeError(f"TFLite importer registry: {name} is registered twice")

@@ -1,6 +1,6 @@
 """Ops whose result is known at conversion time, folded into constants: SHAPE (static shapes),
-ZEROS_LIKE, FILL and BROADCAST_ARGS (of constant shapes); and FLOOR_DIV / FLOOR_MOD of float values,
-written as DIV and a FLOOR float island (``a - b * floor(a / b)`` for FLOOR_MOD)."""
+ZEROS_LIKE, FILL and BROADCAST_ARGS (of constant shapes), RANGE (of constant bounds); and FLOOR_DIV /
+FLOOR_MOD of float values, written as DIV and a FLOOR float island (``a - b * floor(a / b)`` for FLOOR_MOD)."""
 from __future__ import annotations
 
 from typing import Any
@@ -48,6 +48,17 @@ def broadcast_args(ctx: TFLiteContext, op: Any) -> None:
     _fold(ctx, op, np.array(out, np.int32))
 
 
+def range_(ctx: TFLiteContext, op: Any) -> None:
+    """RANGE(start, limit, delta) with all three constant."""
+    start, limit, delta = (np.asarray(ctx.value(op, k)).reshape(-1) for k in range(3))
+    if start.size != 1 or limit.size != 1 or delta.size != 1:
+        raise ctx.err(op, "start, limit and delta must be scalars")
+    if delta[0] == 0:
+        raise ctx.err(op, "delta is 0")
+    kind = ctx.sg.tensors[op.outputs[0]].type_name
+    _fold(ctx, op, np.arange(start[0], limit[0], delta[0]).astype(np.float32 if kind == "FLOAT32" else np.int32))
+
+
 def floor_div_mod(ctx: TFLiteContext, op: Any) -> None:
     """FLOOR_DIV / FLOOR_MOD of float values (DIV, FLOOR; FLOOR_MOD then ``a - b * q``)."""
     for k in (0, 1):
@@ -67,6 +78,7 @@ def floor_div_mod(ctx: TFLiteContext, op: Any) -> None:
 
 
 #: ops folded into constants (their outputs may be integer tensors)
-FOLDED = ("SHAPE", "ZEROS_LIKE", "FILL", "BROADCAST_ARGS")
+FOLDED = ("SHAPE", "ZEROS_LIKE", "FILL", "BROADCAST_ARGS", "RANGE")
 REGISTRY = {"SHAPE": shape, "ZEROS_LIKE": zeros_like, "FILL": fill, "BROADCAST_ARGS": broadcast_args,
+            "RANGE": range_,
             "FLOOR_DIV": floor_div_mod, "FLOOR_MOD": floor_div_mod}

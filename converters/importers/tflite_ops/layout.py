@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.importers.gather_indices import gather_shape, normalized_indices
 from converters.importers.tflite_ops.context import TFLiteContext
 
 
@@ -126,7 +127,8 @@ def split(ctx: TFLiteContext, op: Any) -> None:
 
 
 def gather(ctx: TFLiteContext, op: Any) -> None:
-    """GATHER with constant indices (1-D); from a constant float table with run-time int32/int64 indices
+    """GATHER with constant indices (any rank; negative ones counted from the end, out-of-range ones refused:
+    :mod:`converters.importers.gather_indices`); from a constant float table with run-time int32/int64 indices
     (an integer model input: token ids, bytes): an embedding lookup GATHER(table, indices)."""
     table, indices = (ctx.tensors[ctx.name(op.inputs[k])] for k in (0, 1))
     if table.is_constant and not indices.is_constant:
@@ -136,11 +138,21 @@ def gather(ctx: TFLiteContext, op: Any) -> None:
         axis = int(ctx.option(op, 0, "i", 0)) % table.data.ndim
         ctx.emit(op, "GATHER", [table.name, indices.name], ctx.name(op.outputs[0]), {"axis": axis})
         return
-    idx = np.asarray(ctx.value(op, 1)).astype(np.int64)
-    if idx.ndim > 1:
-        raise ctx.err(op, f"{idx.ndim}-D indices are not supported")
     x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
-    axis = int(ctx.option(op, 0, "i", 0)) % len(ctx.shape(x))
+    shape = ctx.shape(x)
+    axis = int(ctx.option(op, 0, "i", 0)) % len(shape)
+    try:
+        idx = normalized_indices(ctx.value(op, 1), shape[axis], axis)
+    except IndexError as exc:
+        raise ctx.err(op, str(exc)) from None
+    if idx.ndim > 1:  # N-D indices: a GATHER of them flattened, then the indices' shape restored
+        if int(ctx.option(op, 1, "i", 0)) != 0:
+            raise ctx.err(op, f"batch_dims {int(ctx.option(op, 1, 'i', 0))} with {idx.ndim}-D indices is not supported")
+        flat = ctx.emit(op, "GATHER", [x, ctx.add_const(f"{out}/indices", idx.reshape(-1), np.int32)],
+                        ctx.tmp(f"{out}/flat", gather_shape(shape, (idx.size,), axis)), {"axis": axis})
+        ctx.tensors[out].shape = gather_shape(shape, idx.shape, axis)
+        ctx.emit(op, "RESHAPE", [flat], out)
+        return
     if idx.ndim == 0:
         keep = list(ctx.shape(x))
         keep[axis] = 1

@@ -40,18 +40,25 @@ def lstm(ctx: TFLiteContext, op: Any) -> None:
     b = [_opt_weight(ctx, op, k) for k in range(12, 16)]
     hidden = w[0].shape[0]
     b = [np.zeros(hidden, np.float32) if v is None else v for v in b]
-    time_major = bool(ctx.option(op, 3, "b", False))
-    x = ctx.act_in(op, 0)
+    unroll_lstm(ctx, op, ctx.act_in(op, 0), w, r, b, bool(ctx.option(op, 3, "b", False)), ctx.name(op.outputs[0]))
+
+
+def unroll_lstm(ctx: TFLiteContext, op: Any, x: str, w: list[np.ndarray], r: list[np.ndarray], b: list[np.ndarray],
+                time_major: bool, out: str, reverse: bool = False) -> None:
+    """One LSTM direction over ``x`` (``[batch, time, size]`` or time-major), zero initial state, into ``out``:
+    ``w``/``r``/``b`` are the input, forget, cell and output gates' input weights ``[H, I]``, recurrent weights
+    ``[H, H]`` and biases ``[H]``; ``reverse`` runs the sequence from its last step (outputs stay in time
+    order)."""
+    hidden = w[0].shape[0]
     shape = ctx.shape(x)
     seq, batch, size = (shape[0], shape[1], shape[2]) if time_major else (shape[1], shape[0], shape[2])
-    out = ctx.name(op.outputs[0])
     wx, rx, bias = np.concatenate(w), np.concatenate(r), np.concatenate(b)
     wname, rname = ctx.add_const(f"{out}/w", wx), ctx.add_const(f"{out}/r", rx)  # shared by every step
     step_shape = (batch, hidden)
     h: Optional[str] = None
     c: Optional[str] = None
     outs = []
-    for t in range(seq):
+    for t in (reversed(range(seq)) if reverse else range(seq)):
         begin, end = [0, 0, 0], list(shape)
         axis = 0 if time_major else 1
         begin[axis], end[axis] = t, t + 1
@@ -83,6 +90,8 @@ def lstm(ctx: TFLiteContext, op: Any) -> None:
         h = ctx.emit(op, "MUL", [o, tc], ctx.tmp(f"{out}/h{t}", step_shape), {"act": "NONE"})
         piece = (1, batch, hidden) if time_major else (batch, 1, hidden)
         outs.append(ctx.emit(op, "RESHAPE", [h], ctx.tmp(f"{out}/y{t}", piece)))
+    if reverse:
+        outs.reverse()
     if len(outs) == 1:
         ctx.emit(op, "RESHAPE", outs, out)
     else:

@@ -15,12 +15,19 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edge_runtime.arena.traits import OpMemory
 from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
 from edge_runtime.backends.micro.fixedpoint_binary import mbqm_array
 from edge_runtime.backends.micro.kernels.base import (
-    Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, activation_name, qparams,
+    Inputs,
+    Kernel,
+    OpContext,
+    Outputs,
+    Scratch,
+    Workspace,
+    activation_name,
+    qparams,
 )
-from edge_runtime.arena.traits import OpMemory
 from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
 
 I64 = np.dtype(np.int64)
@@ -247,6 +254,7 @@ class ElementwiseKernel(Kernel):
         y = y.reshape(self.shape)
         self.steps = []
         for s in self.slices:
+            s = (*s, Ellipsis)  # a view also of a 0-d output (y[()] would be a numpy scalar, not writable)
             yv = y[s]
             shape = yv.shape
             n = yv.size
