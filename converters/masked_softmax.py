@@ -18,7 +18,7 @@ way. Masks of finite values (finfo.min, -1e9) give such a row a uniform softmax 
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -63,9 +63,13 @@ def _mask_input(graph: Graph, op: Op) -> Optional[int]:
     return None
 
 
-def masked_softmax_chains(graph: Graph) -> list[list[Op]]:
+def masked_softmax_chains(graph: Graph, skip: Optional[Callable[[Op], bool]] = None) -> list[list[Op]]:
     """Each masked softmax of ``graph`` as its ops in graph order: the ADD/SUB of a constant mask, the
-    RESHAPE/TRANSPOSE ops between it and the SOFTMAX (each read by the next op only), and the SOFTMAX."""
+    RESHAPE/TRANSPOSE ops between it and the SOFTMAX (each read by the next op only), and the SOFTMAX.
+
+    A chain holding an op for which ``skip(op)`` is true (an op whose precision is already chosen) is left
+    out, and so is a chain whose mask another op reads too: that reader would need the mask in int8.
+    """
     producers = graph.producers()
     consumers = graph.consumers()
     outputs = set(graph.outputs)
@@ -86,15 +90,23 @@ def masked_softmax_chains(graph: Graph) -> list[list[Op]]:
             if p.kind in ("ADD", "SUB") and _mask_input(graph, p) is not None:
                 chains.append([p] + chain)
             break
-    return chains
+    if skip is not None:
+        chains = [c for c in chains if not any(skip(op) for op in c)]
+    heads = {id(c[0]) for c in chains}
+    return [c for c in chains if all(id(r) in heads for r in consumers.get(_mask(graph, c), []))]
 
 
-def mask_constants(graph: Graph) -> set[str]:
-    """Names of the constant masks read by the masked softmaxes of ``graph`` (they stay float)."""
-    return {c[0].inputs[_mask_input(graph, c[0])] for c in masked_softmax_chains(graph)}  # type: ignore[index]
+def _mask(graph: Graph, chain: list[Op]) -> str:
+    return chain[0].inputs[_mask_input(graph, chain[0])]  # type: ignore[index]
 
 
-def masked_sums(graph: Graph) -> set[str]:
-    """Names of the tensors inside the masked softmax islands (the masked sums and their reshapes): float in
-    the written model, where ``-inf`` is expected."""
-    return {o for c in masked_softmax_chains(graph) for op in c[:-1] for o in op.outputs}
+def mask_constants(graph: Graph, chains: Optional[list[list[Op]]] = None) -> set[str]:
+    """Names of the constant masks read by the masked softmaxes of ``graph`` (or of ``chains``): they stay float."""
+    return {_mask(graph, c) for c in (masked_softmax_chains(graph) if chains is None else chains)}
+
+
+def masked_sums(graph: Graph, chains: Optional[list[list[Op]]] = None) -> set[str]:
+    """Names of the tensors inside the masked softmax islands of ``graph`` (or of ``chains``): the masked sums
+    and their reshapes, float in the written model, where ``-inf`` is expected."""
+    return {o for c in (masked_softmax_chains(graph) if chains is None else chains) for op in c[:-1]
+            for o in op.outputs}

@@ -66,7 +66,7 @@ from converters.ir import (
     unquantized_tensors,
 )
 from converters.ir import WEIGHTED as WEIGHTED_KINDS
-from converters.masked_softmax import masked_softmax_chains
+from converters.masked_softmax import mask_constants, masked_softmax_chains, masked_sums
 from edge_runtime.errors import ConfigError, UnsupportedModelError
 from edge_runtime.formats.tflite_check import (
     MAX_INT16_ADD_RATIO,
@@ -344,14 +344,10 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
                               "keep it int8 or make it a float island")
     wide_softmax = set(wide_softmax_keys(graph, precision))
     div_islands = set(activation_divisor_keys(graph, precision))
-    masked = [c for c in masked_softmax_chains(graph) if not any(op_key(op) in precision for op in c)]
-    heads = {id(c[0]) for c in masked}
-    readers = graph.consumers() if masked else {}
-    masked = [c for c in masked if all(id(r) in heads for t in c[0].inputs if graph.tensors[t].is_constant
-                                       for r in readers.get(t, []))]  # a mask read by islands only stays float
+    masked = masked_softmax_chains(graph, skip=lambda op: op_key(op) in precision)
     masked_keys = {op_key(op) for c in masked for op in c}  # float islands: the mask's range is not int8's
-    masked_sums = {o for c in masked for op in c[:-1] for o in op.outputs}  # float inside, -inf expected
-    masks = {t for c in masked for t in c[0].inputs if graph.tensors[t].is_constant}
+    sums = masked_sums(graph, masked)  # float inside, -inf expected
+    masks = mask_constants(graph, masked)
     if masked:  # the masked sums are float: give their (unused) int8 parameters the scores' range
         ranges = dict(ranges)
         for c in masked:
@@ -462,7 +458,7 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
     dtypes = {o: ("float32" if precision[op_key(op)] == "float" else precision[op_key(op)])
               for op in graph.ops if op_key(op) in precision for o in op.outputs}
     dtypes.update(unquantized_tensors(graph))  # ARG_MAX/ARG_MIN indices stay int32, comparison masks bool
-    dtypes.update({t: "float32" for t in masked_sums})
+    dtypes.update({t: "float32" for t in sums})
     for op in graph.ops:  # float-only ops (TFLite_Detection_PostProcess): a float island with float outputs
         if op.kind in FLOAT_OUTPUT_KINDS:
             precision[op_key(op)] = "float"

@@ -12,11 +12,13 @@ N-D constant indices (TFLite and ONNX).
 """
 from __future__ import annotations
 
-import tempfile
 from typing import Any, Callable
 
 import numpy as np
 import pytest
+from test_import_tflite_litert_ops import (
+    _measure,  # one SQNR / exactness check for both files
+)
 
 from converters.importers.tflite import import_tflite
 from edge_runtime.errors import UnsupportedModelError
@@ -26,15 +28,6 @@ pytest.importorskip("tflite_micro")
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 breadth = pytest.importorskip("benchmarks.tflite_op_breadth")
 Case, Net, opts = breadth.Case, breadth.Net, tb.opts
-
-
-def _measure(case: Any, min_db: float = 30.0) -> dict:
-    with tempfile.TemporaryDirectory() as work:
-        row = breadth.measure_case(case, work)
-    assert row.get("ok"), row.get("error") or row
-    assert row["micro"] == "equal", f"{case.name}: micro vs tflite-micro: {row['micro']}"
-    assert row.get("db", -1) >= min_db, f"{case.name}: SQNR {row.get('db')} dB < {min_db} against LiteRT float"
-    return row
 
 
 def _model(tmp_path: Any, build: Callable[[Any], None]) -> str:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from test_import_breadth_onnx import (
     CALIB,
     HELD_OUT,
@@ -25,6 +24,8 @@ from test_import_breadth_onnx import (
     onnx_reference,
     uniform,
 )
+from test_import_onnx_node_ops import _const, _vi
+from test_import_onnx_node_ops import _save as save_node_model
 
 from converters.importers.onnx import import_onnx
 from edge_runtime.errors import UnsupportedModelError
@@ -33,21 +34,8 @@ N = CALIB + HELD_OUT
 
 
 def _save(nodes: list, inputs: list, outputs: list, path: Path, inits: tuple = (), opset: int = 18) -> str:
-    """A float model of ``nodes``, checked and saved."""
-    g = helper.make_graph(nodes, "h3_ops", inputs, outputs, list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    onnx.checker.check_model(m, full_check=True)
-    onnx.save(m, str(path))
-    return str(path)
-
-
-def _vi(name: str, shape: tuple, elem: int = TensorProto.FLOAT) -> object:
-    return helper.make_tensor_value_info(name, elem, list(shape))
-
-
-def _const(name: str, value: np.ndarray) -> object:
-    return numpy_helper.from_array(np.asarray(value), name)
+    """A float model of ``nodes`` (opset 18 unless given), checked and saved."""
+    return save_node_model(nodes, inputs, outputs, path, inits, opset)
 
 
 def _refuses(path: str, *words: str, shapes: dict | None = None) -> None:

@@ -15,19 +15,35 @@ from converters.importers.tflite_ops.context import TFLiteContext
 TANH = 4  # ActivationFunctionType.TANH
 
 
-def _opt_weight(ctx: TFLiteContext, op: Any, k: int) -> Optional[np.ndarray]:
+def optional_weight(ctx: TFLiteContext, op: Any, k: int) -> Optional[np.ndarray]:
+    """Constant input ``k`` of ``op`` as float32; None when the op leaves it out."""
     if len(op.inputs) <= k or op.inputs[k] < 0:
         return None
     return np.asarray(ctx.value(op, k), np.float32)
 
 
+def time_step(ctx: TFLiteContext, op: Any, x: str, shape: tuple[int, ...], t: int, time_major: bool, out: str,
+              ) -> str:
+    """Step ``t`` of the 3-D sequence ``x`` (time on axis 0 if ``time_major``, else 1) as a ``[batch, size]``
+    tensor: a STRIDED_SLICE and a RESHAPE."""
+    axis = 0 if time_major else 1
+    begin, end = [0, 0, 0], list(shape)
+    begin[axis], end[axis] = t, t + 1
+    sl_shape = list(shape)
+    sl_shape[axis] = 1
+    xs = ctx.emit(op, "STRIDED_SLICE", [x], ctx.tmp(f"{out}/x{t}", tuple(sl_shape)),
+                  {"begin": tuple(begin), "end": tuple(end), "strides": (1, 1, 1)})
+    batch, size = shape[1 - axis], shape[2]
+    return ctx.emit(op, "RESHAPE", [xs], ctx.tmp(f"{out}/x{t}r", (batch, size)))
+
+
 def lstm(ctx: TFLiteContext, op: Any) -> None:
     """UNIDIRECTIONAL_SEQUENCE_LSTM -> unrolled int8-friendly ops."""
-    w = [_opt_weight(ctx, op, k) for k in range(1, 5)]  # input, forget, cell, output [H, I]
-    r = [_opt_weight(ctx, op, k) for k in range(5, 9)]
+    w = [optional_weight(ctx, op, k) for k in range(1, 5)]  # input, forget, cell, output [H, I]
+    r = [optional_weight(ctx, op, k) for k in range(5, 9)]
     if any(v is None for v in w + r):
         raise ctx.err(op, "CIFG LSTMs (no input gate) are not supported")
-    if any(_opt_weight(ctx, op, k) is not None for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
+    if any(optional_weight(ctx, op, k) is not None for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
         raise ctx.err(op, "peephole, projection and layer-norm LSTMs are not supported")
     if int(ctx.option(op, 0, "b", TANH)) != TANH:
         raise ctx.err(op, "only the tanh cell activation is supported")
@@ -37,7 +53,7 @@ def lstm(ctx: TFLiteContext, op: Any) -> None:
         state = ctx.tensors[ctx.name(op.inputs[k])]
         if state.data is not None and np.any(state.data != 0):
             raise ctx.err(op, "a non-zero initial state is not supported")
-    b = [_opt_weight(ctx, op, k) for k in range(12, 16)]
+    b = [optional_weight(ctx, op, k) for k in range(12, 16)]
     hidden = w[0].shape[0]
     b = [np.zeros(hidden, np.float32) if v is None else v for v in b]
     unroll_lstm(ctx, op, ctx.act_in(op, 0), w, r, b, bool(ctx.option(op, 3, "b", False)), ctx.name(op.outputs[0]))
@@ -59,14 +75,7 @@ def unroll_lstm(ctx: TFLiteContext, op: Any, x: str, w: list[np.ndarray], r: lis
     c: Optional[str] = None
     outs = []
     for t in (reversed(range(seq)) if reverse else range(seq)):
-        begin, end = [0, 0, 0], list(shape)
-        axis = 0 if time_major else 1
-        begin[axis], end[axis] = t, t + 1
-        sl_shape = list(shape)
-        sl_shape[axis] = 1
-        xs = ctx.emit(op, "STRIDED_SLICE", [x], ctx.tmp(f"{out}/x{t}", tuple(sl_shape)),
-                      {"begin": tuple(begin), "end": tuple(end), "strides": (1, 1, 1)})
-        xt = ctx.emit(op, "RESHAPE", [xs], ctx.tmp(f"{out}/x{t}r", (batch, size)))
+        xt = time_step(ctx, op, x, shape, t, time_major, out)
         # biases are per step: their int32 scale depends on each step's input scale
         xw = ctx.emit(op, "FULLY_CONNECTED", [xt, wname, ctx.add_const(f"{out}/b{t}", bias)],
                       ctx.tmp(f"{out}/xw{t}", (batch, 4 * hidden)), {"act": "NONE"})

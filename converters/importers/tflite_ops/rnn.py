@@ -15,16 +15,15 @@ from typing import Any, Optional
 import numpy as np
 
 from converters.importers.tflite_ops.context import ACT, TFLiteContext
-from converters.importers.tflite_ops.recurrent import TANH, unroll_lstm
+from converters.importers.tflite_ops.recurrent import (
+    TANH,
+    optional_weight,
+    time_step,
+    unroll_lstm,
+)
 
 STATEFUL = ("its state is a variable tensor carried from one invocation to the next; stateful ops are not "
             "supported")
-
-
-def _weight(ctx: TFLiteContext, op: Any, k: int) -> Optional[np.ndarray]:
-    if len(op.inputs) <= k or op.inputs[k] < 0:
-        return None
-    return np.asarray(ctx.value(op, k), np.float32)
 
 
 def _zero_state(ctx: TFLiteContext, op: Any, ks: tuple[int, ...]) -> None:
@@ -46,7 +45,7 @@ def _activation(ctx: TFLiteContext, op: Any, code: int) -> str:
 
 def sequence_rnn(ctx: TFLiteContext, op: Any) -> None:
     """UNIDIRECTIONAL_SEQUENCE_RNN(x, W [H, I], R [H, H], b [H], state): ``h_t = act(x_t W' + h_{t-1} R' + b)``."""
-    w, r, b = (_weight(ctx, op, k) for k in (1, 2, 3))
+    w, r, b = (optional_weight(ctx, op, k) for k in (1, 2, 3))
     if w is None or r is None or b is None:
         raise ctx.err(op, "input weights, recurrent weights and bias are required")
     _zero_state(ctx, op, (4,))
@@ -63,15 +62,8 @@ def sequence_rnn(ctx: TFLiteContext, op: Any) -> None:
     fused = act if act != "TANH" else "NONE"
     h: Optional[str] = None
     outs = []
-    axis = 0 if time_major else 1
     for t in range(seq):
-        begin, end = [0, 0, 0], list(shape)
-        begin[axis], end[axis] = t, t + 1
-        sl = list(shape)
-        sl[axis] = 1
-        xs = ctx.emit(op, "STRIDED_SLICE", [x], ctx.tmp(f"{out}/x{t}", tuple(sl)),
-                      {"begin": tuple(begin), "end": tuple(end), "strides": (1, 1, 1)})
-        xt = ctx.emit(op, "RESHAPE", [xs], ctx.tmp(f"{out}/x{t}r", (batch, size)))
+        xt = time_step(ctx, op, x, shape, t, time_major, out)
         xw = ctx.emit(op, "FULLY_CONNECTED", [xt, wname, ctx.add_const(f"{out}/b{t}", b)],
                       ctx.tmp(f"{out}/xw{t}", step), {"act": fused if h is None else "NONE"})
         if h is None:
@@ -86,19 +78,19 @@ def sequence_rnn(ctx: TFLiteContext, op: Any) -> None:
     if len(outs) == 1:
         ctx.emit(op, "RESHAPE", outs, out)
     else:
-        ctx.emit(op, "CONCATENATION", outs, out, {"axis": axis, "act": "NONE"})
+        ctx.emit(op, "CONCATENATION", outs, out, {"axis": 0 if time_major else 1, "act": "NONE"})
 
 
 def _direction(ctx: TFLiteContext, op: Any, first: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """One direction's gate weights from input ``first`` on (4 input, 4 recurrent, 3 peephole, 4 bias, 2 projection)."""
-    w = [_weight(ctx, op, first + k) for k in range(4)]
-    r = [_weight(ctx, op, first + 4 + k) for k in range(4)]
+    w = [optional_weight(ctx, op, first + k) for k in range(4)]
+    r = [optional_weight(ctx, op, first + 4 + k) for k in range(4)]
     if any(v is None for v in w + r):
         raise ctx.err(op, "CIFG LSTMs (no input gate) are not supported")
-    if any(_weight(ctx, op, first + k) is not None for k in (8, 9, 10, 15, 16)):
+    if any(optional_weight(ctx, op, first + k) is not None for k in (8, 9, 10, 15, 16)):
         raise ctx.err(op, "peephole and projection LSTMs are not supported")
     hidden = w[0].shape[0]  # type: ignore[union-attr]
-    b = [_weight(ctx, op, first + 11 + k) for k in range(4)]
+    b = [optional_weight(ctx, op, first + 11 + k) for k in range(4)]
     return w, r, [np.zeros(hidden, np.float32) if v is None else v for v in b]  # type: ignore[return-value]
 
 
@@ -108,7 +100,7 @@ def bidirectional_lstm(ctx: TFLiteContext, op: Any) -> None:
         raise ctx.err(op, "only the tanh cell activation is supported")
     if float(ctx.option(op, 1, "f", 0.0)) or float(ctx.option(op, 2, "f", 0.0)):
         raise ctx.err(op, "cell/projection clipping is not supported")
-    if any(_weight(ctx, op, k) is not None for k in range(40, 48)) or (len(op.inputs) > 39 and op.inputs[39] >= 0):
+    if any(optional_weight(ctx, op, k) is not None for k in range(40, 48)) or (len(op.inputs) > 39 and op.inputs[39] >= 0):
         raise ctx.err(op, "an auxiliary input is not supported")
     _zero_state(ctx, op, (35, 36, 37, 38))
     merge = bool(ctx.option(op, 3, "b", False))
@@ -135,7 +127,7 @@ def bidirectional_lstm(ctx: TFLiteContext, op: Any) -> None:
 
 def svdf(ctx: TFLiteContext, op: Any) -> None:
     """SVDF with memory size 1: FULLY_CONNECTED with ``W[u] = sum_r wf[u*rank + r] * wt[u*rank + r, 0]``."""
-    wf, wt = _weight(ctx, op, 1), _weight(ctx, op, 2)
+    wf, wt = optional_weight(ctx, op, 1), optional_weight(ctx, op, 2)
     if wf is None or wt is None:
         raise ctx.err(op, "feature and time weights are required")
     rank = int(ctx.option(op, 0, "i", 0))
@@ -147,7 +139,7 @@ def svdf(ctx: TFLiteContext, op: Any) -> None:
     _zero_state(ctx, op, (4,))
     units = filters // rank
     w = (wf * wt[:, :1]).reshape(units, rank, -1).sum(axis=1)
-    b = _weight(ctx, op, 3)
+    b = optional_weight(ctx, op, 3)
     x, out = ctx.act_in(op, 0), ctx.name(op.outputs[0])
     act = _activation(ctx, op, int(ctx.option(op, 1, "b", 0)))
     bias = ctx.add_const(f"{out}/bias", np.zeros(units) if b is None else b)
