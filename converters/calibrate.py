@@ -16,6 +16,8 @@ taken; every statistic is computed exactly as a serial pass computes it. Methods
 - ``auto``: the default, ``mse`` (it measured best; see ``benchmarks/convert_quality.py``).
 
 Model inputs always keep their observed range: clipping the data the user feeds is never helpful.
+Ranges the source model fixes (a QDQ model's QuantizeLinear/DequantizeLinear pairs, ``fixed``) are kept as
+given and never searched.
 """
 from __future__ import annotations
 
@@ -445,12 +447,15 @@ def non_finite_activation(graph: Graph, index: int, vals: dict[str, np.ndarray])
 
 def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress: bool = False,
               session=None, *, runs: Optional[FloatRuns] = None,  # type: ignore[no-untyped-def]
-              observers: Iterable[Observer] = ()) -> dict[str, tuple[float, float]]:
+              observers: Iterable[Observer] = (),
+              fixed: Optional[dict[str, tuple[float, float]]] = None) -> dict[str, tuple[float, float]]:
     """Return ``{tensor: (lo, hi)}`` for every activation of ``graph`` using ``method``.
 
     ``runs`` (or else ``session``) runs the float model; pass the conversion's :class:`FloatRuns` so
     that later steps reuse what it remembers. Each of ``observers`` is called as ``observer(i, values)``
     with every sample's activations during the first pass (e.g. bias correction's input means).
+    ``fixed``: ranges the source model fixes, by IR tensor name (a QDQ model's pairs,
+    :func:`converters.qdq_source.fixed_ranges`): returned as given, and not searched.
     """
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
@@ -478,8 +483,9 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
                 observe(i, vals)
             bar.update(1)
     ranges = {t: (lo[t], hi[t]) for t in lo}
-    if method == "minmax":
-        return ranges
+    kept = {t: (float(a), float(b)) for t, (a, b) in (fixed or {}).items() if t in ranges}
+    if method == "minmax" or len(kept) == len(ranges):
+        return {**ranges, **kept}
     hists = {t: np.zeros(BINS, np.int64) for t in ranges}
     inputs = set(graph.inputs)
     histogram = _Binner(size)
@@ -487,12 +493,18 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
         for _, _, vals in run.stream(data):
             for t, v in vals.items():
                 a, b = ranges[t]
-                if b > a and t not in inputs and t not in masked:  # model inputs keep their observed range
+                if b > a and t not in inputs and t not in masked and t not in kept:  # inputs keep their observed range
                     hists[t] += histogram(v, a, b)
             bar.update(1)
-    searched = [t for t, (a, b) in ranges.items() if t not in inputs and t not in masked and b > a]
+    searched = [t for t, (a, b) in ranges.items() if t not in inputs and t not in masked and t not in kept and b > a]
     search = _percentile_range if method == "percentile" else _mse_range
-    # one range at a time: each search is many small numpy calls, and threads measured no faster
-    found = {t: search(hists[t], *ranges[t]) for t in searched}
+    # one range at a time: each search is many small numpy calls, and threads measured no faster; a
+    # graph with thousands of activations (an unrolled recurrence) takes seconds here, so it has a bar
+    found = {}
+    with _progress(len(searched), "calibrating (choosing ranges)", progress and len(searched) >= 500) as bar:
+        for t in searched:
+            found[t] = search(hists[t], *ranges[t])
+            bar.update(1)
+    found.update(kept)
     return {t: found.get(t, r) for t, r in ranges.items()}
 

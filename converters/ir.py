@@ -67,12 +67,16 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
                                   share quantization parameters
 ``CUMSUM``                        inputs (x,); axis, exclusive, reverse
 ``GATHER_ND``                     inputs (x, indices) with integer constant indices (TensorFlow's
-                                  semantics, no batch dimensions); shares x's quantization
+                                  semantics, no batch dimensions); shares x's quantization; or inputs
+                                  (table, indices) with a constant float table and int32 index tuples
 ``DETECTION_POSTPROCESS``         inputs (box encodings, class scores, anchors constant); four float
                                   outputs (boxes, classes, scores, count); options (dict),
                                   custom_options (the FlexBuffers bytes): TFLite_Detection_PostProcess,
                                   run in float (see :func:`float_output_tensors`)
 ================================  ==============================================================
+
+Integer graph inputs (token ids) stay int32: RESHAPE, STRIDED_SLICE and CONCATENATION (with integer
+constants) select from them into int32 tensors (:func:`selects_integers`), which only index tables.
 
 Constant tensors other than the weights and biases of ``CONV_2D``, ``DEPTHWISE_CONV_2D``,
 ``FULLY_CONNECTED`` and ``TRANSPOSE_CONV`` are *operands*: float operands are quantized like
@@ -205,46 +209,102 @@ class Graph:
         return x
 
 
+#: Ops that only select elements of their inputs: an integer input gives an integer output (CONCATENATION: of
+#: integer activations and integer constants). TFLite Micro runs these on int32; its GATHER and TRANSPOSE do not
+#: (the ONNX importer selects integers at constant positions with STRIDED_SLICEs and a CONCATENATION instead).
+INDEX_SELECT_KINDS = ("RESHAPE", "STRIDED_SLICE", "CONCATENATION")
+
+
+def selects_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> Optional[str]:
+    """The integer activation (one of ``ints``) whose values ``op`` selects into its output, or None: a RESHAPE
+    or STRIDED_SLICE of one, or a CONCATENATION of integer activations (at least one) and integer constants (BOS
+    tokens, padding ids). ``graph``: a :class:`Graph`, or anything with its ``tensors``."""
+    if op.kind not in INDEX_SELECT_KINDS or not op.inputs:
+        return None
+    if op.kind == "CONCATENATION":
+        acts = [i for i in op.inputs if not graph.tensors[i].is_constant]
+        consts_int = all(graph.tensors[i].data.dtype.kind in "iu" for i in op.inputs if graph.tensors[i].is_constant)
+        if acts and consts_int and all(i in ints for i in acts):
+            return acts[0]
+        return None
+    return op.inputs[0] if op.inputs[0] in ints else None
+
+
 def unquantized_tensors(graph: "Graph") -> dict[str, str]:
     """Activations stored as they are, by type: ``int32`` indices (integer graph inputs,
-    :data:`INDEX_KINDS`), ``bool`` masks (:data:`COMPARE_KINDS`, :data:`LOGICAL_KINDS`), and RESHAPEs of them."""
+    :data:`INDEX_KINDS`, and what :func:`selects_integers` selects from them), ``bool`` masks
+    (:data:`COMPARE_KINDS`, :data:`LOGICAL_KINDS`), and RESHAPEs of them."""
     found: dict[str, str] = {name: "int32" for name in graph.input_dtypes}
+    ints = set(found)
     for op in graph.ops:
         if op.kind in RAW_OUTPUT_KINDS:
             found.update({o: "int32" if op.kind in INDEX_KINDS else "bool" for o in op.outputs})
         elif op.kind == "RESHAPE" and op.inputs and op.inputs[0] in found:
             found.update({o: found[op.inputs[0]] for o in op.outputs})
+        elif selects_integers(graph, op, ints) is not None:
+            found.update({o: "int32" for o in op.outputs})
+        ints.update(o for o in op.outputs if found.get(o) == "int32")
     return found
 
 
 def integer_tensors(graph: "Graph") -> set[str]:
     """Activations holding int32 indices: integer graph inputs, outputs of :data:`INDEX_KINDS` ops and
-    RESHAPEs of them."""
+    what :func:`selects_integers` selects from them."""
     return {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
 
 
 def integer_input_roots(graph: "Graph") -> dict[str, str]:
-    """Each integer graph input, and each RESHAPE of one (through any chain of RESHAPEs), mapped to the name
-    of the graph input its values come from."""
+    """Each integer graph input, and each tensor selected from one (RESHAPEs, slices, CONCATENATIONs with
+    integer constants: :func:`selects_integers`, through any chain), mapped to the name of
+    the graph input its values come from (the first integer input of a CONCATENATION)."""
     roots = {name: name for name in graph.input_dtypes}
     for op in graph.ops:  # graph order is topological
-        if op.kind == "RESHAPE" and op.inputs[0] in roots:
-            roots.update({o: roots[op.inputs[0]] for o in op.outputs})
+        src = selects_integers(graph, op, roots)
+        if src is not None:
+            roots.update({o: roots[src] for o in op.outputs})
     return roots
+
+
+#: Ops that read int32 index activations at run time: (kind, input position of the indices)
+INDEX_LOOKUPS = (("GATHER", 1), ("GATHER_ND", 1))
 
 
 def index_limits(graph: "Graph") -> dict[str, int]:
     """For each integer graph input: the number of rows of the smallest table it indexes (valid indices are
-    ``0 .. limit - 1``), following RESHAPEs to the GATHERs that read it."""
+    ``0 .. limit - 1``), following :func:`integer_input_roots` to the GATHERs (and GATHER_NDs: the smallest of
+    the indexed dimensions) that read it."""
     roots = integer_input_roots(graph)
     limits: dict[str, int] = {}
     for op in graph.ops:
-        if op.kind == "GATHER" and len(op.inputs) > 1 and op.inputs[1] in roots:
-            table = graph.tensors[op.inputs[0]]
+        if len(op.inputs) < 2 or op.inputs[1] not in roots or (op.kind, 1) not in INDEX_LOOKUPS:
+            continue
+        table = graph.tensors[op.inputs[0]]
+        if op.kind == "GATHER":
             rows = int(table.shape[int(op.attrs.get("axis", 0))])
-            root = roots[op.inputs[1]]
-            limits[root] = min(limits.get(root, rows), rows)
+        else:
+            rows = _tuple_limit(graph, op, roots)
+        root = roots[op.inputs[1]]
+        limits[root] = min(limits.get(root, rows), rows)
     return limits
+
+
+def _tuple_limit(graph: "Graph", op: Op, roots: dict[str, str]) -> int:
+    """The size of the smallest table dimension a GATHER_ND's integer-input values index: the dimensions of
+    the tuple positions they fill when the tuples are a CONCATENATION along the last axis (integer values next
+    to constant coordinates), else every indexed dimension."""
+    table, ind = graph.tensors[op.inputs[0]], op.inputs[1]
+    depth = int(graph.tensors[ind].shape[-1])
+    cat = graph.producers().get(ind)
+    if cat is None or cat.kind != "CONCATENATION" or int(cat.attrs.get("axis", -1)) % len(graph.tensors[ind].shape) \
+            != len(graph.tensors[ind].shape) - 1:
+        return int(min(table.shape[:depth]))
+    dims, start = [], 0
+    for part in cat.inputs:
+        width = int(graph.tensors[part].shape[-1])
+        if part in roots:
+            dims.extend(table.shape[start:start + width])
+        start += width
+    return int(min(dims)) if dims else int(min(table.shape[:depth]))
 
 
 def float_output_tensors(graph: "Graph") -> set[str]:

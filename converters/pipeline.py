@@ -227,7 +227,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                   adaround: bool = False, activations: str = "int8",
                   target_sqnr: Optional[float] = None, plot: Optional[bool] = None,
                   precision_policy: str = "auto",
-                  input_values: Optional[dict[str, np.ndarray]] = None) -> ConversionResult:
+                  input_values: Optional[dict[str, np.ndarray]] = None,
+                  recalibrate_qdq: bool = False) -> ConversionResult:
     """Convert ``model`` to int8 for ``profile`` using calibration data ``calib``; write into ``out_dir``.
 
     ``profile``: a shipped profile name, a YAML path or a ``DeviceProfile``. ``calib``: see
@@ -256,6 +257,10 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     every op in int8.
     ``plot``: write report.png (default: only when matplotlib is already loaded, see
     :func:`converters.report.want_plot`). ``report["timings"]`` gives the seconds of each phase.
+    A QDQ ONNX source (already quantized) keeps its own scale and zero point on every activation a
+    QuantizeLinear/DequantizeLinear pair fixes and its int8 weights where TFLite's kernels take them; only the
+    rest is calibrated (no cross-layer equalization: it would move the model's ranges). ``recalibrate_qdq``:
+    calibrate every range instead, as for a float model. ``report["qdq"]`` says which came from where.
     """
     from converters.fit import fit_model
     from converters.quality.metrics import compare_outputs, output_kinds
@@ -295,6 +300,15 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         graph = fuse_hard_swish(graph)
     _refuse_non_finite_weights(model, graph)
     _give_back_freed_memory()
+    qdq = qdq_fixed = None
+    if graph.source_format == "onnx":
+        from converters.qdq_source import qdq_source
+
+        with _one_line(model, "reading the QDQ model's quantization parameters"):
+            qdq = qdq_source(model, graph, recalibrate_qdq)
+        if qdq is not None and not recalibrate_qdq:
+            qdq_fixed = qdq
+            equalize = False  # equalization rescales weights and activations: the model's ranges would not fit
     eq_info = None
     if equalize:
         from converters.quality.equalization import equalize as equalize_graph
@@ -335,18 +349,29 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
 
             mean_obs = InputMeans(graph)
         ranges = calibrate(graph, data, method, progress=progress, runs=float_runs,
-                           observers=[mean_obs] if mean_obs is not None else ())
+                           observers=[mean_obs] if mean_obs is not None else (),
+                           fixed=qdq_fixed.ranges if qdq_fixed is not None else None)
         float_runs.release(keep_first=report_samples)
     timings["calibrate_s"] = time.perf_counter() - t1
     t_q = time.perf_counter()
     with _one_line(model, "quantizing the calibrated graph"):
         pc_fc = per_channel_fc(prof) if fc_per_channel is None else fc_per_channel
-        plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype, per_channel_fc=pc_fc)
+        kept_weights = None
+        if qdq_fixed is not None:
+            from converters.qdq_source import fixed_weights
+
+            kept_weights, qdq_fixed.weights_left = fixed_weights(graph, qdq_fixed.params, pc_fc)
+            qdq_fixed.weights_kept = sorted(kept_weights)
+            qdq_fixed.log()
+        plan = plan_quantization(graph, ranges, io_dtype or prof.io_dtype, per_channel_fc=pc_fc,
+                                 weights=kept_weights or None)
         bias_info = ada_info = means = None
         if adaround:
             from converters.quality.adaround import adaround as adaround_weights
 
             ada_info = adaround_weights(graph, plan, sess, data, progress=progress)
+            if kept_weights:  # the QDQ model's own int8 weights stay as it rounded them
+                plan.weights.update(kept_weights)
         if bias_correction:
             from converters.quality.bias_correction import correct_biases
 
@@ -373,6 +398,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                                                 start_precision=policy.precision if activations == "int8" else None,
                                                 start_reasons=policy.reasons if activations == "int8" else None)
         timings["mixed_precision_s"] = time.perf_counter() - t_mp
+    if qdq_fixed is not None:  # a symmetric int16 pair of the model on a tensor written in int16 keeps its scale
+        qdq_fixed.keep_int16(graph, plan, means)
     tfl_path = os.path.join(out, f"{graph.name}_int8.tflite")
     onnx_path = os.path.join(out, f"{graph.name}_int8.onnx") if "onnx" in formats else None
     t2 = time.perf_counter()
@@ -444,6 +471,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         "sensitivity": sensitivity,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    if qdq is not None:
+        report["qdq"] = qdq.section(graph, plan)
     if n_in > 1:
         report["inputs"] = [_input_entry(graph, plan, spec) for spec in specs]
     if not fit.fits:

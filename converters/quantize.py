@@ -61,6 +61,7 @@ import numpy as np
 from converters.ir import (
     COMPARE_KINDS,
     FLOAT_OUTPUT_KINDS,
+    RAW_OUTPUT_KINDS,
     Graph,
     Op,
     unquantized_tensors,
@@ -275,6 +276,19 @@ def quantize_weight(w: np.ndarray, axis: Optional[int], min_scales: Optional[np.
     return QuantWeight(q, scales, axis)
 
 
+def quantize_bias(b: np.ndarray, input_scale: float, weight: QuantWeight, wide16: bool = False) -> QuantWeight:
+    """A bias quantized at scale input_scale x weight scale (per channel where the weights are): int32, or int64
+    for a 16x8 op (``wide16``)."""
+    bscale = (np.float64(input_scale) * weight.scales.astype(np.float64)).astype(np.float32)
+    bf = np.asarray(b).astype(np.float64)
+    bscale_full = np.broadcast_to(bscale, bf.shape).astype(np.float64)
+    if wide16:  # 16x8: int64 biases
+        bq = np.clip(np.round(bf / bscale_full), -(2 ** 62), 2 ** 62).astype(np.int64)
+    else:
+        bq = np.clip(np.round(bf / bscale_full), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
+    return QuantWeight(bq, bscale.astype(np.float32), 0)
+
+
 class _Groups:
     """Union-find over tensor names: tensors that must share quantization parameters."""
 
@@ -292,6 +306,29 @@ class _Groups:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[rb] = ra
+
+
+def _join_shared(groups: _Groups, op: Op) -> None:
+    """Join the tensors whose parameters ``op``'s int8 kernel needs equal (:data:`SHARED`, SELECT_V2)."""
+    if op.kind in SHARED:
+        n_in = len(op.inputs) if op.kind in SHARED_ALL_INPUTS else 1
+        for i in op.inputs[:n_in]:
+            groups.union(op.outputs[0], i)
+    if op.kind == "SELECT_V2":  # int8 SELECT_V2 copies values: both choices share the output's parameters
+        for i in op.inputs[1:]:
+            groups.union(op.outputs[0], i)
+
+
+def parameter_groups(graph: Graph) -> list[list[str]]:
+    """The groups of two or more tensors that :func:`plan_quantization` gives one set of int8 parameters (the
+    inputs and outputs of the ops in :data:`SHARED`, SELECT_V2's choices), each in first-seen order."""
+    groups = _Groups()
+    for op in graph.ops:
+        _join_shared(groups, op)
+    by_root: dict[str, list[str]] = {}
+    for name in list(groups.parent):
+        by_root.setdefault(groups.find(name), []).append(name)
+    return [m for m in by_root.values() if len(m) > 1]
 
 
 def saturated_input_ranges(graph: Graph, ranges: dict[str, tuple[float, float]],
@@ -334,7 +371,10 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
     """
     if io_dtype not in ("int8", "uint8", "float32"):
         raise ConfigError(f"io_dtype must be int8, uint8 or float32, got {io_dtype!r}")
-    precision = {k: v for k, v in (precision or {}).items() if v != "int8"}
+    raw = unquantized_tensors(graph)
+    int_only = {op_key(op) for op in graph.ops if op.outputs and all(raw.get(o) == "int32" for o in op.outputs)
+                and op.kind not in RAW_OUTPUT_KINDS}  # selections of token ids: int32 in every precision
+    precision = {k: v for k, v in (precision or {}).items() if v != "int8" and k not in int_only}
     kinds = {op_key(op): op.kind for op in graph.ops}
     for k, v in precision.items():
         if v not in PRECISIONS or k not in kinds:
@@ -367,13 +407,7 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
             if t.is_constant and t.data.dtype.kind == "f" and not (op.kind in WEIGHTED_KINDS and k in (1, 2)) \
                     and name not in masks:  # an attention mask stays float in its island
                 const_ranges[name] = (float(t.data.min()), float(t.data.max()))
-        if op.kind in SHARED:
-            n_in = len(op.inputs) if op.kind in SHARED_ALL_INPUTS else 1
-            for i in op.inputs[:n_in]:
-                groups.union(op.outputs[0], i)
-        if op.kind == "SELECT_V2":  # int8 SELECT_V2 copies values: both choices share the output's parameters
-            for i in op.inputs[1:]:
-                groups.union(op.outputs[0], i)
+        _join_shared(groups, op)
         if op.kind == "PADV2" and op.attrs.get("value", 0.0) == float("-inf"):
             no_range.add(op.outputs[0])
         if op.kind in FIXED:
@@ -442,17 +476,11 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
                 graph.tensors[w_name].data, axes[op.kind], need.get(w_name))
         qw = weights[w_name]
         wide16 = precision.get(op_key(op)) == "int16"
-        s_in = np.float64((activations16 if wide16 else activations)[op.inputs[0]].scale)
-        bscale = (s_in * qw.scales.astype(np.float64)).astype(np.float32)
-        b = graph.tensors[b_name].data.astype(np.float64)
-        bscale_full = np.broadcast_to(bscale, b.shape).astype(np.float64)
-        if wide16:  # 16x8: int64 biases
-            bq = np.clip(np.round(b / bscale_full), -(2 ** 62), 2 ** 62).astype(np.int64)
-        else:
-            bq = np.clip(np.round(b / bscale_full), -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
-        if b_name in biases and not np.array_equal(biases[b_name].scales, bscale):
+        qb = quantize_bias(graph.tensors[b_name].data, (activations16 if wide16 else activations)[op.inputs[0]].scale,
+                           qw, wide16)
+        if b_name in biases and not np.array_equal(biases[b_name].scales, qb.scales):
             raise ValueError(f"bias '{b_name}' is shared by ops with different input scales; give each op its own")
-        biases[b_name] = QuantWeight(bq, bscale.astype(np.float32), 0)
+        biases[b_name] = qb
     # chosen float ops keep float outputs (their readers convert); the automatic islands (FLOAT_ISLANDS)
     # quantize their output right away, as before mixed precision existed
     dtypes = {o: ("float32" if precision[op_key(op)] == "float" else precision[op_key(op)])

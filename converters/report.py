@@ -506,12 +506,26 @@ def mixed_precision_line(mp: dict[str, Any]) -> str:
             f"stopped by: {mp['stopped_by']}")
 
 
+def qdq_line(q: dict[str, Any]) -> str:
+    """One line for a QDQ source: how many activation ranges and weights came from the model, how many from
+    calibration (the lists are in report.json's ``qdq``)."""
+    if q["ranges"] != "model":
+        return f"- QDQ source: {q['model_pairs']} model pair(s) ignored, every range from {q['ranges']}"
+    moved = len(q["changed_by_constraints"])
+    return (f"- QDQ source: {len(q['activations_from_model'])} activation range(s) from the model"
+            + (f" ({moved} more moved by TFLite's constraints)" if moved else "")
+            + f", {len(q['activations_calibrated'])} from calibration; {len(q['weights_from_model'])} weight(s) from "
+            f"the model, {len(q['weights_requantized'])} re-quantized")
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable report."""
     lines = [f"# Conversion report: {report['model']}", "",
              f"- source: {report['source']} ({report['source_format']}), profile: {report['profile']}",
              f"- calibration: {report['calibration']['samples']} samples, method {report['calibration']['method']}",
              "- outputs: " + ", ".join(f"{k} `{os.path.basename(v)}`" for k, v in report["outputs"].items() if v), ""]
+    if report.get("qdq"):
+        lines[-1:-1] = [qdq_line(report["qdq"])]
     lines += ["## Summary", ""] + [f"- {s}" for s in report.get("summary", [])] + [""]
     fit = report.get("fit")
     if fit:

@@ -117,16 +117,16 @@ def test_pool3d_random(op, seed, tmp_path):
     assert m.tflite["y"] >= 25.0
 
 
-def test_conv_transpose3d_is_refused(tmp_path):
-    """ConvTranspose on 5-D input stays unsupported: one line naming the node."""
+def test_grouped_conv_transpose3d_is_refused(tmp_path):
+    """Grouped ConvTranspose on 5-D input stays unsupported: one line naming the node."""
     w = np.ones((2, 3, 2, 2, 2), np.float32)
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="deconv3d")
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="deconv3d", group=2)
     path = _save([node], (1, 2, 3, 4, 4), tmp_path / "t.onnx", (numpy_helper.from_array(w, "w"),))
-    _refuses(path, "deconv3d", "ConvTranspose", "5-D")
+    _refuses(path, "deconv3d", "ConvTranspose", "group")
 
 
-def test_max_pool3d_indices_and_dilated_average_are_refused(tmp_path):
-    """MaxPool's Indices output and dilated AveragePool (opset 19) on 5-D input: one-line refusals."""
+def test_max_pool3d_indices_refused_and_dilated_average_converts(tmp_path):
+    """MaxPool's Indices output on 5-D input: a one-line refusal; dilated AveragePool (opset 19) converts."""
     node = helper.make_node("MaxPool", ["x"], ["y", "idx"], name="mp_idx", kernel_shape=[2, 2, 2])
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4, 4])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
@@ -136,7 +136,9 @@ def test_max_pool3d_indices_and_dilated_average_are_refused(tmp_path):
     onnx.save(m, str(tmp_path / "idx.onnx"))
     _refuses(str(tmp_path / "idx.onnx"), "mp_idx", "Indices")
     node = helper.make_node("AveragePool", ["x"], ["y"], name="ap_dil", kernel_shape=[2, 2, 2], dilations=[2, 1, 1])
-    _refuses(_save([node], (1, 2, 6, 4, 4), tmp_path / "dil.onnx", opset=19), "ap_dil", "dilated average")
+    path = _save([node], (1, 2, 6, 4, 4), tmp_path / "dil.onnx", opset=19)
+    data = np.random.default_rng(3).uniform(-1, 1, (N, 1, 2, 6, 4, 4)).astype(np.float32)
+    check_graph(import_onnx(path), data, onnx_reference(path), tmp_path, min_sqnr=30.0)
 
 
 def test_conv3d_relu_conv3d_average_pool3d_chain(tmp_path):

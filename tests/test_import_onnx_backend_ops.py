@@ -262,13 +262,13 @@ def test_dilated_max_pool_1d(tmp_path):
     check_graph(import_onnx(path), uniform((1, 2, 30)), onnx_reference(path), tmp_path, min_sqnr=40.0)
 
 
-def test_dilated_average_pool_is_refused_in_one_line(tmp_path):
+def test_dilated_average_pool_converts(tmp_path):
+    """Dilated AveragePool (once refused): a dilated DEPTHWISE_CONV_2D with weights 1/area."""
     node = helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], dilations=[2, 2])
     path = _save([node], [1, 2, 8, 8], [1, 2, 6, 6], tmp_path / "apool.onnx", 19)
-    with pytest.raises(UnsupportedModelError) as exc:
-        import_onnx(path)
-    msg = str(exc.value)
-    assert "\n" not in msg and "dilated average pooling is not supported" in msg
+    graph = import_onnx(path)
+    assert graph.op_counts().get("DEPTHWISE_CONV_2D") == 1
+    check_graph(graph, uniform((1, 2, 8, 8)), onnx_reference(path), tmp_path, min_sqnr=35.0)
 
 
 def test_conv_transpose_output_padding_past_full_output_grouped_and_1d(tmp_path):

@@ -276,13 +276,13 @@ def test_grid_sample_constant_grid(tmp_path):
 
 
 @pytest.mark.parametrize("attrs,x_shape,g_shape,words", [
-    ({"mode": "cubic"}, (1, 1, 3, 3), (1, 2, 2, 2), ("cubic",)),
+    ({"mode": "cubic"}, (1, 1, 3, 3), (1, 2, 2, 2), ("cubic", "constant grid")),
     ({}, (1, 1, 300, 300), (1, 40, 40, 2), ("weight matrix",))])
 def test_grid_sample_refusals_are_one_line(attrs, x_shape, g_shape, words, tmp_path):
-    """Cubic mode and oversized samplings: one line naming the node."""
+    """Cubic mode and oversized samplings of a grid computed at run time (a constant grid takes the sparse
+    gather form): one line naming the node."""
     out = x_shape[:2] + g_shape[1:-1]
     node = helper.make_node("GridSample", ["x", "g"], ["y"], name="gs_refused", **attrs)
-    grid = np.zeros(g_shape, np.float32)
-    nodes = [helper.make_node("Sigmoid", ["gc"], ["g"]), node]
-    path = _save(nodes, [_vi("x", x_shape)], [_vi("y", out)], tmp_path / "gsr.onnx", (_const("gc", grid),), 20)
+    nodes = [helper.make_node("Sigmoid", ["gi"], ["g"]), node]
+    path = _save(nodes, [_vi("x", x_shape), _vi("gi", g_shape)], [_vi("y", out)], tmp_path / "gsr.onnx", (), 20)
     _refuses(path, "gs_refused", *words, shapes={"x": x_shape})

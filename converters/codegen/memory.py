@@ -1,8 +1,10 @@
 """The arena plan of the generated C: the project's planner with the C kernels' own memory traits.
 
-- RESHAPE/SQUEEZE alias their input (no copy); ADD/SUB/MUL on same-shaped inputs, SOFTMAX and
-  the table-driven elementwise ops read each element before writing it, so they may overwrite an
-  input that dies there, with no scratch.
+- RESHAPE/SQUEEZE/EXPAND_DIMS alias their input (no copy); ADD/SUB/MUL, MAXIMUM/MINIMUM and
+  PRELU on same-shaped inputs, SOFTMAX and the table-driven elementwise ops read each element
+  before writing it, so they may overwrite an input that dies there, with no scratch. The
+  data-movement ops (``gather.c``) and MEAN/SUM write their own output buffer; resource-variable
+  ops need nothing in the arena (variables are static buffers of their own, ``variables.py``).
 - CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (batch 1) may overwrite their dying input through
   a ring (``er_in``/``er_out`` in ``er_fixedpoint.h``): output bytes are produced forward or
   backward; just before output byte ``o`` is written the input byte at ``o`` is saved at
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.codegen.ops import LOOKUP
+from converters.codegen.ops import ALIAS_OPS, BINARY, BINARY_LIKE, LOOKUP
+from converters.codegen.variables import VARIABLE_OPS
 from edge_runtime.arena.plan import ArenaPlan, plan_arena
 from edge_runtime.arena.traits import OpMemory
 from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
 from edge_runtime.formats.tflite import Operator, SubGraph, TFLiteModel
 
-_ALIAS = ("RESHAPE", "SQUEEZE")
+_ALIAS = ALIAS_OPS
 
 
 def _window_ends(out_size: int, stride: int, pad: int, k: int, dil: int, in_size: int
@@ -67,8 +70,10 @@ def c_op_memory(model: TFLiteModel, subgraph: SubGraph, op: Operator) -> OpMemor
         return OpMemory(alias_input=0)
     if op.name == "SOFTMAX" or op.name in LOOKUP:
         return OpMemory(inplace_input=0)
+    if op.name in VARIABLE_OPS:
+        return OpMemory()
     out = subgraph.tensors[op.outputs[0]]
-    if op.name in ("ADD", "SUB", "MUL"):
+    if op.name in BINARY or op.name in BINARY_LIKE:
         for pos in (0, 1):
             t = subgraph.tensors[op.inputs[pos]]
             if tuple(t.shape) == tuple(out.shape) and not t.is_constant:

@@ -3,17 +3,20 @@ kernel call. The parameters come from the micro backend's own kernel preparation
 shifts, padding, activation ranges), so the C computes what micro computes, bit for bit."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from converters.codegen.arith import bcast_strides, minmax_op, prelu_op, reduce_op, resize_bilinear_op
+from converters.codegen.cop import C_RANGES, CONST_KINDS, COp, c_array, c_struct, c_values
+from converters.codegen.layers import batch_matmul_op, transpose_conv_op
+from converters.codegen.movement import MOVEMENT_INPUTS, movement_inputs, movement_op
+from converters.codegen.outstage import dead_channels, out_stage
+from converters.codegen.variables import VARIABLE_DATA_INPUTS, VARIABLE_OPS, variable_op
 from edge_runtime.backends.micro.fixedpoint import (
     calculate_input_radius,
     quantize_multiplier,
     quantize_multiplier_greater_than_one,
-    rounding_divide_by_pot_scalar,
-    srdhm_scalar,
 )
 from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
 from edge_runtime.backends.micro.kernels.base import qparams
@@ -21,66 +24,33 @@ from edge_runtime.backends.micro.kernels.variable_weights import grouped_conv, o
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import Operator, TFLiteModel
 
-#: op name -> kernel source file (without .c); RESHAPE needs none.
+#: op name -> kernel source file (without .c); RESHAPE-like and resource-variable ops need none.
 KERNEL_FILES = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise_conv", "FULLY_CONNECTED": "fully_connected",
                 "AVERAGE_POOL_2D": "average_pool", "MAX_POOL_2D": "max_pool", "ADD": "add", "SUB": "sub", "MUL": "mul",
                 "SOFTMAX": "softmax", **{name: "lookup" for name in (
                     "RELU", "RELU6", "LOGISTIC", "TANH", "QUANTIZE", "LEAKY_RELU", "HARD_SWISH", "ABS", "NEG",
                     "ELU")},
-                "RESHAPE": None, "SQUEEZE": None}
+                "RESHAPE": None, "SQUEEZE": None, "EXPAND_DIMS": None,
+                **{name: "gather" for name in MOVEMENT_INPUTS}, "MEAN": "reduce", "SUM": "reduce",
+                "MAXIMUM": "maximum", "MINIMUM": "minimum", "PRELU": "prelu", "BATCH_MATMUL": "batch_matmul",
+                "TRANSPOSE_CONV": "transpose_conv", "RESIZE_BILINEAR": "resize_bilinear",
+                **{name: None for name in VARIABLE_OPS}}
+#: kernel source -> the header declaring its parameter block and entry point, beyond er_kernels.h
+#: (included by model.c and copied only when the kernel is used)
+KERNEL_HEADER = {"gather": "er_gather.h", "reduce": "er_reduce.h", "maximum": "er_minmax.h",
+                 "minimum": "er_minmax.h", "prelu": "er_minmax.h", "batch_matmul": "er_batch_matmul.h",
+                 "transpose_conv": "er_transpose_conv.h", "resize_bilinear": "er_resize_bilinear.h"}
 SUPPORTED = tuple(sorted(KERNEL_FILES))
 #: int8 -> int8 elementwise ops computed as a 256-entry table (``lookup.c``)
 LOOKUP = tuple(sorted(n for n, f in KERNEL_FILES.items() if f == "lookup"))
 #: elementwise ops with two int8 inputs (broadcasting), sharing ``er_add_params``
 BINARY = ("ADD", "SUB", "MUL")
+#: other ops with two int8 activation inputs (broadcasting, ``er_add_params``)
+BINARY_LIKE = ("MAXIMUM", "MINIMUM", "PRELU")
+#: ops whose output is their input's bytes (aliased by the plan, else one memcpy)
+ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 #: ops whose C kernel can overwrite its dying input through the in-place ring (``er_in``/``er_out``)
 RING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-
-
-#: integer C field types of the parameter blocks -> (min, max)
-C_RANGES = {"int8_t": (-128, 127), "uint8_t": (0, 255), "int16_t": (-32768, 32767), "uint16_t": (0, 65535),
-            "int32_t": (-(1 << 31), (1 << 31) - 1), "uint32_t": (0, (1 << 32) - 1)}
-#: what each kind of generated constant holds, by the suffix of its C name (``op<N>_<suffix>``)
-CONST_KINDS = {"w": "weights", "b": "biases", "rq": "requantization", "p": "parameters", "bc": "parameters",
-               "lut": "tables", "rows": "row index"}
-
-
-@dataclass
-class COp:
-    """The C of one op: its constant definitions (C name -> (kind, C text)), its parameter block
-    (C type and initializer) and its call."""
-
-    index: int
-    name: str
-    consts: dict[str, tuple[str, str]] = field(default_factory=dict)
-    params: str = ""
-    struct: str = ""
-    call: Callable[[str, list[str], str], str] = lambda p, i, o: ""
-
-    def array(self, suffix: str, ctype: str, values: np.ndarray) -> str:
-        """Add ``static const ctype op<N>_<suffix>[]`` holding ``values``; return its C name."""
-        name = f"op{self.index}_{suffix}"
-        self.consts[name] = (CONST_KINDS[suffix], c_array(name, ctype, values, self))
-        return name
-
-
-def c_values(ctype: str, values: np.ndarray, owner: "COp | Operator | str") -> str:
-    """``values`` as a C initializer list body, refused with one line when they overflow ``ctype``
-    (``owner``: the op, or a description, named in that line)."""
-    v = np.asarray(values, np.int64).reshape(-1)
-    lo, hi = C_RANGES[ctype]
-    if v.size and (v.min() < lo or v.max() > hi):
-        where = owner if isinstance(owner, str) else f"op {owner.name} (op {owner.index})"
-        raise UnsupportedModelError(f"{where}: a constant overflows the C generator's "
-                                    f"{ctype} ({int(v.min())}..{int(v.max())})")
-    items = [str(int(x)) for x in v] or ["0"]
-    return ",\n    ".join(", ".join(items[i:i + 24]) for i in range(0, len(items), 24))
-
-
-def c_array(name: str, ctype: str, values: np.ndarray, owner: "COp | Operator | str") -> str:
-    """A ``static const`` C array holding ``values`` (kept in flash)."""
-    n = max(1, int(np.asarray(values).size))
-    return f"static const {ctype} {name}[{n}] = {{\n    {c_values(ctype, values, owner)}\n}};\n"
 
 
 def unsupported(op: Operator) -> UnsupportedModelError:
@@ -94,11 +64,19 @@ def check_op(model: TFLiteModel, op: Operator) -> None:
     if op.name not in KERNEL_FILES:
         raise unsupported(op)
     sg = model.main
-    for i in list(op.inputs[:1]) + list(op.outputs):
+    outputs = [o for o in op.outputs if sg.tensors[o].type_name != "RESOURCE"]
+    for i in [op.inputs[p] for p in data_inputs(op)] + outputs:
         t = sg.tensors[i]
+        if t.type_name == "UINT8" and op.name == "QUANTIZE" and i in op.outputs and i in sg.outputs:
+            continue  # requantized to the model's uint8 output by a table (lookup.c)
         if t.type_name != "INT8":
             raise UnsupportedModelError(f"op {op.name} (op {op.index}): tensor '{t.name}' is {t.type_name}; the C "
                                         "generator supports int8 activations only")
+    if op.name in MOVEMENT_INPUTS:
+        for p, i in enumerate(op.inputs):
+            if i >= 0 and p not in data_inputs(op) and sg.tensors[i].data is None:
+                raise UnsupportedModelError(f"op {op.name} (op {op.index}): input {p} must be a constant "
+                                            "tensor for the C generator")
     if op.name in BINARY and sg.tensors[op.inputs[1]].type_name != "INT8":
         raise UnsupportedModelError(f"op {op.name} (op {op.index}): the second input must be int8")
     for i in op.inputs[1:]:
@@ -115,86 +93,7 @@ def check_op(model: TFLiteModel, op: Operator) -> None:
                                     "not supported by the C generator yet")
 
 
-def _struct(op: "COp | Operator", fields: list[tuple[str, "str | None", object]]) -> str:
-    """A C designated initializer; each integer field is checked against its C type (``None``: a
-    pointer or nested initializer, written as is)."""
-    body = []
-    for name, ctype, value in fields:
-        if ctype is not None:
-            lo, hi = C_RANGES[ctype]
-            if not lo <= int(value) <= hi:
-                raise UnsupportedModelError(f"op {op.name} (op {op.index}): {name} = {int(value)} does not fit "
-                                            f"the C generator's {ctype} field")
-            value = int(value)
-        body.append(f".{name} = {value}")
-    return "{ " + ", ".join(body) + " }"
-
-
-def _mbqm(x: int, m: int, s: int) -> int:
-    """MultiplyByQuantizedMultiplier on one int32, as ``er_mbqm`` computes it."""
-    v = (x << max(s, 0)) & 0xFFFFFFFF
-    return rounding_divide_by_pot_scalar(srdhm_scalar(v - (1 << 32) if v >= 1 << 31 else v, m), max(-s, 0))
-
-
-def dead_channels(w: np.ndarray, axis: int) -> np.ndarray:
-    """Output channels whose filter is all zero (the accumulator is then the bias alone)."""
-    w = np.moveaxis(np.asarray(w), axis, 0)
-    return np.all(w.reshape(w.shape[0], -1) == 0, axis=1)
-
-
-def _revive(m: np.ndarray, s: np.ndarray, bias: "np.ndarray | None", dead: np.ndarray, zp: int, lo: int,
-            hi: int) -> tuple[np.ndarray, np.ndarray, "np.ndarray | None"]:
-    """Give channels with an all-zero filter the live channels' largest multiplier and largest
-    shift, with a bias that yields the same constant output (checked with the kernels'
-    arithmetic); a channel for which no int16 bias does keeps its own values. Their
-    output never depends on the input, so any such triple is exact, and the op's multipliers then
-    usually pack into one uint32 per channel and its biases into int16."""
-    live = ~dead
-    if not dead.any() or not live.any():
-        return m, s, bias
-    m, s = m.copy(), s.copy()
-    b = np.zeros(m.size, np.int64) if bias is None else bias.astype(np.int64).copy()
-    ref_m, ref_s = int(m[live].max()), int(s[live].max())
-    for ch in np.flatnonzero(dead):
-        target = min(max(_mbqm(int(b[ch]), int(m[ch]), int(s[ch])) + zp, lo), hi)
-        guess = int(round((target - zp) * 2.0 ** (31 - ref_s) / ref_m))
-        for cand in [0] + [guess + d for d in range(-2, 3)]:
-            if abs(cand) <= 32767 and min(max(_mbqm(cand, ref_m, ref_s) + zp, lo), hi) == target:
-                m[ch], s[ch], b[ch] = ref_m, ref_s, cand
-                break
-    return m, s, (None if bias is None and not b.any() else b)
-
-
-def out_stage(c: COp, m: np.ndarray, s: np.ndarray, bias: "np.ndarray | None", out_zp: int, lo: int,
-              hi: int, dead: "np.ndarray | None" = None) -> str:
-    """The ``er_out_stage`` initializer of a layer with per-channel multipliers ``m`` and shifts ``s``:
-    biases as int16 when they fit (none when all zero), requantization in the smallest layout of
-    ``er_kernels.h`` (one pair; multiplier and shift offset packed in a uint32; or split).
-    ``dead``: channels with an all-zero filter (see :func:`_revive`)."""
-    m, s = np.asarray(m, np.int64).reshape(-1), np.asarray(s, np.int64).reshape(-1)
-    if dead is not None:
-        m, s, bias = _revive(m, s, bias, dead, out_zp, lo, hi)
-    bias_ptr, bias_bytes = "0", 0
-    if bias is not None and np.any(bias != 0):
-        wide = bool(np.abs(bias).max() > 32767)
-        bias_ptr = c.array("b", "int32_t" if wide else "int16_t", bias)
-        bias_bytes = 4 if wide else 2
-    rq_ptr, kind, mult, shift = "0", "ER_RQ_ONE", int(m[0]), int(s[0])
-    if not (np.all(m == m[0]) and np.all(s == s[0])):
-        if np.all((m >= 1 << 30) & (m < 1 << 31)) and s.max() - s.min() <= 3:
-            kind, mult, shift = "ER_RQ_PACKED", 0, int(s.max())
-            rq_ptr = c.array("rq", "uint32_t", (m - (1 << 30)) | ((s.max() - s) << 30))
-        else:
-            kind, mult, shift = "ER_RQ_SPLIT", 0, 0
-            rq_ptr = f"op{c.index}_rq"
-            c.consts[rq_ptr] = (CONST_KINDS["rq"], (
-                f"static const struct {{ int32_t m[{m.size}]; int8_t s[{s.size}]; }} {rq_ptr} = {{\n"
-                f"    {{ {c_values('int32_t', m, c)} }},\n    {{ {c_values('int8_t', s, c)} }}\n}};\n"))
-            rq_ptr = f"&{rq_ptr}"
-    return _struct(c, [("bias", None, bias_ptr), ("rq", None, rq_ptr), ("mult", "int32_t", mult),
-                       ("channels", "int16_t", m.size), ("shift", "int8_t", shift), ("rq_kind", None, kind),
-                       ("bias_bytes", "uint8_t", bias_bytes), ("out_offset", "int8_t", out_zp),
-                       ("act_min", "int8_t", lo), ("act_max", "int8_t", hi)])
+_struct = c_struct
 
 
 def conv_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
@@ -281,12 +180,7 @@ def add_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     rank = len(shape)
 
     def strides(t_shape: tuple[int, ...]) -> list[int]:
-        full = (1,) * (rank - len(t_shape)) + tuple(t_shape)
-        st, acc = [0] * rank, 1
-        for d in range(rank - 1, -1, -1):
-            st[d] = 0 if full[d] == 1 and shape[d] != 1 else acc
-            acc *= full[d]
-        return st
+        return bcast_strides(shape, t_shape)
 
     def arr(v: list[int]) -> str:
         return "{ " + c_values("int32_t", v + [0] * (6 - len(v)), c) + " }"
@@ -342,11 +236,11 @@ def lookup_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> CO
         raise UnsupportedModelError(f"op {op.name} (op {op.index}): the C generator handles it as an "
                                     "elementwise op with one input of the output's shape")
     k = REGISTRY[op.name](OpContext(model, sg, op))
-    x, y = np.zeros(x_t.shape, np.int8), np.zeros(y_t.shape, np.int8)
+    x, y = np.zeros(x_t.shape, np.int8), np.zeros(y_t.shape, y_t.dtype)
     ws = {name: np.zeros(shape, dt) for name, (shape, dt) in k.workspace.items()}
     k.bind([x], [y], None, ws)
     values = np.arange(-128, 128, dtype=np.int8)
-    table = np.empty(256, np.int8)
+    table = np.empty(256, y_t.dtype)  # (a uint8 output's table holds its bytes)
     n = max(1, x.size)
     for start in range(0, 256, n):
         chunk = values[start:start + n]
@@ -355,14 +249,14 @@ def lookup_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> CO
         k.run()
         table[start:start + chunk.size] = y.reshape(-1)[:chunk.size]
     c = COp(op.index, op.name)
-    lut = c.array("lut", "int8_t", table)
+    lut = c.array("lut", "int8_t", table.view(np.int8))
     count = int(y_t.num_elements)
     c.call = lambda p, i, o: f"er_lookup_s8({lut}, {i[0]}, {o}, {count});"
     return c
 
 
 def reshape_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
-    """RESHAPE / SQUEEZE: nothing when the plan aliases the buffers, else one memcpy."""
+    """RESHAPE / SQUEEZE / EXPAND_DIMS: nothing when the plan aliases the buffers, else one memcpy."""
     n = model.main.tensors[op.outputs[0]].nbytes
     c = COp(op.index, op.name)
     c.call = lambda p, i, o: ("/* aliased: nothing to do */" if i[0] == o else f"memcpy({o}, {i[0]}, {n});")
@@ -372,7 +266,10 @@ def reshape_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> C
 BUILDERS: dict[str, Callable[[TFLiteModel, Operator, int, int], COp]] = {
     "CONV_2D": conv_op, "DEPTHWISE_CONV_2D": conv_op, "FULLY_CONNECTED": fc_op, "AVERAGE_POOL_2D": pool_op,
     "MAX_POOL_2D": pool_op, "ADD": add_op, "SUB": add_op, "MUL": add_op, "SOFTMAX": softmax_op,
-    "RESHAPE": reshape_op, "SQUEEZE": reshape_op, **{name: lookup_op for name in LOOKUP}}
+    "RESHAPE": reshape_op, "SQUEEZE": reshape_op, "EXPAND_DIMS": reshape_op, **{name: lookup_op for name in LOOKUP},
+    **{name: movement_op for name in MOVEMENT_INPUTS}, "MEAN": reduce_op, "SUM": reduce_op, "MAXIMUM": minmax_op,
+    "MINIMUM": minmax_op, "PRELU": prelu_op, "BATCH_MATMUL": batch_matmul_op, "TRANSPOSE_CONV": transpose_conv_op,
+    "RESIZE_BILINEAR": resize_bilinear_op, **{name: variable_op for name in VARIABLE_OPS}}
 
 
 def build_op(model: TFLiteModel, op: Operator, ring: int = 0, direction: int = 1) -> COp:
@@ -383,8 +280,20 @@ def build_op(model: TFLiteModel, op: Operator, ring: int = 0, direction: int = 1
 
 
 def data_input_count(op: Operator) -> int:
-    """How many leading inputs of ``op`` are activations the kernel call receives."""
-    return 2 if op.name in BINARY else 1
+    """How many leading inputs of ``op`` are activations the kernel call receives (ops whose
+    activations are not the leading inputs: see :func:`data_inputs`)."""
+    return 2 if op.name in BINARY or op.name in BINARY_LIKE or op.name == "BATCH_MATMUL" else 1
+
+
+def data_inputs(op: Operator) -> list[int]:
+    """Positions in ``op.inputs`` of the tensors the kernel call receives, in call order."""
+    if op.name in MOVEMENT_INPUTS:
+        return movement_inputs(op)
+    if op.name == "TRANSPOSE_CONV":
+        return [2]
+    if op.name in VARIABLE_DATA_INPUTS:
+        return VARIABLE_DATA_INPUTS[op.name]
+    return list(range(min(data_input_count(op), len(op.inputs))))
 
 
 def constant_weight_bytes(model: TFLiteModel) -> int:
@@ -392,14 +301,23 @@ def constant_weight_bytes(model: TFLiteModel) -> int:
     biases), as the .tflite stores them; RESHAPE/SQUEEZE shape tensors are not counted (the C needs
     none). The generated C may store them smaller (int16 biases, no all-zero bias)."""
     sg = model.main
-    used = {i for op in sg.operators if op.name not in ("RESHAPE", "SQUEEZE") for i in op.inputs if i >= 0}
+    used = set()
+    for op in sg.operators:
+        if op.name in ALIAS_OPS:
+            continue
+        # index operands (paddings, axes, begin/end, ...) become the C's own tables, not weights
+        positions = data_inputs(op) if op.name in MOVEMENT_INPUTS or op.name in ("MEAN", "SUM") + VARIABLE_OPS \
+            else range(1, len(op.inputs)) if op.name == "TRANSPOSE_CONV" else range(len(op.inputs))
+        used |= {op.inputs[p] for p in positions if op.inputs[p] >= 0}
     return int(sum(sg.tensors[i].nbytes for i in used if sg.tensors[i].data is not None))
 
 
 __all__ = [
     "CONST_KINDS",
+    "ALIAS_OPS",
     "C_RANGES",
     "KERNEL_FILES",
+    "KERNEL_HEADER",
     "RING_OPS",
     "SUPPORTED",
     "COp",
@@ -409,6 +327,7 @@ __all__ = [
     "check_op",
     "constant_weight_bytes",
     "data_input_count",
+    "data_inputs",
     "dead_channels",
     "out_stage",
     "unsupported",

@@ -122,6 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(through ReLU, pooling, zero padding; never through ReLU6) so they share one int8 "
                              "range well, leaving the float function unchanged (on by default; see the README's "
                              "quantization techniques table)")
+    parser.add_argument("--recalibrate-qdq", action="store_true", dest="recalibrate_qdq",
+                        help="for an already-quantized QDQ ONNX model: calibrate every activation range and "
+                             "re-quantize every weight as for a float model (by default the model's own scales and "
+                             "zero points and its int8 weights are kept where it fixes them; the report's 'qdq' "
+                             "says which ranges came from the model)")
     parser.add_argument("--adaround", action="store_true",
                         help="optimise whether each int8 weight rounds up or down so every layer's output on the "
                              "calibration data stays closest to float (AdaRound, in numpy: seconds per layer; off by "
@@ -174,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
                         activations=args.activations, target_sqnr=args.target_sqnr, plot=args.plot or None,
                         adaround=args.adaround, precision_policy=args.precision_policy,
                         input_values=parse_input_values(args.input_value),
+                        recalibrate_qdq=args.recalibrate_qdq,
                         **({} if args.equalize is None else {"equalize": args.equalize}))
     if mcu and res.report["outputs"].get("tflite"):  # microcontrollers: always embed TFLM's offline arena plan
         import os

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+import numpy as np
+
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 
 #: how many rounds of nested expansion (a body op that is a function op itself) are allowed
@@ -434,3 +436,99 @@ def _refuse_infinite_mask(node: Any, origin: tuple[str, str], inits: dict[str, A
                 f"{source}: ONNX node '{name}' ({op}) expands to an {node.op_type} of a mask holding infinities "
                 f"(node '{node.name}'; a causal or boolean attention mask), which int8 cannot represent; export "
                 f"the model without the mask (is_causal=0, no boolean attn_mask) or with a finite additive mask")
+
+
+# ---------------------------------------------------------------- ONNX-ML (classical ML) ops
+#: the ONNX-ML domain: what scikit-learn, LightGBM and XGBoost converters write (skl2onnx, onnxmltools)
+ML_DOMAIN = "ai.onnx.ml"
+#: the ONNX-ML ops that are plain tensor arithmetic and are rewritten into standard ops
+ML_REWRITTEN = ("Scaler", "LinearRegressor")
+
+
+def _attr(node: Any, name: str) -> Any:
+    return next((a for a in node.attribute if a.name == name), None)
+
+
+def _ml_scaler(node: Any, fresh: _Namer, consts: list[Any], label: str, source: str) -> list[Any]:
+    """``Scaler``: ``Y = (float(X) - offset) * scale``, ``offset`` and ``scale`` one value or one per feature
+    (the last axis) -> Cast, Sub, Mul."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    offset, scale = (list(_attr(node, k).floats) if _attr(node, k) is not None else [] for k in ("offset", "scale"))
+    if not offset or not scale:
+        raise ModelFormatError(f"{source}: ONNX node '{label}' ({ML_DOMAIN}.Scaler): needs both 'offset' and 'scale' "
+                               f"(got {len(offset)} and {len(scale)} values)")
+    x = fresh(f"{label}/Scaler/x")
+    off, sc, mid = fresh(f"{label}/Scaler/offset"), fresh(f"{label}/Scaler/scale"), fresh(f"{label}/Scaler/centred")
+    consts += [numpy_helper.from_array(np.asarray(offset, np.float32), off),
+               numpy_helper.from_array(np.asarray(scale, np.float32), sc)]
+    return [helper.make_node("Cast", [node.input[0]], [x], name=fresh(f"{label}/Scaler/cast"), to=TensorProto.FLOAT),
+            helper.make_node("Sub", [x, off], [mid], name=fresh(f"{label}/Scaler/sub")),
+            helper.make_node("Mul", [mid, sc], [node.output[0]], name=fresh(f"{label}/Scaler/mul"))]
+
+
+def _ml_linear_regressor(node: Any, fresh: _Namer, consts: list[Any], label: str, source: str) -> list[Any]:
+    """``LinearRegressor`` without a post transform: ``Y = float(X) @ coefficients^T + intercepts``,
+    ``coefficients`` row-major ``[targets, features]`` -> Cast, MatMul, Add."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    post = _attr(node, "post_transform")
+    if post is not None and post.s not in (b"", b"NONE"):
+        raise UnsupportedModelError(f"{source}: ONNX node '{label}' ({ML_DOMAIN}.LinearRegressor): post_transform "
+                                    f"{post.s.decode()} is not supported (only NONE)")
+    coef = np.asarray(_attr(node, "coefficients").floats if _attr(node, "coefficients") is not None else [], np.float32)
+    targets = int(_attr(node, "targets").i) if _attr(node, "targets") is not None else 1
+    intercepts = np.asarray(_attr(node, "intercepts").floats if _attr(node, "intercepts") is not None else [],
+                            np.float32)
+    if targets < 1 or coef.size == 0 or coef.size % targets or intercepts.size not in (0, targets):
+        raise ModelFormatError(f"{source}: ONNX node '{label}' ({ML_DOMAIN}.LinearRegressor): {coef.size} "
+                               f"coefficients and {intercepts.size} intercepts do not fit {targets} target(s)")
+    x, w, prod = fresh(f"{label}/LinearRegressor/x"), fresh(f"{label}/LinearRegressor/weights"), node.output[0]
+    consts.append(numpy_helper.from_array(np.ascontiguousarray(coef.reshape(targets, -1).T), w))
+    nodes = [helper.make_node("Cast", [node.input[0]], [x], name=fresh(f"{label}/LinearRegressor/cast"),
+                              to=TensorProto.FLOAT)]
+    if intercepts.size:
+        prod, b = fresh(f"{label}/LinearRegressor/product"), fresh(f"{label}/LinearRegressor/intercepts")
+        consts.append(numpy_helper.from_array(intercepts, b))
+        nodes.append(helper.make_node("MatMul", [x, w], [prod], name=fresh(f"{label}/LinearRegressor/matmul")))
+        nodes.append(helper.make_node("Add", [prod, b], [node.output[0]], name=fresh(f"{label}/LinearRegressor/add")))
+    else:
+        nodes.append(helper.make_node("MatMul", [x, w], [prod], name=fresh(f"{label}/LinearRegressor/matmul")))
+    return nodes
+
+
+def expand_onnx_ml(model: Any, source: str, opset: int) -> None:
+    """Rewrite, in place, the top-level ONNX-ML (``ai.onnx.ml``) nodes that are plain arithmetic into standard
+    ops (:data:`ML_REWRITTEN`: ``Scaler`` -> Cast, Sub, Mul; ``LinearRegressor`` -> Cast, MatMul, Add), so the
+    network behind a scikit-learn scaler converts. Any other ONNX-ML op (tree ensembles, SVMs, linear
+    classifiers, ZipMap, label encoders...) is refused in one line naming it. A model that declares no
+    default-domain opset (all its nodes were ONNX-ML) gets ``opset``."""
+    from onnx import helper
+
+    g = model.graph
+    if not any(n.domain == ML_DOMAIN for n in g.node):
+        return
+    for n in g.node:
+        if n.domain == ML_DOMAIN and n.op_type not in ML_REWRITTEN:
+            raise UnsupportedModelError(
+                f"{source}: ONNX node '{_label(n)}' ({ML_DOMAIN}.{n.op_type}): classical-ML (ONNX-ML) ops such as "
+                f"tree ensembles, SVMs, linear classifiers and ZipMap have no TFLite form (only "
+                f"{' and '.join(ML_REWRITTEN)} are rewritten into standard ops); convert the neural-network part "
+                f"of the pipeline on its own")
+    taken = {o for n in _all_nodes(g.node) for o in n.output} | {n.name for n in g.node}
+    taken |= {t.name for t in g.initializer} | {vi.name for vi in list(g.input) + list(g.output)} | _read_names(g.node)
+    fresh = _Namer(taken)
+    consts: list[Any] = []
+    nodes = []
+    for n in g.node:
+        if n.domain != ML_DOMAIN:
+            nodes.append(n)
+            continue
+        rewrite = _ml_scaler if n.op_type == "Scaler" else _ml_linear_regressor
+        nodes.extend(rewrite(n, fresh, consts, _label(n), source))
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(consts)
+    if not any(o.domain in DEFAULT_DOMAINS for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("", opset))
+        model.ir_version = max(model.ir_version, 7)

@@ -15,7 +15,8 @@ The product may be a ``MatMul`` with a constant 2-D ``W`` or a ``Gemm`` (``trans
 Casts and Reshapes that keep the encoded axis last (onnxslim turns a 3-D MatMul into Reshape, Gemm, Reshape). Rewritten only where the encoding feeds nothing
 else. The rewrite differs from the source model for indices outside ``[0, depth)`` (the encoding is then
 a zero row, the lookup an error); calibration data with such indices is refused
-(:mod:`converters.calibration_data`).
+(:mod:`converters.calibration_data`). A OneHot that feeds anything else is converted as it is
+(:mod:`converters.importers.onnx_ops.one_hot`: comparisons and a SELECT_V2).
 """
 from __future__ import annotations
 

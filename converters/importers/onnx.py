@@ -10,7 +10,7 @@ model itself transposes from NHWC, as TensorFlow exports do, stays ``NHWC`` and 
 disappears); other ranks keep their ONNX layout. Back-to-back transposes are cancelled afterwards
 (:func:`converters.ir.simplify`), and GELU is rewritten into ops TFLite Micro runs
 (:func:`converters.ir.lower_for_micro`). A sigmoid/softmax/tanh output joined by a concatenation with
-other tensors gets its own int8 parameters (:func:`requantize_fixed_inputs`).
+other tensors gets its own int8 parameters (:func:`~converters.importers.fixed_joins.requantize_fixed_joins`).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from converters.importers.fixed_joins import requantize_fixed_joins
 from converters.importers.integer_inputs import check_integer_uses
-from converters.importers.onnx_eval import evaluate_node
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.onnx_ops.context import ImportContext, nhwc
 from converters.importers.onnx_ops.control import constant_output
@@ -52,6 +52,8 @@ def _prepare(model: Any, input_shapes: InputShapes, source: str, input_values: A
 
 def _fold(ctx: ImportContext, node: Any) -> None:
     """Evaluate a node whose inputs are all constants with ONNX's reference evaluator."""
+    from converters.importers.onnx_eval import evaluate_node
+
     try:
         vals = evaluate_node(node, {i: ctx.consts[ctx.name(i)] for i in node.input if i}, ctx.opset)
     except Exception as exc:
@@ -110,9 +112,11 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     proto = _prepare(model, input_shapes, source, input_values)
     g = proto.graph
     if any(vi.type.tensor_type.elem_type in INTEGER_INPUTS for vi in g.input):
+        from converters.importers.index_wrap import remove_index_wraps
         from converters.importers.one_hot import rewrite_one_hot_products
 
         rewrite_one_hot_products(proto)  # one-hot x matrix of integer data -> an embedding lookup
+        remove_index_wraps(proto)  # tf2onnx's where(ids < 0, ids + N, ids) before a Gather of N rows
         _refuse_non_index_inputs(g, source)
     shapes = static_shapes(g)
     consts: dict[str, np.ndarray] = {}
@@ -172,106 +176,105 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     )
     _copy_shared_outputs(graph)
     graph = simplify(legalize(fuse_activations(simplify(lower_for_micro(graph)))))
-    requantize_fixed_inputs(graph)
+    requantize_fixed_joins(graph)
     _restore_output_names(graph, [o.name for o in g.output])
     check_integer_uses(graph, source)
     return graph
 
 
-#: int8 output parameters fixed by TFLite (:data:`converters.quantize.FIXED`)
-_FIXED_OUTPUT = {"LOGISTIC": (1 / 256, -128), "SOFTMAX": (1 / 256, -128), "TANH": (1 / 128, 0),
-                 "LOG_SOFTMAX": (16 / 256, 127)}
-#: int8 kernels that move values without rescaling: their inputs and output share one set of parameters
-_PASS_THROUGH = ("RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "GATHER")
-_JOINING = ("CONCATENATION", "MAXIMUM", "MINIMUM")
-
-
-def requantize_fixed_inputs(graph: Graph) -> None:
-    """Give a fixed-range input of CONCATENATION/MAXIMUM/MINIMUM its own int8 parameters, in place.
-
-    TFLite's int8 CONCATENATION (and MAXIMUM/MINIMUM) needs one scale for all inputs and the output, and
-    LOGISTIC/SOFTMAX/TANH outputs have fixed ones (a sigmoid's is 1/256 over [0, 1]). Where such an
-    output is joined with any other tensor (YOLO heads concatenate box coordinates in pixels with class
-    sigmoids), the shared scale would become the sigmoid's and clip everything else to [0, 1]. An ADD of
-    zero in between is the identity in float and requantizes in int8, as TensorFlow's converter does.
-    """
-    from converters.ir import Op, Tensor
-
-    producers = graph.producers()
-
-    def origin(name: str) -> Optional[str]:
-        op = producers.get(name)
-        while op is not None and op.kind in _PASS_THROUGH:
-            op = producers.get(op.inputs[0])
-        return None if op is None else op.kind
-
-    for op in list(graph.ops):
-        if op.kind not in _JOINING or len(op.inputs) < 2:
-            continue
-        kinds = [origin(i) if not graph.tensors[i].is_constant else None for i in op.inputs]
-        params = {_FIXED_OUTPUT.get(k) for k in kinds}
-        if len(params) == 1 or not any(k in _FIXED_OUTPUT for k in kinds):
-            continue  # all inputs share one fixed range already, or none is fixed
-        for k, (name, kind) in enumerate(zip(op.inputs, kinds)):
-            if kind not in _FIXED_OUTPUT:
-                continue
-            zero, out = f"{name}/requantize_zero", f"{name}/requantized{k}"
-            graph.tensors[zero] = Tensor(zero, (1,), np.zeros((1,), np.float32))
-            graph.tensors[out] = Tensor(out, graph.tensors[name].shape)
-            graph.ops.insert(graph.ops.index(op), Op("ADD", [name, zero], [out], {"act": "NONE"},
-                                                     name=f"{op.name}/requantize{k}"))
-            op.inputs[k] = out
-
-
 #: ONNX ops an integer input may pass through on its way to a lookup (the values stay the same indices)
 _INDEX_PASS = ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast")
+#: ONNX ops that read run-time indices (input 1) into a constant table (input 0)
+_INDEX_LOOKUPS = ("Gather", "GatherND", "GatherElements")
 
 
-def _first_non_index_use(g: Any, name: str) -> Optional[Any]:
-    """The first ONNX node that reads integer input ``name`` (or a reshape/cast of it) other than as the
-    indices of a Gather from a constant table; None when every use is such a lookup."""
+def _integer_const(consts: dict[str, Any], name: str) -> bool:
+    """True when ``name`` is an integer initializer (or an integer Constant node's output)."""
+    t = consts.get(name)
+    return t is not None and t.data_type in INTEGER_INPUTS
+
+
+def _selects(n: Any, t: str, derived: dict[str, str], consts: dict[str, Any]) -> bool:
+    """True when node ``n`` only selects or rearranges the integer values of ``t`` (a reshape, an integer cast, a
+    Slice/Split with constant bounds, an Expand/Tile to a constant shape, a Gather at constant integer positions,
+    a Concat with integer constants)."""
+    if n.input[0] != t and n.op_type != "Concat":
+        return False
+    rest = [i for i in n.input[1:] if i]
+    if n.op_type in _INDEX_PASS:
+        return n.op_type != "Cast" or any(a.name == "to" and a.i in INTEGER_INPUTS for a in n.attribute)
+    if n.op_type in ("Slice", "Split", "Expand", "Tile"):  # constant bounds, sizes, shape, repeats
+        return all(i in consts for i in rest)
+    if n.op_type == "Gather":
+        return len(rest) == 1 and _integer_const(consts, rest[0])
+    if n.op_type == "Concat":
+        return all(i in derived or _integer_const(consts, i) for i in n.input if i)
+    return False
+
+
+def _integer_values(g: Any) -> dict[str, str]:
+    """Every ONNX tensor holding integer values of an integer graph input -> that input (the first one of a
+    Concat): the inputs and what :func:`_selects` selects from them, in node order."""
+    consts = {i.name: i for i in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.output:
+            val = next((a.t for a in n.attribute if a.name == "value" and a.HasField("t")), None)
+            if val is not None:
+                consts[n.output[0]] = val
+    derived = {vi.name: vi.name for vi in g.input
+               if vi.name not in consts and vi.type.tensor_type.elem_type in INTEGER_INPUTS}
+    for n in g.node:
+        read = [i for i in n.input if i in derived]
+        if read and all(_selects(n, t, derived, consts) for t in read):
+            derived.update({o: derived[read[0]] for o in n.output if o})
+    return derived
+
+
+def _first_non_index_use(g: Any, name: str) -> Optional[tuple[Any, str]]:
+    """The first ONNX node that reads integer values of input ``name`` other than to select from them
+    (:func:`_selects`) or as the indices of a lookup into a constant table (Gather, GatherND, GatherElements),
+    with the tensor it reads; None when every use is one of those."""
     consts = {i.name for i in g.initializer}
-    frontier, seen = [name], set()
-    while frontier:
-        t = frontier.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        for n in g.node:
-            if t not in n.input:
+    derived = _integer_values(g)
+    for n in g.node:
+        for k, t in enumerate(n.input):
+            if derived.get(t) != name:
                 continue
-            if n.op_type == "Gather" and list(n.input).index(t) == 1 and n.input[0] in consts:
+            if n.op_type in _INDEX_LOOKUPS and k == 1 and n.input[0] in consts:
                 continue
-            if n.op_type in _INDEX_PASS and n.input[0] == t and (n.op_type != "Cast" or any(
-                    a.name == "to" and a.i in INTEGER_INPUTS for a in n.attribute)):
-                frontier.extend(n.output)
+            if all(o in derived for o in n.output if o):
                 continue
-            return n
+            return n, t
     return None
 
 
 def _refuse_non_index_inputs(g: Any, source: str) -> None:
-    """One line for an integer input that is not only the indices of constant-table lookups: a small one is
-    taken for a setting (``--input-value`` is suggested), a larger one names the op reading it."""
+    """One line for an integer input that is not only selected from and used as the indices of constant-table
+    lookups: a small one is taken for a setting (``--input-value`` is suggested), a larger one names the op
+    reading it (and the tensor, when that is selected from the input)."""
     consts = {i.name for i in g.initializer}
     for vi in g.input:
         if vi.name in consts or vi.type.tensor_type.elem_type not in INTEGER_INPUTS:
             continue
-        node = _first_non_index_use(g, vi.name)
-        if node is None:
+        found = _first_non_index_use(g, vi.name)
+        if found is None:
             continue
+        node, tensor = found
         kind = INTEGER_INPUTS[vi.type.tensor_type.elem_type]
         dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if int(np.prod(dims, dtype=np.int64)) <= SETTING_SIZE:
+        via = "" if tensor == vi.name else f" (through '{tensor}', selected from it)"
+        if int(np.prod(dims, dtype=np.int64)) <= SETTING_SIZE and not via:
             raise UnsupportedModelError(
-                f"{source}: input '{vi.name}' is not a float tensor ({kind}); only float inputs and integer "
-                f"indices into a table can be converted; if it is a setting (a sample rate, a flag), freeze it "
-                f"with --input-value {vi.name}=VALUE")
+                f"{source}: input '{vi.name}' is not a float tensor ({kind}) and is read by node "
+                f"'{node.name or node.output[0]}' ({node.op_type}); only float inputs and integer indices into a "
+                f"table can be converted; if it is a setting (a sample rate, a flag), freeze it with "
+                f"--input-value {vi.name}=VALUE")
         raise UnsupportedModelError(
-            f"{source}: input '{vi.name}' is {kind} data of shape {'x'.join(map(str, dims))} read by node "
+            f"{source}: input '{vi.name}' is {kind} data of shape {'x'.join(map(str, dims))} read{via} by node "
             f"'{node.name or node.output[0]}' ({node.op_type}); integer inputs (token ids, bytes, indices) can "
-            f"only index a constant table (Gather/embedding, or OneHot followed by MatMul/Gemm); export the model "
-            f"from its first float tensor otherwise")
+            f"only be selected from (Slice, Gather at constant positions, Reshape, Concat with integer constants) "
+            f"and index a constant table (Gather/embedding, GatherND/GatherElements, or OneHot followed by "
+            f"MatMul/Gemm); integer arithmetic is not supported: export the model from its first float tensor")
 
 
 def _restore_output_names(graph: Graph, names: list[str]) -> None:

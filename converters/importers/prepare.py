@@ -4,12 +4,15 @@
 
 1. load, reading external-data files only from the model's own folder (no absolute paths, no
    ``..``, no symlinks that leave it);
-2. check the IR version (>= 3) and the default-domain opset (6 to 22; newer ones are read as 22 where every
-   node means the same, :func:`read_as_opset`), after inlining the model's own functions and replacing
-   each op the importer has no handler for but ONNX defines by a function body (Attention,
-   RMSNormalization, the losses...) by that body (:mod:`converters.importers.expand_functions`; a body op
+2. check the IR version (>= 3); rewrite the ONNX-ML ops that are plain arithmetic (a scikit-learn ``Scaler``,
+   ``LinearRegressor``) into standard ops and refuse every other ONNX-ML op by name
+   (:func:`converters.importers.expand_functions.expand_onnx_ml`); check the default-domain opset (6 to 22;
+   newer ones are read as 22 where every node means the same, :func:`read_as_opset`), after inlining the
+   model's own functions and replacing each op the importer has no handler for but ONNX defines by a
+   function body (Attention, RMSNormalization, the losses...) by that body (:mod:`converters.importers.expand_functions`; a body op
    left unsupported after folding is refused naming the original op); an already-quantized QDQ model is
-   first read back as float (:mod:`converters.importers.qdq`; the QOperator format is refused);
+   first read back as float (:mod:`converters.importers.qdq`; so is onnxruntime's dynamic quantization,
+   the rest of the QOperator format is refused);
 3. fix the inputs' shapes: ``input_shapes`` (``--input-shape NAME=1x3x224x224``) first, then a
    dynamic batch (axis 0 of an input of rank >= 2) becomes 1 (a fixed axis 0 too, except on an input
    frozen by ``--input-value`` or beside an input whose batch is already a fixed 1: a recurrent state
@@ -34,21 +37,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
-from converters.importers.expand_functions import (
-    Origins,
-    drop_empty_parts,
-    expand_function_ops,
-    inline_local_functions,
-    refuse_unsupported_bodies,
-)
-from converters.importers.loop_unroll import has_loops, unroll_loops
-from converters.importers.onnx_eval import constant_value
-from converters.importers.qdq import dequantize_qdq_model
 from edge_runtime.errors import ConfigError, ModelFormatError, UnsupportedModelError
+
+if TYPE_CHECKING:  # expand_functions, loop_unroll, qdq and onnx_eval are imported when a model needs them
+    from converters.importers.expand_functions import Origins
 
 MIN_OPSET, MAX_OPSET, TARGET_OPSET = 6, 22, 13
 MIN_IR = 3
@@ -198,11 +194,23 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
     if model.ir_version < MIN_IR:
         raise UnsupportedModelError(f"{source}: ONNX IR version {model.ir_version} is too old (need >= {MIN_IR}); "
                                     f"re-export the model with a current exporter")
+    if any(n.domain == "ai.onnx.ml" for n in g.node):  # scikit-learn pipelines: Scaler and friends
+        from converters.importers.expand_functions import expand_onnx_ml
+
+        expand_onnx_ml(model, source, TARGET_OPSET)
     opset = default_opset(model)
-    model = inline_local_functions(model, source)
-    dequantize_qdq_model(model, source)  # a QDQ model becomes its float form before ops are expanded or folded
+    if len(model.functions):
+        from converters.importers.expand_functions import inline_local_functions
+
+        model = inline_local_functions(model, source)
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") or _quantized_op(n.op_type) for n in model.graph.node):
+        from converters.importers.qdq import dequantize_qdq_model
+
+        dequantize_qdq_model(model, source)  # a QDQ model becomes its float form before ops are expanded or folded
     origins: Origins = {}
-    if MIN_OPSET <= opset <= _newest_known_opset():
+    if MIN_OPSET <= opset <= _newest_known_opset() and _has_unhandled_ops(model):
+        from converters.importers.expand_functions import expand_function_ops
+
         origins = expand_function_ops(model, opset, source, _handled_ops(), _same_meaning)
     if opset > MAX_OPSET and opset <= _newest_known_opset():
         read_as_opset(model, MAX_OPSET, source)
@@ -222,16 +230,21 @@ def prepare_onnx_model(model: Any, input_shapes: InputShapes = None, source: str
     model = fold_constants(model)
     inline_constant_ifs(model)
     constants_to_initializers(model)
-    if has_loops(model):  # Loop/Scan with a trip count known now: one copy of the body per iteration
-        unroll_loops(model, source)
-        model = fold_constants(model)
-        inline_constant_ifs(model)
-        constants_to_initializers(model)
+    if any(n.op_type in ("Loop", "Scan") for n in model.graph.node):
+        from converters.importers.loop_unroll import has_loops, unroll_loops
+
+        if has_loops(model):  # Loop/Scan with a trip count known now: one copy of the body per iteration
+            unroll_loops(model, source)
+            model = fold_constants(model)
+            inline_constant_ifs(model)
+            constants_to_initializers(model)
     spell_out_gemm_of_activations(model)
     hint = (f"; the fixed batch of {', '.join(rebatched)} was set to 1 (give --input-shape to keep it)"
             if rebatched else "")
     model = infer_static_shapes(model, source, hint)
     if origins:
+        from converters.importers.expand_functions import drop_empty_parts, refuse_unsupported_bodies
+
         drop_empty_parts(model, origins)
         refuse_unsupported_bodies(model, origins, _handled_ops(), source)
     return model
@@ -242,6 +255,12 @@ def _handled_ops() -> frozenset[str]:
     from converters.importers.onnx_ops import REGISTRY
 
     return frozenset(REGISTRY)
+
+
+def _has_unhandled_ops(model: Any) -> bool:
+    """Whether a top-level default-domain node of ``model`` has no handler (only such an op can be expanded)."""
+    handled = _handled_ops()
+    return any(n.domain in DEFAULT_DOMAINS and n.op_type not in handled for n in model.graph.node)
 
 
 def _same_meaning(op: str, old: int, new: int) -> bool:
@@ -437,6 +456,10 @@ def _schema_change(op: str, old: int, new: int) -> "tuple[str, set[str]] | None"
     try:
         s_old = onnx.defs.get_schema(op, old, "")
     except Exception:
+        from converters.importers.onnx_ops.newer_ops import NEWER_OPS
+
+        if op in NEWER_OPS:  # new since ``old``, and converted as it is
+            return None
         return f"op {op} exists only from ONNX opset {s_new.since_version}", set()
 
     def params(s: Any) -> tuple:
@@ -467,13 +490,17 @@ def read_as_opset(model: Any, target: int, source: str) -> None:
 
     An op whose later versions only widened its element types (most ops of opsets 23-28: float4, float8
     and int4 types) or added optional attributes that the node leaves unset reads as its opset-``target``
-    form. A node of an op that is new since ``target`` (CumProd, ...; Attention, RMSNormalization and the other
-    ops ONNX defines by a function body were expanded before, :mod:`converters.importers.expand_functions`),
+    form. A node of an op that is new since ``target`` (BitCast, ...; Attention, RMSNormalization and the other
+    ops ONNX defines by a function body were expanded before, :mod:`converters.importers.expand_functions`;
+    CumProd and TensorScatter are kept, :mod:`converters.importers.onnx_ops.newer_ops`),
     changed its inputs or attributes, or sets an attribute its opset-``target`` form does not have, is
-    refused in one line naming it.
+    refused in one line naming it; except SpaceToDepth's ``mode="CRD"`` (opset 28), which
+    :func:`_spell_out_crd_space_to_depth` writes in opset-``target`` ops first. An added attribute a node sets
+    to its default is dropped (the opset-``target`` form has no such attribute).
     """
     opset = default_opset(model)
     verdicts: dict[str, "tuple[str, set[str]] | None"] = {}
+    _spell_out_crd_space_to_depth(model.graph, target)
     for node in _nodes(model.graph):
         if node.domain not in DEFAULT_DOMAINS:
             continue
@@ -489,9 +516,51 @@ def read_as_opset(model: Any, target: int, source: str) -> None:
             raise UnsupportedModelError(f"{source}: ONNX opset {opset}: {why} (node '{node.name or node.output[0]}'); "
                                         f"the converter reads opsets {MIN_OPSET}-{MAX_OPSET} and newer ones only "
                                         f"where they mean the same; re-export with opset {MAX_OPSET} or lower")
+        keep = [a for a in node.attribute if a.name not in added]
+        if len(keep) != len(node.attribute):
+            del node.attribute[:]
+            node.attribute.extend(keep)
     for o in model.opset_import:
         if o.domain in DEFAULT_DOMAINS:
             o.version = target
+
+
+def _spell_out_crd_space_to_depth(graph: Any, target: int) -> None:
+    """Replace each SpaceToDepth with ``mode="CRD"`` (new in opset 28) of ``graph`` and its subgraphs by ops of
+    opset ``target``, in place: each channel alone is a one-channel SpaceToDepth, whose DCR and CRD orders agree.
+    ``[N, C, H, W] -> Reshape [N*C, 1, H, W] -> SpaceToDepth -> [N*C, b*b, H/b, W/b] -> Reshape [N, C*b*b, H/b, W/b]``
+    (N read by Shape; folded once the shapes are static)."""
+    import onnx.defs
+    from onnx import helper
+
+    if "mode" in onnx.defs.get_schema("SpaceToDepth", target, "").attributes:
+        return
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _spell_out_crd_space_to_depth(sub, target)
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "SpaceToDepth" or node.domain not in DEFAULT_DOMAINS or attrs.get("mode") != b"CRD":
+            nodes.append(node)
+            continue
+        stem = node.name or node.output[0]
+        parts = {f"{stem}/crd_{k}": v for k, v in (("one_channel", [-1, 1, 0, 0]), ("tail", [-1, 0, 0]))}
+        for name, value in parts.items():
+            nodes.append(helper.make_node("Constant", [], [name], name=name,
+                                          value=helper.make_tensor(name, 7, [len(value)], value)))
+        one, tail = parts
+        nodes += [helper.make_node("Reshape", [node.input[0], one], [f"{stem}/crd_x"], name=f"{stem}/crd_x"),
+                  helper.make_node("SpaceToDepth", [f"{stem}/crd_x"], [f"{stem}/crd_s2d"], name=f"{stem}/crd_s2d",
+                                   blocksize=int(attrs["blocksize"])),
+                  helper.make_node("Shape", [node.input[0]], [f"{stem}/crd_n"], name=f"{stem}/crd_n", start=0, end=1),
+                  helper.make_node("Concat", [f"{stem}/crd_n", tail], [f"{stem}/crd_shape"], name=f"{stem}/crd_shape",
+                                   axis=0),
+                  helper.make_node("Reshape", [f"{stem}/crd_s2d", f"{stem}/crd_shape"], [node.output[0]], name=stem)]
+    if len(nodes) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(nodes)
 
 
 # ---------------------------------------------------------------- opset upgrade
@@ -566,6 +635,8 @@ def _pre_opset11_resizes(model: Any) -> list[bool]:
         elif len(n.input) > 1 and n.input[1] in inits:
             scales = numpy_helper.to_array(inits[n.input[1]])
         elif len(n.input) > 1 and n.input[1] in consts:
+            from converters.importers.onnx_eval import constant_value
+
             scales = constant_value(consts[n.input[1]])
         found.append(scales is None or bool(np.all(np.asarray(scales) >= 1)))
     return found
@@ -903,6 +974,8 @@ def constants_to_initializers(model: Any) -> None:
     keep = []
     for node in g.node:
         if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
+            from converters.importers.onnx_eval import constant_value
+
             value = constant_value(node)
             if value is not None:
                 g.initializer.append(numpy_helper.from_array(value, node.output[0]))
@@ -922,6 +995,8 @@ def inline_constant_ifs(model: Any) -> None:
     const_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
     if not any(n.op_type == "If" and (n.input[0] in consts or n.input[0] in const_nodes) for n in g.node):
         return
+    from converters.importers.onnx_eval import constant_value
+
     new_nodes = []
     for node in g.node:
         cond = node.input[0] if node.op_type == "If" else None
@@ -959,7 +1034,7 @@ def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
     ``hint`` is appended to a shape-inference failure (what was changed about the inputs). A top-level
     sequence op (:data:`SEQUENCE_OPS`) left after folding is refused first, by name.
     """
-    from onnx import shape_inference
+    from converters.importers.onnx_ops.newer_ops import infer_shapes
 
     g = model.graph
     for node in g.node:
@@ -972,7 +1047,12 @@ def infer_static_shapes(model: Any, source: str, hint: str = "") -> Any:
         vi.type.tensor_type.ClearField("shape")
     del g.value_info[:]
     try:
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = infer_shapes(model)  # onnx's strict inference, plus the newer ops the importer takes
+        if any(n.op_type == "MaxUnpool" for n in model.graph.node):
+            from converters.importers.onnx_ops.max_unpool import constant_output_shapes
+
+            if constant_output_shapes(model):  # onnx leaves a constant output_shape's output unknown
+                model = infer_shapes(model)
     except Exception as exc:
         msg = " ".join(str(exc).split())
         raise ModelFormatError(f"{source}: ONNX shape inference failed: {msg[:300]}; "

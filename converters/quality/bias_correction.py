@@ -71,18 +71,26 @@ def weight_error_mean(kind: str, dw: np.ndarray, m: np.ndarray, attrs: dict) -> 
     return dw[0].sum(axis=(0, 1)) * np.repeat(m, mult)
 
 
-def corrected_bias(graph: Graph, plan: QuantPlan, op: Any, means: dict[str, np.ndarray]
-                   ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+def corrected_bias(graph: Graph, plan: QuantPlan, op: Any, means: dict[str, np.ndarray],
+                   weight_errors: Optional[dict[Any, np.ndarray]] = None) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """``(float bias with the weight-error mean removed, that error)`` for one weighted op, or None when its
-    input means are missing or do not match the weights' input channels."""
+    input means are missing or do not match the weights' input channels.
+
+    ``weight_errors``: a dict the caller keeps over one pass of unchanged weights, so that a weight shared
+    by many ops (an unrolled recurrence's) is dequantized and compared once; same values either way."""
     if op.kind not in CORRECTED or op.inputs[0] not in means or op.inputs[2] not in plan.biases:
         return None
-    w = graph.tensors[op.inputs[1]].data.astype(np.float64)
+    w = graph.tensors[op.inputs[1]].data
     m = means[op.inputs[0]]
     in_ch = w.shape[-1] if op.kind != "DEPTHWISE_CONV_2D" else w.shape[-1] // int(op.attrs.get("multiplier", 1))
     if m.shape[0] != in_ch:
         return None
-    dw = dequantized_weight(plan, op.inputs[1]).astype(np.float64) - w
+    key = (op.inputs[1], id(w), id(plan.weights[op.inputs[1]]))
+    dw = weight_errors.get(key) if weight_errors is not None else None
+    if dw is None:
+        dw = dequantized_weight(plan, op.inputs[1]).astype(np.float64) - w.astype(np.float64)
+        if weight_errors is not None:
+            weight_errors[key] = dw
     err = weight_error_mean(op.kind, dw, m, op.attrs)
     return graph.tensors[op.inputs[2]].data.astype(np.float64) - err, err
 
@@ -93,8 +101,9 @@ def correct_biases(graph: Graph, plan: QuantPlan, means: dict[str, np.ndarray]) 
     Ops whose input means are missing or do not match the weights' input channels are skipped.
     """
     changed, shift = 0, []
+    weight_errors: dict[Any, np.ndarray] = {}
     for op in graph.ops:
-        got = corrected_bias(graph, plan, op, means)
+        got = corrected_bias(graph, plan, op, means, weight_errors)
         if got is None:
             continue
         b, err = got

@@ -2,7 +2,7 @@
 
 Applied by :func:`converters.pipeline.convert_model` (``--precision-policy auto``, the default) when the
 user asked for neither ``--activations int16`` nor ``--target-sqnr``; ``--precision-policy int8`` keeps
-every op in int8. Two rules, each with the reason the report gives (``quantization.precision.default_policy``):
+every op in int8. The rules below, each with the reason the report gives (``quantization.precision.default_policy``):
 
 - **LSTM/GRU recurrence** (:data:`RECURRENCE`): the ops the ONNX importer emits for an unrolled LSTM or GRU
   (tagged with :data:`converters.importers.onnx_ops.recurrent.RECURRENCE_ATTR`: gate projections, gate
@@ -41,6 +41,10 @@ every op in int8. Two rules, each with the reason the report gives (``quantizati
   speech-embedding 8.6 -> 26.9 dB, basic-pitch nmp 3.8/9.4/10.9 -> 9.7/17.5/16.6 dB
   (``python -m benchmarks.real_models_onnx --models "basic-pitch nmp"``), efficientword-net logmelcalc.tflite
   2.6 -> 22.1 dB vs LiteRT; the written front ends grow about 4x (float DFT and mel weights).
+- **LpPool p = 3, 4** (:data:`LP_POOL`): the chain the ONNX importer writes for LpPool/GlobalLpPool with p >= 3
+  (tagged with :data:`converters.importers.onnx_ops.lppool.LP_POOL_ATTR`: ``|x|^p`` as MULs, the window average,
+  the area and the p-th root). ``|x|^p`` spans the p-th power of its input's range, which 8 linear bits hold
+  for the largest values only. On profiles with an OS the chain is a float island; int8 on microcontrollers.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from converters.importers.onnx_ops.lppool import LP_POOL_ATTR
 from converters.importers.onnx_ops.recurrent import RECURRENCE_ATTR
 from converters.ir import Graph, Op
 from converters.quantize import INT16_KINDS, QuantPlan, op_key
@@ -63,9 +68,12 @@ MOD = "Mod remainder y * (q - floor(q)): float island (an int8 quotient rounding
       "remainder off by |y|; profile with an OS)"
 LOG_SPECTRUM = "log spectrum: float island from the squares to the LOG (a power spectrum spans decades int8 " \
                "keeps in 8 linear bits; LOG has no int16 kernel; profile with an OS)"
+LP_POOL = "LpPool p={p}: float island (|x|^{p} spans the {p}th power of its input's range, which int8 keeps in 8 " \
+          "linear bits; profile with an OS)"
 #: Which rules ``auto`` turns on (measured with ``python -m benchmarks.import_zoo`` and
 #: ``python -m benchmarks.real_models_onnx``; see the README).
-RULES_ON = {"recurrence": True, "layer_norm": True, "magnitude": True, "mod": True, "spectral": True}
+RULES_ON = {"recurrence": True, "layer_norm": True, "magnitude": True, "mod": True, "spectral": True,
+            "lp_pool": True}
 #: int16 ranges are the calibration min/max widened by this factor: states beyond the calibration set's
 #: (held-out hidden and cell states) then do not clip, for 1 of the 15 bits (on the zoo's 160 held-out
 #: inputs, before the recurrence-output rule: gru_kws 26.09 -> 26.15 dB, lstm_kws 31.0 -> 31.6 dB)
@@ -508,6 +516,10 @@ def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice
             for op in chain:
                 if op_key(op) not in choice.precision:
                     choice.add(op, "float", LOG_SPECTRUM)
+    if RULES_ON["lp_pool"] and os_profile:
+        for op in graph.ops:
+            if op.attrs.get(LP_POOL_ATTR) and op_key(op) not in choice.precision:
+                choice.add(op, "float", LP_POOL.format(p=op.attrs[LP_POOL_ATTR]))
     return choice
 
 

@@ -98,8 +98,9 @@ def correct_int16_biases(graph: Graph, plan: QuantPlan, means: dict[str, np.ndar
     """Bias correction (:mod:`converters.quality.bias_correction`) for the int16 layers, into int64 biases."""
     from converters.quality.bias_correction import corrected_bias
 
+    weight_errors: dict = {}
     for op in graph.ops:
-        got = corrected_bias(graph, plan, op, means) if plan.op_dtype(op) == "int16" else None
+        got = corrected_bias(graph, plan, op, means, weight_errors) if plan.op_dtype(op) == "int16" else None
         if got is None:
             continue
         b = got[0]

@@ -338,6 +338,14 @@ class _OnnxBuilder:
             self.nchw(op, x0, rearrange)
         else:
             ins = [self.operand(i, dt) if self.g.tensors[i].is_constant else self.view(i, dt) for i in op.inputs]
+            if k == "CONCATENATION":  # integer constants joined with int32 indices (a BOS token) are int32 too
+                ins = [self.init(self.uid(f"{i}/int32"), self.g.tensors[i].data.astype(np.int32))
+                       if self.g.tensors[i].is_constant and self.g.tensors[i].data.dtype.kind in "iu" else n
+                       for i, n in zip(op.inputs, ins)]
+            if k == "GATHER_ND" and not self.g.tensors[op.inputs[1]].is_constant:  # run-time int32 index tuples
+                wide = self.uid(f"{op.inputs[1]}/int64")
+                self.node("Cast", [ins[1]], [wide], to=self.TP.INT64)  # ONNX GatherND takes int64 indices only
+                ins[1] = wide
             self.simple(op, ins, out)
         self.finish_tensor(op.outputs[0])
 

@@ -54,8 +54,59 @@ def arena_size(blocks: Sequence[Block], offsets: Sequence[int]) -> int:
     return max((o + b.size for b, o in zip(blocks, offsets)), default=0)
 
 
+#: From this many blocks on, :func:`first_fit` looks only at the placed blocks whose lifetimes overlap
+#: (found with numpy) instead of walking every placed block: same offsets, linear work per block in C
+#: rather than in Python (an unrolled recurrence has thousands of short-lived blocks).
+VECTOR_MIN_BLOCKS = 256
+
+
 def first_fit(blocks: Sequence[Block], order: Sequence[int]) -> list[int]:
     """Place blocks in ``order``, each at the lowest offset free over its whole lifetime."""
+    if len(blocks) >= VECTOR_MIN_BLOCKS:
+        return _first_fit_overlapping(blocks, order)
+    return _first_fit_scan(blocks, order)
+
+
+def _first_fit_overlapping(blocks: Sequence[Block], order: Sequence[int]) -> list[int]:
+    """:func:`_first_fit_scan`'s offsets, visiting only the lifetime-overlapping placed blocks.
+
+    The scan's answer depends only on the overlapping placed blocks, in order of offset (ties in
+    placement order): the candidate is the running maximum of their ends, and the first block that
+    starts at least ``size`` above it stops the walk. Both are computed over those blocks at once.
+    """
+    import numpy as np
+
+    n = len(blocks)
+    first = np.fromiter((b.first for b in blocks), np.int64, n)
+    last = np.fromiter((b.last for b in blocks), np.int64, n)
+    size = np.fromiter((b.size for b in blocks), np.int64, n)
+    pf = np.empty(n, np.int64)  # placed blocks' first/last/offset/end, in placement order
+    pl = np.empty(n, np.int64)
+    po = np.empty(n, np.int64)
+    pe = np.empty(n, np.int64)
+    offsets = [0] * n
+    m = 0
+    for i in order:
+        f, l_, s = int(first[i]), int(last[i]), int(size[i])
+        hit = np.flatnonzero((pf[:m] <= l_) & (pl[:m] >= f))
+        candidate = 0
+        if hit.size:
+            by = hit[np.argsort(po[hit], kind="stable")]  # by offset, ties in placement order
+            starts, ends = po[by], pe[by]
+            before = np.empty(by.size, np.int64)  # the candidate when each block is reached
+            before[0] = 0
+            np.maximum.accumulate(ends[:-1], out=before[1:])
+            np.maximum(before, 0, out=before)
+            stop = np.flatnonzero(starts >= before + s)
+            candidate = int(before[stop[0]]) if stop.size else max(0, int(ends.max()))
+        offsets[i] = candidate
+        pf[m], pl[m], po[m], pe[m] = f, l_, candidate, candidate + s
+        m += 1
+    return offsets
+
+
+def _first_fit_scan(blocks: Sequence[Block], order: Sequence[int]) -> list[int]:
+    """First fit walking the placed blocks in order of offset (the reference for small graphs)."""
     offsets = [0] * len(blocks)
     placed: list[int] = []  # indices, kept sorted by offset
     for i in order:

@@ -165,6 +165,7 @@ def run(project: "str | os.PathLike[str]", cpu: str, x: np.ndarray, *, timeout: 
     with tempfile.TemporaryDirectory() as d:
         y, fields = _run_once(cmd, Path(d), x, out_bytes, timeout)
     stack = fields.get("stack", 0)
+    y = y.view(np.dtype(manifest["output"].get("dtype", "int8")))  # the model's output bytes (int8 or uint8)
     res = RunResult(cpu=cpu, inputs=int(len(x)), outputs=y.reshape((len(x),) + out_shape),
                     arena_bytes=int(manifest["arena_bytes"]), weight_bytes=int(manifest["weight_bytes"]),
                     elf=str(exe), opt=opt or "-O2")

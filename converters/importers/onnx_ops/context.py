@@ -14,7 +14,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from converters.importers.tensor_table import TensorTable
-from converters.ir import TO_NCHW, TO_NHWC, Op, Tensor, perm_keeps_order
+from converters.ir import (
+    INDEX_KINDS, INDEX_SELECT_KINDS, TO_NCHW, TO_NHWC, Op, Tensor, perm_keeps_order, selects_integers,
+)
 from edge_runtime.errors import UnsupportedModelError
 
 #: ONNX (NCHW) axis -> IR (NHWC) axis for 4-D tensors
@@ -90,6 +92,8 @@ class ImportContext(TensorTable):
         self.opset = 13
         #: IR names of the integer model inputs (token ids, bytes, indices)
         self.int_inputs: set[str] = set()
+        #: :meth:`is_int` of the IR tensors produced so far (an IR tensor's producer never changes)
+        self._int_known: dict[str, bool] = {}
 
     # -- messages ---------------------------------------------------------
     def err(self, node: Any, msg: str) -> UnsupportedModelError:
@@ -147,14 +151,24 @@ class ImportContext(TensorTable):
         return key
 
     def is_int(self, n: str) -> bool:
-        """True when ONNX tensor ``n`` is an integer input, or a reshape of one (int32 index values)."""
+        """True when ONNX tensor ``n`` holds int32 index values: an integer input, or what reshapes, slices,
+        constant-index gathers and concatenations with integer constants select from one
+        (:func:`converters.ir.selects_integers`), or an ARG_MAX/ARG_MIN result."""
         key = self.name(n)
-        while key not in self.int_inputs:
-            op = self.producer(key)
-            if op is None or op.kind != "RESHAPE":
-                return False
-            key = op.inputs[0]
-        return True
+        if key in self.int_inputs:
+            return True
+        if key in self._int_known:
+            return self._int_known[key]
+        op = self.producer(key)
+        if op is None:
+            return False  # not produced yet: not remembered
+        if op.kind in INDEX_KINDS or op.kind not in INDEX_SELECT_KINDS:
+            found = op.kind in INDEX_KINDS
+        else:
+            ints = {i for i in op.inputs if i in self.tensors and not self.tensors[i].is_constant and self.is_int(i)}
+            found = selects_integers(self, op, ints) is not None
+        self._int_known[key] = found
+        return found
 
     def ir_shape(self, n: str) -> tuple[int, ...]:
         """The IR shape of activation ``n``."""

@@ -209,5 +209,6 @@ def conv_transpose(ctx: ImportContext, node: Any, a: dict) -> None:
         finish_2d(ctx, node, final, True)
 
 
-#: Conv is registered by :mod:`conv3d`, which sends 1-D and 2-D inputs to :func:`conv`
-REGISTRY = {"ConvTranspose": conv_transpose}
+#: Conv is registered by :mod:`conv3d`, which sends 1-D and 2-D inputs to :func:`conv`; ConvTranspose by
+#: :mod:`conv_transpose3d`, which sends the 1-D and 2-D cases it does not normalize to :func:`conv_transpose`
+REGISTRY: dict = {}

@@ -7,8 +7,8 @@ STRIDED_SLICE picks the frames ``d * stride_d + kd * dilation_d`` of every outpu
 stacks the taps along channels (group-major, so each group's channels stay contiguous), and the output
 depths ride on the batch axis: one 2-D Conv over ``[N * D_out, kD * C, H, W]`` with weights
 ``w[o, c, kd] -> w2[o, kd * C_g + c]`` computes every output depth at once. Slices and concatenation share
-their input's int8 parameters, so only the one convolution rounds. ConvTranspose on 5-D input stays refused
-(:func:`converters.importers.onnx_ops.conv.conv_transpose`).
+their input's int8 parameters, so only the one convolution rounds. ConvTranspose on 5-D input is lowered the
+same way by :mod:`converters.importers.onnx_ops.conv_transpose3d`.
 """
 from __future__ import annotations
 

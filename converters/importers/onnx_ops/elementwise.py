@@ -1,4 +1,5 @@
-"""Elementwise ops: arithmetic with broadcasting, activations, Clip, Pow, and the Gelu/HardSwish patterns.
+"""Elementwise ops: arithmetic with broadcasting, activations, Clip, Pow (:mod:`.power` beyond one op), Erf
+(:mod:`.erf` outside Gelu), and the Gelu/HardSwish patterns.
 
 Patterns (recognised across nodes, because TFLite has one op for them):
 
@@ -21,7 +22,10 @@ from converters.importers.onnx_ops.context import (
     const_to_ir,
     nhwc,
 )
+from converters.importers.onnx_ops.erf import emit_erf
 from converters.importers.onnx_ops.gelu import expand_gelu
+from converters.importers.onnx_ops.math_chain import Chain
+from converters.importers.onnx_ops.power import emit_pow
 from converters.ir import Op
 
 BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM"}
@@ -84,7 +88,8 @@ def _gelu_step(ctx: ImportContext, node: Any) -> bool:
             continue
         other = ins[1 - k]
         stage = pend.data["stage"]
-        if t == "Add" and stage == "erf" and _scalar(ctx, other) is not None and abs(_scalar(ctx, other) - 1) < 1e-6:
+        one = _scalar(ctx, other)
+        if t in ("Add", "Sum") and stage == "erf" and one is not None and abs(one - 1) < 1e-6:
             ctx.pending[node.output[0]] = Pending(pend.desc, "gelu", pend.src, _plus_one(ctx, node, ins[k], other),
                                                   dict(pend.data, stage="erf+1"))
             return True
@@ -166,7 +171,7 @@ def binary(ctx: ImportContext, node: Any, a: dict) -> None:
     """Add/Sub/Mul/Div/Max/Min (two or more inputs for Max/Min/Sum) with numpy broadcasting."""
     t = node.op_type
     ins = [i for i in node.input if i]
-    if t in ("Add", "Mul") and _gelu_step(ctx, node):
+    if (t in ("Add", "Mul") or (t == "Sum" and len(ins) == 2)) and _gelu_step(ctx, node):
         return
     if t == "Mul" and _hardswish(ctx, node):
         return
@@ -304,7 +309,8 @@ def unary(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def erf(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Erf: only as part of ``x * 0.5 * (1 + erf(x / sqrt 2))`` (exact Gelu)."""
+    """Erf: deferred when it reads ``x / sqrt(2)`` (a following ``x * 0.5 * (1 + erf)`` becomes one GELU), else,
+    and when that pattern does not follow, the standalone form of :mod:`converters.importers.onnx_ops.erf`."""
     key = ctx.name(node.input[0])
     prev = ctx.producer(key) if key in ctx.tensors else None
     src = None
@@ -314,10 +320,15 @@ def erf(ctx: ImportContext, node: Any, a: dict) -> None:
         if consts and acts and ctx.tensors[consts[0]].data.size == 1:
             if abs(float(ctx.tensors[consts[0]].data.reshape(-1)[0]) - 1 / np.sqrt(2)) < 1e-4:
                 src = acts[0]
+    x = ctx.act(node, node.input[0])
+
+    def materialize() -> None:
+        emit_erf(Chain(ctx, node, x), x)
+
     if src is None:
-        raise ctx.unsupported(node, "Erf is only supported inside Gelu, x * 0.5 * (1 + erf(x / sqrt(2))); "
-                                    "export Gelu (opset 20) or this exact form")
-    ctx.pending[node.output[0]] = Pending(f"Erf node '{node.name or node.output[0]}'", "gelu", src, None,
+        materialize()
+        return
+    ctx.pending[node.output[0]] = Pending(f"Erf node '{node.name or node.output[0]}'", "gelu", src, materialize,
                                           {"stage": "erf"})
 
 
@@ -475,10 +486,14 @@ def prelu(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def pow_(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Pow with a constant exponent: 1, 2, 3, 0.5, -0.5, -1."""
+    """Pow with a constant exponent: 1, 2, 3, 0.5, -0.5 and -1 as one op; any other scalar, and one exponent
+    per element, as :mod:`converters.importers.onnx_ops.power` builds it."""
+    if not ctx.is_const(node.input[1]):
+        raise ctx.err(node, "Pow needs a constant exponent (one computed at run time is not supported)")
     e = _scalar(ctx, node.input[1])
-    if e is None:
-        raise ctx.err(node, "Pow needs a constant scalar exponent")
+    if e is None or e not in (1.0, 2.0, 3.0, 0.5, -0.5, -1.0):
+        emit_pow(ctx, node, np.asarray(ctx.const(node, node.input[1])).astype(np.float64))
+        return
     x = ctx.act(node, node.input[0])
     out = node.output[0]
     shape = ctx.ir_shape(x)
@@ -493,10 +508,8 @@ def pow_(ctx: ImportContext, node: Any, a: dict) -> None:
         ctx.emit("SQRT", [x], out, {}, node)
     elif e == -0.5:
         ctx.emit("RSQRT", [x], out, {}, node)
-    elif e == -1.0:
-        ctx.emit("DIV", [ctx.add_const(f"{out}/one", np.array([1.0])), x], out, {"act": "NONE"}, node)
     else:
-        raise ctx.err(node, f"Pow with exponent {e} is not supported (1, 2, 3, 0.5, -0.5 and -1 are)")
+        ctx.emit("DIV", [ctx.add_const(f"{out}/one", np.array([1.0])), x], out, {"act": "NONE"}, node)
 
 
 REGISTRY = {

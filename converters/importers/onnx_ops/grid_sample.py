@@ -11,9 +11,14 @@ and pixels outside the image get no weight, which is ``zeros`` padding. So:
 which is already the NHWC output (5-D: a third tent, and a transpose back to ONNX's layout). Every op has an
 int8 kernel (ROUND for ``nearest`` and FLOOR for ``reflection`` are float islands). Padding: ``zeros``,
 ``border``, and ``reflection`` (the position reflected at the borders with FLOOR and ABS). Precision: the
-int8 grid holds a position to about ``W / 255`` pixels. ``cubic`` mode is refused in one line, and so are
-samplings whose weight matrix is larger than :data:`MAX_WEIGHTS` elements. A constant grid gives a constant
-weight matrix.
+int8 grid holds a position to about ``W / 255`` pixels. Samplings of a computed grid whose weight matrix is
+larger than :data:`MAX_WEIGHTS` elements are refused in one line.
+
+A constant grid takes the sparse form instead: each output point reads its ``2`` (linear, nearest) or ``4``
+(``cubic``/``bicubic``) taps per axis (index padding as onnxruntime: zeros, border-clamped or reflected), so
+a constant GATHER of those ``2^d`` / ``4^d`` pixels from ``X`` as ``[N * H * W, C]`` and one BATCH_MATMUL with
+the constant ``[N * P, 1, taps]`` weights: ``N * P * 4 * C`` MACs for bilinear 2-D (16 for bicubic) and
+constants sized to the output, not the dense ``N * P * H * W`` matrix. Cubic mode needs a constant grid.
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from converters.importers.onnx_ops.context import ImportContext
 
 #: Largest weight matrix (N x output pixels x input pixels) written.
 MAX_WEIGHTS = 1 << 20
-MODES = {"bilinear": "linear", "linear": "linear", "nearest": "nearest"}
+MODES = {"bilinear": "linear", "linear": "linear", "nearest": "nearest", "bicubic": "cubic", "cubic": "cubic"}
+#: ONNX's cubic convolution coefficient (as onnxruntime and PyTorch)
+CUBIC_ALPHA = -0.75
 
 
 def _text(a: dict, key: str, default: str) -> str:
@@ -103,7 +110,7 @@ def grid_sample(ctx: ImportContext, node: Any, a: dict) -> None:
     padding = _text(a, "padding_mode", "zeros")
     align = bool(int(a.get("align_corners", 0)))
     if mode not in MODES:
-        raise ctx.err(node, f"mode '{mode}' is not supported (bilinear/linear and nearest convert)")
+        raise ctx.err(node, f"mode '{mode}' is not supported (bilinear/linear, nearest and cubic convert)")
     if padding not in ("zeros", "border", "reflection"):
         raise ctx.err(node, f"padding_mode '{padding}' is not supported (zeros, border and reflection convert)")
     x_shape = tuple(int(v) for v in ctx.src_shape(node, node.input[0]))
@@ -114,7 +121,10 @@ def grid_sample(ctx: ImportContext, node: Any, a: dict) -> None:
     n, c, sizes = x_shape[0], x_shape[1], x_shape[2:]
     volume = int(np.prod(sizes))
     p = int(np.prod(g_shape[1:-1]))
-    if n * p * volume > MAX_WEIGHTS:
+    sparse = ctx.is_const(node.input[1])
+    if MODES[mode] == "cubic" and not ctx.is_const(node.input[1]):
+        raise ctx.err(node, "cubic mode needs a constant grid (linear and nearest take a computed one)")
+    if n * p * volume > MAX_WEIGHTS and not sparse:
         raise ctx.err(node, f"the sampling's weight matrix would hold {n * p * volume} values (at most "
                             f"{MAX_WEIGHTS}: N x output pixels x input pixels)")
     out = node.output[0]
@@ -130,9 +140,9 @@ def grid_sample(ctx: ImportContext, node: Any, a: dict) -> None:
             x = ctx.transpose(x, last)
         pixels = ctx.emit("RESHAPE", [x], ctx.tmp(f"{out}/pixels", (n, volume, c)), {}, node, shape=(n, volume, c))
     nearest = MODES[mode] == "nearest"
-    if ctx.is_const(node.input[1]):
+    if sparse:
         gv = np.asarray(ctx.const(node, node.input[1]), np.float64).reshape(n, p, rank - 2)
-        weights = ctx.add_const(f"{out}/weights", const_weights(gv, sizes, align, nearest, padding))
+        y = _sparse_sample(ctx, node, pixels, gv, sizes, align, MODES[mode], padding)
     else:
         grid = ctx.reshape(ctx.act(node, node.input[1]), (n, p, rank - 2), node=node)
         weights = ""
@@ -155,7 +165,9 @@ def grid_sample(ctx: ImportContext, node: Any, a: dict) -> None:
             done *= size
             weights = ctx.emit("RESHAPE", [both], ctx.tmp(f"{out}/weights{d}", (n, p, done)), {}, node,
                                shape=(n, p, done))
-    y = ctx.emit("BATCH_MATMUL", [weights, pixels], ctx.tmp(f"{out}/sampled", (n, p, c)), {}, node, shape=(n, p, c))
+    if not sparse:
+        y = ctx.emit("BATCH_MATMUL", [weights, pixels], ctx.tmp(f"{out}/sampled", (n, p, c)), {}, node,
+                     shape=(n, p, c))
     if rank == 4:  # [N, Ho * Wo, C] is the NHWC output
         ctx.emit("RESHAPE", [y], out, {}, node, shape=(n,) + g_shape[1:3] + (c,))
         return
@@ -164,23 +176,69 @@ def grid_sample(ctx: ImportContext, node: Any, a: dict) -> None:
     ctx.transpose(y, (0, 4, 1, 2, 3), out, node)
 
 
-def const_weights(grid: np.ndarray, sizes: tuple[int, ...], align: bool, nearest: bool, padding: str) -> np.ndarray:
-    """The weight matrix ``[N, P, prod(sizes)]`` of a constant grid ``[N, P, len(sizes)]`` (float64 tents,
-    as :func:`_tent`; grid component ``len(sizes) - 1 - d`` is the coordinate along spatial axis ``d``)."""
-    def tent(g: np.ndarray, size: int) -> np.ndarray:
-        i = (g + 1) * ((size - 1) / 2.0 if align else size / 2.0) - (0.0 if align else 0.5)
-        if nearest:
-            i = np.rint(i)
-        lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
-        if padding == "reflection" and hi > lo:
-            i = lo + (hi - lo) - np.abs(np.mod(i - lo, 2 * (hi - lo)) - (hi - lo))
-        if padding != "zeros":
-            i = np.clip(i, 0, size - 1)
-        return np.maximum(0.0, 1.0 - np.abs(i[..., None] - np.arange(size)))
+def _axis_taps(g: np.ndarray, size: int, align: bool, mode: str, padding: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per point (``g``: normalised coordinates ``[...]``), the pixel index and weight of each tap along one
+    axis: ``[..., 2]`` (linear, nearest: the tent of :func:`const_weights`) or ``[..., 4]`` (cubic, as
+    onnxruntime and PyTorch: border and reflection padding move each tap's index, not the position; onnx's
+    reference implementation also clamps/reflects the position first, which differs from them for border
+    padding; zeros padding zeroes a tap outside the image). Indices always lie inside the image."""
+    i = (g + 1) * ((size - 1) / 2.0 if align else size / 2.0) - (0.0 if align else 0.5)
+    lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+
+    def reflect(v: np.ndarray) -> np.ndarray:
+        return lo + (hi - lo) - np.abs(np.mod(v - lo, 2 * (hi - lo)) - (hi - lo)) if hi > lo else v
+    if mode == "nearest":
+        i = np.rint(i)
+    if padding == "reflection" and mode != "cubic":
+        i = reflect(i)
+    if padding != "zeros" and mode != "cubic":
+        i = np.clip(i, 0, size - 1)
+    base = np.floor(i)
+    t = i - base
+    if mode == "cubic":
+        a = CUBIC_ALPHA
+        w = np.stack([((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+                      ((a + 2) * t - (a + 3)) * t * t + 1,
+                      ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+                      ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a], axis=-1)
+        idx = base[..., None] + np.arange(-1, 3)
+        if padding == "border":
+            idx = np.clip(idx, 0, size - 1)
+        elif padding == "reflection":
+            idx = np.clip(np.trunc(reflect(idx)), 0, size - 1)
+    else:
+        w = np.stack([1.0 - t, t], axis=-1)
+        idx = base[..., None] + np.arange(2)
+    inside = (idx >= 0) & (idx < size)
+    return np.where(inside, idx, 0).astype(np.int64), np.where(inside, w, 0.0)
+
+
+def _sparse_sample(ctx: ImportContext, node: Any, pixels: str, grid: np.ndarray, sizes: tuple[int, ...],
+                   align: bool, mode: str, padding: str) -> str:
+    """A constant grid's sampling as a constant GATHER of every point's taps from ``pixels`` ``[N, V, C]``
+    and a BATCH_MATMUL with the constant ``[N * P, 1, T]`` tap weights; returns ``[N, P, C]``."""
     n, p, dims = grid.shape
-    weights = np.ones((n, p, 1))
+    volume = int(np.prod(sizes))
+    c = ctx.ir_shape(pixels)[-1]
+    index = np.zeros((n, p, 1), np.int64)
+    weight = np.ones((n, p, 1))
     for d, size in enumerate(sizes):
-        weights = (weights[..., :, None] * tent(grid[..., dims - 1 - d], size)[..., None, :]).reshape(n, p, -1)
-    return weights.astype(np.float32)
+        idx, w = _axis_taps(grid[..., dims - 1 - d], size, align, mode, padding)
+        index = (index[..., :, None] * size + idx[..., None, :]).reshape(n, p, -1)
+        weight = (weight[..., :, None] * w[..., None, :]).reshape(n, p, -1)
+    taps = index.shape[-1]
+    index = index + (np.arange(n) * volume)[:, None, None]
+    out = node.output[0]
+    flat = ctx.emit("RESHAPE", [pixels], ctx.tmp(f"{out}/pixel_rows", (n * volume, c)), {}, node,
+                    shape=(n * volume, c))
+    picked = ctx.emit("GATHER", [flat, ctx.add_const(f"{out}/taps", index.reshape(-1), np.int32)],
+                      ctx.tmp(f"{out}/tap_values", (n * p * taps, c)), {"axis": 0}, node, shape=(n * p * taps, c))
+    per_point = ctx.emit("RESHAPE", [picked], ctx.tmp(f"{out}/per_point", (n * p, taps, c)), {}, node,
+                         shape=(n * p, taps, c))
+    y = ctx.emit("BATCH_MATMUL", [ctx.add_const(f"{out}/tap_weights",
+                                                weight.reshape(n * p, 1, taps).astype(np.float32)), per_point],
+                 ctx.tmp(f"{out}/sampled_points", (n * p, 1, c)), {}, node, shape=(n * p, 1, c))
+    return ctx.emit("RESHAPE", [y], ctx.tmp(f"{out}/sampled", (n, p, c)), {}, node, shape=(n, p, c))
+
 
 REGISTRY = {"GridSample": grid_sample}

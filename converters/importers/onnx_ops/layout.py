@@ -2,7 +2,7 @@
 Pad, Expand, and the pass-through ops (Identity, Dropout, Cast to float)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -64,6 +64,9 @@ def concat(ctx: ImportContext, node: Any, a: dict) -> None:
     rank = len(ctx.src_shape(node, out))
     axis = ctx.ir_axis(rank, int(a["axis"]))
     ins = [i for i in node.input if i and int(np.prod(ctx.src_shape(node, i))) > 0]
+    if any(not ctx.is_const(i) and ctx.is_int(i) for i in ins):
+        _concat_indices(ctx, node, ins, rank, axis)
+        return
     parts = []
     for i in ins:
         if ctx.is_const(i):
@@ -72,6 +75,33 @@ def concat(ctx: ImportContext, node: Any, a: dict) -> None:
             parts.append(ctx.add_const(f"{out}/const", v))
         else:
             parts.append(ctx.act(node, i))
+    if len(parts) == 1:
+        ctx.alias[out] = parts[0]
+        return
+    ctx.emit("CONCATENATION", parts, out, {"axis": axis, "act": "NONE"}, node)
+
+
+def _concat_indices(ctx: ImportContext, node: Any, ins: list[str], rank: int, axis: int) -> None:
+    """Concat of integer index tensors (token ids) and integer constants (a BOS token) -> an int32
+    CONCATENATION; a float operand, or a constant outside int32, is refused in one line."""
+    out = node.output[0]
+    parts = []
+    for i in ins:
+        if not ctx.is_const(i):
+            if not ctx.is_int(i):
+                raise ctx.err(node, f"Concat of integer indices with the float tensor '{i}' is not supported; "
+                                    "integer tensors (token ids) can only be joined with integer ones")
+            parts.append(ctx.act(node, i))
+            continue
+        v = np.asarray(ctx.const(node, i))
+        if v.dtype.kind not in "iu":
+            raise ctx.err(node, f"Concat of integer indices with the {v.dtype} constant '{i}' is not supported; "
+                                "integer tensors (token ids) can only be joined with integer constants")
+        if v.size and (v.min() < np.iinfo(np.int32).min or v.max() > np.iinfo(np.int32).max):
+            raise ctx.err(node, f"constant '{i}' holds {int(v.max() if v.max() > 0 else v.min())}, outside int32; "
+                                "indices are int32 in the converted model")
+        v = v.transpose(TO_NHWC) if rank == 4 else v
+        parts.append(ctx.add_const(f"{out}/const", v.astype(np.int32), np.int32))
     if len(parts) == 1:
         ctx.alias[out] = parts[0]
         return
@@ -148,8 +178,9 @@ def split(ctx: ImportContext, node: Any, a: dict) -> None:
 def lookup(ctx: ImportContext, node: Any, a: dict) -> None:
     """Gather from a constant table with index activations (an embedding) -> GATHER(table, indices).
 
-    The indices are an integer model input (or a reshape of it), int32 in the IR; the table keeps its
-    ONNX layout (a 4-D output is moved to NHWC after the lookup).
+    The indices are int32 in the IR: an integer model input, what reshapes, slices, constant-position gathers
+    and concatenations with integer constants select from one, or an ArgMax result (:meth:`ImportContext.is_int`);
+    the table keeps its ONNX layout (a 4-D output is moved to NHWC after the lookup).
     """
     if not ctx.is_int(node.input[1]):
         raise ctx.err(node, "Gather indices computed at run time must come from an integer model input "
@@ -203,11 +234,11 @@ def gather(ctx: ImportContext, node: Any, a: dict) -> None:
         else:
             ctx.transpose(mid, tuple(range(len(mid_shape))), out, node)
         return
+    pick = _pick_integers if ctx.is_int(node.input[0]) else _pick
     if idx.ndim > 1:  # N-D indices: a GATHER of them flattened, then reshaped to the ONNX output shape
         mid_shape = list(ctx.ir_shape(x))
         mid_shape[ir_ax] = int(flat.size)
-        mid = ctx.emit("GATHER", [x, ctx.add_const(f"{out}/indices", flat.astype(np.int32), np.int32)],
-                       ctx.tmp(f"{out}/flat", tuple(mid_shape)), {"axis": ir_ax}, node, shape=tuple(mid_shape))
+        mid = pick(ctx, node, x, flat, ir_ax, ctx.tmp(f"{out}/flat", tuple(mid_shape)), tuple(mid_shape))
         ctx.reshape(mid, gather_shape(tuple(shape), idx.shape, axis), out, node)
         return
     steps = np.diff(flat)
@@ -216,8 +247,37 @@ def gather(ctx: ImportContext, node: Any, a: dict) -> None:
         end = int(flat[-1]) + (1 if step > 0 else -1)
         _slice(ctx, node, x, out, {ir_ax: (int(flat[0]), end, step)})
         return
-    ctx.emit("GATHER", [x, ctx.add_const(f"{out}/indices", flat.astype(np.int32), np.int32)], out,
-             {"axis": ir_ax}, node)
+    pick(ctx, node, x, flat, ir_ax, out, None)
+
+
+def _pick(ctx: ImportContext, node: Any, x: str, flat: np.ndarray, ir_ax: int, out: str,
+          shape: Optional[tuple[int, ...]]) -> str:
+    """GATHER of ``x`` at the constant positions ``flat`` (normalised) along IR axis ``ir_ax`` into ``out``."""
+    return ctx.emit("GATHER", [x, ctx.add_const(f"{out}/indices", flat.astype(np.int32), np.int32)], out,
+                    {"axis": ir_ax}, node, shape=shape)
+
+
+def _pick_integers(ctx: ImportContext, node: Any, x: str, flat: np.ndarray, ir_ax: int, out: str,
+                   shape: Optional[tuple[int, ...]]) -> str:
+    """Integer values (token ids) of ``x`` at the constant positions ``flat`` along IR axis ``ir_ax``: one
+    STRIDED_SLICE per run of consecutive positions, joined by a CONCATENATION (TFLite Micro's GATHER takes no
+    int32 data; its STRIDED_SLICE and CONCATENATION do)."""
+    runs: list[list[int]] = []
+    for p in (int(v) for v in flat):
+        if runs and p == runs[-1][-1] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    parts = []
+    for k, run in enumerate(runs):
+        part_shape = list(ctx.ir_shape(x))
+        part_shape[ir_ax] = len(run)
+        part = ctx.tmp(f"{out}/run{k}", tuple(part_shape))
+        _slice(ctx, node, x, part, {ir_ax: (run[0], run[-1] + 1, 1)})
+        parts.append(part)
+    if len(parts) == 1:
+        return ctx.transpose(parts[0], tuple(range(len(ctx.ir_shape(parts[0])))), out, node)
+    return ctx.emit("CONCATENATION", parts, out, {"axis": ir_ax, "act": "NONE"}, node, shape=shape)
 
 
 def pad(ctx: ImportContext, node: Any, a: dict) -> None:

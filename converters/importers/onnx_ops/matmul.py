@@ -1,12 +1,12 @@
-"""Gemm, MatMul and two-operand Einsum: FULLY_CONNECTED for constant 2-D weights, BATCH_MATMUL
-otherwise."""
+"""Gemm and MatMul: FULLY_CONNECTED for constant 2-D weights, BATCH_MATMUL otherwise (Einsum:
+:mod:`converters.importers.onnx_ops.einsum`)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from converters.importers.onnx_ops.context import ImportContext
+from converters.importers.onnx_ops.context import ImportContext, nhwc
 
 
 def fully_connected(ctx: ImportContext, node: Any, x: str, x_shape: tuple[int, ...], w: np.ndarray,
@@ -66,24 +66,71 @@ def gemm(ctx: ImportContext, node: Any, a: dict) -> None:
 
 def matmul(ctx: ImportContext, node: Any, a: dict) -> None:
     """MatMul: a constant 2-D right operand becomes FULLY_CONNECTED; anything else BATCH_MATMUL
-    (computed in ONNX layout; constant operands allowed)."""
-    sa, sb = ctx.src_shape(node, node.input[0]), ctx.src_shape(node, node.input[1])
-    if len(sa) < 2 or len(sb) < 2:
-        raise ctx.err(node, f"MatMul of 1-D operands ({sa} @ {sb}) is not supported")
-    if ctx.is_const(node.input[1]) and len(sb) == 2 and not ctx.is_const(node.input[0]):
-        w = np.asarray(ctx.const(node, node.input[1]), np.float32).T
-        fully_connected(ctx, node, ctx.act(node, node.input[0]), sa, w, np.zeros(w.shape[0], np.float32))
-        return
+    (computed in ONNX layout; constant operands allowed). A 1-D operand is promoted as numpy does (a left
+    vector to one row, a right vector to one column: a constant one is FULLY_CONNECTED's one output feature),
+    and the promoted axis dropped from the result with a RESHAPE."""
+    sa, sb = tuple(ctx.src_shape(node, node.input[0])), tuple(ctx.src_shape(node, node.input[1]))
+    if not sa or not sb:
+        raise ctx.err(node, f"MatMul of a 0-d operand ({sa} @ {sb}) is not defined")
     out = node.output[0]
-    out_shape = ctx.src_shape(node, out)
+    if len(sa) >= 2 and len(sb) >= 2:
+        _matmul(ctx, node, (node.input[0], sa), (node.input[1], sb), out, ctx.src_shape(node, out))
+        return
+    pa = (1,) + sa if len(sa) == 1 else sa
+    pb = sb + (1,) if len(sb) == 1 else sb
+    if pa[-1] != pb[-2]:
+        raise ctx.err(node, f"MatMul operands {sa} @ {sb} do not match")
+    try:
+        batch = tuple(np.broadcast_shapes(pa[:-2], pb[:-2]))
+    except ValueError:
+        raise ctx.err(node, f"MatMul operands {sa} @ {sb} do not broadcast") from None
+    promoted = batch + (pa[-2], pb[-1])
+    y = ctx.tmp(f"{out}/promoted", nhwc(promoted))
+    _matmul(ctx, node, _promote(ctx, node, node.input[0], sa, pa), _promote(ctx, node, node.input[1], sb, pb), y,
+            promoted)
+    ctx.reshape(y, tuple(ctx.src_shape(node, out)), out, node)
+
+
+def _promote(ctx: ImportContext, node: Any, name: str, shape: tuple[int, ...],
+             promoted: tuple[int, ...]) -> tuple[Any, tuple[int, ...]]:
+    """Operand ``name`` as an operand of ``promoted`` shape: the name itself, a reshaped activation, or (for
+    a constant) its reshaped value."""
+    if shape == promoted:
+        return name, shape
+    if ctx.is_const(name):
+        return np.asarray(ctx.const(node, name), np.float32).reshape(promoted), promoted
+    return ctx.reshape(ctx.act(node, name), promoted, node=node), promoted
+
+
+def _operand(ctx: ImportContext, node: Any, op: tuple[Any, tuple[int, ...]]) -> tuple[Any, bool]:
+    """An operand given as (ONNX name, IR activation name or constant array; shape): its constant value
+    (or None) and whether it is constant."""
+    v = op[0]
+    if isinstance(v, np.ndarray):
+        return v, True
+    if ctx.is_const(v):
+        return np.asarray(ctx.const(node, v), np.float32), True
+    return None, False
+
+
+def _matmul(ctx: ImportContext, node: Any, a_op: tuple[Any, tuple[int, ...]], b_op: tuple[Any, tuple[int, ...]],
+            out: str, out_shape: tuple[int, ...]) -> None:
+    """``a @ b`` of operands of rank >= 2 into ``out`` (ONNX shape ``out_shape``); an operand is an ONNX name,
+    an IR activation (promoted from 1-D) or a constant array."""
+    (va, sa), (vb, sb) = a_op, b_op
+    ca, a_const = _operand(ctx, node, a_op)
+    cb, b_const = _operand(ctx, node, b_op)
+    if b_const and len(sb) == 2 and not a_const:
+        w = cb.T
+        fully_connected(ctx, node, ctx.act(node, va), sa, w, np.zeros(w.shape[0], np.float32), out=out)
+        return
     rank = len(out_shape)
     operands = []
-    for name, shape in ((node.input[0], sa), (node.input[1], sb)):
-        if ctx.is_const(name):
-            v = np.asarray(ctx.const(node, name), np.float32)
-            operands.append(ctx.add_const(f"{out}/const", v.reshape((1,) * (rank - v.ndim) + v.shape)))
+    for v, c, shape in ((va, ca, sa), (vb, cb, sb)):
+        if c is not None:
+            operands.append(ctx.add_const(f"{out}/const", c.reshape((1,) * (rank - c.ndim) + c.shape)))
         else:
-            x = ctx.act(node, name)
+            x = ctx.act(node, v)
             if len(shape) < rank:
                 x = ctx.reshape(x, (1,) * (rank - len(shape)) + tuple(shape), node=node)
             operands.append(ctx.to_src(x))
@@ -96,56 +143,4 @@ def matmul(ctx: ImportContext, node: Any, a: dict) -> None:
         ctx.emit("BATCH_MATMUL", operands, out, {}, node, shape=out_shape)
 
 
-def _einsum_operand(ctx: ImportContext, node: Any, name: str, labels: str, order: str,
-                    shape3: tuple[int, int, int]) -> str:
-    """Operand ``name`` (ONNX labels ``labels``) transposed to ``order`` and reshaped to ``shape3``,
-    in ONNX layout (constants are rearranged here)."""
-    perm = tuple(labels.index(c) for c in order)
-    if ctx.is_const(name):
-        v = np.asarray(ctx.const(node, name), np.float32).transpose(perm).reshape(shape3)
-        return ctx.add_const(f"{node.output[0]}/operand", v)
-    x = ctx.to_src(ctx.act(node, name))
-    x = ctx.transpose(x, perm)
-    return ctx.emit("RESHAPE", [x], ctx.tmp(f"{node.output[0]}/operand", shape3), {}, node, shape=shape3)
-
-
-def einsum(ctx: ImportContext, node: Any, a: dict) -> None:
-    """Two-operand Einsum (batch, contracted and free labels, no repeats) as one BATCH_MATMUL with
-    the transposes and reshapes around it."""
-    eq = a["equation"].decode() if isinstance(a["equation"], bytes) else a["equation"]
-    eq = eq.replace(" ", "")
-    if "->" not in eq or "." in eq or len(node.input) != 2:
-        raise ctx.err(node, f"Einsum '{eq}' is not supported (two operands, explicit output, no ellipsis)")
-    lhs, out_l = eq.split("->")
-    la, lb = lhs.split(",")
-    if any(len(set(t)) != len(t) for t in (la, lb, out_l)) or set(out_l) - set(la) - set(lb):
-        raise ctx.err(node, f"Einsum '{eq}' with repeated or unknown labels is not supported")
-    if (set(la) ^ set(lb)) - set(out_l):
-        raise ctx.err(node, f"Einsum '{eq}' sums a label of one operand only; not supported")
-    sa, sb = ctx.src_shape(node, node.input[0]), ctx.src_shape(node, node.input[1])
-    size = {**dict(zip(la, sa)), **dict(zip(lb, sb))}
-    batch = [c for c in out_l if c in la and c in lb]
-    contract = [c for c in la if c in lb and c not in out_l]
-    left = [c for c in la if c not in lb]
-    right = [c for c in lb if c not in la]
-    nb = int(np.prod([size[c] for c in batch])) if batch else 1
-    nl = int(np.prod([size[c] for c in left])) if left else 1
-    nk = int(np.prod([size[c] for c in contract])) if contract else 1
-    nr = int(np.prod([size[c] for c in right])) if right else 1
-    if ctx.is_const(node.input[0]) and ctx.is_const(node.input[1]):
-        raise ctx.err(node, "operates on constants only; constant folding should have removed it")
-    ia = _einsum_operand(ctx, node, node.input[0], la, "".join(batch + left + contract), (nb, nl, nk))
-    ib = _einsum_operand(ctx, node, node.input[1], lb, "".join(batch + contract + right), (nb, nk, nr))
-    out = node.output[0]
-    y = ctx.emit("BATCH_MATMUL", [ia, ib], ctx.tmp(f"{out}/bmm", (nb, nl, nr)), {}, node, shape=(nb, nl, nr))
-    natural = "".join(batch + left + right)
-    mid_shape = tuple(size[c] for c in natural)
-    y = ctx.emit("RESHAPE", [y], ctx.tmp(f"{out}/unflat", mid_shape), {}, node, shape=mid_shape)
-    y = ctx.transpose(y, tuple(natural.index(c) for c in out_l))
-    if len(out_l) == 4:  # the result is in ONNX layout; the IR keeps 4-D tensors NHWC
-        ctx.from_src(y, out, node)
-    else:
-        ctx.transpose(y, tuple(range(len(out_l))), out, node)
-
-
-REGISTRY = {"Gemm": gemm, "MatMul": matmul, "Einsum": einsum}
+REGISTRY = {"Gemm": gemm, "MatMul": matmul}

@@ -105,15 +105,28 @@ def layer_norm(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def lp_norm(ctx: ImportContext, node: Any, a: dict) -> None:
-    """LpNormalization with p=2: ``x * rsqrt(sum(x^2))`` along one axis."""
-    if int(a.get("p", 2)) != 2:
-        raise ctx.err(node, f"LpNormalization with p={a.get('p')} is not supported (p=2 is)")
+    """LpNormalization along one axis: p=2 as ``x * rsqrt(sum(x^2))``; p=1 as ``x / sum(|x|)``, where a sum of 0
+    (then every ``x`` on it is 0, and the result 0 as in onnx's reference) divides by 1 instead (LESS_EQUAL +
+    SELECT_V2: a divisor that rounds to 0 in int8 never reaches the DIV)."""
+    p = int(a.get("p", 2))
+    if p not in (1, 2):
+        raise ctx.err(node, f"LpNormalization with p={p} is not supported (p=1 and p=2 are)")
     x = ctx.act(node, node.input[0])
     rank = len(ctx.src_shape(node, node.input[0]))
     axis = ctx.ir_axis(rank, int(a.get("axis", -1)))
     shape = ctx.ir_shape(x)
     kept = tuple(1 if d == axis else s for d, s in enumerate(shape))
     out = node.output[0]
+    if p == 1:
+        ab = ctx.emit("ABS", [x], ctx.tmp(f"{out}/abs", shape), {}, node, shape=shape)
+        s1 = ctx.emit("SUM", [ab], ctx.tmp(f"{out}/sum", kept), {"axes": (axis,), "keep_dims": True}, node,
+                      shape=kept)
+        zero = ctx.emit("LESS_EQUAL", [s1, ctx.add_const(f"{out}/zero", np.array([0.0]))],
+                        ctx.tmp(f"{out}/is_zero", kept), {}, node, shape=kept)
+        safe = ctx.emit("SELECT_V2", [zero, ctx.add_const(f"{out}/one", np.array([1.0])), s1],
+                        ctx.tmp(f"{out}/divisor", kept), {}, node, shape=kept)
+        ctx.emit("DIV", [x, safe], out, {"act": "NONE"}, node)
+        return
     sq = ctx.emit("MUL", [x, x], ctx.tmp(f"{out}/squared", shape), {"act": "NONE"}, node, shape=shape)
     ss = ctx.emit("SUM", [sq], ctx.tmp(f"{out}/sum", kept), {"axes": (axis,), "keep_dims": True}, node, shape=kept)
     r = ctx.emit("RSQRT", [ss], ctx.tmp(f"{out}/rnorm", kept), {}, node, shape=kept)

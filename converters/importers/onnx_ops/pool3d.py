@@ -4,9 +4,10 @@ A box window is separable: the 3-D max is the max over the depth window of the p
 and the 3-D average is the depth average of the per-frame (H, W) averages, because the count of real
 (or, with ``count_include_pad``, real-or-pad) taps of a box is the product of its per-axis counts. So:
 frames ``[N * D, H, W, C]`` pooled over (H, W), then ``[N, D, H_out * W_out, C]`` pooled with a
-``(kD, 1)`` window over (D, H_out * W_out); each stage takes the ONNX pads, strides, dilations
-(MaxPool), ``ceil_mode`` and ``count_include_pad`` of its axes, so padding and count semantics are
-exactly those of the 2-D path. A stage whose window is one tap with stride 1 and no padding is skipped.
+``(kD, 1)`` window over (D, H_out * W_out); each stage takes the ONNX pads, strides, dilations,
+``ceil_mode`` and ``count_include_pad`` of its axes, so padding and count semantics are exactly those of
+the 2-D path (a dilated box is separable too). A stage whose window is one tap with stride 1 and no padding
+is skipped.
 Inputs of other ranks go straight to :func:`converters.importers.onnx_ops.pool.pool`.
 """
 from __future__ import annotations
@@ -31,9 +32,8 @@ def _stage(ctx: ImportContext, node: Any, x: str, src_shape: tuple[int, ...], ke
     attrs: dict = {"kernel_shape": list(kernel), "strides": list(stride),
                    "pads": [pads[0][0], pads[1][0], pads[0][1], pads[1][1]],
                    "ceil_mode": int(a.get("ceil_mode", 0))}
-    if node.op_type == "MaxPool":
-        attrs["dilations"] = list(dilation)
-    else:
+    attrs["dilations"] = list(dilation)
+    if node.op_type != "MaxPool":
         attrs["count_include_pad"] = int(a.get("count_include_pad", 0))
     two = sub_node(ctx, node, [x], src_shape, attrs, tag)
     pool2d.pool(ctx, two, attrs)
@@ -51,8 +51,6 @@ def pool3d(ctx: ImportContext, node: Any, a: dict) -> None:
         raise ctx.err(node, f"kernel_shape={list(kernel)} does not have 3 values for a 5-D input")
     stride = triple(ctx, node, a, "strides")
     dilation = triple(ctx, node, a, "dilations")
-    if any(v != 1 for v in dilation) and node.op_type != "MaxPool":
-        raise ctx.err(node, "dilated average pooling is not supported (dilated MaxPool is)")
     pads = pads_3d(ctx, node, a, (d, h, w), kernel, stride, dilation)
     frames = to_frames(ctx, node, x)  # [n, d, h*w, c]
     y = ctx.emit("RESHAPE", [frames], ctx.tmp(f"{node.output[0]}/per_frame", (n * d, h, w, c)), {}, node,

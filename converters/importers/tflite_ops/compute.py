@@ -37,13 +37,9 @@ def _check_window(ctx: TFLiteContext, op: Any, x: str, k: tuple[int, int], strid
     out = ctx.shape(ctx.name(op.outputs[0]))
     if len(out) == 4 and tuple(out[1:3]) == want:
         return
-    dynamic = [(t.name, t.shape, t.shape_signature) for t in (ctx.sg.tensors[i] for i in ctx.sg.inputs)
-               if t.shape_signature is not None and any(d < 0 for d in t.shape_signature)]
-    hint = "".join(f"; input '{n}' is dynamic (shape signature {list(sig)}) and the file stores the placeholder "
-                   f"shape {list(shp)}: re-export the model with a fixed input shape" for n, shp, sig in dynamic[:1])
     raise ctx.err(op, f"stored output {list(out)} does not follow from the {size[0]}x{size[1]} input, "
                       f"{k[0]}x{k[1]} window, stride {stride} and {'SAME' if same else 'VALID'} padding "
-                      f"(height x width {want[0]}x{want[1]}){hint}")
+                      f"(height x width {want[0]}x{want[1]}){ctx.dynamic_hint()}")
 
 
 def conv(ctx: TFLiteContext, op: Any) -> None:

@@ -46,6 +46,12 @@ class TFLiteContext(TensorTable):
         #: constants already read as the bias of a weighted op (a second reader gets its own copy)
         self.biases_used: set[str] = set()
         self._readers: Optional[dict[int, int]] = None
+        #: complex tensors (RFFT2D results, by TFLite index) as their (real, imaginary) IR tensors
+        self.complex_parts: dict[int, tuple[str, str]] = {}
+        #: IR tensors holding int32 indices (integer inputs, ARG_MAX results, what selections take from them)
+        self.int_names: set[str] = set()
+        #: integer tensor selected from another -> the tensor its values come from (an input, ARG_MAX result)
+        self.int_roots: dict[str, str] = {}
 
     def err(self, op: Any, msg: str) -> UnsupportedModelError:
         """One-line refusal naming the operator (index and name)."""
@@ -112,6 +118,15 @@ class TFLiteContext(TensorTable):
         if code not in ACT:
             raise UnsupportedModelError(f"fused activation code {code} is not supported")
         return ACT[code]
+
+    def dynamic_hint(self) -> str:
+        """``"; input 'x' is dynamic ..."`` for the first model input with a dynamic shape signature (the file
+        then stores placeholder shapes the converter cannot work at), else ``""``: the end of a refusal."""
+        for t in (self.sg.tensors[i] for i in self.sg.inputs):
+            if t.shape_signature is not None and any(d < 0 for d in t.shape_signature):
+                return (f"; input '{t.name}' is dynamic (shape signature {list(t.shape_signature)}) and the file stores "
+                        f"the placeholder shape {list(t.shape)}: re-export the model with a fixed input shape")
+        return ""
 
     def option(self, op: Any, field: int, fmt: str, default: "int | float | bool") -> "int | float | bool":
         """A scalar field of the operator's builtin options."""

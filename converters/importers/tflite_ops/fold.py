@@ -178,10 +178,17 @@ EVALUATORS: dict[str, Evaluator] = {
 ALWAYS = tuple(COMPARE_KINDS) + tuple(LOGICAL_KINDS) + ("SELECT", "SELECT_V2", "FLOOR_DIV", "FLOOR_MOD")
 
 
+def _empty_shape_input(ctx: TFLiteContext, op: Any, k: int) -> bool:
+    """RESHAPE's shape input holding no values (a file's empty constant for ``reshape(x, [])``, which has no
+    buffer bytes and so reads as an activation): :func:`_reshape` takes the stored output shape instead."""
+    return op.name == "RESHAPE" and k == 1 and ctx.sg.tensors[op.inputs[k]].num_elements == 0
+
+
 def _wanted(ctx: TFLiteContext, op: Any) -> bool:
     if op.name not in EVALUATORS or not any(i >= 0 for i in op.inputs):
         return False
-    if any(i >= 0 and ctx.tensors[ctx.name(i)].data is None for i in op.inputs):
+    if any(i >= 0 and ctx.tensors[ctx.name(i)].data is None and not _empty_shape_input(ctx, op, k)
+           for k, i in enumerate(op.inputs)):
         return False
     types = [ctx.sg.tensors[o].type_name for o in op.outputs]
     if any(t != "FLOAT32" for t in types) or op.name in ALWAYS:

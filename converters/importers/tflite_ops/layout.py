@@ -9,6 +9,7 @@ import numpy as np
 
 from converters.importers.gather_indices import gather_shape, normalized_indices
 from converters.importers.tflite_ops.context import TFLiteContext
+from converters.importers.tflite_ops.integer_select import integer_parts, pick_integers
 
 
 def reshape(ctx: TFLiteContext, op: Any) -> None:
@@ -23,8 +24,13 @@ def transpose(ctx: TFLiteContext, op: Any) -> None:
 
 
 def concat(ctx: TFLiteContext, op: Any) -> None:
-    """CONCATENATION (constant inputs allowed)."""
-    ins = [ctx.joined_in(op, k) for k in range(len(op.inputs))]
+    """CONCATENATION (constant inputs allowed); of integer indices (token ids) with integer constants: int32."""
+    if any(ctx.name(i) in ctx.int_names for i in op.outputs):
+        ins = integer_parts(ctx, op)
+        if ctx.act(op.options, 1) != "NONE":
+            raise ctx.err(op, "a fused activation on integer indices is not supported")
+    else:
+        ins = [ctx.joined_in(op, k) for k in range(len(op.inputs))]
     rank = len(ctx.shape(ins[0]))
     ctx.emit(op, "CONCATENATION", ins, ctx.name(op.outputs[0]),
              {"axis": int(ctx.option(op, 0, "i", 0)) % rank, "act": ctx.act(op.options, 1)})
@@ -128,8 +134,10 @@ def split(ctx: TFLiteContext, op: Any) -> None:
 
 def gather(ctx: TFLiteContext, op: Any) -> None:
     """GATHER with constant indices (any rank; negative ones counted from the end, out-of-range ones refused:
-    :mod:`converters.importers.gather_indices`); from a constant float table with run-time int32/int64 indices
-    (an integer model input: token ids, bytes): an embedding lookup GATHER(table, indices)."""
+    :mod:`converters.importers.gather_indices`; integer data, token ids, as slices and a concatenation:
+    :func:`~converters.importers.tflite_ops.integer_select.pick_integers`); from a constant float table with
+    run-time int32/int64 indices (an integer model input: token ids, bytes): an embedding lookup
+    GATHER(table, indices)."""
     table, indices = (ctx.tensors[ctx.name(op.inputs[k])] for k in (0, 1))
     if table.is_constant and not indices.is_constant:
         if table.data.dtype.kind != "f":
@@ -145,9 +153,13 @@ def gather(ctx: TFLiteContext, op: Any) -> None:
         idx = normalized_indices(ctx.value(op, 1), shape[axis], axis)
     except IndexError as exc:
         raise ctx.err(op, str(exc)) from None
+    if idx.ndim > 1 and int(ctx.option(op, 1, "i", 0)) != 0:
+        raise ctx.err(op, f"batch_dims {int(ctx.option(op, 1, 'i', 0))} with {idx.ndim}-D indices is not supported")
+    if x in ctx.int_names:  # token ids at constant positions: slices and a concatenation (int32 throughout)
+        ctx.tensors[out].shape = gather_shape(shape, idx.shape, axis)
+        pick_integers(ctx, op, x, idx, axis, out)
+        return
     if idx.ndim > 1:  # N-D indices: a GATHER of them flattened, then the indices' shape restored
-        if int(ctx.option(op, 1, "i", 0)) != 0:
-            raise ctx.err(op, f"batch_dims {int(ctx.option(op, 1, 'i', 0))} with {idx.ndim}-D indices is not supported")
         flat = ctx.emit(op, "GATHER", [x, ctx.add_const(f"{out}/indices", idx.reshape(-1), np.int32)],
                         ctx.tmp(f"{out}/flat", gather_shape(shape, (idx.size,), axis)), {"axis": axis})
         ctx.tensors[out].shape = gather_shape(shape, idx.shape, axis)
@@ -211,7 +223,9 @@ def pack(ctx: TFLiteContext, op: Any) -> None:
         shape = list(ctx.shape(name))
         shape.insert(axis, 1)
         if ctx.tensors[name].is_constant:
-            parts.append(ctx.add_const(f"{out}/part", ctx.tensors[name].data.reshape(shape)))
+            data = ctx.tensors[name].data
+            parts.append(ctx.add_const(f"{out}/part", data.reshape(shape),
+                                       np.int32 if data.dtype.kind in "iu" else np.float32))  # ids: int32
         else:
             parts.append(ctx.emit(op, "RESHAPE", [name], ctx.tmp(f"{out}/part", tuple(shape))))
     ctx.emit(op, "CONCATENATION", parts, out, {"axis": axis, "act": "NONE"})
@@ -253,7 +267,7 @@ def reduce_min(ctx: TFLiteContext, op: Any) -> None:
 
 
 def cast(ctx: TFLiteContext, op: Any) -> None:
-    """CAST between float types: the output is the input."""
+    """CAST between float types, or between integer types of token ids (int32 in the IR): the output is the input."""
     ctx.emit(op, "RESHAPE", [ctx.act_in(op, 0)], ctx.name(op.outputs[0]))
 
 

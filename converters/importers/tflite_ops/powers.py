@@ -2,8 +2,9 @@
 
 POW takes the same exponents as the ONNX importer's Pow (:func:`converters.importers.onnx_ops.elementwise.pow_`)
 plus 4 and -2: ``x**1`` is ``x``, ``x**2``, ``x**3`` and ``x**4`` are MUL chains, ``x**0.5`` is SQRT,
-``x**-0.5`` RSQRT, ``x**-1`` and ``x**-2`` a DIV of 1. Any other exponent, a per-element exponent tensor or
-one computed at run time is refused in one line. REDUCE_PROD multiplies the slices along each reduced axis
+``x**-0.5`` RSQRT, ``x**-1`` and ``x**-2`` a DIV of 1; a compression exponent ``a`` between 0 and 1 is
+``EXP(a * LOG(x))`` (BirdNET's ``x**0.2295`` on a power spectrum: NaN for x < 0 as pow gives, 0 at x = 0).
+Any other exponent, a per-element exponent tensor or one computed at run time is refused in one line. REDUCE_PROD multiplies the slices along each reduced axis
 (one MUL per factor, at most :data:`MAX_FACTORS` in all).
 """
 from __future__ import annotations
@@ -49,12 +50,18 @@ def pow_(ctx: TFLiteContext, op: Any) -> None:
     if e.size == 0 or np.any(e != e[0]):
         raise ctx.err(op, f"the exponent varies per element ({e.size} values); only one exponent value is supported")
     form = POW_FORMS.get(float(e[0]))
-    if form is None:
+    if form is None and not 0.0 < float(e[0]) < 1.0:
         raise ctx.err(op, f"exponent {e[0]:g} is not supported (exponents: "
-                          f"{', '.join(f'{k:g}' for k in sorted(POW_FORMS))})")
+                          f"{', '.join(f'{k:g}' for k in sorted(POW_FORMS))}, or one between 0 and 1)")
     if ctx.shape(x) != ctx.shape(out):
         raise ctx.err(op, f"the exponent broadcasts the base {list(ctx.shape(x))} to {list(ctx.shape(out))}")
-    if form[0] == "mul":
+    if form is None:  # x ** a = exp(a * log(x)): NaN for x < 0 like pow, 0 for x = 0 (exp(-inf))
+        shape = ctx.shape(x)
+        log = ctx.emit(op, "LOG", [x], ctx.tmp(f"{out}/log", shape))
+        scaled = ctx.emit(op, "MUL", [log, ctx.add_const(f"{out}/exponent", np.array([e[0]]))],
+                          ctx.tmp(f"{out}/scaled_log", shape), {"act": "NONE"})
+        ctx.emit(op, "EXP", [scaled], out)
+    elif form[0] == "mul":
         _power(ctx, op, x, form[1], out)
     elif form[0] == "sqrt":
         ctx.emit(op, "SQRT", [x], out)

@@ -15,6 +15,8 @@ TANH ``tanhf(x)`` (:mod:`edge_runtime.backends.micro.libm_tanhf`).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import (
@@ -84,13 +86,23 @@ def _lut_int16(ctx: OpContext, kind: str, sx: float, zx: int, sy: float, zy: int
         if kind == "RELU6" and (np.float32(sx), zx) != (np.float32(sy), zy):
             raise ctx.fail("int16 RELU6 needs equal input and output quantization")
         return _lut_relu(sx, zx, sy, zy, kind == "RELU6", np.dtype(np.int16), q)
+    return _sigmoid_table16(q, *_sigmoid_rescale16(ctx, kind, sx, zx, sy, zy))
+
+
+def _sigmoid_rescale16(ctx: OpContext, kind: str, sx: float, zx: int, sy: float, zy: int) -> tuple[int, int, bool]:
+    """Checks of an int16 LOGISTIC/TANH (TFLM's Prepare) and its table's (multiplier, shift, tanh)."""
     if zx != 0 or zy != 0:
         raise ctx.fail(f"int16 {kind} needs zero points 0, got {zx} and {zy}")
     pot, log2 = checked_log2(float(np.float32(sy)))
     if not pot or log2 != -15:
         raise ctx.fail(f"int16 {kind} output scale must be 2**-15, got {sy}")
     mult, shift = int16_sigmoid_input_rescale(float(np.float32(sx)), kind == "TANH")
-    return int16_sigmoid_lut(q, mult, shift, kind == "TANH").astype(np.int16)
+    return mult, shift, kind == "TANH"
+
+
+def _sigmoid_table16(q: np.ndarray, mult: int, shift: int, tanh: bool) -> np.ndarray:
+    """The 65536-entry int16 LOGISTIC/TANH table over the inputs ``q``."""
+    return int16_sigmoid_lut(q, mult, shift, tanh).astype(np.int16)
 
 
 #: TFLM's float LOGISTIC cut-offs.
@@ -113,7 +125,14 @@ class Activation(Kernel):
         self.quantized = x.type_name in ("INT8", "INT16")
         if self.quantized and (x.quantization is None or y.quantization is None):
             raise ctx.fail(f"{x.type_name} {self.kind} needs quantized input and output tensors")
-        if x.type_name == "INT16":
+        self._table16: Optional[tuple[int, int, bool]] = None
+        if x.type_name == "INT16" and self.kind in ("LOGISTIC", "TANH"):
+            # checked here; the 65536-entry table (3 ms) is built at bind, so that a kernel built only for
+            # its memory traits (the arena planner, over thousands of unrolled LSTM gates) skips it
+            self._table16 = _sigmoid_rescale16(ctx, self.kind, *qparams(x), *qparams(y))
+            self.lut = None
+            self.workspace = {"idx": (tuple(x.shape), np.dtype(np.intp))}
+        elif x.type_name == "INT16":
             self.lut = _lut_int16(ctx, self.kind, *qparams(x), *qparams(y))
             self.workspace = {"idx": (tuple(x.shape), np.dtype(np.intp))}
         elif self.quantized:
@@ -144,6 +163,8 @@ class Activation(Kernel):
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Remember the views."""
         self.x, self.y, self.ws = inputs[0], outputs[0], ws
+        if self._table16 is not None and self.lut is None:
+            self.lut = _sigmoid_table16(table_inputs(np.int16), *self._table16)
         if self.quantized:
             self.xu = self.x.view(f"u{self.x.dtype.itemsize}")
             self.idx = ws["idx"]

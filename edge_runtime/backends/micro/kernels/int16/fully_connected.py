@@ -33,14 +33,15 @@ class FullyConnected16x8(Kernel):
         if y.num_elements != self.rows_total * self.units:
             raise ctx.fail(f"output shape {y.shape} does not hold {self.rows_total}x{self.units} values")
         self.stage = OutputStage16(ctx, x, w, ctx.input(2), y, self.units, o["activation"])
-        self.wmat = np.ascontiguousarray(w.array().astype(np.int64).T)
         ch = Chunking.fit(self.rows_total, 0, lambda r: 8 * r * (self.k + 2 * self.units), ctx.workspace_limit)
         self.rows = ch.rows
         self.workspace = {"lhs": ((self.rows, self.k), I64), "acc": ((self.rows, self.units), I64),
                           "tmp": ((self.rows, self.units), I64)}
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Row-chunk views."""
+        """Row-chunk views; the weights widened to int64 (k, units) here rather than at prepare time, so
+        that a kernel built only for its memory traits (the arena planner) does not copy them."""
+        self.wmat = np.ascontiguousarray(inputs[1].astype(np.int64).T)
         x = inputs[0].reshape(self.rows_total, self.k)
         y = outputs[0].reshape(self.rows_total, self.units)
         self.steps = []

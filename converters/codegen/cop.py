@@ -1,0 +1,75 @@
+"""The C text of one op for the generator: :class:`COp` (constants, parameter block, call) and
+the helpers that write checked C initializers (every integer checked against its C type)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edge_runtime.errors import UnsupportedModelError
+from edge_runtime.formats.tflite import Operator
+
+#: integer C field types of the parameter blocks -> (min, max)
+C_RANGES = {"int8_t": (-128, 127), "uint8_t": (0, 255), "int16_t": (-32768, 32767), "uint16_t": (0, 65535),
+            "int32_t": (-(1 << 31), (1 << 31) - 1), "uint32_t": (0, (1 << 32) - 1)}
+#: what each kind of generated constant holds, by the suffix of its C name (``op<N>_<suffix>``)
+CONST_KINDS = {"w": "weights", "b": "biases", "rq": "requantization", "p": "parameters", "bc": "parameters",
+               "lut": "tables", "rows": "row index", "g": "parameters", "ix": "parameters"}
+
+
+@dataclass
+class COp:
+    """The C of one op: its constant definitions (C name -> (kind, C text)), its parameter block
+    (C type and initializer) and its call."""
+
+    index: int
+    name: str
+    consts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    params: str = ""
+    struct: str = ""
+    call: Callable[[str, list[str], str], str] = lambda p, i, o: ""
+    #: for ops with several outputs (or none): the call given every output (used instead of ``call``)
+    call_all: "Callable[[str, list[str], list[str]], str] | None" = None
+    #: static RAM buffers that keep their values across invokes (C name -> declaration)
+    state: dict[str, str] = field(default_factory=dict)
+
+    def array(self, suffix: str, ctype: str, values: np.ndarray) -> str:
+        """Add ``static const ctype op<N>_<suffix>[]`` holding ``values``; return its C name."""
+        name = f"op{self.index}_{suffix}"
+        self.consts[name] = (CONST_KINDS[suffix], c_array(name, ctype, values, self))
+        return name
+
+
+def c_values(ctype: str, values: np.ndarray, owner: "COp | Operator | str") -> str:
+    """``values`` as a C initializer list body, refused with one line when they overflow ``ctype``
+    (``owner``: the op, or a description, named in that line)."""
+    v = np.asarray(values, np.int64).reshape(-1)
+    lo, hi = C_RANGES[ctype]
+    if v.size and (v.min() < lo or v.max() > hi):
+        where = owner if isinstance(owner, str) else f"op {owner.name} (op {owner.index})"
+        raise UnsupportedModelError(f"{where}: a constant overflows the C generator's "
+                                    f"{ctype} ({int(v.min())}..{int(v.max())})")
+    items = [str(int(x)) for x in v] or ["0"]
+    return ",\n    ".join(", ".join(items[i:i + 24]) for i in range(0, len(items), 24))
+
+
+def c_array(name: str, ctype: str, values: np.ndarray, owner: "COp | Operator | str") -> str:
+    """A ``static const`` C array holding ``values`` (kept in flash)."""
+    n = max(1, int(np.asarray(values).size))
+    return f"static const {ctype} {name}[{n}] = {{\n    {c_values(ctype, values, owner)}\n}};\n"
+
+
+def c_struct(op: "COp | Operator", fields: list[tuple[str, "str | None", object]]) -> str:
+    """A C designated initializer; each integer field is checked against its C type (``None``: a
+    pointer or nested initializer, written as is)."""
+    body = []
+    for name, ctype, value in fields:
+        if ctype is not None:
+            lo, hi = C_RANGES[ctype]
+            if not lo <= int(value) <= hi:
+                raise UnsupportedModelError(f"op {op.name} (op {op.index}): {name} = {int(value)} does not fit "
+                                            f"the C generator's {ctype} field")
+            value = int(value)
+        body.append(f".{name} = {value}")
+    return "{ " + ", ".join(body) + " }"
