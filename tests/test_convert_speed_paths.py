@@ -193,7 +193,7 @@ def test_fast_calibration_and_report_paths_write_what_the_plain_paths_write(tmp_
     fast = convert_model(DATA / "digits_cnn.onnx", "rpi4-4gb", DATA / "digits_calib.npz", tmp_path / "fast",
                          held_out=x, plot=False)
 
-    def serial(fn, items, background=None):  # type: ignore[no-untyped-def]
+    def serial(fn, items, background=None, workers=1):  # type: ignore[no-untyped-def]
         for item in items:
             yield item, fn(item)
 

@@ -107,9 +107,16 @@ def test_info_reports_paths_and_compile_time(mlperf_models):
     assert fast_m.info["cache_bytes"] < slow_m.info["cache_bytes"]
 
 
-def test_float_models_stay_on_numpy(mlperf_models):
-    m = open_on("numba", mlperf_models / "ad01_fp32.tflite", check=False)
-    assert {p["path"] for p in m.info["kernel_paths"]} == {"numpy"}
+def test_float_fully_connected_model_runs_compiled_and_bit_exact(mlperf_models):
+    """A float model's FULLY_CONNECTED ops take the compiled float32 kernel (tflite-micro's summation order,
+    no fused multiply-add) and give tflite-micro's bits; the numpy path gives the same."""
+    path = mlperf_models / "ad01_fp32.tflite"
+    m = open_on("numba", path, check=False)
+    assert {p["path"] for p in m.info["kernel_paths"] if p["name"] == "FULLY_CONNECTED"} == {"numba"}
+    slow = open_on("numpy", path, check=False)
+    xs = np.random.default_rng(5).standard_normal((6, *m.inputs[0].shape)).astype(np.float32)
+    want = tflm_run(path, xs)
+    assert np.array_equal(micro_run(m, xs), want) and np.array_equal(micro_run(slow, xs), want)
 
 
 # --------------------------------------------------------------------------- random single-op models
@@ -323,6 +330,8 @@ def test_conv_one_call_and_without_scipy(tmp_path, monkeypatch, blas):
     compiled call, and without SciPy (numba's ``np.dot`` needs its BLAS bindings: then numpy's band, im2col
     and product with the compiled tail): on the compiled path, bit-exact."""
     monkeypatch.setattr(fast, "blas_available", lambda: blas)
+    from edge_runtime.backends.micro.fast import conv_vnni
+    monkeypatch.setattr(conv_vnni, "ENABLED", [False])  # (the BLAS kernels; VNNI: test_micro_fast_conv_vnni.py)
     g = {"n": 2, "h": 7, "w": 6, "kh": 3, "kw": 2, "sh": 2, "sw": 1, "dh": 1, "dw": 2, "same": True, "oh": 4,
          "ow": 6, "cin": 5, "cout": 40, "mult": 1, "act": 0, "seed": 31, "per_channel": True}
     for k, case in enumerate((g, dict(g, cout=6, act=1, seed=32))):

@@ -33,6 +33,10 @@ class COp:
     call_all: "Callable[[str, list[str], list[str]], str] | None" = None
     #: static RAM buffers that keep their values across invokes (C name -> declaration)
     state: dict[str, str] = field(default_factory=dict)
+    #: the layer's int8 weights as the generator stored them: (C name of the array, values as
+    #: (rows, row length), whether the kernel reads an er_wsplit, how many times an inference
+    #: reads each weight), for entropy coding (wplace.py)
+    weights: "tuple[str, np.ndarray, bool, int] | None" = None
 
     def array(self, suffix: str, ctype: str, values: np.ndarray) -> str:
         """Add ``static const ctype op<N>_<suffix>[]`` holding ``values``; return its C name."""

@@ -98,7 +98,8 @@ def transpose_conv_op(model: TFLiteModel, op: Operator, ring: int, direction: in
     if len(op.inputs) > 3 and op.inputs[3] >= 0:
         bias = sg.tensors[op.inputs[3]].array().astype(np.int64).reshape(-1)
     c = COp(op.index, op.name, struct="er_transpose_conv_params")
-    stage = out_stage(c, m, s, bias, zy, int(k.requant.act_min), int(k.requant.act_max))
+    stage = out_stage(c, m, s, bias, zy, int(k.requant.act_min), int(k.requant.act_max),
+                      scales=(sx, np.asarray(scales32(w), np.float32).reshape(-1), sy))
     wname = c.array("w", "int8_t", np.ascontiguousarray(w.array()).reshape(-1))
     c.params = c_struct(c, [
         ("out", None, stage), ("weights", None, wname), ("batches", "int16_t", k.n), ("in_h", "int16_t", k.h),

@@ -19,7 +19,7 @@ from edge_runtime.backends.micro.fixedpoint import (
     quantize_multiplier_greater_than_one,
 )
 from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
-from edge_runtime.backends.micro.kernels.base import qparams
+from edge_runtime.backends.micro.kernels.base import qparams, scales32
 from edge_runtime.backends.micro.kernels.variable_weights import grouped_conv, offset_weights
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import Operator, TFLiteModel
@@ -96,6 +96,13 @@ def check_op(model: TFLiteModel, op: Operator) -> None:
 _struct = c_struct
 
 
+def _layer_scales(model: TFLiteModel, op: Operator, w: object) -> "tuple[float, np.ndarray, float]":
+    """(input scale, float32 weight scales, output scale) of a layer, for ``out_stage(scales=...)``."""
+    sg = model.main
+    (sx, _), (sy, _) = qparams(sg.tensors[op.inputs[0]]), qparams(sg.tensors[op.outputs[0]])
+    return sx, np.asarray(scales32(w), np.float32).reshape(-1), sy
+
+
 def conv_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     """CONV_2D / DEPTHWISE_CONV_2D."""
     k = REGISTRY[op.name](OpContext(model, model.main, op))
@@ -109,8 +116,9 @@ def conv_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
         rows = c.array("rows", "int16_t", np.where(dead, -1, np.cumsum(~dead) - 1))
         filt = filt[~dead]
     w = c.array("w", "int8_t", filt.reshape(-1))
+    c.weights = (w, filt.reshape(1, -1) if dw else filt.reshape(filt.shape[0], -1), not dw, k.n * k.ho * k.wo)
     bias = None if k.bias_tensor is None else k.bias_tensor.array().astype(np.int64).reshape(-1)
-    stage = out_stage(c, m, s, bias, out_zp, lo, hi, dead)
+    stage = out_stage(c, m, s, bias, out_zp, lo, hi, dead, _layer_scales(model, op, k.w_tensor))
     c.params = _struct(c, [
         ("out", None, stage), ("weights", None, w), ("rows", None, rows), ("ring_n", "int32_t", ring),
         ("batches", "int16_t", k.n), ("in_h", "int16_t", k.h), ("in_w", "int16_t", k.w_in),
@@ -132,11 +140,13 @@ def fc_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     c = COp(op.index, op.name, struct="er_fc_params")
     filt = np.ascontiguousarray(k.ctx.input(1).array())
     w = c.array("w", "int8_t", filt.reshape(-1))
+    c.weights = (w, filt.reshape(k.units, -1), True, k.rows_total)
     b = k.ctx.input(2)
     bias = None if b is None else b.array().astype(np.int64).reshape(-1)
     m = np.broadcast_to(np.asarray(m, np.int64).reshape(-1), (k.units,)) if np.size(m) == 1 else m
     s = np.broadcast_to(np.asarray(s, np.int64).reshape(-1), (k.units,)) if np.size(s) == 1 else s
-    stage = out_stage(c, m, s, bias, out_zp, lo, hi, dead_channels(filt.reshape(k.units, -1), 0))
+    stage = out_stage(c, m, s, bias, out_zp, lo, hi, dead_channels(filt.reshape(k.units, -1), 0),
+                      _layer_scales(model, op, k.ctx.input(1)))
     c.params = _struct(c, [
         ("out", None, stage), ("weights", None, w), ("ring_n", "int32_t", ring), ("accum", "int32_t", k.k),
         ("batches", "int16_t", k.rows_total), ("units", "int16_t", k.units), ("in_offset", "int16_t", -k.in_zp),
@@ -299,7 +309,7 @@ def data_inputs(op: Operator) -> list[int]:
 def constant_weight_bytes(model: TFLiteModel) -> int:
     """Bytes of the constant tensors the kernels read (int8 weights and constant operands, int32
     biases), as the .tflite stores them; RESHAPE/SQUEEZE shape tensors are not counted (the C needs
-    none). The generated C may store them smaller (int16 biases, no all-zero bias)."""
+    none). The generated C may store them smaller (bit-packed biases, no all-zero bias)."""
     sg = model.main
     used = set()
     for op in sg.operators:

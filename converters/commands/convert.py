@@ -61,6 +61,10 @@ examples:
   edge-convert convert silero_vad.onnx --profile rpi5 --calib chunks.npy --input-shape input=1x576 \\
       --input-shape state=2x1x128 --input-value sr=16000 --input-value state=0 -o out/
       # freeze a setting input (sample rate) and the recurrent state (zeros) as constants
+  edge-convert convert encoder.onnx --profile rpi5 --calib ids.npy --input-value src_mask=0 \\
+      --outputs memory_out,hidden_out -o out/
+      # keep only these outputs, in this order (one echoed its frozen input); an inner tensor's name
+      # cuts the graph there instead (report.json's selected_outputs records the choice)
   edge-convert convert landmarks.onnx --profile rpi4-4gb --calib calib.npy --held-out test.npz \\
       --task regress --analyze -o out/    # every output measured, the guilty layers ranked
   edge-convert convert landmarks.onnx --profile rpi4-4gb --calib calib.npy --target-sqnr 30 -o out/
@@ -108,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="freeze an ONNX input as a constant: a setting such as a sample rate (sr=16000), or a "
                              "recurrent state started from zeros (state=0); VALUE is a number filling the input's "
                              "shape, comma-separated numbers or a .npy file (repeatable)")
+    parser.add_argument("--outputs", action="append", metavar="NAME[,NAME...]",
+                        help="convert only these outputs, in this order (drop the others), or name inner tensors "
+                             "to cut the graph there; an unknown name lists the model's outputs (repeatable)")
     parser.add_argument("--io-dtype", choices=["int8", "uint8", "float32"],
                         help="override the profile's model input/output type")
     parser.add_argument("--task", default="auto", choices=["auto", "classify", "regress"],
@@ -160,6 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert, print a summary, and raise BudgetExceededError (exit 3) when it does not fit."""
     from converters.importers.prepare import parse_input_shapes, parse_input_values
+    from converters.importers.select_outputs import parse_outputs
     from converters.pipeline import convert_model
 
     from device_profiles import load_profile
@@ -179,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                         activations=args.activations, target_sqnr=args.target_sqnr, plot=args.plot or None,
                         adaround=args.adaround, precision_policy=args.precision_policy,
                         input_values=parse_input_values(args.input_value),
-                        recalibrate_qdq=args.recalibrate_qdq,
+                        recalibrate_qdq=args.recalibrate_qdq, outputs=parse_outputs(args.outputs),
                         **({} if args.equalize is None else {"equalize": args.equalize}))
     if mcu and res.report["outputs"].get("tflite"):  # microcontrollers: always embed TFLM's offline arena plan
         import os

@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="directory to write")
     parser.add_argument("--planner", default="best", metavar="NAME", help="arena offset planner (default best)")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
+    parser.add_argument("--compress-weights", default="auto", choices=["auto", "off"],
+                        help="--format c: auto (default) stores weights entropy-coded where that saves flash at a "
+                             "bounded decode cost (decoded into RAM before each layer); off stores them as they are")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from converters.codegen.emit import generate_c
 
-        manifest = generate_c(args.model, args.output_dir, planner=args.planner)
+        manifest = generate_c(args.model, args.output_dir, planner=args.planner,
+                              compress_weights=args.compress_weights)
         ram, flash = manifest["arena_bytes"], manifest["weight_bytes"]
     over = []
     if ram > profile.inference_ram_budget_bytes:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.importers.fresh_names import FreshNames
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
 
 #: how many rounds of nested expansion (a body op that is a function op itself) are allowed
@@ -169,20 +170,6 @@ def _all_nodes(nodes: Any) -> Any:
                 yield from _all_nodes(sub.node)
 
 
-class _Namer:
-    """Fresh tensor and node names, unique in the graph."""
-
-    def __init__(self, taken: set[str]) -> None:
-        self.taken = taken
-
-    def __call__(self, want: str) -> str:
-        name, k = want, 1
-        while name in self.taken:
-            name, k = f"{want}_{k}", k + 1
-        self.taken.add(name)
-        return name
-
-
 def _resolve_attrs(node: Any, values: dict[str, Any]) -> None:
     """Replace each attribute reference of ``node`` (and of its subgraphs' nodes) by its value, in place;
     a reference without a value is removed."""
@@ -205,7 +192,7 @@ def _resolve_attrs(node: Any, values: dict[str, Any]) -> None:
     node.attribute.extend(keep)
 
 
-def _rename(node: Any, names: dict[str, str], fresh: _Namer, prefix: str) -> None:
+def _rename(node: Any, names: dict[str, str], fresh: FreshNames, prefix: str) -> None:
     """Rename ``node``'s inputs and outputs through ``names`` (new outputs get fresh names), in place; names
     defined inside its subgraphs are made fresh too, and outer names they read are renamed."""
     for k, i in enumerate(node.input):
@@ -228,7 +215,7 @@ def _rename(node: Any, names: dict[str, str], fresh: _Namer, prefix: str) -> Non
                 vi.name = inner.get(vi.name, vi.name)
 
 
-def _expand_node(node: Any, fp: Any, schema: Any, fresh: _Namer) -> list[Any]:
+def _expand_node(node: Any, fp: Any, schema: Any, fresh: FreshNames) -> list[Any]:
     """The nodes of body ``fp`` standing for ``node``, renamed and with attribute references resolved."""
     from onnx import NodeProto
 
@@ -271,7 +258,7 @@ def expand_function_ops(model: Any, opset: int, source: str, handled: Collection
     """
     g = model.graph
     origins: Origins = {}
-    fresh: _Namer | None = None
+    fresh: FreshNames | None = None
     for depth in range(MAX_DEPTH + 1):
         consts = _constants(g)
         chosen = {k for k, n in enumerate(g.node) if _expandable(n, opset, handled, consts)}
@@ -288,7 +275,7 @@ def expand_function_ops(model: Any, opset: int, source: str, handled: Collection
             taken = {o for n in _all_nodes(g.node) for o in n.output} | {n.name for n in g.node}
             taken |= {t.name for t in g.initializer} | {vi.name for vi in list(g.input) + list(g.output)}
             taken |= _read_names(g.node)
-            fresh = _Namer(taken)
+            fresh = FreshNames(taken)
         types = _known_types(model) if any(
             not any(v <= opset for v in _schema(n.op_type, opset).function_opset_versions) for n in todo) else {}
         nodes = []
@@ -348,7 +335,7 @@ def drop_empty_parts(model: Any, origins: Origins) -> None:
                 n.input.extend(keep)
     used = _read_names(g.node) | {vi.name for vi in g.output}
     inits = {t.name: t for t in g.initializer}
-    fresh = _Namer({t.name for t in g.initializer} | {o for n in g.node for o in n.output} | used)
+    fresh = FreshNames({t.name for t in g.initializer} | {o for n in g.node for o in n.output} | used)
     for k, n in enumerate(g.node):
         if n.name not in origins or n.op_type != "Split" or n.domain not in DEFAULT_DOMAINS:
             continue
@@ -449,7 +436,7 @@ def _attr(node: Any, name: str) -> Any:
     return next((a for a in node.attribute if a.name == name), None)
 
 
-def _ml_scaler(node: Any, fresh: _Namer, consts: list[Any], label: str, source: str) -> list[Any]:
+def _ml_scaler(node: Any, fresh: FreshNames, consts: list[Any], label: str, source: str) -> list[Any]:
     """``Scaler``: ``Y = (float(X) - offset) * scale``, ``offset`` and ``scale`` one value or one per feature
     (the last axis) -> Cast, Sub, Mul."""
     from onnx import TensorProto, helper, numpy_helper
@@ -467,7 +454,7 @@ def _ml_scaler(node: Any, fresh: _Namer, consts: list[Any], label: str, source: 
             helper.make_node("Mul", [mid, sc], [node.output[0]], name=fresh(f"{label}/Scaler/mul"))]
 
 
-def _ml_linear_regressor(node: Any, fresh: _Namer, consts: list[Any], label: str, source: str) -> list[Any]:
+def _ml_linear_regressor(node: Any, fresh: FreshNames, consts: list[Any], label: str, source: str) -> list[Any]:
     """``LinearRegressor`` without a post transform: ``Y = float(X) @ coefficients^T + intercepts``,
     ``coefficients`` row-major ``[targets, features]`` -> Cast, MatMul, Add."""
     from onnx import TensorProto, helper, numpy_helper
@@ -517,7 +504,7 @@ def expand_onnx_ml(model: Any, source: str, opset: int) -> None:
                 f"of the pipeline on its own")
     taken = {o for n in _all_nodes(g.node) for o in n.output} | {n.name for n in g.node}
     taken |= {t.name for t in g.initializer} | {vi.name for vi in list(g.input) + list(g.output)} | _read_names(g.node)
-    fresh = _Namer(taken)
+    fresh = FreshNames(taken)
     consts: list[Any] = []
     nodes = []
     for n in g.node:

@@ -8,8 +8,9 @@ importing a model imports the handlers of its ops only.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
 from typing import Callable
+
+from edge_runtime.lazy_mapping import LazyMapping
 
 Handler = Callable[..., None]
 
@@ -37,34 +38,18 @@ def eager_registry(package: str, module_ops: dict[str, tuple[str, ...]], what: s
     return merged
 
 
-class LazyRegistry(Mapping[str, Handler]):
+class LazyRegistry(LazyMapping[str, Handler]):
     """Op name -> handler, importing the handler's module (``package.<index[op]>``) on first lookup."""
 
     def __init__(self, package: str, index: dict[str, str], what: str) -> None:
-        self._package = package
-        self._index = index
-        self._what = what
-        self._loaded: dict[str, Handler] = {}
-
-    def __getitem__(self, op: str) -> Handler:
-        handler = self._loaded.get(op)
-        if handler is None:
-            module = self._index[op]  # KeyError: no handler for this op
-            own = importlib.import_module(f"{self._package}.{module}").REGISTRY
+        def load(op: str, module: str) -> Handler:
+            own = importlib.import_module(f"{package}.{module}").REGISTRY
             if op not in own:
-                raise RuntimeError(f"{self._what} registry: the index puts {op} in {module}, "
+                raise RuntimeError(f"{what} registry: the index puts {op} in {module}, "
                                    f"whose REGISTRY does not have it")
-            handler = self._loaded[op] = own[op]
-        return handler
+            return own[op]
 
-    def __contains__(self, op: object) -> bool:
-        return op in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
+        super().__init__(index, load)
 
 
 __all__ = ["Handler", "LazyRegistry", "eager_registry", "op_index"]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.importers.fresh_names import FreshNames
 from converters.importers.onnx_eval import constant_value, evaluate_node
 from edge_runtime.errors import UnsupportedModelError
 
@@ -53,8 +54,8 @@ def unroll_loops(model: Any, source: str = "model") -> int:
     g = model.graph
     opset = max((o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS), default=13)
     state = _State(source, opset, _constants(g), _shapes(model))
-    state.names.update(vi.name for vi in g.input)
-    state.names.update(o for n in g.node for o in n.output)
+    state.unique.taken.update(vi.name for vi in g.input)
+    state.unique.taken.update(o for n in g.node for o in n.output)
     work: deque = deque(g.node)
     kept = state.kept
     count = 0
@@ -88,7 +89,8 @@ class _State:
         self.initializers: list[Any] = []
         #: top-level nodes kept so far (a nested loop's trip count may be computed by them from constants)
         self.kept: list[Any] = []
-        self.names: set[str] = set(consts)
+        #: ``unique(name)``: ``name``, suffixed if needed so that no two new tensors share a name
+        self.unique = FreshNames(set(consts))
 
     def err(self, node: Any, msg: str) -> UnsupportedModelError:
         """One refusal line naming ``node``."""
@@ -102,13 +104,6 @@ class _State:
         self.consts[name] = np.asarray(value)
         return name
 
-    def unique(self, name: str) -> str:
-        """``name``, suffixed if needed so that no two new tensors share a name."""
-        out, k = name, 1
-        while out in self.names:
-            out, k = f"{name}_{k}", k + 1
-        self.names.add(out)
-        return out
 
 
 def _label(node: Any) -> str:

@@ -15,7 +15,7 @@ other tensors gets its own int8 parameters (:func:`~converters.importers.fixed_j
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -96,13 +96,15 @@ def dispatch(ctx: ImportContext, node: Any) -> None:
 
 
 def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes = None,
-                name: Optional[str] = None, input_values: Optional[dict[str, np.ndarray]] = None) -> Graph:
+                name: Optional[str] = None, input_values: Optional[dict[str, np.ndarray]] = None,
+                outputs: Optional[Sequence[str]] = None) -> Graph:
     """Read a float ONNX model (path or ``ModelProto``) into the NHWC :class:`Graph`.
 
     ``input_shapes`` fixes dynamic input dimensions (``{"x": (1, 3, 224, 224)}``); a dynamic batch
     becomes 1 without it. ``input_values`` freezes inputs that are settings (``{"sr": 16000}``) or a
     streaming state started from zeros as constants (``--input-value``). Anything unsupported is one :class:`UnsupportedModelError` line naming the
-    node and op.
+    node and op. ``outputs`` (``--outputs``) names the outputs to keep, in order, or inner tensors to cut the
+    prepared graph at (:mod:`converters.importers.select_outputs`).
     """
     from onnx import numpy_helper
 
@@ -110,6 +112,10 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
 
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (name or model.graph.name or "model")
     proto = _prepare(model, input_shapes, source, input_values)
+    if outputs is not None:
+        from converters.importers.select_outputs import cut_onnx
+
+        cut_onnx(proto, outputs, source)
     g = proto.graph
     if any(vi.type.tensor_type.elem_type in INTEGER_INPUTS for vi in g.input):
         from converters.importers.index_wrap import remove_index_wraps

@@ -7,15 +7,18 @@ dequantized here, and ``DEQUANTIZE`` ops on constants (float16 or int8 weights) 
 float32; operators computing on constants only (integer shape arithmetic after SHAPE, constant masks) are
 folded (:mod:`~converters.importers.tflite_ops.fold`); ``DENSIFY`` of sparse (pruned) constant weights is
 decoded to dense ones (:mod:`edge_runtime.formats.tflite_fold`, shared with the micro backend). Fully quantized models
-are refused: they are already int8. IF operators are inlined: both branches and a SELECT_V2
-(:mod:`~converters.importers.tflite_ops.inline_if`). A file exported with a dynamic batch stores placeholder
+with integer inputs are refused: they are already int8; an int8 body behind float inputs and outputs (QUANTIZE ...
+DEQUANTIZE) is read as the float model it approximates (:mod:`~converters.importers.tflite_ops.quantized_body`).
+IF operators are inlined: both branches and a SELECT_V2 (:mod:`~converters.importers.tflite_ops.inline_if`).
+A file exported with a dynamic batch stores placeholder
 shapes downstream of its run-time shape arithmetic: the importer takes the shapes LiteRT gives its tensors
 at the stored input shape (:mod:`~converters.importers.tflite_ops.run_time_shapes`), and refuses a RESHAPE
 whose sizes still disagree. Integer tensors (token ids, an ARG_MAX result) may be reshaped, sliced, gathered at
 constant positions and joined with integer constants before a table lookup; other integer arithmetic is refused
 (:mod:`~converters.importers.tflite_ops.integer_select`). RFFT2D and its complex results are written as real ops
 (:mod:`~converters.importers.tflite_ops.spectral`); a fixed-range activation (LOGISTIC, SOFTMAX, TANH) joined
-with a wider one is requantized first (:mod:`~converters.importers.fixed_joins`). Custom ops are
+with a wider one is requantized first (:mod:`~converters.importers.fixed_joins`). A sigmoid written as
+``1 / (1 + exp(z))`` becomes LOGISTIC (:mod:`~converters.importers.hand_sigmoid`). Custom ops are
 refused by name and operator index, except the ones in
 :data:`~converters.importers.tflite_ops.CUSTOM_REWRITES`.
 
@@ -26,6 +29,7 @@ reads it, so a corrupt or hostile file gets the same one-line refusal as at load
 from __future__ import annotations
 
 import os
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -34,8 +38,15 @@ from converters.importers.tflite_ops import CUSTOM_REWRITES, REGISTRY
 from converters.importers.tflite_ops.constants import FOLDED
 from converters.importers.tflite_ops.context import TFLiteContext, const_value
 from converters.importers.fixed_joins import requantize_fixed_joins
+from converters.importers.hand_sigmoid import fuse_hand_sigmoids
 from converters.importers.tflite_ops.fold import fold_constant_op
 from converters.importers.tflite_ops.integer_select import selects_integers
+from converters.importers.tflite_ops.quantized_body import (
+    has_quantized_body,
+    import_boundary,
+    is_body_boundary,
+    quantized_activation,
+)
 from converters.importers.tflite_ops.run_time_shapes import with_run_time_shapes
 from converters.importers.tflite_ops.segments import INDEX_OUTPUTS
 from converters.importers.tflite_ops.spectral import handle_complex, reads_complex
@@ -88,8 +99,9 @@ def _check_reshapes(ctx: TFLiteContext) -> None:
                                         f"output shape {list(dst)} ({n_dst} values){ctx.dynamic_hint()}")
 
 
-def import_tflite(path: "str | os.PathLike[str]") -> Graph:
-    """Read a float/hybrid .tflite and return its :class:`Graph`; clear errors for anything unsupported."""
+def import_tflite(path: "str | os.PathLike[str]", outputs: Optional[Sequence[str]] = None) -> Graph:
+    """Read a float/hybrid .tflite and return its :class:`Graph`; clear errors for anything unsupported.
+    ``outputs`` (``--outputs``): the tensors to keep as outputs, in order (:mod:`converters.importers.select_outputs`)."""
     p = os.fspath(path)
     model = _checked_and_folded(TFLiteModel.open(p))
     if len(model.subgraphs) != 1:
@@ -98,6 +110,10 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
         sg = inline_ifs(model, p)
     else:
         sg = with_run_time_shapes(p, model.main)
+    if outputs is not None:
+        from converters.importers.select_outputs import cut_tflite
+
+        sg = cut_tflite(sg, outputs, p)
     int_inputs: dict[str, str] = {}
     for i in sg.inputs:
         t = sg.tensors[i]
@@ -110,8 +126,12 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
                 "Give the float (or hybrid) model to the converter")
     ctx = TFLiteContext(p, sg)
     ctx.int_names.update(ctx.name(i) for i in sg.inputs if sg.tensors[i].name in int_inputs)
+    body = has_quantized_body(sg)  # float I/O around an int8 body: read as the float model it approximates
     for op in sg.operators:
         kind = op.name
+        if body and is_body_boundary(sg, op):
+            import_boundary(ctx, op)
+            continue
         if kind == "DEQUANTIZE":
             src = sg.tensors[op.inputs[0]]
             if src.data is None:
@@ -134,7 +154,7 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
         for o in op.outputs:
             if (sg.tensors[o].type_name != "FLOAT32"
                     and kind not in RAW_OUTPUT_KINDS + FOLDED + INDEX_OUTPUTS  # indices, masks
-                    and not int_select):
+                    and not int_select and not (body and quantized_activation(sg.tensors[o]))):
                 raise ctx.err(op, f"output is {sg.tensors[o].type_name}; only float activations can be converted")
         try:
             handler(ctx, op)
@@ -148,7 +168,7 @@ def import_tflite(path: "str | os.PathLike[str]") -> Graph:
                   input_layouts={ctx.name(i): "NHWC" for i in sg.inputs}, source_format="tflite",
                   input_dtypes={ctx.name(i): int_inputs[sg.tensors[i].name] for i in sg.inputs
                                 if sg.tensors[i].name in int_inputs})
-    graph = requantize_fixed_joins(simplify(legalize(fuse_activations(lower_for_micro(graph)))))
+    graph = requantize_fixed_joins(simplify(legalize(fuse_activations(lower_for_micro(fuse_hand_sigmoids(graph))))))
     if graph.input_dtypes:
         check_integer_uses(graph, p)
     return graph

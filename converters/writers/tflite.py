@@ -31,6 +31,7 @@ from converters.ir import (
     float_output_tensors,
     padding_mode,
 )
+from converters.island_bounds import ANY, clamp_range, float_bounds, needs_clamp
 from converters.quantize import QParams, QuantPlan, QuantWeight
 from converters.writers.flatbuf import (
     Options,
@@ -107,6 +108,8 @@ class _Model:
     shared: dict[str, int] = field(default_factory=dict)
     views: dict[tuple[str, str], int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
+    #: float island outputs -> bounds of their float values (:func:`converters.island_bounds.float_bounds`)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def add(self, t: _T, data: Optional[np.ndarray] = None) -> int:
         if data is not None:
@@ -213,6 +216,7 @@ def _options(kind: str, op: Op, graph: Graph, int16: bool = False) -> Optional[O
 def build_tflite(graph: Graph, plan: QuantPlan) -> bytes:
     """Serialise ``graph`` quantized by ``plan`` into .tflite bytes."""
     m = _Model()
+    m.bounds = float_bounds(graph, plan)
     acts = plan.activations
     float_outs = float_output_tensors(graph)
     for name in graph.activations():
@@ -265,15 +269,34 @@ def _view(m: _Model, graph: Graph, plan: QuantPlan, name: str, dtype: str, ops: 
     key = (name, dtype)
     if key in m.views:
         return m.views[key]
-    src = m.index[name]
+    home = src = m.index[name]
     stored = plan.tensor_dtype(name)
     out_name = name if dtype == "int8" and (stored == "float32" or name in graph.outputs) else f"{name}/{dtype}"
     qp = plan.params(name, dtype) if dtype != "float32" else plan.activations[name]
+    if stored == "float32" and dtype != "float32":
+        src = _saturating(m, graph, name, src, qp, ops)
     i = m.add(_act_tensor(out_name, graph.tensors[name].shape, qp, dtype))
-    m.index[name] = src  # m.add re-pointed the name; the stored tensor stays the tensor's home
+    m.index[name] = home  # m.add re-pointed the name; the stored tensor stays the tensor's home
     ops.append(_Op("DEQUANTIZE" if dtype == "float32" else "QUANTIZE", [src], [i]))
     m.views[key] = i
     return i
+
+
+def _saturating(m: _Model, graph: Graph, name: str, f: int, qp: QParams, ops: list[_Op]) -> int:
+    """Float tensor ``f`` (the float value of ``name``) ready for a QUANTIZE to ``qp``: ``f`` itself, or ``f``
+    clamped to qp's range (``MAXIMUM`` with its bottom, ``MINIMUM`` with its top) on the sides where its values
+    can overflow the QUANTIZE's int32 conversion (on x86 ``+inf`` becomes the lowest code, and ``-inf`` the
+    highest under a negative zero point: :mod:`converters.island_bounds`)."""
+    low, high = needs_clamp(m.bounds.get(name, ANY), qp)
+    shape = graph.tensors[name].shape
+    for kind, side, value in (("MAXIMUM", low, clamp_range(qp)[0]), ("MINIMUM", high, clamp_range(qp)[1])):
+        if not side:
+            continue
+        limit = m.add(_T(f"{name}/{kind.lower()}_bound", (1,), "float32"), np.array([value], np.float32))
+        clamped = m.add(_T(f"{name}/float_{kind.lower()}", shape, "float32"))
+        ops.append(_Op(kind, [f, limit], [clamped], _options(kind, Op(kind, [], []), graph)))
+        f = clamped
+    return f
 
 
 def _const_input(m: _Model, graph: Graph, plan: QuantPlan, op: Op, k: int, t: str, dtype: str) -> int:
@@ -358,6 +381,7 @@ def _emit(m: _Model, graph: Graph, plan: QuantPlan, op: Op, out_ops: list[_Op]) 
         f = m.add(_T(f"{out}/float", oshape, "float32"))
         m.index[out] = outs[0]
         out_ops.append(_Op(op.kind, ins, [f], _options(op.kind, op, graph)))
+        f = _saturating(m, graph, out, f, plan.params(out, plan.tensor_dtype(out)), out_ops)
         out_ops.append(_Op("QUANTIZE", [f], outs))
         return
     if op.kind in CUSTOM_CODES:

@@ -95,6 +95,76 @@ def encode_frame(kind: int, seq: int, payload: bytes = b"", flags: int = WHOLE) 
     return b"\x00" + cobs_encode(body) + b"\x00"
 
 
+#: CRC-32 tables of fixed-length messages, by length: each byte value's share at each position
+_CRC_TABLES: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+_CRC_TABLES_MAX = 8  #: lengths kept (a daemon uses one or two: its RESULT frames)
+
+
+def _crc_table(length: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(flat ``(length * 256,)`` uint32 table, ``position * 256`` offsets, CRC-32 of ``length`` zeros).
+
+    For messages of one length CRC-32 is affine: ``crc(m) = crc(zeros) ^ XOR_p share(p, m[p])``, where
+    ``share(p, v)`` is ``crc(zeros with v at p) ^ crc(zeros)`` and is itself linear in the bits of ``v``.
+    So the CRCs of many messages are one table lookup per byte and an XOR-reduce per message.
+    """
+    got = _CRC_TABLES.get(length)
+    if got is None:
+        zeros = bytearray(length)
+        c0 = zlib.crc32(zeros)
+        basis = np.empty((length, 8), dtype=np.uint32)
+        for p in range(length):
+            for b in range(8):
+                zeros[p] = 1 << b
+                basis[p, b] = zlib.crc32(zeros) ^ c0
+            zeros[p] = 0
+        bits = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(bool)  # (256, 8)
+        table = np.bitwise_xor.reduce(np.where(bits[None], basis[:, None, :], np.uint32(0)), axis=2)
+        if len(_CRC_TABLES) >= _CRC_TABLES_MAX:
+            _CRC_TABLES.pop(next(iter(_CRC_TABLES)))
+        got = _CRC_TABLES[length] = (np.ascontiguousarray(table, dtype=np.uint32).reshape(-1),
+                                     np.arange(length, dtype=np.intp) * 256, c0)
+    return got
+
+
+def crc32_rows(rows: np.ndarray) -> np.ndarray:
+    """``zlib.crc32`` of each row of a ``(n, length)`` uint8 array, as uint32, computed together."""
+    table, offsets, c0 = _crc_table(rows.shape[1])
+    return np.bitwise_xor.reduce(table[rows + offsets], axis=1) ^ np.uint32(c0)
+
+
+def _frames(kind: int, seqs: Sequence[int], length: int) -> tuple[np.ndarray, int]:
+    """``(n, 3 + body size)`` uint8 rows, one frame each: delimiter, COBS code, body, delimiter.
+
+    The headers are filled in; the payload (columns ``2 + HEADER.size`` on) is left to the caller,
+    then :func:`_seal` adds the CRC and applies COBS in place.
+    """
+    n = len(seqs)
+    size = HEADER.size + length + CRC.size
+    rows = np.zeros((n, size + 3), dtype=np.uint8)
+    rows[:, 2:2 + HEADER.size] = np.frombuffer(HEADER.pack(VERSION, kind, WHOLE, 0, 0, length), dtype=np.uint8)
+    # sequence numbers modulo 2**32 (as encode_frame), written through a little-endian u32 view of their column
+    rows[:, 6:10].view("<u4")[:, 0] = np.fromiter(seqs, dtype=np.int64, count=n) & 0xFFFFFFFF
+    return rows, size
+
+
+def _seal(rows: np.ndarray, size: int) -> bytes:
+    """CRC the bodies of :func:`_frames` rows, then COBS-encode them in place; the frames back to back.
+
+    Bodies are shorter than 254 bytes, so COBS has no full blocks: the code byte (column 1) and
+    every zero of the body become the distance to the next zero, where the trailing delimiter
+    ends the body. In the flattened rows that is the gap to the next zero for every zero but
+    the two delimiters, which are put back afterwards.
+    """
+    crc_end = 2 + size - CRC.size
+    rows[:, crc_end:2 + size].view("<u4")[:, 0] = crc32_rows(rows[:, 2:crc_end])
+    flat = rows.reshape(-1)
+    zeros = np.flatnonzero(flat == 0)
+    flat[zeros[:-1]] = np.diff(zeros)
+    rows[:, 0] = 0
+    rows[:, -1] = 0
+    return rows.tobytes()
+
+
 def encode_frames_fixed(kind: int, seqs: Sequence[int], payloads: np.ndarray) -> Optional[bytes]:
     """Frames of one kind whose payloads all have one length, encoded together; None when too long.
 
@@ -102,29 +172,35 @@ def encode_frames_fixed(kind: int, seqs: Sequence[int], payloads: np.ndarray) ->
     :func:`encode_frame` (flags WHOLE) makes it, back to back. Bodies of 254 bytes or more (where a
     COBS block can fill up) return None: encode those one by one.
     """
-    n, length = payloads.shape
-    size = HEADER.size + length + CRC.size
-    if size >= 254:
+    length = payloads.shape[1]
+    if HEADER.size + length + CRC.size >= 254:
         return None
-    body = np.zeros((n, size + 1), dtype=np.uint8)  # + a virtual zero after the body: the last code's end
-    body[:, 0], body[:, 1], body[:, 2] = VERSION, kind, WHOLE
-    body[:, 4:8] = (np.asarray(seqs, dtype=np.int64) & 0xFFFFFFFF).astype("<u4").view(np.uint8).reshape(n, 4)
-    body[:, 8:12] = np.frombuffer(struct.pack("<I", length), dtype=np.uint8)
-    body[:, HEADER.size:HEADER.size + length] = payloads
-    crc_end = HEADER.size + length
-    flat = memoryview(body).cast("B")
-    stride = size + 1
-    crcs = [zlib.crc32(flat[k:k + crc_end]) for k in range(0, n * stride, stride)]
-    body[:, crc_end:size] = np.array(crcs, dtype="<u4").view(np.uint8).reshape(n, 4)
-    # COBS without full blocks: a leading code, then each zero replaced by the distance to the next zero
-    pos = np.arange(size + 1, dtype=np.int16)
-    zero = body == 0
-    nxt = np.where(zero, pos, size + 1)
-    nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]  # the first zero at or after each position
-    out = np.zeros((n, size + 3), dtype=np.uint8)  # delimiter, code, body, delimiter
-    out[:, 1] = nxt[:, 0] + 1
-    out[:, 2:size + 2] = np.where(zero[:, :size], nxt[:, 1:] - pos[:size], body[:, :size])
-    return out.tobytes()
+    if not len(seqs):
+        return b""
+    rows, size = _frames(kind, seqs, length)
+    rows[:, 2 + HEADER.size:2 + HEADER.size + length] = payloads
+    return _seal(rows, size)
+
+
+def encode_results_fixed(seqs: Sequence[int], label_index: np.ndarray, scores: np.ndarray,
+                         raw: np.ndarray) -> Optional[bytes]:
+    """RESULT frames of ``n`` results, encoded together; None when too long (as :func:`encode_frames_fixed`).
+
+    The same bytes as ``encode_frames_fixed(RESULT, seqs, encode_result_payloads(label_index, scores, raw))``,
+    with the payloads written straight into the frame bodies.
+    """
+    n, k = raw.shape
+    length = RESULT_HEAD.size + k
+    if HEADER.size + length + CRC.size >= 254:
+        return None
+    if not n:
+        return b""
+    rows, size = _frames(RESULT, seqs, length)
+    h = 2 + HEADER.size
+    rows[:, h:h + 2].view("<i2")[:, 0] = label_index  # RESULT_HEAD: i16 label index, f32 score, little-endian
+    rows[:, h + 2:h + 6].view("<f4")[:, 0] = scores
+    rows[:, h + 6:h + 6 + k] = raw
+    return _seal(rows, size)
 
 
 def encode_result_payloads(label_index: np.ndarray, scores: np.ndarray, raw: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ batches into one array per output (a :class:`Segment`), and the dispatcher updat
 counters once per job. When every sink is the reply sink and the postprocessing is
 argmax (and thresholds), the dispatcher answers a whole job without per-result objects:
 label indices and scores in one numpy pass, RESULT frames encoded together
-(``framing.encode_frames_fixed``), one write per link.
+(``framing.encode_results_fixed``, CRCs by table), one write per link.
 
 Dynamic batching follows Triton: a batch is handed to the worker once it holds
 ``max_batch_size`` requests, or once its oldest request has waited
@@ -782,7 +782,7 @@ class Daemon:
         index, score = post.label_scores(raw)
         rows = np.ascontiguousarray(raw).reshape(n, -1).view(np.uint8)
         seqs = [req.seq for req in reqs]
-        frames = framing.encode_frames_fixed(framing.RESULT, seqs, framing.encode_result_payloads(index, score, rows))
+        frames = framing.encode_results_fixed(seqs, index, score, rows)
         starts: Optional[list[int]] = None  # where each frame begins (None: all frames one size)
         if frames is None:  # long outputs: frame by frame
             each = [framing.encode_frame(framing.RESULT, seqs[i], framing.encode_result_payload(

@@ -48,6 +48,25 @@ class _Smoother:
         return out
 
 
+def _dequantize_keeps_order(spec: TensorSpec) -> bool:
+    """True when distinct raw values of ``spec`` dequantize to float32 scores in the same strict order.
+
+    So the argmax of the raw values is the argmax of the scores, ties included. That holds for
+    float32 outputs (dequantizing is the identity) and for 8/16-bit integers with a positive scale
+    large enough that ``(q - zero_point) * scale`` stays a normal float32: ``q - zero_point`` is then
+    exact and multiplying by a positive scale cannot merge two of them.
+    """
+    dtype = np.dtype(spec.dtype)
+    if not spec.quantized:
+        return dtype == np.float32
+    if dtype.kind not in "iu" or dtype.itemsize > 2:
+        return False
+    scale = np.float32(spec.scale)  # type: ignore[arg-type]
+    if abs(int(spec.zero_point or 0)) > 1 << 16:  # q - zero_point stays under 2**18: exact in float32
+        return False
+    return bool(np.isfinite(scale)) and float(scale) >= 1e-30 and float(scale) * (1 << 18) < 1e30
+
+
 class PostChain:
     """A configured postprocessing chain for one model output."""
 
@@ -65,6 +84,7 @@ class PostChain:
             raise ValueError(f"{len(self.labels)} labels given for an output of {n} values")
         self.max_streams = max_streams
         self._smoothers: "OrderedDict[tuple[str, int], _Smoother]" = OrderedDict()
+        self._argmax_raw = _dequantize_keeps_order(output)
 
     def reset_stream(self, stream: str) -> None:
         """Forget smoothing state of ``stream`` (after a reconnect)."""
@@ -100,13 +120,21 @@ class PostChain:
         with no per-result objects.
         """
         n = raw.shape[0]
-        scores = self.output.dequantize(raw).reshape(n, -1)
-        best = scores.argmax(axis=1)
-        score = scores[np.arange(n), best]
+        if self._argmax_raw and raw.dtype == self.output.dtype:
+            # dequantizing keeps the order of these values: take the argmax of the raw outputs and
+            # dequantize only the winners (the same float32 arithmetic, element by element)
+            flat = raw.reshape(n, -1)
+            best = flat.argmax(axis=1)
+            score = self.output.dequantize(flat[np.arange(n), best])
+        else:
+            scores = self.output.dequantize(raw).reshape(n, -1)
+            best = scores.argmax(axis=1)
+            score = scores[np.arange(n), best]
         index = best.astype(np.int64)
-        wide = score.astype(np.float64)  # apply() compares Python floats: no rounding of min_score to float32
-        for step in self.steps[1:]:
-            index[wide < step.min_score] = -1
+        if len(self.steps) > 1:
+            wide = score.astype(np.float64)  # apply() compares Python floats: no rounding of min_score to float32
+            for step in self.steps[1:]:
+                index[wide < step.min_score] = -1
         return index, score
 
     def apply_batch(self, raws: list[np.ndarray], streams: list[str]) -> list[Post]:

@@ -6,13 +6,18 @@
 #include <stdint.h>
 
 /* Layouts of the requantization (multiplier, shift) pairs of an op's output channels. */
+#define ER_BIAS_PACKED 0x80 /* er_out_stage.bias_bytes: bit-packed biases (outstage.py), width in bits 0-4 */
 #define ER_RQ_ONE 0    /* one pair for all channels: er_out_stage.mult / .shift */
 #define ER_RQ_PACKED 1 /* uint32 per channel: bits 0-29 = multiplier - 2**30, bits 30-31 = .shift - shift */
 #define ER_RQ_SPLIT 2  /* int32 multiplier per channel, then int8 shift per channel (.channels of each) */
+#define ER_RQ_SCALE 3  /* recomputed from the float32 weight scales' bits (requant_scale.py): uint8 blob =
+                 * C_lo (3 bytes), then 23 + .channels bits per channel (mantissa, exponent offset);
+                 * .mult = C_hi, .shift = the base shift */
 
 /* Bias, requantization, output offset and clamp of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED. */
 typedef struct {
-    const void* bias;  /* bias_bytes (2: int16, 4: int32) per channel, or 0: no bias or all zero */
+    const void* bias;  /* bias_bytes (4: int32; ER_BIAS_PACKED | n: n-bit fields) per channel, or 0: no
+                          bias or all zero */
     const void* rq;    /* per-channel requantization (rq_kind), 0 for ER_RQ_ONE */
     int32_t mult;      /* ER_RQ_ONE: the multiplier */
     int16_t channels;  /* ER_RQ_SPLIT: the number of multipliers before the shifts */
@@ -34,7 +39,28 @@ typedef struct {
     int16_t in_offset;
     uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
     int8_t ring_dir;       /* in place: +1 forward, -1 backward over the output bytes */
+    uint8_t w_split;       /* 1: .weights points to an er_wsplit (CONV_2D), 2: to an er_wchunk (CONV_2D),
+                              0: to the filters */
 } er_conv_params;
+
+/* Weights whose first rows are entropy-coded (er_rc.h, decoded into RAM before the op) and whose
+ * other rows are stored as they are: a row r < rows is at ram + r * len, the others at
+ * flash + (r - rows) * len. */
+typedef struct {
+    const int8_t* ram;
+    const int8_t* flash;
+    int32_t rows;
+} er_wsplit;
+
+/* CONV_2D weights entropy-coded whole and decoded by the kernel itself, `rows` filters at a time
+ * into `buf`, each chunk once per inference (output channels outer, pixels inner). The op runs out of
+ * place: with `copy` set, its input is first copied there (the op was planned in place). */
+typedef struct {
+    int8_t* copy;
+    int8_t* buf;
+    void (*decode)(int8_t* dst, int32_t n);
+    int32_t rows;
+} er_wchunk;
 
 typedef struct {
     er_out_stage out;
@@ -43,6 +69,7 @@ typedef struct {
     int32_t accum;
     int16_t batches, units, in_offset;
     int8_t ring_dir;
+    uint8_t w_split;       /* 1: .weights points to an er_wsplit */
 } er_fc_params;
 
 typedef struct {

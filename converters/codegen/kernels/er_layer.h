@@ -6,12 +6,44 @@
 #include "er_kernels.h"
 #include "er_fixedpoint.h"
 
+/* ER_RQ_SCALE: channel c's multiplier (and *sh += its shift offset), recomputed with integers from its
+ * weight scale's mantissa and exponent offset (requant_scale.py; equal to TFLM's, checked at export). */
+static inline int32_t er_scale_multiplier(const er_out_stage* s, int32_t c, int32_t* sh) {
+    const uint8_t* const q = (const uint8_t*)s->rq;
+    const int32_t bit = c * (23 + s->channels);
+    const uint8_t* const f = q + 3 + (bit >> 3);
+    const uint32_t v = ((uint32_t)f[0] | ((uint32_t)f[1] << 8) | ((uint32_t)f[2] << 16) | ((uint32_t)f[3] << 24))
+                       >> (bit & 7);
+    const uint32_t mw = (v & 0x7FFFFFu) | 0x800000u;
+    const uint32_t c_lo = (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16);
+    const uint64_t p = (uint64_t)mw * (uint32_t)s->mult + (((uint64_t)mw * c_lo) >> 24);
+    const uint32_t hi = (uint32_t)(p >> 24);
+    uint32_t mm;
+    *sh += (int32_t)((v >> 23) & ((1u << s->channels) - 1u));
+    if (hi >> 31) {
+        mm = (hi >> 1) + (hi & 1u);
+        *sh += 1;
+    } else {
+        mm = hi + ((uint32_t)(p >> 23) & 1u);
+    }
+    if (mm == 0x80000000u) {
+        mm = 0x40000000u;
+        *sh += 1;
+    }
+    return (int32_t)mm;
+}
+
 /* The int8 output of channel c for accumulator acc (TFLM: bias, MultiplyByQuantizedMultiplier,
  * output offset, activation clamp), reading the bias and (multiplier, shift) in their stored layout. */
 static inline int8_t er_out_value(const er_out_stage* s, int32_t c, int32_t acc) {
     int32_t m = s->mult, sh = s->shift;
-    if (s->bias_bytes == 2) acc += ((const int16_t*)s->bias)[c];
-    else if (s->bias_bytes == 4) acc += ((const int32_t*)s->bias)[c];
+    if (s->bias_bytes == 4) acc += ((const int32_t*)s->bias)[c];
+    else if (s->bias_bytes & ER_BIAS_PACKED) { /* two's complement fields of (bias_bytes & 31) bits */
+        const int32_t bits = s->bias_bytes & 31, bit = c * bits;
+        const uint8_t* const f = (const uint8_t*)s->bias + (bit >> 3);
+        const uint32_t v = (uint32_t)f[0] | ((uint32_t)f[1] << 8) | ((uint32_t)f[2] << 16);
+        acc += (int32_t)(v << (32 - bits - (bit & 7))) >> (32 - bits);
+    }
     if (s->rq_kind == ER_RQ_PACKED) {
         const uint32_t w = ((const uint32_t*)s->rq)[c];
         m = (int32_t)((w & 0x3FFFFFFFu) | 0x40000000u);
@@ -20,6 +52,8 @@ static inline int8_t er_out_value(const er_out_stage* s, int32_t c, int32_t acc)
         const int32_t* const mults = (const int32_t*)s->rq;
         m = mults[c];
         sh = ((const int8_t*)(mults + s->channels))[c];
+    } else if (s->rq_kind == ER_RQ_SCALE) {
+        m = er_scale_multiplier(s, c, &sh);
     }
     return (int8_t)er_clamp(er_mbqm(acc, m, sh) + s->out_offset, s->act_min, s->act_max);
 }
@@ -29,7 +63,9 @@ static inline int8_t er_out_value(const er_out_stage* s, int32_t c, int32_t acc)
 typedef struct {
     er_out_stage out;
     const int8_t* weights;
+    const int8_t* weights_hi; /* rows >= split (er_wsplit) */
     const int16_t* rows;
+    int32_t split, row_len;
     int32_t in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l;
     int32_t group, in_off, ring_n, ring_dir, in_bytes, total;
 } er_conv_geom;
@@ -37,12 +73,21 @@ typedef struct {
 static inline void er_conv_load(const er_conv_params* p, er_conv_geom* g) {
     g->out = p->out;
     g->weights = p->weights;
+    g->weights_hi = p->weights;
+    g->split = 0x7FFFFFFF;
+    if (p->w_split == 1) {
+        const er_wsplit* const d = (const er_wsplit*)(const void*)p->weights;
+        g->weights = d->ram;
+        g->weights_hi = d->flash;
+        g->split = d->rows;
+    }
     g->rows = p->rows;
     g->in_h = p->in_h; g->in_w = p->in_w; g->in_c = p->in_c;
     g->out_h = p->out_h; g->out_w = p->out_w; g->out_c = p->out_c;
     g->k_h = p->k_h; g->k_w = p->k_w; g->sh = p->stride_h; g->sw = p->stride_w; g->dh = p->dil_h; g->dw = p->dil_w;
     g->pad_t = p->pad_t; g->pad_l = p->pad_l; g->group = p->group; g->in_off = p->in_offset;
     g->ring_n = p->ring_n; g->ring_dir = p->ring_dir;
+    g->row_len = g->k_h * g->k_w * g->group;
     g->in_bytes = p->batches * g->in_h * g->in_w * g->in_c;
     g->total = p->batches * g->out_h * g->out_w * g->out_c;
 }

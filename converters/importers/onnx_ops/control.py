@@ -253,7 +253,7 @@ def constant_output(ctx: ImportContext, name: str) -> str:
     value = np.asarray(ctx.consts[ctx.name(name)])
     if value.dtype.kind != "f":
         raise ctx.err(_Output(name), f"it is a constant {value.dtype} tensor of shape {value.shape}; a constant "
-                                     f"output can be written only as a float tensor (drop it from the outputs and "
+                                     f"output can be written only as a float tensor (leave it out with --outputs and "
                                      f"keep its value beside the model)")
     if value.size == 0:
         raise ctx.err(_Output(name), "it is a constant with no elements; zero-size tensors are not supported")

@@ -6,7 +6,9 @@ Every op of the recurrence carries :data:`RECURRENCE_ATTR`, so the default preci
 (:mod:`converters.quality.default_precision`) can run it in 16x8, as TFLite Micro's integer LSTM keeps
 its gates and cell state in int16.
 Supported: forward, reverse and bidirectional; default activations; zero, constant or run-time
-initial state (``initial_h``/``initial_c`` computed in the graph, e.g. from an encoder); no peepholes, clipping, or ``input_forget``; ``layout=0`` (sequence first) or 1.
+initial state (``initial_h``/``initial_c`` computed in the graph, e.g. from an encoder); LSTM peepholes (``P``: the
+cell state times the per-unit weights, added to the i/f/o pre-activations); no clipping or ``input_forget``;
+``layout=0`` (sequence first) or 1.
 """
 from __future__ import annotations
 
@@ -73,15 +75,17 @@ class _Cell:
                         attrs if attrs is not None else ({"act": "NONE"} if kind in ("ADD", "MUL", "SUB") else {}),
                         self.node, shape=self.shape)
 
-    def gate(self, xw: str, hw: Optional[str], k: int, name: str, fn: str) -> str:
-        """Activation of gate ``k`` of the stacked pre-activations ``xw`` (+ ``hw``)."""
+    def gate(self, xw: str, hw: Optional[str], k: int, name: str, fn: str, extra: Optional[str] = None) -> str:
+        """Activation of gate ``k`` of the stacked pre-activations ``xw`` (+ ``hw``, + ``extra``: a peephole term)."""
         ctx, h = self.ctx, self.hidden
-        parts = []
+        parts = [] if extra is None else [extra]
         for src in [xw] + ([hw] if hw else []):
             parts.append(ctx.emit("STRIDED_SLICE", [src], ctx.tmp(f"{self.tag}/{name}_pre", self.shape),
                                   {"begin": (0, k * h), "end": (self.batch, (k + 1) * h), "strides": (1, 1)},
                                   self.node, shape=self.shape))
-        pre = parts[0] if len(parts) == 1 else self.op("ADD", parts, f"{name}_sum")
+        pre = parts[0] if len(parts) == 1 else self.op("ADD", parts[-2:], f"{name}_sum")
+        if len(parts) == 3:  # the peephole term last: ADD takes two inputs
+            pre = self.op("ADD", [pre, parts[0]], f"{name}_peep")
         return self.op(fn, [pre], name)
 
 
@@ -135,9 +139,9 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
         if np.any(lens != seq):
             raise ctx.err(node, "sequence_lens shorter than the sequence are not supported")
     if n_gates == 4 and len(node.input) > 7 and node.input[7]:
-        p = np.asarray(ctx.const(node, node.input[7]))
-        if np.any(p != 0):
-            raise ctx.err(node, "LSTM peepholes are not supported")
+        peep = np.asarray(ctx.const(node, node.input[7]), np.float32)  # [dirs, 3H]: i, o, f
+    else:
+        peep = None
     layout = int(a.get("layout", 0))
     shape = ctx.src_shape(node, node.input[0])
     seq, batch, size = (shape[0], shape[1], shape[2]) if layout == 0 else (shape[1], shape[0], shape[2])
@@ -166,7 +170,8 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
         first = len(ctx.ops)
         for t in (range(seq - 1, -1, -1) if backwards else range(seq)):
             if n_gates == 4:
-                h, c = _lstm_step(ctx, cell, steps_x[t], h, c, w[d], r[d], wb, rb, t)
+                h, c = _lstm_step(ctx, cell, steps_x[t], h, c, w[d], r[d], wb, rb, t,
+                                  None if peep is None or not np.any(peep[d]) else peep[d])
             elif n_gates == 1:
                 h = _rnn_step(ctx, cell, steps_x[t], h, w[d], r[d], wb, rb, t)
             else:
@@ -181,8 +186,21 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict, n_gates: int) -> None:
 
 
 def _lstm_step(ctx: ImportContext, cell: _Cell, xt: str, h: Optional[str], c: Optional[str], w: np.ndarray,
-               r: np.ndarray, wb: np.ndarray, rb: np.ndarray, t: int) -> tuple[str, str]:
-    """One LSTM step (ONNX gate order i, o, f, c); a zero or constant state folds into the bias."""
+               r: np.ndarray, wb: np.ndarray, rb: np.ndarray, t: int,
+               peep: Optional[np.ndarray] = None) -> tuple[str, str]:
+    """One LSTM step (ONNX gate order i, o, f, c); a zero or constant state folds into the bias. ``peep``
+    (``[3H]``: i, o, f) adds ``P_i * c`` and ``P_f * c`` (previous cell) to the i and f gates and ``P_o * c``
+    (new cell) to the o gate."""
+    hid = cell.hidden
+
+    def peephole(k: int, state: Optional[str], name: str) -> Optional[str]:
+        if peep is None or state is None or not np.any(peep[k * hid:(k + 1) * hid]):
+            return None
+        if ("peephole", k) not in cell.weights:  # one constant shared by every step
+            part = peep[k * hid:(k + 1) * hid].reshape(1, hid)
+            cell.weights[("peephole", k)] = ctx.add_const(f"{cell.tag}/p{k}", part)
+        return cell.op("MUL", [state, cell.weights[("peephole", k)]], name)
+
     if h is None or ctx.tensors[h].is_constant:
         h_term = rb if h is None else ctx.tensors[h].data @ r.T + rb  # [batch, 4H] for a constant state
         if h_term.ndim == 2 and np.any(h_term != h_term[:1]):
@@ -190,12 +208,15 @@ def _lstm_step(ctx: ImportContext, cell: _Cell, xt: str, h: Optional[str], c: Op
         xw, hw = cell.fc(xt, w, (wb + h_term.reshape(-1, wb.shape[-1])[0]).astype(np.float32), f"xw{t}"), None
     else:
         xw, hw = cell.fc(xt, w, wb, f"xw{t}"), cell.fc(h, r, rb, f"hw{t}")
-    i = cell.gate(xw, hw, 0, f"i{t}", "LOGISTIC")
-    o = cell.gate(xw, hw, 1, f"o{t}", "LOGISTIC")
-    f = cell.gate(xw, hw, 2, f"f{t}", "LOGISTIC")
+    i = cell.gate(xw, hw, 0, f"i{t}", "LOGISTIC", peephole(0, c, f"pi{t}"))
+    peep_o = peep is not None and np.any(peep[hid:2 * hid])
+    o = None if peep_o else cell.gate(xw, hw, 1, f"o{t}", "LOGISTIC")  # (without a peephole: the same op order)
+    f = cell.gate(xw, hw, 2, f"f{t}", "LOGISTIC", peephole(2, c, f"pf{t}"))
     g = cell.gate(xw, hw, 3, f"g{t}", "TANH")
     ig = cell.op("MUL", [i, g], f"ig{t}")
     c_new = ig if c is None else cell.op("ADD", [cell.op("MUL", [f, c], f"fc{t}"), ig], f"c{t}")
+    if o is None:
+        o = cell.gate(xw, hw, 1, f"o{t}", "LOGISTIC", peephole(1, c_new, f"po{t}"))
     h_new = cell.op("MUL", [o, cell.op("TANH", [c_new], f"tc{t}")], f"h{t}")
     return h_new, c_new
 

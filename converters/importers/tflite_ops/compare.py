@@ -41,7 +41,8 @@ def select(ctx: TFLiteContext, op: Any) -> None:
     all-constant selection was folded before (:mod:`.fold`)."""
     for k in (1, 2):
         _check_float(ctx, op, k)
-    ins = [ctx.act_in(op, k) for k in range(3)]
+    # (a constant choice other operators read too gets this op's own copy: it takes the output's int8 parameters)
+    ins = [ctx.act_in(op, 0), ctx.joined_in(op, 1), ctx.joined_in(op, 2)]
     if ctx.tensors[ins[0]].is_constant and ctx.tensors[ins[1]].is_constant and ctx.tensors[ins[2]].is_constant:
         raise ctx.err(op, "selects between constants on a constant condition")
     ctx.emit(op, "SELECT_V2", ins, ctx.name(op.outputs[0]))

@@ -15,6 +15,8 @@ Prepare:
 5. each kernel binds its views, so ``invoke`` only runs numpy calls with ``out=``;
    at bind time kernels also widen their int8 weights once into cached float arrays
    and tile their requantization constants (``cache_bytes``: a fixed cost, reported);
+   FULLY_CONNECTED and 16x8 CONV_2D ops that read one weight buffer share one widened
+   copy (:mod:`edge_runtime.backends.micro.weight_cache`: an unrolled LSTM's steps);
 6. ``invoke`` is a flat tuple of the kernels' bound ``run`` methods (RESHAPE and
    SQUEEZE that alias their input are left out: they have nothing to do).
 
@@ -45,6 +47,7 @@ from edge_runtime.backends.micro.kernels import REGISTRY, Kernel, OpContext
 from edge_runtime.backends.micro.kernels.base import DEFAULT_WORKSPACE_LIMIT
 from edge_runtime.backends.micro.memory_traits import op_memory_with_kernels
 from edge_runtime.backends.micro.state import State
+from edge_runtime.backends.micro.weight_cache import WeightCache
 
 ALIGN = 16
 #: Ops whose weights (input 1) may be stored sparse (TFLite SparsityParameters); see kernels/sparse.py.
@@ -175,6 +178,8 @@ class Interpreter:
                                  for shape, dt in k.workspace.values()))
         _check_size(model, "host workspace", need)
         self.workspace = _aligned_buffer(max(need, 64))
+        #: widened constant weights shared by the kernels that read one buffer (see weight_cache.py)
+        self.weight_cache = WeightCache()
         for k in all_kernels:
             attach = getattr(k, "attach", None)
             if attach is not None:
@@ -237,8 +242,10 @@ class Interpreter:
 
     @property
     def cache_bytes(self) -> int:
-        """Bytes of the per-op caches built at bind time (widened weights, tiled requantization constants)."""
-        return int(sum(getattr(k, "cache_bytes", 0) for r in self.runs.values() for k in r.kernels))
+        """Bytes of the per-op caches built at bind time (widened weights, tiled requantization constants),
+        a weight widened once for several ops (:attr:`weight_cache`) counted once."""
+        return int(sum(getattr(k, "cache_bytes", 0) for r in self.runs.values() for k in r.kernels)
+                   + self.weight_cache.nbytes)
 
     @property
     def folded_weight_bytes(self) -> int:

@@ -14,7 +14,8 @@ zero point, clamp.
   ``model.options.fast: true``) or ``EDGE_RUNTIME_MICRO_FAST=1``. Loading numba and LLVM
   costs about 1 s of start-up and 150 MB of RSS, which a one-shot command or a small board's
   RAM budget should not pay by surprise; a long-running process with RAM to spare gains
-  2.1-3.5x over the numpy path on the MLPerf Tiny int8 models (``python -m benchmarks.micro_vs_litert``).
+  4-7x over the numpy path on the MLPerf Tiny int8 models on an x86 host with AVX-512 VNNI, 2-4x
+  without it (``python -m benchmarks.micro_vs_litert``).
   ``EDGE_RUNTIME_MICRO_FAST=0`` forces the numpy path whatever the option says.
 - Kernels are compiled with ``cache=True``: the first use on a machine compiles and
   writes numba's on-disk cache; later processes load it. :func:`compile_seconds`
@@ -23,7 +24,11 @@ zero point, clamp.
 What each op runs on the compiled path (``Model.info["kernel_paths"]`` says "numba"), one
 compiled call per op unless said otherwise:
 
-- CONV_2D (with SciPy installed: numba's ``np.dot`` uses its BLAS bindings): per chunk of
+- CONV_2D on x86 hosts with AVX-512 VNNI (``conv_vnni``, ``vnni``): an int8 implicit GEMM from a
+  private padded copy of the input (bytes + 128), ``vpdpbusd`` tiles of 8 output positions x 16 output
+  channels summing int32 (started at -128 * sum(w), so the sums are TFLM's), the output stage per
+  segment of positions; sums longer than ``conv_vnni.MAX_TERMS`` and other hosts take the next item.
+- CONV_2D otherwise (with SciPy installed: numba's ``np.dot`` uses its BLAS bindings): per chunk of
   output rows, the im2col rows straight from the int8 input (with y-stride 1 only the kw taps of
   each input row, and kh shorter products summed), the float BLAS product (exact, see
   ``exact_dtype``) and the output stage (along whole output rows when there are < 32 channels).
@@ -34,7 +39,9 @@ compiled call per op unless said otherwise:
   multiplier 1 (``depthwise_rows``; with 32+ channels per output pixel against untiled weights
   and constants, ``depthwise_wide``), else per output pixel (``depthwise_direct``);
 - FULLY_CONNECTED: int32 dot products of int16-widened values (``pmaddwd``) and the output stage;
-  with 8+ rows one exact float32 BLAS product (``fully_connected_gemm``);
+  with 8+ rows one exact float32 BLAS product (``fully_connected_gemm``); float32 x float32: each
+  output summed in depth order, one float32 rounding per product and per sum, no fused multiply-add
+  (tflite-micro's order; ``fully_connected_float``);
 - AVERAGE_POOL_2D (channels innermost, int32 sums) / MAX_POOL_2D;
 - SOFTMAX (int8 -> int8): TFLM's fixed-point algorithm (``softmax``);
 - ADD / SUB / MUL (int8): one gather from the op's 256x256 result table, equal shapes
@@ -57,8 +64,9 @@ Bound calls use the compiled overload's entry point (no type dispatch per call).
 numba caches compiled code next to these modules (``__pycache__``), or in its user cache
 directory when that is read-only (``NUMBA_CACHE_DIR`` overrides).
 
-Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D, DEPTHWISE_CONV_2D),
-``depthwise_wide``, ``fully_connected``, ``fully_connected_gemm``, ``pooling``, ``softmax``,
+Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D, DEPTHWISE_CONV_2D), ``conv_vnni`` and
+``vnni`` (CONV_2D with ``vpdpbusd``),
+``depthwise_wide``, ``fully_connected``, ``fully_connected_gemm``, ``fully_connected_float``, ``pooling``, ``softmax``,
 ``elementwise``, ``broadcast``, ``reduce``, ``transpose_conv``, ``batch_matmul``, ``lut``; ``jit`` wraps
 numba's decorator.
 """

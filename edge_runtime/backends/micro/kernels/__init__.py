@@ -12,38 +12,20 @@ index is generated and checked (``tests/test_micro_kernel_index.py``).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from edge_runtime.backends.micro.kernels.base import Kernel, OpContext
 from edge_runtime.backends.micro.kernels.index import KERNEL_INDEX
+from edge_runtime.lazy_mapping import LazyMapping
 
 
-class LazyRegistry(Mapping[str, type[Kernel]]):
-    """Op name -> kernel class, importing each kernel's module on first lookup."""
-
-    def __init__(self, index: dict[str, tuple[str, str]]) -> None:
-        self._index = index
-        self._loaded: dict[str, type[Kernel]] = {}
-
-    def __getitem__(self, name: str) -> type[Kernel]:
-        cls = self._loaded.get(name)
-        if cls is None:
-            module, qualname = self._index[name]  # KeyError for an op micro has no kernel for
-            cls = getattr(importlib.import_module(f"{__name__}.{module}"), qualname)
-            self._loaded[name] = cls
-        return cls
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
+def _load_kernel(name: str, where: tuple[str, str]) -> type[Kernel]:
+    """The kernel class ``where = (module, qualname)`` indexes for op ``name``."""
+    module, qualname = where
+    return getattr(importlib.import_module(f"{__name__}.{module}"), qualname)
 
 
-REGISTRY: Mapping[str, type[Kernel]] = LazyRegistry(KERNEL_INDEX)
+REGISTRY: Mapping[str, type[Kernel]] = LazyMapping(KERNEL_INDEX, _load_kernel)
 
 
 def _core() -> dict[str, type[Kernel]]:

@@ -19,7 +19,8 @@ holds for the layer's weights, else the int64 :class:`Requantizer`.
 
 Compiled path (``edge-runtime[fast]``, see :mod:`edge_runtime.backends.micro.fast`): for int8
 ops, when numba imports and ``EDGE_RUNTIME_MICRO_FAST`` is not 0, :func:`choose_path` (at bind
-time) runs CONV_2D as one compiled call per op (im2col from the int8 input, BLAS through numba's
+time) runs CONV_2D as one compiled call per op (on hosts with AVX-512 VNNI an int8 implicit GEMM,
+:mod:`~edge_runtime.backends.micro.fast.conv_vnni`; else im2col from the int8 input, BLAS through numba's
 ``np.dot``, output stage; without SciPy the band, im2col and product above with a compiled tail),
 and DEPTHWISE_CONV_2D as one compiled call from the int8 input (int32 sums).
 ``self.path`` records the choice ("numba" or "numpy").
@@ -490,7 +491,8 @@ class _ConvBase(Kernel):
         n = int(self.wcache.nbytes) if getattr(self, "wcache", None) is not None else 0
         n += int(self.wrow.nbytes) if getattr(self, "wrow", None) is not None else 0
         n += int(self.own_band.nbytes) if getattr(self, "own_band", None) is not None else 0
-        for name in ("fast", "fast_q", "fast_rows", "fast_acc", "fast_g", "fast_corr", "own_x"):  # (compiled path: constants, buffers)
+        for name in ("fast", "fast_q", "fast_rows", "fast_acc", "fast_g", "fast_corr", "own_x", "fast_init",
+                     "fast_toff", "fast_pad"):  # (compiled path: constants, buffers)
             n += int(getattr(self, name).nbytes) if getattr(self, name, None) is not None else 0
         return n + (self.frq.tile_bytes() if getattr(self, "frq", None) is not None else 0)
 
@@ -521,6 +523,8 @@ class Conv2D(_ConvBase):
         self.wmat = self.widen_weights(w.reshape(self.cout, self.k).T, self.weight_scale, self.cdt)
         band, fills = self.private_band(x, y, ws["band"], scratch)
         choose_path(self, [x, y])  # (compiled requantization tail)
+        if self.path == "numba" and self.bind_vnni(x, y):  # (AVX-512 VNNI hosts: int8 implicit GEMM)
+            return
         self.steps = []
         for r, m, (pads, copies, saves), acc, tail in self.chunk_views(fills, ws, y):
             if self.pointwise:
@@ -545,6 +549,37 @@ class Conv2D(_ConvBase):
                 calls += [partial(np.matmul, lhs, self.wmat, out=acc), tail]
             self.calls = tuple(calls)
             self.run = self.run_calls  # type: ignore[method-assign]
+
+    def bind_vnni(self, x: np.ndarray, y: np.ndarray) -> bool:
+        """Compiled path on hosts with AVX-512 VNNI (:mod:`~edge_runtime.backends.micro.fast.conv_vnni`): one
+        call per op, int8 products summed in int32 from a private padded copy of the input (so in place
+        needs no line buffer). Returns False (nothing bound) where it does not apply."""
+        from edge_runtime.backends.micro.fast import conv_vnni, vnni
+
+        if not (conv_vnni.ENABLED[0] and vnni.supported() and conv_vnni.fits(self.kh, self.kw, self.cin)):
+            return False
+        g = conv_vnni.geometry(self.kh, self.kw, self.sh, self.sw, self.dh, self.dw, self.pt, self.pl, self.n, self.h,
+                               self.w_in, self.cin, self.ho, self.wo, self.cout)
+        bp, init = conv_vnni.pack_weights(self.w_tensor.array().reshape(self.cout, self.kh, self.kw, self.cin), g)
+        q = self.fast
+        if g[conv_vnni.G_INDEX["tiled"]]:
+            from edge_runtime.backends.micro.fast.requant import tiled
+            q = tiled(self.fast, self.cout, int(g[conv_vnni.G_INDEX["seg"]]))
+        args = (x.reshape(-1).view(np.uint8), g, conv_vnni.tap_offsets(g), bp, init, q,
+                conv_vnni.padded_image(g, self.in_zp), conv_vnni.accumulators(g), y.reshape(-1))
+        try:
+            entry = fast.jit_prepare(conv_vnni.conv_vnni, *args)
+        except Exception:  # noqa: BLE001  # (LLVM without the instruction: the BLAS kernel instead)
+            conv_vnni.ENABLED[0] = False
+            return False
+        self.wmat = self.wcache = bp
+        self.own_band = None
+        self.fast_g, self.fast_init, self.fast_toff, self.fast_pad, self.fast_acc = g, init, args[2], args[6], args[7]
+        self.fast_rows = q if q is not self.fast else None
+        self.steps = []
+        self.run = partial(entry, *args)  # type: ignore[method-assign]
+        self.calls = (self.run,)
+        return True
 
     def bind_fast(self, x: np.ndarray, y: np.ndarray, ws: Workspace) -> None:
         """Compiled path: one call per op gathering the im2col rows of each chunk straight from the int8

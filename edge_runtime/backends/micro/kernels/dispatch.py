@@ -16,7 +16,7 @@ from typing import Optional
 
 from edge_runtime.backends.micro.kernels.base import Kernel, OpContext
 from edge_runtime.backends.micro.kernels.conv import Conv2D, DepthwiseConv2D
-from edge_runtime.backends.micro.kernels.fully_connected import FullyConnected
+from edge_runtime.backends.micro.kernels.fully_connected_float import FullyConnectedDense
 from edge_runtime.backends.micro.kernels.int16.conv_2d import Conv2D16x8
 from edge_runtime.backends.micro.kernels.int16.fully_connected import FullyConnected16x8
 from edge_runtime.backends.micro.kernels.sparse import SparseConv1x1, SparseFullyConnected, weights_sparse
@@ -48,6 +48,7 @@ def _dispatcher(name: str, dense: type[Kernel], sixteen: type[Kernel],
                                   "__module__": __name__})
 
 
-FullyConnectedAny = _dispatcher("FullyConnectedAny", FullyConnected, FullyConnected16x8, SparseFullyConnected)
+FullyConnectedAny = _dispatcher("FullyConnectedAny", FullyConnectedDense,  # type: ignore[arg-type]  # float32: exact
+                                 FullyConnected16x8, SparseFullyConnected)
 Conv2DAny = _dispatcher("Conv2DAny", Conv2D, Conv2D16x8, SparseConv1x1)
 DepthwiseConv2DAny = _dispatcher("DepthwiseConv2DAny", DepthwiseConv2D, Conv2D16x8)

@@ -11,6 +11,7 @@ in place when an output row is no larger than an input row.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,11 @@ from edge_runtime.backends.micro.kernels.base import (
 from edge_runtime.backends.micro.kernels.conv import (
     choose_path, int_workspace, output_tail, per_channel_multipliers, prepare_output_stage, widened,
 )
+from edge_runtime.backends.micro.weight_cache import WeightCache, cache_of, shared
+
+
+def _float32_transposed(w: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(w.T, dtype=np.float32)
 
 
 class FullyConnected(Kernel):
@@ -29,6 +35,7 @@ class FullyConnected(Kernel):
 
     inplace_ok = True
     max_version = 9
+    weight_cache: "WeightCache | None" = None  #: the interpreter's, set by :meth:`attach`
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
@@ -96,12 +103,17 @@ class FullyConnected(Kernel):
         if q:
             self.workspace.update(int_workspace(r, self.units))
 
+    def attach(self, interp: Any) -> None:
+        """Take the interpreter's shared weight cache: ops reading one weight tensor share its widened copy."""
+        self.weight_cache = cache_of(interp)
+
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Precompute the row-chunk views."""
+        """Precompute the row-chunk views; the widened weights come from the shared cache (one per buffer)."""
         x = inputs[0].reshape(self.rows_total, self.k)
         y = outputs[0].reshape(self.rows_total, self.units)
         wsrc = inputs[1].T
-        self.wmat = widened(wsrc, self.weight_scale, self.cdt)
+        cache = self.weight_cache
+        self.wmat_shared = cache is not None  # (then the interpreter counts the widened weights, once)
         src0, dst0 = inputs[0], outputs[0]
         same = src0.__array_interface__["data"][0] == dst0.__array_interface__["data"][0]
         if np.shares_memory(src0, dst0) and not (same and (self.units <= self.k or self.rows >= self.rows_total)):
@@ -121,14 +133,15 @@ class FullyConnected(Kernel):
             if gemm:
                 from edge_runtime.backends.micro.fast.fully_connected_gemm import fully_connected_gemm
 
-                self.wmat = np.ascontiguousarray(inputs[1].T, dtype=np.float32)  # (k, units)
+                self.wmat = shared(cache, inputs[1], "float32.T", _float32_transposed)  # (k, units)
                 self.gemm_bufs = (np.empty((self.rows_total, self.k), np.float32),
                                   np.empty((self.rows_total, self.units), np.float32))
                 args = (x, self.wmat, self.fast, *self.gemm_bufs, ws["acc"][0].view(np.int32)[:self.units], y)
                 self.compiled = partial(fast.jit_prepare(fully_connected_gemm, *args), *args)
                 self.run = self.compiled  # type: ignore[method-assign]
                 return
-            self.wmat = widened(inputs[1], None, np.dtype(np.int16))  # (units, k): int32 sums of int16 products
+            self.wmat = shared(cache, inputs[1], "int16",  # (units, k): int32 sums of int16 products
+                               partial(widened, scale=None, dtype=np.dtype(np.int16)))
             xs = ws["lhs"][0].view(np.int16)[:self.k]
             args = (x, self.wmat, self.fast, xs, ws["acc"][0].view(np.int32)[:self.units], y)
             self.compiled = partial(fast.jit_prepare(fully_connected, *args), *args)
@@ -147,6 +160,9 @@ class FullyConnected(Kernel):
                           self.frq.bind_rounding(yv, ws["tmp"][:r].view(np.float64), y))
             self.wmat = None
             return
+        scale = None if self.weight_scale is None else self.weight_scale.tobytes()
+        self.wmat = shared(cache, wsrc, ("widened", self.cdt.str, scale),
+                           partial(widened, scale=self.weight_scale, dtype=self.cdt))
         for r0 in range(0, self.rows_total, self.rows):
             r = min(self.rows, self.rows_total - r0)
             acc = ws["acc"][:r]
@@ -157,7 +173,8 @@ class FullyConnected(Kernel):
     @property
     def cache_bytes(self) -> int:
         """Bytes of the widened weights and tiled requantization constants built at bind time."""
-        n = int(self.wmat.nbytes) if getattr(self, "wmat", None) is not None else 0
+        own = getattr(self, "wmat", None) is not None and not getattr(self, "wmat_shared", False)
+        n = int(self.wmat.nbytes) if own else 0  # (shared widened weights: Interpreter.weight_cache)
         if getattr(self, "fused", None) is not None:
             n += int(self.wfold.nbytes) + int(self.lhs1.nbytes)
         if getattr(self, "fast", None) is not None:

@@ -8,6 +8,8 @@ rows to the workspace limit); one integer matrix product per chunk gives the sum
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edge_runtime.backends.micro import options as opt
@@ -16,6 +18,7 @@ from edge_runtime.backends.micro.kernels.base import (
     require_type,
 )
 from edge_runtime.backends.micro.kernels.int16.common import I64, OutputStage16, window_index
+from edge_runtime.backends.micro.weight_cache import WeightCache, cache_of, shared
 
 
 class Conv2D16x8(Kernel):
@@ -23,6 +26,7 @@ class Conv2D16x8(Kernel):
 
     sixteen_by_eight = True  #: output in its own buffer (memory_traits)
     max_version = 8
+    weight_cache: "WeightCache | None" = None  #: the interpreter's, set by :meth:`attach`
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
@@ -57,12 +61,10 @@ class Conv2D16x8(Kernel):
         self.rows_total = n * oh * ow
         self.taps = kh * kw * (1 if self.depthwise else cin)
         self.cin, self.cout, self.x_elems = cin, cout, n * h * wd * cin
-        wt = w.array().astype(np.int64)
-        if self.depthwise:  # (kh*kw, cout): tap t of output channel c reads input channel c // mult
-            self.wmat = wt.reshape(kh * kw, cout)
+        self.kh, self.kw = kh, kw
+        if self.depthwise:  # (weights (kh*kw, cout): tap t of output channel c reads input channel c // mult)
             self.index = np.repeat(self.index, self.mult, axis=2)  # (rows, taps, cout)
-        else:
-            self.wmat = np.ascontiguousarray(wt.reshape(cout, kh * kw * cin).T)  # (K, cout)
+        else:  # (weights (K, cout))
             self.index = self.index.reshape(self.rows_total, self.taps)
         per_row = 8 * (self.index[0].size + 2 * cout)
         ch = Chunking.fit(self.rows_total, 8 * (self.x_elems + 1), lambda r: r * per_row, ctx.workspace_limit)
@@ -71,8 +73,22 @@ class Conv2D16x8(Kernel):
         self.workspace = {"xext": ((self.x_elems + 1,), I64), "patch": ((self.rows, *cols), I64),
                           "acc": ((self.rows, cout), I64), "tmp": ((self.rows, cout), I64)}
 
+    def attach(self, interp: Any) -> None:
+        """Take the interpreter's shared weight cache: ops reading one filter buffer share its int64 copy."""
+        self.weight_cache = cache_of(interp)
+
+    def _widened(self, w: np.ndarray) -> np.ndarray:
+        """The int8 filter as the int64 matrix :meth:`run` multiplies by."""
+        wt = w.astype(np.int64)
+        if self.depthwise:
+            return wt.reshape(self.kh * self.kw, self.cout)
+        return np.ascontiguousarray(wt.reshape(self.cout, self.kh * self.kw * self.cin).T)
+
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
-        """Views of the input copy, the chunk buffers and the output rows."""
+        """Views of the input copy, the chunk buffers and the output rows; the filter widened to int64 here (once
+        per filter buffer, shared through the interpreter's :class:`WeightCache`), not when the arena planner
+        builds the kernel for its memory traits."""
+        self.wmat = shared(self.weight_cache, inputs[1], ("conv16", self.depthwise), self._widened)
         self.x = inputs[0].reshape(-1)
         self.xext = ws["xext"]
         y = outputs[0].reshape(self.rows_total, self.cout)

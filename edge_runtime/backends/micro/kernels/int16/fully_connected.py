@@ -1,6 +1,8 @@
 """FULLY_CONNECTED, 16x8: int16 input and output, int8 weights (per tensor or per channel), int32/int64 bias."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edge_runtime.backends.micro import options as opt
@@ -8,6 +10,12 @@ from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, require_constant, require_type,
 )
 from edge_runtime.backends.micro.kernels.int16.common import I64, OutputStage16
+from edge_runtime.backends.micro.weight_cache import WeightCache, cache_of, shared
+
+
+def _int64_transposed(w: np.ndarray) -> np.ndarray:
+    """int8 weights (units, k) as a contiguous int64 (k, units) matrix."""
+    return np.ascontiguousarray(w.astype(np.int64).T)
 
 
 class FullyConnected16x8(Kernel):
@@ -15,6 +23,7 @@ class FullyConnected16x8(Kernel):
 
     sixteen_by_eight = True  #: output in its own buffer (memory_traits)
     max_version = 12
+    weight_cache: "WeightCache | None" = None  #: the interpreter's, set by :meth:`attach`
 
     def __init__(self, ctx: OpContext) -> None:
         super().__init__(ctx)
@@ -38,10 +47,15 @@ class FullyConnected16x8(Kernel):
         self.workspace = {"lhs": ((self.rows, self.k), I64), "acc": ((self.rows, self.units), I64),
                           "tmp": ((self.rows, self.units), I64)}
 
+    def attach(self, interp: Any) -> None:
+        """Take the interpreter's shared weight cache: ops reading one weight tensor share its int64 copy."""
+        self.weight_cache = cache_of(interp)
+
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Row-chunk views; the weights widened to int64 (k, units) here rather than at prepare time, so
-        that a kernel built only for its memory traits (the arena planner) does not copy them."""
-        self.wmat = np.ascontiguousarray(inputs[1].astype(np.int64).T)
+        that a kernel built only for its memory traits (the arena planner) does not copy them; one copy
+        per weight buffer, shared through the interpreter's :class:`WeightCache`."""
+        self.wmat = shared(self.weight_cache, inputs[1], "int64.T", _int64_transposed)
         x = inputs[0].reshape(self.rows_total, self.k)
         y = outputs[0].reshape(self.rows_total, self.units)
         self.steps = []
