@@ -13,7 +13,6 @@ stream without reset.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -24,20 +23,12 @@ import pytest
 from converters.codegen.emit import generate_c
 from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.formats.tflite import TFLiteModel
-from firmware_sim.mcu.runner import missing_tools, run
+from firmware_sim.mcu.runner import run
 from tests import tflite_builder as tb
+from tests.test_mcu_c import need
 from tests.tflite_builder import T, opts
 
 INPUTS = 12
-
-
-def need(cpu: str) -> None:
-    """Skip (or fail under CI=true) when the toolchain for ``cpu`` is missing."""
-    missing = missing_tools(cpu)
-    if missing:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{', '.join(missing)} missing and CI=true: scripts/setup.sh installs them")
-        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh installs them)")
 
 
 class Graph:
