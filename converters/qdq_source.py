@@ -113,7 +113,9 @@ def fixed_weights(graph: Any, params: QdqParams, per_channel_fc: bool = True) ->
     FULLY_CONNECTED axis 0, DEPTHWISE_CONV_2D axis 3; FULLY_CONNECTED per tensor on profiles without
     per-channel FC); a per-tensor scale on a per-channel kernel is repeated per channel. The IR weight (the
     dequantized constant, transposed to the IR's layout) must equal ``values x scales`` bit for bit, so a
-    weight the import changed (folded, split per group) is never mistaken for the model's.
+    weight the import changed (folded, split per group) is never mistaken for the model's; a weight the import
+    multiplied by a factor per output channel (a Mul after the conv folded into it) keeps the model's integers
+    with its scales times the factor (:func:`_folded_weight`).
     """
     by_reader: dict[str, list[QdqWeight]] = {}
     by_size: dict[int, list[QdqWeight]] = {}
@@ -146,9 +148,81 @@ def fixed_weights(graph: Any, params: QdqParams, per_channel_fc: bool = True) ->
             if op.name in w.readers or _same_values(wf, w):
                 why = reason
         else:
-            if tried or params.weights:
+            folded = _folded_weight(wf, tried, axis)
+            if folded is not None:
+                kept[name] = folded
+            elif tried or params.weights:
                 left[name] = why
     return kept, left
+
+
+def _folded_weight(wf: np.ndarray, tried: list[QdqWeight], axis: Optional[int]) -> Optional[QuantWeight]:
+    """The model's int8 weight behind IR weight ``wf`` when the import multiplied it by a factor per output channel
+    (a per-channel Mul after the conv folded into it: onnxslim's Conv+Mul fusion, or
+    :func:`converters.ir.simplify`), else None: the model's integers in ``wf``'s layout, negated in channels whose
+    factor is negative, with scales ``max|wf| / max|q|`` per channel (:func:`_channel_multiple`)."""
+    for w in tried:
+        got = _channel_multiple(wf, w, axis)
+        if got is not None:
+            return QuantWeight(got[0], got[1], 0 if axis is None else axis)
+    return None
+
+
+#: How far (relative to a channel's largest value) a folded weight may be from ``values x scale``: the fold's and
+#: the scale's float32 rounding (a few units in the last place)
+_FOLD_SLACK = 1e-6
+
+
+def _channel_multiple(wf: np.ndarray, w: QdqWeight,
+                      axis: Optional[int]) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """``(int8 values in wf's layout, scales)`` when each output channel of ``wf`` (along ``axis``; the whole
+    tensor with ``axis`` None) is the same channel of the model's symmetric int8 weight ``w`` times one factor
+    (to float32 rounding, :data:`_FOLD_SLACK`): the same integers (as a multiset, so any layout), negated where
+    the factor is negative, zero where it is zero (the model's scale kept there). None otherwise."""
+    if w.block or w.values.dtype != np.int8 or (w.zero_points is not None and np.any(w.zero_points != 0)) \
+            or int(w.values.size) != int(wf.size):
+        return None
+    n = 1 if axis is None else int(wf.shape[axis])
+    q_all = np.asarray(w.values)
+    if axis is None:
+        if w.scales.size != 1:
+            return None
+        model_axes: list[Optional[int]] = [None]
+    elif w.scales.size > 1:
+        a = w.axis + q_all.ndim if w.axis < 0 else w.axis
+        model_axes = [a] if w.scales.size == n and q_all.shape[a] == n else []
+    else:
+        model_axes = [a for a in range(q_all.ndim) if q_all.shape[a] == n]
+    model_scales = np.broadcast_to(np.asarray(w.scales, np.float32).reshape(-1), (n,))
+    for m_axis in model_axes:
+        values = np.zeros(wf.shape, np.int8)
+        scales = np.empty(n, np.float32)
+        for c in range(n):
+            q = (q_all if m_axis is None else np.take(q_all, c, axis=m_axis)).reshape(-1).astype(np.int64)
+            x = (wf if axis is None else np.take(wf, c, axis=axis)).astype(np.float64)
+            q_max, x_max = int(np.abs(q).max(initial=0)), float(np.abs(x).max(initial=0.0))
+            if q.size != x.size or (q_max == 0 and x_max != 0):
+                break
+            if x_max == 0:  # a zero factor (or a zero channel): zeros at the model's scale
+                scales[c] = model_scales[c]
+                continue
+            s = np.float32(x_max / q_max)
+            r = np.rint(x / np.float64(s))
+            if np.abs(r).max() > 127 or np.abs(r * np.float64(s) - x).max() > _FOLD_SLACK * x_max:
+                break
+            flat = np.sort(r.reshape(-1).astype(np.int64))
+            if not (np.array_equal(flat, np.sort(q)) or np.array_equal(flat, np.sort(-q))):
+                break
+            scales[c] = s
+            if axis is None:
+                values[...] = r.astype(np.int8)
+            else:
+                idx = [slice(None)] * wf.ndim
+                idx[axis] = c
+                values[tuple(idx)] = r.astype(np.int8)
+        else:
+            return values, scales
+    return None
 
 
 def _same_values(wf: np.ndarray, w: QdqWeight) -> bool:

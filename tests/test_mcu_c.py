@@ -162,7 +162,11 @@ def test_generated_c_is_freestanding(projects: dict[str, Path]) -> None:
         nm = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
         undefined |= {line.split()[-1] for line in nm.splitlines() if line.strip()}
     defined = {"er_conv_s8", "er_depthwise_conv_s8", "er_fully_connected_s8", "er_average_pool_s8",
-               "er_max_pool_s8", "er_add_s8", "er_sub_s8", "er_mul_s8", "er_softmax_s8", "er_lookup_s8"}
+               "er_max_pool_s8", "er_add_s8", "er_sub_s8", "er_mul_s8", "er_softmax_s8", "er_lookup_s8",
+               "er_conv_shapes"}  # the convolutions' shared geometries, a table of model.c
+    model_defs = subprocess.run(["nm", "--defined-only", str(project / "model.o")], capture_output=True, text=True,
+                                check=True).stdout
+    assert "er_conv_shapes" in {line.split()[-1] for line in model_defs.splitlines() if line.strip()}
     assert undefined - defined <= {"memcpy", "memset"}
     text = "".join((project / s).read_text() for s in srcs)
     for banned in ("malloc", "free(", "printf", "float ", "double "):

@@ -13,6 +13,8 @@ from edge_runtime.formats.tflite import Operator
 #: integer C field types of the parameter blocks -> (min, max)
 C_RANGES = {"int8_t": (-128, 127), "uint8_t": (0, 255), "int16_t": (-32768, 32767), "uint16_t": (0, 65535),
             "int32_t": (-(1 << 31), (1 << 31) - 1), "uint32_t": (0, (1 << 32) - 1)}
+#: the placeholder of a convolution's parameter block for its index in ``er_conv_shapes``
+SHAPE_INDEX = "ER_SHAPE_INDEX"
 #: what each kind of generated constant holds, by the suffix of its C name (``op<N>_<suffix>``)
 CONST_KINDS = {"w": "weights", "b": "biases", "rq": "requantization", "p": "parameters", "bc": "parameters",
                "lut": "tables", "rows": "row index", "g": "parameters", "ix": "parameters"}
@@ -37,6 +39,9 @@ class COp:
     #: (rows, row length), whether the kernel reads an er_wsplit, how many times an inference
     #: reads each weight), for entropy coding (wplace.py)
     weights: "tuple[str, np.ndarray, bool, int] | None" = None
+    #: CONV_2D / DEPTHWISE_CONV_2D: the initializer of its geometry (``er_conv_shape``); the generator
+    #: writes each distinct one once, in ``er_conv_shapes``, and puts its index for :data:`SHAPE_INDEX`
+    shape: str = ""
 
     def array(self, suffix: str, ctype: str, values: np.ndarray) -> str:
         """Add ``static const ctype op<N>_<suffix>[]`` holding ``values``; return its C name."""
@@ -59,9 +64,11 @@ def c_values(ctype: str, values: np.ndarray, owner: "COp | Operator | str") -> s
 
 
 def c_array(name: str, ctype: str, values: np.ndarray, owner: "COp | Operator | str") -> str:
-    """A ``static const`` C array holding ``values`` (kept in flash)."""
+    """A ``static const`` C array holding ``values`` (kept in flash); byte arrays are marked
+    ``ER_BYTES`` (er_kernels.h), so that the compiler does not word-align them (no padding)."""
     n = max(1, int(np.asarray(values).size))
-    return f"static const {ctype} {name}[{n}] = {{\n    {c_values(ctype, values, owner)}\n}};\n"
+    align = " ER_BYTES" if ctype in ("int8_t", "uint8_t") else ""
+    return f"static const {ctype} {name}[{n}]{align} = {{\n    {c_values(ctype, values, owner)}\n}};\n"
 
 
 def c_struct(op: "COp | Operator", fields: list[tuple[str, "str | None", object]]) -> str:

@@ -24,7 +24,9 @@ CC ?= gcc
 ARM_CC ?= arm-none-eabi-gcc
 OPT ?= {opt}
 BUILD ?= build
-CFLAGS_COMMON = -std=c99 $(OPT) -Wall -Wextra -I. -Ikernels -Iboard
+# code paths of the kernels this model does not use, left out (converters/codegen/features.py)
+FEATURES = {features}
+CFLAGS_COMMON = -std=c99 $(OPT) -Wall -Wextra -I. -Ikernels -Iboard $(FEATURES)
 HEADERS = model.h {headers} board/er_io.h
 MODEL_SRCS = model.c {kernels}
 ARM_SRCS = $(MODEL_SRCS) board/er_main.c board/startup.c board/er_io_semihost.c board/er_libc.c
@@ -63,8 +65,10 @@ clean:
 """
 
 
-def makefile(kernel_sources: list[str], headers: "tuple[str, ...] | list[str]" = ()) -> str:
+def makefile(kernel_sources: list[str], headers: "tuple[str, ...] | list[str]" = (), features: str = "") -> str:
     """The Makefile text for a project whose kernels are ``kernel_sources`` (paths under kernels/)
-    and whose kernel headers are ``headers`` (names in kernels/)."""
+    and whose kernel headers are ``headers`` (names in kernels/); ``features``: compiler flags that
+    leave out unused kernel code paths (``features.feature_flags``)."""
     return TEMPLATE.format(kernels=" ".join(kernel_sources), headers=" ".join(f"kernels/{h}" for h in headers),
-                           opt=DEFAULT_OPT, m4=CPU_FLAGS["cortex-m4"], m7=CPU_FLAGS["cortex-m7"])
+                           opt=DEFAULT_OPT, m4=CPU_FLAGS["cortex-m4"], m7=CPU_FLAGS["cortex-m7"],
+                           features=features)

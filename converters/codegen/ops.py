@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from converters.codegen.arith import bcast_strides, minmax_op, prelu_op, reduce_op, resize_bilinear_op
-from converters.codegen.cop import C_RANGES, CONST_KINDS, COp, c_array, c_struct, c_values
+from converters.codegen.cop import C_RANGES, CONST_KINDS, SHAPE_INDEX, COp, c_array, c_struct, c_values
 from converters.codegen.layers import batch_matmul_op, transpose_conv_op
 from converters.codegen.movement import MOVEMENT_INPUTS, movement_inputs, movement_op
 from converters.codegen.outstage import dead_channels, out_stage
@@ -119,15 +119,16 @@ def conv_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     c.weights = (w, filt.reshape(1, -1) if dw else filt.reshape(filt.shape[0], -1), not dw, k.n * k.ho * k.wo)
     bias = None if k.bias_tensor is None else k.bias_tensor.array().astype(np.int64).reshape(-1)
     stage = out_stage(c, m, s, bias, out_zp, lo, hi, dead, _layer_scales(model, op, k.w_tensor))
-    c.params = _struct(c, [
-        ("out", None, stage), ("weights", None, w), ("rows", None, rows), ("ring_n", "int32_t", ring),
+    c.shape = _struct(c, [
+        ("rows", None, rows), ("ring_n", "int32_t", ring if direction > 0 else -ring),
         ("batches", "int16_t", k.n), ("in_h", "int16_t", k.h), ("in_w", "int16_t", k.w_in),
         ("in_c", "int16_t", k.cin), ("out_h", "int16_t", k.ho), ("out_w", "int16_t", k.wo),
         ("out_c", "int16_t", k.cout), ("group", "int16_t", k.mult if dw else k.cin),
-        ("in_offset", "int16_t", -k.in_zp), ("k_h", "uint8_t", k.kh), ("k_w", "uint8_t", k.kw),
+        ("k_h", "uint8_t", k.kh), ("k_w", "uint8_t", k.kw),
         ("stride_h", "uint8_t", k.sh), ("stride_w", "uint8_t", k.sw), ("dil_h", "uint8_t", k.dh),
-        ("dil_w", "uint8_t", k.dw), ("pad_t", "uint8_t", k.pt), ("pad_l", "uint8_t", k.pl),
-        ("ring_dir", "int8_t", direction)])
+        ("dil_w", "uint8_t", k.dw), ("pad_t", "uint8_t", k.pt), ("pad_l", "uint8_t", k.pl)])
+    c.params = _struct(c, [("out", None, stage), ("weights", None, w), ("in_offset", "int16_t", -k.in_zp),
+                           ("shape", None, SHAPE_INDEX)])
     fn = "er_depthwise_conv_s8" if dw else "er_conv_s8"
     c.call = lambda p, i, o: f"{fn}(&{p}, {i[0]}, {o}, {'ring' if ring else '0'});"
     return c

@@ -5,7 +5,9 @@ An adaptive binary range coder in the style of LZMA's: each weight is mapped to 
 adaptive probabilities (11-bit, adapted by 1/64 of the error after each bit). One stream per
 model, in op order, with the probabilities carried from layer to layer (reset at the start of each
 inference), so the model learns once. The decoder needs no table in flash: 256 uint16
-probabilities and three words of state in RAM.
+probabilities and three words of state in RAM. Rows that the kernel decodes more than once per
+inference (``er_wstream``) are coded with the probabilities frozen (not adapted), so the decoder
+decodes them again from a saved stream position (three words) without saving the model.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import numpy as np
 PROB_BITS = 11
 PROB_ONE = 1 << PROB_BITS
 MOVE_BITS = 6
+#: the adaptation shift that leaves every probability unchanged (q < 2**PROB_BITS): frozen coding
+FROZEN_MOVE = 16
 TOP = 1 << 24
 _LOG2 = np.concatenate([[0.0], -np.log2(np.arange(1, PROB_ONE) / PROB_ONE)])
 
@@ -42,9 +46,11 @@ class Model:
         m.p = list(self.p)
         return m
 
-    def cost_bits(self, weights: np.ndarray) -> float:
-        """The ideal code length of ``weights`` in bits, adapting the probabilities as coding would."""
+    def cost_bits(self, weights: np.ndarray, adapt: bool = True) -> float:
+        """The ideal code length of ``weights`` in bits, adapting the probabilities as coding would
+        (``adapt=False``: with the probabilities frozen, as :meth:`Encoder.weights` codes streamed rows)."""
         p, total, log2 = self.p, 0.0, _LOG2
+        move = MOVE_BITS if adapt else FROZEN_MOVE
         for z in zigzag(weights).tolist():
             node = 1
             for i in range(7, -1, -1):
@@ -52,10 +58,10 @@ class Model:
                 q = p[node]
                 if b:
                     total += log2[PROB_ONE - q]
-                    p[node] = q - (q >> MOVE_BITS)
+                    p[node] = q - (q >> move)
                 else:
                     total += log2[q]
-                    p[node] = q + ((PROB_ONE - q) >> MOVE_BITS)
+                    p[node] = q + ((PROB_ONE - q) >> move)
                 node = 2 * node + b
         return total
 
@@ -82,9 +88,11 @@ class Encoder:
         self.cache_size += 1
         self.low = (self.low & 0x00FFFFFF) << 8
 
-    def weights(self, w: np.ndarray) -> None:
-        """Code the int8 values ``w`` (flattened, in order)."""
+    def weights(self, w: np.ndarray, adapt: bool = True) -> None:
+        """Code the int8 values ``w`` (flattened, in order); ``adapt=False``: with the probabilities
+        frozen, so that the decoder can decode them again from a saved position (``er_rc_frozen``)."""
         p = self.model.p
+        move = MOVE_BITS if adapt else FROZEN_MOVE
         for z in zigzag(w).tolist():
             node = 1
             for i in range(7, -1, -1):
@@ -94,10 +102,10 @@ class Encoder:
                 if b:
                     self.low += bound
                     self.range -= bound
-                    p[node] = q - (q >> MOVE_BITS)
+                    p[node] = q - (q >> move)
                 else:
                     self.range = bound
-                    p[node] = q + ((PROB_ONE - q) >> MOVE_BITS)
+                    p[node] = q + ((PROB_ONE - q) >> move)
                 while self.range < TOP:
                     self.range = (self.range << 8) & 0xFFFFFFFF
                     self._shift_low()
@@ -119,9 +127,10 @@ class Decoder:
         self.range = 0xFFFFFFFF
         self.model = Model()
 
-    def weights(self, n: int) -> np.ndarray:
-        """Decode the next ``n`` int8 values."""
+    def weights(self, n: int, adapt: bool = True) -> np.ndarray:
+        """Decode the next ``n`` int8 values (``adapt=False``: with the probabilities frozen)."""
         p, out = self.model.p, []
+        move = MOVE_BITS if adapt else FROZEN_MOVE
         for _ in range(n):
             node = 1
             for _ in range(8):
@@ -129,12 +138,12 @@ class Decoder:
                 bound = (self.range >> PROB_BITS) * q
                 if self.code < bound:
                     self.range = bound
-                    p[node] = q + ((PROB_ONE - q) >> MOVE_BITS)
+                    p[node] = q + ((PROB_ONE - q) >> move)
                     node = 2 * node
                 else:
                     self.range -= bound
                     self.code -= bound
-                    p[node] = q - (q >> MOVE_BITS)
+                    p[node] = q - (q >> move)
                     node = 2 * node + 1
                 if self.range < TOP:
                     self.range = (self.range << 8) & 0xFFFFFFFF
@@ -144,4 +153,4 @@ class Decoder:
         return unzigzag(np.array(out, np.int64))
 
 
-__all__ = ["Decoder", "Encoder", "Model", "unzigzag", "zigzag"]
+__all__ = ["FROZEN_MOVE", "Decoder", "Encoder", "Model", "unzigzag", "zigzag"]

@@ -6,9 +6,16 @@ ring), else a static buffer of at most :data:`WBUF_BYTES` shared by all ops. A C
 fit neither is coded whole when the kernel can decode them itself, a few filters at a time into an
 arena gap, output channels outer (``er_wchunk``: each filter decoded once per inference; the op runs
 out of place, its input first copied into the static buffer when it was planned in place, so that
-input must fit the buffer). Otherwise a CONV_2D or FULLY_CONNECTED has its first rows coded and the
-rest stored as they are (``er_wsplit``); a DEPTHWISE_CONV_2D (channels interleaved) is coded whole or
-not at all.
+input must fit the buffer). A 1x1 CONV_2D run exactly in place (KWS's pointwise layers) is coded whole
+when its filters fit no region (``er_wstream``): its first filters are decoded before the op and
+stay, the others are decoded by the kernel once per block of pixels (at most
+:data:`STREAM_MAX_PASSES` times per inference), coded with the model's probabilities frozen so the
+decoder goes back to a saved stream position instead of saving its model; each block's outputs are
+kept aside until its pixels are written over their inputs. Otherwise a CONV_2D or FULLY_CONNECTED
+has its first rows coded and the rest stored as they are (``er_wsplit``); a DEPTHWISE_CONV_2D
+(channels interleaved) is coded whole or not at all. The static buffer directly follows the arena,
+so an op whose free gap (smaller than the buffer) ends the arena decodes into gap and buffer as one
+region.
 
 A part is coded only when that saves flash (its code length, priced with the adaptive model as it
 stands at that point of the stream, plus its descriptor, is at least :data:`MIN_SAVING` bytes below
@@ -36,7 +43,8 @@ from converters.codegen.wcoder import Decoder, Encoder, Model
 from edge_runtime.arena.plan import ArenaPlan
 from edge_runtime.errors import UnsupportedModelError
 
-#: the static decode buffer's largest size: with the decoder's 524 bytes of state it keeps RAM
+#: the static decode buffer's largest size (it directly follows the arena, so an op whose free gap
+#: ends the arena decodes into the gap and the buffer as one region): with the decoder's 524 bytes of state it keeps RAM
 #: within the in-place arena + 4 KB (runner statics and stack take under 1 KB)
 WBUF_BYTES = 2560
 MIN_SAVING = 16
@@ -48,6 +56,9 @@ MIN_USES = 8
 LOW_USE_PER_MAC = 1 / 100
 SPLIT_BYTES = 12  # sizeof(er_wsplit) on a 32-bit MCU
 CHUNK_BYTES = 16  # sizeof(er_wchunk)
+STREAM_BYTES = 12  # sizeof(er_wstream)
+#: er_wstream: each streamed filter is decoded at most this many times per inference
+STREAM_MAX_PASSES = 4
 MODES = ("auto", "off")
 
 
@@ -66,6 +77,24 @@ class Coded:
     chunk_rows: int = 0
     #: with chunk_rows: the op's input is first copied into the static buffer (it was planned in place)
     copy_input: bool = False
+    #: > 0: er_wstream, pixels per block; ``resident`` rows are decoded before the op (adaptively),
+    #: the others by the kernel once per block, coded with the probabilities frozen
+    block: int = 0
+    resident: int = 0
+
+    def code(self, enc: Encoder) -> None:
+        """Append this part to the stream (its streamed rows with the probabilities frozen)."""
+        k = self.resident * self.row_len if self.block else self.values.size
+        enc.weights(self.values.reshape(-1)[:k])
+        if self.block:
+            enc.weights(self.values.reshape(-1)[k:], adapt=False)
+
+    def decodes_back(self, dec: Decoder) -> bool:
+        """Whether ``dec`` gives this part's weights back, step for step as the C decodes them."""
+        flat = self.values.reshape(-1)
+        k = self.resident * self.row_len if self.block else flat.size
+        ok = np.array_equal(dec.weights(k), flat[:k])
+        return ok and (not self.block or np.array_equal(dec.weights(flat.size - k, adapt=False), flat[k:]))
 
 
 @dataclass
@@ -81,6 +110,7 @@ class CodingPlan:
         raw = sum(p.rows * p.row_len for p in self.parts)
         split = sum(SPLIT_BYTES for p in self.parts if p.rows < p.total_rows)
         split += sum(CHUNK_BYTES for p in self.parts if p.chunk_rows)
+        split += sum(STREAM_BYTES for p in self.parts if p.block)
         return raw - len(self.stream) - split if self.parts else 0
 
 
@@ -110,10 +140,10 @@ def chunk_plan(c: COp, gap: int) -> "tuple[int, int] | None":
     """(rows per chunk, input bytes to copy out or 0) when CONV_2D ``c`` can decode all its weights
     itself in chunks into an arena gap of ``gap`` bytes (er_wchunk), output channels outer: it has no
     row index, and its input fits the static buffer when it runs in place. None otherwise."""
-    if c.name != "CONV_2D" or c.weights is None or ".rows = 0," not in c.params:
+    if c.name != "CONV_2D" or c.weights is None or ".rows = 0," not in c.shape:
         return None
     rows, row_len = c.weights[1].shape
-    dims = [_int_field(c.params, f) for f in ("batches", "in_h", "in_w", "in_c", "ring_n")]
+    dims = [_int_field(c.shape, f) for f in ("batches", "in_h", "in_w", "in_c", "ring_n")]
     if any(d is None for d in dims) or gap < row_len:
         return None
     batches, in_h, in_w, in_c, ring_n = dims  # type: ignore[misc]
@@ -123,8 +153,41 @@ def chunk_plan(c: COp, gap: int) -> "tuple[int, int] | None":
     return min(rows, gap // row_len), copy
 
 
-def plan_coding(plan: ArenaPlan, cops: list[COp], mode: str = "auto") -> CodingPlan:
-    """Choose and encode the coded parts of ``cops`` (in op order)."""
+def stream_plan(c: COp, region: int, same_address: bool) -> "tuple[int, int, int, int] | None":
+    """(resident rows, pixels per block, RAM bytes, weights decoded per inference) of the cheapest
+    er_wstream layout of CONV_2D ``c`` in a decode region of ``region`` bytes, or None: the op must be
+    a 1x1 convolution with unit stride, no padding and no row index, run in place forward with its
+    input and output at one address (``same_address``) and as many input as output channels, and
+    each streamed filter is decoded at most :data:`STREAM_MAX_PASSES` times."""
+    if c.name != "CONV_2D" or c.weights is None or not same_address or ".rows = 0," not in c.shape:
+        return None
+    f = {k: _int_field(c.shape, k) for k in ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h",
+                                             "k_w", "stride_h", "stride_w", "pad_t", "pad_l", "ring_n")}
+    rows, row_len = c.weights[1].shape
+    if (any(v is None for v in f.values()) or (f["k_h"], f["k_w"], f["stride_h"], f["stride_w"]) != (1, 1, 1, 1)
+            or f["pad_t"] or f["pad_l"] or f["ring_n"] <= 0  # type: ignore[operator]
+            or (f["in_h"], f["in_w"]) != (f["out_h"], f["out_w"]) or not rows == f["out_c"] == f["in_c"] == row_len):
+        return None
+    pixels = f["batches"] * f["out_h"] * f["out_w"]  # type: ignore[operator]
+    best = None
+    for res in range(rows):
+        streamed = rows - res
+        block = min(pixels, (region - res * row_len - rows) // streamed)
+        if block < 1:
+            break
+        passes = -(-pixels // block)
+        if passes > STREAM_MAX_PASSES:
+            continue
+        decodes = res * row_len + streamed * row_len * passes
+        if best is None or decodes < best[3]:
+            best = (res, block, res * row_len + rows + block * streamed, decodes)
+    return best
+
+
+def plan_coding(plan: ArenaPlan, cops: list[COp], mode: str = "auto",
+                same_address: "set[int] | None" = None) -> CodingPlan:
+    """Choose and encode the coded parts of ``cops`` (in op order). ``same_address``: the ops run in
+    place with their input and output at one arena offset (candidates for er_wstream)."""
     if mode not in MODES:
         raise UnsupportedModelError(f"compress_weights must be one of {', '.join(MODES)}, not {mode!r}")
     out = CodingPlan()
@@ -144,8 +207,14 @@ def plan_coding(plan: ArenaPlan, cops: list[COp], mode: str = "auto") -> CodingP
             continue
         rows, row_len = w.shape
         off, gap = free_gap(plan, c.index)
+        # a gap smaller than the static buffer that ends the arena: decode into both, as one region
+        tail = 0 < gap < WBUF_BYTES and off + gap == plan.arena_bytes
         if gap >= w.size:
             n, dst = rows, f"(er_arena + {off})"
+        elif tail:  # the gap and the static buffer after it, as one region (starting gap bytes before it)
+            room = gap + WBUF_BYTES
+            n = rows if w.size <= room else (min(rows, room // row_len) if splittable else 0)
+            dst = f"er_wbuf - {gap}"
         else:
             room = max(gap, WBUF_BYTES)
             n = rows if w.size <= WBUF_BYTES else (min(rows, room // row_len) if splittable else 0)
@@ -162,6 +231,25 @@ def plan_coding(plan: ArenaPlan, cops: list[COp], mode: str = "auto") -> CodingP
                 out.parts.append(Coded(c.index, name, rows, row_len, rows, f"(er_arena + {off})",
                                        np.ascontiguousarray(w), chunk[0], chunk[1] > 0))
                 out.wbuf_bytes = max(out.wbuf_bytes, chunk[1])
+                continue
+        region = gap + WBUF_BYTES if tail else max(gap, WBUF_BYTES)
+        stream = stream_plan(c, region, c.index in (same_address or set())) if n < rows else None
+        if stream is not None and stream[3] <= cap:
+            res, block, ram, decodes = stream
+            trial = model.copy()
+            cost = trial.cost_bits(w[:res]) + trial.cost_bits(w[res:], adapt=False)
+            split_n = min(n, int(cap) // row_len)
+            split_cost = model.copy().cost_bits(w[:split_n]) / 8 + SPLIT_BYTES if split_n else split_n * row_len
+            if w.size - cost / 8 - STREAM_BYTES >= max(MIN_SAVING, split_n * row_len - split_cost):
+                model = trial
+                budget -= decodes
+                if low:
+                    low_budget -= decodes
+                base = f"er_wbuf - {gap}" if tail else f"(er_arena + {off})" if gap >= WBUF_BYTES else "er_wbuf"
+                out.parts.append(Coded(c.index, name, rows, row_len, rows, base, np.ascontiguousarray(w),
+                                       block=block, resident=res))
+                if base == "er_wbuf" or tail:
+                    out.wbuf_bytes = max(out.wbuf_bytes, ram - (gap if tail else 0))
                 continue
         if splittable:
             n = min(n, int(cap) // row_len)
@@ -180,15 +268,17 @@ def plan_coding(plan: ArenaPlan, cops: list[COp], mode: str = "auto") -> CodingP
         out.parts.append(Coded(c.index, name, n, row_len, rows, dst, np.ascontiguousarray(w[:n])))
         if dst == "er_wbuf":
             out.wbuf_bytes = max(out.wbuf_bytes, n * row_len)
+        elif tail:
+            out.wbuf_bytes = max(out.wbuf_bytes, n * row_len - gap)
     if not out.parts:
         return out
     enc = Encoder()
     for p in out.parts:
-        enc.weights(p.values)
+        p.code(enc)
     out.stream = enc.finish()
     dec = Decoder(out.stream)
     for p in out.parts:  # the C decoder's steps: the stream must give the weights back
-        if not np.array_equal(dec.weights(p.values.size), p.values.reshape(-1)):
+        if not p.decodes_back(dec):
             raise UnsupportedModelError(f"op {p.index}: entropy-coded weights do not decode back (internal error)")
     return out
 
@@ -203,6 +293,18 @@ def apply_coding(coding: CodingPlan, cops: list[COp], kinds: dict[str, str]) -> 
         w = c.weights[1]  # type: ignore[index]
         kind = c.consts[p.name][0]
         del c.consts[p.name]
+        if p.block:
+            desc = f"{p.name}t"
+            c.consts[desc] = ("parameters", f"static const er_wstream {desc} = {{ (int8_t*){p.dst}, er_rc_frozen, "
+                                            f"{p.resident}, {p.block} }};\n")
+            kinds.pop(p.name, None)
+            old = f".weights = {p.name},"
+            if old not in c.params:
+                raise UnsupportedModelError(f"op {p.index}: no weights field to rewrite (internal error)")
+            c.params = c.params.replace(old, f".weights = (const int8_t*)(const void*)&{desc}, .w_split = 3,")
+            if p.resident:
+                before[p.index] = f"er_rc_decode((int8_t*){p.dst}, {p.resident * p.row_len}); "
+            continue
         if p.chunk_rows:
             desc = f"{p.name}c"
             copy = "er_wbuf" if p.copy_input else "0"
@@ -231,5 +333,5 @@ def apply_coding(coding: CodingPlan, cops: list[COp], kinds: dict[str, str]) -> 
     return before
 
 
-__all__ = ["CodingPlan", "Coded", "MIN_USES", "MODES", "WBUF_BYTES", "apply_coding", "chunk_plan", "free_gap",
-           "plan_coding"]
+__all__ = ["CodingPlan", "Coded", "MIN_USES", "MODES", "STREAM_MAX_PASSES", "WBUF_BYTES", "apply_coding",
+           "chunk_plan", "free_gap", "plan_coding", "stream_plan"]

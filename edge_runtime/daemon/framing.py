@@ -159,7 +159,8 @@ def _seal(rows: np.ndarray, size: int) -> bytes:
     rows[:, crc_end:2 + size].view("<u4")[:, 0] = crc32_rows(rows[:, 2:crc_end])
     flat = rows.reshape(-1)
     zeros = np.flatnonzero(flat == 0)
-    flat[zeros[:-1]] = np.diff(zeros)
+    head = zeros[:-1]
+    flat[head] = zeros[1:] - head
     rows[:, 0] = 0
     rows[:, -1] = 0
     return rows.tobytes()
@@ -187,7 +188,8 @@ def encode_results_fixed(seqs: Sequence[int], label_index: np.ndarray, scores: n
     """RESULT frames of ``n`` results, encoded together; None when too long (as :func:`encode_frames_fixed`).
 
     The same bytes as ``encode_frames_fixed(RESULT, seqs, encode_result_payloads(label_index, scores, raw))``,
-    with the payloads written straight into the frame bodies.
+    with the payloads written straight into the frame bodies (of a :class:`_ResultRows`, for up to its
+    capacity; more at once go through :func:`_frames` / :func:`_seal`).
     """
     n, k = raw.shape
     length = RESULT_HEAD.size + k
@@ -195,12 +197,76 @@ def encode_results_fixed(seqs: Sequence[int], label_index: np.ndarray, scores: n
         return None
     if not n:
         return b""
+    if n <= _ResultRows.CAPACITY:
+        enc = _RESULT_ROWS.get(k)
+        if enc is None:
+            if len(_RESULT_ROWS) >= _CRC_TABLES_MAX:
+                _RESULT_ROWS.pop(next(iter(_RESULT_ROWS)))
+            enc = _RESULT_ROWS[k] = _ResultRows(k)
+        return enc.encode(seqs, label_index, scores, raw)
     rows, size = _frames(RESULT, seqs, length)
     h = 2 + HEADER.size
     rows[:, h:h + 2].view("<i2")[:, 0] = label_index  # RESULT_HEAD: i16 label index, f32 score, little-endian
     rows[:, h + 2:h + 6].view("<f4")[:, 0] = scores
     rows[:, h + 6:h + 6 + k] = raw
     return _seal(rows, size)
+
+
+class _ResultRows:
+    """Preallocated frame rows for RESULT frames with ``k`` raw output bytes, and a view of each field.
+
+    What :func:`_frames` and :func:`_seal` do per call, with the rows, the header template, the CRC
+    table and the column views made once: a reply of a whole job then costs a few numpy calls. The
+    rows are reused by the next call (the frames are returned as bytes); the event loop is the only
+    caller.
+    """
+
+    CAPACITY = 256
+
+    def __init__(self, k: int) -> None:
+        length = RESULT_HEAD.size + k
+        size = HEADER.size + length + CRC.size
+        cap = self.CAPACITY
+        self.width = size + 3
+        self.template = np.zeros((cap, self.width), dtype=np.uint8)
+        self.template[:, 2:2 + HEADER.size] = np.frombuffer(HEADER.pack(VERSION, RESULT, WHOLE, 0, 0, length),
+                                                            dtype=np.uint8)
+        self.rows = rows = np.zeros((cap, self.width), dtype=np.uint8)
+        self.flat = rows.reshape(-1)
+        h = 2 + HEADER.size
+        crc_end = 2 + size - CRC.size
+        self.seq = rows[:, 6:10].view("<u4")[:, 0]
+        self.label = rows[:, h:h + 2].view("<i2")[:, 0]
+        self.score = rows[:, h + 2:h + 6].view("<f4")[:, 0]
+        self.raw = rows[:, h + 6:h + 6 + k]
+        self.body = rows[:, 2:crc_end]
+        self.crc = rows[:, crc_end:crc_end + CRC.size].view("<u4")[:, 0]
+        self.table, self.offsets, c0 = _crc_table(size - CRC.size)
+        self.c0 = np.uint32(c0)
+
+    def encode(self, seqs: Sequence[int], label_index: np.ndarray, scores: np.ndarray, raw: np.ndarray) -> bytes:
+        """The frames of ``n <= CAPACITY`` results back to back (see :func:`encode_results_fixed`)."""
+        n = len(seqs)
+        rows = self.rows[:n]
+        rows[...] = self.template[:n]
+        self.seq[:n] = np.fromiter(seqs, dtype=np.int64, count=n) & 0xFFFFFFFF
+        self.label[:n] = label_index
+        self.score[:n] = scores
+        self.raw[:n] = raw
+        # CRC by table (see _crc_table), then COBS in place (see _seal)
+        crc = np.bitwise_xor.reduce(self.table[self.body[:n] + self.offsets], axis=1)
+        np.bitwise_xor(crc, self.c0, out=self.crc[:n])
+        flat = self.flat[:n * self.width]
+        zeros = (flat == 0).nonzero()[0]
+        head = zeros[:-1]
+        flat[head] = zeros[1:] - head
+        rows[:, 0] = 0
+        rows[:, -1] = 0
+        return rows.tobytes()
+
+
+#: RESULT frame rows by raw output length (a daemon uses one)
+_RESULT_ROWS: dict[int, _ResultRows] = {}
 
 
 def encode_result_payloads(label_index: np.ndarray, scores: np.ndarray, raw: np.ndarray) -> np.ndarray:
@@ -279,54 +345,55 @@ class FrameDecoder:
 
     def decode(self, data: bytes) -> list[Frame]:
         """Add received bytes; the complete, valid frames they finish, in order."""
-        out: list[Frame] = []
-        max_payload = self.max_payload
         st = self.stats
         st.bytes_in += len(data)
-        start = 0
-        n = len(data)
-        while start < n:
-            z = data.find(b"\x00", start)
-            if z < 0:
-                self._append(data, start, n)
-                return out
-            if not self._buf and not self._skipping and z - start <= self._max_encoded:
-                chunk = data[start:z]  # the whole chunk is in this read: no copy through the buffer
-                start = z + 1
-                if not chunk:
-                    continue  # idle fill or the leading delimiter
-            else:
-                self._append(data, start, z)
-                start = z + 1
-                if self._skipping:
-                    self._skipping = False
-                    continue
-                if not self._buf:
-                    continue
-                chunk = bytes(self._buf)
+        pieces = bytes(data).split(b"\x00")  # one C call: the runs between delimiters
+        tail = pieces.pop()  # after the last delimiter: the start of a frame still arriving
+        if pieces and (self._buf or self._skipping):
+            # the first run ends the frame begun in an earlier read
+            first = pieces[0]
+            pieces[0] = b""
+            self._append_run(first)
+            if self._skipping:
+                self._skipping = False
+            elif self._buf:
+                pieces[0] = bytes(self._buf)
                 self._buf.clear()
-            frame = parse_chunk(chunk, max_payload)
+        out: list[Frame] = []
+        max_payload, max_encoded = self.max_payload, self._max_encoded
+        parse = parse_chunk
+        for chunk in pieces:
+            if not chunk:
+                continue  # idle fill or the leading delimiter
+            if len(chunk) > max_encoded:
+                st.oversize += 1  # a run without a delimiter longer than any frame: thrown away
+                st.bytes_dropped += len(chunk)
+                continue
+            frame = parse(chunk, max_payload)
             if frame is None:
                 st.corrupt += 1
                 st.bytes_dropped += len(chunk)
             else:
-                st.frames += 1
                 out.append(frame)
+        st.frames += len(out)
+        if tail:
+            self._append_run(tail)
         return out
 
-    def _append(self, data: bytes, start: int, end: int) -> None:
-        if end <= start:
+    def _append_run(self, run: bytes) -> None:
+        """Buffer part of a frame (up to its bound; past it, drop it and skip to the next delimiter)."""
+        if not run:
             return
         if self._skipping:
-            self.stats.bytes_dropped += end - start
+            self.stats.bytes_dropped += len(run)
             return
-        if len(self._buf) + (end - start) > self._max_encoded:
+        if len(self._buf) + len(run) > self._max_encoded:
             self.stats.oversize += 1
-            self.stats.bytes_dropped += len(self._buf) + (end - start)
+            self.stats.bytes_dropped += len(self._buf) + len(run)
             self._buf.clear()
             self._skipping = True
             return
-        self._buf += data[start:end]
+        self._buf += run
 
     def _parse(self, chunk: bytes) -> Optional[Frame]:
         return parse_chunk(chunk, self.max_payload)
@@ -336,41 +403,40 @@ def parse_chunk(chunk: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Optiona
     """The frame one chunk between delimiters encodes; None when it is not valid COBS, has a bad
     header, a length that disagrees with its size, a payload over ``max_payload`` or a bad CRC.
 
-    :func:`cobs_decode` inlined (this runs once per received frame).
+    :func:`cobs_decode` inlined (this runs once per received frame), in place: every code byte
+    becomes the zero it stands for, except the first one and any that follows a full (255) block,
+    which stand for nothing and are deleted. Valid COBS holds no zero byte.
     """
+    n = len(chunk)
+    if n <= OVERHEAD or 0 in chunk:
+        return None
     buf = bytearray(chunk)
-    n = len(buf)
-    drop = None  # code bytes that follow a full block (they stand for nothing), besides the first
+    drop = []  # code bytes that follow a full block (besides the first)
     i = 0
-    full = False
     while i < n:
-        code = buf[i]
-        if code == 0 or i + code > n:
-            return None
-        if full:
-            if drop is None:
-                drop = [i]
-            else:
-                drop.append(i)
-        else:
-            buf[i] = 0
-        full = code == 255
+        code = chunk[i]
+        buf[i] = 0
         i += code
-    if drop is not None:
+        if code == 255:
+            drop.append(i)
+    if i != n:
+        return None  # the last code runs past the end
+    if drop:
+        if drop[-1] == n:  # a full block at the very end: no code byte follows it
+            drop.pop()
         for j in reversed(drop):
             del buf[j]
-    # the body is buf[1:] (the first code byte stands for nothing)
-    n -= 1 + (len(drop) if drop is not None else 0)
-    if n < OVERHEAD:
+    del buf[0]  # the first code byte (O(1) at the front of a bytearray); buf is now the body
+    if len(buf) < OVERHEAD:
         return None
-    version, kind, flags, _res, seq, length = _unpack_header(buf, 1)
-    if version != VERSION or length != n - OVERHEAD or length > max_payload:
+    version, kind, flags, _res, seq, length = _unpack_header(buf)
+    if version != VERSION or length != len(buf) - OVERHEAD or length > max_payload:
         return None
     # a CRC-32 over a message followed by its own CRC (little-endian) always gives CRC32_RESIDUE,
     # and only the right CRC does: one pass checks it, without slicing the CRC off
-    if zlib.crc32(memoryview(buf)[1:]) != CRC32_RESIDUE:
+    if zlib.crc32(buf) != CRC32_RESIDUE:
         return None
-    return _new_tuple(Frame, (kind, flags, seq, bytes(buf[13:13 + length])))
+    return _new_tuple(Frame, (kind, flags, seq, bytes(buf[12:12 + length])))
 
 
 class SequenceTracker:

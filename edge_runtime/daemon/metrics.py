@@ -68,9 +68,6 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
                    5.0, 10.0)
 
 
-_BUCKET_BOUNDS = np.array(LATENCY_BUCKETS)
-
-
 class LatencyWindow:
     """Latencies in seconds: a histogram of all of them (for /metrics) and the last ``window`` (percentiles)."""
 
@@ -107,13 +104,21 @@ class LatencyWindow:
             if k < 16:
                 for v in values:
                     self._observe(v)
-            else:  # one pass for the buckets; the running total is added in order, as one by one
+            else:  # bucket counts from the sorted values: a bisection per bucket bound they straddle
                 counts = self.bucket_counts
-                for b, c in enumerate(np.bincount(np.searchsorted(_BUCKET_BOUNDS, values, side="left"),
-                                                  minlength=len(counts)).tolist()):
-                    if c:
-                        counts[b] += c
-                self.total = sum(values, self.total)
+                lo = bisect.bisect_left(LATENCY_BUCKETS, min(values))
+                hi = bisect.bisect_left(LATENCY_BUCKETS, max(values))
+                if lo == hi:  # all in one bucket (the usual case: the requests of one job waited alike)
+                    counts[lo] += k
+                else:
+                    ordered = sorted(values)
+                    below = 0
+                    for b in range(lo, hi):  # bucket b holds the values in (bound b-1, bound b]
+                        upto = bisect.bisect_right(ordered, LATENCY_BUCKETS[b])
+                        counts[b] += upto - below
+                        below = upto
+                    counts[hi] += k - below
+                self.total = sum(values, self.total)  # the running total in order, as one by one
                 self.count += k
             if k > size:  # only the newest ``size`` stay, where one-by-one adds would have put them
                 self._pos = (self._pos + k - size) % size

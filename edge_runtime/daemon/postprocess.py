@@ -85,6 +85,11 @@ class PostChain:
         self.max_streams = max_streams
         self._smoothers: "OrderedDict[tuple[str, int], _Smoother]" = OrderedDict()
         self._argmax_raw = _dequantize_keeps_order(output)
+        #: the dequantized value of every raw byte of a one-byte output, indexed by the byte (the same
+        #: float32 arithmetic as dequantizing element by element, as a table lookup)
+        self._lut: Optional[np.ndarray] = None
+        if self._argmax_raw and np.dtype(output.dtype).itemsize == 1:
+            self._lut = output.dequantize(np.arange(256, dtype=np.uint8).view(output.dtype))
 
     def reset_stream(self, stream: str) -> None:
         """Forget smoothing state of ``stream`` (after a reconnect)."""
@@ -125,12 +130,14 @@ class PostChain:
             # dequantize only the winners (the same float32 arithmetic, element by element)
             flat = raw.reshape(n, -1)
             best = flat.argmax(axis=1)
-            score = self.output.dequantize(flat[np.arange(n), best])
+            winners = flat[np.arange(n), best]
+            lut = self._lut
+            score = lut[winners.view(np.uint8)] if lut is not None else self.output.dequantize(winners)
         else:
             scores = self.output.dequantize(raw).reshape(n, -1)
             best = scores.argmax(axis=1)
             score = scores[np.arange(n), best]
-        index = best.astype(np.int64)
+        index = best if best.dtype == np.int64 else best.astype(np.int64)
         if len(self.steps) > 1:
             wide = score.astype(np.float64)  # apply() compares Python floats: no rounding of min_score to float32
             for step in self.steps[1:]:

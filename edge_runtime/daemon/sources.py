@@ -55,15 +55,142 @@ class Source:
 class _Conn:
     """Bookkeeping of one TCP connection: when it last sent bytes, whether it has sent a valid frame."""
 
-    __slots__ = ("writer", "link", "last", "task")
+    __slots__ = ("transport", "link", "last", "task")
 
-    def __init__(self, writer: asyncio.StreamWriter, link: Link, now: float, task: Optional[asyncio.Task]) -> None:
-        self.writer, self.link, self.last, self.task = writer, link, now, task
+    def __init__(self, transport: asyncio.Transport, link: Link, now: float, task: Optional[asyncio.Task]) -> None:
+        self.transport, self.link, self.last, self.task = transport, link, now, task
 
     @property
     def proven(self) -> bool:
         """True once the peer has sent a valid DATA frame (a device, not a stray connection)."""
         return self.link.data_frames > 0
+
+
+class _TcpConnection(asyncio.Protocol):
+    """One device connection: received bytes are decoded and admitted right in ``data_received``.
+
+    Samples the pipeline admits without waiting go straight to its queue; at the first one that must
+    wait (a full queue under the ``block`` policy, or any sample without the fast path) reading pauses
+    and a task submits the rest of that read, then resumes it, so a connection never holds more than
+    one read of unadmitted samples. After the peer's end of stream the connection stays open until
+    the samples it sent are answered.
+    """
+
+    def __init__(self, source: "TcpSource") -> None:
+        self.src = source
+        self.conn: Optional[_Conn] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        src = self.src
+        assert isinstance(transport, asyncio.Transport)
+        loop = asyncio.get_running_loop()
+        if src._stopping or not src._make_room(loop.time()):
+            src._metrics.inc("connections_refused")
+            transport.close()
+            return
+        src._n += 1
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        if hasattr(transport, "max_size"):  # asyncio's socket transport receives up to 256 KiB per call:
+            transport.max_size = READ_CHUNK  # keep each receive to a chunk
+        limit = 1 << 20
+
+        def send(data: bytes) -> bool:
+            if transport.is_closing() or transport.get_write_buffer_size() > limit:
+                return False
+            transport.write(data)
+            return True
+
+        link = Link(f"tcp:{peer[0]}:{peer[1]}#{src._n}", src._metrics, src._max, send)
+        src.links.append(link)
+        if len(src.links) > 4 * src.max_connections:
+            del src.links[: len(src.links) - 4 * src.max_connections]
+        src._metrics.inc("connections")
+        self.conn = _Conn(transport, link, loop.time(), None)
+        src._conns[self] = self.conn
+
+    def data_received(self, data: bytes) -> None:
+        conn, src = self.conn, self.src
+        if conn is None or src._stopping or self not in src._conns:
+            return
+        conn.last = asyncio.get_running_loop().time()
+        link = conn.link
+        samples = link.samples(data)
+        i = self._admit_nowait(samples, 0)
+        if i < len(samples):  # a sample must wait: stop reading until this read is admitted
+            conn.transport.pause_reading()
+            conn.task = asyncio.get_running_loop().create_task(self._admit_rest(samples, i))
+            src._tasks.add(conn.task)
+            return
+        src._check_memory(conn)
+
+    def _admit_nowait(self, samples: list[tuple[int, bytes]], i: int) -> int:
+        """Admit samples from ``i`` on while the pipeline takes them without waiting; the first it did not."""
+        src, link = self.src, self.conn.link  # type: ignore[union-attr]
+        fast, fast_many = src.fast_submit, src.fast_submit_many
+        n = len(samples)
+        while i < n:  # in order: as many as admit at once, then one at a time
+            if fast_many is not None:
+                i += fast_many(link, samples, i)
+                if i == n:
+                    break
+            seq, payload = samples[i]
+            if fast is None or not fast(link, seq, payload):
+                return i
+            i += 1
+        return n
+
+    async def _admit_rest(self, samples: list[tuple[int, bytes]], i: int) -> None:
+        conn, src = self.conn, self.src
+        assert conn is not None
+        try:
+            while i < len(samples):
+                seq, payload = samples[i]
+                await src._submit(conn.link, seq, payload)
+                i = self._admit_nowait(samples, i + 1)
+            src._check_memory(conn)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            src._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            conn.task = None
+            if not src._stopping and self in src._conns and not conn.transport.is_closing():
+                conn.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        conn = self.conn
+        if conn is None:
+            return False
+        conn.link.reset()
+        # the device may have closed only its sending side: answer what it already sent, then close
+        task = asyncio.get_running_loop().create_task(self._close_when_answered())
+        self.src._tasks.add(task)
+        return True
+
+    async def _close_when_answered(self) -> None:
+        conn, src = self.conn, self.src
+        assert conn is not None
+        try:
+            for _ in range(1000):
+                if (conn.link.inflight <= 0 and conn.task is None) or conn.transport.is_closing() or src._stopping:
+                    break
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            src._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        if not src._stopping:
+            conn.link.open = False
+            src._conns.pop(self, None)
+            conn.transport.close()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        conn, src = self.conn, self.src
+        if conn is None:
+            return
+        conn.link.reset()
+        if not src._stopping:
+            conn.link.open = False
+            src._conns.pop(self, None)
 
 
 class TcpSource(Source):
@@ -74,7 +201,7 @@ class TcpSource(Source):
     longest-idle one that has never sent a valid frame and has been idle ``evict_after_s``,
     else it is closed at once); a connection silent for ``idle_timeout_s`` is closed; and the
     unfinished frames of all connections together stay under ``max_buffered_bytes`` (past
-    it, the connection holding the most is closed).
+    it, the connection holding the most is closed). Each connection is a :class:`_TcpConnection`.
     """
 
     def __init__(self, host: str, port: int, max_connections: int = 8, idle_timeout_s: float = 60.0,
@@ -85,7 +212,7 @@ class TcpSource(Source):
             max_buffered_bytes
         self._server: Optional[asyncio.base_events.Server] = None
         self._tasks: set[asyncio.Task] = set()
-        self._conns: dict[asyncio.StreamWriter, _Conn] = {}
+        self._conns: dict[_TcpConnection, _Conn] = {}
         self._stopping = False
         self._sweeper: Optional[asyncio.Task] = None
         self.address = ""
@@ -93,23 +220,26 @@ class TcpSource(Source):
 
     async def start(self, submit: Submit, metrics: Metrics, max_payload: int) -> None:
         self._submit, self._metrics, self._max = submit, metrics, max_payload
+        loop = asyncio.get_running_loop()
         try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=READ_CHUNK)
+            self._server = await loop.create_server(lambda: _TcpConnection(self), self.host, self.port)
         except OSError as exc:
             raise ConfigError(f"source tcp://{self.host}:{self.port}: cannot listen: {exc.strerror or exc}") from None
         sock = self._server.sockets[0].getsockname()
         self.address = f"{sock[0]}:{sock[1]}"
         self.name = f"tcp://{self.address}"
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._sweeper = loop.create_task(self._sweep())
 
     def _drop(self, conn: _Conn, counter: str) -> None:
-        """Close a connection now and free its slot (its task ends on the closed transport)."""
-        if self._conns.pop(conn.writer, None) is None:
+        """Close a connection now and free its slot."""
+        key = next((k for k, c in self._conns.items() if c is conn), None)
+        if key is None:
             return
+        del self._conns[key]
         self._metrics.inc(counter)
         conn.link.drop_partial()
         conn.link.open = False
-        conn.writer.transport.abort()
+        conn.transport.abort()
 
     def _make_room(self, now: float) -> bool:
         """Free a slot for a new connection if an unproven one has idled long enough; True when there is room."""
@@ -141,87 +271,27 @@ class TcpSource(Source):
             total -= worst.link.buffered_bytes
             self._drop(worst, "connections_memory_closed")
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        if self._stopping or not self._make_room(loop.time()):
-            self._metrics.inc("connections_refused")
-            writer.close()
-            return
-        self._n += 1
-        peer = writer.get_extra_info("peername")
-        transport = writer.transport
-        if hasattr(transport, "max_size"):  # asyncio's socket transport receives up to 256 KiB per call, before
-            transport.max_size = READ_CHUNK  # the reader's limit can pause it: keep each receive to a chunk
-        limit = 1 << 20
-
-        def send(data: bytes) -> bool:
-            if transport.is_closing() or transport.get_write_buffer_size() > limit:
-                return False
-            transport.write(data)
-            return True
-
-        link = Link(f"tcp:{peer[0]}:{peer[1]}#{self._n}", self._metrics, self._max, send)
-        self.links.append(link)
-        if len(self.links) > 4 * self.max_connections:
-            del self.links[: len(self.links) - 4 * self.max_connections]
-        self._metrics.inc("connections")
-        task = asyncio.current_task()
-        conn = _Conn(writer, link, loop.time(), task)
-        self._conns[writer] = conn
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            while not self._stopping and writer in self._conns:
-                data = await reader.read(READ_CHUNK)
-                if not data:
-                    break
-                conn.last = loop.time()
-                fast, fast_many = self.fast_submit, self.fast_submit_many
-                samples = link.samples(data)
-                i, n = 0, len(samples)
-                while i < n:  # in order: as many as admit at once, then one that may wait or be refused
-                    if fast_many is not None:
-                        i += fast_many(link, samples, i)
-                        if i == n:
-                            break
-                    seq, payload = samples[i]
-                    i += 1
-                    if fast is None or not fast(link, seq, payload):
-                        await self._submit(link, seq, payload)
-                self._check_memory(conn)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            link.reset()
-            if task is not None:
-                self._tasks.discard(task)
-            # the device may have closed only its sending side: answer what it already sent
-            for _ in range(1000):
-                if link.inflight <= 0 or transport.is_closing() or self._stopping:
-                    break
-                await asyncio.sleep(0.01)
-            if not self._stopping:
-                link.open = False
-                self._conns.pop(writer, None)
-                writer.close()
-
     async def stop(self) -> None:
         self._stopping = True
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for conn in self._conns.values():  # stop reading; replies to what was admitted still go out
+            if not conn.transport.is_closing():
+                conn.transport.pause_reading()
+            conn.link.reset()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.sleep(0)
 
     async def close(self) -> None:
-        for w in list(self._conns):
-            try:
-                await asyncio.wait_for(w.drain(), 5)
-            except (ConnectionError, asyncio.TimeoutError):
-                pass
-            w.close()
+        for conn in list(self._conns.values()):
+            t = conn.transport
+            end = time.monotonic() + 5
+            while not t.is_closing() and t.get_write_buffer_size() and time.monotonic() < end:
+                await asyncio.sleep(0.01)
+            t.close()
         for link in self.links:
             link.open = False
         self._conns.clear()

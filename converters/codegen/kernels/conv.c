@@ -3,10 +3,49 @@
  * backward, see er_fixedpoint.h); the prologue and output stage are shared (er_layer.h). */
 #include "er_layer.h"
 
+#if ER_WSTREAM
+/* One output of a 1x1 filter w (n taps) at the input pixel x, channel oc. */
+ER_NOINLINE static int8_t er_conv_pixel(const er_conv_params* p, const int8_t* w, const int8_t* x, int32_t n,
+                                        int32_t oc) {
+    const int32_t in_off = p->in_offset;
+    int32_t k, acc = 0;
+    for (k = 0; k < n; ++k) acc += (int32_t)w[k] * ((int32_t)x[k] + in_off);
+    return er_out_value(&p->out, oc, acc);
+}
+
+/* er_wstream (1x1, exactly in place, forward): per block of pixels, the outputs of the streamed
+ * filters (decoded once per block) are kept aside, then each pixel's outputs are gathered in one
+ * row and written over its input, which no later pixel reads. */
+ER_NOINLINE static void er_conv_stream(const er_conv_params* prm, int8_t* io) {
+    const er_wstream* const d = (const er_wstream*)(const void*)prm->weights;
+    const er_conv_shape* const q = &er_conv_shapes[prm->shape];
+    const int32_t n = q->in_c, oc_n = q->out_c, res = d->rows, streamed = oc_n - res;
+    const int32_t pixels = q->batches * q->out_h * q->out_w;
+    int8_t* const row = d->buf + res * n;
+    int8_t* const kept = row + oc_n;
+    int32_t p0, p, r;
+    for (p0 = 0; p0 < pixels; p0 += d->block) {
+        const int32_t p1 = p0 + d->block < pixels ? p0 + d->block : pixels;
+        for (r = 0; r < streamed; ++r) {
+            d->decode(row, n, r != 0 ? 2 : p0 != 0);
+            for (p = p0; p < p1; ++p) kept[(p - p0) * streamed + r] = er_conv_pixel(prm, row, io + p * n, n, res + r);
+        }
+        for (p = p0; p < p1; ++p) {
+            int8_t* const x = io + p * n;
+            for (r = 0; r < oc_n; ++r)
+                row[r] = r < res ? er_conv_pixel(prm, d->buf + r * n, x, n, r) : kept[(p - p0) * streamed + r - res];
+            for (r = 0; r < oc_n; ++r) x[r] = row[r];
+        }
+    }
+}
+#endif
+
 /* The output elements are produced pixel by pixel, for output channels [r0, r1) at a time: all of
  * them at once (r0 = 0, r1 = out_c: linear order), or, for weights decoded by the kernel (er_wchunk),
- * one chunk of decoded filters at a time (each decoded once per inference). */
-void er_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* ring) {
+ * one chunk of decoded filters at a time (each decoded once per inference). A function of its own:
+ * er_conv_s8's frame stays small on the streaming path (stack), and GCC 12 -O2 compiles this loop
+ * about 10% faster (IC's instructions) than inlined into er_conv_s8. */
+ER_NOINLINE static void er_conv_all(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* ring) {
     er_conv_geom g;
     const er_wchunk* d = 0;
     int32_t ky, kx, per_group, pixels, r0, step, row0 = 0;
@@ -14,7 +53,7 @@ void er_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* 
     per_group = g.out_c / (g.in_c / g.group);
     pixels = g.total / g.out_c;
     step = g.out_c;
-    if (p->w_split == 2) { /* out of place: the input copied out first when it was planned in place */
+    if (ER_WCHUNK && p->w_split == 2) { /* out of place: the input copied out first when it was planned in place */
         int32_t i;
         d = (const er_wchunk*)(const void*)p->weights;
         if (d->copy != 0) {
@@ -61,4 +100,14 @@ void er_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* 
             }
         }
     }
+}
+
+void er_conv_s8(const er_conv_params* p, const int8_t* in, int8_t* out, int8_t* ring) {
+#if ER_WSTREAM
+    if (p->w_split == 3) {
+        er_conv_stream(p, out);
+        return;
+    }
+#endif
+    er_conv_all(p, in, out, ring);
 }

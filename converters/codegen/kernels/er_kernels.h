@@ -5,6 +5,48 @@
 #define ER_KERNELS_H
 #include <stdint.h>
 
+/* Optional code paths, all compiled unless the build leaves one out (-DER_X=0: the generated
+ * Makefile does for those its model does not use, converters/codegen/features.py). */
+#ifndef ER_WSTREAM
+#define ER_WSTREAM 1
+#endif
+#ifndef ER_WCHUNK
+#define ER_WCHUNK 1
+#endif
+#ifndef ER_WSPLIT
+#define ER_WSPLIT 1
+#endif
+#ifndef ER_RQ_PACKED_USED
+#define ER_RQ_PACKED_USED 1
+#endif
+#ifndef ER_RQ_SPLIT_USED
+#define ER_RQ_SPLIT_USED 1
+#endif
+#ifndef ER_RQ_SCALE_USED
+#define ER_RQ_SCALE_USED 1
+#endif
+#ifndef ER_BIAS32_USED
+#define ER_BIAS32_USED 1
+#endif
+#ifndef ER_BIAS_PACKED_USED
+#define ER_BIAS_PACKED_USED 1
+#endif
+
+/* Byte arrays of model.c: GCC word-aligns arrays on ARM at -O2 unless told their alignment, which
+ * pads the odd-sized packed biases and weight-scale blobs in flash. */
+#if defined(__GNUC__)
+#define ER_BYTES __attribute__((aligned(1)))
+#else
+#define ER_BYTES
+#endif
+
+/* Keeps a rarely used helper out of its caller (code size), where the compiler understands it. */
+#if defined(__GNUC__)
+#define ER_NOINLINE __attribute__((noinline))
+#else
+#define ER_NOINLINE
+#endif
+
 /* Layouts of the requantization (multiplier, shift) pairs of an op's output channels. */
 #define ER_BIAS_PACKED 0x80 /* er_out_stage.bias_bytes: bit-packed biases (outstage.py), width in bits 0-4 */
 #define ER_RQ_ONE 0    /* one pair for all channels: er_out_stage.mult / .shift */
@@ -27,20 +69,29 @@ typedef struct {
     int8_t out_offset, act_min, act_max;
 } er_out_stage;
 
-/* CONV_2D (NHWC input, OHWI filter, groups = in_c / group) and DEPTHWISE_CONV_2D (1HWC filter). */
+/* The geometry of a CONV_2D (NHWC input, OHWI filter, groups = in_c / group) or DEPTHWISE_CONV_2D (1HWC
+ * filter), in one table of model.c that layers of the same shape share (er_conv_params.shape). */
+typedef struct {
+    const int16_t* rows;   /* CONV_2D: the stored filter of each output channel, -1 for an all-zero
+                              filter (not stored); 0: every filter stored in channel order */
+    int32_t ring_n;        /* in-place ring bytes, negative when the op runs in place backward over its
+                              output bytes, 0 when it has its own output buffer */
+    int16_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int16_t group;         /* CONV_2D: input channels per filter; DEPTHWISE_CONV_2D: depth multiplier */
+    uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
+} er_conv_shape;
+
+/* model.c: the distinct geometries of its convolutions */
+extern const er_conv_shape er_conv_shapes[];
+
+/* CONV_2D and DEPTHWISE_CONV_2D: the layer's own constants, and the index of its geometry. */
 typedef struct {
     er_out_stage out;
     const int8_t* weights;
-    const int16_t* rows;   /* CONV_2D: the stored filter of each output channel, -1 for an all-zero
-                              filter (not stored); 0: every filter stored in channel order */
-    int32_t ring_n;        /* in-place ring bytes, 0 when the op has its own output buffer */
-    int16_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
-    int16_t group;         /* CONV_2D: input channels per filter; DEPTHWISE_CONV_2D: depth multiplier */
     int16_t in_offset;
-    uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
-    int8_t ring_dir;       /* in place: +1 forward, -1 backward over the output bytes */
+    uint8_t shape;         /* er_conv_shapes[shape] */
     uint8_t w_split;       /* 1: .weights points to an er_wsplit (CONV_2D), 2: to an er_wchunk (CONV_2D),
-                              0: to the filters */
+                              3: to an er_wstream (CONV_2D), 0: to the filters */
 } er_conv_params;
 
 /* Weights whose first rows are entropy-coded (er_rc.h, decoded into RAM before the op) and whose
@@ -61,6 +112,17 @@ typedef struct {
     void (*decode)(int8_t* dst, int32_t n);
     int32_t rows;
 } er_wchunk;
+
+/* A 1x1 CONV_2D run exactly in place (input and output at one address, in_c = out_c = row length)
+ * whose filters are entropy-coded whole but do not fit RAM together: rows [0, rows) are decoded
+ * into buf before the op (er_rc_decode); the others are decoded by the kernel one filter at a time
+ * for each block of `block` pixels (er_rc_frozen, from a saved stream position), their outputs kept
+ * after buf's resident rows and one row of out_c bytes until the block's pixels are written. */
+typedef struct {
+    int8_t* buf;
+    void (*decode)(int8_t* dst, int32_t n, int32_t mode);
+    int16_t rows, block;
+} er_wstream;
 
 typedef struct {
     er_out_stage out;

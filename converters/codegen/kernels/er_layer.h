@@ -37,22 +37,22 @@ static inline int32_t er_scale_multiplier(const er_out_stage* s, int32_t c, int3
  * output offset, activation clamp), reading the bias and (multiplier, shift) in their stored layout. */
 static inline int8_t er_out_value(const er_out_stage* s, int32_t c, int32_t acc) {
     int32_t m = s->mult, sh = s->shift;
-    if (s->bias_bytes == 4) acc += ((const int32_t*)s->bias)[c];
-    else if (s->bias_bytes & ER_BIAS_PACKED) { /* two's complement fields of (bias_bytes & 31) bits */
+    if (ER_BIAS32_USED && s->bias_bytes == 4) acc += ((const int32_t*)s->bias)[c];
+    else if (ER_BIAS_PACKED_USED && (s->bias_bytes & ER_BIAS_PACKED)) { /* fields of (bias_bytes & 31) bits */
         const int32_t bits = s->bias_bytes & 31, bit = c * bits;
         const uint8_t* const f = (const uint8_t*)s->bias + (bit >> 3);
         const uint32_t v = (uint32_t)f[0] | ((uint32_t)f[1] << 8) | ((uint32_t)f[2] << 16);
         acc += (int32_t)(v << (32 - bits - (bit & 7))) >> (32 - bits);
     }
-    if (s->rq_kind == ER_RQ_PACKED) {
+    if (ER_RQ_PACKED_USED && s->rq_kind == ER_RQ_PACKED) {
         const uint32_t w = ((const uint32_t*)s->rq)[c];
         m = (int32_t)((w & 0x3FFFFFFFu) | 0x40000000u);
         sh -= (int32_t)(w >> 30);
-    } else if (s->rq_kind == ER_RQ_SPLIT) {
+    } else if (ER_RQ_SPLIT_USED && s->rq_kind == ER_RQ_SPLIT) {
         const int32_t* const mults = (const int32_t*)s->rq;
         m = mults[c];
         sh = ((const int8_t*)(mults + s->channels))[c];
-    } else if (s->rq_kind == ER_RQ_SCALE) {
+    } else if (ER_RQ_SCALE_USED && s->rq_kind == ER_RQ_SCALE) {
         m = er_scale_multiplier(s, c, &sh);
     }
     return (int8_t)er_clamp(er_mbqm(acc, m, sh) + s->out_offset, s->act_min, s->act_max);
@@ -71,25 +71,26 @@ typedef struct {
 } er_conv_geom;
 
 static inline void er_conv_load(const er_conv_params* p, er_conv_geom* g) {
+    const er_conv_shape* const q = &er_conv_shapes[p->shape];
     g->out = p->out;
     g->weights = p->weights;
     g->weights_hi = p->weights;
     g->split = 0x7FFFFFFF;
-    if (p->w_split == 1) {
+    if (ER_WSPLIT && p->w_split == 1) {
         const er_wsplit* const d = (const er_wsplit*)(const void*)p->weights;
         g->weights = d->ram;
         g->weights_hi = d->flash;
         g->split = d->rows;
     }
-    g->rows = p->rows;
-    g->in_h = p->in_h; g->in_w = p->in_w; g->in_c = p->in_c;
-    g->out_h = p->out_h; g->out_w = p->out_w; g->out_c = p->out_c;
-    g->k_h = p->k_h; g->k_w = p->k_w; g->sh = p->stride_h; g->sw = p->stride_w; g->dh = p->dil_h; g->dw = p->dil_w;
-    g->pad_t = p->pad_t; g->pad_l = p->pad_l; g->group = p->group; g->in_off = p->in_offset;
-    g->ring_n = p->ring_n; g->ring_dir = p->ring_dir;
+    g->rows = q->rows;
+    g->in_h = q->in_h; g->in_w = q->in_w; g->in_c = q->in_c;
+    g->out_h = q->out_h; g->out_w = q->out_w; g->out_c = q->out_c;
+    g->k_h = q->k_h; g->k_w = q->k_w; g->sh = q->stride_h; g->sw = q->stride_w; g->dh = q->dil_h; g->dw = q->dil_w;
+    g->pad_t = q->pad_t; g->pad_l = q->pad_l; g->group = q->group; g->in_off = p->in_offset;
+    g->ring_n = q->ring_n < 0 ? -q->ring_n : q->ring_n; g->ring_dir = q->ring_n < 0 ? -1 : 1;
     g->row_len = g->k_h * g->k_w * g->group;
-    g->in_bytes = p->batches * g->in_h * g->in_w * g->in_c;
-    g->total = p->batches * g->out_h * g->out_w * g->out_c;
+    g->in_bytes = q->batches * g->in_h * g->in_w * g->in_c;
+    g->total = q->batches * g->out_h * g->out_w * g->out_c;
 }
 
 /* Output element o (the t-th produced: in linear order, reversed when running in place backward):

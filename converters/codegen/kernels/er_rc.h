@@ -15,6 +15,10 @@ static struct {
     const uint8_t* p;
     uint32_t range, code;
     uint16_t prob[256];
+#ifdef ER_RC_STREAM
+    const uint8_t* mark_p; /* er_rc_frozen: where the rows decoded again start */
+    uint32_t mark_range, mark_code;
+#endif
 } er_rc;
 
 static void er_rc_init(const uint8_t* stream) {
@@ -57,5 +61,48 @@ static void er_rc_decode(int8_t* dst, int32_t n) {
     er_rc.range = range;
     er_rc.code = code;
 }
+
+#ifdef ER_RC_STREAM
+/* Rows coded with the probabilities frozen (wcoder.py, adapt=False), which a kernel decodes several
+ * times per inference (er_wstream): mode 0 marks the stream position and decodes, 1 goes back to the
+ * mark and decodes, 2 decodes on. The probabilities are only read, so the mark is three words. */
+static void er_rc_frozen(int8_t* dst, int32_t n, int32_t mode) {
+    const uint16_t* const prob = er_rc.prob;
+    const uint8_t* p;
+    uint32_t range, code;
+    int32_t i, k;
+    if (mode == 0) {
+        er_rc.mark_p = er_rc.p;
+        er_rc.mark_range = er_rc.range;
+        er_rc.mark_code = er_rc.code;
+    }
+    p = mode == 1 ? er_rc.mark_p : er_rc.p;
+    range = mode == 1 ? er_rc.mark_range : er_rc.range;
+    code = mode == 1 ? er_rc.mark_code : er_rc.code;
+    for (i = 0; i < n; ++i) {
+        uint32_t node = 1;
+        for (k = 0; k < 8; ++k) {
+            const uint32_t bound = (range >> ER_RC_PROB_BITS) * prob[node];
+            node <<= 1;
+            if (code < bound) {
+                range = bound;
+            } else {
+                range -= bound;
+                code -= bound;
+                node |= 1u;
+            }
+            if (range < ER_RC_TOP) {
+                range <<= 8;
+                code = (code << 8) | *p++;
+            }
+        }
+        node -= 256u;
+        dst[i] = (int8_t)((node & 1u) ? -(int32_t)((node + 1u) >> 1) : (int32_t)(node >> 1));
+    }
+    er_rc.p = p;
+    er_rc.range = range;
+    er_rc.code = code;
+}
+#endif
 
 #endif

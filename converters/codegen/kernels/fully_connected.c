@@ -7,9 +7,10 @@ void er_fully_connected_s8(const er_fc_params* p, const int8_t* in, int8_t* out,
     const int32_t accum = p->accum, units = p->units, in_off = p->in_offset;
     const int32_t ring_n = p->ring_n, ring_dir = p->ring_dir;
     const er_wsplit* const d = (const er_wsplit*)(const void*)p->weights;
-    const int8_t* const weights = p->w_split ? d->ram : p->weights;
-    const int8_t* const weights_hi = p->w_split ? d->flash : p->weights;
-    const int32_t split = p->w_split ? d->rows : units;
+    const int32_t w_split = ER_WSPLIT && p->w_split;
+    const int8_t* const weights = w_split ? d->ram : p->weights;
+    const int8_t* const weights_hi = w_split ? d->flash : p->weights;
+    const int32_t split = w_split ? d->rows : units;
     const int32_t in_bytes = p->batches * accum;
     const int32_t total = p->batches * units;
     int32_t t;

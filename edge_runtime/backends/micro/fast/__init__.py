@@ -42,6 +42,10 @@ compiled call per op unless said otherwise:
   with 8+ rows one exact float32 BLAS product (``fully_connected_gemm``); float32 x float32: each
   output summed in depth order, one float32 rounding per product and per sum, no fused multiply-add
   (tflite-micro's order; ``fully_connected_float``);
+- CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV, float32 x float32: tflite-micro's loops (filter row, column,
+  input channel; TRANSPOSE_CONV: input row, column, channel), one float32 rounding per product and per sum,
+  vectorized across output channels (and blocks of 4 output columns) only (``conv_float``,
+  ``transpose_conv_float``);
 - AVERAGE_POOL_2D (channels innermost, int32 sums) / MAX_POOL_2D;
 - SOFTMAX (int8 -> int8): TFLM's fixed-point algorithm (``softmax``);
 - ADD / SUB / MUL (int8): one gather from the op's 256x256 result table, equal shapes
@@ -67,7 +71,8 @@ directory when that is read-only (``NUMBA_CACHE_DIR`` overrides).
 Modules: ``requant`` (the shared output stage), ``conv`` (CONV_2D, DEPTHWISE_CONV_2D), ``conv_vnni`` and
 ``vnni`` (CONV_2D with ``vpdpbusd``),
 ``depthwise_wide``, ``fully_connected``, ``fully_connected_gemm``, ``fully_connected_float``, ``pooling``, ``softmax``,
-``elementwise``, ``broadcast``, ``reduce``, ``transpose_conv``, ``batch_matmul``, ``lut``; ``jit`` wraps
+``elementwise``, ``broadcast``, ``reduce``, ``transpose_conv``, ``conv_float``, ``transpose_conv_float``,
+``batch_matmul``, ``lut``; ``jit`` wraps
 numba's decorator.
 """
 from __future__ import annotations

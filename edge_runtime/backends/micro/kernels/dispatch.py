@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Optional
 
 from edge_runtime.backends.micro.kernels.base import Kernel, OpContext
-from edge_runtime.backends.micro.kernels.conv import Conv2D, DepthwiseConv2D
+from edge_runtime.backends.micro.kernels.conv_float import Conv2DDense
+from edge_runtime.backends.micro.kernels.depthwise_float import DepthwiseConv2DDense
 from edge_runtime.backends.micro.kernels.fully_connected_float import FullyConnectedDense
 from edge_runtime.backends.micro.kernels.int16.conv_2d import Conv2D16x8
 from edge_runtime.backends.micro.kernels.int16.fully_connected import FullyConnected16x8
@@ -50,5 +51,6 @@ def _dispatcher(name: str, dense: type[Kernel], sixteen: type[Kernel],
 
 FullyConnectedAny = _dispatcher("FullyConnectedAny", FullyConnectedDense,  # type: ignore[arg-type]  # float32: exact
                                  FullyConnected16x8, SparseFullyConnected)
-Conv2DAny = _dispatcher("Conv2DAny", Conv2D, Conv2D16x8, SparseConv1x1)
-DepthwiseConv2DAny = _dispatcher("DepthwiseConv2DAny", DepthwiseConv2D, Conv2D16x8)
+Conv2DAny = _dispatcher("Conv2DAny", Conv2DDense, Conv2D16x8, SparseConv1x1)  # type: ignore[arg-type]  # float32: exact
+DepthwiseConv2DAny = _dispatcher("DepthwiseConv2DAny", DepthwiseConv2DDense,  # type: ignore[arg-type]  # float32: exact
+                                  Conv2D16x8)

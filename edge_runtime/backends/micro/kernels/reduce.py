@@ -109,20 +109,25 @@ class FloatReduction:
                               b2[:, rn].reshape(ych.shape)))
             self.blocks.append((ych, steps))
 
+    #: how terms combine, and the value each output starts from (a product subclass sets np.multiply, 1.0)
+    combine: np.ufunc = np.add
+    start = 0.0
+
     def run(self) -> None:
-        """``y`` = the float32 sums."""
+        """``y`` = the float32 sums (the terms combined in order from :attr:`start`)."""
+        combine = self.combine
         if self.loop:
             y = self.y
-            y.fill(0.0)
+            y.fill(self.start)
             for t in self.terms:
-                np.add(y, t, out=y)
+                combine(y, t, out=y)
             return
         for ych, steps in self.blocks:
-            ych.fill(0.0)
+            ych.fill(self.start)
             for xch, b2, carry, dst, last in steps:
                 np.copyto(carry, ych)
                 np.copyto(dst, xch)
-                np.add.accumulate(b2, axis=1, out=b2)
+                combine.accumulate(b2, axis=1, out=b2)
                 np.copyto(ych, last)
 
 

@@ -23,7 +23,7 @@ from edge_runtime.backends.micro.kernels.base import (
     require_constant,
     require_type,
 )
-from edge_runtime.backends.micro.kernels.spatial.transpose_conv import TransposeConv
+from edge_runtime.backends.micro.kernels.spatial.transpose_conv_float import TransposeConvFloat
 from edge_runtime.backends.micro.options import PADDING_SAME, PADDING_VALID
 
 #: TfLitePadding -> schema Padding
@@ -32,7 +32,7 @@ _PADDING = {1: PADDING_SAME, 2: PADDING_VALID}
 MAX_STRIDE = 1 << 12
 
 
-class Convolution2DTransposeBias(TransposeConv):
+class Convolution2DTransposeBias(TransposeConvFloat):
     """``Convolution2DTransposeBias(input, weights, bias)`` in float32."""
 
     max_version = 1

@@ -14,6 +14,7 @@ from edge_runtime.backends.micro.kernels.layout.gather_nd import GatherNd
 from edge_runtime.backends.micro.kernels.layout.mirror_pad import MirrorPad
 from edge_runtime.backends.micro.kernels.layout.pack import Pack
 from edge_runtime.backends.micro.kernels.layout.padv2 import PadV2
+from edge_runtime.backends.micro.kernels.layout.range import Range
 from edge_runtime.backends.micro.kernels.layout.reverse_v2 import ReverseV2
 from edge_runtime.backends.micro.kernels.layout.shape import Shape
 from edge_runtime.backends.micro.kernels.layout.slice import Slice
@@ -40,4 +41,5 @@ REGISTRY: dict[str, type[Kernel]] = {
     "CUMSUM": CumSum,
     "MIRROR_PAD": MirrorPad,
     "PADV2": PadV2,
+    "RANGE": Range,
 }

@@ -4,8 +4,8 @@ The state (a variable tensor, ``[batch, filters * memory]``) holds the last ``me
 feature activations of every filter. Each invocation shifts it left by one, writes
 ``weights_feature @ x`` into the newest slot, takes the per-filter dot product with
 ``weights_time``, sums groups of ``rank`` filters into ``units`` outputs, adds the bias
-and applies the activation (float only: TFLM's integer kernel ignores it and only
-clamps to int8). Integer arithmetic: the feature product is requantized to the
+and applies the activation (float only, TANH as glibc's ``tanhf``: TFLM's integer kernel
+ignores it and only clamps to int8). Integer arithmetic: the feature product is requantized to the
 state's type (clamped before its zero point is added, the sum stored with the C cast),
 the time products accumulate in int32, the output is requantized to int8; both
 multipliers come from the float32 scales multiplied and divided in double. The int8
@@ -188,7 +188,8 @@ class Svdf(Kernel):
             np.copyto(self.state[:, :, :m - 1], tmp[:, :, :m - 1], casting="unsafe")
 
     def _run_float(self) -> None:
-        # float32 throughout, every sum in TFLM's order (one term at a time), so results match closely
+        # float32 throughout, every sum in TFLM's order (one term at a time, no FMA) and the activation as
+        # TFLM's ActivationValFloat (glibc's tanhf): bit-exact with tflite-micro
         ws = self.ws
         xb, feat, tmp, acc = ws["x"], ws["feat"], ws["state"], ws["acc"]
         mul = np.multiply

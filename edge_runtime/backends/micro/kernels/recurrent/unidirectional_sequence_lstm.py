@@ -21,10 +21,13 @@ requantize their int64 accumulators with TFLite's 16-bit reduced multiplier; the
 state's scale enters tanh as its rounded power of two (``CheckedLog2``). Weights with
 per-channel scales are refused: TFLM's gate setup leaves their multipliers undefined.
 Intermediate tensors (listed by converted models) are ignored, as TFLM does, and
-refused when they would need memory, as TFLM's allocator does. The float kernel sums
-each fully connected product in TFLM's order in float32, with exp and tanh rounded
-once from float64. Gate weights and biases that are not constant data (a model input,
-another op's output) are read at every invocation, as TFLM reads them.
+refused when they would need memory, as TFLM's allocator does. The float kernel is
+bit-exact with TFLM: each fully connected product summed in TFLM's order in float32 (no
+FMA) and clamped to +-FLT_MAX, the bias added, the recurrent sum plus 0; the gate
+nonlinearities with glibc's ``expf`` and ``tanhf`` (``recurrent.common``); the products
+of the cell and hidden updates clamped as TFLM's float Mul does. Gate weights and biases
+that are not constant data (a model input, another op's output) are read at every
+invocation, as TFLM reads them.
 """
 from __future__ import annotations
 
@@ -58,6 +61,9 @@ GATE_ORDER = (1, 0, 3, 2)  # indices into the (input, forget, cell, output) tupl
 #: Q3.12: the scale of the fully connected outputs that feed the gate nonlinearities.
 GATE_INPUT_SCALE = float(np.float32(2.0 ** -12))
 GATE_OUTPUT_SCALE = float(np.float32(2.0 ** -15))
+#: The float gate FCs' and inter-gate products' activation range (kTfLiteActNone: lowest .. max float).
+FLT_MAX = np.float32(np.finfo(np.float32).max)
+F32_ZERO = np.float32(0.0)
 
 KINDS = {  # activation type -> (weight type, bias type, cell type)
     "FLOAT32": ("FLOAT32", "FLOAT32", "FLOAT32"),
@@ -183,7 +189,7 @@ class UnidirectionalSequenceLstm(Kernel):
         self.sigmoid_f = Float32Sigmoid((3, self.batch, self.n_state))
         self.tanh_f = Float32Tanh((self.batch, self.n_state))
         self.cache_bytes = int(self.w_in.nbytes + self.w_rec.nbytes + self.bias.nbytes
-                               + 2 * self.sigmoid_f.wide.nbytes + self.tanh_f.wide.nbytes)
+                               + self.sigmoid_f.nbytes + self.tanh_f.nbytes)
 
     def _prepare_integer(self, cell_clip: float, x: TensorInfo, h: TensorInfo, c: TensorInfo,
                          w_in: list[TensorInfo], w_rec: list[TensorInfo], b_all: list[TensorInfo]) -> None:
@@ -282,35 +288,46 @@ class UnidirectionalSequenceLstm(Kernel):
         self.compute()
 
     def _run_float(self) -> None:
+        """tflite-micro's float ``LstmStep`` per time step, operation for operation in float32 (no FMA): per gate
+        ``FC(x) + bias`` and ``FC(h) + 0``, each sum in depth order and clamped to +-FLT_MAX (the gate FCs'
+        activation range), added; logistic / tanh as glibc computes them; ``c = clamp(f * c) + clamp(i * g)``,
+        then the cell clip; ``h = clamp(tanh(c) * o)``."""
         ws = self.ws
         xb, hb, acc, rec, tmp, cell, t1 = (ws[k] for k in ("x", "h", "acc_in", "acc_rec", "tmp", "cell", "t1"))
         bias, clip = self.bias, self.cell_clip
         h_state, c_state = self.h_state, self.c_state
-        mul = np.multiply
+        mul, add = np.multiply, np.add
+        lo, hi = -FLT_MAX, FLT_MAX
         for x_t, out_t in zip(self.x_steps, self.out_steps):
             np.copyto(xb, x_t)
             np.copyto(hb, h_state)
             acc.fill(0.0)
             for xc, wr in self.fc_in:
                 mul(xc, wr, out=tmp)
-                acc += tmp
-            acc += bias
+                add(acc, tmp, out=acc)
+            add(acc, bias, out=acc)
+            CLIP(acc, lo, hi, out=acc)
             rec.fill(0.0)
             for hc, wr in self.fc_rec:
                 mul(hc, wr, out=tmp)
-                rec += tmp
-            acc += rec
+                add(rec, tmp, out=rec)
+            add(rec, F32_ZERO, out=rec)  # the recurrent FC has no bias: + 0.0f
+            CLIP(rec, lo, hi, out=rec)
+            add(acc, rec, out=acc)
             self.sigmoid_f.apply(acc[:3])
             self.tanh_f.apply(acc[3])
             f, i, o, g = acc
-            np.multiply(f, c_state, out=cell)
-            np.multiply(i, g, out=t1)
-            cell += t1
+            mul(f, c_state, out=cell)
+            CLIP(cell, lo, hi, out=cell)
+            mul(i, g, out=t1)
+            CLIP(t1, lo, hi, out=t1)
+            add(cell, t1, out=cell)
             if clip is not None:
-                CLIP(cell, -clip, clip, out=cell)
+                CLIP(cell, -clip, clip, out=cell)  # (a NaN stays NaN, as in tflite-micro's build)
             np.copyto(c_state, cell)
             self.tanh_f.apply(cell, out=t1)
-            np.multiply(t1, o, out=h_state)
+            mul(t1, o, out=t1)
+            CLIP(t1, lo, hi, out=h_state)
             np.copyto(out_t, h_state)
 
     def _run_integer(self) -> None:

@@ -11,15 +11,16 @@ from edge_runtime.backends.micro.kernels.spatial.l2_pool_2d import L2Pool2D
 from edge_runtime.backends.micro.kernels.spatial.reduce_all import ReduceAll
 from edge_runtime.backends.micro.kernels.spatial.reduce_max import ReduceMax
 from edge_runtime.backends.micro.kernels.spatial.reduce_min import ReduceMin
+from edge_runtime.backends.micro.kernels.spatial.reduce_prod import ReduceProd
 from edge_runtime.backends.micro.kernels.spatial.resize_bilinear import ResizeBilinear
 from edge_runtime.backends.micro.kernels.spatial.resize_nearest_neighbor import ResizeNearestNeighbor
 from edge_runtime.backends.micro.kernels.spatial.space_to_batch_nd import SpaceToBatchND
 from edge_runtime.backends.micro.kernels.spatial.space_to_depth import SpaceToDepth
 from edge_runtime.backends.micro.kernels.spatial.sum import Sum
-from edge_runtime.backends.micro.kernels.spatial.transpose_conv import TransposeConv
+from edge_runtime.backends.micro.kernels.spatial.transpose_conv_float import TransposeConvAny
 
 REGISTRY: dict[str, type[Kernel]] = {
-    "TRANSPOSE_CONV": TransposeConv,
+    "TRANSPOSE_CONV": TransposeConvAny,  # float32: transpose_conv_float.py, else transpose_conv.py
     "BATCH_MATMUL": BatchMatMul,
     "RESIZE_BILINEAR": ResizeBilinear,
     "RESIZE_NEAREST_NEIGHBOR": ResizeNearestNeighbor,
@@ -32,6 +33,7 @@ REGISTRY: dict[str, type[Kernel]] = {
     "REDUCE_MAX": ReduceMax,
     "REDUCE_MIN": ReduceMin,
     "REDUCE_ALL": ReduceAll,
+    "REDUCE_PROD": ReduceProd,
     "ARG_MAX": ArgMax,
     "ARG_MIN": ArgMin,
 }

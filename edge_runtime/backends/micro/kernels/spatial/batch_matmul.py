@@ -1,5 +1,8 @@
 """BATCH_MATMUL: float32, int8 and int16 (TFLM reference), adj_x/adj_y, broadcast batch dims.
 
+float32: :class:`~edge_runtime.backends.micro.kernels.batch_matmul_float.Float32BatchMatMul` (TFLM's
+summation order, bit-exact).
+
 int8: ``sum((lhs - zl) * (rhs - zr))`` requantized with the 32-bit
 MultiplyByQuantizedMultiplier (multiplier ``s_lhs * s_rhs / s_out``), plus the
 output zero point, clamped to int8. int16 (all zero points 0): int64 accumulator
@@ -12,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.backends.micro.fixedpoint import quantize_multiplier
+from edge_runtime.backends.micro.kernels.batch_matmul_float import Float32BatchMatMul
 from edge_runtime.backends.micro.kernels.base import (
     Chunking, Inputs, Kernel, OpContext, Outputs, Scratch, Workspace, nbytes_of, qparams, require_type,
 )
@@ -51,18 +55,21 @@ class BatchMatMul(Kernel):
             raise ctx.fail(f"output shape {y.shape} is not {out_shape}")
         self.ash, self.bsh, self.out_shape = ash, bsh, out_shape
         self.kind = a.type_name
-        self.za = self.zb = 0
-        if self.kind != "FLOAT32":
-            sa, self.za = qparams(a)
-            sb, self.zb = qparams(b)
-            sy, zy = qparams(y)
-            if self.kind == "INT16" and (self.za or self.zb or zy):
-                raise ctx.fail("int16 BATCH_MATMUL needs zero points 0")
-            real = float(np.float32(sa)) * float(np.float32(sb)) / float(np.float32(sy))
-            mult, shift = quantize_multiplier(real)
-            info = np.iinfo(np.int8 if self.kind == "INT8" else np.int16)
-            self.requant = requantizer(self.kind == "INT16", np.array([mult]), np.array([shift]), zy,
-                                       int(info.min), int(info.max))
+        if self.kind == "FLOAT32":
+            self.float32 = Float32BatchMatMul(ash, bsh, self.adj_x, self.adj_y, out_shape, b.is_constant,
+                                              ctx.workspace_limit)
+            self.workspace = self.float32.workspace
+            return
+        sa, self.za = qparams(a)
+        sb, self.zb = qparams(b)
+        sy, zy = qparams(y)
+        if self.kind == "INT16" and (self.za or self.zb or zy):
+            raise ctx.fail("int16 BATCH_MATMUL needs zero points 0")
+        real = float(np.float32(sa)) * float(np.float32(sb)) / float(np.float32(sy))
+        mult, shift = quantize_multiplier(real)
+        info = np.iinfo(np.int8 if self.kind == "INT8" else np.int16)
+        self.requant = requantizer(self.kind == "INT16", np.array([mult]), np.array([shift]), zy,
+                                   int(info.min), int(info.max))
         # operands widened into float64 in matmul layout (transposed while copied); the lhs and
         # the output by chunks of rows sized to the workspace limit, the rhs whole (or, when it
         # is constant, once at bind time)
@@ -71,7 +78,7 @@ class BatchMatMul(Kernel):
         self.bmshape = bsh[:-2] + (kb, n)
         a_batch = int(np.prod(ash[:-2], dtype=np.int64))
         o_batch = int(np.prod(out_shape[:-2], dtype=np.int64))
-        per_row = (a_batch * ka + (3 if self.kind != "FLOAT32" else 1) * o_batch * n) * 8
+        per_row = (a_batch * ka + 3 * o_batch * n) * 8
         fixed = 0 if self.rhs_constant else nbytes_of(self.bmshape, F64)
         self.chunk = Chunking.fit(m, fixed, lambda r: r * per_row, ctx.workspace_limit)
         rows = self.chunk.rows
@@ -80,18 +87,24 @@ class BatchMatMul(Kernel):
         if not self.rhs_constant:
             self.workspace["bf"] = (self.bmshape, F64)
         self.workspace["prod"] = ((o_batch * rows * n,), F64)
-        if self.kind != "FLOAT32":
-            self.workspace["acc"] = ((o_batch * rows * n,), I64)
-            self.workspace["tmp"] = ((o_batch * rows * n,), I64)
+        self.workspace["acc"] = ((o_batch * rows * n,), I64)
+        self.workspace["tmp"] = ((o_batch * rows * n,), I64)
 
     @property
     def cache_bytes(self) -> int:
         """Bytes of the widened constant rhs (when it is constant)."""
+        if self.kind == "FLOAT32":
+            return self.float32.cache_bytes
         return int(self.bf.nbytes) if self.rhs_constant else 0
 
     def bind(self, inputs: Inputs, outputs: Outputs, scratch: Scratch, ws: Workspace) -> None:
         """Views: per chunk of lhs rows, the lhs source (transposed view where adjoint), the
         output rows and workspace slices."""
+        if self.kind == "FLOAT32":
+            self.float32.bind(inputs[0], inputs[1], outputs[0], ws)
+            self.run = self.float32.run  # type: ignore[method-assign]
+            self.path = self.float32.path
+            return
         a, b = inputs[0].reshape(self.ash), inputs[1].reshape(self.bsh)
         a = a.swapaxes(-1, -2) if self.adj_x else a
         self.b = b.swapaxes(-1, -2) if self.adj_y else b
@@ -150,8 +163,5 @@ class BatchMatMul(Kernel):
             if self.za:
                 af -= self.za
             np.matmul(af, self.bf, out=prod)
-            if self.kind == "FLOAT32":
-                np.copyto(y, prod, casting="same_kind")
-            else:
-                np.copyto(acc, prod, casting="unsafe")
-                self.requant.apply(acc, tmp, y)
+            np.copyto(acc, prod, casting="unsafe")
+            self.requant.apply(acc, tmp, y)
