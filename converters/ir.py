@@ -66,6 +66,9 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``SELECT_V2``                     inputs (condition (bool), a, b), broadcasting; a, b and the output
                                   share quantization parameters
 ``CUMSUM``                        inputs (x,); axis, exclusive, reverse
+``TOPK_V2``                        inputs (x,); k; outputs (values, indices): the k largest along the last
+                                  axis, descending, ties by the lower index; values share x's
+                                  quantization, indices are int32 (see :func:`unquantized_tensors`)
 ``GATHER_ND``                     inputs (x, indices) with integer constant indices (TensorFlow's
                                   semantics, no batch dimensions); shares x's quantization; or inputs
                                   (table, indices) with a constant float table and int32 index tuples
@@ -98,6 +101,8 @@ UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "LOGISTIC", "TANH", "EXP
 BINARY = ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
 #: Ops whose output is an int32 index tensor (not a quantized activation).
 INDEX_KINDS = ("ARG_MAX", "ARG_MIN")
+#: Ops LiteRT runs but TFLite Micro has no kernel for: the converter refuses them on profiles that run TFLM.
+LITERT_ONLY_KINDS = ("TOPK_V2",)
 #: Ops whose output is a bool tensor (not a quantized activation).
 COMPARE_KINDS = ("EQUAL", "NOT_EQUAL", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL")
 LOGICAL_KINDS = ("LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT")
@@ -106,7 +111,7 @@ OP_KINDS = (
     "PRELU", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "STRIDED_SLICE", "GATHER",
     "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "LOG_SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
     "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "ARG_MAX", "ARG_MIN", "DETECTION_POSTPROCESS", "SELECT_V2",
-    "CUMSUM", "GATHER_ND",
+    "CUMSUM", "GATHER_ND", "TOPK_V2",
 ) + UNARY + BINARY + COMPARE_KINDS + LOGICAL_KINDS
 #: Ops whose outputs are stored as they are (int32 or bool), never quantized.
 RAW_OUTPUT_KINDS = INDEX_KINDS + COMPARE_KINDS + LOGICAL_KINDS
@@ -241,6 +246,8 @@ def unquantized_tensors(graph: "Graph") -> dict[str, str]:
     for op in graph.ops:
         if op.kind in RAW_OUTPUT_KINDS:
             found.update({o: "int32" if op.kind in INDEX_KINDS else "bool" for o in op.outputs})
+        elif op.kind == "TOPK_V2":  # values keep the input's parameters; the indices are int32
+            found[op.outputs[1]] = "int32"
         elif op.kind == "RESHAPE" and op.inputs and op.inputs[0] in found:
             found.update({o: found[op.inputs[0]] for o in op.outputs})
         elif selects_integers(graph, op, ints) is not None:

@@ -123,6 +123,21 @@ def _refuse_deep_broadcasts(model: Any, graph: Graph) -> None:
                 f"at rank {rank}; TFLite Micro broadcasts at most {MAX_BROADCAST_RANK} dimensions (reshape to fewer)")
 
 
+def _refuse_litert_only_ops(model: Any, graph: Graph, profile: Any) -> None:
+    """One clear error naming the node when a profile that runs TFLite Micro gets an op TFLM has no kernel for
+    (:data:`converters.ir.LITERT_ONLY_KINDS`, e.g. TOPK_V2)."""
+    from converters.fit import runs_tflite_micro
+    from converters.ir import LITERT_ONLY_KINDS
+
+    if not runs_tflite_micro(profile):
+        return
+    for op in graph.ops:
+        if op.kind in LITERT_ONLY_KINDS:
+            raise UnsupportedModelError(
+                f"{model}: node '{op.name or op.outputs[0]}' ({op.kind}) has no TFLite Micro kernel, and profile "
+                f"'{profile.name}' runs TFLite Micro; convert for a profile with LiteRT (e.g. rpi4-4gb)")
+
+
 def _give_back_freed_memory() -> None:
     """Return the heap that finished steps freed to the OS (glibc keeps it otherwise), so the next step's
     peak does not stack on it: importing a 2M-parameter model leaves about 20 MB freed. No-op off glibc.
@@ -325,6 +340,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
         graph = fuse_hard_swish(graph)
     _refuse_non_finite_weights(model, graph)
     _refuse_deep_broadcasts(model, graph)
+    _refuse_litert_only_ops(model, graph, prof)
     _give_back_freed_memory()
     qdq = qdq_fixed = None
     if graph.source_format == "onnx":

@@ -81,7 +81,7 @@ FIXED = {"SOFTMAX": (1.0 / 256.0, -128), "LOGISTIC": (1.0 / 256.0, -128), "TANH"
 SHARED = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD",
           "CONCATENATION", "STRIDED_SLICE", "GATHER", "REDUCE_MAX", "RESIZE_BILINEAR",
           "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "GATHER_ND",
-          "RELU6")  # a standalone (unfused) RELU6: TFLite's int8 kernel clamps in its input's parameters
+          "RELU6", "TOPK_V2")  # a standalone (unfused) RELU6: TFLite's int8 kernel clamps in its input's parameters
 #: Shared ops whose every input (not only the first) joins the output's parameters.
 SHARED_ALL_INPUTS = ("CONCATENATION", "MAXIMUM", "MINIMUM")
 PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
@@ -374,6 +374,7 @@ def plan_quantization(graph: Graph, ranges: dict[str, tuple[float, float]], io_d
     raw = unquantized_tensors(graph)
     int_only = {op_key(op) for op in graph.ops if op.outputs and all(raw.get(o) == "int32" for o in op.outputs)
                 and op.kind not in RAW_OUTPUT_KINDS}  # selections of token ids: int32 in every precision
+    int_only |= {op_key(op) for op in graph.ops if op.kind == "TOPK_V2"}  # copies int8 values; no island form
     precision = {k: v for k, v in (precision or {}).items() if v != "int8" and k not in int_only}
     kinds = {op_key(op): op.kind for op in graph.ops}
     for k, v in precision.items():

@@ -6,6 +6,7 @@ and rewrites the README table between its markers. Refuses to write anything if 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -23,8 +24,14 @@ from edge_runtime.reference_data import shared_dir  # noqa: E402
 BEGIN, END = "<!-- op-parity:begin -->", "<!-- op-parity:end -->"
 
 
-def main() -> int:
+def main(argv: "list[str] | None" = None) -> int:
     """Run the tests, write the JSON table and the README section."""
+    argparse.ArgumentParser(
+        prog="python scripts/update_op_parity.py",
+        description="Run the parity-marked micro tests against tflite-micro (several minutes), then write "
+                    "converters/data/op_parity.json and the README's op parity table. Writes nothing if a "
+                    "test fails.",
+        epilog="example: python scripts/update_op_parity.py").parse_args(argv)
     shared = shared_dir()
     if shared is None:
         print("update_op_parity: ../shared is missing (it holds reference/tflm_ops.txt)", file=sys.stderr)

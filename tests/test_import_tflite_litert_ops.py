@@ -251,7 +251,7 @@ def test_topk_k1_and_refusals(tmp_path):
         return b
     row = _measure(Case("topk1", "TOPK_V2", build(1)))
     assert row["exact"] >= 0.9
-    _refusal(tmp_path, build(2), "TOPK_V2", "k=[2] is not supported")
+    _refusal(tmp_path, build(8), "TOPK_V2", "k=[8] must be one value in [1, 7]")  # k > 1: tests/test_import_topk.py
 
     def segment_gap(sg: Any) -> None:
         n = Net(sg)

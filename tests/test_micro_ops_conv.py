@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tflite_builder import T, assert_exact, assert_missing, build, opts, run_micro, run_tflm
+from tflite_builder import T, assert_exact, build, opts, run_micro, run_tflm
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -15,7 +15,7 @@ import pytest
 
 from edge_runtime.backends.micro import open_model
 from edge_runtime.errors import InputError, UnsupportedModelError
-from tflite_builder import NP_TYPES, ModelFolder, T, build, litert, opts, run_micro
+from tflite_builder import NP_TYPES, ModelFolder, T, build, opts, run_litert, run_micro
 
 FOLDER = ModelFolder("micro_range_prod_")
 
@@ -28,16 +28,7 @@ def _folder():  # type: ignore[no-untyped-def]
 
 def run_litert_ref(path, input_sets):  # type: ignore[no-untyped-def]
     """LiteRT's reference kernels (BUILTIN_REF, one thread): every output for each input set."""
-    it = litert.Interpreter(model_path=str(path), num_threads=1,
-                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    out = []
-    for xs in input_sets:
-        for d, x in zip(it.get_input_details(), xs):
-            it.set_tensor(d["index"], x)
-        it.invoke()
-        out.append([np.array(it.get_tensor(d["index"])) for d in it.get_output_details()])
-    return out
+    return run_litert(path, input_sets, reference_kernels=True)
 
 
 def assert_equal_litert(path, input_sets) -> list:  # type: ignore[no-untyped-def]
@@ -282,54 +273,3 @@ def test_reduce_prod_refusals_are_one_line() -> None:
 
 
 # ------------------------------------------------------------------------------ the real models' ops
-
-REAL = ("birdnet v2.4 fp32", "birdnet V2.2 fp32", "birdnet V2.3 fp32", "star_trek phrase")
-
-
-@pytest.mark.parametrize("label", REAL)
-def test_real_model_ops_on_litert_values(label: str) -> None:
-    """The RANGE and REDUCE_PROD ops of the four published float models that micro refused on them, each
-    fed the values LiteRT's reference kernels computed for its inputs (all tensors kept): every REDUCE_PROD
-    equals LiteRT's output; a RANGE either equals it or, when LiteRT grows its output past the static
-    shape the file gives (a dynamic tensor), fails micro's invoke in one line naming both sizes.
-    Uses the benchmark's cached wheels only (skipped when absent; nothing is downloaded)."""
-    from benchmarks._pypi_models import cache_dir
-    from benchmarks.real_models_tflite import MODELS
-    from edge_runtime.backends.micro.kernels import REGISTRY, OpContext
-    from edge_runtime.formats.tflite import TFLiteModel
-
-    entry = next(e for e in MODELS if e.label == label)
-    path = cache_dir() / f"{entry.model.package}-{entry.model.version}" / "files" / entry.model.member
-    if not path.exists():
-        pytest.skip(f"{label} is not in the benchmark's cache ({path})")
-    it = litert.Interpreter(model_path=str(path), num_threads=1, experimental_preserve_all_tensors=True,
-                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    rng = np.random.default_rng(6)
-    for d in it.get_input_details():
-        it.set_tensor(d["index"], (rng.standard_normal(d["shape"]) * 0.1).astype(d["dtype"]))
-    it.invoke()
-    model = TFLiteModel.open(str(path))
-    sg = model.subgraphs[0]
-    seen = set()
-    for op in sg.operators:
-        if op.name not in ("RANGE", "REDUCE_PROD"):
-            continue
-        seen.add(op.name)
-        kernel = REGISTRY[op.name](OpContext(model, sg, op))
-        ins = [sg.tensors[i].array() if sg.tensors[i].data is not None else np.array(it.get_tensor(i))
-               for i in op.inputs]
-        t = sg.tensors[op.outputs[0]]
-        out = np.zeros(t.shape, t.dtype)
-        kernel.bind(ins, [out], None, {n: np.zeros(s, dt) for n, (s, dt) in kernel.workspace.items()})
-        ref = np.array(it.get_tensor(op.outputs[0]))
-        if op.name == "RANGE" and ref.size != out.size:
-            with pytest.raises(InputError) as e:
-                kernel.run()
-            assert f"has {ref.size} elements" in one_line(e.value) and f"for {out.size}" in str(e.value)
-            continue
-        kernel.run()
-        assert out.dtype == ref.dtype and out.shape == ref.shape and np.array_equal(out, ref), \
-            f"{label} op {op.index} {op.name}: {out.ravel()[:4]} vs LiteRT {ref.ravel()[:4]}"
-    assert seen == ({"RANGE"} if label == "birdnet V2.2 fp32" else {"REDUCE_PROD"} if label.startswith("star")
-                    else {"RANGE", "REDUCE_PROD"})

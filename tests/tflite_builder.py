@@ -267,22 +267,27 @@ def assert_exact(path: Path, input_sets: Optional[list[Sequence[np.ndarray]]] = 
                                               f"{a.ravel()[:8]} vs tflite-micro {b.ravel()[:8]}")
 
 
+def run_litert(path: Path, input_sets: Iterable[Sequence[np.ndarray]], reference_kernels: bool = False
+               ) -> list[list[np.ndarray]]:
+    """LiteRT (one thread; ``reference_kernels``: its BUILTIN_REF resolver): every output for each input set."""
+    kw = {"experimental_op_resolver_type": litert.OpResolverType.BUILTIN_REF} if reference_kernels else {}
+    it = litert.Interpreter(model_path=str(path), num_threads=1, **kw)
+    it.allocate_tensors()
+    out = []
+    for xs in input_sets:
+        for d, x in zip(it.get_input_details(), xs):
+            it.set_tensor(d["index"], x)
+        it.invoke()
+        out.append([np.array(it.get_tensor(d["index"])) for d in it.get_output_details()])
+    return out
+
+
 def assert_close(path: Path, input_sets: Optional[list[Sequence[np.ndarray]]] = None, n: int = 5, seed: int = 0,
                  rtol: float = 1e-6, ref: str = "tflite-micro") -> None:
     """Float outputs within ``rtol`` of the largest reference value (reference: tflite-micro or LiteRT)."""
     if input_sets is None:
         input_sets = random_inputs(path, np.random.default_rng(seed), n)
-    if ref == "tflite-micro":
-        expect = run_tflm(path, input_sets)
-    else:
-        it = litert.Interpreter(model_path=str(path), num_threads=1)
-        it.allocate_tensors()
-        expect = []
-        for xs in input_sets:
-            for d, x in zip(it.get_input_details(), xs):
-                it.set_tensor(d["index"], x)
-            it.invoke()
-            expect.append([it.get_tensor(d["index"]) for d in it.get_output_details()])
+    expect = run_tflm(path, input_sets) if ref == "tflite-micro" else run_litert(path, input_sets)
     got = run_micro(path, input_sets)
     for g, e in zip(got, expect):
         assert len(g) == len(e)

@@ -48,7 +48,7 @@ from converters.importers.tflite_ops.quantized_body import (
     quantized_activation,
 )
 from converters.importers.tflite_ops.run_time_shapes import with_run_time_shapes
-from converters.importers.tflite_ops.segments import INDEX_OUTPUTS
+from converters.importers.tflite_ops.topk import INDEX_OUTPUTS
 from converters.importers.tflite_ops.spectral import handle_complex, reads_complex
 from converters.ir import (
     RAW_OUTPUT_KINDS,

@@ -327,6 +327,12 @@ class _OnnxBuilder:
             detection_postprocess(self, op, ins)
             for o in op.outputs[1:]:
                 self.finish_tensor(o)
+        elif k == "TOPK_V2":  # ONNX TopK on the last axis (ties: lower index first, as TOPK_V2); int32 indices
+            idx = self.uid(f"{op.outputs[1]}/int64")
+            self.node("TopK", [x0, self.ints(f"{op.outputs[0]}/k", [int(a["k"])])], [out, idx], axis=-1, largest=1,
+                      sorted=1)
+            self.node("Cast", [idx], [self.produced(op.outputs[1])], to=self.TP.INT32)
+            self.finish_tensor(op.outputs[1])
         elif k in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
             def rearrange(t_in: str) -> str:
                 y = self.uid(f"{op.outputs[0]}/nchw")

@@ -61,7 +61,7 @@ VERSIONS = {
     "STRIDED_SLICE": 2, "GATHER": 2, "RESIZE_BILINEAR": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "REDUCE_MAX": 2,
     "LEAKY_RELU": 2, "PADV2": 2, "MIRROR_PAD": 2, "TRANSPOSE_CONV": 3, "RSQRT": 2, "ABS": 2, "EXP": 2,
     "SQUARED_DIFFERENCE": 2, "GELU": 2, "LOG": 2, "ARG_MAX": 2, "ARG_MIN": 2, "EQUAL": 2, "NOT_EQUAL": 2,
-    "GREATER": 2, "GREATER_EQUAL": 2, "LESS": 2, "LESS_EQUAL": 2,
+    "GREATER": 2, "GREATER_EQUAL": 2, "LESS": 2, "LESS_EQUAL": 2, "TOPK_V2": 2,
 }
 #: op version of the 16x8 form of the weighted ops (TFLite's op_version.cc)
 VERSIONS16 = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 5, "FULLY_CONNECTED": 7, "TRANSPOSE_CONV": 3, "SOFTMAX": 3}
@@ -205,6 +205,8 @@ def _options(kind: str, op: Op, graph: Graph, int16: bool = False) -> Optional[O
         return (_opt_type(table), options_builder(table, [("OutputType", TYPE["int32"])]))
     if kind == "TRANSPOSE":
         return (_opt_type("TransposeOptions"), options_builder("TransposeOptions", []))
+    if kind == "TOPK_V2":
+        return (_opt_type("TopKV2Options"), options_builder("TopKV2Options", []))
     if kind in ("MAXIMUM", "MINIMUM"):
         return (_opt_type("MaximumMinimumOptions"), options_builder("MaximumMinimumOptions", []))
     if kind == "RESHAPE":
@@ -374,6 +376,8 @@ def _emit(m: _Model, graph: Graph, plan: QuantPlan, op: Op, out_ops: list[_Op]) 
         ins.append(_int32(m, f"{out}/axis", [a["axis"]]))
     elif op.kind == "CUMSUM":
         ins.append(_int32(m, f"{out}/axis", a["axis"]))
+    elif op.kind == "TOPK_V2":
+        ins.append(_int32(m, f"{out}/k", a["k"]))
     outs = [m.index[o] for o in op.outputs]
     if dtype == "int16" and op.kind in VERSIONS16:
         m.versions[op.kind] = max(m.versions.get(op.kind, 1), VERSIONS16[op.kind])

@@ -53,6 +53,7 @@ MODULE_OPS: dict[str, tuple[str, ...]] = {
     "resize": ("Resize", "Upsample"),
     "recurrent": ("LSTM", "GRU", "RNN"),
     "argmax": ("ArgMax", "ArgMin"),
+    "topk": ("TopK",),
     "rounding": ("Floor", "Ceil", "Round", "Sin", "Cos", "Softsign", "Selu"),
     "compare": ("Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Not", "Where",
                 "ThresholdedRelu", "Sign", "Shrink"),

@@ -163,7 +163,7 @@ class ImportContext(TensorTable):
         if op is None:
             return False  # not produced yet: not remembered
         if op.kind in INDEX_KINDS or op.kind not in INDEX_SELECT_KINDS:
-            found = op.kind in INDEX_KINDS
+            found = op.kind in INDEX_KINDS or (op.kind == "TOPK_V2" and key == op.outputs[1])
         else:
             ints = {i for i in op.inputs if i in self.tensors and not self.tensors[i].is_constant and self.is_int(i)}
             found = selects_integers(self, op, ints) is not None

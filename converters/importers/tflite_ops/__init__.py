@@ -45,7 +45,8 @@ MODULE_OPS: dict[str, tuple[str, ...]] = {
     "indexing": ("TILE", "ONE_HOT", "EMBEDDING_LOOKUP", "DYNAMIC_UPDATE_SLICE", "REVERSE_SEQUENCE", "SCATTER_ND",
                  "MATRIX_DIAG", "MATRIX_SET_DIAG"),
     "segments": ("SEGMENT_SUM", "UNSORTED_SEGMENT_SUM", "UNSORTED_SEGMENT_MAX", "UNSORTED_SEGMENT_MIN",
-                 "UNSORTED_SEGMENT_PROD", "TOPK_V2"),
+                 "UNSORTED_SEGMENT_PROD"),
+    "topk": ("TOPK_V2",),
     "rnn": ("UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM", "SVDF"),
 }
 #: op name -> handler module (from :data:`MODULE_OPS`)

@@ -18,7 +18,7 @@ import numpy as np
 
 from converters.importers.tflite_ops.constants import FOLDED
 from converters.importers.tflite_ops.context import TFLiteContext
-from converters.importers.tflite_ops.segments import INDEX_OUTPUTS
+from converters.importers.tflite_ops.topk import INDEX_OUTPUTS
 from converters.ir import RAW_OUTPUT_KINDS
 from edge_runtime.errors import UnsupportedModelError
 

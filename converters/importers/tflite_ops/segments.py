@@ -1,11 +1,10 @@
-"""Segment reductions with constant segment ids and TOPK_V2 with k = 1, in ops TFLite Micro has.
+"""Segment reductions with constant segment ids, in ops TFLite Micro has (TOPK_V2 moved to :mod:`.topk`).
 
 - SEGMENT_SUM / UNSORTED_SEGMENT_SUM: one FULLY_CONNECTED with a constant 0/1 membership matrix (exact
   in int8) between two TRANSPOSEs; an empty segment sums to 0 as in LiteRT;
 - UNSORTED_SEGMENT_MAX / MIN / PROD: per segment, a GATHER of its rows and a reduction over them
   (REDUCE_MAX; MIN as ``-max(-x)``; PROD a MUL chain), concatenated; an empty segment is refused (LiteRT
-  fills it with the lowest/highest float or 1);
-- TOPK_V2 with k = 1: REDUCE_MAX and ARG_MAX over the last axis (ties: the lowest index, as TOPK_V2).
+  fills it with the lowest/highest float or 1).
 """
 from __future__ import annotations
 
@@ -85,22 +84,6 @@ def segment_reduce(ctx: TFLiteContext, op: Any) -> None:
         ctx.emit(op, "CONCATENATION", parts, out, {"axis": 0, "act": "NONE"})
 
 
-def topk(ctx: TFLiteContext, op: Any) -> None:
-    """TOPK_V2(x, k) with k = 1: the largest value (REDUCE_MAX) and its index (ARG_MAX) on the last axis."""
-    x = ctx.act_in(op, 0)
-    k = np.asarray(ctx.value(op, 1)).reshape(-1)
-    if k.size != 1 or int(k[0]) != 1:
-        raise ctx.err(op, f"k={k.tolist()} is not supported (only k=1: the largest value and its index)")
-    shape = ctx.shape(x)
-    axis = len(shape) - 1
-    values, indices = (ctx.name(o) for o in op.outputs)
-    ctx.emit(op, "REDUCE_MAX", [x], values, {"axes": (axis,), "keep_dims": True})
-    idx = ctx.emit(op, "ARG_MAX", [x], ctx.tmp(f"{indices}/argmax", tuple(shape[:-1])), {"axis": axis})
-    ctx.emit(op, "RESHAPE", [idx], indices)
-
-
-#: ops here with an integer output (TOPK_V2's indices)
-INDEX_OUTPUTS = ("TOPK_V2",)
 REGISTRY = {"SEGMENT_SUM": segment_reduce, "UNSORTED_SEGMENT_SUM": segment_reduce,
             "UNSORTED_SEGMENT_MAX": segment_reduce, "UNSORTED_SEGMENT_MIN": segment_reduce,
-            "UNSORTED_SEGMENT_PROD": segment_reduce, "TOPK_V2": topk}
+            "UNSORTED_SEGMENT_PROD": segment_reduce}

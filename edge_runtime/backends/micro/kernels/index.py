@@ -120,6 +120,7 @@ KERNEL_INDEX: dict[str, tuple[str, str]] = {
     "TANH": ("activations", "Activation"),
     "TFLM_DECODE": ("custom.tflm_decode", "TflmDecode"),
     "TFLite_Detection_PostProcess": ("custom.detection_postprocess", "DetectionPostProcess"),
+    "TOPK_V2": ("layout.topk_v2", "TopKV2"),
     "TRANSPOSE": ("shape_ops", "Transpose"),
     "TRANSPOSE_CONV": ("spatial.transpose_conv_float", "TransposeConvAny"),
     "UNIDIRECTIONAL_SEQUENCE_LSTM": ("recurrent.unidirectional_sequence_lstm", "UnidirectionalSequenceLstm"),

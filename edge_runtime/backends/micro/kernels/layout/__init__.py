@@ -20,6 +20,7 @@ from edge_runtime.backends.micro.kernels.layout.shape import Shape
 from edge_runtime.backends.micro.kernels.layout.slice import Slice
 from edge_runtime.backends.micro.kernels.layout.split import Split
 from edge_runtime.backends.micro.kernels.layout.split_v import SplitV
+from edge_runtime.backends.micro.kernels.layout.topk_v2 import TopKV2
 from edge_runtime.backends.micro.kernels.layout.unpack import Unpack
 
 REGISTRY: dict[str, type[Kernel]] = {
@@ -42,4 +43,5 @@ REGISTRY: dict[str, type[Kernel]] = {
     "MIRROR_PAD": MirrorPad,
     "PADV2": PadV2,
     "RANGE": Range,
+    "TOPK_V2": TopKV2,
 }
