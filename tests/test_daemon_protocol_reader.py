@@ -1,5 +1,5 @@
-"""The daemon's per-request read path: the split-based frame decoder, the link's inline whole-frame
-path and the protocol-based TCP reader, each against a step-by-step reference.
+"""The daemon's per-request read path: the split-based frame decoder, the link's read of whole and
+reassembled frames and the protocol-based TCP reader, each against a step-by-step reference.
 
 References: the framing spec (docs/framing.md: frames are the runs between 0x00 delimiters; a run
 longer than any frame is dropped and counted once), ``SequenceTracker.see`` / ``Reassembler.idle`` /
@@ -150,7 +150,7 @@ def _reference_samples(frames: list[tuple], tracker: framing.SequenceTracker,
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_link_inline_whole_frames_equal_the_tracker_and_reassembler_frame_by_frame(seed: int) -> None:
+def test_link_whole_frames_equal_the_tracker_and_reassembler_frame_by_frame(seed: int) -> None:
     rng = random.Random(100 + seed)
     stream, _ = _stream(rng, 200)
     dec, tracker, reasm = framing.FrameDecoder(MAX_PAYLOAD), framing.SequenceTracker(), framing.Reassembler(300)

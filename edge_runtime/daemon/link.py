@@ -12,7 +12,7 @@ from edge_runtime.daemon import framing
 from edge_runtime.daemon.metrics import Metrics
 
 SendFn = Callable[[bytes], bool]
-_DATA, _WHOLE, _HELLO, _DEVICE_HELLO = framing.DATA, framing.WHOLE, framing.HELLO, framing.DEVICE_HELLO
+_DATA, _WHOLE = framing.DATA, framing.WHOLE
 
 
 class Link:
@@ -56,43 +56,24 @@ class Link:
     def samples(self, data: bytes) -> list[tuple[int, bytes]]:
         """Feed received bytes; the samples they complete, as ``(sequence number, payload)``, in order."""
         tracker, reasm = self.tracker, self.reasm
+        see, idle = tracker.see, reasm.idle
         out: list[tuple[int, bytes]] = []
-        append = out.append
         frames = 0
-        # the common frame: a WHOLE DATA frame with the expected sequence number while no sample is
-        # being reassembled; it is taken inline (what tracker.see and reasm.idle would do), any other
-        # goes through them
-        expected = tracker.expected
-        max_bytes = reasm.max_bytes
-        idle_next = -1  # reasm's next sequence number after the last frame taken inline
         for frame in self.decoder.decode(data):
             kind, flags, seq, payload = frame
             if kind != _DATA:
-                if kind == _HELLO and payload == _DEVICE_HELLO:
+                if kind == framing.HELLO and payload == framing.DEVICE_HELLO:
                     tracker.start_at(seq)  # the device's next sequence number
-                    expected = tracker.expected
                 continue  # our own HELLO/RESULT echoed on a loopback, or a kind from a newer peer
             frames += 1
-            if seq == expected and flags == _WHOLE and reasm._first_seq is None and len(payload) <= max_bytes:
-                expected = idle_next = (seq + 1) & 0xFFFFFFFF
-                append((seq, payload))  # a whole sample in one frame, nothing pending
+            if not see(seq):
                 continue
-            tracker.expected = expected
-            if idle_next >= 0:
-                reasm._next_seq, idle_next = idle_next, -1
-            fresh = tracker.see(seq)
-            expected = tracker.expected
-            if not fresh:
-                continue
-            if flags == _WHOLE and reasm.idle(frame):
-                append((seq, payload))
+            if flags == _WHOLE and idle(frame):
+                out.append((seq, payload))  # a whole sample in one frame, nothing pending
                 continue
             sample = reasm.add(frame)
             if sample is not None:
-                append(sample)
-        tracker.expected = expected
-        if idle_next >= 0:
-            reasm._next_seq = idle_next
+                out.append(sample)
         self.data_frames += frames
         self._account()
         return out
