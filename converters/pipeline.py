@@ -423,7 +423,7 @@ def convert_model(model: "str | os.PathLike[str]", profile: Any, calib: Any, out
     out = _output_dir(out_dir)
     from converters.quality import default_precision
 
-    policy = default_precision.choose(graph, not prof.microcontroller, precision_policy)
+    policy = default_precision.choose(graph, not prof.microcontroller, precision_policy, ranges=ranges)
     if policy.precision and activations == "int8" and target_sqnr is None:
         t_dp = time.perf_counter()
         with _one_line(model, "applying the default precision policy"):

@@ -187,6 +187,9 @@ class QuantPlan:
     int8_ops: list[str] = field(default_factory=list)
     #: op key -> why it is not int8, for ops a default policy raised (:mod:`converters.quality.default_precision`)
     reasons: dict[str, str] = field(default_factory=dict)
+    #: graph outputs written in their own precision (int16, or float32) instead of the I/O type, where int8
+    #: cannot hold them (:mod:`converters.quality.concat_ranges`)
+    wide_outputs: list[str] = field(default_factory=list)
 
     def op_dtype(self, op: Op) -> str:
         """The type ``op`` computes in: ``int8``, ``int16`` or ``float32``."""

@@ -142,7 +142,8 @@ class OnnxRunner:
         self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self.plan, self.graph = plan, graph
         self.in_q = [plan.activations[i] for i in graph.inputs]
-        self.out_q = [plan.activations[o] for o in graph.outputs]
+        self.out_q = [plan.params(o, "int16") if o in plan.wide_outputs and plan.tensor_dtype(o) == "int16"
+                      else plan.activations[o] for o in graph.outputs]  # wide outputs: int16 (or float)
 
     def run(self, x_src: "np.ndarray | Sequence[np.ndarray]") -> list[np.ndarray]:
         """One inference on float inputs (one array per model input); every output, dequantized to float32."""

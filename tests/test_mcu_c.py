@@ -37,7 +37,7 @@ QEMU_INPUTS = 20
 #: models whose flash is within their weights (as in the .tflite) plus code: VWW through its
 #: all-zero filters (not stored), AD through narrower biases, IC and SWW through range-coded weights and
 #: multipliers rebuilt from packed weight scales (see the README's MCU section); KWS is not (yet)
-WITHIN_WEIGHTS_PLUS_CODE = {"vww_96_int8", "ad01_int8", "pretrainedResnet_quant", "str_ww_ref_model"}
+WITHIN_WEIGHTS_PLUS_CODE = {"kws_ref_model", "vww_96_int8", "ad01_int8", "pretrainedResnet_quant", "str_ww_ref_model"}
 
 
 def need(cpu: str) -> None:

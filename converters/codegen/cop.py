@@ -12,7 +12,9 @@ from edge_runtime.formats.tflite import Operator
 
 #: integer C field types of the parameter blocks -> (min, max)
 C_RANGES = {"int8_t": (-128, 127), "uint8_t": (0, 255), "int16_t": (-32768, 32767), "uint16_t": (0, 65535),
-            "int32_t": (-(1 << 31), (1 << 31) - 1), "uint32_t": (0, (1 << 32) - 1)}
+            "int32_t": (-(1 << 31), (1 << 31) - 1), "uint32_t": (0, (1 << 32) - 1),
+            # the model-wide field types of er_config.h (converters/codegen/fields.py picks their width)
+            "er_dim_t": (0, (1 << 31) - 1), "er_ring_t": (-(1 << 31), (1 << 31) - 1)}
 #: the placeholder of a convolution's parameter block for its index in ``er_conv_shapes``
 SHAPE_INDEX = "ER_SHAPE_INDEX"
 #: what each kind of generated constant holds, by the suffix of its C name (``op<N>_<suffix>``)
@@ -42,11 +44,21 @@ class COp:
     #: CONV_2D / DEPTHWISE_CONV_2D: the initializer of its geometry (``er_conv_shape``); the generator
     #: writes each distinct one once, in ``er_conv_shapes``, and puts its index for :data:`SHAPE_INDEX`
     shape: str = ""
+    #: the largest value of its ``er_dim_t`` fields and the largest magnitude of its ``er_ring_t``
+    #: fields (recorded by :func:`c_struct`; the model's widest decides er_config.h)
+    dim_max: int = 0
+    ring_max: int = 0
+    #: the values of the arrays added with :meth:`array` (C name -> (C type, values))
+    arrays: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    #: of such a byte array: how many of its last bytes only a kernel's wide read of its last field
+    #: touches (another array may supply them: cblob.py)
+    tails: dict[str, int] = field(default_factory=dict)
 
     def array(self, suffix: str, ctype: str, values: np.ndarray) -> str:
         """Add ``static const ctype op<N>_<suffix>[]`` holding ``values``; return its C name."""
         name = f"op{self.index}_{suffix}"
         self.consts[name] = (CONST_KINDS[suffix], c_array(name, ctype, values, self))
+        self.arrays[name] = (ctype, np.asarray(values).reshape(-1))
         return name
 
 
@@ -82,5 +94,9 @@ def c_struct(op: "COp | Operator", fields: list[tuple[str, "str | None", object]
                 raise UnsupportedModelError(f"op {op.name} (op {op.index}): {name} = {int(value)} does not fit "
                                             f"the C generator's {ctype} field")
             value = int(value)
+            if isinstance(op, COp) and ctype == "er_dim_t":
+                op.dim_max = max(op.dim_max, value)
+            elif isinstance(op, COp) and ctype == "er_ring_t":
+                op.ring_max = max(op.ring_max, abs(value))
         body.append(f".{name} = {value}")
     return "{ " + ", ".join(body) + " }"

@@ -120,14 +120,14 @@ def conv_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     bias = None if k.bias_tensor is None else k.bias_tensor.array().astype(np.int64).reshape(-1)
     stage = out_stage(c, m, s, bias, out_zp, lo, hi, dead, _layer_scales(model, op, k.w_tensor))
     c.shape = _struct(c, [
-        ("rows", None, rows), ("ring_n", "int32_t", ring if direction > 0 else -ring),
-        ("batches", "int16_t", k.n), ("in_h", "int16_t", k.h), ("in_w", "int16_t", k.w_in),
-        ("in_c", "int16_t", k.cin), ("out_h", "int16_t", k.ho), ("out_w", "int16_t", k.wo),
-        ("out_c", "int16_t", k.cout), ("group", "int16_t", k.mult if dw else k.cin),
+        ("rows", None, rows), ("ring_n", "er_ring_t", ring if direction > 0 else -ring),
+        ("batches", "er_dim_t", k.n), ("in_h", "er_dim_t", k.h), ("in_w", "er_dim_t", k.w_in),
+        ("in_c", "er_dim_t", k.cin), ("out_h", "er_dim_t", k.ho), ("out_w", "er_dim_t", k.wo),
+        ("out_c", "er_dim_t", k.cout), ("group", "er_dim_t", k.mult if dw else k.cin),
         ("k_h", "uint8_t", k.kh), ("k_w", "uint8_t", k.kw),
         ("stride_h", "uint8_t", k.sh), ("stride_w", "uint8_t", k.sw), ("dil_h", "uint8_t", k.dh),
         ("dil_w", "uint8_t", k.dw), ("pad_t", "uint8_t", k.pt), ("pad_l", "uint8_t", k.pl)])
-    c.params = _struct(c, [("out", None, stage), ("weights", None, w), ("in_offset", "int16_t", -k.in_zp),
+    c.params = _struct(c, [("out", None, stage), ("weights", None, w), ("in_zp", "int8_t", k.in_zp),
                            ("shape", None, SHAPE_INDEX)])
     fn = "er_depthwise_conv_s8" if dw else "er_conv_s8"
     c.call = lambda p, i, o: f"{fn}(&{p}, {i[0]}, {o}, {'ring' if ring else '0'});"
@@ -149,8 +149,8 @@ def fc_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     stage = out_stage(c, m, s, bias, out_zp, lo, hi, dead_channels(filt.reshape(k.units, -1), 0),
                       _layer_scales(model, op, k.ctx.input(1)))
     c.params = _struct(c, [
-        ("out", None, stage), ("weights", None, w), ("ring_n", "int32_t", ring), ("accum", "int32_t", k.k),
-        ("batches", "int16_t", k.rows_total), ("units", "int16_t", k.units), ("in_offset", "int16_t", -k.in_zp),
+        ("out", None, stage), ("weights", None, w), ("ring_n", "er_ring_t", ring), ("accum", "er_dim_t", k.k),
+        ("batches", "er_dim_t", k.rows_total), ("units", "er_dim_t", k.units), ("in_zp", "int8_t", k.in_zp),
         ("ring_dir", "int8_t", direction)])
     c.call = lambda p, i, o: f"er_fully_connected_s8(&{p}, {i[0]}, {o}, {'ring' if ring else '0'});"
     return c
@@ -161,8 +161,8 @@ def pool_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> COp:
     k = REGISTRY[op.name](OpContext(model, model.main, op))
     c = COp(op.index, op.name, struct="er_pool_params")
     c.params = _struct(c, [
-        ("batches", "int16_t", k.n), ("in_h", "int16_t", k.h), ("in_w", "int16_t", k.w),
-        ("channels", "int16_t", k.c), ("out_h", "int16_t", k.ho), ("out_w", "int16_t", k.wo),
+        ("batches", "er_dim_t", k.n), ("in_h", "er_dim_t", k.h), ("in_w", "er_dim_t", k.w),
+        ("channels", "er_dim_t", k.c), ("out_h", "er_dim_t", k.ho), ("out_w", "er_dim_t", k.wo),
         ("k_h", "uint8_t", k.kh), ("k_w", "uint8_t", k.kw), ("stride_h", "uint8_t", k.sh),
         ("stride_w", "uint8_t", k.sw), ("pad_t", "uint8_t", k.pt), ("pad_l", "uint8_t", k.pl),
         ("act_min", "int8_t", k.lo), ("act_max", "int8_t", k.hi)])
@@ -233,7 +233,7 @@ def softmax_op(model: TFLiteModel, op: Operator, ring: int, direction: int) -> C
         raise UnsupportedModelError(f"op SOFTMAX (op {op.index}): internal mismatch of diff_min with micro")
     c = COp(op.index, op.name, struct="er_softmax_params")
     c.params = _struct(c, [("beta_mult", "int32_t", mult), ("diff_min", "int32_t", diff_min),
-                           ("rows", "int16_t", k.rows), ("depth", "int16_t", k.depth),
+                           ("rows", "er_dim_t", k.rows), ("depth", "er_dim_t", k.depth),
                            ("beta_left_shift", "int8_t", left)])
     c.call = lambda p, i, o: f"er_softmax_s8(&{p}, {i[0]}, {o});"
     return c

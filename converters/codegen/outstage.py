@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from converters.codegen.cop import CONST_KINDS, COp, c_struct, c_values
-from converters.codegen.requant_scale import scale_layout
+from converters.codegen.requant_scale import MANTISSA_BITS, scale_layout
 from edge_runtime.backends.micro.fixedpoint import rounding_divide_by_pot_scalar, srdhm_scalar
 
 _struct = c_struct
@@ -103,6 +103,7 @@ def out_stage(c: COp, m: np.ndarray, s: np.ndarray, bias: "np.ndarray | None", o
         packed = pack_bias(bias, bits)
         if packed is not None:
             bias_ptr = c.array("b", "uint8_t", packed)
+            c.tails[bias_ptr] = packed.size - (bias.size * bits + 7) // 8
             bias_bytes = BIAS_PACKED | bits
         else:
             bias_ptr = c.array("b", "int32_t", bias)
@@ -114,8 +115,9 @@ def out_stage(c: COp, m: np.ndarray, s: np.ndarray, bias: "np.ndarray | None", o
         if fit is not None and fit.nbytes < m.size * (4 if packed else 5):
             kind, mult, shift = "ER_RQ_SCALE", fit.c_hi_i32, fit.base_shift
             rq_ptr = c.array("rq", "uint8_t", fit.blob)
+            c.tails[rq_ptr] = fit.blob.size - 3 - (m.size * (MANTISSA_BITS + fit.exp_bits) + 7) // 8
             return _struct(c, [("bias", None, bias_ptr), ("rq", None, rq_ptr), ("mult", "int32_t", mult),
-                               ("channels", "int16_t", fit.exp_bits), ("shift", "int8_t", shift),
+                               ("channels", "er_dim_t", fit.exp_bits), ("shift", "int8_t", shift),
                                ("rq_kind", None, kind), ("bias_bytes", "uint8_t", bias_bytes),
                                ("out_offset", "int8_t", out_zp), ("act_min", "int8_t", lo), ("act_max", "int8_t", hi)])
         if packed:
@@ -129,7 +131,7 @@ def out_stage(c: COp, m: np.ndarray, s: np.ndarray, bias: "np.ndarray | None", o
                 f"    {{ {c_values('int32_t', m, c)} }},\n    {{ {c_values('int8_t', s, c)} }}\n}};\n"))
             rq_ptr = f"&{rq_ptr}"
     return _struct(c, [("bias", None, bias_ptr), ("rq", None, rq_ptr), ("mult", "int32_t", mult),
-                       ("channels", "int16_t", m.size), ("shift", "int8_t", shift), ("rq_kind", None, kind),
+                       ("channels", "er_dim_t", m.size), ("shift", "int8_t", shift), ("rq_kind", None, kind),
                        ("bias_bytes", "uint8_t", bias_bytes), ("out_offset", "int8_t", out_zp),
                        ("act_min", "int8_t", lo), ("act_max", "int8_t", hi)])
 

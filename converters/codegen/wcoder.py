@@ -2,22 +2,21 @@
 
 An adaptive binary range coder in the style of LZMA's: each weight is mapped to 0..255 by zigzag
 (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...) and its 8 bits are coded MSB first down a bit tree of 255
-adaptive probabilities (11-bit, adapted by 1/64 of the error after each bit). One stream per
+adaptive probabilities (12-bit, adapted by 1/128 of the error after each bit). One stream per
 model, in op order, with the probabilities carried from layer to layer (reset at the start of each
 inference), so the model learns once. The decoder needs no table in flash: 256 uint16
 probabilities and three words of state in RAM. Rows that the kernel decodes more than once per
-inference (``er_wstream``) are coded with the probabilities frozen (not adapted), so the decoder
-decodes them again from a saved stream position (three words) without saving the model.
+inference (``er_wstream``) are coded adaptively like the others: the decoder marks its whole state
+(stream position and probabilities, :meth:`Decoder.mark`) before them and goes back to it for each
+further pass (:meth:`Decoder.rewind`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-PROB_BITS = 11
+PROB_BITS = 12
 PROB_ONE = 1 << PROB_BITS
-MOVE_BITS = 6
-#: the adaptation shift that leaves every probability unchanged (q < 2**PROB_BITS): frozen coding
-FROZEN_MOVE = 16
+MOVE_BITS = 7
 TOP = 1 << 24
 _LOG2 = np.concatenate([[0.0], -np.log2(np.arange(1, PROB_ONE) / PROB_ONE)])
 
@@ -46,11 +45,10 @@ class Model:
         m.p = list(self.p)
         return m
 
-    def cost_bits(self, weights: np.ndarray, adapt: bool = True) -> float:
-        """The ideal code length of ``weights`` in bits, adapting the probabilities as coding would
-        (``adapt=False``: with the probabilities frozen, as :meth:`Encoder.weights` codes streamed rows)."""
+    def cost_bits(self, weights: np.ndarray) -> float:
+        """The ideal code length of ``weights`` in bits, adapting the probabilities as coding would."""
         p, total, log2 = self.p, 0.0, _LOG2
-        move = MOVE_BITS if adapt else FROZEN_MOVE
+        move = MOVE_BITS
         for z in zigzag(weights).tolist():
             node = 1
             for i in range(7, -1, -1):
@@ -88,11 +86,10 @@ class Encoder:
         self.cache_size += 1
         self.low = (self.low & 0x00FFFFFF) << 8
 
-    def weights(self, w: np.ndarray, adapt: bool = True) -> None:
-        """Code the int8 values ``w`` (flattened, in order); ``adapt=False``: with the probabilities
-        frozen, so that the decoder can decode them again from a saved position (``er_rc_frozen``)."""
+    def weights(self, w: np.ndarray) -> None:
+        """Code the int8 values ``w`` (flattened, in order)."""
         p = self.model.p
-        move = MOVE_BITS if adapt else FROZEN_MOVE
+        move = MOVE_BITS
         for z in zigzag(w).tolist():
             node = 1
             for i in range(7, -1, -1):
@@ -127,10 +124,19 @@ class Decoder:
         self.range = 0xFFFFFFFF
         self.model = Model()
 
-    def weights(self, n: int, adapt: bool = True) -> np.ndarray:
-        """Decode the next ``n`` int8 values (``adapt=False``: with the probabilities frozen)."""
+    def mark(self) -> None:
+        """Save the whole state (``er_rc_stream`` mode 0)."""
+        self._mark = (self.pos, self.code, self.range, self.model.copy())
+
+    def rewind(self) -> None:
+        """Go back to the state :meth:`mark` saved (``er_rc_stream`` mode 1)."""
+        self.pos, self.code, self.range, model = self._mark
+        self.model = model.copy()
+
+    def weights(self, n: int) -> np.ndarray:
+        """Decode the next ``n`` int8 values."""
         p, out = self.model.p, []
-        move = MOVE_BITS if adapt else FROZEN_MOVE
+        move = MOVE_BITS
         for _ in range(n):
             node = 1
             for _ in range(8):
@@ -153,4 +159,4 @@ class Decoder:
         return unzigzag(np.array(out, np.int64))
 
 
-__all__ = ["FROZEN_MOVE", "Decoder", "Encoder", "Model", "unzigzag", "zigzag"]
+__all__ = ["Decoder", "Encoder", "Model", "unzigzag", "zigzag"]

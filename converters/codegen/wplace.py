@@ -9,8 +9,9 @@ out of place, its input first copied into the static buffer when it was planned 
 input must fit the buffer). A 1x1 CONV_2D run exactly in place (KWS's pointwise layers) is coded whole
 when its filters fit no region (``er_wstream``): its first filters are decoded before the op and
 stay, the others are decoded by the kernel once per block of pixels (at most
-:data:`STREAM_MAX_PASSES` times per inference), coded with the model's probabilities frozen so the
-decoder goes back to a saved stream position instead of saving its model; each block's outputs are
+:data:`STREAM_MAX_PASSES` times per inference), coded adaptively like the rest: the decoder
+saves its whole state before them in the op's decode region (:data:`MARK_BYTES`) and goes back to it
+for each further pass (``er_rc_stream``); each block's outputs are
 kept aside until its pixels are written over their inputs. Otherwise a CONV_2D or FULLY_CONNECTED
 has its first rows coded and the rest stored as they are (``er_wsplit``); a DEPTHWISE_CONV_2D
 (channels interleaved) is coded whole or not at all. The static buffer directly follows the arena,
@@ -59,6 +60,8 @@ CHUNK_BYTES = 16  # sizeof(er_wchunk)
 STREAM_BYTES = 12  # sizeof(er_wstream)
 #: er_wstream: each streamed filter is decoded at most this many times per inference
 STREAM_MAX_PASSES = 4
+#: er_wstream: the decoder's saved state in the op's decode region (er_kernels.h ER_RC_MARK_BYTES)
+MARK_BYTES = 528
 MODES = ("auto", "off")
 
 
@@ -77,24 +80,26 @@ class Coded:
     chunk_rows: int = 0
     #: with chunk_rows: the op's input is first copied into the static buffer (it was planned in place)
     copy_input: bool = False
-    #: > 0: er_wstream, pixels per block; ``resident`` rows are decoded before the op (adaptively),
-    #: the others by the kernel once per block, coded with the probabilities frozen
+    #: > 0: er_wstream, pixels per block; ``resident`` rows are decoded before the op, the others by
+    #: the kernel once per block, from the decoder state marked before them (er_rc_stream)
     block: int = 0
     resident: int = 0
 
     def code(self, enc: Encoder) -> None:
-        """Append this part to the stream (its streamed rows with the probabilities frozen)."""
-        k = self.resident * self.row_len if self.block else self.values.size
-        enc.weights(self.values.reshape(-1)[:k])
-        if self.block:
-            enc.weights(self.values.reshape(-1)[k:], adapt=False)
+        """Append this part to the stream."""
+        enc.weights(self.values.reshape(-1))
 
     def decodes_back(self, dec: Decoder) -> bool:
         """Whether ``dec`` gives this part's weights back, step for step as the C decodes them."""
         flat = self.values.reshape(-1)
         k = self.resident * self.row_len if self.block else flat.size
         ok = np.array_equal(dec.weights(k), flat[:k])
-        return ok and (not self.block or np.array_equal(dec.weights(flat.size - k, adapt=False), flat[k:]))
+        if not self.block:
+            return ok
+        dec.mark()  # a first pass, and one from the mark (every later pass is the same)
+        ok = ok and np.array_equal(dec.weights(flat.size - k), flat[k:])
+        dec.rewind()
+        return ok and np.array_equal(dec.weights(flat.size - k), flat[k:])
 
 
 @dataclass
@@ -172,7 +177,7 @@ def stream_plan(c: COp, region: int, same_address: bool) -> "tuple[int, int, int
     best = None
     for res in range(rows):
         streamed = rows - res
-        block = min(pixels, (region - res * row_len - rows) // streamed)
+        block = min(pixels, (region - res * row_len - rows - MARK_BYTES) // streamed)
         if block < 1:
             break
         passes = -(-pixels // block)
@@ -180,7 +185,7 @@ def stream_plan(c: COp, region: int, same_address: bool) -> "tuple[int, int, int
             continue
         decodes = res * row_len + streamed * row_len * passes
         if best is None or decodes < best[3]:
-            best = (res, block, res * row_len + rows + block * streamed, decodes)
+            best = (res, block, res * row_len + rows + block * streamed + MARK_BYTES, decodes)
     return best
 
 
@@ -237,7 +242,7 @@ def plan_coding(plan: ArenaPlan, cops: list[COp], mode: str = "auto",
         if stream is not None and stream[3] <= cap:
             res, block, ram, decodes = stream
             trial = model.copy()
-            cost = trial.cost_bits(w[:res]) + trial.cost_bits(w[res:], adapt=False)
+            cost = trial.cost_bits(w)
             split_n = min(n, int(cap) // row_len)
             split_cost = model.copy().cost_bits(w[:split_n]) / 8 + SPLIT_BYTES if split_n else split_n * row_len
             if w.size - cost / 8 - STREAM_BYTES >= max(MIN_SAVING, split_n * row_len - split_cost):
@@ -295,7 +300,7 @@ def apply_coding(coding: CodingPlan, cops: list[COp], kinds: dict[str, str]) -> 
         del c.consts[p.name]
         if p.block:
             desc = f"{p.name}t"
-            c.consts[desc] = ("parameters", f"static const er_wstream {desc} = {{ (int8_t*){p.dst}, er_rc_frozen, "
+            c.consts[desc] = ("parameters", f"static const er_wstream {desc} = {{ (int8_t*){p.dst}, er_rc_stream, "
                                             f"{p.resident}, {p.block} }};\n")
             kinds.pop(p.name, None)
             old = f".weights = {p.name},"

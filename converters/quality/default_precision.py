@@ -45,6 +45,15 @@ every op in int8. The rules below, each with the reason the report gives (``quan
   (tagged with :data:`converters.importers.onnx_ops.lppool.LP_POOL_ATTR`: ``|x|^p`` as MULs, the window average,
   the area and the p-th root). ``|x|^p`` spans the p-th power of its input's range, which 8 linear bits hold
   for the largest values only. On profiles with an OS the chain is a float island; int8 on microcontrollers.
+- **Mixed-range concatenations** (:data:`CONCAT_RANGES`, :mod:`converters.quality.concat_ranges`): a
+  CONCATENATION shares one int8 scale over all its inputs; when the narrowest input's calibrated range spans
+  fewer than :data:`converters.quality.concat_ranges.MIN_LEVELS` of the 256 levels (a YOLO head's sigmoid scores
+  beside boxes in pixels: one or two codes), the concat, the ops computing each narrow input and the data
+  movers after the concat run in 16x8 where all have an int16 kernel and the narrow input then gets at least
+  ``MIN_LEVELS`` int16 levels (over the range widened by :data:`INT16_MARGIN`); else, on profiles with an OS,
+  a float island (with the LOGISTIC/SOFTMAX whose output the narrow input requantizes); on microcontrollers
+  int16 when every op has an int16 kernel, else int8. The graph outputs reached are written in that precision
+  (``QuantPlan.wide_outputs``), not cut back to int8. Needs the calibrated ranges (``choose(..., ranges=...)``).
 """
 from __future__ import annotations
 
@@ -73,12 +82,14 @@ LP_POOL = "LpPool p={p}: float island (|x|^{p} spans the {p}th power of its inpu
 #: Which rules ``auto`` turns on (measured with ``python -m benchmarks.import_zoo`` and
 #: ``python -m benchmarks.real_models_onnx``; see the README).
 RULES_ON = {"recurrence": True, "layer_norm": True, "magnitude": True, "mod": True, "spectral": True,
-            "lp_pool": True}
+            "lp_pool": True, "concat_ranges": True}
 #: int16 ranges are the calibration min/max widened by this factor: states beyond the calibration set's
 #: (held-out hidden and cell states) then do not clip, for 1 of the 15 bits (on the zoo's 160 held-out
 #: inputs, before the recurrence-output rule: gru_kws 26.09 -> 26.15 dB, lstm_kws 31.0 -> 31.6 dB)
 INT16_MARGIN = 2.0
 RECURRENCE_OUT = "{cell} recurrence output: int16 up to the layer that reads it (the hidden state not cut to int8)"
+CONCAT_RANGES = "mixed-range concatenation (its narrowest input gets {levels:.1f} of the 256 int8 levels of the " \
+                "shared scale): {how}"
 
 
 @dataclass
@@ -87,6 +98,8 @@ class PolicyChoice:
 
     precision: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    #: graph outputs to write in their raised precision rather than int8 (mixed-range concatenations)
+    wide_outputs: list[str] = field(default_factory=list)
 
     def add(self, op: Op, precision: str, reason: str) -> None:
         """Raise ``op`` to ``precision`` for ``reason`` (int8 choices are not recorded)."""
@@ -473,8 +486,9 @@ def _add_layer_norm(choice: PolicyChoice, chain: list[Op], os_profile: bool, rea
         choice.add(op, precision, reason.format(how=how))
 
 
-def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice:
-    """The precision map of ``policy`` for ``graph`` on a profile with (``os_profile``) or without an OS."""
+def choose(graph: Graph, os_profile: bool, policy: str = "auto", ranges: Optional[dict] = None) -> PolicyChoice:
+    """The precision map of ``policy`` for ``graph`` on a profile with (``os_profile``) or without an OS.
+    ``ranges``: the calibrated activation ranges, for the rules that need them (mixed-range concatenations)."""
     if policy not in POLICIES:
         from edge_runtime.errors import ConfigError
 
@@ -520,7 +534,34 @@ def choose(graph: Graph, os_profile: bool, policy: str = "auto") -> PolicyChoice
         for op in graph.ops:
             if op.attrs.get(LP_POOL_ATTR) and op_key(op) not in choice.precision:
                 choice.add(op, "float", LP_POOL.format(p=op.attrs[LP_POOL_ATTR]))
+    if RULES_ON["concat_ranges"] and ranges is not None:
+        _add_mixed_concats(choice, graph, ranges, os_profile)
     return choice
+
+
+def _add_mixed_concats(choice: PolicyChoice, graph: Graph, ranges: dict, os_profile: bool) -> None:
+    """The mixed-range concatenation rule (:mod:`converters.quality.concat_ranges`): int16 where every op
+    involved has an int16 kernel and the narrow input gets at least ``MIN_LEVELS`` int16 levels; else a float
+    island on a profile with an OS; else int16 where the kernels exist, else int8. Ops another rule already
+    raised keep that rule's choice; the graph outputs reached go to ``choice.wide_outputs``."""
+    from converters.quality.concat_ranges import MIN_LEVELS, mixed_range_concats
+
+    for m in mixed_range_concats(graph, ranges, margin=INT16_MARGIN):
+        ops = [op for op in m.ops if op_key(op) not in choice.precision]
+        has16 = all(op.kind in INT16_KINDS for op in ops)
+        if has16 and m.levels16 >= MIN_LEVELS:
+            precision, how = "int16", "int16 (every op involved has an int16 kernel)"
+        elif os_profile:
+            ops = [op for op in m.float_ops if op_key(op) not in choice.precision]
+            why = (f"int16 would leave it {m.levels16:.1f} levels" if has16 else "an op involved has no int16 kernel")
+            precision, how = "float", f"float island ({why}; profile with an OS)"
+        elif has16:
+            precision, how = "int16", f"int16 (every op involved has an int16 kernel; {m.levels16:.1f} int16 levels)"
+        else:
+            continue
+        for op in ops:
+            choice.add(op, precision, CONCAT_RANGES.format(levels=m.levels, how=how))
+            choice.wide_outputs += [o for o in op.outputs if o in graph.outputs and o not in choice.wide_outputs]
 
 
 def apply(graph: Graph, float_sess: Any, data: Any, plan: QuantPlan, ranges: dict, per_channel_fc: bool,
@@ -537,4 +578,5 @@ def apply(graph: Graph, float_sess: Any, data: Any, plan: QuantPlan, ranges: dic
     ranges16 = {k: (lo * INT16_MARGIN, hi * INT16_MARGIN) for k, (lo, hi) in ranges16.items()}
     new = PlanMaker(graph, ranges, ranges16, plan.io_dtype, per_channel_fc, plan.weights, means).plan(choice.precision)
     new.reasons = dict(choice.reasons)
+    new.wide_outputs = list(choice.wide_outputs)
     return new

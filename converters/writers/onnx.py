@@ -171,6 +171,12 @@ class _OnnxBuilder:
                 self.q_dq(src, self.plan.params(t, "int16"), f"{t}/q16", f"{t}/dq16", "int16")
                 src = f"{t}/dq16"
             self.read[t] = src
+            if t in self.g.outputs and t in self.plan.wide_outputs:  # written in its own precision, as the .tflite
+                if stored == "int16":
+                    self.q_dq(src, self.plan.params(t, "int16"), t, None, "int16")
+                else:
+                    self.node("Identity", [src], [t])
+                return
             if t in self.g.outputs:  # the graph output: int8 (then the I/O type) as in the .tflite
                 io = self.plan.io_dtype
                 if io == "float32":
@@ -495,6 +501,8 @@ def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool 
             elem = TensorProto.INT32 if o in ints else TensorProto.BOOL
         elif o in b.float_outs:
             elem = TensorProto.FLOAT
+        elif plan is not None and o in plan.wide_outputs:
+            elem = TensorProto.INT16 if plan.tensor_dtype(o) == "int16" else TensorProto.FLOAT
         outs.append(helper.make_tensor_value_info(o, elem, list(graph.tensors[o].shape)))
     if expose_all:
         for t in graph.activations():
@@ -509,11 +517,13 @@ def build_onnx(graph: Graph, plan: Optional[QuantPlan] = None, expose_all: bool 
     if plan is not None and plan.io_dtype != "float32":
         # integer model inputs/outputs: say their scale and zero point, as a .tflite does in its tensors,
         # so a runtime can quantize inputs and dequantize outputs (edge_runtime.backends.onnx reads this)
+        wide16 = {t for t in plan.wide_outputs if plan.tensor_dtype(t) == "int16"}  # the rest of them are float
+        out_q = {t: plan.params(t, "int16" if t in wide16 else "int8") for t in graph.outputs
+                 if t in plan.activations and t not in raw and t not in b.float_outs
+                 and (t in wide16 or t not in plan.wide_outputs)}
         io = {"inputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
                          for t in graph.inputs if t in plan.activations and t not in raw},
-              "outputs": {t: [float(plan.activations[t].scale), int(plan.activations[t].zero_point)]
-                          for t in graph.outputs if t in plan.activations and t not in raw
-                          and t not in b.float_outs}}
+              "outputs": {t: [float(q.scale), int(q.zero_point)] for t, q in out_q.items()}}
         helper.set_model_props(model, {IO_QUANTIZATION_KEY: json.dumps(io)})
     checker.check_model(model)
     return model

@@ -220,7 +220,7 @@ def build_tflite(graph: Graph, plan: QuantPlan) -> bytes:
     m = _Model()
     m.bounds = float_bounds(graph, plan)
     acts = plan.activations
-    float_outs = float_output_tensors(graph)
+    float_outs = float_output_tensors(graph) | set(plan.wide_outputs)  # wide outputs: as stored (int16/float32)
     for name in graph.activations():
         dt = plan.tensor_dtype(name)
         stored = name if dt == "int8" or dt in RAW or name in float_outs else (f"{name}/float" if dt == "float32" else

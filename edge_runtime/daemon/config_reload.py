@@ -81,6 +81,7 @@ class ConfigReloader:
                 if hasattr(new_source, "max_buffered_bytes"):
                     new_source.max_buffered_bytes = new.pipeline.max_buffered_bytes
                 new_source.fast_submit = d.submit_nowait
+                new_source.fast_submit_many = d.submit_many_nowait  # a read's samples admitted at once, as at start-up
                 await new_source.start(d.submit, d.metrics, new.pipeline.max_frame_bytes)
         except (EdgeRuntimeError, OSError, ValueError, TypeError) as exc:
             for s in new_sinks:

@@ -9,13 +9,14 @@ worker has the next one ready while the loop dispatches the previous one; with o
 batch the batcher also waits while ``_AHEAD_REQUESTS`` are in flight, so the requests that
 arrive meanwhile share the next job. Every queue
 is bounded. Well-formed samples of a one-input model are admitted without a coroutine,
-all the samples of one read at once (``submit_many_nowait``, one queue wake-up), and,
-when batching, reach the worker as bytes that a full batch joins into its input tensor
-in one copy.
+all the samples of one read at once (``submit_many_nowait``, one queue wake-up), and
+reach the worker as their payload bytes: a full batch joins them into its input tensor
+in one copy; one request at a time, a LiteRT model copies each straight into its
+interpreter's input buffer (``_invoke_rows``), other backends view it as an array.
 
-Per request, the worker only invokes: it stacks the outputs of a job's one-request
-batches into one array per output (a :class:`Segment`), and the dispatcher updates the
-counters once per job. When every sink is the reply sink and the postprocessing is
+Per request, the worker only invokes: the outputs of a job's one-request batches go into
+one array per output (a :class:`Segment`; LiteRT writes each output straight into its row,
+with no allocation per request), and the dispatcher updates the counters once per job. When every sink is the reply sink and the postprocessing is
 argmax (and thresholds), the dispatcher answers a whole job without per-result objects:
 label indices and scores in one numpy pass, RESULT frames encoded together
 (``framing.encode_results_fixed``, CRCs by table), one write per link.
@@ -529,11 +530,9 @@ class Daemon:
         if self._fast is None or len(payload) != self._in_bytes or q.full():
             return False
         link.inflight += 1
-        if self.max_batch > 1:  # the worker joins the payloads of a full batch into its input tensor
-            q.put_nowait(Request(seq, link, None, time.perf_counter(), payload))
-        else:
-            dtype, shape = self._fast
-            q.put_nowait(Request(seq, link, [np.frombuffer(payload, dtype=dtype).reshape(shape)], time.perf_counter()))
+        # the payload goes to the worker as is: a full batch joins the payloads into its input tensor,
+        # one request at a time they are copied into the interpreter's input (LiteRT) or viewed as an array
+        q.put_nowait(Request(seq, link, None, time.perf_counter(), payload))
         self.metrics.counters["requests"] += 1
         return True
 
@@ -555,25 +554,15 @@ class Daemon:
         size = self._in_bytes
         t0 = time.perf_counter()
         new, R = _new_tuple, Request
-        if self.max_batch > 1:  # the worker joins the payloads of a full batch into its input tensor
-            reqs = []
-            for seq, payload in samples:
-                if len(payload) != size:
-                    break
-                reqs.append(new(R, (seq, link, None, t0, payload)))
-        else:
-            payloads = [p for _, p in samples]
-            sizes = list(map(len, payloads))
-            k = len(sizes)
-            if sizes.count(size) != k:  # admit up to the first sample of another size
-                k = next(i for i, v in enumerate(sizes) if v != size)
-                if not k:
-                    return 0
-                del payloads[k:]
-            # the inputs of all these samples in one copy: a read-only array of k rows, one view per request
-            dtype, shape = self._fast
-            rows = np.frombuffer(b"".join(payloads), dtype=dtype).reshape(k, *shape)
-            reqs = [new(R, (seq, link, [row], t0, None)) for (seq, _), row in zip(samples, rows)]
+        sizes = [len(p) for _, p in samples]
+        k = len(sizes)
+        if sizes.count(size) != k:  # admit up to the first sample of another size
+            k = next(i for i, v in enumerate(sizes) if v != size)
+            if not k:
+                return 0
+            samples = samples[:k]
+        # payloads as they are (see submit_nowait): no array per request on the loop
+        reqs = [new(R, (seq, link, None, t0, payload)) for seq, payload in samples]
         n = len(reqs)
         if n:
             link.inflight += n
@@ -723,34 +712,75 @@ class Daemon:
         version, runner, streams = loaded.version, loaded.batch, self.streams
         # inputs were built from the model's own specs at admission, so the per-call
         # validation of Model.run is skipped here
-        invoke = loaded.model._invoke
+        model = loaded.model
+        invoke = model._invoke
+        #: runs many requests one invocation each, straight into one output array (LiteRT; None: no such path)
+        rows = getattr(model, "_invoke_rows", None) if streams is None else None
         fast = self._fast
         perf = time.perf_counter
         done: list[Segment] = []
-        singles: list[list[np.ndarray]] = []  # outputs of consecutive one-request batches, not yet stacked
-        times: list[float] = []
+        singles: list[Request] = []  # consecutive one-request batches, not yet run
 
-        def close_singles() -> None:
-            if singles:
-                # np.array stacks the outputs as np.stack does, in one call
-                done.append(Segment(version, len(singles), [np.array(o) for o in zip(*singles)], times[:]))
-                singles.clear()
-                times.clear()
+        def inputs_of(reqs: list[Request]) -> list[list[np.ndarray]]:
+            return [r.arrays if r.arrays is not None else [np.ndarray(fast[1], fast[0], r.payload)]  # type: ignore[index]
+                    for r in reqs]
 
-        t = perf()  # one clock read per batch: each batch's end is the next one's start
-        for batch in batches:
+        def entries_of(reqs: list[Request]) -> list[Any]:
+            """What ``_invoke_rows`` takes: a request's arrays, or its payload as is (fast path)."""
+            return [r.payload if r.arrays is None else r.arrays for r in reqs]
+
+        def run_each(reqs: list[Request], times: list[float]) -> list[np.ndarray]:
+            """Invoke once per request: each output stacked over ``reqs``; each request's worker time to ``times``.
+
+            Raises :class:`_StoppedAt` at the first request that fails, with the outputs of those before it.
+            """
+            if rows is not None:
+                try:
+                    outs = rows(entries_of(reqs), times)
+                except Exception as exc:  # noqa: BLE001 - handed on with what ran
+                    k = getattr(exc, "done", None)
+                    raise _StoppedAt(k or 0, exc.outputs if k else None, exc) from None  # type: ignore[attr-defined]
+                if outs is not None:
+                    return outs
+            t = perf()
+            per: list[list[np.ndarray]] = []
             try:
-                if streams is None and len(batch) == 1 and (runner is None or runner.size != 1):
-                    r = batch[0]
-                    singles.append(invoke(r.arrays if r.arrays is not None
-                                          else [np.ndarray(fast[1], fast[0], r.payload)]))  # type: ignore[index]
+                for arrays in inputs_of(reqs):
+                    per.append(invoke(arrays))
                     now = perf()
                     times.append(now - t)
                     t = now
+            except Exception as exc:  # noqa: BLE001 - handed on with what ran
+                raise _StoppedAt(len(per), [np.array(o) for o in zip(*per)] if per else None, exc) from None
+            # np.array stacks the outputs as np.stack does, in one call
+            return [np.array(o) for o in zip(*per)]
+
+        def run_singles() -> None:
+            """Run the pending one-request batches; a request that fails is dropped alone."""
+            reqs = singles[:]
+            singles.clear()
+            while reqs:
+                times: list[float] = []
+                try:
+                    outs = run_each(reqs, times)
+                except _StoppedAt as stop:
+                    k = stop.done
+                    if k:
+                        done.append(Segment(version, k, stop.outputs, times[:k]))
+                    log.error("inference failed on a batch of 1: %s", stop.error)
+                    done.append(Segment(version, 1, None, []))
+                    reqs = reqs[k + 1:]
                     continue
-                if singles:
-                    close_singles()
-                    t = perf()
+                done.append(Segment(version, len(reqs), outs, times))
+                return
+
+        for batch in batches:
+            if streams is None and len(batch) == 1 and (runner is None or runner.size != 1):
+                singles.append(batch[0])
+                continue
+            run_singles()
+            t = perf()
+            try:
                 if streams is not None:  # a stateful model: each request runs on its own stream's instance
                     per = [streams.model_for(r.link.name)._invoke(
                         r.arrays if r.arrays is not None
@@ -760,20 +790,14 @@ class Daemon:
                 elif runner is not None and len(batch) == runner.size:
                     outs = runner.run_stacked(batch)
                 else:
-                    per = [invoke(r.arrays if r.arrays is not None
-                                  else [np.ndarray(fast[1], fast[0], r.payload)])  # type: ignore[index]
-                           for r in batch]
-                    outs = [np.stack(o) for o in zip(*per)]
+                    outs = run_each(batch, [])
             except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the daemon
-                close_singles()
-                log.error("inference failed on a batch of %d: %s", len(batch), exc)
+                log.error("inference failed on a batch of %d: %s", len(batch),
+                          exc.error if isinstance(exc, _StoppedAt) else exc)
                 done.append(Segment(version, 1, None, []))
-                t = perf()
                 continue
-            now = perf()
-            done.append(Segment(version, 1, outs, [(now - t) / len(batch)]))
-            t = now
-        close_singles()
+            done.append(Segment(version, 1, outs, [(perf() - t) / len(batch)]))
+        run_singles()
         return done
 
     async def _dispatcher(self) -> None:
@@ -935,6 +959,16 @@ class Daemon:
             if self._batcher_task is not None and not self._batcher_task.done():
                 self.notifier.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+class _StoppedAt(Exception):
+    """A run of requests stopped at request ``done``: ``outputs`` (None when ``done`` is 0) holds those before it."""
+
+    def __init__(self, done: int, outputs: Optional[list[np.ndarray]], error: BaseException) -> None:
+        super().__init__(str(error))
+        self.done = done
+        self.outputs = outputs
+        self.error = error
 
 
 def _resolve(fut: asyncio.Future, result: Any, exc: Optional[BaseException]) -> None:

@@ -2,11 +2,15 @@
 Cortex-M4 / Cortex-M7 (qemu-system-arm, mps2-an386 / mps2-an500, semihosting file I/O).
 
 All inputs go through one process (one QEMU boot): the firmware reads ``inputs.bin`` and writes
-``outputs.bin`` in a work directory, then prints ``ER_DONE inputs=N stack=S``. With ``-icount
-shift=0`` QEMU runs deterministically and guest time advances one nanosecond per instruction: the
-firmware times each ``model_invoke`` with SysTick and calibrates ticks against a loop of known
-instruction count, giving ``instructions_per_inference`` (QEMU models no cycles; the resolution
-is one SysTick period, about 40 instructions).
+``outputs.bin`` in a work directory and ends it with a 16-byte record (four uint32: inputs, stack
+high-water mark, ticks, calibration ticks); it prints nothing (no text in the image), and a
+failure is its exit status (``EXIT_STATUSES``, through semihosting SYS_EXIT_EXTENDED), named here
+in one line. With
+``-icount shift=0`` QEMU runs deterministically and guest time advances one nanosecond per
+instruction: the firmware times each ``model_invoke`` with SysTick on the boards' 1 MHz reference
+clock and calibrates ticks against a loop of known instruction count, giving
+``instructions_per_inference`` (QEMU models no cycles; the resolution is one tick, 1,000
+instructions, per inference).
 Sizes come from the linker: flash is the load image (.vectors, .text, .rodata, the .data image and
 the alignment between them), itemised from the map file by :mod:`firmware_sim.mcu.flash`; code is
 .text; RAM is .data+.bss (``arm-none-eabi-size -A``) plus the stack high-water mark measured by
@@ -110,7 +114,16 @@ def section_sizes(elf: "str | os.PathLike[str]") -> dict[str, int]:
     return sizes
 
 
-CALIB_INSNS = 2 * 1_000_000 + 1  # er_calibrate(1000000): mov + 1e6 x (subs, bne)
+CALIB_LOOPS = 10_000_000  # board/er_io.h ER_CALIB_LOOPS
+CALIB_INSNS = 2 * CALIB_LOOPS + 1  # er_calibrate: mov + loops x (subs, bne)
+#: the runner's exit statuses (board/er_io.h ER_EXIT_*) -> what went wrong
+EXIT_STATUSES = {2: "could not open inputs.bin or outputs.bin",
+                 3: "a write to outputs.bin fell short",
+                 4: "the program faulted (HardFault)"}
+#: the record ending outputs.bin, four little-endian uint32: inputs run, stack high-water mark, ticks
+#: in model_invoke, ticks of the calibration loop
+STATS_FIELDS = ("inputs", "stack", "ticks", "calib_ticks")
+STATS_BYTES = 4 * len(STATS_FIELDS)
 
 
 def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, timeout: float
@@ -123,17 +136,20 @@ def _run_once(cmd: list[str], workdir: Path, x: np.ndarray, out_bytes: int, time
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise McuRunError(f"{cmd[0]} did not finish within {timeout:.0f} s") from None
-    text = proc.stdout + "\n" + proc.stderr  # QEMU's semihosting console may be either stream
-    done = [ln[ln.index("ER_DONE"):] for ln in text.splitlines() if "ER_DONE" in ln]
-    if proc.returncode != 0 or not done:
-        tail = (proc.stdout + proc.stderr).strip()[-800:]
-        raise McuRunError(f"{' '.join(cmd[:3])} failed (exit status {proc.returncode}): {tail}")
-    fields = dict(kv.split("=") for kv in done[-1].split()[1:])
-    n = int(fields["inputs"])
+    who = " ".join(cmd[:3])
+    if proc.returncode in EXIT_STATUSES:
+        raise McuRunError(f"{who}: {EXIT_STATUSES[proc.returncode]} (exit status {proc.returncode})")
     data = out_file.read_bytes() if out_file.exists() else b""
+    if proc.returncode != 0 or len(data) < STATS_BYTES:
+        tail = " ".join((proc.stdout + " " + proc.stderr).split())[-800:]
+        raise McuRunError(f"{who} failed (exit status {proc.returncode}, {len(data)}-byte outputs.bin)"
+                          + (f": {tail}" if tail else ""))
+    data, record = data[:-STATS_BYTES], data[-STATS_BYTES:]
+    fields = dict(zip(STATS_FIELDS, (int(v) for v in np.frombuffer(record, "<u4"))))
+    n = fields["inputs"]
     if n != len(x) or len(data) != n * out_bytes:
         raise McuRunError(f"the runner processed {n} of {len(x)} inputs and wrote {len(data)} bytes")
-    return np.frombuffer(data, np.int8).copy(), {k: int(v) for k, v in fields.items()}
+    return np.frombuffer(data, np.int8).copy(), fields
 
 
 def qemu_command(cpu: str, elf: Path) -> list[str]:

@@ -7,7 +7,7 @@
 /* One output of a 1x1 filter w (n taps) at the input pixel x, channel oc. */
 ER_NOINLINE static int8_t er_conv_pixel(const er_conv_params* p, const int8_t* w, const int8_t* x, int32_t n,
                                         int32_t oc) {
-    const int32_t in_off = p->in_offset;
+    const int32_t in_off = -p->in_zp;
     int32_t k, acc = 0;
     for (k = 0; k < n; ++k) acc += (int32_t)w[k] * ((int32_t)x[k] + in_off);
     return er_out_value(&p->out, oc, acc);
@@ -20,14 +20,15 @@ ER_NOINLINE static void er_conv_stream(const er_conv_params* prm, int8_t* io) {
     const er_wstream* const d = (const er_wstream*)(const void*)prm->weights;
     const er_conv_shape* const q = &er_conv_shapes[prm->shape];
     const int32_t n = q->in_c, oc_n = q->out_c, res = d->rows, streamed = oc_n - res;
-    const int32_t pixels = q->batches * q->out_h * q->out_w;
+    const int32_t pixels = ER_BATCHES(q) * q->out_h * q->out_w;
     int8_t* const row = d->buf + res * n;
     int8_t* const kept = row + oc_n;
+    int8_t* const mark = kept + d->block * streamed; /* the decoder's state before the streamed rows */
     int32_t p0, p, r;
     for (p0 = 0; p0 < pixels; p0 += d->block) {
         const int32_t p1 = p0 + d->block < pixels ? p0 + d->block : pixels;
         for (r = 0; r < streamed; ++r) {
-            d->decode(row, n, r != 0 ? 2 : p0 != 0);
+            d->decode(row, n, mark, r != 0 ? 2 : p0 != 0);
             for (p = p0; p < p1; ++p) kept[(p - p0) * streamed + r] = er_conv_pixel(prm, row, io + p * n, n, res + r);
         }
         for (p = p0; p < p1; ++p) {

@@ -55,7 +55,7 @@ static inline int8_t er_out_value(const er_out_stage* s, int32_t c, int32_t acc)
     } else if (ER_RQ_SCALE_USED && s->rq_kind == ER_RQ_SCALE) {
         m = er_scale_multiplier(s, c, &sh);
     }
-    return (int8_t)er_clamp(er_mbqm(acc, m, sh) + s->out_offset, s->act_min, s->act_max);
+    return (int8_t)er_clamp(er_mbqm(acc, m, sh) + s->out_offset, ER_ACT_MIN(s), ER_ACT_MAX(s));
 }
 
 /* er_conv_params copied to locals: stores through int8_t pointers may alias anything, which would
@@ -82,15 +82,15 @@ static inline void er_conv_load(const er_conv_params* p, er_conv_geom* g) {
         g->weights_hi = d->flash;
         g->split = d->rows;
     }
-    g->rows = q->rows;
+    g->rows = ER_ROWS(q);
     g->in_h = q->in_h; g->in_w = q->in_w; g->in_c = q->in_c;
     g->out_h = q->out_h; g->out_w = q->out_w; g->out_c = q->out_c;
-    g->k_h = q->k_h; g->k_w = q->k_w; g->sh = q->stride_h; g->sw = q->stride_w; g->dh = q->dil_h; g->dw = q->dil_w;
-    g->pad_t = q->pad_t; g->pad_l = q->pad_l; g->group = q->group; g->in_off = p->in_offset;
+    g->k_h = q->k_h; g->k_w = q->k_w; g->sh = q->stride_h; g->sw = q->stride_w; g->dh = ER_DIL_H(q); g->dw = ER_DIL_W(q);
+    g->pad_t = q->pad_t; g->pad_l = q->pad_l; g->group = q->group; g->in_off = -p->in_zp;
     g->ring_n = q->ring_n < 0 ? -q->ring_n : q->ring_n; g->ring_dir = q->ring_n < 0 ? -1 : 1;
     g->row_len = g->k_h * g->k_w * g->group;
-    g->in_bytes = q->batches * g->in_h * g->in_w * g->in_c;
-    g->total = q->batches * g->out_h * g->out_w * g->out_c;
+    g->in_bytes = ER_BATCHES(q) * g->in_h * g->in_w * g->in_c;
+    g->total = ER_BATCHES(q) * g->out_h * g->out_w * g->out_c;
 }
 
 /* Output element o (the t-th produced: in linear order, reversed when running in place backward):

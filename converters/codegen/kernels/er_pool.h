@@ -8,9 +8,9 @@
 
 static inline void er_pool_s8(const er_pool_params* p, const int8_t* in, int8_t* out, int is_max) {
     const int32_t in_h = p->in_h, in_w = p->in_w, ch = p->channels, out_h = p->out_h, out_w = p->out_w;
-    const int32_t k_h = p->k_h, k_w = p->k_w, act_min = p->act_min, act_max = p->act_max;
+    const int32_t k_h = p->k_h, k_w = p->k_w, act_min = ER_ACT_MIN(p), act_max = ER_ACT_MAX(p);
     int32_t n, oy, ox, c, iy, ix;
-    for (n = 0; n < p->batches; ++n) {
+    for (n = 0; n < ER_BATCHES(p); ++n) {
         const int8_t* img = in + n * in_h * in_w * ch;
         int8_t* dst = out + n * out_h * out_w * ch;
         for (oy = 0; oy < out_h; ++oy) {

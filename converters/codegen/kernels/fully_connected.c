@@ -4,7 +4,7 @@
 
 void er_fully_connected_s8(const er_fc_params* p, const int8_t* in, int8_t* out, int8_t* ring) {
     const er_out_stage st = p->out;
-    const int32_t accum = p->accum, units = p->units, in_off = p->in_offset;
+    const int32_t accum = p->accum, units = p->units, in_off = -p->in_zp;
     const int32_t ring_n = p->ring_n, ring_dir = p->ring_dir;
     const er_wsplit* const d = (const er_wsplit*)(const void*)p->weights;
     const int32_t w_split = ER_WSPLIT && p->w_split;

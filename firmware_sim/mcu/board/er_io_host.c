@@ -24,8 +24,6 @@ int32_t er_write(int handle, const void* buf, int32_t n) {
 
 void er_close(int handle) { fclose(er_files[handle]); er_files[handle] = 0; }
 
-void er_print(const char* s) { fputs(s, stdout); fflush(stdout); }
-
 void er_exit(int status) { exit(status); }
 
 uint32_t er_stack_used(void) { return 0; }

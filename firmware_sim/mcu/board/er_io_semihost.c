@@ -1,4 +1,4 @@
-/* Semihosting calls (bkpt 0xab in Thumb state): files on the host through QEMU, text on its stdout. */
+/* Semihosting calls (bkpt 0xab in Thumb state): files on the host through QEMU, and the exit. */
 #include "er_io.h"
 
 static int32_t er_semihost(int32_t op, const void* arg) {
@@ -32,11 +32,12 @@ int32_t er_write(int handle, const void* buf, int32_t n) {
 
 void er_close(int handle) { int32_t args[1]; args[0] = handle; er_semihost(0x02, args); }
 
-void er_print(const char* s) { er_semihost(0x04, s); }
-
 void er_exit(int status) {
-    /* SYS_EXIT with ADP_Stopped_ApplicationExit (0x20026) passed directly (AArch32); any other
-     * reason code (ADP_Stopped_RunTimeErrorUnknown) makes QEMU exit non-zero. */
-    er_semihost(0x18, (const void*)(uintptr_t)(status == 0 ? 0x20026 : 0x20023));
+    /* SYS_EXIT_EXTENDED (0x20): ADP_Stopped_ApplicationExit (0x20026) with `status` as the subcode,
+     * which QEMU (7.2 and later) makes its own exit status. */
+    int32_t args[2];
+    args[0] = 0x20026;
+    args[1] = status;
+    er_semihost(0x20, args);
     for (;;) {}
 }

@@ -1,6 +1,6 @@
 /* Reset handler and vector table for the emulated Cortex-M boards: copy .data, zero .bss, paint
  * the stack (so its high-water mark can be measured), enable the FPU, run main, exit via
- * semihosting. */
+ * semihosting (ER_EXIT_FAULT on a fault). */
 #include <stdint.h>
 #include "er_io.h"
 
@@ -10,34 +10,30 @@ void er_reset(void);
 
 #define ER_PAINT 0xA5A5A5A5u
 
-static void er_fault(void) { er_print("ER_FAULT\n"); er_exit(1); }
+static void er_fault(void) { er_exit(ER_EXIT_FAULT); }
 
-/* SysTick on the processor clock, counting down from 2**24 - 1; wraps counted in its interrupt.
- * Under qemu -icount shift=0 guest time advances one nanosecond per instruction, so ticks measure
- * instructions (calibrated by er_calibrate). */
+/* SysTick on the external reference clock (CSR.CLKSOURCE = 0: QEMU's mps2 boards drive it at 1 MHz),
+ * counting down from 2**24 - 1 without an interrupt: under qemu -icount shift=0 guest time advances
+ * one nanosecond per instruction, so one tick is 1,000 instructions (calibrated by er_calibrate)
+ * and the 24-bit counter wraps after 16.7 G instructions, longer than any one measured span; the
+ * runner subtracts readings modulo 2**24 (ER_TICKS_MASK). */
 #define ER_SYST_CSR (*(volatile uint32_t*)0xE000E010u)
 #define ER_SYST_RVR (*(volatile uint32_t*)0xE000E014u)
 #define ER_SYST_CVR (*(volatile uint32_t*)0xE000E018u)
-static volatile uint32_t er_wraps;
-static void er_systick(void) { ++er_wraps; }
 
-uint32_t er_ticks(void) {
-    uint32_t w, v;
-    do { w = er_wraps; v = ER_SYST_CVR; } while (w != er_wraps);
-    return (w << 24) + (0xFFFFFFu - v);
-}
+uint32_t er_ticks(void) { return ER_TICKS_MASK - ER_SYST_CVR; }
 
 uint32_t er_calibrate(uint32_t loops) {
     uint32_t t0 = er_ticks();
     __asm volatile("mov r2, %0\n1: subs r2, r2, #1\n bne 1b" : : "r"(loops) : "r2", "cc");
-    return er_ticks() - t0;
+    return (er_ticks() - t0) & ER_TICKS_MASK;
 }
 
+/* Initial stack pointer, reset, NMI and HardFault: no interrupt is enabled, and the configurable
+ * faults (MemManage, BusFault, UsageFault) stay disabled, so they escalate to HardFault. */
 __attribute__((section(".vectors"), used))
-const void* const er_vectors[16] = {
+const void* const er_vectors[4] = {
     (const void*)&_estack, (const void*)er_reset, (const void*)er_fault, (const void*)er_fault,
-    (const void*)er_fault, (const void*)er_fault, (const void*)er_fault, 0, 0, 0, 0,
-    (const void*)er_fault, (const void*)er_fault, 0, (const void*)er_fault, (const void*)er_systick,
 };
 
 uint32_t er_stack_used(void) {
@@ -58,7 +54,6 @@ void er_reset(void) {
     __asm volatile("dsb\n isb");
     ER_SYST_RVR = 0xFFFFFFu;
     ER_SYST_CVR = 0;
-    ER_SYST_CSR = 7u; /* enable, interrupt, processor clock */
-    __asm volatile("cpsie i");
+    ER_SYST_CSR = 1u; /* enable; no interrupt; external reference clock */
     er_exit(main());
 }
