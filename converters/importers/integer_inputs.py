@@ -46,15 +46,18 @@ def check_integer_uses(graph: Graph, source: str) -> None:
 
 def _check_constant_indices(graph: Graph, source: str, roots: dict[str, str]) -> None:
     """Refuse (one line) GATHER indices that certainly fall outside the table: an integer constant joined with
-    the ids (a BOS token), or an ARG_MAX/ARG_MIN result over more positions than the table has rows. Every
-    runtime would fail on them (calibration checks only the data fed)."""
+    the ids (a BOS token), or an ARG_MAX/ARG_MIN result (or TOPK_V2's indices) over more positions than the table
+    has rows. Every runtime would fail on them (calibration checks only the data fed)."""
     consts: dict[str, list[str]] = {}  # integer tensor -> the integer constants concatenated into it
-    spans: dict[str, int] = {}  # integer tensor -> the size of the ARG_MAX axis its values come from
+    spans: dict[str, int] = {}  # integer tensor -> the size of the ARG_MAX (TOPK_V2) axis its values come from
+    kinds: dict[str, str] = {}  # integer tensor -> the op kinds its span comes from, for the message
     ints = integer_tensors(graph)
     for op in graph.ops:
-        if op.kind in INDEX_KINDS:
+        if op.kind in INDEX_KINDS or op.kind == "TOPK_V2":
             x = graph.tensors[op.inputs[0]]
-            spans.update({o: int(x.shape[int(op.attrs.get("axis", -1))]) for o in op.outputs})
+            outs = op.outputs if op.kind in INDEX_KINDS else op.outputs[1:]
+            spans.update({o: int(x.shape[int(op.attrs.get("axis", -1))]) for o in outs})
+            kinds.update({o: "an ARG_MAX/ARG_MIN" if op.kind in INDEX_KINDS else "a TOPK_V2" for o in outs})
             continue
         if op.kind == "GATHER" and len(op.inputs) > 1 and op.inputs[1] in ints:
             rows = int(graph.tensors[op.inputs[0]].shape[int(op.attrs.get("axis", 0))])
@@ -69,7 +72,8 @@ def _check_constant_indices(graph: Graph, source: str, roots: dict[str, str]) ->
                         f"rows of the table read by op '{op.name or op.outputs[0]}' (GATHER)")
             if spans.get(idx, 0) > rows:
                 raise UnsupportedModelError(
-                    f"{source}: op '{op.name or op.outputs[0]}' (GATHER) looks up an ARG_MAX/ARG_MIN position among "
+                    f"{source}: op '{op.name or op.outputs[0]}' (GATHER) looks up "
+                    f"{kinds.get(idx, 'an ARG_MAX/ARG_MIN')} position among "
                     f"{spans[idx]} in a table of {rows} rows; positions {rows}..{spans[idx] - 1} have no row")
             continue
         src = selects_integers(graph, op, ints)
@@ -81,6 +85,8 @@ def _check_constant_indices(graph: Graph, source: str, roots: dict[str, str]) ->
         span = max((spans.get(i, 0) for i in op.inputs), default=0)
         if span:
             spans.update({o: span for o in op.outputs})
+            kind = next(kinds[i] for i in op.inputs if spans.get(i, 0) == span)
+            kinds.update({o: kind for o in op.outputs})
 
 
 def _reshape_roots(graph: Graph) -> dict[str, str]:

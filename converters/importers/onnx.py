@@ -190,7 +190,7 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
 
 #: ONNX ops an integer input may pass through on its way to a lookup (the values stay the same indices)
 _INDEX_PASS = ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast")
-#: ONNX ops that read run-time indices (input 1) into a constant table (input 0)
+#: ONNX ops that read run-time indices (input 1) into a constant table or run-time data (input 0)
 _INDEX_LOOKUPS = ("Gather", "GatherND", "GatherElements")
 
 
@@ -238,15 +238,14 @@ def _integer_values(g: Any) -> dict[str, str]:
 
 def _first_non_index_use(g: Any, name: str) -> Optional[tuple[Any, str]]:
     """The first ONNX node that reads integer values of input ``name`` other than to select from them
-    (:func:`_selects`) or as the indices of a lookup into a constant table (Gather, GatherND, GatherElements),
-    with the tensor it reads; None when every use is one of those."""
-    consts = {i.name for i in g.initializer}
+    (:func:`_selects`) or as the indices of a lookup (Gather, GatherND, GatherElements) into a constant table or
+    run-time data, with the tensor it reads; None when every use is one of those."""
     derived = _integer_values(g)
     for n in g.node:
         for k, t in enumerate(n.input):
             if derived.get(t) != name:
                 continue
-            if n.op_type in _INDEX_LOOKUPS and k == 1 and n.input[0] in consts:
+            if n.op_type in _INDEX_LOOKUPS and k == 1:  # positions in a constant table or in run-time data
                 continue
             if all(o in derived for o in n.output if o):
                 continue
@@ -279,8 +278,8 @@ def _refuse_non_index_inputs(g: Any, source: str) -> None:
             f"{source}: input '{vi.name}' is {kind} data of shape {'x'.join(map(str, dims))} read{via} by node "
             f"'{node.name or node.output[0]}' ({node.op_type}); integer inputs (token ids, bytes, indices) can "
             f"only be selected from (Slice, Gather at constant positions, Reshape, Concat with integer constants) "
-            f"and index a constant table (Gather/embedding, GatherND/GatherElements, or OneHot followed by "
-            f"MatMul/Gemm); integer arithmetic is not supported: export the model from its first float tensor")
+            f"and index a constant table or run-time data (Gather/embedding, GatherND/GatherElements, or OneHot "
+            f"followed by MatMul/Gemm); integer arithmetic is not supported: export the model from its first float tensor")
 
 
 def _restore_output_names(graph: Graph, names: list[str]) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import numpy as np
 
 from converters.importers.gather_indices import gather_shape, normalized_indices
+from converters.importers.onnx_ops import runtime_gather
 from converters.importers.onnx_ops.context import ImportContext
 from converters.ir import TO_NCHW, TO_NHWC
 
@@ -209,9 +210,13 @@ def gather(ctx: ImportContext, node: Any, a: dict) -> None:
     """Gather with constant indices -> STRIDED_SLICE (one index or a step range) or GATHER (N-D indices: a
     GATHER of them flattened, then a reshape; index checks shared with the TFLite importer,
     :mod:`converters.importers.gather_indices`); from a constant table with index activations -> an embedding
-    lookup (:func:`lookup`)."""
+    lookup (:func:`lookup`); from run-time data by run-time indices (TopK/ArgMax results) -> GATHER
+    (:func:`converters.importers.onnx_ops.runtime_gather.gather`)."""
     if ctx.is_const(node.input[0]) and not ctx.is_const(node.input[1]):
         lookup(ctx, node, a)
+        return
+    if runtime_gather.runtime_indices(ctx, node):
+        runtime_gather.gather(ctx, node, int(a.get("axis", 0)))
         return
     x = ctx.act(node, node.input[0])
     shape = ctx.src_shape(node, node.input[0])
