@@ -121,14 +121,11 @@ def _db(ref: np.ndarray, got: np.ndarray) -> float:
 
 def _assert_bit_exact(res) -> None:  # type: ignore[no-untyped-def]
     """micro == tflite-micro (np.array_equal, same dtype) on quantized held-out images."""
-    from tflite_builder import run_micro, run_tflm
+    from tflite_builder import assert_exact
 
     g = res.graph
     qp = res.plan.activations[g.inputs[0]]
-    sets = [[qp.quantize(g.to_ir_layout(g.inputs[0], x))] for x in _images(3, 7)]
-    for a, b in zip(run_tflm(Path(res.tflite_path), sets), run_micro(Path(res.tflite_path), sets)):
-        for x, y in zip(a, b):
-            assert x.dtype == y.dtype and np.array_equal(x, y)
+    assert_exact(Path(res.tflite_path), [[qp.quantize(g.to_ir_layout(g.inputs[0], x))] for x in _images(3, 7)])
 
 
 def _concat_types(path: str) -> list[str]:

@@ -103,14 +103,11 @@ def _sqnr_vs_onnxruntime(res, path: Path, xs: np.ndarray) -> float:  # type: ign
 
 def _assert_bit_exact(res) -> None:  # type: ignore[no-untyped-def]
     """micro == tflite-micro (np.array_equal) on quantized held-out inputs."""
-    from tflite_builder import run_micro, run_tflm
+    from tflite_builder import assert_exact
 
     g = res.graph
     qp = res.plan.activations[g.inputs[0]]
-    sets = [[qp.quantize(g.to_ir_layout(g.inputs[0], x))] for x in _frames(3, 7)]
-    for a, b in zip(run_tflm(Path(res.tflite_path), sets), run_micro(Path(res.tflite_path), sets)):
-        for x, y in zip(a, b):
-            assert x.dtype == y.dtype and np.array_equal(x, y)
+    assert_exact(Path(res.tflite_path), [[qp.quantize(g.to_ir_layout(g.inputs[0], x))] for x in _frames(3, 7)])
 
 
 def test_chains_found_by_structure(models):  # type: ignore[no-untyped-def]
