@@ -19,7 +19,6 @@ from converters.importers.expand_functions import (
     expand_function_ops,
     refuse_unsupported_bodies,
 )
-from converters.importers.onnx import import_onnx
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.prepare import _same_meaning, prepare_onnx_model
 from edge_runtime.errors import UnsupportedModelError
@@ -172,13 +171,31 @@ def test_nested_expansion_depth_is_bounded(monkeypatch):
         prepare_onnx_model(m)
 
 
-def test_integer_label_input_is_one_line():
-    """Labels as a live int64 input are not indices into a table: one line naming the input."""
+def test_integer_label_input_gathers_the_run_time_log_probabilities(tmp_path):
+    """Labels as a live int64 input index the class axis of the run-time log-probabilities (a gather by an
+    integer model input, ``converters/importers/onnx_ops/runtime_gather.py``; refused before session 13):
+    the converted model equals onnxruntime within half an int8 step of the input's scale."""
+    import onnxruntime as ort
+
+    from converters.pipeline import convert_model
+    from converters.report import TFLiteRunner
+
     n = helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], name="nll", reduction="none")
     m = _model([n], [_vi("x", [1, 5, 40]), _vi("t", [1, 40], onnx.TensorProto.INT64)], [_vi("y", [1, 40])], [], 22)
-    with pytest.raises(UnsupportedModelError) as e:
-        import_onnx(m)
-    assert "\n" not in str(e.value) and "'t'" in str(e.value) and "int64" in str(e.value)
+    path = str(tmp_path / "nll.onnx")
+    onnx.save(m, path)
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((32, 1, 5, 40)).astype(np.float32)
+    ts = rng.integers(0, 5, (32, 1, 40)).astype(np.int64)
+    res = convert_model(path, "rpi4-4gb", {"x": xs, "t": ts}, str(tmp_path / "out"))
+    g, runner = res.graph, TFLiteRunner(res.tflite_path)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = {"x": lambda i: g.to_ir_layout("x", xs[i]), "t": lambda i: ts[i].astype(np.int32)}
+    half_step = res.plan.activations["x"].scale / 2
+    for i in range(8):
+        ref = sess.run(None, {"x": xs[i], "t": ts[i]})[0]
+        got = runner.run([feed[name](i) for name in g.inputs])[0].reshape(ref.shape)
+        assert np.abs(ref - got).max() <= half_step + 1e-6
 
 
 def test_causal_attention_converts_through_the_pipeline(tmp_path):
