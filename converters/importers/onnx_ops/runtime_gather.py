@@ -100,7 +100,7 @@ def _data(ctx: ImportContext, node: Any) -> str:
     return ctx.to_src(ctx.act(node, node.input[0]))
 
 
-def _finish(ctx: ImportContext, node: Any, kind: str, inputs: list[str], attrs: dict,
+def emit_gather(ctx: ImportContext, node: Any, kind: str, inputs: list[str], attrs: dict,
             out_shape: tuple[int, ...]) -> None:
     """Emit ``kind`` with the ONNX-layout output ``out_shape`` into ``node.output[0]`` (moved to NHWC when 4-D)."""
     out = node.output[0]
@@ -120,7 +120,7 @@ def gather(ctx: ImportContext, node: Any, axis: int) -> None:
     ind = src_indices(ctx, node)
     _check_span(ctx, node, ind, data_shape[axis], f"axis {axis} of '{node.input[0]}'")
     out_shape = data_shape[:axis] + idx_shape + data_shape[axis + 1:]
-    _finish(ctx, node, "GATHER", [x, ind], {"axis": axis}, out_shape)
+    emit_gather(ctx, node, "GATHER", [x, ind], {"axis": axis}, out_shape)
 
 
 def gather_nd(ctx: ImportContext, node: Any) -> None:
@@ -135,7 +135,7 @@ def gather_nd(ctx: ImportContext, node: Any) -> None:
     x = _data(ctx, node)
     ind = src_indices(ctx, node)
     _check_span(ctx, node, ind, min(data_shape[:depth]), "the smallest indexed axis")
-    _finish(ctx, node, "GATHER_ND", [x, ind], {}, idx_shape[:-1] + data_shape[depth:])
+    emit_gather(ctx, node, "GATHER_ND", [x, ind], {}, idx_shape[:-1] + data_shape[depth:])
 
 
 def _broadcast_positions(ctx: ImportContext, ind: str, axis: int, data_shape: tuple[int, ...]) -> Optional[str]:
@@ -186,7 +186,7 @@ def gather_elements(ctx: ImportContext, node: Any, axis: int) -> None:
     row = _broadcast_positions(ctx, ind, axis, data_shape)
     if row is not None:  # the same position across the other axes (an Expand/Tile of [1, k, 1]): one GATHER
         pos = ctx.emit("RESHAPE", [row], ctx.tmp(f"{out}/positions", (shape[axis],)), {}, node, shape=(shape[axis],))
-        _finish(ctx, node, "GATHER", [x, pos], {"axis": axis}, shape)
+        emit_gather(ctx, node, "GATHER", [x, pos], {"axis": axis}, shape)
         return
     idx = ctx.emit("RESHAPE", [ind], ctx.tmp(f"{out}/positions", (size, 1)), {}, node, shape=(size, 1))
     grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")

@@ -23,8 +23,8 @@ def cumsum(ctx: ImportContext, node: Any, a: dict) -> None:
                                              "reverse": bool(a.get("reverse", 0))}, node)
 
 
-#: Deepest index tuple tflite-micro's GATHER_ND takes; deeper tuples index a flattened view of the data.
-MAX_INDEX_DEPTH = 5
+#: Deepest index tuple tflite-micro's GATHER_ND takes; deeper constant tuples index a flattened view of the data.
+MAX_INDEX_DEPTH = runtime_gather.MAX_INDEX_DEPTH
 
 
 def _emit_gather_nd(ctx: ImportContext, node: Any, data_shape: tuple[int, ...], idx: np.ndarray) -> None:
@@ -41,11 +41,7 @@ def _emit_gather_nd(ctx: ImportContext, node: Any, data_shape: tuple[int, ...], 
         x = ctx.reshape(x, flat, node=node)
     x = ctx.to_src(x)
     ind = ctx.add_const(f"{node.output[0]}/indices", idx.astype(np.int32), np.int32)
-    if len(out_shape) != 4:
-        ctx.emit("GATHER_ND", [x, ind], node.output[0], {}, node, shape=out_shape)
-        return
-    y = ctx.emit("GATHER_ND", [x, ind], ctx.tmp(f"{node.output[0]}/src", out_shape), {}, node, shape=out_shape)
-    ctx.from_src(y, node.output[0], node)
+    runtime_gather.emit_gather(ctx, node, "GATHER_ND", [x, ind], {}, out_shape)
 
 
 def gather_nd(ctx: ImportContext, node: Any, a: dict) -> None:
