@@ -4,8 +4,8 @@ All variants run in fresh processes, alternated, several rounds, on the same flo
 same calibration samples:
 
 - **ours**: ``edge-convert convert MODEL --profile rpi4-4gb --calib DATA -o DIR`` with its default
-  outputs (int8 .tflite and .onnx, report.json/.md) and default calibration (MSE ranges: a second
-  float pass for the histograms);
+  outputs (int8 .tflite and .onnx, report.json/.md) and default calibration (MSE ranges from
+  histograms taken in the same float pass as the min/max);
 - **ours minmax**: the same with ``--method minmax``, ORT's calibration method (one float pass);
 - **ORT**: a script that loads the same float ONNX and calls
   ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, int8 activations,

@@ -1,17 +1,13 @@
 """Calibration: stream samples through the float model and choose a real range for every activation.
 
 The float model runs in ONNX Runtime (the IR written by :mod:`converters.writers.onnx` with every
-activation exposed), through one :class:`FloatRuns` that the whole conversion shares. Two streaming
-passes: the first records min/max per tensor (and feeds any observers, e.g. bias correction's input
-means), the second fills a 2048-bin histogram over that range (only for methods that need one).
-The activations of the first samples are kept within a byte budget, so the second pass and the
-report run the float model only for the samples that did not fit. While this sample's statistics
-are taken, the float model runs on the next ones in background threads (:func:`ahead`): on the next
-two in two threads in both passes (the statistics take less than a run, so one model thread left a
-core idle: 0.42 s against 0.27 s for the first pass on the 96x96 benchmark CNN). The second pass bins
-only the tensors whose counts do not follow from another's (:func:`derived_histograms`: a padded or
-reshaped copy), and small tensors several samples at a time (:class:`_SmallBatches`: one numpy call per
-tensor and batch). Every statistic is computed exactly as a serial pass computes it.
+activation exposed), through one :class:`FloatRuns` that the whole conversion shares, in one streaming
+pass: each sample's min/max per tensor, its counts for the histogram methods
+(:mod:`converters.calibration_histograms`: grids that grow with the data, or that are laid out over the
+final ranges when every sample's activations are remembered), and any observers (e.g. bias correction's
+input means). The activations of the first samples are kept within a byte budget, so the report runs
+the float model only for the samples that did not fit. While this sample's statistics are taken, the
+float model runs on the next two in two background threads (:func:`ahead`).
 Methods:
 
 - ``minmax``: the observed range;
@@ -43,7 +39,6 @@ from edge_runtime.progress import NoBar
 log = logging.getLogger("converters.calibrate")
 
 METHODS = ("auto", "minmax", "percentile", "mse")
-BINS = 2048
 
 
 def available_cpus() -> int:
@@ -141,7 +136,8 @@ def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-
 
 
 #: Float activations of the first calibration samples are kept up to this many bytes (all of them for
-#: small models): the histogram pass and the report reuse them instead of running the model again.
+#: small models): the report reuses them instead of running the model again, and when every sample fits,
+#: the histograms are binned over the final ranges.
 KEEP_BYTES = 8 << 20
 Observer = Callable[[int, dict], None]
 
@@ -149,11 +145,6 @@ Observer = Callable[[int, dict], None]
 #: :meth:`FloatRuns.stream` runs the float model on this many samples at once (one ONNX Runtime thread
 #: each, at most one per CPU) while the caller works on the current one.
 FLOAT_WORKERS = 2
-
-#: ... and this many in the histogram pass: its binning now takes less CPU a sample than a model run
-#: (2.8-3.4 against 3.4-3.6 ms on the 96x96 benchmark CNN, measured in the pass), so a second model
-#: thread keeps both cores busy (calibration 0.625 against 0.659 s, medians of 11 alternated runs).
-HIST_WORKERS = 2
 
 #: :func:`ahead` hands items to its background thread only when ``fn`` takes at least this long on the
 #: first item: for a small model (the digits CNN: 0.02-0.1 ms a float run) handing each sample to another
@@ -300,218 +291,6 @@ class FloatRuns:
             self._kept_bytes -= sum(v.nbytes for v in self._kept.pop(i).values())
 
 
-#: The MSE search's clipping-error buffer (see :func:`_mse_range`).
-_ERR_BLOCK_BYTES = 512 << 10
-
-
-def _mse_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
-    """Range minimising expected quantization MSE for a histogram over [lo, hi].
-
-    Error model per bin centre x: rounding noise scale^2/12 inside the range, (x - clip(x))^2
-    outside. The two ends are searched separately (a few rounds of coordinate descent over
-    86 shrink factors each), so a one-sided outlier does not drag the other end in.
-    """
-    edges = np.linspace(lo, hi, hist.size + 1)
-    keep = hist > 0  # empty bins add nothing to either error term; small tensors fill few bins
-    centers = ((edges[:-1] + edges[1:]) / 2)[keep]
-    w = hist[keep].astype(np.float64)
-    factors = np.linspace(0.15, 1.0, 86)
-    # the clipping error of a block of candidates at a time, in one buffer of at most 512 KB: each
-    # row's sum is the one over the whole (candidates, bins) array, and a (86, 2048) buffer per
-    # tensor (1.4 MB) measured 2 MB more peak RSS on the digits CNN
-    rows = max(1, min(factors.size, _ERR_BLOCK_BYTES // (8 * max(1, centers.size))))
-    err = np.empty((rows, centers.size))
-    wsum = w.sum()
-
-    def cost(clo: np.ndarray, chi: np.ndarray) -> np.ndarray:
-        scale = np.maximum(chi - clo, 1e-12) / 255.0
-        sums = np.empty(clo.size)
-        for r in range(0, clo.size, rows):  # (centers - clip(centers, clo, chi)) ** 2 * w, summed per row
-            e = err[:min(rows, clo.size - r)]
-            np.maximum(centers[None, :], clo[r:r + rows, None], out=e)
-            np.minimum(e, chi[r:r + rows, None], out=e)
-            np.subtract(centers[None, :], e, out=e)
-            np.square(e, out=e)
-            np.multiply(e, w[None, :], out=e)
-            e.sum(axis=1, out=sums[r:r + rows])
-        return sums + wsum * scale ** 2 / 12.0
-
-    his = np.maximum(hi * factors, 0.0)
-    los = np.minimum(lo * factors, 0.0)
-    # each end's search is a function of the other end alone: remember its answers, so rounds that
-    # change nothing cost nothing; an end whose candidates are all equal (lo >= 0: all 0) is that value
-    # (the first of equal costs, as argmin takes it)
-    hi_for: dict[float, float] = {}
-    lo_for: dict[float, float] = {}
-    best_lo, best_hi = min(lo, 0.0), max(hi, 0.0)
-    for _ in range(3):
-        if best_lo not in hi_for:
-            hi_for[best_lo] = float(his[0]) if hi <= 0 else \
-                float(his[int(np.argmin(cost(np.full_like(his, best_lo), his)))])
-        best_hi = hi_for[best_lo]
-        if best_hi not in lo_for:
-            lo_for[best_hi] = float(los[0]) if lo >= 0 else \
-                float(los[int(np.argmin(cost(los, np.full_like(los, best_hi))))])
-        best_lo = lo_for[best_hi]
-    return best_lo, best_hi
-
-
-def _histogram(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Counts of ``v`` in :data:`BINS` equal bins over [lo, hi] (the values' own range).
-
-    Same bins as ``np.histogram(v, BINS, (lo, hi))`` up to float rounding at bin edges, several times
-    faster: one scaled cast and a bincount. :class:`_Binner` gives the same counts, faster still.
-    """
-    idx = ((v.reshape(-1) - np.float32(lo)) * np.float32(BINS / (hi - lo))).astype(np.intp)
-    np.clip(idx, 0, BINS - 1, out=idx)
-    return np.bincount(idx, minlength=BINS)
-
-
-class _Binner:
-    """:func:`_histogram` for values known to lie in their finite range [lo, hi], in reused buffers.
-
-    The same float32 arithmetic, so every count is identical; but a value in [lo, hi] gives an index
-    from 0 to BINS (hi itself, or rounding next to it), never below, so instead of clipping every
-    index the count of index BINS is added to the last bin. The scaled values are cast to int32 while
-    they are multiplied (one pass; the same truncation as ``astype(np.intp)`` for every index up to
-    BINS, and float32 -> int32 is vectorised where float32 -> int64 is not: 0.1 against 0.6 ms for 1.3M
-    values), and ``v - lo`` is skipped when lo is 0 (it is ``v`` exactly). Anything else (an index
-    below 0 or above BINS) falls back to :func:`_histogram`.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._scaled = np.empty(size, np.float32)
-        self._index = np.empty(size, np.int32)
-
-    def __call__(self, v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        """Counts of ``v`` in :data:`BINS` bins over [lo, hi], exactly as :func:`_histogram` gives them."""
-        n = v.size
-        if n > self._scaled.size or v.dtype != np.float32 or not (np.isfinite(lo) and np.isfinite(hi)):
-            return _histogram(v, lo, hi)
-        index = self._index[:n]
-        scale = np.float32(BINS / (hi - lo))
-        with np.errstate(invalid="ignore"):  # a value far outside the range overflows int32: it falls back below
-            if lo == 0.0:
-                np.multiply(v.reshape(-1), scale, out=index, casting="unsafe")  # truncation, as astype(np.intp)
-            else:
-                scaled = self._scaled[:n]
-                np.subtract(v.reshape(-1), np.float32(lo), out=scaled)
-                np.multiply(scaled, scale, out=index, casting="unsafe")
-        try:
-            counts = np.bincount(index, minlength=BINS + 1)
-        except ValueError:  # a negative index: not within the range after all
-            return _histogram(v, lo, hi)
-        if counts.size != BINS + 1:  # beyond the range: clip as _histogram does
-            return _histogram(v, lo, hi)
-        counts[BINS - 1] += counts[BINS]
-        return counts[:BINS]
-
-
-#: Tensors of at most this many values are binned several samples at a time in the histogram pass
-#: (:class:`_SmallBatches`), in buffers of at most :data:`BATCH_VALUES` values over all of them.
-SMALL_BIN_VALUES = 4096
-BATCH_VALUES = 1 << 18
-#: ... and at most this many samples a batch.
-BATCH_SAMPLES = 64
-
-
-class _SmallBatches:
-    """Float32 values of small tensors gathered over several samples and binned in one call per tensor.
-
-    Counts add up, and binning is element by element (the same float32 arithmetic for every value), so the
-    counts of a batch are the sum of the counts each of its samples gives (:class:`_Binner` and
-    :func:`_histogram` agree on every value): the same histograms, with one numpy call per tensor and batch
-    instead of one per tensor and sample (on the digits CNN, 10 binning calls instead of 512). A value that
-    is not float32 of the tensor's usual size is binned on its own, as the unbatched pass does.
-    """
-
-    def __init__(self, sizes: dict[str, int], samples: int) -> None:
-        self.sizes = sizes
-        self.samples = samples
-        self._bufs = {t: np.empty(n * samples, np.float32) for t, n in sizes.items()}
-        self._fill = dict.fromkeys(sizes, 0)
-        self._held = 0
-        self._binner = _Binner(max(sizes.values()) * samples)
-
-    @classmethod
-    def plan(cls, sizes: dict[str, int]) -> "Optional[_SmallBatches]":
-        """Batches for the tensors of ``sizes`` (values a sample) of at most :data:`SMALL_BIN_VALUES` values,
-        as many samples a batch as :data:`BATCH_VALUES` allows (None when fewer than two would fit)."""
-        small = {t: n for t, n in sizes.items() if 0 < n <= SMALL_BIN_VALUES}
-        total = sum(small.values())
-        samples = min(BATCH_SAMPLES, BATCH_VALUES // total) if total else 0
-        return cls(small, samples) if samples >= 2 else None
-
-    def add(self, t: str, v: np.ndarray, lo: float, hi: float, hist: np.ndarray) -> None:
-        """Take one sample's values ``v`` of tensor ``t`` (binned into ``hist`` now when they cannot wait)."""
-        n = self.sizes[t]
-        if v.dtype != np.float32 or v.size != n:
-            hist += _histogram(v, lo, hi)
-            return
-        i = self._fill[t]
-        self._bufs[t][i:i + n] = v.reshape(-1)
-        self._fill[t] = i + n
-
-    def sample_done(self, ranges: dict[str, tuple[float, float]], hists: dict[str, np.ndarray]) -> None:
-        """One more sample taken: bin the batch when it is full."""
-        self._held += 1
-        if self._held >= self.samples:
-            self.flush(ranges, hists)
-
-    def flush(self, ranges: dict[str, tuple[float, float]], hists: dict[str, np.ndarray]) -> None:
-        """Bin every value gathered so far into ``hists``."""
-        for t, k in self._fill.items():
-            if k:
-                hists[t] += self._binner(self._bufs[t][:k], *ranges[t])
-                self._fill[t] = 0
-        self._held = 0
-
-
-#: Ops whose output holds its first input's values rearranged: the same values, so (over the same range)
-#: the same histogram.
-_SAME_VALUES = ("RESHAPE", "TRANSPOSE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
-
-
-def derived_histograms(graph: Graph, ranges: dict[str, tuple[float, float]],
-                       searched: Sequence[str]) -> dict[str, tuple[str, Optional[float]]]:
-    """The searched tensors whose histogram follows from another searched tensor's, with no binning.
-
-    ``{tensor: (source, pad value or None)}`` (a source may itself be derived; graph order gives the
-    sources first). A RESHAPE, TRANSPOSE, DEPTH_TO_SPACE or SPACE_TO_DEPTH output holds its input's
-    values; a PAD (value 0) or PADV2 (a finite value) output with no negative pad holds its input's values
-    plus the pad value on every element it adds. Over the same range (pass 1 found the same min and max)
-    each value falls in the same bin, so the output's counts are the input's, plus the added elements in
-    the pad value's bin: the very counts binning the output gives. Float tensors only.
-    """
-    from converters.ir import unquantized_tensors
-
-    raw = unquantized_tensors(graph)
-    have = set(searched)
-    found: dict[str, tuple[str, Optional[float]]] = {}
-    for op in graph.ops:
-        if not op.inputs or len(op.outputs) != 1 or op.act != "NONE":
-            continue
-        t, src = op.outputs[0], op.inputs[0]
-        if t not in have or src not in have or t in raw or src in raw or ranges[t] != ranges[src]:
-            continue
-        if op.kind in _SAME_VALUES:
-            found[t] = (src, None)
-        elif op.kind in ("PAD", "PADV2") and all(b >= 0 and e >= 0 for b, e in op.attrs["pads"]):
-            value = float(np.float32(op.attrs.get("value", 0.0))) if op.kind == "PADV2" else 0.0
-            if isfinite(value):
-                found[t] = (src, value)
-    return found
-
-
-def _percentile_range(hist: np.ndarray, lo: float, hi: float, q: float = 1e-4) -> tuple[float, float]:
-    cdf = np.cumsum(hist).astype(np.float64)
-    cdf /= max(cdf[-1], 1.0)
-    edges = np.linspace(lo, hi, hist.size + 1)
-    i_lo = int(np.searchsorted(cdf, q))
-    i_hi = int(np.searchsorted(cdf, 1.0 - q))
-    return float(edges[i_lo]), float(edges[min(i_hi + 1, hist.size)])
-
-
 #: Calibration values beyond this magnitude are almost surely unscaled or corrupt data (they make every
 #: activation range useless), so the converter says so.
 IMPLAUSIBLE_MAGNITUDE = 1e6
@@ -580,9 +359,15 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
               fixed: Optional[dict[str, tuple[float, float]]] = None) -> dict[str, tuple[float, float]]:
     """Return ``{tensor: (lo, hi)}`` for every activation of ``graph`` using ``method``.
 
+    One float pass over ``data``: each sample's min/max per tensor, and for the histogram methods its
+    counts (:class:`converters.calibration_histograms.HistogramSet`). While every sample so far is
+    remembered by ``runs``, binning waits: if all of them are, the grids are laid out over the final
+    min/max and never grow; otherwise binning starts at the first sample not remembered, over the range of
+    the samples before it, and grows with later samples.
+
     ``runs`` (or else ``session``) runs the float model; pass the conversion's :class:`FloatRuns` so
     that later steps reuse what it remembers. Each of ``observers`` is called as ``observer(i, values)``
-    with every sample's activations during the first pass (e.g. bias correction's input means).
+    with every sample's activations (e.g. bias correction's input means).
     ``fixed``: ranges the source model fixes, by IR tensor name (a QDQ model's pairs,
     :func:`converters.qdq_source.fixed_ranges`): returned as given, and not searched.
     """
@@ -594,12 +379,22 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
     observers = list(observers)
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-    size = 0
-    sizes: dict[str, int] = {}
     masked = masked_sums(graph)  # -inf expected there (a masked softmax's float island); NaN is not
+    fixed = fixed or {}
+    inputs = set(graph.inputs)
+    hists = None
+    if method != "minmax":  # inputs keep their observed range
+        from converters.calibration_histograms import HistogramSet
+
+        candidates = [t for t in graph.activations() if t not in inputs and t not in masked and t not in fixed]
+        hists = HistogramSet(graph, candidates) if candidates else None
+    held: list[tuple[dict[str, float], dict[str, float]]] = []  # remembered samples' min/max, while binning waits
+    binning = False
     check_calibration_size(len(data))
-    with _progress(len(data), "calibrating (pass 1/2: ranges)" if method != "minmax" else "calibrating", progress) as bar:
+    with _progress(len(data), "calibrating", progress) as bar:
         for i, x, vals in run.stream(data, check_calibration_sample):
+            mins: dict[str, float] = {}
+            maxs: dict[str, float] = {}
             for t, v in vals.items():
                 vmin, vmax = float(v.min()), float(v.max())
                 if t in masked and vmin == float("-inf") and isfinite(vmax):
@@ -608,68 +403,47 @@ def calibrate(graph: Graph, data: CalibrationSet, method: str = "auto", progress
                     raise non_finite_activation(graph, i, vals)
                 lo[t] = min(lo.get(t, vmin), vmin)
                 hi[t] = max(hi.get(t, vmax), vmax)
-                size = max(size, v.size)
-                sizes[t] = v.size
+                mins[t], maxs[t] = vmin, vmax
             for observe in observers:
                 observe(i, vals)
+            if hists is not None:
+                if binning:
+                    hists.add(vals, mins, maxs)
+                elif run.kept > i:  # remembered: binned once the ranges are known, or binning starts
+                    held.append((mins, maxs))
+                else:  # the first sample not remembered: bin from here on, on grids over the ranges so far
+                    binning = True
+                    _bin_held(hists, run, held, lo, hi)
+                    hists.add(vals, mins, maxs)
             bar.update(1)
     ranges = {t: (lo[t], hi[t]) for t in lo}
-    kept = {t: (float(a), float(b)) for t, (a, b) in (fixed or {}).items() if t in ranges}
-    if method == "minmax" or len(kept) == len(ranges):
+    kept = {t: (float(a), float(b)) for t, (a, b) in fixed.items() if t in ranges}
+    if hists is None:
         return {**ranges, **kept}
-    inputs = set(graph.inputs)
-    # inputs keep their observed range
-    searched = [t for t, (a, b) in ranges.items() if t not in inputs and t not in masked and t not in kept and b > a]
-    hists = {t: np.zeros(BINS, np.int64) for t in searched}
-    histogram = _Binner(size)
-    # a reshaped or padded copy of a binned tensor is not binned again: its counts are its source's (1.3
-    # of the 5.0 MB a sample binned on the 96x96 benchmark CNN). All tensors are still fetched: asking
-    # ONNX Runtime for fewer made each run slower (2.56 against 2.40 ms, medians of 3 x 40 runs)
-    derived = derived_histograms(graph, ranges, searched)
-    # small tensors are binned several samples at a time, each from its own values (a derived tensor's counts
-    # need its source's counts of the same sample)
-    small = _SmallBatches.plan({t: sizes[t] for t in searched if t in sizes})
-    if small is not None:
-        derived = {t: d for t, d in derived.items() if t not in small.sizes and d[0] not in small.sizes}
-    pad_bin = {t: _histogram(np.array([value], np.float32), *ranges[t])  # the bin the pad value falls in
-               for t, (_, value) in derived.items() if value is not None}
-    binned = [t for t in searched if t not in derived and (small is None or t not in small.sizes)]
-    order = [t for t in graph.activations() if t in derived]  # a source's counts come first
-    with _progress(len(data), "calibrating (pass 2/2: histograms)", progress) as bar:
-        for _, _, vals in run.stream(data, workers=min(HIST_WORKERS, run.workers)):
-            counts: dict[str, np.ndarray] = {}
-            for t in binned:
-                if t in vals:
-                    counts[t] = histogram(vals[t], *ranges[t])
-                    hists[t] += counts[t]
-            for t in order:
-                if t not in vals:
-                    continue
-                src = derived[t][0]
-                added = vals[t].size - vals[src].size if src in counts else -1
-                if t in pad_bin and added >= 0:
-                    counts[t] = counts[src] + pad_bin[t] * added
-                elif t not in pad_bin and added == 0:
-                    counts[t] = counts[src]
-                else:  # not the values it should hold: binned as they are
-                    counts[t] = histogram(vals[t], *ranges[t])
-                hists[t] += counts[t]
-            if small is not None:
-                for t in small.sizes:
-                    if t in vals:
-                        small.add(t, vals[t], *ranges[t], hists[t])
-                small.sample_done(ranges, hists)
-            bar.update(1)
-    if small is not None:
-        small.flush(ranges, hists)
-    search = _percentile_range if method == "percentile" else _mse_range
+    if not binning:  # every sample remembered: grids over the final ranges
+        _bin_held(hists, run, held, lo, hi)
+    hists.finish()
+    from converters.calibration_histograms import mse_range, percentile_range
+
+    search = percentile_range if method == "percentile" else mse_range
+    searched = [t for t in hists.hists if t in ranges and ranges[t][1] > ranges[t][0]]
     # one range at a time: each search is many small numpy calls, and threads measured no faster; a
     # graph with thousands of activations (an unrolled recurrence) takes seconds here, so it has a bar
     found = {}
     with _progress(len(searched), "calibrating (choosing ranges)", progress and len(searched) >= 500) as bar:
         for t in searched:
-            found[t] = search(hists[t], *ranges[t])
+            got = hists.result(t)
+            if got is not None:
+                found[t] = search(got[0], got[1], got[2], *ranges[t])
             bar.update(1)
     found.update(kept)
     return {t: found.get(t, r) for t, r in ranges.items()}
 
+
+def _bin_held(hists, run: FloatRuns, held: list, lo: dict[str, float],  # type: ignore[no-untyped-def]
+              hi: dict[str, float]) -> None:
+    """Lay the grids out over the ranges so far and count the remembered samples whose binning waited."""
+    hists.seed({t: (lo[t], hi[t]) for t in lo})
+    for j, (mins, maxs) in enumerate(held):
+        hists.add(run(j, None), mins, maxs)
+    held.clear()

@@ -1,22 +1,25 @@
-"""The histogram pass's shortcuts give the counts (so the ranges) that binning every tensor gives.
+"""Calibration's histogram shortcuts give the counts (so the ranges) that binning every tensor gives.
 
-- :func:`converters.calibrate.derived_histograms`: a PAD / PADV2 output (its input's values plus the pad
-  value), a RESHAPE output (its input's values) over the same range as its source is not binned; its
+- :func:`converters.calibration_histograms.derived_sources`: a PAD / PADV2 output (its input's values plus
+  the pad value), a RESHAPE output (its input's values) is not binned when its range is its source's; its
   counts are the source's plus the added elements in the pad value's bin. A pad value outside the
-  source's range (another range) is binned as it is.
-- :class:`converters.calibrate._Binner`: float32 -> int32 indices cast while multiplying, no subtraction
-  when lo is 0: every count as :func:`converters.calibrate._histogram` gives it (the reference formula).
+  source's range (another range) is binned as it is (:meth:`HistogramSet.seed`).
+- :class:`converters.calibration_histograms.Binner`: float32 -> int32 indices cast while multiplying, no
+  subtraction when lo is 0: every count as :func:`histogram_counts` gives it (the reference formula).
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import converters.calibrate as cal
-from converters.calibrate import BINS, _Binner, _histogram, calibrate, derived_histograms
+import converters.calibration_histograms as ch
+from converters.calibrate import calibrate
+from converters.calibration_histograms import BINS, HistogramSet, derived_sources
+from converters.calibration_histograms import Binner as _Binner
+from converters.calibration_histograms import histogram_counts as _histogram
 from converters.pipeline import import_model
 
 onnx = pytest.importorskip("onnx")
@@ -65,14 +68,14 @@ def padded(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def _counting_binner(sizes: list):  # type: ignore[no-untyped-def]
-    real = cal._Binner
+    real = ch.Binner
 
-    def make(size: int):  # type: ignore[no-untyped-def]
+    def make(size: int = 0):  # type: ignore[no-untyped-def]
         binner = real(size)
 
-        def counted(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        def counted(v: np.ndarray, lo: float, hi: float, bins: int = BINS) -> np.ndarray:
             sizes.append(v.size)
-            return binner(v, lo, hi)
+            return binner(v, lo, hi, bins)
         return counted
     return make
 
@@ -83,25 +86,30 @@ def test_padded_and_reshaped_copies_are_derived_from_their_source(padded):
     by_out = {op.outputs[0]: op for op in graph.ops}
     pad0 = next(t for t, op in by_out.items() if op.kind == "PAD" and op.inputs[0] == "r1")
     searched = [t for t in ranges if t not in graph.inputs]
-    found = derived_histograms(graph, ranges, searched)
+    assert derived_sources(graph, searched) == {pad0: ("r1", 0.0), "padv": ("r2", 0.25), "padz": ("padv", 0.0),
+                                                "padout": ("padz", -3.0), "flat": ("padout", None)}
+    hists = HistogramSet(graph, searched)
+    hists.seed(ranges)
     # the 0.25 pad lies inside r2's range, the -3 pad widens padz's: padout is binned, its reshape is not
     assert ranges["padout"][0] == -3.0 and ranges["padz"] == ranges["padv"] == ranges["r2"]
-    assert found == {pad0: ("r1", 0.0), "padv": ("r2", 0.25), "padz": ("padv", 0.0), "flat": ("padout", None)}
+    assert hists.derived == {pad0: ("r1", 0.0), "padv": ("r2", 0.25), "padz": ("padv", 0.0),
+                             "flat": ("padout", None)}
 
 
+@pytest.mark.parametrize("keep_bytes", [None, 0], ids=["final-ranges", "growing-grids"])
 @pytest.mark.parametrize("method", ["mse", "percentile"])
-def test_derived_counts_give_the_ranges_of_binning_every_tensor(padded, method, monkeypatch):
+def test_derived_counts_give_the_ranges_of_binning_every_tensor(padded, method, keep_bytes, monkeypatch):
     graph, data = padded
     sizes: list = []
-    monkeypatch.setattr(cal, "_Binner", _counting_binner(sizes))
+    monkeypatch.setattr(ch, "Binner", _counting_binner(sizes))
     # one binning call per tensor and sample: small tensors not gathered over samples (that path gives the same
     # histograms too: tests/test_calibrate_small_batches.py)
-    monkeypatch.setattr(cal, "SMALL_BIN_VALUES", 0)
-    fast = calibrate(graph, data, method, runs=cal.FloatRuns(graph, keep_bytes=0))
+    monkeypatch.setattr(ch, "SMALL_BIN_VALUES", 0)
+    fast = calibrate(graph, data, method, runs=cal.FloatRuns(graph, keep_bytes=keep_bytes))
     per_sample_fast = len(sizes) // len(data)
     sizes.clear()
-    monkeypatch.setattr(cal, "derived_histograms", lambda *a: {})
-    every = calibrate(graph, data, method, runs=cal.FloatRuns(graph, keep_bytes=0))
+    monkeypatch.setattr(ch, "derived_sources", lambda *a: {})
+    every = calibrate(graph, data, method, runs=cal.FloatRuns(graph, keep_bytes=keep_bytes))
     per_sample_every = len(sizes) // len(data)
     assert fast == every
     assert per_sample_every - per_sample_fast == 4  # pad0, padv, padz and flat are not binned
@@ -114,9 +122,12 @@ def test_derived_counts_are_the_counts_of_the_padded_tensor(padded):
     ranges = calibrate(graph, data, "minmax")
     runs = cal.FloatRuns(graph)
     binner = _Binner(100_000)
+    hists = HistogramSet(graph, list(ranges))
+    hists.seed(ranges)
+    assert hists.derived
     for i, x in enumerate(data[:6]):
         vals = runs(i, x)
-        for t, (src, value) in derived_histograms(graph, ranges, list(ranges)).items():
+        for t, (src, value) in hists.derived.items():
             own = binner(vals[t], *ranges[t])
             got = binner(vals[src], *ranges[src])
             if value is not None:
@@ -130,7 +141,7 @@ def test_binner_int32_indices_match_histogram_at_every_bin_edge(monkeypatch):
 
     def no_fallback(*a: object) -> np.ndarray:
         raise AssertionError("values within their range fell back to _histogram")
-    monkeypatch.setattr(cal, "_histogram", no_fallback)  # in-range values take the fast path
+    monkeypatch.setattr(ch, "histogram_counts", no_fallback)  # in-range values take the fast path
     for k in range(40):
         lo = 0.0 if k % 2 else float(np.float32(rng.uniform(-3, 0.5)))  # lo 0: no subtraction
         hi = lo + float(rng.uniform(1e-3, 50))
@@ -143,15 +154,3 @@ def test_binner_int32_indices_match_histogram_at_every_bin_edge(monkeypatch):
         assert np.array_equal(binner(v, a, b), _histogram(v, a, b))
     signed = np.array([-0.0, 0.0, 3.0, 6.0], np.float32)
     assert np.array_equal(binner(signed, 0.0, 6.0), _histogram(signed, 0.0, 6.0))
-
-
-def test_binner_values_far_outside_the_range_fall_back_quietly():
-    """An index beyond int32 but not int64 (a value far above hi, or below lo) gives _histogram's clipped
-    counts and no warning about the int32 cast overflowing (as the int64 indices gave none)."""
-    binner = _Binner(100)
-    for v, lo, hi in ((np.array([0.5, 1e7], np.float32), 0.0, 1.0), (np.array([-1e7, 0.5], np.float32), 0.0, 1.0),
-                      (np.array([2e9, 0.5], np.float32), -1.0, 1.0)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            got = binner(v, lo, hi)
-            assert np.array_equal(got, _histogram(v, lo, hi))

@@ -2,11 +2,11 @@
 
 - :func:`converters.calibrate.ahead` with ``workers`` > 1 runs that many items at the same time, yields
   every item once and in order, passes ``fn``'s exceptions in item order and leaves no thread;
-- :meth:`FloatRuns.stream` with two model threads (the first calibration pass's default) yields the
+- :meth:`FloatRuns.stream` with two model threads (calibration's default) yields the
   activations, order, run count and remembered samples of serial calls, and never feeds a refused
   sample to the model;
-- calibration uses two model threads in its first pass and one in its second, and its ranges equal
-  those of the one-thread stream (digits CNN, and the MLPerf Tiny 96x96 MobileNet when
+- calibration's one float pass uses two model threads, and its ranges equal those of the one-thread
+  stream (digits CNN, and the MLPerf Tiny 96x96 MobileNet when
   /work/shared is there).
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ def test_two_model_threads_never_feed_a_refused_sample(digits, in_background):
     assert len(runs.session.inputs) == 4 and all(np.isfinite(x).all() for x in runs.session.inputs)
 
 
-def test_calibration_uses_two_model_threads_in_its_first_pass(digits, in_background, monkeypatch):
+def test_calibration_uses_two_model_threads_in_its_float_pass(digits, in_background, monkeypatch):
     g, data = digits
     monkeypatch.setattr(cal, "available_cpus", lambda: 2)
     asked = []
@@ -110,12 +110,12 @@ def test_calibration_uses_two_model_threads_in_its_first_pass(digits, in_backgro
 
     monkeypatch.setattr(cal, "ahead", recording)
     two = calibrate(g, data, "mse", runs=FloatRuns(g, keep_bytes=0))
-    assert asked == [2, 2]  # two model threads in both passes (calibrate.HIST_WORKERS)
+    assert asked == [2]  # two model threads in the one float pass
     one_thread = FloatRuns(g, keep_bytes=0)
     one_thread.workers = 1
     asked.clear()
     assert calibrate(g, data, "mse", runs=one_thread) == two
-    assert asked == [1, 1]
+    assert asked == [1]
     monkeypatch.setattr(cal, "available_cpus", lambda: 1)
     assert FloatRuns(g).workers == 1  # never more model threads than CPUs
 

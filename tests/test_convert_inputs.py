@@ -95,7 +95,9 @@ def _actual_mse(v: np.ndarray, lo: float, hi: float) -> float:
 
 
 def test_mse_range_beats_minmax_and_percentile_on_heavy_tailed_data():
-    from converters.calibrate import BINS, _mse_range, _percentile_range
+    from converters.calibration_histograms import BINS
+    from converters.calibration_histograms import mse_range as _mse_range
+    from converters.calibration_histograms import percentile_range as _percentile_range
 
     rng = np.random.default_rng(0)
     v = np.concatenate([rng.laplace(0, 1, 200_000), rng.normal(30, 1, 5)])  # heavy tail plus a few outliers

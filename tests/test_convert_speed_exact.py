@@ -1,9 +1,9 @@
 """The converter's faster calibration and report paths compute exactly what the plain ones computed.
 
-- :class:`converters.calibrate._Binner` (reused buffers, the top index folded instead of clipped)
-  counts every bin as :func:`converters.calibrate._histogram` does, and falls back to it outside
-  its assumptions;
-- :func:`converters.calibrate._mse_range` (the clipping error computed in place, a block of
+- :class:`converters.calibration_histograms.Binner` (reused buffers, the top index folded instead of
+  clipped) counts every bin as :func:`converters.calibration_histograms.histogram_counts` does, and falls
+  back to it outside its assumptions;
+- :func:`converters.calibration_histograms.mse_range` (the clipping error computed in place, a block of
   candidates at a time) picks the range the formula written out below picks, on real and synthetic
   histograms;
 - :func:`converters.calibrate.ahead` and :meth:`FloatRuns.stream` (the float model on the next
@@ -25,7 +25,12 @@ import numpy as np
 import pytest
 
 import converters.calibrate as cal
-from converters.calibrate import BINS, FloatRuns, _Binner, _histogram, _mse_range, ahead, calibrate
+import converters.calibration_histograms as ch
+from converters.calibrate import FloatRuns, ahead, calibrate
+from converters.calibration_histograms import BINS
+from converters.calibration_histograms import Binner as _Binner
+from converters.calibration_histograms import histogram_counts as _histogram
+from converters.calibration_histograms import mse_range as _mse_range
 from converters.calibration_data import CalibrationDataError, open_calibration
 from converters.pipeline import convert_model, import_model
 
@@ -147,8 +152,8 @@ def digits():
 def test_mse_ranges_of_the_digits_model_match_the_reference(digits, monkeypatch):
     g, data = digits
     fast = calibrate(g, data, "mse")
-    monkeypatch.setattr(cal, "_mse_range", _mse_range_reference)
-    monkeypatch.setattr(cal, "_Binner", lambda size: _histogram)
+    monkeypatch.setattr(ch, "mse_range", lambda h, a, b, lo, hi: _mse_range_reference(h, a, b))
+    monkeypatch.setattr(ch, "Binner", lambda size=0: _histogram)
     assert calibrate(g, data, "mse") == fast
 
 

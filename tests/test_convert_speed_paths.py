@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import converters.calibrate as calibrate_mod
+import converters.calibration_histograms as histograms_mod
 from converters.calibrate import FloatRuns, calibrate
 from converters.calibration_data import open_calibration
 from converters.pipeline import convert_model, import_model
@@ -89,9 +90,16 @@ def test_one_float_run_per_sample_gives_the_same_ranges(digits_graph, method):
     means = InputMeans(g)
     r_kept = calibrate(g, data, method, runs=kept, observers=[means])
     r_again = calibrate(g, data, method, runs=again)
-    assert r_kept == r_again
+    # every sample remembered: histograms over the final ranges; none remembered: grids that grow with the
+    # data. minmax and the MSE search (86 candidate ranges) pick the same; percentiles move by rounding only
+    if method == "percentile":
+        assert r_kept.keys() == r_again.keys()
+        for t, (a, b) in r_kept.items():
+            assert abs(r_again[t][0] - a) <= 1e-3 * (b - a) and abs(r_again[t][1] - b) <= 1e-3 * (b - a), t
+    else:
+        assert r_kept == r_again
     assert kept.count == len(data) and kept.kept == len(data)
-    assert again.count == len(data) * (1 if method == "minmax" else 2)
+    assert again.count == len(data)  # one float run per sample, for every method
     old = input_means(g, kept.session, iter(data))
     new = means.means()
     assert old.keys() == new.keys() and all(np.array_equal(old[t], new[t]) for t in old)
@@ -198,8 +206,12 @@ def test_fast_calibration_and_report_paths_write_what_the_plain_paths_write(tmp_
             yield item, fn(item)
 
     monkeypatch.setattr(calibrate_mod, "ahead", serial)
-    monkeypatch.setattr(calibrate_mod, "_Binner", lambda size: calibrate_mod._histogram)
-    monkeypatch.setattr(calibrate_mod, "_mse_range", _mse_range_reference)
+    monkeypatch.setattr(histograms_mod, "Binner", lambda size=0: histograms_mod.histogram_counts)
+
+    def reference(hist, edge_lo, edge_hi, lo, hi):  # type: ignore[no-untyped-def]
+        assert (edge_lo, edge_hi) == (lo, hi)  # every digits sample is remembered: grids over the final ranges
+        return _mse_range_reference(hist, lo, hi)
+    monkeypatch.setattr(histograms_mod, "mse_range", reference)
     plain = convert_model(DATA / "digits_cnn.onnx", "rpi4-4gb", DATA / "digits_calib.npz", tmp_path / "plain",
                           held_out=x, plot=False)
     assert _strip(fast.report) == _strip(plain.report)

@@ -75,3 +75,30 @@ def test_convert_reports_bias_correction(tmp_path):  # type: ignore[no-untyped-d
     b_off = [off.plan.biases[k].values for k in sorted(off.plan.biases)]
     assert any(not np.array_equal(a, b) for a, b in zip(b_on, b_off))
     assert on.report["calibration_outputs"]["output_sqnr_db"] > off.report["calibration_outputs"]["output_sqnr_db"]
+
+
+def test_input_means_equal_plain_float64_channel_sums():
+    """InputMeans' column sums (a BLAS matrix-vector product) equal numpy's float64 axis-0 sums, sample by
+    sample, on activation-like data: exactly while the values' magnitudes span little (float32 values summed
+    in float64 are then exact in any order), and within 1e-12 relative on a span of 1e-30 to 1e6."""
+    from converters.quality.bias_correction import InputMeans
+
+    rng = np.random.default_rng(11)
+    w = np.ones((4, 1, 1, 16), np.float32)
+    g = Graph("c", {"x": Tensor("x", (1, 24, 24, 16)), "w": Tensor("w", w.shape, w),
+                    "y": Tensor("y", (1, 24, 24, 4))},
+                  [Op("CONV_2D", ["x", "w"], ["y"], {"stride": (1, 1), "padding": "VALID"})], ["x"], ["y"])
+    for wide in (False, True):
+        means, plain, n = InputMeans(g), 0.0, 0
+        for i in range(20):
+            x = np.maximum(rng.standard_normal((1, 24, 24, 16)), 0).astype(np.float32)
+            if wide:
+                x *= (10.0 ** rng.uniform(-30, 6, x.shape)).astype(np.float32)
+            means(i, {"x": x})
+            plain = plain + x.astype(np.float64).reshape(-1, 16).sum(axis=0)
+            n += 24 * 24
+        got = means.means()["x"]
+        if wide:
+            np.testing.assert_allclose(got, plain / n, rtol=1e-12)
+        else:
+            assert np.array_equal(got, plain / n)

@@ -35,6 +35,7 @@ class InputMeans:
         self.samples = 0
         self._sums: dict[str, np.ndarray] = {}
         self._counts: dict[str, int] = {}
+        self._ones = np.ones(0)
 
     def __call__(self, index: int, vals: dict[str, np.ndarray]) -> None:
         """Add one sample's activations (ignored from the ``limit``-th sample on)."""
@@ -44,7 +45,13 @@ class InputMeans:
         for t in self.wanted:
             v = vals[t].astype(np.float64)
             v = v.reshape(-1, v.shape[-1])
-            self._sums[t] = self._sums.get(t, 0.0) + v.sum(axis=0)
+            # column sums as a BLAS matrix-vector product: 2-4x faster than numpy's axis-0 sum for the few
+            # channels of early layers (0.13 of 0.59 s of the 96x96 benchmark CNN's calibration went here);
+            # float32 values summed in float64 are exact while their magnitudes span under ~2^29, so the
+            # order rarely matters
+            if self._ones.size < v.shape[0]:
+                self._ones = np.ones(v.shape[0])
+            self._sums[t] = self._sums.get(t, 0.0) + self._ones[:v.shape[0]] @ v
             self._counts[t] = self._counts.get(t, 0) + v.shape[0]
 
     def means(self) -> dict[str, np.ndarray]:
