@@ -72,6 +72,10 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
 ``GATHER_ND``                     inputs (x, indices) with integer constant indices (TensorFlow's
                                   semantics, no batch dimensions); shares x's quantization; or inputs
                                   (table, indices) with a constant float table and int32 index tuples
+``FLOOR_DIV``, ``FLOOR_MOD``      inputs (a, b), broadcasting: int32 index activations and integer constants only
+                                  (TFLite's floor division and the remainder with the divisor's sign); ``ADD``,
+                                  ``SUB`` and ``MUL`` of int32 activations and integer constants are int32 too
+                                  (see :func:`computes_integers`)
 ``DETECTION_POSTPROCESS``         inputs (box encodings, class scores, anchors constant); four float
                                   outputs (boxes, classes, scores, count); options (dict),
                                   custom_options (the FlexBuffers bytes): TFLite_Detection_PostProcess,
@@ -101,8 +105,12 @@ UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "LOGISTIC", "TANH", "EXP
 BINARY = ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE")
 #: Ops whose output is an int32 index tensor (not a quantized activation).
 INDEX_KINDS = ("ARG_MAX", "ARG_MIN")
-#: Ops LiteRT runs but TFLite Micro has no kernel for: the converter refuses them on profiles that run TFLM.
-LITERT_ONLY_KINDS = ("TOPK_V2",)
+#: Ops LiteRT runs but TFLite Micro has no kernel for: the converter refuses them on profiles that run TFLM
+#: (FLOOR_DIV and FLOOR_MOD are written on int32 indices only, and TFLM's kernels are float32 only).
+LITERT_ONLY_KINDS = ("TOPK_V2", "FLOOR_DIV", "FLOOR_MOD")
+#: Arithmetic the importers write on int32 index activations (with integer constants): int32 in and out, never
+#: quantized (:func:`computes_integers`); ADD, SUB and MUL also exist on quantized activations.
+INT_ARITH_KINDS = ("ADD", "SUB", "MUL", "FLOOR_DIV", "FLOOR_MOD")
 #: Ops whose output is a bool tensor (not a quantized activation).
 COMPARE_KINDS = ("EQUAL", "NOT_EQUAL", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL")
 LOGICAL_KINDS = ("LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT")
@@ -111,7 +119,7 @@ OP_KINDS = (
     "PRELU", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "STRIDED_SLICE", "GATHER",
     "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "LOG_SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
     "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "ARG_MAX", "ARG_MIN", "DETECTION_POSTPROCESS", "SELECT_V2",
-    "CUMSUM", "GATHER_ND", "TOPK_V2",
+    "CUMSUM", "GATHER_ND", "TOPK_V2", "FLOOR_DIV", "FLOOR_MOD",
 ) + UNARY + BINARY + COMPARE_KINDS + LOGICAL_KINDS
 #: Ops whose outputs are stored as they are (int32 or bool), never quantized.
 RAW_OUTPUT_KINDS = INDEX_KINDS + COMPARE_KINDS + LOGICAL_KINDS
@@ -237,9 +245,21 @@ def selects_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> O
     return op.inputs[0] if op.inputs[0] in ints else None
 
 
+def computes_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> bool:
+    """True when ``op`` is integer arithmetic (:data:`INT_ARITH_KINDS`) whose activations are all int32 (in
+    ``ints``) and whose constants are all integer arrays: its output is int32. ``graph``: a :class:`Graph`, or
+    anything with its ``tensors``."""
+    if op.kind not in INT_ARITH_KINDS:
+        return False
+    acts = [i for i in op.inputs if not graph.tensors[i].is_constant]
+    consts = [graph.tensors[i].data for i in op.inputs if graph.tensors[i].is_constant]
+    return bool(acts) and all(i in ints for i in acts) and all(c.dtype.kind in "iu" for c in consts)
+
+
 def unquantized_tensors(graph: "Graph") -> dict[str, str]:
     """Activations stored as they are, by type: ``int32`` indices (integer graph inputs,
-    :data:`INDEX_KINDS`, and what :func:`selects_integers` selects from them), ``bool`` masks
+    :data:`INDEX_KINDS`, what :func:`selects_integers` selects from them and what :func:`computes_integers`
+    computes from them), ``bool`` masks
     (:data:`COMPARE_KINDS`, :data:`LOGICAL_KINDS`), and RESHAPEs of them."""
     found: dict[str, str] = {name: "int32" for name in graph.input_dtypes}
     ints = set(found)
@@ -250,7 +270,7 @@ def unquantized_tensors(graph: "Graph") -> dict[str, str]:
             found[op.outputs[1]] = "int32"
         elif op.kind == "RESHAPE" and op.inputs and op.inputs[0] in found:
             found.update({o: found[op.inputs[0]] for o in op.outputs})
-        elif selects_integers(graph, op, ints) is not None:
+        elif selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints):
             found.update({o: "int32" for o in op.outputs})
         ints.update(o for o in op.outputs if found.get(o) == "int32")
     return found

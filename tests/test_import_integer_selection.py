@@ -32,19 +32,15 @@ from converters.pipeline import convert_model  # noqa: E402
 from converters.quality.metrics import sqnr_db  # noqa: E402
 from converters.report import OnnxRunner, TFLiteRunner  # noqa: E402
 from edge_runtime.errors import UnsupportedModelError  # noqa: E402
+from test_import_ops_common import save_model  # noqa: E402
 
 PROFILE = "rpi4-4gb"
 ROWS = 30  # embedding rows
 
 
 def _save(path: Path, nodes: list, seq: int, inits: list, out_dim: int = 5) -> Path:
-    g = h.make_graph(nodes, path.stem, [h.make_tensor_value_info("ids", TP.INT64, [1, seq])],
-                     [h.make_tensor_value_info("y", TP.FLOAT, [1, out_dim])], inits)
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-    return path
+    return save_model(path, nodes, [h.make_tensor_value_info("ids", TP.INT64, [1, seq])],
+                      [h.make_tensor_value_info("y", TP.FLOAT, [1, out_dim])], inits)
 
 
 def _arr(name: str, v) -> object:  # type: ignore[no-untyped-def]

@@ -50,17 +50,28 @@ def sqnr(ref: np.ndarray, got: np.ndarray) -> float:
     return 99.0 if noise == 0 else 10 * np.log10(max(signal, 1e-20) / noise)
 
 
-def make_model(nodes: list, inputs: list, outputs: list, inits: Optional[list] = None, opset: int = 13) -> Any:
+def make_model(nodes: list, inputs: list, outputs: list, inits: Optional[list] = None, opset: int = 13,
+               name: str = "test") -> Any:
     """An ONNX model from ``onnx.helper`` parts, checked."""
     import onnx
     from onnx import helper
 
-    g = helper.make_graph(nodes, "test", inputs, outputs, inits or [])
+    g = helper.make_graph(nodes, name, inputs, outputs, inits or [])
     extra = sorted({nd.domain for nd in nodes if nd.domain not in ("", "ai.onnx")})
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in extra])
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m
+
+
+def save_model(path: "os.PathLike[str]", nodes: list, inputs: list, outputs: list, inits: Optional[list] = None,
+               opset: int = 13) -> Any:
+    """:func:`make_model` saved to ``path`` (the graph named after the file's stem); returns ``path``."""
+    import onnx
+
+    onnx.save(make_model(nodes, inputs, outputs, inits, opset, name=os.path.splitext(os.path.basename(path))[0]),
+              os.fspath(path))
+    return path
 
 
 def _ir_to_src(graph: Graph, name: str, v: np.ndarray) -> np.ndarray:

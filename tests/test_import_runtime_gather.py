@@ -27,17 +27,11 @@ from converters.ir import integer_tensors  # noqa: E402
 from converters.pipeline import convert_model  # noqa: E402
 from converters.report import TFLiteRunner  # noqa: E402
 from edge_runtime.errors import InputError, UnsupportedModelError  # noqa: E402
+from test_import_ops_common import save_model  # noqa: E402
 
 N, K = 16, 5  # candidates, kept boxes
 
 
-def _save(path: Path, nodes: list, inputs: list, outputs: list, inits: list) -> Path:
-    g = h.make_graph(nodes, path.stem, inputs, outputs, inits)
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-    return path
 
 
 def _i64(name: str, v) -> object:  # type: ignore[no-untyped-def]
@@ -59,7 +53,7 @@ def topk_gather_elements(path: Path, k: int = K) -> Path:
              h.make_node("Unsqueeze", ["idx", "ax2"], ["idx3"]), h.make_node("Cast", ["idx3"], ["idx32"], to=TP.INT32),
              h.make_node("Expand", ["idx32", "shape"], ["idx_b"]),
              h.make_node("GatherElements", ["boxes", "idx_b"], ["picked"], axis=1)]
-    return _save(path, nodes, ins, outs, [_i64("k", [k]), _i64("ax2", [2]), _i64("shape", [1, k, 4])])
+    return save_model(path, nodes, ins, outs, [_i64("k", [k]), _i64("ax2", [2]), _i64("shape", [1, k, 4])])
 
 
 def topk_gather_nd(path: Path, k: int = K) -> Path:
@@ -68,7 +62,7 @@ def topk_gather_nd(path: Path, k: int = K) -> Path:
     nodes = [h.make_node("TopK", ["scores", "k"], ["top", "idx"], axis=1),
              h.make_node("Reshape", ["idx", "ishape"], ["tuples"]), h.make_node("Reshape", ["boxes", "bshape"], ["b2"]),
              h.make_node("GatherND", ["b2", "tuples"], ["picked"])]
-    return _save(path, nodes, ins, outs, [_i64("k", [k]), _i64("ishape", [1, k, 1]), _i64("bshape", [N, 4])])
+    return save_model(path, nodes, ins, outs, [_i64("k", [k]), _i64("ishape", [1, k, 1]), _i64("bshape", [N, 4])])
 
 
 def argmax_gather(path: Path) -> Path:
@@ -82,7 +76,7 @@ def argmax_gather(path: Path) -> Path:
              h.make_node("Transpose", ["boxes"], ["bt"], perm=[0, 2, 1]),
              h.make_node("Reshape", ["bt", "s4"], ["b4"]),
              h.make_node("Gather", ["b4", "best"], ["picked4"], axis=2)]
-    return _save(path, nodes, ins, outs, [_i64("s4", [1, 4, N, 1])])
+    return save_model(path, nodes, ins, outs, [_i64("s4", [1, 4, N, 1])])
 
 
 def _data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +97,7 @@ def topk_tuples(path: Path, k: int = K) -> Path:
              h.make_node("Slice", ["u", "st", "en", "ax1", "step"], ["r"]),
              h.make_node("Concat", ["u", "u", "r", "r"], ["idx_b"], axis=2),
              h.make_node("GatherElements", ["boxes", "idx_b"], ["picked"], axis=1)]
-    return _save(path, nodes, ins, outs, [_i64("k", [k]), _i64("ax2", [2]), _i64("st", [-1]), _i64("en", [-k - 1]),
+    return save_model(path, nodes, ins, outs, [_i64("k", [k]), _i64("ax2", [2]), _i64("st", [-1]), _i64("en", [-k - 1]),
                                           _i64("ax1", [1]), _i64("step", [-1])])
 
 
@@ -113,7 +107,7 @@ def topk_tile(path: Path, k: int = K) -> Path:
     nodes = [h.make_node("TopK", ["scores", "k"], ["top", "idx"], axis=1),
              h.make_node("Unsqueeze", ["idx", "ax2"], ["u"]), h.make_node("Tile", ["u", "reps"], ["idx_b"]),
              h.make_node("GatherElements", ["boxes", "idx_b"], ["picked"], axis=1)]
-    return _save(path, nodes, ins, outs, [_i64("k", [k]), _i64("ax2", [2]), _i64("reps", [1, 1, 4])])
+    return save_model(path, nodes, ins, outs, [_i64("k", [k]), _i64("ax2", [2]), _i64("reps", [1, 1, 4])])
 
 
 def _check(model: Path, profile: str, out: Path, micro: bool, kind: str = "") -> None:
@@ -199,7 +193,8 @@ def _refusal(model: object) -> str:
 
 def test_float_and_arithmetic_indices_are_refused_in_one_line() -> None:
     """Indices cast from float values (TopK's values, a Floor of the boxes) are refused at the Cast; indices from
-    integer arithmetic on TopK's positions (an Add, imported as float arithmetic) are refused at the gather."""
+    integer arithmetic on TopK's positions that can leave the axis (``idx + 1``: 1..16 on 16 positions) are refused
+    at the gather, naming the range."""
     tail = [h.make_node("Unsqueeze", ["idx1", "ax2"], ["idx3"]), h.make_node("Expand", ["idx3", "shape"], ["idx_b"]),
             h.make_node("GatherElements", ["boxes", "idx_b"], ["picked"], axis=1)]
     inits = [_i64("k", [K]), _i64("one", [1]), _i64("ax2", [2]), _i64("shape", [1, K, 4])]
@@ -209,8 +204,8 @@ def test_float_and_arithmetic_indices_are_refused_in_one_line() -> None:
                                                                                                        inits))
     added = [h.make_node("TopK", ["scores", "k"], ["top", "idx"], axis=1), h.make_node("Add", ["idx", "one"], ["idx1"])]
     msg = _refusal(_post(added + tail, inits))
-    assert "ONNX node 'picked' (GatherElements): GatherElements indices 'idx_b' computed at run time must be " \
-           "integer positions" in msg and "arithmetic-derived indices are not supported" in msg
+    assert "indices 'idx_b' (integer arithmetic on TopK/ArgMax positions) range over 1..16 but axis 1 of 'boxes' " \
+           "has positions 0..15" in msg
     floor = [h.make_node("Floor", ["boxes"], ["f"]), h.make_node("Cast", ["f"], ["idx"], to=TP.INT64),
              h.make_node("Slice", ["idx", "st", "en", "ax"], ["s"]),
              h.make_node("GatherElements", ["boxes", "s"], ["picked"], axis=1)]
@@ -263,7 +258,7 @@ def token_positions(path: Path) -> Path:
     ins = [h.make_tensor_value_info("hidden", TP.FLOAT, [1, N, 4]), h.make_tensor_value_info("pos", TP.INT64, [1, 3])]
     nodes = [h.make_node("Relu", ["hidden"], ["r"]), h.make_node("Gather", ["r", "pos"], ["g"], axis=1),
              h.make_node("Flatten", ["g"], ["f"], axis=1), h.make_node("MatMul", ["f", "W"], ["y"])]
-    return _save(path, nodes, ins, [h.make_tensor_value_info("y", TP.FLOAT, [1, 5])],
+    return save_model(path, nodes, ins, [h.make_tensor_value_info("y", TP.FLOAT, [1, 5])],
                  [nh.from_array(rng.normal(0, 0.5, (12, 5)).astype(np.float32), "W")])
 
 

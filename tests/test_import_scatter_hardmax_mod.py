@@ -144,16 +144,18 @@ def test_mod_float(seed, fmod, divisor, tmp_path):
 
 
 def test_mod_refusals_are_one_line(tmp_path):
-    """A zero divisor and an integer Mod are refused in one line naming the node."""
+    """A zero divisor, and an integer Mod with fmod=1 of a dividend that can be negative (ONNX takes the
+    dividend's sign, TFLite's FLOOR_MOD the divisor's), are refused in one line naming the node."""
     node = helper.make_node("Mod", ["x", "d"], ["y"], name="mod_zero", fmod=1)
     path = _save([node], [_vi("x", (2, 3))], [_vi("y", (2, 3))], tmp_path / "zero.onnx",
                  (_const("d", np.array([1.0, 0.0, 2.0], np.float32)),), 17)
     _refuses(path, "mod_zero", "zero")
     nodes = [helper.make_node("ArgMax", ["x"], ["i"], axis=1, keepdims=0),
-             helper.make_node("Mod", ["i", "d"], ["y"], name="mod_int")]
-    path = _save(nodes, [_vi("x", (4, 5))], [_vi("y", (4,), TensorProto.INT64)],
-                 tmp_path / "int.onnx", (_const("d", np.array([3], np.int64)),), 17)
-    _refuses(path, "mod_int", "integer")
+             helper.make_node("Sub", ["i", "two"], ["s"]),
+             helper.make_node("Mod", ["s", "d"], ["y"], name="mod_int", fmod=1)]
+    path = _save(nodes, [_vi("x", (4, 5))], [_vi("y", (4,), TensorProto.INT64)], tmp_path / "int.onnx",
+                 (_const("d", np.array([3], np.int64)), _const("two", np.array([2], np.int64))), 17)
+    _refuses(path, "mod_int", "dividend's sign")
 
 
 # -- Scatter ----------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from converters.importers.fixed_joins import requantize_fixed_joins
 from converters.importers.integer_inputs import check_integer_uses
 from converters.importers.onnx_ops import REGISTRY
 from converters.importers.onnx_ops.context import ImportContext, nhwc
+from converters.importers.onnx_ops.int_arith import check_integer_reads
 from converters.importers.onnx_ops.control import constant_output
 from converters.ir import Graph, fuse_activations, legalize, lower_for_micro, simplify
 from edge_runtime.errors import ModelFormatError, UnsupportedModelError
@@ -185,6 +186,7 @@ def import_onnx(model: "str | os.PathLike[str] | Any", input_shapes: InputShapes
     requantize_fixed_joins(graph)
     _restore_output_names(graph, [o.name for o in g.output])
     check_integer_uses(graph, source)
+    check_integer_reads(graph, source)
     return graph
 
 

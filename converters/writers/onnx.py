@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from converters.ir import Graph, Op, float_output_tensors, unquantized_tensors
+from converters.ir import Graph, Op, computes_integers, float_output_tensors, unquantized_tensors
 from converters.quantize import QParams, QuantPlan, QuantWeight
 from converters.writers.onnx_detection import detection_postprocess
 from edge_runtime.errors import UnsupportedModelError
@@ -46,6 +46,7 @@ class _OnnxBuilder:
         self.ms_domain = False
         self.n = 0
         self.float_outs = float_output_tensors(graph)
+        self.int32s = {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
 
     def uid(self, base: str) -> str:
         self.n += 1
@@ -350,7 +351,8 @@ class _OnnxBuilder:
             self.nchw(op, x0, rearrange)
         else:
             ins = [self.operand(i, dt) if self.g.tensors[i].is_constant else self.view(i, dt) for i in op.inputs]
-            if k == "CONCATENATION":  # integer constants joined with int32 indices (a BOS token) are int32 too
+            if k == "CONCATENATION" or computes_integers(self.g, op, self.int32s):  # integer constants next to
+                # int32 indices (a BOS token, an index offset) are int32 too
                 ins = [self.init(self.uid(f"{i}/int32"), self.g.tensors[i].data.astype(np.int32))
                        if self.g.tensors[i].is_constant and self.g.tensors[i].data.dtype.kind in "iu" else n
                        for i, n in zip(op.inputs, ins)]
@@ -374,6 +376,13 @@ class _OnnxBuilder:
             self.activation(y, op.act, out)
         elif k in unary:
             self.node(unary[k], [x[0]], [out])
+        elif k == "FLOOR_MOD":  # int32: the remainder with the divisor's sign
+            self.node("Mod", x[:2], [out], fmod=0)
+        elif k == "FLOOR_DIV":  # int32: (a - floor_mod(a, b)) / b, an exact division (ONNX's Div truncates)
+            r, d = self.uid(f"{op.outputs[0]}/mod"), self.uid(f"{op.outputs[0]}/multiple")
+            self.node("Mod", x[:2], [r], fmod=0)
+            self.node("Sub", [x[0], r], [d])
+            self.node("Div", [d, x[1]], [out])
         elif k == "SQUARED_DIFFERENCE":
             d = self.uid(f"{op.outputs[0]}/diff")
             self.node("Sub", x[:2], [d])

@@ -53,7 +53,7 @@ def _sequential(ctx: ImportContext, node: Any, x: str, d: int, exclusive: bool, 
         return ctx.emit("ADD", [a, zero], ctx.tmp(f"{out}/{tag}", step), {"act": "NONE"}, node, shape=step)
 
     parts: dict[int, str] = {}
-    running = None
+    running = before = last_factor = None  # (the running product, and the previous position's and factor)
     for j, k in enumerate(order):
         factor = _slice(ctx, node, x, d, k, k + 1, f"{out}/factor{k}")
         if exclusive:  # position k holds the product before it: 1, then the running products (copied)

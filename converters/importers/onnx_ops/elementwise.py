@@ -24,6 +24,7 @@ from converters.importers.onnx_ops.context import (
 )
 from converters.importers.onnx_ops.erf import emit_erf
 from converters.importers.onnx_ops.gelu import expand_gelu
+from converters.importers.onnx_ops.int_arith import integer_binary, reads_integers
 from converters.importers.onnx_ops.math_chain import Chain
 from converters.importers.onnx_ops.power import emit_pow
 from converters.ir import Op
@@ -170,6 +171,9 @@ def _gelu_factor(ctx: ImportContext, other: str, src: str) -> Optional[float]:
 def binary(ctx: ImportContext, node: Any, a: dict) -> None:
     """Add/Sub/Mul/Div/Max/Min (two or more inputs for Max/Min/Sum) with numpy broadcasting."""
     t = node.op_type
+    if reads_integers(ctx, node):  # int32 indices: int32 arithmetic, or one refusal line
+        integer_binary(ctx, node, a)
+        return
     ins = [i for i in node.input if i]
     if (t in ("Add", "Mul") or (t == "Sum" and len(ins) == 2)) and _gelu_step(ctx, node):
         return
@@ -255,8 +259,17 @@ def _hardswish(ctx: ImportContext, node: Any) -> bool:
     return False
 
 
+def _refuse_integers(ctx: ImportContext, node: Any) -> None:
+    """One refusal line for float math on int32 indices (a TopK/ArgMax position, an integer input)."""
+    n = next((i for i in node.input if i and not ctx.is_const(i) and ctx.is_int(i)), None)
+    if n is not None:
+        raise ctx.err(node, f"{node.op_type} of the integer indices '{n}' is not supported; only Add, Sub, Mul, Div "
+                            "and Mod convert on integer indices")
+
+
 def unary(ctx: ImportContext, node: Any, a: dict) -> None:
     """One-input activations and math functions."""
+    _refuse_integers(ctx, node)
     t = node.op_type
     x = ctx.act(node, node.input[0])
     out = node.output[0]
@@ -311,6 +324,7 @@ def unary(ctx: ImportContext, node: Any, a: dict) -> None:
 def erf(ctx: ImportContext, node: Any, a: dict) -> None:
     """Erf: deferred when it reads ``x / sqrt(2)`` (a following ``x * 0.5 * (1 + erf)`` becomes one GELU), else,
     and when that pattern does not follow, the standalone form of :mod:`converters.importers.onnx_ops.erf`."""
+    _refuse_integers(ctx, node)
     key = ctx.name(node.input[0])
     prev = ctx.producer(key) if key in ctx.tensors else None
     src = None
@@ -363,6 +377,7 @@ def _gelu_tanh_source(ctx: ImportContext, name: str) -> Optional[str]:
 
 def tanh(ctx: ImportContext, node: Any, a: dict) -> None:
     """Tanh: TANH, or the middle of Gelu's tanh approximation (then deferred like Erf)."""
+    _refuse_integers(ctx, node)
     key = ctx.name(node.input[0])
     src = _gelu_tanh_source(ctx, key) if key in ctx.tensors else None
     x = ctx.act(node, node.input[0])
@@ -381,6 +396,7 @@ def tanh(ctx: ImportContext, node: Any, a: dict) -> None:
 def hard_sigmoid(ctx: ImportContext, node: Any, a: dict) -> None:
     """HardSigmoid: deferred (a following ``x * HardSigmoid(x)`` becomes HARD_SWISH), else
     ``relu6(6 alpha x + 6 beta) / 6``."""
+    _refuse_integers(ctx, node)
     x = ctx.act(node, node.input[0])
     out = node.output[0]
     alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
@@ -402,6 +418,7 @@ def hard_sigmoid(ctx: ImportContext, node: Any, a: dict) -> None:
 
 def clip(ctx: ImportContext, node: Any, a: dict) -> None:
     """Clip -> RELU / RELU6 / MAXIMUM+MINIMUM; a bound computed at run time -> MAXIMUM/MINIMUM against it."""
+    _refuse_integers(ctx, node)
     lo = _scalar(ctx, node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("min")
     hi = _scalar(ctx, node.input[2]) if len(node.input) > 2 and node.input[2] else a.get("max")
     if any(len(node.input) > k and node.input[k] and v is None for k, v in ((1, lo), (2, hi))):
@@ -467,6 +484,7 @@ def _clip_tensor_bounds(ctx: ImportContext, node: Any, lo: Optional[float], hi: 
 
 def prelu(ctx: ImportContext, node: Any, a: dict) -> None:
     """PRelu with a constant slope -> PRELU (LEAKY_RELU for one slope)."""
+    _refuse_integers(ctx, node)
     x = ctx.act(node, node.input[0])
     slope = np.asarray(ctx.const(node, node.input[1]), np.float32)
     if slope.size == 1:
@@ -488,6 +506,7 @@ def prelu(ctx: ImportContext, node: Any, a: dict) -> None:
 def pow_(ctx: ImportContext, node: Any, a: dict) -> None:
     """Pow with a constant exponent: 1, 2, 3, 0.5, -0.5 and -1 as one op; any other scalar, and one exponent
     per element, as :mod:`converters.importers.onnx_ops.power` builds it."""
+    _refuse_integers(ctx, node)
     if not ctx.is_const(node.input[1]):
         raise ctx.err(node, "Pow needs a constant exponent (one computed at run time is not supported)")
     e = _scalar(ctx, node.input[1])

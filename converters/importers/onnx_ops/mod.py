@@ -7,7 +7,8 @@
 The graph has no FLOOR_MOD (tflite-micro's kernel is float32 only); FLOOR and CEIL are float islands
 between int8 tensors. ``q - k`` is computed from the one int8 ``q``, so it stays in [0, 1) (or (-1, 1)) and
 the remainder's error is ``|y|`` times ``q``'s quantization step, and ``|y|`` where ``q`` rounds across an
-integer. Integer Mod (indices) is refused in one line.
+integer. Mod of int32 indices is FLOOR_MOD on int32 (:mod:`converters.importers.onnx_ops.int_arith`); Mod of
+a float activation by an integer constant is refused in one line.
 """
 from __future__ import annotations
 
@@ -16,23 +17,24 @@ from typing import Any
 import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext, const_to_ir, nhwc
+from converters.importers.onnx_ops.int_arith import integer_binary, reads_integers
 
 
 def _check_float(ctx: ImportContext, node: Any, n: str) -> None:
-    """Refuse an integer operand in one line."""
+    """Refuse an integer constant operand of float Mod in one line."""
     if ctx.is_const(n):
         kind = np.asarray(ctx.const(node, n)).dtype.kind
         if kind != "f":
             raise ctx.err(node, f"Mod of the integer constant '{n}' is not supported; only float Mod converts "
                                 "(int8 models compute float values)")
-    elif ctx.is_int(n):
-        raise ctx.err(node, f"Mod of the integer input '{n}' is not supported; only float Mod converts "
-                            "(integer tensors in the int8 model are indices)")
 
 
 def mod(ctx: ImportContext, node: Any, a: dict) -> None:
     """Mod(x, y) with broadcasting; either operand may be a constant (a constant ``y`` is multiplied by its
-    reciprocal, and refused when it holds a zero)."""
+    reciprocal, and refused when it holds a zero); of int32 indices: :mod:`converters.importers.onnx_ops.int_arith`."""
+    if reads_integers(ctx, node):
+        integer_binary(ctx, node, a)
+        return
     for n in node.input[:2]:
         _check_float(ctx, node, n)
     x_in, y_in = node.input[0], node.input[1]

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext
+from converters.importers.onnx_ops.int_arith import value_range
 from converters.ir import INDEX_KINDS, INDEX_SELECT_KINDS, TO_NCHW, perm_keeps_order
 
 #: Deepest index tuple tflite-micro's GATHER_ND takes.
@@ -34,8 +35,8 @@ def runtime_indices(ctx: ImportContext, node: Any) -> bool:
         ctx.act(node, node.input[1])  # an unsupported producer is refused here, naming the tensor
         raise ctx.err(node, f"{node.op_type} indices '{node.input[1]}' computed at run time must be integer "
                             "positions (an integer model input, a TopK indices output or an ArgMax/ArgMin result, "
-                            "through Reshape/Unsqueeze/Squeeze/Flatten/Slice/Expand/Tile/Concat/Cast); float or "
-                            "arithmetic-derived indices are not supported")
+                            "through Reshape/Unsqueeze/Squeeze/Flatten/Slice/Expand/Tile/Concat/Cast and integer "
+                            "Add/Sub/Mul/Div/Mod); float indices are not supported")
     return True
 
 
@@ -67,11 +68,17 @@ def index_span(ctx: ImportContext, name: str) -> Optional[int]:
 
 
 def _check_span(ctx: ImportContext, node: Any, ind: str, size: int, what: str) -> None:
-    """Refuse indices from a TopK/ArgMax over more positions than the ``size`` positions of the gathered axis."""
+    """Refuse indices from a TopK/ArgMax over more positions than the ``size`` positions of the gathered axis, and
+    integer arithmetic on such positions whose range (:func:`value_range`) leaves ``0 .. size - 1``."""
     span = index_span(ctx, ind)
     if span is not None and span > size:
         raise ctx.err(node, f"indices '{node.input[1]}' are positions among {span} (a TopK/ArgMax result) but {what} "
                             f"has {size}; positions {size}..{span - 1} have nothing to gather")
+    bounds = value_range(ctx, ind) if span is None else None  # integer arithmetic on positions
+    if bounds is not None and (bounds[0] < 0 or bounds[1] >= size):
+        raise ctx.err(node, f"indices '{node.input[1]}' (integer arithmetic on TopK/ArgMax positions) range over "
+                            f"{bounds[0]}..{bounds[1]} but {what} has positions 0..{size - 1}; the values outside "
+                            "have nothing to gather")
 
 
 def src_indices(ctx: ImportContext, node: Any) -> str:

@@ -4,20 +4,27 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.backends.micro.kernels.binary.common import ElementwiseKernel
+from edge_runtime.errors import InputError
 
 
 class FloorDiv(ElementwiseKernel):
-    """FLOOR_DIV: float32 only (TFLM's kernel). TFLM refuses a zero divisor at run time; micro gives inf/nan."""
+    """FLOOR_DIV: float32 (TFLM's kernel) and int32 (LiteRT's; TFLM refuses int32). A zero float divisor gives
+    inf/nan (TFLM refuses it at run time); a zero int32 divisor is refused in one line."""
 
     max_version = 3
 
     def prepare(self) -> None:
-        """Types: float32."""
-        self.require_types(("FLOAT32",))
+        """Types: float32 (TFLM's kernel) and int32 (LiteRT's: TFLM has no int32 form; exact floor semantics)."""
+        self.int32 = self.require_types(("FLOAT32", "INT32")) == "INT32"
         self.temps = {"q": np.dtype(np.float64)}
 
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """One chunk: float64 quotient, floor, back to float32."""
+        if self.int32:
+            if np.any(ins[1] == 0):
+                raise InputError(f"FLOOR_DIV op '{self.out.name}': an int32 divisor is 0 (LiteRT fails too)")
+            np.floor_divide(ins[0], ins[1], out=y)
+            return
         q = t["q"]
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(ins[0], ins[1], out=q)

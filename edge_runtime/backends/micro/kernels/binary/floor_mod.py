@@ -5,18 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.backends.micro.kernels.binary.common import ElementwiseKernel
+from edge_runtime.errors import InputError
 
 
 class FloorMod(ElementwiseKernel):
-    """FLOOR_MOD: float32 only (TFLM's kernel)."""
+    """FLOOR_MOD: float32 (TFLM's kernel) and int32 (LiteRT's; TFLM refuses int32)."""
 
     max_version = 2
 
     def prepare(self) -> None:
-        """Types: float32."""
-        self.require_types(("FLOAT32",))
+        """Types: float32 (TFLM's kernel) and int32 (LiteRT's: TFLM has no int32 form; exact floor semantics)."""
+        self.int32 = self.require_types(("FLOAT32", "INT32")) == "INT32"
 
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """One chunk."""
+        if self.int32:
+            if np.any(ins[1] == 0):
+                raise InputError(f"FLOOR_MOD op '{self.out.name}': an int32 divisor is 0 (LiteRT fails too)")
+            np.remainder(ins[0], ins[1], out=y)
+            return
         with np.errstate(divide="ignore", invalid="ignore"):  # x mod 0 is nan, as fmod gives
             np.remainder(ins[0], ins[1], out=y)
