@@ -76,6 +76,8 @@ Op kinds and their attributes (names and semantics are TFLite's builtins):
                                   (TFLite's floor division and the remainder with the divisor's sign); ``ADD``,
                                   ``SUB`` and ``MUL`` of int32 activations and integer constants are int32 too
                                   (see :func:`computes_integers`)
+``CAST``                          inputs (x,) int32 indices; a float activation of the same values (TFLite's
+                                  CAST int32 -> float32), quantized like any other
 ``DETECTION_POSTPROCESS``         inputs (box encodings, class scores, anchors constant); four float
                                   outputs (boxes, classes, scores, count); options (dict),
                                   custom_options (the FlexBuffers bytes): TFLite_Detection_PostProcess,
@@ -119,7 +121,7 @@ OP_KINDS = (
     "PRELU", "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "CONCATENATION", "STRIDED_SLICE", "GATHER",
     "MEAN", "SUM", "REDUCE_MAX", "SOFTMAX", "LOG_SOFTMAX", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL",
     "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "ARG_MAX", "ARG_MIN", "DETECTION_POSTPROCESS", "SELECT_V2",
-    "CUMSUM", "GATHER_ND", "TOPK_V2", "FLOOR_DIV", "FLOOR_MOD",
+    "CUMSUM", "GATHER_ND", "TOPK_V2", "FLOOR_DIV", "FLOOR_MOD", "CAST",
 ) + UNARY + BINARY + COMPARE_KINDS + LOGICAL_KINDS
 #: Ops whose outputs are stored as they are (int32 or bool), never quantized.
 RAW_OUTPUT_KINDS = INDEX_KINDS + COMPARE_KINDS + LOGICAL_KINDS
@@ -245,6 +247,22 @@ def selects_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> O
     return op.inputs[0] if op.inputs[0] in ints else None
 
 
+#: Ops that gather int32 values (input 0) by int32 indices (input 1) into an int32 output
+#: (:func:`gathers_integers`). LiteRT runs them on int32; TFLite Micro does not (its GATHER and GATHER_ND take
+#: float32 and int8 data only), so profiles that run it refuse them (:func:`converters.pipeline`).
+INT_GATHER_KINDS = ("GATHER", "GATHER_ND")
+
+
+def gathers_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> bool:
+    """True when ``op`` is a GATHER/GATHER_ND of int32 activation data (input 0 in ``ints``) by int32 indices (an
+    activation in ``ints``, or integer constants): its output holds int32 values (TopK/ArgMax positions picked by
+    other positions). ``graph``: a :class:`Graph`, or anything with its ``tensors``."""
+    if op.kind not in INT_GATHER_KINDS or len(op.inputs) < 2 or op.inputs[0] not in ints:
+        return False
+    ind = graph.tensors[op.inputs[1]]
+    return op.inputs[1] in ints if not ind.is_constant else ind.data.dtype.kind in "iu"
+
+
 def computes_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> bool:
     """True when ``op`` is integer arithmetic (:data:`INT_ARITH_KINDS`) whose activations are all int32 (in
     ``ints``) and whose constants are all integer arrays: its output is int32. ``graph``: a :class:`Graph`, or
@@ -258,8 +276,8 @@ def computes_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> 
 
 def unquantized_tensors(graph: "Graph") -> dict[str, str]:
     """Activations stored as they are, by type: ``int32`` indices (integer graph inputs,
-    :data:`INDEX_KINDS`, what :func:`selects_integers` selects from them and what :func:`computes_integers`
-    computes from them), ``bool`` masks
+    :data:`INDEX_KINDS`, what :func:`selects_integers` selects from them, what :func:`computes_integers`
+    computes from them and what :func:`gathers_integers` gathers from them), ``bool`` masks
     (:data:`COMPARE_KINDS`, :data:`LOGICAL_KINDS`), and RESHAPEs of them."""
     found: dict[str, str] = {name: "int32" for name in graph.input_dtypes}
     ints = set(found)
@@ -270,7 +288,8 @@ def unquantized_tensors(graph: "Graph") -> dict[str, str]:
             found[op.outputs[1]] = "int32"
         elif op.kind == "RESHAPE" and op.inputs and op.inputs[0] in found:
             found.update({o: found[op.inputs[0]] for o in op.outputs})
-        elif selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints):
+        elif selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints) \
+                or gathers_integers(graph, op, ints):
             found.update({o: "int32" for o in op.outputs})
         ints.update(o for o in op.outputs if found.get(o) == "int32")
     return found

@@ -125,17 +125,24 @@ def _refuse_deep_broadcasts(model: Any, graph: Graph) -> None:
 
 def _refuse_litert_only_ops(model: Any, graph: Graph, profile: Any) -> None:
     """One clear error naming the node when a profile that runs TFLite Micro gets an op TFLM has no kernel for
-    (:data:`converters.ir.LITERT_ONLY_KINDS`, e.g. TOPK_V2)."""
+    (:data:`converters.ir.LITERT_ONLY_KINDS`, e.g. TOPK_V2), or a GATHER of int32 values
+    (:func:`converters.ir.gathers_integers`: TFLM's kernel is float32/int8 only)."""
     from converters.fit import runs_tflite_micro
-    from converters.ir import LITERT_ONLY_KINDS
+    from converters.ir import LITERT_ONLY_KINDS, gathers_integers, integer_tensors
 
     if not runs_tflite_micro(profile):
         return
+    ints = integer_tensors(graph)
     for op in graph.ops:
         if op.kind in LITERT_ONLY_KINDS:
             raise UnsupportedModelError(
                 f"{model}: node '{op.name or op.outputs[0]}' ({op.kind}) has no TFLite Micro kernel, and profile "
                 f"'{profile.name}' runs TFLite Micro; convert for a profile with LiteRT (e.g. rpi4-4gb)")
+        if gathers_integers(graph, op, ints):  # TFLM's GATHER/GATHER_ND take float32 and int8 data only
+            raise UnsupportedModelError(
+                f"{model}: node '{op.name or op.outputs[0]}' ({op.kind}) gathers int32 values, which TFLite Micro's "
+                f"{op.kind} does not support, and profile '{profile.name}' runs TFLite Micro; convert for a profile "
+                "with LiteRT (e.g. rpi4-4gb)")
 
 
 def _give_back_freed_memory() -> None:

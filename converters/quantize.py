@@ -88,7 +88,8 @@ PER_CHANNEL = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTE
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "TRANSPOSE_CONV": 0, "FULLY_CONNECTED": 0}
 #: Ops TFLite Micro has no int8 kernel for (it runs them in float): written as float islands.
 FLOAT_ISLANDS = ("EXP", "LOG", "SQRT", "FLOOR", "CEIL", "ROUND", "SIN", "COS",
-                 "CUMSUM")  # LiteRT's CUMSUM has no int8 kernel
+                 "CUMSUM",  # LiteRT's CUMSUM has no int8 kernel
+                 "CAST")  # int32 indices -> float32 (TFLite's CAST), then QUANTIZE with the calibrated range
 #: Ops written in 16x8 form when their precision is ``int16``: every one has an int16 kernel in TFLite
 #: Micro (``exact`` in converters/data/op_parity.json) and in LiteRT. Not here: a standalone RELU6 (TFLite
 #: Micro's int16 RELU6 needs equal input and output parameters).

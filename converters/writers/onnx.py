@@ -376,6 +376,8 @@ class _OnnxBuilder:
             self.activation(y, op.act, out)
         elif k in unary:
             self.node(unary[k], [x[0]], [out])
+        elif k == "CAST":  # int32 indices -> float32 values
+            self.node("Cast", [x[0]], [out], to=self.TP.FLOAT)
         elif k == "FLOOR_MOD":  # int32: the remainder with the divisor's sign
             self.node("Mod", x[:2], [out], fmod=0)
         elif k == "FLOOR_DIV":  # int32: (a - floor_mod(a, b)) / b, an exact division (ONNX's Div truncates)

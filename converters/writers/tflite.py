@@ -207,6 +207,9 @@ def _options(kind: str, op: Op, graph: Graph, int16: bool = False) -> Optional[O
         return (_opt_type("TransposeOptions"), options_builder("TransposeOptions", []))
     if kind == "TOPK_V2":
         return (_opt_type("TopKV2Options"), options_builder("TopKV2Options", []))
+    if kind == "CAST":  # int32 indices -> float32 (an island: a QUANTIZE follows)
+        return (_opt_type("CastOptions"), options_builder("CastOptions", [("InDataType", TYPE["int32"]),
+                                                                          ("OutDataType", TYPE["float32"])]))
     if kind in ("MAXIMUM", "MINIMUM"):
         return (_opt_type("MaximumMinimumOptions"), options_builder("MaximumMinimumOptions", []))
     if kind == "RESHAPE":

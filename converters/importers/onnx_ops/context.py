@@ -15,8 +15,8 @@ import numpy as np
 
 from converters.importers.tensor_table import TensorTable
 from converters.ir import (
-    INDEX_KINDS, INDEX_SELECT_KINDS, INT_ARITH_KINDS, TO_NCHW, TO_NHWC, Op, Tensor, computes_integers,
-    perm_keeps_order, selects_integers,
+    INDEX_KINDS, INDEX_SELECT_KINDS, INT_ARITH_KINDS, INT_GATHER_KINDS, TO_NCHW, TO_NHWC, Op, Tensor,
+    computes_integers, gathers_integers, perm_keeps_order, selects_integers,
 )
 from edge_runtime.errors import UnsupportedModelError
 
@@ -155,7 +155,8 @@ class ImportContext(TensorTable):
         """True when ONNX tensor ``n`` holds int32 index values: an integer input, or what reshapes, slices,
         constant-index gathers and concatenations with integer constants select from one
         (:func:`converters.ir.selects_integers`), or an ARG_MAX/ARG_MIN result, TopK's indices, and integer
-        arithmetic on those (:func:`converters.ir.computes_integers`)."""
+        arithmetic on those (:func:`converters.ir.computes_integers`) and gathers of them by run-time positions
+        (:func:`converters.ir.gathers_integers`)."""
         key = self.name(n)
         if key in self.int_inputs:
             return True
@@ -164,11 +165,12 @@ class ImportContext(TensorTable):
         op = self.producer(key)
         if op is None:
             return False  # not produced yet: not remembered
-        if op.kind in INDEX_KINDS or op.kind not in INDEX_SELECT_KINDS + INT_ARITH_KINDS:
+        if op.kind in INDEX_KINDS or op.kind not in INDEX_SELECT_KINDS + INT_ARITH_KINDS + INT_GATHER_KINDS:
             found = op.kind in INDEX_KINDS or (op.kind == "TOPK_V2" and key == op.outputs[1])
         else:
             ints = {i for i in op.inputs if i in self.tensors and not self.tensors[i].is_constant and self.is_int(i)}
-            found = selects_integers(self, op, ints) is not None or computes_integers(self, op, ints)
+            found = selects_integers(self, op, ints) is not None or computes_integers(self, op, ints) \
+                or gathers_integers(self, op, ints)
         self._int_known[key] = found
         return found
 

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext, const_to_ir
-from converters.ir import INDEX_KINDS, INDEX_SELECT_KINDS
+from converters.ir import INDEX_KINDS, INDEX_SELECT_KINDS, INT_GATHER_KINDS
 
 KINDS = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "FLOOR_DIV", "Mod": "FLOOR_MOD"}
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
@@ -46,6 +46,8 @@ def value_range(ctx: ImportContext, name: str) -> Optional[tuple[int, int]]:
         return 0, int(shape[int(op.attrs.get("axis", -1)) % len(shape)]) - 1
     if op.kind == "TOPK_V2":
         return (0, int(ctx.ir_shape(op.inputs[0])[-1]) - 1) if name == op.outputs[1] else None
+    if op.kind in INT_GATHER_KINDS:  # values picked from int32 data: the data's range
+        return None if ctx.tensors[op.inputs[0]].is_constant else value_range(ctx, op.inputs[0])
     parts = [value_range(ctx, i) for i in (op.inputs if op.kind not in ("RESHAPE", "STRIDED_SLICE") else op.inputs[:1])]
     if any(p is None for p in parts) or not parts:
         return None
@@ -123,19 +125,20 @@ def integer_binary(ctx: ImportContext, node: Any, a: dict) -> None:
 
 
 def check_integer_reads(graph: Any, source: str) -> None:
-    """Refuse (one line) an op that reads int32 indices as if they were float values (a Cast of TopK/ArgMax
-    positions to float feeding float math or a concatenation with float values): only selections, integer
-    arithmetic and the indices of a GATHER/GATHER_ND read them."""
-    from converters.ir import computes_integers, integer_tensors, selects_integers
+    """Refuse (one line) an op that reads int32 indices as if they were float values (float math or a
+    concatenation with float values without a CAST to float): only selections, integer arithmetic, gathers, the
+    indices of a GATHER/GATHER_ND and a CAST to float read them."""
+    from converters.ir import computes_integers, gathers_integers, integer_tensors, selects_integers
     from edge_runtime.errors import UnsupportedModelError
 
     ints = integer_tensors(graph)
     for op in graph.ops:
-        if selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints):
+        if selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints) \
+                or gathers_integers(graph, op, ints) or op.kind == "CAST":
             continue
         for k, name in enumerate(op.inputs):
             if name in ints and not (op.kind in ("GATHER", "GATHER_ND") and k == 1):
                 raise UnsupportedModelError(
                     f"{source}: op '{op.name or op.outputs[0]}' ({op.kind}) reads the int32 indices '{name}' as float "
-                    "values (a Cast of integer positions to float is not supported); integer indices can only be "
-                    "selected from, combined by integer Add/Sub/Mul/Div/Mod, index a Gather, or be a model output")
+                    "values without a Cast to float; integer indices can only be selected from, combined by integer "
+                    "Add/Sub/Mul/Div/Mod, gathered, index a Gather, be cast to float, or be a model output")

@@ -1,5 +1,6 @@
 """Shape and layout ops: Reshape/Flatten/Squeeze/Unsqueeze, Transpose, Concat, Split, Slice, Gather,
-Pad, Expand, and the pass-through ops (Identity, Dropout, Cast to float)."""
+Pad, Expand, and the pass-through ops (Identity, Dropout, Cast to float; Cast of int32 indices to float is a
+CAST)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -25,7 +26,8 @@ def passthrough(ctx: ImportContext, node: Any, a: dict) -> None:
 
 def cast_to(ctx: ImportContext, node: Any, to: int) -> None:
     """A cast of input 0 to ONNX element type ``to``: the output is the input (a float activation stays float,
-    integer indices stay int32); a float activation cast to anything else is refused in one line."""
+    integer indices stay int32), or a CAST of int32 indices to a float activation; a float activation cast to
+    anything else is refused in one line."""
     from onnx import TensorProto
 
     src = node.input[0]
@@ -37,6 +39,9 @@ def cast_to(ctx: ImportContext, node: Any, to: int) -> None:
     if to not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
         raise ctx.err(node, f"{node.op_type} of an activation to {TensorProto.DataType.Name(to)} is not "
                             "supported; only float activations can be converted")
+    if not ctx.is_const(src) and ctx.is_int(src):  # int32 positions become float values: a real CAST
+        ctx.emit("CAST", [ctx.act(node, src)], node.output[0], {}, node, shape=ctx.ir_shape(ctx.act(node, src)))
+        return
     ctx.act(node, src)  # materialises deferred values and refuses unknown inputs
     ctx.alias[node.output[0]] = ctx.name(src)
 

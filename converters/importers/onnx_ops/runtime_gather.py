@@ -2,6 +2,12 @@
 integer model input, and what reshapes, slices, expands, tiles and casts select from them) on run-time data or a
 constant table.
 
+Run-time int32 data (TopK/ArgMax positions, picked by other positions: isbnx's ``Gather(Flatten(topk_idx),
+box * 300 + cls_pos)``) is gathered as int32 by a GATHER and stays an unquantized int32 tensor
+(:func:`converters.ir.gathers_integers`); GatherElements of it becomes one GATHER on the flattened data by flat
+positions (``index * stride + constant offsets``, int32 MUL/ADD); GatherND of it is refused (TFLite Micro and micro
+have no int32 GATHER_ND). LiteRT runs int32 GATHER; TFLite Micro does not, so its profiles refuse it.
+
 The gather only moves values: int8 data keeps its scale and zero point. Lowering uses ops TFLite Micro has:
 GATHER (Gather, any axis), GATHER_ND (GatherND with batch_dims 0; GatherElements, whose int32 index tuples are the
 run-time index on the gathered axis concatenated with constant coordinate grids on the other axes), CONCATENATION
@@ -19,7 +25,7 @@ import numpy as np
 
 from converters.importers.onnx_ops.context import ImportContext
 from converters.importers.onnx_ops.int_arith import value_range
-from converters.ir import INDEX_KINDS, INDEX_SELECT_KINDS, TO_NCHW, perm_keeps_order
+from converters.ir import INDEX_KINDS, INDEX_SELECT_KINDS, INT_GATHER_KINDS, TO_NCHW, perm_keeps_order
 
 #: Deepest index tuple tflite-micro's GATHER_ND takes.
 MAX_INDEX_DEPTH = 5
@@ -52,6 +58,8 @@ def index_span(ctx: ImportContext, name: str) -> Optional[int]:
         return int(shape[int(op.attrs.get("axis", -1)) % len(shape)])
     if op.kind == "TOPK_V2":
         return int(ctx.ir_shape(op.inputs[0])[-1])
+    if op.kind in INT_GATHER_KINDS:  # positions picked from positions: the data's span
+        return None if ctx.tensors[op.inputs[0]].is_constant else index_span(ctx, op.inputs[0])
     if op.kind not in INDEX_SELECT_KINDS:
         return None
     spans = []
@@ -92,18 +100,19 @@ def src_indices(ctx: ImportContext, node: Any) -> str:
     return ctx.to_src(ind)
 
 
-def _data(ctx: ImportContext, node: Any) -> str:
-    """Input 0 in ONNX layout: the run-time activation, or a constant float table; integer data is refused (the
-    gathered values would be integers computed at run time, which int8 cannot hold)."""
+def _data(ctx: ImportContext, node: Any, integer: bool = False) -> str:
+    """Input 0 in ONNX layout: the run-time activation, or a constant float table. Run-time int32 data (positions)
+    only where ``integer`` (the caller gathers it with a GATHER); a constant integer table is refused."""
     if ctx.is_const(node.input[0]):
         table = np.asarray(ctx.const(node, node.input[0]))
         if table.dtype.kind != "f":
             raise ctx.err(node, f"{node.op_type} from a constant {table.dtype} table with run-time indices: only "
                                 "float tables can be converted")
         return ctx.add_const(f"{node.input[0]}/table", table.astype(np.float32))
-    if ctx.is_int(node.input[0]):
+    if ctx.is_int(node.input[0]) and not integer:
         raise ctx.err(node, f"{node.op_type} of integer values ('{node.input[0]}') by run-time indices is not "
-                            "supported; only float data can be gathered by computed indices")
+                            "supported; int32 positions can be picked by Gather and GatherElements only (TFLite "
+                            "Micro and micro have no int32 GATHER_ND)")
     return ctx.to_src(ctx.act(node, node.input[0]))
 
 
@@ -123,7 +132,7 @@ def gather(ctx: ImportContext, node: Any, axis: int) -> None:
     data_shape = tuple(ctx.src_shape(node, node.input[0]))
     axis %= len(data_shape)
     idx_shape = tuple(ctx.src_shape(node, node.input[1]))
-    x = _data(ctx, node)
+    x = _data(ctx, node, integer=True)
     ind = src_indices(ctx, node)
     _check_span(ctx, node, ind, data_shape[axis], f"axis {axis} of '{node.input[0]}'")
     out_shape = data_shape[:axis] + idx_shape + data_shape[axis + 1:]
@@ -187,13 +196,16 @@ def gather_elements(ctx: ImportContext, node: Any, axis: int) -> None:
     if rank > MAX_INDEX_DEPTH:
         raise ctx.err(node, f"run-time indices into data of rank {rank}: at most {MAX_INDEX_DEPTH} are supported")
     out = node.output[0]
-    x = _data(ctx, node)
+    x = _data(ctx, node, integer=True)
     ind = src_indices(ctx, node)
     _check_span(ctx, node, ind, data_shape[axis], f"axis {axis} of '{node.input[0]}'")
     row = _broadcast_positions(ctx, ind, axis, data_shape)
     if row is not None:  # the same position across the other axes (an Expand/Tile of [1, k, 1]): one GATHER
         pos = ctx.emit("RESHAPE", [row], ctx.tmp(f"{out}/positions", (shape[axis],)), {}, node, shape=(shape[axis],))
         emit_gather(ctx, node, "GATHER", [x, pos], {"axis": axis}, shape)
+        return
+    if ctx.is_int(node.input[0]):
+        _gather_flat(ctx, node, x, ind, axis, data_shape, shape)
         return
     idx = ctx.emit("RESHAPE", [ind], ctx.tmp(f"{out}/positions", (size, 1)), {}, node, shape=(size, 1))
     grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
@@ -203,3 +215,25 @@ def gather_elements(ctx: ImportContext, node: Any, axis: int) -> None:
                                             {"axis": 1, "act": "NONE"}, node, shape=(size, rank))
     flat = ctx.emit("GATHER_ND", [x, tuples], ctx.tmp(f"{out}/flat", (size,)), {}, node, shape=(size,))
     ctx.reshape(flat, shape, out, node)
+
+
+def _gather_flat(ctx: ImportContext, node: Any, x: str, ind: str, axis: int, data_shape: tuple[int, ...],
+                 shape: tuple[int, ...]) -> None:
+    """GatherElements of int32 data ``x`` (ONNX layout): one GATHER on the flattened data by the flat position
+    of each output element, ``index * stride(axis) + offset`` (int32 MUL and ADD; the offsets of the other axes
+    are a constant)."""
+    out = node.output[0]
+    rank, size = len(shape), int(np.prod(data_shape))
+    strides = [int(np.prod(data_shape[d + 1:])) for d in range(rank)]
+    grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    offsets = sum((grids[d] * strides[d] for d in range(rank) if d != axis), np.zeros(shape, np.int64))
+    flat_data = ctx.emit("RESHAPE", [x], ctx.tmp(f"{out}/flat_data", (size,)), {}, node, shape=(size,))
+    pos = ind
+    if strides[axis] != 1:
+        stride = ctx.add_const(f"{out}/stride", np.array([strides[axis]], np.int32), np.int32)
+        pos = ctx.emit("MUL", [pos, stride], ctx.tmp(f"{out}/scaled", shape), {"act": "NONE"}, node, shape=shape)
+    if np.any(offsets):
+        const = ctx.add_const(f"{out}/offsets", offsets.astype(np.int32), np.int32)
+        pos = ctx.emit("ADD", [pos, const], ctx.tmp(f"{out}/flat_positions", shape), {"act": "NONE"}, node,
+                       shape=shape)
+    emit_gather(ctx, node, "GATHER", [flat_data, pos], {"axis": 0}, shape)

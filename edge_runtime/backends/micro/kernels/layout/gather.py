@@ -1,14 +1,18 @@
-"""GATHER: pick slices of the input along an axis by int32 positions (constant or computed at run time)."""
+"""GATHER: pick slices of the input along an axis by int32 positions (constant or computed at run time).
+
+float32 and int8 data as tflite-micro; int32 data (positions picked by positions) as LiteRT, which runs it
+(tflite-micro refuses it: the converter refuses it on TFLite Micro profiles, micro runs it for LiteRT ones).
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from edge_runtime.backends.micro.kernels.base import Inputs, Kernel, OpContext, Outputs, Scratch, Workspace
 from edge_runtime.backends.micro.kernels.layout.common import (
-    F32, I8, INDEX32, fail_at_run, io, option, prod, require_type, same_shape,
+    F32, I8, I32, INDEX32, fail_at_run, io, option, prod, require_type, same_shape,
 )
 
-TYPES = (F32, I8)
+TYPES = (F32, I8, I32)
 
 
 class Gather(Kernel):
