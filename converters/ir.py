@@ -274,6 +274,14 @@ def computes_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> 
     return bool(acts) and all(i in ints for i in acts) and all(c.dtype.kind in "iu" for c in consts)
 
 
+def produces_integers(graph: Any, op: Op, ints: "set[str] | dict[str, str]") -> bool:
+    """True when ``op`` writes int32 values from the int32 activations in ``ints``: it selects them
+    (:func:`selects_integers`), computes on them (:func:`computes_integers`) or gathers them
+    (:func:`gathers_integers`). ``graph``: a :class:`Graph`, or anything with its ``tensors``."""
+    return selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints) \
+        or gathers_integers(graph, op, ints)
+
+
 def unquantized_tensors(graph: "Graph") -> dict[str, str]:
     """Activations stored as they are, by type: ``int32`` indices (integer graph inputs,
     :data:`INDEX_KINDS`, what :func:`selects_integers` selects from them, what :func:`computes_integers`
@@ -288,16 +296,15 @@ def unquantized_tensors(graph: "Graph") -> dict[str, str]:
             found[op.outputs[1]] = "int32"
         elif op.kind == "RESHAPE" and op.inputs and op.inputs[0] in found:
             found.update({o: found[op.inputs[0]] for o in op.outputs})
-        elif selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints) \
-                or gathers_integers(graph, op, ints):
+        elif produces_integers(graph, op, ints):
             found.update({o: "int32" for o in op.outputs})
         ints.update(o for o in op.outputs if found.get(o) == "int32")
     return found
 
 
 def integer_tensors(graph: "Graph") -> set[str]:
-    """Activations holding int32 indices: integer graph inputs, outputs of :data:`INDEX_KINDS` ops and
-    what :func:`selects_integers` selects from them."""
+    """Activations holding int32 indices: integer graph inputs, outputs of :data:`INDEX_KINDS` ops and TopK's
+    indices, and what :func:`produces_integers` writes from them."""
     return {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
 
 

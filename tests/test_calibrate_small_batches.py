@@ -27,6 +27,7 @@ from converters.calibration_histograms import SmallBatches as _SmallBatches
 from converters.calibration_histograms import histogram_counts as _histogram
 from converters.calibration_data import open_calibration
 from converters.pipeline import convert_model, import_model
+from tests.test_calibrate_derived_histograms import _counting_binner
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "converters" / "data" / "digits_cnn.onnx"
@@ -71,19 +72,6 @@ def test_plan_batches_only_small_tensors_within_the_budget():
     assert _SmallBatches.plan(many) is None  # one sample of them fills the budget: nothing to gain
 
 
-def _counting(calls: list):  # type: ignore[no-untyped-def]
-    real = ch.Binner
-
-    def make(size: int = 0):  # type: ignore[no-untyped-def]
-        binner = real(size)
-
-        def counted(v: np.ndarray, lo: float, hi: float, bins: int = BINS) -> np.ndarray:
-            calls.append(v.size)
-            return binner(v, lo, hi, bins)
-        return counted
-    return make
-
-
 @pytest.fixture(scope="module")
 def digits():  # type: ignore[no-untyped-def]
     graph = import_model(str(DIGITS))
@@ -95,7 +83,7 @@ def digits():  # type: ignore[no-untyped-def]
 def test_digits_ranges_equal_with_batching_on_and_off_in_fewer_calls(digits, method, monkeypatch):
     graph, data = digits
     calls: list = []
-    monkeypatch.setattr(ch, "Binner", _counting(calls))
+    monkeypatch.setattr(ch, "Binner", _counting_binner(calls))
     batched = calibrate(graph, data, method, runs=cal.FloatRuns(graph))
     n_batched = len(calls)
     calls.clear()

@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from converters.ir import Graph, Op, computes_integers, float_output_tensors, unquantized_tensors
+from converters.ir import Graph, Op, computes_integers, float_output_tensors, integer_tensors, unquantized_tensors
 from converters.quantize import QParams, QuantPlan, QuantWeight
 from converters.writers.onnx_detection import detection_postprocess
 from edge_runtime.errors import UnsupportedModelError
@@ -46,7 +46,7 @@ class _OnnxBuilder:
         self.ms_domain = False
         self.n = 0
         self.float_outs = float_output_tensors(graph)
-        self.int32s = {t for t, d in unquantized_tensors(graph).items() if d == "int32"}
+        self.int32s = integer_tensors(graph)
 
     def uid(self, base: str) -> str:
         self.n += 1

@@ -16,7 +16,7 @@ import numpy as np
 from converters.importers.tensor_table import TensorTable
 from converters.ir import (
     INDEX_KINDS, INDEX_SELECT_KINDS, INT_ARITH_KINDS, INT_GATHER_KINDS, TO_NCHW, TO_NHWC, Op, Tensor,
-    computes_integers, gathers_integers, perm_keeps_order, selects_integers,
+    perm_keeps_order, produces_integers,
 )
 from edge_runtime.errors import UnsupportedModelError
 
@@ -169,8 +169,7 @@ class ImportContext(TensorTable):
             found = op.kind in INDEX_KINDS or (op.kind == "TOPK_V2" and key == op.outputs[1])
         else:
             ints = {i for i in op.inputs if i in self.tensors and not self.tensors[i].is_constant and self.is_int(i)}
-            found = selects_integers(self, op, ints) is not None or computes_integers(self, op, ints) \
-                or gathers_integers(self, op, ints)
+            found = produces_integers(self, op, ints)
         self._int_known[key] = found
         return found
 

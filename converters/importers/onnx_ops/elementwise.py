@@ -24,7 +24,7 @@ from converters.importers.onnx_ops.context import (
 )
 from converters.importers.onnx_ops.erf import emit_erf
 from converters.importers.onnx_ops.gelu import expand_gelu
-from converters.importers.onnx_ops.int_arith import integer_binary, reads_integers
+from converters.importers.onnx_ops.int_arith import integer_binary, integer_input, reads_integers
 from converters.importers.onnx_ops.math_chain import Chain
 from converters.importers.onnx_ops.power import emit_pow
 from converters.ir import Op
@@ -261,7 +261,7 @@ def _hardswish(ctx: ImportContext, node: Any) -> bool:
 
 def _refuse_integers(ctx: ImportContext, node: Any) -> None:
     """One refusal line for float math on int32 indices (a TopK/ArgMax position, an integer input)."""
-    n = next((i for i in node.input if i and not ctx.is_const(i) and ctx.is_int(i)), None)
+    n = integer_input(ctx, node)
     if n is not None:
         raise ctx.err(node, f"{node.op_type} of the integer indices '{n}' is not supported; only Add, Sub, Mul, Div "
                             "and Mod convert on integer indices")

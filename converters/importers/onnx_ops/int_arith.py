@@ -26,9 +26,14 @@ KINDS = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "FLOOR_DIV", "Mod": "F
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
 
 
+def integer_input(ctx: ImportContext, node: Any) -> Optional[str]:
+    """The first input of ``node`` that is an int32 activation (:meth:`ImportContext.is_int`), or None."""
+    return next((i for i in node.input if i and not ctx.is_const(i) and ctx.is_int(i)), None)
+
+
 def reads_integers(ctx: ImportContext, node: Any) -> bool:
     """True when an input of ``node`` is an int32 activation (:meth:`ImportContext.is_int`)."""
-    return any(i and not ctx.is_const(i) and ctx.is_int(i) for i in node.input)
+    return integer_input(ctx, node) is not None
 
 
 def value_range(ctx: ImportContext, name: str) -> Optional[tuple[int, int]]:
@@ -128,13 +133,12 @@ def check_integer_reads(graph: Any, source: str) -> None:
     """Refuse (one line) an op that reads int32 indices as if they were float values (float math or a
     concatenation with float values without a CAST to float): only selections, integer arithmetic, gathers, the
     indices of a GATHER/GATHER_ND and a CAST to float read them."""
-    from converters.ir import computes_integers, gathers_integers, integer_tensors, selects_integers
+    from converters.ir import integer_tensors, produces_integers
     from edge_runtime.errors import UnsupportedModelError
 
     ints = integer_tensors(graph)
     for op in graph.ops:
-        if selects_integers(graph, op, ints) is not None or computes_integers(graph, op, ints) \
-                or gathers_integers(graph, op, ints) or op.kind == "CAST":
+        if produces_integers(graph, op, ints) or op.kind == "CAST":
             continue
         for k, name in enumerate(op.inputs):
             if name in ints and not (op.kind in ("GATHER", "GATHER_ND") and k == 1):

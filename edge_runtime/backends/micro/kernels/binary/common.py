@@ -28,6 +28,7 @@ from edge_runtime.backends.micro.kernels.base import (
     activation_name,
     qparams,
 )
+from edge_runtime.errors import InputError
 from edge_runtime.formats.tflite import Operator, SubGraph, TensorInfo, TFLiteModel
 
 I64 = np.dtype(np.int64)
@@ -102,6 +103,12 @@ def pair_lookup(table: np.ndarray, a_u8: np.ndarray, b_u8: np.ndarray, idx: np.n
     np.left_shift(idx, 8, out=idx)
     np.bitwise_or(idx, b_u8, out=idx)
     table.take(idx, out=y, mode="clip")
+
+
+def refuse_zero_divisor(kind: str, name: str, divisor: np.ndarray) -> None:
+    """One clear line when an int32 divisor holds a 0 (LiteRT fails on it too); no temporary array."""
+    if not divisor.all():
+        raise InputError(f"{kind} op '{name}': an int32 divisor is 0 (LiteRT fails too)")
 
 
 def int_activation_range(ctx: OpContext, code: int) -> tuple[int, int]:

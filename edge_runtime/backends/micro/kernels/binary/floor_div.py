@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.binary.common import ElementwiseKernel
-from edge_runtime.errors import InputError
+from edge_runtime.backends.micro.kernels.binary.common import ElementwiseKernel, refuse_zero_divisor
 
 
 class FloorDiv(ElementwiseKernel):
@@ -21,8 +20,7 @@ class FloorDiv(ElementwiseKernel):
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """One chunk: float64 quotient, floor, back to float32."""
         if self.int32:
-            if np.any(ins[1] == 0):
-                raise InputError(f"FLOOR_DIV op '{self.out.name}': an int32 divisor is 0 (LiteRT fails too)")
+            refuse_zero_divisor("FLOOR_DIV", self.out.name, ins[1])
             np.floor_divide(ins[0], ins[1], out=y)
             return
         q = t["q"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.backends.micro.kernels.binary.common import ElementwiseKernel
-from edge_runtime.errors import InputError
+from edge_runtime.backends.micro.kernels.binary.common import ElementwiseKernel, refuse_zero_divisor
 
 
 class FloorMod(ElementwiseKernel):
@@ -20,8 +19,7 @@ class FloorMod(ElementwiseKernel):
     def compute(self, ins: tuple[np.ndarray, ...], y: np.ndarray, t: dict[str, np.ndarray]) -> None:
         """One chunk."""
         if self.int32:
-            if np.any(ins[1] == 0):
-                raise InputError(f"FLOOR_MOD op '{self.out.name}': an int32 divisor is 0 (LiteRT fails too)")
+            refuse_zero_divisor("FLOOR_MOD", self.out.name, ins[1])
             np.remainder(ins[0], ins[1], out=y)
             return
         with np.errstate(divide="ignore", invalid="ignore"):  # x mod 0 is nan, as fmod gives
